@@ -1,0 +1,55 @@
+package bench
+
+import (
+	"time"
+
+	"github.com/HdrHistogram/hdrhistogram-go"
+)
+
+// Latency histograms record nanoseconds from 1 ns to latencyMax with three
+// significant digits, as fio's percentiles need.
+const latencyMax = int64(60 * time.Second)
+
+func newLatencyHistogram() *hdrhistogram.Histogram {
+	return hdrhistogram.New(1, latencyMax, 3)
+}
+
+// DirStats is what one job clone (or a group) did in one direction
+// (read or write), counted after ramp_time.
+type DirStats struct {
+	IOBytes  int64 // bytes transferred
+	TotalIOs int64 // I/Os completed
+	ShortIOs int64 // I/Os that completed short and were resubmitted for the rest
+	Runtime  time.Duration
+	// Slat: from the I/O being prepared to its submission system call returning.
+	// Clat: from submission returning to the completion being reaped.
+	// Lat: Slat + Clat. Same definitions as fio's slat_ns, clat_ns, lat_ns.
+	Slat, Clat, Lat *hdrhistogram.Histogram
+	// PerSecondBytes and PerSecondIOs hold what completed in each whole
+	// second of Runtime, for fio's bw_min/bw_max/bw_mean/bw_dev and iops_*.
+	PerSecondBytes []int64
+	PerSecondIOs   []int64
+}
+
+// JobResult is one job clone's outcome, or a group's when group_reporting
+// merged its clones.
+type JobResult struct {
+	Job         *Job
+	Clones      int // 1, or NumJobs when merged by group_reporting
+	Backend     string
+	Read, Write DirStats
+	Sync        *hdrhistogram.Histogram // fsync latencies, ns
+	Elapsed     time.Duration           // wall time including ramp
+	Runtime     time.Duration           // measured time, after ramp
+	UsrCPU      float64                 // percent of one CPU, over Runtime
+	SysCPU      float64
+	Ctx         int64 // context switches
+	Err         error
+}
+
+// Result is one weft bench run.
+type Result struct {
+	Version string
+	Start   time.Time
+	Jobs    []JobResult
+}
