@@ -1,0 +1,79 @@
+# weft — see README.md. Every target works on a fresh Debian machine with Go.
+GO        ?= go
+BIN       := bin/weft
+PKGS      := ./...
+FUZZTIME  ?= 10s
+RUNDIR    ?= /var/tmp
+STATICCHECK := $(shell $(GO) env GOPATH)/bin/staticcheck
+
+.PHONY: all build run test deps vet race lint fuzz fuzz-short bench compare clean
+
+all: build
+
+build:
+	$(GO) build -o $(BIN) ./tools/weft
+
+# The embedded default. Until the cluster exists (see README), it runs
+# weft bench on a temporary file and prints the summary.
+run: build
+	@f=$$(mktemp -p $(RUNDIR) weft-run.XXXXXX.dat) && rm -f $$f && \
+	trap 'rm -f '$$f EXIT && \
+	$(BIN) iobackend && \
+	$(BIN) bench --name=randrw --rw=randrw --bs=4k --size=256m --iodepth=32 \
+		--runtime=5s --time_based --direct=1 file:$$f
+
+# Packages the tests need: fio for the comparison tests, fuse3 for the
+# mount tests of later issues. Installed only when missing and when we can.
+deps:
+	@missing=""; \
+	command -v fio >/dev/null 2>&1 || missing="$$missing fio"; \
+	command -v fusermount3 >/dev/null 2>&1 || missing="$$missing fuse3"; \
+	if [ -n "$$missing" ]; then \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+			echo "installing:$$missing"; \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+		else \
+			echo "warning: missing$$missing and cannot apt-get install them; the tests that need them will skip"; \
+		fi; \
+	fi
+
+vet:
+	$(GO) vet $(PKGS)
+
+# make test = vet + the race-enabled short suite with invariant checks, then
+# the suite again without the build tag, as production builds it.
+test: deps vet
+	$(GO) test -race -short -tags invariants -count=1 -timeout 15m $(PKGS)
+	$(GO) test -short -count=1 -timeout 15m $(PKGS)
+
+race:
+	GOMAXPROCS=1 $(GO) test -race -short -count=1 $(PKGS)
+	GOMAXPROCS=4 $(GO) test -race -short -count=1 $(PKGS)
+
+lint: vet
+	@out=$$(gofmt -s -l .); if [ -n "$$out" ]; then echo "gofmt -s needed:"; echo "$$out"; exit 1; fi
+	@test -x $(STATICCHECK) || $(GO) install honnef.co/go/tools/cmd/staticcheck@latest
+	$(STATICCHECK) $(PKGS)
+
+# Every fuzz target, FUZZTIME each (the seed corpora also run in make test).
+fuzz:
+	@set -e; for pkg in $$($(GO) list $(PKGS)); do \
+		for t in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz' || true); do \
+			echo "fuzz $$pkg $$t ($(FUZZTIME))"; \
+			$(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) $$pkg; \
+		done; \
+	done
+
+fuzz-short:
+	$(MAKE) fuzz FUZZTIME=3s
+
+# Micro-benchmarks (0 allocs/op on the ring hot path), then weft against fio.
+bench: build
+	$(GO) test -run '^$$' -bench . -benchmem -count 3 ./ioring ./bench
+	bench/compare-fio.sh
+
+compare: build
+	bench/compare-fio.sh
+
+clean:
+	rm -rf bin

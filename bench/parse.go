@@ -1,0 +1,1203 @@
+package bench
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+	"unicode"
+)
+
+// This file turns a `weft bench` command line, or an fio job file, into
+// validated Jobs. Parsing goes in three steps:
+//
+//  1. Split the input into raw jobs: a name and the options that apply to
+//     it, in the order they take effect (a job file's [global] options
+//     first, then the job's own, then on the command line the global
+//     options that override job files).
+//  2. Check each option's value on its own, once, where it was written, so
+//     that a bad [global] value is reported once and not once per job.
+//  3. Build each Job from defaults and its options, then check the rules
+//     that tie options together (bs with direct, iodepth with ioengine, ...).
+//
+// Every step adds to one problem list instead of stopping, so the user sees
+// every mistake at once.
+
+// Limits on what the parser accepts. They keep what a mistaken or hostile
+// job file costs bounded, fuzzing included.
+const (
+	jobFileBytesMax = 1 << 20 // bytes in one job file
+	jobFileLineMax  = 4096    // bytes in one job file line, newline excluded
+	jobsMax         = 1024    // jobs in one run (clones not counted)
+	jobOptionsMax   = 256     // options applying to one job, [global] ones included
+	// argValueMax bounds a command-line value, job name or target, so that
+	// FormatJobFile never writes a line over jobFileLineMax.
+	argValueMax = 4000
+	problemsMax = 100 // problem lines in one UsageError; the rest are counted
+
+	bsMin       = 512
+	bsMax       = 64 << 20
+	directAlign = 4096 // O_DIRECT block size alignment we require
+	iodepthMax  = 4096
+	numJobsMax  = 256
+	roundsMax   = 100
+	roundsDef   = 3
+)
+
+// ErrHelp is returned by ParseArgs when the arguments ask for help (-h or
+// --help). The caller prints Usage and exits successfully.
+var ErrHelp = errors.New("bench: help requested")
+
+// UsageError is returned by ParseArgs and ParseJobFile for any problem with
+// their input. Each problem is one line that starts with "bench: " and names
+// the option (and the job, or file:line, where that helps), the value given
+// and what is accepted.
+type UsageError struct {
+	Problems []string
+}
+
+// Error returns the problems, one per line.
+func (e *UsageError) Error() string { return strings.Join(e.Problems, "\n") }
+
+// Spec is a parsed `weft bench` invocation.
+type Spec struct {
+	Jobs         []Job  // in order; clones (numjobs) are NOT expanded
+	OutputFormat string // "normal" (default) or "json"
+	CompareFio   bool   // --compare-fio
+	Rounds       int    // --rounds=N, default 3, 1..100; only meaningful with CompareFio
+	ETA          string // --eta=auto (default: progress line only when stderr is a terminal) | always | never
+	FioPath      string // --fio=PATH, default "fio"
+}
+
+// Usage documents every option and target form ParseArgs accepts.
+const Usage = `usage: weft bench [flags] [job options] [--name=JOB [job options]]... [JOBFILE]... [TARGET]
+
+Runs fio-style jobs against a target and prints a fio-like report.
+
+Targets (one at most; it applies to every job without filename=):
+  file:PATH               a file or block device, driven through io_uring or psync
+  engine:DIR              the weft engine, in-process (not supported yet)
+  path:DIR                any mounted directory (not supported yet)
+  weft://ADDR/CONTAINER   a cluster, through the native client (not supported yet)
+Any other argument is an fio job file.
+
+Job options use fio's names: --opt=VALUE or --opt VALUE on the command line,
+opt=VALUE in a job file. Options before the first --name apply to every job
+(and override the job files' values); options after a --name belong to that
+job. Without --name or a job file there is one job, named "job".
+  --name=NAME          start a new job (command line only)
+  --rw=PATTERN         read (default), write, randread, randwrite, randrw,
+                       readwrite (or rw)
+  --bs=SIZE            block size: 512 to 64m, a multiple of 512, and of 4096
+                       with direct=1; default 4k
+  --size=SIZE          bytes per job clone; default: the existing file's size
+  --iodepth=N          I/Os in flight per clone, 1 to 4096; default 1
+  --numjobs=N          identical clones of the job, 1 to 256; default 1
+  --runtime=TIME       stop after this long; default: when size is done
+  --time_based         repeat over size until runtime is up (needs runtime)
+  --ramp_time=TIME     run this long before measuring; default 0
+  --direct=0|1         1: bypass the page cache (O_DIRECT); default 0
+  --fsync=N            fsync after every N writes; default 0 (never)
+  --ioengine=ENGINE    io_uring (default) or psync (needs iodepth=1)
+  --rwmixread=PCT      percent reads for randrw and readwrite, 0 to 100;
+                       default 50
+  --group_reporting    report a job's clones together
+  --filename=PATH      this job's target: PATH or file:PATH
+  --description=TEXT   accepted and ignored
+time_based and group_reporting may be given bare, or as =1 or =0.
+
+SIZE is a whole number of bytes, optionally followed by k, m, g or t (or kb,
+kib, mb, ...: all are powers of 1024, any case), e.g. 4k or 1g.
+TIME is a whole number, optionally followed by us, ms, s, m, h or d; a bare
+number is seconds.
+
+Flags:
+  --output-format=FMT  normal (default) or json (shaped like fio's)
+  --compare-fio        also run the jobs under fio and compare the results
+  --rounds=N           with --compare-fio, rounds of each, 1 to 100; default 3
+  --eta=WHEN           progress line: auto (default: when stderr is a
+                       terminal), always or never
+  --fio=PATH           the fio binary for --compare-fio; default fio
+  -h, --help           print this help
+
+Job files are fio's ini format: [global] and [jobname] sections of opt=value
+lines (bare opt for time_based and group_reporting); lines starting with ; or
+# are comments. A [global] section applies to the jobs after it.
+`
+
+// Indexes into jobOptionDefs.
+const (
+	optRW = iota
+	optBS
+	optSize
+	optIODepth
+	optNumJobs
+	optRuntime
+	optTimeBased
+	optRampTime
+	optDirect
+	optFsync
+	optIOEngine
+	optRWMixRead
+	optGroupReporting
+	optFilename
+	optDescription
+	optCount
+)
+
+// jobOptionDef describes one fio job option.
+type jobOptionDef struct {
+	name string
+	// flag: the option may be given bare, which means 1.
+	flag bool
+	// set checks value and stores it in j. It returns "" or why the value is
+	// not accepted (said after "name=value: "), leaving j unchanged.
+	set func(j *Job, value string) string
+}
+
+var jobOptionDefs = [optCount]jobOptionDef{
+	optRW: {name: "rw", set: func(j *Job, v string) string {
+		p, ok := parsePattern(v)
+		if !ok {
+			return "unknown pattern; accepted: read, write, randread, randwrite, randrw, readwrite"
+		}
+		j.Pattern = p
+		return ""
+	}},
+	optBS: {name: "bs", set: func(j *Job, v string) string {
+		n, why := parseSize(v)
+		switch {
+		case why != "":
+			return why
+		case n < bsMin || n > bsMax:
+			return "must be between 512 bytes and 64m"
+		case n%bsMin != 0:
+			return "must be a multiple of 512 bytes"
+		}
+		j.BlockSize = n
+		return ""
+	}},
+	optSize: {name: "size", set: func(j *Job, v string) string {
+		n, why := parseSize(v)
+		switch {
+		case why != "":
+			return why
+		case n == 0:
+			return "must be greater than 0; leave size out to use the whole existing file"
+		}
+		j.Size = n
+		return ""
+	}},
+	optIODepth: {name: "iodepth", set: func(j *Job, v string) string {
+		n, why := parseIntIn(v, 1, iodepthMax)
+		if why != "" {
+			return why
+		}
+		j.IODepth = n
+		return ""
+	}},
+	optNumJobs: {name: "numjobs", set: func(j *Job, v string) string {
+		n, why := parseIntIn(v, 1, numJobsMax)
+		if why != "" {
+			return why
+		}
+		j.NumJobs = n
+		return ""
+	}},
+	optRuntime: {name: "runtime", set: func(j *Job, v string) string {
+		d, why := parseDuration(v)
+		if why != "" {
+			return why
+		}
+		j.Runtime = d
+		return ""
+	}},
+	optTimeBased: {name: "time_based", flag: true, set: func(j *Job, v string) string {
+		b, why := parseFlag(v, "time_based")
+		if why != "" {
+			return why
+		}
+		j.TimeBased = b
+		return ""
+	}},
+	optRampTime: {name: "ramp_time", set: func(j *Job, v string) string {
+		d, why := parseDuration(v)
+		if why != "" {
+			return why
+		}
+		j.RampTime = d
+		return ""
+	}},
+	optDirect: {name: "direct", set: func(j *Job, v string) string {
+		switch v {
+		case "0":
+			j.Direct = false
+		case "1":
+			j.Direct = true
+		default:
+			return "accepted: 0 or 1"
+		}
+		return ""
+	}},
+	optFsync: {name: "fsync", set: func(j *Job, v string) string {
+		n, why := parseIntIn(v, 0, math.MaxInt32)
+		if why != "" {
+			return why
+		}
+		j.Fsync = n
+		return ""
+	}},
+	optIOEngine: {name: "ioengine", set: func(j *Job, v string) string {
+		switch v {
+		case EngineIOUring.String():
+			j.IOEngine = EngineIOUring
+		case EnginePsync.String():
+			j.IOEngine = EnginePsync
+		default:
+			return "unknown engine; accepted: io_uring, psync"
+		}
+		return ""
+	}},
+	optRWMixRead: {name: "rwmixread", set: func(j *Job, v string) string {
+		n, why := parseIntIn(v, 0, 100)
+		if why != "" {
+			return why
+		}
+		j.RWMixRead = n
+		return ""
+	}},
+	optGroupReporting: {name: "group_reporting", flag: true, set: func(j *Job, v string) string {
+		b, why := parseFlag(v, "group_reporting")
+		if why != "" {
+			return why
+		}
+		j.GroupReporting = b
+		return ""
+	}},
+	optFilename: {name: "filename", set: func(j *Job, v string) string {
+		t, why := parseFileTarget(v)
+		if why != "" {
+			return why
+		}
+		j.Target = t
+		return ""
+	}},
+	optDescription: {name: "description", set: func(*Job, string) string { return "" }},
+}
+
+// jobOptionNames lists the job options for "accepted:" in messages.
+const jobOptionNames = "rw, bs, size, iodepth, numjobs, runtime, time_based, ramp_time, direct, " +
+	"fsync, ioengine, rwmixread, group_reporting, filename, description"
+
+// cliOptionNames lists everything ParseArgs takes after "--".
+const cliOptionNames = "name, " + jobOptionNames + ", output-format, compare-fio, rounds, eta, fio, help"
+
+func lookupJobOption(name string) (int, bool) {
+	for i := range jobOptionDefs {
+		if jobOptionDefs[i].name == name {
+			return i, true
+		}
+	}
+	return 0, false
+}
+
+// defaultJob returns a Job named name with fio's defaults and nothing else.
+func defaultJob(name string) Job {
+	return Job{
+		Name:      name,
+		Pattern:   PatternRead,
+		BlockSize: 4096,
+		IODepth:   1,
+		NumJobs:   1,
+		IOEngine:  EngineIOUring,
+		RWMixRead: 50,
+	}
+}
+
+// rawOption is one option as written, before it is applied to a Job.
+type rawOption struct {
+	Option
+	def   int    // index into jobOptionDefs
+	where string // "file:line" in a job file, "" on the command line
+	bad   bool   // its value was rejected and reported
+}
+
+// check reports o's value if it is not acceptable on its own. job names the
+// job o was written for, "" for global options.
+func (o *rawOption) check(job string, jobAlways bool, probs *problemList) {
+	var scratch Job
+	if why := jobOptionDefs[o.def].set(&scratch, o.Value); why != "" {
+		o.bad = true
+		probs.add(problem{where: o.where, job: job, jobAlways: jobAlways, text: showOption(o.Name, o.Value) + ": " + why})
+	}
+}
+
+// rawJob is a job section or --name with the options that apply to it, in
+// the order they take effect.
+type rawJob struct {
+	name     string
+	where    string // its [section] header as "file:line"; "" on the command line
+	fromFile bool
+	opts     []*rawOption
+}
+
+// problem is one line of a UsageError, before it is worded.
+type problem struct {
+	where     string // "file:line", "file" or ""
+	job       string // the job it concerns, or ""
+	jobAlways bool   // name the job even if it is the only one (it is in a job file)
+	text      string
+}
+
+// problemList collects problems, keeping the first problemsMax.
+type problemList struct {
+	list []problem
+	more int
+}
+
+func (p *problemList) add(pr problem) {
+	if len(p.list) >= problemsMax {
+		p.more++
+		return
+	}
+	p.list = append(p.list, pr)
+}
+
+func (p *problemList) len() int { return len(p.list) + p.more }
+
+// err returns nil, or a *UsageError with one line per problem. jobs is how
+// many jobs there are: with more than one, every job problem names its job.
+func (p *problemList) err(jobs int) error {
+	if p.len() == 0 {
+		return nil
+	}
+	lines := make([]string, 0, len(p.list)+1)
+	for _, pr := range p.list {
+		var b strings.Builder
+		b.WriteString("bench: ")
+		if pr.where != "" {
+			b.WriteString(pr.where)
+			b.WriteString(": ")
+		}
+		if pr.job != "" && (pr.jobAlways || jobs > 1) {
+			b.WriteString("job ")
+			b.WriteString(pr.job)
+			b.WriteString(": ")
+		}
+		b.WriteString(pr.text)
+		lines = append(lines, b.String())
+	}
+	if p.more > 0 {
+		lines = append(lines, fmt.Sprintf("bench: %d more problems not shown", p.more))
+	}
+	return &UsageError{Problems: lines}
+}
+
+// showOption renders name=value for a message, quoting a value that would
+// not read plainly.
+func showOption(name, value string) string {
+	if strings.ContainsFunc(value, func(r rune) bool { return !unicode.IsPrint(r) }) {
+		value = strconv.Quote(value)
+	}
+	return name + "=" + value
+}
+
+// ParseArgs parses the arguments of `weft bench` (the program and subcommand
+// names excluded; see Usage). It reads the job files named in args. Every
+// problem with the input is reported in one *UsageError; -h or --help returns
+// ErrHelp. On success every Job is valid and has a Target.
+func ParseArgs(args []string) (*Spec, error) {
+	spec := &Spec{OutputFormat: "normal", Rounds: roundsDef, ETA: "auto", FioPath: "fio"}
+	var (
+		probs   problemList
+		globals []*rawOption // before the first --name
+		jobs    []*rawJob    // job file jobs and --name jobs, in order
+		cur     *rawJob      // the last --name job
+		targets []string
+		sawFile bool
+	)
+	cliProblem := func(text string) { probs.add(problem{text: text}) }
+	positional := func(arg string) {
+		if isTargetArg(arg) {
+			targets = append(targets, arg)
+			return
+		}
+		sawFile = true
+		data, err := readJobFile(arg)
+		if err != nil {
+			text := "job file: " + err.Error()
+			if errors.Is(err, os.ErrNotExist) {
+				text += " (a target is written file:PATH)"
+			}
+			cliProblem(text)
+			return
+		}
+		jobs = append(jobs, parseJobFileRaw(arg, data, &probs)...)
+	}
+
+	for i := 0; i < len(args); i++ {
+		arg := args[i]
+		switch {
+		case arg == "--":
+			for _, a := range args[i+1:] {
+				positional(a)
+			}
+			i = len(args)
+			continue
+		case arg == "-h" || arg == "-help" || arg == "--help" || strings.HasPrefix(arg, "--help="):
+			return nil, ErrHelp
+		case arg == "-" || !strings.HasPrefix(arg, "-"):
+			positional(arg)
+			continue
+		case !strings.HasPrefix(arg, "--"):
+			cliProblem(fmt.Sprintf("unknown option %s; options start with -- (accepted: %s)", arg, cliOptionNames))
+			continue
+		}
+
+		name, value, hasValue := strings.Cut(arg[2:], "=")
+		def, isJobOpt := lookupJobOption(name)
+		takesValue := false
+		switch name {
+		case "name", "output-format", "rounds", "eta", "fio":
+			takesValue = true
+		default:
+			takesValue = isJobOpt && !jobOptionDefs[def].flag
+		}
+		if !hasValue && takesValue && i+1 < len(args) && !strings.HasPrefix(args[i+1], "--") {
+			i++
+			value, hasValue = args[i], true
+		}
+		value = strings.TrimSpace(value)
+		if takesValue && !hasValue {
+			cliProblem(fmt.Sprintf("--%s: needs a value (--%s=VALUE)", name, name))
+			continue
+		}
+		if hasValue {
+			if why := checkArgValue(value); why != "" {
+				cliProblem(fmt.Sprintf("--%s: %s", name, why))
+				continue
+			}
+		}
+
+		switch name {
+		case "output-format":
+			if value != "normal" && value != "json" {
+				cliProblem(fmt.Sprintf("--output-format=%s: unknown format; accepted: normal, json", value))
+				continue
+			}
+			spec.OutputFormat = value
+		case "compare-fio":
+			if !hasValue {
+				value = "1"
+			}
+			b, why := parseFlag(value, "--compare-fio")
+			if why != "" {
+				cliProblem(fmt.Sprintf("--compare-fio=%s: %s", value, why))
+				continue
+			}
+			spec.CompareFio = b
+		case "rounds":
+			n, why := parseIntIn(value, 1, roundsMax)
+			if why != "" {
+				cliProblem(fmt.Sprintf("--rounds=%s: %s", value, why))
+				continue
+			}
+			spec.Rounds = n
+		case "eta":
+			if value != "auto" && value != "always" && value != "never" {
+				cliProblem(fmt.Sprintf("--eta=%s: accepted: auto, always, never", value))
+				continue
+			}
+			spec.ETA = value
+		case "fio":
+			if value == "" {
+				cliProblem("--fio=: needs the path of the fio binary")
+				continue
+			}
+			spec.FioPath = value
+		case "name":
+			if why := checkJobName(value); why != "" {
+				cliProblem(fmt.Sprintf("--name=%s: %s", value, why))
+				// Carry on with the job so that its options are still
+				// checked, under the name as given.
+			}
+			// Invariant: globals are complete, because every option after
+			// this --name belongs to a job.
+			cur = &rawJob{name: value, opts: append([]*rawOption(nil), globals...)}
+			jobs = append(jobs, cur)
+		default:
+			if !isJobOpt {
+				cliProblem(fmt.Sprintf("unknown option --%s; accepted: %s", name, cliOptionNames))
+				continue
+			}
+			if !hasValue {
+				value = "1" // a bare flag
+			}
+			o := &rawOption{Option: Option{Name: name, Value: value}, def: def}
+			if cur == nil {
+				o.check("", false, &probs)
+				globals = append(globals, o)
+			} else {
+				o.check(cur.name, false, &probs)
+				cur.opts = append(cur.opts, o)
+			}
+		}
+	}
+
+	if cur == nil && !sawFile {
+		jobs = append(jobs, &rawJob{name: "job", opts: globals})
+	}
+
+	defaultTarget := ""
+	switch len(targets) {
+	case 0:
+	case 1:
+		t, why := parseTargetArg(targets[0])
+		if why != "" {
+			cliProblem(why)
+		}
+		defaultTarget = t
+	default:
+		cliProblem(fmt.Sprintf("%d targets (%s); give one, or filename= in each job",
+			len(targets), strings.Join(targets, ", ")))
+	}
+
+	if len(jobs) > jobsMax {
+		cliProblem(fmt.Sprintf("%d jobs; the limit is %d", len(jobs), jobsMax))
+		return nil, probs.err(len(jobs))
+	}
+	spec.Jobs = make([]Job, 0, len(jobs))
+	for _, rj := range jobs {
+		opts := rj.opts
+		if rj.fromFile {
+			// Command-line globals override the job file's values.
+			opts = append(opts[:len(opts):len(opts)], globals...)
+		}
+		spec.Jobs = append(spec.Jobs, buildJob(rj, opts, defaultTarget, len(targets) > 0, &probs))
+	}
+	if err := probs.err(len(jobs)); err != nil {
+		return nil, err
+	}
+	return spec, nil
+}
+
+// ParseJobFile parses an fio job file (see Usage); name is used in
+// messages, as name:line. Problems come back as one *UsageError. Every job
+// returned is valid and has a Target, so each needs filename= (ParseArgs
+// instead lets a target argument supply it).
+func ParseJobFile(name string, data []byte) ([]Job, error) {
+	var probs problemList
+	raw := parseJobFileRaw(name, data, &probs)
+	jobs := make([]Job, 0, len(raw))
+	for _, rj := range raw {
+		jobs = append(jobs, buildJob(rj, rj.opts, "", false, &probs))
+	}
+	if err := probs.err(len(raw)); err != nil {
+		return nil, err
+	}
+	return jobs, nil
+}
+
+// readJobFile reads at most jobFileBytesMax+1 bytes of the file at path, so
+// that parseJobFileRaw can tell it is too large without reading it all.
+func readJobFile(path string) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, jobFileBytesMax+1))
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", path, err)
+	}
+	return data, nil
+}
+
+// parseJobFileRaw splits an fio ini file into raw jobs. Each job's options
+// are the [global] options in effect at its header, then its own. It checks
+// every option's value once and reports problems as name:line.
+func parseJobFileRaw(name string, data []byte, probs *problemList) []*rawJob {
+	if len(data) > jobFileBytesMax {
+		probs.add(problem{where: name, text: fmt.Sprintf("job file is over the limit of %d bytes (1 MiB)", jobFileBytesMax)})
+		return nil
+	}
+	const (
+		beforeSection = iota
+		inGlobal
+		inJob
+		inBadSection // options are skipped: the header was already reported
+	)
+	var (
+		jobs         []*rawJob
+		globals      []*rawOption
+		cur          *rawJob
+		state        = beforeSection
+		tooMany      bool // the current section's option limit was reported
+		problemsBase = probs.len()
+	)
+	text := string(data) // one copy; lines and values are substrings of it
+	for lineNo := 1; text != ""; lineNo++ {
+		line, rest, _ := strings.Cut(text, "\n")
+		text = rest
+		where := name + ":" + strconv.Itoa(lineNo)
+		if len(line) > jobFileLineMax {
+			probs.add(problem{where: where, text: fmt.Sprintf("line is %d bytes; the limit is %d", len(line), jobFileLineMax)})
+			continue
+		}
+		t := strings.TrimSpace(line)
+		if t == "" || t[0] == ';' || t[0] == '#' {
+			continue
+		}
+
+		if t[0] == '[' {
+			tooMany = false
+			if len(t) < 2 || t[len(t)-1] != ']' {
+				probs.add(problem{where: where, text: fmt.Sprintf("bad section header %s; expected [global] or [jobname]", showLine(t))})
+				state = inBadSection
+				continue
+			}
+			sec := strings.TrimSpace(t[1 : len(t)-1])
+			if sec == "global" {
+				state = inGlobal
+				continue
+			}
+			if why := checkJobName(sec); why != "" {
+				probs.add(problem{where: where, text: fmt.Sprintf("bad section header %s: %s", showLine(t), why)})
+				state = inBadSection
+				continue
+			}
+			if len(jobs) == jobsMax {
+				probs.add(problem{where: where, text: fmt.Sprintf("more than %d jobs; the limit is %d", jobsMax, jobsMax)})
+				return jobs
+			}
+			cur = &rawJob{name: sec, where: where, fromFile: true, opts: append([]*rawOption(nil), globals...)}
+			jobs = append(jobs, cur)
+			state = inJob
+			continue
+		}
+
+		key, value, hasValue := strings.Cut(t, "=")
+		key, value = strings.TrimSpace(key), strings.TrimSpace(value)
+		job := ""
+		switch state {
+		case beforeSection:
+			probs.add(problem{where: where, text: fmt.Sprintf("%s: option before any section; put it under [global] or a [jobname]", showLine(t))})
+			continue
+		case inBadSection:
+			continue
+		case inJob:
+			job = cur.name
+		}
+		def, ok := lookupJobOption(key)
+		switch {
+		case key == "name":
+			probs.add(problem{where: where, job: job, jobAlways: true, text: showOption(key, value) + ": not accepted in a job file; the [section] header names the job"})
+			continue
+		case !ok:
+			probs.add(problem{where: where, job: job, jobAlways: true, text: fmt.Sprintf("unknown option %s; accepted: %s", showLine(key), jobOptionNames)})
+			continue
+		case !hasValue && !jobOptionDefs[def].flag:
+			probs.add(problem{where: where, job: job, jobAlways: true, text: fmt.Sprintf("%s: needs a value (%s=VALUE)", key, key)})
+			continue
+		case !hasValue:
+			value = "1" // a bare flag
+		}
+		opts := &globals
+		if state == inJob {
+			opts = &cur.opts
+		}
+		if len(*opts) >= jobOptionsMax {
+			if !tooMany {
+				probs.add(problem{where: where, job: job, jobAlways: true, text: fmt.Sprintf("more than %d options apply; the limit is %d", jobOptionsMax, jobOptionsMax)})
+				tooMany = true
+			}
+			continue
+		}
+		o := &rawOption{Option: Option{Name: key, Value: value}, def: def, where: where}
+		o.check(job, true, probs)
+		*opts = append(*opts, o)
+	}
+	if len(jobs) == 0 && probs.len() == problemsBase {
+		probs.add(problem{where: name, text: "no jobs; a job file needs a [jobname] section"})
+	}
+	return jobs
+}
+
+// showLine renders a job file fragment for a message, quoted if it would not
+// read plainly.
+func showLine(s string) string {
+	if strings.ContainsFunc(s, func(r rune) bool { return !unicode.IsPrint(r) }) {
+		return strconv.Quote(s)
+	}
+	return s
+}
+
+// buildJob applies opts, in order, to a default Job, then checks the rules
+// that tie options together. Options whose value was rejected are skipped,
+// and so are the rules they take part in, so that one mistake is reported
+// once. defaultTarget is used when no filename= applies; targetGiven says a
+// target argument was given (and reported if it was bad).
+func buildJob(rj *rawJob, opts []*rawOption, defaultTarget string, targetGiven bool, probs *problemList) Job {
+	j := defaultJob(rj.name)
+	if len(opts) > jobOptionsMax {
+		probs.add(problem{where: rj.where, job: rj.name, jobAlways: rj.fromFile,
+			text: fmt.Sprintf("%d options apply; the limit is %d", len(opts), jobOptionsMax)})
+		return j
+	}
+	var last [optCount]*rawOption // the option that set each field
+	for _, o := range opts {
+		last[o.def] = o
+		if o.bad {
+			continue
+		}
+		if why := jobOptionDefs[o.def].set(&j, o.Value); why != "" {
+			panic(fmt.Sprintf("bench: option %s=%q passed its check but then failed: %s", o.Name, o.Value, why))
+		}
+		j.Options = append(j.Options, o.Option)
+	}
+	if j.Target == "" {
+		j.Target = defaultTarget
+	}
+
+	good := func(defs ...int) bool {
+		for _, d := range defs {
+			if last[d] != nil && last[d].bad {
+				return false
+			}
+		}
+		return true
+	}
+	report := func(def int, why string) {
+		o := last[def]
+		if o == nil {
+			// Invariant: each rule below fails only on a value given, as the
+			// defaults satisfy them all.
+			panic(fmt.Sprintf("bench: job %s: default %s broke a rule: %s", rj.name, jobOptionDefs[def].name, why))
+		}
+		probs.add(problem{where: o.where, job: rj.name, jobAlways: rj.fromFile, text: showOption(o.Name, o.Value) + ": " + why})
+	}
+	if j.Direct && j.BlockSize%directAlign != 0 && good(optBS, optDirect) {
+		report(optBS, "with direct=1 must be a multiple of 4096 bytes (the O_DIRECT alignment)")
+	}
+	if j.IOEngine == EnginePsync && j.IODepth != 1 && good(optIOEngine, optIODepth) {
+		report(optIODepth, "with ioengine=psync must be 1 (psync has one I/O in flight)")
+	}
+	if j.TimeBased && j.Runtime <= 0 && good(optTimeBased, optRuntime) {
+		report(optTimeBased, "needs runtime greater than 0")
+	}
+	if j.Size > 0 && j.Size < j.BlockSize && good(optSize, optBS) {
+		bs := formatSize(j.BlockSize)
+		if last[optBS] != nil {
+			bs = last[optBS].Value
+		}
+		report(optSize, "must be at least bs="+bs)
+	}
+	if j.Target == "" && good(optFilename) && !targetGiven {
+		probs.add(problem{where: rj.where, job: rj.name, jobAlways: rj.fromFile, text: "no target; give file:PATH or filename="})
+	}
+	return j
+}
+
+// checkJobName returns "" or why name cannot name a job. Names must survive
+// being written as an ini [section] header.
+func checkJobName(name string) string {
+	switch {
+	case name == "":
+		return "job name must not be empty"
+	case name == "global":
+		return "global names the [global] section, not a job"
+	case len(name) > argValueMax:
+		return fmt.Sprintf("job name is %d bytes; the limit is %d", len(name), argValueMax)
+	case strings.ContainsAny(name, "[]"):
+		return "job name must not contain [ or ]"
+	case strings.ContainsFunc(name, unicode.IsControl):
+		return "job name must not contain control characters"
+	case strings.TrimSpace(name) != name:
+		return "job name must not begin or end with white space"
+	}
+	return ""
+}
+
+// checkArgValue returns "" or why a command-line value is not accepted. The
+// rules make every accepted value fit a job file line.
+func checkArgValue(v string) string {
+	switch {
+	case len(v) > argValueMax:
+		return fmt.Sprintf("value is %d bytes; the limit is %d", len(v), argValueMax)
+	case strings.ContainsFunc(v, unicode.IsControl):
+		return fmt.Sprintf("value %q contains control characters", v)
+	}
+	return ""
+}
+
+// Target schemes. Only file: is runnable yet.
+var targetSchemes = []string{"file:", "engine:", "path:", "weft://"}
+
+func isTargetArg(arg string) bool {
+	for _, s := range targetSchemes {
+		if strings.HasPrefix(arg, s) {
+			return true
+		}
+	}
+	return false
+}
+
+// parseTargetArg turns a target argument into a Job.Target, or says why it
+// cannot, as a whole problem line (without "bench: ").
+func parseTargetArg(arg string) (string, string) {
+	path, ok := strings.CutPrefix(arg, "file:")
+	if !ok {
+		return "", fmt.Sprintf("target %s: not supported yet; accepted: file:PATH", arg)
+	}
+	if len(arg) > argValueMax {
+		return "", fmt.Sprintf("target is %d bytes; the limit is %d", len(arg), argValueMax)
+	}
+	if why := checkPath(path); why != "" {
+		return "", fmt.Sprintf("target %s: %s; accepted: file:PATH", showLine(arg), why)
+	}
+	return arg, ""
+}
+
+// parseFileTarget turns a filename= value (PATH or file:PATH) into a
+// Job.Target, "file:PATH", or says why it cannot.
+func parseFileTarget(v string) (string, string) {
+	path, ok := strings.CutPrefix(v, "file:")
+	if !ok && isTargetArg(v) {
+		return "", "not supported yet; accepted: file:PATH or a path"
+	}
+	if why := checkPath(path); why != "" {
+		return "", why + "; accepted: file:PATH or a path"
+	}
+	return "file:" + path, ""
+}
+
+func checkPath(path string) string {
+	switch {
+	case path == "":
+		return "empty path"
+	case strings.ContainsFunc(path, unicode.IsControl):
+		return "path contains control characters"
+	case strings.TrimSpace(path) != path:
+		return "path begins or ends with white space"
+	}
+	return ""
+}
+
+func parsePattern(v string) (Pattern, bool) {
+	if v == "rw" {
+		return PatternReadWrite, true
+	}
+	for p := PatternRead; p <= PatternReadWrite; p++ {
+		if v == p.String() {
+			return p, true
+		}
+	}
+	return 0, false
+}
+
+// parseFlag parses a boolean option's value: 1 or 0.
+func parseFlag(v, name string) (bool, string) {
+	switch v {
+	case "1":
+		return true, ""
+	case "0":
+		return false, ""
+	}
+	return false, fmt.Sprintf("accepted: 1 or 0 (or bare %s)", name)
+}
+
+// parseIntIn parses a decimal integer in [lo, hi].
+func parseIntIn(v string, lo, hi int) (int, string) {
+	n, err := strconv.Atoi(v)
+	switch {
+	case err != nil && !errors.Is(err, strconv.ErrRange):
+		return 0, fmt.Sprintf("not a whole number; accepted: %d to %d", lo, hi)
+	case err != nil || n < lo || n > hi:
+		return 0, fmt.Sprintf("must be between %d and %d", lo, hi)
+	}
+	return n, ""
+}
+
+// sizeUnits are fio's size suffixes. All are powers of 1024, as with fio's
+// default kb_base=1024.
+var sizeUnits = []struct {
+	suffix string
+	mult   int64
+}{
+	{"", 1},
+	{"k", 1 << 10}, {"kb", 1 << 10}, {"kib", 1 << 10},
+	{"m", 1 << 20}, {"mb", 1 << 20}, {"mib", 1 << 20},
+	{"g", 1 << 30}, {"gb", 1 << 30}, {"gib", 1 << 30},
+	{"t", 1 << 40}, {"tb", 1 << 40}, {"tib", 1 << 40},
+}
+
+const sizeAccepted = "accepted: a whole number of bytes, optionally followed by k, m, g or t " +
+	"(or kb, kib, ...: powers of 1024), e.g. 4k"
+
+// parseSize parses an fio size, or says why it cannot.
+func parseSize(s string) (int64, string) {
+	digits, suffix := splitDigits(s)
+	if digits == "" {
+		if strings.HasPrefix(s, "-") {
+			return 0, "must not be negative"
+		}
+		return 0, "not a size; " + sizeAccepted
+	}
+	mult := int64(0)
+	for _, u := range sizeUnits {
+		if strings.EqualFold(suffix, u.suffix) {
+			mult = u.mult
+			break
+		}
+	}
+	if mult == 0 {
+		return 0, fmt.Sprintf("unknown suffix %q; %s", suffix, sizeAccepted)
+	}
+	n, err := strconv.ParseInt(digits, 10, 64)
+	if err != nil || n > math.MaxInt64/mult {
+		return 0, "too large; the limit is 8 EiB"
+	}
+	return n * mult, ""
+}
+
+// timeUnits are fio's time suffixes; a bare number is seconds.
+var timeUnits = []struct {
+	suffix string
+	unit   time.Duration
+}{
+	{"", time.Second},
+	{"us", time.Microsecond},
+	{"ms", time.Millisecond},
+	{"s", time.Second},
+	{"m", time.Minute},
+	{"h", time.Hour},
+	{"d", 24 * time.Hour},
+}
+
+const timeAccepted = "accepted: a whole number, optionally followed by us, ms, s, m, h or d " +
+	"(seconds if bare), e.g. 30s"
+
+// parseDuration parses an fio time, or says why it cannot.
+func parseDuration(s string) (time.Duration, string) {
+	digits, suffix := splitDigits(s)
+	if digits == "" {
+		if strings.HasPrefix(s, "-") {
+			return 0, "must not be negative"
+		}
+		return 0, "not a time; " + timeAccepted
+	}
+	unit := time.Duration(0)
+	for _, u := range timeUnits {
+		if strings.EqualFold(suffix, u.suffix) {
+			unit = u.unit
+			break
+		}
+	}
+	if unit == 0 {
+		return 0, fmt.Sprintf("unknown unit %q; %s", suffix, timeAccepted)
+	}
+	n, err := strconv.ParseInt(digits, 10, 64)
+	if err != nil || n > math.MaxInt64/int64(unit) {
+		return 0, "too long; the limit is 106751d"
+	}
+	return time.Duration(n) * unit, ""
+}
+
+// splitDigits splits s after its leading ASCII digits.
+func splitDigits(s string) (digits, rest string) {
+	i := 0
+	for i < len(s) && s[i] >= '0' && s[i] <= '9' {
+		i++
+	}
+	return s[:i], s[i:]
+}
+
+// ParseSize parses an fio size: a whole number of bytes with an optional
+// case-insensitive suffix k, kb, kib, m, mb, mib, g, gb, gib, t, tb or tib,
+// all powers of 1024. Fractions, signs and overflow are errors.
+func ParseSize(s string) (int64, error) {
+	n, why := parseSize(s)
+	if why != "" {
+		return 0, fmt.Errorf("bench: size %q: %s", s, why)
+	}
+	return n, nil
+}
+
+// ParseDuration parses an fio time: a whole number with an optional
+// case-insensitive unit us, ms, s, m (minutes), h or d; a bare number is
+// seconds. Fractions, signs and overflow are errors.
+func ParseDuration(s string) (time.Duration, error) {
+	d, why := parseDuration(s)
+	if why != "" {
+		return 0, fmt.Errorf("bench: time %q: %s", s, why)
+	}
+	return d, nil
+}
+
+// formatSize writes n in the largest size unit that divides it exactly, so
+// that parseSize reads it back as n.
+func formatSize(n int64) string {
+	for _, u := range []struct {
+		suffix string
+		mult   int64
+	}{{"t", 1 << 40}, {"g", 1 << 30}, {"m", 1 << 20}, {"k", 1 << 10}} {
+		if n != 0 && n%u.mult == 0 {
+			return strconv.FormatInt(n/u.mult, 10) + u.suffix
+		}
+	}
+	return strconv.FormatInt(n, 10)
+}
+
+// formatDuration writes d in the largest time unit that divides it exactly.
+// NB: fio times have no unit below a microsecond; a finer d is truncated.
+func formatDuration(d time.Duration) string {
+	for _, u := range []struct {
+		suffix string
+		unit   time.Duration
+	}{{"d", 24 * time.Hour}, {"h", time.Hour}, {"m", time.Minute}, {"s", time.Second}, {"ms", time.Millisecond}} {
+		if d != 0 && d%u.unit == 0 {
+			return strconv.FormatInt(int64(d/u.unit), 10) + u.suffix
+		}
+	}
+	return strconv.FormatInt(int64(d/time.Microsecond), 10) + "us"
+}
+
+// FormatJobFile writes jobs as an fio job file that ParseJobFile reads back
+// to equal Jobs: each job's Options in order, then any option needed for a
+// field its Options do not produce (such as a Target that came from a target
+// argument). Options shared by a run of jobs are written once, in [global]
+// sections, as fio's own files do, so the output is about as large as the
+// job file the jobs came from. The jobs must be valid, as ParseArgs and
+// ParseJobFile return them.
+func FormatJobFile(jobs []Job) []byte {
+	// Only job file options can be written; skip anything else.
+	opts := make([][]Option, len(jobs))
+	for i := range jobs {
+		for _, o := range jobs[i].Options {
+			if _, ok := lookupJobOption(o.Name); ok {
+				opts[i] = append(opts[i], o)
+			}
+		}
+	}
+	// shared[i] is how many leading options job i takes from [global]: the
+	// longest prefix common to jobs i.. onwards, which grows with i as a
+	// [global] section can only add options for the jobs after it. The last
+	// job shares only what the one before it does.
+	shared := make([]int, len(jobs))
+	if n := len(jobs); n > 1 {
+		common := len(opts[n-1])
+		for i := n - 2; i >= 0; i-- {
+			common = commonPrefixLen(opts[i], opts[i+1][:common])
+			shared[i] = common
+		}
+		shared[n-1] = shared[n-2]
+	}
+
+	var b strings.Builder
+	written := 0 // options written in [global] so far
+	header := func(name string) {
+		if b.Len() > 0 {
+			b.WriteByte('\n')
+		}
+		b.WriteString("[" + name + "]\n")
+	}
+	for i := range jobs {
+		if shared[i] > written {
+			header("global")
+			writeOptions(&b, opts[i][written:shared[i]])
+			written = shared[i]
+		}
+		name := jobs[i].Name
+		if name == "" {
+			name = "job"
+		}
+		header(name)
+		writeOptions(&b, opts[i][written:])
+		writeOptions(&b, missingOptions(&jobs[i], opts[i]))
+	}
+	return []byte(b.String())
+}
+
+func writeOptions(b *strings.Builder, opts []Option) {
+	for _, o := range opts {
+		b.WriteString(o.Name)
+		b.WriteByte('=')
+		b.WriteString(o.Value)
+		b.WriteByte('\n')
+	}
+}
+
+func commonPrefixLen(a, b []Option) int {
+	n := 0
+	for n < len(a) && n < len(b) && a[n] == b[n] {
+		n++
+	}
+	return n
+}
+
+// missingOptions returns the options that, written after opts, turn what
+// opts alone make of a job into j.
+func missingOptions(j *Job, opts []Option) []Option {
+	got := defaultJob(j.Name)
+	for _, o := range opts {
+		def, _ := lookupJobOption(o.Name)
+		jobOptionDefs[def].set(&got, o.Value) // a bad value leaves got as it was
+	}
+	var out []Option
+	add := func(def int, value string) {
+		out = append(out, Option{Name: jobOptionDefs[def].name, Value: value})
+	}
+	flag := func(b bool) string {
+		if b {
+			return "1"
+		}
+		return "0"
+	}
+	if j.Target != got.Target && j.Target != "" {
+		add(optFilename, j.Target)
+	}
+	if j.Pattern != got.Pattern {
+		add(optRW, j.Pattern.String())
+	}
+	if j.BlockSize != got.BlockSize {
+		add(optBS, formatSize(j.BlockSize))
+	}
+	if j.Size != got.Size && j.Size != 0 {
+		add(optSize, formatSize(j.Size))
+	}
+	if j.IODepth != got.IODepth {
+		add(optIODepth, strconv.Itoa(j.IODepth))
+	}
+	if j.NumJobs != got.NumJobs {
+		add(optNumJobs, strconv.Itoa(j.NumJobs))
+	}
+	if j.Runtime != got.Runtime {
+		add(optRuntime, formatDuration(j.Runtime))
+	}
+	if j.TimeBased != got.TimeBased {
+		add(optTimeBased, flag(j.TimeBased))
+	}
+	if j.RampTime != got.RampTime {
+		add(optRampTime, formatDuration(j.RampTime))
+	}
+	if j.Direct != got.Direct {
+		add(optDirect, flag(j.Direct))
+	}
+	if j.Fsync != got.Fsync {
+		add(optFsync, strconv.Itoa(j.Fsync))
+	}
+	if j.IOEngine != got.IOEngine {
+		add(optIOEngine, j.IOEngine.String())
+	}
+	if j.RWMixRead != got.RWMixRead {
+		add(optRWMixRead, strconv.Itoa(j.RWMixRead))
+	}
+	if j.GroupReporting != got.GroupReporting {
+		add(optGroupReporting, flag(j.GroupReporting))
+	}
+	return out
+}

@@ -1,0 +1,762 @@
+package bench
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/HdrHistogram/hdrhistogram-go"
+	"golang.org/x/sys/unix"
+
+	"github.com/weftfs/weft/ioring"
+)
+
+// RunOptions control Run.
+type RunOptions struct {
+	// Progress, when set, receives a live one-line display (carriage
+	// return, no newline) every ProgressInterval while jobs run, and
+	// messages such as file layout. Nil: silent.
+	Progress         io.Writer
+	ProgressInterval time.Duration // default 1s
+	Version          string
+}
+
+// target is a resolved file: target shared by every job naming it.
+type target struct {
+	path     string
+	created  bool // did not exist: Run creates it
+	blockDev bool
+	size     int64 // current size (bytes)
+	need     int64 // bytes the jobs touch
+	dioMem   uint32
+	dioOff   uint32
+}
+
+// Preflight resolves and checks every job's target without writing
+// anything: the path can be opened as needed, a missing file has a size
+// to be created at, the jobs fit in a block device, and direct=1 block
+// sizes meet the device's O_DIRECT alignment. Problems come back as one
+// *UsageError listing each.
+func Preflight(jobs []Job) (map[string]*target, error) {
+	var problems []string
+	targets := map[string]*target{}
+	for i := range jobs {
+		j := &jobs[i]
+		path, ok := strings.CutPrefix(j.Target, "file:")
+		if !ok || path == "" {
+			problems = append(problems, fmt.Sprintf("bench: job %s: target %q: accepted: file:PATH", j.Name, j.Target))
+			continue
+		}
+		t := targets[path]
+		if t == nil {
+			var err error
+			t, err = inspectTarget(path)
+			if err != nil {
+				problems = append(problems, fmt.Sprintf("bench: job %s: %v", j.Name, err))
+				continue
+			}
+			targets[path] = t
+		}
+		if j.Size == 0 {
+			if t.created || t.size == 0 {
+				problems = append(problems, fmt.Sprintf("bench: job %s: target %s does not exist (or is empty) and no size= was given; give size=, e.g. --size=1g", j.Name, path))
+				continue
+			}
+			j.Size = t.size - t.size%j.BlockSize
+		}
+		if j.Size < j.BlockSize {
+			problems = append(problems, fmt.Sprintf("bench: job %s: size=%d is smaller than bs=%d", j.Name, j.Size, j.BlockSize))
+			continue
+		}
+		if t.blockDev && j.Size > t.size {
+			problems = append(problems, fmt.Sprintf("bench: job %s: size=%s is larger than the device %s (%s)", j.Name, fmtBytes(j.Size), path, fmtBytes(t.size)))
+			continue
+		}
+		if j.Direct {
+			if j.BlockSize%int64(t.dioOff) != 0 {
+				problems = append(problems, fmt.Sprintf("bench: job %s: bs=%d: %s needs O_DIRECT I/O in multiples of %d bytes", j.Name, j.BlockSize, path, t.dioOff))
+			}
+		}
+		t.need = max(t.need, j.Size)
+	}
+	if len(problems) > 0 {
+		return nil, &UsageError{Problems: problems}
+	}
+	return targets, nil
+}
+
+func inspectTarget(path string) (*target, error) {
+	t := &target{path: path, dioMem: ioring.DefaultAlignment, dioOff: ioring.DefaultAlignment}
+	st, err := os.Stat(path)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		dir := filepath.Dir(path)
+		ds, derr := os.Stat(dir)
+		if derr != nil || !ds.IsDir() {
+			return nil, fmt.Errorf("target %s: directory %s does not exist", path, dir)
+		}
+		if unix.Access(dir, unix.W_OK) != nil {
+			return nil, fmt.Errorf("target %s: cannot create it: directory %s is not writable", path, dir)
+		}
+		t.created = true
+		if m, o, err := ioring.DirectIOAlignment(dir); err == nil {
+			t.dioMem, t.dioOff = m, o
+		}
+		return t, nil
+	case err != nil:
+		return nil, fmt.Errorf("target %s: %v", path, err)
+	}
+	switch {
+	case st.Mode().IsRegular():
+		t.size = st.Size()
+	case st.Mode()&os.ModeDevice != 0 && st.Mode()&os.ModeCharDevice == 0:
+		t.blockDev = true
+	default:
+		return nil, fmt.Errorf("target %s: is a %s; accepted: a regular file or a block device", path, describeMode(st.Mode()))
+	}
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		return nil, fmt.Errorf("target %s: cannot open for reading and writing: %v", path, err)
+	}
+	defer f.Close()
+	if t.blockDev {
+		end, err := f.Seek(0, io.SeekEnd)
+		if err != nil {
+			return nil, fmt.Errorf("target %s: cannot find the device size: %v", path, err)
+		}
+		t.size = end
+	}
+	if m, o, err := ioring.DirectIOAlignment(path); err == nil {
+		t.dioMem, t.dioOff = m, o
+	}
+	return t, nil
+}
+
+func describeMode(m os.FileMode) string {
+	switch {
+	case m.IsDir():
+		return "directory"
+	case m&os.ModeCharDevice != 0:
+		return "character device"
+	case m&os.ModeNamedPipe != 0:
+		return "named pipe"
+	case m&os.ModeSocket != 0:
+		return "socket"
+	}
+	return "special file"
+}
+
+// Run runs the jobs, each clone on its own locked OS thread, and returns
+// their results. Jobs must come from ParseArgs/ParseJobFile (validated);
+// Run calls Preflight first and writes nothing if it fails. Missing or
+// short files are laid out (written in full) before any job starts, as
+// fio does, so reads hit real blocks.
+func Run(ctx context.Context, jobs []Job, opts RunOptions) (*Result, error) {
+	jobs = append([]Job(nil), jobs...)
+	if err := Prepare(ctx, jobs, opts.Progress); err != nil {
+		return nil, err
+	}
+	if opts.ProgressInterval <= 0 {
+		opts.ProgressInterval = time.Second
+	}
+	res := &Result{Version: opts.Version, Start: time.Now()}
+
+	var clones []*clone
+	for i := range jobs {
+		for c := 0; c < jobs[i].NumJobs; c++ {
+			clones = append(clones, newClone(&jobs[i], c))
+		}
+	}
+	var wg sync.WaitGroup
+	start := time.Now()
+	for _, c := range clones {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c.run(ctx, start)
+		}()
+	}
+	stopProgress := startProgress(opts, clones, start)
+	wg.Wait()
+	stopProgress()
+
+	// Results in job order; clones of a group_reporting job are merged.
+	k := 0
+	for i := range jobs {
+		var rs []JobResult
+		for c := 0; c < jobs[i].NumJobs; c++ {
+			rs = append(rs, clones[k].result())
+			k++
+		}
+		if jobs[i].GroupReporting && len(rs) > 1 {
+			res.Jobs = append(res.Jobs, MergeResults(rs))
+		} else {
+			res.Jobs = append(res.Jobs, rs...)
+		}
+	}
+	if err := ctx.Err(); err != nil {
+		return res, err
+	}
+	for _, jr := range res.Jobs {
+		if jr.Err != nil {
+			return res, fmt.Errorf("bench: job %s: %w", jr.Job.Name, jr.Err)
+		}
+	}
+	return res, nil
+}
+
+// Prepare runs Preflight and then lays out every file target that is
+// missing or shorter than its jobs need. It fills in Job.Size where it was
+// taken from the existing file.
+func Prepare(ctx context.Context, jobs []Job, progress io.Writer) error {
+	targets, err := Preflight(jobs)
+	if err != nil {
+		return err
+	}
+	for _, t := range targets {
+		if err := layout(ctx, t, progress); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// layout creates or extends a file target to t.need bytes, writing every
+// block with non-zero data, and flushes it.
+func layout(ctx context.Context, t *target, progress io.Writer) error {
+	if t.blockDev || (!t.created && t.size >= t.need) {
+		return nil
+	}
+	f, err := os.OpenFile(t.path, os.O_RDWR|os.O_CREATE, 0o644)
+	if err != nil {
+		return fmt.Errorf("bench: target %s: %v", t.path, err)
+	}
+	defer f.Close()
+	if progress != nil {
+		fmt.Fprintf(progress, "laying out %s: %s\n", t.path, fmtBytes(t.need))
+	}
+	const chunk = 1 << 20
+	buf := make([]byte, chunk)
+	rng := newRand(0x5eed)
+	for off := t.size - t.size%chunk; off < t.need; off += chunk {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		rng.fill(buf)
+		n := min(int64(chunk), t.need-off)
+		if _, err := f.WriteAt(buf[:n], off); err != nil {
+			return fmt.Errorf("bench: laying out %s at offset %d: %v", t.path, off, err)
+		}
+	}
+	if err := f.Sync(); err != nil {
+		return fmt.Errorf("bench: laying out %s: fsync: %v", t.path, err)
+	}
+	t.size = t.need
+	return nil
+}
+
+// rand is xorshift64*: tiny, fast and allocation free; each clone has its
+// own, seeded from the job name and clone index so runs repeat (fio's
+// randrepeat=1).
+type rand struct{ s uint64 }
+
+func newRand(seed uint64) *rand {
+	if seed == 0 {
+		seed = 0x9E3779B97F4A7C15
+	}
+	return &rand{s: seed}
+}
+
+func (r *rand) next() uint64 {
+	r.s ^= r.s >> 12
+	r.s ^= r.s << 25
+	r.s ^= r.s >> 27
+	return r.s * 2685821657736338717
+}
+
+func (r *rand) fill(b []byte) {
+	for i := 0; i+8 <= len(b); i += 8 {
+		v := r.next()
+		for k := 0; k < 8; k++ {
+			b[i+k] = byte(v >> (8 * k))
+		}
+	}
+}
+
+func seedFor(name string, clone int) uint64 {
+	h := uint64(1469598103934665603)
+	for i := 0; i < len(name); i++ {
+		h = (h ^ uint64(name[i])) * 1099511628211
+	}
+	return h ^ uint64(clone+1)*0x9E3779B97F4A7C15
+}
+
+// Direction indexes.
+const (
+	dirRead = iota
+	dirWrite
+	dirSync
+)
+
+// dirCounters are updated by the clone's thread and read by the progress
+// display.
+type dirCounters struct {
+	bytes atomic.Int64
+	ios   atomic.Int64
+}
+
+// clone is one running copy of a job.
+type clone struct {
+	job     *Job
+	index   int
+	backend string
+	rng     *rand
+
+	live [2]dirCounters // cumulative, ramp included, for the progress line
+
+	stats      [2]DirStats
+	sync       *hdrhistogram.Histogram
+	elapsed    time.Duration
+	runtime    time.Duration
+	usr, sys   time.Duration
+	ctx        int64
+	err        error
+	nextOff    int64 // sequential position
+	issuedIOs  int64 // I/Os started, for size-bounded runs
+	totalIOs   int64 // I/Os a size-bounded run does
+	writesSync int   // writes since the last fsync
+}
+
+func newClone(j *Job, index int) *clone {
+	c := &clone{job: j, index: index, rng: newRand(seedFor(j.Name, index)), sync: newLatencyHistogram()}
+	for d := range c.stats {
+		c.stats[d].Slat = newLatencyHistogram()
+		c.stats[d].Clat = newLatencyHistogram()
+		c.stats[d].Lat = newLatencyHistogram()
+	}
+	c.totalIOs = j.Size / j.BlockSize
+	return c
+}
+
+func (c *clone) result() JobResult {
+	jr := JobResult{
+		Job: c.job, Clones: 1, Backend: c.backend,
+		Read: c.stats[dirRead], Write: c.stats[dirWrite], Sync: c.sync,
+		Elapsed: c.elapsed, Runtime: c.runtime, Err: c.err, Ctx: c.ctx,
+	}
+	if c.runtime > 0 {
+		jr.UsrCPU = 100 * float64(c.usr) / float64(c.runtime)
+		jr.SysCPU = 100 * float64(c.sys) / float64(c.runtime)
+	}
+	return jr
+}
+
+// pickDir chooses the direction of the next I/O.
+func (c *clone) pickDir() int {
+	p := c.job.ReadPercent()
+	switch p {
+	case 100:
+		return dirRead
+	case 0:
+		return dirWrite
+	}
+	if int(c.rng.next()%100) < p {
+		return dirRead
+	}
+	return dirWrite
+}
+
+// pickOffset chooses the offset of the next I/O.
+func (c *clone) pickOffset() int64 {
+	bs := c.job.BlockSize
+	blocks := c.job.Size / bs
+	if c.job.IsRandom() {
+		return int64(c.rng.next()%uint64(blocks)) * bs
+	}
+	off := c.nextOff
+	c.nextOff += bs
+	if c.nextOff+bs > blocks*bs {
+		c.nextOff = 0
+	}
+	return off
+}
+
+// moreToIssue reports whether a new I/O may start at now (ns since start).
+func (c *clone) moreToIssue(now, end int64) bool {
+	if now >= end {
+		return false
+	}
+	return c.job.TimeBased || c.issuedIOs < c.totalIOs
+}
+
+// phase tracks the ramp and measurement windows of a clone, in ns since
+// the run started.
+type phase struct {
+	rampEnd, end int64
+	sampleNext   int64
+	sampleBytes  [2]int64
+	sampleIOs    [2]int64
+}
+
+func (c *clone) newPhase() phase {
+	ramp := int64(c.job.RampTime)
+	end := int64(1<<62 - 1)
+	if c.job.Runtime > 0 {
+		end = ramp + int64(c.job.Runtime)
+	}
+	secs := 2
+	if c.job.Runtime > 0 {
+		secs += int(c.job.Runtime / time.Second)
+	}
+	for d := range c.stats {
+		c.stats[d].PerSecondBytes = make([]int64, 0, secs)
+		c.stats[d].PerSecondIOs = make([]int64, 0, secs)
+	}
+	return phase{rampEnd: ramp, end: end, sampleNext: ramp + int64(time.Second)}
+}
+
+// record accounts one completed I/O that began at prep and was issued at
+// issue, completing at now (ns since start).
+func (c *clone) record(ph *phase, dir int, n int, prep, issue, now int64) {
+	if dir == dirSync {
+		if prep >= ph.rampEnd && now <= ph.end {
+			c.sync.RecordValue(clampLat(now - prep))
+		}
+		return
+	}
+	c.live[dir].bytes.Add(int64(n))
+	c.live[dir].ios.Add(1)
+	if prep < ph.rampEnd || now > ph.end {
+		return
+	}
+	s := &c.stats[dir]
+	s.IOBytes += int64(n)
+	s.TotalIOs++
+	s.Slat.RecordValue(clampLat(issue - prep))
+	s.Clat.RecordValue(clampLat(now - issue))
+	s.Lat.RecordValue(clampLat(now - prep))
+}
+
+// sample closes per-second buckets up to now.
+func (c *clone) sample(ph *phase, now int64) {
+	for now >= ph.sampleNext && ph.sampleNext <= ph.end {
+		for d := range c.stats {
+			s := &c.stats[d]
+			s.PerSecondBytes = append(s.PerSecondBytes, s.IOBytes-ph.sampleBytes[d])
+			s.PerSecondIOs = append(s.PerSecondIOs, s.TotalIOs-ph.sampleIOs[d])
+			ph.sampleBytes[d], ph.sampleIOs[d] = s.IOBytes, s.TotalIOs
+		}
+		ph.sampleNext += int64(time.Second)
+	}
+}
+
+func clampLat(v int64) int64 {
+	if v < 1 {
+		return 1
+	}
+	if v > latencyMax {
+		return latencyMax
+	}
+	return v
+}
+
+func (c *clone) run(ctx context.Context, start time.Time) {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	var ru0, ru1 unix.Rusage
+	unix.Getrusage(unix.RUSAGE_THREAD, &ru0)
+	t0 := time.Now()
+
+	path := strings.TrimPrefix(c.job.Target, "file:")
+	flags := unix.O_RDWR | unix.O_CLOEXEC
+	if c.job.Direct {
+		flags |= unix.O_DIRECT
+	}
+	fd, err := unix.Open(path, flags, 0)
+	if err != nil {
+		c.err = fmt.Errorf("open %s: %w", path, err)
+		return
+	}
+	defer unix.Close(fd)
+
+	ph := c.newPhase()
+	// Time origin: every clone measures from the shared start so ramp and
+	// runtime windows line up, as fio's do.
+	base := start
+	if c.job.IOEngine == EnginePsync {
+		c.backend = "psync"
+		c.err = c.runPsync(ctx, fd, &ph, base)
+	} else {
+		c.err = c.runRing(ctx, fd, &ph, base)
+	}
+
+	c.elapsed = time.Since(t0)
+	measuredEnd := min(time.Duration(ph.end), time.Since(base))
+	c.runtime = max(measuredEnd-time.Duration(ph.rampEnd), 0)
+	for d := range c.stats {
+		c.stats[d].Runtime = c.runtime
+	}
+	unix.Getrusage(unix.RUSAGE_THREAD, &ru1)
+	c.usr = time.Duration(unix.TimevalToNsec(ru1.Utime) - unix.TimevalToNsec(ru0.Utime))
+	c.sys = time.Duration(unix.TimevalToNsec(ru1.Stime) - unix.TimevalToNsec(ru0.Stime))
+	c.ctx = (ru1.Nvcsw - ru0.Nvcsw) + (ru1.Nivcsw - ru0.Nivcsw)
+}
+
+// unit is one I/O slot of the queue.
+type unit struct {
+	buf         []byte
+	dir         int
+	off         int64
+	done        int // bytes already transferred (short I/O resubmission)
+	prep, issue int64
+}
+
+func (c *clone) runRing(ctx context.Context, fd int, ph *phase, base time.Time) error {
+	depth := c.job.IODepth
+	f := ioring.Detect()
+	opts := ioring.Options{Entries: uint32(depth), SingleIssuer: f.SingleIssuer, DeferTaskrun: f.DeferTaskrun && f.SingleIssuer, CoopTaskrun: f.CoopTaskrun && !f.DeferTaskrun}
+	ring, err := ioring.New(opts)
+	if err != nil {
+		return err
+	}
+	defer ring.Close()
+	c.backend = ring.Describe()
+
+	units := make([]unit, depth)
+	bufs := make([][]byte, depth)
+	for i := range units {
+		units[i].buf = ioring.AlignedBuffer(int(c.job.BlockSize))
+		c.rng.fill(units[i].buf)
+		bufs[i] = units[i].buf
+	}
+	fixed := ring.RegisterBuffers(bufs) == nil
+	fileIdx := fd
+	fixedFile := ring.RegisterFiles([]int{fd}) == nil
+	if fixedFile {
+		fileIdx = 0
+	}
+	free := make([]int, 0, depth)
+	for i := depth - 1; i >= 0; i-- {
+		free = append(free, i)
+	}
+	pending := make([]int, 0, depth) // prepared, not yet submitted
+	cqes := make([]ioring.CQE, depth)
+	inflight := 0
+	var firstErr error
+
+	prep := func(idx int, now int64) {
+		u := &units[idx]
+		sqe := ring.GetSQE()
+		if sqe == nil {
+			// Invariant: the SQ has depth entries and at most depth units
+			// are ever prepared or in flight.
+			panic(fmt.Sprintf("bench: SQ full with %d of %d units in flight", inflight, depth))
+		}
+		if u.dir == dirSync {
+			sqe.PrepFsync(fileIdx, 0)
+		} else {
+			b := u.buf[u.done:]
+			off := uint64(u.off) + uint64(u.done)
+			switch {
+			case fixed && u.dir == dirRead:
+				sqe.PrepReadFixed(fileIdx, b, off, uint16(idx))
+			case fixed:
+				sqe.PrepWriteFixed(fileIdx, b, off, uint16(idx))
+			case u.dir == dirRead:
+				sqe.PrepRead(fileIdx, b, off)
+			default:
+				sqe.PrepWrite(fileIdx, b, off)
+			}
+		}
+		if fixedFile {
+			sqe.SetFixedFile()
+		}
+		sqe.UserData = uint64(idx)
+		u.prep = now
+		pending = append(pending, idx)
+		inflight++
+	}
+
+	now := int64(time.Since(base))
+	for {
+		// Fill the queue.
+		for len(free) > 0 && firstErr == nil && c.moreToIssue(now, ph.end) && ctx.Err() == nil {
+			idx := free[len(free)-1]
+			free = free[:len(free)-1]
+			u := &units[idx]
+			u.done = 0
+			if c.job.Fsync > 0 && c.writesSync >= c.job.Fsync {
+				u.dir = dirSync
+				c.writesSync = 0
+			} else {
+				u.dir = c.pickDir()
+				u.off = c.pickOffset()
+				c.issuedIOs++
+				if u.dir == dirWrite {
+					c.writesSync++
+				}
+			}
+			prep(idx, now)
+		}
+		if len(pending) > 0 {
+			if _, err := ring.Submit(); err != nil && !errors.Is(err, ioring.ErrBusy) {
+				return err
+			}
+			now = int64(time.Since(base))
+			for _, idx := range pending {
+				units[idx].issue = now
+			}
+			pending = pending[:0]
+		}
+		if inflight == 0 {
+			break
+		}
+		// Reap: wait in the kernel for at least one completion.
+		n, err := ring.PeekBatch(cqes)
+		if err != nil {
+			return err
+		}
+		if n == 0 {
+			if _, err := ring.WaitCQE(); err != nil {
+				return err
+			}
+			if n, err = ring.PeekBatch(cqes); err != nil {
+				return err
+			}
+		}
+		now = int64(time.Since(base))
+		for _, cqe := range cqes[:n] {
+			idx := int(cqe.UserData)
+			u := &units[idx]
+			inflight--
+			if cqe.Res < 0 {
+				op := ioring.OpRead
+				if u.dir == dirWrite {
+					op = ioring.OpWrite
+				} else if u.dir == dirSync {
+					op = ioring.OpFsync
+				}
+				if firstErr == nil {
+					firstErr = cqe.Err(op, fd, u.off+int64(u.done), len(u.buf)-u.done)
+				}
+				free = append(free, idx)
+				continue
+			}
+			if u.dir != dirSync && int(cqe.Res) < len(u.buf)-u.done {
+				if cqe.Res == 0 {
+					if firstErr == nil {
+						firstErr = fmt.Errorf("%s at offset %d returned 0 bytes: %s ends early", dirName(u.dir), u.off+int64(u.done), c.job.Target)
+					}
+					free = append(free, idx)
+					continue
+				}
+				// Short transfer: resubmit the rest, as the kernel may
+				// split an I/O; the latency spans the whole I/O.
+				u.done += int(cqe.Res)
+				if u.prep >= ph.rampEnd {
+					c.stats[u.dir].ShortIOs++
+				}
+				p0 := u.prep
+				prep(idx, now)
+				u.prep = p0
+				continue
+			}
+			c.record(ph, u.dir, len(u.buf), u.prep, u.issue, now)
+			free = append(free, idx)
+		}
+		c.sample(ph, now)
+	}
+	return firstErr
+}
+
+func (c *clone) runPsync(ctx context.Context, fd int, ph *phase, base time.Time) error {
+	buf := ioring.AlignedBuffer(int(c.job.BlockSize))
+	c.rng.fill(buf)
+	now := int64(time.Since(base))
+	for c.moreToIssue(now, ph.end) && ctx.Err() == nil {
+		dir := dirSync
+		var off int64
+		if c.job.Fsync > 0 && c.writesSync >= c.job.Fsync {
+			c.writesSync = 0
+		} else {
+			dir = c.pickDir()
+			off = c.pickOffset()
+			c.issuedIOs++
+			if dir == dirWrite {
+				c.writesSync++
+			}
+		}
+		start := now
+		var err error
+		switch dir {
+		case dirSync:
+			err = unix.Fsync(fd)
+		default:
+			for done := 0; done < len(buf) && err == nil; {
+				var n int
+				if dir == dirRead {
+					n, err = unix.Pread(fd, buf[done:], off+int64(done))
+				} else {
+					n, err = unix.Pwrite(fd, buf[done:], off+int64(done))
+				}
+				if err == unix.EINTR {
+					err = nil
+					continue
+				}
+				if err == nil && n == 0 {
+					err = fmt.Errorf("%s at offset %d returned 0 bytes: %s ends early", dirName(dir), off+int64(done), c.job.Target)
+				}
+				if err == nil && done+n < len(buf) && start >= ph.rampEnd {
+					c.stats[dir].ShortIOs++
+				}
+				done += n
+			}
+		}
+		now = int64(time.Since(base))
+		if err != nil {
+			return fmt.Errorf("%s fd %d off %d len %d: %w", dirName(dir), fd, off, len(buf), err)
+		}
+		// A blocking call has no separate submission: slat is zero and
+		// clat is the whole call, as fio reports for psync.
+		c.record(ph, dir, len(buf), start, start, now)
+		c.sample(ph, now)
+	}
+	return nil
+}
+
+func dirName(d int) string {
+	switch d {
+	case dirRead:
+		return "read"
+	case dirWrite:
+		return "write"
+	}
+	return "fsync"
+}
+
+func fmtBytes(n int64) string {
+	const (
+		kib = 1 << 10
+		mib = 1 << 20
+		gib = 1 << 30
+	)
+	switch {
+	case n >= gib && n%gib == 0:
+		return fmt.Sprintf("%dGiB", n/gib)
+	case n >= gib:
+		return fmt.Sprintf("%.1fGiB", float64(n)/gib)
+	case n >= mib:
+		return fmt.Sprintf("%.1fMiB", float64(n)/mib)
+	case n >= kib:
+		return fmt.Sprintf("%.1fKiB", float64(n)/kib)
+	}
+	return fmt.Sprintf("%dB", n)
+}
