@@ -52,6 +52,18 @@ func FioArgs(j *Job, filename string) []string {
 		args = append(args, "--fsync="+strconv.Itoa(j.Fsync))
 	}
 	args = append(args, "--ioengine="+j.IOEngine.String())
+	if j.IOEngine == EngineIOUring {
+		// fio's io_uring engine options must follow --ioengine.
+		args = append(args, "--iodepth_batch_submit="+strconv.Itoa(j.IODepthBatch))
+		for _, o := range []struct {
+			on   bool
+			name string
+		}{{j.FixedBufs, "--fixedbufs"}, {j.RegisterFiles, "--registerfiles"}, {j.SQThreadPoll, "--sqthread_poll"}} {
+			if o.on {
+				args = append(args, o.name)
+			}
+		}
+	}
 	if j.Pattern == PatternRandRW || j.Pattern == PatternReadWrite {
 		args = append(args, "--rwmixread="+strconv.Itoa(j.RWMixRead))
 	}

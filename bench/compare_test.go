@@ -44,9 +44,11 @@ func TestFioArgs(t *testing.T) {
 	randread := Job{
 		Name: "rr", Pattern: PatternRandRead, BlockSize: 4096, Size: 1 << 30, IODepth: 32, NumJobs: 1,
 		Runtime: 10 * time.Second, TimeBased: true, Direct: true, IOEngine: EngineIOUring, RWMixRead: 50,
+		IODepthBatch: 1, FixedBufs: true,
 	}
 	want := []string{"--name=rr", "--filename=/f", "--rw=randread", "--bs=4k", "--size=1g", "--iodepth=32",
-		"--numjobs=1", "--runtime=10", "--time_based", "--direct=1", "--ioengine=io_uring", "--output-format=json"}
+		"--numjobs=1", "--runtime=10", "--time_based", "--direct=1", "--ioengine=io_uring",
+		"--iodepth_batch_submit=1", "--fixedbufs", "--output-format=json"}
 	if got := FioArgs(&randread, "/f"); !slices.Equal(got, want) {
 		t.Errorf("FioArgs(randread) =\n %q\nwant\n %q", got, want)
 	}
@@ -62,7 +64,8 @@ func TestFioArgs(t *testing.T) {
 			t.Errorf("FioArgs(mixed) = %q, lacks %q", got, a)
 		}
 	}
-	for _, prefix := range []string{"--runtime", "--size", "--time_based"} {
+	// io_uring engine options are unknown to fio's psync engine.
+	for _, prefix := range []string{"--runtime", "--size", "--time_based", "--iodepth_batch", "--fixedbufs"} {
 		for _, a := range got {
 			if strings.HasPrefix(a, prefix) {
 				t.Errorf("FioArgs(mixed) has %q, but the job does not set it", a)

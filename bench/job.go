@@ -52,6 +52,10 @@ type Job struct {
 	IOEngine       IOEngine      // ioengine=io_uring|psync, default io_uring
 	RWMixRead      int           // rwmixread=, percent reads for mixed patterns; default 50
 	GroupReporting bool          // group_reporting: one report for all clones of a job
+	IODepthBatch   int           // iodepth_batch_submit=: I/Os submitted together; 0 = IODepth; default 1
+	FixedBufs      bool          // fixedbufs: registered buffers (READ_FIXED/WRITE_FIXED)
+	RegisterFiles  bool          // registerfiles: registered file
+	SQThreadPoll   bool          // sqthread_poll: kernel SQ polling thread
 	Options        []Option      // as given, [global] first, for JSON "job options"
 }
 

@@ -108,7 +108,17 @@ job. Without --name or a job file there is one job, named "job".
   --group_reporting    report a job's clones together
   --filename=PATH      this job's target: PATH or file:PATH
   --description=TEXT   accepted and ignored
-time_based and group_reporting may be given bare, or as =1 or =0.
+io_uring engine options, with fio's names and defaults:
+  --iodepth_batch_submit=N  submit queued I/Os N at a time; 0 means iodepth;
+                       default 1 (each I/O as soon as it is queued). Alias
+                       iodepth_batch. Batches let the block layer merge
+                       adjacent I/Os.
+  --fixedbufs          register the I/O buffers with the ring (READ_FIXED,
+                       WRITE_FIXED); default off
+  --registerfiles      register the file with the ring; default off
+  --sqthread_poll      a kernel thread polls the submission queue; default off
+time_based, group_reporting, fixedbufs, registerfiles and sqthread_poll may be
+given bare, or as =1 or =0.
 
 SIZE is a whole number of bytes, optionally followed by k, m, g or t (or kb,
 kib, mb, ...: all are powers of 1024, any case), e.g. 4k or 1g.
@@ -125,7 +135,7 @@ Flags:
   -h, --help           print this help
 
 Job files are fio's ini format: [global] and [jobname] sections of opt=value
-lines (bare opt for time_based and group_reporting); lines starting with ; or
+lines (bare opt for the on/off options); lines starting with ; or
 # are comments. A [global] section applies to the jobs after it.
 `
 
@@ -146,6 +156,11 @@ const (
 	optGroupReporting
 	optFilename
 	optDescription
+	optIODepthBatch
+	optIODepthBatchAlias
+	optFixedBufs
+	optRegisterFiles
+	optSQThreadPoll
 	optCount
 )
 
@@ -286,12 +301,50 @@ var jobOptionDefs = [optCount]jobOptionDef{
 		j.Target = t
 		return ""
 	}},
-	optDescription: {name: "description", set: func(*Job, string) string { return "" }},
+	optDescription:       {name: "description", set: func(*Job, string) string { return "" }},
+	optIODepthBatch:      {name: "iodepth_batch_submit", set: setIODepthBatch},
+	optIODepthBatchAlias: {name: "iodepth_batch", set: setIODepthBatch},
+	optFixedBufs: {name: "fixedbufs", flag: true, set: func(j *Job, v string) string {
+		b, why := parseFlag(v, "fixedbufs")
+		if why != "" {
+			return why
+		}
+		j.FixedBufs = b
+		return ""
+	}},
+	optRegisterFiles: {name: "registerfiles", flag: true, set: func(j *Job, v string) string {
+		b, why := parseFlag(v, "registerfiles")
+		if why != "" {
+			return why
+		}
+		j.RegisterFiles = b
+		return ""
+	}},
+	optSQThreadPoll: {name: "sqthread_poll", flag: true, set: func(j *Job, v string) string {
+		b, why := parseFlag(v, "sqthread_poll")
+		if why != "" {
+			return why
+		}
+		j.SQThreadPoll = b
+		return ""
+	}},
+}
+
+// setIODepthBatch sets iodepth_batch_submit (alias iodepth_batch): how many
+// queued I/Os are submitted together; 0 means iodepth, as in fio.
+func setIODepthBatch(j *Job, v string) string {
+	n, why := parseIntIn(v, 0, iodepthMax)
+	if why != "" {
+		return why
+	}
+	j.IODepthBatch = n
+	return ""
 }
 
 // jobOptionNames lists the job options for "accepted:" in messages.
 const jobOptionNames = "rw, bs, size, iodepth, numjobs, runtime, time_based, ramp_time, direct, " +
-	"fsync, ioengine, rwmixread, group_reporting, filename, description"
+	"fsync, ioengine, rwmixread, group_reporting, filename, description, iodepth_batch_submit, " +
+	"iodepth_batch, fixedbufs, registerfiles, sqthread_poll"
 
 // cliOptionNames lists everything ParseArgs takes after "--".
 const cliOptionNames = "name, " + jobOptionNames + ", output-format, compare-fio, rounds, eta, fio, help"
@@ -315,6 +368,8 @@ func defaultJob(name string) Job {
 		NumJobs:   1,
 		IOEngine:  EngineIOUring,
 		RWMixRead: 50,
+		// fio submits each I/O as soon as it is queued (iodepth_batch=1).
+		IODepthBatch: 1,
 	}
 }
 
@@ -1198,6 +1253,18 @@ func missingOptions(j *Job, opts []Option) []Option {
 	}
 	if j.GroupReporting != got.GroupReporting {
 		add(optGroupReporting, flag(j.GroupReporting))
+	}
+	if j.IODepthBatch != got.IODepthBatch {
+		add(optIODepthBatch, strconv.Itoa(j.IODepthBatch))
+	}
+	if j.FixedBufs != got.FixedBufs {
+		add(optFixedBufs, flag(j.FixedBufs))
+	}
+	if j.RegisterFiles != got.RegisterFiles {
+		add(optRegisterFiles, flag(j.RegisterFiles))
+	}
+	if j.SQThreadPoll != got.SQThreadPoll {
+		add(optSQThreadPoll, flag(j.SQThreadPoll))
 	}
 	return out
 }

@@ -523,6 +523,11 @@ func (c *clone) runRing(ctx context.Context, fd int, ph *phase, base time.Time) 
 	depth := c.job.IODepth
 	f := ioring.Detect()
 	opts := ioring.Options{Entries: uint32(depth), SingleIssuer: f.SingleIssuer, DeferTaskrun: f.DeferTaskrun && f.SingleIssuer, CoopTaskrun: f.CoopTaskrun && !f.DeferTaskrun}
+	if c.job.SQThreadPoll {
+		opts.SQPoll = true
+		opts.SQPollCPU = -1
+		opts.SQPollIdle = 10 * time.Millisecond
+	}
 	ring, err := ioring.New(opts)
 	if err != nil {
 		return err
@@ -537,11 +542,27 @@ func (c *clone) runRing(ctx context.Context, fd int, ph *phase, base time.Time) 
 		c.rng.fill(units[i].buf)
 		bufs[i] = units[i].buf
 	}
-	fixed := ring.RegisterBuffers(bufs) == nil
+	fixed := false
+	if c.job.FixedBufs {
+		if err := ring.RegisterBuffers(bufs); err != nil {
+			return err
+		}
+		fixed = true
+	}
 	fileIdx := fd
-	fixedFile := ring.RegisterFiles([]int{fd}) == nil
-	if fixedFile {
-		fileIdx = 0
+	fixedFile := false
+	if c.job.RegisterFiles {
+		if err := ring.RegisterFiles([]int{fd}); err != nil {
+			return err
+		}
+		fileIdx, fixedFile = 0, true
+	}
+	// batch is fio's iodepth_batch_submit: queued I/Os go to the kernel
+	// this many at a time (1: each at once, so adjacent sequential I/Os
+	// are not merged by the block layer's plug; fio's default).
+	batch := c.job.IODepthBatch
+	if batch <= 0 || batch > depth {
+		batch = depth
 	}
 	free := make([]int, 0, depth)
 	for i := depth - 1; i >= 0; i-- {
@@ -585,6 +606,18 @@ func (c *clone) runRing(ctx context.Context, fd int, ph *phase, base time.Time) 
 		inflight++
 	}
 
+	submit := func() error {
+		if _, err := ring.Submit(); err != nil && !errors.Is(err, ioring.ErrBusy) {
+			return err
+		}
+		now := int64(time.Since(base))
+		for _, idx := range pending {
+			units[idx].issue = now
+		}
+		pending = pending[:0]
+		return nil
+	}
+
 	now := int64(time.Since(base))
 	for {
 		// Fill the queue.
@@ -605,16 +638,17 @@ func (c *clone) runRing(ctx context.Context, fd int, ph *phase, base time.Time) 
 				}
 			}
 			prep(idx, now)
+			if len(pending) >= batch {
+				if err := submit(); err != nil {
+					return err
+				}
+				now = int64(time.Since(base))
+			}
 		}
 		if len(pending) > 0 {
-			if _, err := ring.Submit(); err != nil && !errors.Is(err, ioring.ErrBusy) {
+			if err := submit(); err != nil {
 				return err
 			}
-			now = int64(time.Since(base))
-			for _, idx := range pending {
-				units[idx].issue = now
-			}
-			pending = pending[:0]
 		}
 		if inflight == 0 {
 			break
@@ -667,6 +701,9 @@ func (c *clone) runRing(ctx context.Context, fd int, ph *phase, base time.Time) 
 				p0 := u.prep
 				prep(idx, now)
 				u.prep = p0
+				if err := submit(); err != nil {
+					return err
+				}
 				continue
 			}
 			c.record(ph, u.dir, len(u.buf), u.prep, u.issue, now)

@@ -35,11 +35,18 @@ func ioBackends(t *testing.T) []string {
 
 func TestRunPatterns(t *testing.T) {
 	for _, backend := range ioBackends(t) {
-		for _, rw := range []string{"read", "write", "randread", "randwrite", "randrw", "readwrite"} {
+		for i, rw := range []string{"read", "write", "randread", "randwrite", "randrw", "readwrite"} {
+			// Alternate fio's defaults with registered buffers and file and
+			// whole-queue submission batches.
+			extra := []string{"--iodepth_batch_submit=1"}
+			if i%2 == 1 {
+				extra = []string{"--fixedbufs", "--registerfiles", "--iodepth_batch_submit=0"}
+			}
 			t.Run(backend+"/"+rw, func(t *testing.T) {
 				t.Setenv(ioring.BackendEnv, backend)
 				path := filepath.Join(t.TempDir(), "f")
-				jobs := mustParse(t, "--rw="+rw, "--bs=4k", "--size=2m", "--iodepth=4", "--direct=1", "file:"+path)
+				args := append([]string{"--rw=" + rw, "--bs=4k", "--size=2m", "--iodepth=4", "--direct=1"}, extra...)
+				jobs := mustParse(t, append(args, "file:"+path)...)
 				res, err := Run(context.Background(), jobs, RunOptions{})
 				if err != nil {
 					t.Fatal(err)
