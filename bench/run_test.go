@@ -321,3 +321,27 @@ func TestMainSizeLargerThanDevice(t *testing.T) {
 		t.Errorf("read of the loop device: status %d: %s", status, errs)
 	}
 }
+
+// TestMainCompareFio runs `weft bench --compare-fio` end to end against the
+// real fio binary on a small file: one round of each, both on the same job.
+// make test installs fio; without it the test says so and skips.
+func TestMainCompareFio(t *testing.T) {
+	fio, err := exec.LookPath("fio")
+	if err != nil {
+		t.Skip("fio not installed (make test installs it): ", err)
+	}
+	path := filepath.Join(t.TempDir(), "f")
+	out, errs, status := runMain(t, "--compare-fio", "--rounds=1", "--fio="+fio, "--rw=randrw", "--bs=4k",
+		"--size=4m", "--iodepth=4", "--runtime=500ms", "--time_based", "file:"+path)
+	if status != 0 {
+		t.Fatalf("status %d\nstderr: %s\nstdout: %s", status, errs, out)
+	}
+	for _, want := range []string{"| metric | fio (median) | weft (median) | weft/fio |", "| read IOPS |", "| write IOPS |", "read clat p50"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("comparison table lacks %q:\n%s", want, out)
+		}
+	}
+	if !strings.Contains(errs, "round 1/1 fio") || !strings.Contains(errs, "round 1/1 weft") {
+		t.Errorf("no per-run progress lines on stderr: %q", errs)
+	}
+}

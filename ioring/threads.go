@@ -47,17 +47,16 @@ type threads struct {
 
 	// mu guards the kernel-side state: CQ production, overflow, timeouts
 	// and registrations.
-	mu          sync.Mutex
-	cond        *sync.Cond // signalled when completions are posted
-	overflow    []CQE
-	posted      uint64 // completions posted, for count timeouts
-	timeouts    []*countTimeout
-	bufs        []unix.Iovec
-	files       []int32
-	eventfd     int
-	closed      bool
-	waiting     int
-	inflightOps int
+	mu       sync.Mutex
+	cond     *sync.Cond // signalled when completions are posted
+	overflow []CQE
+	posted   uint64 // completions posted, for count timeouts
+	timeouts []*countTimeout
+	bufs     []unix.Iovec
+	files    []int32
+	eventfd  int
+	closed   bool
+	waiting  int
 
 	// qmu guards the work queue between enter and the workers.
 	qmu   sync.Mutex

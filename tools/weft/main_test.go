@@ -1,0 +1,55 @@
+package main
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// TestExitStatus runs the real binary: bad bench input exits 2 with one
+// line per problem, help and iobackend exit 0.
+func TestExitStatus(t *testing.T) {
+	bin := filepath.Join(t.TempDir(), "weft")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("build: %v\n%s", err, out)
+	}
+	target := filepath.Join(t.TempDir(), "f")
+	cases := []struct {
+		args   []string
+		status int
+		stderr string
+	}{
+		{[]string{"bench", "--iodepth=0", "--size=1m", "file:" + target}, 2, "bench: iodepth=0"},
+		{[]string{"bench", "--rw=sideways", "--size=1m", "file:" + target}, 2, "bench: rw=sideways"},
+		{[]string{"bench", "--help"}, 0, ""},
+		{[]string{"iobackend"}, 0, ""},
+		{[]string{"no-such-command"}, 2, "unknown command"},
+	}
+	for _, c := range cases {
+		cmd := exec.Command(bin, c.args...)
+		var stderr strings.Builder
+		cmd.Stderr = &stderr
+		err := cmd.Run()
+		status := 0
+		if ee, ok := err.(*exec.ExitError); ok {
+			status = ee.ExitCode()
+		} else if err != nil {
+			t.Fatal(err)
+		}
+		if status != c.status || !strings.Contains(stderr.String(), c.stderr) {
+			t.Errorf("weft %q: status %d, stderr %q; want %d and %q", c.args, status, stderr.String(), c.status, c.stderr)
+		}
+	}
+	if _, err := os.Stat(target); !os.IsNotExist(err) {
+		t.Errorf("bad input created %s", target)
+	}
+}
+
+func TestRunInProcess(t *testing.T) {
+	if got := run(context.Background(), []string{"bench", "--bs=3k", "--direct=1", "--size=1m", "file:/nonexistent/x"}); got != 2 {
+		t.Errorf("status %d, want 2", got)
+	}
+}
