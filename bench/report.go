@@ -330,10 +330,14 @@ func fioSampleStats(samples []int64, div int64) fioSamples {
 // WriteJSON writes r as fio 3.x JSON (see FioJSON), indented, followed by a
 // newline. ParseFioJSON reads it back.
 func (r *Result) WriteJSON(w io.Writer) error {
+	return writeFioJSON(w, r.FioJSON())
+}
+
+func writeFioJSON(w io.Writer, out *FioOutput) error {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
 	enc.SetEscapeHTML(false)
-	if err := enc.Encode(r.FioJSON()); err != nil {
+	if err := enc.Encode(out); err != nil {
 		return fmt.Errorf("bench: writing JSON: %w", err)
 	}
 	return nil

@@ -653,18 +653,11 @@ func (c *clone) runRing(ctx context.Context, fd int, ph *phase, base time.Time) 
 		if inflight == 0 {
 			break
 		}
-		// Reap: wait in the kernel for at least one completion.
-		n, err := ring.PeekBatch(cqes)
+		// Reap: at most one system call, which waits for at least one
+		// completion when none is ready (fio's getevents with min=1).
+		n, err := ring.WaitBatch(cqes, 1)
 		if err != nil {
 			return err
-		}
-		if n == 0 {
-			if _, err := ring.WaitCQE(); err != nil {
-				return err
-			}
-			if n, err = ring.PeekBatch(cqes); err != nil {
-				return err
-			}
 		}
 		now = int64(time.Since(base))
 		for _, cqe := range cqes[:n] {

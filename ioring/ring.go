@@ -374,6 +374,38 @@ func (r *Ring) PeekBatch(dst []CQE) (int, error) {
 	return int(n), nil
 }
 
+// WaitBatch reaps like PeekBatch, but first waits, in one system call,
+// until at least min completions are ready. It is the reaping step of an
+// event loop: one io_uring_enter when the CQ holds fewer than min
+// completions, none otherwise.
+func (r *Ring) WaitBatch(dst []CQE, min uint32) (int, error) {
+	if r.closed {
+		return 0, ErrClosed
+	}
+	if min > uint32(len(dst)) {
+		min = uint32(len(dst))
+	}
+	for r.CQReady() < min {
+		if _, err := r.enter(0, min, enterGetEvents, nil); err != nil {
+			return 0, err
+		}
+	}
+	head := atomic.LoadUint32(r.cqHead)
+	n := min32(atomic.LoadUint32(r.cqTail)-head, uint32(len(dst)))
+	for i := uint32(0); i < n; i++ {
+		dst[i] = r.cqes[(head+i)&r.cqMask]
+	}
+	atomic.StoreUint32(r.cqHead, head+n)
+	return int(n), nil
+}
+
+func min32(a, b uint32) uint32 {
+	if a < b {
+		return a
+	}
+	return b
+}
+
 // WaitCQE returns the oldest completion, blocking until one arrives. It
 // submits nothing.
 func (r *Ring) WaitCQE() (*CQE, error) {

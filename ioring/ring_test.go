@@ -643,3 +643,32 @@ func TestOptionsValidation(t *testing.T) {
 		}
 	}
 }
+
+func TestWaitBatch(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, backend string) {
+		r := newRing(t, backend, Options{Entries: 8})
+		for i := 0; i < 5; i++ {
+			sqe := r.GetSQE()
+			sqe.PrepNop()
+			sqe.UserData = uint64(i)
+		}
+		if _, err := r.Submit(); err != nil {
+			t.Fatal(err)
+		}
+		dst := make([]CQE, 8)
+		got := 0
+		for got < 5 {
+			n, err := r.WaitBatch(dst, 1)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if n == 0 {
+				t.Fatal("WaitBatch(min=1) returned no completion")
+			}
+			got += n
+		}
+		if got != 5 {
+			t.Errorf("reaped %d completions, want 5", got)
+		}
+	})
+}
