@@ -175,6 +175,10 @@ func Run(ctx context.Context, jobs []Job, opts RunOptions) (*Result, error) {
 			clones = append(clones, newClone(&jobs[i], c))
 		}
 	}
+	dedicated := len(clones) < runtime.GOMAXPROCS(0)
+	for _, c := range clones {
+		c.dedicated = dedicated
+	}
 	var wg sync.WaitGroup
 	start := time.Now()
 	for _, c := range clones {
@@ -333,6 +337,7 @@ type clone struct {
 	issuedIOs  int64 // I/Os started, for size-bounded runs
 	totalIOs   int64 // I/Os a size-bounded run does
 	writesSync int   // writes since the last fsync
+	dedicated  bool  // fewer clones than Ps: waits may keep the P
 }
 
 func newClone(j *Job, index int) *clone {
@@ -522,7 +527,10 @@ type unit struct {
 func (c *clone) runRing(ctx context.Context, fd int, ph *phase, base time.Time) error {
 	depth := c.job.IODepth
 	f := ioring.Detect()
-	opts := ioring.Options{Entries: uint32(depth), SingleIssuer: f.SingleIssuer, DeferTaskrun: f.DeferTaskrun && f.SingleIssuer, CoopTaskrun: f.CoopTaskrun && !f.DeferTaskrun}
+	opts := ioring.Options{Entries: uint32(depth), SingleIssuer: f.SingleIssuer, DeferTaskrun: f.DeferTaskrun && f.SingleIssuer, CoopTaskrun: f.CoopTaskrun && !f.DeferTaskrun,
+		// With a P to spare for the runtime, a clone keeps its P while it
+		// waits for completions, as fio's job thread keeps its CPU.
+		DedicatedThread: c.dedicated}
 	if c.job.SQThreadPoll {
 		opts.SQPoll = true
 		opts.SQPollCPU = -1

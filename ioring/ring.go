@@ -48,6 +48,12 @@ type Options struct {
 	// DeferTaskrun (requires SingleIssuer) runs completion work only when
 	// the application waits for completions.
 	DeferTaskrun bool
+	// DedicatedThread says the ring's goroutine has its OS thread and Go P
+	// to itself (a benchmark job, a reactor in poll mode): waits for
+	// completions then keep the P instead of handing it to the scheduler,
+	// which saves two thread wake-ups per wait but blocks other goroutines
+	// from that P while waiting.
+	DedicatedThread bool
 	// Backend overrides BackendEnv: "", "auto", "io_uring" or "threads".
 	Backend string
 	// Workers is the thread backend's pool size; default 4.
@@ -69,6 +75,7 @@ type Ring struct {
 	reason  string // why the thread backend was chosen, if it was
 	fd      int    // ring fd (io_uring backend), -1 otherwise
 	flags   uint32 // setup flags granted
+	rawWait bool   // Options.DedicatedThread: waits keep the P
 	feats   uint32
 	threads *threads
 
@@ -258,6 +265,13 @@ func (r *Ring) submit(waitNr uint32, extra uint32) (int, error) {
 	pending := r.flushSQ()
 	flags := extra
 	if waitNr > 0 || r.needsFlush() {
+		flags |= enterGetEvents
+	}
+	if r.flags&setupSQPoll == 0 {
+		// GETEVENTS with min_complete 0 waits for nothing, but lets the
+		// kernel post completions it has deferred (COOP/DEFER_TASKRUN) in
+		// the same call, so an I/O that completed during submission is
+		// reaped without a second system call.
 		flags |= enterGetEvents
 	}
 	if r.flags&setupSQPoll != 0 {

@@ -672,3 +672,23 @@ func TestWaitBatch(t *testing.T) {
 		}
 	})
 }
+
+// TestDedicatedThread: a ring whose waits keep the P behaves the same.
+func TestDedicatedThread(t *testing.T) {
+	if f := Detect(); !f.Available {
+		t.Skipf("io_uring not available here: %v", f.Err)
+	}
+	r := newRing(t, BackendIOUring, Options{Entries: 8, DedicatedThread: true})
+	f := tempFile(t, 1<<16)
+	data := pattern(4096, 9)
+	if _, err := r.WriteAt(int(f.Fd()), data, 4096); err != nil {
+		t.Fatal(err)
+	}
+	got := AlignedBuffer(4096)
+	if _, err := r.ReadAt(int(f.Fd()), got, 4096); err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("read back: %v", err)
+	}
+	if _, err := r.WaitCQETimeout(10 * time.Millisecond); !errors.Is(err, ErrTimeout) {
+		t.Errorf("timed wait on an idle ring: %v", err)
+	}
+}

@@ -136,7 +136,7 @@ func newURing(opts Options) (*Ring, error) {
 	if err != nil {
 		return nil, fmt.Errorf("ioring: io_uring_setup(entries=%d, flags=%s): %w", opts.Entries, orNone(setupFlagNames(flags)), err)
 	}
-	r := &Ring{backend: BackendIOUring, fd: fd, flags: flags, feats: p.features}
+	r := &Ring{backend: BackendIOUring, fd: fd, flags: flags, feats: p.features, rawWait: opts.DedicatedThread}
 	if err := r.mapRings(&p); err != nil {
 		r.Close()
 		return nil, err
@@ -210,7 +210,17 @@ func (r *Ring) uringEnter(toSubmit, minComplete, flags uint32, ts *kernelTimespe
 		argp, argsz = unsafe.Pointer(&arg), unsafe.Sizeof(arg)
 		flags |= enterExtArg
 	}
-	n, _, errno := unix.Syscall6(unix.SYS_IO_URING_ENTER, uintptr(r.fd), uintptr(toSubmit), uintptr(minComplete), uintptr(flags), uintptr(argp), argsz)
+	var n uintptr
+	var errno unix.Errno
+	if minComplete == 0 || r.rawWait {
+		// Submission and non-waiting reaping do not sleep: keep the P
+		// rather than pay the scheduler's hand-off for a short call.
+		n, _, errno = unix.RawSyscall6(unix.SYS_IO_URING_ENTER, uintptr(r.fd), uintptr(toSubmit), uintptr(minComplete), uintptr(flags), uintptr(argp), argsz)
+	} else {
+		// A wait may sleep: tell the scheduler so it can run other
+		// goroutines on this P meanwhile.
+		n, _, errno = unix.Syscall6(unix.SYS_IO_URING_ENTER, uintptr(r.fd), uintptr(toSubmit), uintptr(minComplete), uintptr(flags), uintptr(argp), argsz)
+	}
 	if errno != 0 {
 		return int(n), errno
 	}

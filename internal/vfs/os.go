@@ -274,6 +274,14 @@ func (f *osFile) Size() (int64, error) {
 	if err != nil {
 		return 0, err
 	}
+	if fi.Mode()&os.ModeDevice != 0 {
+		// A block device's size is where its end is, not what stat says.
+		end, err := unix.Seek(int(f.f.Fd()), 0, io.SeekEnd)
+		if err != nil {
+			return 0, fmt.Errorf("vfs: size of %s: %w", f.f.Name(), err)
+		}
+		return end, nil
+	}
 	return fi.Size(), nil
 }
 

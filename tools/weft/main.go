@@ -1,6 +1,7 @@
 // Command weft is the single binary of the weft file system. Today it has
-// `weft bench`, the fio-style benchmark harness; the node, cluster and
-// mount commands arrive with their packages.
+// `weft bench` (the fio-style benchmark harness), `weft format` and
+// `weft iobackend`; the node, cluster and mount commands arrive with their
+// packages.
 package main
 
 import (
@@ -8,11 +9,14 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 
 	"github.com/spf13/cobra"
 
 	"github.com/weftfs/weft/bench"
+	"github.com/weftfs/weft/engine"
+	"github.com/weftfs/weft/internal/vfs"
 	"github.com/weftfs/weft/ioring"
 )
 
@@ -65,7 +69,52 @@ func run(ctx context.Context, args []string) int {
 			return nil
 		},
 	}
-	root.AddCommand(benchCmd, ioCmd)
+	var (
+		fmtSize, fmtSegment string
+		fmtPLP, fmtForce    bool
+	)
+	formatCmd := &cobra.Command{
+		Use:   "format [flags] PATH",
+		Short: "Format a block device or file as a weft device (writes both superblock copies)",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			req := engine.FormatRequest{Path: args[0], Force: fmtForce, Options: engine.FormatOptions{PLP: fmtPLP}}
+			var probs []string
+			if fmtSize != "" {
+				n, err := bench.ParseSize(fmtSize)
+				if err != nil || n <= 0 {
+					probs = append(probs, fmt.Sprintf("--size=%s: want a size such as 10g", fmtSize))
+				}
+				req.Size = n
+			}
+			if fmtSegment != "" {
+				n, err := bench.ParseSize(fmtSegment)
+				if err != nil || n <= 0 || n > 1<<30 {
+					probs = append(probs, fmt.Sprintf("--segment-size=%s: want a power of two from 1m to 1g", fmtSegment))
+				}
+				req.Options.SegmentSize = uint32(n)
+			}
+			if len(probs) > 0 {
+				status = 2
+				fmt.Fprintln(os.Stderr, strings.Join(probs, "\n"))
+				return nil
+			}
+			sb, err := engine.Format(vfs.Default, req)
+			if err != nil {
+				status = 2
+				fmt.Fprintln(os.Stderr, err)
+				return nil
+			}
+			fmt.Printf("formatted %s: weft device %s, %d segments of %d MiB, checkpoint area %d MiB, plp=%v\n",
+				args[0], sb.UUID, sb.SegmentCount, sb.SegmentSize>>20, sb.CheckpointSize>>20, sb.PLP)
+			return nil
+		},
+	}
+	formatCmd.Flags().StringVar(&fmtSize, "size", "", "create a missing file of this size (e.g. 10g)")
+	formatCmd.Flags().StringVar(&fmtSegment, "segment-size", "", "segment size, a power of two from 1m to 1g (default 32m)")
+	formatCmd.Flags().BoolVar(&fmtPLP, "plp", false, "the device is power-loss protected: writes may skip flushes")
+	formatCmd.Flags().BoolVar(&fmtForce, "force", false, "overwrite an existing weft device")
+	root.AddCommand(benchCmd, ioCmd, formatCmd)
 	root.SetArgs(args)
 	if err := root.Execute(); err != nil {
 		fmt.Fprintln(os.Stderr, "weft:", err)
