@@ -54,7 +54,11 @@ func FioArgs(j *Job, filename string) []string {
 	args = append(args, "--ioengine="+j.IOEngine.String())
 	if j.IOEngine == EngineIOUring {
 		// fio's io_uring engine options must follow --ioengine.
-		args = append(args, "--iodepth_batch_submit="+strconv.Itoa(j.IODepthBatch))
+		args = append(args, "--iodepth_batch_submit="+strconv.Itoa(j.IODepthBatch),
+			"--iodepth_batch_complete_min="+strconv.Itoa(j.BatchCompleteMin))
+		if j.BatchCompleteMax > 0 {
+			args = append(args, "--iodepth_batch_complete_max="+strconv.Itoa(j.BatchCompleteMax))
+		}
 		for _, o := range []struct {
 			on   bool
 			name string

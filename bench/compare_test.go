@@ -44,11 +44,11 @@ func TestFioArgs(t *testing.T) {
 	randread := Job{
 		Name: "rr", Pattern: PatternRandRead, BlockSize: 4096, Size: 1 << 30, IODepth: 32, NumJobs: 1,
 		Runtime: 10 * time.Second, TimeBased: true, Direct: true, IOEngine: EngineIOUring, RWMixRead: 50,
-		IODepthBatch: 1, FixedBufs: true,
+		IODepthBatch: 1, BatchCompleteMin: 1, FixedBufs: true,
 	}
 	want := []string{"--name=rr", "--filename=/f", "--rw=randread", "--bs=4k", "--size=1g", "--iodepth=32",
 		"--numjobs=1", "--runtime=10", "--time_based", "--direct=1", "--ioengine=io_uring",
-		"--iodepth_batch_submit=1", "--fixedbufs", "--output-format=json"}
+		"--iodepth_batch_submit=1", "--iodepth_batch_complete_min=1", "--fixedbufs", "--output-format=json"}
 	if got := FioArgs(&randread, "/f"); !slices.Equal(got, want) {
 		t.Errorf("FioArgs(randread) =\n %q\nwant\n %q", got, want)
 	}

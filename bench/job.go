@@ -56,7 +56,14 @@ type Job struct {
 	FixedBufs      bool          // fixedbufs: registered buffers (READ_FIXED/WRITE_FIXED)
 	RegisterFiles  bool          // registerfiles: registered file
 	SQThreadPoll   bool          // sqthread_poll: kernel SQ polling thread
-	Options        []Option      // as given, [global] first, for JSON "job options"
+	// BatchCompleteMin and BatchCompleteMax are fio's
+	// iodepth_batch_complete_min/max: a reap waits for at least Min
+	// completions (0: never waits) and takes at most Max (0: Min, or 1 when
+	// Min is 0... see runRing), so by default one completion is reaped
+	// before the queue is topped up again, keeping it full.
+	BatchCompleteMin int
+	BatchCompleteMax int
+	Options          []Option // as given, [global] first, for JSON "job options"
 }
 
 // IsRandom reports whether the job picks offsets at random.

@@ -113,6 +113,10 @@ io_uring engine options, with fio's names and defaults:
                        default 1 (each I/O as soon as it is queued). Alias
                        iodepth_batch. Batches let the block layer merge
                        adjacent I/Os.
+  --iodepth_batch_complete_min=N  reap only once N completions are ready
+                       (alias iodepth_batch_complete); 0 polls; default 1
+  --iodepth_batch_complete_max=N  reap at most N completions at once;
+                       default: the min (so one at a time, as fio)
   --fixedbufs          register the I/O buffers with the ring (READ_FIXED,
                        WRITE_FIXED); default off
   --registerfiles      register the file with the ring; default off
@@ -161,6 +165,9 @@ const (
 	optFixedBufs
 	optRegisterFiles
 	optSQThreadPoll
+	optBatchCompleteMin
+	optBatchCompleteMinAlias
+	optBatchCompleteMax
 	optCount
 )
 
@@ -320,6 +327,16 @@ var jobOptionDefs = [optCount]jobOptionDef{
 		j.RegisterFiles = b
 		return ""
 	}},
+	optBatchCompleteMin:      {name: "iodepth_batch_complete_min", set: setBatchCompleteMin},
+	optBatchCompleteMinAlias: {name: "iodepth_batch_complete", set: setBatchCompleteMin},
+	optBatchCompleteMax: {name: "iodepth_batch_complete_max", set: func(j *Job, v string) string {
+		n, why := parseIntIn(v, 0, iodepthMax)
+		if why != "" {
+			return why
+		}
+		j.BatchCompleteMax = n
+		return ""
+	}},
 	optSQThreadPoll: {name: "sqthread_poll", flag: true, set: func(j *Job, v string) string {
 		b, why := parseFlag(v, "sqthread_poll")
 		if why != "" {
@@ -328,6 +345,18 @@ var jobOptionDefs = [optCount]jobOptionDef{
 		j.SQThreadPoll = b
 		return ""
 	}},
+}
+
+// setBatchCompleteMin sets iodepth_batch_complete_min (alias
+// iodepth_batch_complete): the fewest completions a reap waits for; 0
+// polls without waiting. fio's default is 1.
+func setBatchCompleteMin(j *Job, v string) string {
+	n, why := parseIntIn(v, 0, iodepthMax)
+	if why != "" {
+		return why
+	}
+	j.BatchCompleteMin = n
+	return ""
 }
 
 // setIODepthBatch sets iodepth_batch_submit (alias iodepth_batch): how many
@@ -344,7 +373,8 @@ func setIODepthBatch(j *Job, v string) string {
 // jobOptionNames lists the job options for "accepted:" in messages.
 const jobOptionNames = "rw, bs, size, iodepth, numjobs, runtime, time_based, ramp_time, direct, " +
 	"fsync, ioengine, rwmixread, group_reporting, filename, description, iodepth_batch_submit, " +
-	"iodepth_batch, fixedbufs, registerfiles, sqthread_poll"
+	"iodepth_batch, fixedbufs, registerfiles, sqthread_poll, iodepth_batch_complete_min, " +
+	"iodepth_batch_complete, iodepth_batch_complete_max"
 
 // cliOptionNames lists everything ParseArgs takes after "--".
 const cliOptionNames = "name, " + jobOptionNames + ", output-format, compare-fio, rounds, eta, fio, help"
@@ -368,8 +398,11 @@ func defaultJob(name string) Job {
 		NumJobs:   1,
 		IOEngine:  EngineIOUring,
 		RWMixRead: 50,
-		// fio submits each I/O as soon as it is queued (iodepth_batch=1).
-		IODepthBatch: 1,
+		// fio submits each I/O as soon as it is queued (iodepth_batch=1)
+		// and reaps one completion at a time (iodepth_batch_complete_min=1,
+		// iodepth_batch_complete_max defaults to the min).
+		IODepthBatch:     1,
+		BatchCompleteMin: 1,
 	}
 }
 
@@ -1265,6 +1298,12 @@ func missingOptions(j *Job, opts []Option) []Option {
 	}
 	if j.SQThreadPoll != got.SQThreadPoll {
 		add(optSQThreadPoll, flag(j.SQThreadPoll))
+	}
+	if j.BatchCompleteMin != got.BatchCompleteMin {
+		add(optBatchCompleteMin, strconv.Itoa(j.BatchCompleteMin))
+	}
+	if j.BatchCompleteMax != got.BatchCompleteMax {
+		add(optBatchCompleteMax, strconv.Itoa(j.BatchCompleteMax))
 	}
 	return out
 }

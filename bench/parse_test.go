@@ -251,7 +251,7 @@ func TestUsageDocumentsEveryOption(t *testing.T) {
 
 func TestParseArgsProblems(t *testing.T) {
 	const accepted = "accepted: name, rw, bs, size, iodepth, numjobs, runtime, time_based, ramp_time, direct, " +
-		"fsync, ioengine, rwmixread, group_reporting, filename, description, iodepth_batch_submit, iodepth_batch, fixedbufs, registerfiles, sqthread_poll, output-format, compare-fio, rounds, eta, fio, help"
+		"fsync, ioengine, rwmixread, group_reporting, filename, description, iodepth_batch_submit, iodepth_batch, fixedbufs, registerfiles, sqthread_poll, iodepth_batch_complete_min, iodepth_batch_complete, iodepth_batch_complete_max, output-format, compare-fio, rounds, eta, fio, help"
 	missing := filepath.Join(t.TempDir(), "missing.fio")
 	tests := []struct {
 		args []string

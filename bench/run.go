@@ -572,6 +572,14 @@ func (c *clone) runRing(ctx context.Context, fd int, ph *phase, base time.Time) 
 	if batch <= 0 || batch > depth {
 		batch = depth
 	}
+	// fio's iodepth_batch_complete_min/max, with fio's defaults: max is
+	// min unless given, and at least 1.
+	minReap := min(c.job.BatchCompleteMin, depth)
+	maxReap := c.job.BatchCompleteMax
+	if maxReap == 0 {
+		maxReap = minReap
+	}
+	maxReap = min(max(maxReap, minReap, 1), depth)
 	free := make([]int, 0, depth)
 	for i := depth - 1; i >= 0; i-- {
 		free = append(free, i)
@@ -661,11 +669,18 @@ func (c *clone) runRing(ctx context.Context, fd int, ph *phase, base time.Time) 
 		if inflight == 0 {
 			break
 		}
-		// Reap: at most one system call, which waits for at least one
-		// completion when none is ready (fio's getevents with min=1).
-		n, err := ring.WaitBatch(cqes, 1)
+		// Reap as fio does: wait (one system call at most) until minReap
+		// completions are ready, take at most maxReap, then top the queue
+		// up again before reaping more.
+		n, err := ring.WaitBatch(cqes[:maxReap], uint32(minReap))
 		if err != nil {
 			return err
+		}
+		if n == 0 && minReap == 0 {
+			// Polling: let the kernel post completions it deferred.
+			if _, err := ring.Submit(); err != nil && !errors.Is(err, ioring.ErrBusy) {
+				return err
+			}
 		}
 		now = int64(time.Since(base))
 		for _, cqe := range cqes[:n] {

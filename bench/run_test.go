@@ -36,11 +36,15 @@ func ioBackends(t *testing.T) []string {
 func TestRunPatterns(t *testing.T) {
 	for _, backend := range ioBackends(t) {
 		for i, rw := range []string{"read", "write", "randread", "randwrite", "randrw", "readwrite"} {
-			// Alternate fio's defaults with registered buffers and file and
-			// whole-queue submission batches.
+			// Rotate through fio's defaults, registered buffers and file
+			// with whole-queue submission batches, and polling reaps.
 			extra := []string{"--iodepth_batch_submit=1"}
-			if i%2 == 1 {
-				extra = []string{"--fixedbufs", "--registerfiles", "--iodepth_batch_submit=0"}
+			switch i % 3 {
+			case 1:
+				extra = []string{"--fixedbufs", "--registerfiles", "--iodepth_batch_submit=0", "--iodepth_batch_complete_max=4"}
+			case 2:
+				// Polling reaps: never wait in the kernel.
+				extra = []string{"--iodepth_batch_complete_min=0", "--iodepth_batch_complete_max=4"}
 			}
 			t.Run(backend+"/"+rw, func(t *testing.T) {
 				t.Setenv(ioring.BackendEnv, backend)
