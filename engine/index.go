@@ -7,42 +7,11 @@ import (
 	"github.com/google/btree"
 )
 
-// The extent index.
-//
-// An Index maps (object, offset) to the record that holds those bytes. It
-// is one github.com/google/btree BTreeG whose items are Extent values
-// (56 bytes each, no pointer per item), ordered by (Object.Hi, Object.Lo,
-// Off). Each shard owns one Index; snapshots are Clones of it.
-//
-// Invariants (Check verifies all of them):
-//   - No two extents of one object overlap.
-//   - Every extent has Len > 0, Skip+Len <= Loc.Length, Off+Len does not
-//     overflow, and Loc.Offset is a multiple of indexBlockSize.
-//   - Extents are kept as written: adjacent extents are never merged, even
-//     when they continue each other, because they point to different
-//     records (each record is read and verified whole).
-//
-// Caller bugs (a zero-length record, a misaligned record offset, a write
-// whose end overflows uint64) panic, as do broken internal invariants; the
-// panic message carries the numbers. An Index is not safe for concurrent
-// use; an Index and its Clones may be used from different goroutines.
-//
-// Memory: an Extent costs 56 bytes in a node plus the space btree leaves
-// free in its nodes. TestIndexMemoryPerExtent measures it: about 85 bytes
-// per extent when extents arrive in random order; about 125 when each
-// object is written front to back, because google/btree splits a full node
-// in the middle and the left half keeps its whole backing array, so nodes
-// filled in ascending order stay half empty.
-//
-// TODO: a per-object inner tree with 40-byte items (no ObjectID) would cut
-// that to about 60 (random) and 87 (ascending) bytes per extent, at the
-// cost of ~200 bytes per object and copy-on-write done per object; do it
-// if the memory budget of a node demands it.
-
-// indexDegree is the btree degree of an Index: nodes hold 15..31 extents.
-// Measured (56-byte items, 1M extents) to use the least memory among
-// 8, 16, 32 and 64, with insert and lookup times within a few percent.
-const indexDegree = 16
+// indexDegree is the btree degree of an Index: nodes hold 47..95 extents.
+// Of the degrees 16, 32, 40, 48, 56, 64 and 96, measured with 1M extents,
+// 48 used the least memory but for 96 (within 1%) and was among the
+// fastest for Insert and Lookup.
+const indexDegree = 48
 
 // indexBlockSize is the alignment of Location.Offset.
 const indexBlockSize = 4096
@@ -124,9 +93,41 @@ func extentLess(a, b Extent) bool {
 	return a.Off < b.Off
 }
 
-// Index maps (object, offset) to the records holding the bytes. See the
-// comment at the top of index.go for its invariants. The zero Index is not
-// usable; call NewIndex.
+// Index is the extent index: it maps (object, offset) to the record that
+// holds those bytes. It is one github.com/google/btree BTreeG whose items
+// are Extent values (56 bytes, no pointer per item), ordered by
+// (Object.Hi, Object.Lo, Off). Each shard owns one Index; a snapshot is a
+// Clone of it.
+//
+// Invariants (Check verifies all of them):
+//   - No two extents of one object overlap.
+//   - Every extent has Len > 0 and Skip+Len <= Loc.Length; Off+Len does
+//     not overflow uint64; Loc.Offset is a multiple of 4096.
+//   - Extents are kept as written: adjacent extents are never merged, even
+//     when one continues the other, because they point to different
+//     records (and a record is always read and verified whole).
+//
+// Caller bugs (a zero-length record, a misaligned record offset, a write
+// whose end overflows uint64) make Insert panic before it changes
+// anything, and a broken internal invariant panics too; the messages carry
+// the numbers involved.
+//
+// An Index is not safe for concurrent use. After Clone, the Index and its
+// clone may be used from different goroutines.
+//
+// Memory: an Extent costs its 56 bytes plus the room btree leaves free in
+// its nodes. TestIndexMemoryPerExtent measures about 82 bytes per extent
+// when extents arrive in random order, and about 116 when every object is
+// written front to back: google/btree splits a full node in the middle and
+// the left half keeps its whole backing array but never grows again, so
+// nodes filled in ascending order stay half empty.
+//
+// TODO: an inner tree per object with 40-byte items (no ObjectID) measured
+// about 61 (random) and 87 (ascending) bytes per extent, at the cost of
+// ~200 bytes per object and copy-on-write done per object on top of
+// btree's; switch to it if a node's memory budget demands it.
+//
+// The zero Index is not usable; call NewIndex.
 type Index struct {
 	tree *btree.BTreeG[Extent]
 
@@ -183,9 +184,11 @@ func (x *Index) Insert(obj ObjectID, off uint64, loc Location, version uint64) (
 		return true
 	})
 
+	// NB: when an old extent starts at off, n takes its place in the tree
+	// (one ReplaceOrInsert) instead of a Delete and an insert.
 	before := x.tree.Len()
-	added := 1 // n itself
-	removed := 0
+	added, removed := 0, 0
+	takeover := false
 	for i, e := range old {
 		eEnd := e.End()
 		switch {
@@ -211,17 +214,32 @@ func (x *Index) Insert(obj ObjectID, off uint64, loc Location, version uint64) (
 			gone, tail := e, e
 			gone.Len = uint32(end - e.Off)
 			tail.Off, tail.Len, tail.Skip = end, uint32(eEnd-end), e.Skip+gone.Len
-			x.remove(e)
+			if e.Off == off {
+				takeover = true
+			} else {
+				x.remove(e)
+				removed++
+			}
 			x.insertNew(tail)
+			added++
 			old[i] = gone
 		default:
 			// n covers all of e.
-			x.remove(e)
-			removed++
+			if e.Off == off {
+				takeover = true
+			} else {
+				x.remove(e)
+				removed++
+			}
 		}
 		old[i].mustCheck()
 	}
-	x.insertNew(n)
+	if takeover {
+		x.replace(n)
+	} else {
+		x.insertNew(n)
+		added++
+	}
 	if got, want := x.tree.Len(), before+added-removed; got != want {
 		panic(fmt.Sprintf("engine: index: Insert %v: tree has %d extents, want %d+%d-%d",
 			n, got, before, added, removed))
@@ -257,8 +275,8 @@ func (x *Index) remove(e Extent) {
 
 // Lookup calls fn, in offset order, for each extent of obj overlapping
 // [off, off+n), clipped to that range (Off, Len and Skip adjusted). Holes
-// get no call. It stops early when fn returns false. An off+n past 2^64
-// is taken as 2^64. fn must not modify x.
+// get no call. It stops early when fn returns false. If off+n overflows,
+// the range runs to the end of the offset space. fn must not modify x.
 func (x *Index) Lookup(obj ObjectID, off uint64, n uint64, fn func(Extent) bool) {
 	if n == 0 {
 		return
@@ -267,27 +285,39 @@ func (x *Index) Lookup(obj ObjectID, off uint64, n uint64, fn func(Extent) bool)
 	if end < off {
 		end = math.MaxUint64
 	}
-	// The last extent that starts at or before off may straddle it.
-	start := off
+	// The last extent that starts at or before off may straddle it; in the
+	// common case it holds all of [off, end) and one descent is enough.
+	next, more := off, true
 	x.tree.DescendLessOrEqual(key(obj, off), func(e Extent) bool {
 		if e.Object == obj && e.End() > off {
-			start = e.Off
+			more = fn(clip(e, off, end)) && e.End() < end
+			next = e.End()
 		}
 		return false
 	})
-	x.tree.AscendGreaterOrEqual(key(obj, start), func(e Extent) bool {
+	if !more {
+		return
+	}
+	// Invariant: no extent of obj starts in [off, next) except the one
+	// fn has seen, so the walk starts at next.
+	x.tree.AscendGreaterOrEqual(key(obj, next), func(e Extent) bool {
 		if e.Object != obj || e.Off >= end {
 			return false
 		}
-		if e.Off < off {
-			cut := off - e.Off
-			e.Off, e.Len, e.Skip = off, e.Len-uint32(cut), e.Skip+uint32(cut)
-		}
-		if e.End() > end {
-			e.Len = uint32(end - e.Off)
-		}
-		return fn(e)
+		return fn(clip(e, off, end))
 	})
+}
+
+// clip returns the part of e within [off, end), which must overlap e.
+func clip(e Extent, off, end uint64) Extent {
+	if e.Off < off {
+		cut := uint32(off - e.Off)
+		e.Off, e.Len, e.Skip = off, e.Len-cut, e.Skip+cut
+	}
+	if e.End() > end {
+		e.Len = uint32(end - e.Off)
+	}
+	return e
 }
 
 // Truncate drops every byte of obj at or beyond size, trimming the extent

@@ -96,7 +96,9 @@ func heapAlloc() uint64 {
 func TestIndexMemoryPerExtent(t *testing.T) {
 	const perObject = 256 // 1 MiB objects
 	n := 1 << 20
-	if testing.Short() {
+	if testing.Short() || raceEnabled() {
+		// Smaller trees measure about the same; the race detector
+		// only slows this single-goroutine test down.
 		n = 200 << 10
 	}
 	for _, tc := range []struct {
