@@ -214,46 +214,11 @@ var jobOptionDefs = [optCount]jobOptionDef{
 		j.Size = n
 		return ""
 	}},
-	optIODepth: {name: "iodepth", set: func(j *Job, v string) string {
-		n, why := parseIntIn(v, 1, iodepthMax)
-		if why != "" {
-			return why
-		}
-		j.IODepth = n
-		return ""
-	}},
-	optNumJobs: {name: "numjobs", set: func(j *Job, v string) string {
-		n, why := parseIntIn(v, 1, numJobsMax)
-		if why != "" {
-			return why
-		}
-		j.NumJobs = n
-		return ""
-	}},
-	optRuntime: {name: "runtime", set: func(j *Job, v string) string {
-		d, why := parseDuration(v)
-		if why != "" {
-			return why
-		}
-		j.Runtime = d
-		return ""
-	}},
-	optTimeBased: {name: "time_based", flag: true, set: func(j *Job, v string) string {
-		b, why := parseFlag(v, "time_based")
-		if why != "" {
-			return why
-		}
-		j.TimeBased = b
-		return ""
-	}},
-	optRampTime: {name: "ramp_time", set: func(j *Job, v string) string {
-		d, why := parseDuration(v)
-		if why != "" {
-			return why
-		}
-		j.RampTime = d
-		return ""
-	}},
+	optIODepth:   {name: "iodepth", set: setInt(1, iodepthMax, func(j *Job) *int { return &j.IODepth })},
+	optNumJobs:   {name: "numjobs", set: setInt(1, numJobsMax, func(j *Job) *int { return &j.NumJobs })},
+	optRuntime:   {name: "runtime", set: setDuration(func(j *Job) *time.Duration { return &j.Runtime })},
+	optTimeBased: {name: "time_based", flag: true, set: setFlag("time_based", func(j *Job) *bool { return &j.TimeBased })},
+	optRampTime:  {name: "ramp_time", set: setDuration(func(j *Job) *time.Duration { return &j.RampTime })},
 	optDirect: {name: "direct", set: func(j *Job, v string) string {
 		switch v {
 		case "0":
@@ -265,14 +230,7 @@ var jobOptionDefs = [optCount]jobOptionDef{
 		}
 		return ""
 	}},
-	optFsync: {name: "fsync", set: func(j *Job, v string) string {
-		n, why := parseIntIn(v, 0, math.MaxInt32)
-		if why != "" {
-			return why
-		}
-		j.Fsync = n
-		return ""
-	}},
+	optFsync: {name: "fsync", set: setInt(0, math.MaxInt32, func(j *Job) *int { return &j.Fsync })},
 	optIOEngine: {name: "ioengine", set: func(j *Job, v string) string {
 		switch v {
 		case EngineIOUring.String():
@@ -284,22 +242,8 @@ var jobOptionDefs = [optCount]jobOptionDef{
 		}
 		return ""
 	}},
-	optRWMixRead: {name: "rwmixread", set: func(j *Job, v string) string {
-		n, why := parseIntIn(v, 0, 100)
-		if why != "" {
-			return why
-		}
-		j.RWMixRead = n
-		return ""
-	}},
-	optGroupReporting: {name: "group_reporting", flag: true, set: func(j *Job, v string) string {
-		b, why := parseFlag(v, "group_reporting")
-		if why != "" {
-			return why
-		}
-		j.GroupReporting = b
-		return ""
-	}},
+	optRWMixRead:      {name: "rwmixread", set: setInt(0, 100, func(j *Job) *int { return &j.RWMixRead })},
+	optGroupReporting: {name: "group_reporting", flag: true, set: setFlag("group_reporting", func(j *Job) *bool { return &j.GroupReporting })},
 	optFilename: {name: "filename", set: func(j *Job, v string) string {
 		t, why := parseFileTarget(v)
 		if why != "" {
@@ -308,66 +252,57 @@ var jobOptionDefs = [optCount]jobOptionDef{
 		j.Target = t
 		return ""
 	}},
-	optDescription:       {name: "description", set: func(*Job, string) string { return "" }},
-	optIODepthBatch:      {name: "iodepth_batch_submit", set: setIODepthBatch},
-	optIODepthBatchAlias: {name: "iodepth_batch", set: setIODepthBatch},
-	optFixedBufs: {name: "fixedbufs", flag: true, set: func(j *Job, v string) string {
-		b, why := parseFlag(v, "fixedbufs")
-		if why != "" {
-			return why
-		}
-		j.FixedBufs = b
-		return ""
-	}},
-	optRegisterFiles: {name: "registerfiles", flag: true, set: func(j *Job, v string) string {
-		b, why := parseFlag(v, "registerfiles")
-		if why != "" {
-			return why
-		}
-		j.RegisterFiles = b
-		return ""
-	}},
+	optDescription:           {name: "description", set: func(*Job, string) string { return "" }},
+	optIODepthBatch:          {name: "iodepth_batch_submit", set: setIODepthBatch},
+	optIODepthBatchAlias:     {name: "iodepth_batch", set: setIODepthBatch},
+	optFixedBufs:             {name: "fixedbufs", flag: true, set: setFlag("fixedbufs", func(j *Job) *bool { return &j.FixedBufs })},
+	optRegisterFiles:         {name: "registerfiles", flag: true, set: setFlag("registerfiles", func(j *Job) *bool { return &j.RegisterFiles })},
 	optBatchCompleteMin:      {name: "iodepth_batch_complete_min", set: setBatchCompleteMin},
 	optBatchCompleteMinAlias: {name: "iodepth_batch_complete", set: setBatchCompleteMin},
-	optBatchCompleteMax: {name: "iodepth_batch_complete_max", set: func(j *Job, v string) string {
-		n, why := parseIntIn(v, 0, iodepthMax)
-		if why != "" {
-			return why
-		}
-		j.BatchCompleteMax = n
-		return ""
-	}},
-	optSQThreadPoll: {name: "sqthread_poll", flag: true, set: func(j *Job, v string) string {
-		b, why := parseFlag(v, "sqthread_poll")
-		if why != "" {
-			return why
-		}
-		j.SQThreadPoll = b
-		return ""
-	}},
+	optBatchCompleteMax:      {name: "iodepth_batch_complete_max", set: setInt(0, iodepthMax, func(j *Job) *int { return &j.BatchCompleteMax })},
+	optSQThreadPoll:          {name: "sqthread_poll", flag: true, set: setFlag("sqthread_poll", func(j *Job) *bool { return &j.SQThreadPoll })},
 }
 
 // setBatchCompleteMin sets iodepth_batch_complete_min (alias
 // iodepth_batch_complete): the fewest completions a reap waits for; 0
 // polls without waiting. fio's default is 1.
-func setBatchCompleteMin(j *Job, v string) string {
-	n, why := parseIntIn(v, 0, iodepthMax)
-	if why != "" {
-		return why
-	}
-	j.BatchCompleteMin = n
-	return ""
-}
+var setBatchCompleteMin = setInt(0, iodepthMax, func(j *Job) *int { return &j.BatchCompleteMin })
 
 // setIODepthBatch sets iodepth_batch_submit (alias iodepth_batch): how many
 // queued I/Os are submitted together; 0 means iodepth, as in fio.
-func setIODepthBatch(j *Job, v string) string {
-	n, why := parseIntIn(v, 0, iodepthMax)
-	if why != "" {
+var setIODepthBatch = setInt(0, iodepthMax, func(j *Job) *int { return &j.IODepthBatch })
+
+// setFlag, setInt and setDuration make the setters of on/off, integer and
+// time options: parse the value, and store it in the field that field
+// returns, or say why the value is not accepted.
+func setFlag(name string, field func(*Job) *bool) func(*Job, string) string {
+	return func(j *Job, v string) string {
+		b, why := parseFlag(v, name)
+		if why == "" {
+			*field(j) = b
+		}
 		return why
 	}
-	j.IODepthBatch = n
-	return ""
+}
+
+func setInt(lo, hi int, field func(*Job) *int) func(*Job, string) string {
+	return func(j *Job, v string) string {
+		n, why := parseIntIn(v, lo, hi)
+		if why == "" {
+			*field(j) = n
+		}
+		return why
+	}
+}
+
+func setDuration(field func(*Job) *time.Duration) func(*Job, string) string {
+	return func(j *Job, v string) string {
+		d, why := parseDuration(v)
+		if why == "" {
+			*field(j) = d
+		}
+		return why
+	}
 }
 
 // jobOptionNames lists the job options for "accepted:" in messages.
