@@ -34,10 +34,9 @@ type target struct {
 	path     string
 	created  bool // did not exist: Run creates it
 	blockDev bool
-	size     int64 // current size (bytes)
-	need     int64 // bytes the jobs touch
-	dioMem   uint32
-	dioOff   uint32
+	size     int64  // current size (bytes)
+	need     int64  // bytes the jobs touch
+	dioOff   uint32 // O_DIRECT offset and length alignment (buffers are page aligned)
 }
 
 // Preflight resolves and checks every job's target without writing
@@ -94,7 +93,7 @@ func Preflight(jobs []Job) (map[string]*target, error) {
 }
 
 func inspectTarget(path string) (*target, error) {
-	t := &target{path: path, dioMem: ioring.DefaultAlignment, dioOff: ioring.DefaultAlignment}
+	t := &target{path: path, dioOff: ioring.DefaultAlignment}
 	st, err := os.Stat(path)
 	switch {
 	case errors.Is(err, os.ErrNotExist):
@@ -107,8 +106,8 @@ func inspectTarget(path string) (*target, error) {
 			return nil, fmt.Errorf("target %s: cannot create it: directory %s is not writable", path, dir)
 		}
 		t.created = true
-		if m, o, err := ioring.DirectIOAlignment(dir); err == nil {
-			t.dioMem, t.dioOff = m, o
+		if _, o, err := ioring.DirectIOAlignment(dir); err == nil {
+			t.dioOff = o
 		}
 		return t, nil
 	case err != nil:
@@ -134,8 +133,8 @@ func inspectTarget(path string) (*target, error) {
 		}
 		t.size = end
 	}
-	if m, o, err := ioring.DirectIOAlignment(path); err == nil {
-		t.dioMem, t.dioOff = m, o
+	if _, o, err := ioring.DirectIOAlignment(path); err == nil {
+		t.dioOff = o
 	}
 	return t, nil
 }
@@ -362,6 +361,22 @@ func (c *clone) result() JobResult {
 		jr.SysCPU = 100 * float64(c.sys) / float64(c.runtime)
 	}
 	return jr
+}
+
+// nextIO chooses the next operation of the job: an fsync when fsync=N
+// writes have been issued since the last one, else a read or write at the
+// next offset.
+func (c *clone) nextIO() (dir int, off int64) {
+	if c.job.Fsync > 0 && c.writesSync >= c.job.Fsync {
+		c.writesSync = 0
+		return dirSync, 0
+	}
+	dir, off = c.pickDir(), c.pickOffset()
+	c.issuedIOs++
+	if dir == dirWrite {
+		c.writesSync++
+	}
+	return dir, off
 }
 
 // pickDir chooses the direction of the next I/O.
@@ -642,17 +657,7 @@ func (c *clone) runRing(ctx context.Context, fd int, ph *phase, base time.Time) 
 			free = free[:len(free)-1]
 			u := &units[idx]
 			u.done = 0
-			if c.job.Fsync > 0 && c.writesSync >= c.job.Fsync {
-				u.dir = dirSync
-				c.writesSync = 0
-			} else {
-				u.dir = c.pickDir()
-				u.off = c.pickOffset()
-				c.issuedIOs++
-				if u.dir == dirWrite {
-					c.writesSync++
-				}
-			}
+			u.dir, u.off = c.nextIO()
 			prep(idx, now)
 			if len(pending) >= batch {
 				if err := submit(); err != nil {
@@ -735,18 +740,7 @@ func (c *clone) runPsync(ctx context.Context, fd int, ph *phase, base time.Time)
 	c.rng.fill(buf)
 	now := int64(time.Since(base))
 	for c.moreToIssue(now, ph.end) && ctx.Err() == nil {
-		dir := dirSync
-		var off int64
-		if c.job.Fsync > 0 && c.writesSync >= c.job.Fsync {
-			c.writesSync = 0
-		} else {
-			dir = c.pickDir()
-			off = c.pickOffset()
-			c.issuedIOs++
-			if dir == dirWrite {
-				c.writesSync++
-			}
-		}
+		dir, off := c.nextIO()
 		start := now
 		var err error
 		switch dir {

@@ -91,7 +91,6 @@ type Ring struct {
 
 	mmaps      [][]byte
 	registered [][]byte // registered buffers, referenced so they stay alive
-	regFiles   []int32
 	probe      *Probe
 	closed     bool
 }
@@ -252,30 +251,24 @@ func (r *Ring) flushSQ() uint32 {
 
 // Submit hands every filled SQE to the backend without waiting, and
 // returns how many were consumed.
-func (r *Ring) Submit() (int, error) { return r.submit(0, 0) }
+func (r *Ring) Submit() (int, error) { return r.submit(0) }
 
 // SubmitAndWait submits like Submit and then waits, in the same system call,
 // until at least waitNr completions are in the CQ ring.
-func (r *Ring) SubmitAndWait(waitNr uint32) (int, error) { return r.submit(waitNr, 0) }
+func (r *Ring) SubmitAndWait(waitNr uint32) (int, error) { return r.submit(waitNr) }
 
-func (r *Ring) submit(waitNr uint32, extra uint32) (int, error) {
+func (r *Ring) submit(waitNr uint32) (int, error) {
 	if r.closed {
 		return 0, ErrClosed
 	}
 	pending := r.flushSQ()
-	flags := extra
-	if waitNr > 0 || r.needsFlush() {
-		flags |= enterGetEvents
-	}
-	if r.flags&setupSQPoll == 0 {
-		// GETEVENTS with min_complete 0 waits for nothing, but lets the
-		// kernel post completions it has deferred (COOP/DEFER_TASKRUN) in
-		// the same call, so an I/O that completed during submission is
-		// reaped without a second system call.
-		flags |= enterGetEvents
-	}
 	if r.flags&setupSQPoll != 0 {
-		// The poller consumes the SQ itself; enter only to wake it or to wait.
+		// The poller consumes the SQ itself; enter only to wake it, to
+		// wait, or to flush completions parked kernel-side.
+		var flags uint32
+		if waitNr > 0 || r.needsFlush() {
+			flags |= enterGetEvents
+		}
 		if atomic.LoadUint32(r.sqFlags)&sqNeedWakeup != 0 {
 			flags |= enterSQWakeup
 		}
@@ -285,10 +278,11 @@ func (r *Ring) submit(waitNr uint32, extra uint32) (int, error) {
 		_, err := r.enter(pending, waitNr, flags, nil)
 		return int(pending), err
 	}
-	if pending == 0 && flags == 0 {
-		return 0, nil
-	}
-	return r.enter(pending, waitNr, flags, nil)
+	// GETEVENTS with min_complete 0 waits for nothing, but lets the kernel
+	// post completions it has deferred (COOP/DEFER_TASKRUN) in the same
+	// call, so an I/O that completed during submission is reaped without a
+	// second system call.
+	return r.enter(pending, waitNr, enterGetEvents, nil)
 }
 
 // needsFlush reports that completions exist only kernel-side: overflowed
@@ -375,17 +369,19 @@ func (r *Ring) PeekBatch(dst []CQE) (int, error) {
 			return 0, err
 		}
 	}
+	return r.drain(dst), nil
+}
+
+// drain copies up to len(dst) ready completions into dst and marks them
+// consumed; it never enters the kernel.
+func (r *Ring) drain(dst []CQE) int {
 	head := atomic.LoadUint32(r.cqHead)
-	ready := atomic.LoadUint32(r.cqTail) - head
-	n := uint32(len(dst))
-	if ready < n {
-		n = ready
-	}
+	n := min(atomic.LoadUint32(r.cqTail)-head, uint32(len(dst)))
 	for i := uint32(0); i < n; i++ {
 		dst[i] = r.cqes[(head+i)&r.cqMask]
 	}
 	atomic.StoreUint32(r.cqHead, head+n)
-	return int(n), nil
+	return int(n)
 }
 
 // WaitBatch reaps like PeekBatch, but first waits, in one system call,
@@ -404,20 +400,7 @@ func (r *Ring) WaitBatch(dst []CQE, min uint32) (int, error) {
 			return 0, err
 		}
 	}
-	head := atomic.LoadUint32(r.cqHead)
-	n := min32(atomic.LoadUint32(r.cqTail)-head, uint32(len(dst)))
-	for i := uint32(0); i < n; i++ {
-		dst[i] = r.cqes[(head+i)&r.cqMask]
-	}
-	atomic.StoreUint32(r.cqHead, head+n)
-	return int(n), nil
-}
-
-func min32(a, b uint32) uint32 {
-	if a < b {
-		return a
-	}
-	return b
+	return r.drain(dst), nil
 }
 
 // WaitCQE returns the oldest completion, blocking until one arrives. It
@@ -571,7 +554,6 @@ func (r *Ring) RegisterFiles(fds []int) error {
 	if err != nil {
 		return fmt.Errorf("ioring: register %d files: %w", len(fds), err)
 	}
-	r.regFiles = table
 	return nil
 }
 
@@ -586,7 +568,6 @@ func (r *Ring) UnregisterFiles() error {
 	if err != nil {
 		return fmt.Errorf("ioring: unregister files: %w", err)
 	}
-	r.regFiles = nil
 	return nil
 }
 

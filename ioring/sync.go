@@ -51,46 +51,39 @@ func (r *Ring) do(prep func(*SQE)) (int32, error) {
 // was read) if the file ends first. The ring must have nothing else in
 // flight.
 func (r *Ring) ReadAt(fd int, buf []byte, off int64) (int, error) {
-	done := 0
-	for done < len(buf) {
-		b := buf[done:]
-		o := off + int64(done)
-		res, err := r.do(func(s *SQE) { s.PrepRead(fd, b, uint64(o)) })
-		if err != nil {
-			return done, err
-		}
-		if res < 0 {
-			c := CQE{Res: res}
-			return done, c.Err(OpRead, fd, o, len(b))
-		}
-		if res == 0 {
-			if done == 0 {
-				return 0, io.EOF
-			}
-			return done, io.ErrUnexpectedEOF
-		}
-		done += int(res)
-	}
-	return done, nil
+	return r.transfer(OpRead, fd, buf, off)
 }
 
 // WriteAt writes buf to fd at off through the ring, resubmitting the rest
 // after short writes. The ring must have nothing else in flight.
 func (r *Ring) WriteAt(fd int, buf []byte, off int64) (int, error) {
+	return r.transfer(OpWrite, fd, buf, off)
+}
+
+// transfer runs a READ or WRITE of all of buf, resubmitting what a short
+// transfer left.
+func (r *Ring) transfer(op Opcode, fd int, buf []byte, off int64) (int, error) {
 	done := 0
 	for done < len(buf) {
 		b := buf[done:]
 		o := off + int64(done)
-		res, err := r.do(func(s *SQE) { s.PrepWrite(fd, b, uint64(o)) })
+		res, err := r.do(func(s *SQE) { s.prepRW(op, int32(fd), bufAddr(b), uint32(len(b)), uint64(o)) })
 		if err != nil {
 			return done, err
 		}
 		if res < 0 {
 			c := CQE{Res: res}
-			return done, c.Err(OpWrite, fd, o, len(b))
+			return done, c.Err(op, fd, o, len(b))
 		}
 		if res == 0 {
-			return done, &OpError{Op: OpWrite, Fd: fd, Off: o, Len: len(b), Err: io.ErrShortWrite}
+			switch {
+			case op == OpWrite:
+				return done, &OpError{Op: OpWrite, Fd: fd, Off: o, Len: len(b), Err: io.ErrShortWrite}
+			case done == 0:
+				return 0, io.EOF
+			default:
+				return done, io.ErrUnexpectedEOF
+			}
 		}
 		done += int(res)
 	}

@@ -168,7 +168,7 @@ func Open(opts Options) (*Journal, error) {
 	// segment created just before a crash may hold no complete batch.
 	for len(segs) > 0 {
 		last := segs[len(segs)-1]
-		end, nextSeq, err := scanSegment(opts.FS, opts.Dir, last, segs[:len(segs)-1])
+		end, nextSeq, err := scanSegment(opts.FS, opts.Dir, last)
 		if err != nil {
 			return nil, err
 		}

@@ -168,7 +168,7 @@ func walk(fs vfs.FS, dir string, segs []segment, limit uint64, fn func(Record) e
 
 // scanSegment finds the end of the log in the newest segment: the offset
 // just past its last valid batch and the next sequence number.
-func scanSegment(fs vfs.FS, dir string, last segment, earlier []segment) (int64, uint64, error) {
+func scanSegment(fs vfs.FS, dir string, last segment) (int64, uint64, error) {
 	_, end, next, err := walk(fs, dir, []segment{last}, ^uint64(0), nil)
 	return end, next, err
 }
