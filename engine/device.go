@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"path"
 
 	"github.com/weftfs/weft/internal/vfs"
 )
@@ -60,6 +61,10 @@ func Format(fsys vfs.FS, req FormatRequest) (*Superblock, error) {
 			return nil, fmt.Errorf("engine: format: %w", err)
 		}
 		f.Close()
+		// The new file's name must survive a power cut too.
+		if err := fsys.SyncDir(path.Dir(req.Path)); err != nil {
+			return nil, fmt.Errorf("engine: format: %w", err)
+		}
 	case err != nil:
 		return nil, fmt.Errorf("engine: format: %w", err)
 	}

@@ -430,3 +430,64 @@ func (x *Index) Check() error {
 	}
 	return err
 }
+
+// Relocate points the parts of obj's [off, off+to.Length) that still live
+// in the record at (from.Segment, from.Offset) at the record to instead,
+// whose data holds obj's bytes [off, off+to.Length) (Skip = offset - off).
+// Parts since overwritten, truncated or deleted are left alone: that is
+// what makes a cleaner's copy safe to apply after foreground writes that
+// raced with it, and safe to replay. It returns the bytes it moved.
+func (x *Index) Relocate(obj ObjectID, off uint64, from Location, to Location) (moved uint64) {
+	if to.Length == 0 {
+		return 0
+	}
+	var hits []Extent
+	x.Lookup(obj, off, uint64(to.Length), func(e Extent) bool {
+		if e.Loc.Segment == from.Segment && e.Loc.Offset == from.Offset {
+			hits = append(hits, e)
+		}
+		return true
+	})
+	for _, e := range hits {
+		n := e
+		n.Skip = uint32(e.Off - off)
+		n.Loc = to
+		moved += uint64(e.Len)
+		// The hit may be a clipped view of a longer stored extent: cut
+		// the stored one around it so only the hit changes records.
+		x.tree.DescendLessOrEqual(key(obj, e.Off), func(s Extent) bool {
+			if s.Object == obj && s.Off <= e.Off && s.End() >= e.End() {
+				x.splitAround(s, n)
+			}
+			return false
+		})
+	}
+	return moved
+}
+
+// splitAround replaces the part of stored extent s covered by n (same
+// object, n within s) with n, keeping s's head and tail.
+func (x *Index) splitAround(s, n Extent) {
+	if s.Off < n.Off {
+		head := s
+		head.Len = uint32(n.Off - s.Off)
+		x.replace(head)
+		x.insertNew(n)
+	} else {
+		x.replace(n)
+	}
+	if s.End() > n.End() {
+		tail := s
+		cut := uint32(n.End() - s.Off)
+		tail.Off, tail.Len, tail.Skip = n.End(), s.Len-cut, s.Skip+cut
+		x.insertNew(tail)
+	}
+}
+
+// load inserts extents decoded from a checkpoint, which the decoder has
+// checked to be valid, sorted and disjoint.
+func (x *Index) load(exts []Extent) {
+	for _, e := range exts {
+		x.insertNew(e)
+	}
+}

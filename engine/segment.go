@@ -46,6 +46,11 @@ import (
 //	| 16 B      | u64    | u32    | u8   | u8    | u16  | u64     | u32 | u32  | u64   | u32     | u32     |
 //	+-----------+--------+--------+------+-------+------+---------+-----+------+-------+---------+---------+
 //
+// A write record with flag descRelocated was written by the cleaner: it
+// carries live bytes moved out of the record at (pg, rsvd) = (segment,
+// offset), which it replaces only where the index still points there;
+// version and pgSeq are the moved bytes' own.
+//
 // On-disk constants: never renumber.
 const (
 	segmentMagic     uint64 = 0x31764745_53544657 // "WFTSEGv1"
@@ -62,6 +67,8 @@ const (
 	KindWrite    RecordKind = 1
 	KindTruncate RecordKind = 2
 	KindDelete   RecordKind = 3
+
+	descRelocated uint8 = 1 << 0
 )
 
 // RecordKind is what a log record does to its object.
@@ -136,6 +143,10 @@ type Desc struct {
 	PG      uint32
 	PGSeq   uint64
 	DataCRC uint32 // CRC32C of the data (write only)
+	// Relocated marks a cleaner record: its data was copied from the
+	// record at From, and replaces only what still points there.
+	Relocated bool
+	From      Location // Segment and Offset only
 }
 
 // BatchHeader is a decoded batch header.
@@ -168,8 +179,14 @@ func putDesc(b []byte, d *Desc) {
 	b[29] = 0
 	le.PutUint16(b[30:], 0)
 	le.PutUint64(b[32:], d.Version)
-	le.PutUint32(b[40:], d.PG)
-	le.PutUint32(b[44:], 0)
+	if d.Relocated {
+		b[29] = descRelocated
+		le.PutUint32(b[40:], d.From.Segment)
+		le.PutUint32(b[44:], d.From.Offset)
+	} else {
+		le.PutUint32(b[40:], d.PG)
+		le.PutUint32(b[44:], 0)
+	}
 	le.PutUint64(b[48:], d.PGSeq)
 	le.PutUint32(b[56:], d.DataCRC)
 	le.PutUint32(b[60:], crc32.Checksum(b[:60], castagnoli))
@@ -190,8 +207,22 @@ func parseDesc(b []byte) (Desc, string) {
 		PGSeq:   le.Uint64(b[48:]),
 		DataCRC: le.Uint32(b[56:]),
 	}
-	if b[29] != 0 {
+	switch b[29] {
+	case 0:
+		if le.Uint32(b[44:]) != 0 {
+			return d, "reserved descriptor bytes are not zero"
+		}
+	case descRelocated:
+		d.Relocated, d.PG = true, 0
+		d.From = Location{Segment: le.Uint32(b[40:]), Offset: le.Uint32(b[44:])}
+		if d.Kind != KindWrite || d.From.Offset%4096 != 0 {
+			return d, fmt.Sprintf("relocation %s from segment %d offset %d", d.Kind, d.From.Segment, d.From.Offset)
+		}
+	default:
 		return d, fmt.Sprintf("unknown descriptor flags %#x", b[29])
+	}
+	if le.Uint16(b[30:]) != 0 {
+		return d, "reserved descriptor bytes are not zero"
 	}
 	switch d.Kind {
 	case KindWrite:

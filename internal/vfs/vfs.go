@@ -120,3 +120,13 @@ func IsDirect(f File) bool {
 	}
 	return false
 }
+
+// Fd returns the descriptor of a File of Default, for callers that drive
+// it through io_uring; ok is false for any other File. The descriptor
+// stays valid until f is closed, and the caller must not close it.
+func Fd(f File) (fd int, ok bool) {
+	if f, ok := f.(*osFile); ok {
+		return int(f.f.Fd()), true
+	}
+	return -1, false
+}

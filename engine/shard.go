@@ -1,0 +1,996 @@
+package engine
+
+import (
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"io"
+	"runtime"
+	"sync/atomic"
+	"time"
+	"unsafe"
+
+	"github.com/google/btree"
+	"github.com/ncw/directio"
+	"golang.org/x/sys/unix"
+)
+
+// Limits of one group-commit batch.
+const (
+	batchRecordsMax = 256
+	// ioTag kinds, in the top byte of a completion tag.
+	tagWrite   = 1 << 56
+	tagFlush   = 2 << 56
+	tagRead    = 3 << 56
+	tagKindMax = 0xff << 56
+)
+
+// segState is what a shard knows of one of its segments.
+type segState struct {
+	gen    uint64
+	live   uint64 // bytes of the live index's extents stored here
+	pins   int    // snapshots referencing it
+	reads  int    // device reads in flight from it
+	closed bool   // no longer appended to
+	// capturedFree: closed and unpinned when the checkpoint being written
+	// was captured; durableFree: the same of the last durable checkpoint.
+	// Invariant: a segment is freed only when durableFree holds, so a
+	// recovery never loads a checkpoint that needs a freed segment.
+	capturedFree, durableFree bool
+}
+
+// pgEntry orders a shard's objects by (PG, PGSeq) for Changes.
+type pgEntry struct {
+	PG     uint32
+	Seq    uint64
+	Object ObjectID
+}
+
+func pgLess(a, b pgEntry) bool {
+	if a.PG != b.PG {
+		return a.PG < b.PG
+	}
+	if a.Seq != b.Seq {
+		return a.Seq < b.Seq
+	}
+	return objectLess(a.Object, b.Object)
+}
+
+func objectLess(a, b ObjectID) bool {
+	if a.Hi != b.Hi {
+		return a.Hi < b.Hi
+	}
+	return a.Lo < b.Lo
+}
+
+func objStateLess(a, b ObjectState) bool { return objectLess(a.ID, b.ID) }
+
+// batch is one group commit: descriptors, their data, and the requests
+// it completes.
+type batch struct {
+	descs []Desc
+	// data[i] is descs[i]'s data, padded to 4 KiB (KindWrite only).
+	data [][]byte
+	// done lists the requests the batch completes, with the index of
+	// their last descriptor.
+	done    []batchReq
+	reloc   int // descriptors written by the cleaner
+	blocks  uint32
+	hdr     []byte
+	iov     [][]byte
+	staging []byte // aligned copies of unaligned or short write data
+	used    int    // bytes of staging handed out
+
+	seg        uint32
+	gen        uint64
+	pos        uint32 // batch offset in the segment
+	withHeader bool   // the segment header block goes first
+	seq        uint64
+	writeRes   int32
+	flushRes   int32
+	waiting    int // completions outstanding
+	started    time.Time
+}
+
+type batchReq struct {
+	r *Request
+}
+
+func (b *batch) reset() {
+	clear(b.descs)
+	b.descs = b.descs[:0]
+	clear(b.data)
+	b.data = b.data[:0]
+	clear(b.done)
+	b.done = b.done[:0]
+	clear(b.iov)
+	b.iov = b.iov[:0]
+	b.reloc, b.blocks, b.used = 0, 0, 0
+	b.withHeader = false
+	b.writeRes, b.flushRes, b.waiting = 0, 0, 0
+}
+
+// bytesWith is the device bytes the batch takes with n more descriptors of
+// blocks more data blocks.
+func (b *batch) bytesWith(n int, blocks uint32) uint32 {
+	return uint32(headerBlocksFor(len(b.descs)+n))*4096 + (b.blocks+blocks)*4096
+}
+
+// stage returns an aligned, zero-padded copy of p.
+func (b *batch) stage(p []byte) []byte {
+	n := int(dataBlocksFor(uint32(len(p)))) * 4096
+	if b.used+n > len(b.staging) {
+		// Buffers handed out earlier stay referenced by b.data; a new,
+		// larger staging area serves the rest of this batch.
+		b.staging = directio.AlignedBlock(max(2*len(b.staging), n, 256<<10))
+		b.used = 0
+	}
+	s := b.staging[b.used : b.used+n]
+	b.used += n
+	copy(s, p)
+	clear(s[len(p):])
+	return s
+}
+
+// readOp is one device read serving a Request or the cleaner.
+type readOp struct {
+	r    *Request // nil for the cleaner
+	ext  Extent   // the (clipped) extent served
+	dst  []byte   // where ext's bytes go in r.Buf
+	buf  []byte   // the whole record, as read
+	off  int64
+	own  bool // buf is scratch, not r.Buf
+	done func(*readOp, error)
+}
+
+// shard owns a slice of the objects (those whose ID hashes to it), the
+// segments it wrote them to, and one reactor goroutine; only that
+// goroutine touches anything below the queue.
+type shard struct {
+	e  *Engine
+	id uint32
+	q  reqQueue
+	w  *waker
+	io blockIO
+
+	idx   *Index
+	objs  *btree.BTreeG[ObjectState]
+	pgLog *btree.BTreeG[pgEntry]
+	// pendVer is the version of objects with mutations batched but not
+	// yet durable, so versions are assigned in log order.
+	pendVer map[ObjectID]pendingVersion
+
+	segs     map[uint32]*segState
+	open     uint32 // NoSegment when none
+	openGen  uint64
+	openPos  uint32
+	batchSeq uint64 // next batch sequence number
+
+	cur      *batch // being filled
+	inflight *batch // being written and flushed; nil if none
+	spare    *batch
+	held     *Request // popped but waiting for room in the log
+	failed   error
+
+	reads   map[uint64]*readOp
+	nextTag uint64
+	scratch [][]byte // free 64 KiB aligned record buffers
+	comps   []ioCompletion
+
+	snaps map[uint64]*shardSnap
+	// recovering: the log is being replayed onto a checkpoint; space
+	// counters are recounted afterwards.
+	recovering bool
+
+	clean cleanerState
+
+	// Checkpoint bookkeeping: log bytes since the last capture.
+	sinceCkpt   int64
+	ckptWanted  bool
+	ckptPending bool
+
+	stats shardStats
+}
+
+type pendingVersion struct {
+	version uint64
+	seq     uint64 // batch that carries it
+}
+
+// shardSnap is one snapshot's frozen view of a shard.
+type shardSnap struct {
+	idx  *Index
+	objs *btree.BTreeG[ObjectState]
+	pins []uint32
+}
+
+func newShard(e *Engine, id uint32) *shard {
+	s := &shard{
+		e: e, id: id,
+		idx:     NewIndex(),
+		objs:    btree.NewG(32, objStateLess),
+		pgLog:   btree.NewG(32, pgLess),
+		pendVer: make(map[ObjectID]pendingVersion),
+		segs:    make(map[uint32]*segState),
+		open:    NoSegment,
+		reads:   make(map[uint64]*readOp),
+		snaps:   make(map[uint64]*shardSnap),
+		cur:     &batch{hdr: directio.AlignedBlock(maxHeaderBlocks * 4096)},
+		spare:   &batch{hdr: directio.AlignedBlock(maxHeaderBlocks * 4096)},
+	}
+	s.q.init()
+	s.stats.init()
+	s.clean.victim = NoSegment
+	s.batchSeq = 1 // 0 means "not known" to recovery
+	return s
+}
+
+func (s *shard) segBase(seg uint32) int64 {
+	sb := s.e.sb
+	return int64(sb.SegmentsOffset) + int64(seg)*int64(sb.SegmentSize)
+}
+
+// run is the reactor: it runs to completion on its own locked, optionally
+// pinned, OS thread until an opStop request arrives and the shard drains.
+func (s *shard) run(cpu int, ready chan<- error) {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	if cpu >= 0 {
+		var set unix.CPUSet
+		set.Set(cpu)
+		if err := unix.SchedSetaffinity(0, &set); err != nil {
+			ready <- fmt.Errorf("engine: pinning reactor %d to CPU %d: %w", s.id, cpu, err)
+			return
+		}
+	}
+	io, err := s.e.newIO(s.e.opts.Mode == Poll)
+	if err != nil {
+		ready <- err
+		return
+	}
+	s.io = io
+	ready <- nil
+	defer s.io.close()
+
+	mode, spin := s.e.opts.Mode, s.e.opts.SpinTime
+	lastWork := time.Now()
+	var stop *Request
+	for {
+		t0 := nanotime()
+		worked := false
+		for i := 0; i < 256; i++ {
+			if r := s.held; r != nil {
+				s.held = nil
+				s.handle(r)
+				if s.held == r {
+					break // still no room: wait for the batch in flight or for space
+				}
+				worked = true
+				continue
+			}
+			r := s.q.pop()
+			if r == nil {
+				break
+			}
+			worked = true
+			if r.Op == opStop {
+				stop = r
+				continue
+			}
+			s.handle(r)
+		}
+		if s.cleanStep() {
+			worked = true
+		}
+		if s.maybeSeal() {
+			worked = true
+		}
+		if err := s.io.submit(); err != nil {
+			s.fail(fmt.Errorf("engine: shard %d: submit: %w", s.id, err))
+		}
+		if s.reap() {
+			worked = true
+		}
+		s.stats.loops.Add(1)
+		if worked {
+			s.stats.busyNs.Add(nanotime() - t0)
+			lastWork = time.Now()
+			continue
+		}
+		if stop != nil && s.idle() {
+			s.complete(stop, nil)
+			return
+		}
+		if s.ckptWanted && !s.ckptPending {
+			s.ckptWanted = false
+			s.e.wantCheckpoint()
+		}
+		switch {
+		case mode == Poll:
+			continue
+		case mode == Hybrid && time.Since(lastWork) < spin:
+			continue
+		}
+		s.sleep()
+	}
+}
+
+// idle reports that nothing is in flight or waiting.
+func (s *shard) idle() bool {
+	return s.inflight == nil && len(s.cur.descs) == 0 && len(s.reads) == 0 && s.held == nil && s.clean.reading == 0
+}
+
+// sleep blocks until a request or a completion arrives (or 100 ms pass,
+// so housekeeping such as checkpoint requests still runs).
+func (s *shard) sleep() {
+	s.w.sleeping.Store(true)
+	if s.q.pending.Load() > 0 {
+		s.w.sleeping.Store(false)
+		return
+	}
+	fds := []unix.PollFd{{Fd: int32(s.w.efd), Events: unix.POLLIN}}
+	if fd := s.io.wakeFd(); fd >= 0 {
+		s.io.arm(true)
+		fds = append(fds, unix.PollFd{Fd: int32(fd), Events: unix.POLLIN})
+		// A completion posted before arming signalled nothing.
+		if s.comps = s.io.reap(s.comps[:0]); len(s.comps) > 0 {
+			s.w.sleeping.Store(false)
+			s.io.arm(false)
+			s.dispatch(s.comps)
+			return
+		}
+	} else if len(s.reads) > 0 || s.inflight != nil {
+		s.w.sleeping.Store(false)
+		return
+	}
+	s.stats.sleeps.Add(1)
+	t0 := nanotime()
+	for {
+		_, err := unix.Poll(fds, 100)
+		if err != unix.EINTR {
+			break
+		}
+	}
+	s.stats.sleepNs.Add(nanotime() - t0)
+	s.w.sleeping.Store(false)
+	s.w.drain()
+	if len(fds) > 1 {
+		s.io.arm(false)
+	}
+}
+
+// handle starts one request.
+func (s *shard) handle(r *Request) {
+	switch r.Op {
+	case OpRead:
+		s.startRead(r)
+	case OpWrite, OpTruncate, OpDelete:
+		s.addMutation(r)
+	case OpStat:
+		st, ok := s.objs.Get(ObjectState{ID: r.Object})
+		if !ok || st.Deleted {
+			s.complete(r, fmt.Errorf("%w: %v", ErrNotFound, r.Object))
+			return
+		}
+		r.State = st
+		r.Version = st.Version
+		s.complete(r, nil)
+	case opChanges:
+		s.changes(r)
+	case opSnapshot:
+		s.snapshot(r)
+	case opRelease:
+		s.release(r)
+	case opStats:
+		if r.Off == 1 {
+			owned, err := s.verify()
+			if err != nil {
+				r.shardOut = err
+			} else {
+				r.shardOut = owned
+			}
+			// Hold still until Verify has compared every shard with the
+			// free list, so that no segment changes hands in between.
+			hold := r.shardIn.(chan struct{})
+			s.complete(r, nil)
+			<-hold
+			return
+		} else {
+			r.shardOut = s.statsSnapshot()
+		}
+		s.complete(r, nil)
+	case opCheckpoint:
+		s.capture(r)
+	case opCheckpointDone:
+		s.checkpointDone(r)
+	default:
+		s.complete(r, fmt.Errorf("%w: unknown operation %v", ErrInvalid, r.Op))
+	}
+}
+
+// complete hands r back to its submitter.
+func (s *shard) complete(r *Request, err error) {
+	r.Err = err
+	if !r.submitted.IsZero() {
+		s.stats.observe(r.Op, time.Since(r.submitted))
+	}
+	select {
+	case r.Done <- r:
+	default:
+		panic(fmt.Sprintf("engine: the Done channel of a %v request is full; it must hold every request outstanding on it", r.Op))
+	}
+}
+
+// ---- mutations ----
+
+// recordsOf returns how many records and data blocks r needs.
+func recordsOf(r *Request) (n int, blocks uint32) {
+	if r.Op != OpWrite {
+		return 1, 0
+	}
+	for rest := len(r.Buf); rest > 0; rest -= recordMaxBytes {
+		n++
+		blocks += dataBlocksFor(uint32(min(rest, recordMaxBytes)))
+	}
+	return n, blocks
+}
+
+func (s *shard) checkMutation(r *Request) error {
+	switch {
+	case s.failed != nil:
+		return s.failed
+	case r.Op == OpWrite && len(r.Buf) == 0:
+		return fmt.Errorf("%w: write of 0 bytes to %v", ErrInvalid, r.Object)
+	case r.Op == OpWrite && len(r.Buf) > MaxWriteBytes:
+		return fmt.Errorf("%w: write of %d bytes to %v; at most %d per request", ErrInvalid, len(r.Buf), r.Object, MaxWriteBytes)
+	case r.Op == OpWrite && (r.Off > MaxObjectSize || uint64(len(r.Buf)) > MaxObjectSize-r.Off):
+		return fmt.Errorf("%w: write of %d bytes at %d to %v passes the largest object size %d", ErrInvalid, len(r.Buf), r.Off, r.Object, uint64(MaxObjectSize))
+	case r.Op == OpTruncate && r.Off > MaxObjectSize:
+		return fmt.Errorf("%w: truncate of %v to %d passes the largest object size %d", ErrInvalid, r.Object, r.Off, uint64(MaxObjectSize))
+	}
+	return nil
+}
+
+// roomFor reports whether r fits in the current batch now, or could once
+// the batch is sealed; false means r must wait (held) for the in-flight
+// batch or for space.
+func (s *shard) roomFor(r *Request) bool {
+	n, blocks := recordsOf(r)
+	b := s.cur
+	if len(b.descs) > 0 {
+		if len(b.descs)+n > batchRecordsMax || int(b.blocks+blocks)*4096 > s.e.opts.BatchBytes && len(b.descs) > 0 {
+			return false
+		}
+		return b.pos+b.bytesWith(n, blocks) <= s.e.sb.SegmentSize
+	}
+	return true
+}
+
+// addMutation puts a write, truncate or delete into the current batch.
+func (s *shard) addMutation(r *Request) {
+	if err := s.checkMutation(r); err != nil {
+		s.complete(r, err)
+		return
+	}
+	if !s.roomFor(r) {
+		s.held = r
+		return
+	}
+	n, blocks := recordsOf(r)
+	b := s.cur
+	if len(b.descs) == 0 {
+		// A new batch starts where the log ends; it opens a segment when
+		// the open one cannot take it.
+		if err := s.placeBatch(n, blocks, false); err != nil {
+			if errors.Is(err, errRetryLater) {
+				s.held = r
+				return
+			}
+			s.complete(r, err)
+			return
+		}
+	}
+	ver := s.nextVersion(r.Object)
+	seq := r.PGSeq
+	if seq == 0 {
+		seq = s.e.nextPGSeq(r.PG)
+	} else {
+		s.e.notePGSeq(r.PG, seq)
+	}
+	d := Desc{Object: r.Object, Kind: KindWrite, Version: ver, PG: r.PG, PGSeq: seq}
+	switch r.Op {
+	case OpTruncate:
+		d.Kind, d.Offset = KindTruncate, r.Off
+		b.descs = append(b.descs, d)
+		b.data = append(b.data, nil)
+	case OpDelete:
+		d.Kind = KindDelete
+		b.descs = append(b.descs, d)
+		b.data = append(b.data, nil)
+	case OpWrite:
+		for done := 0; done < len(r.Buf); done += recordMaxBytes {
+			p := r.Buf[done:min(len(r.Buf), done+recordMaxBytes)]
+			d.Offset, d.Length = r.Off+uint64(done), uint32(len(p))
+			d.DataCRC = crc32.Checksum(p, castagnoli)
+			b.descs = append(b.descs, d)
+			if len(p)%4096 != 0 || uintptr(unsafe.Pointer(&p[0]))%4096 != 0 {
+				p = b.stage(p)
+			}
+			b.data = append(b.data, p)
+		}
+	}
+	b.blocks += blocks
+	s.pendVer[r.Object] = pendingVersion{version: ver, seq: b.seq}
+	r.Version, r.ResultSeq = ver, seq
+	b.done = append(b.done, batchReq{r: r})
+	_ = n
+}
+
+var errRetryLater = errors.New("engine: retry when space is reclaimed")
+
+// placeBatch sets where the (empty) current batch goes, opening a new
+// segment when the open one has no room for n records of blocks blocks.
+func (s *shard) placeBatch(n int, blocks uint32, cleaner bool) error {
+	b := s.cur
+	need := b.bytesWith(n, blocks)
+	if s.open != NoSegment && s.openPos+need <= s.e.sb.SegmentSize {
+		b.seg, b.gen, b.pos, b.withHeader = s.open, s.openGen, s.openPos, false
+		b.seq = s.batchSeq
+		return nil
+	}
+	if s.inflight != nil {
+		// The segment switch waits for the in-flight batch, so that a
+		// segment's last batch is durable before the next one is written
+		// (recovery then finds a torn tail only in a shard's last segment).
+		return errRetryLater
+	}
+	seg, gen, err := s.e.alloc.take(cleaner)
+	if err != nil {
+		if s.reclaimable() {
+			s.ckptWanted = true
+			return errRetryLater
+		}
+		return err
+	}
+	if s.open != NoSegment {
+		s.segs[s.open].closed = true
+	}
+	s.segs[seg] = &segState{gen: gen}
+	s.open, s.openGen, s.openPos = seg, gen, segHeaderSize
+	if segHeaderSize+need > s.e.sb.SegmentSize {
+		return fmt.Errorf("%w: a batch of %d bytes does not fit a segment of %d", ErrInvalid, need, s.e.sb.SegmentSize)
+	}
+	b.seg, b.gen, b.pos, b.withHeader = seg, gen, segHeaderSize, true
+	b.seq = s.batchSeq
+	return nil
+}
+
+func (s *shard) nextVersion(obj ObjectID) uint64 {
+	if p, ok := s.pendVer[obj]; ok {
+		return p.version + 1
+	}
+	st, _ := s.objs.Get(ObjectState{ID: obj})
+	return st.Version + 1
+}
+
+// maybeSeal writes the current batch when nothing is in flight: group
+// commit, since everything that arrived while the previous batch was being
+// written and flushed rides in this one.
+func (s *shard) maybeSeal() bool {
+	b := s.cur
+	if s.inflight != nil || len(b.descs) == 0 {
+		return false
+	}
+	h := EncodeBatchHeader(b.hdr, b.descs, b.gen, b.seq)
+	hdr := b.hdr[:int(h.HeaderBlocks)*4096]
+	off := s.segBase(b.seg) + int64(b.pos)
+	if b.withHeader {
+		seghdr := directio.AlignedBlock(segHeaderSize)
+		(&SegmentHeader{Index: b.seg, Generation: b.gen, Shard: s.id, Device: s.e.sb.UUID}).Encode(seghdr)
+		b.iov = append(b.iov, seghdr)
+		off -= segHeaderSize
+	}
+	b.iov = append(b.iov, hdr)
+	for _, d := range b.data {
+		if d != nil {
+			b.iov = append(b.iov, d)
+		}
+	}
+	// Flush unless the device is power-loss protected.
+	flush := !s.e.sb.PLP
+	tag := s.newTag()
+	if !s.io.queueWrite(off, b.iov, tagWrite|tag, flush, tagFlush|tag) {
+		b.iov = b.iov[:0]
+		return false
+	}
+	b.waiting = 1
+	if flush {
+		b.waiting = 2
+	}
+	b.started = time.Now()
+	size := uint32(len(hdr)) + b.blocks*4096
+	s.openPos = b.pos + size
+	s.batchSeq++
+	s.sinceCkpt += int64(size)
+	s.inflight, s.cur, s.spare = b, s.spare, nil
+	s.cur.reset()
+	s.stats.batches.Add(1)
+	s.stats.records.Add(uint64(len(b.descs)))
+	return true
+}
+
+func (s *shard) newTag() uint64 {
+	s.nextTag++
+	return s.nextTag &^ tagKindMax
+}
+
+// reap handles every completion that is ready.
+func (s *shard) reap() bool {
+	s.comps = s.io.reap(s.comps[:0])
+	if len(s.comps) == 0 {
+		return false
+	}
+	s.dispatch(s.comps)
+	return true
+}
+
+func (s *shard) dispatch(comps []ioCompletion) {
+	for _, c := range comps {
+		switch c.tag & tagKindMax {
+		case tagWrite, tagFlush:
+			s.batchIO(c)
+		case tagRead:
+			s.readDone(c)
+		}
+	}
+}
+
+func (s *shard) batchIO(c ioCompletion) {
+	b := s.inflight
+	if b == nil {
+		panic(fmt.Sprintf("engine: shard %d: batch completion %#x with no batch in flight", s.id, c.tag))
+	}
+	if c.tag&tagKindMax == tagWrite {
+		b.writeRes = c.res
+	} else {
+		b.flushRes = c.res
+	}
+	b.waiting--
+	if b.waiting > 0 {
+		return
+	}
+	s.inflight = nil
+	want := 0
+	for _, v := range b.iov {
+		want += len(v)
+	}
+	var err error
+	switch {
+	case b.writeRes < 0:
+		err = fmt.Errorf("%w: shard %d: writing batch %d at segment %d offset %d: %v", ErrFailed, s.id, b.seq, b.seg, b.pos, unix.Errno(-b.writeRes))
+	case int(b.writeRes) != want:
+		err = fmt.Errorf("%w: shard %d: batch %d: short write of %d of %d bytes", ErrFailed, s.id, b.seq, b.writeRes, want)
+	case b.flushRes < 0:
+		err = fmt.Errorf("%w: shard %d: flushing batch %d: %v", ErrFailed, s.id, b.seq, unix.Errno(-b.flushRes))
+	}
+	s.stats.batchLat.observe(time.Since(b.started))
+	if err != nil {
+		// The batch may or may not be on the device; nothing after it may
+		// be acknowledged, so the shard stops taking mutations.
+		s.fail(err)
+		for _, br := range b.done {
+			s.complete(br.r, err)
+		}
+		s.cleanAbort()
+	} else {
+		s.applyBatch(b.descs, b.seg, b.pos, b.gen)
+		for _, br := range b.done {
+			br.r.N = len(br.r.Buf)
+			if br.r.Op != OpWrite {
+				br.r.N = 0
+			}
+			s.complete(br.r, nil)
+		}
+		s.cleanApplied(b)
+	}
+	for obj, p := range s.pendVer {
+		if p.seq == b.seq {
+			delete(s.pendVer, obj)
+		}
+	}
+	b.reset()
+	s.spare = b
+	if s.sinceCkpt >= s.e.opts.CheckpointBytes {
+		s.ckptWanted = true
+	}
+}
+
+// fail makes the shard refuse mutations from now on.
+func (s *shard) fail(err error) {
+	if s.failed == nil {
+		s.failed = err
+		s.e.opts.Logger.Error("engine: shard stopped taking writes", "shard", s.id, "err", err)
+	}
+	if s.held != nil {
+		r := s.held
+		s.held = nil
+		s.complete(r, s.failed)
+	}
+	// Queued mutations in the current batch were never written.
+	for _, br := range s.cur.done {
+		s.complete(br.r, s.failed)
+	}
+	s.cur.reset()
+	s.cleanAbort()
+}
+
+// applyBatch applies a durable batch's records, in order, to the index,
+// the object table and the space accounting. Recovery calls it too.
+func (s *shard) applyBatch(descs []Desc, seg uint32, pos uint32, gen uint64) {
+	dataOff := pos + uint32(headerBlocksFor(len(descs)))*4096
+	for i := range descs {
+		d := &descs[i]
+		switch d.Kind {
+		case KindWrite:
+			loc := Location{Segment: seg, Offset: dataOff, Length: d.Length, CRC: d.DataCRC}
+			dataOff += dataBlocksFor(d.Length) * 4096
+			if d.Relocated {
+				moved := s.idx.Relocate(d.Object, d.Offset, d.From, loc)
+				s.addLive(seg, int64(moved))
+				s.addLive(d.From.Segment, -int64(moved))
+				continue
+			}
+			for _, x := range s.idx.Insert(d.Object, d.Offset, loc, d.Version) {
+				s.addLive(x.Loc.Segment, -int64(x.Len))
+			}
+			s.addLive(seg, int64(d.Length))
+			st := s.objState(d.Object)
+			st.Size = max(st.Size, d.Offset+uint64(d.Length))
+			if st.Deleted {
+				st.Deleted, st.Size = false, d.Offset+uint64(d.Length)
+			}
+			s.setObj(st, d)
+		case KindTruncate:
+			for _, x := range s.idx.Truncate(d.Object, d.Offset) {
+				s.addLive(x.Loc.Segment, -int64(x.Len))
+			}
+			st := s.objState(d.Object)
+			st.Size, st.Deleted = d.Offset, false
+			s.setObj(st, d)
+		case KindDelete:
+			for _, x := range s.idx.Delete(d.Object) {
+				s.addLive(x.Loc.Segment, -int64(x.Len))
+			}
+			st := s.objState(d.Object)
+			st.Size, st.Deleted = 0, true
+			s.setObj(st, d)
+		}
+	}
+}
+
+func (s *shard) objState(obj ObjectID) ObjectState {
+	st, ok := s.objs.Get(ObjectState{ID: obj})
+	if !ok {
+		st = ObjectState{ID: obj}
+	}
+	return st
+}
+
+// setObj records st after mutation d and moves the object in the PG log.
+func (s *shard) setObj(st ObjectState, d *Desc) {
+	if st.PGSeq != 0 || st.Version != 0 {
+		s.pgLog.Delete(pgEntry{PG: st.PG, Seq: st.PGSeq, Object: st.ID})
+	}
+	st.Version, st.PG, st.PGSeq = d.Version, d.PG, d.PGSeq
+	s.objs.ReplaceOrInsert(st)
+	s.pgLog.ReplaceOrInsert(pgEntry{PG: st.PG, Seq: st.PGSeq, Object: st.ID})
+	s.e.notePGSeq(d.PG, d.PGSeq)
+}
+
+func (s *shard) addLive(seg uint32, n int64) {
+	if s.recovering {
+		return // recount sets the counters once the log is replayed
+	}
+	st := s.segs[seg]
+	if st == nil {
+		panic(fmt.Sprintf("engine: shard %d: extent in segment %d, which the shard does not own", s.id, seg))
+	}
+	if n < 0 && uint64(-n) > st.live {
+		panic(fmt.Sprintf("engine: shard %d: segment %d live bytes %d would go negative by %d", s.id, seg, st.live, -n))
+	}
+	st.live = uint64(int64(st.live) + n)
+	if st.live == 0 {
+		s.maybeFree(seg)
+	}
+}
+
+// maybeFree returns seg to the allocator when nothing can need it any
+// more: no live extent, no snapshot, no read in flight, and the last
+// durable checkpoint already had it closed and unpinned.
+func (s *shard) maybeFree(seg uint32) {
+	st := s.segs[seg]
+	if st == nil || st.live != 0 || st.pins != 0 || st.reads != 0 || !st.closed || !st.durableFree || seg == s.clean.victim {
+		return
+	}
+	delete(s.segs, seg)
+	s.e.alloc.give(seg)
+	s.stats.segsFreed.Add(1)
+}
+
+// reclaimable reports whether a checkpoint or the cleaner can free a
+// segment of this shard.
+func (s *shard) reclaimable() bool {
+	for seg, st := range s.segs {
+		if st.pins == 0 && st.closed && seg != s.open {
+			if st.live == 0 || float64(st.live) < float64(s.e.sb.SegmentSize)*s.e.opts.Cleaner.MaxLiveRatio && !s.e.opts.Cleaner.Disabled {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// ---- reads ----
+
+func (s *shard) startRead(r *Request) {
+	st, ok := s.objs.Get(ObjectState{ID: r.Object})
+	if !ok || st.Deleted {
+		s.complete(r, fmt.Errorf("%w: %v", ErrNotFound, r.Object))
+		return
+	}
+	if r.Off >= st.Size || len(r.Buf) == 0 {
+		r.N = 0
+		err := error(nil)
+		if len(r.Buf) > 0 {
+			err = io.EOF
+		}
+		s.complete(r, err)
+		return
+	}
+	n := uint64(len(r.Buf))
+	if n > st.Size-r.Off {
+		n = st.Size - r.Off
+	}
+	r.N = int(n)
+	r.pending = 1 // released below, after every read is queued
+	covered := uint64(0)
+	s.idx.Lookup(r.Object, r.Off, n, func(e Extent) bool {
+		covered += uint64(e.Len)
+		dst := r.Buf[e.Off-r.Off : e.End()-r.Off]
+		s.queueRecordRead(r, e, dst)
+		return true
+	})
+	if covered < n {
+		// Holes read as zeros; clear the gaps between extents.
+		pos := r.Off
+		s.idx.Lookup(r.Object, r.Off, n, func(e Extent) bool {
+			clear(r.Buf[pos-r.Off : e.Off-r.Off])
+			pos = e.End()
+			return true
+		})
+		clear(r.Buf[pos-r.Off : n])
+	}
+	s.readFinished(r, nil)
+}
+
+// queueRecordRead reads the whole record behind e (a record is verified
+// whole) into dst's place, directly when e is the whole record and dst is
+// aligned, through a scratch buffer otherwise.
+func (s *shard) queueRecordRead(r *Request, e Extent, dst []byte) {
+	op := &readOp{r: r, ext: e, dst: dst, off: s.segBase(e.Loc.Segment) + int64(e.Loc.Offset)}
+	size := int(dataBlocksFor(e.Loc.Length)) * 4096
+	if e.Skip == 0 && e.Len == e.Loc.Length && int(e.Len) == size && uintptr(unsafe.Pointer(&dst[0]))%4096 == 0 {
+		op.buf = dst
+	} else {
+		op.buf, op.own = s.getScratch(size), true
+	}
+	r.pending++
+	s.queueRead(op)
+}
+
+func (s *shard) queueRead(op *readOp) {
+	tag := s.newTag()
+	for !s.io.queueRead(op.off, op.buf, tagRead|tag) {
+		// The ring is full: submit and reap to make room.
+		s.io.submit()
+		s.reap()
+	}
+	s.reads[tag] = op
+	s.segs[op.ext.Loc.Segment].reads++
+	s.stats.deviceReads.Add(1)
+}
+
+func (s *shard) getScratch(size int) []byte {
+	if size <= recordMaxBytes {
+		if n := len(s.scratch); n > 0 {
+			b := s.scratch[n-1]
+			s.scratch = s.scratch[:n-1]
+			return b[:size]
+		}
+		return directio.AlignedBlock(recordMaxBytes)[:size]
+	}
+	return directio.AlignedBlock(size)
+}
+
+func (s *shard) putScratch(b []byte) {
+	if cap(b) == recordMaxBytes && len(s.scratch) < 64 {
+		s.scratch = append(s.scratch, b[:cap(b)])
+	}
+}
+
+func (s *shard) readDone(c ioCompletion) {
+	tag := c.tag &^ tagKindMax
+	op := s.reads[tag]
+	delete(s.reads, tag)
+	seg := op.ext.Loc.Segment
+	var err error
+	switch {
+	case c.res < 0:
+		err = fmt.Errorf("engine: reading %v at device offset %d: %w", op.ext.Object, op.off, unix.Errno(-c.res))
+	case int(c.res) != len(op.buf):
+		err = fmt.Errorf("engine: reading %v at device offset %d: short read of %d of %d bytes", op.ext.Object, op.off, c.res, len(op.buf))
+	default:
+		if got := crc32.Checksum(op.buf[:op.ext.Loc.Length], castagnoli); got != op.ext.Loc.CRC {
+			err = fmt.Errorf("%w: %v bytes [%d,%d): record at segment %d offset %d (device offset %d) has checksum %#08x, index says %#08x",
+				ErrCorrupt, op.ext.Object, op.ext.Off, op.ext.End(), seg, op.ext.Loc.Offset, op.off, got, op.ext.Loc.CRC)
+			s.stats.corrupt.Add(1)
+		}
+	}
+	if op.done != nil {
+		op.done(op, err)
+	} else {
+		if err == nil && op.own {
+			copy(op.dst, op.buf[op.ext.Skip:op.ext.Skip+op.ext.Len])
+		}
+		if op.own {
+			s.putScratch(op.buf)
+		}
+		s.readFinished(op.r, err)
+	}
+	if st := s.segs[seg]; st != nil {
+		st.reads--
+		if st.reads == 0 && st.live == 0 {
+			s.maybeFree(seg)
+		}
+	}
+}
+
+func (s *shard) readFinished(r *Request, err error) {
+	if err != nil && r.Err == nil {
+		r.Err = err
+	}
+	r.pending--
+	if r.pending > 0 {
+		return
+	}
+	err = r.Err
+	if err == nil && r.N < len(r.Buf) {
+		err = io.EOF
+	}
+	if err != nil && !errors.Is(err, io.EOF) {
+		r.N = 0
+	}
+	s.complete(r, err)
+}
+
+// ---- changes ----
+
+// changes lists the shard's objects of PG r.PG changed after r.PGSeq.
+func (s *shard) changes(r *Request) {
+	limit := int(r.Off)
+	var out []ObjectState
+	s.pgLog.AscendGreaterOrEqual(pgEntry{PG: r.PG, Seq: r.PGSeq + 1}, func(p pgEntry) bool {
+		if p.PG != r.PG || (limit > 0 && len(out) >= limit) {
+			return false
+		}
+		st, _ := s.objs.Get(ObjectState{ID: p.Object})
+		out = append(out, st)
+		return true
+	})
+	r.shardOut = out
+	s.complete(r, nil)
+}
+
+func nanotime() int64 { return time.Now().UnixNano() }
+
+var _ = atomic.Int64{}
