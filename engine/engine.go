@@ -589,11 +589,22 @@ func (s *shard) capture(r *Request) {
 func (s *shard) checkpointDone(r *Request) {
 	ok := r.Off == 1
 	s.ckptPending = false
+	freed := s.stats.segsFreed.Load()
 	for seg, st := range s.segs {
 		if ok {
 			st.durableFree = st.capturedFree
 		}
 		s.maybeFree(seg)
+	}
+	if len(s.waitq) > 0 && s.stats.segsFreed.Load() == freed && s.clean.victim == NoSegment {
+		// Writes wait for space that checkpoints do not free and the
+		// cleaner does not find: the device is full.
+		if s.noSpaceCkpts++; s.noSpaceCkpts >= 3 {
+			s.noSpaceCkpts = 0
+			s.failWaiting(fmt.Errorf("%w: shard %d: every segment holds live or snapshot data", ErrNoSpace, s.id))
+		}
+	} else {
+		s.noSpaceCkpts = 0
 	}
 	s.complete(r, nil)
 }

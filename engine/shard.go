@@ -169,7 +169,14 @@ type shard struct {
 	cur      *batch // being filled
 	inflight *batch // being written and flushed; nil if none
 	spare    *batch
-	held     *Request // popped but waiting for room in the log
+	// waitq holds mutations, in arrival order, that wait for room in the
+	// log (the batch in flight, or space); later mutations queue behind
+	// them so a shard's mutations stay in order, while reads and internal
+	// requests go on being served.
+	waitq []*Request
+	// noSpaceCkpts counts checkpoints that freed nothing while waitq was
+	// waiting for space; after a few, the waiting writes get ErrNoSpace.
+	noSpaceCkpts int
 	failed   error
 
 	reads   map[uint64]*readOp
@@ -258,16 +265,12 @@ func (s *shard) run(cpu int, ready chan<- error) {
 	for {
 		t0 := nanotime()
 		worked := false
+		for len(s.waitq) > 0 && !s.addMutation(s.waitq[0]) {
+			s.waitq[0] = nil
+			s.waitq = s.waitq[1:]
+			worked = true
+		}
 		for i := 0; i < 256; i++ {
-			if r := s.held; r != nil {
-				s.held = nil
-				s.handle(r)
-				if s.held == r {
-					break // still no room: wait for the batch in flight or for space
-				}
-				worked = true
-				continue
-			}
 			r := s.q.pop()
 			if r == nil {
 				break
@@ -317,7 +320,7 @@ func (s *shard) run(cpu int, ready chan<- error) {
 
 // idle reports that nothing is in flight or waiting.
 func (s *shard) idle() bool {
-	return s.inflight == nil && len(s.cur.descs) == 0 && len(s.reads) == 0 && s.held == nil && s.clean.reading == 0
+	return s.inflight == nil && len(s.cur.descs) == 0 && len(s.reads) == 0 && len(s.waitq) == 0 && s.clean.reading == 0
 }
 
 // sleep blocks until a request or a completion arrives (or 100 ms pass,
@@ -365,7 +368,9 @@ func (s *shard) handle(r *Request) {
 	case OpRead:
 		s.startRead(r)
 	case OpWrite, OpTruncate, OpDelete:
-		s.addMutation(r)
+		if len(s.waitq) > 0 || s.addMutation(r) {
+			s.waitq = append(s.waitq, r)
+		}
 	case OpStat:
 		st, ok := s.objs.Get(ObjectState{ID: r.Object})
 		if !ok || st.Deleted {
@@ -466,15 +471,16 @@ func (s *shard) roomFor(r *Request) bool {
 	return true
 }
 
-// addMutation puts a write, truncate or delete into the current batch.
-func (s *shard) addMutation(r *Request) {
+// addMutation puts a write, truncate or delete into the current batch,
+// or completes it with an error. It reports wait when there is no room
+// for r yet; r is then left to the caller.
+func (s *shard) addMutation(r *Request) (wait bool) {
 	if err := s.checkMutation(r); err != nil {
 		s.complete(r, err)
-		return
+		return false
 	}
 	if !s.roomFor(r) {
-		s.held = r
-		return
+		return true
 	}
 	n, blocks := recordsOf(r)
 	b := s.cur
@@ -483,11 +489,10 @@ func (s *shard) addMutation(r *Request) {
 		// the open one cannot take it.
 		if err := s.placeBatch(n, blocks, false); err != nil {
 			if errors.Is(err, errRetryLater) {
-				s.held = r
-				return
+				return true
 			}
 			s.complete(r, err)
-			return
+			return false
 		}
 	}
 	ver := s.nextVersion(r.Object)
@@ -523,7 +528,7 @@ func (s *shard) addMutation(r *Request) {
 	s.pendVer[r.Object] = pendingVersion{version: ver, seq: b.seq}
 	r.Version, r.ResultSeq = ver, seq
 	b.done = append(b.done, batchReq{r: r})
-	_ = n
+	return false
 }
 
 var errRetryLater = errors.New("engine: retry when space is reclaimed")
@@ -711,17 +716,22 @@ func (s *shard) fail(err error) {
 		s.failed = err
 		s.e.opts.Logger.Error("engine: shard stopped taking writes", "shard", s.id, "err", err)
 	}
-	if s.held != nil {
-		r := s.held
-		s.held = nil
-		s.complete(r, s.failed)
-	}
+	s.failWaiting(s.failed)
 	// Queued mutations in the current batch were never written.
 	for _, br := range s.cur.done {
 		s.complete(br.r, s.failed)
 	}
 	s.cur.reset()
 	s.cleanAbort()
+}
+
+// failWaiting completes every waiting mutation with err.
+func (s *shard) failWaiting(err error) {
+	for _, r := range s.waitq {
+		s.complete(r, err)
+	}
+	clear(s.waitq)
+	s.waitq = s.waitq[:0]
 }
 
 // applyBatch applies a durable batch's records, in order, to the index,

@@ -6,8 +6,10 @@ import (
 	"hash/crc32"
 	"io"
 	"sort"
+	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/google/btree"
 	"github.com/ncw/directio"
@@ -19,6 +21,9 @@ var (
 	ErrSnapshotExists = errors.New("engine: snapshot name in use")
 	ErrNoSnapshot     = errors.New("engine: no such snapshot")
 )
+
+// snapshotNameMax is the longest snapshot name, in bytes.
+const snapshotNameMax = ckptNameMax
 
 // Snapshot is a read-only, point-in-time view of every object: a
 // copy-on-write clone of each shard's index and object table, plus a pin
@@ -52,6 +57,9 @@ type SnapshotInfo struct {
 // Snapshot takes a snapshot named name ("" picks "snap-ID") and returns
 // once it is durable.
 func (e *Engine) Snapshot(name string) (*Snapshot, error) {
+	if len(name) > snapshotNameMax || !utf8.ValidString(name) || strings.ContainsRune(name, 0) {
+		return nil, fmt.Errorf("%w: snapshot name %q: want at most %d bytes of UTF-8 without NUL", ErrInvalid, name, snapshotNameMax)
+	}
 	e.snapMu.Lock()
 	e.nextSnap++
 	id := e.nextSnap

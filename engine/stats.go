@@ -67,7 +67,7 @@ func (st *shardStats) observe(op Op, d time.Duration) {
 
 // LatencyStats summarise a latency histogram (submit to completion).
 type LatencyStats struct {
-	Count                         int64
+	Count                          int64
 	Mean, P50, P90, P99, P999, Max time.Duration
 }
 
