@@ -126,6 +126,11 @@ type Options struct {
 	// Logger receives recovery, checkpoint and cleaner events; default
 	// slog.Default().
 	Logger *slog.Logger
+
+	// noRecoveryCheckpoint skips the checkpoint Open writes after
+	// replaying a log, so the recovery benchmark can replay the same log
+	// again.
+	noRecoveryCheckpoint bool
 }
 
 // CleanerOptions tune the cleaner.

@@ -1,13 +1,25 @@
 // Package engine is weft's per-node storage engine: it owns the node's
 // devices and stores objects on them log-structured.
 //
-// # What exists, what is planned
+// # Structure
 //
-// Built: the device format (superblock, layout, exclusive open, repair),
-// the segment and batch record codecs, and the extent Index. Planned, in
-// this order, each with its crash test: the shard log (write path and
-// recovery scan), the object API, index checkpoints, snapshots, the
-// cleaner, reactors. The design below is what those pieces must keep.
+// An Engine owns one device (a file or block device formatted by Format)
+// and runs one shard per reactor. A shard owns the objects whose ObjectID
+// hashes to it, their extent Index, object table and per-PG change log,
+// and the segments it has written; only its reactor goroutine touches
+// them, so the data path takes no lock. Requests reach a reactor through
+// a lock-free MPSC queue (queue.go) and come back on the request's Done
+// channel. A reactor is a goroutine locked to its OS thread, optionally
+// pinned to a CPU with sched_setaffinity, that runs to completion: drain
+// the queue, add mutations to the current batch, seal the batch when
+// nothing is in flight, submit, reap completions. When idle it spins
+// (Poll), spins for SpinTime then sleeps (Hybrid, the default), or sleeps
+// at once (Interrupt); sleeping is a poll(2) on two eventfds, one written
+// by producers that find the reactor asleep, one the io_uring posts to.
+//
+// I/O goes through an ioring.Ring per reactor (io_uring, or ioring's
+// thread backend where io_uring is unavailable), or through synchronous
+// vfs calls for the in-memory crash-test file system.
 //
 // # Device layout
 //
@@ -32,42 +44,72 @@
 //
 // Segments and batches are drawn in segment.go.
 //
-// # Shards and the write path (planned)
+// # The write path
 //
-// One shard per reactor; an object belongs to the shard its ObjectID hashes
-// to, and only that shard's goroutine touches the object's index entries
-// and the shard's open segment (no lock on the data path). A write becomes
-// a descriptor plus 4 KiB-aligned data in the shard's current batch; the
-// shard seals a batch when it is full or when its submission queue runs
-// dry, writes header and data blocks with one vectored write at the end of
-// its open segment, then flushes (skipped on a PLP device), and only then
-// acknowledges every write in the batch and applies it to the Index.
-// Invariant: an index entry never points at bytes that are not durable.
+// A write becomes one descriptor per record (at most 64 KiB each, so a
+// small read of a large write reads and verifies at most that much) plus
+// 4 KiB-aligned data in the shard's current batch; data already aligned
+// is written from the caller's buffer, anything else is copied into an
+// aligned staging area. Group commit: one batch is in flight at a time
+// (a gather write of header blocks and data at the end of the open
+// segment, with an fdatasync linked behind it unless the device is PLP),
+// and everything that arrives meanwhile rides in the next. A batch is
+// acknowledged, and applied to the Index, only when its write and flush
+// have completed. Invariants: an index entry never points at bytes that
+// are not durable; versions and per-PG sequence numbers are assigned in
+// log order; a segment's last batch is durable before the shard writes
+// to its next segment, so a torn batch can only be the last one of a
+// shard's log.
 //
 // A shard takes a free segment from the device's allocator when its open
 // one is full; the allocator stamps it with the next device-wide
-// generation in its segment header. Invariant: generations increase in
-// the order segments are opened, so replaying segments in generation order
-// replays each object's records in the order they were acknowledged.
+// generation, written in the segment header that goes out with the
+// segment's first batch. Replaying a shard's segments in generation order
+// replays its records in the order they were acknowledged. The allocator
+// holds back Shards+1 segments that only the cleaner may take.
 //
-// # Recovery (planned)
+// # Checkpoints
 //
-// Load the newest valid checkpoint (index plus per-segment live bytes and
-// the generation it covers), then scan only segments with a higher
-// generation: read each batch, check its header and data checksums, apply
-// it. A bad batch with nothing valid after it in the shard's log is a torn
-// tail (never acknowledged) and ends that shard's log; a bad batch with a
-// valid later one is corruption and stops recovery with an error naming
-// device and offset.
+// A checkpoint (checkpoint.go) holds, per shard, the index, the object
+// table, the segments in use and the log position the state corresponds
+// to, plus every snapshot. The checkpointer captures each shard on its
+// own goroutine as copy-on-write clones (O(1) on the shard), encodes them
+// off the data path and writes them to the older of two slots. Shards ask
+// for a checkpoint every CheckpointBytes of log, and when space waits on
+// one; Close writes one, so a clean restart replays nothing.
 //
-// # Space, snapshots and the cleaner (planned)
+// # Recovery
 //
-// Every segment has live bytes (referenced by the index or a snapshot) and
-// dead bytes (displaced extents, which Index.Insert, Truncate and Delete
-// return). A snapshot is Index.Clone plus a pin count on every segment the
-// clone references; the cleaner picks segments by dead ratio and age,
-// rewrites their live extents through the normal write path (so the
-// relocation is itself logged), and frees a segment only when its live
-// bytes are zero and no snapshot pins it. used = live + dead + open
-// segments' headroom, exactly; free = segmentCount - used segments.
+// Load the newest valid checkpoint, read every segment header, and
+// replay per shard: the open segment of the checkpoint from its position,
+// then every segment of the shard with a higher generation than the
+// checkpoint's OpenGen, in generation order. For each batch: check the
+// header and every record's data checksum, and the batch sequence. A bad
+// batch ends the shard's log if it is in the shard's last segment and no
+// valid batch of that generation follows it (a torn write, never
+// acknowledged; recovery zeroes its first block so it reads as a clean
+// end later); anywhere else it is corruption, and Open fails with an
+// error naming the device offset. Space counters are then recounted from
+// the index and snapshots, and every segment nobody owns is free. Each
+// shard starts a fresh segment after recovery.
+//
+// # Space, snapshots and the cleaner
+//
+// Each segment's live bytes are the bytes of live-index extents stored
+// in it; a snapshot (an Index and object-table clone) pins every segment
+// it references. Stats.Used is the segments owned by shards, Live the
+// live bytes, Free the free segments; Verify recounts them from scratch.
+// A segment is freed when it is closed, holds no live bytes, no snapshot
+// pins it, no read is in flight from it, and the last durable checkpoint
+// already had it closed and unpinned, so no recovery can load a state
+// that needs it.
+//
+// The cleaner of each shard starts when free segments fall below
+// Cleaner.FreeTarget. It picks the closed, unpinned segment with the best
+// (1-u)·age/(1+u), finds its live extents with an incremental index scan,
+// reads them (checksums verified), and writes them as relocation records
+// through the normal batches; a relocation record replaces only the parts
+// of its extent that still point at the old location, at run time and on
+// replay alike, so it never undoes a foreground write that raced with it.
+// It moves at most Cleaner.BytesPerBatch per step, one step at a time.
 package engine

@@ -177,7 +177,7 @@ type shard struct {
 	// noSpaceCkpts counts checkpoints that freed nothing while waitq was
 	// waiting for space; after a few, the waiting writes get ErrNoSpace.
 	noSpaceCkpts int
-	failed   error
+	failed       error
 
 	reads   map[uint64]*readOp
 	nextTag uint64
