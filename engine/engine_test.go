@@ -179,3 +179,200 @@ func TestEngineRingFile(t *testing.T) {
 		}
 	}
 }
+
+func TestEngineBadInput(t *testing.T) {
+	fsys, path := memDevice(t, 24<<20, 1<<20)
+	e := openMem(t, fsys, path, 1)
+	obj := ObjectID{Lo: 5}
+	// Unaligned offsets and lengths are not an error: the engine is byte
+	// granular, and stages unaligned data itself.
+	d := pattern(9, 4097)
+	if _, err := e.Write(obj, 0, 4093, d); err != nil {
+		t.Fatalf("unaligned write: %v", err)
+	}
+	if got := mustRead(t, e, obj, 4093, len(d)); !bytes.Equal(got, d) {
+		t.Fatal("unaligned write read back differs")
+	}
+	for _, c := range []struct {
+		name string
+		req  Request
+		want error
+	}{
+		{"empty write", Request{Op: OpWrite, Object: obj, Buf: nil}, ErrInvalid},
+		{"write too large", Request{Op: OpWrite, Object: obj, Buf: make([]byte, MaxWriteBytes+1)}, ErrInvalid},
+		{"write past the largest object", Request{Op: OpWrite, Object: obj, Off: MaxObjectSize - 2, Buf: make([]byte, 4)}, ErrInvalid},
+		{"truncate past the largest object", Request{Op: OpTruncate, Object: obj, Off: MaxObjectSize + 1}, ErrInvalid},
+		{"read unknown object", Request{Op: OpRead, Object: ObjectID{Hi: 1}, Buf: make([]byte, 10)}, ErrNotFound},
+		{"stat unknown object", Request{Op: OpStat, Object: ObjectID{Hi: 1}}, ErrNotFound},
+		{"internal op", Request{Op: opCheckpoint, Object: obj}, ErrInvalid},
+	} {
+		r := e.do(&c.req)
+		if !errors.Is(r.Err, c.want) {
+			t.Errorf("%s: got %v, want %v", c.name, r.Err, c.want)
+		} else {
+			t.Logf("%s: %v", c.name, r.Err)
+		}
+	}
+	// Reading at or past the end.
+	p := make([]byte, 10)
+	if n, err := e.Read(obj, 1<<20, p); n != 0 || !errors.Is(err, io.EOF) {
+		t.Errorf("read past end: %d %v", n, err)
+	}
+	// Opening the device a second time.
+	if _, err := Open(Options{Path: path, FS: fsys, Logger: quietLogger}); !errors.Is(err, ErrInUse) {
+		t.Errorf("second open: %v, want ErrInUse", err)
+	} else {
+		t.Logf("second open: %v", err)
+	}
+	// A different shard count is refused with a message saying which.
+	if err := e.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Open(Options{Path: path, FS: fsys, Shards: 3, Logger: quietLogger}); err == nil {
+		t.Error("opening with another shard count succeeded")
+	} else {
+		t.Logf("other shard count: %v", err)
+	}
+	e = openMem(t, fsys, path, 1)
+	e.Close()
+	if _, err := e.Write(obj, 0, 0, d); !errors.Is(err, ErrClosed) {
+		t.Errorf("write after close: %v", err)
+	}
+	// Not a weft device; a corrupt superblock (both copies).
+	f, _ := fsys.Create("plain", true)
+	f.Truncate(8 << 20)
+	f.Close()
+	if _, err := Open(Options{Path: "plain", FS: fsys, Logger: quietLogger}); !errors.Is(err, ErrNotWeft) {
+		t.Errorf("plain file: %v", err)
+	}
+	f, _ = fsys.OpenRW(path, true)
+	junk := directio.AlignedBlock(4096)
+	for _, off := range []int64{0, 4096} {
+		f.ReadAt(junk, off)
+		junk[200] ^= 0xff
+		junk[40] ^= 0x01
+		f.WriteAt(junk, off)
+	}
+	f.Close()
+	if _, err := Open(Options{Path: path, FS: fsys, Logger: quietLogger}); err == nil || errors.Is(err, ErrNotWeft) {
+		t.Errorf("corrupt superblock: %v", err)
+	} else {
+		t.Logf("corrupt superblock: %v", err)
+	}
+	if _, err := Open(Options{Path: "missing", FS: fsys, Logger: quietLogger}); err == nil {
+		t.Error("missing device opened")
+	}
+}
+
+// TestEngineNoSpace fills a device whose cleaner can free nothing (all
+// data live) and requires ErrNoSpace, with everything acknowledged
+// before still readable, also after a restart.
+func TestEngineNoSpace(t *testing.T) {
+	fsys, path := memDevice(t, 16<<20, 1<<20)
+	e := openMem(t, fsys, path, 1)
+	var acked []ObjectID
+	var err error
+	data := directio.AlignedBlock(64 << 10)
+	for i := 0; i < 1000; i++ {
+		obj := ObjectID{Lo: uint64(i)}
+		copy(data, pattern(uint64(i), len(data)))
+		if _, err = e.Write(obj, 0, 0, data); err != nil {
+			break
+		}
+		acked = append(acked, obj)
+	}
+	if !errors.Is(err, ErrNoSpace) {
+		t.Fatalf("filling the device: %v after %d writes, want ErrNoSpace", err, len(acked))
+	}
+	t.Logf("after %d writes of 64 KiB: %v", len(acked), err)
+	check := func() {
+		for _, obj := range acked {
+			if got := mustRead(t, e, obj, 0, len(data)); !bytes.Equal(got, pattern(obj.Lo, len(data))) {
+				t.Fatalf("object %v differs", obj)
+			}
+		}
+		if err := e.Verify(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	check()
+	// Deleting makes room again.
+	for _, obj := range acked[:len(acked)/2] {
+		if _, err := e.Delete(obj, 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	acked = acked[len(acked)/2:]
+	if err := e.Checkpoint(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.Write(ObjectID{Hi: 1}, 0, 0, data); err != nil {
+		t.Fatalf("write after deletes: %v", err)
+	}
+	e.Close()
+	e = openMem(t, fsys, path, 1)
+	defer e.Close()
+	check()
+}
+
+// TestEngineReadCorruption flips a bit in a record on the device: the read
+// fails with ErrCorrupt naming where, instead of returning bad bytes.
+func TestEngineReadCorruption(t *testing.T) {
+	fsys, path := memDevice(t, 24<<20, 1<<20)
+	e := openMem(t, fsys, path, 1)
+	obj := ObjectID{Lo: 1}
+	data := directio.AlignedBlock(8192)
+	copy(data, pattern(1, len(data)))
+	if _, err := e.Write(obj, 0, 0, data); err != nil {
+		t.Fatal(err)
+	}
+	var loc Location
+	e.shards[0].idx.Lookup(obj, 0, 1, func(x Extent) bool { loc = x.Loc; return false })
+	e.Close()
+	f, _ := fsys.OpenRW(path, true)
+	blk := directio.AlignedBlock(4096)
+	off := int64(e.sb.SegmentsOffset) + int64(loc.Segment)*int64(e.sb.SegmentSize) + int64(loc.Offset) + 4096
+	f.ReadAt(blk, off)
+	blk[17] ^= 0x10
+	f.WriteAt(blk, off)
+	f.Close()
+	e = openMem(t, fsys, path, 1)
+	defer e.Close()
+	_, err := e.Read(obj, 0, make([]byte, 100))
+	if !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("read of a corrupt record: %v, want ErrCorrupt", err)
+	}
+	t.Logf("%v", err)
+}
+
+// TestEngineMidLogCorruption damages a batch that has valid batches after
+// it and no checkpoint covering it: Open must refuse, naming the offset,
+// rather than drop acknowledged writes.
+func TestEngineMidLogCorruption(t *testing.T) {
+	fsys, path := memDevice(t, 24<<20, 1<<20)
+	e, err := Open(Options{Path: path, FS: fsys, Logger: quietLogger, CheckpointBytes: 1 << 40, noRecoveryCheckpoint: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 5 {
+		if _, err := e.Write(ObjectID{Lo: uint64(i)}, 0, 0, pattern(uint64(i), 5000)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	seg := e.shards[0].open
+	e.crashStop()
+	// The second batch of the segment: header block of batch 1 at 4096,
+	// batch 2 after its header and two data blocks.
+	f, _ := fsys.OpenRW(path, true)
+	blk := directio.AlignedBlock(4096)
+	off := int64(e.sb.SegmentsOffset) + int64(seg)*int64(e.sb.SegmentSize) + 4096 + 3*4096 + 4096
+	f.ReadAt(blk, off)
+	blk[100] ^= 1
+	f.WriteAt(blk, off)
+	f.Close()
+	_, err = Open(Options{Path: path, FS: fsys, Logger: quietLogger})
+	if !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("open with a corrupt batch mid-log: %v, want ErrCorrupt", err)
+	}
+	t.Logf("%v", err)
+}

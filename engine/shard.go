@@ -487,7 +487,9 @@ func (s *shard) addMutation(r *Request) (wait bool) {
 	if len(b.descs) == 0 {
 		// A new batch starts where the log ends; it opens a segment when
 		// the open one cannot take it.
-		if err := s.placeBatch(n, blocks, false); err != nil {
+		// Truncates and deletes free space, so on a full device they may
+		// use the segments held back for the cleaner.
+		if err := s.placeBatch(n, blocks, r.Op != OpWrite); err != nil {
 			if errors.Is(err, errRetryLater) {
 				return true
 			}
