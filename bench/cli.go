@@ -41,7 +41,7 @@ func Main(ctx context.Context, args []string, version string, stdout, stderr io.
 	if spec.CompareFio {
 		return compareMain(ctx, spec, version, stdout, stderr, progress)
 	}
-	res, err := Run(ctx, spec.Jobs, RunOptions{Progress: progress, Version: version})
+	res, err := Run(ctx, spec.Jobs, RunOptions{Progress: progress, Version: version, Log: stderr})
 	if res != nil {
 		var werr error
 		if spec.OutputFormat == "json" {

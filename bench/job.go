@@ -1,6 +1,20 @@
 package bench
 
-import "time"
+import (
+	"strings"
+	"time"
+
+	"github.com/weftfs/weft/engine"
+)
+
+// Target schemes: the prefix of Job.Target that says what drives the I/O.
+const (
+	// schemeFile: a file or block device, through io_uring or psync.
+	schemeFile = "file:"
+	// schemeEngine: the weft storage engine, in-process, on the device at
+	// the path; offsets map to objects (see EngineOptions.ObjectSize).
+	schemeEngine = "engine:"
+)
 
 // Pattern is fio's rw= value: the direction and order of a job's I/O.
 type Pattern int
@@ -38,7 +52,7 @@ type Option struct {
 // value validated. A Job with NumJobs > 1 is run as NumJobs identical clones.
 type Job struct {
 	Name           string
-	Target         string // "file:/path"; a bare path means file:PATH
+	Target         string // "file:PATH" or "engine:PATH"; a bare filename= path means file:PATH
 	Pattern        Pattern
 	BlockSize      int64         // bs=, bytes; default 4096
 	Size           int64         // size=, bytes per job clone; required unless the target exists
@@ -63,8 +77,52 @@ type Job struct {
 	// before the queue is topped up again, keeping it full.
 	BatchCompleteMin int
 	BatchCompleteMax int
-	Options          []Option // as given, [global] first, for JSON "job options"
+	// Engine holds the weft-only engine_* options; they apply to engine:
+	// targets only.
+	Engine  EngineOptions
+	Options []Option // as given, [global] first, for JSON "job options"
 }
+
+// EngineOptions are the options of an engine: target, weft's own (fio has
+// no such ioengine). Every job naming the same engine:PATH shares one
+// engine, so they must agree on all of them.
+type EngineOptions struct {
+	// ObjectSize is engine_object_size=: the job's byte offset o is
+	// offset o%ObjectSize of object {Hi: 0, Lo: o/ObjectSize}. A multiple
+	// of the block size, so no I/O spans two objects; default 1 MiB.
+	ObjectSize int64
+	// Fill is engine_fill=: a device the run creates gets Size/Fill bytes
+	// of segment space (0 < Fill <= 0.9); default 0.5. It has no effect
+	// on an existing device.
+	Fill float64
+	// SegmentSize is engine_segment_size=: the segment size of a device
+	// the run creates; 0 (the default) means the engine's default (32
+	// MiB), or less to give a new device at least 64 segments (see
+	// engineSegmentSize), and whatever an existing device has.
+	SegmentSize int64
+	// Shards is engine_shards=: reactors; default 1.
+	Shards int
+	// Cores is engine_cores=: CPUs the reactors are pinned to (reactor i
+	// on Cores[i%len]); default none, no pinning.
+	Cores []int
+	// Mode is engine_mode=: how idle reactors wait; default hybrid.
+	Mode engine.PollMode
+}
+
+// targetScheme splits a Job.Target into its scheme (schemeFile or
+// schemeEngine) and path; scheme is "" for anything else.
+func targetScheme(target string) (scheme, path string) {
+	for _, s := range []string{schemeFile, schemeEngine} {
+		if p, ok := strings.CutPrefix(target, s); ok {
+			return s, p
+		}
+	}
+	return "", target
+}
+
+// IsEngine reports whether the job drives the weft engine (an engine:
+// target) rather than a file.
+func (j *Job) IsEngine() bool { return strings.HasPrefix(j.Target, schemeEngine) }
 
 // IsRandom reports whether the job picks offsets at random.
 func (j *Job) IsRandom() bool {

@@ -6,10 +6,13 @@ import (
 	"io"
 	"math"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
 	"unicode"
+
+	"github.com/weftfs/weft/engine"
 )
 
 // This file turns a `weft bench` command line, or an fio job file, into
@@ -46,6 +49,18 @@ const (
 	numJobsMax  = 256
 	roundsMax   = 100
 	roundsDef   = 3
+
+	// engine: target options.
+	engineObjectSizeDef = 1 << 20
+	engineObjectSizeMin = 4 << 10
+	engineObjectSizeMax = 1 << 40
+	engineFillDef       = 0.5
+	engineFillMax       = 0.9 // the cleaner needs free segments to work with
+	engineSegmentMin    = 1 << 20
+	engineSegmentMax    = 1 << 30
+	engineShardsMax     = 256  // the engine's own limit
+	engineCoresMax      = 256  // CPUs listed in engine_cores
+	engineCPUMax        = 1023 // highest CPU number a CPU set holds
 )
 
 // ErrHelp is returned by ParseArgs when the arguments ask for help (-h or
@@ -80,7 +95,9 @@ Runs fio-style jobs against a target and prints a fio-like report.
 
 Targets (one at most; it applies to every job without filename=):
   file:PATH               a file or block device, driven through io_uring or psync
-  engine:DIR              the weft engine, in-process (not supported yet)
+  engine:PATH             the weft storage engine, in-process, on the device (a
+                          file or block device) at PATH; a missing file is
+                          created, written in full and formatted
   path:DIR                any mounted directory (not supported yet)
   weft://ADDR/CONTAINER   a cluster, through the native client (not supported yet)
 Any other argument is an fio job file.
@@ -106,7 +123,7 @@ job. Without --name or a job file there is one job, named "job".
   --rwmixread=PCT      percent reads for randrw and readwrite, 0 to 100;
                        default 50
   --group_reporting    report a job's clones together
-  --filename=PATH      this job's target: PATH or file:PATH
+  --filename=PATH      this job's target: PATH, file:PATH or engine:PATH
   --description=TEXT   accepted and ignored
 io_uring engine options, with fio's names and defaults:
   --iodepth_batch_submit=N  submit queued I/Os N at a time; 0 means iodepth;
@@ -121,6 +138,28 @@ io_uring engine options, with fio's names and defaults:
                        WRITE_FIXED); default off
   --registerfiles      register the file with the ring; default off
   --sqthread_poll      a kernel thread polls the submission queue; default off
+engine: target options (weft's own; file: targets ignore them, and every job
+on the same engine:PATH must give the same values):
+  --engine_object_size=SIZE  job offset o is offset o%SIZE of object o/SIZE;
+                       4k to 1t and a multiple of bs; default 1m
+  --engine_fill=F      a device the run creates gets size/F bytes of segment
+                       space, plus its header and checkpoint area; above 0,
+                       at most 0.9; default 0.5
+  --engine_segment_size=SIZE  segment size of a device the run creates: a
+                       power of two from 1m to 1g, at least twice the largest
+                       bs that writes; default 32m, or less (down to 1m) to
+                       give the device at least 64 segments
+  --engine_shards=N    reactors, 1 to 256; default 1
+  --engine_cores=LIST  CPUs to pin the reactors to, e.g. 2,3 or 4-7; default
+                       none (no pinning)
+  --engine_mode=MODE   how idle reactors wait: poll, hybrid (default) or
+                       interrupt
+With engine:, size= is required (the bytes the job addresses); every write
+is durable when it completes, so fsync= and ioengine=psync are refused; bs
+is at most 4m for jobs that write; direct, fixedbufs, registerfiles and
+sqthread_poll are ignored (the engine does its own device I/O), while the
+iodepth_batch options apply as to a file. Jobs that read first have their
+range written once, sequentially, unless the engine already holds it.
 time_based, group_reporting, fixedbufs, registerfiles and sqthread_poll may be
 given bare, or as =1 or =0.
 
@@ -168,6 +207,12 @@ const (
 	optBatchCompleteMin
 	optBatchCompleteMinAlias
 	optBatchCompleteMax
+	optEngineObjectSize
+	optEngineFill
+	optEngineSegmentSize
+	optEngineShards
+	optEngineCores
+	optEngineMode
 	optCount
 )
 
@@ -245,7 +290,7 @@ var jobOptionDefs = [optCount]jobOptionDef{
 	optRWMixRead:      {name: "rwmixread", set: setInt(0, 100, func(j *Job) *int { return &j.RWMixRead })},
 	optGroupReporting: {name: "group_reporting", flag: true, set: setFlag("group_reporting", func(j *Job) *bool { return &j.GroupReporting })},
 	optFilename: {name: "filename", set: func(j *Job, v string) string {
-		t, why := parseFileTarget(v)
+		t, why := parseFilename(v)
 		if why != "" {
 			return why
 		}
@@ -261,6 +306,93 @@ var jobOptionDefs = [optCount]jobOptionDef{
 	optBatchCompleteMinAlias: {name: "iodepth_batch_complete", set: setBatchCompleteMin},
 	optBatchCompleteMax:      {name: "iodepth_batch_complete_max", set: setInt(0, iodepthMax, func(j *Job) *int { return &j.BatchCompleteMax })},
 	optSQThreadPoll:          {name: "sqthread_poll", flag: true, set: setFlag("sqthread_poll", func(j *Job) *bool { return &j.SQThreadPoll })},
+	optEngineObjectSize: {name: "engine_object_size", set: func(j *Job, v string) string {
+		n, why := parseSize(v)
+		switch {
+		case why != "":
+			return why
+		case n < engineObjectSizeMin || n > engineObjectSizeMax:
+			return "must be between 4k and 1t"
+		}
+		j.Engine.ObjectSize = n
+		return ""
+	}},
+	optEngineFill: {name: "engine_fill", set: func(j *Job, v string) string {
+		f, err := strconv.ParseFloat(v, 64)
+		switch {
+		case err != nil && !errors.Is(err, strconv.ErrRange), math.IsNaN(f):
+			return "not a number; accepted: a fraction above 0 and at most 0.9, e.g. 0.5"
+		case err != nil || f <= 0 || f > engineFillMax:
+			return "must be above 0 and at most 0.9 (the engine's cleaner needs free segments)"
+		}
+		j.Engine.Fill = f
+		return ""
+	}},
+	optEngineSegmentSize: {name: "engine_segment_size", set: func(j *Job, v string) string {
+		n, why := parseSize(v)
+		switch {
+		case why != "":
+			return why
+		case n < engineSegmentMin || n > engineSegmentMax || n&(n-1) != 0:
+			return "must be a power of two from 1m to 1g"
+		}
+		j.Engine.SegmentSize = n
+		return ""
+	}},
+	optEngineShards: {name: "engine_shards", set: setInt(1, engineShardsMax, func(j *Job) *int { return &j.Engine.Shards })},
+	optEngineCores: {name: "engine_cores", set: func(j *Job, v string) string {
+		cpus, why := parseCPUList(v)
+		if why != "" {
+			return why
+		}
+		j.Engine.Cores = cpus
+		return ""
+	}},
+	optEngineMode: {name: "engine_mode", set: func(j *Job, v string) string {
+		m, err := engine.ParsePollMode(v)
+		if err != nil || v == "" {
+			return "unknown mode; accepted: poll, hybrid, interrupt"
+		}
+		j.Engine.Mode = m
+		return ""
+	}},
+}
+
+// parseCPUList parses engine_cores: CPU numbers and ranges (2-5) separated
+// by commas, e.g. 0,2,4-7, in the order given.
+func parseCPUList(v string) ([]int, string) {
+	const accepted = "accepted: CPU numbers from 0 to 1023 and ranges such as 4-7, separated by commas"
+	var cpus []int
+	for _, part := range strings.Split(v, ",") {
+		part = strings.TrimSpace(part)
+		lo, hi, isRange := strings.Cut(part, "-")
+		a, why := parseIntIn(lo, 0, engineCPUMax)
+		b := a
+		if isRange && why == "" {
+			b, why = parseIntIn(hi, 0, engineCPUMax)
+		}
+		switch {
+		case why != "":
+			return nil, fmt.Sprintf("%q is not a CPU number or range; %s", part, accepted)
+		case b < a:
+			return nil, fmt.Sprintf("CPU range %q runs backwards; %s", part, accepted)
+		case len(cpus)+b-a+1 > engineCoresMax:
+			return nil, fmt.Sprintf("more than %d CPUs listed", engineCoresMax)
+		}
+		for c := a; c <= b; c++ {
+			cpus = append(cpus, c)
+		}
+	}
+	return cpus, ""
+}
+
+// formatCPUList writes cpus as parseCPUList reads them.
+func formatCPUList(cpus []int) string {
+	s := make([]string, len(cpus))
+	for i, c := range cpus {
+		s[i] = strconv.Itoa(c)
+	}
+	return strings.Join(s, ",")
 }
 
 // setBatchCompleteMin sets iodepth_batch_complete_min (alias
@@ -309,7 +441,8 @@ func setDuration(field func(*Job) *time.Duration) func(*Job, string) string {
 const jobOptionNames = "rw, bs, size, iodepth, numjobs, runtime, time_based, ramp_time, direct, " +
 	"fsync, ioengine, rwmixread, group_reporting, filename, description, iodepth_batch_submit, " +
 	"iodepth_batch, fixedbufs, registerfiles, sqthread_poll, iodepth_batch_complete_min, " +
-	"iodepth_batch_complete, iodepth_batch_complete_max"
+	"iodepth_batch_complete, iodepth_batch_complete_max, engine_object_size, engine_fill, " +
+	"engine_segment_size, engine_shards, engine_cores, engine_mode"
 
 // cliOptionNames lists everything ParseArgs takes after "--".
 const cliOptionNames = "name, " + jobOptionNames + ", output-format, compare-fio, rounds, eta, fio, help"
@@ -338,6 +471,12 @@ func defaultJob(name string) Job {
 		// iodepth_batch_complete_max defaults to the min).
 		IODepthBatch:     1,
 		BatchCompleteMin: 1,
+		Engine: EngineOptions{
+			ObjectSize: engineObjectSizeDef,
+			Fill:       engineFillDef,
+			Shards:     1,
+			Mode:       engine.Hybrid,
+		},
 	}
 }
 
@@ -602,6 +741,13 @@ func ParseArgs(args []string) (*Spec, error) {
 		}
 		spec.Jobs = append(spec.Jobs, buildJob(rj, opts, defaultTarget, len(targets) > 0, &probs))
 	}
+	if spec.CompareFio {
+		for i := range spec.Jobs {
+			if j := &spec.Jobs[i]; j.IsEngine() {
+				probs.add(problem{job: j.Name, text: fmt.Sprintf("--compare-fio: target %s: fio cannot drive the weft engine; compare a file:PATH target", j.Target)})
+			}
+		}
+	}
 	if err := probs.err(len(jobs)); err != nil {
 		return nil, err
 	}
@@ -803,11 +949,21 @@ func buildJob(rj *rawJob, opts []*rawOption, defaultTarget string, targetGiven b
 		}
 		probs.add(problem{where: o.where, job: rj.name, jobAlways: rj.fromFile, text: showOption(o.Name, o.Value) + ": " + why})
 	}
-	if j.Direct && j.BlockSize%directAlign != 0 && good(optBS, optDirect) {
+	// The target's scheme decides which options apply; "" while the
+	// target is missing or bad (reported elsewhere).
+	scheme, _ := targetScheme(j.Target)
+	if j.Direct && j.BlockSize%directAlign != 0 && scheme != schemeEngine && good(optBS, optDirect) {
 		report(optBS, "with direct=1 must be a multiple of 4096 bytes (the O_DIRECT alignment)")
 	}
-	if j.IOEngine == EnginePsync && j.IODepth != 1 && good(optIOEngine, optIODepth) {
+	if j.IOEngine == EnginePsync && j.IODepth != 1 && scheme != schemeEngine && good(optIOEngine, optIODepth) {
 		report(optIODepth, "with ioengine=psync must be 1 (psync has one I/O in flight)")
+	}
+	// NB: options of the other target kind (engine_* for file:, direct=,
+	// fixedbufs, registerfiles and sqthread_poll for engine:) are ignored,
+	// not refused, so that one job file or [global] section can drive a
+	// file and an engine side by side.
+	if scheme == schemeEngine {
+		checkEngineJob(&j, last[optEngineObjectSize] != nil, good, report)
 	}
 	if j.TimeBased && j.Runtime <= 0 && good(optTimeBased, optRuntime) {
 		report(optTimeBased, "needs runtime greater than 0")
@@ -820,9 +976,31 @@ func buildJob(rj *rawJob, opts []*rawOption, defaultTarget string, targetGiven b
 		report(optSize, "must be at least bs="+bs)
 	}
 	if j.Target == "" && good(optFilename) && !targetGiven {
-		probs.add(problem{where: rj.where, job: rj.name, jobAlways: rj.fromFile, text: "no target; give file:PATH or filename="})
+		probs.add(problem{where: rj.where, job: rj.name, jobAlways: rj.fromFile, text: "no target; give file:PATH, engine:PATH or filename="})
 	}
 	return j
+}
+
+// checkEngineJob checks the rules an engine: target adds; objSizeGiven
+// says engine_object_size was given; good and report are buildJob's.
+func checkEngineJob(j *Job, objSizeGiven bool, good func(...int) bool, report func(int, string)) {
+	if j.IOEngine == EnginePsync && good(optIOEngine) {
+		report(optIOEngine, "not accepted with an engine: target, which the weft engine drives through its own queues; leave ioengine out")
+	}
+	if j.Fsync > 0 && good(optFsync) {
+		report(optFsync, "not accepted with an engine: target: every engine write is durable when it completes, so there is nothing to fsync")
+	}
+	if j.ReadPercent() < 100 && j.BlockSize > engine.MaxWriteBytes && good(optBS, optRW, optRWMixRead) {
+		report(optBS, fmt.Sprintf("with an engine: target and writes must be at most %s (the engine's largest write)", formatSize(engine.MaxWriteBytes)))
+	}
+	if j.Engine.ObjectSize%j.BlockSize != 0 && good(optBS, optEngineObjectSize) {
+		// Either was given: the defaults (4k, 1m) agree.
+		if objSizeGiven {
+			report(optEngineObjectSize, fmt.Sprintf("must be a multiple of bs=%s, so that no I/O spans two objects", formatSize(j.BlockSize)))
+		} else {
+			report(optBS, fmt.Sprintf("must divide engine_object_size (default %s), so that no I/O spans two objects; give engine_object_size= a multiple of bs", formatSize(j.Engine.ObjectSize)))
+		}
+	}
 }
 
 // checkJobName returns "" or why name cannot name a job. Names must survive
@@ -857,8 +1035,8 @@ func checkArgValue(v string) string {
 	return ""
 }
 
-// Target schemes. Only file: is runnable yet.
-var targetSchemes = []string{"file:", "engine:", "path:", "weft://"}
+// Target schemes. Only file: and engine: are runnable yet.
+var targetSchemes = []string{schemeFile, schemeEngine, "path:", "weft://"}
 
 func isTargetArg(arg string) bool {
 	for _, s := range targetSchemes {
@@ -872,30 +1050,34 @@ func isTargetArg(arg string) bool {
 // parseTargetArg turns a target argument into a Job.Target, or says why it
 // cannot, as a whole problem line (without "bench: ").
 func parseTargetArg(arg string) (string, string) {
-	path, ok := strings.CutPrefix(arg, "file:")
-	if !ok {
-		return "", fmt.Sprintf("target %s: not supported yet; accepted: file:PATH", arg)
+	scheme, path := targetScheme(arg)
+	if scheme == "" {
+		return "", fmt.Sprintf("target %s: not supported yet; accepted: file:PATH, engine:PATH", arg)
 	}
 	if len(arg) > argValueMax {
 		return "", fmt.Sprintf("target is %d bytes; the limit is %d", len(arg), argValueMax)
 	}
 	if why := checkPath(path); why != "" {
-		return "", fmt.Sprintf("target %s: %s; accepted: file:PATH", showLine(arg), why)
+		return "", fmt.Sprintf("target %s: %s; accepted: %sPATH", showLine(arg), why, scheme)
 	}
 	return arg, ""
 }
 
-// parseFileTarget turns a filename= value (PATH or file:PATH) into a
-// Job.Target, "file:PATH", or says why it cannot.
-func parseFileTarget(v string) (string, string) {
-	path, ok := strings.CutPrefix(v, "file:")
-	if !ok && isTargetArg(v) {
-		return "", "not supported yet; accepted: file:PATH or a path"
+// parseFilename turns a filename= value (PATH, file:PATH or engine:PATH)
+// into a Job.Target, "file:PATH" or "engine:PATH", or says why it cannot.
+func parseFilename(v string) (string, string) {
+	const accepted = "accepted: a path, file:PATH or engine:PATH"
+	scheme, path := targetScheme(v)
+	if scheme == "" && isTargetArg(v) {
+		return "", "not supported yet; " + accepted
+	}
+	if scheme == "" {
+		scheme = schemeFile
 	}
 	if why := checkPath(path); why != "" {
-		return "", why + "; accepted: file:PATH or a path"
+		return "", why + "; " + accepted
 	}
-	return "file:" + path, ""
+	return scheme + path, ""
 }
 
 func checkPath(path string) string {
@@ -1239,6 +1421,24 @@ func missingOptions(j *Job, opts []Option) []Option {
 	}
 	if j.BatchCompleteMax != got.BatchCompleteMax {
 		add(optBatchCompleteMax, strconv.Itoa(j.BatchCompleteMax))
+	}
+	if j.Engine.ObjectSize != got.Engine.ObjectSize {
+		add(optEngineObjectSize, formatSize(j.Engine.ObjectSize))
+	}
+	if j.Engine.Fill != got.Engine.Fill {
+		add(optEngineFill, strconv.FormatFloat(j.Engine.Fill, 'g', -1, 64))
+	}
+	if j.Engine.SegmentSize != got.Engine.SegmentSize && j.Engine.SegmentSize != 0 {
+		add(optEngineSegmentSize, formatSize(j.Engine.SegmentSize))
+	}
+	if j.Engine.Shards != got.Engine.Shards {
+		add(optEngineShards, strconv.Itoa(j.Engine.Shards))
+	}
+	if !slices.Equal(j.Engine.Cores, got.Engine.Cores) && len(j.Engine.Cores) > 0 {
+		add(optEngineCores, formatCPUList(j.Engine.Cores))
+	}
+	if j.Engine.Mode != got.Engine.Mode {
+		add(optEngineMode, j.Engine.Mode.String())
 	}
 	return out
 }

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/weftfs/weft/engine"
 )
 
 // NB: not -rewrite, which another test file of the package may define.
@@ -136,6 +138,35 @@ filename=/tmp/own
 			),
 		},
 		{
+			name: "engine target with every engine option",
+			args: []string{
+				"--rw=randrw", "--size=1g", "--iodepth=32", "--engine_object_size=4m", "--engine_fill=0.25",
+				"--engine_segment_size=64m", "--engine_shards=2", "--engine_cores=2, 4-5", "--engine_mode=poll",
+				"--direct=1", "--ioengine=io_uring", "--fsync=0", "engine:/var/tmp/e.dev",
+			},
+			want: defSpec(withDefaults("job", func(j *Job) {
+				j.Target = "engine:/var/tmp/e.dev"
+				j.Pattern = PatternRandRW
+				j.Size = 1 << 30
+				j.IODepth = 32
+				j.Direct = true
+				j.Engine = EngineOptions{ObjectSize: 4 << 20, Fill: 0.25, SegmentSize: 64 << 20, Shards: 2, Cores: []int{2, 4, 5}, Mode: engine.Poll}
+				j.Options = opts("rw", "randrw", "size", "1g", "iodepth", "32", "engine_object_size", "4m", "engine_fill", "0.25",
+					"engine_segment_size", "64m", "engine_shards", "2", "engine_cores", "2, 4-5", "engine_mode", "poll",
+					"direct", "1", "ioengine", "io_uring", "fsync", "0")
+			})),
+		},
+		{
+			name: "filename=engine:PATH",
+			args: []string{"--size=8m", "--filename=engine:/e", "--engine_mode=Interrupt"},
+			want: defSpec(withDefaults("job", func(j *Job) {
+				j.Target = "engine:/e"
+				j.Size = 8 << 20
+				j.Engine.Mode = engine.Interrupt
+				j.Options = opts("size", "8m", "filename", "engine:/e", "engine_mode", "Interrupt")
+			})),
+		},
+		{
 			name: "run flags",
 			args: []string{"--output-format=json", "--compare-fio", "--rounds", "5", "--eta=never", "--fio=/opt/fio/bin/fio", "file:/x"},
 			want: &Spec{
@@ -251,7 +282,10 @@ func TestUsageDocumentsEveryOption(t *testing.T) {
 
 func TestParseArgsProblems(t *testing.T) {
 	const accepted = "accepted: name, rw, bs, size, iodepth, numjobs, runtime, time_based, ramp_time, direct, " +
-		"fsync, ioengine, rwmixread, group_reporting, filename, description, iodepth_batch_submit, iodepth_batch, fixedbufs, registerfiles, sqthread_poll, iodepth_batch_complete_min, iodepth_batch_complete, iodepth_batch_complete_max, output-format, compare-fio, rounds, eta, fio, help"
+		"fsync, ioengine, rwmixread, group_reporting, filename, description, iodepth_batch_submit, iodepth_batch, fixedbufs, registerfiles, sqthread_poll, iodepth_batch_complete_min, iodepth_batch_complete, iodepth_batch_complete_max, " +
+		"engine_object_size, engine_fill, engine_segment_size, engine_shards, engine_cores, engine_mode, output-format, compare-fio, rounds, eta, fio, help"
+	const notTarget = "accepted: file:PATH, engine:PATH"
+	const notFilename = "accepted: a path, file:PATH or engine:PATH"
 	missing := filepath.Join(t.TempDir(), "missing.fio")
 	tests := []struct {
 		args []string
@@ -290,22 +324,45 @@ func TestParseArgsProblems(t *testing.T) {
 		{[]string{"--ramp_time=-1s", "file:/x"}, []string{"bench: ramp_time=-1s: must not be negative"}},
 		{[]string{"--ramp_time=soon", "file:/x"}, []string{"bench: ramp_time=soon: not a time; " + timeAccepted}},
 		{[]string{"--direct=2", "file:/x"}, []string{"bench: direct=2: accepted: 0 or 1"}},
-		{[]string{"--direct", "file:/x"}, []string{"bench: direct=file:/x: accepted: 0 or 1", "bench: no target; give file:PATH or filename="}},
+		{[]string{"--direct", "file:/x"}, []string{"bench: direct=file:/x: accepted: 0 or 1", "bench: no target; give file:PATH, engine:PATH or filename="}},
 		{[]string{"file:/x", "--bs"}, []string{"bench: --bs: needs a value (--bs=VALUE)"}},
 		{[]string{"--bs", "--iodepth=2", "file:/x"}, []string{"bench: --bs: needs a value (--bs=VALUE)"}},
 		{[]string{"--description=a\nb", "file:/x"}, []string{`bench: --description: value "a\nb" contains control characters`}},
 
 		// Targets.
-		{[]string{}, []string{"bench: no target; give file:PATH or filename="}},
-		{[]string{"--bs=8k"}, []string{"bench: no target; give file:PATH or filename="}},
-		{[]string{"--name=a", "--name=b", "--filename=/b"}, []string{"bench: job a: no target; give file:PATH or filename="}},
-		{[]string{"engine:/var/weft"}, []string{"bench: target engine:/var/weft: not supported yet; accepted: file:PATH"}},
-		{[]string{"path:/mnt/weft"}, []string{"bench: target path:/mnt/weft: not supported yet; accepted: file:PATH"}},
-		{[]string{"weft://10.0.0.1:7400/vol"}, []string{"bench: target weft://10.0.0.1:7400/vol: not supported yet; accepted: file:PATH"}},
+		{[]string{}, []string{"bench: no target; give file:PATH, engine:PATH or filename="}},
+		{[]string{"--bs=8k"}, []string{"bench: no target; give file:PATH, engine:PATH or filename="}},
+		{[]string{"--name=a", "--name=b", "--filename=/b"}, []string{"bench: job a: no target; give file:PATH, engine:PATH or filename="}},
+		{[]string{"path:/mnt/weft"}, []string{"bench: target path:/mnt/weft: not supported yet; " + notTarget}},
+		{[]string{"weft://10.0.0.1:7400/vol"}, []string{"bench: target weft://10.0.0.1:7400/vol: not supported yet; " + notTarget}},
 		{[]string{"file:"}, []string{"bench: target file:: empty path; accepted: file:PATH"}},
-		{[]string{"file:/a", "file:/b"}, []string{"bench: 2 targets (file:/a, file:/b); give one, or filename= in each job"}},
-		{[]string{"--filename=engine:/x"}, []string{"bench: filename=engine:/x: not supported yet; accepted: file:PATH or a path"}},
-		{[]string{"--filename=file:"}, []string{"bench: filename=file:: empty path; accepted: file:PATH or a path"}},
+		{[]string{"engine:"}, []string{"bench: target engine:: empty path; accepted: engine:PATH"}},
+		{[]string{"file:/a", "engine:/b"}, []string{"bench: 2 targets (file:/a, engine:/b); give one, or filename= in each job"}},
+		{[]string{"--filename=path:/x"}, []string{"bench: filename=path:/x: not supported yet; " + notFilename}},
+		{[]string{"--filename=file:"}, []string{"bench: filename=file:: empty path; " + notFilename}},
+		{[]string{"--filename=engine:"}, []string{"bench: filename=engine:: empty path; " + notFilename}},
+
+		// engine: options and the rules an engine: target adds.
+		{[]string{"--engine_fill=0", "engine:/e"}, []string{"bench: engine_fill=0: must be above 0 and at most 0.9 (the engine's cleaner needs free segments)"}},
+		{[]string{"--engine_fill=0.95", "engine:/e"}, []string{"bench: engine_fill=0.95: must be above 0 and at most 0.9 (the engine's cleaner needs free segments)"}},
+		{[]string{"--engine_fill=-0.5", "engine:/e"}, []string{"bench: engine_fill=-0.5: must be above 0 and at most 0.9 (the engine's cleaner needs free segments)"}},
+		{[]string{"--engine_fill=half", "engine:/e"}, []string{"bench: engine_fill=half: not a number; accepted: a fraction above 0 and at most 0.9, e.g. 0.5"}},
+		{[]string{"--engine_fill=NaN", "engine:/e"}, []string{"bench: engine_fill=NaN: not a number; accepted: a fraction above 0 and at most 0.9, e.g. 0.5"}},
+		{[]string{"--engine_mode=spin", "engine:/e"}, []string{"bench: engine_mode=spin: unknown mode; accepted: poll, hybrid, interrupt"}},
+		{[]string{"--engine_mode=", "engine:/e"}, []string{"bench: engine_mode=: unknown mode; accepted: poll, hybrid, interrupt"}},
+		{[]string{"--engine_shards=0", "engine:/e"}, []string{"bench: engine_shards=0: must be between 1 and 256"}},
+		{[]string{"--engine_cores=1,x", "engine:/e"}, []string{`bench: engine_cores=1,x: "x" is not a CPU number or range; accepted: CPU numbers from 0 to 1023 and ranges such as 4-7, separated by commas`}},
+		{[]string{"--engine_cores=5-2", "engine:/e"}, []string{`bench: engine_cores=5-2: CPU range "5-2" runs backwards; accepted: CPU numbers from 0 to 1023 and ranges such as 4-7, separated by commas`}},
+		{[]string{"--engine_cores=0-1023", "engine:/e"}, []string{"bench: engine_cores=0-1023: more than 256 CPUs listed"}},
+		{[]string{"--engine_segment_size=3m", "engine:/e"}, []string{"bench: engine_segment_size=3m: must be a power of two from 1m to 1g"}},
+		{[]string{"--engine_object_size=1k", "engine:/e"}, []string{"bench: engine_object_size=1k: must be between 4k and 1t"}},
+		{[]string{"--ioengine=psync", "engine:/e"}, []string{"bench: ioengine=psync: not accepted with an engine: target, which the weft engine drives through its own queues; leave ioengine out"}},
+		{[]string{"--ioengine=psync", "--iodepth=4", "engine:/e"}, []string{"bench: ioengine=psync: not accepted with an engine: target, which the weft engine drives through its own queues; leave ioengine out"}},
+		{[]string{"--rw=randwrite", "--fsync=8", "engine:/e"}, []string{"bench: fsync=8: not accepted with an engine: target: every engine write is durable when it completes, so there is nothing to fsync"}},
+		{[]string{"--bs=8m", "--rw=randrw", "--engine_object_size=8m", "engine:/e"}, []string{"bench: bs=8m: with an engine: target and writes must be at most 4m (the engine's largest write)"}},
+		{[]string{"--bs=3k", "engine:/e"}, []string{"bench: bs=3k: must divide engine_object_size (default 1m), so that no I/O spans two objects; give engine_object_size= a multiple of bs"}},
+		{[]string{"--bs=64k", "--engine_object_size=96k", "engine:/e"}, []string{"bench: engine_object_size=96k: must be a multiple of bs=64k, so that no I/O spans two objects"}},
+		{[]string{"--compare-fio", "--name=a", "engine:/e", "--name=b", "--filename=/f"}, []string{"bench: job a: --compare-fio: target engine:/e: fio cannot drive the weft engine; compare a file:PATH target"}},
 		{[]string{missing}, []string{"bench: job file: open " + missing + ": no such file or directory (a target is written file:PATH)"}},
 
 		// Names and unknown options.
@@ -326,12 +383,12 @@ func TestParseArgsProblems(t *testing.T) {
 
 		// Several problems at once, in the order met.
 		{
-			[]string{"--bs=3k", "--direct=1", "--iodepth=0", "--rw=sideways", "--foo", "engine:/e"},
+			[]string{"--bs=3k", "--direct=1", "--iodepth=0", "--rw=sideways", "--foo", "path:/e"},
 			[]string{
 				"bench: iodepth=0: must be between 1 and 4096",
 				"bench: rw=sideways: unknown pattern; accepted: read, write, randread, randwrite, randrw, readwrite",
 				"bench: unknown option --foo; " + accepted,
-				"bench: target engine:/e: not supported yet; accepted: file:PATH",
+				"bench: target path:/e: not supported yet; " + notTarget,
 				"bench: bs=3k: with direct=1 must be a multiple of 4096 bytes (the O_DIRECT alignment)",
 			},
 		},
@@ -694,6 +751,10 @@ func dumpJobs(jobs []Job) string {
 			j.Runtime, j.TimeBased, j.RampTime, j.Direct, j.Fsync)
 		fmt.Fprintf(&b, "\tioengine=%s rwmixread=%d group_reporting=%v\n",
 			j.IOEngine, j.RWMixRead, j.GroupReporting)
+		if e := j.Engine; j.IsEngine() {
+			fmt.Fprintf(&b, "\tengine_object_size=%d engine_fill=%g engine_segment_size=%d engine_shards=%d engine_cores=%v engine_mode=%s\n",
+				e.ObjectSize, e.Fill, e.SegmentSize, e.Shards, e.Cores, e.Mode)
+		}
 		b.WriteString("\toptions:")
 		for _, o := range j.Options {
 			fmt.Fprintf(&b, " %s=%q", o.Name, o.Value)

@@ -393,14 +393,21 @@ func reportClip(b []byte, n int) []byte {
 	return b
 }
 
-// WriteSummary writes r in the shape of fio's human output: per job its
-// header, per direction with I/O the IOPS and bandwidth, slat/clat/lat
-// lines, clat percentiles, one line with clat min/avg/p50/p90/p99/p99.9/max,
-// bandwidth and IOPS per-second statistics; then fsync latency, CPU, and a
-// "Run status" footer over all jobs.
+// WriteSummary writes r in the shape of fio's human output: r.Notes (and a
+// blank line), then per job its header, per direction with I/O the IOPS
+// and bandwidth, slat/clat/lat lines, clat percentiles, one line with clat
+// min/avg/p50/p90/p99/p99.9/max, bandwidth and IOPS per-second statistics;
+// then fsync latency, CPU, and a "Run status" footer over all jobs.
 func (r *Result) WriteSummary(w io.Writer) error {
 	o := r.FioJSON()
 	bw := bufio.NewWriter(w)
+	for _, n := range r.Notes {
+		bw.WriteString(n)
+		bw.WriteString("\n")
+	}
+	if len(r.Notes) > 0 {
+		bw.WriteString("\n")
+	}
 	for i := range o.Jobs {
 		if i > 0 {
 			bw.WriteString("\n")

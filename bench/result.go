@@ -52,4 +52,8 @@ type Result struct {
 	Version string
 	Start   time.Time
 	Jobs    []JobResult
+	// Notes are lines the human summary prints before the jobs: one per
+	// engine: target, naming its device, size and polling mode. The JSON
+	// output leaves them out, to keep fio's shape.
+	Notes []string
 }

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -27,42 +28,66 @@ type RunOptions struct {
 	Progress         io.Writer
 	ProgressInterval time.Duration // default 1s
 	Version          string
+	// Log, when set, receives the warnings and errors the engine of an
+	// engine: target logs (checkpoint or cleaner trouble). Nil: discarded.
+	Log io.Writer
 }
 
-// target is a resolved file: target shared by every job naming it.
+// target is a resolved target shared by every job naming it.
 type target struct {
+	scheme   string // schemeFile or schemeEngine
 	path     string
-	created  bool // did not exist: Run creates it
+	created  bool // did not exist (or, for engine:, was empty): Prepare creates it
 	blockDev bool
-	size     int64  // current size (bytes)
-	need     int64  // bytes the jobs touch
-	dioOff   uint32 // O_DIRECT offset and length alignment (buffers are page aligned)
+	size     int64         // current size (bytes)
+	need     int64         // bytes the jobs touch
+	dioOff   uint32        // O_DIRECT offset and length alignment (buffers are page aligned)
+	eng      *engineTarget // engine: targets only
 }
 
 // Preflight resolves and checks every job's target without writing
 // anything: the path can be opened as needed, a missing file has a size
 // to be created at, the jobs fit in a block device, and direct=1 block
-// sizes meet the device's O_DIRECT alignment. Problems come back as one
-// *UsageError listing each.
+// sizes meet the device's O_DIRECT alignment; for engine: targets, see
+// engineTarget.addJob and plan. Problems come back as one *UsageError
+// listing each.
 func Preflight(jobs []Job) (map[string]*target, error) {
 	var problems []string
 	targets := map[string]*target{}
+	byPath := map[string]string{} // path -> the first target naming it
 	for i := range jobs {
 		j := &jobs[i]
-		path, ok := strings.CutPrefix(j.Target, "file:")
-		if !ok || path == "" {
-			problems = append(problems, fmt.Sprintf("bench: job %s: target %q: accepted: file:PATH", j.Name, j.Target))
+		scheme, path := targetScheme(j.Target)
+		if scheme == "" || path == "" {
+			problems = append(problems, fmt.Sprintf("bench: job %s: target %q: accepted: file:PATH, engine:PATH", j.Name, j.Target))
 			continue
 		}
-		t := targets[path]
+		t := targets[j.Target]
 		if t == nil {
+			if other, ok := byPath[path]; ok {
+				// NB: only the same spelling is caught; another path to
+				// the same file is not.
+				problems = append(problems, fmt.Sprintf("bench: job %s: target %s names the file of target %s; a file: job would overwrite the engine's device", j.Name, j.Target, other))
+				continue
+			}
 			var err error
-			t, err = inspectTarget(path)
+			if scheme == schemeEngine {
+				t, err = inspectEngineTarget(path)
+			} else {
+				t, err = inspectTarget(path)
+			}
 			if err != nil {
 				problems = append(problems, fmt.Sprintf("bench: job %s: %v", j.Name, err))
 				continue
 			}
-			targets[path] = t
+			targets[j.Target] = t
+			byPath[path] = j.Target
+		}
+		if scheme == schemeEngine {
+			if why := t.eng.addJob(t, j); why != "" {
+				problems = append(problems, fmt.Sprintf("bench: job %s: %s", j.Name, why))
+			}
+			continue
 		}
 		if j.Size == 0 {
 			if t.created || t.size == 0 {
@@ -86,25 +111,51 @@ func Preflight(jobs []Job) (map[string]*target, error) {
 		}
 		t.need = max(t.need, j.Size)
 	}
+	for _, key := range targetKeys(targets) {
+		if t := targets[key]; t.eng != nil {
+			if why := t.eng.plan(t); why != "" {
+				problems = append(problems, fmt.Sprintf("bench: target %s: %s", key, why))
+			}
+		}
+	}
 	if len(problems) > 0 {
 		return nil, &UsageError{Problems: problems}
 	}
 	return targets, nil
 }
 
+func targetKeys(targets map[string]*target) []string {
+	keys := make([]string, 0, len(targets))
+	for k := range targets {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
+}
+
+// checkCreatable returns an error unless a missing file at path could be
+// created: its directory exists and is writable.
+func checkCreatable(target, path string) error {
+	dir := filepath.Dir(path)
+	ds, err := os.Stat(dir)
+	if err != nil || !ds.IsDir() {
+		return fmt.Errorf("target %s: directory %s does not exist", target, dir)
+	}
+	if unix.Access(dir, unix.W_OK) != nil {
+		return fmt.Errorf("target %s: cannot create it: directory %s is not writable", target, dir)
+	}
+	return nil
+}
+
 func inspectTarget(path string) (*target, error) {
-	t := &target{path: path, dioOff: ioring.DefaultAlignment}
+	t := &target{scheme: schemeFile, path: path, dioOff: ioring.DefaultAlignment}
 	st, err := os.Stat(path)
 	switch {
 	case errors.Is(err, os.ErrNotExist):
+		if err := checkCreatable(path, path); err != nil {
+			return nil, err
+		}
 		dir := filepath.Dir(path)
-		ds, derr := os.Stat(dir)
-		if derr != nil || !ds.IsDir() {
-			return nil, fmt.Errorf("target %s: directory %s does not exist", path, dir)
-		}
-		if unix.Access(dir, unix.W_OK) != nil {
-			return nil, fmt.Errorf("target %s: cannot create it: directory %s is not writable", path, dir)
-		}
 		t.created = true
 		if _, o, err := ioring.DirectIOAlignment(dir); err == nil {
 			t.dioOff = o
@@ -157,21 +208,51 @@ func describeMode(m os.FileMode) string {
 // their results. Jobs must come from ParseArgs/ParseJobFile (validated);
 // Run calls Preflight first and writes nothing if it fails. Missing or
 // short files are laid out (written in full) before any job starts, as
-// fio does, so reads hit real blocks.
-func Run(ctx context.Context, jobs []Job, opts RunOptions) (*Result, error) {
+// fio does, so reads hit real blocks. Each engine: target is opened once,
+// for all the jobs naming it, has the range its reading jobs need written
+// (see engineTarget.layout), and is closed when they are done.
+func Run(ctx context.Context, jobs []Job, opts RunOptions) (res *Result, err error) {
 	jobs = append([]Job(nil), jobs...)
-	if err := Prepare(ctx, jobs, opts.Progress); err != nil {
+	targets, err := prepare(ctx, jobs, opts.Progress)
+	if err != nil {
 		return nil, err
 	}
 	if opts.ProgressInterval <= 0 {
 		opts.ProgressInterval = time.Second
 	}
-	res := &Result{Version: opts.Version, Start: time.Now()}
+	var engines []*engineTarget
+	defer func() {
+		// Closing waits for the engine's work in flight, so it comes
+		// after every clone has stopped.
+		for _, et := range engines {
+			if cerr := et.close(); cerr != nil && err == nil {
+				err = fmt.Errorf("bench: target %s: %w", et.target, cerr)
+			}
+		}
+	}()
+	var notes []string
+	for _, key := range targetKeys(targets) {
+		t := targets[key]
+		if t.eng == nil {
+			continue
+		}
+		if err := t.eng.open(opts.Log); err != nil {
+			return nil, fmt.Errorf("bench: target %s: %w", key, err)
+		}
+		engines = append(engines, t.eng)
+		if err := t.eng.layout(ctx, opts.Progress); err != nil {
+			return nil, fmt.Errorf("bench: target %s: %w", key, err)
+		}
+		notes = append(notes, t.eng.describe())
+	}
+	res = &Result{Version: opts.Version, Start: time.Now(), Notes: notes}
 
 	var clones []*clone
 	for i := range jobs {
 		for c := 0; c < jobs[i].NumJobs; c++ {
-			clones = append(clones, newClone(&jobs[i], c))
+			cl := newClone(&jobs[i], c)
+			cl.eng = targets[jobs[i].Target].eng
+			clones = append(clones, cl)
 		}
 	}
 	dedicated := len(clones) < runtime.GOMAXPROCS(0)
@@ -217,19 +298,31 @@ func Run(ctx context.Context, jobs []Job, opts RunOptions) (*Result, error) {
 }
 
 // Prepare runs Preflight and then lays out every file target that is
-// missing or shorter than its jobs need. It fills in Job.Size where it was
-// taken from the existing file.
+// missing or shorter than its jobs need, and creates (writes in full and
+// formats) every engine: device that is missing. It fills in Job.Size
+// where it was taken from the existing file.
 func Prepare(ctx context.Context, jobs []Job, progress io.Writer) error {
+	_, err := prepare(ctx, jobs, progress)
+	return err
+}
+
+func prepare(ctx context.Context, jobs []Job, progress io.Writer) (map[string]*target, error) {
 	targets, err := Preflight(jobs)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	for _, t := range targets {
-		if err := layout(ctx, t, progress); err != nil {
-			return err
+	for _, key := range targetKeys(targets) {
+		t := targets[key]
+		if t.eng != nil {
+			err = t.eng.create(ctx, t, progress)
+		} else {
+			err = layout(ctx, t, progress)
+		}
+		if err != nil {
+			return nil, err
 		}
 	}
-	return nil
+	return targets, nil
 }
 
 // layout creates or extends a file target to t.need bytes, writing every
@@ -332,11 +425,12 @@ type clone struct {
 	usr, sys   time.Duration
 	ctx        int64
 	err        error
-	nextOff    int64 // sequential position
-	issuedIOs  int64 // I/Os started, for size-bounded runs
-	totalIOs   int64 // I/Os a size-bounded run does
-	writesSync int   // writes since the last fsync
-	dedicated  bool  // fewer clones than Ps: waits may keep the P
+	nextOff    int64         // sequential position
+	issuedIOs  int64         // I/Os started, for size-bounded runs
+	totalIOs   int64         // I/Os a size-bounded run does
+	writesSync int           // writes since the last fsync
+	dedicated  bool          // fewer clones than Ps: waits may keep the P
+	eng        *engineTarget // the open engine of an engine: target; nil for a file
 }
 
 func newClone(j *Job, index int) *clone {
@@ -495,26 +589,33 @@ func (c *clone) run(ctx context.Context, start time.Time) {
 	unix.Getrusage(unix.RUSAGE_THREAD, &ru0)
 	t0 := time.Now()
 
-	path := strings.TrimPrefix(c.job.Target, "file:")
-	flags := unix.O_RDWR | unix.O_CLOEXEC
-	if c.job.Direct {
-		flags |= unix.O_DIRECT
+	fd := -1
+	if c.eng == nil {
+		path := strings.TrimPrefix(c.job.Target, schemeFile)
+		flags := unix.O_RDWR | unix.O_CLOEXEC
+		if c.job.Direct {
+			flags |= unix.O_DIRECT
+		}
+		var err error
+		fd, err = unix.Open(path, flags, 0)
+		if err != nil {
+			c.err = fmt.Errorf("open %s: %w", path, err)
+			return
+		}
+		defer unix.Close(fd)
 	}
-	fd, err := unix.Open(path, flags, 0)
-	if err != nil {
-		c.err = fmt.Errorf("open %s: %w", path, err)
-		return
-	}
-	defer unix.Close(fd)
 
 	ph := c.newPhase()
 	// Time origin: every clone measures from the shared start so ramp and
 	// runtime windows line up, as fio's do.
 	base := start
-	if c.job.IOEngine == EnginePsync {
+	switch {
+	case c.eng != nil:
+		c.err = c.runEngine(ctx, &ph, base)
+	case c.job.IOEngine == EnginePsync:
 		c.backend = "psync"
 		c.err = c.runPsync(ctx, fd, &ph, base)
-	} else {
+	default:
 		c.err = c.runRing(ctx, fd, &ph, base)
 	}
 
@@ -539,47 +640,50 @@ type unit struct {
 	prep, issue int64
 }
 
-func (c *clone) runRing(ctx context.Context, fd int, ph *phase, base time.Time) error {
-	depth := c.job.IODepth
-	f := ioring.Detect()
-	opts := ioring.Options{Entries: uint32(depth), SingleIssuer: f.SingleIssuer, DeferTaskrun: f.DeferTaskrun && f.SingleIssuer, CoopTaskrun: f.CoopTaskrun && !f.DeferTaskrun,
-		// With a P to spare for the runtime, a clone keeps its P while it
-		// waits for completions, as fio's job thread keeps its CPU.
-		DedicatedThread: c.dedicated}
-	if c.job.SQThreadPoll {
-		opts.SQPoll = true
-		opts.SQPollCPU = -1
-		opts.SQPollIdle = 10 * time.Millisecond
-	}
-	ring, err := ioring.New(opts)
-	if err != nil {
-		return err
-	}
-	defer ring.Close()
-	c.backend = ring.Describe()
-
+// newUnits allocates the depth I/O slots of a queue, each with an aligned
+// buffer of the job's block size filled from the clone's generator (so a
+// write job writes recognisable, repeatable data).
+func (c *clone) newUnits(depth int) []unit {
 	units := make([]unit, depth)
-	bufs := make([][]byte, depth)
 	for i := range units {
 		units[i].buf = ioring.AlignedBuffer(int(c.job.BlockSize))
 		c.rng.fill(units[i].buf)
-		bufs[i] = units[i].buf
 	}
-	fixed := false
-	if c.job.FixedBufs {
-		if err := ring.RegisterBuffers(bufs); err != nil {
-			return err
-		}
-		fixed = true
-	}
-	fileIdx := fd
-	fixedFile := false
-	if c.job.RegisterFiles {
-		if err := ring.RegisterFiles([]int{fd}); err != nil {
-			return err
-		}
-		fileIdx, fixedFile = 0, true
-	}
+	return units
+}
+
+// ioQueue is an asynchronous I/O engine as runQueue drives it: the file
+// through an ioring.Ring (ringQueue) or the weft engine (engineQueue).
+// It reads runQueue's units and never changes them.
+type ioQueue interface {
+	// prep queues unit idx for the next submit: an fsync, or a read or
+	// write of buf[done:] at off+done. Invariant: at most len(units)
+	// units are prepared or in flight at once.
+	prep(idx int)
+	// submit starts the I/Os prepared since the last submit, which
+	// pending lists in the order they were prepared.
+	submit(pending []int) error
+	// reap waits until at least min I/Os have completed (0: it does not
+	// wait) and returns at most len(out) of them. min is at most the
+	// number in flight.
+	reap(out []completion, min int) (int, error)
+}
+
+// completion is the outcome of one I/O returned by ioQueue.reap.
+type completion struct {
+	idx int   // the unit
+	n   int   // bytes transferred, when err is nil
+	err error // the I/O failed, with the target and offset in the message
+}
+
+// runQueue runs the clone's I/O through q, keeping up to len(units) I/Os
+// in flight, submitting and reaping them as fio's iodepth_batch_submit
+// and iodepth_batch_complete_min/max say, until the job is done, the
+// runtime is up, ctx ends or an I/O fails; then it waits for every I/O in
+// flight and returns the first error. An error of q.submit or q.reap
+// itself returns at once.
+func (c *clone) runQueue(ctx context.Context, q ioQueue, units []unit, ph *phase, base time.Time) error {
+	depth := len(units)
 	// batch is fio's iodepth_batch_submit: queued I/Os go to the kernel
 	// this many at a time (1: each at once, so adjacent sequential I/Os
 	// are not merged by the block layer's plug; fio's default).
@@ -600,45 +704,19 @@ func (c *clone) runRing(ctx context.Context, fd int, ph *phase, base time.Time) 
 		free = append(free, i)
 	}
 	pending := make([]int, 0, depth) // prepared, not yet submitted
-	cqes := make([]ioring.CQE, depth)
+	done := make([]completion, maxReap)
 	inflight := 0
 	var firstErr error
 
-	prep := func(idx int, now int64) {
-		u := &units[idx]
-		sqe := ring.GetSQE()
-		if sqe == nil {
-			// Invariant: the SQ has depth entries and at most depth units
-			// are ever prepared or in flight.
-			panic(fmt.Sprintf("bench: SQ full with %d of %d units in flight", inflight, depth))
-		}
-		if u.dir == dirSync {
-			sqe.PrepFsync(fileIdx, 0)
-		} else {
-			b := u.buf[u.done:]
-			off := uint64(u.off) + uint64(u.done)
-			switch {
-			case fixed && u.dir == dirRead:
-				sqe.PrepReadFixed(fileIdx, b, off, uint16(idx))
-			case fixed:
-				sqe.PrepWriteFixed(fileIdx, b, off, uint16(idx))
-			case u.dir == dirRead:
-				sqe.PrepRead(fileIdx, b, off)
-			default:
-				sqe.PrepWrite(fileIdx, b, off)
-			}
-		}
-		if fixedFile {
-			sqe.SetFixedFile()
-		}
-		sqe.UserData = uint64(idx)
-		u.prep = now
+	queue := func(idx int, now int64) {
+		q.prep(idx)
+		units[idx].prep = now
 		pending = append(pending, idx)
 		inflight++
 	}
 
 	submit := func() error {
-		if _, err := ring.Submit(); err != nil && !errors.Is(err, ioring.ErrBusy) {
+		if err := q.submit(pending); err != nil {
 			return err
 		}
 		now := int64(time.Since(base))
@@ -658,7 +736,7 @@ func (c *clone) runRing(ctx context.Context, fd int, ph *phase, base time.Time) 
 			u := &units[idx]
 			u.done = 0
 			u.dir, u.off = c.nextIO()
-			prep(idx, now)
+			queue(idx, now)
 			if len(pending) >= batch {
 				if err := submit(); err != nil {
 					return err
@@ -674,53 +752,41 @@ func (c *clone) runRing(ctx context.Context, fd int, ph *phase, base time.Time) 
 		if inflight == 0 {
 			break
 		}
-		// Reap as fio does: wait (one system call at most) until minReap
-		// completions are ready, take at most maxReap, then top the queue
-		// up again before reaping more.
-		n, err := ring.WaitBatch(cqes[:maxReap], uint32(minReap))
+		// Reap as fio does: wait until minReap completions are ready
+		// (or as many as are in flight, at the end of a size-bounded
+		// run), take at most maxReap, then top the queue up again
+		// before reaping more.
+		n, err := q.reap(done, min(minReap, inflight))
 		if err != nil {
 			return err
 		}
-		if n == 0 && minReap == 0 {
-			// Polling: let the kernel post completions it deferred.
-			if _, err := ring.Submit(); err != nil && !errors.Is(err, ioring.ErrBusy) {
-				return err
-			}
-		}
 		now = int64(time.Since(base))
-		for _, cqe := range cqes[:n] {
-			idx := int(cqe.UserData)
-			u := &units[idx]
+		for _, d := range done[:n] {
+			u := &units[d.idx]
 			inflight--
-			if cqe.Res < 0 {
-				op := ioring.OpRead
-				if u.dir == dirWrite {
-					op = ioring.OpWrite
-				} else if u.dir == dirSync {
-					op = ioring.OpFsync
-				}
+			if d.err != nil {
 				if firstErr == nil {
-					firstErr = cqe.Err(op, fd, u.off+int64(u.done), len(u.buf)-u.done)
+					firstErr = d.err
 				}
-				free = append(free, idx)
+				free = append(free, d.idx)
 				continue
 			}
-			if u.dir != dirSync && int(cqe.Res) < len(u.buf)-u.done {
-				if cqe.Res == 0 {
+			if u.dir != dirSync && d.n < len(u.buf)-u.done {
+				if d.n == 0 {
 					if firstErr == nil {
 						firstErr = fmt.Errorf("%s at offset %d returned 0 bytes: %s ends early", dirName(u.dir), u.off+int64(u.done), c.job.Target)
 					}
-					free = append(free, idx)
+					free = append(free, d.idx)
 					continue
 				}
 				// Short transfer: resubmit the rest, as the kernel may
 				// split an I/O; the latency spans the whole I/O.
-				u.done += int(cqe.Res)
+				u.done += d.n
 				if u.prep >= ph.rampEnd {
 					c.stats[u.dir].ShortIOs++
 				}
 				p0 := u.prep
-				prep(idx, now)
+				queue(d.idx, now)
 				u.prep = p0
 				if err := submit(); err != nil {
 					return err
@@ -728,11 +794,133 @@ func (c *clone) runRing(ctx context.Context, fd int, ph *phase, base time.Time) 
 				continue
 			}
 			c.record(ph, u.dir, len(u.buf), u.prep, u.issue, now)
-			free = append(free, idx)
+			free = append(free, d.idx)
 		}
 		c.sample(ph, now)
 	}
 	return firstErr
+}
+
+// ringQueue is the ioQueue of a file target: io_uring, or ioring's
+// thread backend.
+type ringQueue struct {
+	ring      *ioring.Ring
+	units     []unit
+	fd        int // the file's descriptor, for error messages
+	fileIdx   int // fd, or its index among the registered files
+	fixedFile bool
+	fixedBufs bool // units' buffers are registered, by unit index
+	cqes      []ioring.CQE
+}
+
+func (c *clone) runRing(ctx context.Context, fd int, ph *phase, base time.Time) error {
+	depth := c.job.IODepth
+	f := ioring.Detect()
+	opts := ioring.Options{Entries: uint32(depth), SingleIssuer: f.SingleIssuer, DeferTaskrun: f.DeferTaskrun && f.SingleIssuer, CoopTaskrun: f.CoopTaskrun && !f.DeferTaskrun,
+		// With a P to spare for the runtime, a clone keeps its P while it
+		// waits for completions, as fio's job thread keeps its CPU.
+		DedicatedThread: c.dedicated}
+	if c.job.SQThreadPoll {
+		opts.SQPoll = true
+		opts.SQPollCPU = -1
+		opts.SQPollIdle = 10 * time.Millisecond
+	}
+	ring, err := ioring.New(opts)
+	if err != nil {
+		return err
+	}
+	defer ring.Close()
+	c.backend = ring.Describe()
+
+	units := c.newUnits(depth)
+	q := &ringQueue{ring: ring, units: units, fd: fd, fileIdx: fd, cqes: make([]ioring.CQE, depth)}
+	if c.job.FixedBufs {
+		bufs := make([][]byte, depth)
+		for i := range units {
+			bufs[i] = units[i].buf
+		}
+		if err := ring.RegisterBuffers(bufs); err != nil {
+			return err
+		}
+		q.fixedBufs = true
+	}
+	if c.job.RegisterFiles {
+		if err := ring.RegisterFiles([]int{fd}); err != nil {
+			return err
+		}
+		q.fileIdx, q.fixedFile = 0, true
+	}
+	return c.runQueue(ctx, q, units, ph, base)
+}
+
+func (q *ringQueue) prep(idx int) {
+	u := &q.units[idx]
+	sqe := q.ring.GetSQE()
+	if sqe == nil {
+		// Invariant: the SQ has depth entries and at most depth units
+		// are ever prepared or in flight.
+		panic(fmt.Sprintf("bench: SQ full preparing unit %d of %d", idx, len(q.units)))
+	}
+	if u.dir == dirSync {
+		sqe.PrepFsync(q.fileIdx, 0)
+	} else {
+		b := u.buf[u.done:]
+		off := uint64(u.off) + uint64(u.done)
+		switch {
+		case q.fixedBufs && u.dir == dirRead:
+			sqe.PrepReadFixed(q.fileIdx, b, off, uint16(idx))
+		case q.fixedBufs:
+			sqe.PrepWriteFixed(q.fileIdx, b, off, uint16(idx))
+		case u.dir == dirRead:
+			sqe.PrepRead(q.fileIdx, b, off)
+		default:
+			sqe.PrepWrite(q.fileIdx, b, off)
+		}
+	}
+	if q.fixedFile {
+		sqe.SetFixedFile()
+	}
+	sqe.UserData = uint64(idx)
+}
+
+// submit submits every SQE prepared; the ring holds them, so pending is
+// not needed.
+func (q *ringQueue) submit([]int) error {
+	if _, err := q.ring.Submit(); err != nil && !errors.Is(err, ioring.ErrBusy) {
+		return err
+	}
+	return nil
+}
+
+func (q *ringQueue) reap(out []completion, min int) (int, error) {
+	// One system call at most.
+	n, err := q.ring.WaitBatch(q.cqes[:len(out)], uint32(min))
+	if err != nil {
+		return 0, err
+	}
+	if n == 0 && min == 0 {
+		// Polling: let the kernel post completions it deferred.
+		if _, err := q.ring.Submit(); err != nil && !errors.Is(err, ioring.ErrBusy) {
+			return 0, err
+		}
+	}
+	for i, cqe := range q.cqes[:n] {
+		idx := int(cqe.UserData)
+		out[i] = completion{idx: idx}
+		if cqe.Res < 0 {
+			u := &q.units[idx]
+			op := ioring.OpRead
+			if u.dir == dirWrite {
+				op = ioring.OpWrite
+			} else if u.dir == dirSync {
+				op = ioring.OpFsync
+			}
+			out[i].err = cqe.Err(op, q.fd, u.off+int64(u.done), len(u.buf)-u.done)
+			continue
+		}
+		out[i].n = int(cqe.Res)
+	}
+	return n, nil
 }
 
 func (c *clone) runPsync(ctx context.Context, fd int, ph *phase, base time.Time) error {

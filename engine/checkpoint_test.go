@@ -628,10 +628,14 @@ func TestCheckpointSlots(t *testing.T) {
 // writes dropped, applied or torn at random) and checks that the device
 // then holds the previous checkpoint or the new one, never neither.
 func TestCheckpointCrash(t *testing.T) {
+	seeds := int64(8)
+	if testing.Short() {
+		seeds = 3
+	}
 	for _, prior := range []int{0, 1, 2} { // checkpoints written before the one that crashes
 		for _, op := range []vfs.Op{vfs.OpWrite, vfs.OpSync} {
 			for nth := 1; nth <= 3; nth++ {
-				for seed := range int64(8) {
+				for seed := range seeds {
 					name := fmt.Sprintf("prior %d %v %d seed %d", prior, op, nth, seed)
 					fsys, f, sb := ckptDevice(t)
 					for i := range prior {

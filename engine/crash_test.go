@@ -2,6 +2,7 @@ package engine
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"flag"
 	"fmt"
@@ -16,7 +17,7 @@ import (
 
 var (
 	engineCrashSeed   = flag.Uint64("crash.seed", 0, "run the engine crash tests with this seed only")
-	engineCrashCycles = flag.Int("crash.cycles", 0, "crash/recover cycles per seed (default 100, 25 with -short)")
+	engineCrashCycles = flag.Int("crash.cycles", 0, "crash/recover cycles per seed (default 200; with -short 50, or 12 under the race detector)")
 )
 
 // objHistory is one object's states, owned by one worker so that its
@@ -84,9 +85,12 @@ func TestCrashRecovery(t *testing.T) {
 	if *engineCrashSeed != 0 {
 		seeds = []uint64{*engineCrashSeed}
 	}
-	cycles := 100
-	if testing.Short() {
-		cycles = 25
+	cycles := 200
+	switch {
+	case testing.Short() && raceEnabled():
+		cycles = 12
+	case testing.Short():
+		cycles = 50
 	}
 	if *engineCrashCycles > 0 {
 		cycles = *engineCrashCycles
@@ -104,7 +108,7 @@ const (
 	crashObjsPerW   = 6
 	crashObjMax     = 96 << 10
 	crashShards     = 2
-	crashDeviceSize = 40 << 20
+	crashDeviceSize = 16 << 20
 )
 
 func runEngineCrash(t *testing.T, seed uint64, cycles int) {
@@ -263,9 +267,9 @@ func randomCrashOp(r *rand.Rand, cur objContent) crashOp {
 			off &^= 4095
 		}
 		data := make([]byte, size)
-		for i := range data {
-			data[i] = byte(r.Uint32())
-		}
+		var seed [32]byte
+		binary.LittleEndian.PutUint64(seed[:], r.Uint64())
+		rand.NewChaCha8(seed).Read(data)
 		return crashOp{kind: OpWrite, off: off, data: data}
 	}
 }

@@ -36,11 +36,11 @@ func openMem(t testing.TB, fsys vfs.FS, path string, shards int) *Engine {
 }
 
 func pattern(seed uint64, n int) []byte {
-	r := rand.New(rand.NewPCG(seed, 7))
+	var key [32]byte
+	key[0], key[1] = byte(seed), byte(seed>>8)
+	key[2], key[3] = byte(seed>>16), byte(seed>>24)
 	b := make([]byte, n)
-	for i := range b {
-		b[i] = byte(r.Uint32())
-	}
+	rand.NewChaCha8(key).Read(b)
 	return b
 }
 

@@ -25,7 +25,13 @@ var version = "0.1.0-dev"
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
+	// The first signal cancels ctx: a run stops issuing I/O, waits for
+	// what is in flight and reports. Then the default action is back, so
+	// a second signal ends a run stuck waiting for I/O that never ends.
+	go func() {
+		<-ctx.Done()
+		stop()
+	}()
 	os.Exit(run(ctx, os.Args[1:]))
 }
 
@@ -39,7 +45,7 @@ func run(ctx context.Context, args []string) int {
 		Version:       version,
 	}
 	benchCmd := &cobra.Command{
-		Use:   "bench [fio options] [JOBFILE] [file:PATH]",
+		Use:   "bench [fio options] [JOBFILE] [file:PATH | engine:PATH]",
 		Short: "Run fio-style benchmark jobs (weft bench --help for the options)",
 		// fio's option spelling (--rw=randread, bare --time_based, --name
 		// starting a new job) is parsed by package bench, not by cobra.

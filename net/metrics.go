@@ -1,0 +1,85 @@
+package net
+
+import "sync/atomic"
+
+// Metrics counts a client's or a server's traffic. Clients (and the
+// connections of a Pool) and servers each update one; pass the same
+// *Metrics in several configurations to aggregate them. All methods are
+// safe for concurrent use. The zero value is ready.
+//
+// TODO(metrics): export to Prometheus once the node daemon has an endpoint.
+type Metrics struct {
+	framesIn, framesOut atomic.Uint64
+	bytesIn, bytesOut   atomic.Uint64
+	callsInFlight       atomic.Int64
+	calls               atomic.Uint64
+	requestsInFlight    atomic.Int64
+	requests            atomic.Uint64
+	errors              [errorClasses]atomic.Uint64
+}
+
+// errorClass buckets errors for Metrics.
+type errorClass uint8
+
+const (
+	errCorrupt      errorClass = iota // bad frames from a peer (connection closed)
+	errConnClosed                     // calls failed because their connection died
+	errRemote                         // error responses (client: received, server: sent)
+	errCanceled                       // calls ended by their context
+	errHandshake                      // handshakes refused or failed
+	errDial                           // dials that failed before the handshake
+	errHandlerPanic                   // handlers that panicked (server)
+	errorClasses
+)
+
+// ErrorCounts is a snapshot of errors by class.
+type ErrorCounts struct {
+	Corrupt      uint64 // bad frames received; each closed its connection
+	ConnClosed   uint64 // calls failed because their connection closed or failed
+	Remote       uint64 // error responses received (client) or sent (server)
+	Canceled     uint64 // calls ended by their context's deadline or cancellation
+	Handshake    uint64 // handshakes refused or failed
+	Dial         uint64 // dials that failed before any handshake
+	HandlerPanic uint64 // handlers that panicked
+}
+
+// MetricsSnapshot is a point-in-time copy of a Metrics.
+type MetricsSnapshot struct {
+	FramesIn, FramesOut uint64 // frames read and written, handshake included
+	BytesIn, BytesOut   uint64 // their bytes
+	CallsInFlight       int64  // client calls started and not yet finished
+	Calls               uint64 // client calls started
+	RequestsInFlight    int64  // server requests read and not yet answered
+	Requests            uint64 // server requests read
+	Errors              ErrorCounts
+}
+
+// Snapshot returns the current counts.
+func (m *Metrics) Snapshot() MetricsSnapshot {
+	return MetricsSnapshot{
+		FramesIn:         m.framesIn.Load(),
+		FramesOut:        m.framesOut.Load(),
+		BytesIn:          m.bytesIn.Load(),
+		BytesOut:         m.bytesOut.Load(),
+		CallsInFlight:    m.callsInFlight.Load(),
+		Calls:            m.calls.Load(),
+		RequestsInFlight: m.requestsInFlight.Load(),
+		Requests:         m.requests.Load(),
+		Errors: ErrorCounts{
+			Corrupt:      m.errors[errCorrupt].Load(),
+			ConnClosed:   m.errors[errConnClosed].Load(),
+			Remote:       m.errors[errRemote].Load(),
+			Canceled:     m.errors[errCanceled].Load(),
+			Handshake:    m.errors[errHandshake].Load(),
+			Dial:         m.errors[errDial].Load(),
+			HandlerPanic: m.errors[errHandlerPanic].Load(),
+		},
+	}
+}
+
+func (m *Metrics) frameIn(h *frameHeader) {
+	m.framesIn.Add(1)
+	m.bytesIn.Add(uint64(frameSize(h)))
+}
+
+func (m *Metrics) countError(c errorClass) { m.errors[c].Add(1) }

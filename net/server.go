@@ -1,0 +1,611 @@
+package net
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	stdnet "net"
+	"runtime/debug"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Handler serves requests. ServeRPC runs on its own goroutine, one per
+// request; up to ServerConfig.MaxConcurrent of one connection's requests
+// are in progress at once. It must answer through w (Reply or Error)
+// before it returns; if it does not, or if it panics, the server answers
+// with CodeInternal.
+//
+// ctx is the connection's context: it is cancelled when the connection
+// fails or the server is closed (not by Shutdown, which lets handlers
+// finish). req and its Header are valid until ServeRPC returns.
+type Handler interface {
+	ServeRPC(ctx context.Context, req *Request, w *ResponseWriter)
+}
+
+// HandlerFunc adapts a function to Handler.
+type HandlerFunc func(ctx context.Context, req *Request, w *ResponseWriter)
+
+// ServeRPC calls f.
+func (f HandlerFunc) ServeRPC(ctx context.Context, req *Request, w *ResponseWriter) { f(ctx, req, w) }
+
+// ServeMux dispatches requests by kind. Register every handler before the
+// server starts; a kind with no handler is answered with CodeUnknownKind.
+type ServeMux struct {
+	m map[Kind]Handler
+}
+
+// NewServeMux returns an empty ServeMux.
+func NewServeMux() *ServeMux { return &ServeMux{m: make(map[Kind]Handler)} }
+
+// Handle registers h for kind. It panics if kind is reserved for the
+// transport or already registered.
+func (m *ServeMux) Handle(kind Kind, h Handler) {
+	if kind < FirstUserKind {
+		panic(fmt.Sprintf("net: ServeMux.Handle: kind %d is reserved for the transport", kind))
+	}
+	if _, dup := m.m[kind]; dup {
+		panic(fmt.Sprintf("net: ServeMux.Handle: kind %d registered twice", kind))
+	}
+	m.m[kind] = h
+}
+
+// HandleFunc registers f for kind.
+func (m *ServeMux) HandleFunc(kind Kind, f func(context.Context, *Request, *ResponseWriter)) {
+	m.Handle(kind, HandlerFunc(f))
+}
+
+// ServeRPC implements Handler.
+func (m *ServeMux) ServeRPC(ctx context.Context, req *Request, w *ResponseWriter) {
+	h := m.m[req.Kind]
+	if h == nil {
+		w.Error(CodeUnknownKind, fmt.Sprintf("unknown message kind %d", req.Kind))
+		return
+	}
+	h.ServeRPC(ctx, req, w)
+}
+
+// Request is a request as a handler sees it.
+type Request struct {
+	Kind   Kind
+	ID     uint64 // request id, unique per connection
+	Header []byte // header body; valid until ServeRPC returns
+	// Payload is the request payload, read straight from the socket into
+	// a pooled 4096-aligned buffer (ready for an O_DIRECT write), or nil.
+	// The server releases it when ServeRPC returns, unless the handler
+	// took it with TakePayload; then the handler releases it.
+	Payload *Buffer
+	// Peer is the authenticated client.
+	Peer Peer
+}
+
+// TakePayload transfers the payload to the caller, who must Release it.
+func (r *Request) TakePayload() *Buffer {
+	p := r.Payload
+	r.Payload = nil
+	return p
+}
+
+// ResponseWriter answers one request. Only the request's handler uses it.
+type ResponseWriter struct {
+	sc      *serverCall
+	kind    Kind
+	replied bool
+}
+
+// SetKind sets the response's kind; by default it is the request's.
+func (w *ResponseWriter) SetKind(k Kind) { w.kind = k }
+
+// Reply sends the response: header (copied) and payload, whose parts are
+// written with one vectored write, not copied, so they must not change
+// until release is called. release (may be nil) is called exactly once:
+// after the frame has been written or dropped (the connection failed), or
+// before Reply returns if Reply fails. Reply fails with ErrTooLarge when
+// the header or payload is over the limits (the handler may then send an
+// Error instead), or when a response was already sent.
+func (w *ResponseWriter) Reply(header []byte, payload [][]byte, release func()) error {
+	sc := w.sc
+	n := 0
+	for _, p := range payload {
+		n += len(p)
+	}
+	var err error
+	switch {
+	case w.replied:
+		err = errors.New("net: Reply: response already sent")
+	case len(header) > MaxHeaderBytes:
+		err = fmt.Errorf("%w: response header of %d bytes over the limit %d", ErrTooLarge, len(header), MaxHeaderBytes)
+	case n > sc.conn.maxPayloadOut:
+		err = fmt.Errorf("%w: response payload of %d bytes over the client's limit %d", ErrTooLarge, n, sc.conn.maxPayloadOut)
+	}
+	if err != nil {
+		if release != nil {
+			release()
+		}
+		return err
+	}
+	w.replied = true
+	sc.release = release
+	h := frameHeader{flags: flagResponse, kind: w.kind, id: sc.req.ID, payloadLen: uint32(n)}
+	sc.parts = sc.parts[:0]
+	for _, p := range payload {
+		if len(p) > 0 {
+			sc.parts = append(sc.parts, p)
+		}
+	}
+	if n > 0 && sc.conn.payloadCRC {
+		h.flags |= flagPayloadCRC
+		h.payloadCRC = payloadCRC(sc.parts)
+	}
+	sc.hdrBuf = append(grow(sc.hdrBuf, frameHeaderSize), header...)
+	putFrameHeader(sc.hdrBuf, &h, sc.hdrBuf[frameHeaderSize:])
+	sc.send()
+	return nil
+}
+
+// Error sends an error response with code and message (cut to 4 KiB); the
+// client's call fails with a *RemoteError carrying both.
+func (w *ResponseWriter) Error(code ErrorCode, msg string) error {
+	if w.replied {
+		return errors.New("net: Error: response already sent")
+	}
+	w.replied = true
+	sc := w.sc
+	sc.conn.metrics.countError(errRemote)
+	h := frameHeader{flags: flagResponse | flagError, kind: w.kind, id: sc.req.ID}
+	sc.parts = sc.parts[:0]
+	sc.hdrBuf = appendErrorBody(grow(sc.hdrBuf, frameHeaderSize), code, msg)
+	putFrameHeader(sc.hdrBuf, &h, sc.hdrBuf[frameHeaderSize:])
+	sc.send()
+	return nil
+}
+
+// serverCall is one request in progress, from the moment its frame is read
+// until its handler has returned and its response frame is written. It is
+// recycled through serverCallPool.
+type serverCall struct {
+	conn     *serverConn
+	req      Request
+	rw       ResponseWriter
+	store    []byte // the request body's storage
+	hdrBuf   []byte // the response's fixed header and body
+	parts    [][]byte
+	out      outFrame
+	release  func()
+	reserved int64 // payload bytes held in conn.inflight
+	// refs: one for the handler (dropped when it has returned), one for the
+	// writer while a response frame is queued or being written.
+	refs atomic.Int32
+}
+
+var serverCallPool = sync.Pool{New: func() any { return new(serverCall) }}
+
+func (sc *serverCall) send() {
+	sc.refs.Add(1)
+	sc.out = outFrame{hdr: sc.hdrBuf, payload: sc.parts, owner: sc}
+	if err := sc.conn.w.enqueue(&sc.out); err != nil {
+		sc.frameWritten(&sc.out, err) // the connection is closing; the response is dropped
+	}
+}
+
+// frameWritten implements frameOwner.
+func (sc *serverCall) frameWritten(_ *outFrame, _ error) {
+	if sc.release != nil {
+		sc.release()
+		sc.release = nil
+	}
+	sc.done()
+}
+
+// handlerReturned runs when the handler is done (or when the reader
+// answered the request itself).
+func (sc *serverCall) handlerReturned() {
+	if !sc.rw.replied {
+		sc.rw.Error(CodeInternal, fmt.Sprintf("handler for kind %d returned without replying", sc.req.Kind))
+	}
+	if p := sc.req.Payload; p != nil {
+		sc.req.Payload = nil
+		p.Release()
+	}
+	sc.done()
+}
+
+func (sc *serverCall) done() {
+	switch r := sc.refs.Add(-1); {
+	case r == 0:
+		c := sc.conn
+		c.inflight.release(sc.reserved)
+		<-c.slots
+		c.metrics.requestsInFlight.Add(-1)
+		clear(sc.parts)
+		*sc = serverCall{store: sc.store, hdrBuf: sc.hdrBuf, parts: sc.parts[:0]}
+		serverCallPool.Put(sc)
+		c.calls.Done()
+	case r < 0:
+		panic(fmt.Sprintf("net: server call references dropped below zero: %d", r))
+	}
+}
+
+// Server accepts connections and serves requests on them.
+type Server struct {
+	cfg     ServerConfig
+	handler Handler
+	log     *slog.Logger
+	metrics *Metrics
+
+	mu struct {
+		sync.Mutex
+		listeners map[stdnet.Listener]struct{}
+		conns     map[*serverConn]struct{}
+		shutdown  bool
+	}
+	conns sync.WaitGroup // serverConn.serve goroutines
+}
+
+// NewServer validates cfg and returns a server that answers requests with
+// h (often a *ServeMux).
+func NewServer(cfg ServerConfig, h Handler) (*Server, error) {
+	cfg, err := cfg.resolve()
+	if err != nil {
+		return nil, err
+	}
+	if h == nil {
+		return nil, errors.New("net: server config: nil handler")
+	}
+	s := &Server{cfg: cfg, handler: h, log: cfg.Logger, metrics: cfg.Metrics}
+	s.mu.listeners = make(map[stdnet.Listener]struct{})
+	s.mu.conns = make(map[*serverConn]struct{})
+	return s, nil
+}
+
+// Metrics returns the server's counts.
+func (s *Server) Metrics() MetricsSnapshot { return s.metrics.Snapshot() }
+
+// Serve accepts connections on ln until Shutdown or Close (then it returns
+// ErrServerClosed) or until Accept fails for good. Each connection is
+// served on its own goroutines. Serve closes ln when it returns.
+func (s *Server) Serve(ln stdnet.Listener) error {
+	s.mu.Lock()
+	if s.mu.shutdown {
+		s.mu.Unlock()
+		ln.Close()
+		return ErrServerClosed
+	}
+	s.mu.listeners[ln] = struct{}{}
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		delete(s.mu.listeners, ln)
+		s.mu.Unlock()
+		ln.Close()
+	}()
+	var delay time.Duration
+	for {
+		nc, err := ln.Accept()
+		if err != nil {
+			s.mu.Lock()
+			shutdown := s.mu.shutdown
+			s.mu.Unlock()
+			if shutdown {
+				return ErrServerClosed
+			}
+			var ne stdnet.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				// As net/http: back off on transient failures (EMFILE).
+				delay = min(max(2*delay, 5*time.Millisecond), time.Second)
+				s.log.Warn("net: accept failed; retrying", "err", err, "delay", delay)
+				time.Sleep(delay)
+				continue
+			}
+			return fmt.Errorf("net: accept: %w", err)
+		}
+		delay = 0
+		c := s.newConn(nc)
+		if c == nil {
+			nc.Close()
+			continue
+		}
+		go c.serve()
+	}
+}
+
+// Shutdown stops the server gracefully: it closes the listeners, tells
+// every client to send no more requests (a go-away frame), answers
+// requests that still arrive with CodeShuttingDown without running them,
+// and waits for the requests in progress to finish and for the clients to
+// close their connections. If ctx ends first, it closes everything as
+// Close does and returns ctx.Err().
+func (s *Server) Shutdown(ctx context.Context) error {
+	conns := s.beginShutdown()
+	for _, c := range conns {
+		c.goAway()
+	}
+	done := make(chan struct{})
+	go func() {
+		s.conns.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		s.Close()
+		<-done
+		return ctx.Err()
+	}
+}
+
+// Close stops the server at once: it closes the listeners and every
+// connection (cancelling their handlers' contexts) and waits for the
+// connections' goroutines and handlers to finish.
+func (s *Server) Close() error {
+	for _, c := range s.beginShutdown() {
+		c.close()
+	}
+	s.conns.Wait()
+	return nil
+}
+
+func (s *Server) beginShutdown() []*serverConn {
+	s.mu.Lock()
+	s.mu.shutdown = true
+	for ln := range s.mu.listeners {
+		ln.Close()
+	}
+	conns := make([]*serverConn, 0, len(s.mu.conns))
+	for c := range s.mu.conns {
+		conns = append(conns, c)
+	}
+	s.mu.Unlock()
+	return conns
+}
+
+// serverConn is the server's side of one connection.
+type serverConn struct {
+	srv           *Server
+	nc            stdnet.Conn
+	fr            *frameReader
+	w             *frameWriter
+	metrics       *Metrics
+	log           *slog.Logger
+	buffers       *BufferPool
+	payloadCRC    bool
+	peer          Peer
+	maxPayloadOut int // the largest response payload the client accepts
+
+	ctx    context.Context // handlers' context; cancelled when the connection ends
+	cancel context.CancelFunc
+	slots  chan struct{} // one token per request in progress (MaxConcurrent)
+	// inflight bounds the request payload bytes in progress.
+	inflight *byteSemaphore
+	calls    sync.WaitGroup // serverCalls not yet finished
+	draining atomic.Bool    // Shutdown began: refuse new requests
+
+	mu struct {
+		sync.Mutex
+		started bool // the handshake succeeded and the writer runs
+		goAway  bool // the go-away frame was queued
+	}
+	goAwayFrame outFrame
+	goAwayHdr   [frameHeaderSize]byte
+}
+
+func (s *Server) newConn(nc stdnet.Conn) *serverConn {
+	ctx, cancel := context.WithCancel(context.Background())
+	c := &serverConn{
+		srv:        s,
+		nc:         nc,
+		fr:         newFrameReader(nc, s.cfg.MaxPayloadBytes),
+		metrics:    s.metrics,
+		log:        s.log,
+		buffers:    s.cfg.Buffers,
+		payloadCRC: !s.cfg.NoPayloadChecksum,
+		ctx:        ctx,
+		cancel:     cancel,
+		slots:      make(chan struct{}, s.cfg.MaxConcurrent),
+		inflight:   newByteSemaphore(int64(s.cfg.MaxInFlightBytes)),
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.mu.shutdown {
+		cancel()
+		return nil
+	}
+	s.mu.conns[c] = struct{}{}
+	s.conns.Add(1)
+	return c
+}
+
+func (c *serverConn) serve() {
+	defer func() {
+		c.srv.mu.Lock()
+		delete(c.srv.mu.conns, c)
+		c.srv.mu.Unlock()
+		c.srv.conns.Done()
+	}()
+	remote := c.nc.RemoteAddr().String()
+	cfg := &c.srv.cfg
+	c.nc.SetDeadline(time.Now().Add(cfg.HandshakeTimeout))
+	peer, maxOut, err := serverHandshake(c.nc, c.fr, cfg)
+	if err != nil {
+		c.metrics.countError(errHandshake)
+		var r *refusal
+		switch {
+		case errors.As(err, &r):
+			c.log.Warn("net: handshake refused", "remote", remote, "reason", r.msg)
+		case errors.Is(err, ErrCorrupt):
+			c.metrics.countError(errCorrupt)
+			c.log.Warn("net: closing connection: bad frame during the handshake", "remote", remote, "reason", err)
+		default:
+			c.log.Info("net: handshake failed", "remote", remote, "reason", err)
+		}
+		c.nc.Close()
+		c.cancel()
+		return
+	}
+	c.nc.SetDeadline(time.Time{})
+	c.peer = peer
+	c.maxPayloadOut = int(maxOut)
+	c.w = newFrameWriter(c.nc, writeTimeout(cfg.WriteTimeout), c.metrics, func(err error) { c.nc.Close() })
+	go c.w.run()
+	c.mu.Lock()
+	c.mu.started = true
+	c.mu.Unlock()
+	if c.draining.Load() {
+		c.sendGoAway()
+	}
+	c.teardown(c.readRequests())
+}
+
+// readRequests is the connection's reader loop.
+func (c *serverConn) readRequests() error {
+	for {
+		// Back-pressure: take a slot before reading, so that with
+		// MaxConcurrent requests in progress the socket is left unread and
+		// TCP flow control stops the client.
+		select {
+		case c.slots <- struct{}{}:
+		case <-c.ctx.Done():
+			return context.Cause(c.ctx)
+		}
+		err := c.readRequest()
+		if err != nil {
+			return err
+		}
+	}
+}
+
+// readRequest reads one request, holding a slot, and starts its handler.
+// On error the slot is given back.
+func (c *serverConn) readRequest() error {
+	off := c.fr.offset
+	h, err := c.fr.readHeader()
+	if err == nil && h.flags&flagResponse != 0 {
+		err = &FrameError{Offset: off, Reason: fmt.Sprintf("response frame (%v, id %d) from a client", h.kind, h.id)}
+	}
+	if err == nil && h.id == 0 {
+		err = &FrameError{Offset: off, Reason: fmt.Sprintf("%v request with the reserved request id 0", h.kind)}
+	}
+	if err == nil {
+		err = c.inflight.acquire(c.ctx, int64(h.payloadLen))
+	}
+	if err != nil {
+		<-c.slots
+		return err
+	}
+	sc := serverCallPool.Get().(*serverCall)
+	sc.conn = c
+	sc.reserved = int64(h.payloadLen)
+	sc.store = grow(sc.store, int(h.bodyLen))
+	var payload []byte
+	if h.payloadLen > 0 {
+		sc.req.Payload = c.buffers.Get(int(h.payloadLen))
+		payload = sc.req.Payload.Bytes()
+	}
+	if err := c.fr.readRest(&h, sc.store, payload); err != nil {
+		if sc.req.Payload != nil {
+			sc.req.Payload.Release()
+		}
+		c.inflight.release(sc.reserved)
+		*sc = serverCall{store: sc.store, hdrBuf: sc.hdrBuf, parts: sc.parts}
+		serverCallPool.Put(sc)
+		<-c.slots
+		return err
+	}
+	c.metrics.frameIn(&h)
+	c.metrics.requests.Add(1)
+	c.metrics.requestsInFlight.Add(1)
+	sc.req.Kind, sc.req.ID, sc.req.Header, sc.req.Peer = h.kind, h.id, sc.store, c.peer
+	sc.rw = ResponseWriter{sc: sc, kind: h.kind}
+	sc.refs.Store(1)
+	c.calls.Add(1)
+	switch {
+	case c.draining.Load():
+		sc.rw.Error(CodeShuttingDown, "server is shutting down")
+		sc.handlerReturned()
+	case h.kind == KindPing:
+		sc.rw.Reply(nil, nil, nil)
+		sc.handlerReturned()
+	case h.kind < FirstUserKind:
+		sc.rw.Error(CodeUnknownKind, fmt.Sprintf("unknown message kind %d (reserved for the transport)", h.kind))
+		sc.handlerReturned()
+	default:
+		go c.handle(sc)
+	}
+	return nil
+}
+
+// handle runs a request's handler on its own goroutine.
+func (c *serverConn) handle(sc *serverCall) {
+	defer func() {
+		if r := recover(); r != nil {
+			c.metrics.countError(errHandlerPanic)
+			c.log.Error("net: handler panicked", "remote", c.peer.RemoteAddr, "kind", sc.req.Kind, "panic", r, "stack", string(debug.Stack()))
+			if !sc.rw.replied {
+				sc.rw.Error(CodeInternal, fmt.Sprintf("handler for kind %d panicked", sc.req.Kind))
+			}
+		}
+		sc.handlerReturned()
+	}()
+	c.srv.handler.ServeRPC(c.ctx, &sc.req, &sc.rw)
+}
+
+// teardown runs when the reader stops.
+func (c *serverConn) teardown(reason error) {
+	attrs := []any{"remote", c.peer.RemoteAddr, "key", c.peer.KeyID, "reason", reason}
+	switch {
+	case errors.Is(reason, io.EOF):
+		c.log.Debug("net: connection closed by the client", attrs...)
+	case errors.Is(reason, ErrCorrupt):
+		c.metrics.countError(errCorrupt)
+		c.log.Warn("net: closing connection: bad frame from client", attrs...)
+	case c.ctx.Err() != nil:
+		c.log.Debug("net: connection closed by the server", attrs...)
+	default:
+		c.log.Info("net: connection failed", attrs...)
+	}
+	c.cancel()
+	c.nc.Close()
+	c.w.stop(&closedError{addr: c.peer.RemoteAddr, reason: reason})
+	c.calls.Wait() // handlers returned; their frames written or dropped
+	<-c.w.done
+}
+
+// goAway starts a graceful shutdown of the connection.
+func (c *serverConn) goAway() {
+	c.draining.Store(true)
+	c.mu.Lock()
+	started := c.mu.started
+	c.mu.Unlock()
+	if started {
+		c.sendGoAway()
+	} else {
+		// Still in the handshake: nothing in progress to finish.
+		c.nc.Close()
+	}
+}
+
+func (c *serverConn) sendGoAway() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.mu.goAway {
+		return
+	}
+	c.mu.goAway = true
+	putFrameHeader(c.goAwayHdr[:], &frameHeader{flags: flagResponse, kind: kindGoAway}, nil)
+	c.goAwayFrame = outFrame{hdr: c.goAwayHdr[:], owner: nopOwner{}}
+	c.w.enqueue(&c.goAwayFrame)
+}
+
+type nopOwner struct{}
+
+func (nopOwner) frameWritten(*outFrame, error) {}
+
+// close closes the connection at once.
+func (c *serverConn) close() {
+	c.cancel()
+	c.nc.Close()
+}
