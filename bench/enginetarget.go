@@ -81,6 +81,7 @@ type engineTarget struct {
 	devSize  int64 // bytes of the device create writes (plan)
 	segSize  int64 // its segment size (plan)
 	readNeed int64 // bytes from job offset 0 that reading jobs need written
+	layoutBS int64 // the largest bs of the reading jobs: layout writes in it
 	// bsWrite is the largest bs of a job that writes, and bsWriteJob
 	// that job's name: a write must fit in a segment.
 	bsWrite    int64
@@ -182,6 +183,7 @@ func (et *engineTarget) addJob(t *target, j *Job) string {
 	t.need = max(t.need, j.Size)
 	if j.ReadPercent() > 0 {
 		et.readNeed = max(et.readNeed, j.Size)
+		et.layoutBS = max(et.layoutBS, j.BlockSize)
 	}
 	if j.ReadPercent() < 100 && j.BlockSize > et.bsWrite {
 		et.bsWrite, et.bsWriteJob = j.BlockSize, j.Name
@@ -473,9 +475,13 @@ func (et *engineTarget) layout(ctx context.Context, progress io.Writer) error {
 		fmt.Fprintf(progress, "laying out %s: %s from offset %s, in objects of %s\n",
 			et.target, fmtBytes(et.readNeed-from), fmtBytes(from), fmtBytes(objSize))
 	}
-	// Writes of half a segment at most, so that each fits a segment with
-	// its batch header.
-	buf := ioring.AlignedBuffer(int(min(engineLayoutChunk, objSize, int64(et.sb.SegmentSize)/2)))
+	// Writes of the reading jobs' bs, as fio lays a file out in writes
+	// of bs: the engine stores a write as records of at most 64 KiB and
+	// reads and verifies a record whole, so laying out in larger writes
+	// would make every smaller read read more than it asked for. Half a
+	// segment at most, so that each write fits a segment with its batch
+	// header.
+	buf := ioring.AlignedBuffer(int(min(et.layoutBS, engineLayoutChunk, objSize, int64(et.sb.SegmentSize)/2)))
 	newRand(0x5eed).fill(buf)
 	off := from
 	err := pipeline(ctx, et.e, engineLayoutDepth, func(r *engine.Request) bool {

@@ -45,7 +45,8 @@ const (
 type PollMode uint8
 
 const (
-	// Hybrid polls for SpinTime after the last work, then sleeps until a
+	// Hybrid polls its request queue for SpinTime after the last work
+	// when no device I/O is in flight, and otherwise sleeps until a
 	// request or a completion arrives. The default.
 	Hybrid PollMode = iota
 	// Poll never sleeps: the reactor's core spins on its queue and its

@@ -125,3 +125,49 @@ func BenchmarkCheckpointRecovery(b *testing.B) {
 	}
 	b.ReportMetric(float64(extents), "extents")
 }
+
+// BenchmarkRandRead4K reads 4 KiB at random offsets of 64 MiB of data
+// written as 4 KiB records, 32 reads in flight.
+func BenchmarkRandRead4K(b *testing.B) {
+	const span = 64 << 20
+	path := benchDevice(b, 512<<20)
+	e, err := Open(Options{Path: path, Logger: quietLogger})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer e.Close()
+	buf := directio.AlignedBlock(1 << 20)
+	for off := int64(0); off < span; off += 1 << 20 {
+		if _, err := e.Write(ObjectID{Lo: uint64(off >> 20)}, 0, 0, buf); err != nil {
+			b.Fatal(err)
+		}
+	}
+	fillRandom(b, e, span, span, 64) // 4 KiB records over the span
+	const depth = 32
+	done := make(chan *Request, depth)
+	rng := rand.New(rand.NewPCG(3, 4))
+	issue := func(r *Request) {
+		off := uint64(rng.Int64N(span/4096)) * 4096
+		r.Op, r.Object, r.Off = OpRead, ObjectID{Lo: off >> 20}, off&(1<<20-1)
+		e.Submit(r)
+	}
+	b.ResetTimer()
+	inflight := 0
+	for i := 0; i < depth && i < b.N; i++ {
+		issue(&Request{Buf: directio.AlignedBlock(4096), Done: done})
+		inflight++
+	}
+	for sent := inflight; inflight > 0; {
+		r := <-done
+		inflight--
+		if r.Err != nil {
+			b.Fatal(r.Err)
+		}
+		if sent < b.N {
+			issue(r)
+			sent++
+			inflight++
+		}
+	}
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "IOPS")
+}

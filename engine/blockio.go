@@ -53,6 +53,15 @@ type ringIO struct {
 	// later.
 	iovs map[uint64][]unix.Iovec
 	cqes []ioring.CQE
+	// dsync: durable writes are one write with RWF_DSYNC (O_DSYNC for
+	// that write) instead of a write and a linked fdatasync: one
+	// operation that the kernel completes inline (a FUA write, or a
+	// flush right behind the write), where an fsync would be punted to
+	// an io-wq worker thread. flushTags maps such a write's tag to the
+	// flush completion the caller expects. The thread backend has no
+	// RWF_* flags, so it keeps the linked fdatasync.
+	dsync     bool
+	flushTags map[uint64]uint64
 }
 
 func newRingIO(f vfs.File, entries uint32, dedicated bool) (*ringIO, error) {
@@ -75,7 +84,8 @@ func newRingIO(f vfs.File, entries uint32, dedicated bool) (*ringIO, error) {
 		return nil, fmt.Errorf("engine: %w", err)
 	}
 	ring.SetEventfdEnabled(false)
-	return &ringIO{ring: ring, fd: fd, efd: efd, iovs: make(map[uint64][]unix.Iovec), cqes: make([]ioring.CQE, 256)}, nil
+	return &ringIO{ring: ring, fd: fd, efd: efd, iovs: make(map[uint64][]unix.Iovec), cqes: make([]ioring.CQE, 256),
+		dsync: ring.Backend() == ioring.BackendIOUring, flushTags: make(map[uint64]uint64)}, nil
 }
 
 func (r *ringIO) queueWrite(off int64, iov [][]byte, tag uint64, flush bool, flushTag uint64) bool {
@@ -95,6 +105,11 @@ func (r *ringIO) queueWrite(off int64, iov [][]byte, tag uint64, flush bool, flu
 	sqe := r.ring.GetSQE()
 	sqe.PrepWritev(r.fd, vec, uint64(off))
 	sqe.UserData = tag
+	if flush && r.dsync {
+		sqe.OpFlags = unix.RWF_DSYNC
+		r.flushTags[tag] = flushTag
+		return true
+	}
 	if flush {
 		sqe.SetLink()
 		f := r.ring.GetSQE()
@@ -131,6 +146,14 @@ func (r *ringIO) reap(dst []ioCompletion) []ioCompletion {
 	for _, c := range r.cqes[:n] {
 		delete(r.iovs, c.UserData)
 		dst = append(dst, ioCompletion{tag: c.UserData, res: c.Res})
+		if ft, ok := r.flushTags[c.UserData]; ok {
+			delete(r.flushTags, c.UserData)
+			res := int32(0)
+			if c.Res < 0 {
+				res = -int32(syscall.ECANCELED)
+			}
+			dst = append(dst, ioCompletion{tag: ft, res: res})
+		}
 	}
 	return dst
 }

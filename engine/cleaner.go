@@ -124,7 +124,10 @@ func (s *shard) pickVictim() bool {
 	if waiting && !s.ckptPending {
 		s.ckptWanted = true
 	}
-	if best == NoSegment {
+	// With no room beyond the reserve, a new victim would relocate into
+	// segments that only a checkpoint can give back: free the cleaned
+	// ones first.
+	if best == NoSegment || waiting && s.e.alloc.nfree.Load() <= int64(s.e.alloc.reserve) {
 		return false
 	}
 	c.victim, c.scanning, c.cursor, c.todo = best, true, Extent{}, c.todo[:0]

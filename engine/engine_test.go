@@ -195,18 +195,18 @@ func TestEngineBadInput(t *testing.T) {
 	}
 	for _, c := range []struct {
 		name string
-		req  Request
+		req  *Request
 		want error
 	}{
-		{"empty write", Request{Op: OpWrite, Object: obj, Buf: nil}, ErrInvalid},
-		{"write too large", Request{Op: OpWrite, Object: obj, Buf: make([]byte, MaxWriteBytes+1)}, ErrInvalid},
-		{"write past the largest object", Request{Op: OpWrite, Object: obj, Off: MaxObjectSize - 2, Buf: make([]byte, 4)}, ErrInvalid},
-		{"truncate past the largest object", Request{Op: OpTruncate, Object: obj, Off: MaxObjectSize + 1}, ErrInvalid},
-		{"read unknown object", Request{Op: OpRead, Object: ObjectID{Hi: 1}, Buf: make([]byte, 10)}, ErrNotFound},
-		{"stat unknown object", Request{Op: OpStat, Object: ObjectID{Hi: 1}}, ErrNotFound},
-		{"internal op", Request{Op: opCheckpoint, Object: obj}, ErrInvalid},
+		{"empty write", &Request{Op: OpWrite, Object: obj, Buf: nil}, ErrInvalid},
+		{"write too large", &Request{Op: OpWrite, Object: obj, Buf: make([]byte, MaxWriteBytes+1)}, ErrInvalid},
+		{"write past the largest object", &Request{Op: OpWrite, Object: obj, Off: MaxObjectSize - 2, Buf: make([]byte, 4)}, ErrInvalid},
+		{"truncate past the largest object", &Request{Op: OpTruncate, Object: obj, Off: MaxObjectSize + 1}, ErrInvalid},
+		{"read unknown object", &Request{Op: OpRead, Object: ObjectID{Hi: 1}, Buf: make([]byte, 10)}, ErrNotFound},
+		{"stat unknown object", &Request{Op: OpStat, Object: ObjectID{Hi: 1}}, ErrNotFound},
+		{"internal op", &Request{Op: opCheckpoint, Object: obj}, ErrInvalid},
 	} {
-		r := e.do(&c.req)
+		r := e.do(c.req)
 		if !errors.Is(r.Err, c.want) {
 			t.Errorf("%s: got %v, want %v", c.name, r.Err, c.want)
 		} else {

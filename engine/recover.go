@@ -237,7 +237,7 @@ func (s *shard) replay(win *segWindow, r replaySeg, last bool, rs *RecoveryStats
 			why = checkBatchData(all[need*4096:], descs)
 		}
 		if why != "" {
-			if !last || s.validAfter(win, r, pos) {
+			if !last || s.validAfter(win, r, pos, s.batchSeq+maxInflight-1) {
 				return fmt.Errorf("%w: %s: shard %d segment %d (generation %d), batch at device offset %d: %s; later records exist, so this is not a torn write",
 					ErrCorrupt, s.e.opts.Path, s.id, r.seg, r.gen, base+int64(pos), why)
 			}
@@ -265,10 +265,12 @@ func (s *shard) replay(win *segWindow, r replaySeg, last bool, rs *RecoveryStats
 	return nil
 }
 
-// validAfter reports whether any valid batch of the segment's generation
-// lies after the bad one at pos: then the bad one was once acknowledged
-// and is corruption, not a torn write.
-func (s *shard) validAfter(win *segWindow, r replaySeg, pos uint32) bool {
+// validAfter reports whether a valid batch of the segment's generation
+// with a sequence number above limit lies after the bad one at pos: then
+// the bad one was once acknowledged and is corruption, not a torn write.
+// Valid batches up to limit are the bad one's companions in flight,
+// written but never acknowledged, and are dropped with it.
+func (s *shard) validAfter(win *segWindow, r replaySeg, pos uint32, limit uint64) bool {
 	for p := pos + 4096; p+4096 <= s.e.sb.SegmentSize; p += 4096 {
 		blk, err := win.at(r.seg, p, 4096)
 		if err != nil {
@@ -283,7 +285,7 @@ func (s *shard) validAfter(win *segWindow, r replaySeg, pos uint32) bool {
 				h, _, _, why = DecodeBatchHeader(all, nil)
 			}
 		}
-		if why == "" && h.Generation == r.gen {
+		if why == "" && h.Generation == r.gen && (s.batchSeq == 0 || h.BatchSeq > limit) {
 			return true
 		}
 	}

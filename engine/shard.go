@@ -15,6 +15,19 @@ import (
 	"golang.org/x/sys/unix"
 )
 
+// spaceWaitMax bounds how long a write waits for a free segment before it
+// fails with ErrNoSpace.
+const spaceWaitMax = 5 * time.Second
+
+// maxInflight is how many batches a shard has in flight at once. With
+// one, a shard alternates between a batch that is being flushed and one
+// that fills; with two, the next batch is written while the previous
+// one's flush completes, which doubled 4 KiB random-write IOPS at depth
+// 32 here. Recovery accepts up to maxInflight-1 valid batches after a
+// torn one (written, never acknowledged) before it calls the damage
+// corruption.
+const maxInflight = 2
+
 // Limits of one group-commit batch.
 const (
 	batchRecordsMax = 256
@@ -88,7 +101,8 @@ type batch struct {
 	seq        uint64
 	writeRes   int32
 	flushRes   int32
-	waiting    int // completions outstanding
+	waiting    int    // completions outstanding
+	tag        uint64 // of its write and flush
 	started    time.Time
 }
 
@@ -167,8 +181,10 @@ type shard struct {
 	batchSeq uint64 // next batch sequence number
 
 	cur      *batch // being filled
-	inflight *batch // being written and flushed; nil if none
-	spare    *batch
+	// inflight holds the batches being written, oldest first, at most
+	// maxInflight; they are acknowledged and applied in this order.
+	inflight []*batch
+	spares   []*batch
 	// waitq holds mutations, in arrival order, that wait for room in the
 	// log (the batch in flight, or space); later mutations queue behind
 	// them so a shard's mutations stay in order, while reads and internal
@@ -177,6 +193,8 @@ type shard struct {
 	// noSpaceCkpts counts checkpoints that freed nothing while waitq was
 	// waiting for space; after a few, the waiting writes get ErrNoSpace.
 	noSpaceCkpts int
+	lastProgress uint64
+	waitSince    time.Time // when waitq's head started waiting
 	failed       error
 
 	reads   map[uint64]*readOp
@@ -223,7 +241,6 @@ func newShard(e *Engine, id uint32) *shard {
 		reads:   make(map[uint64]*readOp),
 		snaps:   make(map[uint64]*shardSnap),
 		cur:     &batch{hdr: directio.AlignedBlock(maxHeaderBlocks * 4096)},
-		spare:   &batch{hdr: directio.AlignedBlock(maxHeaderBlocks * 4096)},
 	}
 	s.q.init()
 	s.stats.init()
@@ -268,7 +285,19 @@ func (s *shard) run(cpu int, ready chan<- error) {
 		for len(s.waitq) > 0 && !s.addMutation(s.waitq[0]) {
 			s.waitq[0] = nil
 			s.waitq = s.waitq[1:]
+			s.waitSince = time.Time{}
 			worked = true
+		}
+		if len(s.waitq) > 0 {
+			// The head waits for the batch in flight (milliseconds) or for
+			// space; a write never waits for space longer than
+			// spaceWaitMax, whatever the cleaner and checkpoints manage.
+			if s.waitSince.IsZero() {
+				s.waitSince = time.Now()
+			} else if time.Since(s.waitSince) > spaceWaitMax {
+				s.failWaiting(fmt.Errorf("%w: shard %d: no segment became free within %v", ErrNoSpace, s.id, spaceWaitMax))
+				s.waitSince = time.Time{}
+			}
 		}
 		for i := 0; i < 256; i++ {
 			r := s.q.pop()
@@ -311,16 +340,26 @@ func (s *shard) run(cpu int, ready chan<- error) {
 		switch {
 		case mode == Poll:
 			continue
-		case mode == Hybrid && time.Since(lastWork) < spin:
+		case mode == Hybrid && !s.ioPending() && time.Since(lastWork) < spin:
+			// Hybrid spins only for requests: device completions wake it
+			// through the ring's eventfd, because a spinning reactor takes
+			// the CPU the kernel needs to complete them (measured: the
+			// p50 of a durable 4 KiB write rose from 0.33 to 0.5 ms on two
+			// cores when hybrid spun while a write was in flight).
 			continue
 		}
 		s.sleep()
 	}
 }
 
+// ioPending reports device I/O in flight.
+func (s *shard) ioPending() bool {
+	return len(s.inflight) > 0 || len(s.reads) > 0
+}
+
 // idle reports that nothing is in flight or waiting.
 func (s *shard) idle() bool {
-	return s.inflight == nil && len(s.cur.descs) == 0 && len(s.reads) == 0 && len(s.waitq) == 0 && s.clean.reading == 0
+	return len(s.inflight) == 0 && len(s.cur.descs) == 0 && len(s.reads) == 0 && len(s.waitq) == 0 && s.clean.reading == 0
 }
 
 // sleep blocks until a request or a completion arrives (or 100 ms pass,
@@ -342,7 +381,7 @@ func (s *shard) sleep() {
 			s.dispatch(s.comps)
 			return
 		}
-	} else if len(s.reads) > 0 || s.inflight != nil {
+	} else if s.ioPending() {
 		s.w.sleeping.Store(false)
 		return
 	}
@@ -545,10 +584,11 @@ func (s *shard) placeBatch(n int, blocks uint32, cleaner bool) error {
 		b.seq = s.batchSeq
 		return nil
 	}
-	if s.inflight != nil {
-		// The segment switch waits for the in-flight batch, so that a
-		// segment's last batch is durable before the next one is written
-		// (recovery then finds a torn tail only in a shard's last segment).
+	if len(s.inflight) > 0 {
+		// The segment switch waits for the batches in flight, so that a
+		// segment's last batch is durable before the next segment is
+		// written (recovery then finds a torn tail only in a shard's last
+		// segment).
 		return errRetryLater
 	}
 	seg, gen, err := s.e.alloc.take(cleaner)
@@ -580,12 +620,13 @@ func (s *shard) nextVersion(obj ObjectID) uint64 {
 	return st.Version + 1
 }
 
-// maybeSeal writes the current batch when nothing is in flight: group
-// commit, since everything that arrived while the previous batch was being
-// written and flushed rides in this one.
+// maybeSeal writes the current batch when fewer than maxInflight batches
+// are in flight: group commit, since everything that arrived while the
+// earlier batches were being written rides in this one, and pipelining,
+// since a second batch is written while the first one's flush completes.
 func (s *shard) maybeSeal() bool {
 	b := s.cur
-	if s.inflight != nil || len(b.descs) == 0 {
+	if len(s.inflight) >= maxInflight || len(b.descs) == 0 {
 		return false
 	}
 	h := EncodeBatchHeader(b.hdr, b.descs, b.gen, b.seq)
@@ -619,8 +660,9 @@ func (s *shard) maybeSeal() bool {
 	s.openPos = b.pos + size
 	s.batchSeq++
 	s.sinceCkpt += int64(size)
-	s.inflight, s.cur, s.spare = b, s.spare, nil
-	s.cur.reset()
+	b.tag = tag
+	s.inflight = append(s.inflight, b)
+	s.cur = s.spareBatch()
 	s.stats.batches.Add(1)
 	s.stats.records.Add(uint64(len(b.descs)))
 	return true
@@ -652,10 +694,25 @@ func (s *shard) dispatch(comps []ioCompletion) {
 	}
 }
 
+func (s *shard) spareBatch() *batch {
+	if n := len(s.spares); n > 0 {
+		b := s.spares[n-1]
+		s.spares = s.spares[:n-1]
+		return b
+	}
+	return &batch{hdr: directio.AlignedBlock(maxHeaderBlocks * 4096)}
+}
+
 func (s *shard) batchIO(c ioCompletion) {
-	b := s.inflight
+	tag := c.tag &^ tagKindMax
+	var b *batch
+	for _, x := range s.inflight {
+		if x.tag == tag {
+			b = x
+		}
+	}
 	if b == nil {
-		panic(fmt.Sprintf("engine: shard %d: batch completion %#x with no batch in flight", s.id, c.tag))
+		panic(fmt.Sprintf("engine: shard %d: completion %#x of no batch in flight", s.id, c.tag))
 	}
 	if c.tag&tagKindMax == tagWrite {
 		b.writeRes = c.res
@@ -663,16 +720,29 @@ func (s *shard) batchIO(c ioCompletion) {
 		b.flushRes = c.res
 	}
 	b.waiting--
-	if b.waiting > 0 {
-		return
+	// Acknowledge in log order: a batch that is durable before an older
+	// one waits for it.
+	for len(s.inflight) > 0 && s.inflight[0].waiting == 0 {
+		b := s.inflight[0]
+		s.inflight[0] = nil
+		s.inflight = s.inflight[1:]
+		s.batchDone(b)
 	}
-	s.inflight = nil
+}
+
+// batchDone acknowledges and applies a batch whose write and flush have
+// completed, or fails it.
+func (s *shard) batchDone(b *batch) {
 	want := 0
 	for _, v := range b.iov {
 		want += len(v)
 	}
 	var err error
 	switch {
+	case s.failed != nil:
+		// An older batch failed: this one may be on the device, but
+		// nothing after a failed batch may be acknowledged.
+		err = s.failed
 	case b.writeRes < 0:
 		err = fmt.Errorf("%w: shard %d: writing batch %d at segment %d offset %d: %v", ErrFailed, s.id, b.seq, b.seg, b.pos, unix.Errno(-b.writeRes))
 	case int(b.writeRes) != want:
@@ -682,8 +752,8 @@ func (s *shard) batchIO(c ioCompletion) {
 	}
 	s.stats.batchLat.observe(time.Since(b.started))
 	if err != nil {
-		// The batch may or may not be on the device; nothing after it may
-		// be acknowledged, so the shard stops taking mutations.
+		// The batch may or may not be on the device; the shard stops
+		// taking mutations.
 		s.fail(err)
 		for _, br := range b.done {
 			s.complete(br.r, err)
@@ -706,7 +776,7 @@ func (s *shard) batchIO(c ioCompletion) {
 		}
 	}
 	b.reset()
-	s.spare = b
+	s.spares = append(s.spares, b)
 	if s.sinceCkpt >= s.e.opts.CheckpointBytes {
 		s.ckptWanted = true
 	}
@@ -919,11 +989,13 @@ func (s *shard) getScratch(size int) []byte {
 			s.scratch = s.scratch[:n-1]
 			return b[:size]
 		}
-		return directio.AlignedBlock(recordMaxBytes)[:size]
+		return directio.AlignedBlock(recordMaxBytes)[:size:recordMaxBytes]
 	}
 	return directio.AlignedBlock(size)
 }
 
+// putScratch keeps a record buffer for reuse; only full-size ones (capped
+// at recordMaxBytes by getScratch) are kept.
 func (s *shard) putScratch(b []byte) {
 	if cap(b) == recordMaxBytes && len(s.scratch) < 64 {
 		s.scratch = append(s.scratch, b[:cap(b)])

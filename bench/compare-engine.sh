@@ -1,0 +1,161 @@
+#!/usr/bin/env bash
+# compare-engine.sh measures the weft storage engine (weft bench engine:)
+# against fio on a raw file of the same file system, alternating which runs
+# first each round, and prints markdown tables of medians and ratios: the
+# benchmark table of the engine issue.
+set -euo pipefail
+
+usage() {
+	cat <<'USAGE'
+usage: bench/compare-engine.sh
+
+Builds bin/weft, then runs, ROUNDS times each, alternating fio and the engine:
+  4k randread  iodepth=32   fio raw (io_uring, direct)  vs engine
+  4k randwrite iodepth=32   fio raw, no fsync           vs engine (every write durable)
+  4k write     iodepth=1    fio + fdatasync after each  vs engine (every write durable)
+then the same three on an engine device filled to 80% with the cleaner
+running, and 4k randread / write at iodepth=1 under the poll, hybrid and
+interrupt reactor modes.
+
+Environment:
+  DIR      directory for the files (default /var/tmp); a real file system,
+           not tmpfs (O_DIRECT)
+  SIZE     bytes each job addresses (default 1g)
+  RUNTIME  duration of each run (default 10s)
+  ROUNDS   rounds per pair (default 3)
+  KEEP     1 keeps the files afterwards
+
+Needs fio 3.x and jq on PATH, and Go to build weft.
+USAGE
+}
+
+case "${1:-}" in
+-h | --help)
+	usage
+	exit 0
+	;;
+esac
+
+DIR=${DIR:-/var/tmp}
+SIZE=${SIZE:-1g}
+RUNTIME=${RUNTIME:-10s}
+ROUNDS=${ROUNDS:-3}
+
+for tool in fio jq; do
+	if ! command -v $tool >/dev/null 2>&1; then
+		echo "compare-engine.sh: $tool is not on PATH (apt-get install -y $tool)" >&2
+		exit 1
+	fi
+done
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+go build -o bin/weft ./tools/weft
+
+RAW=$DIR/weft-cmp-raw.dat
+DEV=$DIR/weft-cmp-engine.dev
+FULL=$DIR/weft-cmp-engine80.dev
+cleanup() {
+	if [ "${KEEP:-0}" != 1 ]; then rm -f "$RAW" "$DEV" "$FULL"; fi
+}
+trap cleanup EXIT
+
+common=(--bs=4k --size="$SIZE" --runtime="$RUNTIME" --time_based --output-format=json)
+
+# fio_run NAME ARGS... prints fio's JSON.
+fio_run() {
+	local name=$1
+	shift
+	fio --name="$name" --filename="$RAW" --ioengine=io_uring --direct=1 "${common[@]}" "$@"
+}
+
+# weft_run DEVICE NAME ARGS... prints weft bench's JSON.
+weft_run() {
+	local dev=$1 name=$2
+	shift 2
+	bin/weft bench --name="$name" --filename="engine:$dev" "${common[@]}" "$@" 2>/dev/null
+}
+
+# Metrics from fio-shaped JSON: IOPS of the job's direction, and clat
+# percentiles in microseconds. fio's sync (fdatasync) latency is added to
+# the write latency for the durable-write comparison.
+iops() { jq -r "[.jobs[0].$1.iops] | add | floor"; }
+p50() { jq -r ".jobs[0].$1.clat_ns.percentile[\"50.000000\"] / 1000 | floor"; }
+p99() { jq -r ".jobs[0].$1.clat_ns.percentile[\"99.000000\"] / 1000 | floor"; }
+p50sync() { jq -r "(.jobs[0].write.clat_ns.percentile[\"50.000000\"] + (.jobs[0].sync.lat_ns.percentile[\"50.000000\"] // 0)) / 1000 | floor"; }
+
+median() { sort -n | awk '{a[NR]=$1} END {if (NR%2) print a[(NR+1)/2]; else print int((a[NR/2]+a[NR/2+1])/2)}'; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b == 0) print "n/a"; else printf "%.2f", a / b }'; }
+
+echo "# weft engine vs fio"
+echo
+echo "- date: $(date -u '+%Y-%m-%d %H:%M:%S UTC')"
+echo "- kernel: $(uname -srm); $(nproc) CPUs"
+echo "- fio: $(fio --version); weft: $(git describe --always --dirty 2>/dev/null || echo unknown)"
+echo "- files in $DIR ($(df -T "$DIR" | awk 'NR==2 {print $2}')), size $SIZE, runtime $RUNTIME, $ROUNDS rounds, medians"
+echo
+
+# Lay out the raw file and the engine device once (fio writes the file in
+# full; weft bench creates and lays out the device on its first read job).
+fio --name=layout --filename="$RAW" --rw=write --bs=1m --size="$SIZE" --direct=1 --ioengine=io_uring >/dev/null
+weft_run "$DEV" layout --rw=randread --runtime=1s >/dev/null
+
+# pair TITLE METRIC FIO_JOB_ARGS -- WEFT_JOB_ARGS: ROUNDS alternating runs;
+# prints a table row.
+declare -A raw
+pair() {
+	local title=$1 metric=$2
+	shift 2
+	local fargs=() wargs=()
+	while [ $# -gt 0 ] && [ "$1" != -- ]; do fargs+=("$1"); shift; done
+	shift
+	wargs=("$@")
+	local f=() w=()
+	for r in $(seq 1 "$ROUNDS"); do
+		local fo wo
+		if [ $((r % 2)) = 1 ]; then
+			fo=$(fio_run cmp "${fargs[@]}"); wo=$(weft_run "${DEVICE:-$DEV}" cmp "${wargs[@]}")
+		else
+			wo=$(weft_run "${DEVICE:-$DEV}" cmp "${wargs[@]}"); fo=$(fio_run cmp "${fargs[@]}")
+		fi
+		f+=("$(echo "$fo" | eval "$metric")")
+		w+=("$(echo "$wo" | eval "${WMETRIC:-$metric}")")
+	done
+	local fm wm
+	fm=$(printf '%s\n' "${f[@]}" | median)
+	wm=$(printf '%s\n' "${w[@]}" | median)
+	echo "| $title | $fm | $wm | $(ratio "$wm" "$fm") | ${f[*]} | ${w[*]} |"
+}
+
+echo "## Engine vs raw device"
+echo
+echo "| workload | fio | engine | engine/fio | fio rounds | engine rounds |"
+echo "|---|---|---|---|---|---|"
+pair "4k randread qd32 IOPS" "iops read" --rw=randread --iodepth=32 -- --rw=randread --iodepth=32
+pair "4k randwrite qd32 IOPS (engine durable, fio no fsync)" "iops write" --rw=randwrite --iodepth=32 -- --rw=randwrite --iodepth=32
+WMETRIC="p50 write" pair "4k write qd1 p50 µs (fio: write+fdatasync)" "p50sync" --rw=randwrite --iodepth=1 --fdatasync=1 -- --rw=randwrite --iodepth=1
+echo
+
+echo "## With the cleaner running (engine device 80% full)"
+echo
+echo "| workload | fio | engine | engine/fio | fio rounds | engine rounds |"
+echo "|---|---|---|---|---|---|"
+weft_run "$FULL" layout --rw=randread --runtime=1s --engine_fill=0.8 >/dev/null
+DEVICE=$FULL pair "4k randwrite qd32 IOPS" "iops write" --rw=randwrite --iodepth=32 -- --rw=randwrite --iodepth=32 --engine_fill=0.8
+DEVICE=$FULL pair "4k randread qd32 IOPS" "iops read" --rw=randread --iodepth=32 -- --rw=randread --iodepth=32 --engine_fill=0.8
+DEVICE=$FULL WMETRIC="p50 write" pair "4k write qd1 p50 µs (fio: write+fdatasync)" "p50sync" --rw=randwrite --iodepth=1 --fdatasync=1 -- --rw=randwrite --iodepth=1 --engine_fill=0.8
+echo
+
+echo "## Reactor polling modes, iodepth=1 (µs)"
+echo
+echo "| mode | randread p50 | randread p99 | write p50 | write p99 |"
+echo "|---|---|---|---|---|"
+for mode in poll hybrid interrupt; do
+	rp50=() rp99=() wp50=() wp99=()
+	for r in $(seq 1 "$ROUNDS"); do
+		o=$(weft_run "$DEV" modes --rw=randread --iodepth=1 --engine_mode=$mode)
+		rp50+=("$(echo "$o" | p50 read)") rp99+=("$(echo "$o" | p99 read)")
+		o=$(weft_run "$DEV" modes --rw=randwrite --iodepth=1 --engine_mode=$mode)
+		wp50+=("$(echo "$o" | p50 write)") wp99+=("$(echo "$o" | p99 write)")
+	done
+	echo "| $mode | $(printf '%s\n' "${rp50[@]}" | median) | $(printf '%s\n' "${rp99[@]}" | median) | $(printf '%s\n' "${wp50[@]}" | median) | $(printf '%s\n' "${wp99[@]}" | median) |"
+done
