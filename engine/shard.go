@@ -180,7 +180,7 @@ type shard struct {
 	openPos  uint32
 	batchSeq uint64 // next batch sequence number
 
-	cur      *batch // being filled
+	cur *batch // being filled
 	// inflight holds the batches being written, oldest first, at most
 	// maxInflight; they are acknowledged and applied in this order.
 	inflight []*batch
