@@ -74,6 +74,10 @@ func (s *shard) cleanStep() bool {
 			return true
 		}
 		budget := s.e.opts.Cleaner.BytesPerBatch
+		if s.e.alloc.nfree.Load() <= int64(s.e.alloc.reserve)+1 {
+			// Writes wait for the cleaner: clean at full speed.
+			budget *= 4
+		}
 		for len(c.todo) > 0 && budget > 0 {
 			x := c.todo[0]
 			c.todo = c.todo[1:]
@@ -121,8 +125,8 @@ func (s *shard) pickVictim() bool {
 			best, bestScore = seg, score
 		}
 	}
-	if waiting && !s.ckptPending {
-		s.ckptWanted = true
+	if waiting {
+		s.wantCheckpointIfFrees()
 	}
 	// With no room beyond the reserve, a new victim would relocate into
 	// segments that only a checkpoint can give back: free the cleaned
@@ -204,8 +208,10 @@ func (s *shard) victimDone() {
 	if st := s.segs[seg]; st != nil && st.live != 0 {
 		s.e.opts.Logger.Warn("engine: cleaned segment still has live data", "shard", s.id, "segment", seg, "live", st.live)
 	}
-	s.ckptWanted = true
+	// A victim closed before the last durable checkpoint is freed now; a
+	// younger one needs a checkpoint first.
 	s.maybeFree(seg)
+	s.wantCheckpointIfFrees()
 }
 
 // cleanAbort drops the cleaner's work after a device failure.

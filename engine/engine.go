@@ -611,32 +611,5 @@ func (s *shard) checkpointDone(r *Request) {
 		}
 		s.maybeFree(seg)
 	}
-	// Writes waiting for space, and neither freed segments nor cleaner
-	// progress since the last checkpoint: after a few such checkpoints
-	// the device is full, and they get ErrNoSpace rather than wait
-	// forever. A cleaner stuck without room to relocate into gives up its
-	// victim too.
-	progress := s.stats.segsFreed.Load() + s.clean.relocated
-	if debugRecovery && len(s.waitq) > 0 {
-		live, owned := uint64(0), 0
-		for _, st := range s.segs {
-			live += st.live
-			owned++
-		}
-		fmt.Printf("shard %d ckptdone ok=%v waitq=%d nfree=%d progress=%d last=%d victim=%d todo=%d ready=%d queued=%d reading=%d owned=%d live=%d cur=%d inflight=%d\n",
-			s.id, ok, len(s.waitq), s.e.alloc.nfree.Load(), progress, s.lastProgress, s.clean.victim, len(s.clean.todo), len(s.clean.ready), s.clean.queued, s.clean.reading, owned, live, len(s.cur.descs), len(s.inflight))
-	}
-	if len(s.waitq) > 0 && progress == s.lastProgress {
-		if s.noSpaceCkpts++; s.noSpaceCkpts >= 3 {
-			s.noSpaceCkpts = 0
-			s.failWaiting(fmt.Errorf("%w: shard %d: every segment holds live or snapshot data", ErrNoSpace, s.id))
-			if s.clean.victim != NoSegment && s.clean.queued == 0 && s.clean.reading == 0 {
-				s.cleanAbort()
-			}
-		}
-	} else {
-		s.noSpaceCkpts = 0
-	}
-	s.lastProgress = progress
 	s.complete(r, nil)
 }

@@ -190,10 +190,6 @@ type shard struct {
 	// them so a shard's mutations stay in order, while reads and internal
 	// requests go on being served.
 	waitq []*Request
-	// noSpaceCkpts counts checkpoints that freed nothing while waitq was
-	// waiting for space; after a few, the waiting writes get ErrNoSpace.
-	noSpaceCkpts int
-	lastProgress uint64
 	waitSince    time.Time // when waitq's head started waiting
 	failed       error
 
@@ -521,6 +517,18 @@ func (s *shard) addMutation(r *Request) (wait bool) {
 	if !s.roomFor(r) {
 		return true
 	}
+	if r.Op == OpWrite && s.e.alloc.nfree.Load() <= int64(s.e.alloc.reserve) {
+		// The free segments left are the cleaner's: a write waits for it
+		// to free some, even when the open segment has room, or the
+		// cleaner could find no room to relocate into and the device
+		// would stay full of dead data.
+		s.wantCheckpointIfFrees()
+		if !s.reclaimable() {
+			s.complete(r, fmt.Errorf("%w: shard %d: every segment holds live or snapshot data", ErrNoSpace, s.id))
+			return false
+		}
+		return true
+	}
 	n, blocks := recordsOf(r)
 	b := s.cur
 	if len(b.descs) == 0 {
@@ -594,7 +602,7 @@ func (s *shard) placeBatch(n int, blocks uint32, cleaner bool) error {
 	seg, gen, err := s.e.alloc.take(cleaner)
 	if err != nil {
 		if s.reclaimable() {
-			s.ckptWanted = true
+			s.wantCheckpointIfFrees()
 			return errRetryLater
 		}
 		return err
@@ -897,6 +905,22 @@ func (s *shard) maybeFree(seg uint32) {
 	delete(s.segs, seg)
 	s.e.alloc.give(seg)
 	s.stats.segsFreed.Add(1)
+}
+
+// wantCheckpointIfFrees asks for a checkpoint when one would free a
+// segment: one that is dead and unpinned but was not yet closed (or was
+// pinned) when the last durable checkpoint was captured. Checkpoints
+// write the whole index, so they are not asked for otherwise.
+func (s *shard) wantCheckpointIfFrees() {
+	if s.ckptPending || s.ckptWanted {
+		return
+	}
+	for seg, st := range s.segs {
+		if st.live == 0 && st.pins == 0 && st.closed && !st.durableFree && seg != s.clean.victim {
+			s.ckptWanted = true
+			return
+		}
+	}
 }
 
 // reclaimable reports whether a checkpoint or the cleaner can free a
