@@ -189,9 +189,9 @@ type shard struct {
 	// log (the batch in flight, or space); later mutations queue behind
 	// them so a shard's mutations stay in order, while reads and internal
 	// requests go on being served.
-	waitq []*Request
-	waitSince    time.Time // when waitq's head started waiting
-	failed       error
+	waitq     []*Request
+	waitSince time.Time // when waitq's head started waiting
+	failed    error
 
 	reads   map[uint64]*readOp
 	nextTag uint64
