@@ -13,14 +13,18 @@ all: build
 build:
 	$(GO) build -o $(BIN) ./tools/weft
 
-# The embedded default. Until the cluster exists (see README), it runs
-# weft bench on a temporary file and prints the summary.
+# The embedded default. Until the cluster exists (see README), it runs the
+# storage engine in-process under weft bench on a temporary device: a mixed
+# 4k random read/write job whose writes are all durable, then the same job
+# on a plain file for comparison.
 run: build
-	@f=$$(mktemp -p $(RUNDIR) weft-run.XXXXXX.dat) && rm -f $$f && \
-	trap 'rm -f '$$f EXIT && \
+	@d=$$(mktemp -d -p $(RUNDIR) weft-run.XXXXXX) && \
+	trap 'rm -rf '$$d EXIT && \
 	$(BIN) iobackend && \
-	$(BIN) bench --name=randrw --rw=randrw --bs=4k --size=256m --iodepth=32 \
-		--runtime=5s --time_based --direct=1 file:$$f
+	$(BIN) bench --name=engine-randrw --rw=randrw --bs=4k --size=256m --iodepth=32 \
+		--runtime=5s --time_based engine:$$d/engine.dev && \
+	$(BIN) bench --name=file-randrw --rw=randrw --bs=4k --size=256m --iodepth=32 \
+		--runtime=5s --time_based --direct=1 file:$$d/file.dat
 
 # Packages the tests need: fio for the comparison tests, fuse3 for the
 # mount tests of later issues. Installed only when missing and when we can.
@@ -67,13 +71,19 @@ fuzz:
 fuzz-short:
 	$(MAKE) fuzz FUZZTIME=3s
 
-# Micro-benchmarks (0 allocs/op on the ring hot path), then weft against fio.
+# Micro-benchmarks (0 allocs/op on the ring hot path; RPC round trips;
+# engine recovery), then weft bench and the engine against fio. Device
+# files go to RUNDIR (a real file system: O_DIRECT).
 bench: build
-	$(GO) test -run '^$$' -bench . -benchmem -count 3 ./ioring ./bench
+	$(GO) test -run '^$$' -bench . -benchmem -count 3 ./ioring ./bench ./net
+	WEFT_BENCH_DIR=$(RUNDIR) $(GO) test -run '^$$' -bench 'Index|RandRead' -benchmem -count 3 ./engine
+	WEFT_BENCH_DIR=$(RUNDIR) $(GO) test -run '^$$' -bench 'Recovery' -benchtime 3x -count 3 ./engine
 	bench/compare-fio.sh
+	DIR=$(RUNDIR) bench/compare-engine.sh
 
 compare: build
 	bench/compare-fio.sh
+	DIR=$(RUNDIR) bench/compare-engine.sh
 
 clean:
 	rm -rf bin
