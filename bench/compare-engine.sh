@@ -13,7 +13,9 @@ Builds bin/weft, then runs, ROUNDS times each, alternating fio and the engine:
   4k randread  iodepth=32   fio raw (io_uring, direct)  vs engine
   4k randwrite iodepth=32   fio raw, no fsync           vs engine (every write durable)
   4k write     iodepth=1    fio + fdatasync after each  vs engine (every write durable)
-then the same three on an engine device filled to 80% with the cleaner
+and 4k randwrite iodepth=32 on an engine device formatted power-loss protected
+(no flushes: the log's own cost), then the same three on an engine device
+filled to 80% with the cleaner
 running, and 4k randread / write at iodepth=1 under the poll, hybrid and
 interrupt reactor modes.
 
@@ -54,8 +56,9 @@ go build -o bin/weft ./tools/weft
 RAW=$DIR/weft-cmp-raw.dat
 DEV=$DIR/weft-cmp-engine.dev
 FULL=$DIR/weft-cmp-engine80.dev
+PLPDEV=$DIR/weft-cmp-engine-plp.dev
 cleanup() {
-	if [ "${KEEP:-0}" != 1 ]; then rm -f "$RAW" "$DEV" "$FULL"; fi
+	if [ "${KEEP:-0}" != 1 ]; then rm -f "$RAW" "$DEV" "$FULL" "$PLPDEV"; fi
 }
 trap cleanup EXIT
 
@@ -133,6 +136,8 @@ echo "|---|---|---|---|---|---|"
 pair "4k randread qd32 IOPS" "iops read" --rw=randread --iodepth=32 -- --rw=randread --iodepth=32
 pair "4k randwrite qd32 IOPS (engine durable, fio no fsync)" "iops write" --rw=randwrite --iodepth=32 -- --rw=randwrite --iodepth=32
 WMETRIC="p50 write" pair "4k write qd1 p50 µs (fio: write+fdatasync)" "p50sync" --rw=randwrite --iodepth=1 --fdatasync=1 -- --rw=randwrite --iodepth=1
+weft_run "$PLPDEV" layout --rw=randread --runtime=1s --engine_plp >/dev/null
+DEVICE=$PLPDEV pair "4k randwrite qd32 IOPS, engine device formatted PLP (no flush)" "iops write" --rw=randwrite --iodepth=32 -- --rw=randwrite --iodepth=32 --engine_plp
 echo
 
 echo "## With the cleaner running (engine device 80% full)"

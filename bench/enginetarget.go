@@ -216,6 +216,8 @@ func diffEngineOptions(a, b EngineOptions) (name, va, vb string) {
 		return "engine_segment_size", seg(a.SegmentSize), seg(b.SegmentSize)
 	case a.Shards != b.Shards:
 		return "engine_shards", strconv.Itoa(a.Shards), strconv.Itoa(b.Shards)
+	case a.PLP != b.PLP:
+		return "engine_plp", strconv.FormatBool(a.PLP), strconv.FormatBool(b.PLP)
 	case !slices.Equal(a.Cores, b.Cores):
 		return "engine_cores", cores(a.Cores), cores(b.Cores)
 	case a.Mode != b.Mode:
@@ -347,7 +349,7 @@ func (et *engineTarget) create(ctx context.Context, t *target, progress io.Write
 	if err := writeZeros(ctx, et.path, et.devSize); err != nil {
 		return fmt.Errorf("bench: creating %s: %w", et.target, err)
 	}
-	sb, err := engine.Format(vfs.Default, engine.FormatRequest{Path: et.path, Options: engine.FormatOptions{SegmentSize: uint32(et.segSize)}})
+	sb, err := engine.Format(vfs.Default, engine.FormatRequest{Path: et.path, Options: engine.FormatOptions{SegmentSize: uint32(et.segSize), PLP: et.opts.PLP}})
 	if err != nil {
 		return fmt.Errorf("bench: formatting %s: %w", et.target, err)
 	}

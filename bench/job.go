@@ -107,6 +107,11 @@ type EngineOptions struct {
 	Cores []int
 	// Mode is engine_mode=: how idle reactors wait; default hybrid.
 	Mode engine.PollMode
+	// PLP is engine_plp=1: a device the run creates is formatted as
+	// power-loss protected, so the engine skips flushes (it measures the
+	// log without the device's flush cost; only true of devices with
+	// power-loss protection).
+	PLP bool
 }
 
 // targetScheme splits a Job.Target into its scheme (schemeFile or

@@ -154,6 +154,9 @@ on the same engine:PATH must give the same values):
                        none (no pinning)
   --engine_mode=MODE   how idle reactors wait: poll, hybrid (default) or
                        interrupt
+  --engine_plp         format a device the run creates as power-loss
+                       protected: the engine skips flushes (measures the log
+                       without the flush cost; true only of PLP devices)
 With engine:, size= is required (the bytes the job addresses); every write
 is durable when it completes, so fsync= and ioengine=psync are refused; bs
 is at most 4m for jobs that write; direct, fixedbufs, registerfiles and
@@ -213,6 +216,7 @@ const (
 	optEngineShards
 	optEngineCores
 	optEngineMode
+	optEnginePLP
 	optCount
 )
 
@@ -348,6 +352,7 @@ var jobOptionDefs = [optCount]jobOptionDef{
 		j.Engine.Cores = cpus
 		return ""
 	}},
+	optEnginePLP: {name: "engine_plp", set: setFlag("engine_plp", func(j *Job) *bool { return &j.Engine.PLP })},
 	optEngineMode: {name: "engine_mode", set: func(j *Job, v string) string {
 		m, err := engine.ParsePollMode(v)
 		if err != nil || v == "" {
@@ -442,7 +447,7 @@ const jobOptionNames = "rw, bs, size, iodepth, numjobs, runtime, time_based, ram
 	"fsync, ioengine, rwmixread, group_reporting, filename, description, iodepth_batch_submit, " +
 	"iodepth_batch, fixedbufs, registerfiles, sqthread_poll, iodepth_batch_complete_min, " +
 	"iodepth_batch_complete, iodepth_batch_complete_max, engine_object_size, engine_fill, " +
-	"engine_segment_size, engine_shards, engine_cores, engine_mode"
+	"engine_segment_size, engine_shards, engine_cores, engine_mode, engine_plp"
 
 // cliOptionNames lists everything ParseArgs takes after "--".
 const cliOptionNames = "name, " + jobOptionNames + ", output-format, compare-fio, rounds, eta, fio, help"
@@ -1439,6 +1444,9 @@ func missingOptions(j *Job, opts []Option) []Option {
 	}
 	if j.Engine.Mode != got.Engine.Mode {
 		add(optEngineMode, j.Engine.Mode.String())
+	}
+	if j.Engine.PLP != got.Engine.PLP {
+		add(optEnginePLP, "1")
 	}
 	return out
 }

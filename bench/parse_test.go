@@ -283,7 +283,7 @@ func TestUsageDocumentsEveryOption(t *testing.T) {
 func TestParseArgsProblems(t *testing.T) {
 	const accepted = "accepted: name, rw, bs, size, iodepth, numjobs, runtime, time_based, ramp_time, direct, " +
 		"fsync, ioengine, rwmixread, group_reporting, filename, description, iodepth_batch_submit, iodepth_batch, fixedbufs, registerfiles, sqthread_poll, iodepth_batch_complete_min, iodepth_batch_complete, iodepth_batch_complete_max, " +
-		"engine_object_size, engine_fill, engine_segment_size, engine_shards, engine_cores, engine_mode, output-format, compare-fio, rounds, eta, fio, help"
+		"engine_object_size, engine_fill, engine_segment_size, engine_shards, engine_cores, engine_mode, engine_plp, output-format, compare-fio, rounds, eta, fio, help"
 	const notTarget = "accepted: file:PATH, engine:PATH"
 	const notFilename = "accepted: a path, file:PATH or engine:PATH"
 	missing := filepath.Join(t.TempDir(), "missing.fio")
