@@ -226,26 +226,7 @@ func TestMainEngineBadInput(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			out, errs, status := runMain(t, c.args...)
-			if status != ExitUsage {
-				t.Errorf("status %d, want %d; stderr: %s", status, ExitUsage, errs)
-			}
-			if out != "" {
-				t.Errorf("stdout not empty: %q", out)
-			}
-			for _, w := range c.want {
-				if !strings.Contains(errs, w) {
-					t.Errorf("stderr %q lacks %q", errs, w)
-				}
-			}
-			for _, line := range strings.Split(strings.TrimSpace(errs), "\n") {
-				if !strings.HasPrefix(line, "bench: ") {
-					t.Errorf("problem line %q does not start with \"bench: \"", line)
-				}
-			}
-			if _, err := os.Stat(path); !os.IsNotExist(err) {
-				t.Errorf("bad input created %s", path)
-			}
+			checkUsageError(t, path, c.args, c.want)
 			if data, _ := os.ReadFile(junk); !bytes.Equal(data, junkData) {
 				t.Errorf("bad input changed %s", junk)
 			}

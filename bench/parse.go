@@ -154,7 +154,7 @@ on the same engine:PATH must give the same values):
                        none (no pinning)
   --engine_mode=MODE   how idle reactors wait: poll, hybrid (default) or
                        interrupt
-  --engine_plp         format a device the run creates as power-loss
+  --engine_plp=1       format a device the run creates as power-loss
                        protected: the engine skips flushes (measures the log
                        without the flush cost; true only of PLP devices)
 With engine:, size= is required (the bytes the job addresses); every write

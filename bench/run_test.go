@@ -268,26 +268,7 @@ func TestMainBadInput(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			out, errs, status := runMain(t, c.args...)
-			if status != ExitUsage {
-				t.Errorf("status %d, want %d; stderr: %s", status, ExitUsage, errs)
-			}
-			if out != "" {
-				t.Errorf("stdout not empty: %q", out)
-			}
-			for _, w := range c.want {
-				if !strings.Contains(errs, w) {
-					t.Errorf("stderr %q lacks %q", errs, w)
-				}
-			}
-			for _, line := range strings.Split(strings.TrimSpace(errs), "\n") {
-				if !strings.HasPrefix(line, "bench: ") {
-					t.Errorf("problem line %q does not start with \"bench: \"", line)
-				}
-			}
-			if _, err := os.Stat(path); !os.IsNotExist(err) {
-				t.Errorf("bad input created %s", path)
-			}
+			checkUsageError(t, path, c.args, c.want)
 		})
 	}
 }
@@ -347,5 +328,32 @@ func TestMainCompareFio(t *testing.T) {
 	}
 	if !strings.Contains(errs, "round 1/1 fio") || !strings.Contains(errs, "round 1/1 weft") {
 		t.Errorf("no per-run progress lines on stderr: %q", errs)
+	}
+}
+
+// checkUsageError runs weft bench with args and requires exit status 2,
+// nothing on stdout, every wanted fragment on stderr, every stderr line
+// starting with "bench: ", and no file created at path.
+func checkUsageError(t *testing.T, path string, args, want []string) {
+	t.Helper()
+	out, errs, status := runMain(t, args...)
+	if status != ExitUsage {
+		t.Errorf("status %d, want %d; stderr: %s", status, ExitUsage, errs)
+	}
+	if out != "" {
+		t.Errorf("stdout not empty: %q", out)
+	}
+	for _, w := range want {
+		if !strings.Contains(errs, w) {
+			t.Errorf("stderr %q lacks %q", errs, w)
+		}
+	}
+	for _, line := range strings.Split(strings.TrimSpace(errs), "\n") {
+		if !strings.HasPrefix(line, "bench: ") {
+			t.Errorf("problem line %q does not start with \"bench: \"", line)
+		}
+	}
+	if _, err := os.Stat(path); !os.IsNotExist(err) {
+		t.Errorf("bad input created %s", path)
 	}
 }

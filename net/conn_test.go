@@ -140,6 +140,9 @@ func blockingServer(t *testing.T, mod func(*ServerConfig)) (*testServer, chan st
 		select {
 		case <-release:
 		case <-ctx.Done():
+			// The connection is closing: a reply could still race out
+			// ahead of the close and make the in-flight call succeed.
+			return
 		}
 		echo(ctx, req, w)
 	})

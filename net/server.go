@@ -606,6 +606,9 @@ func (nopOwner) frameWritten(*outFrame, error) {}
 
 // close closes the connection at once.
 func (c *serverConn) close() {
-	c.cancel()
+	// The socket first: a handler woken by the cancellation must find
+	// it closed, or its reply could still reach a client that is being
+	// told the connection died.
 	c.nc.Close()
+	c.cancel()
 }
