@@ -130,15 +130,13 @@ func (r *ringIO) queueRead(off int64, buf []byte, tag uint64) bool {
 }
 
 func (r *ringIO) submit() error {
-	for {
-		_, err := r.ring.Submit()
-		if errors.Is(err, ioring.ErrBusy) {
-			// Completions must be reaped first; the reactor does that on
-			// its next pass and submits again.
-			return nil
-		}
-		return err
+	_, err := r.ring.Submit()
+	if errors.Is(err, ioring.ErrBusy) {
+		// Completions must be reaped first; the reactor does that on its
+		// next pass and submits again.
+		return nil
 	}
+	return err
 }
 
 func (r *ringIO) reap(dst []ioCompletion) []ioCompletion {

@@ -12,12 +12,12 @@ import (
 // goroutine; the histograms only by the shard, which copies them when
 // asked (opStats), so recording stays lock-free.
 type shardStats struct {
-	loops, busyNs, sleeps, sleepNs  atomic.Int64
-	batches, records, deviceReads   atomic.Uint64
-	segsFreed, corrupt              atomic.Uint64
-	readLat, writeLat, otherLat     latency
-	batchLat                        latency
-	reads, writes, others, failures uint64
+	loops, busyNs, sleeps, sleepNs atomic.Int64
+	batches, records, deviceReads  atomic.Uint64
+	segsFreed, corrupt             atomic.Uint64
+	readLat, writeLat, otherLat    latency
+	batchLat                       latency
+	reads, writes, others          uint64
 }
 
 // latency is a histogram of microseconds, 1 µs to 100 s.
@@ -129,7 +129,6 @@ type Stats struct {
 	CheckpointTime  time.Duration
 	Recovery        RecoveryStats
 	Shards          []ShardStats
-	started         time.Time
 }
 
 func (s *shard) statsSnapshot() ShardStats {
