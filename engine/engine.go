@@ -396,7 +396,11 @@ func (e *Engine) broadcast(mk func() *Request) ([]any, error) {
 
 // Close writes a final checkpoint (so the next Open replays nothing),
 // stops the reactors after they finish what is in flight, and releases the
-// device.
+// device. Requests submitted after Close began fail with ErrClosed; the
+// caller must not Submit concurrently with Close (a request that races
+// past the check may never complete).
+//
+// TODO: complete such stragglers with ErrClosed instead.
 func (e *Engine) Close() error {
 	e.closeMu.Lock()
 	defer e.closeMu.Unlock()
