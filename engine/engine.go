@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"runtime"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -41,10 +42,11 @@ type Engine struct {
 	snaps    map[uint64]*Snapshot
 	nextSnap uint64
 
-	started  time.Time
-	closed   atomic.Bool
-	closeMu  sync.Mutex
-	recovery RecoveryStats
+	started    time.Time
+	closed     atomic.Bool
+	submitting atomic.Int64 // Submit and broadcast calls past their closed check
+	closeMu    sync.Mutex
+	recovery   RecoveryStats
 }
 
 // RecoveryStats say what Open had to do.
@@ -250,6 +252,11 @@ func (e *Engine) shardOf(obj ObjectID) *shard {
 func (e *Engine) Submit(r *Request) {
 	r.Err, r.N, r.Version, r.ResultSeq, r.State = nil, 0, 0, 0, ObjectState{}
 	r.submitted = time.Now()
+	// Invariant: a request that passes the closed check is pushed before
+	// Close stops the reactors (Close waits for submitting to drain after
+	// setting closed), so it completes.
+	e.submitting.Add(1)
+	defer e.submitting.Add(-1)
 	if e.closed.Load() {
 		r.Err = ErrClosed
 		r.Done <- r
@@ -369,7 +376,9 @@ func (e *Engine) notePGSeq(pg uint32, seq uint64) {
 // broadcast sends one internal request to every shard and collects their
 // results in shard order.
 func (e *Engine) broadcast(mk func() *Request) ([]any, error) {
+	e.submitting.Add(1)
 	if e.closed.Load() {
+		e.submitting.Add(-1)
 		return nil, ErrClosed
 	}
 	ch := make(chan *Request, len(e.shards))
@@ -380,6 +389,7 @@ func (e *Engine) broadcast(mk func() *Request) ([]any, error) {
 		reqs[i] = r
 		e.push(s, r)
 	}
+	e.submitting.Add(-1)
 	var first error
 	for range e.shards {
 		r := <-ch
@@ -396,11 +406,8 @@ func (e *Engine) broadcast(mk func() *Request) ([]any, error) {
 
 // Close writes a final checkpoint (so the next Open replays nothing),
 // stops the reactors after they finish what is in flight, and releases the
-// device. Requests submitted after Close began fail with ErrClosed; the
-// caller must not Submit concurrently with Close (a request that races
-// past the check may never complete).
-//
-// TODO: complete such stragglers with ErrClosed instead.
+// device. Requests submitted once Close has begun stopping the reactors
+// fail with ErrClosed; every request submitted before completes.
 func (e *Engine) Close() error {
 	e.closeMu.Lock()
 	defer e.closeMu.Unlock()
@@ -411,6 +418,7 @@ func (e *Engine) Close() error {
 	<-e.ckptDone
 	ckErr := e.checkpoint()
 	e.closed.Store(true)
+	e.waitSubmitters()
 	e.stopShards(len(e.shards))
 	err := e.dev.Close()
 	if ckErr != nil && !errors.Is(ckErr, ErrFailed) {
@@ -430,8 +438,17 @@ func (e *Engine) crashStop() {
 	e.ckptMu.Lock() // wait out a checkpoint in progress
 	e.closed.Store(true)
 	e.ckptMu.Unlock()
+	e.waitSubmitters()
 	e.stopShards(len(e.shards))
 	e.dev.Close()
+}
+
+// waitSubmitters waits until no Submit or broadcast is between its closed
+// check and its push; closed must already be set.
+func (e *Engine) waitSubmitters() {
+	for e.submitting.Load() != 0 {
+		runtime.Gosched()
+	}
 }
 
 // stopShards stops the first n reactors, waiting for each to drain.

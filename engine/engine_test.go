@@ -7,6 +7,8 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"path/filepath"
+	"sync"
+	"time"
 	"testing"
 
 	"github.com/ncw/directio"
@@ -375,4 +377,41 @@ func TestEngineMidLogCorruption(t *testing.T) {
 		t.Fatalf("open with a corrupt batch mid-log: %v, want ErrCorrupt", err)
 	}
 	t.Logf("%v", err)
+}
+
+// TestEngineCloseWhileSubmitting closes the engine under concurrent
+// submitters: every request completes, with success or ErrClosed.
+func TestEngineCloseWhileSubmitting(t *testing.T) {
+	fsys, path := memDevice(t, 24<<20, 1<<20)
+	e := openMem(t, fsys, path, 2)
+	var wg sync.WaitGroup
+	for w := range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			done := make(chan *Request, 1)
+			for i := 0; ; i++ {
+				r := &Request{Op: OpWrite, Object: ObjectID{Hi: uint64(w), Lo: uint64(i % 8)}, Buf: []byte("x"), Done: done}
+				e.Submit(r)
+				select {
+				case <-done:
+				case <-time.After(10 * time.Second):
+					t.Errorf("a request submitted around Close never completed")
+					return
+				}
+				if errors.Is(r.Err, ErrClosed) {
+					return
+				}
+				if r.Err != nil {
+					t.Errorf("write: %v", r.Err)
+					return
+				}
+			}
+		}()
+	}
+	time.Sleep(20 * time.Millisecond)
+	if err := e.Close(); err != nil {
+		t.Fatal(err)
+	}
+	wg.Wait()
 }
