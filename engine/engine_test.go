@@ -8,8 +8,8 @@ import (
 	"math/rand/v2"
 	"path/filepath"
 	"sync"
-	"time"
 	"testing"
+	"time"
 
 	"github.com/ncw/directio"
 
