@@ -1,0 +1,342 @@
+package fsproto
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"sync"
+
+	"github.com/weftfs/weft/engine"
+	"github.com/weftfs/weft/net"
+)
+
+// DedupeEntries is the default bound of a ChunkServer's table of applied
+// request ids.
+const DedupeEntries = 65536
+
+// ChunkServerConfig configures a ChunkServer.
+type ChunkServerConfig struct {
+	// Containers reports whether the server holds a container. Required.
+	// It is called concurrently.
+	Containers func(container uint64) bool
+	// Epoch is the server's epoch; requests carrying another are refused
+	// with CodeStaleEpoch.
+	// TODO(cluster): compare against the cluster map's epoch per
+	// placement group once there is one, instead of equality with a
+	// constant.
+	Epoch uint64
+	// DedupeEntries bounds the table of applied request ids. Default
+	// DedupeEntries.
+	DedupeEntries int
+	// Buffers is the pool read buffers come from. Default
+	// net.DefaultBufferPool().
+	Buffers *net.BufferPool
+	// Logger receives server events. Default slog.Default().
+	Logger *slog.Logger
+}
+
+// ChunkServer serves the chunk protocol from one engine. It is a
+// net.Handler (answering the chunk kinds and CodeUnknownKind for the
+// rest), or registers its kinds on an existing mux with Register. It is
+// safe for concurrent use.
+type ChunkServer struct {
+	e      *engine.Engine
+	cfg    ChunkServerConfig
+	mux    *net.ServeMux
+	dedupe *dedupe
+}
+
+// NewChunkServer validates cfg and returns a server over e.
+func NewChunkServer(e *engine.Engine, cfg ChunkServerConfig) (*ChunkServer, error) {
+	var errs []error
+	if e == nil {
+		errs = append(errs, errors.New("fsproto: chunk server: no engine"))
+	}
+	if cfg.Containers == nil {
+		errs = append(errs, errors.New("fsproto: chunk server: Containers is nil; it must say which containers exist"))
+	}
+	if cfg.DedupeEntries < 0 {
+		errs = append(errs, fmt.Errorf("fsproto: chunk server: DedupeEntries %d, want >= 0 (0: default %d)", cfg.DedupeEntries, DedupeEntries))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	if cfg.DedupeEntries == 0 {
+		cfg.DedupeEntries = DedupeEntries
+	}
+	if cfg.Buffers == nil {
+		cfg.Buffers = net.DefaultBufferPool()
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	s := &ChunkServer{e: e, cfg: cfg, mux: net.NewServeMux(), dedupe: newDedupe(cfg.DedupeEntries)}
+	s.Register(s.mux)
+	return s, nil
+}
+
+// Register registers the chunk kinds on mux.
+func (s *ChunkServer) Register(mux *net.ServeMux) {
+	mux.HandleFunc(KindWrite, s.serveWrite)
+	mux.HandleFunc(KindRead, s.serveRead)
+	mux.HandleFunc(KindTruncate, s.serveTruncate)
+	mux.HandleFunc(KindDelete, s.serveDelete)
+}
+
+// ServeRPC implements net.Handler.
+func (s *ChunkServer) ServeRPC(ctx context.Context, req *net.Request, w *net.ResponseWriter) {
+	s.mux.ServeRPC(ctx, req, w)
+}
+
+// protoError is an error answered with a code.
+type protoError struct {
+	code net.ErrorCode
+	msg  string
+}
+
+func (e *protoError) Error() string { return e.msg }
+
+func errf(code net.ErrorCode, format string, args ...any) *protoError {
+	return &protoError{code: code, msg: fmt.Sprintf(format, args...)}
+}
+
+// engineError maps an engine error to its code.
+func engineError(op string, c ChunkID, err error) *protoError {
+	code := CodeUnavailable
+	switch {
+	case errors.Is(err, engine.ErrNotFound):
+		code = CodeNotFound
+	case errors.Is(err, engine.ErrNoSpace):
+		code = CodeNoSpace
+	case errors.Is(err, engine.ErrInvalid):
+		code = CodeInvalid
+	case errors.Is(err, engine.ErrCorrupt):
+		code = CodeCorrupt
+	}
+	return errf(code, "%s %v: %v", op, c, err)
+}
+
+// check refuses requests for unknown containers or from another epoch.
+func (s *ChunkServer) check(c ChunkID, epoch uint64) *protoError {
+	if !s.cfg.Containers(c.Container) {
+		return errf(CodeUnknownContainer, "%v: container %d is not on this server", c, c.Container)
+	}
+	if epoch != s.cfg.Epoch {
+		return errf(CodeStaleEpoch, "%v: request epoch %d, server epoch %d", c, epoch, s.cfg.Epoch)
+	}
+	return nil
+}
+
+func (s *ChunkServer) fail(w *net.ResponseWriter, kind net.Kind, pe *protoError) {
+	if pe.code == CodeUnavailable || pe.code == CodeCorrupt {
+		s.cfg.Logger.Warn("fsproto: request failed", "kind", kind, "code", pe.code, "err", pe.msg)
+	}
+	_ = w.Error(pe.code, pe.msg)
+}
+
+func (s *ChunkServer) replyResult(w *net.ResponseWriter, r WriteResult) {
+	var b [writeResultLen]byte
+	_ = w.Reply(AppendWriteResult(b[:0], r), nil, nil)
+}
+
+// mutate runs apply once per request id (see dedupe) after the checks
+// every mutation shares.
+func (s *ChunkServer) mutate(w *net.ResponseWriter, req *net.Request, kind net.Kind, c ChunkID, epoch uint64, id RequestID, apply func() (WriteResult, *protoError)) {
+	if req.Peer.ReadOnly {
+		s.fail(w, kind, errf(CodeReadOnly, "%v: key %q is read-only", c, req.Peer.KeyID))
+		return
+	}
+	if pe := s.check(c, epoch); pe != nil {
+		s.fail(w, kind, pe)
+		return
+	}
+	r, pe := s.dedupe.do(id, c, apply)
+	if pe != nil {
+		s.fail(w, kind, pe)
+		return
+	}
+	s.replyResult(w, r)
+}
+
+func (s *ChunkServer) serveWrite(_ context.Context, req *net.Request, w *net.ResponseWriter) {
+	m, err := DecodeWrite(req.Header)
+	if err != nil {
+		s.fail(w, KindWrite, errf(CodeBadMessage, "%v", err))
+		return
+	}
+	s.mutate(w, req, KindWrite, m.Chunk, m.Epoch, m.RequestID, func() (WriteResult, *protoError) {
+		// Zero copy: the engine writes straight from the buffer the
+		// payload was read into (4096-aligned); it is released only after
+		// the write is durable. A retried write never reaches here, so its
+		// payload is released by the server when the handler returns.
+		buf := req.TakePayload()
+		if buf == nil {
+			return WriteResult{}, errf(CodeInvalid, "write %v: empty payload", m.Chunk)
+		}
+		defer buf.Release()
+		r, err := s.e.Write(ObjectID(m.Chunk), m.PG, uint64(m.Off), buf.Bytes())
+		if err != nil {
+			return WriteResult{}, engineError("write", m.Chunk, err)
+		}
+		return WriteResult(r), nil
+	})
+}
+
+func (s *ChunkServer) serveTruncate(_ context.Context, req *net.Request, w *net.ResponseWriter) {
+	m, err := DecodeTruncate(req.Header)
+	if err != nil {
+		s.fail(w, KindTruncate, errf(CodeBadMessage, "%v", err))
+		return
+	}
+	s.mutate(w, req, KindTruncate, m.Chunk, m.Epoch, m.RequestID, func() (WriteResult, *protoError) {
+		r, err := s.e.Truncate(ObjectID(m.Chunk), m.PG, uint64(m.Size))
+		if err != nil {
+			return WriteResult{}, engineError("truncate", m.Chunk, err)
+		}
+		return WriteResult(r), nil
+	})
+}
+
+func (s *ChunkServer) serveDelete(_ context.Context, req *net.Request, w *net.ResponseWriter) {
+	m, err := DecodeDelete(req.Header)
+	if err != nil {
+		s.fail(w, KindDelete, errf(CodeBadMessage, "%v", err))
+		return
+	}
+	s.mutate(w, req, KindDelete, m.Chunk, m.Epoch, m.RequestID, func() (WriteResult, *protoError) {
+		r, err := s.e.Delete(ObjectID(m.Chunk), m.PG)
+		if err != nil {
+			return WriteResult{}, engineError("delete", m.Chunk, err)
+		}
+		return WriteResult(r), nil
+	})
+}
+
+func (s *ChunkServer) serveRead(_ context.Context, req *net.Request, w *net.ResponseWriter) {
+	m, err := DecodeRead(req.Header)
+	if err != nil {
+		s.fail(w, KindRead, errf(CodeBadMessage, "%v", err))
+		return
+	}
+	if pe := s.check(m.Chunk, m.Epoch); pe != nil {
+		s.fail(w, KindRead, pe)
+		return
+	}
+	// The data is read into a pooled aligned buffer and sent from it; the
+	// transport releases it once the frame is written.
+	buf := s.cfg.Buffers.Get(int(m.Len))
+	n, err := s.e.Read(ObjectID(m.Chunk), uint64(m.Off), buf.Bytes())
+	eof := errors.Is(err, io.EOF)
+	if err != nil && !eof {
+		buf.Release()
+		s.fail(w, KindRead, engineError("read", m.Chunk, err))
+		return
+	}
+	if n < 0 || n > int(m.Len) {
+		panic(fmt.Sprintf("fsproto: engine read %d bytes into a buffer of %d", n, m.Len))
+	}
+	var hb [readResultLen]byte
+	hdr := AppendReadResult(hb[:0], ReadResult{N: uint32(n), EOF: eof})
+	if n == 0 {
+		buf.Release()
+		_ = w.Reply(hdr, nil, nil)
+		return
+	}
+	_ = w.Reply(hdr, [][]byte{buf.Bytes()[:n]}, buf.Release)
+}
+
+// dedupe remembers the results of the last N applied mutations by request
+// id, so that a retried mutation returns its first result instead of being
+// applied again. The bound is a FIFO ring: the id applied N mutations ago
+// is forgotten, and so is everything on restart (the table lives in
+// memory).
+//
+// TODO(cluster): durable request ids, recorded with the mutation, remove
+// both limits.
+//
+// Only successes are remembered: a mutation that failed was not applied
+// (or, for CodeUnavailable, the engine refuses every later one anyway),
+// so a retry may run it again. A retry arriving while the first attempt
+// is still being applied waits for it and shares its outcome.
+type dedupe struct {
+	mu struct {
+		sync.Mutex
+		m    map[RequestID]*dedupeEntry
+		ring []RequestID // ids in insertion order; ring[next] is the oldest once full
+		next int
+		n    int
+	}
+}
+
+type dedupeEntry struct {
+	chunk ChunkID
+	slot  int           // ring slot that evicts this entry
+	done  chan struct{} // closed when res/err are set
+	res   WriteResult
+	err   *protoError
+}
+
+func newDedupe(n int) *dedupe {
+	d := &dedupe{}
+	d.mu.m = make(map[RequestID]*dedupeEntry, n)
+	d.mu.ring = make([]RequestID, n)
+	return d
+}
+
+func (d *dedupe) do(id RequestID, c ChunkID, apply func() (WriteResult, *protoError)) (WriteResult, *protoError) {
+	d.mu.Lock()
+	if e, ok := d.mu.m[id]; ok {
+		d.mu.Unlock()
+		if e.chunk != c {
+			return WriteResult{}, errf(CodeInvalid, "%v: request id %x was used for %v", c, id, e.chunk)
+		}
+		<-e.done
+		return e.res, e.err
+	}
+	e := &dedupeEntry{chunk: c, done: make(chan struct{})}
+	d.insertLocked(id, e)
+	d.mu.Unlock()
+
+	e.res, e.err = apply()
+	if e.err != nil {
+		d.mu.Lock()
+		// The slot stays in the ring; evicting it later finds another
+		// entry or none and leaves it alone.
+		if d.mu.m[id] == e {
+			delete(d.mu.m, id)
+		}
+		d.mu.Unlock()
+	}
+	close(e.done)
+	return e.res, e.err
+}
+
+func (d *dedupe) insertLocked(id RequestID, e *dedupeEntry) {
+	slot := d.mu.next
+	if d.mu.n == len(d.mu.ring) {
+		old := d.mu.ring[slot]
+		// An id removed after a failure and inserted again holds two ring
+		// slots; only the slot its current entry was given evicts it.
+		if oe, ok := d.mu.m[old]; ok && oe.slot == slot {
+			delete(d.mu.m, old)
+		}
+	} else {
+		d.mu.n++
+	}
+	e.slot = slot
+	d.mu.ring[slot] = id
+	d.mu.next = (slot + 1) % len(d.mu.ring)
+	d.mu.m[id] = e
+	if len(d.mu.m) > d.mu.n {
+		panic(fmt.Sprintf("fsproto: dedupe map holds %d ids, ring %d", len(d.mu.m), d.mu.n))
+	}
+}
+
+// len returns the number of ids remembered.
+func (d *dedupe) len() int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return len(d.mu.m)
+}
