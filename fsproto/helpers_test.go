@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	stdnet "net"
-	"runtime"
 	"testing"
 	"time"
 
@@ -28,29 +27,6 @@ var (
 	testROSecret = []byte("read-only-secret")
 	quietLogger  = slog.New(slog.NewTextHandler(io.Discard, nil))
 )
-
-// checkLeaks fails the test if goroutines started during it are still
-// running once its cleanups have run. Call it first, so its cleanup runs
-// last.
-func checkLeaks(t testing.TB) {
-	before := runtime.NumGoroutine()
-	t.Cleanup(func() {
-		deadline := time.Now().Add(5 * time.Second)
-		for {
-			n := runtime.NumGoroutine()
-			if n <= before {
-				return
-			}
-			if time.Now().After(deadline) {
-				buf := make([]byte, 1<<20)
-				buf = buf[:runtime.Stack(buf, true)]
-				t.Errorf("goroutine leak: %d before, %d after\n%s", before, n, buf)
-				return
-			}
-			time.Sleep(10 * time.Millisecond)
-		}
-	})
-}
 
 // openEngine opens an engine on a 32 MiB in-memory device with 1 MiB
 // segments; it is closed when the test ends.

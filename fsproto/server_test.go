@@ -11,12 +11,14 @@ import (
 
 	"github.com/weftfs/weft/engine"
 	"github.com/weftfs/weft/net"
+
+	"github.com/weftfs/weft/internal/testutil"
 )
 
 func chunk(ino, idx uint64) ChunkID { return ChunkID{Container: testContainer, Inode: ino, Index: idx} }
 
 func TestWriteReadTruncateDelete(t *testing.T) {
-	checkLeaks(t)
+	testutil.CheckLeaks(t)
 	f := startFixture(t)
 	c := f.client(t, testKey)
 	ctx := testCtx(t)
@@ -74,7 +76,7 @@ func TestWriteReadTruncateDelete(t *testing.T) {
 }
 
 func TestErrors(t *testing.T) {
-	checkLeaks(t)
+	testutil.CheckLeaks(t)
 	f := startFixture(t)
 	c := f.client(t, testKey)
 	ctx := testCtx(t)
@@ -123,7 +125,7 @@ func TestErrors(t *testing.T) {
 }
 
 func TestReadOnlyKey(t *testing.T) {
-	checkLeaks(t)
+	testutil.CheckLeaks(t)
 	f := startFixture(t)
 	ctx := testCtx(t)
 	rw, ro := f.client(t, testKey), f.client(t, testROKey)
@@ -150,7 +152,7 @@ func TestReadOnlyKey(t *testing.T) {
 // TestRetriedWriteAppliedOnce sends the same Write (same RequestID) twice:
 // the second returns the first's result and writes nothing.
 func TestRetriedWriteAppliedOnce(t *testing.T) {
-	checkLeaks(t)
+	testutil.CheckLeaks(t)
 	f := startFixture(t)
 	c := f.client(t, testKey)
 	ctx := testCtx(t)
@@ -191,7 +193,7 @@ func TestRetriedWriteAppliedOnce(t *testing.T) {
 
 // TestRetryConcurrent sends the same Write many times at once: one apply.
 func TestRetryConcurrent(t *testing.T) {
-	checkLeaks(t)
+	testutil.CheckLeaks(t)
 	f := startFixture(t)
 	c := f.client(t, testKey)
 	ctx := testCtx(t)
@@ -255,7 +257,7 @@ func TestDedupeBound(t *testing.T) {
 // TestRedialRetry closes the connection under a client configured to
 // redial: the write goes through on the new connection.
 func TestRedialRetry(t *testing.T) {
-	checkLeaks(t)
+	testutil.CheckLeaks(t)
 	f := startFixture(t)
 	ctx := testCtx(t)
 	old := f.dial(t, testKey)
@@ -279,7 +281,7 @@ func TestRedialRetry(t *testing.T) {
 }
 
 func TestAsyncManyInFlight(t *testing.T) {
-	checkLeaks(t)
+	testutil.CheckLeaks(t)
 	f := startFixture(t)
 	c := f.client(t, testKey)
 	ctx := testCtx(t)

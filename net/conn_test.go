@@ -11,10 +11,12 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/weftfs/weft/internal/testutil"
 )
 
 func TestCallRoundTrip(t *testing.T) {
-	checkLeaks(t)
+	testutil.CheckLeaks(t)
 	const kindReply = FirstUserKind + 99
 	// NB: the race detector does not see the socket as synchronization, so
 	// what the handler saw comes back on a channel.
@@ -65,7 +67,7 @@ func TestCallRoundTrip(t *testing.T) {
 }
 
 func TestOutOfOrderCompletion(t *testing.T) {
-	checkLeaks(t)
+	testutil.CheckLeaks(t)
 	seed := rand.Uint64()
 	t.Logf("seed %d", seed)
 	var mu sync.Mutex
@@ -150,7 +152,7 @@ func blockingServer(t *testing.T, mod func(*ServerConfig)) (*testServer, chan st
 }
 
 func TestDeadlineAndCancel(t *testing.T) {
-	checkLeaks(t)
+	testutil.CheckLeaks(t)
 	ts, release, started := blockingServer(t, nil)
 	cfg := clientConfig()
 	c := dialTest(t, ts.addr, cfg)
@@ -196,7 +198,7 @@ func TestDeadlineAndCancel(t *testing.T) {
 }
 
 func TestBackPressureBoundsInFlightBytes(t *testing.T) {
-	checkLeaks(t)
+	testutil.CheckLeaks(t)
 	ts, release, started := blockingServer(t, nil)
 	cfg := clientConfig()
 	cfg.MaxPayloadBytes = 64 << 10
@@ -243,7 +245,7 @@ func TestBackPressureBoundsInFlightBytes(t *testing.T) {
 }
 
 func TestServerConcurrencyBound(t *testing.T) {
-	checkLeaks(t)
+	testutil.CheckLeaks(t)
 	const maxConc = 4
 	ts, release, started := blockingServer(t, func(c *ServerConfig) { c.MaxConcurrent = maxConc })
 	c := dialTest(t, ts.addr, clientConfig())
@@ -267,7 +269,7 @@ func TestServerConcurrencyBound(t *testing.T) {
 }
 
 func TestRemoteErrors(t *testing.T) {
-	checkLeaks(t)
+	testutil.CheckLeaks(t)
 	const kindFail, kindPanic, kindSilent = FirstUserKind + 2, FirstUserKind + 3, FirstUserKind + 4
 	logger, lb := newLogger()
 	mux := NewServeMux()
@@ -312,7 +314,7 @@ func TestRemoteErrors(t *testing.T) {
 }
 
 func TestReadOnlyKeyReachesHandler(t *testing.T) {
-	checkLeaks(t)
+	testutil.CheckLeaks(t)
 	peers := make(chan Peer, 1)
 	mux := NewServeMux()
 	mux.HandleFunc(kindEcho, func(ctx context.Context, req *Request, w *ResponseWriter) {
@@ -339,7 +341,7 @@ func TestReadOnlyKeyReachesHandler(t *testing.T) {
 // TestZeroCopyReceive checks that payloads land in pooled aligned buffers
 // on both sides, as read from the socket, and counts allocations per call.
 func TestZeroCopyReceive(t *testing.T) {
-	checkLeaks(t)
+	testutil.CheckLeaks(t)
 	var bad atomic.Value
 	mux := NewServeMux()
 	srvPool := NewBufferPool()
@@ -390,7 +392,7 @@ func TestZeroCopyReceive(t *testing.T) {
 }
 
 func TestConnFailureFailsInFlightCalls(t *testing.T) {
-	checkLeaks(t)
+	testutil.CheckLeaks(t)
 	ts, _, started := blockingServer(t, nil)
 	c := dialTest(t, ts.addr, clientConfig())
 	done := make(chan *Call, 3)
@@ -414,7 +416,7 @@ func TestConnFailureFailsInFlightCalls(t *testing.T) {
 }
 
 func TestGracefulShutdown(t *testing.T) {
-	checkLeaks(t)
+	testutil.CheckLeaks(t)
 	ts, release, started := blockingServer(t, nil)
 	c := dialTest(t, ts.addr, clientConfig())
 	idle := dialTest(t, ts.addr, clientConfig())

@@ -11,6 +11,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/weftfs/weft/internal/testutil"
 )
 
 // listenSilent returns the address of a listener that accepts connections
@@ -52,7 +54,7 @@ func rawHandshake(t *testing.T, nc stdnet.Conn) {
 }
 
 func TestServerClosesConnectionOnBadBytes(t *testing.T) {
-	checkLeaks(t)
+	testutil.CheckLeaks(t)
 	ts := startServer(t, echoMux(), func(c *ServerConfig) { c.MaxPayloadBytes = 1 << 20 })
 	// A well-behaved client keeps working throughout, concurrently.
 	good := dialTest(t, ts.addr, clientConfig())

@@ -10,6 +10,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/weftfs/weft/internal/testutil"
 )
 
 // faultSetup serves an echo handler (counting invocations and recording
@@ -60,7 +62,7 @@ func callWithin(c *Conn, d time.Duration, payload []byte) error {
 }
 
 func TestFaultDelay(t *testing.T) {
-	checkLeaks(t)
+	testutil.CheckLeaks(t)
 	fn, c, _, _ := faultSetup(t, nil)
 	fn.SetRule("client", "server", FaultRule{Delay: 20 * time.Millisecond, DelayJitter: 10 * time.Millisecond})
 	fn.SetRule("server", "client", FaultRule{Delay: 20 * time.Millisecond})
@@ -74,7 +76,7 @@ func TestFaultDelay(t *testing.T) {
 }
 
 func TestFaultDuplicate(t *testing.T) {
-	checkLeaks(t)
+	testutil.CheckLeaks(t)
 	fn, c, count, _ := faultSetup(t, nil)
 	fn.SetRule("client", "server", FaultRule{DupProb: 1})
 	fn.SetRule("server", "client", FaultRule{DupProb: 1})
@@ -91,7 +93,7 @@ func TestFaultDuplicate(t *testing.T) {
 }
 
 func TestFaultReorder(t *testing.T) {
-	checkLeaks(t)
+	testutil.CheckLeaks(t)
 	// One request at a time on the server, so handlers run in arrival order.
 	fn, c, _, ids := faultSetup(t, func(c *ServerConfig) { c.MaxConcurrent = 1 })
 	fn.SetRule("client", "server", FaultRule{ReorderProb: 1, ReorderWindow: 5 * time.Second})
@@ -120,7 +122,7 @@ func TestFaultReorder(t *testing.T) {
 }
 
 func TestFaultDropBlackhole(t *testing.T) {
-	checkLeaks(t)
+	testutil.CheckLeaks(t)
 	fn, c, count, _ := faultSetup(t, nil)
 	fn.SetRule("client", "server", FaultRule{DropProb: 1, DropMode: DropBlackhole})
 	if err := callWithin(c, 50*time.Millisecond, []byte("lost")); !errors.Is(err, context.DeadlineExceeded) {
@@ -136,7 +138,7 @@ func TestFaultDropBlackhole(t *testing.T) {
 }
 
 func TestFaultDropClose(t *testing.T) {
-	checkLeaks(t)
+	testutil.CheckLeaks(t)
 	fn, c, _, _ := faultSetup(t, nil)
 	fn.SetRule("server", "client", FaultRule{DropProb: 1, DropMode: DropClose})
 	if err := callWithin(c, 10*time.Second, []byte("reset")); !errors.Is(err, ErrConnClosed) {
@@ -148,7 +150,7 @@ func TestFaultDropClose(t *testing.T) {
 }
 
 func TestFaultPartition(t *testing.T) {
-	checkLeaks(t)
+	testutil.CheckLeaks(t)
 	fn, c, _, _ := faultSetup(t, nil)
 	fn.Partition("client", "server")
 	if err := callWithin(c, 50*time.Millisecond, []byte("cut")); !errors.Is(err, context.DeadlineExceeded) {

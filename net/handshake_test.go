@@ -5,10 +5,12 @@ import (
 	"errors"
 	"testing"
 	"time"
+
+	"github.com/weftfs/weft/internal/testutil"
 )
 
 func TestHandshakeRefusals(t *testing.T) {
-	checkLeaks(t)
+	testutil.CheckLeaks(t)
 	ts := startServer(t, echoMux(), nil)
 	for _, tc := range []struct {
 		name   string
@@ -58,7 +60,7 @@ func TestHandshakeRefusals(t *testing.T) {
 }
 
 func TestHandshakeCancelledByContext(t *testing.T) {
-	checkLeaks(t)
+	testutil.CheckLeaks(t)
 	// A listener that accepts but never answers.
 	silent := listenSilent(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)

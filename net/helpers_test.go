@@ -6,7 +6,6 @@ import (
 	"errors"
 	"log/slog"
 	stdnet "net"
-	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -21,29 +20,6 @@ const (
 )
 
 var testSecret = []byte("0123456789abcdef0123456789abcdef")
-
-// checkLeaks fails the test if goroutines started during it are still
-// running once its cleanups have run. Call it first, so its cleanup runs
-// last.
-func checkLeaks(t testing.TB) {
-	before := runtime.NumGoroutine()
-	t.Cleanup(func() {
-		deadline := time.Now().Add(5 * time.Second)
-		for {
-			n := runtime.NumGoroutine()
-			if n <= before {
-				return
-			}
-			if time.Now().After(deadline) {
-				buf := make([]byte, 1<<20)
-				buf = buf[:runtime.Stack(buf, true)]
-				t.Errorf("goroutine leak: %d before, %d after\n%s", before, n, buf)
-				return
-			}
-			time.Sleep(10 * time.Millisecond)
-		}
-	})
-}
 
 // logBuffer captures a logger's output.
 type logBuffer struct {

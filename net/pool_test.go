@@ -6,10 +6,12 @@ import (
 	stdnet "net"
 	"testing"
 	"time"
+
+	"github.com/weftfs/weft/internal/testutil"
 )
 
 func TestPoolReconnectsAfterServerRestart(t *testing.T) {
-	checkLeaks(t)
+	testutil.CheckLeaks(t)
 	ts := startServer(t, echoMux(), nil)
 	addr := ts.addr
 	p, err := NewPool(PoolConfig{Client: clientConfig(), ConnsPerPeer: 3, BackoffBase: time.Millisecond, BackoffMax: 20 * time.Millisecond, Seed: 1})
@@ -79,7 +81,7 @@ func TestPoolReconnectsAfterServerRestart(t *testing.T) {
 }
 
 func TestPoolRefusalIsNotRetried(t *testing.T) {
-	checkLeaks(t)
+	testutil.CheckLeaks(t)
 	ts := startServer(t, echoMux(), nil)
 	cfg := clientConfig()
 	cfg.Secret = []byte("wrong")
