@@ -250,6 +250,10 @@ func (e *Engine) shardOf(obj ObjectID) *shard {
 
 // Submit starts r; it comes back on r.Done when complete.
 func (e *Engine) Submit(r *Request) {
+	if r.Done == nil {
+		// A caller bug: fail in the caller, not in the reactor.
+		panic("engine: Submit of a request with no Done channel")
+	}
 	r.Err, r.N, r.Version, r.ResultSeq, r.State = nil, 0, 0, 0, ObjectState{}
 	r.submitted = time.Now()
 	// Invariant: a request that passes the closed check is pushed before
