@@ -121,6 +121,7 @@ func run(ctx context.Context, args []string) int {
 	formatCmd.Flags().BoolVar(&fmtPLP, "plp", false, "the device is power-loss protected: writes may skip flushes")
 	formatCmd.Flags().BoolVar(&fmtForce, "force", false, "overwrite an existing weft device")
 	root.AddCommand(benchCmd, ioCmd, formatCmd)
+	root.AddCommand(newNodeCmd(ctx, &status))
 	root.SetArgs(args)
 	if err := root.Execute(); err != nil {
 		fmt.Fprintln(os.Stderr, "weft:", err)

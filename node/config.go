@@ -1,0 +1,247 @@
+package node
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"sort"
+	"strings"
+
+	"github.com/weftfs/weft/engine"
+	"github.com/weftfs/weft/net"
+)
+
+// DefaultListen is the chunk protocol's default address.
+const DefaultListen = "127.0.0.1:7070"
+
+// Config configures a node. See the package documentation for the file
+// form of it.
+type Config struct {
+	// Device is the weft device (block device or file). Required.
+	Device string `json:"device"`
+	// FormatSize, when positive, creates and formats Device as a file of
+	// this many bytes if it does not exist. 0: the device must exist.
+	FormatSize int64 `json:"format_size"`
+	// Listen is the chunk protocol's address; default DefaultListen.
+	Listen string `json:"listen"`
+	// MetricsListen is the address of the Prometheus endpoint
+	// (/metrics); empty turns it off.
+	MetricsListen string `json:"metrics_listen"`
+	// Cores lists CPUs to pin the engine's reactors to.
+	Cores []int `json:"cores"`
+	// Shards is the number of reactors; default len(Cores), or 1.
+	Shards int `json:"shards"`
+	// Mode is the reactors' polling mode: poll, hybrid or interrupt;
+	// default hybrid.
+	Mode string `json:"mode"`
+	// Labels describe the node (site, zone, ...); exported as the labels
+	// of weft_node_info.
+	Labels map[string]string `json:"labels"`
+	// ClusterID is the cluster's id; clients naming another are refused.
+	// Required.
+	ClusterID string `json:"cluster_id"`
+	// KeysFile holds the access keys clients authenticate with. Required.
+	KeysFile string `json:"keys_file"`
+	// Containers are the containers this node holds; default [1].
+	Containers []uint64 `json:"containers"`
+
+	// Logger receives the node's events; default slog.Default().
+	Logger *slog.Logger `json:"-"`
+	// OnListening, when set, is called once both listeners are bound,
+	// with their addresses (metricsAddr is "" when metrics are off). Tests
+	// listen on port 0 and learn the ports here.
+	OnListening func(addr, metricsAddr string) `json:"-"`
+}
+
+// configFields are the file's field names, for the unknown-field check.
+var configFields = map[string]bool{
+	"device": true, "format_size": true, "listen": true, "metrics_listen": true, "cores": true,
+	"shards": true, "mode": true, "labels": true, "cluster_id": true, "keys_file": true, "containers": true,
+}
+
+// LoadConfigFile reads a JSON config file (see the package
+// documentation). Unknown fields are an error naming every one of them.
+// It does not validate the values: call Validate (Run does).
+func LoadConfigFile(path string) (Config, error) {
+	var cfg Config
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return cfg, fmt.Errorf("node: config: %w", err)
+	}
+	var raw map[string]json.RawMessage
+	if err := json.Unmarshal(b, &raw); err != nil {
+		return cfg, fmt.Errorf("node: config %s: %w", path, err)
+	}
+	var unknown []string
+	for k := range raw {
+		if !configFields[k] {
+			unknown = append(unknown, fmt.Sprintf("%q", k))
+		}
+	}
+	if len(unknown) > 0 {
+		sort.Strings(unknown)
+		return cfg, fmt.Errorf("node: config %s: unknown field(s) %s", path, strings.Join(unknown, ", "))
+	}
+	dec := json.NewDecoder(bytes.NewReader(b))
+	if err := dec.Decode(&cfg); err != nil {
+		return cfg, fmt.Errorf("node: config %s: %w", path, err)
+	}
+	return cfg, nil
+}
+
+// Validate reports every problem of c at once (one joined error, one
+// problem a line), the keys file's included, or nil.
+func (c *Config) Validate() error {
+	_, err := c.check()
+	return err
+}
+
+// check validates c and returns the key store read from the keys file.
+func (c *Config) check() (*net.MemKeyStore, error) {
+	var errs []error
+	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf("node: config: "+format, args...)) }
+	if c.Device == "" {
+		bad("device: missing")
+	}
+	if c.FormatSize < 0 {
+		bad("format_size %d: want a size in bytes, or 0", c.FormatSize)
+	}
+	if c.Shards < 0 {
+		bad("shards %d: want at least 1 (or 0 for the default)", c.Shards)
+	}
+	for _, core := range c.Cores {
+		if core < 0 {
+			bad("cores: %d is not a CPU number", core)
+		}
+	}
+	if c.Mode != "" {
+		if _, err := engine.ParsePollMode(c.Mode); err != nil {
+			bad("mode %q: want poll, hybrid or interrupt", c.Mode)
+		}
+	}
+	switch {
+	case c.ClusterID == "":
+		bad("cluster_id: missing")
+	case len(c.ClusterID) > 255:
+		bad("cluster_id: %d bytes; at most 255", len(c.ClusterID))
+	}
+	seen := make(map[string]string)
+	names := make([]string, 0, len(c.Labels))
+	for k := range c.Labels {
+		names = append(names, k)
+	}
+	sort.Strings(names)
+	for _, k := range names {
+		if k == "" {
+			bad("labels: empty label name")
+			continue
+		}
+		s := sanitizeLabel(k)
+		if prev, ok := seen[s]; ok {
+			bad("labels: %q and %q are both exported as %q", prev, k, s)
+		}
+		seen[s] = k
+	}
+	var keys *net.MemKeyStore
+	if c.KeysFile == "" {
+		bad("keys_file: missing")
+	} else {
+		var err error
+		if keys, err = LoadKeysFile(c.KeysFile); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return keys, errors.Join(errs...)
+}
+
+// LoadKeysFile reads a keys file: lines "keyid secret-hex [ro]"; blank
+// lines and # comments are skipped. It reports every bad line, each
+// named by file and line number.
+func LoadKeysFile(path string) (*net.MemKeyStore, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("node: keys file: %w", err)
+	}
+	defer f.Close()
+	var (
+		errs  []error
+		keys  net.MemKeyStore
+		seen  = make(map[string]int)
+		lineN int
+	)
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		lineN++
+		line := strings.TrimSpace(sc.Text())
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		bad := func(format string, args ...any) {
+			errs = append(errs, fmt.Errorf("node: keys file %s line %d: "+format, append([]any{path, lineN}, args...)...))
+		}
+		fields := strings.Fields(line)
+		if len(fields) < 2 || len(fields) > 3 {
+			bad("want \"keyid secret-hex [ro]\", got %d field(s)", len(fields))
+			continue
+		}
+		id := fields[0]
+		if len(id) > 255 {
+			bad("key id is %d bytes; at most 255", len(id))
+			continue
+		}
+		secret, err := hex.DecodeString(fields[1])
+		if err != nil || len(secret) == 0 {
+			bad("key %q: secret is not hex digits", id)
+			continue
+		}
+		ro := false
+		if len(fields) == 3 {
+			if fields[2] != "ro" {
+				bad("key %q: third field %q: want ro or nothing", id, fields[2])
+				continue
+			}
+			ro = true
+		}
+		if prev, ok := seen[id]; ok {
+			bad("key %q already defined on line %d", id, prev)
+			continue
+		}
+		seen[id] = lineN
+		keys.Add(id, secret, ro)
+	}
+	if err := sc.Err(); err != nil {
+		errs = append(errs, fmt.Errorf("node: keys file %s: %w", path, err))
+	}
+	if len(errs) == 0 && len(seen) == 0 {
+		errs = append(errs, fmt.Errorf("node: keys file %s: no keys", path))
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	return &keys, nil
+}
+
+// sanitizeLabel turns a label name into a valid Prometheus label name:
+// characters outside [a-zA-Z0-9_] become _, a leading digit gets a _
+// prefix, and a name starting with the reserved "__" gets an "l" prefix.
+func sanitizeLabel(s string) string {
+	b := []byte(s)
+	for i, c := range b {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_') {
+			b[i] = '_'
+		}
+	}
+	out := string(b)
+	if out[0] >= '0' && out[0] <= '9' {
+		out = "_" + out
+	}
+	if strings.HasPrefix(out, "__") {
+		out = "l" + out
+	}
+	return out
+}

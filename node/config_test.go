@@ -1,0 +1,106 @@
+package node
+
+import (
+	"reflect"
+	"strings"
+	"testing"
+)
+
+func TestLoadConfigFile(t *testing.T) {
+	dir := t.TempDir()
+	keys := writeFile(t, dir, "keys", "k1 "+rwSecret+"\n")
+	p := writeFile(t, dir, "node.json", `{
+		"device": "/tmp/dev", "format_size": 1048576, "listen": "0.0.0.0:7070",
+		"metrics_listen": "127.0.0.1:9090", "cores": [2, 3], "shards": 2, "mode": "poll",
+		"labels": {"site": "a", "zone": "z"}, "cluster_id": "c1",
+		"keys_file": "`+keys+`", "containers": [1, 5]
+	}`)
+	cfg, err := LoadConfigFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := Config{Device: "/tmp/dev", FormatSize: 1 << 20, Listen: "0.0.0.0:7070", MetricsListen: "127.0.0.1:9090",
+		Cores: []int{2, 3}, Shards: 2, Mode: "poll", Labels: map[string]string{"site": "a", "zone": "z"},
+		ClusterID: "c1", KeysFile: keys, Containers: []uint64{1, 5}}
+	if !reflect.DeepEqual(cfg, want) {
+		t.Errorf("got %+v\nwant %+v", cfg, want)
+	}
+	if err := cfg.Validate(); err != nil {
+		t.Errorf("Validate: %v", err)
+	}
+}
+
+func TestLoadConfigFileErrors(t *testing.T) {
+	dir := t.TempDir()
+	for _, tc := range []struct{ name, text, want string }{
+		{"unknown", `{"device": "d", "listn": "x", "zone": "z"}`, `unknown field(s) "listn", "zone"`},
+		{"syntax", `{"device": `, "unexpected end of JSON input"},
+		{"type", `{"shards": "two"}`, "shards"},
+	} {
+		_, err := LoadConfigFile(writeFile(t, dir, tc.name+".json", tc.text))
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: error %v, want one containing %q", tc.name, err, tc.want)
+		}
+	}
+	if _, err := LoadConfigFile(dir + "/missing.json"); err == nil || !strings.Contains(err.Error(), "missing.json") {
+		t.Errorf("missing file: %v", err)
+	}
+}
+
+func TestValidateReportsEverything(t *testing.T) {
+	cfg := Config{FormatSize: -1, Shards: -2, Cores: []int{-1}, Mode: "busy", ClusterID: strings.Repeat("x", 256),
+		KeysFile: t.TempDir() + "/nokeys", Labels: map[string]string{"a-b": "1", "a.b": "2", "": "3"}}
+	err := cfg.Validate()
+	if err == nil {
+		t.Fatal("Validate: nil")
+	}
+	msg := err.Error()
+	for _, want := range []string{"device: missing", "format_size -1", "shards -2", "cores: -1", `mode "busy"`,
+		"cluster_id: 256 bytes", `"a-b" and "a.b" are both exported as "a_b"`, "empty label name", "nokeys"} {
+		if !strings.Contains(msg, want) {
+			t.Errorf("error lacks %q", want)
+		}
+	}
+	if n := strings.Count(msg, "\n") + 1; n != 9 {
+		t.Errorf("%d lines, want one per problem (9):\n%s", n, msg)
+	}
+}
+
+func TestLoadKeysFile(t *testing.T) {
+	dir := t.TempDir()
+	keys, err := LoadKeysFile(writeFile(t, dir, "good", "# c\n\nrw "+rwSecret+"\n  ro "+roSecret+" ro\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ro, ok := keys.Lookup("rw"); !ok || ro {
+		t.Errorf("rw: ok=%v ro=%v", ok, ro)
+	}
+	if _, ro, ok := keys.Lookup("ro"); !ok || !ro {
+		t.Errorf("ro: ok=%v ro=%v", ok, ro)
+	}
+
+	p := writeFile(t, dir, "bad", "k1 "+rwSecret+"\nk2\nk3 xyz\nk4 "+rwSecret+" rw\nk1 "+roSecret+"\nk5 a b c\n")
+	_, err = LoadKeysFile(p)
+	if err == nil {
+		t.Fatal("bad keys file: nil error")
+	}
+	for _, want := range []string{
+		p + " line 2: want", p + ` line 3: key "k3": secret is not hex`, p + ` line 4: key "k4": third field "rw"`,
+		p + ` line 5: key "k1" already defined on line 1`, p + " line 6: want",
+	} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error lacks %q:\n%v", want, err)
+		}
+	}
+	if _, err := LoadKeysFile(writeFile(t, dir, "empty", "# nothing\n")); err == nil || !strings.Contains(err.Error(), "no keys") {
+		t.Errorf("empty keys file: %v", err)
+	}
+}
+
+func TestSanitizeLabel(t *testing.T) {
+	for in, want := range map[string]string{"site": "site", "zone-a": "zone_a", "1x": "_1x", "__x": "l__x", "rack.id": "rack_id"} {
+		if got := sanitizeLabel(in); got != want {
+			t.Errorf("sanitizeLabel(%q) = %q, want %q", in, got, want)
+		}
+	}
+}

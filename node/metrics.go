@@ -1,0 +1,121 @@
+package node
+
+import (
+	"sort"
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/weftfs/weft/engine"
+	"github.com/weftfs/weft/net"
+)
+
+// collector is the node's Prometheus collector: each scrape reads the
+// engine's Stats and the net server's Metrics.
+type collector struct {
+	stats func() engine.Stats
+	net   func() net.MetricsSnapshot
+
+	infoValues []string
+	space      *prometheus.Desc
+	busy       *prometheus.Desc
+	queue      *prometheus.Desc
+	ops        *prometheus.Desc
+	latency    *prometheus.Desc
+	relocated  *prometheus.Desc
+	frames     *prometheus.Desc
+	bytes      *prometheus.Desc
+	inFlight   *prometheus.Desc
+	requests   *prometheus.Desc
+	errors     *prometheus.Desc
+	info       *prometheus.Desc
+}
+
+// newCollector returns a collector; labels become weft_node_info's
+// labels (names sanitised; Validate rejects names that collide).
+func newCollector(stats func() engine.Stats, netm func() net.MetricsSnapshot, labels map[string]string) *collector {
+	keys := make([]string, 0, len(labels))
+	for k := range labels {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	names := make([]string, len(keys))
+	values := make([]string, len(keys))
+	for i, k := range keys {
+		names[i] = sanitizeLabel(k)
+		values[i] = labels[k]
+	}
+	shard := []string{"shard"}
+	return &collector{
+		stats: stats, net: netm, infoValues: values,
+		space:     prometheus.NewDesc("weft_engine_space_bytes", "Segment space by kind: used (segments not free), live (referenced by the index), free.", []string{"kind"}, nil),
+		busy:      prometheus.NewDesc("weft_engine_reactor_busy_ratio", "Share of wall time the reactor spent in loop iterations that did work.", shard, nil),
+		queue:     prometheus.NewDesc("weft_engine_reactor_queue_depth", "Requests waiting in the reactor's queue.", shard, nil),
+		ops:       prometheus.NewDesc("weft_engine_ops_total", "Engine operations completed.", []string{"shard", "op"}, nil),
+		latency:   prometheus.NewDesc("weft_engine_latency_seconds", "Engine operation latency quantiles (submit to completion) since the engine opened.", []string{"shard", "op", "quantile"}, nil),
+		relocated: prometheus.NewDesc("weft_engine_cleaner_relocated_bytes_total", "Live bytes the cleaner relocated.", shard, nil),
+		frames:    prometheus.NewDesc("weft_net_frames_total", "Frames read (in) and written (out), handshakes included.", []string{"dir"}, nil),
+		bytes:     prometheus.NewDesc("weft_net_bytes_total", "Bytes of the frames read (in) and written (out).", []string{"dir"}, nil),
+		inFlight:  prometheus.NewDesc("weft_net_requests_in_flight", "Requests read and not yet answered.", nil, nil),
+		requests:  prometheus.NewDesc("weft_net_requests_total", "Requests read.", nil, nil),
+		errors:    prometheus.NewDesc("weft_net_errors_total", "Net errors by class.", []string{"class"}, nil),
+		info:      prometheus.NewDesc("weft_node_info", "The node's labels; always 1.", names, nil),
+	}
+}
+
+// Describe implements prometheus.Collector.
+func (c *collector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{c.space, c.busy, c.queue, c.ops, c.latency, c.relocated,
+		c.frames, c.bytes, c.inFlight, c.requests, c.errors, c.info} {
+		ch <- d
+	}
+}
+
+// Collect implements prometheus.Collector.
+func (c *collector) Collect(ch chan<- prometheus.Metric) {
+	gauge := func(d *prometheus.Desc, v float64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
+	}
+	counter := func(d *prometheus.Desc, v float64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, v, labels...)
+	}
+	st := c.stats()
+	gauge(c.space, float64(st.Used), "used")
+	gauge(c.space, float64(st.Live), "live")
+	gauge(c.space, float64(st.Free), "free")
+	for _, sh := range st.Shards {
+		id := strconv.Itoa(sh.Shard)
+		gauge(c.busy, sh.BusyShare, id)
+		gauge(c.queue, float64(sh.QueueDepth), id)
+		counter(c.ops, float64(sh.Reads), id, "read")
+		counter(c.ops, float64(sh.Writes), id, "write")
+		for _, l := range []struct {
+			op  string
+			lat engine.LatencyStats
+		}{{"read", sh.ReadLatency}, {"write", sh.WriteLatency}} {
+			gauge(c.latency, l.lat.P50.Seconds(), id, l.op, "0.5")
+			gauge(c.latency, l.lat.P99.Seconds(), id, l.op, "0.99")
+		}
+		counter(c.relocated, float64(sh.Cleaner.BytesRelocated), id)
+	}
+	n := c.net()
+	counter(c.frames, float64(n.FramesIn), "in")
+	counter(c.frames, float64(n.FramesOut), "out")
+	counter(c.bytes, float64(n.BytesIn), "in")
+	counter(c.bytes, float64(n.BytesOut), "out")
+	gauge(c.inFlight, float64(n.RequestsInFlight))
+	counter(c.requests, float64(n.Requests))
+	e := n.Errors
+	for _, ec := range []struct {
+		class string
+		n     uint64
+	}{{"corrupt", e.Corrupt}, {"conn_closed", e.ConnClosed}, {"remote", e.Remote}, {"canceled", e.Canceled},
+		{"handshake", e.Handshake}, {"dial", e.Dial}, {"handler_panic", e.HandlerPanic}} {
+		counter(c.errors, float64(ec.n), ec.class)
+	}
+	gauge(c.info, 1, c.infoValues...)
+}
+
+// metricsReadTimeout bounds reading a scrape request.
+const metricsReadTimeout = 10 * time.Second

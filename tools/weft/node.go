@@ -1,0 +1,129 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/weftfs/weft/bench"
+	"github.com/weftfs/weft/node"
+)
+
+// newNodeCmd returns `weft node`, which serves one engine with the chunk
+// protocol until ctx is cancelled (SIGINT, SIGTERM). It sets *status: 0
+// on a clean stop, 1 on a runtime error, 2 on bad flags or config (one
+// problem a line on stderr).
+func newNodeCmd(ctx context.Context, status *int) *cobra.Command {
+	var (
+		configFile, size, cores string
+		labels                  []string
+		containers              []uint
+		flagCfg                 node.Config
+	)
+	cmd := &cobra.Command{
+		Use:   "node [flags]",
+		Short: "Serve a weft device over the network with the chunk protocol",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			fail := func(probs []string) error {
+				*status = 2
+				fmt.Fprintln(os.Stderr, strings.Join(probs, "\n"))
+				return nil
+			}
+			var cfg node.Config
+			if configFile != "" {
+				var err error
+				if cfg, err = node.LoadConfigFile(configFile); err != nil {
+					return fail([]string{err.Error()})
+				}
+			}
+			var probs []string
+			set := cmd.Flags().Changed
+			if set("device") {
+				cfg.Device = flagCfg.Device
+			}
+			if set("size") {
+				n, err := bench.ParseSize(size)
+				if err != nil || n <= 0 {
+					probs = append(probs, fmt.Sprintf("--size=%s: want a size such as 64g", size))
+				}
+				cfg.FormatSize = n
+			}
+			if set("listen") {
+				cfg.Listen = flagCfg.Listen
+			}
+			if set("metrics-listen") {
+				cfg.MetricsListen = flagCfg.MetricsListen
+			}
+			if set("cores") {
+				cfg.Cores = nil
+				for _, f := range strings.Split(cores, ",") {
+					n, err := strconv.Atoi(strings.TrimSpace(f))
+					if err != nil || n < 0 {
+						probs = append(probs, fmt.Sprintf("--cores=%s: %q is not a CPU number", cores, f))
+						continue
+					}
+					cfg.Cores = append(cfg.Cores, n)
+				}
+			}
+			if set("shards") {
+				cfg.Shards = flagCfg.Shards
+			}
+			if set("mode") {
+				cfg.Mode = flagCfg.Mode
+			}
+			if set("cluster-id") {
+				cfg.ClusterID = flagCfg.ClusterID
+			}
+			if set("keys-file") {
+				cfg.KeysFile = flagCfg.KeysFile
+			}
+			for _, l := range labels {
+				k, v, ok := strings.Cut(l, "=")
+				if !ok || k == "" {
+					probs = append(probs, fmt.Sprintf("--label=%s: want key=value", l))
+					continue
+				}
+				if cfg.Labels == nil {
+					cfg.Labels = make(map[string]string)
+				}
+				cfg.Labels[k] = v
+			}
+			if set("container") {
+				cfg.Containers = nil
+				for _, c := range containers {
+					cfg.Containers = append(cfg.Containers, uint64(c))
+				}
+			}
+			if err := cfg.Validate(); err != nil {
+				probs = append(probs, err.Error())
+			}
+			if len(probs) > 0 {
+				return fail(probs)
+			}
+			if err := node.Run(ctx, cfg); err != nil {
+				*status = 1
+				fmt.Fprintln(os.Stderr, "weft node:", err)
+			}
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&configFile, "config", "", "JSON config file (flags override its values)")
+	f.StringVar(&flagCfg.Device, "device", "", "weft device: a block device or a file")
+	f.StringVar(&size, "size", "", "create and format a missing file device of this size (e.g. 64g)")
+	f.StringVar(&flagCfg.Listen, "listen", node.DefaultListen, "address of the chunk protocol")
+	f.StringVar(&flagCfg.MetricsListen, "metrics-listen", "", "address of the Prometheus endpoint /metrics (default off)")
+	f.StringVar(&cores, "cores", "", "CPUs to pin the reactors to, e.g. 2,3")
+	f.IntVar(&flagCfg.Shards, "shards", 0, "number of reactors (default: one per core, or 1)")
+	f.StringVar(&flagCfg.Mode, "mode", "", "reactor polling mode: poll, hybrid or interrupt (default hybrid)")
+	f.StringArrayVar(&labels, "label", nil, "node label key=value (repeatable; added to the config file's labels), e.g. --label site=a")
+	f.StringVar(&flagCfg.ClusterID, "cluster-id", "", "the cluster's id")
+	f.StringVar(&flagCfg.KeysFile, "keys-file", "", `access keys, one a line: "keyid secret-hex [ro]"`)
+	f.UintSliceVar(&containers, "container", nil, "container this node holds (repeatable; default 1)")
+	return cmd
+}
