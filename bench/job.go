@@ -14,6 +14,10 @@ const (
 	// schemeEngine: the weft storage engine, in-process, on the device at
 	// the path; offsets map to objects (see EngineOptions.ObjectSize).
 	schemeEngine = "engine:"
+	// schemeWeft: a running weft node, weft://ADDR/CONTAINER, through the
+	// chunk client (package fsproto); offsets map to chunks (see
+	// WeftOptions.ChunkSize).
+	schemeWeft = "weft://"
 )
 
 // Pattern is fio's rw= value: the direction and order of a job's I/O.
@@ -79,7 +83,10 @@ type Job struct {
 	BatchCompleteMax int
 	// Engine holds the weft-only engine_* options; they apply to engine:
 	// targets only.
-	Engine  EngineOptions
+	Engine EngineOptions
+	// Weft holds the weft-only weft_* options; they apply to weft://
+	// targets only.
+	Weft    WeftOptions
 	Options []Option // as given, [global] first, for JSON "job options"
 }
 
@@ -117,7 +124,7 @@ type EngineOptions struct {
 // targetScheme splits a Job.Target into its scheme (schemeFile or
 // schemeEngine) and path; scheme is "" for anything else.
 func targetScheme(target string) (scheme, path string) {
-	for _, s := range []string{schemeFile, schemeEngine} {
+	for _, s := range []string{schemeFile, schemeEngine, schemeWeft} {
 		if p, ok := strings.CutPrefix(target, s); ok {
 			return s, p
 		}

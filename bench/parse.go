@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -99,7 +100,8 @@ Targets (one at most; it applies to every job without filename=):
                           file or block device) at PATH; a missing file is
                           created, written in full and formatted
   path:DIR                any mounted directory (not supported yet)
-  weft://ADDR/CONTAINER   a cluster, through the native client (not supported yet)
+  weft://ADDR/CONTAINER   a running weft node at ADDR (HOST:PORT), container
+                          CONTAINER (a number), through the chunk client
 Any other argument is an fio job file.
 
 Job options use fio's names: --opt=VALUE or --opt VALUE on the command line,
@@ -123,7 +125,8 @@ job. Without --name or a job file there is one job, named "job".
   --rwmixread=PCT      percent reads for randrw and readwrite, 0 to 100;
                        default 50
   --group_reporting    report a job's clones together
-  --filename=PATH      this job's target: PATH, file:PATH or engine:PATH
+  --filename=PATH      this job's target: PATH, file:PATH, engine:PATH or
+                       weft://ADDR/CONTAINER
   --description=TEXT   accepted and ignored
 io_uring engine options, with fio's names and defaults:
   --iodepth_batch_submit=N  submit queued I/Os N at a time; 0 means iodepth;
@@ -163,6 +166,17 @@ is at most 4m for jobs that write; direct, fixedbufs, registerfiles and
 sqthread_poll are ignored (the engine does its own device I/O), while the
 iodepth_batch options apply as to a file. Jobs that read first have their
 range written once, sequentially, unless the engine already holds it.
+weft:// options (weft's own; weft://ADDR/CONTAINER targets only):
+  --weft_chunk_size=SIZE  job offset o is offset o%SIZE of chunk o/SIZE of
+                       the inode; a multiple of bs; default 1m
+  --weft_inode=N       the inode of the chunks; default 1
+  --weft_cluster_id=ID, --weft_key_id=ID, --weft_key_secret=HEX
+                       credentials; default $WEFT_CLUSTER_ID, $WEFT_KEY_ID,
+                       $WEFT_KEY_SECRET (required one way or the other)
+  --weft_layout=0|1    1 (default): jobs that read first write their range
+                       sequentially in bs, on every run; 0: read what is there
+With weft://, size= is required; each clone has its own connection; fsync=
+and ioengine=psync are refused.
 time_based, group_reporting, fixedbufs, registerfiles and sqthread_poll may be
 given bare, or as =1 or =0.
 
@@ -217,6 +231,12 @@ const (
 	optEngineCores
 	optEngineMode
 	optEnginePLP
+	optWeftInode
+	optWeftChunkSize
+	optWeftClusterID
+	optWeftKeyID
+	optWeftKeySecret
+	optWeftLayout
 	optCount
 )
 
@@ -353,6 +373,54 @@ var jobOptionDefs = [optCount]jobOptionDef{
 		return ""
 	}},
 	optEnginePLP: {name: "engine_plp", set: setFlag("engine_plp", func(j *Job) *bool { return &j.Engine.PLP })},
+	optWeftInode: {name: "weft_inode", set: func(j *Job, v string) string {
+		n, err := strconv.ParseUint(v, 10, 64)
+		if err != nil {
+			return "not a whole number; accepted: 0 to 18446744073709551615"
+		}
+		j.Weft.Inode = n
+		return ""
+	}},
+	optWeftChunkSize: {name: "weft_chunk_size", set: func(j *Job, v string) string {
+		n, why := parseSize(v)
+		switch {
+		case why != "":
+			return why
+		case n < 512 || n > weftChunkSizeMax:
+			return "must be between 512 and 1g"
+		}
+		j.Weft.ChunkSize = n
+		return ""
+	}},
+	optWeftClusterID: {name: "weft_cluster_id", set: func(j *Job, v string) string {
+		if len(v) > 255 {
+			return "at most 255 bytes"
+		}
+		j.Weft.ClusterID = v
+		return ""
+	}},
+	optWeftKeyID: {name: "weft_key_id", set: func(j *Job, v string) string {
+		if len(v) > 255 {
+			return "at most 255 bytes"
+		}
+		j.Weft.KeyID = v
+		return ""
+	}},
+	optWeftKeySecret: {name: "weft_key_secret", set: func(j *Job, v string) string {
+		if _, err := hex.DecodeString(v); err != nil {
+			return "not hex; accepted: the key's secret as hex digits"
+		}
+		j.Weft.Secret = v
+		return ""
+	}},
+	optWeftLayout: {name: "weft_layout", flag: true, set: func(j *Job, v string) string {
+		on, why := parseFlag(v, "weft_layout")
+		if why != "" {
+			return why
+		}
+		j.Weft.NoLayout = !on
+		return ""
+	}},
 	optEngineMode: {name: "engine_mode", set: func(j *Job, v string) string {
 		m, err := engine.ParsePollMode(v)
 		if err != nil || v == "" {
@@ -447,7 +515,8 @@ const jobOptionNames = "rw, bs, size, iodepth, numjobs, runtime, time_based, ram
 	"fsync, ioengine, rwmixread, group_reporting, filename, description, iodepth_batch_submit, " +
 	"iodepth_batch, fixedbufs, registerfiles, sqthread_poll, iodepth_batch_complete_min, " +
 	"iodepth_batch_complete, iodepth_batch_complete_max, engine_object_size, engine_fill, " +
-	"engine_segment_size, engine_shards, engine_cores, engine_mode, engine_plp"
+	"engine_segment_size, engine_shards, engine_cores, engine_mode, engine_plp, weft_inode, weft_chunk_size, weft_cluster_id, weft_key_id, " +
+	"weft_key_secret, weft_layout"
 
 // cliOptionNames lists everything ParseArgs takes after "--".
 const cliOptionNames = "name, " + jobOptionNames + ", output-format, compare-fio, rounds, eta, fio, help"
@@ -482,6 +551,7 @@ func defaultJob(name string) Job {
 			Shards:     1,
 			Mode:       engine.Hybrid,
 		},
+		Weft: WeftOptions{Inode: 1, ChunkSize: weftChunkSizeDef},
 	}
 }
 
@@ -970,6 +1040,11 @@ func buildJob(rj *rawJob, opts []*rawOption, defaultTarget string, targetGiven b
 	if scheme == schemeEngine {
 		checkEngineJob(&j, last[optEngineObjectSize] != nil, good, report)
 	}
+	if scheme == schemeWeft {
+		checkWeftJob(&j, last[optWeftChunkSize] != nil, good, report, func(text string) {
+			probs.add(problem{where: rj.where, job: rj.name, jobAlways: rj.fromFile, text: text})
+		})
+	}
 	if j.TimeBased && j.Runtime <= 0 && good(optTimeBased, optRuntime) {
 		report(optTimeBased, "needs runtime greater than 0")
 	}
@@ -981,7 +1056,7 @@ func buildJob(rj *rawJob, opts []*rawOption, defaultTarget string, targetGiven b
 		report(optSize, "must be at least bs="+bs)
 	}
 	if j.Target == "" && good(optFilename) && !targetGiven {
-		probs.add(problem{where: rj.where, job: rj.name, jobAlways: rj.fromFile, text: "no target; give file:PATH, engine:PATH or filename="})
+		probs.add(problem{where: rj.where, job: rj.name, jobAlways: rj.fromFile, text: "no target; give file:PATH, engine:PATH, weft://ADDR/CONTAINER or filename="})
 	}
 	return j
 }
@@ -1040,8 +1115,8 @@ func checkArgValue(v string) string {
 	return ""
 }
 
-// Target schemes. Only file: and engine: are runnable yet.
-var targetSchemes = []string{schemeFile, schemeEngine, "path:", "weft://"}
+// Target schemes. path: is not runnable yet.
+var targetSchemes = []string{schemeFile, schemeEngine, "path:", schemeWeft}
 
 func isTargetArg(arg string) bool {
 	for _, s := range targetSchemes {
@@ -1057,7 +1132,7 @@ func isTargetArg(arg string) bool {
 func parseTargetArg(arg string) (string, string) {
 	scheme, path := targetScheme(arg)
 	if scheme == "" {
-		return "", fmt.Sprintf("target %s: not supported yet; accepted: file:PATH, engine:PATH", arg)
+		return "", fmt.Sprintf("target %s: not supported yet; accepted: file:PATH, engine:PATH, weft://ADDR/CONTAINER", arg)
 	}
 	if len(arg) > argValueMax {
 		return "", fmt.Sprintf("target is %d bytes; the limit is %d", len(arg), argValueMax)
@@ -1071,7 +1146,7 @@ func parseTargetArg(arg string) (string, string) {
 // parseFilename turns a filename= value (PATH, file:PATH or engine:PATH)
 // into a Job.Target, "file:PATH" or "engine:PATH", or says why it cannot.
 func parseFilename(v string) (string, string) {
-	const accepted = "accepted: a path, file:PATH or engine:PATH"
+	const accepted = "accepted: a path, file:PATH, engine:PATH or weft://ADDR/CONTAINER"
 	scheme, path := targetScheme(v)
 	if scheme == "" && isTargetArg(v) {
 		return "", "not supported yet; " + accepted

@@ -283,9 +283,9 @@ func TestUsageDocumentsEveryOption(t *testing.T) {
 func TestParseArgsProblems(t *testing.T) {
 	const accepted = "accepted: name, rw, bs, size, iodepth, numjobs, runtime, time_based, ramp_time, direct, " +
 		"fsync, ioengine, rwmixread, group_reporting, filename, description, iodepth_batch_submit, iodepth_batch, fixedbufs, registerfiles, sqthread_poll, iodepth_batch_complete_min, iodepth_batch_complete, iodepth_batch_complete_max, " +
-		"engine_object_size, engine_fill, engine_segment_size, engine_shards, engine_cores, engine_mode, engine_plp, output-format, compare-fio, rounds, eta, fio, help"
-	const notTarget = "accepted: file:PATH, engine:PATH"
-	const notFilename = "accepted: a path, file:PATH or engine:PATH"
+		"engine_object_size, engine_fill, engine_segment_size, engine_shards, engine_cores, engine_mode, engine_plp, weft_inode, weft_chunk_size, weft_cluster_id, weft_key_id, weft_key_secret, weft_layout, output-format, compare-fio, rounds, eta, fio, help"
+	const notTarget = "accepted: file:PATH, engine:PATH, weft://ADDR/CONTAINER"
+	const notFilename = "accepted: a path, file:PATH, engine:PATH or weft://ADDR/CONTAINER"
 	missing := filepath.Join(t.TempDir(), "missing.fio")
 	tests := []struct {
 		args []string
@@ -324,17 +324,17 @@ func TestParseArgsProblems(t *testing.T) {
 		{[]string{"--ramp_time=-1s", "file:/x"}, []string{"bench: ramp_time=-1s: must not be negative"}},
 		{[]string{"--ramp_time=soon", "file:/x"}, []string{"bench: ramp_time=soon: not a time; " + timeAccepted}},
 		{[]string{"--direct=2", "file:/x"}, []string{"bench: direct=2: accepted: 0 or 1"}},
-		{[]string{"--direct", "file:/x"}, []string{"bench: direct=file:/x: accepted: 0 or 1", "bench: no target; give file:PATH, engine:PATH or filename="}},
+		{[]string{"--direct", "file:/x"}, []string{"bench: direct=file:/x: accepted: 0 or 1", "bench: no target; give file:PATH, engine:PATH, weft://ADDR/CONTAINER or filename="}},
 		{[]string{"file:/x", "--bs"}, []string{"bench: --bs: needs a value (--bs=VALUE)"}},
 		{[]string{"--bs", "--iodepth=2", "file:/x"}, []string{"bench: --bs: needs a value (--bs=VALUE)"}},
 		{[]string{"--description=a\nb", "file:/x"}, []string{`bench: --description: value "a\nb" contains control characters`}},
 
 		// Targets.
-		{[]string{}, []string{"bench: no target; give file:PATH, engine:PATH or filename="}},
-		{[]string{"--bs=8k"}, []string{"bench: no target; give file:PATH, engine:PATH or filename="}},
-		{[]string{"--name=a", "--name=b", "--filename=/b"}, []string{"bench: job a: no target; give file:PATH, engine:PATH or filename="}},
+		{[]string{}, []string{"bench: no target; give file:PATH, engine:PATH, weft://ADDR/CONTAINER or filename="}},
+		{[]string{"--bs=8k"}, []string{"bench: no target; give file:PATH, engine:PATH, weft://ADDR/CONTAINER or filename="}},
+		{[]string{"--name=a", "--name=b", "--filename=/b"}, []string{"bench: job a: no target; give file:PATH, engine:PATH, weft://ADDR/CONTAINER or filename="}},
 		{[]string{"path:/mnt/weft"}, []string{"bench: target path:/mnt/weft: not supported yet; " + notTarget}},
-		{[]string{"weft://10.0.0.1:7400/vol"}, []string{"bench: target weft://10.0.0.1:7400/vol: not supported yet; " + notTarget}},
+		{[]string{"--weft_cluster_id=c", "--weft_key_id=k", "--weft_key_secret=00", "weft://10.0.0.1:7400/vol"}, []string{`bench: target weft://10.0.0.1:7400/vol: container "vol" is not a whole number; accepted: weft://HOST:PORT/CONTAINER, e.g. weft://127.0.0.1:7070/1`}},
 		{[]string{"file:"}, []string{"bench: target file:: empty path; accepted: file:PATH"}},
 		{[]string{"engine:"}, []string{"bench: target engine:: empty path; accepted: engine:PATH"}},
 		{[]string{"file:/a", "engine:/b"}, []string{"bench: 2 targets (file:/a, engine:/b); give one, or filename= in each job"}},

@@ -221,6 +221,9 @@ func (r *Result) FioJSON() *FioOutput {
 			fj.Jobname = jr.Job.Name
 			for _, o := range jr.Job.Options {
 				fj.JobOptions[o.Name] = o.Value
+				if o.Name == "weft_key_secret" {
+					fj.JobOptions[o.Name] = "(redacted)" // keep the key out of saved results
+				}
 			}
 		}
 		if jr.Err != nil {

@@ -43,6 +43,7 @@ type target struct {
 	need     int64         // bytes the jobs touch
 	dioOff   uint32        // O_DIRECT offset and length alignment (buffers are page aligned)
 	eng      *engineTarget // engine: targets only
+	wft      *weftTarget   // weft:// targets only
 }
 
 // Preflight resolves and checks every job's target without writing
@@ -59,7 +60,7 @@ func Preflight(jobs []Job) (map[string]*target, error) {
 		j := &jobs[i]
 		scheme, path := targetScheme(j.Target)
 		if scheme == "" || path == "" {
-			problems = append(problems, fmt.Sprintf("bench: job %s: target %q: accepted: file:PATH, engine:PATH", j.Name, j.Target))
+			problems = append(problems, fmt.Sprintf("bench: job %s: target %q: accepted: file:PATH, engine:PATH, weft://ADDR/CONTAINER", j.Name, j.Target))
 			continue
 		}
 		t := targets[j.Target]
@@ -71,9 +72,12 @@ func Preflight(jobs []Job) (map[string]*target, error) {
 				continue
 			}
 			var err error
-			if scheme == schemeEngine {
+			switch scheme {
+			case schemeWeft:
+				t, err = inspectWeftTarget(j.Target)
+			case schemeEngine:
 				t, err = inspectEngineTarget(path)
-			} else {
+			default:
 				t, err = inspectTarget(path)
 			}
 			if err != nil {
@@ -82,6 +86,12 @@ func Preflight(jobs []Job) (map[string]*target, error) {
 			}
 			targets[j.Target] = t
 			byPath[path] = j.Target
+		}
+		if scheme == schemeWeft {
+			if why := t.wft.addJob(t, j); why != "" {
+				problems = append(problems, fmt.Sprintf("bench: job %s: %s", j.Name, why))
+			}
+			continue
 		}
 		if scheme == schemeEngine {
 			if why := t.eng.addJob(t, j); why != "" {
@@ -233,6 +243,13 @@ func Run(ctx context.Context, jobs []Job, opts RunOptions) (res *Result, err err
 	var notes []string
 	for _, key := range targetKeys(targets) {
 		t := targets[key]
+		if t.wft != nil {
+			if err := t.wft.layout(ctx, opts.Progress); err != nil {
+				return nil, fmt.Errorf("bench: target %s: %w", key, err)
+			}
+			notes = append(notes, t.wft.describe())
+			continue
+		}
 		if t.eng == nil {
 			continue
 		}
@@ -252,6 +269,7 @@ func Run(ctx context.Context, jobs []Job, opts RunOptions) (res *Result, err err
 		for c := 0; c < jobs[i].NumJobs; c++ {
 			cl := newClone(&jobs[i], c)
 			cl.eng = targets[jobs[i].Target].eng
+			cl.wft = targets[jobs[i].Target].wft
 			clones = append(clones, cl)
 		}
 	}
@@ -313,9 +331,12 @@ func prepare(ctx context.Context, jobs []Job, progress io.Writer) (map[string]*t
 	}
 	for _, key := range targetKeys(targets) {
 		t := targets[key]
-		if t.eng != nil {
+		switch {
+		case t.wft != nil:
+			err = nil // a running node: nothing to create
+		case t.eng != nil:
 			err = t.eng.create(ctx, t, progress)
-		} else {
+		default:
 			err = layout(ctx, t, progress)
 		}
 		if err != nil {
@@ -431,6 +452,7 @@ type clone struct {
 	writesSync int           // writes since the last fsync
 	dedicated  bool          // fewer clones than Ps: waits may keep the P
 	eng        *engineTarget // the open engine of an engine: target; nil for a file
+	wft        *weftTarget   // a weft:// target; nil otherwise
 }
 
 func newClone(j *Job, index int) *clone {
@@ -590,7 +612,7 @@ func (c *clone) run(ctx context.Context, start time.Time) {
 	t0 := time.Now()
 
 	fd := -1
-	if c.eng == nil {
+	if c.eng == nil && c.wft == nil {
 		path := strings.TrimPrefix(c.job.Target, schemeFile)
 		flags := unix.O_RDWR | unix.O_CLOEXEC
 		if c.job.Direct {
@@ -610,6 +632,8 @@ func (c *clone) run(ctx context.Context, start time.Time) {
 	// runtime windows line up, as fio's do.
 	base := start
 	switch {
+	case c.wft != nil:
+		c.err = c.runWeft(ctx, &ph, base)
 	case c.eng != nil:
 		c.err = c.runEngine(ctx, &ph, base)
 	case c.job.IOEngine == EnginePsync:

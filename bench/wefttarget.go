@@ -1,0 +1,344 @@
+package bench
+
+import (
+	"context"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/weftfs/weft/fsproto"
+	"github.com/weftfs/weft/ioring"
+	"github.com/weftfs/weft/net"
+)
+
+// This file is the weft:// target: a running weft node (package node),
+// weft://ADDR/CONTAINER, driven through the chunk client (package
+// fsproto) by the same clone loop (runQueue) as the other targets.
+//
+// A job's byte range maps onto chunks of WeftOptions.ChunkSize bytes of
+// one inode; an I/O never spans two chunks, as the chunk size is a
+// multiple of bs:
+//
+//	offset o  ->  offset o % chunkSize of chunk
+//	              ChunkID{Container: CONTAINER, Inode: weft_inode, Index: o / chunkSize}
+//
+// Each clone dials its own connection (one net.Conn per clone, not shared),
+// and keeps iodepth GoWrite/GoRead calls in flight on it. slat is prep to
+// send, clat send to completion, as for the other targets.
+//
+// Reads need data: unless weft_layout=0, Run lays out [0, size) of the
+// reading jobs with sequential writes of bs before any clone starts, on
+// every run. NB: there is no marker of an earlier layout (unlike engine:),
+// so the layout is written again each time; give weft_layout=0 to skip it
+// when the range is known to hold data.
+
+const (
+	weftChunkSizeDef = 1 << 20
+	weftChunkSizeMax = 1 << 30
+	weftLayoutDepth  = 32
+	weftDialTimeout  = 10 * time.Second
+)
+
+// Environment variables that give the credentials weft_cluster_id,
+// weft_key_id and weft_key_secret default to.
+const (
+	envWeftClusterID = "WEFT_CLUSTER_ID"
+	envWeftKeyID     = "WEFT_KEY_ID"
+	envWeftSecret    = "WEFT_KEY_SECRET"
+)
+
+// WeftOptions are the options of a weft:// target, weft's own.
+type WeftOptions struct {
+	// Inode is weft_inode=: the inode of the chunks; default 1.
+	Inode uint64
+	// ChunkSize is weft_chunk_size=: job offset o is offset o%ChunkSize
+	// of chunk o/ChunkSize; a multiple of bs; default 1 MiB.
+	ChunkSize int64
+	// ClusterID, KeyID and Secret (hex) are weft_cluster_id=,
+	// weft_key_id= and weft_key_secret=, or WEFT_CLUSTER_ID, WEFT_KEY_ID
+	// and WEFT_KEY_SECRET when not given.
+	ClusterID string
+	KeyID     string
+	Secret    string
+	// NoLayout is weft_layout=0: reading jobs read what is there.
+	NoLayout bool
+}
+
+// parseWeftURL splits weft://ADDR/CONTAINER (a Job.Target or its part
+// after the scheme) into the node's address and the container, or says
+// why it cannot.
+func parseWeftURL(target string) (addr string, container uint64, why string) {
+	rest := strings.TrimPrefix(target, schemeWeft)
+	addr, c, ok := strings.Cut(rest, "/")
+	switch {
+	case addr == "":
+		return "", 0, "no address; accepted: weft://HOST:PORT/CONTAINER"
+	case !ok || c == "":
+		return "", 0, "no container; accepted: weft://HOST:PORT/CONTAINER, e.g. weft://127.0.0.1:7070/1"
+	case strings.ContainsAny(addr, " \t@?#"):
+		return "", 0, "malformed address; accepted: weft://HOST:PORT/CONTAINER"
+	}
+	if i := strings.LastIndexByte(addr, ':'); i <= 0 || i == len(addr)-1 {
+		return "", 0, fmt.Sprintf("address %q has no port; accepted: weft://HOST:PORT/CONTAINER", addr)
+	} else if p, err := strconv.ParseUint(addr[i+1:], 10, 16); err != nil || p == 0 {
+		return "", 0, fmt.Sprintf("address %q: bad port; accepted: 1 to 65535", addr)
+	}
+	n, err := strconv.ParseUint(c, 10, 64)
+	if err != nil {
+		return "", 0, fmt.Sprintf("container %q is not a whole number; accepted: weft://HOST:PORT/CONTAINER, e.g. weft://127.0.0.1:7070/1", c)
+	}
+	return addr, n, ""
+}
+
+// weftCredentials fills in the credentials not given as options from the
+// environment, and returns the names of those still missing, or why the
+// secret is not accepted.
+func weftCredentials(o *WeftOptions) (missing []string, why string) {
+	fill := func(v *string, env, opt string) {
+		if *v == "" {
+			*v = os.Getenv(env)
+		}
+		if *v == "" {
+			missing = append(missing, opt+"= (or "+env+")")
+		}
+	}
+	fill(&o.ClusterID, envWeftClusterID, "weft_cluster_id")
+	fill(&o.KeyID, envWeftKeyID, "weft_key_id")
+	fill(&o.Secret, envWeftSecret, "weft_key_secret")
+	if o.Secret != "" {
+		if _, err := hex.DecodeString(o.Secret); err != nil {
+			why = "weft_key_secret (or " + envWeftSecret + ") is not hex"
+		}
+	}
+	return missing, why
+}
+
+// checkWeftJob checks the rules a weft:// target adds; good and report
+// are buildJob's; general reports a problem no option was given for.
+func checkWeftJob(j *Job, chunkGiven bool, good func(...int) bool, report func(int, string), general func(string)) {
+	if _, _, why := parseWeftURL(j.Target); why != "" {
+		general("target " + j.Target + ": " + why)
+	}
+	if j.IOEngine == EnginePsync && good(optIOEngine) {
+		report(optIOEngine, "not accepted with a weft:// target, which the chunk client drives asynchronously; leave ioengine out")
+	}
+	if j.Fsync > 0 && good(optFsync) {
+		report(optFsync, "not accepted with a weft:// target: every chunk write is durable when it completes, so there is nothing to fsync")
+	}
+	if j.Weft.ChunkSize%j.BlockSize != 0 && good(optBS, optWeftChunkSize) {
+		if chunkGiven {
+			report(optWeftChunkSize, fmt.Sprintf("must be a multiple of bs=%s, so that no I/O spans two chunks", formatSize(j.BlockSize)))
+		} else {
+			report(optBS, fmt.Sprintf("must divide weft_chunk_size (default %s), so that no I/O spans two chunks", formatSize(j.Weft.ChunkSize)))
+		}
+	}
+	missing, why := weftCredentials(&j.Weft)
+	if len(missing) > 0 {
+		general("target " + j.Target + ": missing credentials: " + strings.Join(missing, ", "))
+	}
+	if why != "" {
+		general("target " + j.Target + ": " + why)
+	}
+}
+
+// weftTarget is the state of one weft:// target, shared by the jobs
+// naming it.
+type weftTarget struct {
+	target    string
+	addr      string
+	container uint64
+	readNeed  int64 // bytes from offset 0 that reading jobs need written
+	layoutBS  int64 // the largest bs of the reading jobs
+	layoutJob *Job  // a reading job, whose options layout uses
+	laidOut   int64 // bytes layout wrote
+}
+
+func inspectWeftTarget(name string) (*target, error) {
+	addr, c, why := parseWeftURL(name)
+	if why != "" {
+		return nil, fmt.Errorf("target %s: %s", name, why)
+	}
+	return &target{scheme: schemeWeft, path: name, wft: &weftTarget{target: name, addr: addr, container: c}}, nil
+}
+
+func (wt *weftTarget) addJob(t *target, j *Job) string {
+	if j.Size == 0 {
+		return fmt.Sprintf("target %s needs size= (the bytes the job addresses), e.g. --size=1g", wt.target)
+	}
+	if j.Size < j.BlockSize {
+		return fmt.Sprintf("size=%d is smaller than bs=%d", j.Size, j.BlockSize)
+	}
+	t.need = max(t.need, j.Size)
+	if j.ReadPercent() > 0 && !j.Weft.NoLayout {
+		if j.Size > wt.readNeed {
+			wt.readNeed, wt.layoutJob = j.Size, j
+		}
+		wt.layoutBS = max(wt.layoutBS, j.BlockSize)
+	}
+	return ""
+}
+
+// dialWeft connects to the node with job j's credentials.
+func dialWeft(ctx context.Context, addr string, o WeftOptions) (*fsproto.ChunkClient, error) {
+	secret, err := hex.DecodeString(o.Secret)
+	if err != nil {
+		return nil, fmt.Errorf("weft_key_secret: %v", err)
+	}
+	dctx, cancel := context.WithTimeout(ctx, weftDialTimeout)
+	defer cancel()
+	conn, err := net.Dial(dctx, addr, net.ClientConfig{ClusterID: o.ClusterID, KeyID: o.KeyID, Secret: secret})
+	if err != nil {
+		return nil, fmt.Errorf("connecting to %s: %w", addr, err)
+	}
+	return fsproto.NewChunkClient(conn, fsproto.ChunkClientConfig{}), nil
+}
+
+func weftAddr(container, inode uint64, off, chunkSize int64) (fsproto.ChunkID, uint32) {
+	return fsproto.ChunkID{Container: container, Inode: inode, Index: uint64(off / chunkSize)}, uint32(off % chunkSize)
+}
+
+// layout writes [0, readNeed) sequentially, weftLayoutDepth writes of the
+// reading jobs' bs at a time, so that reads find data.
+func (wt *weftTarget) layout(ctx context.Context, progress io.Writer) error {
+	if wt.readNeed == 0 {
+		return nil
+	}
+	o := wt.layoutJob.Weft
+	cl, err := dialWeft(ctx, wt.addr, o)
+	if err != nil {
+		return err
+	}
+	defer cl.Conn().Close()
+	if progress != nil {
+		fmt.Fprintf(progress, "laying out %s: %s in writes of %s (weft_layout=0 skips this)\n", wt.target, fmtBytes(wt.readNeed), formatSize(wt.layoutBS))
+	}
+	buf := ioring.AlignedBuffer(int(wt.layoutBS))
+	newRand(0x5eed).fill(buf)
+	done := make(chan *fsproto.Op, weftLayoutDepth)
+	var firstErr error
+	inflight := 0
+	for off := int64(0); ; {
+		for firstErr == nil && off < wt.readNeed && inflight < weftLayoutDepth {
+			if err := ctx.Err(); err != nil {
+				firstErr = err
+				break
+			}
+			n := min(int64(len(buf)), wt.readNeed-off)
+			ch, coff := weftAddr(wt.container, o.Inode, off, o.ChunkSize)
+			cl.GoWrite(ctx, ch, coff, buf[:n], done)
+			inflight++
+			off += n
+		}
+		if inflight == 0 {
+			return firstErr
+		}
+		op := <-done
+		inflight--
+		if op.Err != nil && firstErr == nil {
+			firstErr = fmt.Errorf("laying out: write to chunk %v: %w", op.Chunk, op.Err)
+		} else if op.Err == nil {
+			wt.laidOut += int64(len(buf)) // NB: the last may be shorter; only for the summary
+		}
+	}
+}
+
+func (wt *weftTarget) describe() string {
+	s := fmt.Sprintf("%s: weft node at %s, container %d", wt.target, wt.addr, wt.container)
+	if wt.laidOut > 0 {
+		s += fmt.Sprintf("; %s laid out for reading", fmtBytes(min(wt.laidOut, wt.readNeed)))
+	}
+	return s
+}
+
+// weftQueue is the ioQueue of a weft:// target: one fsproto.Op per unit
+// in flight on the clone's own connection.
+type weftQueue struct {
+	ctx       context.Context
+	cl        *fsproto.ChunkClient
+	container uint64
+	o         WeftOptions
+	units     []unit
+	chunk     []fsproto.ChunkID
+	coff      []uint32
+	ops       map[*fsproto.Op]int
+	done      chan *fsproto.Op
+}
+
+func (c *clone) runWeft(ctx context.Context, ph *phase, base time.Time) error {
+	wt := c.wft
+	c.backend = fmt.Sprintf("weft node %s (chunk client, weft_chunk_size=%s)", wt.addr, formatSize(c.job.Weft.ChunkSize))
+	cl, err := dialWeft(ctx, wt.addr, c.job.Weft)
+	if err != nil {
+		return err
+	}
+	defer cl.Conn().Close()
+	units := c.newUnits(c.job.IODepth)
+	q := &weftQueue{
+		ctx: ctx, cl: cl, container: wt.container, o: c.job.Weft, units: units,
+		chunk: make([]fsproto.ChunkID, len(units)), coff: make([]uint32, len(units)),
+		ops:  make(map[*fsproto.Op]int, len(units)),
+		done: make(chan *fsproto.Op, len(units)),
+	}
+	return c.runQueue(ctx, q, units, ph, base)
+}
+
+func (q *weftQueue) prep(idx int) {
+	u := &q.units[idx]
+	if u.dir != dirRead && u.dir != dirWrite {
+		// Invariant: the parser refuses fsync= with a weft:// target.
+		panic(fmt.Sprintf("bench: %s I/O on a weft:// target", dirName(u.dir)))
+	}
+	q.chunk[idx], q.coff[idx] = weftAddr(q.container, q.o.Inode, u.off+int64(u.done), q.o.ChunkSize)
+}
+
+func (q *weftQueue) submit(pending []int) error {
+	for _, idx := range pending {
+		u := &q.units[idx]
+		var op *fsproto.Op
+		if u.dir == dirRead {
+			op = q.cl.GoRead(q.ctx, q.chunk[idx], q.coff[idx], u.buf[u.done:], q.done)
+		} else {
+			op = q.cl.GoWrite(q.ctx, q.chunk[idx], q.coff[idx], u.buf[u.done:], q.done)
+		}
+		q.ops[op] = idx
+	}
+	return nil
+}
+
+func (q *weftQueue) reap(out []completion, min int) (int, error) {
+	n := 0
+	for n < len(out) {
+		var op *fsproto.Op
+		if n < min {
+			op = <-q.done
+		} else {
+			select {
+			case op = <-q.done:
+			default:
+				return n, nil
+			}
+		}
+		idx, ok := q.ops[op]
+		if !ok {
+			panic(fmt.Sprintf("bench: the chunk client returned op %p, not one of this clone's", op))
+		}
+		delete(q.ops, op)
+		u := &q.units[idx]
+		out[n] = completion{idx: idx}
+		if u.dir == dirRead {
+			out[n].n = op.N
+		} else {
+			out[n].n = len(u.buf) - u.done
+		}
+		if op.Err != nil {
+			out[n].err = fmt.Errorf("weft %s of %d bytes at job offset %d (chunk %v, offset %d): %w",
+				dirName(u.dir), len(u.buf)-u.done, u.off+int64(u.done), q.chunk[idx], q.coff[idx], op.Err)
+		}
+		n++
+	}
+	return n, nil
+}
