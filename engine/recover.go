@@ -308,43 +308,46 @@ func checkBatchData(data []byte, descs []Desc) string {
 	return ""
 }
 
-// recount sets every segment's live bytes and pins from the index and the
-// snapshots, after recovery.
-func (s *shard) recount() error {
-	for _, st := range s.segs {
-		st.live, st.pins = 0, 0
-	}
+// segmentsOf returns the distinct segments idx references, in the order
+// first met, and adds each extent's bytes to live (when not nil). An
+// extent in a segment the shard does not own is corruption.
+func (s *shard) segmentsOf(idx *Index, live map[uint32]uint64) ([]uint32, error) {
+	var segs []uint32
+	seen := make(map[uint32]bool)
 	var bad error
-	s.idx.Ascend(func(x Extent) bool {
-		st := s.segs[x.Loc.Segment]
-		if st == nil {
+	idx.Ascend(func(x Extent) bool {
+		if s.segs[x.Loc.Segment] == nil {
 			bad = fmt.Errorf("%w: shard %d: %v points into segment %d, which holds no records of the shard", ErrCorrupt, s.id, x, x.Loc.Segment)
 			return false
 		}
-		st.live += uint64(x.Len)
+		if !seen[x.Loc.Segment] {
+			seen[x.Loc.Segment] = true
+			segs = append(segs, x.Loc.Segment)
+		}
+		if live != nil {
+			live[x.Loc.Segment] += uint64(x.Len)
+		}
 		return true
 	})
-	if bad != nil {
-		return bad
+	return segs, bad
+}
+
+// recount sets every segment's live bytes and pins from the index and the
+// snapshots, after recovery.
+func (s *shard) recount() error {
+	live := make(map[uint32]uint64)
+	if _, err := s.segmentsOf(s.idx, live); err != nil {
+		return err
+	}
+	for seg, st := range s.segs {
+		st.live, st.pins = live[seg], 0
 	}
 	for _, sn := range s.snaps {
-		sn.pins = nil
-		seen := map[uint32]bool{}
-		var bad error
-		sn.idx.Ascend(func(x Extent) bool {
-			if s.segs[x.Loc.Segment] == nil {
-				bad = fmt.Errorf("%w: shard %d: snapshot extent %v points into segment %d, which holds no records of the shard", ErrCorrupt, s.id, x, x.Loc.Segment)
-				return false
-			}
-			if !seen[x.Loc.Segment] {
-				seen[x.Loc.Segment] = true
-				sn.pins = append(sn.pins, x.Loc.Segment)
-			}
-			return true
-		})
-		if bad != nil {
-			return bad
+		pins, err := s.segmentsOf(sn.idx, nil)
+		if err != nil {
+			return fmt.Errorf("snapshot: %w", err)
 		}
+		sn.pins = pins
 		for _, seg := range sn.pins {
 			s.segs[seg].pins++
 			s.segs[seg].durableFree = false

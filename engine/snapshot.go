@@ -239,14 +239,12 @@ func (s *shard) snapshot(r *Request) {
 
 // pinAll pins every segment sn's index references.
 func (s *shard) pinAll(sn *shardSnap) {
-	seen := make(map[uint32]bool)
-	sn.idx.Ascend(func(x Extent) bool {
-		if !seen[x.Loc.Segment] {
-			seen[x.Loc.Segment] = true
-			sn.pins = append(sn.pins, x.Loc.Segment)
-		}
-		return true
-	})
+	pins, err := s.segmentsOf(sn.idx, nil)
+	if err != nil {
+		// The live index only points into segments the shard owns.
+		panic(err)
+	}
+	sn.pins = pins
 	for _, seg := range sn.pins {
 		s.segs[seg].pins++
 	}

@@ -165,32 +165,17 @@ func (s *shard) verify() (owned []uint32, err error) {
 		return nil, err
 	}
 	live := make(map[uint32]uint64)
-	var bad error
-	s.idx.Ascend(func(x Extent) bool {
-		if s.segs[x.Loc.Segment] == nil {
-			bad = fmt.Errorf("engine: shard %d: extent %v points into segment %d, which the shard does not own", s.id, x, x.Loc.Segment)
-			return false
-		}
-		live[x.Loc.Segment] += uint64(x.Len)
-		return true
-	})
-	if bad != nil {
-		return nil, bad
+	if _, err := s.segmentsOf(s.idx, live); err != nil {
+		return nil, err
 	}
 	pins := make(map[uint32]int)
 	for _, sn := range s.snaps {
-		for _, seg := range sn.pins {
-			pins[seg]++
+		segs, err := s.segmentsOf(sn.idx, nil)
+		if err != nil {
+			return nil, fmt.Errorf("snapshot: %w", err)
 		}
-		sn.idx.Ascend(func(x Extent) bool {
-			if s.segs[x.Loc.Segment] == nil {
-				bad = fmt.Errorf("engine: shard %d: snapshot extent %v points into segment %d, which the shard does not own", s.id, x, x.Loc.Segment)
-				return false
-			}
-			return true
-		})
-		if bad != nil {
-			return nil, bad
+		for _, seg := range segs {
+			pins[seg]++
 		}
 	}
 	for seg, st := range s.segs {
