@@ -569,6 +569,7 @@ func (s *shard) addMutation(r *Request) (wait bool) {
 			b.descs = append(b.descs, d)
 			if len(p)%4096 != 0 || uintptr(unsafe.Pointer(&p[0]))%4096 != 0 {
 				p = b.stage(p)
+				s.stats.copiedIn.Add(uint64(d.Length))
 			}
 			b.data = append(b.data, p)
 		}
@@ -1049,6 +1050,7 @@ func (s *shard) readDone(c ioCompletion) {
 	} else {
 		if err == nil && op.own {
 			copy(op.dst, op.buf[op.ext.Skip:op.ext.Skip+op.ext.Len])
+			s.stats.copiedOut.Add(uint64(op.ext.Len))
 		}
 		if op.own {
 			s.putScratch(op.buf)

@@ -15,9 +15,15 @@ type shardStats struct {
 	loops, busyNs, sleeps, sleepNs atomic.Int64
 	batches, records, deviceReads  atomic.Uint64
 	segsFreed, corrupt             atomic.Uint64
-	readLat, writeLat, otherLat    latency
-	batchLat                       latency
-	reads, writes, others          uint64
+	// copiedIn and copiedOut count payload bytes the engine copied: write
+	// data staged because the caller's buffer was unaligned or not whole
+	// blocks, and read data served through a scratch buffer because the
+	// caller asked for part of a record or gave an unaligned buffer. The
+	// zero-copy tests of the layers above assert they stay zero.
+	copiedIn, copiedOut         atomic.Uint64
+	readLat, writeLat, otherLat latency
+	batchLat                    latency
+	reads, writes, others       uint64
 }
 
 // latency is a histogram of microseconds, 1 µs to 100 s.
@@ -87,18 +93,23 @@ type ShardStats struct {
 	Batches, Records      uint64 // group commits and the records they carried
 	DeviceReads           uint64
 	CorruptReads          uint64
-	SegmentsOwned         int
-	PinnedSegments        int
-	LiveBytes             uint64
-	SegmentsFreed         uint64
-	IndexExtents          int
-	Objects               int
-	ReadLatency           LatencyStats
-	WriteLatency          LatencyStats
-	OtherLatency          LatencyStats
-	BatchLatency          LatencyStats // write+flush of one batch
-	Cleaner               CleanerStats
-	Failed                string // why the shard refuses writes, if it does
+	// CopiedInBytes and CopiedOutBytes count payload bytes copied on the
+	// way to and from the device: writes from unaligned or partial-block
+	// buffers are staged, reads of part of a record or into unaligned
+	// buffers go through scratch. Aligned whole-block I/O copies nothing.
+	CopiedInBytes, CopiedOutBytes uint64
+	SegmentsOwned                 int
+	PinnedSegments                int
+	LiveBytes                     uint64
+	SegmentsFreed                 uint64
+	IndexExtents                  int
+	Objects                       int
+	ReadLatency                   LatencyStats
+	WriteLatency                  LatencyStats
+	OtherLatency                  LatencyStats
+	BatchLatency                  LatencyStats // write+flush of one batch
+	Cleaner                       CleanerStats
+	Failed                        string // why the shard refuses writes, if it does
 }
 
 // CleanerStats describe a shard's cleaner.
@@ -138,7 +149,8 @@ func (s *shard) statsSnapshot() ShardStats {
 		QueueDepth: s.q.pending.Load(), ReadsInFlight: len(s.reads),
 		Reads: st.reads, Writes: st.writes, Others: st.others,
 		Batches: st.batches.Load(), Records: st.records.Load(), DeviceReads: st.deviceReads.Load(),
-		CorruptReads: st.corrupt.Load(), SegmentsOwned: len(s.segs), SegmentsFreed: st.segsFreed.Load(),
+		CorruptReads:  st.corrupt.Load(),
+		CopiedInBytes: st.copiedIn.Load(), CopiedOutBytes: st.copiedOut.Load(), SegmentsOwned: len(s.segs), SegmentsFreed: st.segsFreed.Load(),
 		IndexExtents: s.idx.Len(), Objects: s.objs.Len(),
 		ReadLatency: st.readLat.snapshot(), WriteLatency: st.writeLat.snapshot(),
 		OtherLatency: st.otherLat.snapshot(), BatchLatency: st.batchLat.snapshot(),

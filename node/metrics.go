@@ -30,6 +30,7 @@ type collector struct {
 	requests   *prometheus.Desc
 	errors     *prometheus.Desc
 	info       *prometheus.Desc
+	copied     *prometheus.Desc
 }
 
 // newCollector returns a collector; labels become weft_node_info's
@@ -61,13 +62,14 @@ func newCollector(stats func() engine.Stats, netm func() net.MetricsSnapshot, la
 		requests:  prometheus.NewDesc("weft_net_requests_total", "Requests read.", nil, nil),
 		errors:    prometheus.NewDesc("weft_net_errors_total", "Net errors by class.", []string{"class"}, nil),
 		info:      prometheus.NewDesc("weft_node_info", "The node's labels; always 1.", names, nil),
+		copied:    prometheus.NewDesc("weft_engine_copied_bytes_total", "Payload bytes the engine copied (dir=in: unaligned or partial-block writes staged; dir=out: partial-record or unaligned reads); zero on the aligned zero-copy path.", []string{"shard", "dir"}, nil),
 	}
 }
 
 // Describe implements prometheus.Collector.
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.space, c.busy, c.queue, c.ops, c.latency, c.relocated,
-		c.frames, c.bytes, c.inFlight, c.requests, c.errors, c.info} {
+		c.frames, c.bytes, c.inFlight, c.requests, c.errors, c.info, c.copied} {
 		ch <- d
 	}
 }
@@ -98,6 +100,8 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 			gauge(c.latency, l.lat.P99.Seconds(), id, l.op, "0.99")
 		}
 		counter(c.relocated, float64(sh.Cleaner.BytesRelocated), id)
+		counter(c.copied, float64(sh.CopiedInBytes), id, "in")
+		counter(c.copied, float64(sh.CopiedOutBytes), id, "out")
 	}
 	n := c.net()
 	counter(c.frames, float64(n.FramesIn), "in")
