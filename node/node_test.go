@@ -42,8 +42,12 @@ type started struct {
 	done              chan error
 }
 
-// start runs a node on a fresh 64 MiB file device in t's temp dir.
-func start(t *testing.T, dir string) *started {
+// start runs a node on a 64 MiB file device in dir (created on the
+// first start), listening on a free loopback port.
+func start(t *testing.T, dir string) *started { return startOn(t, dir, "127.0.0.1:0") }
+
+// startOn is start listening on listen.
+func startOn(t *testing.T, dir, listen string) *started {
 	t.Helper()
 	keys := writeFile(t, dir, "keys", "# test keys\nrw "+rwSecret+"\n\nro "+roSecret+" ro\n")
 	ctx, cancel := context.WithCancel(context.Background())
@@ -51,7 +55,7 @@ func start(t *testing.T, dir string) *started {
 	ready := make(chan struct{})
 	cfg := Config{
 		Device: filepath.Join(dir, "dev"), FormatSize: 64 << 20,
-		Listen: "127.0.0.1:0", MetricsListen: "127.0.0.1:0",
+		Listen: listen, MetricsListen: "127.0.0.1:0",
 		Labels:    map[string]string{"site": "s1", "zone-a": "z1"},
 		ClusterID: "c1", KeysFile: keys, Containers: []uint64{7},
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
@@ -194,5 +198,73 @@ func TestRunBadConfig(t *testing.T) {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error lacks %q:\n%v", want, err)
 		}
+	}
+}
+
+// TestClientReconnectsAfterRestart restarts a node under a client that
+// keeps writing: calls that meet the dead connection are retried through
+// the pool once the node is back (with their request ids), and every write
+// the client saw acknowledged, before or after the restart, reads back.
+func TestClientReconnectsAfterRestart(t *testing.T) {
+	testutil.CheckLeaks(t)
+	dir := t.TempDir()
+	s := start(t, dir)
+	addr := s.addr
+	secret, _ := hex.DecodeString(rwSecret)
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	pool, err := net.NewPool(net.PoolConfig{Client: net.ClientConfig{ClusterID: "c1", KeyID: "rw", Secret: secret, Logger: quiet},
+		ConnsPerPeer: 1, BackoffBase: 10 * time.Millisecond, BackoffMax: 200 * time.Millisecond, Seed: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	conn, err := pool.Get(ctx, addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := fsproto.NewChunkClient(conn, fsproto.ChunkClientConfig{
+		Redial: func(ctx context.Context) (*net.Conn, error) { return pool.Get(ctx, addr) },
+	})
+	acked := map[uint64][]byte{}
+	write := func(ctx context.Context, i uint64) error {
+		data := bytes.Repeat([]byte{byte(i), byte(i >> 8), 0xAB, 0xCD}, 1024)
+		_, err := c.Write(ctx, fsproto.ChunkID{Container: 7, Inode: 100 + i}, 0, data)
+		if err == nil {
+			acked[i] = data
+		}
+		return err
+	}
+	for i := range uint64(20) {
+		if err := write(ctx, i); err != nil {
+			t.Fatalf("write %d before the restart: %v", i, err)
+		}
+	}
+	s.stop(t)
+	// While the node is down a write waits for the pool's redial until
+	// its deadline; it is not acknowledged.
+	downCtx, downCancel := context.WithTimeout(ctx, 300*time.Millisecond)
+	err = write(downCtx, 1000)
+	downCancel()
+	if err == nil {
+		t.Fatal("a write succeeded while the node was down")
+	}
+	s = startOn(t, dir, addr)
+	defer s.stop(t)
+	for i := uint64(20); i < 40; i++ {
+		if err := write(ctx, i); err != nil {
+			t.Fatalf("write %d after the restart: %v", i, err)
+		}
+	}
+	got := make([]byte, 4096)
+	for i, want := range acked {
+		n, err := c.Read(ctx, fsproto.ChunkID{Container: 7, Inode: 100 + i}, 0, got)
+		if (err != nil && !errors.Is(err, io.EOF)) || n != len(want) || !bytes.Equal(got[:n], want) {
+			t.Errorf("chunk %d after the restart: n=%d err=%v, want its %d acknowledged bytes", i, n, err, len(want))
+		}
+	}
+	if len(acked) != 40 {
+		t.Errorf("%d writes acknowledged, want 40", len(acked))
 	}
 }
