@@ -1,0 +1,248 @@
+package clustermap
+
+import (
+	"encoding/binary"
+	"errors"
+	"hash/crc32"
+	"slices"
+	"strings"
+	"testing"
+)
+
+// sampleMap is a map with every kind of object: nodes in each state,
+// two containers, backfilling and retiring replicas.
+func sampleMap(t testing.TB) *Map {
+	m := addNodes(t, New(), 7, "a", "b", "c")
+	m = mustApply(t, m, CreateContainer{Name: "db", Policy: Policy{Replicas: 3, FailureDomain: "zone", PGCount: 8, Selector: map[string]string{"rack": "r1"}}})
+	m = mustApply(t, m, CreateContainer{Name: "logs.v2", Policy: Policy{Replicas: 3, FailureDomain: "zone", PGCount: 8}})
+	m = mustApply(t, m, SetNodeState{ID: 2, State: Down})
+	m = mustApply(t, m, SetNodeState{ID: 3, State: Draining})
+	m = mustApply(t, m, SetNodeState{ID: 5, State: Out})
+	return m
+}
+
+func TestMapRoundTrip(t *testing.T) {
+	for _, m := range []*Map{New(), sampleMap(t)} {
+		b := encode(t, m)
+		d, err := DecodeMap(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !slices.Equal(encode(t, d), b) {
+			t.Fatal("re-encoding differs")
+		}
+		var u Map
+		if err := u.UnmarshalBinary(b); err != nil || u.Epoch != m.Epoch || len(u.PGs) != len(m.PGs) {
+			t.Fatalf("UnmarshalBinary: %v", err)
+		}
+	}
+}
+
+// reseal fixes the body length and checksum of an edited encoding, so a
+// test reaches the checks behind them.
+func reseal(b []byte) []byte {
+	b = slices.Clone(b)
+	binary.LittleEndian.PutUint32(b[8:], uint32(len(b)-mapHeaderLen-mapTrailerLen))
+	binary.LittleEndian.PutUint32(b[len(b)-4:], crc32.Checksum(b[:len(b)-4], castagnoli))
+	return b
+}
+
+func TestDecodeMapRejects(t *testing.T) {
+	good := encode(t, sampleMap(t))
+	empty := encode(t, New())
+	const body = mapHeaderLen
+	cases := []struct {
+		name string
+		b    []byte
+		want string
+	}{
+		{"empty", nil, "shorter than"},
+		{"magic", append([]byte("XCMP"), good[4:]...), "magic"},
+		{"version", reseal(append(append(slices.Clone(good[:4]), 2, 0), good[6:]...)), "version 2"},
+		{"flags", reseal(append(append(slices.Clone(good[:6]), 1, 0), good[8:]...)), "flags"},
+		{"truncated", good[:len(good)-1], "body length"},
+		{"trailing", append(slices.Clone(good), 0), "body length"},
+		{"trailing resealed", reseal(append(append(slices.Clone(good[:len(good)-4]), 0), 0, 0, 0, 0)), "trailing"},
+		{"checksum", func() []byte { b := slices.Clone(good); b[body+3] ^= 1; return b }(), "checksum"},
+		{"huge node count", reseal(func() []byte {
+			b := slices.Clone(empty)
+			binary.LittleEndian.PutUint32(b[body+20:], 1<<31)
+			return b
+		}()), "need at least"},
+		{"next container 0", reseal(func() []byte {
+			b := slices.Clone(empty)
+			binary.LittleEndian.PutUint64(b[body+8:], 0)
+			return b
+		}()), "non-zero"},
+		{"bad node state", reseal(func() []byte {
+			b := slices.Clone(good)
+			b[body+24+16] = 9 // first node's state
+			return b
+		}()), "state 9"},
+	}
+	for _, c := range cases {
+		_, err := DecodeMap(c.b)
+		if !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s: err %v, want ErrCorrupt mentioning %q", c.name, err, c.want)
+		}
+	}
+	var m Map
+	m.Epoch = 77
+	if err := m.UnmarshalBinary([]byte("junk")); err == nil || m.Epoch != 77 {
+		t.Fatalf("failed UnmarshalBinary: %v, epoch %d", err, m.Epoch)
+	}
+}
+
+// TestDecodeMapChecksInvariants makes maps that encode well but break an
+// invariant, and expects the decoder to refuse them.
+func TestDecodeMapChecksInvariants(t *testing.T) {
+	breakers := map[string]func(m *Map){
+		"duplicate replica": func(m *Map) { m.PGs[0].Replicas = append(m.PGs[0].Replicas, m.PGs[0].Replicas[0]) },
+		"down replica":      func(m *Map) { m.PGs[0].Replicas = append(m.PGs[0].Replicas, 2) },
+		"unknown replica":   func(m *Map) { m.PGs[0].Replicas = append(m.PGs[0].Replicas, 99) },
+		"pg epoch ahead":    func(m *Map) { m.PGs[0].Epoch = m.Epoch + 1 },
+		"unsorted nodes":    func(m *Map) { m.Nodes[0], m.Nodes[1] = m.Nodes[1], m.Nodes[0] },
+		"missing pg":        func(m *Map) { m.PGs = m.PGs[1:] },
+		"foreign pg":        func(m *Map) { m.PGs[0].Container = m.Containers[1].ID },
+		"duplicate name":    func(m *Map) { m.Containers[1].Name = m.Containers[0].Name },
+		"bad policy":        func(m *Map) { m.Containers[0].Policy.PGCount = 6 },
+		"shared address":    func(m *Map) { m.Nodes[1].Addr = m.Nodes[0].Addr },
+		"backfill not replica": func(m *Map) {
+			m.PGs[0].Backfilling = append(m.PGs[0].Backfilling, 99)
+		},
+		"caught-up after backfilling": func(m *Map) {
+			pg := &m.PGs[len(m.PGs)-1]
+			pg.Backfilling = []NodeID{pg.Replicas[0]}
+		},
+		"same domain": func(m *Map) {
+			pg := &m.PGs[len(m.PGs)-1]
+			// Both in zone b; a caught-up clash may stay (retiring),
+			// a backfilling one may not.
+			pg.Replicas = []NodeID{1, 4}
+			pg.Backfilling = []NodeID{4}
+		},
+		"container id past next": func(m *Map) { m.NextContainer = m.Containers[1].ID },
+		"pgs past next":          func(m *Map) { m.NextPG = m.NextPG - 1 },
+	}
+	for name, f := range breakers {
+		m := sampleMap(t).Clone()
+		f(m)
+		if err := m.Check(); err == nil {
+			t.Errorf("%s: Check passed", name)
+			continue
+		}
+		if _, err := m.MarshalBinary(); err == nil {
+			t.Errorf("%s: MarshalBinary encoded a broken map", name)
+		}
+		b := m.appendMap(nil)
+		if _, err := DecodeMap(b); !errors.Is(err, ErrCorrupt) {
+			t.Errorf("%s: decode: %v", name, err)
+		}
+	}
+}
+
+func sampleCommands() []Command {
+	return []Command{
+		AddNode{ID: 1, Addr: "10.1.2.3:7000", Labels: map[string]string{"zone": "a", "rack": "r1"}, Capacity: 1 << 40},
+		AddNode{ID: 2, Addr: "h:1"},
+		SetNodeState{ID: 3, State: Draining},
+		CreateContainer{Name: "db", Policy: Policy{Replicas: 3, FailureDomain: "zone", Selector: map[string]string{"media": "nvme"}}},
+		CreateContainer{Name: "x", Policy: Policy{Replicas: 1, PGCount: 1, ChunkSize: 1 << 16}},
+		DeleteContainer{ID: 7},
+		SetPolicy{Container: 2, Policy: Policy{Replicas: 2}},
+		CaughtUp{PG: 9, Node: 4, Epoch: 33},
+	}
+}
+
+func TestCommandRoundTrip(t *testing.T) {
+	for _, c := range sampleCommands() {
+		b, err := AppendCommand([]byte{0xee}, c)
+		if err != nil || b[0] != 0xee {
+			t.Fatalf("%#v: %v", c, err)
+		}
+		d, err := DecodeCommand(b[1:])
+		if err != nil {
+			t.Fatalf("%#v: %v", c, err)
+		}
+		b2, _ := AppendCommand(nil, d)
+		if !slices.Equal(b[1:], b2) || d.Kind() != c.Kind() {
+			t.Fatalf("%#v: round trip gave %#v", c, d)
+		}
+		if _, err := DecodeCommand(b[1 : len(b)-1]); !errors.Is(err, ErrCorrupt) {
+			t.Errorf("%v truncated: %v", c.Kind(), err)
+		}
+		if _, err := DecodeCommand(append(b[1:], 0)); !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), "trailing") {
+			t.Errorf("%v with a trailing byte: %v", c.Kind(), err)
+		}
+	}
+	for _, b := range [][]byte{nil, {2, 1}, {1, 0}, {1, 7}} {
+		if _, err := DecodeCommand(b); !errors.Is(err, ErrCorrupt) {
+			t.Errorf("DecodeCommand(%x): %v", b, err)
+		}
+	}
+	// Unsorted label keys do not decode: their re-encoding would differ.
+	b, _ := AppendCommand(nil, AddNode{ID: 1, Addr: "h:1", Labels: map[string]string{"a": "1", "b": "2"}})
+	i := strings.Index(string(b), "a")
+	swapped := slices.Clone(b) // key a, value 1, key b: swap the keys
+	swapped[i], swapped[i+6] = 'b', 'a'
+	if _, err := DecodeCommand(swapped); !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), "sorted") {
+		t.Errorf("unsorted labels: %v", err)
+	}
+	if _, err := AppendCommand(nil, CreateContainer{Name: "x", Policy: Policy{Replicas: 300}}); !errors.Is(err, ErrInvalid) {
+		t.Errorf("replicas 300: %v", err)
+	}
+	if _, err := AppendCommand(nil, AddNode{ID: 1, Addr: strings.Repeat("x", 70000)}); !errors.Is(err, ErrInvalid) {
+		t.Errorf("long address: %v", err)
+	}
+	if _, err := AppendCommand(nil, nil); !errors.Is(err, ErrInvalid) {
+		t.Errorf("nil command: %v", err)
+	}
+}
+
+func FuzzDecodeMap(f *testing.F) {
+	f.Add(encode(f, New()))
+	f.Add(encode(f, sampleMap(f)))
+	f.Add([]byte("WCMP"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		m, err := DecodeMap(b)
+		if err != nil {
+			if !errors.Is(err, ErrCorrupt) {
+				t.Fatalf("error without ErrCorrupt: %v", err)
+			}
+			return
+		}
+		if b2 := encode(t, m); !slices.Equal(b, b2) {
+			t.Fatalf("decoded map re-encodes differently")
+		}
+	})
+}
+
+func FuzzDecodeCommand(f *testing.F) {
+	for _, c := range sampleCommands() {
+		b, err := AppendCommand(nil, c)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(b)
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		c, err := DecodeCommand(b)
+		if err != nil {
+			if !errors.Is(err, ErrCorrupt) {
+				t.Fatalf("error without ErrCorrupt: %v", err)
+			}
+			return
+		}
+		b2, err := AppendCommand(nil, c)
+		if err != nil || !slices.Equal(b, b2) {
+			t.Fatalf("decoded %#v re-encodes differently (%v)", c, err)
+		}
+		// Whatever decodes, Apply must take without panicking.
+		m := sampleMap(t)
+		if next, err := m.Apply(c); err == nil {
+			if err := checkAll(m, next, c); err != nil {
+				t.Fatal(err)
+			}
+		}
+	})
+}

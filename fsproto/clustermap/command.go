@@ -1,0 +1,314 @@
+package clustermap
+
+import (
+	"fmt"
+	"maps"
+	"math"
+	"slices"
+)
+
+// Command is one change to the map: AddNode, SetNodeState,
+// CreateContainer, DeleteContainer, SetPolicy or CaughtUp. The set is
+// closed; AppendCommand and DecodeCommand carry it through the Raft log.
+type Command interface {
+	// Kind is the command's wire tag.
+	Kind() CommandKind
+}
+
+// CommandKind tags a command on the wire. Never renumber.
+type CommandKind uint8
+
+const (
+	KindAddNode         CommandKind = 1
+	KindSetNodeState    CommandKind = 2
+	KindCreateContainer CommandKind = 3
+	KindDeleteContainer CommandKind = 4
+	KindSetPolicy       CommandKind = 5
+	KindCaughtUp        CommandKind = 6
+)
+
+func (k CommandKind) String() string {
+	switch k {
+	case KindAddNode:
+		return "AddNode"
+	case KindSetNodeState:
+		return "SetNodeState"
+	case KindCreateContainer:
+		return "CreateContainer"
+	case KindDeleteContainer:
+		return "DeleteContainer"
+	case KindSetPolicy:
+		return "SetPolicy"
+	case KindCaughtUp:
+		return "CaughtUp"
+	}
+	return fmt.Sprintf("CommandKind(%d)", uint8(k))
+}
+
+// AddNode joins a node (`weft node join`). A known ID re-joins: its
+// address, labels and capacity are replaced and it is set Up (whatever
+// its state was). Degraded PGs that the node can serve get it as a new
+// backfilling replica; healthy PGs do not move.
+type AddNode struct {
+	ID       NodeID
+	Addr     string
+	Labels   map[string]string
+	Capacity uint64
+}
+
+// SetNodeState moves a node to a state: Down when its heartbeats lapsed,
+// Up when they resume, Draining for `weft node drain`, Out to remove it.
+// Down and Out drop it from every PG at once; Draining keeps it in each
+// PG until replacements caught up.
+type SetNodeState struct {
+	ID    NodeID
+	State NodeState
+}
+
+// CreateContainer creates a container with the next ContainerID and the
+// next Policy.PGCount PG IDs, placed over the Up nodes. Zero PGCount and
+// ChunkSize take their defaults. Find the new ID with ContainerByName.
+type CreateContainer struct {
+	Name   string
+	Policy Policy
+}
+
+// DeleteContainer removes a container and its PGs. Their IDs are never
+// reused.
+type DeleteContainer struct {
+	ID ContainerID
+}
+
+// SetPolicy replaces a container's policy and re-places its PGs.
+// PGCount and ChunkSize cannot change (they map the data); zero keeps
+// them.
+type SetPolicy struct {
+	Container ContainerID
+	Policy    Policy
+}
+
+// CaughtUp records that backfilling replica Node of PG holds the PG's
+// data as of PG epoch Epoch. It is refused with ErrStaleEpoch if the PG
+// changed since (the node must re-check against the new replica list).
+type CaughtUp struct {
+	PG    PGID
+	Node  NodeID
+	Epoch uint64
+}
+
+func (AddNode) Kind() CommandKind         { return KindAddNode }
+func (SetNodeState) Kind() CommandKind    { return KindSetNodeState }
+func (CreateContainer) Kind() CommandKind { return KindCreateContainer }
+func (DeleteContainer) Kind() CommandKind { return KindDeleteContainer }
+func (SetPolicy) Kind() CommandKind       { return KindSetPolicy }
+func (CaughtUp) Kind() CommandKind        { return KindCaughtUp }
+
+// Apply returns the map that results from applying cmd to m; m is not
+// modified. It is deterministic: the same map and command give a map with
+// the same encoding on every manager. A successful command bumps Epoch by
+// one and sets the Epoch of every PG whose Replicas or Backfilling
+// changed to the new map epoch. An error wraps ErrNotFound, ErrExists,
+// ErrInvalid, ErrStaleEpoch or ErrNoChange (the command changes nothing),
+// and then no map is returned.
+func (m *Map) Apply(cmd Command) (*Map, error) {
+	if m.Epoch == math.MaxUint64 {
+		return nil, fmt.Errorf("%w: map epoch exhausted", ErrInvalid)
+	}
+	next := m.Clone()
+	next.Epoch = m.Epoch + 1
+	var err error
+	switch c := deref(cmd).(type) {
+	case AddNode:
+		err = next.addNode(c)
+	case SetNodeState:
+		err = next.setNodeState(c)
+	case CreateContainer:
+		err = next.createContainer(c)
+	case DeleteContainer:
+		err = next.deleteContainer(c)
+	case SetPolicy:
+		err = next.setPolicy(c)
+	case CaughtUp:
+		err = next.caughtUp(c)
+	default:
+		err = fmt.Errorf("%w: unknown command type %T", ErrInvalid, cmd)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return next, nil
+}
+
+// reconcile re-places the PGs with index in [lo, hi) and stamps those
+// that changed with the map's epoch. It reports whether any changed.
+func (m *Map) reconcile(lo, hi int, fresh bool) bool {
+	changed := false
+	for i := lo; i < hi; i++ {
+		pg := &m.PGs[i]
+		ct, ok := m.Container(pg.Container)
+		if !ok {
+			panic(fmt.Sprintf("clustermap: pg %d of missing container %d", pg.ID, pg.Container))
+		}
+		r := reconcile(*pg, &ct.Policy, m.Nodes, fresh)
+		if !slices.Equal(r.Replicas, pg.Replicas) || !slices.Equal(r.Backfilling, pg.Backfilling) {
+			r.Epoch = m.Epoch
+			*pg = r
+			changed = true
+		}
+	}
+	return changed
+}
+
+func (m *Map) addNode(c AddNode) error {
+	n := Node{ID: c.ID, Addr: c.Addr, Labels: cloneLabels(c.Labels), Capacity: c.Capacity, State: Up}
+	if err := checkNode(&n); err != nil {
+		return fmt.Errorf("%w: add node: %v", ErrInvalid, err)
+	}
+	for i := range m.Nodes {
+		o := &m.Nodes[i]
+		if o.ID != n.ID && o.State != Out && o.Addr == n.Addr {
+			return fmt.Errorf("%w: add node %d: address %s belongs to node %d", ErrExists, n.ID, n.Addr, o.ID)
+		}
+	}
+	if old, ok := m.Node(n.ID); ok {
+		if old.Addr == n.Addr && old.Capacity == n.Capacity && old.State == Up && maps.Equal(old.Labels, n.Labels) {
+			return fmt.Errorf("%w: node %d is up with that address, labels and capacity", ErrNoChange, n.ID)
+		}
+		*old = n
+	} else {
+		i, _ := slices.BinarySearchFunc(m.Nodes, n.ID, func(a Node, id NodeID) int { return cmpU64(uint64(a.ID), uint64(id)) })
+		m.Nodes = slices.Insert(m.Nodes, i, n)
+	}
+	m.reconcile(0, len(m.PGs), false)
+	return nil
+}
+
+func (m *Map) setNodeState(c SetNodeState) error {
+	if !c.State.Valid() {
+		return fmt.Errorf("%w: node %d: state %d", ErrInvalid, c.ID, uint8(c.State))
+	}
+	n, ok := m.Node(c.ID)
+	if !ok {
+		return fmt.Errorf("%w: node %d", ErrNotFound, c.ID)
+	}
+	if n.State == c.State {
+		return fmt.Errorf("%w: node %d is %v already", ErrNoChange, c.ID, c.State)
+	}
+	if n.State == Out && c.State != Out {
+		for i := range m.Nodes {
+			if o := &m.Nodes[i]; o.ID != n.ID && o.State != Out && o.Addr == n.Addr {
+				return fmt.Errorf("%w: node %d: address %s was taken by node %d while it was out", ErrExists, n.ID, n.Addr, o.ID)
+			}
+		}
+	}
+	n.State = c.State
+	m.reconcile(0, len(m.PGs), false)
+	return nil
+}
+
+func (m *Map) createContainer(c CreateContainer) error {
+	if err := checkName(c.Name); err != nil {
+		return fmt.Errorf("%w: create container: %v", ErrInvalid, err)
+	}
+	if _, ok := m.ContainerByName(c.Name); ok {
+		return fmt.Errorf("%w: container %q", ErrExists, c.Name)
+	}
+	p := c.Policy.WithDefaults()
+	p.Selector = cloneLabels(p.Selector)
+	if err := p.Validate(); err != nil {
+		return fmt.Errorf("create container %q: %w", c.Name, err)
+	}
+	if m.NextContainer == math.MaxUint64 {
+		return fmt.Errorf("%w: create container %q: container ids exhausted", ErrInvalid, c.Name)
+	}
+	if uint64(m.NextPG)+uint64(p.PGCount) > math.MaxUint32 {
+		return fmt.Errorf("%w: create container %q: pg ids exhausted (next %d, %d wanted)", ErrInvalid, c.Name, m.NextPG, p.PGCount)
+	}
+	ct := Container{ID: m.NextContainer, Name: c.Name, Policy: p, FirstPG: m.NextPG}
+	m.NextContainer++
+	m.NextPG += PGID(p.PGCount)
+	// Invariant: IDs come from counters that only grow, so appending
+	// keeps Containers and PGs sorted.
+	m.Containers = append(m.Containers, ct)
+	lo := len(m.PGs)
+	for i := uint32(0); i < p.PGCount; i++ {
+		m.PGs = append(m.PGs, PG{ID: ct.FirstPG + PGID(i), Container: ct.ID, Epoch: m.Epoch})
+	}
+	m.reconcile(lo, len(m.PGs), true)
+	return nil
+}
+
+func (m *Map) deleteContainer(c DeleteContainer) error {
+	ct, ok := m.Container(c.ID)
+	if !ok {
+		return fmt.Errorf("%w: container %d", ErrNotFound, c.ID)
+	}
+	id := ct.ID
+	m.Containers = slices.DeleteFunc(m.Containers, func(x Container) bool { return x.ID == id })
+	m.PGs = slices.DeleteFunc(m.PGs, func(x PG) bool { return x.Container == id })
+	return nil
+}
+
+func (m *Map) setPolicy(c SetPolicy) error {
+	ct, ok := m.Container(c.Container)
+	if !ok {
+		return fmt.Errorf("%w: container %d", ErrNotFound, c.Container)
+	}
+	p := c.Policy
+	p.Selector = cloneLabels(p.Selector)
+	if p.PGCount == 0 {
+		p.PGCount = ct.Policy.PGCount
+	}
+	if p.ChunkSize == 0 {
+		p.ChunkSize = ct.Policy.ChunkSize
+	}
+	if err := p.Validate(); err != nil {
+		return fmt.Errorf("set policy of container %d: %w", ct.ID, err)
+	}
+	if p.PGCount != ct.Policy.PGCount || p.ChunkSize != ct.Policy.ChunkSize {
+		return fmt.Errorf("%w: set policy of container %d: pg count %d and chunk size %d are fixed (asked %d and %d)",
+			ErrInvalid, ct.ID, ct.Policy.PGCount, ct.Policy.ChunkSize, p.PGCount, p.ChunkSize)
+	}
+	if p.Replicas == ct.Policy.Replicas && p.FailureDomain == ct.Policy.FailureDomain && maps.Equal(p.Selector, ct.Policy.Selector) {
+		return fmt.Errorf("%w: container %d has that policy", ErrNoChange, ct.ID)
+	}
+	ct.Policy = p
+	pgs := m.PGsOfContainer(ct.ID)
+	if len(pgs) > 0 {
+		lo, _ := slices.BinarySearchFunc(m.PGs, pgs[0].ID, func(a PG, id PGID) int { return cmpU64(uint64(a.ID), uint64(id)) })
+		m.reconcile(lo, lo+len(pgs), false)
+	}
+	return nil
+}
+
+func (m *Map) caughtUp(c CaughtUp) error {
+	pg, ok := m.PG(c.PG)
+	if !ok {
+		return fmt.Errorf("%w: pg %d", ErrNotFound, c.PG)
+	}
+	if c.Epoch != pg.Epoch {
+		return fmt.Errorf("%w: caught up on pg %d at epoch %d, pg is at epoch %d", ErrStaleEpoch, c.PG, c.Epoch, pg.Epoch)
+	}
+	if !pg.IsBackfilling(c.Node) {
+		if pg.HasReplica(c.Node) {
+			return fmt.Errorf("%w: node %d of pg %d is caught up already", ErrNoChange, c.Node, c.PG)
+		}
+		return fmt.Errorf("%w: node %d is no replica of pg %d", ErrNotFound, c.Node, c.PG)
+	}
+	pg.Backfilling = slices.DeleteFunc(pg.Backfilling, func(n NodeID) bool { return n == c.Node })
+	if len(pg.Backfilling) == 0 {
+		pg.Backfilling = nil
+	}
+	// The node now counts as caught up: move it before the backfilling
+	// replicas, keeping the order among the caught-up ones.
+	rest := slices.DeleteFunc(slices.Clone(pg.Replicas), func(n NodeID) bool { return n == c.Node })
+	k := 0
+	for k < len(rest) && !pg.IsBackfilling(rest[k]) {
+		k++
+	}
+	pg.Replicas = slices.Insert(rest, k, c.Node)
+	pg.Epoch = m.Epoch
+	i, _ := slices.BinarySearchFunc(m.PGs, pg.ID, func(a PG, id PGID) int { return cmpU64(uint64(a.ID), uint64(id)) })
+	m.reconcile(i, i+1, false)
+	return nil
+}

@@ -1,0 +1,122 @@
+// Package clustermap is the cluster map of weft and the placement of data
+// over it: the pure, deterministic state machine that the managers' Raft
+// group replicates. It does no I/O, starts no goroutines and reads no
+// clock; a runner feeds it commands in log order and persists its
+// encodings.
+//
+// # Using it
+//
+//	m := clustermap.New()                                   // epoch 0, empty
+//	m, err = m.Apply(clustermap.AddNode{ID: 1, Addr: "10.0.0.1:7000",
+//		Labels: map[string]string{"zone": "a"}, Capacity: 1 << 40})
+//	m, err = m.Apply(clustermap.CreateContainer{Name: "db",
+//		Policy: clustermap.Policy{Replicas: 3, FailureDomain: "zone"}})
+//	ct, _ := m.ContainerByName("db")
+//	pg, _ := m.Locate(ct.ID, inode, chunkIndex)             // pg.Primary(), pg.Epoch
+//	m, err = m.Apply(clustermap.SetNodeState{ID: 1, State: clustermap.Down})
+//
+//	b, _ := clustermap.AppendCommand(nil, cmd)              // Raft log entry
+//	cmd, err := clustermap.DecodeCommand(b)
+//	snap, _ := m.MarshalBinary()                            // Raft snapshot, stale-epoch reply
+//	m, err = clustermap.DecodeMap(snap)
+//
+// Apply never modifies its receiver; it returns a new map. A *Map that
+// Apply or a decoder returned is never modified afterwards, so it may be
+// shared between goroutines without locks as long as nobody writes to it
+// (its slices and label maps included). Errors wrap the sentinels
+// ErrNotFound, ErrExists, ErrInvalid, ErrNoChange, ErrStaleEpoch and (from
+// decoders) ErrCorrupt; test them with errors.Is.
+//
+// # Epochs
+//
+// Every command that succeeds bumps Map.Epoch by exactly one; a command
+// that would change nothing fails with ErrNoChange and bumps nothing, so
+// retried commands are harmless. A PG's Epoch is the map epoch at which
+// its Replicas or Backfilling last changed: it only grows, and a request
+// carrying PG epoch e is current iff e equals it. A node refuses a request
+// with a stale epoch and answers with the current map, and the caller
+// refreshes.
+//
+// # Placement
+//
+// A chunk (container, inode, index) goes to PG PGOf(container, inode,
+// index), one of the container's PGCount PGs. A PG's replicas are chosen
+// by rendezvous hashing: every eligible node (Up, labels matching the
+// policy's Selector, holding the FailureDomain label) gets Score(pg,
+// node), and the highest scoring nodes in distinct failure domains win.
+// Scores come from a fixed splitmix64 mixer over integers only, so every
+// manager, node and client on any platform computes the same placement.
+// Capacity is recorded but does not weight the score (a weighted
+// rendezvous score needs a logarithm, and floating point is not
+// reproducible bit for bit across architectures).
+//
+// When the nodes or the policy change, Reconcile moves as little data as
+// it can: every replica still eligible stays (in order), replicas on Down
+// or Out nodes go at once, Draining replicas (and ones that no longer
+// match the policy) stay until enough replacements caught up, and free
+// slots are filled by the best-scoring eligible nodes in free domains,
+// which join as Backfilling until they send CaughtUp. The primary
+// (Replicas[0]) is always a caught-up replica when one exists. A node that
+// comes back Up is not swapped back in where a replacement took its place
+// (no flapping); it is only eligible again. With too few eligible domains a
+// PG keeps what it has and is Degraded; placement never fails. Replicas of
+// a brand-new container start caught up (there is nothing to copy).
+//
+// NB: a PG whose caught-up replicas were all lost keeps its backfilling
+// replicas; a node with nothing to backfill from confirms with CaughtUp
+// once it decides (the runner's policy, not this package's).
+//
+// # Invariants
+//
+// Map.Check states them; Apply keeps them and the decoder enforces them.
+// In short: sorted unique IDs that are never reused (Next counters), every
+// container owns exactly its PG range, replicas are distinct Up or
+// Draining nodes, the Up replicas that match the policy sit in distinct
+// failure domains and are at most Policy.Replicas, Backfilling is an
+// ordered subset of Replicas, and no caught-up replica follows a
+// backfilling one.
+//
+// # Map encoding (Raft snapshot, stale-epoch reply)
+//
+// All integers are little-endian. Stored on disk and sent on the wire:
+// never renumber or reorder; a new layout gets a new version.
+//
+//	+--------+---------+-------+----------+------+--------+
+//	| magic  | version | flags | body len | body | crc32c |
+//	| "WCMP" | u16 = 1 | u16=0 | u32      |      | u32    |   crc32c (Castagnoli)
+//	+--------+---------+-------+----------+------+--------+   over all bytes before it
+//
+//	body:
+//	+-------+----------------+---------+-------+-------+--------+------------+-------+-----+
+//	| epoch | next container | next pg | nodes | node* | conts  | container* | pgs   | pg* |
+//	| u64   | u64            | u32     | u32   |       | u32    |            | u32   |     |
+//	+-------+----------------+---------+-------+-------+--------+------------+-------+-----+
+//
+//	node:      | id u64 | capacity u64 | state u8 | addr str | labels |
+//	container: | id u64 | first pg u32 | name str | policy |
+//	policy:    | replicas u8 | pg count u32 | chunk size u32 | failure domain str | selector labels |
+//	pg:        | id u32 | container u64 | epoch u64 | n u8 | replica u64 * n | k u8 | backfilling u64 * k |
+//	labels:    | n u8 | (key str, value str) * n |      keys sorted and distinct, n <= 32
+//	str:       | len u16 | bytes |
+//
+// Node states: 1 up, 2 down, 3 draining, 4 out. Records appear sorted by
+// ID. A map is at most MapLenMax bytes; the decoder checks the magic,
+// version, flags, body length (no trailing bytes), checksum, bounds every
+// count by the bytes left before allocating, and runs Check.
+//
+// # Command encoding (Raft log entries)
+//
+//	+-------------+------+------+
+//	| version u8=1| kind | body |          exactly one command, no trailing bytes
+//	+-------------+------+------+
+//
+//	kind 1 AddNode:         | id u64 | capacity u64 | addr str | labels |
+//	kind 2 SetNodeState:    | id u64 | state u8 |
+//	kind 3 CreateContainer: | name str | policy |
+//	kind 4 DeleteContainer: | id u64 |
+//	kind 5 SetPolicy:       | container u64 | policy |
+//	kind 6 CaughtUp:        | pg u32 | node u64 | pg epoch u64 |
+//
+// Commands carry no checksum: the Raft log (package journal) checksums
+// its records. DecodeCommand checks the structure; Apply checks values.
+package clustermap

@@ -1,0 +1,179 @@
+package clustermap
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"testing"
+)
+
+// mustApply applies cmd and fails the test on error; it also runs the
+// checks every map must pass.
+func mustApply(t testing.TB, m *Map, cmd Command) *Map {
+	t.Helper()
+	next, err := m.Apply(cmd)
+	if err != nil {
+		t.Fatalf("apply %#v: %v", cmd, err)
+	}
+	if err := checkAll(m, next, cmd); err != nil {
+		t.Fatalf("after %#v: %v", cmd, err)
+	}
+	return next
+}
+
+// applyErr applies cmd, expects an error wrapping want, and checks that
+// the map is untouched.
+func applyErr(t testing.TB, m *Map, cmd Command, want error) {
+	t.Helper()
+	before := encode(t, m)
+	next, err := m.Apply(cmd)
+	if !errors.Is(err, want) {
+		t.Fatalf("apply %#v: err %v, want %v", cmd, err, want)
+	}
+	if next != nil {
+		t.Fatalf("apply %#v failed but returned a map", cmd)
+	}
+	if !slices.Equal(before, encode(t, m)) {
+		t.Fatalf("failed apply %#v modified its receiver", cmd)
+	}
+}
+
+func encode(t testing.TB, m *Map) []byte {
+	t.Helper()
+	b, err := m.MarshalBinary()
+	if err != nil {
+		t.Fatalf("encode: %v", err)
+	}
+	return b
+}
+
+// addNodes returns m with nodes 1..n added, node i in zone zones[i%len]
+// and rack "r<i>", all with address "10.0.0.<i>:7000".
+func addNodes(t testing.TB, m *Map, n int, zones ...string) *Map {
+	t.Helper()
+	for i := 1; i <= n; i++ {
+		labels := map[string]string{"rack": fmt.Sprintf("r%d", i)}
+		if len(zones) > 0 {
+			labels["zone"] = zones[i%len(zones)]
+		}
+		m = mustApply(t, m, AddNode{ID: NodeID(i), Addr: fmt.Sprintf("10.0.0.%d:7000", i), Labels: labels, Capacity: 1 << 40})
+	}
+	return m
+}
+
+// checkAll checks the invariants that hold after every successful command
+// that turned prev into next (prev may be nil for a map made from
+// scratch): Check, encoding round trip, epochs, PG epochs changing iff
+// the lists changed, every PG a fixpoint of Reconcile, full replica
+// counts where enough eligible domains exist, the primary rule, and no
+// eligible replica dropped without cause.
+func checkAll(prev, next *Map, cmd Command) error {
+	if err := next.Check(); err != nil {
+		return fmt.Errorf("check: %v", err)
+	}
+	b, err := next.MarshalBinary()
+	if err != nil {
+		return err
+	}
+	d, err := DecodeMap(b)
+	if err != nil {
+		return fmt.Errorf("decode own encoding: %v", err)
+	}
+	if b2, _ := d.MarshalBinary(); !slices.Equal(b, b2) {
+		return errors.New("map does not survive encode, decode, encode")
+	}
+	if prev != nil && next.Epoch != prev.Epoch+1 {
+		return fmt.Errorf("epoch %d after %d", next.Epoch, prev.Epoch)
+	}
+	for i := range next.PGs {
+		pg := &next.PGs[i]
+		ct, _ := next.Container(pg.Container)
+		p := &ct.Policy
+		r := Reconcile(*pg, p, next.Nodes)
+		if !slices.Equal(r.Replicas, pg.Replicas) || !slices.Equal(r.Backfilling, pg.Backfilling) {
+			return fmt.Errorf("pg %d %v/%v is not a fixpoint of Reconcile: %v/%v", pg.ID, pg.Replicas, pg.Backfilling, r.Replicas, r.Backfilling)
+		}
+		// Active replicas: Up, eligible, distinct domains.
+		domains := map[string]bool{}
+		active, caughtActive := 0, 0
+		for _, id := range pg.Replicas {
+			n, _ := next.Node(id)
+			if d, ok := DomainOf(n, p); ok && n.State == Up && !domains[d] {
+				domains[d] = true
+				active++
+				if !pg.IsBackfilling(id) {
+					caughtActive++
+				}
+			}
+		}
+		eligibleDomains := map[string]bool{}
+		for j := range next.Nodes {
+			if n := &next.Nodes[j]; Eligible(n, p) {
+				d, _ := DomainOf(n, p)
+				eligibleDomains[d] = true
+			}
+		}
+		if want := min(p.Replicas, len(eligibleDomains)); active != want {
+			return fmt.Errorf("pg %d: %d active replicas %v, want %d (policy %d, %d eligible domains)", pg.ID, active, pg.Replicas, want, p.Replicas, len(eligibleDomains))
+		}
+		if len(pg.Replicas) > 0 && pg.IsBackfilling(pg.Primary()) && len(pg.Backfilling) < len(pg.Replicas) {
+			return fmt.Errorf("pg %d: backfilling primary %d though %v has caught-up replicas", pg.ID, pg.Primary(), pg.Replicas)
+		}
+		if len(pg.Replicas)-len(pg.Backfilling) > 0 && caughtActive < p.Replicas {
+			// Retiring replicas only make up a shortfall.
+			if retiring := len(pg.Replicas) - active; retiring > p.Replicas-caughtActive {
+				return fmt.Errorf("pg %d: %d retiring replicas for a shortfall of %d", pg.ID, retiring, p.Replicas-caughtActive)
+			}
+		}
+		if prev == nil {
+			continue
+		}
+		old, ok := prev.PG(pg.ID)
+		if !ok {
+			if pg.Epoch != next.Epoch {
+				return fmt.Errorf("new pg %d has epoch %d, map %d", pg.ID, pg.Epoch, next.Epoch)
+			}
+			continue
+		}
+		same := slices.Equal(old.Replicas, pg.Replicas) && slices.Equal(old.Backfilling, pg.Backfilling)
+		if same && pg.Epoch != old.Epoch {
+			return fmt.Errorf("pg %d unchanged but its epoch moved %d -> %d", pg.ID, old.Epoch, pg.Epoch)
+		}
+		if !same && pg.Epoch != next.Epoch {
+			return fmt.Errorf("pg %d changed %v/%v -> %v/%v but its epoch is %d, map %d", pg.ID, old.Replicas, old.Backfilling, pg.Replicas, pg.Backfilling, pg.Epoch, next.Epoch)
+		}
+		// Minimal movement: a replica that was active (Up, eligible,
+		// first in its domain) and still is Up and eligible in the same
+		// domain is never dropped. Policy changes and re-joins that
+		// relabel nodes may create domain clashes, so they are exempt.
+		switch c := deref(cmd).(type) {
+		case SetPolicy:
+			continue
+		case AddNode:
+			if _, known := prev.Node(c.ID); known {
+				continue
+			}
+		case SetNodeState:
+			// A cancelled drain: the draining node has the data and
+			// takes its slot back from an unfinished replacement.
+			if on, _ := prev.Node(c.ID); on.State == Draining && c.State == Up && old.HasReplica(c.ID) {
+				continue
+			}
+		}
+		oldDomains := map[string]bool{}
+		for _, id := range old.Replicas {
+			on, _ := prev.Node(id)
+			od, ok := DomainOf(on, p)
+			if !ok || on.State != Up || oldDomains[od] {
+				continue
+			}
+			oldDomains[od] = true
+			n, _ := next.Node(id)
+			if pg.HasReplica(id) || !Eligible(n, p) {
+				continue
+			}
+			return fmt.Errorf("pg %d dropped active replica %d (%v -> %v) on %#v", pg.ID, id, old.Replicas, pg.Replicas, cmd)
+		}
+	}
+	return nil
+}
