@@ -379,6 +379,13 @@ type serverConn struct {
 	ctx    context.Context // handlers' context; cancelled when the connection ends
 	cancel context.CancelFunc
 	slots  chan struct{} // one token per request in progress (MaxConcurrent)
+	// work hands a request to an idle handler goroutine. Handler
+	// goroutines outlive their request and wait here for the next one
+	// until the connection ends: a fresh goroutine per request would
+	// start on a small stack and grow (copy) it on every request, which
+	// costs more than the handler on a small read. At most MaxConcurrent
+	// exist per connection, since each holds a slot while it works.
+	work chan *serverCall
 	// inflight bounds the request payload bytes in progress.
 	inflight *byteSemaphore
 	calls    sync.WaitGroup // serverCalls not yet finished
@@ -406,6 +413,7 @@ func (s *Server) newConn(nc stdnet.Conn) *serverConn {
 		ctx:        ctx,
 		cancel:     cancel,
 		slots:      make(chan struct{}, s.cfg.MaxConcurrent),
+		work:       make(chan *serverCall),
 		inflight:   newByteSemaphore(int64(s.cfg.MaxInFlightBytes)),
 	}
 	s.mu.Lock()
@@ -533,12 +541,29 @@ func (c *serverConn) readRequest() error {
 		sc.rw.Error(CodeUnknownKind, fmt.Sprintf("unknown message kind %d (reserved for the transport)", h.kind))
 		sc.handlerReturned()
 	default:
-		go c.handle(sc)
+		select {
+		case c.work <- sc:
+		default:
+			go c.handler(sc)
+		}
 	}
 	return nil
 }
 
-// handle runs a request's handler on its own goroutine.
+// handler runs sc's handler, then those of the requests it is handed,
+// until the connection's context ends.
+func (c *serverConn) handler(sc *serverCall) {
+	for {
+		c.handle(sc)
+		select {
+		case sc = <-c.work:
+		case <-c.ctx.Done():
+			return
+		}
+	}
+}
+
+// handle runs a request's handler.
 func (c *serverConn) handle(sc *serverCall) {
 	defer func() {
 		if r := recover(); r != nil {

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	stdnet "net"
 	"net/http"
+	"net/http/pprof"
 	"slices"
 	"time"
 
@@ -93,6 +94,11 @@ func Run(ctx context.Context, cfg Config) (err error) {
 		reg.MustRegister(newCollector(eng.Stats, srv.Metrics, cfg.Labels))
 		mux := http.NewServeMux()
 		mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelError)}))
+		// Profiles for operators and benchmarks, on the same (operator-only)
+		// listener as the metrics.
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
 		httpSrv = &http.Server{Handler: mux, ReadHeaderTimeout: metricsReadTimeout, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
 	}
 
