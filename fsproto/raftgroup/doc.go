@@ -1,0 +1,142 @@
+// Package raftgroup runs one member of an etcd Raft group
+// (go.etcd.io/raft/v3) over a durable log and a transport. The cluster map
+// and each container's metadata are replicated by such groups; this
+// package is the generic runner both use.
+//
+// # Using it
+//
+//	g, err := raftgroup.Start(raftgroup.Config{
+//		ID: 1, Peers: []raftgroup.Peer{{1, "a:7000"}, {2, "b:7000"}, {3, "c:7000"}},
+//		Log: log,        // a LogStore: package raftlog on the journal, or NewMemLog()
+//		SM: sm,          // a deterministic StateMachine
+//		Transport: router.Transport(groupID), // or a MemNetwork's, in tests
+//	})
+//	res, err := g.Propose(ctx, cmd)   // committed and applied here; res is SM.Apply's result
+//	err = g.ReadIndex(ctx)            // linearizable read barrier, then read the SM
+//	err = g.AddMember(ctx, 4, "d:7000") // on the leader; start member 4 with Join
+//	g.Stop()
+//
+// A member with an empty log starts a new group of Config.Peers, or with
+// Config.Join waits to be added to an existing one. A member whose log
+// holds state restarts from it: the state machine is restored from the
+// log's snapshot and the committed entries after it are applied again, so
+// a StateMachine keeps its state in memory (or is idempotent per index).
+//
+// # The Ready loop
+//
+// One goroutine owns the RawNode. It ticks, steps received messages,
+// submits proposals, conf changes and read requests, and then handles
+// each Ready in the order raft requires:
+//
+//  1. Log.Save(HardState, Entries, Snapshot): durable before anything else;
+//  2. Transport.Send(Messages);
+//  3. install the snapshot (SM.Restore), apply CommittedEntries (SM.Apply,
+//     RawNode.ApplyConfChange), answer the waiters whose entries applied;
+//  4. record ReadStates, release read barriers whose index is applied;
+//  5. every Config.SnapshotEvery applied entries, Log.CreateSnapshot (which
+//     compacts the log) with SM.Snapshot's data;
+//  6. Advance.
+//
+// A Save or Restore failure stops the group (Err says why): raft cannot
+// continue past a log it failed to write. CheckQuorum and PreVote are on,
+// so an isolated leader steps down and an isolated follower does not
+// disrupt the group when it comes back.
+//
+// # Proposals and their outcome
+//
+// Propose wraps the command in an envelope carrying a proposal id (random
+// base per start, then counting), so the member that proposed it can match
+// the applied entry; the state machine sees only the command. A proposal on
+// a follower is forwarded to the leader by raft (ProposeOnFollower). The
+// Group watches for its proposal in the entries it appends:
+//
+//   - seen at index i, and the entry committed at i is it: success, with
+//     the state machine's result;
+//   - seen at i, and another entry is committed at i: ErrProposalDropped
+//     (it can never apply; safe to retry);
+//   - not yet seen when the leader or the term changes: ErrLeaderChanged.
+//     Most likely lost, but an old leader may still commit it, so retry only
+//     a deduplicated or idempotent command (the cluster map's commands carry
+//     request ids for this);
+//   - no leader known when submitted, or raft refused it: ErrNoLeader or
+//     ErrProposalDropped, nothing submitted;
+//   - ctx ends first: ctx's error, wrapped; the outcome is unknown.
+//
+// Retryable(err) tells the retryable ones apart. Read barriers follow the
+// same rules; they are always safe to retry.
+//
+// # Membership
+//
+// AddMember and RemoveMember propose ConfChange (v1) entries whose Context
+// carries the proposal id and the member's address; bootstrap conf changes
+// carry the address with proposal id 0. Applying one updates the
+// transport's address book. Since raft's ConfState has no addresses, the
+// Group's snapshots wrap the state machine's bytes with the member list.
+//
+// # Transports
+//
+// A Transport sends a member's messages and delivers received ones to the
+// Group (Receiver: Step, ReportUnreachable, ReportSnapshot). MemNetwork is
+// an in-memory one for tests (seeded drops, delay, partitions).
+// NetRouter/NetTransport carry messages over package net: one kind,
+// KindRaft (300), for every group on a node, dispatched by group id;
+// messages are queued per peer (at most 1024, more are dropped with
+// ReportUnreachable), batched, and sent with one call on a net.Pool
+// connection. A failed call reports the peer unreachable and each snapshot
+// in it failed (ReportSnapshot(SnapshotFailure)); raft retries. A batch is
+// bounded by the connection's payload limit (net's MaxPayloadBytes, default
+// 16 MiB): a snapshot larger than that less 4 bytes cannot be sent; raise
+// MaxPayloadBytes on both sides for larger state machines. Bad batches are
+// refused with CodeBadBatch and an error naming what was wrong; batches
+// for a group with no member here get CodeUnknownGroup; batches on a
+// read-only key get CodeReadOnly.
+//
+// # Formats
+//
+// All integers are little-endian. Stored in the log or sent on the wire:
+// never renumber.
+//
+// Normal entry data (version 1):
+//
+//	0     1             9
+//	+-----+-------------+------------------------+
+//	| ver | proposal id | command (SM bytes)     |
+//	| u8  | u64         |                        |
+//	+-----+-------------+------------------------+
+//
+// Conf change Context (version 1):
+//
+//	0     1             9          11
+//	+-----+-------------+----------+--------------------------+
+//	| ver | proposal id | addr len | addr (<= 1024 bytes)     |
+//	| u8  | u64         | u16      |                          |
+//	+-----+-------------+----------+--------------------------+
+//
+// Snapshot data (version 1):
+//
+//	0     1         5
+//	+-----+---------+----------------------------------------------+-----------+
+//	| ver | count   | count × (id u64 | addr len u16 | addr)       | SM bytes  |
+//	| u8  | u32     | ids nonzero, strictly increasing; <= 1024    |           |
+//	+-----+---------+----------------------------------------------+-----------+
+//
+// KindRaft request: header body (24 bytes) and payload; the response is
+// empty, or an error:
+//
+//	0     1       4         8          16         24
+//	+-----+-------+---------+----------+----------+
+//	| ver | zero  | count   | group id | to       |   count 1..4096
+//	| u8  | 3 B   | u32     | u64      | u64      |
+//	+-----+-------+---------+----------+----------+
+//	payload: count × ( len u32 | raftpb.Message, protobuf ), nothing after
+//
+// Every message in a batch must be addressed to the header's to, come from
+// a nonzero member, and not be one of raft's local message types.
+// Decoding failures match ErrCorrupt.
+//
+// # Concurrency
+//
+// Group's methods are safe for concurrent use. The StateMachine is called
+// only from the Ready loop. A Transport's methods are called from the
+// Ready loop, but its Receiver's from anywhere.
+package raftgroup
