@@ -1,0 +1,158 @@
+// Package replication is weft's primary-copy replication of placement
+// groups (PGs) as a deterministic state machine.
+//
+// # Driving it
+//
+// A Node is one node's core for every PG it holds. It has no goroutines,
+// clock or I/O: a thin loop feeds it events and carries out the effects
+// each Step returns, in order.
+//
+//	n, _ := replication.NewNode(replication.Config{ID: 7})
+//	for ev := range events {                 // ClientOp, Receive, StoreDone, ViewChange, Tick
+//		for _, e := range n.Step(ev) {
+//			switch e := e.(type) {
+//			case replication.Send:     // encode with AppendMsg, send to e.To (loss is fine)
+//			case replication.Submit:   // store.Submit(e.Op, func(r) { events <- StoreDone{r} })
+//			case replication.Reply:    // answer the client op e.Token
+//			case replication.CaughtUp: // propose the map's CaughtUp(pg, epoch)
+//			case replication.Progress: // show in weft status
+//			}
+//		}
+//	}
+//
+// The same core runs on real sockets (with EngineStore over an
+// *engine.Engine) and in the seeded simulation of sim_test.go (simulated
+// network, stores and clock). The cluster map reaches it as View events
+// (PG, epoch, replicas with [0] the primary, the Backfilling set); Tick
+// drives retransmission and the sync throttle. A Node is not safe for
+// concurrent use; Store completions may arrive on any goroutine and must
+// be funnelled into Step.
+//
+// # Protocol and invariants
+//
+// Peering. A node handed a view in which it is primary first asks every
+// replica for its highest seq in the PG (PeerQuery/PeerInfo) and reads its
+// own. Invariant: the epoch's first seq (epochStart) is above every seq any
+// replica of the view holds, so seqs are unique across epochs and a seq
+// from an older epoch is always below epochStart.
+//
+// Reconciliation (sync). Then every other replica is reconciled: both
+// sides list their objects changed since base = min(replica's max, own
+// max) - W (the replica pages its list with ListReq/ListResp), and for
+// every object of the union the primary sends its current state (whole
+// data, or a tombstone) with its seq (SyncObject). The replica installs it
+// unless it holds that object at a seq >= max(epochStart, seq+1): state
+// from an older epoch may be divergent (a mutation never acknowledged), so
+// the primary's state wins over it, while a live mutation of this epoch
+// that overtook the state sent is kept and the object is sent again. A
+// replica is reconciled when every object is acknowledged (SyncDone);
+// a replica in the view's Backfilling set then emits CaughtUp. The
+// primary serves clients (phase active) only once every non-backfilling
+// replica is reconciled: any of them may be the next primary, so each must
+// already hold everything a client was told is durable. Backfilling
+// replicas sync while the PG is active, throttled to SyncBytesPerTick per
+// tick, with Progress (objects and bytes done/total) reported.
+//
+// Mutations. The primary assigns the next seq, submits the mutation to its
+// store and forwards the same buffer to every replica of the view
+// (backfilling ones included) at once. It answers the client only when
+// its own store and every replica reported the mutation durable.
+// Invariants:
+//   - Window: seq s is issued only once every seq <= s-W is durable on
+//     every replica, so a replica holding seq M durably holds every seq <=
+//     M-W of the epochs it took part in; that is what makes base exact.
+//   - Per-object order: a primary has at most one operation per object in
+//     flight (a per-object queue). Chosen over carrying each mutation's
+//     predecessor seq because replicas then never hold mutations back, and
+//     no chain can break on a seq lost with an old epoch; the cost is one
+//     round trip per mutation of one object, and chunks are mostly written
+//     by one client at a time. A replica applies a forward unless it holds
+//     the object at a seq >= the forward's (KeepIfAtLeast), which makes
+//     retransmitted and duplicated forwards harmless.
+//   - Epochs: requests carry the primary's epoch. A replica answers an
+//     older one with MsgStale (carrying its own epoch) and adopts a newer
+//     one. A primary that learns of a newer epoch, or is handed a view in
+//     which it is not primary, fails every pending and queued operation
+//     with ErrStaleEpoch and never acknowledges them. Because the next
+//     primary is a caught-up replica of the current view, a primary cut
+//     off from it can never get a write acknowledged once a newer epoch
+//     exists.
+//   - View change with the same primary: pending mutations are kept, their
+//     acknowledgements dropped, and they are forwarded again to the new
+//     view once active (replicas deduplicate by seq).
+//   - Request ids: the primary answers a retried id from a table of the
+//     last RequestIDs acknowledged ids per PG (FIFO), also filled on
+//     replicas as they make forwards durable, so a new primary answers a
+//     retry of a mutation it holds instead of applying it twice. Ids learnt
+//     as a replica are answered only once the PG is active. The table is
+//     in memory: ids older than the bound or from before a restart are
+//     applied again.
+//   - Reads are served by the primary only, once active, and only after a
+//     ReadCheck round started after the read arrived was confirmed by every
+//     replica of the view in the primary's epoch: the next primary is one
+//     of them and confirms no more once it moved on, so a deposed primary
+//     cannot serve a stale read. A read queues behind the object's
+//     pending mutation, so it never sees an unacknowledged write.
+//
+// Integration requirements: the map must pick a new primary only among the
+// caught-up (non-backfilling) replicas of the current view, and must bump
+// the epoch of every PG of a node that restarted before that node acts in
+// it (a restarted node has forgotten its pending work and its request
+// ids).
+//
+// # Wire format
+//
+// Every message is a 16-byte header and a body fixed by its kind (kinds
+// are the versions; on-wire, never renumber). Little-endian.
+//
+//	header
+//	+---------+------+---------+------+-------+
+//	| version | kind | rsvd =0 | pg   | epoch |
+//	| u8 = 1  | u8   | u16     | u32  | u64   |
+//	+---------+------+---------+------+-------+
+//
+//	PeerQuery, SyncDone, SyncDoneAck, Stale: no body
+//	PeerInfo (max seq), ForwardAck (seq), ReadCheck, ReadCheckAck (round): u64
+//
+//	Forward (64 bytes + data)
+//	+-----+------------+---------+---------+---------+--------+-----+------+------+
+//	| seq | request id | mutKind | rsvd =0 | dataLen | object | off | size | data |
+//	| u64 | [16]       | u8      | [3]     | u32     | [16]   | u64 | u64  |      |
+//	+-----+------------+---------+---------+---------+--------+-----+------+------+
+//	write: dataLen 1..MaxDataBytes, size 0; truncate: off 0, no data;
+//	delete: off 0, size 0, no data
+//
+//	ListReq (16 bytes)                     ListResp (16 bytes + count x 24)
+//	+-------+-------+---------+            +-------+------+---------+-------+----------------+
+//	| after | limit | rsvd =0 |            | after | more | rsvd =0 | count | (object, seq)* |
+//	| u64   | u32   | u32     |            | u64   | u8   | [3]     | u32   | [16] u64       |
+//	+-------+-------+---------+            +-------+------+---------+-------+----------------+
+//	limit 1..MaxListEntries                count <= MaxListEntries
+//
+//	SyncObject (40 bytes + data)
+//	+-----+------------+--------+---------+---------+---------+------+
+//	| seq | epochStart | object | deleted | rsvd =0 | dataLen | data |
+//	| u64 | u64        | [16]   | u8      | [3]     | u32     |      |
+//	+-----+------------+--------+---------+---------+---------+------+
+//	deleted: no data
+//
+//	SyncAck (24 bytes)
+//	+--------+-----------+---------+
+//	| object | installed | rsvd =0 |
+//	| [16]   | u8        | [7]     |
+//	+--------+-----------+---------+
+//
+// Objects are engine.ObjectIDs (Hi then Lo); flags are 0 or 1. DecodeMsg
+// checks all of it and fails with an error wrapping ErrBadMessage.
+//
+// # Not done / known weak
+//
+//   - Sync moves whole objects, so an object above MaxDataBytes cannot be
+//     synced (chunks are at most that big).
+//   - A replica whose store fails a mutation never acknowledges it and the
+//     PG stalls until the map replaces it; a primary whose store fails one
+//     answers ErrStore although replicas may have applied it (the next
+//     peering reconciles them).
+//   - EngineStore's gaps (see its doc) need engine support: Stat of a
+//     tombstone, and an atomic whole-object replace.
+package replication

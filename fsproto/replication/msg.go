@@ -1,0 +1,351 @@
+package replication
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+
+	"github.com/weftfs/weft/engine"
+	"github.com/weftfs/weft/fsproto"
+)
+
+// MsgKind says which message a Msg is. On-wire: never renumber.
+type MsgKind uint8
+
+// Message kinds. Requests go from a PG's primary to a replica, answers back.
+const (
+	MsgPeerQuery    MsgKind = 1  // primary → replica: report your highest seq
+	MsgPeerInfo     MsgKind = 2  // replica → primary: Seq = highest seq in the PG
+	MsgForward      MsgKind = 3  // primary → replica: apply Mut at Seq
+	MsgForwardAck   MsgKind = 4  // replica → primary: Seq is durable
+	MsgListReq      MsgKind = 5  // primary → replica: list changes after After (Limit entries)
+	MsgListResp     MsgKind = 6  // replica → primary: Entries after After, More if truncated
+	MsgSyncObject   MsgKind = 7  // primary → replica: install Object's state (Seq, Deleted, Data)
+	MsgSyncAck      MsgKind = 8  // replica → primary: Object installed (Installed) or ask again
+	MsgSyncDone     MsgKind = 9  // primary → replica: sync finished
+	MsgSyncDoneAck  MsgKind = 10 // replica → primary
+	MsgReadCheck    MsgKind = 11 // primary → replica: still in Epoch? (Seq = round)
+	MsgReadCheckAck MsgKind = 12 // replica → primary: yes (Seq = round)
+	MsgStale        MsgKind = 13 // either way: your epoch is old; Epoch = mine
+	msgKindEnd      MsgKind = 14
+)
+
+var msgKindNames = [...]string{"invalid", "PeerQuery", "PeerInfo", "Forward", "ForwardAck", "ListReq",
+	"ListResp", "SyncObject", "SyncAck", "SyncDone", "SyncDoneAck", "ReadCheck", "ReadCheckAck", "Stale"}
+
+func (k MsgKind) String() string {
+	if int(k) < len(msgKindNames) {
+		return msgKindNames[k]
+	}
+	return fmt.Sprintf("MsgKind(%d)", k)
+}
+
+// MutKind is the kind of a mutation. On-wire: never renumber.
+type MutKind uint8
+
+// Mutation kinds.
+const (
+	MutWrite    MutKind = 1
+	MutTruncate MutKind = 2
+	MutDelete   MutKind = 3
+)
+
+func (k MutKind) String() string {
+	switch k {
+	case MutWrite:
+		return "write"
+	case MutTruncate:
+		return "truncate"
+	case MutDelete:
+		return "delete"
+	}
+	return fmt.Sprintf("MutKind(%d)", k)
+}
+
+// Mutation is one change to one object. Off is a write's offset; Size is a
+// truncate's new size; the data of a write travels beside it.
+type Mutation struct {
+	Kind   MutKind
+	Object engine.ObjectID
+	Off    uint64
+	Size   uint64
+}
+
+// Entry is one line of a change list: an object and the seq of its last
+// mutation in the PG.
+type Entry struct {
+	Object engine.ObjectID
+	Seq    uint64
+}
+
+// Msg is one replication message. Which fields mean something depends on
+// Kind (see the kind constants and the package doc's wire layouts). Data
+// is not copied by the decoder: it aliases the decoded buffer.
+type Msg struct {
+	Kind  MsgKind
+	PG    uint32
+	Epoch uint64
+
+	Seq        uint64 // PeerInfo: highest seq; Forward(Ack), SyncObject: the seq; ReadCheck(Ack): round
+	RequestID  fsproto.RequestID
+	Mut        Mutation        // Forward
+	Object     engine.ObjectID // SyncObject, SyncAck
+	Deleted    bool            // SyncObject
+	Installed  bool            // SyncAck
+	EpochStart uint64          // SyncObject: the first seq of the primary's epoch
+	After      uint64          // ListReq, ListResp: list changes with seq > After
+	Limit      uint32          // ListReq
+	More       bool            // ListResp
+	Entries    []Entry         // ListResp
+	Data       []byte          // Forward (write data), SyncObject (whole object)
+}
+
+// Codec limits.
+const (
+	msgVersion = 1
+	headerLen  = 16
+	// MaxDataBytes bounds the data of one message: a write's data, or a
+	// whole object during sync (objects are chunks, at most this big).
+	MaxDataBytes = engine.MaxWriteBytes
+	// MaxListEntries bounds the entries of one ListResp.
+	MaxListEntries = 4096
+	entryLen       = 24
+)
+
+// ErrBadMessage marks every decoding failure of a replication message.
+var ErrBadMessage = errors.New("replication: malformed message")
+
+func badMsg(format string, args ...any) error {
+	return fmt.Errorf("%w: %s", ErrBadMessage, fmt.Sprintf(format, args...))
+}
+
+var le = binary.LittleEndian
+
+func putObj(b []byte, o engine.ObjectID) []byte {
+	b = le.AppendUint64(b, o.Hi)
+	return le.AppendUint64(b, o.Lo)
+}
+
+func boolByte(v bool) byte {
+	if v {
+		return 1
+	}
+	return 0
+}
+
+// AppendMsg appends m's encoding to b. Encoding a message that breaks the
+// codec's limits is a caller bug and panics.
+func AppendMsg(b []byte, m *Msg) []byte {
+	if m.Kind == 0 || m.Kind >= msgKindEnd {
+		panic(fmt.Sprintf("replication: encoding message kind %d", m.Kind))
+	}
+	if len(m.Data) > MaxDataBytes || len(m.Entries) > MaxListEntries {
+		panic(fmt.Sprintf("replication: encoding %v with %d data bytes, %d entries", m.Kind, len(m.Data), len(m.Entries)))
+	}
+	b = append(b, msgVersion, byte(m.Kind), 0, 0)
+	b = le.AppendUint32(b, m.PG)
+	b = le.AppendUint64(b, m.Epoch)
+	switch m.Kind {
+	case MsgPeerQuery, MsgSyncDone, MsgSyncDoneAck, MsgStale:
+	case MsgPeerInfo, MsgForwardAck, MsgReadCheck, MsgReadCheckAck:
+		b = le.AppendUint64(b, m.Seq)
+	case MsgForward:
+		b = le.AppendUint64(b, m.Seq)
+		b = append(b, m.RequestID[:]...)
+		b = append(b, byte(m.Mut.Kind), 0, 0, 0)
+		b = le.AppendUint32(b, uint32(len(m.Data)))
+		b = putObj(b, m.Mut.Object)
+		b = le.AppendUint64(b, m.Mut.Off)
+		b = le.AppendUint64(b, m.Mut.Size)
+		b = append(b, m.Data...)
+	case MsgListReq:
+		b = le.AppendUint64(b, m.After)
+		b = le.AppendUint32(b, m.Limit)
+		b = le.AppendUint32(b, 0)
+	case MsgListResp:
+		b = le.AppendUint64(b, m.After)
+		b = append(b, boolByte(m.More), 0, 0, 0)
+		b = le.AppendUint32(b, uint32(len(m.Entries)))
+		for _, e := range m.Entries {
+			b = putObj(b, e.Object)
+			b = le.AppendUint64(b, e.Seq)
+		}
+	case MsgSyncObject:
+		b = le.AppendUint64(b, m.Seq)
+		b = le.AppendUint64(b, m.EpochStart)
+		b = putObj(b, m.Object)
+		b = append(b, boolByte(m.Deleted), 0, 0, 0)
+		b = le.AppendUint32(b, uint32(len(m.Data)))
+		b = append(b, m.Data...)
+	case MsgSyncAck:
+		b = putObj(b, m.Object)
+		b = append(b, boolByte(m.Installed), 0, 0, 0, 0, 0, 0, 0)
+	}
+	return b
+}
+
+// bodyLen is the fixed body length of each kind (before variable data).
+var bodyLen = [msgKindEnd]int{
+	MsgPeerQuery: 0, MsgSyncDone: 0, MsgSyncDoneAck: 0, MsgStale: 0,
+	MsgPeerInfo: 8, MsgForwardAck: 8, MsgReadCheck: 8, MsgReadCheckAck: 8,
+	MsgForward: 8 + 16 + 4 + 4 + 16 + 8 + 8, MsgListReq: 16, MsgListResp: 16,
+	MsgSyncObject: 8 + 8 + 16 + 4 + 4, MsgSyncAck: 24,
+}
+
+func getObj(b []byte) engine.ObjectID {
+	return engine.ObjectID{Hi: le.Uint64(b), Lo: le.Uint64(b[8:])}
+}
+
+func getBool(b byte, what string) (bool, error) {
+	if b > 1 {
+		return false, badMsg("%s flag is %d, want 0 or 1", what, b)
+	}
+	return b == 1, nil
+}
+
+func zero(b []byte, what string) error {
+	for i, c := range b {
+		if c != 0 {
+			return badMsg("reserved byte %d of %s is %#x", i, what, c)
+		}
+	}
+	return nil
+}
+
+// DecodeMsg decodes one message. It checks the version, the kind, the
+// exact length, reserved bytes, flags and limits, and returns an error
+// wrapping ErrBadMessage naming what was wrong. m.Data aliases b.
+func DecodeMsg(b []byte) (Msg, error) {
+	var m Msg
+	if len(b) < headerLen {
+		return m, badMsg("%d bytes, shorter than the %d-byte header", len(b), headerLen)
+	}
+	if b[0] != msgVersion {
+		return m, badMsg("version %d, want %d", b[0], msgVersion)
+	}
+	m.Kind = MsgKind(b[1])
+	if m.Kind == 0 || m.Kind >= msgKindEnd {
+		return m, badMsg("unknown kind %d", b[1])
+	}
+	if err := zero(b[2:4], "header"); err != nil {
+		return m, err
+	}
+	m.PG = le.Uint32(b[4:])
+	m.Epoch = le.Uint64(b[8:])
+	body := b[headerLen:]
+	n := bodyLen[m.Kind]
+	if len(body) < n {
+		return m, badMsg("%v body is %d bytes, want at least %d", m.Kind, len(body), n)
+	}
+	rest := body[n:]
+	var err error
+	switch m.Kind {
+	case MsgPeerQuery, MsgSyncDone, MsgSyncDoneAck, MsgStale:
+	case MsgPeerInfo, MsgForwardAck, MsgReadCheck, MsgReadCheckAck:
+		m.Seq = le.Uint64(body)
+	case MsgForward:
+		m.Seq = le.Uint64(body)
+		copy(m.RequestID[:], body[8:24])
+		m.Mut.Kind = MutKind(body[24])
+		if m.Mut.Kind < MutWrite || m.Mut.Kind > MutDelete {
+			return m, badMsg("forward mutation kind %d", body[24])
+		}
+		if err := zero(body[25:28], "forward"); err != nil {
+			return m, err
+		}
+		dlen := le.Uint32(body[28:])
+		m.Mut.Object = getObj(body[32:])
+		m.Mut.Off = le.Uint64(body[48:])
+		m.Mut.Size = le.Uint64(body[56:])
+		if dlen > MaxDataBytes {
+			return m, badMsg("forward data length %d above %d", dlen, MaxDataBytes)
+		}
+		if uint32(len(rest)) != dlen {
+			return m, badMsg("forward carries %d data bytes, header says %d", len(rest), dlen)
+		}
+		if m.Mut.Kind == MutWrite && dlen == 0 {
+			return m, badMsg("forward write without data")
+		}
+		if m.Mut.Kind != MutWrite && (dlen != 0 || m.Mut.Off != 0) {
+			return m, badMsg("forward %v with offset %d and %d data bytes", m.Mut.Kind, m.Mut.Off, dlen)
+		}
+		if m.Mut.Kind != MutTruncate && m.Mut.Size != 0 {
+			return m, badMsg("forward %v with size %d", m.Mut.Kind, m.Mut.Size)
+		}
+		if m.Mut.Kind == MutWrite && m.Mut.Off+uint64(dlen) < m.Mut.Off {
+			return m, badMsg("forward write offset %d + %d overflows", m.Mut.Off, dlen)
+		}
+		if dlen > 0 {
+			m.Data = rest
+		}
+		rest = nil
+	case MsgListReq:
+		m.After = le.Uint64(body)
+		m.Limit = le.Uint32(body[8:])
+		if m.Limit == 0 || m.Limit > MaxListEntries {
+			return m, badMsg("list limit %d, want 1..%d", m.Limit, MaxListEntries)
+		}
+		if err := zero(body[12:16], "list request"); err != nil {
+			return m, err
+		}
+	case MsgListResp:
+		m.After = le.Uint64(body)
+		if m.More, err = getBool(body[8], "list more"); err != nil {
+			return m, err
+		}
+		if err := zero(body[9:12], "list response"); err != nil {
+			return m, err
+		}
+		cnt := le.Uint32(body[12:])
+		if cnt > MaxListEntries {
+			return m, badMsg("list of %d entries above %d", cnt, MaxListEntries)
+		}
+		if uint64(len(rest)) != uint64(cnt)*entryLen {
+			return m, badMsg("list of %d entries carries %d bytes, want %d", cnt, len(rest), uint64(cnt)*entryLen)
+		}
+		if cnt > 0 {
+			m.Entries = make([]Entry, cnt)
+			for i := range m.Entries {
+				e := rest[i*entryLen:]
+				m.Entries[i] = Entry{Object: getObj(e), Seq: le.Uint64(e[16:])}
+			}
+		}
+		rest = nil
+	case MsgSyncObject:
+		m.Seq = le.Uint64(body)
+		m.EpochStart = le.Uint64(body[8:])
+		m.Object = getObj(body[16:])
+		if m.Deleted, err = getBool(body[32], "sync deleted"); err != nil {
+			return m, err
+		}
+		if err := zero(body[33:36], "sync object"); err != nil {
+			return m, err
+		}
+		dlen := le.Uint32(body[36:])
+		if dlen > MaxDataBytes {
+			return m, badMsg("sync object data length %d above %d", dlen, MaxDataBytes)
+		}
+		if uint32(len(rest)) != dlen {
+			return m, badMsg("sync object carries %d data bytes, header says %d", len(rest), dlen)
+		}
+		if m.Deleted && dlen != 0 {
+			return m, badMsg("deleted sync object with %d data bytes", dlen)
+		}
+		if dlen > 0 {
+			m.Data = rest
+		}
+		rest = nil
+	case MsgSyncAck:
+		m.Object = getObj(body)
+		if m.Installed, err = getBool(body[16], "sync installed"); err != nil {
+			return m, err
+		}
+		if err := zero(body[17:24], "sync ack"); err != nil {
+			return m, err
+		}
+	}
+	if len(rest) != 0 {
+		return m, badMsg("%d trailing bytes after %v", len(rest), m.Kind)
+	}
+	return m, nil
+}

@@ -1,0 +1,1169 @@
+package replication
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+
+	"github.com/weftfs/weft/engine"
+	"github.com/weftfs/weft/fsproto"
+)
+
+// View is what the cluster map says about one PG: its epoch, its replicas
+// (node ids, [0] the primary) and which of them are still backfilling.
+type View struct {
+	PG          uint32
+	Epoch       uint64
+	Replicas    []uint64
+	Backfilling []uint64
+}
+
+func (v *View) has(id uint64) bool { return slices.Contains(v.Replicas, id) }
+
+// Errors answered to clients. All but ErrStore promise the mutation was
+// not acknowledged; ErrStaleEpoch, ErrNotPrimary, ErrNotReady and ErrBusy
+// invite a retry with the same request id (after refreshing the map for
+// the first two).
+var (
+	// ErrStaleEpoch: this node lost the primary role (a newer epoch
+	// exists) before the mutation was durable everywhere. It may have
+	// been applied on some replicas; retry with the same request id.
+	ErrStaleEpoch = errors.New("replication: stale epoch")
+	// ErrNotPrimary: this node is not the PG's primary.
+	ErrNotPrimary = errors.New("replication: not the primary")
+	// ErrBusy: the PG's queue of client operations is full.
+	ErrBusy = errors.New("replication: too many queued operations")
+	// ErrInvalid: the operation is malformed (empty write, too large).
+	ErrInvalid = errors.New("replication: invalid operation")
+)
+
+// Config configures a Node.
+type Config struct {
+	// ID is this node's id, as the views name it. Required (non-zero).
+	ID uint64
+	// Window W: seq s is issued only once every seq <= s-W is durable on
+	// every replica of the view. Default 1024.
+	Window int
+	// SyncBytesPerTick throttles sync: the object bytes a primary sends
+	// per Tick to each syncing replica. Default 4 MiB.
+	SyncBytesPerTick int
+	// RetransmitTicks: an unanswered request is resent after this many
+	// ticks. Default 2.
+	RetransmitTicks int
+	// RequestIDs bounds the remembered request ids per PG. Default 4096.
+	RequestIDs int
+	// QueueMax bounds the client operations queued per PG. Default 4096.
+	QueueMax int
+}
+
+func (c *Config) fill() error {
+	var errs []error
+	if c.ID == 0 {
+		errs = append(errs, errors.New("replication: Config.ID is 0, want a node id"))
+	}
+	def := func(p *int, v int, name string) {
+		if *p == 0 {
+			*p = v
+		} else if *p < 0 {
+			errs = append(errs, fmt.Errorf("replication: Config.%s is %d, want > 0", name, *p))
+		}
+	}
+	def(&c.Window, 1024, "Window")
+	def(&c.SyncBytesPerTick, 4<<20, "SyncBytesPerTick")
+	def(&c.RetransmitTicks, 2, "RetransmitTicks")
+	def(&c.RequestIDs, 4096, "RequestIDs")
+	def(&c.QueueMax, 4096, "QueueMax")
+	return errors.Join(errs...)
+}
+
+// OpKind is what a client asks.
+type OpKind uint8
+
+// Client operations.
+const (
+	OpWrite OpKind = iota + 1
+	OpTruncate
+	OpDelete
+	OpRead
+)
+
+// Event is an input of Node.Step: ClientOp, Receive, StoreDone, ViewChange
+// or Tick.
+type Event interface{ isEvent() }
+
+// ClientOp is a client request for PG. Token identifies it in the Reply.
+// Mutations carry a RequestID that a retry resends unchanged.
+type ClientOp struct {
+	Token     uint64
+	PG        uint32
+	Kind      OpKind
+	RequestID fsproto.RequestID
+	Object    engine.ObjectID
+	Off       uint64 // write, read
+	Size      uint64 // truncate
+	Len       int    // read
+	Data      []byte // write; not to be changed until the Reply
+}
+
+// Receive delivers a message from node From.
+type Receive struct {
+	From uint64
+	Msg  Msg
+}
+
+// StoreDone delivers a Store completion.
+type StoreDone struct{ Result StoreResult }
+
+// ViewChange hands the node the current view of a PG.
+type ViewChange struct{ View View }
+
+// Tick advances the node's notion of time (retransmits, sync throttle).
+type Tick struct{}
+
+func (ClientOp) isEvent()   {}
+func (Receive) isEvent()    {}
+func (StoreDone) isEvent()  {}
+func (ViewChange) isEvent() {}
+func (Tick) isEvent()       {}
+
+// Effect is an output of Node.Step: Send, Submit, Reply, CaughtUp or
+// Progress.
+type Effect interface{ isEffect() }
+
+// Send asks the loop to send Msg to node To (best effort: loss is
+// tolerated by retransmission).
+type Send struct {
+	To  uint64
+	Msg Msg
+}
+
+// Submit asks the loop to start Op on the local Store and to feed its
+// completion back as a StoreDone.
+type Submit struct{ Op StoreOp }
+
+// Reply answers the ClientOp with Token. Seq is a mutation's PG sequence
+// number; Data, EOF and NotFound a read's result.
+type Reply struct {
+	Token    uint64
+	Err      error
+	Seq      uint64
+	Data     []byte
+	EOF      bool
+	NotFound bool
+}
+
+// CaughtUp reports that this replica finished syncing PG in Epoch; the
+// integration turns it into the map's CaughtUp command (a no-op for a
+// replica that was not backfilling).
+type CaughtUp struct {
+	PG    uint32
+	Epoch uint64
+}
+
+// Progress reports a primary's sync of one replica.
+type Progress struct {
+	PG                        uint32
+	Epoch                     uint64
+	Replica                   uint64
+	ObjectsDone, ObjectsTotal int
+	BytesDone, BytesTotal     int64
+	Done                      bool
+}
+
+func (Send) isEffect()     {}
+func (Submit) isEffect()   {}
+func (Reply) isEffect()    {}
+func (CaughtUp) isEffect() {}
+func (Progress) isEffect() {}
+
+// Stats are a node's counters.
+type Stats struct {
+	SyncObjectsSent uint64 // SyncObject messages sent (resends included)
+	SyncBytesSent   uint64 // object bytes in them
+	MutationsIssued uint64 // seqs assigned as primary
+	Acknowledged    uint64 // mutations acknowledged to clients
+	StaleFailures   uint64 // mutations failed with ErrStaleEpoch
+}
+
+// Node is one node's replication core for every PG it holds. It has no
+// goroutines, clock or I/O: Step consumes an event and returns effects.
+// It is not safe for concurrent use.
+type Node struct {
+	cfg   Config
+	pgs   map[uint32]*group
+	tick  uint64
+	opID  uint64
+	ops   map[uint64]func(StoreResult)
+	out   []Effect
+	stats Stats
+}
+
+// NewNode returns a Node with no PGs; ViewChange events give it some.
+func NewNode(cfg Config) (*Node, error) {
+	if err := cfg.fill(); err != nil {
+		return nil, err
+	}
+	return &Node{cfg: cfg, pgs: map[uint32]*group{}, ops: map[uint64]func(StoreResult){}}, nil
+}
+
+// Stats returns the node's counters.
+func (n *Node) Stats() Stats { return n.stats }
+
+// Progress returns the sync progress of every replica the node is syncing
+// as a primary.
+func (n *Node) Progress() []Progress {
+	var ps []Progress
+	for _, g := range n.sortedGroups() {
+		for _, id := range g.view.Replicas {
+			if s := g.syncs[id]; s != nil {
+				ps = append(ps, g.progress(id, s))
+			}
+		}
+	}
+	return ps
+}
+
+func (n *Node) sortedGroups() []*group {
+	var pgs []uint32
+	for pg := range n.pgs {
+		pgs = append(pgs, pg)
+	}
+	slices.Sort(pgs)
+	gs := make([]*group, len(pgs))
+	for i, pg := range pgs {
+		gs[i] = n.pgs[pg]
+	}
+	return gs
+}
+
+// Step feeds ev to the node and returns the effects it caused, in order.
+// The returned slice is reused by the next Step.
+func (n *Node) Step(ev Event) []Effect {
+	n.out = n.out[:0]
+	switch ev := ev.(type) {
+	case ClientOp:
+		g := n.pgs[ev.PG]
+		if g == nil || g.role != rolePrimary {
+			n.reply(Reply{Token: ev.Token, Err: ErrNotPrimary})
+			break
+		}
+		g.client(&ev)
+	case Receive:
+		n.group(ev.Msg.PG).receive(ev.From, &ev.Msg)
+	case StoreDone:
+		if fn := n.ops[ev.Result.ID]; fn != nil {
+			delete(n.ops, ev.Result.ID)
+			fn(ev.Result)
+		}
+	case ViewChange:
+		n.group(ev.View.PG).setView(ev.View)
+	case Tick:
+		n.tick++
+		for _, g := range n.sortedGroups() {
+			g.onTick()
+		}
+	default:
+		panic(fmt.Sprintf("replication: unknown event %T", ev))
+	}
+	return n.out
+}
+
+func (n *Node) group(pg uint32) *group {
+	g := n.pgs[pg]
+	if g == nil {
+		g = &group{n: n, pg: pg, rids: newRIDTable(n.cfg.RequestIDs)}
+		n.pgs[pg] = g
+	}
+	return g
+}
+
+func (n *Node) send(to uint64, m Msg) { n.out = append(n.out, Send{To: to, Msg: m}) }
+func (n *Node) reply(r Reply)         { n.out = append(n.out, r) }
+
+func (n *Node) submit(op StoreOp, done func(StoreResult)) {
+	n.opID++
+	op.ID = n.opID
+	n.ops[op.ID] = done
+	n.out = append(n.out, Submit{Op: op})
+}
+
+type role uint8
+
+const (
+	roleNone role = iota
+	rolePrimary
+	roleReplica
+)
+
+type phase uint8
+
+const (
+	phasePeering phase = iota // learning the replicas' highest seqs
+	phaseSyncing              // reconciling the non-backfilling replicas
+	phaseActive               // serving clients
+)
+
+// group is one PG on this node.
+type group struct {
+	n       *Node
+	pg      uint32
+	view    View   // the newest view handed to us (may lag epoch)
+	epoch   uint64 // the epoch we act in
+	role    role
+	primary uint64
+	rids    *ridTable
+
+	// Primary state.
+	phase      phase
+	peerMax    map[uint64]uint64
+	ownMax     uint64
+	ownMaxOK   bool
+	nextSeq    uint64
+	epochStart uint64
+	pending    map[uint64]*mutation // by seq
+	pendingSeq []uint64             // issued seqs in order, lazily pruned
+	byRID      map[fsproto.RequestID]*mutation
+	objq       map[engine.ObjectID][]*ClientOp
+	busy       map[engine.ObjectID]bool
+	windowWait []engine.ObjectID
+	queued     int
+	syncs      map[uint64]*syncState
+	// Reads: a read waits for a ReadCheck round started after it arrived.
+	roundStarted uint64
+	roundDone    uint64
+	roundAcks    map[uint64]bool
+	roundSent    uint64 // tick
+	reads        []*readWait
+
+	// Replica state.
+	fwdInFlight map[uint64]bool
+	caughtUp    bool
+}
+
+type mutation struct {
+	seq     uint64
+	op      *ClientOp
+	waiters []uint64 // client tokens (retries attach here)
+	local   bool     // durable locally
+	acks    map[uint64]bool
+	sent    uint64 // tick of the last forward
+}
+
+type readWait struct {
+	op    *ClientOp
+	round uint64
+}
+
+// syncState is a primary's reconciliation of one replica.
+type syncState struct {
+	base                    uint64
+	ownDone, remoteDone     bool
+	remoteAfter             uint64
+	listSent                uint64 // tick
+	union                   map[engine.ObjectID]bool
+	queue                   []engine.ObjectID
+	reading                 map[engine.ObjectID]bool
+	sent                    map[engine.ObjectID]*sentObj
+	budget                  int
+	objectsDone, objectsTot int
+	bytesDone, bytesTot     int64
+	doneSent                uint64 // tick; 0: not sent
+	finished                bool
+}
+
+type sentObj struct {
+	msg  Msg
+	tick uint64
+}
+
+func (g *group) others() []uint64 {
+	var ids []uint64
+	for _, id := range g.view.Replicas {
+		if id != g.n.cfg.ID {
+			ids = append(ids, id)
+		}
+	}
+	return ids
+}
+
+func (g *group) msg(kind MsgKind) Msg { return Msg{Kind: kind, PG: g.pg, Epoch: g.epoch} }
+
+// setView applies a view from the map.
+func (g *group) setView(v View) {
+	if v.Epoch < g.epoch || (v.Epoch == g.epoch && g.view.Epoch == v.Epoch) {
+		if v.Epoch == g.view.Epoch {
+			g.view.Backfilling = slices.Clone(v.Backfilling)
+		}
+		return
+	}
+	me := g.n.cfg.ID
+	newer := v.Epoch > g.epoch
+	g.view = View{PG: v.PG, Epoch: v.Epoch, Replicas: slices.Clone(v.Replicas), Backfilling: slices.Clone(v.Backfilling)}
+	if len(v.Replicas) > 0 && v.Replicas[0] == me {
+		if newer || g.role != rolePrimary {
+			g.epoch = v.Epoch
+			g.becomePrimary()
+		}
+		return
+	}
+	if g.role == rolePrimary {
+		g.stepDown()
+	}
+	g.epoch = v.Epoch
+	g.resetReplica()
+	if v.has(me) {
+		g.role, g.primary = roleReplica, v.Replicas[0]
+	} else {
+		g.role, g.primary = roleNone, 0
+	}
+}
+
+func (g *group) resetReplica() {
+	g.fwdInFlight = map[uint64]bool{}
+	g.caughtUp = false
+}
+
+// becomePrimary starts peering in g.epoch. Pending mutations survive (they
+// are re-forwarded once active); their acks from the old epoch do not.
+func (g *group) becomePrimary() {
+	g.role, g.primary, g.phase = rolePrimary, g.n.cfg.ID, phasePeering
+	g.peerMax = map[uint64]uint64{}
+	g.ownMaxOK = false
+	g.syncs = map[uint64]*syncState{}
+	g.roundAcks = nil
+	if g.pending == nil {
+		g.pending = map[uint64]*mutation{}
+		g.byRID = map[fsproto.RequestID]*mutation{}
+		g.objq = map[engine.ObjectID][]*ClientOp{}
+		g.busy = map[engine.ObjectID]bool{}
+	}
+	for _, m := range g.pending {
+		m.acks = map[uint64]bool{}
+	}
+	epoch := g.epoch
+	g.n.submit(StoreOp{Kind: StoreMaxSeq, PG: g.pg}, func(r StoreResult) {
+		if g.epoch != epoch || g.role != rolePrimary || g.phase != phasePeering {
+			return
+		}
+		if r.Err != nil {
+			// Retried from onTick.
+			return
+		}
+		g.ownMax, g.ownMaxOK = r.Seq, true
+		g.checkPeered()
+	})
+	for _, id := range g.others() {
+		g.n.send(id, g.msg(MsgPeerQuery))
+	}
+	g.roundSent = g.n.tick
+	g.checkPeered()
+}
+
+// stepDown fails everything the primary holds with ErrStaleEpoch: none of
+// it was acknowledged, and none of it will be by this node.
+func (g *group) stepDown() {
+	fail := func(tok uint64) { g.n.reply(Reply{Token: tok, Err: ErrStaleEpoch}) }
+	for _, seq := range g.sortedPending() {
+		m := g.pending[seq]
+		for _, t := range m.waiters {
+			fail(t)
+			g.n.stats.StaleFailures++
+		}
+	}
+	for _, obj := range g.sortedObjs() {
+		q := g.objq[obj]
+		for i, op := range q {
+			if i == 0 && g.busy[obj] && op.Kind != OpRead {
+				continue // its mutation was failed above
+			}
+			fail(op.Token)
+		}
+	}
+	g.pending, g.byRID, g.objq, g.busy = nil, nil, nil, nil
+	g.pendingSeq, g.windowWait, g.reads, g.queued = nil, nil, nil, 0
+	g.syncs, g.peerMax, g.roundAcks = nil, nil, nil
+	g.role = roleNone
+}
+
+func (g *group) sortedPending() []uint64 {
+	seqs := make([]uint64, 0, len(g.pending))
+	for s := range g.pending {
+		seqs = append(seqs, s)
+	}
+	slices.Sort(seqs)
+	return seqs
+}
+
+func objLess(a, b engine.ObjectID) int {
+	if a.Hi != b.Hi {
+		if a.Hi < b.Hi {
+			return -1
+		}
+		return 1
+	}
+	if a.Lo < b.Lo {
+		return -1
+	} else if a.Lo > b.Lo {
+		return 1
+	}
+	return 0
+}
+
+func (g *group) sortedObjs() []engine.ObjectID {
+	objs := make([]engine.ObjectID, 0, len(g.objq))
+	for o := range g.objq {
+		objs = append(objs, o)
+	}
+	slices.SortFunc(objs, objLess)
+	return objs
+}
+
+func sat(a, b uint64) uint64 {
+	if a < b {
+		return 0
+	}
+	return a - b
+}
+
+// checkPeered ends peering once every replica reported its highest seq:
+// seqs of this epoch start above all of them, and every other replica is
+// reconciled from base = min(its max, ours) - W.
+func (g *group) checkPeered() {
+	if g.phase != phasePeering || !g.ownMaxOK {
+		return
+	}
+	top := g.ownMax
+	for _, id := range g.others() {
+		m, ok := g.peerMax[id]
+		if !ok {
+			return
+		}
+		top = max(top, m)
+	}
+	for s := range g.pending {
+		top = max(top, s)
+	}
+	g.nextSeq = max(g.nextSeq, top+1)
+	g.epochStart = g.nextSeq
+	g.phase = phaseSyncing
+	for _, id := range g.others() {
+		base := sat(min(g.peerMax[id], g.ownMax), uint64(g.n.cfg.Window))
+		s := &syncState{base: base, remoteAfter: base, union: map[engine.ObjectID]bool{},
+			reading: map[engine.ObjectID]bool{}, sent: map[engine.ObjectID]*sentObj{}, budget: g.n.cfg.SyncBytesPerTick}
+		g.syncs[id] = s
+		g.listOwn(id, s)
+		g.listRemote(id, s)
+	}
+	g.checkActive()
+}
+
+func (g *group) listOwn(id uint64, s *syncState) {
+	epoch := g.epoch
+	g.n.submit(StoreOp{Kind: StoreChanges, PG: g.pg, Since: s.base}, func(r StoreResult) {
+		if g.epoch != epoch || g.role != rolePrimary || g.syncs[id] != s || s.ownDone {
+			return
+		}
+		if r.Err != nil {
+			g.listOwn(id, s) // NB: a failing store keeps the PG syncing; the map should move it.
+			return
+		}
+		for _, e := range r.Changes {
+			s.union[e.Object] = true
+		}
+		s.ownDone = true
+		g.listsDone(id, s)
+	})
+}
+
+func (g *group) listRemote(id uint64, s *syncState) {
+	m := g.msg(MsgListReq)
+	m.After, m.Limit = s.remoteAfter, MaxListEntries
+	s.listSent = g.n.tick
+	g.n.send(id, m)
+}
+
+func (g *group) listsDone(id uint64, s *syncState) {
+	if !s.ownDone || !s.remoteDone || s.queue != nil {
+		return
+	}
+	s.queue = make([]engine.ObjectID, 0, len(s.union))
+	for o := range s.union {
+		s.queue = append(s.queue, o)
+	}
+	slices.SortFunc(s.queue, objLess)
+	s.objectsTot = len(s.queue)
+	g.pump(id, s)
+}
+
+// pump sends queued objects to a syncing replica within its byte budget.
+func (g *group) pump(id uint64, s *syncState) {
+	const maxReading = 16
+	epoch := g.epoch
+	for len(s.queue) > 0 && s.budget > 0 && len(s.reading)+len(s.sent) < 4*maxReading && len(s.reading) < maxReading {
+		obj := s.queue[0]
+		s.queue = s.queue[1:]
+		if s.reading[obj] || s.sent[obj] != nil {
+			continue
+		}
+		s.reading[obj] = true
+		g.n.submit(StoreOp{Kind: StoreGet, PG: g.pg, Object: obj}, func(r StoreResult) {
+			if g.epoch != epoch || g.role != rolePrimary || g.syncs[id] != s {
+				return
+			}
+			delete(s.reading, obj)
+			if r.Err != nil {
+				s.queue = append(s.queue, obj)
+				return
+			}
+			m := g.msg(MsgSyncObject)
+			m.Object, m.Seq, m.EpochStart, m.Deleted = obj, r.Seq, g.epochStart, r.NotFound
+			if !r.NotFound {
+				m.Data = r.Data
+			}
+			s.sent[obj] = &sentObj{msg: m, tick: g.n.tick}
+			g.sendSync(id, s, m)
+			g.pump(id, s)
+		})
+	}
+	g.maybeSyncDone(id, s)
+}
+
+func (g *group) sendSync(id uint64, s *syncState, m Msg) {
+	s.budget -= len(m.Data) + 1
+	s.bytesDone += int64(len(m.Data))
+	s.bytesTot = max(s.bytesTot, s.bytesDone)
+	g.n.stats.SyncObjectsSent++
+	g.n.stats.SyncBytesSent += uint64(len(m.Data))
+	g.n.send(id, m)
+}
+
+func (g *group) maybeSyncDone(id uint64, s *syncState) {
+	if s.queue == nil || len(s.queue) > 0 || len(s.reading) > 0 || len(s.sent) > 0 || s.finished {
+		return
+	}
+	if s.doneSent == 0 {
+		s.doneSent = g.n.tick + 1
+		g.n.send(id, g.msg(MsgSyncDone))
+	}
+}
+
+func (g *group) progress(id uint64, s *syncState) Progress {
+	return Progress{PG: g.pg, Epoch: g.epoch, Replica: id, ObjectsDone: s.objectsDone, ObjectsTotal: s.objectsTot,
+		BytesDone: s.bytesDone, BytesTotal: s.bytesTot, Done: s.finished}
+}
+
+func (g *group) backfilling(id uint64) bool { return slices.Contains(g.view.Backfilling, id) }
+
+// checkActive starts serving clients once every non-backfilling replica
+// is reconciled: from then on any of them may be chosen as the next
+// primary, so each must hold everything a client was told is durable.
+func (g *group) checkActive() {
+	if g.phase != phaseSyncing {
+		return
+	}
+	for _, id := range g.others() {
+		if s := g.syncs[id]; !s.finished && !g.backfilling(id) {
+			return
+		}
+	}
+	g.phase = phaseActive
+	g.startRound()
+	for _, seq := range g.sortedPending() {
+		g.forward(g.pending[seq])
+	}
+	for _, obj := range g.sortedObjs() {
+		g.kick(obj)
+	}
+}
+
+func (g *group) client(op *ClientOp) {
+	if op.Kind < OpWrite || op.Kind > OpRead || (op.Kind == OpWrite && (len(op.Data) == 0 || len(op.Data) > MaxDataBytes)) ||
+		(op.Kind == OpRead && (op.Len <= 0 || op.Len > MaxDataBytes)) {
+		g.n.reply(Reply{Token: op.Token, Err: fmt.Errorf("%w: %v of %d bytes", ErrInvalid, op.Kind, max(len(op.Data), op.Len))})
+		return
+	}
+	if op.Kind != OpRead {
+		// A remembered id is answered only once active: an id learnt as
+		// a replica is durable here, but the other replicas hold it only
+		// once reconciled with us.
+		if seq, ok := g.rids.get(op.RequestID); ok && g.phase == phaseActive {
+			g.n.reply(Reply{Token: op.Token, Seq: seq})
+			return
+		}
+		if m := g.byRID[op.RequestID]; m != nil {
+			m.waiters = append(m.waiters, op.Token)
+			return
+		}
+		for _, q := range g.objq[op.Object] {
+			if q.Kind != OpRead && q.RequestID == op.RequestID {
+				// A retry of a queued op: answer both when it completes.
+				g.n.reply(Reply{Token: op.Token, Err: ErrBusy})
+				return
+			}
+		}
+	}
+	if g.queued >= g.n.cfg.QueueMax {
+		g.n.reply(Reply{Token: op.Token, Err: ErrBusy})
+		return
+	}
+	g.queued++
+	g.objq[op.Object] = append(g.objq[op.Object], op)
+	g.kick(op.Object)
+}
+
+// kick starts the head of obj's queue if nothing of obj is in flight.
+// Invariant: at most one operation per object is in flight on a primary,
+// so replicas see one object's mutations in seq order.
+func (g *group) kick(obj engine.ObjectID) {
+	if g.phase != phaseActive || g.busy[obj] || len(g.objq[obj]) == 0 {
+		return
+	}
+	op := g.objq[obj][0]
+	if op.Kind == OpRead {
+		g.busy[obj] = true
+		g.reads = append(g.reads, &readWait{op: op, round: g.roundStarted + 1})
+		g.startRound()
+		return
+	}
+	if seq, ok := g.rids.get(op.RequestID); ok {
+		g.n.reply(Reply{Token: op.Token, Seq: seq})
+		g.popObj(obj)
+		return
+	}
+	if !g.windowOK() {
+		if !slices.Contains(g.windowWait, obj) {
+			g.windowWait = append(g.windowWait, obj)
+		}
+		return
+	}
+	g.issue(op)
+}
+
+func (g *group) windowOK() bool {
+	for len(g.pendingSeq) > 0 && g.pending[g.pendingSeq[0]] == nil {
+		g.pendingSeq = g.pendingSeq[1:]
+	}
+	return len(g.pendingSeq) == 0 || g.nextSeq < g.pendingSeq[0]+uint64(g.n.cfg.Window)
+}
+
+func (g *group) issue(op *ClientOp) {
+	seq := g.nextSeq
+	g.nextSeq++
+	g.n.stats.MutationsIssued++
+	m := &mutation{seq: seq, op: op, waiters: []uint64{op.Token}, acks: map[uint64]bool{}}
+	g.pending[seq] = m
+	g.pendingSeq = append(g.pendingSeq, seq)
+	g.byRID[op.RequestID] = m
+	g.busy[op.Object] = true
+	st := StoreOp{Kind: StoreApply, PG: g.pg, Object: op.Object, Mut: mutOf(op), Seq: seq, Data: op.Data}
+	g.n.submit(st, func(r StoreResult) {
+		if g.role != rolePrimary || g.pending[seq] != m {
+			return
+		}
+		if r.Err != nil {
+			// NB: replicas may have applied it; the next peering makes
+			// them match this node again.
+			g.finish(m, fmt.Errorf("%w: %w", ErrStore, r.Err))
+			return
+		}
+		m.local = true
+		g.tryComplete(m)
+	})
+	g.forward(m)
+}
+
+func mutOf(op *ClientOp) Mutation {
+	switch op.Kind {
+	case OpWrite:
+		return Mutation{Kind: MutWrite, Object: op.Object, Off: op.Off}
+	case OpTruncate:
+		return Mutation{Kind: MutTruncate, Object: op.Object, Size: op.Size}
+	default:
+		return Mutation{Kind: MutDelete, Object: op.Object}
+	}
+}
+
+func (g *group) forward(m *mutation) {
+	if g.phase != phaseActive {
+		return
+	}
+	m.sent = g.n.tick
+	for _, id := range g.others() {
+		if !m.acks[id] {
+			f := g.msg(MsgForward)
+			f.Seq, f.RequestID, f.Mut, f.Data = m.seq, m.op.RequestID, mutOf(m.op), m.op.Data
+			g.n.send(id, f)
+		}
+	}
+	g.tryComplete(m)
+}
+
+func (g *group) tryComplete(m *mutation) {
+	if g.phase != phaseActive || !m.local {
+		return
+	}
+	for _, id := range g.others() {
+		if !m.acks[id] {
+			return
+		}
+	}
+	g.n.stats.Acknowledged++
+	g.rids.put(m.op.RequestID, m.seq)
+	g.finish(m, nil)
+}
+
+// finish answers m's waiters and moves its object's queue on.
+func (g *group) finish(m *mutation, err error) {
+	delete(g.pending, m.seq)
+	delete(g.byRID, m.op.RequestID)
+	for _, t := range m.waiters {
+		g.n.reply(Reply{Token: t, Seq: m.seq, Err: err})
+	}
+	g.popObj(m.op.Object)
+	g.drainWindow()
+}
+
+func (g *group) popObj(obj engine.ObjectID) {
+	q := g.objq[obj]
+	g.queued--
+	if len(q) == 1 {
+		delete(g.objq, obj)
+	} else {
+		g.objq[obj] = q[1:]
+	}
+	delete(g.busy, obj)
+	g.kick(obj)
+}
+
+func (g *group) drainWindow() {
+	for len(g.windowWait) > 0 && g.role == rolePrimary && g.windowOK() {
+		obj := g.windowWait[0]
+		g.windowWait = g.windowWait[1:]
+		g.kick(obj)
+	}
+}
+
+func (g *group) startRound() {
+	if g.roundAcks != nil || len(g.reads) == 0 {
+		return
+	}
+	g.roundStarted++
+	g.roundAcks = map[uint64]bool{}
+	g.sendRound()
+	g.checkRound()
+}
+
+func (g *group) sendRound() {
+	g.roundSent = g.n.tick
+	for _, id := range g.others() {
+		if !g.roundAcks[id] {
+			m := g.msg(MsgReadCheck)
+			m.Seq = g.roundStarted
+			g.n.send(id, m)
+		}
+	}
+}
+
+// checkRound completes a read round once every replica of the view
+// confirmed our epoch: a newer epoch's primary is a replica of ours, and it
+// refuses once it moved on, so no write of a newer epoch was acknowledged
+// before the round began.
+func (g *group) checkRound() {
+	if g.roundAcks == nil {
+		return
+	}
+	for _, id := range g.others() {
+		if !g.roundAcks[id] {
+			return
+		}
+	}
+	g.roundDone = g.roundStarted
+	g.roundAcks = nil
+	var keep []*readWait
+	for _, rw := range g.reads {
+		if rw.round <= g.roundDone {
+			g.serveRead(rw.op)
+		} else {
+			keep = append(keep, rw)
+		}
+	}
+	g.reads = keep
+	g.startRound()
+}
+
+func (g *group) serveRead(op *ClientOp) {
+	g.n.submit(StoreOp{Kind: StoreRead, PG: g.pg, Object: op.Object, Off: op.Off, Len: op.Len}, func(r StoreResult) {
+		if q := g.objq[op.Object]; g.role != rolePrimary || len(q) == 0 || q[0] != op {
+			return // stepDown answered it
+		}
+		rep := Reply{Token: op.Token, Data: r.Data, EOF: r.EOF, NotFound: r.NotFound}
+		if r.Err != nil {
+			rep = Reply{Token: op.Token, Err: fmt.Errorf("%w: %w", ErrStore, r.Err)}
+		}
+		g.n.reply(rep)
+		g.popObj(op.Object)
+	})
+}
+
+func (g *group) onTick() {
+	t := g.n.tick
+	rt := uint64(g.n.cfg.RetransmitTicks)
+	if g.role != rolePrimary {
+		return
+	}
+	switch g.phase {
+	case phasePeering:
+		if t >= g.roundSent+rt {
+			g.roundSent = t
+			if !g.ownMaxOK {
+				g.becomePrimary() // also resends the queries
+				return
+			}
+			for _, id := range g.others() {
+				if _, ok := g.peerMax[id]; !ok {
+					g.n.send(id, g.msg(MsgPeerQuery))
+				}
+			}
+		}
+		return
+	}
+	for _, id := range g.others() {
+		s := g.syncs[id]
+		if s == nil || s.finished {
+			continue
+		}
+		s.budget = g.n.cfg.SyncBytesPerTick
+		if !s.remoteDone && t >= s.listSent+rt {
+			g.listRemote(id, s)
+		}
+		for _, obj := range g.sortedSent(s) {
+			so := s.sent[obj]
+			if t >= so.tick+rt && s.budget > 0 {
+				so.tick = t
+				g.sendSync(id, s, so.msg)
+			}
+		}
+		if s.doneSent != 0 && t >= s.doneSent+rt {
+			s.doneSent = t
+			g.n.send(id, g.msg(MsgSyncDone))
+		}
+		if s.queue != nil {
+			g.pump(id, s)
+		}
+	}
+	if g.phase != phaseActive {
+		return
+	}
+	for _, seq := range g.sortedPending() {
+		if m := g.pending[seq]; t >= m.sent+rt {
+			g.forward(m)
+		}
+	}
+	if g.roundAcks != nil && t >= g.roundSent+rt {
+		g.sendRound()
+	}
+}
+
+func (g *group) sortedSent(s *syncState) []engine.ObjectID {
+	objs := make([]engine.ObjectID, 0, len(s.sent))
+	for o := range s.sent {
+		objs = append(objs, o)
+	}
+	slices.SortFunc(objs, objLess)
+	return objs
+}
+
+// receive handles a message. Requests (to a replica) are checked against
+// our epoch: older ones are answered with MsgStale, newer ones adopted.
+// Answers (to a primary) count only in the epoch they were asked in.
+func (g *group) receive(from uint64, m *Msg) {
+	switch m.Kind {
+	case MsgPeerQuery, MsgForward, MsgListReq, MsgSyncObject, MsgSyncDone, MsgReadCheck:
+		if m.Epoch < g.epoch {
+			st := g.msg(MsgStale)
+			g.n.send(from, st)
+			return
+		}
+		if m.Epoch > g.epoch {
+			if g.role == rolePrimary {
+				g.stepDown()
+			}
+			g.epoch = m.Epoch
+			g.role, g.primary = roleReplica, from
+			g.resetReplica()
+		}
+		if g.role != roleReplica || from != g.primary {
+			return
+		}
+		g.replicaReceive(from, m)
+		return
+	case MsgStale:
+		if m.Epoch > g.epoch {
+			if g.role == rolePrimary {
+				g.stepDown()
+			}
+			g.epoch = m.Epoch
+			g.role, g.primary = roleNone, 0
+		}
+		return
+	}
+	if m.Epoch != g.epoch || g.role != rolePrimary || !g.view.has(from) || from == g.n.cfg.ID {
+		return
+	}
+	switch m.Kind {
+	case MsgPeerInfo:
+		if g.phase == phasePeering {
+			g.peerMax[from] = m.Seq
+			g.checkPeered()
+		}
+	case MsgForwardAck:
+		if p := g.pending[m.Seq]; p != nil && g.phase == phaseActive {
+			p.acks[from] = true
+			g.tryComplete(p)
+		}
+	case MsgListResp:
+		s := g.syncs[from]
+		if s == nil || s.remoteDone || m.After != s.remoteAfter {
+			return
+		}
+		for _, e := range m.Entries {
+			s.union[e.Object] = true
+			s.remoteAfter = max(s.remoteAfter, e.Seq)
+		}
+		if m.More && len(m.Entries) > 0 {
+			g.listRemote(from, s)
+			return
+		}
+		s.remoteDone = true
+		g.listsDone(from, s)
+	case MsgSyncAck:
+		s := g.syncs[from]
+		if s == nil || s.sent[m.Object] == nil {
+			return
+		}
+		delete(s.sent, m.Object)
+		if m.Installed {
+			s.objectsDone++
+		} else {
+			// The replica holds a newer live mutation than what we sent
+			// (our read raced with it): send the object again.
+			s.queue = append(s.queue, m.Object)
+		}
+		g.n.out = append(g.n.out, g.progress(from, s))
+		g.pump(from, s)
+	case MsgSyncDoneAck:
+		s := g.syncs[from]
+		if s == nil || s.finished || s.doneSent == 0 {
+			return
+		}
+		s.finished = true
+		g.n.out = append(g.n.out, g.progress(from, s))
+		g.checkActive()
+	case MsgReadCheckAck:
+		if g.roundAcks != nil && m.Seq == g.roundStarted {
+			g.roundAcks[from] = true
+			g.checkRound()
+		}
+	}
+}
+
+func (g *group) replicaReceive(from uint64, m *Msg) {
+	epoch := g.epoch
+	live := func() bool { return g.epoch == epoch && g.role == roleReplica }
+	switch m.Kind {
+	case MsgPeerQuery:
+		g.n.submit(StoreOp{Kind: StoreMaxSeq, PG: g.pg}, func(r StoreResult) {
+			if live() && r.Err == nil {
+				a := g.msg(MsgPeerInfo)
+				a.Seq = r.Seq
+				g.n.send(from, a)
+			}
+		})
+	case MsgForward:
+		seq := m.Seq
+		if g.fwdInFlight[seq] {
+			return
+		}
+		g.fwdInFlight[seq] = true
+		rid := m.RequestID
+		g.n.submit(StoreOp{Kind: StoreApply, PG: g.pg, Object: m.Mut.Object, Mut: m.Mut, Seq: seq, KeepIfAtLeast: seq, Data: m.Data},
+			func(r StoreResult) {
+				if !live() {
+					return
+				}
+				delete(g.fwdInFlight, seq)
+				if r.Err != nil {
+					return // the primary resends
+				}
+				// Remembered so that, as a later primary, we answer a
+				// client's retry instead of applying it twice.
+				g.rids.put(rid, seq)
+				a := g.msg(MsgForwardAck)
+				a.Seq = seq
+				g.n.send(from, a)
+			})
+	case MsgListReq:
+		after, limit := m.After, m.Limit
+		g.n.submit(StoreOp{Kind: StoreChanges, PG: g.pg, Since: after, Limit: int(limit)}, func(r StoreResult) {
+			if !live() || r.Err != nil {
+				return
+			}
+			a := g.msg(MsgListResp)
+			a.After, a.Entries = after, r.Changes
+			a.More = len(r.Changes) >= int(limit)
+			g.n.send(from, a)
+		})
+	case MsgSyncObject:
+		obj := m.Object
+		// Install unless we hold a mutation of this epoch newer than
+		// the state sent; state from an older epoch may be divergent
+		// (never acknowledged), so the primary's wins.
+		keep := max(m.EpochStart, m.Seq+1)
+		g.n.submit(StoreOp{Kind: StoreInstall, PG: g.pg, Object: obj, Seq: m.Seq, Deleted: m.Deleted, Data: m.Data, KeepIfAtLeast: keep},
+			func(r StoreResult) {
+				if !live() || r.Err != nil {
+					return
+				}
+				a := g.msg(MsgSyncAck)
+				a.Object, a.Installed = obj, !r.Skipped
+				g.n.send(from, a)
+			})
+	case MsgSyncDone:
+		if !g.caughtUp {
+			g.caughtUp = true
+			g.n.out = append(g.n.out, CaughtUp{PG: g.pg, Epoch: g.epoch})
+		}
+		g.n.send(from, g.msg(MsgSyncDoneAck))
+	case MsgReadCheck:
+		a := g.msg(MsgReadCheckAck)
+		a.Seq = m.Seq
+		g.n.send(from, a)
+	}
+}
+
+// ridTable remembers the seqs of the last n acknowledged request ids
+// (FIFO).
+type ridTable struct {
+	n    int
+	m    map[fsproto.RequestID]uint64
+	fifo []fsproto.RequestID
+}
+
+func newRIDTable(n int) *ridTable { return &ridTable{n: n, m: map[fsproto.RequestID]uint64{}} }
+
+func (t *ridTable) get(id fsproto.RequestID) (uint64, bool) {
+	s, ok := t.m[id]
+	return s, ok
+}
+
+func (t *ridTable) put(id fsproto.RequestID, seq uint64) {
+	if _, ok := t.m[id]; ok {
+		return
+	}
+	if len(t.fifo) >= t.n {
+		delete(t.m, t.fifo[0])
+		t.fifo = t.fifo[1:]
+	}
+	t.m[id] = seq
+	t.fifo = append(t.fifo, id)
+}

@@ -1,0 +1,914 @@
+package replication
+
+import (
+	"bytes"
+	"container/heap"
+	"errors"
+	"flag"
+	"fmt"
+	"math"
+	"math/rand"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/anishathalye/porcupine"
+	"github.com/weftfs/weft/engine"
+	"github.com/weftfs/weft/fsproto"
+)
+
+// The deterministic simulation: the whole cluster in one goroutine over a
+// simulated network, simulated stores and a simulated clock, every choice
+// drawn from one seed. Replay a failure with -sim.seed=N; run more seeds
+// with -sim.seeds=N or WEFT_SIM_SEEDS=N.
+
+var (
+	flagSimSeed  = flag.Int64("sim.seed", 0, "run the simulation with this one seed")
+	flagSimSeeds = flag.Int("sim.seeds", 0, "number of simulation seeds (default 100 with -short, 300 without)")
+	flagSimLog   = flag.Bool("sim.log", false, "log every simulation event")
+)
+
+func simSeeds() []int64 {
+	if *flagSimSeed != 0 {
+		return []int64{*flagSimSeed}
+	}
+	n := *flagSimSeeds
+	if v, err := strconv.Atoi(os.Getenv("WEFT_SIM_SEEDS")); err == nil && n == 0 {
+		n = v
+	}
+	if n == 0 {
+		n = 300
+		if testing.Short() {
+			n = 100
+		}
+	}
+	seeds := make([]int64, n)
+	for i := range seeds {
+		seeds[i] = int64(i + 1)
+	}
+	return seeds
+}
+
+// simCounts is the fault mix and what happened, summed over seeds.
+type simCounts struct {
+	seeds, acked, reads, views, crashes, partitions, drops, dups, delayed, torn, readErrs int
+	syncBytes                                                                             uint64
+}
+
+func (c *simCounts) add(o simCounts) {
+	c.seeds += o.seeds
+	c.acked += o.acked
+	c.reads += o.reads
+	c.views += o.views
+	c.crashes += o.crashes
+	c.partitions += o.partitions
+	c.drops += o.drops
+	c.dups += o.dups
+	c.delayed += o.delayed
+	c.torn += o.torn
+	c.readErrs += o.readErrs
+	c.syncBytes += o.syncBytes
+}
+
+func TestSim(t *testing.T) {
+	var total simCounts
+	for _, seed := range simSeeds() {
+		s := newSim(t, seed)
+		s.run()
+		total.add(s.counts)
+		if t.Failed() {
+			return
+		}
+	}
+	t.Logf("%d seeds: %d mutations acknowledged, %d reads, %d view changes, %d crashes (%d with unflushed writes lost), "+
+		"%d partitions, %d messages dropped, %d duplicated, %d delayed past others, %d read errors, %d sync bytes",
+		total.seeds, total.acked, total.reads, total.views, total.crashes, total.torn, total.partitions,
+		total.drops, total.dups, total.delayed, total.readErrs, total.syncBytes)
+	if total.acked == 0 || total.views == 0 || total.crashes == 0 {
+		t.Errorf("the simulation exercised too little: %+v", total)
+	}
+}
+
+const (
+	simNodes     = 5
+	simPGs       = 3
+	simObjs      = 3 // per PG
+	simClients   = 4
+	simTick      = 10 // time units between ticks
+	simFaultEnd  = 2500
+	simClientEnd = 3500
+	simDeadline  = 30000
+	simDownAfter = 6 // ticks without a heartbeat
+	oracleID     = 1000
+	clientBase   = 2000
+)
+
+type simEvent struct {
+	at  int64
+	seq uint64
+	fn  func()
+}
+
+type eventQueue []*simEvent
+
+func (q eventQueue) Len() int { return len(q) }
+func (q eventQueue) Less(i, j int) bool {
+	if q[i].at != q[j].at {
+		return q[i].at < q[j].at
+	}
+	return q[i].seq < q[j].seq
+}
+func (q eventQueue) Swap(i, j int) { q[i], q[j] = q[j], q[i] }
+func (q *eventQueue) Push(x any)   { *q = append(*q, x.(*simEvent)) }
+func (q *eventQueue) Pop() any {
+	old := *q
+	e := old[len(old)-1]
+	*q = old[:len(old)-1]
+	return e
+}
+
+type sim struct {
+	t      testing.TB
+	seed   int64
+	rng    *rand.Rand
+	now    int64
+	evseq  uint64
+	q      eventQueue
+	nodes  []*simNode
+	or     *oracle
+	cls    []*simClient
+	faults bool
+	cut    map[[2]uint64]bool
+	tokens map[uint64]*simClient
+	hist   map[engine.ObjectID][]porcupine.Operation
+	acked  map[engine.ObjectID]uint64 // highest acknowledged seq per object
+	pgOf   map[engine.ObjectID]uint32
+	counts simCounts
+	fail   string
+
+	nextToken uint64
+}
+
+type simNode struct {
+	s        *sim
+	id       uint64
+	inc      int
+	up       bool
+	core     *Node
+	store    *simStore
+	caughtUp map[uint32]uint64
+}
+
+func newSim(t testing.TB, seed int64) *sim {
+	s := &sim{t: t, seed: seed, rng: rand.New(rand.NewSource(seed)), faults: true, cut: map[[2]uint64]bool{},
+		tokens: map[uint64]*simClient{}, hist: map[engine.ObjectID][]porcupine.Operation{},
+		acked: map[engine.ObjectID]uint64{}, pgOf: map[engine.ObjectID]uint32{}}
+	s.counts.seeds = 1
+	s.or = &oracle{s: s, views: map[uint32]*View{}, heard: map[uint64]int64{}}
+	for i := range simNodes {
+		n := &simNode{s: s, id: uint64(i + 1), store: newSimStore(s)}
+		s.nodes = append(s.nodes, n)
+		n.start()
+	}
+	for pg := range uint32(simPGs) {
+		// Initial placement: a rotation, so primaries differ per PG.
+		v := &View{PG: pg, Epoch: 1}
+		for r := range 3 {
+			v.Replicas = append(v.Replicas, uint64((int(pg)+r)%simNodes+1))
+		}
+		s.or.views[pg] = v
+		for o := range simObjs {
+			s.pgOf[engine.ObjectID{Hi: uint64(pg), Lo: uint64(o)}] = pg
+		}
+	}
+	for i := range simClients {
+		s.cls = append(s.cls, &simClient{s: s, id: i})
+	}
+	return s
+}
+
+func (s *sim) logf(format string, args ...any) {
+	if *flagSimLog {
+		s.t.Logf("t=%d "+format, append([]any{s.now}, args...)...)
+	}
+}
+
+func (s *sim) failf(format string, args ...any) {
+	if s.fail == "" {
+		s.fail = fmt.Sprintf("t=%d: ", s.now) + fmt.Sprintf(format, args...)
+	}
+}
+
+func (s *sim) at(delay int64, fn func()) {
+	s.evseq++
+	heap.Push(&s.q, &simEvent{at: s.now + delay, seq: s.evseq, fn: fn})
+}
+
+func (s *sim) node(id uint64) *simNode { return s.nodes[id-1] }
+
+func (n *simNode) start() {
+	n.inc++
+	n.up = true
+	n.caughtUp = map[uint32]uint64{}
+	core, err := NewNode(Config{ID: n.id, Window: 64, SyncBytesPerTick: 64, RetransmitTicks: 2, RequestIDs: 1024})
+	if err != nil {
+		panic(err)
+	}
+	n.core = core
+}
+
+// step feeds ev to n's core and carries out its effects.
+func (n *simNode) step(ev Event) {
+	if !n.up {
+		return
+	}
+	s := n.s
+	for _, e := range slices.Clone(n.core.Step(ev)) {
+		switch e := e.(type) {
+		case Send:
+			b := AppendMsg(nil, &e.Msg)
+			from, to := n.id, e.To
+			s.send(from, to, func() {
+				m, err := DecodeMsg(b)
+				if err != nil {
+					s.failf("node %d sent an undecodable %v: %v", from, e.Msg.Kind, err)
+					return
+				}
+				s.node(to).step(Receive{From: from, Msg: m})
+			})
+		case Submit:
+			n.store.submit(n, e.Op)
+		case Reply:
+			c := s.tokens[e.Token]
+			delete(s.tokens, e.Token)
+			if c != nil {
+				s.send(n.id, clientBase+uint64(c.id), func() { c.reply(e) })
+			}
+		case CaughtUp:
+			n.caughtUp[e.PG] = e.Epoch
+		case Progress:
+		default:
+			panic(fmt.Sprintf("unknown effect %T", e))
+		}
+	}
+	s.checkAcked()
+}
+
+func (s *sim) linked(a, b uint64) bool {
+	return !s.cut[[2]uint64{min(a, b), max(a, b)}]
+}
+
+// send carries a message from a to b: cut links drop it; with faults on,
+// it may be dropped, duplicated or delayed past later ones.
+func (s *sim) send(a, b uint64, deliver func()) {
+	if !s.linked(a, b) {
+		s.counts.drops++
+		return
+	}
+	copies := 1
+	if s.faults {
+		switch r := s.rng.Float64(); {
+		case r < 0.03:
+			s.counts.drops++
+			return
+		case r < 0.05:
+			s.counts.dups++
+			copies = 2
+		}
+	}
+	for range copies {
+		d := int64(1 + s.rng.Intn(6))
+		if s.faults && s.rng.Float64() < 0.05 {
+			d += int64(20 + s.rng.Intn(60))
+			s.counts.delayed++
+		}
+		s.at(d, func() {
+			if s.linked(a, b) {
+				deliver()
+			}
+		})
+	}
+}
+
+// simStore keeps objects durable only at a flush: ops queue until the
+// next flush applies them in order and completes them; a crash drops the
+// queue (what a torn last write and lost unflushed writes leave).
+type simObj struct {
+	seq     uint64
+	deleted bool
+	data    []byte
+}
+
+type simStore struct {
+	s       *sim
+	objs    map[uint32]map[engine.ObjectID]simObj
+	maxSeq  map[uint32]uint64
+	queue   []queuedOp
+	flushAt bool
+}
+
+type queuedOp struct {
+	n   *simNode
+	inc int
+	op  StoreOp
+}
+
+func newSimStore(s *sim) *simStore {
+	return &simStore{s: s, objs: map[uint32]map[engine.ObjectID]simObj{}, maxSeq: map[uint32]uint64{}}
+}
+
+func (st *simStore) pg(pg uint32) map[engine.ObjectID]simObj {
+	m := st.objs[pg]
+	if m == nil {
+		m = map[engine.ObjectID]simObj{}
+		st.objs[pg] = m
+	}
+	return m
+}
+
+func (st *simStore) crash() {
+	if len(st.queue) > 0 {
+		st.s.counts.torn++
+	}
+	st.queue = nil
+}
+
+func (st *simStore) submit(n *simNode, op StoreOp) {
+	s := st.s
+	inc := n.inc
+	complete := func(r StoreResult) {
+		r.ID = op.ID
+		if n.up && n.inc == inc {
+			n.step(StoreDone{Result: r})
+		}
+	}
+	switch op.Kind {
+	case StoreApply, StoreInstall:
+		st.queue = append(st.queue, queuedOp{n: n, inc: inc, op: op})
+		if !st.flushAt {
+			st.flushAt = true
+			s.at(int64(1+s.rng.Intn(8)), st.flush)
+		}
+		return
+	}
+	readErr := s.faults && (op.Kind == StoreRead || op.Kind == StoreGet) && s.rng.Float64() < 0.02
+	s.at(int64(1+s.rng.Intn(4)), func() {
+		if readErr {
+			s.counts.readErrs++
+			complete(StoreResult{Err: errors.New("sim: read error")})
+			return
+		}
+		complete(st.query(op))
+	})
+}
+
+func (st *simStore) query(op StoreOp) StoreResult {
+	objs := st.pg(op.PG)
+	switch op.Kind {
+	case StoreRead:
+		o, ok := objs[op.Object]
+		if !ok || o.deleted {
+			return StoreResult{NotFound: true}
+		}
+		if op.Off >= uint64(len(o.data)) {
+			return StoreResult{EOF: true}
+		}
+		d := o.data[op.Off:]
+		eof := len(d) <= op.Len
+		d = d[:min(len(d), op.Len)]
+		return StoreResult{Data: slices.Clone(d), EOF: eof}
+	case StoreGet:
+		o, ok := objs[op.Object]
+		if !ok || o.deleted {
+			return StoreResult{NotFound: true, Seq: o.seq}
+		}
+		return StoreResult{Data: slices.Clone(o.data), Seq: o.seq}
+	case StoreMaxSeq:
+		return StoreResult{Seq: st.maxSeq[op.PG]}
+	case StoreChanges:
+		var es []Entry
+		for id, o := range objs {
+			if o.seq > op.Since {
+				es = append(es, Entry{Object: id, Seq: o.seq})
+			}
+		}
+		slices.SortFunc(es, func(a, b Entry) int {
+			if a.Seq != b.Seq {
+				return int(a.Seq) - int(b.Seq)
+			}
+			return objLess(a.Object, b.Object)
+		})
+		if op.Limit > 0 && len(es) > op.Limit {
+			es = es[:op.Limit]
+		}
+		return StoreResult{Changes: es}
+	}
+	panic(fmt.Sprintf("sim store: op %d", op.Kind))
+}
+
+func (st *simStore) flush() {
+	st.flushAt = false
+	q := st.queue
+	st.queue = nil
+	for _, qo := range q {
+		op := qo.op
+		objs := st.pg(op.PG)
+		o := objs[op.Object]
+		skip := op.KeepIfAtLeast > 0 && o.seq >= op.KeepIfAtLeast
+		if !skip {
+			if op.Kind == StoreInstall {
+				o = simObj{seq: op.Seq, deleted: op.Deleted, data: slices.Clone(op.Data)}
+			} else {
+				o = applyMut(o, op.Mut, op.Data)
+				o.seq = op.Seq
+			}
+			objs[op.Object] = o
+			st.maxSeq[op.PG] = max(st.maxSeq[op.PG], op.Seq)
+			st.s.logf("node %d: pg %d %v kind %d seq %d keep %d -> %+v", qo.n.id, op.PG, op.Object, op.Kind, op.Seq, op.KeepIfAtLeast, o)
+		}
+		n, inc, id := qo.n, qo.inc, op.ID
+		if n.up && n.inc == inc {
+			n.step(StoreDone{Result: StoreResult{ID: id, Skipped: skip}})
+		}
+	}
+}
+
+func applyMut(o simObj, m Mutation, data []byte) simObj {
+	if o.deleted {
+		o = simObj{}
+	}
+	switch m.Kind {
+	case MutWrite:
+		end := int(m.Off) + len(data)
+		nd := make([]byte, max(end, len(o.data)))
+		copy(nd, o.data)
+		copy(nd[m.Off:], data)
+		o.data = nd
+	case MutTruncate:
+		nd := make([]byte, m.Size)
+		copy(nd, o.data)
+		o.data = nd
+	case MutDelete:
+		o = simObj{deleted: true}
+	}
+	return o
+}
+
+// oracle stands in for the manager: it marks a node down after
+// simDownAfter ticks without a heartbeat, swaps in a replacement replica
+// (backfilling) and bumps the epoch; a restarted node's PGs get a new
+// epoch too; backfilling replicas are marked caught up when they say so.
+type oracle struct {
+	s     *sim
+	views map[uint32]*View
+	heard map[uint64]int64
+}
+
+func (o *oracle) down(id uint64) bool {
+	return o.s.now-o.heard[id] > simDownAfter*simTick
+}
+
+func (o *oracle) bump(v *View) {
+	v.Epoch++
+	o.s.counts.views++
+	o.s.logf("view pg %d epoch %d replicas %v backfilling %v", v.PG, v.Epoch, v.Replicas, v.Backfilling)
+}
+
+func (o *oracle) tick() {
+	s := o.s
+	for pg := range uint32(simPGs) {
+		v := o.views[pg]
+		var downs []uint64
+		for _, id := range v.Replicas {
+			if o.down(id) {
+				downs = append(downs, id)
+			}
+		}
+		if len(downs) == 0 {
+			continue
+		}
+		nv := View{PG: pg, Epoch: v.Epoch, Backfilling: slices.Clone(v.Backfilling)}
+		// The new primary is the first caught-up replica still up.
+		var prim uint64
+		for _, id := range v.Replicas {
+			if !o.down(id) && !slices.Contains(v.Backfilling, id) {
+				prim = id
+				break
+			}
+		}
+		if prim == 0 {
+			continue // nobody can take over: wait for a caught-up replica
+		}
+		nv.Replicas = append(nv.Replicas, prim)
+		for _, id := range v.Replicas {
+			if id != prim && !o.down(id) {
+				nv.Replicas = append(nv.Replicas, id)
+			}
+		}
+		var spares []uint64
+		for id := uint64(1); id <= simNodes; id++ {
+			if !o.down(id) && !v.has(id) {
+				spares = append(spares, id)
+			}
+		}
+		for len(nv.Replicas) < 3 && len(spares) > 0 {
+			i := s.rng.Intn(len(spares))
+			nv.Replicas = append(nv.Replicas, spares[i])
+			nv.Backfilling = append(nv.Backfilling, spares[i])
+			spares = slices.Delete(spares, i, i+1)
+		}
+		nv.Backfilling = slices.DeleteFunc(nv.Backfilling, func(id uint64) bool { return !nv.has(id) })
+		*v = nv
+		o.bump(v)
+	}
+	for id := uint64(1); id <= simNodes; id++ {
+		for pg := range uint32(simPGs) {
+			vc := *o.views[pg]
+			vc.Replicas, vc.Backfilling = slices.Clone(vc.Replicas), slices.Clone(vc.Backfilling)
+			n := s.node(id)
+			s.send(oracleID, id, func() { n.step(ViewChange{View: vc}) })
+		}
+	}
+}
+
+func (o *oracle) restarted(id uint64) {
+	for pg := range uint32(simPGs) {
+		if v := o.views[pg]; v.has(id) {
+			o.bump(v)
+		}
+	}
+}
+
+func (o *oracle) caughtUp(id uint64, pg uint32, epoch uint64) {
+	v := o.views[pg]
+	if v.Epoch == epoch && slices.Contains(v.Backfilling, id) {
+		v.Backfilling = slices.DeleteFunc(v.Backfilling, func(x uint64) bool { return x == id })
+		o.s.logf("pg %d: node %d caught up in epoch %d", pg, id, epoch)
+	}
+}
+
+// Clients: one operation at a time on a few objects, retried with the
+// same request id on errors and timeouts; each operation's first call and
+// final answer go to the history porcupine checks.
+type simInput struct {
+	kind OpKind
+	off  uint64
+	data string
+	size uint64
+}
+
+type simOutput struct {
+	notFound bool
+	data     string
+}
+
+type simClient struct {
+	s       *sim
+	id      int
+	n       int
+	op      *ClientOp
+	in      simInput
+	call    int64
+	token   uint64
+	done    bool
+	retries int
+}
+
+func (c *simClient) next() {
+	s := c.s
+	if s.now >= simClientEnd {
+		c.done = true
+		return
+	}
+	obj := engine.ObjectID{Hi: uint64(s.rng.Intn(simPGs)), Lo: uint64(s.rng.Intn(simObjs))}
+	var rid fsproto.RequestID
+	s.rng.Read(rid[:])
+	op := &ClientOp{PG: s.pgOf[obj], Object: obj, RequestID: rid}
+	c.n++
+	switch r := s.rng.Intn(10); {
+	case r < 5:
+		op.Kind, op.Off = OpWrite, uint64(2*s.rng.Intn(3))
+		op.Data = []byte(fmt.Sprintf("%c%03d", 'a'+c.id, c.n%1000))
+		c.in = simInput{kind: OpWrite, off: op.Off, data: string(op.Data)}
+	case r < 8:
+		op.Kind, op.Len = OpRead, 16
+		c.in = simInput{kind: OpRead}
+	case r < 9:
+		op.Kind, op.Size = OpTruncate, uint64(3*s.rng.Intn(3))
+		c.in = simInput{kind: OpTruncate, size: op.Size}
+	default:
+		op.Kind = OpDelete
+		c.in = simInput{kind: OpDelete}
+	}
+	c.op, c.call, c.retries = op, s.now, 0
+	c.send()
+}
+
+func (c *simClient) send() {
+	s := c.s
+	s.nextToken++
+	c.token = s.nextToken
+	op := *c.op
+	op.Token = c.token
+	s.tokens[c.token] = c
+	prim := s.node(s.or.views[op.PG].Replicas[0])
+	s.send(clientBase+uint64(c.id), prim.id, func() { prim.step(op) })
+	tok := c.token
+	s.at(120, func() {
+		if c.token == tok && c.op != nil {
+			c.retries++
+			c.send()
+		}
+	})
+}
+
+func (c *simClient) reply(r Reply) {
+	s := c.s
+	if r.Token != c.token || c.op == nil {
+		return
+	}
+	if r.Err != nil {
+		if !errors.Is(r.Err, ErrStaleEpoch) && !errors.Is(r.Err, ErrNotPrimary) && !errors.Is(r.Err, ErrBusy) && !errors.Is(r.Err, ErrStore) {
+			s.failf("client %d: unexpected error %v", c.id, r.Err)
+			return
+		}
+		c.token = 0
+		s.at(int64(5+s.rng.Intn(15)), func() { c.retries++; c.send() })
+		return
+	}
+	op := c.op
+	var out simOutput
+	if op.Kind == OpRead {
+		out = simOutput{notFound: r.NotFound, data: string(r.Data)}
+		s.counts.reads++
+	} else {
+		s.counts.acked++
+		s.logf("client %d: %v %v acked seq %d", c.id, op.Kind, op.Object, r.Seq)
+		s.acked[op.Object] = max(s.acked[op.Object], r.Seq)
+	}
+	s.hist[op.Object] = append(s.hist[op.Object], porcupine.Operation{ClientId: c.id, Input: c.in, Call: c.call, Output: out, Return: s.now})
+	c.op, c.token = nil, 0
+	s.at(int64(1+s.rng.Intn(20)), c.next)
+}
+
+// checkAcked: every caught-up replica of a PG holds every acknowledged
+// mutation of its objects durably (seq at least the acknowledged one).
+func (s *sim) checkAcked() {
+	for obj, seq := range s.acked {
+		v := s.or.views[s.pgOf[obj]]
+		for _, id := range v.Replicas {
+			if slices.Contains(v.Backfilling, id) {
+				continue
+			}
+			if o := s.node(id).store.pg(v.PG)[obj]; o.seq < seq {
+				s.failf("acknowledged mutation lost: node %d holds %v at seq %d, seq %d was acknowledged (pg %d epoch %d replicas %v backfilling %v)",
+					id, obj, o.seq, seq, v.PG, v.Epoch, v.Replicas, v.Backfilling)
+			}
+		}
+	}
+}
+
+func (s *sim) tick() {
+	s.or.tick()
+	for _, n := range s.nodes {
+		if !n.up {
+			continue
+		}
+		n.step(Tick{})
+		nn := n
+		s.send(n.id, oracleID, func() { s.or.heard[nn.id] = s.now })
+		for pg, ep := range n.caughtUp {
+			pg, ep := pg, ep
+			s.send(n.id, oracleID, func() { s.or.caughtUp(nn.id, pg, ep) })
+		}
+	}
+	if s.faults && s.now >= simFaultEnd {
+		s.faults = false
+		clear(s.cut)
+		for _, n := range s.nodes {
+			if !n.up {
+				n.start()
+				s.or.restarted(n.id)
+			}
+		}
+		s.logf("faults end")
+	}
+	if s.faults {
+		s.injectFaults()
+	}
+	s.at(simTick, s.tick)
+}
+
+func (s *sim) injectFaults() {
+	var up []*simNode
+	for _, n := range s.nodes {
+		if n.up {
+			up = append(up, n)
+		}
+	}
+	switch r := s.rng.Float64(); {
+	case r < 0.03 && len(up) == simNodes:
+		n := up[s.rng.Intn(len(up))]
+		s.counts.crashes++
+		n.up = false
+		n.store.crash()
+		s.logf("crash node %d", n.id)
+		s.at(int64(50+s.rng.Intn(400)), func() {
+			if !n.up {
+				n.start()
+				s.or.restarted(n.id)
+				s.logf("restart node %d", n.id)
+			}
+		})
+	case r < 0.05 && len(s.cut) == 0:
+		s.counts.partitions++
+		a := uint64(1 + s.rng.Intn(simNodes))
+		var cut [][2]uint64
+		if s.rng.Intn(2) == 0 {
+			for _, b := range []uint64{1, 2, 3, 4, 5, oracleID} {
+				if b != a {
+					cut = append(cut, [2]uint64{min(a, b), max(a, b)})
+				}
+			}
+		} else {
+			b := uint64(1 + s.rng.Intn(simNodes))
+			if b != a {
+				cut = append(cut, [2]uint64{min(a, b), max(a, b)})
+			}
+		}
+		for _, c := range cut {
+			s.cut[c] = true
+		}
+		s.logf("partition %v", cut)
+		s.at(int64(30+s.rng.Intn(300)), func() {
+			for _, c := range cut {
+				delete(s.cut, c)
+			}
+		})
+	}
+}
+
+func (s *sim) converged() bool {
+	for _, c := range s.cls {
+		if !c.done || c.op != nil {
+			return false
+		}
+	}
+	for pg := range uint32(simPGs) {
+		v := s.or.views[pg]
+		if len(v.Replicas) != 3 || len(v.Backfilling) != 0 {
+			return false
+		}
+		for _, id := range v.Replicas {
+			n := s.node(id)
+			if !n.up || len(n.store.queue) > 0 {
+				return false
+			}
+		}
+		p := s.node(v.Replicas[0]).core.pgs[pg]
+		if p == nil || p.role != rolePrimary || p.phase != phaseActive || len(p.pending) > 0 {
+			return false
+		}
+	}
+	return true
+}
+
+func (s *sim) run() {
+	s.at(0, s.tick)
+	for _, c := range s.cls {
+		s.at(int64(s.rng.Intn(20)), c.next)
+	}
+	steps := 0
+	for s.q.Len() > 0 && s.fail == "" {
+		e := heap.Pop(&s.q).(*simEvent)
+		s.now = e.at
+		e.fn()
+		steps++
+		if !s.faults && s.now > simClientEnd && s.now%simTick == 0 && s.converged() {
+			break
+		}
+		if s.now > simDeadline {
+			s.failf("no convergence by t=%d: %s", simDeadline, s.describe())
+		}
+	}
+	if s.fail == "" {
+		s.checkIdentical()
+	}
+	if s.fail == "" {
+		s.checkLinearizable()
+	}
+	if s.fail != "" {
+		s.t.Errorf("seed %d: %s\nreplay: go test ./fsproto/replication -run TestSim -sim.seed=%d -sim.log", s.seed, s.fail, s.seed)
+	}
+}
+
+func (s *sim) describe() string {
+	var b strings.Builder
+	for pg := range uint32(simPGs) {
+		v := s.or.views[pg]
+		fmt.Fprintf(&b, "pg %d epoch %d replicas %v backfilling %v; ", pg, v.Epoch, v.Replicas, v.Backfilling)
+		if p := s.node(v.Replicas[0]).core.pgs[pg]; p != nil {
+			fmt.Fprintf(&b, "primary role %d phase %d pending %d; ", p.role, p.phase, len(p.pending))
+		}
+	}
+	for _, c := range s.cls {
+		if c.op != nil {
+			fmt.Fprintf(&b, "client %d waits on %v of %v (%d retries); ", c.id, c.op.Kind, c.op.Object, c.retries)
+		}
+	}
+	return b.String()
+}
+
+// checkIdentical: after faults stop, every PG's replicas hold the same
+// live objects at the same seqs.
+func (s *sim) checkIdentical() {
+	for pg := range uint32(simPGs) {
+		v := s.or.views[pg]
+		ref := s.node(v.Replicas[0]).store.pg(pg)
+		for _, id := range v.Replicas[1:] {
+			got := s.node(id).store.pg(pg)
+			for o := range s.pgOf {
+				if s.pgOf[o] != pg {
+					continue
+				}
+				a, b := ref[o], got[o]
+				if a.deleted || a.seq == 0 {
+					a = simObj{}
+				}
+				if b.deleted || b.seq == 0 {
+					b = simObj{}
+				}
+				if a.seq != b.seq || !bytes.Equal(a.data, b.data) {
+					s.failf("pg %d object %v differs: primary %d has seq %d %q, node %d has seq %d %q",
+						pg, o, v.Replicas[0], a.seq, a.data, id, b.seq, b.data)
+				}
+			}
+		}
+	}
+}
+
+type regState struct {
+	exists bool
+	data   string
+}
+
+var objModel = porcupine.Model{
+	Init: func() any { return regState{} },
+	Step: func(state, input, output any) (bool, any) {
+		st, in := state.(regState), input.(simInput)
+		switch in.kind {
+		case OpRead:
+			out := output.(simOutput)
+			if !st.exists {
+				return out.notFound, st
+			}
+			want := st.data[:min(len(st.data), 16)]
+			return !out.notFound && out.data == want, st
+		case OpDelete:
+			return true, regState{}
+		case OpTruncate:
+			d := []byte(st.data)
+			nd := make([]byte, in.size)
+			copy(nd, d)
+			return true, regState{exists: true, data: string(nd)}
+		default:
+			d := []byte(st.data)
+			end := int(in.off) + len(in.data)
+			nd := make([]byte, max(end, len(d)))
+			copy(nd, d)
+			copy(nd[in.off:], in.data)
+			return true, regState{exists: true, data: string(nd)}
+		}
+	},
+	DescribeOperation: func(input, output any) string {
+		in := input.(simInput)
+		if in.kind == OpRead {
+			return fmt.Sprintf("read -> %+v", output)
+		}
+		return fmt.Sprintf("%+v", in)
+	},
+}
+
+// checkLinearizable checks each object's history; mutations still
+// unanswered have an unknown outcome (they may or may not have happened).
+func (s *sim) checkLinearizable() {
+	for _, c := range s.cls {
+		if c.op != nil && c.op.Kind != OpRead {
+			s.hist[c.op.Object] = append(s.hist[c.op.Object], porcupine.Operation{ClientId: c.id, Input: c.in, Call: c.call, Return: math.MaxInt64})
+		}
+	}
+	objs := make([]engine.ObjectID, 0, len(s.hist))
+	for o := range s.hist {
+		objs = append(objs, o)
+	}
+	slices.SortFunc(objs, objLess)
+	for _, o := range objs {
+		res := porcupine.CheckOperationsTimeout(objModel, s.hist[o], 10*time.Second)
+		if res == porcupine.Illegal {
+			s.failf("object %v: history of %d operations is not linearizable", o, len(s.hist[o]))
+		}
+	}
+}

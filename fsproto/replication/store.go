@@ -1,0 +1,78 @@
+package replication
+
+import (
+	"errors"
+
+	"github.com/weftfs/weft/engine"
+)
+
+// StoreKind is what a StoreOp asks of the local store.
+type StoreKind uint8
+
+// Store operations.
+const (
+	// StoreApply applies Mut (with Data for a write) at PG sequence Seq,
+	// unless the object's current seq is >= KeepIfAtLeast (KeepIfAtLeast
+	// 0: always apply); a skipped op reports Skipped.
+	StoreApply StoreKind = iota + 1
+	// StoreInstall replaces the whole object by Data (or a tombstone when
+	// Deleted) at seq Seq, under the same KeepIfAtLeast rule.
+	StoreInstall
+	// StoreRead reads Len bytes at Off of Object.
+	StoreRead
+	// StoreGet returns the whole object (Data, at most MaxDataBytes) with
+	// its seq, or a tombstone (Deleted) when it is deleted or absent.
+	StoreGet
+	// StoreMaxSeq returns the highest seq of PG in Seq.
+	StoreMaxSeq
+	// StoreChanges lists the objects of PG whose last mutation has seq >
+	// Since, in seq order, at most Limit of them.
+	StoreChanges
+)
+
+// StoreOp is one request to the local store. The core fills ID; a Store
+// hands it back in the result.
+type StoreOp struct {
+	ID            uint64
+	Kind          StoreKind
+	PG            uint32
+	Object        engine.ObjectID
+	Mut           Mutation
+	Seq           uint64
+	KeepIfAtLeast uint64
+	Deleted       bool
+	Data          []byte // Apply (write data), Install (object data); not to be changed until done
+	Off           uint64 // Read
+	Len           int    // Read
+	Since         uint64 // Changes
+	Limit         int    // Changes
+}
+
+// StoreResult completes a StoreOp.
+type StoreResult struct {
+	ID       uint64
+	Err      error
+	Skipped  bool    // Apply, Install: the object already had seq >= KeepIfAtLeast
+	Seq      uint64  // MaxSeq: the PG's highest seq; Get: the object's seq
+	NotFound bool    // Read: no such object; Get: deleted or absent
+	Data     []byte  // Read, Get
+	EOF      bool    // Read reached the object's end
+	Changes  []Entry // Changes
+}
+
+// Store is a node's local object store as the replication core uses it.
+//
+// Submit starts op and returns at once; done is called exactly once, from
+// any goroutine, when op completed. Durability contract: a mutation
+// (Apply, Install) completes only once it is durable; a skipped one only
+// once the state that made it skip is durable. Apply and Install must
+// check KeepIfAtLeast against the object's seq atomically with respect to
+// other ops on the same object; the core never has two mutations of one
+// object in flight except duplicates of the same seq, which must be
+// harmless.
+type Store interface {
+	Submit(op StoreOp, done func(StoreResult))
+}
+
+// ErrStore wraps a local store failure reported to a client.
+var ErrStore = errors.New("replication: local store failed")
