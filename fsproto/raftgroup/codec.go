@@ -295,5 +295,29 @@ func checkMessage(m *raftpb.Message, to uint64) error {
 	if raft.IsLocalMsg(m.GetType()) {
 		return corruptf("%s is local to a node and never sent", m.GetType())
 	}
+	if len(m.GetResponses()) > 0 {
+		return corruptf("%s carries %d local responses", m.GetType(), len(m.GetResponses()))
+	}
+	// Raft trusts its peers' messages to be well formed and panics on some
+	// that are not, so refuse the shapes no correct peer sends.
+	for i, e := range m.GetEntries() {
+		if _, ok := raftpb.EntryType_name[int32(e.GetType())]; !ok {
+			return corruptf("%s entry %d has unknown type %d", m.GetType(), i, int32(e.GetType()))
+		}
+		if m.GetType() == raftpb.MsgApp {
+			if want := m.GetIndex() + 1 + uint64(i); e.GetIndex() != want {
+				return corruptf("MsgApp after %d: entry %d has index %d, want %d", m.GetIndex(), i, e.GetIndex(), want)
+			}
+			if e.GetTerm() > m.GetTerm() || (i > 0 && e.GetTerm() < m.GetEntries()[i-1].GetTerm()) {
+				return corruptf("MsgApp of term %d: entry %d at %d has term %d out of order", m.GetTerm(), i, e.GetIndex(), e.GetTerm())
+			}
+		}
+	}
+	if m.GetType() == raftpb.MsgSnap {
+		md := m.GetSnapshot().GetMetadata()
+		if md.GetIndex() == 0 || md.GetConfState() == nil {
+			return corruptf("MsgSnap without a snapshot index and configuration")
+		}
+	}
 	return nil
 }

@@ -54,7 +54,8 @@
 //     the state machine's result;
 //   - seen at i, and another entry is committed at i: ErrProposalDropped
 //     (it can never apply; safe to retry);
-//   - not yet seen when the leader or the term changes: ErrLeaderChanged.
+//   - not yet seen when the leader or the term changes, or after two
+//     election timeouts (a forwarded proposal the network dropped): ErrLost.
 //     Most likely lost, but an old leader may still commit it, so retry only
 //     a deduplicated or idempotent command (the cluster map's commands carry
 //     request ids for this);

@@ -143,6 +143,17 @@ func TestDecodeBatchErrors(t *testing.T) {
 	if _, _, err := decodeBatch(hdr, payload); err == nil || !bytes.Contains([]byte(err.Error()), []byte("local to a node")) {
 		t.Errorf("a local message from the network: %v", err)
 	}
+	gap := &raftpb.Message{Type: raftpb.MsgApp.Enum(), To: proto.Uint64(2), From: proto.Uint64(1), Term: proto.Uint64(3), Index: proto.Uint64(8),
+		Entries: []*raftpb.Entry{{Term: proto.Uint64(3), Index: proto.Uint64(10)}}}
+	hdr, payload = seedBatch(t, gap)
+	if _, _, err := decodeBatch(hdr, payload); err == nil || !bytes.Contains([]byte(err.Error()), []byte("has index 10, want 9")) {
+		t.Errorf("a MsgApp with a gap: %v", err)
+	}
+	emptySnap := &raftpb.Message{Type: raftpb.MsgSnap.Enum(), To: proto.Uint64(2), From: proto.Uint64(1)}
+	hdr, payload = seedBatch(t, emptySnap)
+	if _, _, err := decodeBatch(hdr, payload); err == nil || !bytes.Contains([]byte(err.Error()), []byte("MsgSnap without")) {
+		t.Errorf("a MsgSnap without a snapshot: %v", err)
+	}
 	noFrom := &raftpb.Message{Type: raftpb.MsgApp.Enum(), To: proto.Uint64(2)}
 	hdr, payload = seedBatch(t, noFrom)
 	if _, _, err := decodeBatch(hdr, payload); err == nil || !bytes.Contains([]byte(err.Error()), []byte("from member 0")) {

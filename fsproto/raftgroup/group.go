@@ -118,13 +118,15 @@ var (
 	// never be applied: raft refused it, or another entry was committed at
 	// the index it had. Safe to retry.
 	ErrProposalDropped = errors.New("raftgroup: proposal dropped")
-	// ErrLeaderChanged is returned when the leader (or term) changed
-	// before the proposal reached this member's log, or before a read's
-	// index was known. The read was not served: retry it. The proposal was
-	// most likely lost, but an old leader may still have it and commit it:
-	// retry only a command that the state machine deduplicates or that is
-	// idempotent.
-	ErrLeaderChanged = errors.New("raftgroup: leader changed")
+	// ErrLost is returned when a proposal did not reach this member's log,
+	// or a read's index did not come back, before the leader (or term)
+	// changed or within two election timeouts: raft forwards a follower's
+	// proposals and reads without acknowledgement, so a message the
+	// network dropped leaves no other sign. A read was not served: retry
+	// it. A proposal was most likely lost, but an old leader may still
+	// have it and commit it: retry only a command that the state machine
+	// deduplicates or that is idempotent.
+	ErrLost = errors.New("raftgroup: request lost before it reached the log")
 	// ErrRemoved is returned once this member was removed from the group.
 	ErrRemoved = errors.New("raftgroup: member removed from the group")
 	// ErrBusy is returned when MaxPending proposals and reads are waiting.
@@ -133,10 +135,10 @@ var (
 )
 
 // Retryable reports whether err says the request was not applied (or,
-// for ErrLeaderChanged, most likely not: see there) and may be retried.
+// for ErrLost, most likely not: see there) and may be retried.
 func Retryable(err error) bool {
 	return errors.Is(err, ErrNoLeader) || errors.Is(err, ErrProposalDropped) ||
-		errors.Is(err, ErrLeaderChanged) || errors.Is(err, ErrBusy)
+		errors.Is(err, ErrLost) || errors.Is(err, ErrBusy)
 }
 
 // Status is a member's view of the group.
@@ -207,6 +209,7 @@ type waiter struct {
 	cc        *raftpb.ConfChange // conf change
 	index     uint64             // log index the proposal was seen at, or the read's index
 	ready     bool               // read: index is known
+	ticks     int                // ticks since submission, while not seen
 	abandoned atomic.Bool        // the caller gave up
 	done      chan result        // capacity 1
 }
@@ -474,7 +477,7 @@ func (g *Group) submit(ctx context.Context, c chan *waiter, w *waiter, what stri
 // Propose submits a command and returns the state machine's result once
 // the command is committed and applied on this member. On a follower raft
 // forwards the proposal to the leader. It fails with ErrNoLeader when this
-// member knows no leader, ErrProposalDropped or ErrLeaderChanged when the
+// member knows no leader, ErrProposalDropped or ErrLost when the
 // proposal was lost (see there), or ctx's error, wrapped, when ctx ends
 // first: then the command may still be applied.
 func (g *Group) Propose(ctx context.Context, data []byte) (any, error) {
@@ -486,7 +489,7 @@ func (g *Group) Propose(ctx context.Context, data []byte) (any, error) {
 // ReadIndex is a linearizable read barrier: it returns once this member
 // has applied everything the leader had committed when the call was made,
 // so a read of the state machine that follows sees every write completed
-// before the call. It fails with ErrNoLeader or ErrLeaderChanged (retry) or
+// before the call. It fails with ErrNoLeader or ErrLost (retry) or
 // ctx's error.
 func (g *Group) ReadIndex(ctx context.Context) error {
 	w := &waiter{id: g.newID(), done: make(chan result, 1)}
@@ -702,20 +705,35 @@ func (g *Group) applyReports() {
 	}
 }
 
-// sweep forgets waiters whose callers gave up, so a proposal lost without
-// a sign (a forwarded one the network dropped) does not stay forever.
+// sweep runs at each tick: it forgets waiters whose callers gave up, and
+// fails with ErrLost those not seen in the log (reads: not answered)
+// within two election timeouts, which a dropped forwarded message leaves
+// waiting.
 func (g *Group) sweep() {
+	lostTicks := 2 * g.cfg.ElectionTicks
 	for id, w := range g.pending {
-		if w.abandoned.Load() {
+		switch {
+		case w.abandoned.Load():
 			delete(g.pending, id)
 			if w.index != 0 && g.indexed[w.index] == id {
 				delete(g.indexed, w.index)
 			}
+		case w.index == 0:
+			if w.ticks++; w.ticks > lostTicks {
+				w.finish(nil, fmt.Errorf("%w (not in the log after %d ticks)", ErrLost, w.ticks))
+				delete(g.pending, id)
+			}
 		}
 	}
 	for id, w := range g.reads {
-		if w.abandoned.Load() {
+		switch {
+		case w.abandoned.Load():
 			delete(g.reads, id)
+		case !w.ready:
+			if w.ticks++; w.ticks > lostTicks {
+				w.finish(nil, fmt.Errorf("%w (no read index after %d ticks)", ErrLost, w.ticks))
+				delete(g.reads, id)
+			}
 		}
 	}
 }
@@ -738,13 +756,13 @@ func (g *Group) failAll(err error) {
 func (g *Group) leaderChanged(lead, term uint64) {
 	for id, w := range g.pending {
 		if w.index == 0 {
-			w.finish(nil, fmt.Errorf("%w (leader %d term %d)", ErrLeaderChanged, lead, term))
+			w.finish(nil, fmt.Errorf("%w (leader %d term %d)", ErrLost, lead, term))
 			delete(g.pending, id)
 		}
 	}
 	for id, w := range g.reads {
 		if !w.ready {
-			w.finish(nil, fmt.Errorf("%w (leader %d term %d)", ErrLeaderChanged, lead, term))
+			w.finish(nil, fmt.Errorf("%w (leader %d term %d)", ErrLost, lead, term))
 			delete(g.reads, id)
 		}
 	}
@@ -809,7 +827,7 @@ func (g *Group) handleReady(rd raft.Ready) error {
 				// Our earlier proposal at this index was overwritten in our
 				// log; whether another log still commits it is unknown.
 				if ow, ok := g.pending[old]; ok {
-					ow.finish(nil, fmt.Errorf("%w (its entry at %d was overwritten)", ErrLeaderChanged, e.GetIndex()))
+					ow.finish(nil, fmt.Errorf("%w (its entry at %d was overwritten)", ErrLost, e.GetIndex()))
 					delete(g.pending, old)
 				}
 			}
@@ -829,7 +847,7 @@ func (g *Group) handleReady(rd raft.Ready) error {
 		for idx, id := range g.indexed {
 			if idx <= g.applied {
 				if w, ok := g.pending[id]; ok {
-					w.finish(nil, fmt.Errorf("%w (installed a snapshot at %d over its entry at %d)", ErrLeaderChanged, g.applied, idx))
+					w.finish(nil, fmt.Errorf("%w (installed a snapshot at %d over its entry at %d)", ErrLost, g.applied, idx))
 					delete(g.pending, id)
 				}
 				delete(g.indexed, idx)

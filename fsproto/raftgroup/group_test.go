@@ -252,9 +252,11 @@ func TestGrowOneToThreeToFive(t *testing.T) {
 		t.Fatalf("remove member 5: %v", err)
 	}
 	waitFor(t, "member 5 to learn of its removal", func() bool {
-		_, err := c.groups[5].Propose(ctx, []byte("removed=1"))
-		return errors.Is(err, ErrRemoved)
+		return errors.Is(c.groups[5].ReadIndex(ctx), ErrRemoved)
 	})
+	if _, err := c.groups[5].Propose(ctx, []byte("removed=1")); !errors.Is(err, ErrRemoved) {
+		t.Fatalf("proposal on a removed member: %v, want ErrRemoved", err)
+	}
 	c.propose(c.leader(1, 2, 3, 4), "four=1")
 	c.converge(6, 1, 2, 3, 4)
 }
@@ -301,7 +303,7 @@ func TestStopFailsWaitingCalls(t *testing.T) {
 	}()
 	time.Sleep(50 * time.Millisecond) // lets the proposal reach the loop; the test holds either way
 	c.stop(lead)
-	if err := <-errc; !errors.Is(err, ErrStopped) && !errors.Is(err, ErrLeaderChanged) && !errors.Is(err, ErrNoLeader) {
+	if err := <-errc; !errors.Is(err, ErrStopped) && !errors.Is(err, ErrLost) && !errors.Is(err, ErrNoLeader) {
 		t.Fatalf("proposal pending at Stop: %v, want ErrStopped (or a leader change seen first)", err)
 	}
 }
@@ -320,4 +322,18 @@ func TestConfigValidation(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "nothing to start") {
 		t.Fatalf("a member with no log, no peers and no Join: %v", err)
 	}
+}
+
+func TestLossyNetwork(t *testing.T) {
+	testutil.CheckLeaks(t)
+	c := newCluster(t, 10, 3, nil)
+	c.leader()
+	c.net.SetDrop(0.2)
+	c.net.SetDelay(time.Millisecond)
+	const n = 20
+	for i := range n {
+		c.propose(uint64(i%3+1), fmt.Sprintf("lossy%d=1", i))
+	}
+	c.net.SetDrop(0)
+	c.converge(n)
 }

@@ -31,7 +31,7 @@ func (s *testSM) Apply(index uint64, data []byte) any {
 	defer s.mu.Unlock()
 	cmd := string(data)
 	// Commands are unique, so a repeat is a client's retry of a proposal
-	// whose outcome it could not know (ErrLeaderChanged): deduplicate it,
+	// whose outcome it could not know (ErrLost): deduplicate it,
 	// as the cluster map does by request id.
 	if i := slices.Index(s.history, cmd); i >= 0 {
 		return i + 1
@@ -190,7 +190,7 @@ func (c *cluster) leader(ids ...uint64) uint64 {
 }
 
 // propose proposes cmd on member id, retrying the errors that invite a
-// retry (testSM deduplicates retries that ErrLeaderChanged makes unsafe).
+// retry (testSM deduplicates retries that ErrLost makes unsafe).
 func (c *cluster) propose(id uint64, cmd string) any {
 	c.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
@@ -218,7 +218,7 @@ func (c *cluster) converge(want int, ids ...uint64) []string {
 	}
 	waitFor(c.t, fmt.Sprintf("%d commands applied on %v (seed %d)", want, ids, c.net.Seed()), func() bool {
 		for _, id := range ids {
-			if len(c.sms[id].History()) < want {
+			if h := c.sms[id].History(); len(h) < want || len(h) != len(c.sms[ids[0]].History()) {
 				return false
 			}
 		}
