@@ -34,6 +34,7 @@ const (
 // Consecutive chunks of one file land on unrelated PGs, so a large file
 // spreads over the cluster. The result depends only on c.ID, c.FirstPG and
 // c.Policy.PGCount (fixed at creation), so it never changes for a chunk.
+// c must be valid (a container of a map): PGCount a power of two.
 func PGOf(c Container, inode, index uint64) PGID {
 	h := mix64(uint64(c.ID) ^ seedChunk)
 	h = mix64(h ^ inode)
@@ -61,8 +62,8 @@ func DomainOf(n *Node, p *Policy) (domain string, ok bool) {
 		}
 	}
 	if p.FailureDomain == "" {
-		// NB: label values never hold '#', so this cannot collide
-		// with a real label value.
+		// Each node its own domain; the '#' keeps the form apart
+		// from label values, which never hold one.
 		return "#" + strconv.FormatUint(uint64(n.ID), 10), true
 	}
 	d, has := n.Labels[p.FailureDomain]
