@@ -281,51 +281,94 @@ func (e *Engine) push(s *shard, r *Request) {
 	s.w.wake()
 }
 
-var donePool = sync.Pool{New: func() any { return make(chan *Request, 1) }}
+// syncRequests recycles the Requests (with their Done channels) of the
+// synchronous calls: a Request is the engine's only allocation per
+// operation otherwise. The engine drops every reference to a Request when
+// it sends it on Done, so it can be reused at once.
+var syncRequests = sync.Pool{New: func() any { return &syncReq{done: make(chan *Request, 1)} }}
 
-// do runs one request synchronously.
-func (e *Engine) do(r *Request) *Request {
-	ch := donePool.Get().(chan *Request)
-	r.Done = ch
-	e.Submit(r)
-	<-ch
-	donePool.Put(ch)
+// syncReq is a Request with the channel its Done sends on.
+type syncReq struct {
+	Request
+	done chan *Request
+}
+
+// syncRequest returns a zeroed Request whose Done is its own channel.
+func syncRequest(op Op, obj ObjectID) *syncReq {
+	r := syncRequests.Get().(*syncReq)
+	r.Op, r.Object, r.Done = op, obj, r.done
 	return r
+}
+
+// run submits r, waits for it, and returns the fields the caller reads;
+// r goes back to the pool.
+func (e *Engine) run(r *syncReq) syncResult {
+	e.Submit(&r.Request)
+	<-r.done
+	out := syncResult{Err: r.Err, N: r.N, Version: r.Version, ResultSeq: r.ResultSeq, State: r.State}
+	r.Request = Request{}
+	syncRequests.Put(r)
+	return out
+}
+
+// syncResult is what a synchronous call reads of its Request.
+type syncResult struct {
+	Err                error
+	N                  int
+	Version, ResultSeq uint64
+	State              ObjectState
 }
 
 // Write writes p at off of obj, creating the object if needed, and
 // returns once the write is durable. pg places the write in a placement
 // group's history; it gets the PG's next sequence number.
 func (e *Engine) Write(obj ObjectID, pg uint32, off uint64, p []byte) (Result, error) {
-	r := e.do(&Request{Op: OpWrite, Object: obj, PG: pg, Off: off, Buf: p})
-	return Result{r.Version, r.ResultSeq}, r.Err
+	r := syncRequest(OpWrite, obj)
+	r.PG, r.Off, r.Buf = pg, off, p
+	o := e.run(r)
+	return Result{o.Version, o.ResultSeq}, o.Err
 }
 
 // Truncate sets obj's size (creating it if needed), durably.
 func (e *Engine) Truncate(obj ObjectID, pg uint32, size uint64) (Result, error) {
-	r := e.do(&Request{Op: OpTruncate, Object: obj, PG: pg, Off: size})
-	return Result{r.Version, r.ResultSeq}, r.Err
+	r := syncRequest(OpTruncate, obj)
+	r.PG, r.Off = pg, size
+	o := e.run(r)
+	return Result{o.Version, o.ResultSeq}, o.Err
 }
 
 // Delete removes obj durably. Deleting a missing object succeeds, and is
 // recorded (a replica may learn of a delete before the write it undoes).
 func (e *Engine) Delete(obj ObjectID, pg uint32) (Result, error) {
-	r := e.do(&Request{Op: OpDelete, Object: obj, PG: pg})
-	return Result{r.Version, r.ResultSeq}, r.Err
+	r := syncRequest(OpDelete, obj)
+	r.PG = pg
+	o := e.run(r)
+	return Result{o.Version, o.ResultSeq}, o.Err
 }
 
 // Read reads into p from off of obj, as io.ReaderAt: fewer bytes than
 // len(p) only with an error, io.EOF at the object's end. Holes read as
 // zeros. A record whose checksum does not match fails with ErrCorrupt.
 func (e *Engine) Read(obj ObjectID, off uint64, p []byte) (int, error) {
-	r := e.do(&Request{Op: OpRead, Object: obj, Off: off, Buf: p})
-	return r.N, r.Err
+	r := syncRequest(OpRead, obj)
+	r.Off, r.Buf = off, p
+	o := e.run(r)
+	return o.N, o.Err
 }
 
 // Stat returns obj's state, or ErrNotFound.
 func (e *Engine) Stat(obj ObjectID) (ObjectState, error) {
-	r := e.do(&Request{Op: OpStat, Object: obj})
-	return r.State, r.Err
+	o := e.run(syncRequest(OpStat, obj))
+	return o.State, o.Err
+}
+
+// do runs a caller-built request synchronously (tests).
+func (e *Engine) do(r *Request) *Request {
+	ch := make(chan *Request, 1)
+	r.Done = ch
+	e.Submit(r)
+	<-ch
+	return r
 }
 
 // Changes returns the objects of placement group pg whose last mutation

@@ -733,8 +733,11 @@ func (s *shard) batchIO(c ioCompletion) {
 	// one waits for it.
 	for len(s.inflight) > 0 && s.inflight[0].waiting == 0 {
 		b := s.inflight[0]
-		s.inflight[0] = nil
-		s.inflight = s.inflight[1:]
+		// Shift rather than reslice: s.inflight[1:] would shed capacity
+		// and make the next append allocate, once per batch.
+		n := copy(s.inflight, s.inflight[1:])
+		s.inflight[n] = nil
+		s.inflight = s.inflight[:n]
 		s.batchDone(b)
 	}
 }

@@ -272,10 +272,13 @@ type dedupe struct {
 
 type dedupeEntry struct {
 	chunk ChunkID
-	slot  int           // ring slot that evicts this entry
-	done  chan struct{} // closed when res/err are set
-	res   WriteResult
-	err   *protoError
+	slot  int // ring slot that evicts this entry
+	// Guarded by dedupe.mu: finished is set with res and err; done, made
+	// by the first retry that has to wait, is closed then.
+	finished bool
+	done     chan struct{}
+	res      WriteResult
+	err      *protoError
 }
 
 func newDedupe(n int) *dedupe {
@@ -288,29 +291,42 @@ func newDedupe(n int) *dedupe {
 func (d *dedupe) do(id RequestID, c ChunkID, apply func() (WriteResult, *protoError)) (WriteResult, *protoError) {
 	d.mu.Lock()
 	if e, ok := d.mu.m[id]; ok {
-		d.mu.Unlock()
 		if e.chunk != c {
+			d.mu.Unlock()
 			return WriteResult{}, errf(CodeInvalid, "%v: request id %x was used for %v", c, id, e.chunk)
 		}
-		<-e.done
-		return e.res, e.err
+		if !e.finished {
+			// A retry overtook its first attempt: wait for it. Rare, so
+			// the channel is made only now.
+			if e.done == nil {
+				e.done = make(chan struct{})
+			}
+			done := e.done
+			d.mu.Unlock()
+			<-done
+			d.mu.Lock()
+		}
+		res, err := e.res, e.err
+		d.mu.Unlock()
+		return res, err
 	}
-	e := &dedupeEntry{chunk: c, done: make(chan struct{})}
+	e := &dedupeEntry{chunk: c}
 	d.insertLocked(id, e)
 	d.mu.Unlock()
 
-	e.res, e.err = apply()
-	if e.err != nil {
-		d.mu.Lock()
+	res, err := apply()
+	d.mu.Lock()
+	e.res, e.err, e.finished = res, err, true
+	if err != nil && d.mu.m[id] == e {
 		// The slot stays in the ring; evicting it later finds another
 		// entry or none and leaves it alone.
-		if d.mu.m[id] == e {
-			delete(d.mu.m, id)
-		}
-		d.mu.Unlock()
+		delete(d.mu.m, id)
 	}
-	close(e.done)
-	return e.res, e.err
+	if e.done != nil {
+		close(e.done)
+	}
+	d.mu.Unlock()
+	return res, err
 }
 
 func (d *dedupe) insertLocked(id RequestID, e *dedupeEntry) {
