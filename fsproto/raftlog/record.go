@@ -44,7 +44,7 @@ const (
 	hardStateSize     = prefixSize + 24
 	entriesHdrSize    = prefixSize + 24
 	entryHdrSize      = 16
-	snapshotHdrSize   = prefixSize + 48
+	snapshotHdrSize   = 48
 	snapshotDataHdr   = prefixSize + 8
 	entriesModeAppend = 0 // the entries replace the log suffix from first on
 	entriesModeReset  = 1 // the log becomes exactly (first-1, prevTerm) + the entries
@@ -193,8 +193,10 @@ func decodeEntries(b []byte) (uint8, entries, error) {
 		if _, ok := pb.EntryType_name[int32(typ)]; !ok || typ > 1<<31-1 {
 			return 0, entries{}, corruptf("entry %d of %d: unknown entry type %d", i, count, typ)
 		}
-		if uint64(n) > uint64(len(b)-off) {
-			return 0, entries{}, corruptf("entry %d of %d: %d data bytes, only %d left", i, count, n, len(b)-off)
+		// NB: the data of all entries must leave room for the headers of
+		// the later ones, which is what len(data) counts.
+		if uint64(n) > uint64(len(data)-doff) {
+			return 0, entries{}, corruptf("entry %d of %d: %d data bytes, only %d left for data", i, count, n, len(data)-doff)
 		}
 		var d []byte
 		if n > 0 {
