@@ -1,6 +1,7 @@
 package clustermap
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"slices"
@@ -133,6 +134,9 @@ func checkAll(prev, next *Map, cmd Command) error {
 			if pg.Epoch != next.Epoch {
 				return fmt.Errorf("new pg %d has epoch %d, map %d", pg.ID, pg.Epoch, next.Epoch)
 			}
+			if want := domainBests(pg.ID, p, next.Nodes); !slices.Equal(pg.Replicas, want) || len(pg.Backfilling) != 0 {
+				return fmt.Errorf("new pg %d placed on %v (backfilling %v), want %v", pg.ID, pg.Replicas, pg.Backfilling, want)
+			}
 			continue
 		}
 		same := slices.Equal(old.Replicas, pg.Replicas) && slices.Equal(old.Backfilling, pg.Backfilling)
@@ -176,4 +180,39 @@ func checkAll(prev, next *Map, cmd Command) error {
 		}
 	}
 	return nil
+}
+
+// domainBests is the slow, obvious statement of fresh placement: take the
+// best-scoring eligible node of every failure domain, then the
+// p.Replicas domains whose best nodes score highest, best first.
+func domainBests(pg PGID, p *Policy, nodes []Node) []NodeID {
+	best := map[string]NodeID{}
+	for i := range nodes {
+		n := &nodes[i]
+		if !Eligible(n, p) {
+			continue
+		}
+		d, _ := DomainOf(n, p)
+		if b, ok := best[d]; !ok || Score(pg, n.ID) > Score(pg, b) || Score(pg, n.ID) == Score(pg, b) && n.ID < b {
+			best[d] = n.ID
+		}
+	}
+	var ids []NodeID
+	for _, id := range best {
+		ids = append(ids, id)
+	}
+	slices.SortFunc(ids, func(a, b NodeID) int {
+		sa, sb := Score(pg, a), Score(pg, b)
+		switch {
+		case sa > sb:
+			return -1
+		case sa < sb:
+			return 1
+		}
+		return cmp.Compare(a, b)
+	})
+	if len(ids) > p.Replicas {
+		ids = ids[:p.Replicas]
+	}
+	return ids
 }
