@@ -199,4 +199,3 @@ func parseScenarioCommand(m *Map, args []string) (Command, error) {
 	}
 	return nil, fmt.Errorf("unknown command %q", args[0])
 }
-
