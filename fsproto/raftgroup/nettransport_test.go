@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	stdnet "net"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -34,15 +35,20 @@ type netNode struct {
 	served chan error
 }
 
-func startNetNode(t *testing.T) *netNode {
+// startNetNode starts a node; with fn, its traffic goes through the fault
+// network as the endpoint name.
+func startNetNode(t *testing.T, fn *net.FaultNet, name string) *netNode {
 	t.Helper()
 	var keys net.MemKeyStore
 	keys.Add(testKeyID, testSecret, false)
 	keys.Add("reader", testSecret, true)
 	mux := net.NewServeMux()
+	client := net.ClientConfig{ClusterID: testCluster, KeyID: testKeyID, Secret: testSecret, Logger: testLogger()}
+	if fn != nil {
+		client.Dial = fn.Dialer(name)
+	}
 	pool, err := net.NewPool(net.PoolConfig{
-		Client:       net.ClientConfig{ClusterID: testCluster, KeyID: testKeyID, Secret: testSecret, Logger: testLogger()},
-		ConnsPerPeer: 1, BackoffBase: 10 * time.Millisecond, BackoffMax: 100 * time.Millisecond, Seed: 1,
+		Client: client, ConnsPerPeer: 1, BackoffBase: 10 * time.Millisecond, BackoffMax: 100 * time.Millisecond, Seed: 1,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -59,6 +65,9 @@ func startNetNode(t *testing.T) *netNode {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if fn != nil {
+		ln = fn.Listener(name, ln)
+	}
 	n := &netNode{addr: ln.Addr().String(), srv: srv, pool: pool, router: router, served: make(chan error, 1)}
 	go func() { n.served <- srv.Serve(ln) }()
 	return n
@@ -72,94 +81,138 @@ func (n *netNode) close(t *testing.T) {
 	}
 }
 
-func TestNetTransportLoopback(t *testing.T) {
-	testutil.CheckLeaks(t)
-	nodes := make([]*netNode, 3)
-	var peers []Peer
-	for i := range nodes {
-		nodes[i] = startNetNode(t)
-		peers = append(peers, Peer{ID: uint64(i + 1), Addr: nodes[i].addr})
+// netCluster is a group of three members, one per node, over loopback TCP.
+type netCluster struct {
+	t      *testing.T
+	nodes  []*netNode
+	peers  []Peer
+	logs   []*MemLog
+	sms    []*testSM
+	groups []*Group
+	ctx    context.Context
+}
+
+func newNetCluster(t *testing.T, fn *net.FaultNet) *netCluster {
+	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
+	c := &netCluster{t: t, ctx: ctx, logs: make([]*MemLog, 3), sms: make([]*testSM, 3), groups: make([]*Group, 3)}
+	for i := range 3 {
+		n := startNetNode(t, fn, fmt.Sprintf("n%d", i+1))
+		c.nodes = append(c.nodes, n)
+		c.peers = append(c.peers, Peer{ID: uint64(i + 1), Addr: n.addr})
 	}
-	defer func() {
-		for _, n := range nodes {
+	t.Cleanup(func() {
+		for _, g := range c.groups {
+			if g != nil {
+				g.Stop()
+			}
+		}
+		for _, n := range c.nodes {
 			n.close(t)
 		}
-	}()
-	logs := make([]*MemLog, 3)
-	sms := make([]*testSM, 3)
-	groups := make([]*Group, 3)
-	start := func(i int) {
-		sms[i] = newTestSM()
-		g, err := Start(Config{
-			ID: uint64(i + 1), Peers: peers, Log: logs[i], SM: sms[i],
-			Transport:    nodes[i].router.Transport(testGroup),
-			TickInterval: 10 * time.Millisecond, SnapshotEvery: 5, Logger: testLogger(),
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-		groups[i] = g
+		cancel()
+	})
+	for i := range 3 {
+		c.logs[i] = NewMemLog()
+		c.start(i)
 	}
-	for i := range groups {
-		logs[i] = NewMemLog()
-		start(i)
+	return c
+}
+
+func (c *netCluster) start(i int) {
+	c.t.Helper()
+	c.sms[i] = newTestSM()
+	g, err := Start(Config{
+		ID: uint64(i + 1), Peers: c.peers, Log: c.logs[i], SM: c.sms[i],
+		Transport:    c.nodes[i].router.Transport(testGroup),
+		TickInterval: 10 * time.Millisecond, SnapshotEvery: 5, Logger: testLogger().With("member", i+1),
+	})
+	if err != nil {
+		c.t.Fatal(err)
 	}
-	defer func() {
-		for _, g := range groups {
-			g.Stop()
+	c.groups[i] = g
+}
+
+func (c *netCluster) stop(i int) {
+	c.groups[i].Stop()
+	c.groups[i] = nil
+}
+
+func (c *netCluster) propose(i int, cmd string) {
+	c.t.Helper()
+	for {
+		_, err := c.groups[i].Propose(c.ctx, []byte(cmd))
+		if err == nil {
+			return
 		}
-	}()
-	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
-	defer cancel()
-	propose := func(i int, cmd string) {
-		t.Helper()
-		for {
-			_, err := groups[i].Propose(ctx, []byte(cmd))
-			if err == nil {
-				return
+		if !Retryable(err) || c.ctx.Err() != nil {
+			c.t.Fatalf("propose %q on %d: %v", cmd, i+1, err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// leader waits until the members at idx agree on a leader among them and
+// returns its index.
+func (c *netCluster) leader(idx ...int) int {
+	c.t.Helper()
+	var lead int
+	waitFor(c.t, fmt.Sprintf("a leader among %v", idx), func() bool {
+		l := int(c.groups[idx[0]].Leader()) - 1
+		if !slices.Contains(idx, l) {
+			return false
+		}
+		for _, i := range idx {
+			if int(c.groups[i].Leader())-1 != l {
+				return false
 			}
-			if !Retryable(err) || ctx.Err() != nil {
-				t.Fatalf("propose %q on %d: %v", cmd, i+1, err)
+		}
+		lead = l
+		return true
+	})
+	return lead
+}
+
+func (c *netCluster) converge(want int, idx ...int) {
+	c.t.Helper()
+	waitFor(c.t, fmt.Sprintf("%d commands on %v", want, idx), func() bool {
+		for _, i := range idx {
+			if len(c.sms[i].History()) != want {
+				return false
 			}
-			time.Sleep(10 * time.Millisecond)
+		}
+		return true
+	})
+	for _, i := range idx[1:] {
+		if a, b := c.sms[i].History(), c.sms[idx[0]].History(); !slices.Equal(a, b) {
+			c.t.Fatalf("member %d applied %v, member %d %v", i+1, a, idx[0]+1, b)
 		}
 	}
-	converge := func(want int) {
-		t.Helper()
-		waitFor(t, fmt.Sprintf("%d commands everywhere", want), func() bool {
-			for _, sm := range sms {
-				if len(sm.History()) != want {
-					return false
-				}
-			}
-			return true
-		})
-		for i := 1; i < 3; i++ {
-			if a, b := sms[i].History(), sms[0].History(); fmt.Sprint(a) != fmt.Sprint(b) {
-				t.Fatalf("member %d applied %v, member 1 %v", i+1, a, b)
-			}
-		}
-	}
+}
+
+func TestNetTransportLoopback(t *testing.T) {
+	testutil.CheckLeaks(t)
+	c := newNetCluster(t, nil)
+	ctx := c.ctx
 	for i := range 9 {
-		propose(i%3, fmt.Sprintf("k%d=v", i))
+		c.propose(i%3, fmt.Sprintf("k%d=v", i))
 	}
-	converge(9)
+	c.converge(9, 0, 1, 2)
 
 	// A stopped member misses enough to need a snapshot, sent over TCP.
-	lead := int(groups[0].Leader()) - 1
+	lead := c.leader(0, 1, 2)
 	f := (lead + 1) % 3
-	groups[f].Stop()
-	fLast, _ := logs[f].LastIndex()
+	c.stop(f)
+	fLast, _ := c.logs[f].LastIndex()
 	for i := range 20 {
-		propose(lead, fmt.Sprintf("s%d=v", i))
+		c.propose(lead, fmt.Sprintf("s%d=v", i))
 	}
 	waitFor(t, "the leader's log compacted past the stopped member's", func() bool {
-		first, _ := logs[lead].FirstIndex()
+		first, _ := c.logs[lead].FirstIndex()
 		return first > fLast+1
 	})
-	start(f)
-	converge(29)
-	st, err := groups[f].Status(ctx)
+	c.start(f)
+	c.converge(29, 0, 1, 2)
+	st, err := c.groups[f].Status(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -168,7 +221,7 @@ func TestNetTransportLoopback(t *testing.T) {
 	}
 
 	// Bad bytes get a clear error and change nothing.
-	conn, err := net.Dial(ctx, nodes[0].addr, net.ClientConfig{ClusterID: testCluster, KeyID: testKeyID, Secret: testSecret, Logger: testLogger()})
+	conn, err := net.Dial(ctx, c.nodes[0].addr, net.ClientConfig{ClusterID: testCluster, KeyID: testKeyID, Secret: testSecret, Logger: testLogger()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -184,7 +237,7 @@ func TestNetTransportLoopback(t *testing.T) {
 	if !errors.As(err, &re) || re.Code != CodeUnknownGroup {
 		t.Fatalf("batch for an unknown group: %v, want CodeUnknownGroup", err)
 	}
-	ro, err := net.Dial(ctx, nodes[0].addr, net.ClientConfig{ClusterID: testCluster, KeyID: "reader", Secret: testSecret, Logger: testLogger()})
+	ro, err := net.Dial(ctx, c.nodes[0].addr, net.ClientConfig{ClusterID: testCluster, KeyID: "reader", Secret: testSecret, Logger: testLogger()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -193,6 +246,33 @@ func TestNetTransportLoopback(t *testing.T) {
 	if !errors.As(err, &re) || re.Code != CodeReadOnly {
 		t.Fatalf("batch on a read-only key: %v, want CodeReadOnly", err)
 	}
-	propose(0, "after-garbage=v")
-	converge(30)
+	c.propose(0, "after-garbage=v")
+	c.converge(30, 0, 1, 2)
+}
+
+func TestNetTransportPartition(t *testing.T) {
+	testutil.CheckLeaks(t)
+	fn := net.NewFaultNet(11)
+	c := newNetCluster(t, fn)
+	old := c.leader(0, 1, 2)
+	c.propose(old, "before=1")
+	var majority []int
+	for i := range 3 {
+		if i != old {
+			majority = append(majority, i)
+			fn.Partition(fmt.Sprintf("n%d", old+1), fmt.Sprintf("n%d", i+1))
+		}
+	}
+	lead := c.leader(majority...)
+	for i := range 5 {
+		c.propose(lead, fmt.Sprintf("maj%d=1", i))
+	}
+	c.converge(6, majority...)
+	fn.HealAll()
+	c.converge(6, 0, 1, 2)
+	c.propose(old, "healed=1")
+	c.converge(7, 0, 1, 2)
+	if t.Failed() {
+		t.Logf("fault network seed %d", fn.Seed())
+	}
 }
