@@ -20,6 +20,15 @@
 //	snap, _ := m.MarshalBinary()                            // Raft snapshot, stale-epoch reply
 //	m, err = clustermap.DecodeMap(snap)
 //
+// The manager leader turns heartbeats into commands with a Liveness
+// (which takes the time as an argument; the package reads no clock):
+//
+//	live := clustermap.NewLiveness(10 * time.Second)
+//	live.Heartbeat(nodeID, now)                             // on each heartbeat
+//	for _, c := range live.Commands(m, now) { propose(c) } // on each tick
+//
+// Map.String renders a map as text for logs and status output.
+//
 // Apply never modifies its receiver; it returns a new map. A *Map that
 // Apply or a decoder returned is never modified afterwards, so it may be
 // shared between goroutines without locks as long as nobody writes to it
