@@ -98,8 +98,8 @@ const (
 	simObjs      = 3 // per PG
 	simClients   = 4
 	simTick      = 10 // time units between ticks
-	simFaultEnd  = 2500
-	simClientEnd = 3500
+	simFaultEnd  = 2000
+	simClientEnd = 3000
 	simDeadline  = 30000
 	simDownAfter = 6 // ticks without a heartbeat
 	oracleID     = 1000
@@ -210,6 +210,9 @@ func (s *sim) at(delay int64, fn func()) {
 func (s *sim) node(id uint64) *simNode { return s.nodes[id-1] }
 
 func (n *simNode) start() {
+	if n.core != nil {
+		n.s.counts.syncBytes += n.core.Stats().SyncBytesSent
+	}
 	n.inc++
 	n.up = true
 	n.caughtUp = map[uint32]uint64{}
@@ -575,6 +578,9 @@ type simClient struct {
 	token   uint64
 	done    bool
 	retries int
+	// prim caches each PG's primary from the map; refreshed only after an
+	// error or a timeout, so a client may talk to a deposed primary.
+	prim map[uint32]uint64
 }
 
 func (c *simClient) next() {
@@ -614,11 +620,18 @@ func (c *simClient) send() {
 	op := *c.op
 	op.Token = c.token
 	s.tokens[c.token] = c
-	prim := s.node(s.or.views[op.PG].Replicas[0])
+	if c.prim == nil {
+		c.prim = map[uint32]uint64{}
+	}
+	if c.prim[op.PG] == 0 {
+		c.prim[op.PG] = s.or.views[op.PG].Replicas[0]
+	}
+	prim := s.node(c.prim[op.PG])
 	s.send(clientBase+uint64(c.id), prim.id, func() { prim.step(op) })
 	tok := c.token
 	s.at(120, func() {
 		if c.token == tok && c.op != nil {
+			c.prim[c.op.PG] = 0
 			c.retries++
 			c.send()
 		}
@@ -636,6 +649,7 @@ func (c *simClient) reply(r Reply) {
 			return
 		}
 		c.token = 0
+		c.prim[c.op.PG] = 0
 		s.at(int64(5+s.rng.Intn(15)), func() { c.retries++; c.send() })
 		return
 	}
@@ -793,6 +807,9 @@ func (s *sim) run() {
 		if s.now > simDeadline {
 			s.failf("no convergence by t=%d: %s", simDeadline, s.describe())
 		}
+	}
+	for _, n := range s.nodes {
+		s.counts.syncBytes += n.core.Stats().SyncBytesSent
 	}
 	if s.fail == "" {
 		s.checkIdentical()
