@@ -21,8 +21,10 @@ import (
 //     Backfilling is a subsequence of Replicas and no caught-up replica
 //     follows a backfilling one (so the primary has the data whenever a
 //     replica has it);
-//   - a PG's Up replicas that match its policy are at most Replicas and
-//     lie in distinct failure domains.
+//   - a PG's active replicas (Up, matching its policy, first in their
+//     failure domain) are at most Replicas; a later replica in the same
+//     domain is allowed only if both are caught up (Reconcile keeps it as
+//     a retiring replica while the PG lacks caught-up ones).
 func (m *Map) Check() error {
 	if m.NextContainer == 0 || m.NextPG == 0 {
 		return fmt.Errorf("next container %d and next pg %d must be non-zero", m.NextContainer, m.NextPG)

@@ -80,10 +80,11 @@
 // Map.Check states them; Apply keeps them and the decoder enforces them.
 // In short: sorted unique IDs that are never reused (Next counters), every
 // container owns exactly its PG range, replicas are distinct Up or
-// Draining nodes, the Up replicas that match the policy sit in distinct
-// failure domains and are at most Policy.Replicas, Backfilling is an
-// ordered subset of Replicas, and no caught-up replica follows a
-// backfilling one.
+// Draining nodes, the active replicas (Up, matching the policy, first in
+// their failure domain) are at most Policy.Replicas, only a caught-up
+// replica may share a domain with an earlier one (it is retiring),
+// Backfilling is an ordered subset of Replicas, and no caught-up replica
+// follows a backfilling one.
 //
 // # Map encoding (Raft snapshot, stale-epoch reply)
 //
@@ -105,6 +106,7 @@
 //	container: | id u64 | first pg u32 | name str | policy |
 //	policy:    | replicas u8 | pg count u32 | chunk size u32 | failure domain str | selector labels |
 //	pg:        | id u32 | container u64 | epoch u64 | n u8 | replica u64 * n | k u8 | backfilling u64 * k |
+//	                                                   n, k <= 10 (2 × ReplicasMax: retiring replicas included)
 //	labels:    | n u8 | (key str, value str) * n |      keys sorted and distinct, n <= 32
 //	str:       | len u16 | bytes |
 //

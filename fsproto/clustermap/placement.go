@@ -135,8 +135,8 @@ func Rank(pg PGID, p *Policy, nodes []Node) []NodeID {
 // replacement took its place (that would move data twice); it is just
 // eligible again. A Draining node set Up again (a cancelled drain) is
 // still a replica: it becomes active again, and a replacement that has
-// not caught up yet may be dropped for it. Reconcile is idempotent: Reconcile(Reconcile(pg)) has
-// the same lists as Reconcile(pg).
+// not caught up yet may be dropped for it. Reconcile is idempotent:
+// Reconcile(Reconcile(pg)) has the same lists as Reconcile(pg).
 func Reconcile(pg PG, p *Policy, nodes []Node) PG {
 	return reconcile(pg, p, nodes, false)
 }
