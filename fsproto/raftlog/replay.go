@@ -41,61 +41,75 @@ func replay(j *journal.Journal, log *slog.Logger) (state, error) {
 		return state{}, corruptf("the journal starts at record %d, after a truncation, but holds no complete checkpoint", j.FirstSeq())
 	}
 
-	st := emptyState()
-	var g *pendingGroup
-	err = j.Replay(from, func(r journal.Record) error {
-		var flags uint8
-		var err error
-		var op any
-		switch r.Type {
-		case typeHardState:
-			var h hardState
-			flags, h, err = decodeHardState(r.Data)
-			op = h
-		case typeEntries:
-			var e entries
-			flags, e, err = decodeEntries(r.Data)
-			op = e
-		case typeSnapshot:
-			var m snapshotMeta
-			flags, m, err = decodeSnapshot(r.Data)
-			op = m
-		case typeSnapshotData:
-			var d snapshotData
-			flags, d, err = decodeSnapshotData(r.Data)
-			op = d
-		default:
-			err = corruptf("unknown record type %d", r.Type)
-		}
-		if err != nil {
-			return recordErr(r, err)
-		}
-		if flags&flagFirst != 0 {
-			if g != nil {
-				log.Info("raftlog: skipping a save torn by a crash", "from", g.start, "to", r.Seq-1)
-			}
-			g = &pendingGroup{start: r.Seq}
-		} else if g == nil {
-			return recordErr(r, corruptf("record continues no save group"))
-		}
-		if err := g.add(op); err != nil {
-			return recordErr(r, err)
-		}
-		if flags&flagLast != 0 {
-			if err := g.apply(&st); err != nil {
-				return recordErr(r, corruptf("save group from record %d: %w", g.start, err))
-			}
-			g = nil
-		}
-		return nil
-	})
-	if err != nil {
+	rp := &replayer{st: emptyState(), log: log}
+	if err := j.Replay(from, rp.record); err != nil {
 		return state{}, err
 	}
-	if g != nil {
-		log.Info("raftlog: skipping a save torn by a crash at the end of the log", "from", g.start)
+	rp.finish()
+	return rp.st, nil
+}
+
+// replayer applies records, group by group, to a state.
+type replayer struct {
+	st  state
+	g   *pendingGroup // the group being read, nil between groups
+	log *slog.Logger
+}
+
+// record takes the next record of the log.
+func (rp *replayer) record(r journal.Record) error {
+	var flags uint8
+	var err error
+	var op any
+	switch r.Type {
+	case typeHardState:
+		var h hardState
+		flags, h, err = decodeHardState(r.Data)
+		op = h
+	case typeEntries:
+		var e entries
+		flags, e, err = decodeEntries(r.Data)
+		op = e
+	case typeSnapshot:
+		var m snapshotMeta
+		flags, m, err = decodeSnapshot(r.Data)
+		op = m
+	case typeSnapshotData:
+		var d snapshotData
+		flags, d, err = decodeSnapshotData(r.Data)
+		op = d
+	default:
+		err = corruptf("unknown record type %d", r.Type)
 	}
-	return st, nil
+	if err != nil {
+		return recordErr(r, err)
+	}
+	if flags&flagFirst != 0 {
+		if rp.g != nil {
+			rp.log.Info("raftlog: skipping a save torn by a crash", "from", rp.g.start, "to", r.Seq-1)
+		}
+		rp.g = &pendingGroup{start: r.Seq}
+	} else if rp.g == nil {
+		return recordErr(r, corruptf("record continues no save group"))
+	}
+	if err := rp.g.add(op); err != nil {
+		return recordErr(r, err)
+	}
+	if flags&flagLast != 0 {
+		if err := rp.g.apply(&rp.st); err != nil {
+			return recordErr(r, corruptf("save group from record %d: %w", rp.g.start, err))
+		}
+		rp.g = nil
+	}
+	return nil
+}
+
+// finish drops a group left open at the end of the log.
+func (rp *replayer) finish() {
+	if rp.g != nil {
+		rp.log.Info("raftlog: skipping a save torn by a crash at the end of the log", "from", rp.g.start)
+		rp.g = nil
+	}
 }
 
 func recordErr(r journal.Record, err error) error {
@@ -151,6 +165,9 @@ func (g *pendingGroup) add(op any) error {
 		}
 		g.ops = append(g.ops, op)
 	case hardState:
+		if g.snap != nil && len(g.ops) == 0 {
+			return corruptf("hard state where the log reset after the snapshot must be")
+		}
 		g.ops = append(g.ops, op)
 	}
 	return nil
@@ -204,7 +221,7 @@ func (g *pendingGroup) apply(st *state) error {
 		// The log the checkpoint reset must reach the snapshot and agree
 		// with its term there.
 		si := g.snap.index
-		if si > n.lastIndex() {
+		if si < n.offset() || si > n.lastIndex() {
 			return corruptf("the log [%d, %d] does not reach the snapshot at %d", n.offset(), n.lastIndex(), si)
 		}
 		if t := n.term(si); t != g.snap.term {

@@ -152,6 +152,29 @@ func (st *state) term(i uint64) uint64 {
 	return st.ents[i-st.offset()].GetTerm()
 }
 
+// check verifies the invariants of a state: consecutive indexes from the
+// compaction point, the snapshot (if any) inside the log with the same
+// term there, the commit index inside the log.
+func (st *state) check() error {
+	for i, e := range st.ents {
+		if e.GetIndex() != st.offset()+uint64(i) {
+			return fmt.Errorf("entry %d of the log has index %d, want %d", i, e.GetIndex(), st.offset()+uint64(i))
+		}
+	}
+	if si := st.snap.GetMetadata().GetIndex(); si != 0 {
+		if si < st.offset() || si > st.lastIndex() {
+			return fmt.Errorf("snapshot at %d outside the log [%d, %d]", si, st.offset(), st.lastIndex())
+		}
+		if t := st.term(si); t != st.snap.GetMetadata().GetTerm() {
+			return fmt.Errorf("snapshot at %d has term %d, the log %d", si, st.snap.GetMetadata().GetTerm(), t)
+		}
+	}
+	if c := st.hs.GetCommit(); c > st.lastIndex() {
+		return fmt.Errorf("commit index %d past the last index %d", c, st.lastIndex())
+	}
+	return nil
+}
+
 // appendEnts returns the log with ents (consecutive, each at index >
 // offset, the first at most lastIndex+1) replacing the suffix from
 // ents[0]'s index. st.ents is not modified below its length.
@@ -185,6 +208,10 @@ func Open(opts Options) (*Storage, error) {
 	if err != nil {
 		j.Close()
 		return nil, fmt.Errorf("raftlog: replaying %s: %w", opts.Dir, err)
+	}
+	if err := st.check(); err != nil {
+		j.Close()
+		return nil, fmt.Errorf("raftlog: replaying %s: %w", opts.Dir, corruptf("%v", err))
 	}
 	s.mu.st = st
 	return s, nil
