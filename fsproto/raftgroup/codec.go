@@ -163,19 +163,6 @@ func decodeSnapshot(b []byte) (members map[uint64]string, sm []byte, err error) 
 	return members, b[off:], nil
 }
 
-// KindRaft is the net.Kind of a batch of raft messages (see NetRouter).
-// User range; fsproto's chunk protocol uses 256-259. On-wire: never
-// renumber.
-const KindRaft = 300
-
-// Error codes a NetRouter answers with. On-wire: never renumber.
-const (
-	// CodeBadBatch: the batch did not decode; nothing in it was stepped.
-	CodeBadBatch = 300
-	// CodeUnknownGroup: no member of the batch's group runs here.
-	CodeUnknownGroup = 301
-)
-
 // batchHeaderLen is the size of a batch's header body:
 //
 //	0     1       4         8          16         24

@@ -349,7 +349,10 @@ func Start(cfg Config) (*Group, error) {
 		MaxInflightMsgs: maxInflight,
 		CheckQuorum:     true,
 		PreVote:         true,
-		Logger:          raftLogger{g.log},
+		// A leader that applied its own removal steps down, so the rest
+		// elect a leader at once rather than after an election timeout.
+		StepDownOnRemoval: true,
+		Logger:            raftLogger{g.log},
 	}
 	rn, err := raft.NewRawNode(rc)
 	if err != nil {

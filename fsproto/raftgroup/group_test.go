@@ -259,6 +259,27 @@ func TestGrowOneToThreeToFive(t *testing.T) {
 	}
 	c.propose(c.leader(1, 2, 3, 4), "four=1")
 	c.converge(6, 1, 2, 3, 4)
+
+	// Removing the leader itself: it steps down and the other three go on.
+	lead = c.leader(1, 2, 3, 4)
+	if err := c.groups[lead].RemoveMember(ctx, lead); err != nil && !errors.Is(err, ErrRemoved) {
+		t.Fatalf("leader %d removing itself: %v", lead, err)
+	}
+	var rest []uint64
+	for id := uint64(1); id <= 4; id++ {
+		if id != lead {
+			rest = append(rest, id)
+		}
+	}
+	c.propose(c.leader(rest...), "three=1")
+	c.converge(7, rest...)
+	st, err = c.groups[rest[0]].Status(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(st.Voters) != 3 || slices.Contains(st.Voters, lead) {
+		t.Fatalf("voters %v after removing %d", st.Voters, lead)
+	}
 }
 
 func TestSaveFailureStopsTheGroup(t *testing.T) {

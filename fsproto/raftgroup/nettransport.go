@@ -15,9 +15,22 @@ import (
 	"github.com/weftfs/weft/net"
 )
 
-// CodeReadOnly: the batch came on a connection whose key only grants
-// reads. On-wire: never renumber.
-const CodeReadOnly = 302
+// KindRaft is the net.Kind of a batch of raft messages (see NetRouter).
+// User range; fsproto's chunk protocol uses 256-259. On-wire: never
+// renumber.
+const KindRaft net.Kind = 300
+
+// Error codes a NetRouter answers with. On-wire: never renumber.
+const (
+	// CodeBadBatch: the batch did not decode; nothing in it was stepped.
+	CodeBadBatch net.ErrorCode = 300
+	// CodeUnknownGroup: no member of the batch's group runs here (or it
+	// stopped while the batch was stepped).
+	CodeUnknownGroup net.ErrorCode = 301
+	// CodeReadOnly: the batch came on a connection whose key only grants
+	// reads.
+	CodeReadOnly net.ErrorCode = 302
+)
 
 // Bounds of the network transport.
 const (
