@@ -139,6 +139,9 @@ func checkAll(prev, next *Map, cmd Command) error {
 			}
 			continue
 		}
+		if err := checkAdded(old, pg, p, next); err != nil {
+			return err
+		}
 		same := slices.Equal(old.Replicas, pg.Replicas) && slices.Equal(old.Backfilling, pg.Backfilling)
 		if same && pg.Epoch != old.Epoch {
 			return fmt.Errorf("pg %d unchanged but its epoch moved %d -> %d", pg.ID, old.Epoch, pg.Epoch)
@@ -215,4 +218,44 @@ func domainBests(pg PGID, p *Policy, nodes []Node) []NodeID {
 		ids = ids[:p.Replicas]
 	}
 	return ids
+}
+
+// checkAdded states replacement choice independently of Reconcile's
+// greedy loop: a node X newly added to pg beats (by Score, then lower ID)
+// every eligible node Y that was in neither list and lies in X's domain
+// or in a domain that no active replica of pg holds.
+func checkAdded(old, pg *PG, p *Policy, m *Map) error {
+	held := map[string]bool{}
+	for _, wantBackfill := range [2]bool{false, true} {
+		for _, r := range pg.Replicas {
+			n, _ := m.Node(r)
+			if pg.IsBackfilling(r) != wantBackfill || n.State != Up {
+				continue
+			}
+			if d, ok := DomainOf(n, p); ok {
+				held[d] = true
+			}
+		}
+	}
+	better := func(a, b NodeID) bool {
+		sa, sb := Score(pg.ID, a), Score(pg.ID, b)
+		return sa > sb || sa == sb && a < b
+	}
+	for _, x := range pg.Replicas {
+		if old.HasReplica(x) {
+			continue
+		}
+		xn, _ := m.Node(x)
+		xd, _ := DomainOf(xn, p)
+		for i := range m.Nodes {
+			y := &m.Nodes[i]
+			if !Eligible(y, p) || old.HasReplica(y.ID) || pg.HasReplica(y.ID) {
+				continue
+			}
+			if yd, _ := DomainOf(y, p); (yd == xd || !held[yd]) && better(y.ID, x) {
+				return fmt.Errorf("pg %d added node %d, but node %d (domain %q) scores higher", pg.ID, x, y.ID, yd)
+			}
+		}
+	}
+	return nil
 }
