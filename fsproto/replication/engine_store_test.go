@@ -259,3 +259,50 @@ func TestEngineRetryAppliedOnce(t *testing.T) {
 		t.Fatalf("write at the old primary: %+v", r)
 	}
 }
+
+// TestEnginePartitionedPrimary: a primary cut off while a newer epoch
+// forms never acknowledges a write or serves a read; once it hears of the
+// newer epoch it fails them with ErrStaleEpoch.
+func TestEnginePartitionedPrimary(t *testing.T) {
+	testutil.CheckLeaks(t)
+	c := newLiveCluster(t, 1, 2, 3)
+	c.view(View{PG: 1, Epoch: 1, Replicas: []uint64{1, 2, 3}})
+	c.write(1, 1, 1, "old")
+	c.write(1, 1, 2, "old2")
+
+	c.down[1] = true // node 1 hears nothing and reaches nobody
+	for _, id := range []uint64{2, 3} {
+		c.step(id, ViewChange{View: View{PG: 1, Epoch: 2, Replicas: []uint64{2, 3}}})
+	}
+	c.write(2, 1, 1, "new")
+	c.write(2, 1, 2, "new2")
+
+	c.token++
+	wtok := c.token
+	c.step(1, ClientOp{Token: wtok, PG: 1, Kind: OpWrite, RequestID: fsproto.RequestID{7}, Object: objN(1), Data: []byte("lost")})
+	c.token++
+	rtok := c.token
+	// Another object than the write's, so only the read check holds it.
+	c.step(1, ClientOp{Token: rtok, PG: 1, Kind: OpRead, Object: objN(2), Len: 16})
+	for range 20 { // retransmissions go nowhere
+		for _, id := range []uint64{1, 2, 3} {
+			c.step(id, Tick{})
+		}
+		c.run(func() bool { return len(c.msgs) == 0 && c.inflight == 0 })
+	}
+	if len(c.replies) != 0 {
+		t.Fatalf("the cut-off primary answered %+v", c.replies)
+	}
+	c.down[1] = false
+	c.run(func() bool { return len(c.replies) == 2 })
+	if r := c.replies[wtok]; r.Err != ErrStaleEpoch {
+		t.Fatalf("write at the deposed primary: %+v", r)
+	}
+	if r := c.replies[rtok]; r.Err != ErrStaleEpoch {
+		t.Fatalf("read at the deposed primary: %+v", r)
+	}
+	r := c.do(2, ClientOp{PG: 1, Kind: OpRead, Object: objN(1), Len: 16})
+	if string(r.Data) != "new" {
+		t.Fatalf("new primary reads %q, want %q", r.Data, "new")
+	}
+}
