@@ -37,6 +37,11 @@
 //     compacts the log) with SM.Snapshot's data;
 //  6. Advance.
 //
+// NB: SM.Snapshot and Log.CreateSnapshot run on the Ready loop, so a
+// state machine whose snapshot takes longer than an election timeout to
+// build delays heartbeats; such a state machine should snapshot a
+// copy-on-write view cheaply and raise SnapshotEvery.
+//
 // A Save or Restore failure stops the group (Err says why): raft cannot
 // continue past a log it failed to write. CheckQuorum and PreVote are on,
 // so an isolated leader steps down and an isolated follower does not

@@ -358,3 +358,36 @@ func TestLossyNetwork(t *testing.T) {
 	c.net.SetDrop(0)
 	c.converge(n)
 }
+
+func TestLostForwardedProposalFailsRetryable(t *testing.T) {
+	testutil.CheckLeaks(t)
+	c := newCluster(t, 13, 3, nil)
+	lead := c.leader()
+	c.propose(lead, "before=1")
+	c.converge(1)
+	var f uint64
+	for id := range c.groups {
+		if id != lead {
+			f = id
+			break
+		}
+	}
+	// f hears the leader but the leader never hears f: f's forwarded
+	// proposals and reads vanish while the leader stays (it has the third
+	// member's votes).
+	c.net.Cut(f, lead)
+	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
+	defer cancel()
+	_, err := c.groups[f].Propose(ctx, []byte("lost=1"))
+	if !errors.Is(err, ErrLost) || !Retryable(err) {
+		t.Fatalf("forwarded proposal the network dropped: %v, want ErrLost", err)
+	}
+	if err := c.groups[f].ReadIndex(ctx); !errors.Is(err, ErrLost) {
+		t.Fatalf("forwarded read the network dropped: %v, want ErrLost", err)
+	}
+	c.net.Heal()
+	c.propose(f, "after=1")
+	if h := c.converge(2); slices.Contains(h, "lost=1") {
+		t.Fatalf("the lost proposal was applied: %v", h)
+	}
+}

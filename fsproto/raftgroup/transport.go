@@ -85,6 +85,14 @@ func (n *MemNetwork) Isolate(id uint64, others ...uint64) {
 	}
 }
 
+// Cut loses every message from one member to another (one way) until
+// Heal.
+func (n *MemNetwork) Cut(from, to uint64) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.cut[[2]uint64{from, to}] = true
+}
+
 // Partition cuts every member of a off from every member of b, both ways.
 func (n *MemNetwork) Partition(a, b []uint64) {
 	for _, x := range a {
