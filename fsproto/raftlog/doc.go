@@ -110,8 +110,18 @@
 // A checkpoint is written by CreateSnapshot (with every entry it keeps) and
 // by a Save that carries a leader's snapshot; it holds the whole state, so
 // once it is durable the journal segments before it are deleted
-// (journal.TruncateBefore). Open replays from the newest complete
-// checkpoint, or from the journal's first record when there is none.
+// (journal.TruncateBefore), one at a time, oldest first, so that a crash
+// in the middle leaves a contiguous log. Open replays from the newest
+// complete checkpoint, or from the journal's first record when there is
+// none, and then checks the invariants of what it rebuilt: consecutive
+// indexes, the snapshot inside the log with the log's term at its index,
+// the commit index at most the last index.
+//
+// Rewriting the kept entries into every checkpoint costs I/O proportional
+// to KeepEntries plus the entries not yet compacted; it is what lets replay
+// start at one record with nothing before it. A checkpoint's snapshot data
+// is encoded record by record as the journal takes it, so writing one needs
+// little beyond the snapshot's own copy in memory.
 //
 // # Errors
 //

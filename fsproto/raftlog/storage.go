@@ -338,32 +338,38 @@ func shareSnapshot(snap *pb.Snapshot) *pb.Snapshot {
 	return &pb.Snapshot{Metadata: proto.Clone(snap.GetMetadata()).(*pb.SnapshotMetadata), Data: snap.GetData()}
 }
 
-// group collects the records of one Save or CreateSnapshot.
+// group collects the records of one Save or CreateSnapshot. Bodies are
+// encoded only as they are appended (the journal copies each one into its
+// batch), so a large snapshot is not held encoded whole on top of its copy
+// in the state.
 type group struct {
 	typs   []uint16
-	bodies [][]byte
+	bodies []func(flags uint8) []byte
 }
 
 func (g *group) add(typ uint16, body func(flags uint8) []byte) {
 	g.typs = append(g.typs, typ)
-	g.bodies = append(g.bodies, body(0))
+	g.bodies = append(g.bodies, body)
 }
 
-// seal sets the first and last flags. Every body starts with the prefix.
-func (g *group) seal() {
-	g.bodies[0][1] |= flagFirst
-	g.bodies[len(g.bodies)-1][1] |= flagLast
-}
-
-// write appends the group and returns the sequence number of its first
-// record once every record is durable.
+// writeLocked appends the group, the first record flagged first and the
+// last flagged last, and returns the sequence number of its first record
+// once every record is durable.
 func (s *Storage) writeLocked(g *group) (uint64, error) {
-	g.seal()
 	var first uint64
-	for i, body := range g.bodies {
+	last := len(g.bodies) - 1
+	for i, encode := range g.bodies {
+		var flags uint8
+		if i == 0 {
+			flags |= flagFirst
+		}
+		if i == last {
+			flags |= flagLast
+		}
+		body := encode(flags)
 		var seq uint64
 		var err error
-		if i < len(g.bodies)-1 {
+		if i < last {
 			// Invariant: the journal writes batches in order and fails
 			// every batch after a failed one, so the last record being
 			// durable means all of them are.

@@ -1,6 +1,7 @@
 package raftlog
 
 import (
+	"bytes"
 	"errors"
 	"flag"
 	"fmt"
@@ -488,5 +489,58 @@ func TestConcurrentReads(t *testing.T) {
 		if err := <-errs; err != nil {
 			t.Fatal(err)
 		}
+	}
+}
+
+// TestLargeSnapshot round-trips a snapshot that spans many journal
+// records and batches, taken and received: 5 MiB on the in-memory file
+// system in -short, SnapshotBytesMax on the real one otherwise.
+func TestLargeSnapshot(t *testing.T) {
+	var fs vfs.FS = vfs.NewMem()
+	dir := "/raft"
+	size := 5 << 20
+	if !testing.Short() {
+		fs, dir, size = vfs.Default, t.TempDir(), SnapshotBytesMax
+	}
+	open := func() *Storage {
+		s, err := Open(Options{FS: fs, Dir: dir, Logger: quietLogger})
+		must(err)
+		return s
+	}
+	data := make([]byte, size)
+	rand.New(rand.NewSource(1)).Read(data)
+	s := open()
+	var ents []*pb.Entry
+	for i := uint64(1); i <= 20; i++ {
+		ents = append(ents, newEntry(i, 1, pb.EntryNormal, []byte("e")))
+	}
+	must(s.Save(&pb.HardState{Term: new(uint64(1)), Commit: new(uint64(20))}, ents, nil))
+	if _, err := s.CreateSnapshot(15, &pb.ConfState{Voters: []uint64{1}}, data); err != nil {
+		t.Fatal(err)
+	}
+	must(s.Close())
+	s = open()
+	snap, err := s.Snapshot()
+	must(err)
+	if snap.GetMetadata().GetIndex() != 15 || !bytes.Equal(snap.GetData(), data) {
+		t.Fatalf("snapshot after reopening: index %d, %d bytes (equal: %v)", snap.GetMetadata().GetIndex(), len(snap.GetData()), bytes.Equal(snap.GetData(), data))
+	}
+	// A leader's snapshot of the same size, with its data changed.
+	data[0]++
+	leader := &pb.Snapshot{Metadata: &pb.SnapshotMetadata{Index: new(uint64(40)), Term: new(uint64(2)), ConfState: &pb.ConfState{Voters: []uint64{1, 2}}}, Data: data}
+	must(s.Save(&pb.HardState{Term: new(uint64(2)), Commit: new(uint64(40))}, nil, leader))
+	must(s.Close())
+	s = open()
+	defer s.Close()
+	snap, err = s.Snapshot()
+	must(err)
+	if snap.GetMetadata().GetIndex() != 40 || !bytes.Equal(snap.GetData(), data) {
+		t.Fatalf("leader snapshot after reopening: index %d, %d bytes", snap.GetMetadata().GetIndex(), len(snap.GetData()))
+	}
+	if first, _ := s.FirstIndex(); first != 41 {
+		t.Fatalf("FirstIndex after a leader snapshot at 40: %d", first)
+	}
+	if st := s.Stats(); st.JournalBytes > int64(3*size) {
+		t.Fatalf("journal holds %d bytes after two %d-byte snapshots: the first was not truncated away", st.JournalBytes, size)
 	}
 }
