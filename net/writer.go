@@ -2,6 +2,7 @@ package net
 
 import (
 	stdnet "net"
+	"slices"
 	"sync"
 	"time"
 )
@@ -110,6 +111,12 @@ func (w *frameWriter) cancel(f *outFrame) bool {
 	defer w.mu.Unlock()
 	if f.state == frameQueued {
 		f.state = frameCancelled
+		// Out of the queue too: its owner reuses the frame (and resets
+		// it) once it has its call back, and the writer must not look at
+		// it after that.
+		if i := slices.Index(w.mu.queue, f); i >= 0 {
+			w.mu.queue = slices.Delete(w.mu.queue, i, i+1)
+		}
 		return true
 	}
 	return false
