@@ -21,7 +21,9 @@
 // raft.Storage behave as raft.MemoryStorage's do, returning
 // raft.ErrCompacted, raft.ErrUnavailable and raft.ErrSnapOutOfDate in the
 // same cases (where MemoryStorage panics on an out-of-range argument,
-// Storage returns an error). All methods are safe for concurrent use; one
+// Storage returns an error). Open locks the directory (a LOCK file): a
+// second Storage on it fails with an error wrapping vfs.ErrLocked until the
+// first is closed. All methods are safe for concurrent use; one
 // mutex serialises them, and Save holds it while the journal flushes, since
 // this is not the data path.
 //

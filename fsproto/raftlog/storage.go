@@ -3,6 +3,7 @@ package raftlog
 import (
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"path"
 	"slices"
@@ -89,6 +90,9 @@ func (o *Options) validate() error {
 	return nil
 }
 
+// lockName is the file in the journal directory that Open locks.
+const lockName = "LOCK"
+
 // segmentSuffix ends the name of a journal segment file (see package journal).
 const segmentSuffix = ".wlog"
 
@@ -111,6 +115,7 @@ type Stats struct {
 type Storage struct {
 	opts      Options
 	j         *journal.Journal
+	lock      io.Closer
 	recordMax int // largest journal record body
 	chunkMax  int // snapshot data per record
 
@@ -198,19 +203,31 @@ func Open(opts Options) (*Storage, error) {
 	if err := opts.validate(); err != nil {
 		return nil, err
 	}
+	// NB: two Storages on one journal would interleave their groups and
+	// cut each other's tails; the lock keeps a second Open out.
+	if err := opts.FS.MkdirAll(opts.Dir); err != nil {
+		return nil, fmt.Errorf("raftlog: %w", err)
+	}
+	lock, err := opts.FS.Lock(path.Join(opts.Dir, lockName))
+	if err != nil {
+		return nil, fmt.Errorf("raftlog: %s is in use: %w", opts.Dir, err)
+	}
 	recordMax := int(min(4<<20, opts.SegmentBytes/2))
 	j, err := journal.Open(journal.Options{Dir: opts.Dir, FS: opts.FS, SegmentBytes: opts.SegmentBytes, BatchBytesMax: opts.BatchBytesMax, RecordBytesMax: recordMax, NoSync: opts.NoSync})
 	if err != nil {
+		lock.Close()
 		return nil, fmt.Errorf("raftlog: %w", err)
 	}
-	s := &Storage{opts: opts, j: j, recordMax: recordMax, chunkMax: min(256<<10, recordMax-64)}
+	s := &Storage{opts: opts, j: j, lock: lock, recordMax: recordMax, chunkMax: min(256<<10, recordMax-64)}
 	st, err := replay(j, opts.Logger)
 	if err != nil {
 		j.Close()
+		lock.Close()
 		return nil, fmt.Errorf("raftlog: replaying %s: %w", opts.Dir, err)
 	}
 	if err := st.check(); err != nil {
 		j.Close()
+		lock.Close()
 		return nil, fmt.Errorf("raftlog: replaying %s: %w", opts.Dir, corruptf("%v", err))
 	}
 	s.mu.st = st
@@ -226,7 +243,9 @@ func (s *Storage) Close() error {
 		return ErrClosed
 	}
 	s.mu.closed = true
-	if err := s.j.Close(); err != nil && s.mu.err == nil {
+	err := s.j.Close()
+	s.lock.Close()
+	if err != nil && s.mu.err == nil {
 		return fmt.Errorf("raftlog: close: %w", err)
 	}
 	return nil

@@ -544,3 +544,16 @@ func TestLargeSnapshot(t *testing.T) {
 		t.Fatalf("journal holds %d bytes after two %d-byte snapshots: the first was not truncated away", st.JournalBytes, size)
 	}
 }
+
+// TestLocked checks that a second Open of a directory in use fails, and
+// succeeds once the first is closed.
+func TestLocked(t *testing.T) {
+	fs := vfs.NewMem()
+	s := openMem(t, fs, 5)
+	if _, err := Open(Options{FS: fs, Dir: "/raft", Logger: quietLogger}); !errors.Is(err, vfs.ErrLocked) {
+		t.Fatalf("second Open: %v, want ErrLocked", err)
+	}
+	must(s.Close())
+	s = openMem(t, fs, 5)
+	must(s.Close())
+}
