@@ -6,7 +6,7 @@ FUZZTIME  ?= 10s
 RUNDIR    ?= /var/tmp
 STATICCHECK := $(shell $(GO) env GOPATH)/bin/staticcheck
 
-.PHONY: all build run test deps vet race lint fuzz fuzz-short bench compare clean
+.PHONY: all build run test deps vet race lint fuzz fuzz-short bench compare sim clean
 
 all: build
 
@@ -80,10 +80,18 @@ bench: build
 	WEFT_BENCH_DIR=$(RUNDIR) $(GO) test -run '^$$' -bench 'Recovery' -benchtime 3x -count 3 ./engine
 	bench/compare-fio.sh
 	DIR=$(RUNDIR) bench/compare-engine.sh
+	DIR=$(RUNDIR) bench/compare-net.sh
 
 compare: build
 	bench/compare-fio.sh
 	DIR=$(RUNDIR) bench/compare-engine.sh
+	DIR=$(RUNDIR) bench/compare-net.sh
+
+# The deterministic simulation of replication: SIMSEEDS seeds (make test
+# runs 100 of them). A failure prints the seed and the command replaying it.
+SIMSEEDS ?= 1000
+sim:
+	$(GO) test -count=1 -timeout 60m -run 'TestSim' ./fsproto/replication -sim.seeds=$(SIMSEEDS)
 
 clean:
 	rm -rf bin

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"os"
 	"sort"
+	"strconv"
 	"strings"
 
 	"github.com/weftfs/weft/engine"
@@ -50,6 +51,23 @@ type Config struct {
 	// Containers are the containers this node holds; default [1].
 	Containers []uint64 `json:"containers"`
 
+	// Managers, when set, puts the node in cluster mode: the addresses
+	// of the manager group's members. The node joins the cluster map,
+	// heartbeats, follows the map and serves its placement groups through
+	// replication; Containers is then ignored (the map says which
+	// containers exist).
+	Managers []string `json:"managers"`
+	// ManagerID, when not 0, makes this process a member of the manager
+	// group too, with this member id; ManagerPeers lists the group's
+	// members as "id=addr" (this one included) for its first start, and
+	// ManagerDir holds its Raft log (default: beside Device, in
+	// Device+".manager").
+	ManagerID    uint64   `json:"manager_id"`
+	ManagerPeers []string `json:"manager_peers"`
+	ManagerDir   string   `json:"manager_dir"`
+	// ClusterKey is the id of the key (in KeysFile) the node uses with
+	// the managers and other nodes; default "cluster".
+	ClusterKey string `json:"cluster_key"`
 	// Logger receives the node's events; default slog.Default().
 	Logger *slog.Logger `json:"-"`
 	// OnListening, when set, is called once both listeners are bound,
@@ -62,6 +80,7 @@ type Config struct {
 var configFields = map[string]bool{
 	"device": true, "format_size": true, "listen": true, "metrics_listen": true, "cores": true,
 	"shards": true, "mode": true, "labels": true, "cluster_id": true, "keys_file": true, "containers": true,
+	"managers": true, "manager_id": true, "manager_peers": true, "manager_dir": true, "cluster_key": true,
 }
 
 // LoadConfigFile reads a JSON config file (see the package
@@ -147,6 +166,12 @@ func (c *Config) check() (*net.MemKeyStore, error) {
 		}
 		seen[s] = k
 	}
+	if c.ManagerID != 0 && len(c.Managers) == 0 {
+		bad("manager_id %d: a manager member needs managers (the group's addresses) too", c.ManagerID)
+	}
+	if _, err := c.managerPeers(); err != nil {
+		bad("%v", err)
+	}
 	var keys *net.MemKeyStore
 	if c.KeysFile == "" {
 		bad("keys_file: missing")
@@ -154,9 +179,49 @@ func (c *Config) check() (*net.MemKeyStore, error) {
 		var err error
 		if keys, err = LoadKeysFile(c.KeysFile); err != nil {
 			errs = append(errs, err)
+		} else if len(c.Managers) > 0 {
+			if _, ro, ok := keys.Lookup(c.clusterKey()); !ok || ro {
+				bad("cluster_key %q: cluster mode needs this key, read-write, in %s", c.clusterKey(), c.KeysFile)
+			}
 		}
 	}
 	return keys, errors.Join(errs...)
+}
+
+func (c *Config) clusterKey() string {
+	if c.ClusterKey == "" {
+		return "cluster"
+	}
+	return c.ClusterKey
+}
+
+// managerPeer is one member of the manager group.
+type managerPeer struct {
+	id   uint64
+	addr string
+}
+
+// managerPeers parses ManagerPeers ("id=addr"); ManagerID must be one of
+// them when both are set.
+func (c *Config) managerPeers() ([]managerPeer, error) {
+	var peers []managerPeer
+	seen := map[uint64]bool{}
+	for _, p := range c.ManagerPeers {
+		idText, addr, ok := strings.Cut(p, "=")
+		id, err := strconv.ParseUint(idText, 10, 64)
+		if !ok || err != nil || id == 0 || addr == "" {
+			return nil, fmt.Errorf("manager_peers: %q: want id=addr with an id above 0", p)
+		}
+		if seen[id] {
+			return nil, fmt.Errorf("manager_peers: member id %d listed twice", id)
+		}
+		seen[id] = true
+		peers = append(peers, managerPeer{id, addr})
+	}
+	if c.ManagerID != 0 && len(peers) > 0 && !seen[c.ManagerID] {
+		return nil, fmt.Errorf("manager_peers: this member's id %d is not among them", c.ManagerID)
+	}
+	return peers, nil
 }
 
 // LoadKeysFile reads a keys file: lines "keyid secret-hex [ro]"; blank

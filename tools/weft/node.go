@@ -20,6 +20,7 @@ import (
 func newNodeCmd(ctx context.Context, status *int) *cobra.Command {
 	var (
 		configFile, size, cores string
+		managers, managerPeers  string
 		labels                  []string
 		containers              []uint
 		flagCfg                 node.Config
@@ -99,6 +100,21 @@ func newNodeCmd(ctx context.Context, status *int) *cobra.Command {
 					cfg.Containers = append(cfg.Containers, uint64(c))
 				}
 			}
+			if set("managers") {
+				cfg.Managers = splitList(managers)
+			}
+			if set("manager-id") {
+				cfg.ManagerID = flagCfg.ManagerID
+			}
+			if set("manager-peers") {
+				cfg.ManagerPeers = splitList(managerPeers)
+			}
+			if set("manager-dir") {
+				cfg.ManagerDir = flagCfg.ManagerDir
+			}
+			if set("cluster-key") {
+				cfg.ClusterKey = flagCfg.ClusterKey
+			}
 			if err := cfg.Validate(); err != nil {
 				probs = append(probs, err.Error())
 			}
@@ -124,6 +140,22 @@ func newNodeCmd(ctx context.Context, status *int) *cobra.Command {
 	f.StringArrayVar(&labels, "label", nil, "node label key=value (repeatable; added to the config file's labels), e.g. --label site=a")
 	f.StringVar(&flagCfg.ClusterID, "cluster-id", "", "the cluster's id")
 	f.StringVar(&flagCfg.KeysFile, "keys-file", "", `access keys, one a line: "keyid secret-hex [ro]"`)
-	f.UintSliceVar(&containers, "container", nil, "container this node holds (repeatable; default 1)")
+	f.UintSliceVar(&containers, "container", nil, "container this node holds (repeatable; default 1; single-node mode only)")
+	f.StringVar(&managers, "managers", "", "cluster mode: the manager group's addresses, comma-separated")
+	f.Uint64Var(&flagCfg.ManagerID, "manager-id", 0, "also run a manager group member with this id (cluster mode)")
+	f.StringVar(&managerPeers, "manager-peers", "", "the manager group's members for its first start: id=addr,... (this one included)")
+	f.StringVar(&flagCfg.ManagerDir, "manager-dir", "", "the manager member's Raft log folder (default DEVICE.manager)")
+	f.StringVar(&flagCfg.ClusterKey, "cluster-key", "", `id of the key used between nodes and managers (default "cluster")`)
 	return cmd
+}
+
+// splitList splits a comma-separated flag value, dropping empty parts.
+func splitList(s string) []string {
+	var out []string
+	for _, p := range strings.Split(s, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
 }
