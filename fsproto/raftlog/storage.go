@@ -486,6 +486,11 @@ func (s *Storage) Save(hs *pb.HardState, ents []*pb.Entry, snap *pb.Snapshot) er
 		st.ents = []*pb.Entry{newEntry(md.GetIndex(), md.GetTerm(), pb.EntryNormal, nil)}
 		s.addSnapshot(&g, st.snap)
 	}
+	for i, e := range ents {
+		if e.GetIndex() != ents[0].GetIndex()+uint64(i) {
+			return fmt.Errorf("%w: entry %d of the batch has index %d, want %d", ErrInvalid, i, e.GetIndex(), ents[0].GetIndex()+uint64(i))
+		}
+	}
 	// Keep only what is above the compaction point, as MemoryStorage.Append.
 	if len(ents) > 0 && ents[len(ents)-1].GetIndex() <= st.offset() {
 		ents = nil
@@ -499,9 +504,6 @@ func (s *Storage) Save(hs *pb.HardState, ents []*pb.Entry, snap *pb.Snapshot) er
 		}
 		own := make([]*pb.Entry, len(ents))
 		for i, e := range ents {
-			if e.GetIndex() != ents[0].GetIndex()+uint64(i) {
-				return fmt.Errorf("%w: entry %d of the batch has index %d, want %d", ErrInvalid, i, e.GetIndex(), ents[0].GetIndex()+uint64(i))
-			}
 			if err := s.checkEntry(e); err != nil {
 				return err
 			}

@@ -185,6 +185,12 @@ func TestErrors(t *testing.T) {
 	if err := s.Save(nil, []*pb.Entry{newEntry(11, 3, pb.EntryNormal, nil), newEntry(13, 3, pb.EntryNormal, nil)}, nil); !errors.Is(err, ErrInvalid) {
 		t.Fatalf("Save with unordered entries: %v, want ErrInvalid", err)
 	}
+	if err := s.Save(nil, []*pb.Entry{newEntry(1, 1, pb.EntryNormal, nil), newEntry(11, 3, pb.EntryNormal, nil)}, nil); !errors.Is(err, ErrInvalid) {
+		t.Fatalf("Save with unordered entries that end past the log: %v, want ErrInvalid", err)
+	}
+	if err := s.Save(nil, []*pb.Entry{newEntry(11, 3, pb.EntryNormal, nil), nil}, nil); !errors.Is(err, ErrInvalid) {
+		t.Fatalf("Save with a nil entry: %v, want ErrInvalid", err)
+	}
 	if err := s.Save(&pb.HardState{Term: new(uint64(3)), Commit: new(uint64(11))}, nil, nil); !errors.Is(err, ErrInvalid) {
 		t.Fatalf("Save with commit past the log: %v, want ErrInvalid", err)
 	}
@@ -214,6 +220,10 @@ func TestErrors(t *testing.T) {
 		}
 	}
 	must(ms.Compact(4))
+	// Unordered entries reaching from below the compaction point past it.
+	if err := s.Save(nil, []*pb.Entry{newEntry(1, 1, pb.EntryNormal, nil), newEntry(12, 3, pb.EntryNormal, nil)}, nil); !errors.Is(err, ErrInvalid) {
+		t.Fatalf("Save with unordered entries across the compaction point: %v, want ErrInvalid", err)
+	}
 	// Now the log holds 5..10 after the compaction point 4 (keep 2).
 	for _, st := range []raft.Storage{s, ms} {
 		if _, err := st.Entries(4, 6, 100); !errors.Is(err, raft.ErrCompacted) {
