@@ -84,7 +84,9 @@
 //     last RequestIDs acknowledged ids per PG (FIFO), also filled on
 //     replicas as they make forwards durable, so a new primary answers a
 //     retry of a mutation it holds instead of applying it twice. Ids learnt
-//     as a replica are answered only once the PG is active. The table is
+//     as a replica are answered only once the PG is active, and a sync that
+//     rolls an object back (installs older state over a divergent mutation)
+//     forgets the ids of the mutations it undid. The table is
 //     in memory: ids older than the bound or from before a restart are
 //     applied again.
 //   - Reads are served by the primary only, once active, and only after a

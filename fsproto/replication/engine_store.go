@@ -153,8 +153,12 @@ func (s *EngineStore) run(op *StoreOp) StoreResult {
 			return StoreResult{Err: err}
 		}
 		res.Changes = make([]Entry, len(ch))
+		res.Sizes = make([]uint64, len(ch))
 		for i, c := range ch {
 			res.Changes[i] = Entry{Object: c.ID, Seq: c.PGSeq}
+			if !c.Deleted {
+				res.Sizes[i] = c.Size
+			}
 		}
 	default:
 		panic(fmt.Sprintf("replication: store op kind %d", op.Kind))

@@ -201,6 +201,15 @@ func TestEngineBackfillMovesOnlyMissing(t *testing.T) {
 	if lo, hi := uint64(2*after+1), uint64(2*after+1+2*window); moved < lo || moved > hi {
 		t.Fatalf("backfill moved %d objects, want %d..%d (of %d)", moved, lo, hi, before+after)
 	}
+	for _, p := range c.nodes[1].Progress() {
+		if p.Replica != 3 {
+			continue
+		}
+		if p.ObjectsDone != p.ObjectsTotal || p.ObjectsTotal < 2*after+1 || p.ObjectsTotal > 2*after+1+window ||
+			p.BytesDone != p.BytesTotal || p.BytesTotal == 0 {
+			t.Fatalf("node 3's progress %+v, want %d..%d objects all done", p, 2*after+1, 2*after+1+window)
+		}
+	}
 	t.Logf("backfill moved %d objects (%d bytes in all syncs); progress %+v", moved, c.nodes[1].Stats().SyncBytesSent, c.nodes[1].Progress())
 
 	// The view marks node 3 caught up; a write and a read still work.

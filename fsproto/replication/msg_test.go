@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/weftfs/weft/engine"
+	"github.com/weftfs/weft/fsproto"
 )
 
 func sampleMsgs() []Msg {
@@ -102,4 +103,32 @@ func FuzzDecodeMsg(f *testing.F) {
 			t.Fatalf("accepted %x but re-encodes to %x", b, out)
 		}
 	})
+}
+
+func TestRIDTable(t *testing.T) {
+	tb := newRIDTable(3)
+	a, b := engine.ObjectID{Lo: 1}, engine.ObjectID{Lo: 2}
+	ids := []fsproto.RequestID{{1}, {2}, {3}, {4}}
+	tb.put(ids[0], a, 10)
+	tb.put(ids[1], a, 12)
+	tb.put(ids[2], b, 11)
+	tb.rolledBack(a, 10) // undoes seq 12 only
+	if s, ok := tb.get(ids[0]); !ok || s != 10 {
+		t.Fatalf("id 0: %d %v", s, ok)
+	}
+	if _, ok := tb.get(ids[1]); ok {
+		t.Fatal("id 1 survived the rollback of its mutation")
+	}
+	tb.put(ids[3], b, 13) // evicts the oldest slot (id 0)
+	if _, ok := tb.get(ids[0]); ok {
+		t.Fatal("id 0 survived eviction")
+	}
+	for _, i := range []int{2, 3} {
+		if _, ok := tb.get(ids[i]); !ok {
+			t.Fatalf("id %d lost", i)
+		}
+	}
+	if len(tb.m) > 3 || len(tb.byObj[a]) != 0 || len(tb.byObj[b]) != 2 {
+		t.Fatalf("table %+v", tb)
+	}
 }

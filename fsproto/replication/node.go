@@ -361,6 +361,7 @@ type syncState struct {
 	remoteAfter             uint64
 	listSent                uint64 // tick
 	union                   map[engine.ObjectID]bool
+	sizes                   map[engine.ObjectID]uint64 // our objects' sizes, for bytesTot
 	queue                   []engine.ObjectID
 	reading                 map[engine.ObjectID]bool
 	sent                    map[engine.ObjectID]*sentObj
@@ -548,7 +549,7 @@ func (g *group) checkPeered() {
 	g.phase = phaseSyncing
 	for _, id := range g.others() {
 		base := sat(min(g.peerMax[id], g.ownMax), uint64(g.n.cfg.Window))
-		s := &syncState{base: base, remoteAfter: base, union: map[engine.ObjectID]bool{},
+		s := &syncState{base: base, remoteAfter: base, union: map[engine.ObjectID]bool{}, sizes: map[engine.ObjectID]uint64{},
 			reading: map[engine.ObjectID]bool{}, sent: map[engine.ObjectID]*sentObj{}, budget: g.n.cfg.SyncBytesPerTick}
 		g.syncs[id] = s
 		g.listOwn(id, s)
@@ -567,8 +568,11 @@ func (g *group) listOwn(id uint64, s *syncState) {
 			g.listOwn(id, s) // NB: a failing store keeps the PG syncing; the map should move it.
 			return
 		}
-		for _, e := range r.Changes {
+		for i, e := range r.Changes {
 			s.union[e.Object] = true
+			if i < len(r.Sizes) {
+				s.sizes[e.Object] = r.Sizes[i]
+			}
 		}
 		s.ownDone = true
 		g.listsDone(id, s)
@@ -592,6 +596,9 @@ func (g *group) listsDone(id uint64, s *syncState) {
 	}
 	slices.SortFunc(s.queue, objLess)
 	s.objectsTot = len(s.queue)
+	for _, o := range s.queue {
+		s.bytesTot += int64(s.sizes[o])
+	}
 	g.pump(id, s)
 }
 
@@ -630,8 +637,6 @@ func (g *group) pump(id uint64, s *syncState) {
 
 func (g *group) sendSync(id uint64, s *syncState, m Msg) {
 	s.budget -= len(m.Data) + 1
-	s.bytesDone += int64(len(m.Data))
-	s.bytesTot = max(s.bytesTot, s.bytesDone)
 	g.n.stats.SyncObjectsSent++
 	g.n.stats.SyncBytesSent += uint64(len(m.Data))
 	g.n.send(id, m)
@@ -748,6 +753,9 @@ func (g *group) windowOK() bool {
 
 func (g *group) issue(op *ClientOp) {
 	seq := g.nextSeq
+	if len(g.pendingSeq) > 0 && seq >= g.pendingSeq[0]+uint64(g.n.cfg.Window) {
+		panic(fmt.Sprintf("replication: pg %d issuing seq %d with seq %d pending and window %d", g.pg, seq, g.pendingSeq[0], g.n.cfg.Window))
+	}
 	g.nextSeq++
 	g.n.stats.MutationsIssued++
 	m := &mutation{seq: seq, op: op, waiters: []uint64{op.Token}, acks: map[uint64]bool{}}
@@ -808,7 +816,7 @@ func (g *group) tryComplete(m *mutation) {
 		}
 	}
 	g.n.stats.Acknowledged++
-	g.rids.put(m.op.RequestID, m.seq)
+	g.rids.put(m.op.RequestID, m.op.Object, m.seq)
 	g.finish(m, nil)
 }
 
@@ -1041,9 +1049,14 @@ func (g *group) receive(from uint64, m *Msg) {
 		if s == nil || s.sent[m.Object] == nil {
 			return
 		}
+		so := s.sent[m.Object]
 		delete(s.sent, m.Object)
 		if m.Installed {
 			s.objectsDone++
+			// Totals are what we had when listing; an object that grew
+			// since makes done exceed them, so the total follows.
+			s.bytesDone += int64(len(so.msg.Data))
+			s.bytesTot = max(s.bytesTot, s.bytesDone)
 		} else {
 			// The replica holds a newer live mutation than what we sent
 			// (our read raced with it): send the object again.
@@ -1085,7 +1098,7 @@ func (g *group) replicaReceive(from uint64, m *Msg) {
 			return
 		}
 		g.fwdInFlight[seq] = true
-		rid := m.RequestID
+		rid, obj := m.RequestID, m.Mut.Object
 		g.n.submit(StoreOp{Kind: StoreApply, PG: g.pg, Object: m.Mut.Object, Mut: m.Mut, Seq: seq, KeepIfAtLeast: seq, Data: m.Data},
 			func(r StoreResult) {
 				if !live() {
@@ -1097,7 +1110,7 @@ func (g *group) replicaReceive(from uint64, m *Msg) {
 				}
 				// Remembered so that, as a later primary, we answer a
 				// client's retry instead of applying it twice.
-				g.rids.put(rid, seq)
+				g.rids.put(rid, obj, seq)
 				a := g.msg(MsgForwardAck)
 				a.Seq = seq
 				g.n.send(from, a)
@@ -1114,7 +1127,7 @@ func (g *group) replicaReceive(from uint64, m *Msg) {
 			g.n.send(from, a)
 		})
 	case MsgSyncObject:
-		obj := m.Object
+		obj, seq := m.Object, m.Seq
 		// Install unless we hold a mutation of this epoch newer than
 		// the state sent; state from an older epoch may be divergent
 		// (never acknowledged), so the primary's wins.
@@ -1123,6 +1136,9 @@ func (g *group) replicaReceive(from uint64, m *Msg) {
 			func(r StoreResult) {
 				if !live() || r.Err != nil {
 					return
+				}
+				if !r.Skipped {
+					g.rids.rolledBack(obj, seq)
 				}
 				a := g.msg(MsgSyncAck)
 				a.Object, a.Installed = obj, !r.Skipped
@@ -1141,29 +1157,63 @@ func (g *group) replicaReceive(from uint64, m *Msg) {
 	}
 }
 
-// ridTable remembers the seqs of the last n acknowledged request ids
-// (FIFO).
+// ridTable remembers the seqs of the last n request ids applied (FIFO),
+// indexed by object too, so that a rollback can forget the ids it undid.
 type ridTable struct {
-	n    int
-	m    map[fsproto.RequestID]uint64
-	fifo []fsproto.RequestID
+	n     int
+	m     map[fsproto.RequestID]ridEntry
+	byObj map[engine.ObjectID][]fsproto.RequestID
+	fifo  []fsproto.RequestID
 }
 
-func newRIDTable(n int) *ridTable { return &ridTable{n: n, m: map[fsproto.RequestID]uint64{}} }
+type ridEntry struct {
+	seq uint64
+	obj engine.ObjectID
+}
+
+func newRIDTable(n int) *ridTable {
+	return &ridTable{n: n, m: map[fsproto.RequestID]ridEntry{}, byObj: map[engine.ObjectID][]fsproto.RequestID{}}
+}
 
 func (t *ridTable) get(id fsproto.RequestID) (uint64, bool) {
-	s, ok := t.m[id]
-	return s, ok
+	e, ok := t.m[id]
+	return e.seq, ok
 }
 
-func (t *ridTable) put(id fsproto.RequestID, seq uint64) {
+func (t *ridTable) put(id fsproto.RequestID, obj engine.ObjectID, seq uint64) {
 	if _, ok := t.m[id]; ok {
 		return
 	}
-	if len(t.fifo) >= t.n {
-		delete(t.m, t.fifo[0])
+	for len(t.fifo) >= t.n {
+		t.forget(t.fifo[0])
 		t.fifo = t.fifo[1:]
 	}
-	t.m[id] = seq
+	t.m[id] = ridEntry{seq: seq, obj: obj}
+	t.byObj[obj] = append(t.byObj[obj], id)
 	t.fifo = append(t.fifo, id)
+}
+
+func (t *ridTable) forget(id fsproto.RequestID) {
+	e, ok := t.m[id]
+	if !ok {
+		return
+	}
+	delete(t.m, id)
+	ids := slices.DeleteFunc(t.byObj[e.obj], func(x fsproto.RequestID) bool { return x == id })
+	if len(ids) == 0 {
+		delete(t.byObj, e.obj)
+	} else {
+		t.byObj[e.obj] = ids
+	}
+}
+
+// rolledBack forgets obj's ids applied above seq: a sync installed the
+// primary's older state over them, so they are no longer applied here.
+// Their FIFO slots stay until they age out.
+func (t *ridTable) rolledBack(obj engine.ObjectID, seq uint64) {
+	for _, id := range slices.Clone(t.byObj[obj]) {
+		if t.m[id].seq > seq {
+			t.forget(id)
+		}
+	}
 }

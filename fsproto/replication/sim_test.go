@@ -407,7 +407,11 @@ func (st *simStore) query(op StoreOp) StoreResult {
 		if op.Limit > 0 && len(es) > op.Limit {
 			es = es[:op.Limit]
 		}
-		return StoreResult{Changes: es}
+		sizes := make([]uint64, len(es))
+		for i, e := range es {
+			sizes[i] = uint64(len(objs[e.Object].data))
+		}
+		return StoreResult{Changes: es, Sizes: sizes}
 	}
 	panic(fmt.Sprintf("sim store: op %d", op.Kind))
 }

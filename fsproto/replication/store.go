@@ -58,6 +58,9 @@ type StoreResult struct {
 	Data     []byte  // Read, Get
 	EOF      bool    // Read reached the object's end
 	Changes  []Entry // Changes
+	// Sizes, parallel to Changes, are the objects' sizes (0 for a
+	// tombstone); they only feed the progress totals.
+	Sizes []uint64
 }
 
 // Store is a node's local object store as the replication core uses it.
