@@ -1,0 +1,480 @@
+package manager
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/weftfs/weft/fsproto/clustermap"
+	"github.com/weftfs/weft/fsproto/raftgroup"
+	"github.com/weftfs/weft/fsproto/raftlog"
+	"github.com/weftfs/weft/internal/vfs"
+	"github.com/weftfs/weft/net"
+)
+
+// GroupID is the raft group id of the cluster map on a node's
+// raftgroup.NetRouter. Container metadata groups use other ids. On-wire:
+// never renumber.
+const GroupID uint64 = 1
+
+// Defaults of Config.
+const (
+	DefaultHeartbeatTimeout = 5 * time.Second
+	DefaultMapWaitMax       = 10 * time.Second
+	DefaultProposeTimeout   = 5 * time.Second
+)
+
+// Bounds of the liveness loop's period (HeartbeatTimeout/5, clamped), so
+// that a node is marked Down within HeartbeatTimeout plus a fifth of it.
+const (
+	livenessPeriodMin = 10 * time.Millisecond
+	livenessPeriodMax = time.Second
+)
+
+// Config configures a manager member (see Start).
+type Config struct {
+	// ID is this member's raft id: nonzero, and one of Peers' ids.
+	ID uint64
+	// Peers is the initial group, this member included; used when Dir
+	// holds no log yet (bootstrap). A restarted member takes membership
+	// from its log and Peers only gives the transport addresses.
+	Peers []raftgroup.Peer
+	// Dir is the raft log's directory (a journal; created if missing) on
+	// FS (nil: vfs.Default).
+	Dir string
+	FS  vfs.FS
+	// Router carries raft traffic (kind 300); the member uses
+	// Router.Transport(GroupID).
+	Router *raftgroup.NetRouter
+
+	// HeartbeatTimeout is how long a node may stay silent before the
+	// leader marks it Down. Default DefaultHeartbeatTimeout.
+	HeartbeatTimeout time.Duration
+	// MapWaitMax bounds how long a get-map long poll waits on this member
+	// before it answers "no newer map". Default DefaultMapWaitMax.
+	MapWaitMax time.Duration
+	// ProposeTimeout bounds how long an apply request (or read barrier)
+	// waits for raft on this member. Default DefaultProposeTimeout.
+	ProposeTimeout time.Duration
+
+	// TickInterval, ElectionTicks and SnapshotEvery are passed to
+	// raftgroup (zero: its defaults). Tests shorten the tick.
+	TickInterval  time.Duration
+	ElectionTicks int
+	SnapshotEvery uint64
+
+	Logger *slog.Logger // default slog.Default()
+}
+
+func (c *Config) validate() error {
+	var errs []string
+	if c.ID == 0 {
+		errs = append(errs, "ID is 0, want a nonzero member id")
+	}
+	if !slices.ContainsFunc(c.Peers, func(p raftgroup.Peer) bool { return p.ID == c.ID }) {
+		errs = append(errs, fmt.Sprintf("Peers %v do not include ID %d", c.Peers, c.ID))
+	}
+	if c.Dir == "" {
+		errs = append(errs, "Dir is empty, want the raft log directory")
+	}
+	if c.Router == nil {
+		errs = append(errs, "Router is nil, want the node's raftgroup.NetRouter")
+	}
+	for _, d := range []struct {
+		name string
+		v    time.Duration
+	}{{"HeartbeatTimeout", c.HeartbeatTimeout}, {"MapWaitMax", c.MapWaitMax}, {"ProposeTimeout", c.ProposeTimeout}, {"TickInterval", c.TickInterval}} {
+		if d.v < 0 {
+			errs = append(errs, fmt.Sprintf("%s %v is negative, want >= 0 (0: default)", d.name, d.v))
+		}
+	}
+	if c.ElectionTicks < 0 {
+		errs = append(errs, fmt.Sprintf("ElectionTicks %d is negative, want >= 0 (0: default)", c.ElectionTicks))
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("manager: invalid config: %s", strings.Join(errs, "; "))
+	}
+	if c.FS == nil {
+		c.FS = vfs.Default
+	}
+	if c.HeartbeatTimeout == 0 {
+		c.HeartbeatTimeout = DefaultHeartbeatTimeout
+	}
+	if c.MapWaitMax == 0 {
+		c.MapWaitMax = DefaultMapWaitMax
+	}
+	if c.ProposeTimeout == 0 {
+		c.ProposeTimeout = DefaultProposeTimeout
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	return nil
+}
+
+// Manager is one member of the managers' raft group: it replicates the
+// cluster map, serves the manager RPCs and, while it leads, turns node
+// heartbeats into state changes. Its methods are safe for concurrent use.
+type Manager struct {
+	cfg   Config
+	log   *slog.Logger
+	store *raftlog.Storage
+	sm    *StateMachine
+	g     *raftgroup.Group
+
+	stopc    chan struct{}
+	stopOnce sync.Once
+	wg       sync.WaitGroup
+
+	// live is the leader's liveness tracker: nil while this member does
+	// not lead. A new one (fresh grace for every node) starts with each
+	// term this member leads.
+	live struct {
+		sync.Mutex
+		term  uint64
+		l     *clustermap.Liveness
+		fresh bool // not yet seeded with the map's Down nodes
+	}
+}
+
+// Start opens the raft log in cfg.Dir, starts the member (bootstrapping
+// the group from cfg.Peers when the log is empty) and its liveness loop.
+// Call Register to serve the RPCs.
+func Start(cfg Config) (*Manager, error) {
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	log := cfg.Logger.With("manager", cfg.ID)
+	store, err := raftlog.Open(raftlog.Options{FS: cfg.FS, Dir: cfg.Dir, Logger: log})
+	if err != nil {
+		return nil, fmt.Errorf("manager %d: open raft log: %w", cfg.ID, err)
+	}
+	m := &Manager{cfg: cfg, log: log, store: store, sm: NewStateMachine(), stopc: make(chan struct{})}
+	m.g, err = raftgroup.Start(raftgroup.Config{
+		ID:            cfg.ID,
+		Peers:         cfg.Peers,
+		Log:           store,
+		SM:            m.sm,
+		Transport:     cfg.Router.Transport(GroupID),
+		TickInterval:  cfg.TickInterval,
+		ElectionTicks: cfg.ElectionTicks,
+		SnapshotEvery: cfg.SnapshotEvery,
+		Logger:        log,
+	})
+	if err != nil {
+		store.Close()
+		return nil, fmt.Errorf("manager %d: start raft group: %w", cfg.ID, err)
+	}
+	m.wg.Add(1)
+	go m.livenessLoop()
+	return m, nil
+}
+
+// Stop stops the liveness loop and the raft member and closes the log.
+// RPCs still arriving are answered CodeUnavailable (the handlers stay
+// registered on the mux). Safe to call more than once.
+func (m *Manager) Stop() {
+	m.stopOnce.Do(func() {
+		close(m.stopc)
+		m.wg.Wait()
+		m.g.Stop()
+		if err := m.store.Close(); err != nil {
+			m.log.Warn("close raft log", "err", err)
+		}
+	})
+}
+
+// Map returns the latest map applied on this member (not a linearizable
+// read: a follower may lag). It is never modified afterwards.
+func (m *Manager) Map() *clustermap.Map { return m.sm.Map() }
+
+// ID returns this member's raft id.
+func (m *Manager) ID() uint64 { return m.cfg.ID }
+
+// Leader returns the id of the leader this member knows, or 0.
+func (m *Manager) Leader() uint64 { return m.g.Leader() }
+
+// Status returns this member's view of the raft group.
+func (m *Manager) Status(ctx context.Context) (raftgroup.Status, error) { return m.g.Status(ctx) }
+
+// Err returns why the raft member stopped on its own (a log or state
+// machine failure), or nil.
+func (m *Manager) Err() error { return m.g.Err() }
+
+func (m *Manager) stopped() bool {
+	select {
+	case <-m.stopc:
+		return true
+	default:
+		return false
+	}
+}
+
+// Register registers the manager RPCs (KindGetMap, KindApply,
+// KindHeartbeat) on mux. Call it once, before the server starts.
+func (m *Manager) Register(mux *net.ServeMux) {
+	mux.HandleFunc(KindGetMap, m.serveGetMap)
+	mux.HandleFunc(KindApply, m.serveApply)
+	mux.HandleFunc(KindHeartbeat, m.serveHeartbeat)
+}
+
+func (m *Manager) serveGetMap(ctx context.Context, req *net.Request, w *net.ResponseWriter) {
+	r, err := decodeGetMapRequest(req.Header)
+	if err != nil {
+		w.Error(CodeBadRequest, err.Error())
+		return
+	}
+	if m.stopped() {
+		w.Error(CodeUnavailable, fmt.Sprintf("manager %d: stopped", m.cfg.ID))
+		return
+	}
+	if r.Linearizable {
+		rctx, cancel := context.WithTimeout(ctx, m.cfg.ProposeTimeout)
+		err := m.g.ReadIndex(rctx)
+		cancel()
+		if err != nil {
+			// A read barrier changes nothing, so any failure is safe
+			// to retry.
+			w.Error(CodeUnavailable, fmt.Sprintf("manager %d: read barrier: %v", m.cfg.ID, err))
+			return
+		}
+	}
+	var cur *clustermap.Map
+	ok := false
+	if r.After == 0 {
+		cur, ok = m.sm.Map(), true
+	} else {
+		wait := min(r.Wait, m.cfg.MapWaitMax)
+		wctx, cancel := context.WithTimeout(ctx, wait)
+		cur, ok = m.sm.Wait(wctx, m.stopc, r.After)
+		cancel()
+	}
+	if !ok {
+		if m.stopped() {
+			w.Error(CodeUnavailable, fmt.Sprintf("manager %d: stopped", m.cfg.ID))
+			return
+		}
+		w.Reply(reply{Epoch: cur.Epoch}.append(nil), nil, nil)
+		return
+	}
+	m.replyMap(w, cur)
+}
+
+func (m *Manager) replyMap(w *net.ResponseWriter, cur *clustermap.Map) {
+	enc, err := m.sm.encoded(cur)
+	if err != nil {
+		// Maps come from Apply or the decoder, which both check them.
+		panic(fmt.Sprintf("manager %d: map at epoch %d does not encode: %v", m.cfg.ID, cur.Epoch, err))
+	}
+	if err := w.Reply(reply{HasMap: true, Epoch: cur.Epoch}.append(nil), [][]byte{enc}, nil); err != nil {
+		w.Error(CodeUnavailable, fmt.Sprintf("manager %d: map of %d bytes: %v", m.cfg.ID, len(enc), err))
+	}
+}
+
+func (m *Manager) serveApply(ctx context.Context, req *net.Request, w *net.ResponseWriter) {
+	if req.Peer.ReadOnly {
+		w.Error(CodeReadOnly, fmt.Sprintf("manager %d: key %q is read-only; apply needs a write key", m.cfg.ID, req.Peer.KeyID))
+		return
+	}
+	data, err := decodeApplyRequest(req.Header)
+	if err == nil {
+		// Check the command here, so that garbage never reaches the log.
+		_, err = clustermap.DecodeCommand(data)
+	}
+	if err != nil {
+		w.Error(CodeBadRequest, err.Error())
+		return
+	}
+	if m.stopped() {
+		w.Error(CodeUnavailable, fmt.Sprintf("manager %d: stopped", m.cfg.ID))
+		return
+	}
+	pctx, cancel := context.WithTimeout(ctx, m.cfg.ProposeTimeout)
+	res, err := m.g.Propose(pctx, data)
+	cancel()
+	if err != nil {
+		code := CodeAmbiguous
+		if proposalNotApplied(err) {
+			code = CodeUnavailable
+		}
+		w.Error(code, fmt.Sprintf("manager %d: %v", m.cfg.ID, err))
+		return
+	}
+	ar, ok := res.(ApplyResult)
+	if !ok {
+		panic(fmt.Sprintf("manager %d: state machine returned %T", m.cfg.ID, res))
+	}
+	if ar.Err != nil {
+		w.Error(commandErrorCode(ar.Err), ar.Err.Error())
+		return
+	}
+	m.replyMap(w, ar.Map)
+}
+
+// proposalNotApplied reports whether a Propose error means the command was
+// certainly not applied (and never will be), so the client may retry it
+// as if it had never been sent.
+func proposalNotApplied(err error) bool {
+	return errors.Is(err, raftgroup.ErrNoLeader) || errors.Is(err, raftgroup.ErrProposalDropped) ||
+		errors.Is(err, raftgroup.ErrBusy) || errors.Is(err, raftgroup.ErrRemoved)
+}
+
+// commandErrorCode maps the map's refusal of a command to its wire code.
+func commandErrorCode(err error) net.ErrorCode {
+	switch {
+	case errors.Is(err, clustermap.ErrNoChange):
+		return CodeNoChange
+	case errors.Is(err, clustermap.ErrNotFound):
+		return CodeNotFound
+	case errors.Is(err, clustermap.ErrExists):
+		return CodeExists
+	case errors.Is(err, clustermap.ErrInvalid):
+		return CodeInvalid
+	case errors.Is(err, clustermap.ErrStaleEpoch):
+		return CodeStaleEpoch
+	}
+	return CodeRejected
+}
+
+func (m *Manager) serveHeartbeat(_ context.Context, req *net.Request, w *net.ResponseWriter) {
+	if req.Peer.ReadOnly {
+		// A heartbeat keeps a node Up (or brings it back): it changes
+		// the map, so it needs a write key.
+		w.Error(CodeReadOnly, fmt.Sprintf("manager %d: key %q is read-only; heartbeats need a write key", m.cfg.ID, req.Peer.KeyID))
+		return
+	}
+	r, err := decodeHeartbeatRequest(req.Header)
+	if err != nil {
+		w.Error(CodeBadRequest, err.Error())
+		return
+	}
+	if m.stopped() {
+		w.Error(CodeUnavailable, fmt.Sprintf("manager %d: stopped", m.cfg.ID))
+		return
+	}
+	cur := m.sm.Map()
+	m.live.Lock()
+	l := m.live.l
+	if l != nil && m.g.Leader() == m.cfg.ID {
+		l.Heartbeat(clustermap.NodeID(r.Node), time.Now())
+	} else {
+		l = nil
+	}
+	m.live.Unlock()
+	if l == nil {
+		w.Error(CodeUnavailable, fmt.Sprintf("manager %d: not the leader (leader %d)", m.cfg.ID, m.g.Leader()))
+		return
+	}
+	if _, ok := cur.Node(clustermap.NodeID(r.Node)); !ok {
+		// Recorded anyway: the node may be joining right now.
+		w.Error(CodeNotFound, fmt.Sprintf("manager %d: node %d is not in the map at epoch %d; join it first", m.cfg.ID, r.Node, cur.Epoch))
+		return
+	}
+	w.Reply(reply{Epoch: cur.Epoch}.append(nil), nil, nil)
+}
+
+// livenessLoop runs on every member; it acts only while the member leads.
+func (m *Manager) livenessLoop() {
+	defer m.wg.Done()
+	period := min(max(m.cfg.HeartbeatTimeout/5, livenessPeriodMin), livenessPeriodMax)
+	t := time.NewTicker(period)
+	defer t.Stop()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		select {
+		case <-m.stopc:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	for {
+		select {
+		case <-m.stopc:
+			return
+		case <-t.C:
+		}
+		m.livenessRound(ctx)
+	}
+}
+
+// livenessRound makes one pass of the leader's duty: Down for nodes silent
+// longer than HeartbeatTimeout, Up for Down nodes heard again.
+func (m *Manager) livenessRound(ctx context.Context) {
+	sctx, cancel := context.WithTimeout(ctx, m.cfg.ProposeTimeout)
+	defer cancel()
+	st, err := m.g.Status(sctx)
+	if err != nil {
+		return
+	}
+	if st.State != "StateLeader" {
+		m.live.Lock()
+		m.live.l, m.live.term = nil, 0
+		m.live.Unlock()
+		return
+	}
+	m.live.Lock()
+	if m.live.l == nil || m.live.term != st.Term {
+		m.live.l = clustermap.NewLiveness(m.cfg.HeartbeatTimeout)
+		m.live.term = st.Term
+		m.live.fresh = true
+		m.log.Info("leading: every node gets a fresh heartbeat grace", "term", st.Term, "timeout", m.cfg.HeartbeatTimeout)
+	}
+	m.live.Unlock()
+	// Decide on a map that holds everything committed before this round,
+	// not on what this member happened to have applied when it won the
+	// election.
+	if err := m.g.ReadIndex(sctx); err != nil {
+		return
+	}
+	cur := m.sm.Map()
+	now := time.Now()
+	m.live.Lock()
+	if m.live.l == nil || m.live.term != st.Term {
+		m.live.Unlock()
+		return
+	}
+	if m.live.fresh {
+		seedLiveness(m.live.l, cur, now)
+		m.live.fresh = false
+	}
+	cmds := m.live.l.Commands(cur, now)
+	m.live.Unlock()
+	for _, cmd := range cmds {
+		data, err := clustermap.AppendCommand(nil, cmd)
+		if err != nil {
+			panic(fmt.Sprintf("manager %d: liveness command %+v does not encode: %v", m.cfg.ID, cmd, err))
+		}
+		res, err := m.g.Propose(sctx, data)
+		if err != nil {
+			m.log.Info("liveness proposal failed; next round retries", "cmd", fmt.Sprintf("%+v", cmd), "err", err)
+			return
+		}
+		if ar := res.(ApplyResult); ar.Err != nil {
+			if !errors.Is(ar.Err, clustermap.ErrNoChange) {
+				m.log.Warn("liveness command refused", "cmd", fmt.Sprintf("%+v", cmd), "err", ar.Err)
+			}
+			continue
+		}
+		m.log.Info("liveness", "cmd", fmt.Sprintf("%+v", cmd), "epoch", res.(ApplyResult).Map.Epoch)
+	}
+}
+
+// seedLiveness prepares a new leader's fresh Liveness l with map m at now.
+// NB: Liveness counts a node it never heard of as heard now, which gives
+// Up nodes their grace but would also make a new leader mark every Down
+// node Up. So Down nodes are recorded as silent for two timeouts: only a
+// real heartbeat brings them back. A heartbeat already recorded (a Down
+// node that came back) is newer and stays.
+func seedLiveness(l *clustermap.Liveness, m *clustermap.Map, now time.Time) {
+	for i := range m.Nodes {
+		if m.Nodes[i].State == clustermap.Down {
+			l.Heartbeat(m.Nodes[i].ID, now.Add(-2*l.Timeout))
+		}
+	}
+}

@@ -1,0 +1,362 @@
+package manager
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/weftfs/weft/fsproto/clustermap"
+	"github.com/weftfs/weft/internal/testutil"
+	"github.com/weftfs/weft/net"
+)
+
+// TestApplyVisibleOnEveryMember applies commands through each member in
+// turn and reads them back through every member.
+func TestApplyVisibleOnEveryMember(t *testing.T) {
+	testutil.CheckLeaks(t)
+	c := newTestCluster(t, 3, nil)
+	ctx := testContext(t)
+	var last *clustermap.Map
+	for i := range c.nodes {
+		one := NewClient([]string{c.nodes[i].addr}, c.pool)
+		m, err := one.Apply(ctx, clustermap.AddNode{
+			ID: clustermap.NodeID(i + 1), Addr: c.nodes[i].addr,
+			Labels: map[string]string{"zone": string(rune('a' + i))}, Capacity: 1 << 30,
+		})
+		if err != nil {
+			t.Fatalf("apply through member %d: %v", i+1, err)
+		}
+		if last != nil && m.Epoch != last.Epoch+1 {
+			t.Fatalf("apply through member %d: epoch %d after %d", i+1, m.Epoch, last.Epoch)
+		}
+		if _, ok := m.Node(clustermap.NodeID(i + 1)); !ok {
+			t.Fatalf("apply through member %d: node %d missing from the returned map:\n%v", i+1, i+1, m)
+		}
+		last = m
+	}
+	last, err := c.client().Apply(ctx, clustermap.CreateContainer{Name: "db", Policy: clustermap.Policy{Replicas: 3, FailureDomain: "zone", PGCount: 8}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, _ := last.MarshalBinary()
+	for i := range c.nodes {
+		one := NewClient([]string{c.nodes[i].addr}, c.pool)
+		// after = 0 passes a read barrier: the member has the latest map.
+		m, err := one.Map(ctx, 0)
+		if err != nil {
+			t.Fatalf("map from member %d: %v", i+1, err)
+		}
+		if got, _ := m.MarshalBinary(); !slices.Equal(got, want) {
+			t.Fatalf("member %d: map\n%v\nwant\n%v", i+1, m, last)
+		}
+		m, err = one.Map(ctx, last.Epoch-1)
+		if err != nil || m.Epoch != last.Epoch {
+			t.Fatalf("member %d: Map(after %d) = epoch %v, %v", i+1, last.Epoch-1, m, err)
+		}
+		if got := c.waitEpoch(ctx, i, last.Epoch); got.Epoch != last.Epoch {
+			t.Fatalf("member %d: Manager.Map at epoch %d, want %d", i+1, got.Epoch, last.Epoch)
+		}
+	}
+
+	// A refused command reaches the caller as the map's error and changes
+	// nothing.
+	_, err = c.client().Apply(ctx, clustermap.CreateContainer{Name: "db", Policy: clustermap.Policy{Replicas: 1}})
+	if !errors.Is(err, clustermap.ErrExists) {
+		t.Fatalf("second CreateContainer db: %v, want ErrExists", err)
+	}
+	_, err = c.client().Apply(ctx, clustermap.SetNodeState{ID: 1, State: clustermap.Up})
+	if !errors.Is(err, clustermap.ErrNoChange) {
+		t.Fatalf("SetNodeState Up on an Up node: %v, want ErrNoChange", err)
+	}
+	_, err = c.client().Apply(ctx, clustermap.DeleteContainer{ID: 99})
+	if !errors.Is(err, clustermap.ErrNotFound) {
+		t.Fatalf("DeleteContainer 99: %v, want ErrNotFound", err)
+	}
+	if m, _ := c.client().Map(ctx, 0); m.Epoch != last.Epoch {
+		t.Fatalf("refused commands moved the map to epoch %d from %d", m.Epoch, last.Epoch)
+	}
+
+	// A read-only key may read the map but not change it or heartbeat.
+	ro := NewClient(c.addrs(), c.roPool)
+	if m, err := ro.Map(ctx, 0); err != nil || m.Epoch != last.Epoch {
+		t.Fatalf("read-only Map: %v, %v", m, err)
+	}
+	if _, err := ro.Apply(ctx, clustermap.SetNodeState{ID: 1, State: clustermap.Draining}); !errors.Is(err, ErrReadOnly) {
+		t.Fatalf("read-only Apply: %v, want ErrReadOnly", err)
+	}
+	if err := ro.Heartbeat(ctx, 1); !errors.Is(err, ErrReadOnly) {
+		t.Fatalf("read-only Heartbeat: %v, want ErrReadOnly", err)
+	}
+}
+
+// TestMapLongPoll shows Map(after) waiting for the next change, and
+// not answering with a map that is not newer.
+func TestMapLongPoll(t *testing.T) {
+	testutil.CheckLeaks(t)
+	c := newTestCluster(t, 3, nil)
+	ctx := testContext(t)
+	cl := c.client()
+	m := addNodes(t, ctx, cl, 1)
+
+	// Nothing changes: the members' polls expire (MapWaitMax is 500 ms
+	// here) and the client keeps asking until its own deadline.
+	short, cancel := context.WithTimeout(ctx, 1500*time.Millisecond)
+	got, err := cl.Map(short, m.Epoch)
+	cancel()
+	if !errors.Is(err, context.DeadlineExceeded) || got != nil {
+		t.Fatalf("Map(after %d) with no change: %v, %v; want the deadline", m.Epoch, got, err)
+	}
+
+	type result struct {
+		m   *clustermap.Map
+		err error
+	}
+	// One waiter per member, so every member's long poll is woken.
+	var waits []chan result
+	for i := range c.nodes {
+		ch := make(chan result, 1)
+		waits = append(waits, ch)
+		go func() {
+			m, err := NewClient([]string{c.nodes[i].addr}, c.pool).Map(ctx, m.Epoch)
+			ch <- result{m, err}
+		}()
+	}
+	next, err := cl.Apply(ctx, clustermap.AddNode{ID: 2, Addr: "127.0.0.1:7002", Labels: map[string]string{"zone": "z2"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, ch := range waits {
+		r := <-ch
+		if r.err != nil || r.m.Epoch != next.Epoch {
+			t.Fatalf("member %d: long poll after %d: %v, %v; want epoch %d", i+1, m.Epoch, r.m, r.err, next.Epoch)
+		}
+		if _, ok := r.m.Node(2); !ok {
+			t.Fatalf("member %d: long poll map lacks node 2:\n%v", i+1, r.m)
+		}
+	}
+}
+
+// TestNodeDownReplaced stops one node's heartbeats: the leader marks it
+// Down and its PGs get replacements; when it heartbeats again it is Up.
+func TestNodeDownReplaced(t *testing.T) {
+	testutil.CheckLeaks(t)
+	c := newTestCluster(t, 3, func(cfg *Config) { cfg.HeartbeatTimeout = time.Second })
+	ctx := testContext(t)
+	cl := c.client()
+	addNodes(t, ctx, cl, 4)
+	before, err := cl.Apply(ctx, clustermap.CreateContainer{Name: "db", Policy: clustermap.Policy{Replicas: 3, FailureDomain: "zone", PGCount: 16}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hit := before.PGsOfNode(4)
+	if len(hit) == 0 {
+		t.Fatalf("node 4 holds no PG; the test needs one:\n%v", before)
+	}
+
+	// Nodes 1-3 heartbeat every 100 ms, node 4 until told to stop.
+	hbCtx, stopHB := context.WithCancel(ctx)
+	node4 := make(chan bool) // false: stop, true: resume
+	var loops []chan struct{}
+	for id := clustermap.NodeID(1); id <= 4; id++ {
+		ended := make(chan struct{})
+		loops = append(loops, ended)
+		go func() {
+			defer close(ended)
+			beat := true
+			var ctl chan bool // nil (never ready) but for node 4
+			if id == 4 {
+				ctl = node4
+			}
+			hb := NewClient(c.addrs(), c.pool)
+			for {
+				if beat {
+					if err := hb.Heartbeat(hbCtx, id); err != nil && hbCtx.Err() == nil {
+						t.Errorf("heartbeat node %d: %v", id, err)
+					}
+				}
+				select {
+				case <-hbCtx.Done():
+					return
+				case beat = <-ctl:
+				case <-time.After(100 * time.Millisecond):
+				}
+			}
+		}()
+	}
+	defer func() {
+		stopHB()
+		for _, e := range loops {
+			<-e
+		}
+	}()
+
+	node4 <- false
+	m := waitFor(t, ctx, cl, before.Epoch, func(m *clustermap.Map) bool {
+		n, _ := m.Node(4)
+		return n.State == clustermap.Down
+	})
+	for _, id := range hit {
+		pg, ok := m.PG(id)
+		if !ok {
+			t.Fatalf("pg %d vanished", id)
+		}
+		was, _ := before.PG(id)
+		if pg.HasReplica(4) || len(pg.Replicas) != 3 || pg.Epoch <= was.Epoch {
+			t.Fatalf("pg %d after node 4 went down: %+v, before %+v", id, *pg, *was)
+		}
+	}
+	for _, pg := range m.PGs {
+		if pg.HasReplica(4) {
+			t.Fatalf("pg %d still has Down node 4: %+v", pg.ID, pg)
+		}
+	}
+
+	node4 <- true
+	waitFor(t, ctx, cl, m.Epoch, func(m *clustermap.Map) bool {
+		n, _ := m.Node(4)
+		return n.State == clustermap.Up
+	})
+}
+
+// waitFor follows the map through Client.Map until ok accepts it.
+func waitFor(t *testing.T, ctx context.Context, cl *Client, after uint64, ok func(*clustermap.Map) bool) *clustermap.Map {
+	t.Helper()
+	for {
+		m, err := cl.Map(ctx, after)
+		if err != nil {
+			t.Fatalf("following the map after epoch %d: %v", after, err)
+		}
+		if ok(m) {
+			return m
+		}
+		after = m.Epoch
+	}
+}
+
+// TestLeaderKilled kills the leader: a new one is elected, Apply and Map
+// keep working through the Client, and the killed member, restarted from
+// its directory, catches up.
+func TestLeaderKilled(t *testing.T) {
+	testutil.CheckLeaks(t)
+	c := newTestCluster(t, 3, nil)
+	ctx := testContext(t)
+	cl := c.client()
+	m := addNodes(t, ctx, cl, 3)
+	for i := range 10 {
+		var err error
+		m, err = cl.Apply(ctx, clustermap.CreateContainer{Name: "c" + string(rune('a'+i)), Policy: clustermap.Policy{Replicas: 3, FailureDomain: "zone", PGCount: 4}})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	old := c.leader(ctx)
+	killed := time.Now()
+	c.kill(old)
+	t.Logf("killed leader %d at epoch %d", old+1, m.Epoch)
+
+	m2, err := cl.Apply(ctx, clustermap.SetNodeState{ID: 2, State: clustermap.Draining})
+	if err != nil {
+		t.Fatalf("apply after the leader was killed: %v", err)
+	}
+	newLead := c.leader(ctx)
+	t.Logf("new leader %d; first Apply through the client completed %v after the kill", newLead+1, time.Since(killed))
+	if newLead == old || m2.Epoch != m.Epoch+1 {
+		t.Fatalf("new leader %d (old %d), epoch %d after %d", newLead+1, old+1, m2.Epoch, m.Epoch)
+	}
+	got, err := cl.Map(ctx, 0)
+	if err != nil || got.Epoch != m2.Epoch {
+		t.Fatalf("Map after failover: %v, %v; want epoch %d", got, err, m2.Epoch)
+	}
+
+	// More history while the member is down, past a snapshot (SnapshotEvery 8).
+	for i := range 10 {
+		st := clustermap.Up
+		if i%2 == 1 {
+			st = clustermap.Draining
+		}
+		if m2, err = cl.Apply(ctx, clustermap.SetNodeState{ID: 2, State: st}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c.start(old)
+	caught := c.waitEpoch(ctx, old, m2.Epoch)
+	a, _ := caught.MarshalBinary()
+	b, _ := m2.MarshalBinary()
+	if caught.Epoch != m2.Epoch || !slices.Equal(a, b) {
+		t.Fatalf("restarted member %d: map\n%v\nwant\n%v", old+1, caught, m2)
+	}
+	one := NewClient([]string{c.nodes[old].addr}, c.pool)
+	if got, err := one.Map(ctx, 0); err != nil || got.Epoch != m2.Epoch {
+		t.Fatalf("Map through the restarted member: %v, %v", got, err)
+	}
+}
+
+// TestSingleMember runs a group of one, restarts it and finds the map.
+func TestSingleMember(t *testing.T) {
+	testutil.CheckLeaks(t)
+	c := newTestCluster(t, 1, nil)
+	ctx := testContext(t)
+	cl := c.client()
+	m := addNodes(t, ctx, cl, 2)
+	if err := cl.Heartbeat(ctx, 1); err != nil {
+		t.Fatal(err)
+	}
+	if err := cl.Heartbeat(ctx, 9); !errors.Is(err, clustermap.ErrNotFound) {
+		t.Fatalf("heartbeat of unknown node 9: %v, want ErrNotFound", err)
+	}
+	c.kill(0)
+	c.start(0)
+	got, err := cl.Map(ctx, 0)
+	if err != nil || got.Epoch != m.Epoch {
+		t.Fatalf("Map after restart: %v, %v; want epoch %d", got, err, m.Epoch)
+	}
+	if _, err := cl.Apply(ctx, clustermap.SetNodeState{ID: 1, State: clustermap.Out}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestBadRequests sends malformed headers straight to a member.
+func TestBadRequests(t *testing.T) {
+	testutil.CheckLeaks(t)
+	c := newTestCluster(t, 1, nil)
+	ctx := testContext(t)
+	conn, err := c.pool.Get(ctx, c.nodes[0].addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		kind net.Kind
+		hdr  []byte
+	}{
+		{KindGetMap, nil},
+		{KindGetMap, []byte{2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}},
+		{KindApply, []byte{1, 0, 0, 0}},
+		{KindApply, []byte{1, 0, 0, 0, 99, 1, 2}},
+		{KindHeartbeat, heartbeatRequest{Node: 1}.append(nil)[:15]},
+	} {
+		resp, err := conn.Call(ctx, tc.kind, tc.hdr, nil)
+		var re *net.RemoteError
+		if !errors.As(err, &re) || re.Code != CodeBadRequest {
+			if resp != nil {
+				resp.Release()
+			}
+			t.Fatalf("kind %d header %x: %v, want CodeBadRequest", tc.kind, tc.hdr, err)
+		}
+	}
+}
+
+// TestStartValidates lists every problem of a bad config at once.
+func TestStartValidates(t *testing.T) {
+	_, err := Start(Config{HeartbeatTimeout: -1})
+	if err == nil {
+		t.Fatal("Start with an empty config succeeded")
+	}
+	for _, want := range []string{"ID is 0", "Peers", "Dir is empty", "Router is nil", "HeartbeatTimeout -1ns"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q does not mention %q", err, want)
+		}
+	}
+}
