@@ -89,7 +89,7 @@ func (c *Client) Map(ctx context.Context, after uint64) (*clustermap.Map, error)
 			return false, nil
 		}
 		if got.Epoch <= after && after != 0 {
-			return false, fmt.Errorf("%w: map at epoch %d, asked for one above %d", ErrCorrupt, got.Epoch, after)
+			return false, corrupt("map at epoch %d, asked for one above %d", got.Epoch, after)
 		}
 		m = got
 		return true, nil
@@ -126,7 +126,7 @@ func (c *Client) Apply(ctx context.Context, cmd clustermap.Command) (*clustermap
 			return false, err
 		}
 		if !r.HasMap {
-			return false, fmt.Errorf("%w: apply reply without a map", ErrCorrupt)
+			return false, corrupt("apply reply without a map")
 		}
 		m = got
 		return true, nil
@@ -155,25 +155,35 @@ func (c *Client) Heartbeat(ctx context.Context, node clustermap.NodeID) error {
 
 // decodeMapResponse decodes a reply and, when it carries one, its map.
 func decodeMapResponse(resp *net.Response) (reply, *clustermap.Map, error) {
-	r, err := decodeReply(resp.Header)
+	var payload []byte
+	if resp.Payload != nil {
+		payload = resp.Payload.Bytes()
+	}
+	return decodeMapReply(resp.Header, payload)
+}
+
+// decodeMapReply decodes a reply's header and payload. The map does not
+// alias payload.
+func decodeMapReply(header, payload []byte) (reply, *clustermap.Map, error) {
+	r, err := decodeReply(header)
 	if err != nil {
 		return r, nil, err
 	}
 	if !r.HasMap {
-		if resp.Payload != nil && resp.Payload.Len() > 0 {
-			return r, nil, fmt.Errorf("%w: reply without the map flag has a %d-byte payload", ErrCorrupt, resp.Payload.Len())
+		if len(payload) > 0 {
+			return r, nil, corrupt("reply without the map flag has a %d-byte payload", len(payload))
 		}
 		return r, nil, nil
 	}
-	if resp.Payload == nil {
-		return r, nil, fmt.Errorf("%w: reply with the map flag has no payload", ErrCorrupt)
+	if len(payload) == 0 {
+		return r, nil, corrupt("reply with the map flag has no payload")
 	}
-	m, err := clustermap.DecodeMap(resp.Payload.Bytes())
+	m, err := clustermap.DecodeMap(payload)
 	if err != nil {
-		return r, nil, fmt.Errorf("%w: reply map: %w", ErrCorrupt, err)
+		return r, nil, corrupt("reply map: %w", err)
 	}
 	if m.Epoch != r.Epoch {
-		return r, nil, fmt.Errorf("%w: reply epoch %d, its map's %d", ErrCorrupt, r.Epoch, m.Epoch)
+		return r, nil, corrupt("reply epoch %d, its map's %d", r.Epoch, m.Epoch)
 	}
 	return r, m, nil
 }

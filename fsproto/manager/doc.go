@@ -1,0 +1,162 @@
+// Package manager runs the cluster map's Raft group as a service: one member
+// per manager process (1, 3 or 5 of them), replicating the clustermap.Map
+// through package raftgroup, its log in package raftlog, and answering the
+// manager RPCs that storage nodes, clients and the CLI use to follow the map,
+// change it, and report that they are alive.
+//
+// # Using it
+//
+// In a process (usually `weft node --manager-id N --manager-peers ...`), on
+// the net.ServeMux that serves every kind:
+//
+//	router, _ := raftgroup.NewNetRouter(raftgroup.NetRouterConfig{Pool: pool, Mux: mux})
+//	m, err := manager.Start(manager.Config{
+//		ID: 1, Peers: []raftgroup.Peer{{1, "a:7000"}, {2, "b:7000"}, {3, "c:7000"}},
+//		Dir: dataDir + "/manager", Router: router,
+//	})
+//	m.Register(mux)             // kinds 310-312, before the server starts
+//	...
+//	m.Stop()
+//
+// Anywhere (nodes, clients, CLI), over a *net.Pool whose key the managers
+// accept:
+//
+//	cl := manager.NewClient([]string{"a:7000", "b:7000", "c:7000"}, pool)
+//	m, err := cl.Map(ctx, 0)            // current map (after a read barrier)
+//	m, err = cl.Map(ctx, m.Epoch)       // long poll: the next map
+//	m, err = cl.Apply(ctx, clustermap.AddNode{...}) // the map after it applied
+//	err = cl.Heartbeat(ctx, nodeID)     // every HeartbeatTimeout/5 or so
+//
+// The API follows the wave-2 design (Config, Start, Register, Map, Stop;
+// NewClient, Client.Map, Client.Apply, Client.Heartbeat). Additions:
+// Config.MapWaitMax, ProposeTimeout, TickInterval, ElectionTicks and
+// SnapshotEvery; Manager.ID, Leader, Status and Err; the exported
+// StateMachine; GroupID, the group's id on the raft router.
+//
+// # The replicated state
+//
+// StateMachine is a raftgroup.StateMachine over clustermap: every committed
+// entry is one command in clustermap.AppendCommand's encoding, applied in log
+// order with Map.Apply. A command the map refuses (ErrNoChange, ErrExists,
+// ...) is a result, not a failure of the group: every member refuses it alike,
+// the map stays, and the proposer gets the error. A snapshot is the map's
+// encoding (clustermap's MarshalBinary, checksummed), restored with DecodeMap.
+// Invariant: each applied command bumps the map's epoch by exactly one.
+//
+// # Reads
+//
+// Map(after) long-polls: a member answers at once when its applied map's
+// epoch is above after, else waits for one, up to the smaller of the wait the
+// request carries and its own bound (Config.MapWaitMax, default 10 s), and
+// then answers "no newer map"; the Client then asks the next member. A member
+// answers from the map it has applied, so with after > 0 the answer may lag
+// the leader but is always newer than after, which is what a node or client
+// refreshing a stale epoch needs. With after = 0 the request asks for a read
+// barrier (raftgroup ReadIndex) first, so the map reflects every Apply that
+// completed anywhere before the call. Manager.Map is this member's applied
+// map, without a barrier.
+//
+// # Writes
+//
+// Apply sends the command to a member, which checks that it decodes and
+// proposes it (a follower's proposal is forwarded to the leader by raft); the
+// reply carries the map the command produced on that member. Apply and
+// Heartbeat need a key that is not read-only (net.Peer.ReadOnly): a heartbeat
+// keeps a node Up or brings it back, so it changes the map. Get-map is open
+// to read-only keys.
+//
+// raftgroup's outcomes map to codes that say whether the command was applied:
+//
+//	ErrNoLeader, ErrProposalDropped,      CodeUnavailable: not applied; retry
+//	ErrBusy, ErrRemoved, member stopped
+//	ErrLost, ErrStopped while waiting,    CodeAmbiguous: may still apply
+//	the member's ProposeTimeout
+//	map refused the command               CodeNoChange, CodeNotFound, CodeExists,
+//	                                      CodeInvalid, CodeStaleEpoch, CodeRejected
+//
+// The Client retries CodeUnavailable and CodeAmbiguous (and broken
+// connections) on the next member, pausing with backoff after each full
+// round, until its context ends. Retrying an ambiguous command is safe for
+// the map's commands because they are idempotent in effect: a retry of one
+// that did apply fails with ErrNoChange (ErrExists for CreateContainer)
+// instead of changing the map twice. Errors for refused commands wrap the
+// clustermap sentinel (errors.Is(err, clustermap.ErrNoChange)).
+//
+// # Liveness
+//
+// Nodes heartbeat to the leader; a follower answers CodeUnavailable and the
+// Client moves on (and starts at the member that accepted, next time). Every
+// member runs a liveness loop (period HeartbeatTimeout/5, within 10 ms..1 s)
+// that acts only while the member leads: it passes a read barrier, asks its
+// clustermap.Liveness for commands (Down for nodes silent longer than
+// HeartbeatTimeout, Up for Down nodes heard again) and proposes them, so
+// they are replicated like any command and survive a leader change. The
+// Liveness is not replicated: a member starts a fresh one for each term it
+// leads, so after a leader change every Up node gets a full HeartbeatTimeout
+// of grace. NB: a fresh clustermap.Liveness would count Down nodes as just
+// heard and bring them all back Up; seedLiveness records them as long silent
+// instead, so only a real heartbeat revives one. A heartbeat from a node not
+// in the map is recorded but answered CodeNotFound, so the node re-joins.
+//
+// # Wire formats
+//
+// Kinds (net user range; never renumber): 310 get-map, 311 apply-command, 312
+// heartbeat; 313-319 reserved. Error codes 310-319 as listed above. All
+// integers little-endian; every header body starts with version 1. Requests
+// have no payload.
+//
+// get-map request header (16 bytes):
+//
+//	0     1       2          4           8
+//	+-----+-------+----------+-----------+---------------+
+//	| ver | flags | reserved | wait ms   | after (epoch) |
+//	| u8  | u8    | u16 = 0  | u32       | u64           |
+//	+-----+-------+----------+-----------+---------------+
+//	flags: bit 0 linearizable (read barrier first); other bits 0
+//
+// apply-command request header (4 + n bytes; n >= 1, the whole header body
+// is at most net.MaxHeaderBytes):
+//
+//	0     1              4
+//	+-----+--------------+--------------------------------------+
+//	| ver | reserved     | clustermap command                   |
+//	| u8  | 3 × u8 = 0   | (AppendCommand's encoding, n bytes)  |
+//	+-----+--------------+--------------------------------------+
+//
+// heartbeat request header (16 bytes):
+//
+//	0     1                   8
+//	+-----+-------------------+-----------+
+//	| ver | reserved 7 × u8=0 | node id   |
+//	| u8  |                   | u64 != 0  |
+//	+-----+-------------------+-----------+
+//
+// Every successful reply (16-byte header, payload the map or nothing):
+//
+//	0     1       2          4           8
+//	+-----+-------+----------+-----------+---------------+
+//	| ver | flags | reserved | reserved  | epoch         |
+//	| u8  | u8    | u16 = 0  | u32 = 0   | u64           |
+//	+-----+-------+----------+-----------+---------------+
+//	flags: bit 0 map: the payload is the map in clustermap's encoding
+//	       (versioned, CRC32C-checksummed) and its epoch equals the
+//	       header's; other bits 0
+//	payload: the map when bit 0 is set, else empty
+//
+// Epoch is the epoch of the member's map when it answered. A get-map reply
+// without the map bit means "no newer map within the wait"; an apply reply
+// always carries the map; a heartbeat reply never does (its epoch lets a
+// node notice that its cached map is behind). Errors are net error
+// responses with the codes above and a message naming the member and the
+// cause. Every decoder returns an error wrapping ErrCorrupt that names what
+// was wrong; the client also checks the map's checksum (DecodeMap) and that
+// its epoch matches the header.
+//
+// # Concurrency
+//
+// Manager, StateMachine and Client are safe for concurrent use. The raft
+// group's Ready loop is the only writer of the map; RPC handlers read it and
+// wait on a channel that each change closes. Stop ends the liveness loop,
+// the raft member and the log; handlers still running answer
+// CodeUnavailable (or CodeAmbiguous for a proposal in flight).
+package manager
