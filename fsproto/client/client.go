@@ -1,0 +1,479 @@
+// Package client is weft's cluster chunk client: it reads and writes the
+// chunks of a data container on a replicated cluster, talking straight to
+// each PG's primary.
+//
+// # Using it
+//
+//	c, err := client.Dial(ctx, client.Config{Maps: mgr, ClusterID: "c1", KeyID: "k", Secret: s})
+//	ct, err := c.Container("db")
+//	res, err := ct.Write(ctx, inode, index, off, data)  // durable on every replica of the PG's epoch
+//	n, err := ct.Read(ctx, inode, index, off, p)        // io.EOF at the chunk's end
+//	op := ct.GoWrite(ctx, inode, index, off, data, done) // async, for deep queues
+//	c.Close()
+//
+// A Client and its Containers are safe for concurrent use.
+//
+// # How a request finds its node
+//
+// The client caches the cluster map (from a MapSource: the manager's
+// client, or anything with its Map method) and computes placement itself:
+// clustermap.Locate gives the chunk's PG, the PG's Replicas[0] its
+// primary, the map the primary's address. The request carries the PG and
+// its epoch (the chunk protocol of package fsproto, unchanged). No lookup
+// hop, no proxy.
+//
+// # Retries
+//
+// A request is retried, until its context ends, when the answer says the
+// client's map is behind or the node cannot serve it now: CodeStaleEpoch
+// (old epoch, or the node is not the primary), CodeUnavailable (the PG's
+// queue is full or a store failed), net's CodeShuttingDown, a connection
+// that failed or could not be made, or a PG without a primary. Before each
+// retry the client asks the MapSource for a map newer than the one it used,
+// waiting at most Config.RefreshWait, and backs off (exponentially, to
+// Config.BackoffMax) when no newer map came. A mutation keeps its
+// RequestID across retries, so the cluster applies it at most once (within
+// the bound of the PG's remembered ids; see fsproto/replication). Other
+// errors (not found, invalid, read-only key, no space, corrupt) are
+// returned at once, wrapping fsproto's sentinels and the *net.RemoteError.
+//
+// Invariant: a mutation is reported successful only when the PG's primary
+// answered it, which it does once the mutation is durable on every replica
+// of the current epoch.
+//
+// # Not done
+//
+//   - GoWrite and GoRead run one goroutine per operation (each retries on
+//     its own); a shared completion loop would save them.
+//   - Keys are not per container yet: the key given is used for every node.
+//   - The package imports fsproto, which links the engine (fsproto.ObjectID
+//     returns an engine.ObjectID); splitting fsproto's messages from its
+//     server would keep the engine out of client binaries.
+package client
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"sync/atomic"
+	"time"
+
+	"github.com/weftfs/weft/fsproto"
+	"github.com/weftfs/weft/fsproto/clustermap"
+	"github.com/weftfs/weft/net"
+)
+
+// MapSource hands out cluster maps: Map blocks until a map with Epoch >
+// after exists (after 0: the current one) or ctx ends. The manager's
+// client satisfies it. It must be safe for concurrent use.
+type MapSource interface {
+	Map(ctx context.Context, after uint64) (*clustermap.Map, error)
+}
+
+// Config configures a Client.
+type Config struct {
+	// Maps is where the client gets the cluster map. Required.
+	Maps MapSource
+	// ClusterID, KeyID and Secret authenticate the client to the nodes
+	// (see net.ClientConfig). Required unless Pool is given.
+	ClusterID, KeyID string
+	Secret           []byte
+	// Pool, if set, is used to reach the nodes instead of one the client
+	// makes; the caller then closes it.
+	Pool *net.Pool
+	// RefreshWait bounds the wait for a newer map before a retry.
+	// Default 500ms.
+	RefreshWait time.Duration
+	// BackoffMin and BackoffMax bound the wait between retries when no
+	// newer map came. Defaults 5ms and 200ms.
+	BackoffMin, BackoffMax time.Duration
+	// Logger receives client events. Default slog.Default().
+	Logger *slog.Logger
+}
+
+// Errors.
+var (
+	// ErrNoContainer: the map has no container of that name or id.
+	ErrNoContainer = errors.New("client: no such container")
+	// ErrClosed: the client was closed.
+	ErrClosed = errors.New("client: closed")
+	// errNoPrimary: the PG has no replica the map lets serve (retried).
+	errNoPrimary = errors.New("client: pg has no primary")
+)
+
+// Client reaches one cluster's data containers.
+type Client struct {
+	cfg     Config
+	pool    *net.Pool
+	ownPool bool
+	m       atomic.Pointer[clustermap.Map]
+	closed  atomic.Bool
+	log     *slog.Logger
+}
+
+// Dial validates cfg, fetches the current map and returns a client.
+func Dial(ctx context.Context, cfg Config) (*Client, error) {
+	var errs []error
+	if cfg.Maps == nil {
+		errs = append(errs, errors.New("client: Maps is nil"))
+	}
+	if cfg.Pool == nil && (cfg.ClusterID == "" || cfg.KeyID == "" || len(cfg.Secret) == 0) {
+		errs = append(errs, fmt.Errorf("client: ClusterID %q, KeyID %q and a Secret (%d bytes) are required without a Pool", cfg.ClusterID, cfg.KeyID, len(cfg.Secret)))
+	}
+	for _, d := range []struct {
+		name string
+		v    time.Duration
+	}{{"RefreshWait", cfg.RefreshWait}, {"BackoffMin", cfg.BackoffMin}, {"BackoffMax", cfg.BackoffMax}} {
+		if d.v < 0 {
+			errs = append(errs, fmt.Errorf("client: %s %v is negative", d.name, d.v))
+		}
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	if cfg.RefreshWait == 0 {
+		cfg.RefreshWait = 500 * time.Millisecond
+	}
+	if cfg.BackoffMin == 0 {
+		cfg.BackoffMin = 5 * time.Millisecond
+	}
+	if cfg.BackoffMax == 0 {
+		cfg.BackoffMax = 200 * time.Millisecond
+	}
+	cfg.BackoffMax = max(cfg.BackoffMax, cfg.BackoffMin)
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	m, err := cfg.Maps.Map(ctx, 0)
+	if err != nil {
+		return nil, fmt.Errorf("client: fetching the cluster map: %w", err)
+	}
+	if m == nil {
+		return nil, errors.New("client: the map source returned no map")
+	}
+	c := &Client{cfg: cfg, pool: cfg.Pool, log: cfg.Logger}
+	if c.pool == nil {
+		p, err := net.NewPool(net.PoolConfig{Client: net.ClientConfig{ClusterID: cfg.ClusterID, KeyID: cfg.KeyID,
+			Secret: cfg.Secret, Logger: cfg.Logger}})
+		if err != nil {
+			return nil, fmt.Errorf("client: %w", err)
+		}
+		c.pool, c.ownPool = p, true
+	}
+	c.m.Store(m)
+	return c, nil
+}
+
+// Map returns the client's current map.
+func (c *Client) Map() *clustermap.Map { return c.m.Load() }
+
+// Close closes the client's connections (not a Pool given in Config).
+// Operations in flight fail.
+func (c *Client) Close() error {
+	if c.closed.Swap(true) {
+		return nil
+	}
+	if c.ownPool {
+		return c.pool.Close()
+	}
+	return nil
+}
+
+// Container returns the container named name in the current map.
+func (c *Client) Container(name string) (*Container, error) {
+	ct, ok := c.m.Load().ContainerByName(name)
+	if !ok && c.refresh(context.Background(), c.m.Load().Epoch) {
+		ct, ok = c.m.Load().ContainerByName(name)
+	}
+	if !ok {
+		return nil, fmt.Errorf("%w: %q in map epoch %d", ErrNoContainer, name, c.m.Load().Epoch)
+	}
+	return &Container{c: c, id: ct.ID, name: ct.Name}, nil
+}
+
+// ContainerByID returns the container with the given id.
+func (c *Client) ContainerByID(id clustermap.ContainerID) (*Container, error) {
+	ct, ok := c.m.Load().Container(id)
+	if !ok {
+		return nil, fmt.Errorf("%w: id %d in map epoch %d", ErrNoContainer, id, c.m.Load().Epoch)
+	}
+	return &Container{c: c, id: ct.ID, name: ct.Name}, nil
+}
+
+// refresh waits (at most RefreshWait, and as long as ctx allows) for a
+// map newer than after and reports whether one came.
+func (c *Client) refresh(ctx context.Context, after uint64) bool {
+	ctx, cancel := context.WithTimeout(ctx, c.cfg.RefreshWait)
+	defer cancel()
+	m, err := c.cfg.Maps.Map(ctx, after)
+	if err != nil || m == nil || m.Epoch <= after {
+		return false
+	}
+	for {
+		cur := c.m.Load()
+		if cur.Epoch >= m.Epoch || c.m.CompareAndSwap(cur, m) {
+			return true
+		}
+	}
+}
+
+// headerFunc encodes a request's header for a PG (its id and epoch).
+type headerFunc func(b []byte, pg *clustermap.PG) []byte
+
+// call sends one request to the chunk's primary, retrying as the package
+// doc says. The caller owns the Response.
+func (c *Client) call(ctx context.Context, chunk fsproto.ChunkID, kind net.Kind, hdr headerFunc, payload []byte) (*net.Response, error) {
+	var hb [64]byte
+	backoff := c.cfg.BackoffMin
+	for {
+		if c.closed.Load() {
+			return nil, ErrClosed
+		}
+		m := c.m.Load()
+		resp, err := c.try(ctx, m, chunk, kind, hdr, hb[:0], payload)
+		if err == nil {
+			return resp, nil
+		}
+		if ctx.Err() != nil {
+			return nil, fmt.Errorf("%w (last error: %w)", ctx.Err(), err)
+		}
+		if !retryable(err) {
+			return nil, err
+		}
+		if c.refresh(ctx, m.Epoch) {
+			backoff = c.cfg.BackoffMin
+			continue
+		}
+		select {
+		case <-time.After(backoff):
+		case <-ctx.Done():
+			return nil, fmt.Errorf("%w (last error: %w)", ctx.Err(), err)
+		}
+		backoff = min(2*backoff, c.cfg.BackoffMax)
+	}
+}
+
+// try sends the request once, to the primary m names.
+func (c *Client) try(ctx context.Context, m *clustermap.Map, chunk fsproto.ChunkID, kind net.Kind, hdr headerFunc, hb, payload []byte) (*net.Response, error) {
+	pg, err := m.Locate(clustermap.ContainerID(chunk.Container), chunk.Inode, chunk.Index)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", fsproto.ErrUnknownContainer, err)
+	}
+	p := pg.Primary()
+	if p == 0 {
+		return nil, fmt.Errorf("%w: pg %d at epoch %d", errNoPrimary, pg.ID, pg.Epoch)
+	}
+	n, ok := m.Node(p)
+	if !ok {
+		return nil, fmt.Errorf("%w: primary %d of pg %d is not in map epoch %d", errNoPrimary, p, pg.ID, m.Epoch)
+	}
+	conn, err := c.pool.Get(ctx, n.Addr)
+	if err != nil {
+		return nil, fmt.Errorf("client: node %d at %s: %w", p, n.Addr, err)
+	}
+	resp, err := conn.Call(ctx, kind, hdr(hb, pg), payload)
+	if err != nil {
+		return nil, fmt.Errorf("client: node %d at %s: %w", p, n.Addr, err)
+	}
+	return resp, nil
+}
+
+var codeErrors = map[net.ErrorCode]error{
+	fsproto.CodeNotFound:         fsproto.ErrNotFound,
+	fsproto.CodeNoSpace:          fsproto.ErrNoSpace,
+	fsproto.CodeInvalid:          fsproto.ErrInvalid,
+	fsproto.CodeCorrupt:          fsproto.ErrCorrupt,
+	fsproto.CodeReadOnly:         fsproto.ErrReadOnly,
+	fsproto.CodeUnknownContainer: fsproto.ErrUnknownContainer,
+	fsproto.CodeStaleEpoch:       fsproto.ErrStaleEpoch,
+	fsproto.CodeBadMessage:       fsproto.ErrBadMessage,
+	fsproto.CodeUnavailable:      fsproto.ErrUnavailable,
+}
+
+// retryable reports whether err invites a retry (see the package doc).
+func retryable(err error) bool {
+	var re *net.RemoteError
+	if errors.As(err, &re) {
+		switch re.Code {
+		case fsproto.CodeStaleEpoch, fsproto.CodeUnavailable, net.CodeShuttingDown, fsproto.CodeUnknownContainer:
+			// An unknown container may be a node's map lagging ours;
+			// call gives up on it only through ctx.
+			return true
+		}
+		return false
+	}
+	switch {
+	case errors.Is(err, errNoPrimary), errors.Is(err, net.ErrConnClosed):
+		return true
+	case errors.Is(err, fsproto.ErrUnknownContainer), errors.Is(err, net.ErrPoolClosed), errors.Is(err, net.ErrTooLarge):
+		return false
+	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+		return false
+	}
+	// Dial failures (refused, reset, timeout): the node may be down.
+	return true
+}
+
+// opError wraps err with the operation and the chunk, and with fsproto's
+// sentinel for a chunk code.
+func opError(op string, chunk fsproto.ChunkID, err error) error {
+	var re *net.RemoteError
+	if errors.As(err, &re) {
+		if s, ok := codeErrors[re.Code]; ok {
+			return fmt.Errorf("client: %s %v: %w: %w", op, chunk, s, err)
+		}
+	}
+	return fmt.Errorf("client: %s %v: %w", op, chunk, err)
+}
+
+// Container is one data container of the cluster.
+type Container struct {
+	c    *Client
+	id   clustermap.ContainerID
+	name string
+}
+
+// ID returns the container's id.
+func (ct *Container) ID() clustermap.ContainerID { return ct.id }
+
+// Name returns the container's name.
+func (ct *Container) Name() string { return ct.name }
+
+func (ct *Container) chunk(inode, index uint64) (fsproto.ChunkID, error) {
+	ch := fsproto.ChunkID{Container: uint64(ct.id), Inode: inode, Index: index}
+	return ch, ch.Check()
+}
+
+// Write writes data at off of chunk (inode, index) under a fresh
+// RequestID, and returns once it is durable on every replica of the PG's
+// epoch. data must not change until Write returns.
+func (ct *Container) Write(ctx context.Context, inode, index uint64, off uint32, data []byte) (fsproto.WriteResult, error) {
+	return ct.SendWrite(ctx, inode, index, off, data, fsproto.NewRequestID())
+}
+
+// SendWrite is Write with a given RequestID: sending the same id again
+// (for the same chunk, offset and data) is a retry, applied at most once.
+func (ct *Container) SendWrite(ctx context.Context, inode, index uint64, off uint32, data []byte, rid fsproto.RequestID) (fsproto.WriteResult, error) {
+	ch, err := ct.chunk(inode, index)
+	if err != nil {
+		return fsproto.WriteResult{}, opError("write", ch, err)
+	}
+	if len(data) == 0 || len(data) > fsproto.MaxReadBytes {
+		return fsproto.WriteResult{}, opError("write", ch, fmt.Errorf("%w: %d bytes of data, want 1..%d", fsproto.ErrInvalid, len(data), fsproto.MaxReadBytes))
+	}
+	hdr := func(b []byte, pg *clustermap.PG) []byte {
+		return fsproto.AppendWrite(b, fsproto.Write{Chunk: ch, Off: off, PG: uint32(pg.ID), Epoch: pg.Epoch, RequestID: rid})
+	}
+	return ct.mutate(ctx, "write", ch, fsproto.KindWrite, hdr, data)
+}
+
+// Truncate sets the chunk's size under a fresh RequestID.
+func (ct *Container) Truncate(ctx context.Context, inode, index uint64, size uint32) (fsproto.WriteResult, error) {
+	ch, err := ct.chunk(inode, index)
+	if err != nil {
+		return fsproto.WriteResult{}, opError("truncate", ch, err)
+	}
+	rid := fsproto.NewRequestID()
+	hdr := func(b []byte, pg *clustermap.PG) []byte {
+		return fsproto.AppendTruncate(b, fsproto.Truncate{Chunk: ch, Size: size, PG: uint32(pg.ID), Epoch: pg.Epoch, RequestID: rid})
+	}
+	return ct.mutate(ctx, "truncate", ch, fsproto.KindTruncate, hdr, nil)
+}
+
+// Delete removes the chunk under a fresh RequestID; deleting a missing
+// chunk succeeds.
+func (ct *Container) Delete(ctx context.Context, inode, index uint64) (fsproto.WriteResult, error) {
+	ch, err := ct.chunk(inode, index)
+	if err != nil {
+		return fsproto.WriteResult{}, opError("delete", ch, err)
+	}
+	rid := fsproto.NewRequestID()
+	hdr := func(b []byte, pg *clustermap.PG) []byte {
+		return fsproto.AppendDelete(b, fsproto.Delete{Chunk: ch, PG: uint32(pg.ID), Epoch: pg.Epoch, RequestID: rid})
+	}
+	return ct.mutate(ctx, "delete", ch, fsproto.KindDelete, hdr, nil)
+}
+
+func (ct *Container) mutate(ctx context.Context, op string, ch fsproto.ChunkID, kind net.Kind, hdr headerFunc, data []byte) (fsproto.WriteResult, error) {
+	resp, err := ct.c.call(ctx, ch, kind, hdr, data)
+	if err != nil {
+		return fsproto.WriteResult{}, opError(op, ch, err)
+	}
+	defer resp.Release()
+	res, err := fsproto.DecodeWriteResult(resp.Header)
+	if err != nil {
+		return fsproto.WriteResult{}, opError(op, ch, err)
+	}
+	return res, nil
+}
+
+// Read reads into p from off of the chunk, as io.ReaderAt: n < len(p)
+// only with an error, io.EOF at the chunk's end. The read is served by
+// the PG's primary and is linearizable. len(p) is 1..fsproto.MaxReadBytes.
+func (ct *Container) Read(ctx context.Context, inode, index uint64, off uint32, p []byte) (int, error) {
+	ch, err := ct.chunk(inode, index)
+	if err != nil {
+		return 0, opError("read", ch, err)
+	}
+	if len(p) == 0 || len(p) > fsproto.MaxReadBytes {
+		return 0, opError("read", ch, fmt.Errorf("%w: read of %d bytes, want 1..%d", fsproto.ErrInvalid, len(p), fsproto.MaxReadBytes))
+	}
+	hdr := func(b []byte, pg *clustermap.PG) []byte {
+		return fsproto.AppendRead(b, fsproto.Read{Chunk: ch, Off: off, Len: uint32(len(p)), Epoch: pg.Epoch})
+	}
+	resp, err := ct.c.call(ctx, ch, fsproto.KindRead, hdr, nil)
+	if err != nil {
+		return 0, opError("read", ch, err)
+	}
+	defer resp.Release()
+	rr, err := fsproto.DecodeReadResult(resp.Header)
+	if err != nil {
+		return 0, opError("read", ch, err)
+	}
+	var data []byte
+	if resp.Payload != nil {
+		data = resp.Payload.Bytes()
+	}
+	if int(rr.N) != len(data) || len(data) > len(p) {
+		return 0, opError("read", ch, fmt.Errorf("%w: read result says %d bytes, payload has %d, asked %d", fsproto.ErrBadMessage, rr.N, len(data), len(p)))
+	}
+	n := copy(p, data)
+	if n < len(p) {
+		if !rr.EOF {
+			return n, opError("read", ch, fmt.Errorf("%w: short read of %d bytes without EOF", fsproto.ErrBadMessage, n))
+		}
+		return n, io.EOF
+	}
+	return n, nil
+}
+
+// GoWrite starts Write on its own goroutine and returns at once; the Op
+// is delivered on done (which must have buffer space; nil: a channel of
+// capacity 1 is made). data must not change until then.
+func (ct *Container) GoWrite(ctx context.Context, inode, index uint64, off uint32, data []byte, done chan *fsproto.Op) *fsproto.Op {
+	if done == nil {
+		done = make(chan *fsproto.Op, 1)
+	}
+	op := &fsproto.Op{Chunk: fsproto.ChunkID{Container: uint64(ct.id), Inode: inode, Index: index}, Done: done}
+	go func() {
+		op.Result, op.Err = ct.Write(ctx, inode, index, off, data)
+		op.Done <- op
+	}()
+	return op
+}
+
+// GoRead starts Read into p on its own goroutine (see GoWrite). p must
+// not be used until the Op is delivered.
+func (ct *Container) GoRead(ctx context.Context, inode, index uint64, off uint32, p []byte, done chan *fsproto.Op) *fsproto.Op {
+	if done == nil {
+		done = make(chan *fsproto.Op, 1)
+	}
+	op := &fsproto.Op{Chunk: fsproto.ChunkID{Container: uint64(ct.id), Inode: inode, Index: index}, Done: done}
+	go func() {
+		op.N, op.Err = ct.Read(ctx, inode, index, off, p)
+		op.Done <- op
+	}()
+	return op
+}

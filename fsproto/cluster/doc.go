@@ -1,0 +1,110 @@
+// Package cluster is the node side of weft's data replication on real
+// sockets: a DataServer runs one node's replication core
+// (fsproto/replication) over its engine, serves the chunk protocol to
+// clients through it, and carries the core's messages between nodes.
+//
+// # Using it
+//
+//	ds, err := cluster.NewDataServer(cluster.DataServerConfig{
+//		Node: id, Engine: eng, Maps: managers, Pool: clusterPool,
+//		OnCaughtUp: func(pg clustermap.PGID, epoch uint64) { managers.Apply(ctx, clustermap.CaughtUp{...}) },
+//	})
+//	ds.Register(mux)       // chunk kinds 256-259 and KindPeer (320) on the node's listener
+//	...
+//	st := ds.Status()      // per PG: role, phase, sync progress, bytes moved
+//	ds.Close()             // then close the pool and the engine
+//
+// NodeIDOf derives a node's id from its engine's superblock.
+//
+// # How it runs
+//
+// One goroutine (the loop) owns the replication.Node and is the only one
+// to Step it. Everything reaches it through bounded queues: client
+// operations from the chunk handlers, batches of peer messages from the
+// KindPeer handler, store completions from the EngineStore, newer maps
+// from a watcher goroutine that long-polls the MapSource, and a ticker's
+// Tick. The loop carries out the effects: Submit goes to the EngineStore,
+// Send to the peer's sender, Reply to the waiting handler, CaughtUp to
+// OnCaughtUp (on its own goroutine). The loop never blocks on the
+// network: a peer's sender goroutine batches that peer's messages into
+// one KindPeer call at a time, and a full queue drops messages (the core
+// retransmits on Tick).
+//
+// Views. Every map whose PG epoch changed for a PG this node is a replica
+// of becomes a ViewChange (PG epoch, replicas with [0] the primary,
+// backfilling ones); a PG this node left gets a view without it, so the
+// core stops acting in it (a deposed primary fails its pending operations
+// with ErrStaleEpoch).
+//
+// Client requests. A request is refused with fsproto.CodeStaleEpoch when
+// the node has no map yet, when its PG epoch is not the PG's in the node's
+// newest map, or when this node is not the PG's primary there; the client
+// then refreshes its map and retries with the same RequestID. Otherwise
+// it becomes a replication.ClientOp and the handler waits for its Reply:
+// ErrStaleEpoch and ErrNotPrimary (the core's view moved on) and Close
+// answer CodeStaleEpoch, ErrBusy and store failures CodeUnavailable,
+// a read of a missing chunk CodeNotFound. A mutation is answered only once
+// the core acknowledged it: durable on every replica of the PG's epoch.
+//
+// Zero copy and buffer ownership. A write's payload is read by net into a
+// pooled aligned buffer; the handler takes it and the loop hands the same
+// bytes to the core, which passes them to the local store and to the
+// forwards. A reference count per buffer (bufRef) keeps it until its last
+// user is done: the Reply, each store op whose data lies in it, and each
+// queued peer message carrying it. A received peer batch is handled the
+// same way: the messages' data alias the batch's buffer, which lives
+// until the store ops installing it completed. NB: a peer sender encodes
+// its batch into a fresh pooled buffer, which copies the data once per
+// peer; the replication codec would need to encode a message's fixed part
+// apart from its data to send the client's buffer itself.
+//
+// # Wire format: KindPeer (320)
+//
+// A one-way batch of replication messages from one node to another (the
+// response is empty; an error response says the batch was refused). The
+// header body names both ends so that a batch reaching a node through a
+// stale address is refused. Little-endian. On-wire: never renumber.
+//
+//	header body (24 bytes)
+//	+---------+---------+-------+------+-----+
+//	| version | rsvd =0 | count | from | to  |
+//	| u8 = 1  | [3]     | u32   | u64  | u64 |
+//	+---------+---------+-------+------+-----+
+//	count 1..PeerBatchMax, from and to non-zero
+//
+//	payload: count messages, each
+//	+-----+-------------------------------------------+
+//	| len | replication message (replication.AppendMsg) |
+//	| u32 | len bytes                                  |
+//	+-----+-------------------------------------------+
+//	no trailing bytes
+//
+// DecodePeerHeader and DecodePeerBatch check all of it; their errors wrap
+// ErrBadPeerBatch. The server answers a bad batch with
+// fsproto.CodeBadMessage, a batch for another node or sent without the
+// cluster key (DataServerConfig.PeerKeyID) with CodeNotForMe.
+//
+// # Status
+//
+// Status reports, per PG this node holds or held: the PG epoch and this
+// node's role, a phase, the primary's sync progress of each replica it
+// syncs (objects and bytes done/total), the sync bytes it sent, and the
+// distinct object states it installed from a sync (InstalledBytes: what a
+// returning replica lacked, as opposed to the whole PG).
+//
+// # Not done / known weak
+//
+//   - The core does not expose its phase (peering, syncing, active):
+//     Status infers it from the sync progress and cannot tell peering.
+//   - A restarted node must get a new PG epoch before it acts in its PGs
+//     (replication's integration requirement); the map does that when the
+//     node went Down in between, not when it restarted within the
+//     heartbeat timeout. The node process should report a restart to the
+//     managers (for instance by re-joining) before registering this
+//     server.
+//   - Container keys are not checked: any authenticated key may use any
+//     container (read-only keys are refused mutations).
+//   - Peer batches copy the data once per peer (see above), and the data
+//     of a received message is not 4096-aligned inside the batch, so the
+//     engine stages it.
+package cluster

@@ -1,0 +1,252 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/weftfs/weft/engine"
+	"github.com/weftfs/weft/fsproto"
+	"github.com/weftfs/weft/fsproto/clustermap"
+	"github.com/weftfs/weft/fsproto/replication"
+	"github.com/weftfs/weft/net"
+)
+
+// route checks a client request against the newest map: the container
+// exists, pg (when the request names one) is the chunk's PG, the request's
+// PG epoch is the PG's, and this node is its primary.
+func (s *DataServer) route(w *net.ResponseWriter, chunk fsproto.ChunkID, pg uint32, hasPG bool, epoch uint64) (clustermap.PGID, bool) {
+	m := s.latest.Load()
+	if m == nil || s.closing.Load() {
+		w.Error(fsproto.CodeStaleEpoch, "cluster: node has no map yet or is closing")
+		return 0, false
+	}
+	if _, ok := m.Container(clustermap.ContainerID(chunk.Container)); !ok {
+		w.Error(fsproto.CodeUnknownContainer, fmt.Sprintf("cluster: container %d is not in map epoch %d", chunk.Container, m.Epoch))
+		return 0, false
+	}
+	p, err := m.Locate(clustermap.ContainerID(chunk.Container), chunk.Inode, chunk.Index)
+	if err != nil {
+		w.Error(fsproto.CodeInvalid, fmt.Sprintf("cluster: locate %v: %v", chunk, err))
+		return 0, false
+	}
+	if hasPG && clustermap.PGID(pg) != p.ID {
+		w.Error(fsproto.CodeInvalid, fmt.Sprintf("cluster: chunk %v is in pg %d, request names pg %d", chunk, p.ID, pg))
+		return 0, false
+	}
+	if epoch != p.Epoch {
+		w.Error(fsproto.CodeStaleEpoch, fmt.Sprintf("cluster: pg %d is at epoch %d (map %d), request has %d", p.ID, p.Epoch, m.Epoch, epoch))
+		return 0, false
+	}
+	if p.Primary() != s.cfg.Node {
+		w.Error(fsproto.CodeStaleEpoch, fmt.Sprintf("cluster: node %d is not the primary of pg %d at epoch %d (%d is)", s.cfg.Node, p.ID, p.Epoch, p.Primary()))
+		return 0, false
+	}
+	return p.ID, true
+}
+
+// do hands op to the loop and waits for its Reply. ref, if set, is the
+// write's payload: the loop releases it when the core is done with it.
+func (s *DataServer) do(ctx context.Context, op replication.ClientOp, ref *bufRef) (replication.Reply, bool) {
+	r := &clientReq{op: op, ref: ref, done: make(chan replication.Reply, 1)}
+	select {
+	case s.ops <- r:
+	case <-s.ctx.Done():
+		if ref != nil {
+			ref.dec()
+		}
+		return replication.Reply{Err: errClosing}, true
+	case <-ctx.Done():
+		// The connection is gone: nobody would read the answer.
+		if ref != nil {
+			ref.dec()
+		}
+		return replication.Reply{}, false
+	}
+	select {
+	case rep := <-r.done:
+		return rep, true
+	case <-s.closed:
+		// Close drained the queue; r may have been put in it after.
+		select {
+		case rep := <-r.done:
+			return rep, true
+		default:
+			return replication.Reply{Err: errClosing}, true
+		}
+	case <-ctx.Done():
+		return replication.Reply{}, false
+	}
+}
+
+// replyError answers a failed operation with the chunk protocol's code.
+func replyError(w *net.ResponseWriter, op string, chunk fsproto.ChunkID, err error) {
+	code := fsproto.CodeUnavailable
+	switch {
+	case errors.Is(err, replication.ErrStaleEpoch), errors.Is(err, replication.ErrNotPrimary), errors.Is(err, errClosing):
+		// Not acknowledged; the client refreshes its map and retries
+		// with the same request id.
+		code = fsproto.CodeStaleEpoch
+	case errors.Is(err, replication.ErrInvalid), errors.Is(err, engine.ErrInvalid):
+		code = fsproto.CodeInvalid
+	case errors.Is(err, engine.ErrNoSpace):
+		code = fsproto.CodeNoSpace
+	case errors.Is(err, engine.ErrCorrupt):
+		code = fsproto.CodeCorrupt
+	}
+	// ErrBusy and store failures: CodeUnavailable (a store failure may
+	// have applied the mutation on some replicas; a retry with the same
+	// request id is the way to find out).
+	w.Error(code, fmt.Sprintf("cluster: %s %v: %v", op, chunk, err))
+}
+
+func (s *DataServer) mutation(ctx context.Context, w *net.ResponseWriter, op replication.ClientOp, ref *bufRef, name string, chunk fsproto.ChunkID) {
+	rep, ok := s.do(ctx, op, ref)
+	if !ok {
+		w.Error(fsproto.CodeStaleEpoch, "cluster: connection closed")
+		return
+	}
+	if rep.Err != nil {
+		replyError(w, name, chunk, rep.Err)
+		return
+	}
+	var hb [16]byte
+	// NB: Version is 0: replicas number versions independently, the PG
+	// seq is what the cluster agrees on.
+	w.Reply(fsproto.AppendWriteResult(hb[:0], fsproto.WriteResult{PGSeq: rep.Seq}), nil, nil)
+}
+
+func (s *DataServer) serveWrite(ctx context.Context, req *net.Request, w *net.ResponseWriter) {
+	m, err := fsproto.DecodeWrite(req.Header)
+	if err != nil {
+		w.Error(fsproto.CodeBadMessage, err.Error())
+		return
+	}
+	if req.Peer.ReadOnly {
+		w.Error(fsproto.CodeReadOnly, "cluster: write with a read-only key")
+		return
+	}
+	if req.Payload == nil || req.Payload.Len() == 0 {
+		w.Error(fsproto.CodeInvalid, "cluster: write without data")
+		return
+	}
+	pg, ok := s.route(w, m.Chunk, m.PG, true, m.Epoch)
+	if !ok {
+		return
+	}
+	buf := req.TakePayload()
+	op := replication.ClientOp{PG: uint32(pg), Kind: replication.OpWrite, RequestID: m.RequestID,
+		Object: fsproto.ObjectID(m.Chunk), Off: uint64(m.Off), Data: buf.Bytes()}
+	s.mutation(ctx, w, op, newRef(buf), "write", m.Chunk)
+}
+
+func (s *DataServer) serveTruncate(ctx context.Context, req *net.Request, w *net.ResponseWriter) {
+	m, err := fsproto.DecodeTruncate(req.Header)
+	if err != nil {
+		w.Error(fsproto.CodeBadMessage, err.Error())
+		return
+	}
+	if req.Peer.ReadOnly {
+		w.Error(fsproto.CodeReadOnly, "cluster: truncate with a read-only key")
+		return
+	}
+	pg, ok := s.route(w, m.Chunk, m.PG, true, m.Epoch)
+	if !ok {
+		return
+	}
+	op := replication.ClientOp{PG: uint32(pg), Kind: replication.OpTruncate, RequestID: m.RequestID,
+		Object: fsproto.ObjectID(m.Chunk), Size: uint64(m.Size)}
+	s.mutation(ctx, w, op, nil, "truncate", m.Chunk)
+}
+
+func (s *DataServer) serveDelete(ctx context.Context, req *net.Request, w *net.ResponseWriter) {
+	m, err := fsproto.DecodeDelete(req.Header)
+	if err != nil {
+		w.Error(fsproto.CodeBadMessage, err.Error())
+		return
+	}
+	if req.Peer.ReadOnly {
+		w.Error(fsproto.CodeReadOnly, "cluster: delete with a read-only key")
+		return
+	}
+	pg, ok := s.route(w, m.Chunk, m.PG, true, m.Epoch)
+	if !ok {
+		return
+	}
+	op := replication.ClientOp{PG: uint32(pg), Kind: replication.OpDelete, RequestID: m.RequestID,
+		Object: fsproto.ObjectID(m.Chunk)}
+	s.mutation(ctx, w, op, nil, "delete", m.Chunk)
+}
+
+func (s *DataServer) serveRead(ctx context.Context, req *net.Request, w *net.ResponseWriter) {
+	m, err := fsproto.DecodeRead(req.Header)
+	if err != nil {
+		w.Error(fsproto.CodeBadMessage, err.Error())
+		return
+	}
+	pg, ok := s.route(w, m.Chunk, 0, false, m.Epoch)
+	if !ok {
+		return
+	}
+	op := replication.ClientOp{PG: uint32(pg), Kind: replication.OpRead, Object: fsproto.ObjectID(m.Chunk),
+		Off: uint64(m.Off), Len: int(m.Len)}
+	rep, ok := s.do(ctx, op, nil)
+	if !ok {
+		w.Error(fsproto.CodeStaleEpoch, "cluster: connection closed")
+		return
+	}
+	switch {
+	case rep.Err != nil:
+		replyError(w, "read", m.Chunk, rep.Err)
+		return
+	case rep.NotFound:
+		w.Error(fsproto.CodeNotFound, fmt.Sprintf("cluster: read %v: no such chunk", m.Chunk))
+		return
+	}
+	var hb [8]byte
+	// The store read into a buffer of its own that nothing else holds:
+	// the response is sent from it without a copy.
+	hdr := fsproto.AppendReadResult(hb[:0], fsproto.ReadResult{N: uint32(len(rep.Data)), EOF: rep.EOF})
+	var payload [][]byte
+	if len(rep.Data) > 0 {
+		payload = [][]byte{rep.Data}
+	}
+	w.Reply(hdr, payload, nil)
+}
+
+// servePeer takes a batch of replication messages from another node. It
+// is one-way: the answer only says the batch was taken (or dropped,
+// which the core's retransmission tolerates).
+func (s *DataServer) servePeer(ctx context.Context, req *net.Request, w *net.ResponseWriter) {
+	if s.cfg.PeerKeyID != "" && req.Peer.KeyID != s.cfg.PeerKeyID {
+		w.Error(CodeNotForMe, fmt.Sprintf("cluster: peer batch with key %q, want the cluster key", req.Peer.KeyID))
+		return
+	}
+	h, err := DecodePeerHeader(req.Header)
+	if err != nil {
+		w.Error(fsproto.CodeBadMessage, err.Error())
+		return
+	}
+	if h.To != s.cfg.Node {
+		w.Error(CodeNotForMe, fmt.Sprintf("cluster: peer batch for node %d reached node %d", h.To, s.cfg.Node))
+		return
+	}
+	if req.Payload == nil {
+		w.Error(fsproto.CodeBadMessage, fmt.Sprintf("%v: no payload for %d messages", ErrBadPeerBatch, h.Count))
+		return
+	}
+	buf := req.TakePayload()
+	msgs, err := DecodePeerBatch(make([]replication.Msg, 0, h.Count), buf.Bytes(), h.Count)
+	if err != nil {
+		buf.Release()
+		w.Error(fsproto.CodeBadMessage, fmt.Sprintf("from node %d: %v", h.From, err))
+		return
+	}
+	b := &peerBatch{from: uint64(h.From), msgs: msgs, ref: newRef(buf)}
+	select {
+	case s.recv <- b:
+	default:
+		b.ref.dec() // the loop is behind: drop, the sender retransmits
+	}
+	w.Reply(nil, nil, nil)
+}

@@ -1,0 +1,662 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+	"unsafe"
+
+	"github.com/weftfs/weft/engine"
+	"github.com/weftfs/weft/fsproto"
+	"github.com/weftfs/weft/fsproto/clustermap"
+	"github.com/weftfs/weft/fsproto/replication"
+	"github.com/weftfs/weft/net"
+)
+
+// MapSource hands out cluster maps. Map blocks until a map with Epoch >
+// after exists (after 0: the current map) and returns it, or fails when
+// ctx ends. The manager's client satisfies it; tests publish maps they
+// build with clustermap. Implementations must be safe for concurrent use.
+type MapSource interface {
+	Map(ctx context.Context, after uint64) (*clustermap.Map, error)
+}
+
+// DataServerConfig configures a DataServer.
+type DataServerConfig struct {
+	// Node is this node's id in the map. Required.
+	Node clustermap.NodeID
+	// Engine stores this node's replicas. Required; the caller keeps
+	// owning it and closes it after the DataServer.
+	Engine *engine.Engine
+	// Maps is where the server learns the cluster map. Required.
+	Maps MapSource
+	// Pool reaches peers at their map addresses (KindPeer batches). It
+	// should authenticate with the cluster key. Required; the caller
+	// closes it after the DataServer.
+	Pool *net.Pool
+	// OnCaughtUp is called, on its own goroutine, when this node finished
+	// backfilling pg as of the PG epoch; the node turns it into the map's
+	// CaughtUp command. May be nil.
+	OnCaughtUp func(pg clustermap.PGID, epoch uint64)
+	// Replication tunes the core; its ID is set from Node.
+	Replication replication.Config
+	// TickInterval is the period of the core's Tick (retransmission and
+	// sync throttle). Default 20ms.
+	TickInterval time.Duration
+	// PeerKeyID, when set, is the only key id KindPeer batches are
+	// accepted from (the cluster key); "" accepts any authenticated key.
+	PeerKeyID string
+	// QueueMax bounds the client operations and the peer batches waiting
+	// for the loop, and the messages waiting per peer. Default 4096.
+	QueueMax int
+	// Logger receives server events. Default slog.Default().
+	Logger *slog.Logger
+}
+
+// Defaults.
+const (
+	TickIntervalDefault = 20 * time.Millisecond
+	QueueMaxDefault     = 4096
+	// peerCallTimeout bounds one KindPeer call: a peer that does not take
+	// a batch in that time loses it (the core retransmits).
+	peerCallTimeout = 2 * time.Second
+)
+
+// Role is what this node is in a PG.
+type Role uint8
+
+// Roles.
+const (
+	RoleNone        Role = iota // not a replica (left the PG)
+	RolePrimary                 // Replicas[0]
+	RoleReplica                 // a caught-up replica
+	RoleBackfilling             // a replica still copying the PG's data
+)
+
+func (r Role) String() string {
+	switch r {
+	case RoleNone:
+		return "none"
+	case RolePrimary:
+		return "primary"
+	case RoleReplica:
+		return "replica"
+	case RoleBackfilling:
+		return "backfilling"
+	}
+	return fmt.Sprintf("Role(%d)", r)
+}
+
+// PGStatus is the state of one PG on this node, for `weft status`.
+type PGStatus struct {
+	PG    clustermap.PGID
+	Epoch uint64 // the PG epoch of the last view handed to the core
+	Role  Role
+	// Phase is "active" for a primary whose caught-up replicas are all
+	// reconciled, "syncing" while one is not (or while peering: the core
+	// does not tell the two apart yet), "caught-up" for a replica that
+	// finished its backfill, "backfilling" before that, "" otherwise.
+	Phase string
+	// Syncs is the primary's sync progress of each replica it syncs.
+	Syncs []replication.Progress
+	// SyncBytesSent counts the object bytes this node sent as primary to
+	// sync replicas of the PG (resends included).
+	SyncBytesSent int64
+	// InstalledObjects and InstalledBytes count the distinct object
+	// states (object, seq) this node installed from its primary's sync:
+	// the data it was missing.
+	InstalledObjects int64
+	InstalledBytes   int64
+	// InstallRate is InstalledBytes per second since the first install of
+	// the current backfill (0 when none).
+	InstallRate float64
+}
+
+// DataServer is the node side of replication: it serves the chunk
+// protocol (kinds 256-259) through the replication core and carries the
+// core's messages between nodes (KindPeer). See the package doc.
+type DataServer struct {
+	cfg   DataServerConfig
+	me    uint64
+	log   *slog.Logger
+	node  *replication.Node
+	store *replication.EngineStore
+
+	latest atomic.Pointer[clustermap.Map]
+	mapc   chan struct{} // a newer map is in latest
+
+	ops    chan *clientReq
+	recv   chan *peerBatch
+	done   chan replication.StoreResult
+	status chan chan []PGStatus
+
+	ctx     context.Context
+	cancel  context.CancelFunc
+	loopWG  sync.WaitGroup // the loop and the map watcher
+	sendWG  sync.WaitGroup // peer senders
+	cbWG    sync.WaitGroup // OnCaughtUp calls
+	closed  chan struct{}  // closed when the loop exited
+	closing atomic.Bool
+
+	peersMu sync.Mutex
+	peers   map[uint64]*peerSender
+
+	// Loop state: touched only by the loop goroutine.
+	token    uint64
+	pending  map[uint64]*clientReq
+	dataRefs map[*byte]*bufRef
+	opRefs   map[uint64]*bufRef
+	installs map[uint64]installOp
+	views    map[clustermap.PGID]uint64
+	pgs      map[clustermap.PGID]*pgState
+}
+
+type pgState struct {
+	epoch       uint64
+	role        Role
+	caughtUp    uint64 // epoch of the last CaughtUp emitted
+	syncSent    int64
+	installed   map[installKey]struct{}
+	instObjs    int64
+	instBytes   int64
+	instStarted time.Time
+}
+
+type installKey struct {
+	obj engine.ObjectID
+	seq uint64
+}
+
+type installOp struct {
+	pg  clustermap.PGID
+	key installKey
+	n   int
+}
+
+// clientReq is one client operation waiting for its Reply.
+type clientReq struct {
+	op   replication.ClientOp
+	ref  *bufRef // a write's payload, nil otherwise
+	done chan replication.Reply
+}
+
+// peerBatch is one received KindPeer batch.
+type peerBatch struct {
+	from uint64
+	msgs []replication.Msg
+	ref  *bufRef
+}
+
+// bufRef counts the users of a received payload buffer: the request
+// (until its Reply, or until its batch was stepped), each store op whose
+// data lies in it, each queued peer message carrying it. The last user
+// releases it.
+type bufRef struct {
+	buf *net.Buffer
+	n   atomic.Int32
+}
+
+func newRef(b *net.Buffer) *bufRef {
+	r := &bufRef{buf: b}
+	r.n.Store(1)
+	return r
+}
+
+func (r *bufRef) inc() { r.n.Add(1) }
+
+func (r *bufRef) dec() {
+	switch n := r.n.Add(-1); {
+	case n == 0:
+		r.buf.Release()
+	case n < 0:
+		panic(fmt.Sprintf("cluster: buffer reference count %d", n))
+	}
+}
+
+var errClosing = errors.New("cluster: data server closing")
+
+// NewDataServer validates cfg and starts the server's loop and map
+// watcher. Register its handlers on the node's mux, and Close it before
+// the engine and the pool.
+func NewDataServer(cfg DataServerConfig) (*DataServer, error) {
+	var errs []error
+	if cfg.Node == 0 {
+		errs = append(errs, errors.New("cluster: Node is 0; give this node's id in the map"))
+	}
+	if cfg.Engine == nil {
+		errs = append(errs, errors.New("cluster: Engine is nil"))
+	}
+	if cfg.Maps == nil {
+		errs = append(errs, errors.New("cluster: Maps is nil"))
+	}
+	if cfg.Pool == nil {
+		errs = append(errs, errors.New("cluster: Pool is nil"))
+	}
+	if cfg.TickInterval < 0 {
+		errs = append(errs, fmt.Errorf("cluster: TickInterval %v is negative", cfg.TickInterval))
+	}
+	if cfg.QueueMax < 0 {
+		errs = append(errs, fmt.Errorf("cluster: QueueMax %d is negative", cfg.QueueMax))
+	}
+	rc := cfg.Replication
+	rc.ID = uint64(cfg.Node)
+	node, err := replication.NewNode(rc)
+	if err != nil && cfg.Node != 0 {
+		errs = append(errs, err)
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	if cfg.TickInterval == 0 {
+		cfg.TickInterval = TickIntervalDefault
+	}
+	if cfg.QueueMax == 0 {
+		cfg.QueueMax = QueueMaxDefault
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	s := &DataServer{
+		cfg: cfg, me: uint64(cfg.Node), log: cfg.Logger.With("node", uint64(cfg.Node)), node: node,
+		store:    replication.NewEngineStore(cfg.Engine),
+		mapc:     make(chan struct{}, 1),
+		ops:      make(chan *clientReq, cfg.QueueMax),
+		recv:     make(chan *peerBatch, cfg.QueueMax),
+		done:     make(chan replication.StoreResult, 1024),
+		status:   make(chan chan []PGStatus),
+		closed:   make(chan struct{}),
+		peers:    map[uint64]*peerSender{},
+		pending:  map[uint64]*clientReq{},
+		dataRefs: map[*byte]*bufRef{},
+		opRefs:   map[uint64]*bufRef{},
+		installs: map[uint64]installOp{},
+		views:    map[clustermap.PGID]uint64{},
+		pgs:      map[clustermap.PGID]*pgState{},
+	}
+	s.ctx, s.cancel = context.WithCancel(context.Background())
+	s.loopWG.Add(2)
+	go s.watch()
+	go s.loop()
+	return s, nil
+}
+
+// Register registers the chunk kinds (256-259) and KindPeer on mux.
+func (s *DataServer) Register(mux *net.ServeMux) {
+	mux.HandleFunc(fsproto.KindWrite, s.serveWrite)
+	mux.HandleFunc(fsproto.KindRead, s.serveRead)
+	mux.HandleFunc(fsproto.KindTruncate, s.serveTruncate)
+	mux.HandleFunc(fsproto.KindDelete, s.serveDelete)
+	mux.HandleFunc(KindPeer, s.servePeer)
+}
+
+// Close stops the server: client operations still pending are answered
+// with CodeStaleEpoch (retry with the same request id, after a map
+// refresh), the loop, watcher and peer senders end, and the store's
+// operations in flight complete. Requests arriving afterwards get
+// CodeStaleEpoch too. Close is safe to call more than once.
+func (s *DataServer) Close() error {
+	if s.closing.Swap(true) {
+		<-s.closed
+		return nil
+	}
+	s.cancel()
+	s.loopWG.Wait()
+	// The loop is gone: store completions are dropped, so wait for the
+	// engine to stop using the buffers before releasing them.
+	s.store.Close()
+	for len(s.done) > 0 {
+		<-s.done
+	}
+	for id, r := range s.opRefs {
+		delete(s.opRefs, id)
+		r.dec()
+	}
+	s.peersMu.Lock()
+	for _, p := range s.peers {
+		close(p.q)
+	}
+	s.peersMu.Unlock()
+	s.sendWG.Wait()
+	s.cbWG.Wait()
+	close(s.closed)
+	return nil
+}
+
+// Status returns the state of every PG this node holds or held, sorted
+// by PG. It returns nil once the server is closed.
+func (s *DataServer) Status() []PGStatus {
+	c := make(chan []PGStatus, 1)
+	select {
+	case s.status <- c:
+		return <-c
+	case <-s.ctx.Done():
+		return nil
+	}
+}
+
+// Map returns the newest map the server knows, or nil before the first.
+func (s *DataServer) Map() *clustermap.Map { return s.latest.Load() }
+
+// watch follows the map source and hands newer maps to the loop.
+func (s *DataServer) watch() {
+	defer s.loopWG.Done()
+	var after uint64
+	backoff := 10 * time.Millisecond
+	for {
+		m, err := s.cfg.Maps.Map(s.ctx, after)
+		if s.ctx.Err() != nil {
+			return
+		}
+		if err != nil {
+			s.log.Debug("map watch failed", "err", err)
+			select {
+			case <-time.After(backoff):
+			case <-s.ctx.Done():
+				return
+			}
+			backoff = min(2*backoff, time.Second)
+			continue
+		}
+		backoff = 10 * time.Millisecond
+		if m == nil || (after != 0 && m.Epoch <= after) {
+			continue
+		}
+		after = m.Epoch
+		s.latest.Store(m)
+		select {
+		case s.mapc <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// loop owns the replication core.
+func (s *DataServer) loop() {
+	defer s.loopWG.Done()
+	tick := time.NewTicker(s.cfg.TickInterval)
+	defer tick.Stop()
+	for {
+		select {
+		case <-s.ctx.Done():
+			s.shutdown()
+			return
+		case r := <-s.ops:
+			s.token++
+			r.op.Token = s.token
+			s.pending[r.op.Token] = r
+			if r.ref != nil {
+				s.dataRefs[dataPtr(r.op.Data)] = r.ref
+			}
+			s.handle(s.node.Step(r.op))
+		case b := <-s.recv:
+			s.stepBatch(b)
+		case res := <-s.done:
+			s.handle(s.node.Step(replication.StoreDone{Result: res}))
+			if r := s.opRefs[res.ID]; r != nil {
+				delete(s.opRefs, res.ID)
+				r.dec()
+			}
+			if in, ok := s.installs[res.ID]; ok {
+				delete(s.installs, res.ID)
+				if res.Err == nil && !res.Skipped {
+					s.countInstall(in)
+				}
+			}
+		case <-s.mapc:
+			s.applyMap(s.latest.Load())
+		case <-tick.C:
+			s.handle(s.node.Step(replication.Tick{}))
+		case c := <-s.status:
+			c <- s.buildStatus()
+		}
+	}
+}
+
+// shutdown fails every pending client operation and drops what is queued.
+func (s *DataServer) shutdown() {
+	for tok := range s.pending {
+		s.reply(replication.Reply{Token: tok, Err: errClosing})
+	}
+	for {
+		select {
+		case r := <-s.ops:
+			if r.ref != nil {
+				r.ref.dec()
+			}
+			r.done <- replication.Reply{Err: errClosing}
+		case b := <-s.recv:
+			b.ref.dec()
+		default:
+			return
+		}
+	}
+}
+
+func (s *DataServer) stepBatch(b *peerBatch) {
+	for i := range b.msgs {
+		if d := b.msgs[i].Data; len(d) > 0 {
+			s.dataRefs[dataPtr(d)] = b.ref
+		}
+	}
+	for i := range b.msgs {
+		s.handle(s.node.Step(replication.Receive{From: b.from, Msg: b.msgs[i]}))
+	}
+	for i := range b.msgs {
+		if d := b.msgs[i].Data; len(d) > 0 {
+			delete(s.dataRefs, dataPtr(d))
+		}
+	}
+	b.ref.dec()
+}
+
+// handle carries out the core's effects. It never blocks: peer messages
+// that find their queue full are dropped (the core retransmits).
+func (s *DataServer) handle(effects []replication.Effect) {
+	for _, e := range effects {
+		switch e := e.(type) {
+		case replication.Send:
+			s.send(e)
+		case replication.Submit:
+			s.submit(e.Op)
+		case replication.Reply:
+			s.reply(e)
+		case replication.CaughtUp:
+			s.caughtUp(e)
+		case replication.Progress:
+			// Status asks the core for progress when it is wanted.
+		default:
+			panic(fmt.Sprintf("cluster: unknown effect %T", e))
+		}
+	}
+}
+
+func (s *DataServer) submit(op replication.StoreOp) {
+	if len(op.Data) > 0 {
+		if r := s.dataRefs[dataPtr(op.Data)]; r != nil {
+			r.inc()
+			s.opRefs[op.ID] = r
+		}
+	}
+	if op.Kind == replication.StoreInstall {
+		s.installs[op.ID] = installOp{pg: clustermap.PGID(op.PG), key: installKey{op.Object, op.Seq}, n: len(op.Data)}
+	}
+	s.store.Submit(op, func(r replication.StoreResult) {
+		select {
+		case s.done <- r:
+		case <-s.ctx.Done():
+		}
+	})
+}
+
+func (s *DataServer) reply(e replication.Reply) {
+	r := s.pending[e.Token]
+	if r == nil {
+		return
+	}
+	delete(s.pending, e.Token)
+	if r.ref != nil {
+		delete(s.dataRefs, dataPtr(r.op.Data))
+		r.ref.dec()
+	}
+	r.done <- e
+}
+
+func (s *DataServer) caughtUp(e replication.CaughtUp) {
+	st := s.pg(clustermap.PGID(e.PG))
+	st.caughtUp = e.Epoch
+	if s.cfg.OnCaughtUp == nil {
+		return
+	}
+	s.cbWG.Add(1)
+	go func() {
+		defer s.cbWG.Done()
+		s.cfg.OnCaughtUp(clustermap.PGID(e.PG), e.Epoch)
+	}()
+}
+
+func (s *DataServer) pg(id clustermap.PGID) *pgState {
+	st := s.pgs[id]
+	if st == nil {
+		st = &pgState{installed: map[installKey]struct{}{}}
+		s.pgs[id] = st
+	}
+	return st
+}
+
+func (s *DataServer) countInstall(in installOp) {
+	st := s.pg(in.pg)
+	if _, ok := st.installed[in.key]; ok {
+		return
+	}
+	if len(st.installed) == 0 {
+		st.instStarted = time.Now()
+	}
+	st.installed[in.key] = struct{}{}
+	st.instObjs++
+	st.instBytes += int64(in.n)
+}
+
+// applyMap hands the core a view of every PG whose epoch changed: those
+// this node is a replica of, and those it just left (a view without it).
+func (s *DataServer) applyMap(m *clustermap.Map) {
+	if m == nil {
+		return
+	}
+	mine := m.PGsOfNode(s.cfg.Node)
+	in := make(map[clustermap.PGID]bool, len(mine))
+	for _, id := range mine {
+		in[id] = true
+		pg, _ := m.PG(id)
+		if e, ok := s.views[id]; ok && e == pg.Epoch {
+			continue
+		}
+		s.views[id] = pg.Epoch
+		st := s.pg(id)
+		st.epoch = pg.Epoch
+		switch {
+		case pg.Primary() == s.cfg.Node:
+			st.role = RolePrimary
+		case pg.IsBackfilling(s.cfg.Node):
+			st.role = RoleBackfilling
+			st.installed = map[installKey]struct{}{}
+		default:
+			st.role = RoleReplica
+		}
+		s.handle(s.node.Step(replication.ViewChange{View: viewOf(pg)}))
+	}
+	for id := range s.views {
+		if in[id] {
+			continue
+		}
+		delete(s.views, id)
+		v := replication.View{PG: uint32(id), Epoch: m.Epoch}
+		if pg, ok := m.PG(id); ok {
+			v = viewOf(pg)
+		}
+		st := s.pg(id)
+		st.epoch, st.role = v.Epoch, RoleNone
+		s.handle(s.node.Step(replication.ViewChange{View: v}))
+	}
+}
+
+// dataPtr identifies a buffer by its first byte: payload buffers are
+// tracked by the slice the core is handed, which starts there.
+func dataPtr(b []byte) *byte { return unsafe.SliceData(b) }
+
+func viewOf(pg *clustermap.PG) replication.View {
+	v := replication.View{PG: uint32(pg.ID), Epoch: pg.Epoch, Replicas: make([]uint64, len(pg.Replicas))}
+	for i, id := range pg.Replicas {
+		v.Replicas[i] = uint64(id)
+	}
+	for _, id := range pg.Backfilling {
+		v.Backfilling = append(v.Backfilling, uint64(id))
+	}
+	return v
+}
+
+func (s *DataServer) buildStatus() []PGStatus {
+	prog := s.node.Progress()
+	var out []PGStatus
+	for _, id := range sortedPGs(s.pgs) {
+		st := s.pgs[id]
+		ps := PGStatus{PG: id, Epoch: st.epoch, Role: st.role, SyncBytesSent: st.syncSent,
+			InstalledObjects: st.instObjs, InstalledBytes: st.instBytes}
+		for _, p := range prog {
+			if clustermap.PGID(p.PG) == id {
+				ps.Syncs = append(ps.Syncs, p)
+			}
+		}
+		switch st.role {
+		case RolePrimary:
+			ps.Phase = "active"
+			for _, p := range ps.Syncs {
+				if !p.Done && !s.backfilling(id, p.Replica) {
+					ps.Phase = "syncing"
+				}
+			}
+		case RoleBackfilling:
+			ps.Phase = "backfilling"
+			if st.caughtUp == st.epoch {
+				ps.Phase = "caught-up"
+			}
+		case RoleReplica:
+			ps.Phase = "caught-up"
+		}
+		if el := time.Since(st.instStarted); st.instBytes > 0 && el > 0 {
+			ps.InstallRate = float64(st.instBytes) / el.Seconds()
+		}
+		out = append(out, ps)
+	}
+	return out
+}
+
+func (s *DataServer) backfilling(id clustermap.PGID, node uint64) bool {
+	m := s.latest.Load()
+	if m == nil {
+		return false
+	}
+	pg, ok := m.PG(id)
+	return ok && pg.IsBackfilling(clustermap.NodeID(node))
+}
+
+func sortedPGs(m map[clustermap.PGID]*pgState) []clustermap.PGID {
+	return slices.Sorted(maps.Keys(m))
+}
+
+// NodeIDOf returns the node id of the process owning the device with
+// superblock uuid u: its first 8 bytes, little-endian, with the top bit
+// cleared; 0 (invalid) becomes 1. It is stable across restarts and, as
+// the uuid is random, unique per device in practice.
+func NodeIDOf(u engine.UUID) clustermap.NodeID {
+	id := le.Uint64(u[:8]) &^ (1 << 63)
+	if id == 0 {
+		id = 1
+	}
+	return clustermap.NodeID(id)
+}
