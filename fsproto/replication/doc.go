@@ -114,7 +114,13 @@
 //	+---------+------+---------+------+-------+
 //
 //	PeerQuery, SyncDone, SyncDoneAck, Stale: no body
-//	PeerInfo (max seq), ForwardAck (seq), ReadCheck, ReadCheckAck (round): u64
+//	ForwardAck (seq), ReadCheck, ReadCheckAck (round): u64
+//
+//	PeerInfo (24 bytes)
+//	+---------+------+--------+---------+
+//	| max seq | mark | marked | rsvd =0 |      mark is 0 unless marked
+//	| u64     | u64  | u8     | [7]     |
+//	+---------+------+--------+---------+
 //
 //	Forward (64 bytes + data)
 //	+-----+------------+---------+---------+---------+--------+-----+------+------+

@@ -45,6 +45,33 @@ func (s *EngineStore) Submit(op StoreOp, done func(StoreResult)) {
 	}()
 }
 
+// Sync marks live in engine objects of their own placement group, so they
+// never show in a PG's Changes or move its seqs. On-disk: never renumber.
+const (
+	// MarkPG is the engine placement group holding sync marks.
+	MarkPG = ^uint32(0)
+	// markContainer is the ObjectID.Hi of mark objects (Lo = the PG): a
+	// container id no container gets.
+	markContainer = ^uint64(0)
+)
+
+func markObject(pg uint32) engine.ObjectID { return engine.ObjectID{Hi: markContainer, Lo: uint64(pg)} }
+
+// mark reads pg's sync mark: 8 bytes, little-endian; absent = none.
+func (s *EngineStore) mark(pg uint32) (uint64, bool, error) {
+	var b [8]byte
+	n, err := s.e.Read(markObject(pg), 0, b[:])
+	switch {
+	case errors.Is(err, engine.ErrNotFound):
+		return 0, false, nil
+	case n == 8:
+		return le.Uint64(b[:]), true, nil
+	case err == nil || errors.Is(err, io.EOF):
+		return 0, false, fmt.Errorf("replication: sync mark of pg %d is %d bytes, want 8: %w", pg, n, engine.ErrCorrupt)
+	}
+	return 0, false, err
+}
+
 // seqOf returns obj's current seq in pg (0 if never written).
 func (s *EngineStore) seqOf(pg uint32, obj engine.ObjectID, hint uint64) (uint64, error) {
 	st, err := s.e.Stat(obj)
@@ -147,6 +174,16 @@ func (s *EngineStore) run(op *StoreOp) StoreResult {
 		res.Data, res.Seq = p[:n], st.PGSeq
 	case StoreMaxSeq:
 		res.Seq = s.e.PGSeq(op.PG)
+		res.Mark, res.Marked, res.Err = s.mark(op.PG)
+	case StoreSetMark:
+		mark, marked, err := s.mark(op.PG)
+		if err != nil || (marked && mark <= op.Seq) {
+			return StoreResult{Err: err}
+		}
+		_, err = s.e.Write(markObject(op.PG), MarkPG, 0, le.AppendUint64(nil, op.Seq))
+		res.Err = err
+	case StoreClearMark:
+		_, res.Err = s.e.Delete(markObject(op.PG), MarkPG)
 	case StoreChanges:
 		ch, err := s.e.Changes(op.PG, op.Since, op.Limit)
 		if err != nil {

@@ -15,7 +15,7 @@ type MsgKind uint8
 // Message kinds. Requests go from a PG's primary to a replica, answers back.
 const (
 	MsgPeerQuery    MsgKind = 1  // primary → replica: report your highest seq
-	MsgPeerInfo     MsgKind = 2  // replica → primary: Seq = highest seq in the PG
+	MsgPeerInfo     MsgKind = 2  // replica → primary: Seq = highest seq in the PG; Mark if Marked
 	MsgForward      MsgKind = 3  // primary → replica: apply Mut at Seq
 	MsgForwardAck   MsgKind = 4  // replica → primary: Seq is durable
 	MsgListReq      MsgKind = 5  // primary → replica: list changes after After (Limit entries)
@@ -93,6 +93,8 @@ type Msg struct {
 	Deleted    bool            // SyncObject
 	Installed  bool            // SyncAck
 	EpochStart uint64          // SyncObject: the first seq of the primary's epoch
+	Marked     bool            // PeerInfo: the replica is incomplete above Mark (a sync did not finish)
+	Mark       uint64          // PeerInfo
 	After      uint64          // ListReq, ListResp: list changes with seq > After
 	Limit      uint32          // ListReq
 	More       bool            // ListResp
@@ -147,8 +149,12 @@ func AppendMsg(b []byte, m *Msg) []byte {
 	b = le.AppendUint64(b, m.Epoch)
 	switch m.Kind {
 	case MsgPeerQuery, MsgSyncDone, MsgSyncDoneAck, MsgStale:
-	case MsgPeerInfo, MsgForwardAck, MsgReadCheck, MsgReadCheckAck:
+	case MsgForwardAck, MsgReadCheck, MsgReadCheckAck:
 		b = le.AppendUint64(b, m.Seq)
+	case MsgPeerInfo:
+		b = le.AppendUint64(b, m.Seq)
+		b = le.AppendUint64(b, m.Mark)
+		b = append(b, boolByte(m.Marked), 0, 0, 0, 0, 0, 0, 0)
 	case MsgForward:
 		b = le.AppendUint64(b, m.Seq)
 		b = append(b, m.RequestID[:]...)
@@ -187,7 +193,7 @@ func AppendMsg(b []byte, m *Msg) []byte {
 // bodyLen is the fixed body length of each kind (before variable data).
 var bodyLen = [msgKindEnd]int{
 	MsgPeerQuery: 0, MsgSyncDone: 0, MsgSyncDoneAck: 0, MsgStale: 0,
-	MsgPeerInfo: 8, MsgForwardAck: 8, MsgReadCheck: 8, MsgReadCheckAck: 8,
+	MsgPeerInfo: 24, MsgForwardAck: 8, MsgReadCheck: 8, MsgReadCheckAck: 8,
 	MsgForward: 8 + 16 + 4 + 4 + 16 + 8 + 8, MsgListReq: 16, MsgListResp: 16,
 	MsgSyncObject: 8 + 8 + 16 + 4 + 4, MsgSyncAck: 24,
 }
@@ -241,8 +247,20 @@ func DecodeMsg(b []byte) (Msg, error) {
 	var err error
 	switch m.Kind {
 	case MsgPeerQuery, MsgSyncDone, MsgSyncDoneAck, MsgStale:
-	case MsgPeerInfo, MsgForwardAck, MsgReadCheck, MsgReadCheckAck:
+	case MsgForwardAck, MsgReadCheck, MsgReadCheckAck:
 		m.Seq = le.Uint64(body)
+	case MsgPeerInfo:
+		m.Seq = le.Uint64(body)
+		m.Mark = le.Uint64(body[8:])
+		if m.Marked, err = getBool(body[16], "peer info marked"); err != nil {
+			return m, err
+		}
+		if err := zero(body[17:24], "peer info"); err != nil {
+			return m, err
+		}
+		if !m.Marked && m.Mark != 0 {
+			return m, badMsg("peer info mark %d without the marked flag", m.Mark)
+		}
 	case MsgForward:
 		m.Seq = le.Uint64(body)
 		copy(m.RequestID[:], body[8:24])

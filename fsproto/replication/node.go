@@ -312,12 +312,19 @@ type group struct {
 	role    role
 	primary uint64
 	rids    *ridTable
+	// submittedMax is the highest seq we ever submitted to the store, in
+	// any epoch and role: a mutation still in flight shows in no store
+	// answer yet, but peering must start above it.
+	submittedMax uint64
 
 	// Primary state.
 	phase      phase
 	peerMax    map[uint64]uint64
+	peerMark   map[uint64]uint64 // replicas that reported a sync mark
 	ownMax     uint64
 	ownMaxOK   bool
+	ownMark    uint64
+	ownMarked  bool
 	nextSeq    uint64
 	epochStart uint64
 	pending    map[uint64]*mutation // by seq
@@ -338,6 +345,9 @@ type group struct {
 	// Replica state.
 	fwdInFlight map[uint64]bool
 	caughtUp    bool
+	// markSet: our store's sync mark covers this epoch's sync, so
+	// forwards may be applied (see ListReq).
+	markSet bool
 }
 
 type mutation struct {
@@ -407,6 +417,9 @@ func (g *group) setView(v View) {
 		}
 		return
 	}
+	if !newer && g.role == roleReplica && len(v.Replicas) > 0 && g.primary == v.Replicas[0] {
+		return // the epoch was adopted from the primary's messages: keep its progress
+	}
 	if g.role == rolePrimary {
 		g.stepDown()
 	}
@@ -422,6 +435,7 @@ func (g *group) setView(v View) {
 func (g *group) resetReplica() {
 	g.fwdInFlight = map[uint64]bool{}
 	g.caughtUp = false
+	g.markSet = false
 }
 
 // becomePrimary starts peering in g.epoch. Pending mutations survive (they
@@ -429,6 +443,7 @@ func (g *group) resetReplica() {
 func (g *group) becomePrimary() {
 	g.role, g.primary, g.phase = rolePrimary, g.n.cfg.ID, phasePeering
 	g.peerMax = map[uint64]uint64{}
+	g.peerMark = map[uint64]uint64{}
 	g.ownMaxOK = false
 	g.syncs = map[uint64]*syncState{}
 	g.roundAcks = nil
@@ -451,6 +466,7 @@ func (g *group) becomePrimary() {
 			return
 		}
 		g.ownMax, g.ownMaxOK = r.Seq, true
+		g.ownMark, g.ownMarked = r.Mark, r.Marked
 		g.checkPeered()
 	})
 	for _, id := range g.others() {
@@ -482,7 +498,7 @@ func (g *group) stepDown() {
 	}
 	g.pending, g.byRID, g.objq, g.busy = nil, nil, nil, nil
 	g.pendingSeq, g.windowWait, g.reads, g.queued = nil, nil, nil, 0
-	g.syncs, g.peerMax, g.roundAcks = nil, nil, nil
+	g.syncs, g.peerMax, g.peerMark, g.roundAcks = nil, nil, nil, nil
 	g.role = roleNone
 }
 
@@ -541,14 +557,21 @@ func (g *group) checkPeered() {
 		}
 		top = max(top, m)
 	}
-	for s := range g.pending {
-		top = max(top, s)
-	}
+	top = max(top, g.submittedMax)
 	g.nextSeq = max(g.nextSeq, top+1)
 	g.epochStart = g.nextSeq
 	g.phase = phaseSyncing
 	for _, id := range g.others() {
+		// A replica holding seq M durably holds every seq <= M-W, unless
+		// a sync of it did not finish: then only below its mark. The
+		// same goes for us.
 		base := sat(min(g.peerMax[id], g.ownMax), uint64(g.n.cfg.Window))
+		if mark, ok := g.peerMark[id]; ok {
+			base = min(base, mark)
+		}
+		if g.ownMarked {
+			base = min(base, g.ownMark)
+		}
 		s := &syncState{base: base, remoteAfter: base, union: map[engine.ObjectID]bool{}, sizes: map[engine.ObjectID]uint64{},
 			reading: map[engine.ObjectID]bool{}, sent: map[engine.ObjectID]*sentObj{}, budget: g.n.cfg.SyncBytesPerTick}
 		g.syncs[id] = s
@@ -556,6 +579,7 @@ func (g *group) checkPeered() {
 		g.listRemote(id, s)
 	}
 	g.checkActive()
+	g.maybeClearOwnMark()
 }
 
 func (g *group) listOwn(id uint64, s *syncState) {
@@ -655,6 +679,27 @@ func (g *group) maybeSyncDone(id uint64, s *syncState) {
 func (g *group) progress(id uint64, s *syncState) Progress {
 	return Progress{PG: g.pg, Epoch: g.epoch, Replica: id, ObjectsDone: s.objectsDone, ObjectsTotal: s.objectsTot,
 		BytesDone: s.bytesDone, BytesTotal: s.bytesTot, Done: s.finished}
+}
+
+// maybeClearOwnMark clears the mark a sync left on our store while we
+// were a replica, once every replica is reconciled with us: our state is
+// then the PG's, whole.
+func (g *group) maybeClearOwnMark() {
+	if !g.ownMarked {
+		return
+	}
+	for _, id := range g.others() {
+		if s := g.syncs[id]; s == nil || !s.finished {
+			return
+		}
+	}
+	g.ownMarked = false
+	epoch := g.epoch
+	g.n.submit(StoreOp{Kind: StoreClearMark, PG: g.pg}, func(r StoreResult) {
+		if r.Err != nil && g.epoch == epoch && g.role == rolePrimary {
+			g.ownMarked = true // NB: retried at the next SyncDoneAck or epoch
+		}
+	})
 }
 
 func (g *group) backfilling(id uint64) bool { return slices.Contains(g.view.Backfilling, id) }
@@ -760,6 +805,7 @@ func (g *group) issue(op *ClientOp) {
 	g.n.stats.MutationsIssued++
 	m := &mutation{seq: seq, op: op, waiters: []uint64{op.Token}, acks: map[uint64]bool{}}
 	g.pending[seq] = m
+	g.submittedMax = max(g.submittedMax, seq)
 	g.pendingSeq = append(g.pendingSeq, seq)
 	g.byRID[op.RequestID] = m
 	g.busy[op.Object] = true
@@ -1022,6 +1068,9 @@ func (g *group) receive(from uint64, m *Msg) {
 	case MsgPeerInfo:
 		if g.phase == phasePeering {
 			g.peerMax[from] = m.Seq
+			if m.Marked {
+				g.peerMark[from] = m.Mark
+			}
 			g.checkPeered()
 		}
 	case MsgForwardAck:
@@ -1072,6 +1121,7 @@ func (g *group) receive(from uint64, m *Msg) {
 		s.finished = true
 		g.n.out = append(g.n.out, g.progress(from, s))
 		g.checkActive()
+		g.maybeClearOwnMark()
 	case MsgReadCheckAck:
 		if g.roundAcks != nil && m.Seq == g.roundStarted {
 			g.roundAcks[from] = true
@@ -1088,16 +1138,20 @@ func (g *group) replicaReceive(from uint64, m *Msg) {
 		g.n.submit(StoreOp{Kind: StoreMaxSeq, PG: g.pg}, func(r StoreResult) {
 			if live() && r.Err == nil {
 				a := g.msg(MsgPeerInfo)
-				a.Seq = r.Seq
+				a.Seq, a.Mark, a.Marked = max(r.Seq, g.submittedMax), r.Mark, r.Marked
 				g.n.send(from, a)
 			}
 		})
 	case MsgForward:
 		seq := m.Seq
-		if g.fwdInFlight[seq] {
+		if g.fwdInFlight[seq] || !g.markSet {
+			// Not before our mark covers this epoch's sync: a forward
+			// raises our max seq, which must not vouch for a sync that
+			// has not finished. The primary resends.
 			return
 		}
 		g.fwdInFlight[seq] = true
+		g.submittedMax = max(g.submittedMax, seq)
 		rid, obj := m.RequestID, m.Mut.Object
 		g.n.submit(StoreOp{Kind: StoreApply, PG: g.pg, Object: m.Mut.Object, Mut: m.Mut, Seq: seq, KeepIfAtLeast: seq, Data: m.Data},
 			func(r StoreResult) {
@@ -1117,6 +1171,19 @@ func (g *group) replicaReceive(from uint64, m *Msg) {
 			})
 	case MsgListReq:
 		after, limit := m.After, m.Limit
+		if !g.markSet {
+			// The sync starting here may install objects at seqs above
+			// what we hold; until it finishes, our max seq must not be
+			// trusted above its base, and only a durable mark survives a
+			// crash to say so.
+			g.n.submit(StoreOp{Kind: StoreSetMark, PG: g.pg, Seq: after}, func(r StoreResult) {
+				if live() && r.Err == nil {
+					g.markSet = true
+					g.replicaReceive(from, &Msg{Kind: MsgListReq, PG: g.pg, Epoch: epoch, After: after, Limit: limit})
+				}
+			})
+			return
+		}
 		g.n.submit(StoreOp{Kind: StoreChanges, PG: g.pg, Since: after, Limit: int(limit)}, func(r StoreResult) {
 			if !live() || r.Err != nil {
 				return
@@ -1132,6 +1199,7 @@ func (g *group) replicaReceive(from uint64, m *Msg) {
 		// the state sent; state from an older epoch may be divergent
 		// (never acknowledged), so the primary's wins.
 		keep := max(m.EpochStart, m.Seq+1)
+		g.submittedMax = max(g.submittedMax, seq)
 		g.n.submit(StoreOp{Kind: StoreInstall, PG: g.pg, Object: obj, Seq: m.Seq, Deleted: m.Deleted, Data: m.Data, KeepIfAtLeast: keep},
 			func(r StoreResult) {
 				if !live() || r.Err != nil {
@@ -1145,11 +1213,19 @@ func (g *group) replicaReceive(from uint64, m *Msg) {
 				g.n.send(from, a)
 			})
 	case MsgSyncDone:
-		if !g.caughtUp {
-			g.caughtUp = true
-			g.n.out = append(g.n.out, CaughtUp{PG: g.pg, Epoch: g.epoch})
+		if !g.markSet {
+			return // a SyncDone from before a restart
 		}
-		g.n.send(from, g.msg(MsgSyncDoneAck))
+		g.n.submit(StoreOp{Kind: StoreClearMark, PG: g.pg}, func(r StoreResult) {
+			if !live() || r.Err != nil {
+				return
+			}
+			if !g.caughtUp {
+				g.caughtUp = true
+				g.n.out = append(g.n.out, CaughtUp{PG: g.pg, Epoch: g.epoch})
+			}
+			g.n.send(from, g.msg(MsgSyncDoneAck))
+		})
 	case MsgReadCheck:
 		a := g.msg(MsgReadCheckAck)
 		a.Seq = m.Seq

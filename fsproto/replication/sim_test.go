@@ -150,6 +150,7 @@ type sim struct {
 	fail   string
 
 	nextToken uint64
+	window    int
 }
 
 type simNode struct {
@@ -167,6 +168,7 @@ func newSim(t testing.TB, seed int64) *sim {
 		tokens: map[uint64]*simClient{}, hist: map[engine.ObjectID][]porcupine.Operation{},
 		acked: map[engine.ObjectID]uint64{}, pgOf: map[engine.ObjectID]uint32{}}
 	s.counts.seeds = 1
+	s.window = []int{1, 2, 4, 64}[s.rng.Intn(4)]
 	s.or = &oracle{s: s, views: map[uint32]*View{}, heard: map[uint64]int64{}}
 	for i := range simNodes {
 		n := &simNode{s: s, id: uint64(i + 1), store: newSimStore(s)}
@@ -216,7 +218,7 @@ func (n *simNode) start() {
 	n.inc++
 	n.up = true
 	n.caughtUp = map[uint32]uint64{}
-	core, err := NewNode(Config{ID: n.id, Window: 64, SyncBytesPerTick: 64, RetransmitTicks: 2, RequestIDs: 1024})
+	core, err := NewNode(Config{ID: n.id, Window: n.s.window, SyncBytesPerTick: 64, RetransmitTicks: 2, RequestIDs: 1024})
 	if err != nil {
 		panic(err)
 	}
@@ -309,6 +311,7 @@ type simStore struct {
 	s       *sim
 	objs    map[uint32]map[engine.ObjectID]simObj
 	maxSeq  map[uint32]uint64
+	marks   map[uint32]uint64 // durable sync marks
 	queue   []queuedOp
 	flushAt bool
 }
@@ -320,7 +323,7 @@ type queuedOp struct {
 }
 
 func newSimStore(s *sim) *simStore {
-	return &simStore{s: s, objs: map[uint32]map[engine.ObjectID]simObj{}, maxSeq: map[uint32]uint64{}}
+	return &simStore{s: s, objs: map[uint32]map[engine.ObjectID]simObj{}, maxSeq: map[uint32]uint64{}, marks: map[uint32]uint64{}}
 }
 
 func (st *simStore) pg(pg uint32) map[engine.ObjectID]simObj {
@@ -349,7 +352,7 @@ func (st *simStore) submit(n *simNode, op StoreOp) {
 		}
 	}
 	switch op.Kind {
-	case StoreApply, StoreInstall:
+	case StoreApply, StoreInstall, StoreSetMark, StoreClearMark:
 		st.queue = append(st.queue, queuedOp{n: n, inc: inc, op: op})
 		if !st.flushAt {
 			st.flushAt = true
@@ -390,7 +393,8 @@ func (st *simStore) query(op StoreOp) StoreResult {
 		}
 		return StoreResult{Data: slices.Clone(o.data), Seq: o.seq}
 	case StoreMaxSeq:
-		return StoreResult{Seq: st.maxSeq[op.PG]}
+		mark, marked := st.marks[op.PG]
+		return StoreResult{Seq: st.maxSeq[op.PG], Mark: mark, Marked: marked}
 	case StoreChanges:
 		var es []Entry
 		for id, o := range objs {
@@ -422,6 +426,17 @@ func (st *simStore) flush() {
 	st.queue = nil
 	for _, qo := range q {
 		op := qo.op
+		if op.Kind == StoreSetMark || op.Kind == StoreClearMark {
+			if mark, ok := st.marks[op.PG]; op.Kind == StoreSetMark && (!ok || op.Seq < mark) {
+				st.marks[op.PG] = op.Seq
+			} else if op.Kind == StoreClearMark {
+				delete(st.marks, op.PG)
+			}
+			if n := qo.n; n.up && n.inc == qo.inc {
+				n.step(StoreDone{Result: StoreResult{ID: op.ID}})
+			}
+			continue
+		}
 		objs := st.pg(op.PG)
 		o := objs[op.Object]
 		skip := op.KeepIfAtLeast > 0 && o.seq >= op.KeepIfAtLeast
@@ -494,7 +509,7 @@ func (o *oracle) tick() {
 				downs = append(downs, id)
 			}
 		}
-		if len(downs) == 0 {
+		if len(downs) == 0 && (len(v.Replicas) >= 3 || len(v.Replicas) == 0) {
 			continue
 		}
 		nv := View{PG: pg, Epoch: v.Epoch, Backfilling: slices.Clone(v.Backfilling)}
@@ -520,6 +535,9 @@ func (o *oracle) tick() {
 			if !o.down(id) && !v.has(id) {
 				spares = append(spares, id)
 			}
+		}
+		if len(downs) == 0 && len(spares) == 0 {
+			continue
 		}
 		for len(nv.Replicas) < 3 && len(spares) > 0 {
 			i := s.rng.Intn(len(spares))
@@ -728,7 +746,7 @@ func (s *sim) injectFaults() {
 		}
 	}
 	switch r := s.rng.Float64(); {
-	case r < 0.03 && len(up) == simNodes:
+	case r < 0.03 && len(up) >= simNodes-1:
 		n := up[s.rng.Intn(len(up))]
 		s.counts.crashes++
 		n.up = false

@@ -23,11 +23,18 @@ const (
 	// StoreGet returns the whole object (Data, at most MaxDataBytes) with
 	// its seq, or a tombstone (Deleted) when it is deleted or absent.
 	StoreGet
-	// StoreMaxSeq returns the highest seq of PG in Seq.
+	// StoreMaxSeq returns the highest seq of PG in Seq, and the PG's
+	// sync mark in Mark (Marked false when there is none).
 	StoreMaxSeq
 	// StoreChanges lists the objects of PG whose last mutation has seq >
 	// Since, in seq order, at most Limit of them.
 	StoreChanges
+	// StoreSetMark durably records that the PG's objects may be
+	// incomplete above seq Seq (a sync is under way): the mark becomes
+	// min(mark, Seq). It must be durable before the op completes.
+	StoreSetMark
+	// StoreClearMark durably removes the PG's mark (a sync finished).
+	StoreClearMark
 )
 
 // StoreOp is one request to the local store. The core fills ID; a Store
@@ -58,6 +65,8 @@ type StoreResult struct {
 	Data     []byte  // Read, Get
 	EOF      bool    // Read reached the object's end
 	Changes  []Entry // Changes
+	Mark     uint64  // MaxSeq
+	Marked   bool    // MaxSeq
 	// Sizes, parallel to Changes, are the objects' sizes (0 for a
 	// tombstone); they only feed the progress totals.
 	Sizes []uint64
