@@ -1,0 +1,236 @@
+package namespace
+
+// Command is one replicated change to a namespace: one of the types
+// below. The leader stamps Now (nanoseconds since the Unix epoch) into
+// the commands that change timestamps, so Apply reads no clock and every
+// replica reaches the same state.
+type Command interface {
+	kind() kind
+}
+
+// kind tags a command in its encoding. Stored in the Raft log: never
+// renumber.
+type kind uint8
+
+const (
+	kindCreate      kind = 1
+	kindMkdir       kind = 2
+	kindSymlink     kind = 3
+	kindLink        kind = 4
+	kindUnlink      kind = 5
+	kindRmdir       kind = 6
+	kindRename      kind = 7
+	kindSetAttr     kind = 8
+	kindSetXattr    kind = 9
+	kindRemoveXattr kind = 10
+	kindOpen        kind = 11
+	kindClose       kind = 12
+	kindSetQuota    kind = 13
+	kindExtend      kind = 14
+	kindReclaimed   kind = 15
+	kindEnd         kind = 16 // one past the last kind
+)
+
+// Create makes a regular file Name in directory Parent. If the name
+// exists and Excl is false, it changes nothing and returns the existing
+// inode's attributes with Result.Created false, as open(O_CREAT) does
+// (EISDIR if it is a directory; a symlink is returned for the caller to
+// follow). With Excl it fails with EEXIST.
+type Create struct {
+	Parent   Ino
+	Name     string
+	Mode     uint32
+	UID, GID uint32
+	Excl     bool
+	Now      int64
+}
+
+// Mkdir makes a directory.
+type Mkdir struct {
+	Parent   Ino
+	Name     string
+	Mode     uint32
+	UID, GID uint32
+	Now      int64
+}
+
+// Symlink makes a symbolic link to Target (mode 0777, as Linux).
+type Symlink struct {
+	Parent   Ino
+	Name     string
+	Target   string
+	UID, GID uint32
+	Now      int64
+}
+
+// Link adds the entry Parent/Name for the existing non-directory Ino.
+type Link struct {
+	Ino    Ino
+	Parent Ino
+	Name   string
+	Now    int64
+}
+
+// Unlink removes a non-directory entry.
+type Unlink struct {
+	Parent Ino
+	Name   string
+	Now    int64
+}
+
+// Rmdir removes an empty directory.
+type Rmdir struct {
+	Parent Ino
+	Name   string
+	Now    int64
+}
+
+// RenameFlags are renameat2's flags. Stored in the Raft log.
+type RenameFlags uint32
+
+// Rename flags, with Linux's values.
+const (
+	// RenameNoReplace fails with EEXIST if the destination exists.
+	RenameNoReplace RenameFlags = 1
+	// RenameExchange swaps source and destination, which must both exist.
+	RenameExchange RenameFlags = 2
+)
+
+// Rename moves SrcParent/SrcName to DstParent/DstName atomically,
+// replacing a destination of a compatible type (a file or symlink over a
+// non-directory, a directory over an empty directory).
+type Rename struct {
+	SrcParent Ino
+	SrcName   string
+	DstParent Ino
+	DstName   string
+	Flags     RenameFlags
+	Now       int64
+}
+
+// AttrMask says which attributes a SetAttr changes. Stored in the Raft
+// log.
+type AttrMask uint32
+
+// SetAttr mask bits.
+const (
+	SetMode AttrMask = 1 << iota
+	SetUID
+	SetGID
+	SetSize
+	SetAtime       // to SetAttr.Atime
+	SetMtime       // to SetAttr.Mtime
+	SetAtimeNow    // to SetAttr.Now (UTIME_NOW)
+	SetMtimeNow    // to SetAttr.Now (UTIME_NOW)
+	setAttrMaskAll = 1<<iota - 1
+)
+
+// SetAttr changes the attributes Mask names: chmod, chown, utimens and
+// truncate (up or down). Every SetAttr sets ctime to Now; a size change
+// sets mtime to Now too unless the mask sets mtime. Changing the owner or
+// group of a non-directory clears its setuid bit, and its setgid bit if
+// it is group-executable, as Linux does. Truncating down queues the
+// dropped bytes for reclamation and reports them in Result.Reclaim.
+type SetAttr struct {
+	Ino          Ino
+	Mask         AttrMask
+	Mode         uint32
+	UID, GID     uint32
+	Size         uint64
+	Atime, Mtime int64
+	Now          int64
+}
+
+// XattrFlags are setxattr's flags. Stored in the Raft log.
+type XattrFlags uint32
+
+// Xattr flags, with Linux's values.
+const (
+	// XattrCreate fails with EEXIST if the attribute exists.
+	XattrCreate XattrFlags = 1
+	// XattrReplace fails with ENODATA if the attribute does not exist.
+	XattrReplace XattrFlags = 2
+)
+
+// SetXattr sets an extended attribute.
+type SetXattr struct {
+	Ino   Ino
+	Name  string
+	Value []byte
+	Flags XattrFlags
+	Now   int64
+}
+
+// RemoveXattr removes an extended attribute.
+type RemoveXattr struct {
+	Ino  Ino
+	Name string
+	Now  int64
+}
+
+// Open counts an open of Ino: the inode survives its last unlink until
+// the matching Close.
+type Open struct {
+	Ino Ino
+}
+
+// Close ends one Open. The last Close of an unlinked inode removes it.
+type Close struct {
+	Ino Ino
+}
+
+// SetQuota sets the namespace's limits; 0 means none. A limit below the
+// current usage is accepted: it refuses growth, as disk quotas do.
+type SetQuota struct {
+	Bytes, Inodes uint64
+}
+
+// Extend records a write that ended at byte Size: the file grows to Size
+// if it is smaller, and its mtime and ctime become Now. The client
+// proposes it after writing the data, so a file never claims bytes that
+// were not written.
+type Extend struct {
+	Ino  Ino
+	Size uint64
+	Now  int64
+}
+
+// Reclaimed removes the Reclaim entry ID: its chunks were deleted.
+type Reclaimed struct {
+	ID uint64
+}
+
+func (Create) kind() kind      { return kindCreate }
+func (Mkdir) kind() kind       { return kindMkdir }
+func (Symlink) kind() kind     { return kindSymlink }
+func (Link) kind() kind        { return kindLink }
+func (Unlink) kind() kind      { return kindUnlink }
+func (Rmdir) kind() kind       { return kindRmdir }
+func (Rename) kind() kind      { return kindRename }
+func (SetAttr) kind() kind     { return kindSetAttr }
+func (SetXattr) kind() kind    { return kindSetXattr }
+func (RemoveXattr) kind() kind { return kindRemoveXattr }
+func (Open) kind() kind        { return kindOpen }
+func (Close) kind() kind       { return kindClose }
+func (SetQuota) kind() kind    { return kindSetQuota }
+func (Extend) kind() kind      { return kindExtend }
+func (Reclaimed) kind() kind   { return kindReclaimed }
+
+// Result is what Apply returns for a command, and what a proposer
+// receives from the Raft group.
+type Result struct {
+	// Attr is the attributes, after the command, of the inode it created
+	// or changed: the new inode, the renamed one, the unlinked one (Nlink
+	// as left), the one whose attributes changed. Zero for SetQuota and
+	// Reclaimed and on error.
+	Attr Attr
+	// Created is set when Create made a new file.
+	Created bool
+	// Reclaim lists the entries this command queued (removed files and
+	// truncated ranges), for the caller to start deleting chunks at once.
+	Reclaim []Reclaim
+	// Err is nil on success, an *Error wrapping the errno when POSIX rules
+	// refuse the command, ErrCorrupt wrapped for undecodable bytes, or
+	// ErrApplied.
+	Err error
+}
