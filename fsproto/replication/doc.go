@@ -31,10 +31,12 @@
 // # Protocol and invariants
 //
 // Peering. A node handed a view in which it is primary first asks every
-// replica for its highest seq in the PG (PeerQuery/PeerInfo) and reads its
-// own. Invariant: the epoch's first seq (epochStart) is above every seq any
-// replica of the view holds, so seqs are unique across epochs and a seq
-// from an older epoch is always below epochStart.
+// replica for its highest seq in the PG (PeerQuery/PeerInfo; a replica
+// counts mutations still in flight in its store too) and reads its own.
+// Invariant: the epoch's first seq (epochStart) is above every seq any
+// replica of the view holds or will hold from an older epoch, so seqs are
+// unique across epochs and a seq from an older epoch is always below
+// epochStart.
 //
 // Reconciliation (sync). Then every other replica is reconciled: both
 // sides list their objects changed since base = min(replica's max, own
@@ -45,13 +47,23 @@
 // from an older epoch may be divergent (a mutation never acknowledged), so
 // the primary's state wins over it, while a live mutation of this epoch
 // that overtook the state sent is kept and the object is sent again. A
-// replica is reconciled when every object is acknowledged (SyncDone);
-// a replica in the view's Backfilling set then emits CaughtUp. The
+// replica is reconciled when every object is acknowledged (SyncDone); it
+// then emits CaughtUp, which the map applies if the replica was in the
+// view's Backfilling set. The
 // primary serves clients (phase active) only once every non-backfilling
 // replica is reconciled: any of them may be the next primary, so each must
 // already hold everything a client was told is durable. Backfilling
 // replicas sync while the PG is active, throttled to SyncBytesPerTick per
 // tick, with Progress (objects and bytes done/total) reported.
+//
+// Sync marks. Before it answers the first ListReq of a sync, a replica
+// durably records a mark (the sync's base; the store keeps the lowest),
+// and it clears the mark when the sync is done. A sync installs objects at
+// seqs above what the replica held, so while the mark stands its highest
+// seq vouches for nothing above the mark: the next sync's base is at most
+// the mark, also after a crash. For the same reason a replica applies no
+// forward of an epoch before its mark covers that epoch's sync. A primary
+// clears a mark of its own once every replica is reconciled with it.
 //
 // Mutations. The primary assigns the next seq, submits the mutation to its
 // store and forwards the same buffer to every replica of the view
@@ -152,6 +164,13 @@
 //
 // Objects are engine.ObjectIDs (Hi then Lo); flags are 0 or 1. DecodeMsg
 // checks all of it and fails with an error wrapping ErrBadMessage.
+//
+// # On-disk: sync marks
+//
+// EngineStore keeps a PG's sync mark in the engine object {Hi: 2^64-1,
+// Lo: pg} of engine placement group MarkPG (2^32-1), so it shows in no
+// PG's Changes: 8 bytes, the mark as a little-endian u64; no object, no
+// mark. Container 2^64-1 and PG 2^32-1 are reserved for it.
 //
 // # Not done / known weak
 //
