@@ -8,12 +8,15 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	stdnet "net"
 	"os"
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/weftfs/weft/engine"
+	"github.com/weftfs/weft/fsproto/clustermap"
 	"github.com/weftfs/weft/net"
 )
 
@@ -68,6 +71,12 @@ type Config struct {
 	// ClusterKey is the id of the key (in KeysFile) the node uses with
 	// the managers and other nodes; default "cluster".
 	ClusterKey string `json:"cluster_key"`
+	// HeartbeatTimeout is how long a node may stay silent before the
+	// managers mark it Down (a manager member uses it; every process of a
+	// cluster should give the same); nodes heartbeat every quarter of it.
+	// Default DefaultHeartbeatTimeout. In the file: a duration string
+	// such as "5s" (field heartbeat_timeout).
+	HeartbeatTimeout time.Duration `json:"-"`
 	// Logger receives the node's events; default slog.Default().
 	Logger *slog.Logger `json:"-"`
 	// OnListening, when set, is called once both listeners are bound,
@@ -81,6 +90,7 @@ var configFields = map[string]bool{
 	"device": true, "format_size": true, "listen": true, "metrics_listen": true, "cores": true,
 	"shards": true, "mode": true, "labels": true, "cluster_id": true, "keys_file": true, "containers": true,
 	"managers": true, "manager_id": true, "manager_peers": true, "manager_dir": true, "cluster_key": true,
+	"heartbeat_timeout": true,
 }
 
 // LoadConfigFile reads a JSON config file (see the package
@@ -109,6 +119,15 @@ func LoadConfigFile(path string) (Config, error) {
 	dec := json.NewDecoder(bytes.NewReader(b))
 	if err := dec.Decode(&cfg); err != nil {
 		return cfg, fmt.Errorf("node: config %s: %w", path, err)
+	}
+	if b, ok := raw["heartbeat_timeout"]; ok {
+		var text string
+		if err := json.Unmarshal(b, &text); err != nil {
+			return cfg, fmt.Errorf("node: config %s: heartbeat_timeout: want a duration string such as \"5s\"", path)
+		}
+		if cfg.HeartbeatTimeout, err = time.ParseDuration(text); err != nil {
+			return cfg, fmt.Errorf("node: config %s: heartbeat_timeout: %w", path, err)
+		}
 	}
 	return cfg, nil
 }
@@ -169,6 +188,29 @@ func (c *Config) check() (*net.MemKeyStore, error) {
 	if c.ManagerID != 0 && len(c.Managers) == 0 {
 		bad("manager_id %d: a manager member needs managers (the group's addresses) too", c.ManagerID)
 	}
+	if c.ManagerID != 0 && len(c.ManagerPeers) == 0 {
+		bad("manager_id %d: a manager member needs manager_peers (id=addr of every member, this one included)", c.ManagerID)
+	}
+	if c.HeartbeatTimeout != 0 && c.HeartbeatTimeout < heartbeatTimeoutMin {
+		bad("heartbeat_timeout %v: want at least %v (or 0 for the default %v)", c.HeartbeatTimeout, heartbeatTimeoutMin, DefaultHeartbeatTimeout)
+	}
+	if len(c.Managers) > 0 {
+		if len(c.Labels) > clustermap.LabelsMax {
+			bad("labels: %d of them; the cluster map holds at most %d", len(c.Labels), clustermap.LabelsMax)
+		}
+		for _, k := range names {
+			if len(k) > clustermap.LabelKeyLenMax || len(c.Labels[k]) > clustermap.LabelValueLenMax {
+				bad("labels: %q: the cluster map takes names of at most %d bytes and values of at most %d", k, clustermap.LabelKeyLenMax, clustermap.LabelValueLenMax)
+			}
+		}
+		listen := c.Listen
+		if listen == "" {
+			listen = DefaultListen
+		}
+		if host, _, err := stdnet.SplitHostPort(listen); err != nil || host == "" || stdnet.ParseIP(host).IsUnspecified() {
+			bad("listen %q: cluster mode advertises the listen address to the other processes; give a specific host:port", listen)
+		}
+	}
 	if _, err := c.managerPeers(); err != nil {
 		bad("%v", err)
 	}
@@ -186,6 +228,17 @@ func (c *Config) check() (*net.MemKeyStore, error) {
 		}
 	}
 	return keys, errors.Join(errs...)
+}
+
+// heartbeatTimeoutMin keeps the heartbeat period (a quarter of the
+// timeout) above scheduling noise.
+const heartbeatTimeoutMin = 200 * time.Millisecond
+
+func (c *Config) heartbeatTimeout() time.Duration {
+	if c.HeartbeatTimeout == 0 {
+		return DefaultHeartbeatTimeout
+	}
+	return c.HeartbeatTimeout
 }
 
 func (c *Config) clusterKey() string {

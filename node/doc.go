@@ -16,6 +16,32 @@
 // in progress finish; at most ShutdownTimeout), stops the metrics server
 // and closes the engine, releasing the device.
 //
+// # Cluster mode
+//
+// With Managers set, Run serves a storage node of a cluster instead of the
+// single-node chunk server. Its node id is NodeID(superblock UUID): the
+// UUID's first 8 bytes, little-endian, top bit cleared, 0 replaced by 1,
+// so it is stable across restarts and unique per device. One listener
+// serves every kind through a net.ServeMux:
+//
+//	256-259  chunk protocol, through replication (cluster.DataServer)
+//	300      raft (raftgroup.NetRouter)          \ only with ManagerID:
+//	310-319  manager RPCs (manager.Manager)      /  a manager member
+//	320      replication peer batches (cluster.DataServer)
+//	321      KindStatus: this node's Status (see EncodeStatus)
+//
+// Outbound calls (raft, manager RPCs, peer batches) share one net.Pool
+// authenticated with the cluster key. Background loops, all ended on
+// shutdown: join (manager Apply(AddNode{id, listen address, labels,
+// device size}) until it succeeds; ErrNoChange counts), then a heartbeat
+// every HeartbeatTimeout/4 (joining again when the managers no longer
+// know the node); the data server follows the map by long-polling the
+// managers; each OnCaughtUp becomes Apply(CaughtUp), retried until the
+// map took it or no longer wants it. On shutdown the loops, the manager
+// member and the data server stop first (long polls and pending client
+// operations end at once with errors callers retry elsewhere), then the
+// server shuts down gracefully, then the pool and the engine close.
+//
 // # Config file
 //
 // A JSON object; every field is optional except device, cluster_id and
@@ -33,7 +59,13 @@
 //	  "labels": {"site": "a", "zone": "z1"},
 //	  "cluster_id": "c1",
 //	  "keys_file": "/etc/weft/keys",
-//	  "containers": [1]                // default [1]
+//	  "containers": [1],               // default [1]; single-node mode only
+//	  "managers": ["10.0.0.1:7070", "10.0.0.2:7070", "10.0.0.3:7070"], // cluster mode
+//	  "manager_id": 1,                 // also a manager member
+//	  "manager_peers": ["1=10.0.0.1:7070", "2=10.0.0.2:7070", "3=10.0.0.3:7070"],
+//	  "manager_dir": "/var/lib/weft/manager", // default DEVICE.manager
+//	  "cluster_key": "cluster",        // default "cluster"
+//	  "heartbeat_timeout": "5s"        // default 5s
 //	}
 //
 // # Keys file

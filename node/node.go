@@ -63,14 +63,30 @@ func Run(ctx context.Context, cfg Config) (err error) {
 		}
 	}()
 
-	cs, err := fsproto.NewChunkServer(eng, fsproto.ChunkServerConfig{
-		Containers: func(id uint64) bool { return slices.Contains(containers, id) },
-		Logger:     log,
-	})
-	if err != nil {
-		return fmt.Errorf("node: %w", err)
+	var (
+		handler net.Handler
+		cl      *clusterNode
+	)
+	if len(cfg.Managers) > 0 {
+		if cl, err = newClusterNode(&cfg, keys, eng, log); err != nil {
+			return err
+		}
+		// Every path out of Run from here stops the cluster side before
+		// the engine closes (deferred calls run last-in first-out).
+		defer cl.closePool()
+		defer cl.stop()
+		handler = cl.mux
+	} else {
+		cs, err := fsproto.NewChunkServer(eng, fsproto.ChunkServerConfig{
+			Containers: func(id uint64) bool { return slices.Contains(containers, id) },
+			Logger:     log,
+		})
+		if err != nil {
+			return fmt.Errorf("node: %w", err)
+		}
+		handler = cs
 	}
-	srv, err := net.NewServer(net.ServerConfig{ClusterID: cfg.ClusterID, Keys: keys, Logger: log}, cs)
+	srv, err := net.NewServer(net.ServerConfig{ClusterID: cfg.ClusterID, Keys: keys, Logger: log}, handler)
 	if err != nil {
 		return fmt.Errorf("node: %w", err)
 	}
@@ -103,9 +119,15 @@ func Run(ctx context.Context, cfg Config) (err error) {
 	}
 
 	sb := eng.Superblock()
-	log.Info("node: serving", "listen", ln.Addr().String(), "metrics", metricsAddr, "device", cfg.Device,
-		"uuid", sb.UUID.String(), "shards", len(eng.Stats().Shards), "mode", mode.String(),
-		"containers", containers, "engine", eng.Describe())
+	if cl != nil {
+		log.Info("node: serving in cluster mode", "listen", ln.Addr().String(), "metrics", metricsAddr, "device", cfg.Device,
+			"uuid", sb.UUID.String(), "node", uint64(cl.id), "manager_member", cfg.ManagerID, "managers", cfg.Managers,
+			"shards", len(eng.Stats().Shards), "mode", mode.String(), "engine", eng.Describe())
+	} else {
+		log.Info("node: serving", "listen", ln.Addr().String(), "metrics", metricsAddr, "device", cfg.Device,
+			"uuid", sb.UUID.String(), "shards", len(eng.Stats().Shards), "mode", mode.String(),
+			"containers", containers, "engine", eng.Describe())
+	}
 
 	errc := make(chan error, 2)
 	go func() { errc <- srv.Serve(ln) }()
@@ -113,6 +135,9 @@ func Run(ctx context.Context, cfg Config) (err error) {
 	if httpSrv != nil {
 		running++
 		go func() { errc <- httpSrv.Serve(mln) }()
+	}
+	if cl != nil {
+		cl.start(ln.Addr().String())
 	}
 	if cfg.OnListening != nil {
 		cfg.OnListening(ln.Addr().String(), metricsAddr)
@@ -126,6 +151,13 @@ func Run(ctx context.Context, cfg Config) (err error) {
 		runErr = fmt.Errorf("node: serving: %w", runErr)
 	}
 	log.Info("node: stopping", "listen", ln.Addr().String())
+	if cl != nil {
+		// First the loops, the manager member and the data server: their
+		// long polls and pending operations end at once (answered with
+		// errors callers retry elsewhere), so the server's graceful
+		// shutdown does not wait for them.
+		cl.stop()
+	}
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), ShutdownTimeout)
 	defer cancel()
 	if err := srv.Shutdown(sctx); err != nil {

@@ -1,7 +1,8 @@
-// Command weft is the single binary of the weft file system. Today it has
+// Command weft is the single binary of the weft file system: `weft node`
+// (a storage node, in cluster mode also a manager member), `weft up` (a
+// local cluster of nodes), `weft status` (a cluster's map and backfills),
 // `weft bench` (the fio-style benchmark harness), `weft format` and
-// `weft iobackend`; the node, cluster and mount commands arrive with their
-// packages.
+// `weft iobackend`.
 package main
 
 import (
@@ -121,7 +122,7 @@ func run(ctx context.Context, args []string) int {
 	formatCmd.Flags().BoolVar(&fmtPLP, "plp", false, "the device is power-loss protected: writes may skip flushes")
 	formatCmd.Flags().BoolVar(&fmtForce, "force", false, "overwrite an existing weft device")
 	root.AddCommand(benchCmd, ioCmd, formatCmd)
-	root.AddCommand(newNodeCmd(ctx, &status))
+	root.AddCommand(newNodeCmd(ctx, &status), newUpCmd(ctx, &status), newStatusCmd(ctx, &status))
 	root.SetArgs(args)
 	if err := root.Execute(); err != nil {
 		fmt.Fprintln(os.Stderr, "weft:", err)

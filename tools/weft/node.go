@@ -115,6 +115,9 @@ func newNodeCmd(ctx context.Context, status *int) *cobra.Command {
 			if set("cluster-key") {
 				cfg.ClusterKey = flagCfg.ClusterKey
 			}
+			if set("heartbeat-timeout") {
+				cfg.HeartbeatTimeout = flagCfg.HeartbeatTimeout
+			}
 			if err := cfg.Validate(); err != nil {
 				probs = append(probs, err.Error())
 			}
@@ -146,6 +149,7 @@ func newNodeCmd(ctx context.Context, status *int) *cobra.Command {
 	f.StringVar(&managerPeers, "manager-peers", "", "the manager group's members for its first start: id=addr,... (this one included)")
 	f.StringVar(&flagCfg.ManagerDir, "manager-dir", "", "the manager member's Raft log folder (default DEVICE.manager)")
 	f.StringVar(&flagCfg.ClusterKey, "cluster-key", "", `id of the key used between nodes and managers (default "cluster")`)
+	f.DurationVar(&flagCfg.HeartbeatTimeout, "heartbeat-timeout", 0, "cluster mode: silence after which the managers mark a node down (default 5s; give every process the same)")
 	return cmd
 }
 

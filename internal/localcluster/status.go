@@ -1,0 +1,367 @@
+package localcluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/weftfs/weft/fsproto/clustermap"
+	"github.com/weftfs/weft/fsproto/manager"
+	"github.com/weftfs/weft/net"
+	"github.com/weftfs/weft/node"
+)
+
+// Access names a cluster (any cluster, not only a local one) and the key
+// to reach it with.
+type Access struct {
+	Managers  []string // addresses of the manager group's members
+	ClusterID string
+	KeyID     string
+	Secret    []byte
+}
+
+// Access returns how to reach this cluster with AdminKey.
+func (c *Cluster) Access() Access {
+	return Access{Managers: c.Managers(), ClusterID: c.state.ClusterID, KeyID: AdminKey, Secret: c.admin}
+}
+
+// Pool returns a connection pool for a; the caller closes it.
+func (a Access) Pool() (*net.Pool, error) {
+	return net.NewPool(net.PoolConfig{
+		Client: net.ClientConfig{ClusterID: a.ClusterID, KeyID: a.KeyID, Secret: a.Secret},
+		// A tool polls nodes that may be down: redial soon after they
+		// come back.
+		BackoffMax: 500 * time.Millisecond,
+	})
+}
+
+// statusCallTimeout bounds asking one node for its status.
+const statusCallTimeout = 2 * time.Second
+
+// Report is a cluster's state as `weft status` shows it: the managers'
+// map and each node's own status.
+type Report struct {
+	Map   *clustermap.Map
+	Nodes []NodeReport // in the map's order
+}
+
+// NodeReport is one node of a Report.
+type NodeReport struct {
+	Node   clustermap.Node
+	Status *node.Status // nil when Err is set
+	Err    error        // why the node's status could not be read
+}
+
+// Inspect reads the current map from the managers (a linearizable read)
+// and asks every node in it that is not Out for its status, in parallel.
+// A node that does not answer gets Err set; only a failure to read the
+// map fails Inspect.
+func Inspect(ctx context.Context, pool *net.Pool, managers []string) (*Report, error) {
+	m, err := manager.NewClient(managers, pool).Map(ctx, 0)
+	if err != nil {
+		return nil, err
+	}
+	r := &Report{Map: m, Nodes: make([]NodeReport, len(m.Nodes))}
+	var wg sync.WaitGroup
+	for i := range m.Nodes {
+		r.Nodes[i].Node = m.Nodes[i]
+		if m.Nodes[i].State == clustermap.Out {
+			continue
+		}
+		wg.Add(1)
+		go func(nr *NodeReport) {
+			defer wg.Done()
+			sctx, cancel := context.WithTimeout(ctx, statusCallTimeout)
+			defer cancel()
+			conn, err := pool.Get(sctx, nr.Node.Addr)
+			if err == nil {
+				nr.Status, err = node.FetchStatus(sctx, conn)
+			}
+			nr.Err = err
+		}(&r.Nodes[i])
+	}
+	wg.Wait()
+	return r, nil
+}
+
+// PGCounts returns how many PGs of container ct (0: all) are in each state.
+func (r *Report) PGCounts(ct clustermap.ContainerID) map[clustermap.PGState]int {
+	n := map[clustermap.PGState]int{}
+	for i := range r.Map.PGs {
+		pg := &r.Map.PGs[i]
+		if ct == 0 || pg.Container == ct {
+			n[r.Map.PGState(pg)]++
+		}
+	}
+	return n
+}
+
+// Backfill is the progress of one backfilling replica.
+type Backfill struct {
+	PG          clustermap.PGID
+	Node        clustermap.NodeID // the backfilling replica
+	Primary     clustermap.NodeID
+	BytesDone   int64 // as the primary reports its sync; -1: unknown
+	BytesTotal  int64
+	Installed   int64   // bytes the replica installed (what it was missing)
+	InstallRate float64 // bytes/s
+}
+
+// Backfills lists the map's backfilling replicas with the progress the
+// nodes report, sorted by PG and node.
+func (r *Report) Backfills() []Backfill {
+	status := map[clustermap.NodeID]*node.Status{}
+	for _, n := range r.Nodes {
+		if n.Status != nil {
+			status[n.Node.ID] = n.Status
+		}
+	}
+	var out []Backfill
+	for i := range r.Map.PGs {
+		pg := &r.Map.PGs[i]
+		for _, b := range pg.Backfilling {
+			bf := Backfill{PG: pg.ID, Node: b, Primary: pg.Primary(), BytesDone: -1}
+			if s := status[bf.Primary]; s != nil {
+				for _, p := range s.PGs {
+					if p.PG != uint32(pg.ID) {
+						continue
+					}
+					for _, y := range p.Syncs {
+						if y.Replica == uint64(b) {
+							bf.BytesDone, bf.BytesTotal = y.BytesDone, y.BytesTotal
+						}
+					}
+				}
+			}
+			if s := status[b]; s != nil {
+				for _, p := range s.PGs {
+					if p.PG == uint32(pg.ID) {
+						bf.Installed, bf.InstallRate = p.InstalledBytes, p.InstallRate
+					}
+				}
+			}
+			out = append(out, bf)
+		}
+	}
+	return out
+}
+
+// Print writes r for people: the map epoch, the nodes, the containers
+// with their PGs by state, and each backfill's progress.
+func (r *Report) Print(w io.Writer) {
+	m := r.Map
+	fmt.Fprintf(w, "cluster map epoch %d: %d nodes, %d containers, %d PGs\n", m.Epoch, len(m.Nodes), len(m.Containers), len(m.PGs))
+	fmt.Fprintf(w, "\nNODES\n  %-20s %-22s %-9s %-24s %-8s %-22s %s\n", "ID", "ADDR", "STATE", "LABELS", "MAP", "SPACE (used/device)", "PGS (primary/replica/backfilling)")
+	for _, n := range r.Nodes {
+		space, epoch, pgs := "-", "-", "-"
+		if n.Status != nil {
+			s := n.Status
+			space = fmt.Sprintf("%s/%s", fmtBytes(float64(s.Space.Used)), fmtBytes(float64(s.Space.Device)))
+			epoch = fmt.Sprint(s.Epoch)
+			roles := map[string]int{}
+			for _, p := range s.PGs {
+				roles[p.Role]++
+			}
+			pgs = fmt.Sprintf("%d/%d/%d", roles["primary"], roles["replica"], roles["backfilling"])
+		} else if n.Err != nil {
+			space = "unreachable"
+		}
+		fmt.Fprintf(w, "  %-20d %-22s %-9s %-24s %-8s %-22s %s\n", n.Node.ID, n.Node.Addr, n.Node.State, fmtLabels(n.Node.Labels), epoch, space, pgs)
+	}
+	fmt.Fprintf(w, "\nCONTAINERS\n")
+	if len(m.Containers) == 0 {
+		fmt.Fprintf(w, "  (none)\n")
+	}
+	for _, ct := range m.Containers {
+		counts := r.PGCounts(ct.ID)
+		fmt.Fprintf(w, "  %d %q: replicas %d, %d PGs: %d active, %d degraded, %d backfilling\n", ct.ID, ct.Name, ct.Policy.Replicas,
+			ct.Policy.PGCount, counts[clustermap.Active], counts[clustermap.Degraded], counts[clustermap.Backfilling])
+	}
+	if bfs := r.Backfills(); len(bfs) > 0 {
+		fmt.Fprintf(w, "\nBACKFILLS\n")
+		for _, b := range bfs {
+			pct := "?"
+			if b.BytesDone >= 0 && b.BytesTotal > 0 {
+				pct = fmt.Sprintf("%.0f%%", 100*float64(b.BytesDone)/float64(b.BytesTotal))
+			} else if b.BytesDone >= 0 {
+				pct = "0 bytes to copy"
+			}
+			fmt.Fprintf(w, "  pg %d: node %d from primary %d: %s (%s of %s), installed %s at %s/s\n", b.PG, b.Node, b.Primary, pct,
+				fmtBytes(float64(max(b.BytesDone, 0))), fmtBytes(float64(b.BytesTotal)), fmtBytes(float64(b.Installed)), fmtBytes(b.InstallRate))
+		}
+	}
+	var bad []string
+	for _, n := range r.Nodes {
+		if n.Err != nil {
+			bad = append(bad, fmt.Sprintf("  node %d (%s): %v", n.Node.ID, n.Node.Addr, n.Err))
+		}
+	}
+	if len(bad) > 0 {
+		fmt.Fprintf(w, "\nUNREACHABLE\n%s\n", strings.Join(bad, "\n"))
+	}
+}
+
+func fmtLabels(l map[string]string) string {
+	if len(l) == 0 {
+		return "-"
+	}
+	keys := make([]string, 0, len(l))
+	for k := range l {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	parts := make([]string, len(keys))
+	for i, k := range keys {
+		parts[i] = k + "=" + l[k]
+	}
+	return strings.Join(parts, ",")
+}
+
+func fmtBytes(n float64) string {
+	units := []string{"B", "KiB", "MiB", "GiB", "TiB"}
+	i := 0
+	for n >= 1024 && i < len(units)-1 {
+		n /= 1024
+		i++
+	}
+	if i == 0 {
+		return fmt.Sprintf("%.0f %s", n, units[i])
+	}
+	return fmt.Sprintf("%.1f %s", n, units[i])
+}
+
+// servingPoll is how often WaitServing asks the nodes whether their data
+// servers have the newest map.
+const servingPoll = 100 * time.Millisecond
+
+// WaitServing waits until the cluster serves: the map shows every node of
+// the state Up, the state's container exists (WaitServing creates it with
+// the state's replication; one that exists already is fine), all its PGs
+// are Active, and every node's data server has that map. It prints a line
+// on progress whenever what it waits for changes. It fails when ctx ends,
+// saying what it was waiting for.
+func (c *Cluster) WaitServing(ctx context.Context, progress io.Writer) error {
+	if progress == nil {
+		progress = io.Discard
+	}
+	pool, err := c.Access().Pool()
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+	mc := manager.NewClient(c.Managers(), pool)
+	say := sayOnChange(progress)
+	waiting := "a map from the managers"
+	fail := func(err error) error { return fmt.Errorf("waiting for %s: %w", waiting, err) }
+
+	m, err := mc.Map(ctx, 0)
+	if err != nil {
+		return fail(err)
+	}
+	// Every node Up.
+	for {
+		var missing []string
+		for _, n := range c.state.Nodes {
+			if i := slices.IndexFunc(m.Nodes, func(x clustermap.Node) bool { return x.Addr == n.Addr }); i < 0 || m.Nodes[i].State != clustermap.Up {
+				missing = append(missing, fmt.Sprintf("node %d", n.Index))
+			}
+		}
+		if len(missing) == 0 {
+			say(fmt.Sprintf("map epoch %d: all %d nodes up", m.Epoch, len(c.state.Nodes)))
+			break
+		}
+		waiting = "nodes to join: " + strings.Join(missing, ", ")
+		say(fmt.Sprintf("map epoch %d: %d of %d nodes up; waiting for %s", m.Epoch, len(c.state.Nodes)-len(missing), len(c.state.Nodes), strings.Join(missing, ", ")))
+		if m, err = mc.Map(ctx, m.Epoch); err != nil {
+			return fail(err)
+		}
+	}
+	// The container.
+	waiting = fmt.Sprintf("container %q to be created", c.state.Container)
+	ct, ok := m.ContainerByName(c.state.Container)
+	if !ok {
+		got, err := mc.Apply(ctx, clustermap.CreateContainer{Name: c.state.Container, Policy: clustermap.Policy{Replicas: c.state.Replicas}})
+		switch {
+		case err == nil:
+			m = got
+			say(fmt.Sprintf("map epoch %d: created container %q (replication %d)", m.Epoch, c.state.Container, c.state.Replicas))
+		case errors.Is(err, clustermap.ErrExists) || errors.Is(err, clustermap.ErrNoChange):
+			if m, err = mc.Map(ctx, 0); err != nil {
+				return fail(err)
+			}
+		default:
+			return fail(err)
+		}
+		if ct, ok = m.ContainerByName(c.state.Container); !ok {
+			return fail(fmt.Errorf("container %q is not in map epoch %d after its creation", c.state.Container, m.Epoch))
+		}
+	}
+	// Its PGs Active, and every data server on that map.
+	for {
+		counts := (&Report{Map: m}).PGCounts(ct.ID)
+		total := int(ct.Policy.PGCount)
+		if counts[clustermap.Active] == total {
+			break
+		}
+		waiting = fmt.Sprintf("the PGs of %q to be active", ct.Name)
+		say(fmt.Sprintf("map epoch %d: container %q: %d of %d PGs active (%d degraded, %d backfilling)", m.Epoch, ct.Name,
+			counts[clustermap.Active], total, counts[clustermap.Degraded], counts[clustermap.Backfilling]))
+		if m, err = mc.Map(ctx, m.Epoch); err != nil {
+			return fail(err)
+		}
+	}
+	say(fmt.Sprintf("map epoch %d: container %q: all %d PGs active", m.Epoch, ct.Name, ct.Policy.PGCount))
+	waiting = fmt.Sprintf("every node's data server to have map epoch %d", m.Epoch)
+	for {
+		behind := c.behind(ctx, pool, m.Epoch)
+		if len(behind) == 0 {
+			break
+		}
+		say(fmt.Sprintf("map epoch %d: waiting for %s to catch up with it", m.Epoch, strings.Join(behind, ", ")))
+		t := time.NewTimer(servingPoll)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return fail(ctx.Err())
+		case <-t.C:
+		}
+	}
+	say(fmt.Sprintf("serving: map epoch %d on every node", m.Epoch))
+	return nil
+}
+
+// behind names the nodes whose data server has no map of epoch >= epoch,
+// or that did not answer.
+func (c *Cluster) behind(ctx context.Context, pool *net.Pool, epoch uint64) []string {
+	var out []string
+	for _, n := range c.state.Nodes {
+		sctx, cancel := context.WithTimeout(ctx, statusCallTimeout)
+		conn, err := pool.Get(sctx, n.Addr)
+		var s *node.Status
+		if err == nil {
+			s, err = node.FetchStatus(sctx, conn)
+		}
+		cancel()
+		if err != nil || s.Epoch < epoch {
+			out = append(out, fmt.Sprintf("node %d", n.Index))
+		}
+	}
+	return out
+}
+
+// sayOnChange returns a printer that drops a line equal to the last one.
+func sayOnChange(w io.Writer) func(string) {
+	last := ""
+	return func(s string) {
+		if s != last {
+			fmt.Fprintf(w, "  %s\n", s)
+			last = s
+		}
+	}
+}

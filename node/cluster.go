@@ -1,0 +1,324 @@
+package node
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/weftfs/weft/engine"
+	"github.com/weftfs/weft/fsproto/cluster"
+	"github.com/weftfs/weft/fsproto/clustermap"
+	"github.com/weftfs/weft/fsproto/manager"
+	"github.com/weftfs/weft/fsproto/raftgroup"
+	"github.com/weftfs/weft/net"
+)
+
+// DefaultHeartbeatTimeout is how long a node may stay silent before the
+// managers mark it Down, when Config.HeartbeatTimeout is 0. Nodes
+// heartbeat every quarter of it.
+const DefaultHeartbeatTimeout = manager.DefaultHeartbeatTimeout
+
+// Bounds of the cluster-mode loops.
+const (
+	// joinAttemptTimeout bounds one join (AddNode) attempt; the loop then
+	// pauses joinRetryMax at most and tries again, until it succeeds.
+	joinAttemptTimeout = 10 * time.Second
+	joinRetryMin       = 100 * time.Millisecond
+	joinRetryMax       = 2 * time.Second
+	// caughtUpAttemptTimeout bounds one CaughtUp apply attempt.
+	caughtUpAttemptTimeout = 10 * time.Second
+)
+
+// NodeID is the cluster map id of the node whose device has superblock
+// UUID u: the UUID's first 8 bytes, little-endian, with the top bit
+// cleared, and 1 in place of 0. It is stable across restarts and unique
+// per device (as the UUID is random).
+func NodeID(u engine.UUID) clustermap.NodeID {
+	id := binary.LittleEndian.Uint64(u[:8]) &^ (1 << 63)
+	if id == 0 {
+		id = 1
+	}
+	return clustermap.NodeID(id)
+}
+
+// clusterNode is what a node runs in cluster mode besides its engine and
+// server: the outbound pool (cluster key), the manager member when
+// ManagerID is set, the data server, the manager client, and the
+// background loops (join, heartbeat, CaughtUp reports).
+type clusterNode struct {
+	cfg  *Config
+	log  *slog.Logger
+	eng  *engine.Engine
+	id   clustermap.NodeID
+	hb   time.Duration // heartbeat timeout
+	pool *net.Pool
+	mux  *net.ServeMux
+	mgr  *manager.Manager // nil when this process is no manager member
+	mc   *manager.Client
+	ds   *cluster.DataServer
+
+	// ctx ends the loops and the CaughtUp reports; cancelled first on
+	// shutdown.
+	ctx      context.Context
+	cancel   context.CancelFunc
+	wg       sync.WaitGroup
+	stopOnce sync.Once
+
+	addrMu sync.Mutex
+	addr   string // the listen address, once bound
+}
+
+// newClusterNode builds the mux of a cluster-mode node: the manager
+// member's raft and RPC kinds, the data server's chunk and peer kinds, and
+// KindStatus. Nothing talks to other processes until start.
+func newClusterNode(cfg *Config, keys *net.MemKeyStore, eng *engine.Engine, log *slog.Logger) (_ *clusterNode, err error) {
+	secret, _, _ := keys.Lookup(cfg.clusterKey()) // checked by check
+	pool, err := net.NewPool(net.PoolConfig{Client: net.ClientConfig{
+		ClusterID: cfg.ClusterID, KeyID: cfg.clusterKey(), Secret: secret, Logger: log,
+	}})
+	if err != nil {
+		return nil, fmt.Errorf("node: %w", err)
+	}
+	c := &clusterNode{
+		cfg: cfg, log: log, eng: eng, id: NodeID(eng.Superblock().UUID), hb: cfg.heartbeatTimeout(),
+		pool: pool, mux: net.NewServeMux(), mc: manager.NewClient(cfg.Managers, pool),
+	}
+	c.ctx, c.cancel = context.WithCancel(context.Background())
+	defer func() {
+		if err != nil {
+			c.cancel()
+			if c.mgr != nil {
+				c.mgr.Stop()
+			}
+			pool.Close()
+		}
+	}()
+	if cfg.ManagerID != 0 {
+		router, err := raftgroup.NewNetRouter(raftgroup.NetRouterConfig{Pool: pool, Mux: c.mux, Logger: log})
+		if err != nil {
+			return nil, fmt.Errorf("node: %w", err)
+		}
+		mp, _ := cfg.managerPeers() // checked by check
+		peers := make([]raftgroup.Peer, len(mp))
+		for i, p := range mp {
+			peers[i] = raftgroup.Peer{ID: p.id, Addr: p.addr}
+		}
+		dir := cfg.ManagerDir
+		if dir == "" {
+			dir = cfg.Device + ".manager"
+		}
+		c.mgr, err = manager.Start(manager.Config{
+			ID: cfg.ManagerID, Peers: peers, Dir: dir, Router: router,
+			HeartbeatTimeout: c.hb, Logger: log,
+		})
+		if err != nil {
+			return nil, fmt.Errorf("node: %w", err)
+		}
+		c.mgr.Register(c.mux)
+	}
+	c.ds, err = cluster.NewDataServer(cluster.DataServerConfig{
+		Node: c.id, Engine: eng, Maps: c.mc, Pool: pool, OnCaughtUp: c.reportCaughtUp,
+		PeerKeyID: cfg.clusterKey(), Logger: log,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("node: %w", err)
+	}
+	c.ds.Register(c.mux)
+	c.mux.HandleFunc(KindStatus, c.serveStatus)
+	return c, nil
+}
+
+// start begins the loops once the server listens at addr: join the map
+// with addr, then heartbeat every quarter of the heartbeat timeout,
+// joining again whenever the managers say the node is not in the map.
+func (c *clusterNode) start(addr string) {
+	c.addrMu.Lock()
+	c.addr = addr
+	c.addrMu.Unlock()
+	c.wg.Add(1)
+	go c.liveLoop(addr)
+}
+
+// stop ends the loops, the manager member and the data server (pending
+// client operations are answered with a retryable error). The server
+// still runs, answering what arrives with errors the callers retry
+// elsewhere; close the pool after it stopped. Safe to call more than once.
+func (c *clusterNode) stop() {
+	c.stopOnce.Do(func() {
+		c.cancel()
+		c.wg.Wait()
+		if c.mgr != nil {
+			c.mgr.Stop()
+		}
+		if err := c.ds.Close(); err != nil {
+			c.log.Warn("node: closing the data server", "err", err)
+		}
+	})
+}
+
+func (c *clusterNode) closePool() {
+	if err := c.pool.Close(); err != nil {
+		c.log.Warn("node: closing the connection pool", "err", err)
+	}
+}
+
+func (c *clusterNode) liveLoop(addr string) {
+	defer c.wg.Done()
+	period := c.hb / 4
+	joined := false
+	for c.ctx.Err() == nil {
+		if !joined {
+			if joined = c.join(addr); !joined {
+				return // ctx ended
+			}
+		}
+		hctx, cancel := context.WithTimeout(c.ctx, c.hb/2)
+		err := c.mc.Heartbeat(hctx, c.id)
+		cancel()
+		switch {
+		case err == nil:
+		case errors.Is(err, clustermap.ErrNotFound):
+			// The map lost us (or never had us: a join that raced a
+			// leader change); join again.
+			c.log.Warn("node: the managers do not know this node; joining again", "node", uint64(c.id), "err", err)
+			joined = false
+			continue
+		case c.ctx.Err() == nil:
+			c.log.Info("node: heartbeat failed", "err", err)
+		}
+		if !sleepCtx(c.ctx, period) {
+			return
+		}
+	}
+}
+
+// join applies AddNode until the map has this node (ErrNoChange: it was
+// there already, as it is), or ctx ends (false).
+func (c *clusterNode) join(addr string) bool {
+	cmd := clustermap.AddNode{ID: c.id, Addr: addr, Labels: c.cfg.Labels, Capacity: c.eng.Superblock().DeviceSize}
+	pause := joinRetryMin
+	for {
+		actx, cancel := context.WithTimeout(c.ctx, joinAttemptTimeout)
+		m, err := c.mc.Apply(actx, cmd)
+		cancel()
+		switch {
+		case err == nil:
+			c.log.Info("node: joined the cluster map", "node", uint64(c.id), "addr", addr, "epoch", m.Epoch)
+			return true
+		case errors.Is(err, clustermap.ErrNoChange):
+			c.log.Info("node: already in the cluster map, up", "node", uint64(c.id), "addr", addr)
+			return true
+		case c.ctx.Err() != nil:
+			return false
+		case errors.Is(err, clustermap.ErrExists):
+			// Another node id holds this address: a re-formatted device
+			// whose old id was never taken Out. Only an operator can tell.
+			c.log.Error("node: cannot join: another node in the map has this address; mark it out", "node", uint64(c.id), "addr", addr, "err", err)
+		default:
+			c.log.Warn("node: join failed; retrying", "node", uint64(c.id), "addr", addr, "err", err)
+		}
+		if !sleepCtx(c.ctx, pause) {
+			return false
+		}
+		pause = min(2*pause, joinRetryMax)
+	}
+}
+
+// reportCaughtUp runs on the data server's callback goroutine: it applies
+// CaughtUp until the map took it, no longer wants it (stale epoch: the
+// data server reports again for the new view), or the node stops.
+func (c *clusterNode) reportCaughtUp(pg clustermap.PGID, epoch uint64) {
+	cmd := clustermap.CaughtUp{PG: pg, Node: c.id, Epoch: epoch}
+	pause := joinRetryMin
+	for c.ctx.Err() == nil {
+		actx, cancel := context.WithTimeout(c.ctx, caughtUpAttemptTimeout)
+		m, err := c.mc.Apply(actx, cmd)
+		cancel()
+		switch {
+		case err == nil:
+			c.log.Info("node: caught up", "pg", uint32(pg), "pg_epoch", epoch, "epoch", m.Epoch)
+			return
+		case errors.Is(err, clustermap.ErrNoChange):
+			return
+		case errors.Is(err, clustermap.ErrStaleEpoch), errors.Is(err, clustermap.ErrNotFound), errors.Is(err, clustermap.ErrInvalid):
+			c.log.Info("node: caught-up report no longer applies", "pg", uint32(pg), "pg_epoch", epoch, "err", err)
+			return
+		case c.ctx.Err() != nil:
+			return
+		}
+		c.log.Warn("node: caught-up report failed; retrying", "pg", uint32(pg), "pg_epoch", epoch, "err", err)
+		if !sleepCtx(c.ctx, pause) {
+			return
+		}
+		pause = min(2*pause, joinRetryMax)
+	}
+}
+
+// status gathers this node's Status, or nil once the data server closed.
+func (c *clusterNode) status() *Status {
+	pgs := c.ds.Status()
+	if pgs == nil && c.ctx.Err() != nil {
+		return nil
+	}
+	c.addrMu.Lock()
+	addr := c.addr
+	c.addrMu.Unlock()
+	st := c.eng.Stats()
+	s := &Status{
+		Node: uint64(c.id), Addr: addr,
+		Space: Space{Device: c.eng.Superblock().DeviceSize, Used: st.Used, Live: st.Live, Free: st.Free},
+		PGs:   make([]PG, 0, len(pgs)),
+	}
+	if m := c.ds.Map(); m != nil {
+		s.Epoch = m.Epoch
+	}
+	for _, p := range pgs {
+		q := PG{
+			PG: uint32(p.PG), Epoch: p.Epoch, Role: p.Role.String(), Phase: p.Phase,
+			SyncBytesSent: p.SyncBytesSent, InstalledObjects: p.InstalledObjects, InstalledBytes: p.InstalledBytes,
+			InstallRate: p.InstallRate,
+		}
+		for _, y := range p.Syncs {
+			q.Syncs = append(q.Syncs, Sync{Replica: y.Replica, Epoch: y.Epoch, ObjectsDone: y.ObjectsDone,
+				ObjectsTotal: y.ObjectsTotal, BytesDone: y.BytesDone, BytesTotal: y.BytesTotal, Done: y.Done})
+		}
+		s.PGs = append(s.PGs, q)
+	}
+	return s
+}
+
+func (c *clusterNode) serveStatus(_ context.Context, req *net.Request, w *net.ResponseWriter) {
+	if len(req.Header) != 0 || req.Payload != nil {
+		w.Error(CodeStatusBadRequest, fmt.Sprintf("node: a status request has no header body or payload; got %d and %v", len(req.Header), req.Payload != nil))
+		return
+	}
+	s := c.status()
+	if s == nil {
+		w.Error(CodeStatusUnavailable, "node: stopping")
+		return
+	}
+	hdr, payload, err := EncodeStatus(s)
+	if err != nil {
+		w.Error(CodeStatusUnavailable, err.Error())
+		return
+	}
+	if err := w.Reply(hdr, [][]byte{payload}, nil); err != nil {
+		w.Error(CodeStatusUnavailable, fmt.Sprintf("node: status of %d bytes: %v", len(payload), err))
+	}
+}
+
+// sleepCtx waits d, or until ctx ends (false).
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}

@@ -1,0 +1,113 @@
+package main
+
+import (
+	"context"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/weftfs/weft/bench"
+	"github.com/weftfs/weft/internal/localcluster"
+)
+
+func newUpCmd(ctx context.Context, status *int) *cobra.Command {
+	var (
+		cfg             localcluster.Config
+		size            string
+		startupDeadline time.Duration
+	)
+	cmd := &cobra.Command{
+		Use:   "up [flags]",
+		Short: "Run a local cluster: N weft nodes on 127.0.0.x, devices as sparse files, one container",
+		Long: `weft up runs a local cluster for development and tests: --nodes processes of
+weft node, each a storage node and a member of the manager group, listening on
+127.0.0.1, 127.0.0.2, ... at --port, with a sparse file device of --size under
+--dir. The first run creates the folder, the keys and the "default" container
+(replication --replicas); later runs start the same cluster again with its data.
+Ctrl-C (SIGINT) or SIGTERM stops every node cleanly.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			n, err := bench.ParseSize(size)
+			if err != nil || n < 64<<20 {
+				*status = 2
+				fmt.Fprintf(os.Stderr, "--size=%s: want a size of at least 64m, such as 8g\n", size)
+				return nil
+			}
+			cfg.DeviceSize = n
+			if cfg.Binary, err = os.Executable(); err != nil {
+				*status = 1
+				fmt.Fprintln(os.Stderr, "weft up:", err)
+				return nil
+			}
+			if err := runUp(ctx, cfg, startupDeadline); err != nil {
+				*status = 1
+				fmt.Fprintln(os.Stderr, "weft up:", err)
+			}
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&cfg.Dir, "dir", ".weft", "folder of the cluster's devices, keys and logs")
+	f.IntVar(&cfg.Nodes, "nodes", 3, "number of nodes (first run only)")
+	f.IntVar(&cfg.Port, "port", 7070, "port of every node on its 127.0.0.N address (metrics on port+1; first run only)")
+	f.StringVar(&size, "size", "8g", "size of each node's sparse device file (first run only)")
+	f.IntVar(&cfg.Replicas, "replicas", 3, "replication factor of the default container (first run only)")
+	f.DurationVar(&startupDeadline, "startup-timeout", 90*time.Second, "how long to wait for the cluster to serve")
+	return cmd
+}
+
+// runUp starts the cluster, waits until it serves, prints how to use it,
+// and stops it when ctx ends or a node exits.
+func runUp(ctx context.Context, cfg localcluster.Config, startupDeadline time.Duration) error {
+	c, err := localcluster.Open(cfg)
+	if err != nil {
+		return err
+	}
+	st := c.State()
+	fmt.Printf("weft up: cluster %s in %s, %d nodes\n", st.ClusterID, cfg.Dir, len(st.Nodes))
+	if err := c.Start(); err != nil {
+		_ = c.Stop(20 * time.Second)
+		return err
+	}
+	for _, n := range st.Nodes {
+		fmt.Printf("  node %d: %s (metrics http://%s/metrics, log %s)\n", n.Index, n.Addr, n.Metrics, c.LogFile(n.Index))
+	}
+	ready, cancel := context.WithTimeout(ctx, startupDeadline)
+	err = c.WaitServing(ready, os.Stdout)
+	cancel()
+	if err != nil {
+		stopErr := c.Stop(20 * time.Second)
+		if ctx.Err() != nil {
+			return stopErr
+		}
+		return fmt.Errorf("%w (node logs: %s/nodeN/log)", err, cfg.Dir)
+	}
+	printUpHelp(c, cfg.Dir)
+	if i := c.Wait(ctx); i != 0 {
+		_, exitErr, _ := c.Exited(i)
+		fmt.Fprintf(os.Stderr, "weft up: node %d exited (%v); stopping the others (log: %s)\n", i, exitErr(), c.LogFile(i))
+		_ = c.Stop(20 * time.Second)
+		return fmt.Errorf("node %d exited", i)
+	}
+	fmt.Println("weft up: stopping the nodes")
+	return c.Stop(20 * time.Second)
+}
+
+func printUpHelp(c *localcluster.Cluster, dir string) {
+	st := c.State()
+	secret := hex.EncodeToString(c.AdminSecret())
+	managers := strings.Join(c.Managers(), ",")
+	fmt.Printf(`
+weft up: cluster %s is serving; container %q with replication %d.
+  key:     %s %s   (every key: %s)
+  status:  weft status --dir %s
+  bench:   WEFT_CLUSTER_ID=%s WEFT_KEY_ID=%s WEFT_KEY_SECRET=%s \
+             weft bench --rw=randwrite --bs=4k --size=64m --runtime=10s weft://%s/%s
+  stop:    Ctrl-C (the data stays in %s; weft up again brings it back)
+`, st.ClusterID, st.Container, st.Replicas, localcluster.AdminKey, secret, c.KeysFile(),
+		dir, st.ClusterID, localcluster.AdminKey, secret, managers, st.Container, dir)
+}
