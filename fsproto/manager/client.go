@@ -273,6 +273,12 @@ func (c *Client) run(ctx context.Context, op string, attempt func(context.Contex
 			return fmt.Errorf("manager %s: %s: %w", addr, op, final)
 		}
 		lastErr = fmt.Errorf("%s: %w", addr, err)
+		// Concurrent and later calls start past a member that failed.
+		c.mu.Lock()
+		if c.mu.next == idx {
+			c.mu.next = (idx + 1) % n
+		}
+		c.mu.Unlock()
 		failures++
 		if failures%n != 0 {
 			continue

@@ -132,7 +132,9 @@ func (c *testCluster) startOn(i int, ln stdnet.Listener) {
 	}
 	cfg := Config{
 		ID: n.id, Peers: c.peers, Dir: n.dir, Router: router,
-		HeartbeatTimeout: 2 * time.Second, MapWaitMax: 500 * time.Millisecond,
+		// Long enough that nodes which never heartbeat stay Up, so only
+		// the test's own commands move the epoch; liveness tests lower it.
+		HeartbeatTimeout: time.Hour, MapWaitMax: 500 * time.Millisecond,
 		TickInterval: 10 * time.Millisecond, SnapshotEvery: 8, Logger: testLogger(),
 	}
 	if c.mod != nil {

@@ -140,10 +140,13 @@ func TestMapLongPoll(t *testing.T) {
 }
 
 // TestNodeDownReplaced stops one node's heartbeats: the leader marks it
-// Down and its PGs get replacements; when it heartbeats again it is Up.
+// Down and its PGs get replacements. Then the leader is killed: the new
+// one leaves the Down node Down (it gives grace, it does not revive),
+// marks another silent node Down, and brings both back Up when they
+// heartbeat again.
 func TestNodeDownReplaced(t *testing.T) {
 	testutil.CheckLeaks(t)
-	c := newTestCluster(t, 3, func(cfg *Config) { cfg.HeartbeatTimeout = time.Second })
+	c := newTestCluster(t, 3, func(cfg *Config) { cfg.HeartbeatTimeout = 1500 * time.Millisecond })
 	ctx := testContext(t)
 	cl := c.client()
 	addNodes(t, ctx, cl, 4)
@@ -156,20 +159,18 @@ func TestNodeDownReplaced(t *testing.T) {
 		t.Fatalf("node 4 holds no PG; the test needs one:\n%v", before)
 	}
 
-	// Nodes 1-3 heartbeat every 100 ms, node 4 until told to stop.
+	// Nodes 1-4 heartbeat every 100 ms until told to stop (false) or
+	// resume (true) on their control channel.
 	hbCtx, stopHB := context.WithCancel(ctx)
-	node4 := make(chan bool) // false: stop, true: resume
+	ctl := make(map[clustermap.NodeID]chan bool)
 	var loops []chan struct{}
 	for id := clustermap.NodeID(1); id <= 4; id++ {
 		ended := make(chan struct{})
 		loops = append(loops, ended)
-		go func() {
+		ctl[id] = make(chan bool)
+		go func(ctl chan bool) {
 			defer close(ended)
 			beat := true
-			var ctl chan bool // nil (never ready) but for node 4
-			if id == 4 {
-				ctl = node4
-			}
 			hb := NewClient(c.addrs(), c.pool)
 			for {
 				if beat {
@@ -184,7 +185,7 @@ func TestNodeDownReplaced(t *testing.T) {
 				case <-time.After(100 * time.Millisecond):
 				}
 			}
-		}()
+		}(ctl[id])
 	}
 	defer func() {
 		stopHB()
@@ -192,12 +193,15 @@ func TestNodeDownReplaced(t *testing.T) {
 			<-e
 		}
 	}()
+	state := func(id clustermap.NodeID, s clustermap.NodeState) func(*clustermap.Map) bool {
+		return func(m *clustermap.Map) bool {
+			n, _ := m.Node(id)
+			return n.State == s
+		}
+	}
 
-	node4 <- false
-	m := waitFor(t, ctx, cl, before.Epoch, func(m *clustermap.Map) bool {
-		n, _ := m.Node(4)
-		return n.State == clustermap.Down
-	})
+	ctl[4] <- false
+	m := waitFor(t, ctx, cl, before.Epoch, state(4, clustermap.Down))
 	for _, id := range hit {
 		pg, ok := m.PG(id)
 		if !ok {
@@ -214,10 +218,23 @@ func TestNodeDownReplaced(t *testing.T) {
 		}
 	}
 
-	node4 <- true
-	waitFor(t, ctx, cl, m.Epoch, func(m *clustermap.Map) bool {
-		n, _ := m.Node(4)
-		return n.State == clustermap.Up
+	old := c.leader(ctx)
+	c.kill(old)
+	newLead := c.leader(ctx)
+	t.Logf("killed leader %d at epoch %d; member %d leads", old+1, m.Epoch, newLead+1)
+	ctl[3] <- false
+	m3 := waitFor(t, ctx, cl, m.Epoch, state(3, clustermap.Down))
+	// Exactly one change since node 4 went Down: node 3's. A new leader
+	// that revived node 4 (or marked a heartbeating node Down) would have
+	// made more.
+	if n4, _ := m3.Node(4); m3.Epoch != m.Epoch+1 || n4.State != clustermap.Down {
+		t.Fatalf("after the leader change: epoch %d (node 4 down at %d), node 4 %v; want one change\n%v", m3.Epoch, m.Epoch, n4.State, m3)
+	}
+
+	ctl[3] <- true
+	ctl[4] <- true
+	waitFor(t, ctx, cl, m3.Epoch, func(m *clustermap.Map) bool {
+		return state(3, clustermap.Up)(m) && state(4, clustermap.Up)(m)
 	})
 }
 
@@ -255,14 +272,16 @@ func TestLeaderKilled(t *testing.T) {
 	old := c.leader(ctx)
 	killed := time.Now()
 	c.kill(old)
-	t.Logf("killed leader %d at epoch %d", old+1, m.Epoch)
-
+	newLead := c.leader(ctx)
+	elected := time.Since(killed)
 	m2, err := cl.Apply(ctx, clustermap.SetNodeState{ID: 2, State: clustermap.Draining})
 	if err != nil {
 		t.Fatalf("apply after the leader was killed: %v", err)
 	}
-	newLead := c.leader(ctx)
-	t.Logf("new leader %d; first Apply through the client completed %v after the kill", newLead+1, time.Since(killed))
+	// The issue's "(f) a manager leader killed: a new leader within a
+	// few seconds, clients carry on": logged, not asserted.
+	t.Logf("killed leader %d at epoch %d: member %d leads after %v; the client's first Apply completed %v after the kill",
+		old+1, m.Epoch, newLead+1, elected, time.Since(killed))
 	if newLead == old || m2.Epoch != m.Epoch+1 {
 		t.Fatalf("new leader %d (old %d), epoch %d after %d", newLead+1, old+1, m2.Epoch, m.Epoch)
 	}
