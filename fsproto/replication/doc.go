@@ -112,7 +112,11 @@
 // caught-up (non-backfilling) replicas of the current view, and must bump
 // the epoch of every PG of a node that restarted before that node acts in
 // it (a restarted node has forgotten its pending work and its request
-// ids).
+// ids). It should also put a restarted node back as backfilling and hand
+// the primary role to a caught-up replica that is up: a restarted primary
+// that keeps its role (because no other can take it) applies a retry
+// again whose first attempt it applied before restarting. The simulation's
+// oracle does exactly this.
 //
 // # Wire format
 //

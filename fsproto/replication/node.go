@@ -79,6 +79,20 @@ func (c *Config) fill() error {
 // OpKind is what a client asks.
 type OpKind uint8
 
+func (k OpKind) String() string {
+	switch k {
+	case OpWrite:
+		return "write"
+	case OpTruncate:
+		return "truncate"
+	case OpDelete:
+		return "delete"
+	case OpRead:
+		return "read"
+	}
+	return fmt.Sprintf("OpKind(%d)", k)
+}
+
 // Client operations.
 const (
 	OpWrite OpKind = iota + 1

@@ -559,11 +559,28 @@ func (o *oracle) tick() {
 	}
 }
 
+// restarted: a node that restarted rejoins its PGs as backfilling (it lost
+// what it had not flushed, and its request ids), and stops being primary
+// if a caught-up replica that is up can take over; otherwise it stays
+// primary, the only one holding everything acknowledged.
 func (o *oracle) restarted(id uint64) {
 	for pg := range uint32(simPGs) {
-		if v := o.views[pg]; v.has(id) {
-			o.bump(v)
+		v := o.views[pg]
+		if !v.has(id) {
+			continue
 		}
+		if v.Replicas[0] == id {
+			for i, other := range v.Replicas[1:] {
+				if !o.down(other) && !slices.Contains(v.Backfilling, other) {
+					v.Replicas[0], v.Replicas[i+1] = other, id
+					break
+				}
+			}
+		}
+		if v.Replicas[0] != id && !slices.Contains(v.Backfilling, id) {
+			v.Backfilling = append(v.Backfilling, id)
+		}
+		o.bump(v)
 	}
 }
 
@@ -929,9 +946,12 @@ var objModel = porcupine.Model{
 	DescribeOperation: func(input, output any) string {
 		in := input.(simInput)
 		if in.kind == OpRead {
-			return fmt.Sprintf("read -> %+v", output)
+			if out, ok := output.(simOutput); ok {
+				return fmt.Sprintf("read -> notFound %v %q", out.notFound, out.data)
+			}
+			return "read -> ?"
 		}
-		return fmt.Sprintf("%+v", in)
+		return fmt.Sprintf("%v off %d data %q size %d", in.kind, in.off, in.data, in.size)
 	},
 }
 
@@ -951,7 +971,13 @@ func (s *sim) checkLinearizable() {
 	for _, o := range objs {
 		res := porcupine.CheckOperationsTimeout(objModel, s.hist[o], 10*time.Second)
 		if res == porcupine.Illegal {
-			s.failf("object %v: history of %d operations is not linearizable", o, len(s.hist[o]))
+			var b strings.Builder
+			h := slices.Clone(s.hist[o])
+			slices.SortFunc(h, func(a, b porcupine.Operation) int { return int(a.Call - b.Call) })
+			for _, op := range h {
+				fmt.Fprintf(&b, "\n  [%d, %d] client %d %s", op.Call, op.Return, op.ClientId, objModel.DescribeOperation(op.Input, op.Output))
+			}
+			s.failf("object %v: history of %d operations is not linearizable:%s", o, len(s.hist[o]), b.String())
 		}
 	}
 }
