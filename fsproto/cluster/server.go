@@ -109,10 +109,15 @@ type PGStatus struct {
 	// sync replicas of the PG (resends included).
 	SyncBytesSent int64
 	// InstalledObjects and InstalledBytes count the distinct object
-	// states (object, seq) this node installed from its primary's sync:
+	// states (object, seq) this node installed from its primary's sync
+	// while backfilling (since it last became a backfilling replica):
 	// the data it was missing.
 	InstalledObjects int64
 	InstalledBytes   int64
+	// ReconciledBytes counts the object bytes installed by syncs as a
+	// caught-up replica (the reconciliation every new epoch runs over the
+	// last Window seqs), resent objects included.
+	ReconciledBytes int64
 	// InstallRate is InstalledBytes per second since the first install of
 	// the current backfill (0 when none).
 	InstallRate float64
@@ -166,6 +171,7 @@ type pgState struct {
 	instObjs    int64
 	instBytes   int64
 	instStarted time.Time
+	reconBytes  int64
 }
 
 type installKey struct {
@@ -531,6 +537,10 @@ func (s *DataServer) pg(id clustermap.PGID) *pgState {
 
 func (s *DataServer) countInstall(in installOp) {
 	st := s.pg(in.pg)
+	if st.role != RoleBackfilling {
+		st.reconBytes += int64(in.n)
+		return
+	}
 	if _, ok := st.installed[in.key]; ok {
 		return
 	}
@@ -563,8 +573,11 @@ func (s *DataServer) applyMap(m *clustermap.Map) {
 		case pg.Primary() == s.cfg.Node:
 			st.role = RolePrimary
 		case pg.IsBackfilling(s.cfg.Node):
+			if st.role != RoleBackfilling {
+				st.installed = map[installKey]struct{}{}
+				st.instObjs, st.instBytes = 0, 0
+			}
 			st.role = RoleBackfilling
-			st.installed = map[installKey]struct{}{}
 		default:
 			st.role = RoleReplica
 		}
@@ -606,7 +619,7 @@ func (s *DataServer) buildStatus() []PGStatus {
 	for _, id := range sortedPGs(s.pgs) {
 		st := s.pgs[id]
 		ps := PGStatus{PG: id, Epoch: st.epoch, Role: st.role, SyncBytesSent: st.syncSent,
-			InstalledObjects: st.instObjs, InstalledBytes: st.instBytes}
+			InstalledObjects: st.instObjs, InstalledBytes: st.instBytes, ReconciledBytes: st.reconBytes}
 		for _, p := range prog {
 			if clustermap.PGID(p.PG) == id {
 				ps.Syncs = append(ps.Syncs, p)

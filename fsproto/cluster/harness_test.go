@@ -1,0 +1,267 @@
+package cluster_test
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	stdnet "net"
+	"os"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/weftfs/weft/engine"
+	"github.com/weftfs/weft/fsproto/client"
+	"github.com/weftfs/weft/fsproto/cluster"
+	"github.com/weftfs/weft/fsproto/clustermap"
+	"github.com/weftfs/weft/fsproto/replication"
+	"github.com/weftfs/weft/internal/vfs"
+	"github.com/weftfs/weft/net"
+)
+
+const (
+	testCluster   = "cluster-test"
+	clusterKey    = "cluster"
+	clientKey     = "client"
+	testContainer = "db"
+)
+
+var (
+	clusterSecret = []byte("cluster-secret-0123456789abcdef!")
+	clientSecret  = []byte("client-secret-0123456789abcdef!!")
+	quiet         = slog.New(slog.NewTextHandler(io.Discard, nil))
+)
+
+func testLogger() *slog.Logger {
+	if os.Getenv("CLUSTER_TEST_LOG") != "" {
+		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	return quiet
+}
+
+// feed is one process's view of the map: a MapSource the test publishes to.
+type feed struct {
+	mu sync.Mutex
+	m  *clustermap.Map
+	ch chan struct{} // closed when m changes
+}
+
+func newFeed() *feed { return &feed{ch: make(chan struct{})} }
+
+func (f *feed) publish(m *clustermap.Map) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.m != nil && m.Epoch <= f.m.Epoch {
+		return
+	}
+	f.m = m
+	close(f.ch)
+	f.ch = make(chan struct{})
+}
+
+// Map implements cluster.MapSource and client.MapSource.
+func (f *feed) Map(ctx context.Context, after uint64) (*clustermap.Map, error) {
+	for {
+		f.mu.Lock()
+		m, ch := f.m, f.ch
+		f.mu.Unlock()
+		if m != nil && (after == 0 || m.Epoch > after) {
+			return m, nil
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+}
+
+// tnode is one storage process: an engine (kept across restarts, as a
+// device is), and while it runs a DataServer on a loopback listener.
+type tnode struct {
+	id    clustermap.NodeID
+	fsys  vfs.FS
+	eng   *engine.Engine
+	addr  string
+	feed  *feed
+	ds    *cluster.DataServer
+	srv   *net.Server
+	pool  *net.Pool
+	serve chan error
+}
+
+// tcluster is a test cluster: nodes, the authoritative map (what the
+// managers would hold) and the clients' map feed.
+type tcluster struct {
+	t       *testing.T
+	mu      sync.Mutex
+	m       *clustermap.Map
+	nodes   map[clustermap.NodeID]*tnode
+	clients *feed
+	repl    replication.Config
+	// cut: nodes whose feed no longer gets new maps (a partitioned node).
+	cut map[clustermap.NodeID]bool
+}
+
+func newCluster(t *testing.T, n int, pgCount uint32, repl replication.Config) *tcluster {
+	t.Helper()
+	c := &tcluster{t: t, m: clustermap.New(), nodes: map[clustermap.NodeID]*tnode{}, clients: newFeed(), repl: repl,
+		cut: map[clustermap.NodeID]bool{}}
+	for i := 1; i <= n; i++ {
+		id := clustermap.NodeID(i)
+		fsys := vfs.NewMem()
+		if _, err := engine.Format(fsys, engine.FormatRequest{Path: "dev", Size: 64 << 20, Options: engine.FormatOptions{SegmentSize: 1 << 20}}); err != nil {
+			t.Fatal(err)
+		}
+		tn := &tnode{id: id, fsys: fsys, feed: newFeed()}
+		tn.eng = openEngine(t, fsys)
+		ln, err := stdnet.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		tn.addr = ln.Addr().String()
+		c.nodes[id] = tn
+		c.apply(clustermap.AddNode{ID: id, Addr: tn.addr, Capacity: 1 << 30})
+		c.start(tn, ln)
+	}
+	c.apply(clustermap.CreateContainer{Name: testContainer, Policy: clustermap.Policy{Replicas: 3, PGCount: pgCount}})
+	t.Cleanup(c.close)
+	return c
+}
+
+func openEngine(t *testing.T, fsys vfs.FS) *engine.Engine {
+	e, err := engine.Open(engine.Options{Path: "dev", FS: fsys, Shards: 1, Mode: engine.Interrupt, Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return e
+}
+
+// apply applies cmd to the authoritative map and publishes the result to
+// every feed but the cut nodes'. ErrNoChange and ErrStaleEpoch are
+// returned, other errors fail the test.
+func (c *tcluster) apply(cmd clustermap.Command) (*clustermap.Map, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	m, err := c.m.Apply(cmd)
+	if errors.Is(err, clustermap.ErrNoChange) || errors.Is(err, clustermap.ErrStaleEpoch) {
+		return c.m, err
+	}
+	if err != nil {
+		c.t.Fatalf("apply %#v: %v", cmd, err)
+	}
+	c.m = m
+	for id, tn := range c.nodes {
+		if !c.cut[id] {
+			tn.feed.publish(m)
+		}
+	}
+	c.clients.publish(m)
+	return m, nil
+}
+
+func (c *tcluster) current() *clustermap.Map {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.m
+}
+
+// start runs a DataServer for tn on ln (a fresh listener on its address
+// when ln is nil).
+func (c *tcluster) start(tn *tnode, ln stdnet.Listener) {
+	t := c.t
+	if ln == nil {
+		var err error
+		ln, err = stdnet.Listen("tcp", tn.addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	pool, err := net.NewPool(net.PoolConfig{Client: net.ClientConfig{ClusterID: testCluster, KeyID: clusterKey,
+		Secret: clusterSecret, Logger: quiet}, BackoffBase: 5 * time.Millisecond, BackoffMax: 50 * time.Millisecond, Seed: uint64(tn.id)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := tn.id
+	ds, err := cluster.NewDataServer(cluster.DataServerConfig{
+		Node: id, Engine: tn.eng, Maps: tn.feed, Pool: pool, Replication: c.repl, PeerKeyID: clusterKey,
+		TickInterval: 5 * time.Millisecond, Logger: testLogger(),
+		OnCaughtUp: func(pg clustermap.PGID, epoch uint64) {
+			c.apply(clustermap.CaughtUp{PG: pg, Node: id, Epoch: epoch})
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ks net.MemKeyStore
+	ks.Add(clusterKey, clusterSecret, false)
+	ks.Add(clientKey, clientSecret, false)
+	mux := net.NewServeMux()
+	ds.Register(mux)
+	srv, err := net.NewServer(net.ServerConfig{ClusterID: testCluster, Keys: &ks, Logger: quiet}, mux)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tn.ds, tn.srv, tn.pool, tn.serve = ds, srv, pool, make(chan error, 1)
+	go func() { tn.serve <- srv.Serve(ln) }()
+}
+
+// kill stops tn's server and DataServer at once, as a crash would (the
+// engine stays: it is the node's device, which a restart reopens).
+func (c *tcluster) kill(id clustermap.NodeID) {
+	tn := c.nodes[id]
+	if tn.srv == nil {
+		return
+	}
+	tn.srv.Close()
+	<-tn.serve
+	tn.ds.Close()
+	tn.pool.Close()
+	tn.srv, tn.ds, tn.pool = nil, nil, nil
+}
+
+// restart reopens tn's engine from its device and starts it again.
+func (c *tcluster) restart(id clustermap.NodeID) {
+	tn := c.nodes[id]
+	c.kill(id)
+	if err := tn.eng.Close(); err != nil {
+		c.t.Fatal(err)
+	}
+	tn.eng = openEngine(c.t, tn.fsys)
+	c.start(tn, nil)
+}
+
+func (c *tcluster) close() {
+	for _, tn := range c.nodes {
+		c.kill(tn.id)
+		if err := tn.eng.Close(); err != nil {
+			c.t.Errorf("engine %d close: %v", tn.id, err)
+		}
+	}
+}
+
+func (c *tcluster) dial(t *testing.T) *client.Client {
+	t.Helper()
+	cl, err := client.Dial(context.Background(), client.Config{Maps: c.clients, ClusterID: testCluster, KeyID: clientKey,
+		Secret: clientSecret, Logger: quiet, RefreshWait: 50 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cl.Close() })
+	return cl
+}
+
+// waitFor polls cond until it holds or the test's patience (30s) ends.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("gave up waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func errorsIs(err, target error) bool { return errors.Is(err, target) }
