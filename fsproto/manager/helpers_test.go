@@ -34,10 +34,16 @@ func testLogger() *slog.Logger {
 	return slog.New(slog.NewTextHandler(io.Discard, nil))
 }
 
-func testPool(t *testing.T, key string) *net.Pool {
+// testPool returns a pool with key; with fn, its connections go through
+// the fault network as endpoint name.
+func testPool(t *testing.T, key string, fn *net.FaultNet, name string) *net.Pool {
 	t.Helper()
+	client := net.ClientConfig{ClusterID: testClusterID, KeyID: key, Secret: testSecret, Logger: testLogger()}
+	if fn != nil {
+		client.Dial = fn.Dialer(name)
+	}
 	pool, err := net.NewPool(net.PoolConfig{
-		Client:       net.ClientConfig{ClusterID: testClusterID, KeyID: key, Secret: testSecret, Logger: testLogger()},
+		Client:       client,
 		ConnsPerPeer: 1, BackoffBase: 10 * time.Millisecond, BackoffMax: 100 * time.Millisecond, Seed: 1,
 	})
 	if err != nil {
@@ -58,6 +64,8 @@ type testNode struct {
 	served chan error
 }
 
+func (n *testNode) name() string { return fmt.Sprintf("m%d", n.id) }
+
 // testCluster runs manager members in one process over loopback TCP, each
 // with a real raftlog directory.
 type testCluster struct {
@@ -65,13 +73,21 @@ type testCluster struct {
 	peers  []raftgroup.Peer
 	nodes  []*testNode
 	mod    func(*Config)
-	pool   *net.Pool // the clients' pool (write key)
-	roPool *net.Pool // a read-only key's pool
+	fn     *net.FaultNet // nil: plain loopback
+	pool   *net.Pool     // the clients' pool (write key), endpoint "client"
+	roPool *net.Pool     // a read-only key's pool
 }
 
 func newTestCluster(t *testing.T, n int, mod func(*Config)) *testCluster {
 	t.Helper()
-	c := &testCluster{t: t, mod: mod}
+	return newFaultCluster(t, n, nil, mod)
+}
+
+// newFaultCluster starts a cluster whose traffic goes through fn (when not
+// nil): member i is endpoint "m<i+1>", the clients' pools "client".
+func newFaultCluster(t *testing.T, n int, fn *net.FaultNet, mod func(*Config)) *testCluster {
+	t.Helper()
+	c := &testCluster{t: t, mod: mod, fn: fn}
 	dir := t.TempDir()
 	lns := make([]stdnet.Listener, n)
 	for i := range n {
@@ -84,8 +100,8 @@ func newTestCluster(t *testing.T, n int, mod func(*Config)) *testCluster {
 		c.nodes = append(c.nodes, node)
 		c.peers = append(c.peers, raftgroup.Peer{ID: node.id, Addr: node.addr})
 	}
-	c.pool = testPool(t, testKeyID)
-	c.roPool = testPool(t, testReaderKey)
+	c.pool = testPool(t, testKeyID, fn, "client")
+	c.roPool = testPool(t, testReaderKey, fn, "client")
 	t.Cleanup(func() {
 		for i := range c.nodes {
 			c.kill(i)
@@ -121,11 +137,14 @@ func (c *testCluster) start(i int) {
 func (c *testCluster) startOn(i int, ln stdnet.Listener) {
 	c.t.Helper()
 	n := c.nodes[i]
+	if c.fn != nil {
+		ln = c.fn.Listener(n.name(), ln)
+	}
 	var keys net.MemKeyStore
 	keys.Add(testKeyID, testSecret, false)
 	keys.Add(testReaderKey, testSecret, true)
 	mux := net.NewServeMux()
-	n.pool = testPool(c.t, testKeyID)
+	n.pool = testPool(c.t, testKeyID, c.fn, n.name())
 	router, err := raftgroup.NewNetRouter(raftgroup.NetRouterConfig{Pool: n.pool, Mux: mux, CallTimeout: time.Second, Logger: testLogger()})
 	if err != nil {
 		c.t.Fatal(err)

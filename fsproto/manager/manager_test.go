@@ -379,3 +379,49 @@ func TestStartValidates(t *testing.T) {
 		}
 	}
 }
+
+// TestPartitionedMember cuts one member off from the others: clients that
+// try it first still apply and follow the map through the others (its
+// long polls expire, its proposals fail), and it catches up once healed.
+func TestPartitionedMember(t *testing.T) {
+	testutil.CheckLeaks(t)
+	fn := net.NewFaultNet(1)
+	c := newFaultCluster(t, 3, fn, nil)
+	t.Cleanup(fn.HealAll) // before the members stop, should the test fail
+	ctx := testContext(t)
+	m := addNodes(t, ctx, c.client(), 2)
+	// Isolate a follower, so the group keeps its leader.
+	cut := (c.leader(ctx) + 1) % 3
+	for i := range c.nodes {
+		if i != cut {
+			fn.Partition(c.nodes[cut].name(), c.nodes[i].name())
+		}
+	}
+	t.Logf("member %d cut off from the group (fault seed %d)", cut+1, fn.Seed())
+	order := func() []string {
+		a := []string{c.nodes[cut].addr}
+		for i := range c.nodes {
+			if i != cut {
+				a = append(a, c.nodes[i].addr)
+			}
+		}
+		return a
+	}
+	start := time.Now()
+	m2, err := NewClient(order(), c.pool).Apply(ctx, clustermap.SetNodeState{ID: 1, State: clustermap.Draining})
+	if err != nil || m2.Epoch != m.Epoch+1 {
+		t.Fatalf("apply with the cut-off member first: %v, %v", m2, err)
+	}
+	t.Logf("apply took %v", time.Since(start))
+	start = time.Now()
+	got, err := NewClient(order(), c.pool).Map(ctx, m.Epoch)
+	t.Logf("map took %v", time.Since(start))
+	if err != nil || got.Epoch != m2.Epoch {
+		t.Fatalf("long poll with the cut-off member first: %v, %v; want epoch %d", got, err, m2.Epoch)
+	}
+	if e := c.nodes[cut].mgr.Map().Epoch; e >= m2.Epoch {
+		t.Fatalf("cut-off member at epoch %d, want below %d (was it cut off?)", e, m2.Epoch)
+	}
+	fn.HealAll()
+	c.waitEpoch(ctx, cut, m2.Epoch)
+}
