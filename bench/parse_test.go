@@ -334,7 +334,7 @@ func TestParseArgsProblems(t *testing.T) {
 		{[]string{"--bs=8k"}, []string{"bench: no target; give file:PATH, engine:PATH, weft://ADDR/CONTAINER or filename="}},
 		{[]string{"--name=a", "--name=b", "--filename=/b"}, []string{"bench: job a: no target; give file:PATH, engine:PATH, weft://ADDR/CONTAINER or filename="}},
 		{[]string{"path:/mnt/weft"}, []string{"bench: target path:/mnt/weft: not supported yet; " + notTarget}},
-		{[]string{"--weft_cluster_id=c", "--weft_key_id=k", "--weft_key_secret=00", "weft://10.0.0.1:7400/vol"}, []string{`bench: target weft://10.0.0.1:7400/vol: container "vol" is not a whole number; accepted: weft://HOST:PORT/CONTAINER, e.g. weft://127.0.0.1:7070/1`}},
+		{[]string{"--weft_cluster_id=c", "--weft_key_id=k", "--weft_key_secret=00", "weft://10.0.0.1:7400/1vol"}, []string{`bench: target weft://10.0.0.1:7400/1vol: container "1vol" starts with a digit but is not a whole number; accepted: weft://HOST:PORT/CONTAINER (a node) or weft://HOST:PORT[,HOST:PORT...]/NAME (a cluster)`}},
 		{[]string{"file:"}, []string{"bench: target file:: empty path; accepted: file:PATH"}},
 		{[]string{"engine:"}, []string{"bench: target engine:: empty path; accepted: engine:PATH"}},
 		{[]string{"file:/a", "engine:/b"}, []string{"bench: 2 targets (file:/a, engine:/b); give one, or filename= in each job"}},

@@ -11,13 +11,19 @@ import (
 	"time"
 
 	"github.com/weftfs/weft/fsproto"
+	"github.com/weftfs/weft/fsproto/client"
+	"github.com/weftfs/weft/fsproto/manager"
 	"github.com/weftfs/weft/ioring"
 	"github.com/weftfs/weft/net"
 )
 
 // This file is the weft:// target: a running weft node (package node),
-// weft://ADDR/CONTAINER, driven through the chunk client (package
-// fsproto) by the same clone loop (runQueue) as the other targets.
+// weft://ADDR/CONTAINER with a numeric container, driven through the chunk
+// client (package fsproto); or a cluster, weft://ADDR[,ADDR...]/NAME with
+// the managers' addresses and a container name, driven through the
+// cluster client (package fsproto/client), which sends each chunk to its
+// PG's primary. Both run in the same clone loop (runQueue) as the other
+// targets, with the same job vocabulary and report.
 //
 // A job's byte range maps onto chunks of WeftOptions.ChunkSize bytes of
 // one inode; an I/O never spans two chunks, as the chunk size is a
@@ -26,8 +32,9 @@ import (
 //	offset o  ->  offset o % chunkSize of chunk
 //	              ChunkID{Container: CONTAINER, Inode: weft_inode, Index: o / chunkSize}
 //
-// Each clone dials its own connection (one net.Conn per clone, not shared),
-// and keeps iodepth GoWrite/GoRead calls in flight on it. slat is prep to
+// Each clone dials its own connection (one net.Conn per clone, not shared;
+// on a cluster, its own client and pool), and keeps iodepth GoWrite/GoRead
+// calls in flight on it. slat is prep to
 // send, clat send to completion, as for the other targets.
 //
 // Reads need data: unless weft_layout=0, Run lays out [0, size) of the
@@ -68,30 +75,59 @@ type WeftOptions struct {
 	NoLayout bool
 }
 
-// parseWeftURL splits weft://ADDR/CONTAINER (a Job.Target or its part
-// after the scheme) into the node's address and the container, or says
-// why it cannot.
-func parseWeftURL(target string) (addr string, container uint64, why string) {
+// weftURL is a parsed weft:// target: one node and a numeric container
+// (single-node mode), or the managers of a cluster and a container name.
+type weftURL struct {
+	addrs     []string // the node (one), or the managers
+	container uint64   // single-node mode: the container id
+	name      string   // cluster mode: the container's name ("" in single-node mode)
+}
+
+// cluster reports whether u names a container of a cluster.
+func (u weftURL) cluster() bool { return u.name != "" }
+
+// parseWeftURL splits weft://ADDR/CONTAINER (a single node, a numeric
+// container) or weft://ADDR[,ADDR...]/NAME (a cluster's managers and a
+// container name) (a Job.Target or its part after the scheme), or says why
+// it cannot.
+func parseWeftURL(target string) (u weftURL, why string) {
+	const accepted = "accepted: weft://HOST:PORT/CONTAINER (a node) or weft://HOST:PORT[,HOST:PORT...]/NAME (a cluster)"
 	rest := strings.TrimPrefix(target, schemeWeft)
-	addr, c, ok := strings.Cut(rest, "/")
+	addrs, c, ok := strings.Cut(rest, "/")
 	switch {
-	case addr == "":
-		return "", 0, "no address; accepted: weft://HOST:PORT/CONTAINER"
+	case addrs == "":
+		return u, "no address; " + accepted
 	case !ok || c == "":
-		return "", 0, "no container; accepted: weft://HOST:PORT/CONTAINER, e.g. weft://127.0.0.1:7070/1"
-	case strings.ContainsAny(addr, " \t@?#"):
-		return "", 0, "malformed address; accepted: weft://HOST:PORT/CONTAINER"
+		return u, "no container; " + accepted + ", e.g. weft://127.0.0.1:7070/1"
+	case strings.ContainsAny(addrs, " \t@?#"):
+		return u, "malformed address; " + accepted
 	}
-	if i := strings.LastIndexByte(addr, ':'); i <= 0 || i == len(addr)-1 {
-		return "", 0, fmt.Sprintf("address %q has no port; accepted: weft://HOST:PORT/CONTAINER", addr)
-	} else if p, err := strconv.ParseUint(addr[i+1:], 10, 16); err != nil || p == 0 {
-		return "", 0, fmt.Sprintf("address %q: bad port; accepted: 1 to 65535", addr)
+	for _, addr := range strings.Split(addrs, ",") {
+		if i := strings.LastIndexByte(addr, ':'); i <= 0 || i == len(addr)-1 {
+			return u, fmt.Sprintf("address %q has no port; %s", addr, accepted)
+		} else if p, err := strconv.ParseUint(addr[i+1:], 10, 16); err != nil || p == 0 {
+			return u, fmt.Sprintf("address %q: bad port; accepted: 1 to 65535", addr)
+		}
+		u.addrs = append(u.addrs, addr)
 	}
-	n, err := strconv.ParseUint(c, 10, 64)
-	if err != nil {
-		return "", 0, fmt.Sprintf("container %q is not a whole number; accepted: weft://HOST:PORT/CONTAINER, e.g. weft://127.0.0.1:7070/1", c)
+	if c[0] >= '0' && c[0] <= '9' {
+		n, err := strconv.ParseUint(c, 10, 64)
+		if err != nil {
+			return u, fmt.Sprintf("container %q starts with a digit but is not a whole number; %s", c, accepted)
+		}
+		if len(u.addrs) > 1 {
+			return u, fmt.Sprintf("a numeric container (%d) names a single node's container: give one address, or a cluster container's name", n)
+		}
+		u.container = n
+		return u, ""
 	}
-	return addr, n, ""
+	for _, r := range c {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '.' || r == '_' || r == '-') {
+			return u, fmt.Sprintf("container name %q: want letters, digits, '.', '_' and '-'", c)
+		}
+	}
+	u.name = c
+	return u, ""
 }
 
 // weftCredentials fills in the credentials not given as options from the
@@ -120,7 +156,7 @@ func weftCredentials(o *WeftOptions) (missing []string, why string) {
 // checkWeftJob checks the rules a weft:// target adds; good and report
 // are buildJob's; general reports a problem no option was given for.
 func checkWeftJob(j *Job, chunkGiven bool, good func(...int) bool, report func(int, string), general func(string)) {
-	if _, _, why := parseWeftURL(j.Target); why != "" {
+	if _, why := parseWeftURL(j.Target); why != "" {
 		general("target " + j.Target + ": " + why)
 	}
 	if j.IOEngine == EnginePsync && good(optIOEngine) {
@@ -149,8 +185,7 @@ func checkWeftJob(j *Job, chunkGiven bool, good func(...int) bool, report func(i
 // naming it.
 type weftTarget struct {
 	target    string
-	addr      string
-	container uint64
+	url       weftURL
 	readNeed  int64 // bytes from offset 0 that reading jobs need written
 	layoutBS  int64 // the largest bs of the reading jobs
 	layoutJob *Job  // a reading job, whose options layout uses
@@ -158,11 +193,11 @@ type weftTarget struct {
 }
 
 func inspectWeftTarget(name string) (*target, error) {
-	addr, c, why := parseWeftURL(name)
+	u, why := parseWeftURL(name)
 	if why != "" {
 		return nil, fmt.Errorf("target %s: %s", name, why)
 	}
-	return &target{scheme: schemeWeft, path: name, wft: &weftTarget{target: name, addr: addr, container: c}}, nil
+	return &target{scheme: schemeWeft, path: name, wft: &weftTarget{target: name, url: u}}, nil
 }
 
 func (wt *weftTarget) addJob(t *target, j *Job) string {
@@ -182,19 +217,81 @@ func (wt *weftTarget) addJob(t *target, j *Job) string {
 	return ""
 }
 
-// dialWeft connects to the node with job j's credentials.
-func dialWeft(ctx context.Context, addr string, o WeftOptions) (*fsproto.ChunkClient, error) {
+// weftIO is how a clone reaches a weft:// target: a node's chunk client
+// on the clone's own connection, or the cluster client with its own pool.
+type weftIO interface {
+	// container is the id of the container the I/O goes to.
+	container() uint64
+	goWrite(ctx context.Context, ch fsproto.ChunkID, off uint32, p []byte, done chan *fsproto.Op) *fsproto.Op
+	goRead(ctx context.Context, ch fsproto.ChunkID, off uint32, p []byte, done chan *fsproto.Op) *fsproto.Op
+	close()
+}
+
+type nodeIO struct {
+	cl *fsproto.ChunkClient
+	id uint64
+}
+
+func (n nodeIO) container() uint64 { return n.id }
+func (n nodeIO) goWrite(ctx context.Context, ch fsproto.ChunkID, off uint32, p []byte, done chan *fsproto.Op) *fsproto.Op {
+	return n.cl.GoWrite(ctx, ch, off, p, done)
+}
+func (n nodeIO) goRead(ctx context.Context, ch fsproto.ChunkID, off uint32, p []byte, done chan *fsproto.Op) *fsproto.Op {
+	return n.cl.GoRead(ctx, ch, off, p, done)
+}
+func (n nodeIO) close() { n.cl.Conn().Close() }
+
+type clusterIO struct {
+	pool *net.Pool
+	c    *client.Client
+	ct   *client.Container
+}
+
+func (c clusterIO) container() uint64 { return uint64(c.ct.ID()) }
+func (c clusterIO) goWrite(ctx context.Context, ch fsproto.ChunkID, off uint32, p []byte, done chan *fsproto.Op) *fsproto.Op {
+	return c.ct.GoWrite(ctx, ch.Inode, ch.Index, off, p, done)
+}
+func (c clusterIO) goRead(ctx context.Context, ch fsproto.ChunkID, off uint32, p []byte, done chan *fsproto.Op) *fsproto.Op {
+	return c.ct.GoRead(ctx, ch.Inode, ch.Index, off, p, done)
+}
+func (c clusterIO) close() {
+	c.c.Close()
+	c.pool.Close()
+}
+
+// dialWeft connects to the node, or to the cluster's managers and nodes,
+// with job j's credentials.
+func dialWeft(ctx context.Context, u weftURL, o WeftOptions) (weftIO, error) {
 	secret, err := hex.DecodeString(o.Secret)
 	if err != nil {
 		return nil, fmt.Errorf("weft_key_secret: %v", err)
 	}
 	dctx, cancel := context.WithTimeout(ctx, weftDialTimeout)
 	defer cancel()
-	conn, err := net.Dial(dctx, addr, net.ClientConfig{ClusterID: o.ClusterID, KeyID: o.KeyID, Secret: secret})
-	if err != nil {
-		return nil, fmt.Errorf("connecting to %s: %w", addr, err)
+	ccfg := net.ClientConfig{ClusterID: o.ClusterID, KeyID: o.KeyID, Secret: secret}
+	if !u.cluster() {
+		conn, err := net.Dial(dctx, u.addrs[0], ccfg)
+		if err != nil {
+			return nil, fmt.Errorf("connecting to %s: %w", u.addrs[0], err)
+		}
+		return nodeIO{cl: fsproto.NewChunkClient(conn, fsproto.ChunkClientConfig{}), id: u.container}, nil
 	}
-	return fsproto.NewChunkClient(conn, fsproto.ChunkClientConfig{}), nil
+	pool, err := net.NewPool(net.PoolConfig{Client: ccfg})
+	if err != nil {
+		return nil, err
+	}
+	c, err := client.Dial(dctx, client.Config{Maps: manager.NewClient(u.addrs, pool), Pool: pool})
+	if err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("connecting to the managers %s: %w", strings.Join(u.addrs, ","), err)
+	}
+	ct, err := c.Container(u.name)
+	if err != nil {
+		c.Close()
+		pool.Close()
+		return nil, fmt.Errorf("cluster at %s: %w", strings.Join(u.addrs, ","), err)
+	}
+	return clusterIO{pool: pool, c: c, ct: ct}, nil
 }
 
 func weftAddr(container, inode uint64, off, chunkSize int64) (fsproto.ChunkID, uint32) {
@@ -208,11 +305,11 @@ func (wt *weftTarget) layout(ctx context.Context, progress io.Writer) error {
 		return nil
 	}
 	o := wt.layoutJob.Weft
-	cl, err := dialWeft(ctx, wt.addr, o)
+	cl, err := dialWeft(ctx, wt.url, o)
 	if err != nil {
 		return err
 	}
-	defer cl.Conn().Close()
+	defer cl.close()
 	if progress != nil {
 		fmt.Fprintf(progress, "laying out %s: %s in writes of %s (weft_layout=0 skips this)\n", wt.target, fmtBytes(wt.readNeed), formatSize(wt.layoutBS))
 	}
@@ -228,8 +325,8 @@ func (wt *weftTarget) layout(ctx context.Context, progress io.Writer) error {
 				break
 			}
 			n := min(int64(len(buf)), wt.readNeed-off)
-			ch, coff := weftAddr(wt.container, o.Inode, off, o.ChunkSize)
-			cl.GoWrite(ctx, ch, coff, buf[:n], done)
+			ch, coff := weftAddr(cl.container(), o.Inode, off, o.ChunkSize)
+			cl.goWrite(ctx, ch, coff, buf[:n], done)
 			inflight++
 			off += n
 		}
@@ -247,7 +344,10 @@ func (wt *weftTarget) layout(ctx context.Context, progress io.Writer) error {
 }
 
 func (wt *weftTarget) describe() string {
-	s := fmt.Sprintf("%s: weft node at %s, container %d", wt.target, wt.addr, wt.container)
+	s := fmt.Sprintf("%s: weft node at %s, container %d", wt.target, wt.url.addrs[0], wt.url.container)
+	if wt.url.cluster() {
+		s = fmt.Sprintf("%s: weft cluster, managers %s, container %q", wt.target, strings.Join(wt.url.addrs, ","), wt.url.name)
+	}
 	if wt.laidOut > 0 {
 		s += fmt.Sprintf("; %s laid out for reading", fmtBytes(min(wt.laidOut, wt.readNeed)))
 	}
@@ -258,7 +358,7 @@ func (wt *weftTarget) describe() string {
 // in flight on the clone's own connection.
 type weftQueue struct {
 	ctx       context.Context
-	cl        *fsproto.ChunkClient
+	cl        weftIO
 	container uint64
 	o         WeftOptions
 	units     []unit
@@ -270,15 +370,19 @@ type weftQueue struct {
 
 func (c *clone) runWeft(ctx context.Context, ph *phase, base time.Time) error {
 	wt := c.wft
-	c.backend = fmt.Sprintf("weft node %s (chunk client, weft_chunk_size=%s)", wt.addr, formatSize(c.job.Weft.ChunkSize))
-	cl, err := dialWeft(ctx, wt.addr, c.job.Weft)
+	if wt.url.cluster() {
+		c.backend = fmt.Sprintf("weft cluster %s container %q (cluster client, weft_chunk_size=%s)", strings.Join(wt.url.addrs, ","), wt.url.name, formatSize(c.job.Weft.ChunkSize))
+	} else {
+		c.backend = fmt.Sprintf("weft node %s (chunk client, weft_chunk_size=%s)", wt.url.addrs[0], formatSize(c.job.Weft.ChunkSize))
+	}
+	cl, err := dialWeft(ctx, wt.url, c.job.Weft)
 	if err != nil {
 		return err
 	}
-	defer cl.Conn().Close()
+	defer cl.close()
 	units := c.newUnits(c.job.IODepth)
 	q := &weftQueue{
-		ctx: ctx, cl: cl, container: wt.container, o: c.job.Weft, units: units,
+		ctx: ctx, cl: cl, container: cl.container(), o: c.job.Weft, units: units,
 		chunk: make([]fsproto.ChunkID, len(units)), coff: make([]uint32, len(units)),
 		ops:  make(map[*fsproto.Op]int, len(units)),
 		done: make(chan *fsproto.Op, len(units)),
@@ -300,9 +404,9 @@ func (q *weftQueue) submit(pending []int) error {
 		u := &q.units[idx]
 		var op *fsproto.Op
 		if u.dir == dirRead {
-			op = q.cl.GoRead(q.ctx, q.chunk[idx], q.coff[idx], u.buf[u.done:], q.done)
+			op = q.cl.goRead(q.ctx, q.chunk[idx], q.coff[idx], u.buf[u.done:], q.done)
 		} else {
-			op = q.cl.GoWrite(q.ctx, q.chunk[idx], q.coff[idx], u.buf[u.done:], q.done)
+			op = q.cl.goWrite(q.ctx, q.chunk[idx], q.coff[idx], u.buf[u.done:], q.done)
 		}
 		q.ops[op] = idx
 	}

@@ -16,26 +16,31 @@ import (
 func TestParseWeftURL(t *testing.T) {
 	tests := []struct {
 		in        string
-		addr      string
+		addrs     string // comma-joined
 		container uint64
+		name      string
 		why       string // a substring; "" for success
 	}{
-		{"weft://127.0.0.1:7070/1", "127.0.0.1:7070", 1, ""},
-		{"weft://node.example:9/18446744073709551615", "node.example:9", 1<<64 - 1, ""},
-		{"weft://[::1]:7070/3", "[::1]:7070", 3, ""},
-		{"weft://127.0.0.1:7070", "", 0, "no container"},
-		{"weft://127.0.0.1:7070/", "", 0, "no container"},
-		{"weft://127.0.0.1:7070/x", "", 0, "not a whole number"},
-		{"weft://127.0.0.1:7070/-1", "", 0, "not a whole number"},
-		{"weft:///1", "", 0, "no address"},
-		{"weft://127.0.0.1/1", "", 0, "no port"},
-		{"weft://127.0.0.1:http/1", "", 0, "bad port"},
+		{"weft://127.0.0.1:7070/1", "127.0.0.1:7070", 1, "", ""},
+		{"weft://node.example:9/18446744073709551615", "node.example:9", 1<<64 - 1, "", ""},
+		{"weft://[::1]:7070/3", "[::1]:7070", 3, "", ""},
+		{"weft://127.0.0.1:7070/default", "127.0.0.1:7070", 0, "default", ""},
+		{"weft://127.0.0.1:7070,127.0.0.2:7070,[::1]:9/db.v2_x-y", "127.0.0.1:7070,127.0.0.2:7070,[::1]:9", 0, "db.v2_x-y", ""},
+		{"weft://127.0.0.1:7070", "", 0, "", "no container"},
+		{"weft://127.0.0.1:7070/", "", 0, "", "no container"},
+		{"weft://127.0.0.1:7070/1x", "", 0, "", "not a whole number"},
+		{"weft://127.0.0.1:7070/a/b", "", 0, "", "want letters, digits"},
+		{"weft://127.0.0.1:7070,127.0.0.2:7070/1", "", 0, "", "give one address"},
+		{"weft://127.0.0.1:7070,/x", "", 0, "", "no port"},
+		{"weft:///1", "", 0, "", "no address"},
+		{"weft://127.0.0.1/1", "", 0, "", "no port"},
+		{"weft://127.0.0.1:http/1", "", 0, "", "bad port"},
 	}
 	for _, tt := range tests {
-		addr, c, why := parseWeftURL(tt.in)
+		u, why := parseWeftURL(tt.in)
 		if tt.why == "" {
-			if why != "" || addr != tt.addr || c != tt.container {
-				t.Errorf("parseWeftURL(%q) = %q, %d, %q; want %q, %d", tt.in, addr, c, why, tt.addr, tt.container)
+			if why != "" || strings.Join(u.addrs, ",") != tt.addrs || u.container != tt.container || u.name != tt.name {
+				t.Errorf("parseWeftURL(%q) = %+v, %q; want %q, %d, %q", tt.in, u, why, tt.addrs, tt.container, tt.name)
 			}
 		} else if !strings.Contains(why, tt.why) {
 			t.Errorf("parseWeftURL(%q): why %q; want it to contain %q", tt.in, why, tt.why)
@@ -74,7 +79,7 @@ func TestParseWeftTarget(t *testing.T) {
 		want string
 	}{
 		{[]string{"weft://127.0.0.1:7070"}, "no container"},
-		{[]string{"weft://127.0.0.1:7070/abc"}, "not a whole number"},
+		{[]string{"weft://127.0.0.1:7070/1abc"}, "not a whole number"},
 		{[]string{"weft://nohost/1"}, "no port"},
 		{[]string{"--ioengine=psync", "weft://127.0.0.1:7070/1"}, "ioengine=psync: not accepted with a weft:// target"},
 		{[]string{"--fsync=1", "weft://127.0.0.1:7070/1"}, "fsync=1: not accepted with a weft:// target"},
