@@ -105,9 +105,10 @@ func (c *Client) Map(ctx context.Context, after uint64) (*clustermap.Map, error)
 // NB: when an attempt's outcome is unknown (a member lost the proposal on
 // a leader change, a connection died after the request was sent), Apply
 // tries again. The map's commands are idempotent in effect, so a retry of
-// a command that did apply fails with ErrNoChange (or ErrExists for
-// CreateContainer) rather than changing the map twice; a caller that sees
-// those may refresh the map to learn the outcome.
+// a command that did apply fails with ErrNoChange (ErrExists for
+// CreateContainer, ErrStaleEpoch for CaughtUp, whose success bumped the
+// PG's epoch) rather than changing the map twice; a caller that sees those
+// checks the map (Map(ctx, 0)) to learn the outcome.
 func (c *Client) Apply(ctx context.Context, cmd clustermap.Command) (*clustermap.Map, error) {
 	data, err := clustermap.AppendCommand(nil, cmd)
 	if err != nil {

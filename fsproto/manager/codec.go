@@ -50,9 +50,12 @@ const (
 	CodeExists     net.ErrorCode = 316
 	CodeInvalid    net.ErrorCode = 317
 	CodeStaleEpoch net.ErrorCode = 318
-	// CodeRejected: the command reached the log and failed for another
-	// reason (a command that did not decode on apply). The map did not
-	// change.
+	// CodeRejected: a failure that asking again cannot fix. For apply,
+	// either the command reached the log and failed for another reason
+	// (it did not decode on apply; the map did not change), or the
+	// command applied but the resulting map does not fit the
+	// connection's payload limit (net's MaxPayloadBytes; the message says
+	// which). For get-map, only the latter.
 	CodeRejected net.ErrorCode = 319
 )
 

@@ -73,13 +73,14 @@
 //	the member's ProposeTimeout
 //	map refused the command               CodeNoChange, CodeNotFound, CodeExists,
 //	                                      CodeInvalid, CodeStaleEpoch, CodeRejected
+//	reply map over the payload limit      CodeRejected (the command applied)
 //
 // The Client retries CodeUnavailable and CodeAmbiguous (and broken
 // connections) on the next member, pausing with backoff after each full
 // round, until its context ends. Retrying an ambiguous command is safe for
 // the map's commands because they are idempotent in effect: a retry of one
-// that did apply fails with ErrNoChange (ErrExists for CreateContainer)
-// instead of changing the map twice. Errors for refused commands wrap the
+// that did apply fails with ErrNoChange (ErrExists for CreateContainer,
+// ErrStaleEpoch for CaughtUp) instead of changing the map twice. Errors for refused commands wrap the
 // clustermap sentinel (errors.Is(err, clustermap.ErrNoChange)).
 //
 // # Liveness

@@ -272,7 +272,9 @@ func (m *Manager) replyMap(w *net.ResponseWriter, cur *clustermap.Map) {
 		panic(fmt.Sprintf("manager %d: map at epoch %d does not encode: %v", m.cfg.ID, cur.Epoch, err))
 	}
 	if err := w.Reply(reply{HasMap: true, Epoch: cur.Epoch}.append(nil), [][]byte{enc}, nil); err != nil {
-		w.Error(CodeUnavailable, fmt.Sprintf("manager %d: map of %d bytes: %v", m.cfg.ID, len(enc), err))
+		// Over the connection's payload limit: asking again cannot
+		// help, so not CodeUnavailable. (An apply did apply.)
+		w.Error(CodeRejected, fmt.Sprintf("manager %d: map at epoch %d (%d bytes) does not fit the reply: %v; raise MaxPayloadBytes", m.cfg.ID, cur.Epoch, len(enc), err))
 	}
 }
 
