@@ -4,10 +4,13 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
 	"github.com/weftfs/weft/fsproto/clustermap"
+	"github.com/weftfs/weft/fsproto/raftgroup"
+	"github.com/weftfs/weft/net"
 )
 
 func mustCommand(t testing.TB, cmd clustermap.Command) []byte {
@@ -172,4 +175,46 @@ func FuzzDecodeMapReply(f *testing.F) {
 			t.Fatalf("accepted map does not re-encode to its payload: %v", err)
 		}
 	})
+}
+
+// TestErrorCodes carries every outcome through its wire code and the
+// client's classification: refusals come back as their clustermap
+// sentinel, raft's transient failures as retries.
+func TestErrorCodes(t *testing.T) {
+	for _, sentinel := range []error{clustermap.ErrNoChange, clustermap.ErrNotFound, clustermap.ErrExists, clustermap.ErrInvalid, clustermap.ErrStaleEpoch} {
+		code := commandErrorCode(fmt.Errorf("pg 3: %w", sentinel))
+		final := outcome(&net.RemoteError{Code: code, Message: "m"})
+		if !errors.Is(final, sentinel) || final.Error() != "m" {
+			t.Errorf("%v: code %d comes back as %v", sentinel, code, final)
+		}
+	}
+	if code := commandErrorCode(fmt.Errorf("entry 4: %w", clustermap.ErrCorrupt)); code != CodeRejected {
+		t.Errorf("a corrupt entry maps to code %d, want CodeRejected", code)
+	}
+	for _, err := range []error{raftgroup.ErrNoLeader, raftgroup.ErrProposalDropped, raftgroup.ErrBusy, raftgroup.ErrRemoved} {
+		if !proposalNotApplied(fmt.Errorf("x: %w", err)) {
+			t.Errorf("%v: not known as unapplied", err)
+		}
+	}
+	for _, err := range []error{raftgroup.ErrLost, raftgroup.ErrStopped, context.DeadlineExceeded} {
+		if proposalNotApplied(err) {
+			t.Errorf("%v: claimed unapplied, but it may still apply", err)
+		}
+	}
+	for _, code := range []net.ErrorCode{CodeUnavailable, CodeAmbiguous, net.CodeShuttingDown} {
+		if final := outcome(&net.RemoteError{Code: code}); final != nil {
+			t.Errorf("code %d is final (%v), want a retry", code, final)
+		}
+	}
+	for _, code := range []net.ErrorCode{CodeBadRequest, CodeRejected, net.CodeAuthFailed, 999} {
+		if final := outcome(&net.RemoteError{Code: code}); final == nil {
+			t.Errorf("code %d is retried, want final", code)
+		}
+	}
+	if final := outcome(&net.RemoteError{Code: CodeReadOnly}); !errors.Is(final, ErrReadOnly) {
+		t.Errorf("CodeReadOnly comes back as %v", final)
+	}
+	if outcome(fmt.Errorf("call: %w", net.ErrConnClosed)) != nil || outcome(context.DeadlineExceeded) != nil {
+		t.Error("a broken connection or an attempt's timeout is final, want a retry")
+	}
 }
