@@ -449,9 +449,12 @@ func (s *Storage) checkEntry(e *pb.Entry) error {
 	return nil
 }
 
-// Save makes hs, ents and snap durable, in one journal group commit when
-// they fit in one batch, and atomically in any case: after a crash either
-// all of them are in the log or none is. A nil or empty hs or snap is
+// Save makes hs, ents and snap durable before it returns, and atomically:
+// after a crash either all of them are in the log or none is. Its records
+// usually share one journal group commit (one write, one flush); the
+// journal may split them across batches when they exceed
+// Options.BatchBytesMax or its committer takes the first ones early, which
+// costs a flush but not atomicity. A nil or empty hs or snap is
 // skipped. snap, when given, is applied first (as
 // raft.MemoryStorage.ApplySnapshot does: the log becomes just the
 // snapshot), then ents replace the suffix of the log from their first

@@ -574,3 +574,38 @@ func TestLocked(t *testing.T) {
 	s = openMem(t, fs, 5)
 	must(s.Close())
 }
+
+// TestCompactionPoint checks where CreateSnapshot cuts the log for every
+// snapshot index and a few KeepEntries values, including the edges, and
+// that the cut survives reopening.
+func TestCompactionPoint(t *testing.T) {
+	for _, keep := range []int{-1, 1, 2, 5, 10} {
+		k := uint64(max(keep, 0))
+		for i := uint64(1); i <= 10; i++ {
+			fs := vfs.NewMem()
+			s := openMem(t, fs, keep)
+			var ents []*pb.Entry
+			for j := uint64(1); j <= 10; j++ {
+				ents = append(ents, newEntry(j, j, pb.EntryNormal, nil))
+			}
+			must(s.Save(&pb.HardState{Term: new(uint64(10)), Commit: new(uint64(10))}, ents, nil))
+			if _, err := s.CreateSnapshot(i, nil, nil); err != nil {
+				t.Fatal(err)
+			}
+			want := uint64(1)
+			if i > k {
+				want = i - k + 1
+			}
+			for round := 0; round < 2; round++ {
+				first, _ := s.FirstIndex()
+				term, err := s.Term(first - 1)
+				if first != want || err != nil || term != first-1 {
+					t.Fatalf("keep %d, snapshot at %d (round %d): FirstIndex %d, term before it %d (%v); want FirstIndex %d", keep, i, round, first, term, err, want)
+				}
+				must(s.Close())
+				s = openMem(t, fs, keep)
+			}
+			must(s.Close())
+		}
+	}
+}
