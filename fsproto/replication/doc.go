@@ -94,7 +94,9 @@
 //     view once active (replicas deduplicate by seq).
 //   - Request ids: the primary answers a retried id from a table of the
 //     last RequestIDs acknowledged ids per PG (FIFO), also filled on
-//     replicas as they make forwards durable, so a new primary answers a
+//     replicas as they make forwards durable and handed to every replica
+//     with SyncDone (a sync moves states, not mutations, so their ids must
+//     travel beside them), so a new primary answers a
 //     retry of a mutation it holds instead of applying it twice. Ids learnt
 //     as a replica are answered only once the PG is active, and a sync that
 //     rolls an object back (installs older state over a divergent mutation)
@@ -129,7 +131,13 @@
 //	| u8 = 1  | u8   | u16     | u32  | u64   |
 //	+---------+------+---------+------+-------+
 //
-//	PeerQuery, SyncDone, SyncDoneAck, Stale: no body
+//	PeerQuery, SyncDoneAck, Stale: no body
+//
+//	SyncDone (8 bytes + count x 40)
+//	+-------+---------+----------------------------+
+//	| count | rsvd =0 | (request id, object, seq)* |     count <= MaxRIDEntries
+//	| u32   | u32     | [16] [16] u64              |
+//	+-------+---------+----------------------------+
 //	ForwardAck (seq), ReadCheck, ReadCheckAck (round): u64
 //
 //	PeerInfo (24 bytes)
@@ -153,12 +161,13 @@
 //	+-------+-------+---------+            +-------+------+---------+-------+----------------+
 //	limit 1..MaxListEntries                count <= MaxListEntries
 //
-//	SyncObject (40 bytes + data)
-//	+-----+------------+--------+---------+---------+---------+------+
-//	| seq | epochStart | object | deleted | rsvd =0 | dataLen | data |
-//	| u64 | u64        | [16]   | u8      | [3]     | u32     |      |
-//	+-----+------------+--------+---------+---------+---------+------+
-//	deleted: no data
+//	SyncObject (40 bytes + ridCount x 24 + data)
+//	+-----+------------+--------+---------+---------+----------+---------+-------------------+------+
+//	| seq | epochStart | object | deleted | rsvd =0 | ridCount | dataLen | (request id, seq)* | data |
+//	| u64 | u64        | [16]   | u8      | u8      | u16      | u32     | [16] u64           |      |
+//	+-----+------------+--------+---------+---------+----------+---------+-------------------+------+
+//	deleted: no data; ridCount <= MaxObjectRIDs: the ids of the object's
+//	mutations the state includes
 //
 //	SyncAck (24 bytes)
 //	+--------+-----------+---------+

@@ -22,7 +22,7 @@ const (
 	MsgListResp     MsgKind = 6  // replica → primary: Entries after After, More if truncated
 	MsgSyncObject   MsgKind = 7  // primary → replica: install Object's state (Seq, Deleted, Data)
 	MsgSyncAck      MsgKind = 8  // replica → primary: Object installed (Installed) or ask again
-	MsgSyncDone     MsgKind = 9  // primary → replica: sync finished
+	MsgSyncDone     MsgKind = 9  // primary → replica: sync finished; RIDs = the primary's request ids
 	MsgSyncDoneAck  MsgKind = 10 // replica → primary
 	MsgReadCheck    MsgKind = 11 // primary → replica: still in Epoch? (Seq = round)
 	MsgReadCheckAck MsgKind = 12 // replica → primary: yes (Seq = round)
@@ -71,6 +71,14 @@ type Mutation struct {
 	Size   uint64
 }
 
+// RIDEntry is a remembered request id: the mutation with ID was applied
+// to Object at Seq.
+type RIDEntry struct {
+	ID     fsproto.RequestID
+	Object engine.ObjectID
+	Seq    uint64
+}
+
 // Entry is one line of a change list: an object and the seq of its last
 // mutation in the PG.
 type Entry struct {
@@ -99,6 +107,7 @@ type Msg struct {
 	Limit      uint32          // ListReq
 	More       bool            // ListResp
 	Entries    []Entry         // ListResp
+	RIDs       []RIDEntry      // SyncDone; SyncObject (Object unset: it is the message's)
 	Data       []byte          // Forward (write data), SyncObject (whole object)
 }
 
@@ -112,6 +121,13 @@ const (
 	// MaxListEntries bounds the entries of one ListResp.
 	MaxListEntries = 4096
 	entryLen       = 24
+	// MaxRIDEntries bounds the request ids of one SyncDone, and so
+	// Config.RequestIDs.
+	MaxRIDEntries = 1 << 16
+	ridEntryLen   = 40
+	// MaxObjectRIDs bounds the request ids one SyncObject carries.
+	MaxObjectRIDs = 64
+	objRIDLen     = 24
 )
 
 // ErrBadMessage marks every decoding failure of a replication message.
@@ -141,14 +157,23 @@ func AppendMsg(b []byte, m *Msg) []byte {
 	if m.Kind == 0 || m.Kind >= msgKindEnd {
 		panic(fmt.Sprintf("replication: encoding message kind %d", m.Kind))
 	}
-	if len(m.Data) > MaxDataBytes || len(m.Entries) > MaxListEntries {
+	if len(m.Data) > MaxDataBytes || len(m.Entries) > MaxListEntries || len(m.RIDs) > MaxRIDEntries ||
+		(m.Kind == MsgSyncObject && len(m.RIDs) > MaxObjectRIDs) {
 		panic(fmt.Sprintf("replication: encoding %v with %d data bytes, %d entries", m.Kind, len(m.Data), len(m.Entries)))
 	}
 	b = append(b, msgVersion, byte(m.Kind), 0, 0)
 	b = le.AppendUint32(b, m.PG)
 	b = le.AppendUint64(b, m.Epoch)
 	switch m.Kind {
-	case MsgPeerQuery, MsgSyncDone, MsgSyncDoneAck, MsgStale:
+	case MsgPeerQuery, MsgSyncDoneAck, MsgStale:
+	case MsgSyncDone:
+		b = le.AppendUint32(b, uint32(len(m.RIDs)))
+		b = le.AppendUint32(b, 0)
+		for _, e := range m.RIDs {
+			b = append(b, e.ID[:]...)
+			b = putObj(b, e.Object)
+			b = le.AppendUint64(b, e.Seq)
+		}
 	case MsgForwardAck, MsgReadCheck, MsgReadCheckAck:
 		b = le.AppendUint64(b, m.Seq)
 	case MsgPeerInfo:
@@ -180,8 +205,13 @@ func AppendMsg(b []byte, m *Msg) []byte {
 		b = le.AppendUint64(b, m.Seq)
 		b = le.AppendUint64(b, m.EpochStart)
 		b = putObj(b, m.Object)
-		b = append(b, boolByte(m.Deleted), 0, 0, 0)
+		b = append(b, boolByte(m.Deleted), 0)
+		b = le.AppendUint16(b, uint16(len(m.RIDs)))
 		b = le.AppendUint32(b, uint32(len(m.Data)))
+		for _, e := range m.RIDs {
+			b = append(b, e.ID[:]...)
+			b = le.AppendUint64(b, e.Seq)
+		}
 		b = append(b, m.Data...)
 	case MsgSyncAck:
 		b = putObj(b, m.Object)
@@ -192,7 +222,7 @@ func AppendMsg(b []byte, m *Msg) []byte {
 
 // bodyLen is the fixed body length of each kind (before variable data).
 var bodyLen = [msgKindEnd]int{
-	MsgPeerQuery: 0, MsgSyncDone: 0, MsgSyncDoneAck: 0, MsgStale: 0,
+	MsgPeerQuery: 0, MsgSyncDone: 8, MsgSyncDoneAck: 0, MsgStale: 0,
 	MsgPeerInfo: 24, MsgForwardAck: 8, MsgReadCheck: 8, MsgReadCheckAck: 8,
 	MsgForward: 8 + 16 + 4 + 4 + 16 + 8 + 8, MsgListReq: 16, MsgListResp: 16,
 	MsgSyncObject: 8 + 8 + 16 + 4 + 4, MsgSyncAck: 24,
@@ -246,7 +276,28 @@ func DecodeMsg(b []byte) (Msg, error) {
 	rest := body[n:]
 	var err error
 	switch m.Kind {
-	case MsgPeerQuery, MsgSyncDone, MsgSyncDoneAck, MsgStale:
+	case MsgPeerQuery, MsgSyncDoneAck, MsgStale:
+	case MsgSyncDone:
+		cnt := le.Uint32(body)
+		if err := zero(body[4:8], "sync done"); err != nil {
+			return m, err
+		}
+		if cnt > MaxRIDEntries {
+			return m, badMsg("sync done with %d request ids above %d", cnt, MaxRIDEntries)
+		}
+		if uint64(len(rest)) != uint64(cnt)*ridEntryLen {
+			return m, badMsg("sync done with %d request ids carries %d bytes, want %d", cnt, len(rest), uint64(cnt)*ridEntryLen)
+		}
+		if cnt > 0 {
+			m.RIDs = make([]RIDEntry, cnt)
+			for i := range m.RIDs {
+				e := rest[i*ridEntryLen:]
+				copy(m.RIDs[i].ID[:], e[:16])
+				m.RIDs[i].Object = getObj(e[16:])
+				m.RIDs[i].Seq = le.Uint64(e[32:])
+			}
+		}
+		rest = nil
 	case MsgForwardAck, MsgReadCheck, MsgReadCheckAck:
 		m.Seq = le.Uint64(body)
 	case MsgPeerInfo:
@@ -336,15 +387,28 @@ func DecodeMsg(b []byte) (Msg, error) {
 		if m.Deleted, err = getBool(body[32], "sync deleted"); err != nil {
 			return m, err
 		}
-		if err := zero(body[33:36], "sync object"); err != nil {
+		if err := zero(body[33:34], "sync object"); err != nil {
 			return m, err
 		}
+		nrid := int(le.Uint16(body[34:]))
 		dlen := le.Uint32(body[36:])
 		if dlen > MaxDataBytes {
 			return m, badMsg("sync object data length %d above %d", dlen, MaxDataBytes)
 		}
-		if uint32(len(rest)) != dlen {
-			return m, badMsg("sync object carries %d data bytes, header says %d", len(rest), dlen)
+		if nrid > MaxObjectRIDs {
+			return m, badMsg("sync object with %d request ids above %d", nrid, MaxObjectRIDs)
+		}
+		if uint64(len(rest)) != uint64(dlen)+uint64(nrid)*objRIDLen {
+			return m, badMsg("sync object carries %d bytes, header says %d data bytes and %d request ids", len(rest), dlen, nrid)
+		}
+		if nrid > 0 {
+			m.RIDs = make([]RIDEntry, nrid)
+			for i := range m.RIDs {
+				e := rest[i*objRIDLen:]
+				copy(m.RIDs[i].ID[:], e[:16])
+				m.RIDs[i].Seq = le.Uint64(e[16:])
+			}
+			rest = rest[nrid*objRIDLen:]
 		}
 		if m.Deleted && dlen != 0 {
 			return m, badMsg("deleted sync object with %d data bytes", dlen)

@@ -1,6 +1,7 @@
 package replication
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"slices"
@@ -72,6 +73,9 @@ func (c *Config) fill() error {
 	def(&c.SyncBytesPerTick, 4<<20, "SyncBytesPerTick")
 	def(&c.RetransmitTicks, 2, "RetransmitTicks")
 	def(&c.RequestIDs, 4096, "RequestIDs")
+	if c.RequestIDs > MaxRIDEntries {
+		errs = append(errs, fmt.Errorf("replication: Config.RequestIDs is %d, want at most %d", c.RequestIDs, MaxRIDEntries))
+	}
 	def(&c.QueueMax, 4096, "QueueMax")
 	return errors.Join(errs...)
 }
@@ -665,6 +669,7 @@ func (g *group) pump(id uint64, s *syncState) {
 			if !r.NotFound {
 				m.Data = r.Data
 			}
+			m.RIDs = g.objectRIDs(obj, r.Seq)
 			s.sent[obj] = &sentObj{msg: m, tick: g.n.tick}
 			g.sendSync(id, s, m)
 			g.pump(id, s)
@@ -686,8 +691,39 @@ func (g *group) maybeSyncDone(id uint64, s *syncState) {
 	}
 	if s.doneSent == 0 {
 		s.doneSent = g.n.tick + 1
-		g.n.send(id, g.msg(MsgSyncDone))
+		g.n.send(id, g.syncDone())
 	}
+}
+
+// objectRIDs lists the request ids of obj's mutations up to seq, the ones
+// a state of obj at seq includes (one object's mutations are applied in
+// seq order), newest MaxObjectRIDs of them: remembered ones and the
+// pending one.
+func (g *group) objectRIDs(obj engine.ObjectID, seq uint64) []RIDEntry {
+	var out []RIDEntry
+	for _, id := range g.rids.byObj[obj] {
+		if e := g.rids.m[id]; e.seq <= seq {
+			out = append(out, RIDEntry{ID: id, Seq: e.seq})
+		}
+	}
+	for _, m := range g.pending {
+		if m.op.Object == obj && m.seq <= seq {
+			out = append(out, RIDEntry{ID: m.op.RequestID, Seq: m.seq})
+		}
+	}
+	slices.SortFunc(out, func(a, b RIDEntry) int { return cmp.Compare(a.Seq, b.Seq) })
+	if len(out) > MaxObjectRIDs {
+		out = out[len(out)-MaxObjectRIDs:]
+	}
+	return out
+}
+
+// syncDone carries our request ids: the replica now holds what they
+// name, by state rather than by forward, and may be the next primary.
+func (g *group) syncDone() Msg {
+	m := g.msg(MsgSyncDone)
+	m.RIDs = g.rids.entries()
+	return m
 }
 
 func (g *group) progress(id uint64, s *syncState) Progress {
@@ -1013,7 +1049,7 @@ func (g *group) onTick() {
 		}
 		if s.doneSent != 0 && t >= s.doneSent+rt {
 			s.doneSent = t
-			g.n.send(id, g.msg(MsgSyncDone))
+			g.n.send(id, g.syncDone())
 		}
 		if s.queue != nil {
 			g.pump(id, s)
@@ -1208,7 +1244,7 @@ func (g *group) replicaReceive(from uint64, m *Msg) {
 			g.n.send(from, a)
 		})
 	case MsgSyncObject:
-		obj, seq := m.Object, m.Seq
+		obj, seq, rids := m.Object, m.Seq, m.RIDs
 		// Install unless we hold a mutation of this epoch newer than
 		// the state sent; state from an older epoch may be divergent
 		// (never acknowledged), so the primary's wins.
@@ -1221,6 +1257,9 @@ func (g *group) replicaReceive(from uint64, m *Msg) {
 				}
 				if !r.Skipped {
 					g.rids.rolledBack(obj, seq)
+					for _, e := range rids {
+						g.rids.put(e.ID, obj, e.Seq)
+					}
 				}
 				a := g.msg(MsgSyncAck)
 				a.Object, a.Installed = obj, !r.Skipped
@@ -1230,9 +1269,13 @@ func (g *group) replicaReceive(from uint64, m *Msg) {
 		if !g.markSet {
 			return // a SyncDone from before a restart
 		}
+		rids := m.RIDs
 		g.n.submit(StoreOp{Kind: StoreClearMark, PG: g.pg}, func(r StoreResult) {
 			if !live() || r.Err != nil {
 				return
+			}
+			for _, e := range rids {
+				g.rids.put(e.ID, e.Object, e.Seq)
 			}
 			if !g.caughtUp {
 				g.caughtUp = true
@@ -1281,6 +1324,17 @@ func (t *ridTable) put(id fsproto.RequestID, obj engine.ObjectID, seq uint64) {
 	t.m[id] = ridEntry{seq: seq, obj: obj}
 	t.byObj[obj] = append(t.byObj[obj], id)
 	t.fifo = append(t.fifo, id)
+}
+
+// entries lists the table, oldest first.
+func (t *ridTable) entries() []RIDEntry {
+	out := make([]RIDEntry, 0, len(t.m))
+	for _, id := range t.fifo {
+		if e, ok := t.m[id]; ok {
+			out = append(out, RIDEntry{ID: id, Object: e.obj, Seq: e.seq})
+		}
+	}
+	return out
 }
 
 func (t *ridTable) forget(id fsproto.RequestID) {
