@@ -50,4 +50,10 @@
 // Open cuts it off. A bad batch followed by a valid batch with a later
 // sequence number is mid-log corruption: the reader never guesses past it
 // and returns a *CorruptError naming the file and offset.
+//
+// NB: a checksum failure in the last batch looks exactly like a torn
+// write, so damage there (a bit flipped at rest in the newest batch) is cut
+// off as a torn tail, acknowledged records with it. The device's own
+// integrity checks, and replication above the journal, are what cover
+// that case; nothing in the log itself can tell the two apart.
 package journal

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	iofs "io/fs"
 	"path"
 
 	"github.com/weftfs/weft/internal/vfs"
@@ -221,6 +222,11 @@ func (j *Journal) FirstSeq() uint64 {
 // sequence numbers below seq: a checkpoint covering them makes them
 // obsolete. The segment being written is never removed, so records below
 // seq may survive. It returns how many segments it removed.
+//
+// Segments go oldest first, one removal made durable (SyncDir) before the
+// next: a crash or a failure part way leaves a suffix of the log without
+// a gap, which replays. A segment already gone (an earlier call failed
+// after removing it) counts as removed.
 func (j *Journal) TruncateBefore(seq uint64) (int, error) {
 	j.mu.Lock()
 	segs := j.mu.segments
@@ -230,20 +236,17 @@ func (j *Journal) TruncateBefore(seq uint64) (int, error) {
 	}
 	doomed := append([]segment(nil), segs[:n]...)
 	j.mu.Unlock()
-	if n == 0 {
-		return 0, nil
-	}
-	for _, s := range doomed {
-		if err := j.opts.FS.Remove(path.Join(j.opts.Dir, s.name)); err != nil {
-			return 0, fmt.Errorf("journal: truncate: %w", err)
+	for i, s := range doomed {
+		if err := j.opts.FS.Remove(path.Join(j.opts.Dir, s.name)); err != nil && !errors.Is(err, iofs.ErrNotExist) {
+			return i, fmt.Errorf("journal: truncate: %w", err)
 		}
+		if err := j.opts.FS.SyncDir(j.opts.Dir); err != nil {
+			return i, fmt.Errorf("journal: truncate: %w", err)
+		}
+		j.mu.Lock()
+		j.mu.segments = j.mu.segments[1:]
+		j.mu.Unlock()
 	}
-	if err := j.opts.FS.SyncDir(j.opts.Dir); err != nil {
-		return 0, fmt.Errorf("journal: truncate: %w", err)
-	}
-	j.mu.Lock()
-	j.mu.segments = j.mu.segments[n:]
-	j.mu.Unlock()
 	return n, nil
 }
 
