@@ -151,6 +151,9 @@ type sim struct {
 
 	nextToken uint64
 	window    int
+	// dirty: stores, acknowledgements or views changed since the last
+	// checkAcked, which runs after every event that sets it.
+	dirty bool
 }
 
 type simNode struct {
@@ -259,7 +262,6 @@ func (n *simNode) step(ev Event) {
 			panic(fmt.Sprintf("unknown effect %T", e))
 		}
 	}
-	s.checkAcked()
 }
 
 func (s *sim) linked(a, b uint64) bool {
@@ -336,6 +338,7 @@ func (st *simStore) pg(pg uint32) map[engine.ObjectID]simObj {
 }
 
 func (st *simStore) crash() {
+	st.s.dirty = true
 	if len(st.queue) > 0 {
 		st.s.counts.torn++
 	}
@@ -422,6 +425,7 @@ func (st *simStore) query(op StoreOp) StoreResult {
 
 func (st *simStore) flush() {
 	st.flushAt = false
+	st.s.dirty = true
 	q := st.queue
 	st.queue = nil
 	for _, qo := range q {
@@ -494,6 +498,7 @@ func (o *oracle) down(id uint64) bool {
 }
 
 func (o *oracle) bump(v *View) {
+	o.s.dirty = true
 	v.Epoch++
 	o.s.counts.views++
 	o.s.logf("view pg %d epoch %d replicas %v backfilling %v", v.PG, v.Epoch, v.Replicas, v.Backfilling)
@@ -588,6 +593,7 @@ func (o *oracle) caughtUp(id uint64, pg uint32, epoch uint64) {
 	v := o.views[pg]
 	if v.Epoch == epoch && slices.Contains(v.Backfilling, id) {
 		v.Backfilling = slices.DeleteFunc(v.Backfilling, func(x uint64) bool { return x == id })
+		o.s.dirty = true
 		o.s.logf("pg %d: node %d caught up in epoch %d", pg, id, epoch)
 	}
 }
@@ -701,6 +707,7 @@ func (c *simClient) reply(r Reply) {
 		s.counts.acked++
 		s.logf("client %d: %v %v acked seq %d", c.id, op.Kind, op.Object, r.Seq)
 		s.acked[op.Object] = max(s.acked[op.Object], r.Seq)
+		s.dirty = true
 	}
 	s.hist[op.Object] = append(s.hist[op.Object], porcupine.Operation{ClientId: c.id, Input: c.in, Call: c.call, Output: out, Return: s.now})
 	c.op, c.token = nil, 0
@@ -843,6 +850,10 @@ func (s *sim) run() {
 		e := heap.Pop(&s.q).(*simEvent)
 		s.now = e.at
 		e.fn()
+		if s.dirty {
+			s.dirty = false
+			s.checkAcked()
+		}
 		steps++
 		if !s.faults && s.now > simClientEnd && s.now%simTick == 0 && s.converged() {
 			break
