@@ -195,4 +195,15 @@
 //     peering reconciles them).
 //   - EngineStore's gaps (see its doc) need engine support: Stat of a
 //     tombstone, and an atomic whole-object replace.
+//   - Reads cost a ReadCheck round trip to every replica (batched: one
+//     round serves every read that arrived before it); leases would save
+//     it at the price of trusting clocks.
+//   - Per-object serialisation costs one replication round trip per
+//     mutation of one object; concurrent writers of one chunk queue.
+//   - Request ids are in memory (and travel with sync), bounded by
+//     RequestIDs: an id older than the bound, or known only to a node that
+//     restarted, is applied again on retry.
+//   - A sync resends an object while the replica holds a newer live seq
+//     of it; if the primary's own apply of that mutation failed, it resends
+//     until the next epoch.
 package replication
