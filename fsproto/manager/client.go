@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/weftfs/weft/fsproto/clustermap"
@@ -42,6 +43,10 @@ var ErrReadOnly = errors.New("manager: key is read-only")
 type Client struct {
 	addrs []string
 	pool  *net.Pool
+	// id and seq make Apply's request ids: random per Client, so that
+	// two clients never share one, and counting per call.
+	id  uint64
+	seq atomic.Uint64
 
 	mu struct {
 		sync.Mutex
@@ -56,7 +61,11 @@ func NewClient(addrs []string, pool *net.Pool) *Client {
 	if len(addrs) == 0 {
 		panic("manager: NewClient with no manager address")
 	}
-	return &Client{addrs: append([]string(nil), addrs...), pool: pool}
+	c := &Client{addrs: append([]string(nil), addrs...), pool: pool}
+	for c.id == 0 {
+		c.id = rand.Uint64()
+	}
+	return c
 }
 
 // Map returns a map whose epoch is above after, waiting (long-polling the
@@ -102,19 +111,19 @@ func (c *Client) Map(ctx context.Context, after uint64) (*clustermap.Map, error)
 // wrapping the clustermap sentinel (ErrNoChange, ErrNotFound, ErrExists,
 // ErrInvalid, ErrStaleEpoch); then the map did not change.
 //
-// NB: when an attempt's outcome is unknown (a member lost the proposal on
-// a leader change, a connection died after the request was sent), Apply
-// tries again. The map's commands are idempotent in effect, so a retry of
-// a command that did apply fails with ErrNoChange (ErrExists for
-// CreateContainer, ErrStaleEpoch for CaughtUp, whose success bumped the
-// PG's epoch) rather than changing the map twice; a caller that sees those
-// checks the map (Map(ctx, 0)) to learn the outcome.
+// When an attempt's outcome is unknown (a member lost the proposal on a
+// leader change, a connection died after the request was sent), Apply
+// tries again with the same request id; the state machine applies an id
+// once and answers a retry with the first attempt's outcome, so a command
+// is never applied twice and the caller learns what really happened.
 func (c *Client) Apply(ctx context.Context, cmd clustermap.Command) (*clustermap.Map, error) {
 	data, err := clustermap.AppendCommand(nil, cmd)
 	if err != nil {
 		return nil, fmt.Errorf("manager: apply %v: %w", cmd.Kind(), err)
 	}
-	hdr := appendApplyRequest(nil, data)
+	// Every attempt of this call carries the same request id, so the
+	// command applies at most once however often it is retried.
+	hdr := applyRequest{ID: RequestID{Client: c.id, Seq: c.seq.Add(1)}, Command: data}.append(nil)
 	var m *clustermap.Map
 	err = c.run(ctx, "apply "+cmd.Kind().String(), func(actx context.Context, conn *net.Conn) (bool, error) {
 		resp, err := conn.Call(actx, KindApply, hdr, nil)
@@ -189,18 +198,9 @@ func decodeMapReply(header, payload []byte) (reply, *clustermap.Map, error) {
 	return r, m, nil
 }
 
-// commandError is a command the map refused, as a member reported it.
-type commandError struct {
-	sentinel error
-	msg      string
-}
-
-func (e *commandError) Error() string { return e.msg }
-func (e *commandError) Unwrap() error { return e.sentinel }
-
-// outcome classifies an attempt's error: final (return it to the caller)
+// classify classifies an attempt's error: final (return it to the caller)
 // or worth trying again on the next member.
-func outcome(err error) (final error) {
+func classify(err error) (final error) {
 	var re *net.RemoteError
 	if errors.As(err, &re) {
 		switch re.Code {
@@ -209,16 +209,8 @@ func outcome(err error) (final error) {
 			return nil
 		case CodeReadOnly:
 			return fmt.Errorf("%w: %s", ErrReadOnly, re.Message)
-		case CodeNoChange:
-			return &commandError{clustermap.ErrNoChange, re.Message}
-		case CodeNotFound:
-			return &commandError{clustermap.ErrNotFound, re.Message}
-		case CodeExists:
-			return &commandError{clustermap.ErrExists, re.Message}
-		case CodeInvalid:
-			return &commandError{clustermap.ErrInvalid, re.Message}
-		case CodeStaleEpoch:
-			return &commandError{clustermap.ErrStaleEpoch, re.Message}
+		case CodeNoChange, CodeNotFound, CodeExists, CodeInvalid, CodeStaleEpoch:
+			return &commandError{code: re.Code, msg: re.Message}
 		}
 		// CodeBadRequest, CodeRejected, handshake refusals (wrong key,
 		// cluster or version) and unknown codes: asking again cannot
@@ -264,7 +256,7 @@ func (c *Client) run(ctx context.Context, op string, attempt func(context.Contex
 		if err == nil {
 			continue
 		}
-		if final := outcome(err); final != nil {
+		if final := classify(err); final != nil {
 			if errors.Is(final, ErrReadOnly) || errors.Is(final, clustermap.ErrNotFound) || isCommandError(final) {
 				// The member answered: remember it as a good start.
 				c.mu.Lock()

@@ -75,7 +75,6 @@ const msgVersion = 1
 // Header body sizes. On-wire.
 const (
 	getMapRequestLen    = 16
-	applyRequestMinLen  = 4
 	heartbeatRequestLen = 16
 	replyLen            = 16
 )
@@ -144,36 +143,102 @@ func decodeGetMapRequest(b []byte) (getMapRequest, error) {
 	return r, nil
 }
 
-// An apply request (KindApply) is a 4-byte prefix and the command as
-// clustermap.AppendCommand encodes it (the bytes that go into the raft
-// log), in the header body:
+// applyRequest is the header body of KindApply: the request id that
+// makes retries safe, and the command as clustermap.AppendCommand encodes
+// it:
 //
-//	0     1              4
-//	+-----+--------------+--------------------------------------+
-//	| ver | reserved     | clustermap command                   |
-//	| u8  | 3 × u8 = 0   | (to the end of the header body)      |
-//	+-----+--------------+--------------------------------------+
+//	0     1              4           12          20
+//	+-----+--------------+-----------+-----------+--------------------+
+//	| ver | reserved     | client id | seq       | clustermap command |
+//	| u8  | 3 × u8 = 0   | u64 != 0  | u64 != 0  | (to the end)       |
+//	+-----+--------------+-----------+-----------+--------------------+
 //
-// No payload. The command decoder (clustermap.DecodeCommand) checks the
-// command itself; decodeApplyRequest checks the prefix and that a command
-// follows.
-func appendApplyRequest(b, cmd []byte) []byte {
+// (client id, seq) names the request: a Client picks a random client id
+// and numbers its Apply calls; every retry of one call carries the same
+// pair, and the state machine applies a pair once (see StateMachine). No
+// payload. decodeApplyRequest checks the prefix and the id and that a
+// command follows; clustermap.DecodeCommand checks the command.
+type applyRequest struct {
+	ID      RequestID
+	Command []byte // aliases the decoded bytes
+}
+
+// RequestID names an apply request for deduplication: Client is chosen at
+// random by each manager Client, Seq counts its Apply calls. The zero
+// RequestID marks a command that is never retried (the leader's liveness
+// proposals) and is not deduplicated.
+type RequestID struct {
+	Client, Seq uint64
+}
+
+const applyRequestPrefixLen = 20
+
+func (r applyRequest) append(b []byte) []byte {
 	b = append(b, msgVersion, 0, 0, 0)
+	b = binary.LittleEndian.AppendUint64(b, r.ID.Client)
+	b = binary.LittleEndian.AppendUint64(b, r.ID.Seq)
+	return append(b, r.Command...)
+}
+
+func decodeApplyRequest(b []byte) (applyRequest, error) {
+	var r applyRequest
+	if len(b) < applyRequestPrefixLen+1 {
+		return r, corrupt("apply request of %d bytes, want a %d-byte prefix and a command", len(b), applyRequestPrefixLen)
+	}
+	if b[0] != msgVersion {
+		return r, corrupt("apply request version %d, want %d", b[0], msgVersion)
+	}
+	if b[1] != 0 || b[2] != 0 || b[3] != 0 {
+		return r, corrupt("apply request reserved bytes %x, want 0", b[1:4])
+	}
+	r.ID.Client = binary.LittleEndian.Uint64(b[4:])
+	r.ID.Seq = binary.LittleEndian.Uint64(b[12:])
+	if r.ID.Client == 0 || r.ID.Seq == 0 {
+		return r, corrupt("apply request id %d/%d: client and seq must be nonzero", r.ID.Client, r.ID.Seq)
+	}
+	r.Command = b[applyRequestPrefixLen:]
+	return r, nil
+}
+
+// entryVersion is the version byte of a log entry. Stored in the raft log:
+// never renumber.
+const entryVersion = 1
+
+const entryPrefixLen = 17
+
+// A raft log entry of the cluster map (the bytes raftgroup hands to
+// StateMachine.Apply) is the request id and the command:
+//
+//	0     1           9           17
+//	+-----+-----------+-----------+--------------------+
+//	| ver | client id | seq       | clustermap command |
+//	| u8  | u64       | u64       | (to the end)       |
+//	+-----+-----------+-----------+--------------------+
+//
+// A zero id (both fields 0) is not deduplicated; otherwise both are
+// nonzero.
+func appendEntry(b []byte, id RequestID, cmd []byte) []byte {
+	b = append(b, entryVersion)
+	b = binary.LittleEndian.AppendUint64(b, id.Client)
+	b = binary.LittleEndian.AppendUint64(b, id.Seq)
 	return append(b, cmd...)
 }
 
-// decodeApplyRequest returns the command bytes; they alias b.
-func decodeApplyRequest(b []byte) ([]byte, error) {
-	if len(b) < applyRequestMinLen+1 {
-		return nil, corrupt("apply request of %d bytes, want a %d-byte prefix and a command", len(b), applyRequestMinLen)
+// decodeEntry splits a log entry; the command aliases b.
+func decodeEntry(b []byte) (RequestID, []byte, error) {
+	var id RequestID
+	if len(b) < entryPrefixLen+1 {
+		return id, nil, corrupt("log entry of %d bytes, want a %d-byte prefix and a command", len(b), entryPrefixLen)
 	}
-	if b[0] != msgVersion {
-		return nil, corrupt("apply request version %d, want %d", b[0], msgVersion)
+	if b[0] != entryVersion {
+		return id, nil, corrupt("log entry version %d, want %d", b[0], entryVersion)
 	}
-	if b[1] != 0 || b[2] != 0 || b[3] != 0 {
-		return nil, corrupt("apply request reserved bytes %x, want 0", b[1:4])
+	id.Client = binary.LittleEndian.Uint64(b[1:])
+	id.Seq = binary.LittleEndian.Uint64(b[9:])
+	if (id.Client == 0) != (id.Seq == 0) {
+		return id, nil, corrupt("log entry id %d/%d: both zero or both nonzero", id.Client, id.Seq)
 	}
-	return b[applyRequestMinLen:], nil
+	return id, b[entryPrefixLen:], nil
 }
 
 // heartbeatRequest is the header body of KindHeartbeat:

@@ -36,12 +36,23 @@
 // # The replicated state
 //
 // StateMachine is a raftgroup.StateMachine over clustermap: every committed
-// entry is one command in clustermap.AppendCommand's encoding, applied in log
-// order with Map.Apply. A command the map refuses (ErrNoChange, ErrExists,
-// ...) is a result, not a failure of the group: every member refuses it alike,
-// the map stays, and the proposer gets the error. A snapshot is the map's
-// encoding (clustermap's MarshalBinary, checksummed), restored with DecodeMap.
-// Invariant: each applied command bumps the map's epoch by exactly one.
+// entry is a request id and one command in clustermap.AppendCommand's
+// encoding, applied in log order with Map.Apply. A command the map refuses
+// (ErrNoChange, ErrExists, ...) is a result, not a failure of the group:
+// every member refuses it alike, the map stays, and the proposer gets the
+// error. Invariant: each applied command bumps the map's epoch by exactly
+// one.
+//
+// Request ids make Apply exactly-once: a Client names each Apply call
+// (RequestID: a random client id and a counter) and sends every retry of
+// it with the same id. The state machine remembers the outcome of the last
+// DedupeMax ids (success, or the refusal's code and message) and answers an
+// id it has seen with that outcome, changing nothing. So a retry after an
+// ambiguous failure (a proposal lost in a leader change, a reply lost with
+// its connection) neither applies the command twice nor re-applies it
+// after other changes, and the caller learns what really happened. The
+// remembered ids are replicated state: they are in the snapshot, which is
+// therefore the map's encoding plus the ids (not the bare map encoding).
 //
 // # Reads
 //
@@ -76,12 +87,10 @@
 //	reply map over the payload limit      CodeRejected (the command applied)
 //
 // The Client retries CodeUnavailable and CodeAmbiguous (and broken
-// connections) on the next member, pausing with backoff after each full
-// round, until its context ends. Retrying an ambiguous command is safe for
-// the map's commands because they are idempotent in effect: a retry of one
-// that did apply fails with ErrNoChange (ErrExists for CreateContainer,
-// ErrStaleEpoch for CaughtUp) instead of changing the map twice. Errors for refused commands wrap the
-// clustermap sentinel (errors.Is(err, clustermap.ErrNoChange)).
+// connections) on the next member, with the same request id, pausing with
+// backoff after each full round, until its context ends. Errors for
+// refused commands wrap the clustermap sentinel
+// (errors.Is(err, clustermap.ErrNoChange)).
 //
 // # Liveness
 //
@@ -115,14 +124,14 @@
 //	+-----+-------+----------+-----------+---------------+
 //	flags: bit 0 linearizable (read barrier first); other bits 0
 //
-// apply-command request header (4 + n bytes; n >= 1, the whole header body
-// is at most net.MaxHeaderBytes):
+// apply-command request header (20 + n bytes; n >= 1, the whole header
+// body is at most net.MaxHeaderBytes):
 //
-//	0     1              4
-//	+-----+--------------+--------------------------------------+
-//	| ver | reserved     | clustermap command                   |
-//	| u8  | 3 × u8 = 0   | (AppendCommand's encoding, n bytes)  |
-//	+-----+--------------+--------------------------------------+
+//	0     1              4           12          20
+//	+-----+--------------+-----------+-----------+--------------------+
+//	| ver | reserved     | client id | seq       | clustermap command |
+//	| u8  | 3 × u8 = 0   | u64 != 0  | u64 != 0  | (n bytes)          |
+//	+-----+--------------+-----------+-----------+--------------------+
 //
 // heartbeat request header (16 bytes):
 //
@@ -152,6 +161,39 @@
 // cause. Every decoder returns an error wrapping ErrCorrupt that names what
 // was wrong; the client also checks the map's checksum (DecodeMap) and that
 // its epoch matches the header.
+//
+// Stored in the raft log (on disk, and sent between members): a log entry
+// is
+//
+//	0     1           9           17
+//	+-----+-----------+-----------+--------------------+
+//	| ver | client id | seq       | clustermap command |
+//	| u8  | u64       | u64       | (to the end)       |
+//	+-----+-----------+-----------+--------------------+
+//	id 0/0: not deduplicated (the leader's liveness commands); else both
+//	nonzero
+//
+// and a snapshot (inside raftgroup's snapshot envelope) is
+//
+//	0     1          4          8
+//	+-----+----------+----------+----------------------------+
+//	| ver | reserved | map len  | map (clustermap encoding)  |
+//	| u8  | 3 × u8=0 | u32      | map len bytes              |
+//	+-----+----------+----------+----------------------------+
+//	+----------+-----------------------------------------+-----------+
+//	| count    | count × remembered request id, oldest   | crc32c    |
+//	| u32      | first (at most DedupeMax)               | u32       |
+//	+----------+-----------------------------------------+-----------+
+//	remembered request id:
+//	+-----------+-----------+--------+---------+------------------+
+//	| client id | seq       | code   | msg len | msg (UTF-8)      |
+//	| u64 != 0  | u64 != 0  | u16    | u16     | <= 1024 bytes    |
+//	+-----------+-----------+--------+---------+------------------+
+//	code 0: applied (msg empty); else the refusal's error code (314-319)
+//
+// The CRC32C (Castagnoli) covers every byte before it. Decoders check
+// lengths before allocating, refuse duplicate ids and trailing bytes, and
+// run the map decoder (its own checksum and Check).
 //
 // # Concurrency
 //

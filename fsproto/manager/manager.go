@@ -283,10 +283,10 @@ func (m *Manager) serveApply(ctx context.Context, req *net.Request, w *net.Respo
 		w.Error(CodeReadOnly, fmt.Sprintf("manager %d: key %q is read-only; apply needs a write key", m.cfg.ID, req.Peer.KeyID))
 		return
 	}
-	data, err := decodeApplyRequest(req.Header)
+	r, err := decodeApplyRequest(req.Header)
 	if err == nil {
 		// Check the command here, so that garbage never reaches the log.
-		_, err = clustermap.DecodeCommand(data)
+		_, err = clustermap.DecodeCommand(r.Command)
 	}
 	if err != nil {
 		w.Error(CodeBadRequest, err.Error())
@@ -297,7 +297,7 @@ func (m *Manager) serveApply(ctx context.Context, req *net.Request, w *net.Respo
 		return
 	}
 	pctx, cancel := context.WithTimeout(ctx, m.cfg.ProposeTimeout)
-	res, err := m.g.Propose(pctx, data)
+	res, err := m.g.Propose(pctx, appendEntry(nil, r.ID, r.Command))
 	cancel()
 	if err != nil {
 		code := CodeAmbiguous
@@ -452,7 +452,9 @@ func (m *Manager) livenessRound(ctx context.Context) {
 		if err != nil {
 			panic(fmt.Sprintf("manager %d: liveness command %+v does not encode: %v", m.cfg.ID, cmd, err))
 		}
-		res, err := m.g.Propose(sctx, data)
+		// No request id: a lost proposal is not retried as such; the
+		// next round decides afresh.
+		res, err := m.g.Propose(sctx, appendEntry(nil, RequestID{}, data))
 		if err != nil {
 			m.log.Info("liveness proposal failed; next round retries", "cmd", fmt.Sprintf("%+v", cmd), "err", err)
 			return

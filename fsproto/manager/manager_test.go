@@ -353,7 +353,7 @@ func TestBadRequests(t *testing.T) {
 		{KindGetMap, nil},
 		{KindGetMap, []byte{2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}},
 		{KindApply, []byte{1, 0, 0, 0}},
-		{KindApply, []byte{1, 0, 0, 0, 99, 1, 2}},
+		{KindApply, applyRequest{ID: RequestID{Client: 1, Seq: 1}, Command: []byte{99, 1, 2}}.append(nil)},
 		{KindHeartbeat, heartbeatRequest{Node: 1}.append(nil)[:15]},
 	} {
 		resp, err := conn.Call(ctx, tc.kind, tc.hdr, nil)
@@ -424,4 +424,68 @@ func TestPartitionedMember(t *testing.T) {
 	}
 	fn.HealAll()
 	c.waitEpoch(ctx, cut, m2.Epoch)
+}
+
+// TestApplyRetryDeduplicated sends one apply request twice, as a client
+// retrying after a lost reply would: it applies once, and the retry gets
+// the first outcome.
+func TestApplyRetryDeduplicated(t *testing.T) {
+	testutil.CheckLeaks(t)
+	c := newTestCluster(t, 3, nil)
+	ctx := testContext(t)
+	addNodes(t, ctx, c.client(), 1)
+	call := func(i int, hdr []byte) (uint64, error) {
+		t.Helper()
+		conn, err := c.pool.Get(ctx, c.nodes[i].addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp, err := conn.Call(ctx, KindApply, hdr, nil)
+		if err != nil {
+			return 0, err
+		}
+		defer resp.Release()
+		r, m, err := decodeMapResponse(resp)
+		if err != nil || !r.HasMap {
+			t.Fatalf("apply reply %+v: %v", r, err)
+		}
+		return m.Epoch, nil
+	}
+	enc := func(seq uint64, cmd clustermap.Command) []byte {
+		b, err := clustermap.AppendCommand(nil, cmd)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return applyRequest{ID: RequestID{Client: 42, Seq: seq}, Command: b}.append(nil)
+	}
+	drain := enc(1, clustermap.SetNodeState{ID: 1, State: clustermap.Draining})
+	first, err := call(0, drain)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.client().Apply(ctx, clustermap.SetNodeState{ID: 1, State: clustermap.Up}); err != nil {
+		t.Fatal(err)
+	}
+	// The retry, through another member, after the node was set Up again:
+	// it must not drain the node a second time.
+	again, err := call(1, drain)
+	if err != nil {
+		t.Fatalf("retry: %v", err)
+	}
+	m, err := c.client().Map(ctx, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n, _ := m.Node(1); n.State != clustermap.Up || again != m.Epoch || m.Epoch != first+1 {
+		t.Fatalf("after the retry: node 1 %v, epochs first %d retry %d now %d", n.State, first, again, m.Epoch)
+	}
+	// A refusal is remembered too.
+	del := enc(2, clustermap.DeleteContainer{ID: 5})
+	for i := range 2 {
+		_, err := call(i, del)
+		var re *net.RemoteError
+		if !errors.As(err, &re) || re.Code != CodeNotFound {
+			t.Fatalf("DeleteContainer 5, attempt %d: %v, want CodeNotFound", i+1, err)
+		}
+	}
 }

@@ -13,13 +13,19 @@ import (
 	"github.com/weftfs/weft/net"
 )
 
+// mustCommand returns cmd as a log entry without a request id.
 func mustCommand(t testing.TB, cmd clustermap.Command) []byte {
+	t.Helper()
+	return mustEntry(t, RequestID{}, cmd)
+}
+
+func mustEntry(t testing.TB, id RequestID, cmd clustermap.Command) []byte {
 	t.Helper()
 	b, err := clustermap.AppendCommand(nil, cmd)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return b
+	return appendEntry(nil, id, b)
 }
 
 func TestStateMachine(t *testing.T) {
@@ -36,7 +42,7 @@ func TestStateMachine(t *testing.T) {
 	if !errors.Is(res.Err, clustermap.ErrNoChange) || res.Map != nil || sm.Map().Epoch != 1 {
 		t.Fatalf("no-change command: %+v, map at %d", res, sm.Map().Epoch)
 	}
-	res = sm.Apply(3, []byte{0xff, 1, 2}).(ApplyResult)
+	res = sm.Apply(3, appendEntry(nil, RequestID{}, []byte{0xff, 1, 2})).(ApplyResult)
 	if !errors.Is(res.Err, clustermap.ErrCorrupt) || sm.Map().Epoch != 1 {
 		t.Fatalf("garbage entry: %+v, map at %d", res, sm.Map().Epoch)
 	}
@@ -55,7 +61,7 @@ func TestStateMachine(t *testing.T) {
 	}
 	bad := bytes.Clone(snap)
 	bad[len(bad)-1] ^= 1
-	if err := other.Restore(bad); !errors.Is(err, clustermap.ErrCorrupt) {
+	if err := other.Restore(bad); !errors.Is(err, ErrCorrupt) {
 		t.Fatalf("Restore of a corrupt snapshot: %v", err)
 	}
 	if other.Map().Epoch != 1 {
@@ -87,6 +93,79 @@ func TestStateMachine(t *testing.T) {
 	}
 	if want, _ := sm.Map().MarshalBinary(); !bytes.Equal(enc, want) {
 		t.Fatal("cached encoding differs from MarshalBinary")
+	}
+}
+
+// TestDedupe applies request ids once: a retried success or refusal
+// changes nothing and returns the first outcome, also after a snapshot,
+// and the oldest ids are forgotten past DedupeMax.
+func TestDedupe(t *testing.T) {
+	sm := NewStateMachine()
+	add := mustEntry(t, RequestID{Client: 1, Seq: 1}, clustermap.AddNode{ID: 1, Addr: "a:1", Labels: map[string]string{"zone": "a"}})
+	up := mustEntry(t, RequestID{Client: 1, Seq: 2}, clustermap.SetNodeState{ID: 1, State: clustermap.Up})
+	if res := sm.Apply(1, add).(ApplyResult); res.Err != nil || res.Duplicate {
+		t.Fatalf("first AddNode: %+v", res)
+	}
+	res := sm.Apply(2, up).(ApplyResult)
+	if !errors.Is(res.Err, clustermap.ErrNoChange) || res.Duplicate {
+		t.Fatalf("first no-op SetNodeState: %+v", res)
+	}
+	refusal := res.Err.Error()
+	// The node is drained by someone else: a late retry of "add" must
+	// not re-join it (AddNode sets Up), and must report success.
+	drain := mustEntry(t, RequestID{Client: 2, Seq: 1}, clustermap.SetNodeState{ID: 1, State: clustermap.Draining})
+	if res := sm.Apply(3, drain).(ApplyResult); res.Err != nil {
+		t.Fatal(res.Err)
+	}
+	check := func(sm *StateMachine, what string) {
+		t.Helper()
+		res := sm.Apply(10, add).(ApplyResult)
+		if res.Err != nil || !res.Duplicate || res.Map != sm.Map() {
+			t.Fatalf("%s: retried AddNode: %+v", what, res)
+		}
+		if n, _ := sm.Map().Node(1); n.State != clustermap.Draining || sm.Map().Epoch != 2 {
+			t.Fatalf("%s: retried AddNode changed the map: node %v, epoch %d", what, n.State, sm.Map().Epoch)
+		}
+		res = sm.Apply(11, up).(ApplyResult)
+		if !errors.Is(res.Err, clustermap.ErrNoChange) || !res.Duplicate || res.Err.Error() != refusal {
+			t.Fatalf("%s: retried refused SetNodeState: %+v", what, res)
+		}
+		if n, _ := sm.Map().Node(1); n.State != clustermap.Draining {
+			t.Fatalf("%s: retried SetNodeState Up was applied", what)
+		}
+	}
+	check(sm, "live")
+	snap, err := sm.Snapshot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	restored := NewStateMachine()
+	if err := restored.Restore(snap); err != nil {
+		t.Fatal(err)
+	}
+	check(restored, "restored")
+	if again, _ := restored.Snapshot(); !bytes.Equal(again, snap) {
+		t.Fatal("snapshot does not survive Restore")
+	}
+
+	// Past DedupeMax ids the oldest is forgotten: its retry applies again.
+	for i := range DedupeMax {
+		id := RequestID{Client: 3, Seq: uint64(i + 1)}
+		res := sm.Apply(uint64(100+i), mustEntry(t, id, clustermap.SetNodeState{ID: 1, State: clustermap.Draining})).(ApplyResult)
+		if !errors.Is(res.Err, clustermap.ErrNoChange) || res.Duplicate {
+			t.Fatalf("filler %d: %+v", i, res)
+		}
+	}
+	if res := sm.Apply(9000, add).(ApplyResult); res.Duplicate || res.Err != nil {
+		t.Fatalf("AddNode after its id was forgotten: %+v", res)
+	}
+	if n, _ := sm.Map().Node(1); n.State != clustermap.Up {
+		t.Fatalf("forgotten AddNode did not apply again: node %v", n.State)
+	}
+	if snap, err := sm.Snapshot(); err != nil {
+		t.Fatal(err)
+	} else if _, recs, err := decodeSnapshot(snap); err != nil || len(recs) != DedupeMax {
+		t.Fatalf("full snapshot: %d ids, %v", len(recs), err)
 	}
 }
 
@@ -183,7 +262,7 @@ func FuzzDecodeMapReply(f *testing.F) {
 func TestErrorCodes(t *testing.T) {
 	for _, sentinel := range []error{clustermap.ErrNoChange, clustermap.ErrNotFound, clustermap.ErrExists, clustermap.ErrInvalid, clustermap.ErrStaleEpoch} {
 		code := commandErrorCode(fmt.Errorf("pg 3: %w", sentinel))
-		final := outcome(&net.RemoteError{Code: code, Message: "m"})
+		final := classify(&net.RemoteError{Code: code, Message: "m"})
 		if !errors.Is(final, sentinel) || final.Error() != "m" {
 			t.Errorf("%v: code %d comes back as %v", sentinel, code, final)
 		}
@@ -202,19 +281,53 @@ func TestErrorCodes(t *testing.T) {
 		}
 	}
 	for _, code := range []net.ErrorCode{CodeUnavailable, CodeAmbiguous, net.CodeShuttingDown} {
-		if final := outcome(&net.RemoteError{Code: code}); final != nil {
+		if final := classify(&net.RemoteError{Code: code}); final != nil {
 			t.Errorf("code %d is final (%v), want a retry", code, final)
 		}
 	}
 	for _, code := range []net.ErrorCode{CodeBadRequest, CodeRejected, net.CodeAuthFailed, 999} {
-		if final := outcome(&net.RemoteError{Code: code}); final == nil {
+		if final := classify(&net.RemoteError{Code: code}); final == nil {
 			t.Errorf("code %d is retried, want final", code)
 		}
 	}
-	if final := outcome(&net.RemoteError{Code: CodeReadOnly}); !errors.Is(final, ErrReadOnly) {
+	if final := classify(&net.RemoteError{Code: CodeReadOnly}); !errors.Is(final, ErrReadOnly) {
 		t.Errorf("CodeReadOnly comes back as %v", final)
 	}
-	if outcome(fmt.Errorf("call: %w", net.ErrConnClosed)) != nil || outcome(context.DeadlineExceeded) != nil {
+	if classify(fmt.Errorf("call: %w", net.ErrConnClosed)) != nil || classify(context.DeadlineExceeded) != nil {
 		t.Error("a broken connection or an attempt's timeout is final, want a retry")
 	}
+}
+
+func FuzzDecodeSnapshot(f *testing.F) {
+	sm := NewStateMachine()
+	f.Add(func() []byte { b, _ := sm.Snapshot(); return b }())
+	sm.Apply(1, mustEntry(f, RequestID{Client: 1, Seq: 1}, clustermap.AddNode{ID: 1, Addr: "a:1", Labels: map[string]string{"zone": "a"}}))
+	sm.Apply(2, mustEntry(f, RequestID{Client: 1, Seq: 2}, clustermap.SetNodeState{ID: 1, State: clustermap.Up}))
+	sm.Apply(3, mustEntry(f, RequestID{Client: 2, Seq: 1}, clustermap.CreateContainer{Name: "db", Policy: clustermap.Policy{Replicas: 1, PGCount: 2}}))
+	snap, err := sm.Snapshot()
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(snap)
+	f.Add(snap[:len(snap)-1])
+	f.Fuzz(func(t *testing.T, b []byte) {
+		m, recs, err := decodeSnapshot(b)
+		if err != nil {
+			if !errors.Is(err, ErrCorrupt) {
+				t.Fatalf("error %v does not wrap ErrCorrupt", err)
+			}
+			return
+		}
+		enc, err := m.MarshalBinary()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if again := appendSnapshot(nil, enc, recs); !bytes.Equal(again, b) {
+			t.Fatalf("snapshot does not re-encode to its bytes")
+		}
+		sm := NewStateMachine()
+		if err := sm.Restore(b); err != nil {
+			t.Fatalf("Restore of a snapshot that decodes: %v", err)
+		}
+	})
 }
