@@ -202,7 +202,11 @@
 //     mutation of one object; concurrent writers of one chunk queue.
 //   - Request ids are in memory (and travel with sync), bounded by
 //     RequestIDs: an id older than the bound, or known only to a node that
-//     restarted, is applied again on retry.
+//     restarted, is applied again on retry. The simulation meets this when
+//     the only caught-up replica of a PG restarts and must stay primary
+//     (seed 3028 of a 5000-seed run: a retried delete applied twice).
+//     Durable ids (in the engine, beside the mutation's record) would
+//     remove it.
 //   - A sync resends an object while the replica holds a newer live seq
 //     of it; if the primary's own apply of that mutation failed, it resends
 //     until the next epoch.
