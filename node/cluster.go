@@ -276,6 +276,9 @@ func (c *clusterNode) status() *Status {
 	if m := c.ds.Map(); m != nil {
 		s.Epoch = m.Epoch
 	}
+	if c.mgr != nil {
+		s.ManagerID, s.ManagerLeader = c.mgr.ID(), c.mgr.Leader()
+	}
 	for _, p := range pgs {
 		q := PG{
 			PG: uint32(p.PG), Epoch: p.Epoch, Role: p.Role.String(), Phase: p.Phase,

@@ -46,8 +46,12 @@ type Status struct {
 	Node  uint64 `json:"node"`
 	Addr  string `json:"addr"`
 	Epoch uint64 `json:"epoch"` // of the newest map the data server has (0: none yet)
-	Space Space  `json:"space"`
-	PGs   []PG   `json:"pgs"`
+	// ManagerID is this process's manager member id (0: none), and
+	// ManagerLeader the leader that member knows (0: none known).
+	ManagerID     uint64 `json:"manager_id"`
+	ManagerLeader uint64 `json:"manager_leader"`
+	Space         Space  `json:"space"`
+	PGs           []PG   `json:"pgs"`
 }
 
 // Space is the engine's space, in bytes.

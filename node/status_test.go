@@ -11,7 +11,7 @@ import (
 
 func sampleStatus() *Status {
 	return &Status{
-		Node: 42, Addr: "127.0.0.1:7070", Epoch: 9,
+		Node: 42, Addr: "127.0.0.1:7070", Epoch: 9, ManagerID: 2, ManagerLeader: 3,
 		Space: Space{Device: 1 << 30, Used: 8 << 20, Live: 4 << 20, Free: 1000 << 20},
 		PGs: []PG{
 			{PG: 1, Epoch: 3, Role: "primary", Phase: "syncing", SyncBytesSent: 4096,

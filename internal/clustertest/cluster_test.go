@@ -1,0 +1,191 @@
+package clustertest
+
+import (
+	"testing"
+	"time"
+
+	"github.com/weftfs/weft/fsproto/clustermap"
+)
+
+// Sizes of the tests' data: base chunks written before any failure and
+// never touched again, and the hot chunks the load reads and writes.
+//
+// NB: a sync resends the objects of the last Window (replication's
+// default 1024) seqs of a PG whatever the replica holds, so an incremental
+// backfill shows only in a PG with well over Window objects: the kill test
+// puts its data in a container of one PG.
+const (
+	baseChunks = 3072
+	baseSize   = 4096
+	syncWindow = 1024 // replication.Config.Window's default
+	hotChunks  = 8
+	workers    = 4
+)
+
+// TestKillNodeUnderLoad: (a) kill -9 one node of three under concurrent
+// reads and writes with replication 3: every operation completes, no
+// acknowledged write is lost, every chunk's history is linearizable; (c)
+// the node returns and backfills only what it missed; (d) the whole
+// cluster restarts and keeps every acknowledged byte.
+func TestKillNodeUnderLoad(t *testing.T) {
+	c := startCluster(t, 3, 3, 1)
+	start := time.Now()
+	baseBytes := c.writeBase(baseChunks, baseSize)
+	t.Logf("wrote %d base chunks (%d bytes) in %v", baseChunks, baseBytes, time.Since(start).Round(time.Millisecond))
+	l := c.newLoad(hotChunks)
+	for i := range hotChunks {
+		if err := l.write(workers, i, uint64(workers+1)<<40|uint64(i+1)); err != nil {
+			t.Fatalf("first write of chunk %d: %v", i, err)
+		}
+	}
+	seed := uint64(time.Now().UnixNano())
+	t.Logf("load seed %d", seed)
+	l.run(workers, seed)
+	time.Sleep(time.Second)
+
+	const victim = 2
+	m0 := c.waitMap("the map", func(*clustermap.Map) bool { return true })
+	id := c.nodeID(m0, victim)
+	writesBefore := l.writes.Load()
+	if err := c.lc.KillNode(victim); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("killed node %d (id %d) after %s", victim, id, l.summary())
+	m := c.waitMap("the killed node marked down", func(m *clustermap.Map) bool { return nodeState(m, id) == clustermap.Down })
+	t.Logf("map epoch %d: node %d down", m.Epoch, victim)
+	time.Sleep(time.Second) // load on the degraded cluster
+
+	if err := c.lc.StartNode(victim); err != nil {
+		t.Fatal(err)
+	}
+	m = c.waitMap("the node back and every PG active", func(m *clustermap.Map) bool {
+		return nodeState(m, id) == clustermap.Up && allActive(m)
+	})
+	t.Logf("map epoch %d: node %d back, every PG active, after %s", m.Epoch, victim, l.summary())
+	time.Sleep(500 * time.Millisecond)
+	l.halt()
+	writesWhileAway := l.writes.Load() - writesBefore
+
+	// (a) Final reads of every hot chunk join the histories, so a lost
+	// acknowledged write shows as a read porcupine cannot explain.
+	final := make([]uint64, hotChunks)
+	for i := range hotChunks {
+		v, err := l.read(workers+1, i)
+		if err != nil {
+			t.Fatalf("final read of chunk %d: %v", i, err)
+		}
+		final[i] = v
+	}
+	t.Logf("load: %s", l.summary())
+	if n := l.failures.Load(); n > 0 {
+		t.Errorf("%d operations failed; the clients should have carried on: %q", n, l.failed())
+	}
+	l.check(t)
+	c.checkBase(baseChunks, baseSize)
+
+	// (c) What the returned node installed is bounded by the writes made
+	// while it was away (one block each) and the sync window's objects, and
+	// it did not copy the base data again: it kept that across the kill.
+	st, err := c.status(victim)
+	if err != nil {
+		t.Fatalf("status of node %d: %v", victim, err)
+	}
+	var installed int64
+	for _, p := range st.PGs {
+		installed += p.InstalledBytes
+	}
+	t.Logf("node %d installed %d bytes while catching up; %d writes (%d bytes) were made after it was killed; base data %d bytes",
+		victim, installed, writesWhileAway, writesWhileAway*blockSize, baseBytes)
+	if bound := (writesWhileAway + syncWindow) * blockSize; installed > bound {
+		t.Errorf("node %d installed %d bytes, more than the %d bytes written while it was away and the %d-seq sync window (%d bytes together)",
+			victim, installed, writesWhileAway*blockSize, syncWindow, bound)
+	}
+	if installed >= baseBytes/2 {
+		t.Errorf("node %d installed %d bytes, half or more of the base data (%d bytes) it already held: not an incremental backfill", victim, installed, baseBytes)
+	}
+	if installed == 0 {
+		t.Errorf("node %d installed nothing, though %d writes were made while it was away", victim, writesWhileAway)
+	}
+
+	// (d) A full restart keeps every acknowledged byte.
+	if err := c.lc.Stop(20 * time.Second); err != nil {
+		t.Fatalf("stopping the cluster: %v", err)
+	}
+	if err := c.lc.Start(); err != nil {
+		t.Fatal(err)
+	}
+	c.waitServing()
+	c.checkBase(baseChunks, baseSize)
+	for i := range hotChunks {
+		v, err := l.read(workers+1, i)
+		if err != nil {
+			t.Fatalf("read of chunk %d after the restart: %v", i, err)
+		}
+		if v != final[i] {
+			t.Errorf("chunk %d holds %#x after the restart, %#x before", i, v, final[i])
+		}
+	}
+}
+
+// TestManagerLeaderKilled: (f) kill -9 the node whose manager member
+// leads, under load: a new leader is elected, it marks the node down,
+// the clients carry on and every history stays linearizable.
+func TestManagerLeaderKilled(t *testing.T) {
+	c := startCluster(t, 3, 3, 0)
+	l := c.newLoad(hotChunks)
+	seed := uint64(time.Now().UnixNano())
+	t.Logf("load seed %d", seed)
+	l.run(workers, seed)
+	time.Sleep(500 * time.Millisecond)
+
+	leader := 0
+	var leaderMember uint64
+	for i := 1; i <= 3; i++ {
+		st, err := c.status(i)
+		if err != nil {
+			t.Fatalf("status of node %d: %v", i, err)
+		}
+		if st.ManagerLeader != 0 && st.ManagerLeader == st.ManagerID {
+			leader, leaderMember = i, st.ManagerID
+		}
+	}
+	if leader == 0 {
+		t.Fatal("no node reports that its manager member leads")
+	}
+	m0 := c.waitMap("the map", func(*clustermap.Map) bool { return true })
+	id := c.nodeID(m0, leader)
+	if err := c.lc.KillNode(leader); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("killed node %d, the manager leader (member %d), after %s", leader, leaderMember, l.summary())
+	// Marking the node Down takes a proposal, so a new leader.
+	m := c.waitMap("the killed leader's node marked down", func(m *clustermap.Map) bool { return nodeState(m, id) == clustermap.Down })
+	var newLeader uint64
+	for i := 1; i <= 3; i++ {
+		if i == leader {
+			continue
+		}
+		st, err := c.status(i)
+		if err != nil {
+			t.Fatalf("status of node %d: %v", i, err)
+		}
+		if st.ManagerLeader == 0 || st.ManagerLeader == leaderMember {
+			t.Errorf("node %d: manager leader %d after the leader %d was killed and the map moved on", i, st.ManagerLeader, leaderMember)
+		}
+		newLeader = st.ManagerLeader
+	}
+	t.Logf("map epoch %d: node %d down; new manager leader %d", m.Epoch, leader, newLeader)
+	time.Sleep(time.Second)
+	if err := c.lc.StartNode(leader); err != nil {
+		t.Fatal(err)
+	}
+	c.waitMap("the node back and every PG active", func(m *clustermap.Map) bool {
+		return nodeState(m, id) == clustermap.Up && allActive(m)
+	})
+	l.halt()
+	t.Logf("load: %s", l.summary())
+	if n := l.failures.Load(); n > 0 {
+		t.Errorf("%d operations failed; the clients should have carried on: %q", n, l.failed())
+	}
+	l.check(t)
+}

@@ -1,0 +1,22 @@
+// Package clustertest holds the multi-process tests of a weft cluster:
+// real `weft node` processes on 127.0.0.1, 127.0.0.2, ... run by package
+// localcluster, each a storage node and a manager member, driven by the
+// cluster client (package fsproto/client) over loopback TCP. It has no
+// code of its own; the tests are its content:
+//
+//   - TestKillNodeUnderLoad: kill -9 one node of three (replication 3)
+//     under concurrent reads and writes; no acknowledged write is lost and
+//     every chunk's history is linearizable (porcupine, a register model);
+//     the node comes back and backfills only what it missed (the bytes it
+//     installed, from its status, are bounded by what was written while it
+//     was away, far below the data it already held); then the whole
+//     cluster restarts and every acknowledged byte reads back.
+//   - TestManagerLeaderKilled: kill -9 the node whose manager member leads
+//     the managers' Raft group, under load; a new leader is elected, it
+//     marks the node Down, and the clients carry on.
+//
+// TestMain builds the weft binary once into a temporary folder (with the
+// invariants tag when the tests have it). The tests skip, saying why,
+// when 127.0.0.2 cannot be bound (loopback addresses other than 127.0.0.1
+// are missing on some systems, such as macOS without aliases).
+package clustertest
