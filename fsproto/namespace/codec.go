@@ -19,6 +19,9 @@ const CommandLenMax = 1 << 20
 // that Apply would refuse (a 300-byte name, say) still encode, so every
 // replica refuses them the same way.
 func AppendCommand(b []byte, cmd Command) ([]byte, error) {
+	if cmd == nil {
+		return b, fmt.Errorf("namespace: encode: nil command")
+	}
 	w := writer{b: b}
 	w.u8(commandVersion)
 	w.u8(uint8(cmd.kind()))
