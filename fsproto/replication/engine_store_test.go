@@ -47,7 +47,7 @@ func newLiveCluster(t *testing.T, ids ...uint64) *liveCluster {
 		done: make(chan liveDone, 1024), replies: map[uint64]Reply{}, caughtUp: map[uint64][]CaughtUp{}, down: map[uint64]bool{}}
 	for _, id := range ids {
 		fsys := vfs.NewMem()
-		if _, err := engine.Format(fsys, engine.FormatRequest{Path: "dev", Size: 64 << 20, Options: engine.FormatOptions{SegmentSize: 1 << 20}}); err != nil {
+		if _, err := engine.Format(fsys, engine.FormatRequest{Path: "dev", Size: 16 << 20, Options: engine.FormatOptions{SegmentSize: 1 << 20}}); err != nil {
 			t.Fatal(err)
 		}
 		e, err := engine.Open(engine.Options{Path: "dev", FS: fsys, Shards: 1, Mode: engine.Interrupt, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
