@@ -59,9 +59,10 @@ const (
 	CodeRejected net.ErrorCode = 319
 )
 
-// ErrCorrupt marks every decoding failure of a manager message: a header
-// of the wrong length or version, nonzero reserved bytes, a zero node id.
-// Errors wrapping it name what was wrong; test with errors.Is.
+// ErrCorrupt marks every decoding failure of this package's formats: an
+// RPC header or reply (wrong length or version, nonzero reserved bytes, a
+// zero id), a raft log entry, a snapshot (checksum, layout, or the map
+// inside it). Errors wrapping it name what was wrong; test with errors.Is.
 var ErrCorrupt = errors.New("manager: corrupt message")
 
 func corrupt(format string, args ...any) error {

@@ -31,7 +31,9 @@
 // NewClient, Client.Map, Client.Apply, Client.Heartbeat). Additions:
 // Config.MapWaitMax, ProposeTimeout, TickInterval, ElectionTicks and
 // SnapshotEvery; Manager.ID, Leader, Status and Err; the exported
-// StateMachine; GroupID, the group's id on the raft router.
+// StateMachine with ApplyResult, RequestID and DedupeMax; GroupID, the
+// group's id on the raft router. *Client satisfies the MapSource interfaces
+// of fsproto/cluster and fsproto/client (Map(ctx, after)).
 //
 // # The replicated state
 //
