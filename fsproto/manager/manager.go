@@ -215,6 +215,18 @@ func (m *Manager) stopped() bool {
 	}
 }
 
+// down says why this member cannot serve (stopped, or its raft member
+// failed on its own), or "" when it can.
+func (m *Manager) down() string {
+	if m.stopped() {
+		return fmt.Sprintf("manager %d: stopped", m.cfg.ID)
+	}
+	if err := m.g.Err(); err != nil {
+		return fmt.Sprintf("manager %d: raft member failed: %v", m.cfg.ID, err)
+	}
+	return ""
+}
+
 // Register registers the manager RPCs (KindGetMap, KindApply,
 // KindHeartbeat) on mux. Call it once, before the server starts.
 func (m *Manager) Register(mux *net.ServeMux) {
@@ -229,8 +241,8 @@ func (m *Manager) serveGetMap(ctx context.Context, req *net.Request, w *net.Resp
 		w.Error(CodeBadRequest, err.Error())
 		return
 	}
-	if m.stopped() {
-		w.Error(CodeUnavailable, fmt.Sprintf("manager %d: stopped", m.cfg.ID))
+	if why := m.down(); why != "" {
+		w.Error(CodeUnavailable, why)
 		return
 	}
 	if r.Linearizable {
@@ -255,8 +267,8 @@ func (m *Manager) serveGetMap(ctx context.Context, req *net.Request, w *net.Resp
 		cancel()
 	}
 	if !ok {
-		if m.stopped() {
-			w.Error(CodeUnavailable, fmt.Sprintf("manager %d: stopped", m.cfg.ID))
+		if why := m.down(); why != "" {
+			w.Error(CodeUnavailable, why)
 			return
 		}
 		w.Reply(reply{Epoch: cur.Epoch}.append(nil), nil, nil)
@@ -292,8 +304,8 @@ func (m *Manager) serveApply(ctx context.Context, req *net.Request, w *net.Respo
 		w.Error(CodeBadRequest, err.Error())
 		return
 	}
-	if m.stopped() {
-		w.Error(CodeUnavailable, fmt.Sprintf("manager %d: stopped", m.cfg.ID))
+	if why := m.down(); why != "" {
+		w.Error(CodeUnavailable, why)
 		return
 	}
 	pctx, cancel := context.WithTimeout(ctx, m.cfg.ProposeTimeout)
@@ -355,8 +367,8 @@ func (m *Manager) serveHeartbeat(_ context.Context, req *net.Request, w *net.Res
 		w.Error(CodeBadRequest, err.Error())
 		return
 	}
-	if m.stopped() {
-		w.Error(CodeUnavailable, fmt.Sprintf("manager %d: stopped", m.cfg.ID))
+	if why := m.down(); why != "" {
+		w.Error(CodeUnavailable, why)
 		return
 	}
 	cur := m.sm.Map()

@@ -10,6 +10,7 @@ import (
 
 	"github.com/weftfs/weft/fsproto/clustermap"
 	"github.com/weftfs/weft/internal/testutil"
+	"github.com/weftfs/weft/internal/vfs"
 	"github.com/weftfs/weft/net"
 )
 
@@ -487,5 +488,54 @@ func TestApplyRetryDeduplicated(t *testing.T) {
 		if !errors.As(err, &re) || re.Code != CodeNotFound {
 			t.Fatalf("DeleteContainer 5, attempt %d: %v, want CodeNotFound", i+1, err)
 		}
+	}
+}
+
+// TestFailedLogMember fails one follower's disk (vfs.Mem): its raft member
+// stops itself, the member answers CodeUnavailable naming why, and clients
+// that try it first carry on through the others.
+func TestFailedLogMember(t *testing.T) {
+	testutil.CheckLeaks(t)
+	mem := vfs.NewMem()
+	c := newTestCluster(t, 3, func(cfg *Config) {
+		if cfg.ID == 3 {
+			cfg.FS = mem
+		}
+	})
+	ctx := testContext(t)
+	cl := c.client()
+	m := addNodes(t, ctx, cl, 1)
+	mem.SetFault(vfs.FailAfter(vfs.OpSync, 0))
+	for i := 0; c.nodes[2].mgr.Err() == nil; i++ {
+		st := clustermap.Up
+		if i%2 == 0 {
+			st = clustermap.Draining
+		}
+		var err error
+		if m, err = cl.Apply(ctx, clustermap.SetNodeState{ID: 1, State: st}); err != nil {
+			t.Fatalf("apply %d while member 3's disk fails: %v", i, err)
+		}
+	}
+	t.Logf("member 3 stopped itself: %v", c.nodes[2].mgr.Err())
+
+	first := NewClient([]string{c.nodes[2].addr, c.nodes[0].addr, c.nodes[1].addr}, c.pool)
+	got, err := first.Map(ctx, 0)
+	if err != nil || got.Epoch != m.Epoch {
+		t.Fatalf("Map with the failed member first: %v, %v; want epoch %d", got, err, m.Epoch)
+	}
+	if _, err := NewClient([]string{c.nodes[2].addr, c.nodes[0].addr}, c.pool).Apply(ctx, clustermap.SetNodeState{ID: 1, State: clustermap.Out}); err != nil {
+		t.Fatalf("Apply with the failed member first: %v", err)
+	}
+	conn, err := c.pool.Get(ctx, c.nodes[2].addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := conn.Call(ctx, KindGetMap, getMapRequest{}.append(nil), nil)
+	var re *net.RemoteError
+	if !errors.As(err, &re) || re.Code != CodeUnavailable || !strings.Contains(re.Message, "raft member failed") {
+		if resp != nil {
+			resp.Release()
+		}
+		t.Fatalf("get-map on the failed member: %v, want CodeUnavailable naming the failure", err)
 	}
 }
