@@ -99,8 +99,8 @@
 //     travel beside them), so a new primary answers a
 //     retry of a mutation it holds instead of applying it twice. Ids learnt
 //     as a replica are answered only once the PG is active, and a sync that
-//     rolls an object back (installs older state over a divergent mutation)
-//     forgets the ids of the mutations it undid. The table is
+//     installs an object replaces the replica's ids for it by the
+//     primary's (the replica's may name a divergent branch). The table is
 //     in memory: ids older than the bound or from before a restart are
 //     applied again.
 //   - Reads are served by the primary only, once active, and only after a

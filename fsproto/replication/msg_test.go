@@ -115,23 +115,24 @@ func TestRIDTable(t *testing.T) {
 	tb.put(ids[0], a, 10)
 	tb.put(ids[1], a, 12)
 	tb.put(ids[2], b, 11)
-	tb.rolledBack(a, 10) // undoes seq 12 only
-	if s, ok := tb.get(ids[0]); !ok || s != 10 {
-		t.Fatalf("id 0: %d %v", s, ok)
+	tb.forgetObject(a) // a sync replaced object a
+	for _, i := range []int{0, 1} {
+		if _, ok := tb.get(ids[i]); ok {
+			t.Fatalf("id %d survived the replacement of its object", i)
+		}
 	}
-	if _, ok := tb.get(ids[1]); ok {
-		t.Fatal("id 1 survived the rollback of its mutation")
-	}
-	tb.put(ids[3], b, 13) // evicts the oldest slot (id 0)
-	if _, ok := tb.get(ids[0]); ok {
-		t.Fatal("id 0 survived eviction")
-	}
-	for _, i := range []int{2, 3} {
+	tb.put(ids[0], a, 10) // the primary's ids for a: slot of forgotten id 0 evicted
+	tb.put(ids[3], b, 13) // evicts the slot of forgotten id 1
+	for _, i := range []int{0, 2, 3} {
 		if _, ok := tb.get(ids[i]); !ok {
 			t.Fatalf("id %d lost", i)
 		}
 	}
-	if len(tb.m) > 3 || len(tb.byObj[a]) != 0 || len(tb.byObj[b]) != 2 {
+	tb.put(fsproto.RequestID{5}, b, 14) // evicts id 2, the oldest live slot
+	if _, ok := tb.get(ids[2]); ok {
+		t.Fatal("id 2 survived eviction")
+	}
+	if len(tb.m) != 3 || len(tb.byObj[a]) != 1 || len(tb.byObj[b]) != 2 {
 		t.Fatalf("table %+v", tb)
 	}
 }

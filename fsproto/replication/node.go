@@ -1256,7 +1256,11 @@ func (g *group) replicaReceive(from uint64, m *Msg) {
 					return
 				}
 				if !r.Skipped {
-					g.rids.rolledBack(obj, seq)
+					// The object is now the primary's: so are the ids of the
+					// mutations it holds. Ours may name a divergent branch
+					// (rolled back, or skipped over by the primary's history)
+					// even at seqs below the one installed.
+					g.rids.forgetObject(obj)
 					for _, e := range rids {
 						g.rids.put(e.ID, obj, e.Seq)
 					}
@@ -1351,13 +1355,10 @@ func (t *ridTable) forget(id fsproto.RequestID) {
 	}
 }
 
-// rolledBack forgets obj's ids applied above seq: a sync installed the
-// primary's older state over them, so they are no longer applied here.
-// Their FIFO slots stay until they age out.
-func (t *ridTable) rolledBack(obj engine.ObjectID, seq uint64) {
+// forgetObject forgets obj's ids (a sync replaced the object). Their FIFO
+// slots stay until they age out.
+func (t *ridTable) forgetObject(obj engine.ObjectID) {
 	for _, id := range slices.Clone(t.byObj[obj]) {
-		if t.m[id].seq > seq {
-			t.forget(id)
-		}
+		t.forget(id)
 	}
 }
