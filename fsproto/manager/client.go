@@ -39,7 +39,13 @@ var ErrReadOnly = errors.New("manager: key is read-only")
 // follow the map (Map), change it (Apply) and report liveness
 // (Heartbeat). It tries the members in turn, starting with the one that
 // answered last, pausing with backoff after each full round of failures,
-// until its context ends. Safe for concurrent use.
+// until its context ends: a call's only bound is its ctx, so give it a
+// deadline or cancel it. Safe for concurrent use.
+//
+// NB: a long poll (Map with after > 0) holds one of the member's
+// per-connection request slots (net's ServerConfig.MaxConcurrent, default
+// 128) while it waits; a process should follow the map with one goroutine
+// and share the result, not poll from many at once.
 type Client struct {
 	addrs []string
 	pool  *net.Pool
