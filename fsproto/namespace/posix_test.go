@@ -1,6 +1,7 @@
 package namespace
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"os"
@@ -91,6 +92,17 @@ var posixCases = []posixCase{
 	{"chown keeps setgid without group exec", []string{"createx f", "chmod f 6744", "chown f 7 8"}, 0, true},
 	{"chown dir keeps bits", []string{"mkdir d", "chmod d 7755", "chown d 7 8"}, 0, true},
 	{"chmod", []string{"createx f", "chmod f 1600"}, 0, true},
+	{"setxattr create exists", []string{"createx f", "setxattr f user.a v 0", "setxattr f user.a w 1"}, syscall.EEXIST, true},
+	{"setxattr replace missing", []string{"createx f", "setxattr f user.a v 2"}, syscall.ENODATA, true},
+	{"setxattr both flags exists", []string{"createx f", "setxattr f user.a v 0", "setxattr f user.a w 3"}, syscall.EEXIST, true},
+	{"setxattr both flags missing", []string{"createx f", "setxattr f user.a v 3"}, syscall.ENODATA, true},
+	{"setxattr bad flags", []string{"createx f", "setxattr f user.a v 4"}, syscall.EINVAL, true},
+	{"setxattr replace", []string{"createx f", "setxattr f user.a v 0", "setxattr f user.a w 2", "getxattr f user.a"}, 0, true},
+	{"setxattr name too long", []string{"createx f", "setxattr f user." + strings.Repeat("x", 251) + " v 0"}, syscall.ERANGE, true},
+	{"setxattr value too big", []string{"createx f", "setxattr f user.a " + strconv.Itoa(XattrValueLenMax+1) + "B 0"}, syscall.E2BIG, true},
+	{"removexattr missing", []string{"createx f", "removexattr f user.a"}, syscall.ENODATA, true},
+	{"removexattr", []string{"createx f", "setxattr f user.a v 0", "removexattr f user.a", "getxattr f user.a"}, syscall.ENODATA, true},
+	{"getxattr missing", []string{"createx f", "getxattr f user.zz"}, syscall.ENODATA, true},
 
 	// Where the namespace is stricter than Linux (or Linux cannot be
 	// driven to the case by path).
@@ -115,6 +127,7 @@ var posixCases = []posixCase{
 
 // nsRunner drives a Namespace by paths.
 type nsRunner struct {
+	got  string // the last getxattr's value
 	ns   *Namespace
 	now  int64
 	open map[string]Ino // path → inode opened under that path
@@ -244,6 +257,21 @@ func (r *nsRunner) step(t *testing.T, verb string, args []string) error {
 		b, _ := strconv.ParseUint(args[0], 10, 64)
 		i, _ := strconv.ParseUint(args[1], 10, 64)
 		return apply(SetQuota{Bytes: b, Inodes: i})
+	case "setxattr", "removexattr", "getxattr":
+		ino, err := r.resolve(args[0])
+		if err != nil {
+			return err
+		}
+		switch verb {
+		case "removexattr":
+			return apply(RemoveXattr{Ino: ino, Name: args[1], Now: now})
+		case "getxattr":
+			v, err := r.ns.GetXattr(ino, args[1])
+			r.got = string(v)
+			return err
+		}
+		flags, _ := strconv.Atoi(args[3])
+		return apply(SetXattr{Ino: ino, Name: args[1], Value: xattrValue(args[2]), Flags: XattrFlags(flags), Now: now})
 	case "fstat":
 		return nil // compared in the oracle
 	}
@@ -253,6 +281,7 @@ func (r *nsRunner) step(t *testing.T, verb string, args []string) error {
 
 // realRunner drives a real directory.
 type realRunner struct {
+	got  string
 	dir  string
 	root int
 	fds  map[string]int
@@ -308,6 +337,18 @@ func (r *realRunner) step(t *testing.T, verb string, args []string) error {
 			r.fds[args[0]] = fd
 		}
 		return err
+	case "setxattr":
+		flags, _ := strconv.Atoi(args[3])
+		return unix.Lsetxattr(filepath.Join(r.dir, args[0]), args[1], xattrValue(args[2]), flags)
+	case "removexattr":
+		return unix.Lremovexattr(filepath.Join(r.dir, args[0]), args[1])
+	case "getxattr":
+		buf := make([]byte, XattrValueLenMax)
+		n, err := unix.Lgetxattr(filepath.Join(r.dir, args[0]), args[1], buf)
+		if err == nil {
+			r.got = string(buf[:n])
+		}
+		return err
 	case "fstat":
 		return nil
 	}
@@ -315,8 +356,16 @@ func (r *realRunner) step(t *testing.T, verb string, args []string) error {
 	return nil
 }
 
+// xattrValue turns "<n>B" into n bytes, and anything else into itself.
+func xattrValue(s string) []byte {
+	if n, err := strconv.Atoi(strings.TrimSuffix(s, "B")); err == nil && strings.HasSuffix(s, "B") {
+		return bytes.Repeat([]byte{'b'}, n)
+	}
+	return []byte(s)
+}
+
 func splitStep(s string) (string, []string) {
-	f := strings.SplitN(s, " ", 4)
+	f := strings.SplitN(s, " ", 5)
 	return f[0], f[1:]
 }
 
@@ -366,6 +415,9 @@ func TestPOSIX(t *testing.T) {
 				real := Errno(rr.step(t, verb, args))
 				if real != got {
 					t.Errorf("step %q: namespace errno %v, Linux %v", st, got, real)
+				}
+				if rr.got != nr.got {
+					t.Errorf("step %q: namespace read %q, Linux %q", st, nr.got, rr.got)
 				}
 				if verb == "fstat" {
 					compareFstat(t, ns, nr.open[args[0]], rr.fds[args[0]])
