@@ -15,10 +15,14 @@ import (
 
 // Bounds of the client's retries.
 const (
-	// clientAttemptTimeout bounds getting a connection to one member
-	// and a heartbeat call: a dead member costs at most this before the
-	// next one is tried.
-	clientAttemptTimeout = time.Second
+	// clientDialWait bounds the wait for a connection to one member
+	// before the next is tried, so a dead member costs little. The
+	// pool's dial goes on in the background (bounded by its own
+	// DialTimeout), so a slow but live member is ready on a later round.
+	clientDialWait = 300 * time.Millisecond
+	// clientCallTimeout bounds a heartbeat call, and is the slack a long
+	// poll's call gets beyond its wait.
+	clientCallTimeout = time.Second
 	// clientApplyTimeout bounds an apply attempt: the member's own
 	// ProposeTimeout (default 5 s) plus slack.
 	clientApplyTimeout = DefaultProposeTimeout + 2*time.Second
@@ -108,7 +112,7 @@ func (c *Client) Map(ctx context.Context, after uint64) (*clustermap.Map, error)
 		}
 		m = got
 		return true, nil
-	}, clientMapWait+clientAttemptTimeout) // the long poll's wait, and slack
+	}, clientMapWait+clientCallTimeout) // the long poll's wait, and slack
 	return m, err
 }
 
@@ -166,7 +170,7 @@ func (c *Client) Heartbeat(ctx context.Context, node clustermap.NodeID) error {
 			return false, err
 		}
 		return true, nil
-	}, clientAttemptTimeout)
+	}, clientCallTimeout)
 }
 
 // decodeMapResponse decodes a reply and, when it carries one, its map.
@@ -300,10 +304,10 @@ func isCommandError(err error) bool {
 }
 
 // try makes one attempt on addr: a connection within
-// clientAttemptTimeout (a dead member costs no more), then the call
+// clientDialWait (a dead member costs no more), then the call
 // within callTimeout.
 func (c *Client) try(ctx context.Context, addr string, attempt func(context.Context, *net.Conn) (bool, error), callTimeout time.Duration) (bool, error) {
-	gctx, cancel := context.WithTimeout(ctx, clientAttemptTimeout)
+	gctx, cancel := context.WithTimeout(ctx, clientDialWait)
 	conn, err := c.pool.Get(gctx, addr)
 	cancel()
 	if err != nil {

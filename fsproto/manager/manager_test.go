@@ -147,7 +147,9 @@ func TestMapLongPoll(t *testing.T) {
 // heartbeat again.
 func TestNodeDownReplaced(t *testing.T) {
 	testutil.CheckLeaks(t)
-	c := newTestCluster(t, 3, func(cfg *Config) { cfg.HeartbeatTimeout = 1500 * time.Millisecond })
+	// Heartbeats every 100 ms against a 2 s timeout: a loaded machine
+	// must not make a live node look dead (the test counts epochs).
+	c := newTestCluster(t, 3, func(cfg *Config) { cfg.HeartbeatTimeout = 2 * time.Second })
 	ctx := testContext(t)
 	cl := c.client()
 	addNodes(t, ctx, cl, 4)
