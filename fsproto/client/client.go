@@ -24,7 +24,8 @@
 //
 // # Retries
 //
-// A request is retried, until its context ends, when the answer says the
+// A request is retried, until its context ends, when an attempt found no
+// answer within Config.AttemptTimeout, or when the answer says the
 // client's map is behind or the node cannot serve it now: CodeStaleEpoch
 // (old epoch, or the node is not the primary), CodeUnavailable (the PG's
 // queue is full or a store failed), net's CodeShuttingDown, a connection
@@ -86,6 +87,11 @@ type Config struct {
 	// RefreshWait bounds the wait for a newer map before a retry.
 	// Default 500ms.
 	RefreshWait time.Duration
+	// AttemptTimeout bounds one attempt: a primary that does not answer in
+	// that time (cut off from its replicas, or gone without closing the
+	// connection) is given up for a map refresh and a retry, with the same
+	// RequestID. Default 5s.
+	AttemptTimeout time.Duration
 	// BackoffMin and BackoffMax bound the wait between retries when no
 	// newer map came. Defaults 5ms and 200ms.
 	BackoffMin, BackoffMax time.Duration
@@ -125,7 +131,7 @@ func Dial(ctx context.Context, cfg Config) (*Client, error) {
 	for _, d := range []struct {
 		name string
 		v    time.Duration
-	}{{"RefreshWait", cfg.RefreshWait}, {"BackoffMin", cfg.BackoffMin}, {"BackoffMax", cfg.BackoffMax}} {
+	}{{"RefreshWait", cfg.RefreshWait}, {"AttemptTimeout", cfg.AttemptTimeout}, {"BackoffMin", cfg.BackoffMin}, {"BackoffMax", cfg.BackoffMax}} {
 		if d.v < 0 {
 			errs = append(errs, fmt.Errorf("client: %s %v is negative", d.name, d.v))
 		}
@@ -135,6 +141,9 @@ func Dial(ctx context.Context, cfg Config) (*Client, error) {
 	}
 	if cfg.RefreshWait == 0 {
 		cfg.RefreshWait = 500 * time.Millisecond
+	}
+	if cfg.AttemptTimeout == 0 {
+		cfg.AttemptTimeout = 5 * time.Second
 	}
 	if cfg.BackoffMin == 0 {
 		cfg.BackoffMin = 5 * time.Millisecond
@@ -232,14 +241,16 @@ func (c *Client) call(ctx context.Context, chunk fsproto.ChunkID, kind net.Kind,
 			return nil, ErrClosed
 		}
 		m := c.m.Load()
-		resp, err := c.try(ctx, m, chunk, kind, hdr, hb[:0], payload)
+		actx, cancel := context.WithTimeout(ctx, c.cfg.AttemptTimeout)
+		resp, err := c.try(actx, m, chunk, kind, hdr, hb[:0], payload)
+		cancel()
 		if err == nil {
 			return resp, nil
 		}
 		if ctx.Err() != nil {
 			return nil, fmt.Errorf("%w (last error: %w)", ctx.Err(), err)
 		}
-		if !retryable(err) {
+		if !retryable(err) && !errors.Is(err, context.DeadlineExceeded) {
 			return nil, err
 		}
 		if c.refresh(ctx, m.Epoch) {

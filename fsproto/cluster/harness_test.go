@@ -3,6 +3,7 @@ package cluster_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	stdnet "net"
@@ -102,12 +103,17 @@ type tcluster struct {
 	repl    replication.Config
 	// cut: nodes whose feed no longer gets new maps (a partitioned node).
 	cut map[clustermap.NodeID]bool
+	// fn sits between the nodes (not between clients and nodes): node i
+	// is the endpoint "n<i>".
+	fn *net.FaultNet
 }
+
+func nodeName(id clustermap.NodeID) string { return fmt.Sprintf("n%d", id) }
 
 func newCluster(t *testing.T, n int, pgCount uint32, repl replication.Config) *tcluster {
 	t.Helper()
 	c := &tcluster{t: t, m: clustermap.New(), nodes: map[clustermap.NodeID]*tnode{}, clients: newFeed(), repl: repl,
-		cut: map[clustermap.NodeID]bool{}}
+		cut: map[clustermap.NodeID]bool{}, fn: net.NewFaultNet(1)}
 	for i := 1; i <= n; i++ {
 		id := clustermap.NodeID(i)
 		fsys := vfs.NewMem()
@@ -121,6 +127,7 @@ func newCluster(t *testing.T, n int, pgCount uint32, repl replication.Config) *t
 			t.Fatal(err)
 		}
 		tn.addr = ln.Addr().String()
+		c.fn.Listener(nodeName(id), ln)
 		c.nodes[id] = tn
 		c.apply(clustermap.AddNode{ID: id, Addr: tn.addr, Capacity: 1 << 30})
 		c.start(tn, ln)
@@ -179,7 +186,7 @@ func (c *tcluster) start(tn *tnode, ln stdnet.Listener) {
 		}
 	}
 	pool, err := net.NewPool(net.PoolConfig{Client: net.ClientConfig{ClusterID: testCluster, KeyID: clusterKey,
-		Secret: clusterSecret, Logger: quiet}, BackoffBase: 5 * time.Millisecond, BackoffMax: 50 * time.Millisecond, Seed: uint64(tn.id)})
+		Secret: clusterSecret, Logger: quiet, Dial: c.fn.Dialer(nodeName(tn.id))}, BackoffBase: 5 * time.Millisecond, BackoffMax: 50 * time.Millisecond, Seed: uint64(tn.id)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -244,7 +251,7 @@ func (c *tcluster) close() {
 func (c *tcluster) dial(t *testing.T) *client.Client {
 	t.Helper()
 	cl, err := client.Dial(context.Background(), client.Config{Maps: c.clients, ClusterID: testCluster, KeyID: clientKey,
-		Secret: clientSecret, Logger: quiet, RefreshWait: 50 * time.Millisecond})
+		Secret: clientSecret, Logger: quiet, RefreshWait: 50 * time.Millisecond, AttemptTimeout: time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}

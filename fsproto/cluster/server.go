@@ -581,6 +581,7 @@ func (s *DataServer) applyMap(m *clustermap.Map) {
 		default:
 			st.role = RoleReplica
 		}
+		s.log.Debug("view", "pg", id, "epoch", pg.Epoch, "replicas", pg.Replicas, "backfilling", pg.Backfilling)
 		s.handle(s.node.Step(replication.ViewChange{View: viewOf(pg)}))
 	}
 	for id := range s.views {
@@ -594,6 +595,7 @@ func (s *DataServer) applyMap(m *clustermap.Map) {
 		}
 		st := s.pg(id)
 		st.epoch, st.role = v.Epoch, RoleNone
+		s.log.Debug("left pg", "pg", id, "epoch", v.Epoch)
 		s.handle(s.node.Step(replication.ViewChange{View: v}))
 	}
 }
