@@ -189,3 +189,97 @@ func TestManagerLeaderKilled(t *testing.T) {
 	}
 	l.check(t)
 }
+
+// TestPrimaryCutOff: (b) the primary of a PG is frozen (SIGSTOP: it
+// keeps its sockets but answers nothing, as if cut off) under load; the
+// managers mark it down and give the PG a new primary in a new epoch, the
+// clients carry on there; when it resumes, what it still had queued from
+// its old epoch must not succeed behind the new primary's back: every
+// chunk's history stays linearizable.
+func TestPrimaryCutOff(t *testing.T) {
+	c := startCluster(t, 3, 3, 1)
+	l := c.newLoad(hotChunks)
+	seed := uint64(time.Now().UnixNano())
+	t.Logf("load seed %d", seed)
+	l.run(workers, seed)
+	time.Sleep(500 * time.Millisecond)
+
+	m0 := c.waitMap("the map", func(*clustermap.Map) bool { return true })
+	ct, _ := m0.Container(clustermap.ContainerID(c.ct.ID()))
+	pg, _ := m0.PG(ct.FirstPG)
+	old := pg.Primary()
+	victim := 0
+	for i := 1; i <= 3; i++ {
+		if c.nodeID(m0, i) == old {
+			victim = i
+		}
+	}
+	if err := c.lc.PauseNode(victim); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("froze node %d, primary of pg %d at epoch %d, after %s", victim, pg.ID, pg.Epoch, l.summary())
+	m := c.waitMap("a new primary", func(m *clustermap.Map) bool {
+		p, _ := m.PG(pg.ID)
+		return p.Primary() != old && nodeState(m, old) == clustermap.Down
+	})
+	p, _ := m.PG(pg.ID)
+	t.Logf("map epoch %d: pg %d primary %d at epoch %d", m.Epoch, p.ID, p.Primary(), p.Epoch)
+	time.Sleep(time.Second) // load on the new primary
+	if err := c.lc.ResumeNode(victim); err != nil {
+		t.Fatal(err)
+	}
+	c.waitMap("the node back and every PG active", func(m *clustermap.Map) bool {
+		return nodeState(m, old) == clustermap.Up && allActive(m)
+	})
+	time.Sleep(500 * time.Millisecond)
+	l.halt()
+	t.Logf("load: %s", l.summary())
+	if n := l.failures.Load(); n > 0 {
+		t.Errorf("%d operations failed; the clients should have carried on: %q", n, l.failed())
+	}
+	l.check(t)
+}
+
+// TestLoseTwoOfFive: (e) five nodes, replication 3: two are killed at
+// once, and every chunk is still served (each PG kept at least one
+// replica, and the five-member manager group its quorum), and new writes
+// succeed.
+func TestLoseTwoOfFive(t *testing.T) {
+	c := startCluster(t, 5, 3, 0)
+	const chunks = 128
+	c.writeBase(chunks, baseSize)
+	m0 := c.waitMap("the map", func(*clustermap.Map) bool { return true })
+	lost := []clustermap.NodeID{c.nodeID(m0, 4), c.nodeID(m0, 5)}
+	for _, i := range []int{4, 5} {
+		if err := c.lc.KillNode(i); err != nil {
+			t.Fatal(err)
+		}
+	}
+	m := c.waitMap("both killed nodes down", func(m *clustermap.Map) bool {
+		return nodeState(m, lost[0]) == clustermap.Down && nodeState(m, lost[1]) == clustermap.Down
+	})
+	counts := map[clustermap.PGState]int{}
+	for i := range m.PGs {
+		counts[m.PGState(&m.PGs[i])]++
+	}
+	t.Logf("map epoch %d: nodes 4 and 5 down; PGs: %d active, %d degraded, %d backfilling", m.Epoch,
+		counts[clustermap.Active], counts[clustermap.Degraded], counts[clustermap.Backfilling])
+	// NB: a fresh client, with the map that has both nodes down. The
+	// first client's map still names them, and its first attempt at a
+	// dead primary waits in net.Pool.Get (which redials until the
+	// operation's context ends) instead of failing over to a map refresh:
+	// fsproto/client should bound each attempt's Get (see the report).
+	c.redial()
+	c.checkBase(chunks, baseSize)
+	l := c.newLoad(hotChunks)
+	for i := range hotChunks {
+		if err := l.write(0, i, uint64(i+1)); err != nil {
+			t.Errorf("write of chunk %d after losing two nodes: %v", i, err)
+		}
+	}
+	for i := range hotChunks {
+		if v, err := l.read(0, i); err != nil || v != uint64(i+1) {
+			t.Errorf("read of chunk %d after losing two nodes: %#x, %v; want %#x", i, v, err, i+1)
+		}
+	}
+}

@@ -14,6 +14,12 @@
 //   - TestManagerLeaderKilled: kill -9 the node whose manager member leads
 //     the managers' Raft group, under load; a new leader is elected, it
 //     marks the node Down, and the clients carry on.
+//   - TestPrimaryCutOff: freeze a PG's primary (SIGSTOP: cut off, sockets
+//     open) under load; a new primary takes over in a new epoch, and when
+//     the old one resumes nothing it still had queued breaks
+//     linearizability.
+//   - TestLoseTwoOfFive: five nodes, replication 3, two killed at once;
+//     every chunk is still served and new writes succeed.
 //
 // TestMain builds the weft binary once into a temporary folder (with the
 // invariants tag when the tests have it). The tests skip, saying why,

@@ -183,6 +183,23 @@ func startCluster(t *testing.T, n, r, pgs int) *tcluster {
 	return c
 }
 
+// redial replaces the client with one that starts from the current map.
+func (c *tcluster) redial() {
+	c.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), serveTimeout)
+	defer cancel()
+	cl, err := client.Dial(ctx, client.Config{Maps: c.mc, Pool: c.pool, Logger: quiet})
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	ct, err := cl.ContainerByID(c.ct.ID())
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	c.cl.Close()
+	c.cl, c.ct = cl, ct
+}
+
 func (c *tcluster) waitServing() {
 	c.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), serveTimeout)

@@ -13,7 +13,15 @@
 //	nodeN/log      node N's log (appended to)
 //
 // Open creates the folder on first use and reads it afterwards, so a
-// cluster started again comes back with its data.
+// cluster started again comes back with its data. Start, StartNode,
+// KillNode (SIGKILL), StopNode (SIGTERM), PauseNode/ResumeNode
+// (SIGSTOP/SIGCONT), Stop and Wait drive the processes; WaitServing waits
+// until the cluster serves (every node up, the container created, its PGs
+// active, every node on that map), printing progress.
+//
+// Inspect and Report work on any cluster, given its managers and a key
+// (Access): they read the map and every node's status (node.KindStatus),
+// for `weft status` and the tests.
 package localcluster
 
 import (
@@ -308,6 +316,29 @@ func (c *Cluster) Exited(i int) (done <-chan struct{}, err func() error, ok bool
 // closed) and waits for it to be gone.
 func (c *Cluster) KillNode(i int) error { return c.signal(i, syscall.SIGKILL, 0) }
 
+// PauseNode freezes node i with SIGSTOP: its sockets stay open but it
+// answers nothing, sends nothing and heartbeats no more, as if cut off
+// from the network. ResumeNode (SIGCONT) lets it run on from where it was.
+func (c *Cluster) PauseNode(i int) error { return c.sendSignal(i, syscall.SIGSTOP) }
+
+// ResumeNode resumes node i after PauseNode.
+func (c *Cluster) ResumeNode(i int) error { return c.sendSignal(i, syscall.SIGCONT) }
+
+func (c *Cluster) sendSignal(i int, sig syscall.Signal) error {
+	c.mu.Lock()
+	p := c.procs[i]
+	c.mu.Unlock()
+	if p == nil {
+		return fmt.Errorf("localcluster: node %d was not started", i)
+	}
+	select {
+	case <-p.done:
+		return fmt.Errorf("localcluster: node %d has exited", i)
+	default:
+	}
+	return p.cmd.Process.Signal(sig)
+}
+
 // StopNode stops node i with SIGTERM (a clean shutdown) and waits up to
 // timeout, then kills it. It returns the process's exit error.
 func (c *Cluster) StopNode(i int, timeout time.Duration) error {
@@ -342,12 +373,17 @@ func (c *Cluster) signal(i int, sig syscall.Signal, timeout time.Duration) error
 }
 
 // Stop stops every running node cleanly (SIGTERM to all, then waits up to
-// timeout for each) and returns the first error.
+// timeout for each) and returns the first error. Nodes that had exited
+// already (killed, or crashed: Exited tells) are not its concern.
 func (c *Cluster) Stop(timeout time.Duration) error {
 	c.mu.Lock()
 	procs := make(map[int]*proc, len(c.procs))
 	for i, p := range c.procs {
-		procs[i] = p
+		select {
+		case <-p.done:
+		default:
+			procs[i] = p
+		}
 	}
 	c.mu.Unlock()
 	for _, p := range procs {
