@@ -1,0 +1,158 @@
+package node
+
+import (
+	"context"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"log/slog"
+	stdnet "net"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/weftfs/weft/fsproto/client"
+	"github.com/weftfs/weft/fsproto/clustermap"
+	"github.com/weftfs/weft/fsproto/manager"
+	"github.com/weftfs/weft/internal/testutil"
+	"github.com/weftfs/weft/net"
+)
+
+// TestClusterMode runs three cluster-mode nodes in this process, each a
+// manager member: they join the map, serve a container through the
+// cluster client, answer KindStatus, and stop cleanly.
+func TestClusterMode(t *testing.T) {
+	testutil.CheckLeaks(t)
+	dir := t.TempDir()
+	keys := writeFile(t, dir, "keys", "cluster "+rwSecret+"\n")
+	var addrs, peers []string
+	for i := 1; i <= 3; i++ {
+		ln, err := stdnet.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		addrs = append(addrs, ln.Addr().String())
+		peers = append(peers, fmt.Sprintf("%d=%s", i, ln.Addr()))
+		ln.Close()
+	}
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	type running struct {
+		cancel context.CancelFunc
+		done   chan error
+	}
+	var nodes []running
+	for i := 1; i <= 3; i++ {
+		ctx, cancel := context.WithCancel(context.Background())
+		r := running{cancel, make(chan error, 1)}
+		cfg := Config{
+			Device: filepath.Join(dir, fmt.Sprintf("dev%d", i)), FormatSize: 64 << 20,
+			Listen: addrs[i-1], ClusterID: "c1", KeysFile: keys,
+			Labels:   map[string]string{"host": fmt.Sprint(i)},
+			Managers: addrs, ManagerID: uint64(i), ManagerPeers: peers, HeartbeatTimeout: time.Second,
+			Logger: quiet,
+		}
+		go func() { r.done <- Run(ctx, cfg) }()
+		nodes = append(nodes, r)
+	}
+	stopped := false
+	stopAll := func() {
+		if stopped {
+			return
+		}
+		stopped = true
+		for _, r := range nodes {
+			r.cancel()
+		}
+		for i, r := range nodes {
+			if err := <-r.done; err != nil {
+				t.Errorf("node %d: Run: %v", i+1, err)
+			}
+		}
+	}
+	defer stopAll()
+
+	secret, _ := hex.DecodeString(rwSecret)
+	pool, err := net.NewPool(net.PoolConfig{Client: net.ClientConfig{ClusterID: "c1", KeyID: "cluster", Secret: secret, Logger: quiet}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	mc := manager.NewClient(addrs, pool)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	var m *clustermap.Map
+	for after := uint64(0); ; after = m.Epoch {
+		if m, err = mc.Map(ctx, after); err != nil {
+			t.Fatalf("waiting for three nodes up: %v", err)
+		}
+		up := 0
+		for _, n := range m.Nodes {
+			if n.State == clustermap.Up {
+				up++
+			}
+		}
+		if up == 3 {
+			break
+		}
+	}
+	if m, err = mc.Apply(ctx, clustermap.CreateContainer{Name: "t", Policy: clustermap.Policy{Replicas: 3, PGCount: 4}}); err != nil {
+		t.Fatal(err)
+	}
+	cl, err := client.Dial(ctx, client.Config{Maps: mc, Pool: pool, Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	ct, err := cl.Container("t")
+	if err != nil {
+		t.Fatal(err)
+	}
+	data := []byte("cluster mode, replicated three times")
+	if _, err := ct.Write(ctx, 1, 0, 0, data); err != nil {
+		t.Fatalf("write: %v", err)
+	}
+	got := make([]byte, len(data))
+	if n, err := ct.Read(ctx, 1, 0, 0, got); err != nil || string(got[:n]) != string(data) {
+		t.Fatalf("read %q, %v; want %q", got[:n], err, data)
+	}
+
+	// Every node reports itself: the id the map has for its address, its
+	// manager member, the PGs of the container.
+	leaders := map[uint64]bool{}
+	for i, addr := range addrs {
+		conn, err := pool.Get(ctx, addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s, err := FetchStatus(ctx, conn)
+		if err != nil {
+			t.Fatalf("node %d status: %v", i+1, err)
+		}
+		var id clustermap.NodeID
+		for _, n := range m.Nodes {
+			if n.Addr == addr {
+				id = n.ID
+				if n.Labels["host"] != fmt.Sprint(i+1) || n.Capacity != 64<<20 {
+					t.Errorf("node %d in the map: labels %v, capacity %d", i+1, n.Labels, n.Capacity)
+				}
+			}
+		}
+		if s.Node != uint64(id) || s.Addr != addr || s.ManagerID != uint64(i+1) || s.Space.Device != 64<<20 {
+			t.Errorf("node %d status: node %d addr %s manager %d device %d; want node %d addr %s manager %d", i+1, s.Node, s.Addr, s.ManagerID, s.Space.Device, id, addr, i+1)
+		}
+		if len(s.PGs) != 4 {
+			t.Errorf("node %d status: %d PGs, want the container's 4 (replication 3 on 3 nodes)", i+1, len(s.PGs))
+		}
+		leaders[s.ManagerLeader] = true
+	}
+	if len(leaders) != 1 || leaders[0] {
+		t.Errorf("nodes report manager leaders %v; want one, the same", leaders)
+	}
+	// A status request with a body is refused.
+	conn, _ := pool.Get(ctx, addrs[0])
+	if _, err := conn.Call(ctx, KindStatus, []byte{1}, nil); err == nil {
+		t.Error("a status request with a header body was answered")
+	}
+	cl.Close()
+	stopAll()
+}
