@@ -529,13 +529,16 @@ func (g *gen) pick(dir bool) Ino {
 	if g.r.IntN(30) == 0 {
 		return Ino(1000000 + g.r.IntN(3))
 	}
-	var inos []Ino
-	for ino, n := range g.m.live {
-		if !dir || n.typ == TypeDir || g.r.IntN(8) == 0 {
+	var all, inos []Ino
+	for ino := range g.m.live {
+		all = append(all, ino)
+	}
+	slices.Sort(all) // map order is random; only the seed may decide
+	for _, ino := range all {
+		if !dir || g.m.live[ino].typ == TypeDir || g.r.IntN(8) == 0 {
 			inos = append(inos, ino)
 		}
 	}
-	slices.Sort(inos) // map order is random; the seed must decide
 	return inos[g.r.IntN(len(inos))]
 }
 
