@@ -51,6 +51,13 @@ func (l *Liveness) Commands(m *Map, now time.Time) []Command {
 		seen[n.ID] = true
 		t, ok := l.last[n.ID]
 		if !ok {
+			if n.State != Up && n.State != Draining {
+				// Never heard from and not serving: only a heartbeat
+				// brings it back. (A new leader's Liveness starts empty;
+				// granting a Down node the grace would mark it Up, then
+				// Down again a timeout later, bumping epochs for nothing.)
+				continue
+			}
 			l.last[n.ID] = now
 			t = now
 		}

@@ -47,3 +47,24 @@ func TestLiveness(t *testing.T) {
 	}()
 	NewLiveness(0)
 }
+
+// TestLivenessFreshLeaderLeavesDownNodesDown: a new leader starts with an
+// empty Liveness; a node already Down must stay Down until it heartbeats,
+// not be marked Up for a grace period and Down again.
+func TestLivenessFreshLeaderLeavesDownNodesDown(t *testing.T) {
+	m := addNodes(t, New(), 3, "a", "b")
+	m = mustApply(t, m, SetNodeState{ID: 2, State: Down})
+	l := NewLiveness(10 * time.Second)
+	t0 := time.Unix(1000, 0)
+	for _, at := range []time.Duration{0, 5 * time.Second, 11 * time.Second} {
+		l.Heartbeat(1, t0.Add(at))
+		l.Heartbeat(3, t0.Add(at))
+		if cmds := l.Commands(m, t0.Add(at)); len(cmds) != 0 {
+			t.Fatalf("at %v: %v, want none", at, cmds)
+		}
+	}
+	l.Heartbeat(2, t0.Add(12*time.Second))
+	if cmds, want := l.Commands(m, t0.Add(12*time.Second)), []Command{SetNodeState{ID: 2, State: Up}}; !slices.Equal(cmds, want) {
+		t.Fatalf("after node 2's heartbeat: %v, want %v", cmds, want)
+	}
+}
