@@ -3,13 +3,16 @@ package cluster_test
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"testing"
 
 	"github.com/weftfs/weft/fsproto"
+	"github.com/weftfs/weft/fsproto/cluster"
 	"github.com/weftfs/weft/fsproto/clustermap"
 	"github.com/weftfs/weft/fsproto/replication"
 	"github.com/weftfs/weft/internal/testutil"
+	"github.com/weftfs/weft/net"
 )
 
 // pattern returns n bytes that name (inode, index, gen).
@@ -98,5 +101,88 @@ func TestWriteReadOnAllReplicas(t *testing.T) {
 		if err == nil && !st.Deleted {
 			t.Errorf("node %d still holds the deleted chunk", id)
 		}
+	}
+}
+
+// TestStatus: every PG has one primary, active, and two caught-up
+// replicas, and the map's epochs.
+func TestStatus(t *testing.T) {
+	testutil.CheckLeaks(t)
+	c := newCluster(t, 3, 4, replication.Config{Window: 16})
+	ct, err := c.dial(t).Container(testContainer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := uint64(0); i < 8; i++ {
+		if _, err := ct.Write(context.Background(), 1, i, 0, pattern(1, i, 0, 100)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	m := c.current()
+	for _, pg := range m.PGs {
+		var primaries, replicas int
+		for id, tn := range c.nodes {
+			for _, st := range tn.ds.Status() {
+				if st.PG != pg.ID {
+					continue
+				}
+				if st.Epoch != pg.Epoch {
+					t.Errorf("node %d pg %d: epoch %d, map says %d", id, pg.ID, st.Epoch, pg.Epoch)
+				}
+				switch {
+				case st.Role == cluster.RolePrimary && id == pg.Primary():
+					primaries++
+				case st.Role == cluster.RoleReplica && st.Phase == "caught-up":
+					replicas++
+				default:
+					t.Errorf("node %d pg %d: role %v phase %q (primary %d)", id, pg.ID, st.Role, st.Phase, pg.Primary())
+				}
+			}
+		}
+		if primaries != 1 || replicas != 2 {
+			t.Errorf("pg %d: %d primaries, %d replicas", pg.ID, primaries, replicas)
+		}
+	}
+}
+
+// TestCloseFailsPendingRetryably: a write the primary cannot complete
+// (its replicas are cut off) is answered with CodeStaleEpoch when the
+// DataServer closes, and requests after Close are refused the same way.
+func TestCloseFailsPendingRetryably(t *testing.T) {
+	testutil.CheckLeaks(t)
+	c := newCluster(t, 3, 1, replication.Config{Window: 16})
+	m := c.current()
+	pg := m.PGs[0]
+	p := pg.Primary()
+	for id := range c.nodes {
+		if id != p {
+			c.fn.Partition(nodeName(p), nodeName(id))
+		}
+	}
+	defer c.fn.HealAll()
+	ctx := context.Background()
+	conn, err := net.Dial(ctx, c.nodes[p].addr, net.ClientConfig{ClusterID: testCluster, KeyID: clientKey, Secret: clientSecret, Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	cc := fsproto.NewChunkClient(conn, fsproto.ChunkClientConfig{Epoch: pg.Epoch, PG: func(fsproto.ChunkID) uint32 { return uint32(pg.ID) }})
+	ch := fsproto.ChunkID{Container: uint64(m.Containers[0].ID), Inode: 1, Index: 0}
+	op := cc.GoWrite(ctx, ch, 0, []byte("pending"), nil)
+	waitFor(t, "the write to reach the primary", func() bool {
+		select {
+		case <-op.Done:
+			t.Fatalf("write completed while the replicas are cut off: %v", op.Err)
+		default:
+		}
+		return c.nodes[p].srv.Metrics().Requests > 0
+	})
+	c.nodes[p].ds.Close()
+	<-op.Done
+	if !errors.Is(op.Err, fsproto.ErrStaleEpoch) {
+		t.Fatalf("pending write at Close: %v, want ErrStaleEpoch", op.Err)
+	}
+	if _, err := cc.Write(ctx, ch, 0, []byte("late")); !errors.Is(err, fsproto.ErrStaleEpoch) {
+		t.Fatalf("write after Close: %v, want ErrStaleEpoch", err)
 	}
 }
