@@ -396,3 +396,80 @@ func fuzzApplyBody(t *testing.T, in []byte) {
 		}
 	}
 }
+
+func sampleResults(t testing.TB) []Result {
+	ns := sampleNamespace(t)
+	return []Result{
+		{},
+		ns.ApplyCommand(Create{Parent: 1, Name: "new", Mode: 0o640, Now: 99}),
+		ns.ApplyCommand(Create{Parent: 1, Name: "new", Now: 100}),
+		ns.ApplyCommand(Rename{SrcParent: 1, SrcName: "new", DstParent: 1, DstName: "g", Now: 101}),
+		ns.ApplyCommand(SetAttr{Ino: 3, Mask: SetSize, Size: 1, Now: 102}),
+		ns.ApplyCommand(Unlink{Parent: 1, Name: "nothing", Now: 103}),
+		ns.Apply(0, []byte{9}).(Result),
+		{Err: ErrApplied},
+	}
+}
+
+func TestResultRoundTrip(t *testing.T) {
+	for _, r := range sampleResults(t) {
+		b, err := AppendResult(nil, r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		d, err := DecodeResult(b)
+		if err != nil {
+			t.Fatalf("%+v: %v", r, err)
+		}
+		if d.Attr != r.Attr || d.Created != r.Created || !slices.Equal(d.Reclaim, r.Reclaim) || (d.Err == nil) != (r.Err == nil) {
+			t.Fatalf("decoded %+v, want %+v", d, r)
+		}
+		if r.Err != nil {
+			if Errno(d.Err) != Errno(r.Err) || errors.Is(d.Err, ErrCorrupt) != errors.Is(r.Err, ErrCorrupt) ||
+				errors.Is(d.Err, ErrApplied) != errors.Is(r.Err, ErrApplied) {
+				t.Fatalf("decoded error %v, want %v", d.Err, r.Err)
+			}
+			var e *Error
+			if errors.As(r.Err, &e) && d.Err.Error() != r.Err.Error() {
+				t.Fatalf("decoded error %q, want %q", d.Err, r.Err)
+			}
+		}
+	}
+	bad := [][]byte{nil, {2}, {1, 9}, {1, 0, 4}, {1, 0, 2, 0}, {1, 1, 0, 0, 0, 0}, {1, 0, 0, 17}, {1, 0, 0, 0, 0}}
+	for _, b := range bad {
+		if _, err := DecodeResult(b); !errors.Is(err, ErrCorrupt) {
+			t.Errorf("DecodeResult(%x): %v", b, err)
+		}
+	}
+}
+
+func FuzzDecodeResult(f *testing.F) {
+	for _, r := range sampleResults(f) {
+		b, _ := AppendResult(nil, r)
+		f.Add(b)
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		r, err := DecodeResult(b)
+		if err != nil {
+			if !errors.Is(err, ErrCorrupt) {
+				t.Fatalf("error %v does not wrap ErrCorrupt", err)
+			}
+			return
+		}
+		b2, err := AppendResult(nil, r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Sentinel errors carry their message, which decoding decorates;
+		// everything else must re-encode exactly.
+		if r.Err == nil || Errno(r.Err) != 0 {
+			if !bytes.Equal(b, b2) {
+				t.Fatalf("accepted %x re-encodes as %x", b, b2)
+			}
+		}
+		r2, err := DecodeResult(b2)
+		if err != nil || r2.Attr != r.Attr || r2.Created != r.Created || !slices.Equal(r2.Reclaim, r.Reclaim) || Errno(r2.Err) != Errno(r.Err) {
+			t.Fatalf("second round trip: %+v, %v; want %+v", r2, err, r)
+		}
+	})
+}

@@ -1,0 +1,158 @@
+package namespace
+
+import (
+	"errors"
+	"fmt"
+	"syscall"
+)
+
+// Result encoding: how a metadata server returns Apply's outcome to a
+// client, and how a deduplicating wrapper may store it. Sent on the wire:
+// never renumber.
+const (
+	resultVersion = 1
+
+	resultOK      = 0 // Err is nil
+	resultErrno   = 1 // Err is an *Error
+	resultCorrupt = 2 // Err wraps ErrCorrupt
+	resultApplied = 3 // Err wraps ErrApplied
+
+	resultCreated = 1 << 0
+	resultAttr    = 1 << 1
+
+	// resultReclaimsMax bounds the Reclaim entries in an encoded Result. A
+	// command queues at most two (a replaced file in Rename, a removed or
+	// truncated file in the others).
+	resultReclaimsMax = 16
+)
+
+// AppendResult appends r's encoding (see the package doc) to b. Errors
+// other than the package's own (*Error, ErrCorrupt, ErrApplied) do not
+// come out of Apply; they encode as ErrCorrupt with their message.
+func AppendResult(b []byte, r Result) ([]byte, error) {
+	if len(r.Reclaim) > resultReclaimsMax {
+		return b, fmt.Errorf("namespace: encode result: %d reclaims, at most %d", len(r.Reclaim), resultReclaimsMax)
+	}
+	w := writer{b: b}
+	w.u8(resultVersion)
+	var e *Error
+	switch {
+	case r.Err == nil:
+		w.u8(resultOK)
+	case errors.As(r.Err, &e):
+		w.u8(resultErrno)
+		w.u32(uint32(e.Errno))
+		w.u64(uint64(e.Ino))
+		w.str("error op", e.Op)
+		w.str("error name", e.Name)
+	case errors.Is(r.Err, ErrApplied):
+		w.u8(resultApplied)
+		w.str("error", r.Err.Error())
+	default:
+		w.u8(resultCorrupt)
+		w.str("error", r.Err.Error())
+	}
+	var flags uint8
+	if r.Created {
+		flags |= resultCreated
+	}
+	if r.Attr != (Attr{}) {
+		flags |= resultAttr
+	}
+	w.u8(flags)
+	if flags&resultAttr != 0 {
+		a := &r.Attr
+		w.u64(uint64(a.Ino))
+		w.u8(uint8(a.Type))
+		w.u32(a.Mode)
+		w.u32(a.UID)
+		w.u32(a.GID)
+		w.u64(a.Size)
+		w.u32(a.Nlink)
+		w.u32(a.Open)
+		w.i64(a.Atime)
+		w.i64(a.Mtime)
+		w.i64(a.Ctime)
+	}
+	w.u8(uint8(len(r.Reclaim)))
+	for _, rc := range r.Reclaim {
+		w.u64(rc.ID)
+		w.u64(uint64(rc.Ino))
+		w.u64(rc.From)
+		w.u64(rc.To)
+		w.bool(rc.Removed)
+	}
+	if w.err != nil {
+		return b, w.err
+	}
+	return w.b, nil
+}
+
+// DecodeResult decodes a Result encoded by AppendResult. An *Error comes
+// back as an *Error (errors.Is(err, syscall.ENOENT) works); ErrCorrupt
+// and ErrApplied come back wrapped with their message. Decoding errors
+// wrap ErrCorrupt.
+func DecodeResult(data []byte) (Result, error) {
+	r := reader{b: data, what: "result"}
+	var res Result
+	if v := r.u8("version"); r.err == nil && v != resultVersion {
+		return Result{}, corrupt("result version %d, want %d", v, resultVersion)
+	}
+	switch k := r.u8("error kind"); k {
+	case resultOK:
+	case resultErrno:
+		e := &Error{Errno: syscall.Errno(r.u32("errno"))}
+		e.Ino = Ino(r.u64("error ino"))
+		e.Op = r.str("error op")
+		e.Name = r.str("error name")
+		if r.err == nil && e.Errno == 0 {
+			r.fail("errno 0 in an error")
+		}
+		res.Err = e
+	case resultCorrupt, resultApplied:
+		msg := r.str("error")
+		sentinel := ErrCorrupt
+		if k == resultApplied {
+			sentinel = ErrApplied
+		}
+		res.Err = fmt.Errorf("%w (remote: %s)", sentinel, msg)
+	default:
+		r.fail("error kind %d unknown", k)
+	}
+	flags := r.u8("flags")
+	if r.err == nil && flags&^(resultCreated|resultAttr) != 0 {
+		r.fail("flags %#x unknown", flags)
+	}
+	res.Created = flags&resultCreated != 0
+	if flags&resultAttr != 0 {
+		a := &res.Attr
+		a.Ino = Ino(r.u64("ino"))
+		a.Type = Type(r.u8("type"))
+		a.Mode = r.u32("mode")
+		a.UID = r.u32("uid")
+		a.GID = r.u32("gid")
+		a.Size = r.u64("size")
+		a.Nlink = r.u32("nlink")
+		a.Open = r.u32("open")
+		a.Atime = r.i64("atime")
+		a.Mtime = r.i64("mtime")
+		a.Ctime = r.i64("ctime")
+		if r.err == nil && res.Attr == (Attr{}) {
+			r.fail("attribute flag set on zero attributes")
+		}
+	}
+	n := int(r.u8("reclaim count"))
+	if r.err == nil && n > resultReclaimsMax {
+		r.fail("%d reclaims, at most %d", n, resultReclaimsMax)
+	}
+	for i := 0; i < n && r.err == nil; i++ {
+		res.Reclaim = append(res.Reclaim, Reclaim{
+			ID: r.u64("reclaim id"), Ino: Ino(r.u64("reclaim ino")),
+			From: r.u64("reclaim from"), To: r.u64("reclaim to"), Removed: r.bool("reclaim removed"),
+		})
+	}
+	if err := r.done(); err != nil {
+		return Result{}, err
+	}
+	return res, nil
+}
