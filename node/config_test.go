@@ -4,6 +4,7 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestLoadConfigFile(t *testing.T) {
@@ -101,6 +102,42 @@ func TestSanitizeLabel(t *testing.T) {
 	for in, want := range map[string]string{"site": "site", "zone-a": "zone_a", "1x": "_1x", "__x": "l__x", "rack.id": "rack_id"} {
 		if got := sanitizeLabel(in); got != want {
 			t.Errorf("sanitizeLabel(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+func TestClusterConfig(t *testing.T) {
+	dir := t.TempDir()
+	keys := writeFile(t, dir, "keys", "cluster "+rwSecret+"\nro "+roSecret+" ro\n")
+	p := writeFile(t, dir, "node.json", `{
+		"device": "/tmp/dev", "listen": "10.0.0.1:7070", "cluster_id": "c1", "keys_file": "`+keys+`",
+		"managers": ["10.0.0.1:7070", "10.0.0.2:7070"], "manager_id": 1,
+		"manager_peers": ["1=10.0.0.1:7070", "2=10.0.0.2:7070"], "heartbeat_timeout": "1500ms"
+	}`)
+	cfg, err := LoadConfigFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.HeartbeatTimeout != 1500*time.Millisecond || cfg.ManagerID != 1 || len(cfg.ManagerPeers) != 2 {
+		t.Errorf("got %+v", cfg)
+	}
+	if err := cfg.Validate(); err != nil {
+		t.Errorf("Validate: %v", err)
+	}
+	if _, err := LoadConfigFile(writeFile(t, dir, "bad.json", `{"heartbeat_timeout": 5}`)); err == nil || !strings.Contains(err.Error(), "heartbeat_timeout") {
+		t.Errorf("numeric heartbeat_timeout: %v", err)
+	}
+
+	bad := Config{Device: "d", ClusterID: "c1", KeysFile: keys, Listen: "0.0.0.0:7070", Managers: []string{"a:1"},
+		ManagerID: 3, HeartbeatTimeout: time.Millisecond, ClusterKey: "ro",
+		Labels: map[string]string{strings.Repeat("k", 64): "v"}}
+	err = bad.Validate()
+	if err == nil {
+		t.Fatal("Validate: nil")
+	}
+	for _, want := range []string{"needs manager_peers", "heartbeat_timeout 1ms", `cluster_key "ro"`, "give a specific host:port", "names of at most 63 bytes"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("Validate: %v\nwant a problem containing %q", err, want)
 		}
 	}
 }

@@ -1,0 +1,83 @@
+package localcluster
+
+import (
+	"bytes"
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/weftfs/weft/fsproto/clustermap"
+	"github.com/weftfs/weft/node"
+)
+
+func mustApply(t *testing.T, m *clustermap.Map, cmds ...clustermap.Command) *clustermap.Map {
+	t.Helper()
+	for _, c := range cmds {
+		var err error
+		if m, err = m.Apply(c); err != nil {
+			t.Fatalf("%+v: %v", c, err)
+		}
+	}
+	return m
+}
+
+// TestReport builds a map with a down node and a backfilling one, and
+// checks the counts, the backfill progress taken from the nodes' status,
+// and the printout.
+func TestReport(t *testing.T) {
+	m := mustApply(t, clustermap.New(),
+		clustermap.AddNode{ID: 1, Addr: "127.0.0.1:1", Labels: map[string]string{"host": "a"}, Capacity: 1 << 30},
+		clustermap.AddNode{ID: 2, Addr: "127.0.0.2:1", Capacity: 1 << 30},
+		clustermap.CreateContainer{Name: "default", Policy: clustermap.Policy{Replicas: 2, PGCount: 4}},
+		clustermap.SetNodeState{ID: 2, State: clustermap.Down},
+		clustermap.AddNode{ID: 3, Addr: "127.0.0.3:1", Capacity: 1 << 30},
+	)
+	r := &Report{Map: m}
+	for i := range m.Nodes {
+		nr := NodeReport{Node: m.Nodes[i]}
+		switch m.Nodes[i].ID {
+		case 1:
+			s := &node.Status{Node: 1, Epoch: m.Epoch, Space: node.Space{Device: 1 << 30, Used: 4 << 20}}
+			for _, pg := range m.PGs {
+				s.PGs = append(s.PGs, node.PG{PG: uint32(pg.ID), Role: "primary",
+					Syncs: []node.Sync{{Replica: 3, BytesDone: 1 << 20, BytesTotal: 4 << 20}}})
+			}
+			nr.Status = s
+		case 2:
+			nr.Err = errors.New("connection refused")
+		case 3:
+			s := &node.Status{Node: 3, Epoch: m.Epoch}
+			for _, pg := range m.PGs {
+				s.PGs = append(s.PGs, node.PG{PG: uint32(pg.ID), Role: "backfilling", InstalledBytes: 1 << 20, InstallRate: 2 << 20})
+			}
+			nr.Status = s
+		}
+		r.Nodes = append(r.Nodes, nr)
+	}
+	counts := r.PGCounts(0)
+	if counts[clustermap.Backfilling] != 4 {
+		t.Fatalf("PG counts %v; want 4 backfilling (node 3 replaced the down node 2)", counts)
+	}
+	bfs := r.Backfills()
+	if len(bfs) != 4 {
+		t.Fatalf("%d backfills, want 4: %+v", len(bfs), bfs)
+	}
+	for _, b := range bfs {
+		if b.Node != 3 || b.Primary != 1 || b.BytesDone != 1<<20 || b.BytesTotal != 4<<20 || b.Installed != 1<<20 || b.InstallRate != 2<<20 {
+			t.Errorf("backfill %+v", b)
+		}
+	}
+	var out bytes.Buffer
+	r.Print(&out)
+	for _, want := range []string{
+		"cluster map epoch 5: 3 nodes, 1 containers, 4 PGs",
+		"127.0.0.2:1", "down", "host=a", "4.0 MiB/1.0 GiB", "4/0/0", "0/0/4",
+		`1 "default": replicas 2, 4 PGs: 0 active, 0 degraded, 4 backfilling`,
+		"node 3 from primary 1: 25% (1.0 MiB of 4.0 MiB), installed 1.0 MiB at 2.0 MiB/s",
+		"UNREACHABLE", "connection refused",
+	} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("printout lacks %q:\n%s", want, out.String())
+		}
+	}
+}
