@@ -31,6 +31,9 @@ func wantErrno(t testing.TB, ns *Namespace, c Command, want syscall.Errno) {
 // (130,000 commands take seconds under the race detector), and skips
 // Check, which would see counts without their entries.
 func TestLinkMax(t *testing.T) {
+	if invariantsOn {
+		t.Skip("with -tags invariants every command runs Check: the short form's poked counts fail it and the long form is quadratic")
+	}
 	ns := New()
 	f := mustApply(t, ns, Create{Parent: RootIno, Name: "f"}).Attr.Ino
 	d := mustApply(t, ns, Mkdir{Parent: RootIno, Name: "d"}).Attr.Ino

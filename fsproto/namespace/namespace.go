@@ -142,6 +142,16 @@ func fail(op string, ino Ino, name string, errno syscall.Errno) Result {
 }
 
 func (s *state) apply(cmd Command) Result {
+	res := s.applyCommand(cmd)
+	if invariantsOn {
+		if err := s.check(); err != nil {
+			panic(fmt.Sprintf("namespace: after %#v (result %v): %v", cmd, res.Err, err))
+		}
+	}
+	return res
+}
+
+func (s *state) applyCommand(cmd Command) Result {
 	switch c := cmd.(type) {
 	case Create:
 		return s.create(c)
