@@ -7,7 +7,7 @@
 //
 //	ds, err := cluster.NewDataServer(cluster.DataServerConfig{
 //		Node: id, Engine: eng, Maps: managers, Pool: clusterPool,
-//		OnCaughtUp: func(pg clustermap.PGID, epoch uint64) { managers.Apply(ctx, clustermap.CaughtUp{...}) },
+//		OnCaughtUp: func(pg clustermap.PGID, epoch uint64) error { _, err := managers.Apply(ctx, clustermap.CaughtUp{...}); return err },
 //	})
 //	ds.Register(mux)       // chunk kinds 256-259 and KindPeer (320) on the node's listener
 //	...

@@ -273,6 +273,7 @@ func TestFailover(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	c.caughtUpFails.Store(2) // the first reports are lost and retried
 	m, _ := c.apply(clustermap.SetNodeState{ID: victim, State: clustermap.Up})
 	npg, _ := m.PG(pg.ID)
 	if !npg.IsBackfilling(victim) {

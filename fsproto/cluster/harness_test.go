@@ -9,6 +9,7 @@ import (
 	stdnet "net"
 	"os"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -106,6 +107,8 @@ type tcluster struct {
 	// fn sits between the nodes (not between clients and nodes): node i
 	// is the endpoint "n<i>".
 	fn *net.FaultNet
+	// caughtUpFails: OnCaughtUp fails this many times before it applies.
+	caughtUpFails atomic.Int32
 }
 
 func nodeName(id clustermap.NodeID) string { return fmt.Sprintf("n%d", id) }
@@ -194,9 +197,14 @@ func (c *tcluster) start(tn *tnode, ln stdnet.Listener) {
 	ds, err := cluster.NewDataServer(cluster.DataServerConfig{
 		Node: id, Engine: tn.eng, Maps: tn.feed, Pool: pool, Replication: c.repl, PeerKeyID: clusterKey,
 		TickInterval: 5 * time.Millisecond, Logger: testLogger(),
-		OnCaughtUp: func(pg clustermap.PGID, epoch uint64) {
+		OnCaughtUp: func(pg clustermap.PGID, epoch uint64) error {
+			if c.caughtUpFails.Add(-1) >= 0 {
+				return errors.New("test: managers unreachable")
+			}
 			c.apply(clustermap.CaughtUp{PG: pg, Node: id, Epoch: epoch})
+			return nil
 		},
+		CaughtUpRetry: 10 * time.Millisecond,
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -42,8 +42,13 @@ type DataServerConfig struct {
 	Pool *net.Pool
 	// OnCaughtUp is called, on its own goroutine, when this node finished
 	// backfilling pg as of the PG epoch; the node turns it into the map's
-	// CaughtUp command. May be nil.
-	OnCaughtUp func(pg clustermap.PGID, epoch uint64)
+	// CaughtUp command (treating clustermap.ErrNoChange and ErrStaleEpoch
+	// as done). When it returns an error it is called again, every
+	// CaughtUpRetry, while the newest map still shows this node
+	// backfilling pg at that epoch and the server is open. May be nil.
+	OnCaughtUp func(pg clustermap.PGID, epoch uint64) error
+	// CaughtUpRetry is the wait between OnCaughtUp attempts. Default 1s.
+	CaughtUpRetry time.Duration
 	// Replication tunes the core; its ID is set from Node.
 	Replication replication.Config
 	// TickInterval is the period of the core's Tick (retransmission and
@@ -264,6 +269,9 @@ func NewDataServer(cfg DataServerConfig) (*DataServer, error) {
 	}
 	if cfg.QueueMax == 0 {
 		cfg.QueueMax = QueueMaxDefault
+	}
+	if cfg.CaughtUpRetry <= 0 {
+		cfg.CaughtUpRetry = time.Second
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
@@ -520,10 +528,29 @@ func (s *DataServer) caughtUp(e replication.CaughtUp) {
 		return
 	}
 	s.cbWG.Add(1)
-	go func() {
-		defer s.cbWG.Done()
-		s.cfg.OnCaughtUp(clustermap.PGID(e.PG), e.Epoch)
-	}()
+	go s.reportCaughtUp(clustermap.PGID(e.PG), e.Epoch)
+}
+
+// reportCaughtUp calls OnCaughtUp until it succeeds or is moot.
+func (s *DataServer) reportCaughtUp(pg clustermap.PGID, epoch uint64) {
+	defer s.cbWG.Done()
+	for {
+		err := s.cfg.OnCaughtUp(pg, epoch)
+		if err == nil {
+			return
+		}
+		s.log.Warn("reporting caught up failed", "pg", pg, "epoch", epoch, "err", err)
+		select {
+		case <-time.After(s.cfg.CaughtUpRetry):
+		case <-s.ctx.Done():
+			return
+		}
+		if m := s.latest.Load(); m != nil {
+			if p, ok := m.PG(pg); !ok || p.Epoch != epoch || !p.IsBackfilling(s.cfg.Node) {
+				return
+			}
+		}
+	}
 }
 
 func (s *DataServer) pg(id clustermap.PGID) *pgState {
