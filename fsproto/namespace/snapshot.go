@@ -38,6 +38,9 @@ func (ns *Namespace) Snapshot() ([]byte, error) {
 
 func (s *state) appendSnapshot(b []byte) []byte {
 	start := len(b)
+	// Most inodes have no target or xattrs and most names are short:
+	// grow once instead of doubling through a large state.
+	b = slices.Grow(b, 64+len(s.inodes)*inodeLenMin+s.dirents.Len()*(direntLenMin+16))
 	w := writer{b: b}
 	w.b = append(w.b, snapMagic...)
 	w.u16(snapVersion)
