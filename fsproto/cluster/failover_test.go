@@ -13,6 +13,7 @@ import (
 
 	"github.com/anishathalye/porcupine"
 
+	"github.com/weftfs/weft/engine"
 	"github.com/weftfs/weft/fsproto"
 	"github.com/weftfs/weft/fsproto/client"
 	"github.com/weftfs/weft/fsproto/cluster"
@@ -352,4 +353,102 @@ func TestFailover(t *testing.T) {
 			}
 		}
 	}
+}
+
+// waitActive waits until pg's primary serves in the map's newest epoch
+// with every replica reconciled.
+func (c *tcluster) waitActive(t *testing.T, id clustermap.PGID) {
+	t.Helper()
+	waitFor(t, "the primary active in the newest epoch", func() bool {
+		p, _ := c.current().PG(id)
+		tn := c.nodes[p.Primary()]
+		if tn.ds == nil {
+			return false
+		}
+		for _, s := range tn.ds.Status() {
+			if s.PG != id || s.Epoch != p.Epoch || s.Phase != "active" || len(s.Syncs) != len(p.Replicas)-1 {
+				continue
+			}
+			for _, sy := range s.Syncs {
+				if !sy.Done {
+					return false
+				}
+			}
+			return true
+		}
+		return false
+	})
+}
+
+// checkValues checks that every replica of the chunks' PG holds the
+// values read last.
+func (c *tcluster) checkValues(t *testing.T, ct *client.Container, vals map[uint64]uint64) {
+	t.Helper()
+	m := c.current()
+	for idx, v := range vals {
+		ch := fsproto.ChunkID{Container: uint64(ct.ID()), Inode: 1, Index: idx}
+		pg := pgOf(t, m, ct, idx)
+		for _, id := range pg.Replicas {
+			got := make([]byte, 8)
+			_, err := c.nodes[id].eng.Read(fsproto.ObjectID(ch), 0, got)
+			if v == 0 {
+				if !errors.Is(err, engine.ErrNotFound) {
+					t.Errorf("node %d chunk %d: %v, want it absent", id, idx, err)
+				}
+				continue
+			}
+			if err != nil || binary.LittleEndian.Uint64(got) != v {
+				t.Errorf("node %d chunk %d: %#x (%v), want %#x", id, idx, binary.LittleEndian.Uint64(got), err, v)
+			}
+		}
+	}
+}
+
+// TestBackfillUnderLoad kills a replica (not the primary) while clients
+// write, and brings it back while they still write: live forwards and
+// the backfill's installs interleave. The history stays linearizable and
+// every replica ends with the last values.
+func TestBackfillUnderLoad(t *testing.T) {
+	testutil.CheckLeaks(t)
+	seed := testSeed(t)
+	c := newCluster(t, 3, 2, replication.Config{Window: 8, SyncBytesPerTick: 16 << 10})
+	ct, err := c.dial(t).Container(testContainer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := c.current()
+	pg := pgOf(t, m, ct, 0)
+	victim := pg.Replicas[1]
+
+	w := startWorkload(ct, seed, 4, 12, 1<<30)
+	waitFor(t, "writes before the kill", func() bool { return w.acked.Load() >= 20 })
+	c.kill(victim)
+	c.apply(clustermap.SetNodeState{ID: victim, State: clustermap.Down})
+	n := w.acked.Load()
+	waitFor(t, "writes while it is down", func() bool { return w.acked.Load() >= n+30 })
+	c.restart(victim)
+	c.apply(clustermap.SetNodeState{ID: victim, State: clustermap.Up})
+	waitFor(t, "CaughtUp of every PG", func() bool {
+		for _, p := range c.current().PGs {
+			if len(p.Backfilling) > 0 {
+				return false
+			}
+		}
+		return true
+	})
+	n = w.acked.Load()
+	waitFor(t, "writes after the backfill", func() bool { return w.acked.Load() >= n+20 })
+	w.finish(t)
+	if t.Failed() {
+		return
+	}
+	vals := w.finalReads(t)
+	w.hist.check(t, seed)
+	for _, p := range c.current().PGs {
+		if !p.HasReplica(victim) {
+			t.Errorf("pg %d does not have node %d back: %v", p.ID, victim, p.Replicas)
+		}
+		c.waitActive(t, p.ID)
+	}
+	c.checkValues(t, ct, vals)
 }
