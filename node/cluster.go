@@ -29,7 +29,8 @@ const (
 	joinAttemptTimeout = 10 * time.Second
 	joinRetryMin       = 100 * time.Millisecond
 	joinRetryMax       = 2 * time.Second
-	// caughtUpAttemptTimeout bounds one CaughtUp apply attempt.
+	// caughtUpAttemptTimeout bounds one CaughtUp apply attempt; the data
+	// server calls again after its CaughtUpRetry.
 	caughtUpAttemptTimeout = 10 * time.Second
 )
 
@@ -48,7 +49,7 @@ func NodeID(u engine.UUID) clustermap.NodeID {
 // clusterNode is what a node runs in cluster mode besides its engine and
 // server: the outbound pool (cluster key), the manager member when
 // ManagerID is set, the data server, the manager client, and the
-// background loops (join, heartbeat, CaughtUp reports).
+// background loops (join, heartbeat) and the CaughtUp reports.
 type clusterNode struct {
 	cfg  *Config
 	log  *slog.Logger
@@ -228,34 +229,30 @@ func (c *clusterNode) join(addr string) bool {
 	}
 }
 
-// reportCaughtUp runs on the data server's callback goroutine: it applies
-// CaughtUp until the map took it, no longer wants it (stale epoch: the
-// data server reports again for the new view), or the node stops.
-func (c *clusterNode) reportCaughtUp(pg clustermap.PGID, epoch uint64) {
+// reportCaughtUp runs on the data server's callback goroutine: one
+// attempt (bounded by caughtUpAttemptTimeout, and by the node's life) to
+// apply CaughtUp. Done (nil) when the map took it or no longer wants it
+// (stale epoch, PG gone); otherwise the error, and the data server calls
+// again while the map still shows this node backfilling the PG.
+func (c *clusterNode) reportCaughtUp(pg clustermap.PGID, epoch uint64) error {
 	cmd := clustermap.CaughtUp{PG: pg, Node: c.id, Epoch: epoch}
-	pause := joinRetryMin
-	for c.ctx.Err() == nil {
-		actx, cancel := context.WithTimeout(c.ctx, caughtUpAttemptTimeout)
-		m, err := c.mc.Apply(actx, cmd)
-		cancel()
-		switch {
-		case err == nil:
-			c.log.Info("node: caught up", "pg", uint32(pg), "pg_epoch", epoch, "epoch", m.Epoch)
-			return
-		case errors.Is(err, clustermap.ErrNoChange):
-			return
-		case errors.Is(err, clustermap.ErrStaleEpoch), errors.Is(err, clustermap.ErrNotFound), errors.Is(err, clustermap.ErrInvalid):
-			c.log.Info("node: caught-up report no longer applies", "pg", uint32(pg), "pg_epoch", epoch, "err", err)
-			return
-		case c.ctx.Err() != nil:
-			return
-		}
-		c.log.Warn("node: caught-up report failed; retrying", "pg", uint32(pg), "pg_epoch", epoch, "err", err)
-		if !sleepCtx(c.ctx, pause) {
-			return
-		}
-		pause = min(2*pause, joinRetryMax)
+	actx, cancel := context.WithTimeout(c.ctx, caughtUpAttemptTimeout)
+	m, err := c.mc.Apply(actx, cmd)
+	cancel()
+	switch {
+	case err == nil:
+		c.log.Info("node: caught up", "pg", uint32(pg), "pg_epoch", epoch, "epoch", m.Epoch)
+		return nil
+	case errors.Is(err, clustermap.ErrNoChange):
+		return nil
+	case errors.Is(err, clustermap.ErrStaleEpoch), errors.Is(err, clustermap.ErrNotFound):
+		c.log.Info("node: caught-up report no longer applies", "pg", uint32(pg), "pg_epoch", epoch, "err", err)
+		return nil
+	case c.ctx.Err() != nil:
+		return err
 	}
+	c.log.Warn("node: caught-up report failed; the data server retries", "pg", uint32(pg), "pg_epoch", epoch, "err", err)
+	return err
 }
 
 // status gathers this node's Status, or nil once the data server closed.

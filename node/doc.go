@@ -36,8 +36,8 @@
 // device size}) until it succeeds; ErrNoChange counts), then a heartbeat
 // every HeartbeatTimeout/4 (joining again when the managers no longer
 // know the node); the data server follows the map by long-polling the
-// managers; each OnCaughtUp becomes Apply(CaughtUp), retried until the
-// map took it or no longer wants it. On shutdown the loops, the manager
+// managers; each OnCaughtUp becomes one Apply(CaughtUp) attempt, which
+// the data server repeats while the map still shows the node backfilling. On shutdown the loops, the manager
 // member and the data server stop first (long polls and pending client
 // operations end at once with errors callers retry elsewhere), then the
 // server shuts down gracefully, then the pool and the engine close.

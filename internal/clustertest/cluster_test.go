@@ -1,6 +1,7 @@
 package clustertest
 
 import (
+	"fmt"
 	"testing"
 	"time"
 
@@ -58,9 +59,9 @@ func TestKillNodeUnderLoad(t *testing.T) {
 	if err := c.lc.StartNode(victim); err != nil {
 		t.Fatal(err)
 	}
-	m = c.waitMap("the node back and every PG active", func(m *clustermap.Map) bool {
-		return nodeState(m, id) == clustermap.Up && allActive(m)
-	})
+	m = c.waitMap("the node back", func(m *clustermap.Map) bool { return nodeState(m, id) == clustermap.Up })
+	c.logReport(fmt.Sprintf("map epoch %d: node %d back", m.Epoch, victim))
+	m = c.waitMap("every PG active", allActive)
 	t.Logf("map epoch %d: node %d back, every PG active, after %s", m.Epoch, victim, l.summary())
 	time.Sleep(500 * time.Millisecond)
 	l.halt()
@@ -264,12 +265,8 @@ func TestLoseTwoOfFive(t *testing.T) {
 	}
 	t.Logf("map epoch %d: nodes 4 and 5 down; PGs: %d active, %d degraded, %d backfilling", m.Epoch,
 		counts[clustermap.Active], counts[clustermap.Degraded], counts[clustermap.Backfilling])
-	// NB: a fresh client, with the map that has both nodes down. The
-	// first client's map still names them, and its first attempt at a
-	// dead primary waits in net.Pool.Get (which redials until the
-	// operation's context ends) instead of failing over to a map refresh:
-	// fsproto/client should bound each attempt's Get (see the report).
-	c.redial()
+	// The client's map still names the dead nodes as primaries: its
+	// first attempts fail over to a map refresh (client AttemptTimeout).
 	c.checkBase(chunks, baseSize)
 	l := c.newLoad(hotChunks)
 	for i := range hotChunks {

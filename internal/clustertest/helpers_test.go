@@ -183,21 +183,18 @@ func startCluster(t *testing.T, n, r, pgs int) *tcluster {
 	return c
 }
 
-// redial replaces the client with one that starts from the current map.
-func (c *tcluster) redial() {
-	c.t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), serveTimeout)
+// logReport logs what `weft status` would print now.
+func (c *tcluster) logReport(title string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	cl, err := client.Dial(ctx, client.Config{Maps: c.mc, Pool: c.pool, Logger: quiet})
+	r, err := localcluster.Inspect(ctx, c.pool, c.lc.Managers())
 	if err != nil {
-		c.t.Fatal(err)
+		c.t.Logf("%s: inspect: %v", title, err)
+		return
 	}
-	ct, err := cl.ContainerByID(c.ct.ID())
-	if err != nil {
-		c.t.Fatal(err)
-	}
-	c.cl.Close()
-	c.cl, c.ct = cl, ct
+	var b bytes.Buffer
+	r.Print(&b)
+	c.t.Logf("%s; weft status:\n%s", title, b.String())
 }
 
 func (c *tcluster) waitServing() {

@@ -41,6 +41,9 @@ func (a Access) Pool() (*net.Pool, error) {
 	})
 }
 
+// backfillLinesMax bounds the backfills Print lists one by one.
+const backfillLinesMax = 16
+
 // statusCallTimeout bounds asking one node for its status.
 const statusCallTimeout = 2 * time.Second
 
@@ -184,16 +187,30 @@ func (r *Report) Print(w io.Writer) {
 			ct.Policy.PGCount, counts[clustermap.Active], counts[clustermap.Degraded], counts[clustermap.Backfilling])
 	}
 	if bfs := r.Backfills(); len(bfs) > 0 {
-		fmt.Fprintf(w, "\nBACKFILLS\n")
+		var done, total, installed int64
+		var rate float64
 		for _, b := range bfs {
-			pct := "?"
-			if b.BytesDone >= 0 && b.BytesTotal > 0 {
-				pct = fmt.Sprintf("%.0f%%", 100*float64(b.BytesDone)/float64(b.BytesTotal))
-			} else if b.BytesDone >= 0 {
-				pct = "0 bytes to copy"
+			done += max(b.BytesDone, 0)
+			total += b.BytesTotal
+			installed += b.Installed
+			rate += b.InstallRate
+		}
+		fmt.Fprintf(w, "\nBACKFILLS (%d replicas): %s of %s sent by the primaries, %s installed, %s/s\n", len(bfs),
+			fmtBytes(float64(done)), fmtBytes(float64(total)), fmtBytes(float64(installed)), fmtBytes(rate))
+		for i, b := range bfs {
+			if i == backfillLinesMax {
+				fmt.Fprintf(w, "  ... and %d more\n", len(bfs)-i)
+				break
 			}
-			fmt.Fprintf(w, "  pg %d: node %d from primary %d: %s (%s of %s), installed %s at %s/s\n", b.PG, b.Node, b.Primary, pct,
-				fmtBytes(float64(max(b.BytesDone, 0))), fmtBytes(float64(b.BytesTotal)), fmtBytes(float64(b.Installed)), fmtBytes(b.InstallRate))
+			progress := "not started"
+			switch {
+			case b.BytesDone >= 0 && b.BytesTotal > 0:
+				progress = fmt.Sprintf("%.0f%% (%s of %s)", 100*float64(b.BytesDone)/float64(b.BytesTotal), fmtBytes(float64(b.BytesDone)), fmtBytes(float64(b.BytesTotal)))
+			case b.BytesDone >= 0:
+				progress = "nothing to send"
+			}
+			fmt.Fprintf(w, "  pg %d: node %d from primary %d: %s, installed %s at %s/s\n", b.PG, b.Node, b.Primary, progress,
+				fmtBytes(float64(b.Installed)), fmtBytes(b.InstallRate))
 		}
 	}
 	var bad []string

@@ -73,6 +73,7 @@ func TestReport(t *testing.T) {
 		"cluster map epoch 5: 3 nodes, 1 containers, 4 PGs",
 		"127.0.0.2:1", "down", "host=a", "4.0 MiB/1.0 GiB", "4/0/0", "0/0/4",
 		`1 "default": replicas 2, 4 PGs: 0 active, 0 degraded, 4 backfilling`,
+		"BACKFILLS (4 replicas): 4.0 MiB of 16.0 MiB sent by the primaries, 4.0 MiB installed, 8.0 MiB/s",
 		"node 3 from primary 1: 25% (1.0 MiB of 4.0 MiB), installed 1.0 MiB at 2.0 MiB/s",
 		"UNREACHABLE", "connection refused",
 	} {
