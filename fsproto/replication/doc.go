@@ -133,7 +133,7 @@
 //
 //	PeerQuery, SyncDoneAck, Stale: no body
 //
-//	SyncDone (8 bytes + count x 40)
+//	SyncDone, SyncDoneAck (8 bytes + count x 40)
 //	+-------+---------+----------------------------+
 //	| count | rsvd =0 | (request id, object, seq)* |     count <= MaxRIDEntries
 //	| u32   | u32     | [16] [16] u64              |
@@ -201,12 +201,14 @@
 //   - Per-object serialisation costs one replication round trip per
 //     mutation of one object; concurrent writers of one chunk queue.
 //   - Request ids are in memory (and travel with sync), bounded by
-//     RequestIDs: an id older than the bound, or known only to a node that
-//     restarted, is applied again on retry. The simulation meets this when
-//     the only caught-up replica of a PG restarts and must stay primary
-//     (seed 3028 of a 5000-seed run: a retried delete applied twice).
-//     Durable ids (in the engine, beside the mutation's record) would
-//     remove it.
+//     RequestIDs: an id older than the bound, or known only to nodes that
+//     restarted, is applied again on retry. A primary that starts with data
+//     but no ids (it restarted) gathers them from every replica (SyncDoneAck
+//     carries the replica's table, valid once the sync made the replica's
+//     objects the primary's) before it serves clients, so after a restart
+//     the PG waits for its backfilling replicas too; with no other replica
+//     it serves without. Durable ids (in the engine, beside the mutation's
+//     record) would remove both gaps.
 //   - A sync resends an object while the replica holds a newer live seq
 //     of it; if the primary's own apply of that mutation failed, it resends
 //     until the next epoch.

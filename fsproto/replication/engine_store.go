@@ -108,13 +108,14 @@ func (s *EngineStore) run(op *StoreOp) StoreResult {
 	var res StoreResult
 	switch op.Kind {
 	case StoreApply, StoreInstall:
-		if op.KeepIfAtLeast > 0 {
-			cur, err := s.seqOf(op.PG, op.Object, op.KeepIfAtLeast)
-			if err != nil {
+		var cur uint64
+		if op.KeepIfAtLeast > 0 || op.Kind == StoreInstall {
+			var err error
+			if cur, err = s.seqOf(op.PG, op.Object, max(op.KeepIfAtLeast, op.Seq)); err != nil {
 				return StoreResult{Err: err}
 			}
-			if cur >= op.KeepIfAtLeast {
-				return StoreResult{Skipped: true}
+			if op.KeepIfAtLeast > 0 && cur >= op.KeepIfAtLeast {
+				return StoreResult{Skipped: true, Seq: cur}
 			}
 		}
 		req := func(kind engine.Op) *engine.Request {
@@ -122,13 +123,13 @@ func (s *EngineStore) run(op *StoreOp) StoreResult {
 		}
 		if op.Kind == StoreInstall {
 			if err := s.do(req(engine.OpDelete)); err != nil || op.Deleted {
-				return StoreResult{Err: err}
+				return StoreResult{Err: err, Seq: cur}
 			}
 			r := req(engine.OpTruncate)
 			if len(op.Data) > 0 {
 				r.Op, r.Buf = engine.OpWrite, op.Data
 			}
-			return StoreResult{Err: s.do(r)}
+			return StoreResult{Err: s.do(r), Seq: cur}
 		}
 		r := req(0)
 		switch op.Mut.Kind {

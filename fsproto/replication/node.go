@@ -366,6 +366,12 @@ type group struct {
 	// markSet: our store's sync mark covers this epoch's sync, so
 	// forwards may be applied (see ListReq).
 	markSet bool
+	// ridsKnown: our request id table is trustworthy for the PG: it was
+	// handed to us by a sync, or gathered from every replica after we
+	// reconciled them, or the PG was empty. A node that (re)starts with
+	// data has forgotten its ids, and must not answer clients before it
+	// gathered them again.
+	ridsKnown bool
 }
 
 type mutation struct {
@@ -579,6 +585,9 @@ func (g *group) checkPeered() {
 	g.nextSeq = max(g.nextSeq, top+1)
 	g.epochStart = g.nextSeq
 	g.phase = phaseSyncing
+	if top == 0 {
+		g.ridsKnown = true // nothing was ever written: nothing to forget
+	}
 	for _, id := range g.others() {
 		// A replica holding seq M durably holds every seq <= M-W, unless
 		// a sync of it did not finish: then only below its mark. The
@@ -762,10 +771,15 @@ func (g *group) checkActive() {
 		return
 	}
 	for _, id := range g.others() {
-		if s := g.syncs[id]; !s.finished && !g.backfilling(id) {
+		if s := g.syncs[id]; !s.finished && (!g.backfilling(id) || !g.ridsKnown) {
 			return
 		}
 	}
+	if !g.ridsKnown && len(g.others()) > 0 {
+		// Every replica handed us its ids with SyncDoneAck.
+		g.ridsKnown = true
+	}
+	// NB: a primary with no other replica and amnesia serves anyway.
 	g.phase = phaseActive
 	g.startRound()
 	for _, seq := range g.sortedPending() {
@@ -783,15 +797,18 @@ func (g *group) client(op *ClientOp) {
 		return
 	}
 	if op.Kind != OpRead {
+		// A pending id waits for its mutation, even when a replica's
+		// table (SyncDoneAck) already names it: not every replica may
+		// hold it yet.
+		if m := g.byRID[op.RequestID]; m != nil {
+			m.waiters = append(m.waiters, op.Token)
+			return
+		}
 		// A remembered id is answered only once active: an id learnt as
 		// a replica is durable here, but the other replicas hold it only
 		// once reconciled with us.
 		if seq, ok := g.rids.get(op.RequestID); ok && g.phase == phaseActive {
 			g.n.reply(Reply{Token: op.Token, Seq: seq})
-			return
-		}
-		if m := g.byRID[op.RequestID]; m != nil {
-			m.waiters = append(m.waiters, op.Token)
 			return
 		}
 		for _, q := range g.objq[op.Object] {
@@ -1168,6 +1185,11 @@ func (g *group) receive(from uint64, m *Msg) {
 		if s == nil || s.finished || s.doneSent == 0 {
 			return
 		}
+		// Its ids are valid here: the sync made every object it lists
+		// ours (see the install in replicaReceive).
+		for _, e := range m.RIDs {
+			g.rids.put(e.ID, e.Object, e.Seq)
+		}
 		s.finished = true
 		g.n.out = append(g.n.out, g.progress(from, s))
 		g.checkActive()
@@ -1259,8 +1281,11 @@ func (g *group) replicaReceive(from uint64, m *Msg) {
 					// The object is now the primary's: so are the ids of the
 					// mutations it holds. Ours may name a divergent branch
 					// (rolled back, or skipped over by the primary's history)
-					// even at seqs below the one installed.
-					g.rids.forgetObject(obj)
+					// even at seqs below the one installed, unless we held
+					// the very state installed (same seq, same history).
+					if r.Seq != seq {
+						g.rids.forgetObject(obj)
+					}
 					for _, e := range rids {
 						g.rids.put(e.ID, obj, e.Seq)
 					}
@@ -1281,11 +1306,14 @@ func (g *group) replicaReceive(from uint64, m *Msg) {
 			for _, e := range rids {
 				g.rids.put(e.ID, e.Object, e.Seq)
 			}
+			g.ridsKnown = true
 			if !g.caughtUp {
 				g.caughtUp = true
 				g.n.out = append(g.n.out, CaughtUp{PG: g.pg, Epoch: g.epoch})
 			}
-			g.n.send(from, g.msg(MsgSyncDoneAck))
+			a := g.msg(MsgSyncDoneAck)
+			a.RIDs = g.rids.entries()
+			g.n.send(from, a)
 		})
 	case MsgReadCheck:
 		a := g.msg(MsgReadCheckAck)

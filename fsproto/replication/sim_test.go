@@ -443,6 +443,7 @@ func (st *simStore) flush() {
 		}
 		objs := st.pg(op.PG)
 		o := objs[op.Object]
+		prev := o.seq
 		skip := op.KeepIfAtLeast > 0 && o.seq >= op.KeepIfAtLeast
 		if !skip {
 			if op.Kind == StoreInstall {
@@ -457,7 +458,7 @@ func (st *simStore) flush() {
 		}
 		n, inc, id := qo.n, qo.inc, op.ID
 		if n.up && n.inc == inc {
-			n.step(StoreDone{Result: StoreResult{ID: id, Skipped: skip}})
+			n.step(StoreDone{Result: StoreResult{ID: id, Skipped: skip, Seq: prev}})
 		}
 	}
 }

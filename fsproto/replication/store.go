@@ -60,7 +60,7 @@ type StoreResult struct {
 	ID       uint64
 	Err      error
 	Skipped  bool    // Apply, Install: the object already had seq >= KeepIfAtLeast
-	Seq      uint64  // MaxSeq: the PG's highest seq; Get: the object's seq
+	Seq      uint64  // MaxSeq: the PG's highest seq; Get: the object's seq; Install: the object's seq before
 	NotFound bool    // Read: no such object; Get: deleted or absent
 	Data     []byte  // Read, Get
 	EOF      bool    // Read reached the object's end
