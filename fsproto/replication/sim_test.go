@@ -29,6 +29,7 @@ var (
 	flagSimSeed  = flag.Int64("sim.seed", 0, "run the simulation with this one seed")
 	flagSimSeeds = flag.Int("sim.seeds", 0, "number of simulation seeds (default 100 with -short, 300 without)")
 	flagSimLog   = flag.Bool("sim.log", false, "log every simulation event")
+	flagSimFrom  = flag.Int64("sim.from", 1, "first seed of a -sim.seeds run")
 )
 
 func simSeeds() []int64 {
@@ -47,7 +48,7 @@ func simSeeds() []int64 {
 	}
 	seeds := make([]int64, n)
 	for i := range seeds {
-		seeds[i] = int64(i + 1)
+		seeds[i] = *flagSimFrom + int64(i)
 	}
 	return seeds
 }
