@@ -20,9 +20,10 @@
 //		}
 //	}
 //
-// The same core runs on real sockets (with EngineStore over an
-// *engine.Engine) and in the seeded simulation of sim_test.go (simulated
-// network, stores and clock). The cluster map reaches it as View events
+// The same core runs in the seeded simulation of sim_test.go (simulated
+// network, stores and clock) and over real engines (EngineStore): the
+// engine tests drive it through the codec the way a daemon loop would;
+// carrying the messages over package net is the integration's part. The cluster map reaches it as View events
 // (PG, epoch, replicas with [0] the primary, the Backfilling set); Tick
 // drives retransmission and the sync throttle. A Node is not safe for
 // concurrent use; Store completions may arrive on any goroutine and must
