@@ -11,6 +11,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -85,6 +86,12 @@ var posixCases = []posixCase{
 	{"symlink exists", []string{"createx f", "symlink x f"}, syscall.EEXIST, true},
 	{"truncate dir", []string{"mkdir d", "truncate d 1"}, syscall.EISDIR, true},
 	{"truncate up and down", []string{"createx f", "truncate f 100", "truncate f 7"}, 0, true},
+	{"truncate to the same size", []string{"createx f", "truncate f 7", "truncate f 7"}, 0, true},
+	{"times of link, rename, unlink", []string{"mkdir a", "mkdir b", "createx a/f", "link a/f b/g", "rename a/f a/h", "rename b/g a/h", "rename a b/a", "unlink b/a/h"}, 0, true},
+	{"times of exchange", []string{"mkdir a", "mkdir b", "createx a/f", "mkdir b/d", "exchange a/f b/d", "exchange a/f a/f"}, 0, true},
+	{"times of rmdir", []string{"mkdir a", "mkdir a/b", "rmdir a/b"}, 0, true},
+	{"times of xattrs", []string{"createx f", "setxattr f user.a v 0", "removexattr f user.a"}, 0, true},
+	{"times of chown to the same owner", []string{"createx f", "chown f 0 0"}, 0, true},
 	{"unlink open file", []string{"createx f", "truncate f 5", "open f", "unlink f", "fstat f"}, 0, true},
 	{"rename over open file", []string{"createx f", "createx g", "open g", "rename f g", "fstat g"}, 0, true},
 	{"open unlinked link", []string{"createx f", "open f", "unlink f", "linkfd f g"}, syscall.ENOENT, true},
@@ -398,6 +405,10 @@ func TestPOSIX(t *testing.T) {
 			}
 			for i, st := range c.steps {
 				verb, args := splitStep(st)
+				var nsBefore map[string][2]int64
+				if rr != nil {
+					nsBefore = nsTimes(t, ns)
+				}
 				got := Errno(nr.step(t, verb, args))
 				if err := ns.Check(); err != nil {
 					t.Fatalf("step %q: Check: %v", st, err)
@@ -412,7 +423,12 @@ func TestPOSIX(t *testing.T) {
 				if rr == nil {
 					continue
 				}
+				realBefore := realTimes(t, rr.dir)
+				// Let the kernel's coarse clock tick, so a time the step
+				// sets differs from one set before it.
+				time.Sleep(5 * time.Millisecond)
 				real := Errno(rr.step(t, verb, args))
+				compareTimes(t, st, nsBefore, nsTimes(t, ns), realBefore, realTimes(t, rr.dir))
 				if real != got {
 					t.Errorf("step %q: namespace errno %v, Linux %v", st, got, real)
 				}
@@ -427,6 +443,71 @@ func TestPOSIX(t *testing.T) {
 				compareTrees(t, ns, rr.dir)
 			}
 		})
+	}
+}
+
+// nsTimes maps each path (and ".") to its mtime and ctime.
+func nsTimes(t *testing.T, ns *Namespace) map[string][2]int64 {
+	out := map[string][2]int64{}
+	var walk func(dir Ino, prefix string)
+	walk = func(dir Ino, prefix string) {
+		ents, _, err := ns.ReadDir(dir, "", 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range ents {
+			a, _ := ns.GetAttr(e.Ino)
+			out[prefix+e.Name] = [2]int64{a.Mtime, a.Ctime}
+			if e.Type == TypeDir {
+				walk(e.Ino, prefix+e.Name+"/")
+			}
+		}
+	}
+	root, _ := ns.GetAttr(RootIno)
+	out["."] = [2]int64{root.Mtime, root.Ctime}
+	walk(RootIno, "")
+	return out
+}
+
+func realTimes(t *testing.T, dir string) map[string][2]int64 {
+	out := map[string][2]int64{}
+	err := filepath.Walk(dir, func(path string, fi os.FileInfo, err error) error {
+		if err != nil {
+			return err
+		}
+		st := fi.Sys().(*syscall.Stat_t)
+		rel, _ := filepath.Rel(dir, path)
+		out[rel] = [2]int64{st.Mtim.Nano(), st.Ctim.Nano()}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// compareTimes checks that a step changed the mtime and ctime of the same
+// paths in the namespace as on Linux (among the paths that exist before
+// and after it on both).
+func compareTimes(t *testing.T, step string, nsBefore, nsAfter, realBefore, realAfter map[string][2]int64) {
+	t.Helper()
+	var diffs []string
+	for p, nb := range nsBefore {
+		na, ok1 := nsAfter[p]
+		rb, ok2 := realBefore[p]
+		ra, ok3 := realAfter[p]
+		if !ok1 || !ok2 || !ok3 {
+			continue
+		}
+		for i, what := range []string{"mtime", "ctime"} {
+			if nsCh, realCh := na[i] != nb[i], ra[i] != rb[i]; nsCh != realCh {
+				diffs = append(diffs, fmt.Sprintf("%s %s changed: namespace %v, Linux %v", p, what, nsCh, realCh))
+			}
+		}
+	}
+	slices.Sort(diffs)
+	if len(diffs) > 0 {
+		t.Errorf("step %q:\n  %s", step, strings.Join(diffs, "\n  "))
 	}
 }
 
