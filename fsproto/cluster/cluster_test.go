@@ -186,3 +186,50 @@ func TestCloseFailsPendingRetryably(t *testing.T) {
 		t.Fatalf("write after Close: %v, want ErrStaleEpoch", err)
 	}
 }
+
+// TestPeerBatchRefused: KindPeer batches from a client key, for another
+// node, or malformed are refused with their codes and change nothing.
+func TestPeerBatchRefused(t *testing.T) {
+	testutil.CheckLeaks(t)
+	c := newCluster(t, 3, 1, replication.Config{})
+	ctx := context.Background()
+	call := func(key string, secret []byte, hdr, payload []byte) error {
+		conn, err := net.Dial(ctx, c.nodes[1].addr, net.ClientConfig{ClusterID: testCluster, KeyID: key, Secret: secret, Logger: quiet})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		resp, err := conn.Call(ctx, cluster.KindPeer, hdr, payload)
+		if err == nil {
+			resp.Release()
+		}
+		return err
+	}
+	msg := replication.AppendMsg([]byte{0, 0, 0, 0}, &replication.Msg{Kind: replication.MsgPeerQuery, PG: 1, Epoch: 1})
+	msg[0] = byte(len(msg) - 4)
+	good := cluster.AppendPeerHeader(nil, cluster.PeerHeader{Count: 1, From: 2, To: 1})
+	code := func(err error) net.ErrorCode {
+		var re *net.RemoteError
+		if errors.As(err, &re) {
+			return re.Code
+		}
+		t.Fatalf("not a remote error: %v", err)
+		return 0
+	}
+	if err := call(clusterKey, clusterSecret, good, msg); err != nil {
+		t.Fatalf("a well-formed batch: %v", err)
+	}
+	if err := call(clientKey, clientSecret, good, msg); code(err) != cluster.CodeNotForMe {
+		t.Errorf("batch with a client key: %v", err)
+	}
+	other := cluster.AppendPeerHeader(nil, cluster.PeerHeader{Count: 1, From: 2, To: 3})
+	if err := call(clusterKey, clusterSecret, other, msg); code(err) != cluster.CodeNotForMe {
+		t.Errorf("batch for node 3 sent to node 1: %v", err)
+	}
+	if err := call(clusterKey, clusterSecret, good, msg[:len(msg)-1]); code(err) != fsproto.CodeBadMessage {
+		t.Errorf("truncated batch: %v", err)
+	}
+	if err := call(clusterKey, clusterSecret, good[:5], msg); code(err) != fsproto.CodeBadMessage {
+		t.Errorf("short header: %v", err)
+	}
+}

@@ -96,7 +96,7 @@ type tnode struct {
 // tcluster is a test cluster: nodes, the authoritative map (what the
 // managers would hold) and the clients' map feed.
 type tcluster struct {
-	t       *testing.T
+	t       testing.TB
 	mu      sync.Mutex
 	m       *clustermap.Map
 	nodes   map[clustermap.NodeID]*tnode
@@ -113,7 +113,7 @@ type tcluster struct {
 
 func nodeName(id clustermap.NodeID) string { return fmt.Sprintf("n%d", id) }
 
-func newCluster(t *testing.T, n int, pgCount uint32, repl replication.Config) *tcluster {
+func newCluster(t testing.TB, n int, pgCount uint32, repl replication.Config) *tcluster {
 	t.Helper()
 	c := &tcluster{t: t, m: clustermap.New(), nodes: map[clustermap.NodeID]*tnode{}, clients: newFeed(), repl: repl,
 		cut: map[clustermap.NodeID]bool{}, fn: net.NewFaultNet(1)}
@@ -140,7 +140,7 @@ func newCluster(t *testing.T, n int, pgCount uint32, repl replication.Config) *t
 	return c
 }
 
-func openEngine(t *testing.T, fsys vfs.FS) *engine.Engine {
+func openEngine(t testing.TB, fsys vfs.FS) *engine.Engine {
 	e, err := engine.Open(engine.Options{Path: "dev", FS: fsys, Shards: 1, Mode: engine.Interrupt, Logger: quiet})
 	if err != nil {
 		t.Fatal(err)
@@ -256,7 +256,7 @@ func (c *tcluster) close() {
 	}
 }
 
-func (c *tcluster) dial(t *testing.T) *client.Client {
+func (c *tcluster) dial(t testing.TB) *client.Client {
 	t.Helper()
 	cl, err := client.Dial(context.Background(), client.Config{Maps: c.clients, ClusterID: testCluster, KeyID: clientKey,
 		Secret: clientSecret, Logger: quiet, RefreshWait: 50 * time.Millisecond, AttemptTimeout: time.Second})
@@ -280,3 +280,7 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 }
 
 func errorsIs(err, target error) bool { return errors.Is(err, target) }
+
+type atomicCounter struct{ n atomic.Uint64 }
+
+func (c *atomicCounter) add() uint64 { return c.n.Add(1) }
