@@ -88,9 +88,19 @@
 //
 // Status reports, per PG this node holds or held: the PG epoch and this
 // node's role, a phase, the primary's sync progress of each replica it
-// syncs (objects and bytes done/total), the sync bytes it sent, and the
-// distinct object states it installed from a sync (InstalledBytes: what a
-// returning replica lacked, as opposed to the whole PG).
+// syncs (objects and bytes done/total), the sync bytes it sent, the
+// distinct object states it installed while backfilling (InstalledObjects,
+// InstalledBytes, InstallRate: what a returning replica lacked, as opposed
+// to the whole PG) and the bytes installed by the reconciliation that
+// every new epoch runs over the last Window seqs (ReconciledBytes).
+//
+// # Catching up
+//
+// The core emits CaughtUp once per epoch. OnCaughtUp runs on its own
+// goroutine and is retried every CaughtUpRetry while it fails and the
+// newest map still shows this node backfilling the PG at that epoch, so a
+// manager that was unreachable at that moment does not leave the replica
+// backfilling for ever.
 //
 // # Not done / known weak
 //
@@ -106,5 +116,13 @@
 //     container (read-only keys are refused mutations).
 //   - Peer batches copy the data once per peer (see above), and the data
 //     of a received message is not 4096-aligned inside the batch, so the
-//     engine stages it.
+//     engine stages it. One batch per peer is in flight at a time.
+//   - A write costs about 200 allocations end to end (BenchmarkWrite4K,
+//     test network included): contexts and timers per peer call, the
+//     core's effects, one goroutine per store op in EngineStore.
+//   - A reconciliation resends the last Window seqs' objects whole to
+//     every caught-up replica at each new epoch (a CaughtUp is one), and
+//     an install is a delete then a write (EngineStore), so an engine read
+//     on a replica may briefly miss an object; reads are served by the
+//     primary only.
 package cluster
