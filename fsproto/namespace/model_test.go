@@ -542,6 +542,34 @@ func (g *gen) pick(dir bool) Ino {
 	return inos[g.r.IntN(len(inos))]
 }
 
+// entry returns an existing entry's parent and name half of the time (so
+// renames, unlinks and exchanges succeed often enough), else a random
+// parent and name.
+func (g *gen) entry() (Ino, string) {
+	if g.r.IntN(2) == 0 {
+		type ent struct {
+			parent Ino
+			name   string
+		}
+		var ents []ent
+		var walk func(d *mnode)
+		walk = func(d *mnode) {
+			for _, name := range sortedKeys(d.kids) {
+				ents = append(ents, ent{d.ino, name})
+				if k := d.kids[name]; k.typ == TypeDir {
+					walk(k)
+				}
+			}
+		}
+		walk(g.m.root)
+		if len(ents) > 0 {
+			e := ents[g.r.IntN(len(ents))]
+			return e.parent, e.name
+		}
+	}
+	return g.pick(true), g.name()
+}
+
 func (g *gen) command() Command {
 	g.now += int64(g.r.IntN(3)) * 1000
 	now := g.now
@@ -557,15 +585,19 @@ func (g *gen) command() Command {
 	case 5:
 		return Link{Ino: g.pick(false), Parent: g.pick(true), Name: g.name(), Now: now}
 	case 6, 7:
-		return Unlink{Parent: g.pick(true), Name: g.name(), Now: now}
+		p, n := g.entry()
+		return Unlink{Parent: p, Name: n, Now: now}
 	case 8:
-		return Rmdir{Parent: g.pick(true), Name: g.name(), Now: now}
+		p, n := g.entry()
+		return Rmdir{Parent: p, Name: n, Now: now}
 	case 9, 10, 11:
 		f := RenameFlags(0)
 		if r.IntN(3) == 0 {
 			f = RenameFlags(r.IntN(5))
 		}
-		return Rename{SrcParent: g.pick(true), SrcName: g.name(), DstParent: g.pick(true), DstName: g.name(), Flags: f, Now: now}
+		sp, sn := g.entry()
+		dp, dn := g.entry()
+		return Rename{SrcParent: sp, SrcName: sn, DstParent: dp, DstName: dn, Flags: f, Now: now}
 	case 12, 13:
 		mask := AttrMask(r.IntN(256))
 		if r.IntN(40) == 0 {
