@@ -58,6 +58,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -117,6 +118,10 @@ type Client struct {
 	m       atomic.Pointer[clustermap.Map]
 	closed  atomic.Bool
 	log     *slog.Logger
+	mu      struct {
+		sync.Mutex
+		flight chan struct{} // closed when the running map poll ends
+	}
 }
 
 // Dial validates cfg, fetches the current map and returns a client.
@@ -212,18 +217,46 @@ func (c *Client) ContainerByID(id clustermap.ContainerID) (*Container, error) {
 }
 
 // refresh waits (at most RefreshWait, and as long as ctx allows) for a
-// map newer than after and reports whether one came.
+// map newer than after and reports whether the client has one now. One
+// long poll runs at a time (the managers hold a request slot per poll);
+// concurrent callers wait for its outcome.
 func (c *Client) refresh(ctx context.Context, after uint64) bool {
+	if c.m.Load().Epoch > after {
+		return true
+	}
+	c.mu.Lock()
+	f := c.mu.flight
+	if f == nil {
+		f = make(chan struct{})
+		c.mu.flight = f
+		c.mu.Unlock()
+		c.poll(ctx, after)
+		c.mu.Lock()
+		c.mu.flight = nil
+		c.mu.Unlock()
+		close(f)
+	} else {
+		c.mu.Unlock()
+		select {
+		case <-f:
+		case <-ctx.Done():
+		}
+	}
+	return c.m.Load().Epoch > after
+}
+
+// poll asks the MapSource for a map newer than after and keeps it.
+func (c *Client) poll(ctx context.Context, after uint64) {
 	ctx, cancel := context.WithTimeout(ctx, c.cfg.RefreshWait)
 	defer cancel()
 	m, err := c.cfg.Maps.Map(ctx, after)
-	if err != nil || m == nil || m.Epoch <= after {
-		return false
+	if err != nil || m == nil {
+		return
 	}
 	for {
 		cur := c.m.Load()
 		if cur.Epoch >= m.Epoch || c.m.CompareAndSwap(cur, m) {
-			return true
+			return
 		}
 	}
 }

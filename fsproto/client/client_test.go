@@ -342,3 +342,68 @@ func TestGoWriteGoRead(t *testing.T) {
 		t.Fatalf("%d writes, %d reads", len(ws), reads)
 	}
 }
+
+// countingFeed records how many long polls (after > 0) run at once.
+type countingFeed struct {
+	*feed
+	mu        sync.Mutex
+	now, peak int
+}
+
+func (f *countingFeed) Map(ctx context.Context, after uint64) (*clustermap.Map, error) {
+	if after > 0 {
+		f.mu.Lock()
+		f.now++
+		f.peak = max(f.peak, f.now)
+		f.mu.Unlock()
+		defer func() {
+			f.mu.Lock()
+			f.now--
+			f.mu.Unlock()
+		}()
+	}
+	return f.feed.Map(ctx, after)
+}
+
+// TestOneLongPollAtATime: many operations refused as stale share one
+// map poll, then all succeed on the new map.
+func TestOneLongPollAtATime(t *testing.T) {
+	testutil.CheckLeaks(t)
+	a := startFake(t)
+	m := testMap(t, a.addr)
+	m2, err := m.Apply(clustermap.AddNode{ID: 9, Addr: "127.0.0.1:1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := &countingFeed{feed: newFeed(m)}
+	c, err := Dial(context.Background(), Config{Maps: f, ClusterID: testCluster, KeyID: testKey, Secret: testSecret,
+		Logger: quiet, RefreshWait: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ct, _ := c.Container("db")
+	var once sync.Once
+	a.setAnswer(func(n int, w fsproto.Write, rw *net.ResponseWriter) {
+		if w.Epoch < m2.Epoch && n <= 8 {
+			if n == 8 {
+				once.Do(func() { f.publish(m2) })
+			}
+			rw.Error(fsproto.CodeStaleEpoch, "stale")
+			return
+		}
+		okWrite(1)(n, w, rw)
+	})
+	done := make(chan *fsproto.Op, 8)
+	for i := uint64(0); i < 8; i++ {
+		ct.GoWrite(context.Background(), 1, i, 0, []byte("x"), done)
+	}
+	for i := 0; i < 8; i++ {
+		if op := <-done; op.Err != nil {
+			t.Fatal(op.Err)
+		}
+	}
+	if f.peak != 1 {
+		t.Fatalf("%d long polls at once, want 1", f.peak)
+	}
+}
