@@ -27,6 +27,11 @@ func TestExitStatus(t *testing.T) {
 		{[]string{"bench", "--help"}, 0, ""},
 		{[]string{"iobackend"}, 0, ""},
 		{[]string{"no-such-command"}, 2, "unknown command"},
+		{[]string{"up", "--dir", filepath.Join(t.TempDir(), "c"), "--size", "1m"}, 2, "--size=1m: want a size of at least 64m"},
+		{[]string{"status", "--dir", filepath.Join(t.TempDir(), "none")}, 2, "no cluster folder"},
+		{[]string{"status", "--managers", "127.0.0.1:1", "--key-secret", "zz"}, 2, "--key-secret: want the key's secret in hex"},
+		{[]string{"node", "--device", "d", "--cluster-id", "c", "--keys-file", "/nonexistent", "--managers", "127.0.0.1:1", "--manager-id", "1"}, 2, "needs manager_peers"},
+		{[]string{"node", "--device", "d", "--heartbeat-timeout", "1ms", "--cluster-id", "c", "--keys-file", "/nonexistent"}, 2, "heartbeat_timeout 1ms"},
 	}
 	for _, c := range cases {
 		cmd := exec.Command(bin, c.args...)
