@@ -510,6 +510,12 @@ func (g *group) stepDown() {
 			fail(t)
 			g.n.stats.StaleFailures++
 		}
+		if m.local {
+			// Failed but applied here: should we lead again, our state
+			// holds it, and a retry must be answered, not applied twice
+			// (a sync that replaces the object drops the id).
+			g.rids.put(m.op.RequestID, m.op.Object, m.seq)
+		}
 	}
 	for _, obj := range g.sortedObjs() {
 		q := g.objq[obj]
@@ -879,6 +885,9 @@ func (g *group) issue(op *ClientOp) {
 	st := StoreOp{Kind: StoreApply, PG: g.pg, Object: op.Object, Mut: mutOf(op), Seq: seq, Data: op.Data}
 	g.n.submit(st, func(r StoreResult) {
 		if g.role != rolePrimary || g.pending[seq] != m {
+			if r.Err == nil && !m.local {
+				g.rids.put(op.RequestID, op.Object, seq) // see stepDown
+			}
 			return
 		}
 		if r.Err != nil {
