@@ -101,7 +101,9 @@
 //     retry of a mutation it holds instead of applying it twice. Ids learnt
 //     as a replica are answered only once the PG is active, and a sync that
 //     installs an object replaces the replica's ids for it by the
-//     primary's (the replica's may name a divergent branch). The table is
+//     primary's (the replica's may name a divergent branch). A primary
+//     that fails a mutation it already applied (ErrStaleEpoch) remembers
+//     its id too, for it may lead again with that state. The table is
 //     in memory: ids older than the bound or from before a restart are
 //     applied again.
 //   - Reads are served by the primary only, once active, and only after a
