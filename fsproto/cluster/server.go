@@ -314,6 +314,11 @@ func (s *DataServer) Register(mux *net.ServeMux) {
 // refresh), the loop, watcher and peer senders end, and the store's
 // operations in flight complete. Requests arriving afterwards get
 // CodeStaleEpoch too. Close is safe to call more than once.
+//
+// Close the DataServer before shutting down the net server: a handler
+// waits for its operation's Reply, which a primary cut off from its
+// replicas may never give, and a graceful net shutdown waits for the
+// handlers.
 func (s *DataServer) Close() error {
 	if s.closing.Swap(true) {
 		<-s.closed
