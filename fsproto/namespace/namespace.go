@@ -122,7 +122,8 @@ func (ns *Namespace) Apply(index uint64, data []byte) any {
 
 // ApplyCommand applies cmd, which counts as committed at no Raft index.
 // A command POSIX rules refuse changes nothing and returns the errno in
-// Result.Err.
+// Result.Err. cmd must be one of this package's command types (a nil or
+// foreign Command is a programming error and panics).
 func (ns *Namespace) ApplyCommand(cmd Command) Result {
 	ns.mu.Lock()
 	defer ns.mu.Unlock()
