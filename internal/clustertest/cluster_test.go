@@ -1,12 +1,15 @@
 package clustertest
 
 import (
+	"flag"
 	"fmt"
 	"testing"
 	"time"
 
 	"github.com/weftfs/weft/fsproto/clustermap"
 )
+
+var knownGaps = flag.Bool("known-gaps", false, "also run the tests of known gaps that other packages must close (each skip says which)")
 
 // Sizes of the tests' data: base chunks written before any failure and
 // never touched again, and the hot chunks the load reads and writes.
@@ -278,5 +281,57 @@ func TestLoseTwoOfFive(t *testing.T) {
 		if v, err := l.read(0, i); err != nil || v != uint64(i+1) {
 			t.Errorf("read of chunk %d after losing two nodes: %#x, %v; want %#x", i, v, err, i+1)
 		}
+	}
+}
+
+// TestQuickRestart: kill -9 a node under load and start it again at once,
+// before the managers could mark it down. Its PGs' epochs must still
+// change before it serves again (a restarted process forgot its pending
+// work and its request ids); every chunk's history stays linearizable.
+//
+// NB: this fails today: a node that re-joins while the map still has it
+// Up gets ErrNoChange from AddNode, so nothing bumps its PGs' epochs
+// (replication's integration requirement). The node cannot do it safely
+// with the map's commands (marking itself Down first would, in a full
+// restart, leave PGs with no caught-up replica), so clustermap/manager
+// must (see -known-gaps).
+func TestQuickRestart(t *testing.T) {
+	if !*knownGaps {
+		t.Skip("a quick restart does not bump the node's PG epochs yet (clustermap: AddNode of an Up node changes nothing); -known-gaps runs it")
+	}
+	c := startCluster(t, 3, 3, 1)
+	l := c.newLoad(hotChunks)
+	seed := uint64(time.Now().UnixNano())
+	t.Logf("load seed %d", seed)
+	l.run(workers, seed)
+	time.Sleep(time.Second)
+	m0 := c.waitMap("the map", func(*clustermap.Map) bool { return true })
+	ct, _ := m0.Container(clustermap.ContainerID(c.ct.ID()))
+	pg, _ := m0.PG(ct.FirstPG)
+	victim := 0
+	for i := 1; i <= 3; i++ {
+		if c.nodeID(m0, i) == pg.Primary() {
+			victim = i
+		}
+	}
+	if err := c.lc.KillNode(victim); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.lc.StartNode(victim); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("restarted node %d, primary of pg %d at epoch %d, after %s", victim, pg.ID, pg.Epoch, l.summary())
+	time.Sleep(3 * time.Second)
+	m := c.waitMap("every PG active", allActive)
+	p, _ := m.PG(pg.ID)
+	t.Logf("map epoch %d: pg %d primary %d at epoch %d", m.Epoch, p.ID, p.Primary(), p.Epoch)
+	l.halt()
+	t.Logf("load: %s", l.summary())
+	if n := l.failures.Load(); n > 0 {
+		t.Errorf("%d operations failed; the clients should have carried on: %q", n, l.failed())
+	}
+	l.check(t)
+	if p.Epoch == pg.Epoch {
+		t.Errorf("pg %d is still at epoch %d after its primary restarted", pg.ID, pg.Epoch)
 	}
 }

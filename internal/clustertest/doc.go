@@ -20,6 +20,9 @@
 //     linearizability.
 //   - TestLoseTwoOfFive: five nodes, replication 3, two killed at once;
 //     every chunk is still served and new writes succeed.
+//   - TestQuickRestart (with -known-gaps): a node killed and restarted
+//     before the managers notice must still get its PGs' epochs bumped;
+//     today nothing does (see the test).
 //
 // TestMain builds the weft binary once into a temporary folder (with the
 // invariants tag when the tests have it). The tests skip, saying why,
