@@ -300,3 +300,36 @@ func TestApplyDoesNotAliasCommand(t *testing.T) {
 		t.Fatal("Clone aliases labels")
 	}
 }
+
+// TestNodeRestarted: a restart bumps the epoch of exactly the PGs the node
+// is a replica of, and nothing else.
+func TestNodeRestarted(t *testing.T) {
+	m := addNodes(t, New(), 4, "a", "b")
+	m = mustApply(t, m, CreateContainer{Name: "c", Policy: Policy{Replicas: 2, PGCount: 16}})
+	before := m
+	m = mustApply(t, m, NodeRestarted{ID: 2})
+	if m.Epoch != before.Epoch+1 {
+		t.Fatalf("map epoch %d, want %d", m.Epoch, before.Epoch+1)
+	}
+	bumped := 0
+	for i, pg := range m.PGs {
+		old := before.PGs[i]
+		if !slices.Equal(pg.Replicas, old.Replicas) || !slices.Equal(pg.Backfilling, old.Backfilling) {
+			t.Fatalf("pg %d: replicas changed on a restart", pg.ID)
+		}
+		switch {
+		case pg.HasReplica(2) && pg.Epoch != m.Epoch:
+			t.Errorf("pg %d holds node 2 but kept epoch %d", pg.ID, pg.Epoch)
+		case !pg.HasReplica(2) && pg.Epoch != old.Epoch:
+			t.Errorf("pg %d does not hold node 2 but its epoch moved %d -> %d", pg.ID, old.Epoch, pg.Epoch)
+		case pg.HasReplica(2):
+			bumped++
+		}
+	}
+	if bumped == 0 {
+		t.Fatal("node 2 is in no PG; the test proves nothing")
+	}
+	applyErr(t, m, NodeRestarted{ID: 99}, ErrNotFound)
+	m = mustApply(t, m, SetNodeState{ID: 3, State: Out})
+	applyErr(t, m, NodeRestarted{ID: 3}, ErrInvalid)
+}

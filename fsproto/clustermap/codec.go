@@ -411,6 +411,9 @@ func AppendCommand(b []byte, cmd Command) ([]byte, error) {
 		b = binary.LittleEndian.AppendUint32(b, uint32(c.PG))
 		b = binary.LittleEndian.AppendUint64(b, uint64(c.Node))
 		b = binary.LittleEndian.AppendUint64(b, c.Epoch)
+	case NodeRestarted:
+		b = append(b, commandVer, byte(KindNodeRestarted))
+		b = binary.LittleEndian.AppendUint64(b, uint64(c.ID))
 	default:
 		err = fmt.Errorf("%w: unknown command type %T", ErrInvalid, cmd)
 	}
@@ -432,6 +435,8 @@ func deref(cmd Command) Command {
 	case *SetPolicy:
 		return *c
 	case *CaughtUp:
+		return *c
+	case *NodeRestarted:
 		return *c
 	}
 	return cmd
@@ -481,6 +486,8 @@ func DecodeCommand(b []byte) (Command, error) {
 		c.Node = NodeID(r.u64("node"))
 		c.Epoch = r.u64("epoch")
 		cmd = c
+	case KindNodeRestarted:
+		cmd = NodeRestarted{ID: NodeID(r.u64("id"))}
 	default:
 		return nil, corrupt("command kind %d unknown", uint8(kind))
 	}

@@ -151,6 +151,7 @@ func sampleCommands() []Command {
 		DeleteContainer{ID: 7},
 		SetPolicy{Container: 2, Policy: Policy{Replicas: 2}},
 		CaughtUp{PG: 9, Node: 4, Epoch: 33},
+		NodeRestarted{ID: 5},
 	}
 }
 

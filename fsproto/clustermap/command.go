@@ -8,7 +8,7 @@ import (
 )
 
 // Command is one change to the map: AddNode, SetNodeState,
-// CreateContainer, DeleteContainer, SetPolicy or CaughtUp. The set is
+// CreateContainer, DeleteContainer, SetPolicy, CaughtUp or NodeRestarted. The set is
 // closed; AppendCommand and DecodeCommand carry it through the Raft log.
 type Command interface {
 	// Kind is the command's wire tag.
@@ -25,6 +25,7 @@ const (
 	KindDeleteContainer CommandKind = 4
 	KindSetPolicy       CommandKind = 5
 	KindCaughtUp        CommandKind = 6
+	KindNodeRestarted   CommandKind = 7
 )
 
 func (k CommandKind) String() string {
@@ -41,6 +42,8 @@ func (k CommandKind) String() string {
 		return "SetPolicy"
 	case KindCaughtUp:
 		return "CaughtUp"
+	case KindNodeRestarted:
+		return "NodeRestarted"
 	}
 	return fmt.Sprintf("CommandKind(%d)", uint8(k))
 }
@@ -96,6 +99,17 @@ type CaughtUp struct {
 	Epoch uint64
 }
 
+// NodeRestarted records that a node's process started again: the epoch
+// of every PG it is a replica of moves to the new map epoch, so that the
+// node takes part in them only in an epoch it starts fresh in (a restarted
+// node has forgotten the replication work it had in memory: pending
+// mutations, request ids). A node sends it after its AddNode on every
+// start; it always changes the map.
+type NodeRestarted struct {
+	ID NodeID
+}
+
+func (NodeRestarted) Kind() CommandKind   { return KindNodeRestarted }
 func (AddNode) Kind() CommandKind         { return KindAddNode }
 func (SetNodeState) Kind() CommandKind    { return KindSetNodeState }
 func (CreateContainer) Kind() CommandKind { return KindCreateContainer }
@@ -130,6 +144,8 @@ func (m *Map) Apply(cmd Command) (*Map, error) {
 		err = next.setPolicy(c)
 	case CaughtUp:
 		err = next.caughtUp(c)
+	case NodeRestarted:
+		err = next.nodeRestarted(c)
 	default:
 		err = fmt.Errorf("%w: unknown command type %T", ErrInvalid, cmd)
 	}
@@ -277,6 +293,22 @@ func (m *Map) setPolicy(c SetPolicy) error {
 	if len(pgs) > 0 {
 		lo, _ := slices.BinarySearchFunc(m.PGs, pgs[0].ID, func(a PG, id PGID) int { return cmpU64(uint64(a.ID), uint64(id)) })
 		m.reconcile(lo, lo+len(pgs), false)
+	}
+	return nil
+}
+
+func (m *Map) nodeRestarted(c NodeRestarted) error {
+	n, ok := m.Node(c.ID)
+	if !ok {
+		return fmt.Errorf("%w: node %d", ErrNotFound, c.ID)
+	}
+	if n.State == Out {
+		return fmt.Errorf("%w: node %d is out of the cluster", ErrInvalid, c.ID)
+	}
+	for i := range m.PGs {
+		if m.PGs[i].HasReplica(c.ID) {
+			m.PGs[i].Epoch = m.Epoch
+		}
 	}
 	return nil
 }

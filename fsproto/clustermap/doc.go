@@ -41,7 +41,8 @@
 // Every command that succeeds bumps Map.Epoch by exactly one; a command
 // that would change nothing fails with ErrNoChange and bumps nothing, so
 // retried commands are harmless. A PG's Epoch is the map epoch at which
-// its Replicas or Backfilling last changed: it only grows, and a request
+// its Replicas or Backfilling last changed, or one of its replicas
+// restarted (NodeRestarted): it only grows, and a request
 // carrying PG epoch e is current iff e equals it. A node refuses a request
 // with a stale epoch and answers with the current map, and the caller
 // refreshes.
@@ -127,6 +128,7 @@
 //	kind 4 DeleteContainer: | id u64 |
 //	kind 5 SetPolicy:       | container u64 | policy |
 //	kind 6 CaughtUp:        | pg u32 | node u64 | pg epoch u64 |
+//	kind 7 NodeRestarted:   | id u64 |
 //
 // Commands carry no checksum: the Raft log (package journal) checksums
 // its records. DecodeCommand checks the structure; Apply checks values.

@@ -143,7 +143,11 @@ func checkAll(prev, next *Map, cmd Command) error {
 			return err
 		}
 		same := slices.Equal(old.Replicas, pg.Replicas) && slices.Equal(old.Backfilling, pg.Backfilling)
-		if same && pg.Epoch != old.Epoch {
+		restarted := false
+		if r, ok := deref(cmd).(NodeRestarted); ok && pg.HasReplica(r.ID) {
+			restarted = true // its epoch moves with the lists unchanged
+		}
+		if same && !restarted && pg.Epoch != old.Epoch {
 			return fmt.Errorf("pg %d unchanged but its epoch moved %d -> %d", pg.ID, old.Epoch, pg.Epoch)
 		}
 		if !same && pg.Epoch != next.Epoch {
