@@ -2,14 +2,21 @@ package bench
 
 import (
 	"context"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"io"
+	"log/slog"
+	stdnet "net"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/weftfs/weft/fsproto/clustermap"
+	"github.com/weftfs/weft/fsproto/manager"
+	"github.com/weftfs/weft/net"
 	"github.com/weftfs/weft/node"
 )
 
@@ -167,5 +174,90 @@ func TestWeftTargetNode(t *testing.T) {
 		if iops <= 0 {
 			t.Errorf("%s: IOPS %v", rw, iops)
 		}
+	}
+}
+
+// TestWeftTargetCluster runs bench against a one-node cluster started
+// in-process (cluster mode: a manager member and a data server), through
+// weft://ADDR/NAME and the cluster client.
+func TestWeftTargetCluster(t *testing.T) {
+	dir := t.TempDir()
+	keys := filepath.Join(dir, "keys")
+	const secret = "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f"
+	if err := os.WriteFile(keys, []byte("cluster "+secret+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ln, err := stdnet.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- node.Run(ctx, node.Config{
+			Device: filepath.Join(dir, "dev"), FormatSize: 64 << 20, Listen: addr, ClusterID: "c1", KeysFile: keys,
+			Managers: []string{addr}, ManagerID: 1, ManagerPeers: []string{"1=" + addr}, Logger: quiet,
+		})
+	}()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("node: %v", err)
+		}
+	})
+	key, _ := hex.DecodeString(secret)
+	pool, err := net.NewPool(net.PoolConfig{Client: net.ClientConfig{ClusterID: "c1", KeyID: "cluster", Secret: key, Logger: quiet}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	mc := manager.NewClient([]string{addr}, pool)
+	wctx, wcancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer wcancel()
+	for after := uint64(0); ; {
+		m, err := mc.Map(wctx, after)
+		if err != nil {
+			t.Fatalf("waiting for the node to join: %v", err)
+		}
+		if len(m.Nodes) == 1 && m.Nodes[0].State == clustermap.Up {
+			break
+		}
+		after = m.Epoch
+	}
+	if _, err := mc.Apply(wctx, clustermap.CreateContainer{Name: "bench", Policy: clustermap.Policy{Replicas: 1, PGCount: 4}}); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv(envWeftClusterID, "c1")
+	t.Setenv(envWeftKeyID, "cluster")
+	t.Setenv(envWeftSecret, secret)
+	target := fmt.Sprintf("weft://%s/bench", addr)
+	for _, rw := range []string{"randwrite", "randread"} {
+		out, errs, status := runMain(t, "--output-format=json", "--name="+rw, "--rw="+rw, "--bs=4k", "--size=1m",
+			"--iodepth=4", "--runtime=1s", "--time_based", target)
+		if status != 0 {
+			t.Fatalf("%s: status %d: %s", rw, status, errs)
+		}
+		var doc FioOutput
+		if err := json.Unmarshal([]byte(out), &doc); err != nil {
+			t.Fatalf("%s: JSON output does not parse: %v\n%s", rw, err, out)
+		}
+		if len(doc.Jobs) != 1 || doc.Jobs[0].Error != 0 {
+			t.Fatalf("%s: JSON jobs: %+v", rw, doc.Jobs)
+		}
+		iops := doc.Jobs[0].Read.IOPS
+		if rw == "randwrite" {
+			iops = doc.Jobs[0].Write.IOPS
+		}
+		if iops <= 0 {
+			t.Errorf("%s: IOPS %v", rw, iops)
+		}
+	}
+	// A container the map does not have is an error, not a hang.
+	_, errs, status := runMain(t, "--rw=randwrite", "--bs=4k", "--size=1m", "--runtime=1s", fmt.Sprintf("weft://%s/nosuch", addr))
+	if status == 0 || !strings.Contains(errs, "nosuch") {
+		t.Errorf("unknown container: status %d, stderr %q", status, errs)
 	}
 }
