@@ -15,8 +15,9 @@ const (
 	// the path; offsets map to objects (see EngineOptions.ObjectSize).
 	schemeEngine = "engine:"
 	// schemeWeft: a running weft node, weft://ADDR/CONTAINER, through the
-	// chunk client (package fsproto); offsets map to chunks (see
-	// WeftOptions.ChunkSize).
+	// chunk client (package fsproto), or a cluster, weft://ADDR[,ADDR...]/NAME
+	// (the managers, a container name), through the cluster client (package
+	// fsproto/client); offsets map to chunks (see WeftOptions.ChunkSize).
 	schemeWeft = "weft://"
 )
 

@@ -102,6 +102,10 @@ Targets (one at most; it applies to every job without filename=):
   path:DIR                any mounted directory (not supported yet)
   weft://ADDR/CONTAINER   a running weft node at ADDR (HOST:PORT), container
                           CONTAINER (a number), through the chunk client
+  weft://ADDR[,ADDR...]/NAME
+                          a weft cluster whose managers are at the ADDRs,
+                          container NAME, through the cluster client (each
+                          chunk goes to its PG's primary)
 Any other argument is an fio job file.
 
 Job options use fio's names: --opt=VALUE or --opt VALUE on the command line,
@@ -166,7 +170,7 @@ is at most 4m for jobs that write; direct, fixedbufs, registerfiles and
 sqthread_poll are ignored (the engine does its own device I/O), while the
 iodepth_batch options apply as to a file. Jobs that read first have their
 range written once, sequentially, unless the engine already holds it.
-weft:// options (weft's own; weft://ADDR/CONTAINER targets only):
+weft:// options (weft's own; weft:// targets only):
   --weft_chunk_size=SIZE  job offset o is offset o%SIZE of chunk o/SIZE of
                        the inode; a multiple of bs; default 1m
   --weft_inode=N       the inode of the chunks; default 1
@@ -175,8 +179,8 @@ weft:// options (weft's own; weft://ADDR/CONTAINER targets only):
                        $WEFT_KEY_SECRET (required one way or the other)
   --weft_layout=0|1    1 (default): jobs that read first write their range
                        sequentially in bs, on every run; 0: read what is there
-With weft://, size= is required; each clone has its own connection; fsync=
-and ioengine=psync are refused.
+With weft://, size= is required; each clone has its own connection (its own
+cluster client on a cluster); fsync= and ioengine=psync are refused.
 time_based, group_reporting, fixedbufs, registerfiles and sqthread_poll may be
 given bare, or as =1 or =0.
 
