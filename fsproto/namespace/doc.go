@@ -40,8 +40,9 @@
 //
 // # Semantics
 //
-// Commands mirror the Linux system calls on a local file system, errno
-// for errno (the tests check them against a real directory): Create
+// Commands mirror the Linux system calls on a local file system (ext4),
+// errno for errno and in which times they change (the tests replay table
+// cases and random scripts on a real directory and compare): Create
 // (open with O_CREAT, O_EXCL optional), Mkdir, Symlink, Link, Unlink,
 // Rmdir, Rename (renameat2 with RENAME_NOREPLACE or RENAME_EXCHANGE),
 // SetAttr (chmod, chown, utimensat, truncate), SetXattr, RemoveXattr.
@@ -64,6 +65,13 @@
 //   - Quotas: SetQuota limits the bytes of regular files (logical sizes)
 //     and the number of inodes (root and open-unlinked ones included);
 //     growth past a limit fails with EDQUOT. Shrinking never does.
+//   - As on Linux, an inode made in a setgid directory takes the
+//     directory's group, and a directory made there the setgid bit;
+//     chown of a non-directory clears setuid, and setgid if it is
+//     group-executable. (Without credentials, the setgid strip that
+//     Linux applies to non-members is the server's to do.)
+//   - Setting an xattr to the value it has changes nothing, ctime
+//     included, as on ext4.
 //   - The caller's times are used as given, even if they go backwards.
 //
 // # Reclamation

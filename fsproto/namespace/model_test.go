@@ -121,9 +121,15 @@ func (m *model) dir(ino Ino, name string) (*mnode, syscall.Errno) {
 	return d, badName(name)
 }
 
-func (m *model) fresh(typ Type, mode, uid, gid uint32, now int64) (*mnode, syscall.Errno) {
+func (m *model) fresh(d *mnode, typ Type, mode, uid, gid uint32, now int64) (*mnode, syscall.Errno) {
 	if m.quotaInodes > 0 && uint64(len(m.live)) >= m.quotaInodes {
 		return nil, syscall.EDQUOT
+	}
+	if d.mode&0o2000 != 0 { // setgid directory: BSD group semantics
+		gid = d.gid
+		if typ == TypeDir {
+			mode |= 0o2000
+		}
 	}
 	n := &mnode{typ: typ, mode: mode & 0o7777, uid: uid, gid: gid, atime: now, mtime: now, ctime: now}
 	if typ == TypeDir {
@@ -182,7 +188,7 @@ func (m *model) apply(cmd Command) (errno syscall.Errno, made *mnode) {
 			}
 			return 0, nil
 		}
-		n, e := m.fresh(TypeFile, c.Mode, c.UID, c.GID, c.Now)
+		n, e := m.fresh(d, TypeFile, c.Mode, c.UID, c.GID, c.Now)
 		if e != 0 {
 			return e, nil
 		}
@@ -197,7 +203,7 @@ func (m *model) apply(cmd Command) (errno syscall.Errno, made *mnode) {
 		if d.kids[c.Name] != nil {
 			return syscall.EEXIST, nil
 		}
-		n, e := m.fresh(TypeDir, c.Mode, c.UID, c.GID, c.Now)
+		n, e := m.fresh(d, TypeDir, c.Mode, c.UID, c.GID, c.Now)
 		if e != 0 {
 			return e, nil
 		}
@@ -220,7 +226,7 @@ func (m *model) apply(cmd Command) (errno syscall.Errno, made *mnode) {
 		case d.kids[c.Name] != nil:
 			return syscall.EEXIST, nil
 		}
-		n, e := m.fresh(TypeSymlink, 0o777, c.UID, c.GID, c.Now)
+		n, e := m.fresh(d, TypeSymlink, 0o777, c.UID, c.GID, c.Now)
 		if e != 0 {
 			return e, nil
 		}
@@ -322,6 +328,9 @@ func (m *model) apply(cmd Command) (errno syscall.Errno, made *mnode) {
 		}
 		if c.Flags&XattrReplace != 0 && !ok {
 			return syscall.ENODATA, nil
+		}
+		if v, ok := n.xattrs[c.Name]; ok && v == string(c.Value) {
+			return 0, nil // the same value: no change, ctime kept
 		}
 		if n.xattrs == nil {
 			n.xattrs = map[string]string{}

@@ -1,6 +1,7 @@
 package namespace
 
 import (
+	"bytes"
 	"cmp"
 	"fmt"
 	"slices"
@@ -239,10 +240,19 @@ func (s *state) touchDir(d *inode, now int64) {
 	d.Mtime, d.Ctime = now, now
 }
 
-// newInode allocates the next inode number, checking the inode quota.
-func (s *state) newInode(typ Type, mode, uid, gid uint32, now int64) (*inode, syscall.Errno) {
+// newInode allocates the next inode number in directory d, checking the
+// inode quota. As on Linux (inode_init_owner), a new inode in a setgid
+// directory takes the directory's group, and a new directory the setgid
+// bit too.
+func (s *state) newInode(d *inode, typ Type, mode, uid, gid uint32, now int64) (*inode, syscall.Errno) {
 	if s.quotaInodes != 0 && uint64(len(s.inodes))+1 > s.quotaInodes {
 		return nil, syscall.EDQUOT
+	}
+	if d.Mode&syscall.S_ISGID != 0 {
+		gid = d.GID
+		if typ == TypeDir {
+			mode |= syscall.S_ISGID
+		}
 	}
 	n := &inode{Attr: Attr{
 		Ino: s.nextIno, Type: typ, Mode: mode & ModeMask, UID: uid, GID: gid,
@@ -273,7 +283,7 @@ func (s *state) create(c Create) Result {
 		}
 		return Result{Attr: n.Attr}
 	}
-	n, errno := s.newInode(TypeFile, c.Mode, c.UID, c.GID, c.Now)
+	n, errno := s.newInode(d, TypeFile, c.Mode, c.UID, c.GID, c.Now)
 	if errno != 0 {
 		return fail(op, c.Parent, c.Name, errno)
 	}
@@ -295,7 +305,7 @@ func (s *state) mkdir(c Mkdir) Result {
 	if d.Nlink >= LinkMax {
 		return fail(op, c.Parent, c.Name, syscall.EMLINK)
 	}
-	n, errno := s.newInode(TypeDir, c.Mode, c.UID, c.GID, c.Now)
+	n, errno := s.newInode(d, TypeDir, c.Mode, c.UID, c.GID, c.Now)
 	if errno != 0 {
 		return fail(op, c.Parent, c.Name, errno)
 	}
@@ -323,7 +333,7 @@ func (s *state) symlink(c Symlink) Result {
 	case ok:
 		return fail(op, c.Parent, c.Name, syscall.EEXIST)
 	}
-	n, errno := s.newInode(TypeSymlink, 0o777, c.UID, c.GID, c.Now)
+	n, errno := s.newInode(d, TypeSymlink, 0o777, c.UID, c.GID, c.Now)
 	if errno != 0 {
 		return fail(op, c.Parent, c.Name, errno)
 	}
@@ -694,6 +704,11 @@ func (s *state) setXattr(c SetXattr) Result {
 		return fail(op, c.Ino, c.Name, syscall.EEXIST)
 	case c.Flags&XattrReplace != 0 && !exists:
 		return fail(op, c.Ino, c.Name, syscall.ENODATA)
+	}
+	if exists && bytes.Equal(old, c.Value) {
+		// Setting the same value changes nothing, not even ctime, as on
+		// ext4 (ext4_xattr_value_same).
+		return Result{Attr: n.Attr}
 	}
 	used := n.xattrBytes()
 	if exists {
