@@ -210,8 +210,15 @@
 //     carries the replica's table, valid once the sync made the replica's
 //     objects the primary's) before it serves clients, so after a restart
 //     the PG waits for its backfilling replicas too; with no other replica
-//     it serves without. Durable ids (in the engine, beside the mutation's
-//     record) would remove both gaps.
+//     it serves without. Ids of objects a sync replaced are lost that way
+//     (the replica drops them), so a retry of a mutation of such an object
+//     from before the primary's restart is applied again (rare: no seed of
+//     the simulation's runs so far meets it). Durable ids (in the engine,
+//     beside the mutation's record) would remove these gaps.
+//   - Seqs are unique among the replicas of a view, not across branches:
+//     a primary cut off issues seqs that the next epoch issues again. A
+//     sync therefore compares nothing but seqs against epochStart, and
+//     drops a replica's ids of every object it installs.
 //   - A sync resends an object while the replica holds a newer live seq
 //     of it; if the primary's own apply of that mutation failed, it resends
 //     until the next epoch.

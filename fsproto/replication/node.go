@@ -1290,11 +1290,9 @@ func (g *group) replicaReceive(from uint64, m *Msg) {
 					// The object is now the primary's: so are the ids of the
 					// mutations it holds. Ours may name a divergent branch
 					// (rolled back, or skipped over by the primary's history)
-					// even at seqs below the one installed, unless we held
-					// the very state installed (same seq, same history).
-					if r.Seq != seq {
-						g.rids.forgetObject(obj)
-					}
+					// even at the very seq installed: a primary cut off
+					// issues seqs the next epoch issues again (sim seed 117).
+					g.rids.forgetObject(obj)
 					for _, e := range rids {
 						g.rids.put(e.ID, obj, e.Seq)
 					}
