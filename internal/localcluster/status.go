@@ -160,6 +160,9 @@ func (r *Report) Backfills() []Backfill {
 func (r *Report) Print(w io.Writer) {
 	m := r.Map
 	fmt.Fprintf(w, "cluster map epoch %d: %d nodes, %d containers, %d PGs\n", m.Epoch, len(m.Nodes), len(m.Containers), len(m.PGs))
+	if members, leaders := r.managers(); len(members) > 0 {
+		fmt.Fprintf(w, "managers: members %s; leader as the members see it: %s\n", strings.Join(members, ", "), strings.Join(leaders, ", "))
+	}
 	fmt.Fprintf(w, "\nNODES\n  %-20s %-22s %-9s %-24s %-8s %-22s %s\n", "ID", "ADDR", "STATE", "LABELS", "MAP", "SPACE (used/device)", "PGS (primary/replica/backfilling)")
 	for _, n := range r.Nodes {
 		space, epoch, pgs := "-", "-", "-"
@@ -222,6 +225,27 @@ func (r *Report) Print(w io.Writer) {
 	if len(bad) > 0 {
 		fmt.Fprintf(w, "\nUNREACHABLE\n%s\n", strings.Join(bad, "\n"))
 	}
+}
+
+// managers lists the manager members among the nodes that answered
+// ("1 at ADDR") and the distinct leaders they report ("none" for 0).
+func (r *Report) managers() (members, leaders []string) {
+	seen := map[uint64]bool{}
+	for _, n := range r.Nodes {
+		if n.Status == nil || n.Status.ManagerID == 0 {
+			continue
+		}
+		members = append(members, fmt.Sprintf("%d at %s", n.Status.ManagerID, n.Node.Addr))
+		if l := n.Status.ManagerLeader; !seen[l] {
+			seen[l] = true
+			if l == 0 {
+				leaders = append(leaders, "none")
+			} else {
+				leaders = append(leaders, fmt.Sprint(l))
+			}
+		}
+	}
+	return members, leaders
 }
 
 func fmtLabels(l map[string]string) string {
