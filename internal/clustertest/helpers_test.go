@@ -183,6 +183,22 @@ func startCluster(t *testing.T, n, r, pgs int) *tcluster {
 	return c
 }
 
+// staleClient returns a chunk client on its own connection to local node
+// i that sends pg's chunks with pg's id and epoch as they are now, and
+// never refreshes them.
+func (c *tcluster) staleClient(i int, pg *clustermap.PG) *fsproto.ChunkClient {
+	c.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	acc := c.lc.Access()
+	conn, err := net.Dial(ctx, c.lc.State().Nodes[i-1].Addr, net.ClientConfig{ClusterID: acc.ClusterID, KeyID: acc.KeyID, Secret: acc.Secret, Logger: quiet})
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	id := uint32(pg.ID)
+	return fsproto.NewChunkClient(conn, fsproto.ChunkClientConfig{Epoch: pg.Epoch, PG: func(fsproto.ChunkID) uint32 { return id }})
+}
+
 // logReport logs what `weft status` would print now.
 func (c *tcluster) logReport(title string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
