@@ -136,7 +136,7 @@
 //
 //	PeerQuery, SyncDoneAck, Stale: no body
 //
-//	SyncDone, SyncDoneAck (8 bytes + count x 40)
+//	SyncDone (8 bytes + count x 40)
 //	+-------+---------+----------------------------+
 //	| count | rsvd =0 | (request id, object, seq)* |     count <= MaxRIDEntries
 //	| u32   | u32     | [16] [16] u64              |
@@ -205,16 +205,12 @@
 //     mutation of one object; concurrent writers of one chunk queue.
 //   - Request ids are in memory (and travel with sync), bounded by
 //     RequestIDs: an id older than the bound, or known only to nodes that
-//     restarted, is applied again on retry. A primary that starts with data
-//     but no ids (it restarted) gathers them from every replica (SyncDoneAck
-//     carries the replica's table, valid once the sync made the replica's
-//     objects the primary's) before it serves clients, so after a restart
-//     the PG waits for its backfilling replicas too; with no other replica
-//     it serves without. Ids of objects a sync replaced are lost that way
-//     (the replica drops them), so a retry of a mutation of such an object
-//     from before the primary's restart is applied again (rare: no seed of
-//     the simulation's runs so far meets it). Durable ids (in the engine,
-//     beside the mutation's record) would remove these gaps.
+//     restarted, is applied again on retry; the simulation meets this when
+//     the only caught-up replica of a PG restarts and must stay primary
+//     (seed 3028 of a 5000-seed run: a retried delete applied twice).
+//     Gathering the replicas' tables at peering was tried and withdrawn:
+//     it acknowledged a lost write (seed 5232). Durable ids (in the engine,
+//     beside the mutation's record) would remove the gap.
 //   - Seqs are unique among the replicas of a view, not across branches:
 //     a primary cut off issues seqs that the next epoch issues again. A
 //     sync therefore compares nothing but seqs against epochStart, and

@@ -23,7 +23,7 @@ const (
 	MsgSyncObject   MsgKind = 7  // primary → replica: install Object's state (Seq, Deleted, Data)
 	MsgSyncAck      MsgKind = 8  // replica → primary: Object installed (Installed) or ask again
 	MsgSyncDone     MsgKind = 9  // primary → replica: sync finished; RIDs = the primary's request ids
-	MsgSyncDoneAck  MsgKind = 10 // replica → primary; RIDs = the replica's request ids
+	MsgSyncDoneAck  MsgKind = 10 // replica → primary
 	MsgReadCheck    MsgKind = 11 // primary → replica: still in Epoch? (Seq = round)
 	MsgReadCheckAck MsgKind = 12 // replica → primary: yes (Seq = round)
 	MsgStale        MsgKind = 13 // either way: your epoch is old; Epoch = mine
@@ -107,7 +107,7 @@ type Msg struct {
 	Limit      uint32          // ListReq
 	More       bool            // ListResp
 	Entries    []Entry         // ListResp
-	RIDs       []RIDEntry      // SyncDone, SyncDoneAck; SyncObject (Object unset: it is the message's)
+	RIDs       []RIDEntry      // SyncDone; SyncObject (Object unset: it is the message's)
 	Data       []byte          // Forward (write data), SyncObject (whole object)
 }
 
@@ -165,8 +165,8 @@ func AppendMsg(b []byte, m *Msg) []byte {
 	b = le.AppendUint32(b, m.PG)
 	b = le.AppendUint64(b, m.Epoch)
 	switch m.Kind {
-	case MsgPeerQuery, MsgStale:
-	case MsgSyncDone, MsgSyncDoneAck:
+	case MsgPeerQuery, MsgSyncDoneAck, MsgStale:
+	case MsgSyncDone:
 		b = le.AppendUint32(b, uint32(len(m.RIDs)))
 		b = le.AppendUint32(b, 0)
 		for _, e := range m.RIDs {
@@ -222,7 +222,7 @@ func AppendMsg(b []byte, m *Msg) []byte {
 
 // bodyLen is the fixed body length of each kind (before variable data).
 var bodyLen = [msgKindEnd]int{
-	MsgPeerQuery: 0, MsgSyncDone: 8, MsgSyncDoneAck: 8, MsgStale: 0,
+	MsgPeerQuery: 0, MsgSyncDone: 8, MsgSyncDoneAck: 0, MsgStale: 0,
 	MsgPeerInfo: 24, MsgForwardAck: 8, MsgReadCheck: 8, MsgReadCheckAck: 8,
 	MsgForward: 8 + 16 + 4 + 4 + 16 + 8 + 8, MsgListReq: 16, MsgListResp: 16,
 	MsgSyncObject: 8 + 8 + 16 + 4 + 4, MsgSyncAck: 24,
@@ -276,8 +276,8 @@ func DecodeMsg(b []byte) (Msg, error) {
 	rest := body[n:]
 	var err error
 	switch m.Kind {
-	case MsgPeerQuery, MsgStale:
-	case MsgSyncDone, MsgSyncDoneAck:
+	case MsgPeerQuery, MsgSyncDoneAck, MsgStale:
+	case MsgSyncDone:
 		cnt := le.Uint32(body)
 		if err := zero(body[4:8], "sync done"); err != nil {
 			return m, err

@@ -30,7 +30,6 @@ func sampleMsgs() []Msg {
 		{Kind: MsgSyncDone, PG: 3, Epoch: 4},
 		{Kind: MsgSyncDone, PG: 3, Epoch: 4, RIDs: []RIDEntry{{ID: fsproto.RequestID{1}, Object: obj, Seq: 3}, {ID: fsproto.RequestID{2}, Seq: 9}}},
 		{Kind: MsgSyncDoneAck, PG: 3, Epoch: 4},
-		{Kind: MsgSyncDoneAck, PG: 3, Epoch: 4, RIDs: []RIDEntry{{ID: fsproto.RequestID{3}, Object: obj, Seq: 1}}},
 		{Kind: MsgReadCheck, PG: 3, Epoch: 4, Seq: 1},
 		{Kind: MsgReadCheckAck, PG: 3, Epoch: 4, Seq: 1},
 		{Kind: MsgStale, PG: 3, Epoch: 9},

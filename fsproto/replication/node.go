@@ -366,12 +366,6 @@ type group struct {
 	// markSet: our store's sync mark covers this epoch's sync, so
 	// forwards may be applied (see ListReq).
 	markSet bool
-	// ridsKnown: our request id table is trustworthy for the PG: it was
-	// handed to us by a sync, or gathered from every replica after we
-	// reconciled them, or the PG was empty. A node that (re)starts with
-	// data has forgotten its ids, and must not answer clients before it
-	// gathered them again.
-	ridsKnown bool
 }
 
 type mutation struct {
@@ -591,9 +585,6 @@ func (g *group) checkPeered() {
 	g.nextSeq = max(g.nextSeq, top+1)
 	g.epochStart = g.nextSeq
 	g.phase = phaseSyncing
-	if top == 0 {
-		g.ridsKnown = true // nothing was ever written: nothing to forget
-	}
 	for _, id := range g.others() {
 		// A replica holding seq M durably holds every seq <= M-W, unless
 		// a sync of it did not finish: then only below its mark. The
@@ -777,15 +768,10 @@ func (g *group) checkActive() {
 		return
 	}
 	for _, id := range g.others() {
-		if s := g.syncs[id]; !s.finished && (!g.backfilling(id) || !g.ridsKnown) {
+		if s := g.syncs[id]; !s.finished && !g.backfilling(id) {
 			return
 		}
 	}
-	if !g.ridsKnown && len(g.others()) > 0 {
-		// Every replica handed us its ids with SyncDoneAck.
-		g.ridsKnown = true
-	}
-	// NB: a primary with no other replica and amnesia serves anyway.
 	g.phase = phaseActive
 	g.startRound()
 	for _, seq := range g.sortedPending() {
@@ -1194,11 +1180,6 @@ func (g *group) receive(from uint64, m *Msg) {
 		if s == nil || s.finished || s.doneSent == 0 {
 			return
 		}
-		// Its ids are valid here: the sync made every object it lists
-		// ours (see the install in replicaReceive).
-		for _, e := range m.RIDs {
-			g.rids.put(e.ID, e.Object, e.Seq)
-		}
 		s.finished = true
 		g.n.out = append(g.n.out, g.progress(from, s))
 		g.checkActive()
@@ -1313,14 +1294,11 @@ func (g *group) replicaReceive(from uint64, m *Msg) {
 			for _, e := range rids {
 				g.rids.put(e.ID, e.Object, e.Seq)
 			}
-			g.ridsKnown = true
 			if !g.caughtUp {
 				g.caughtUp = true
 				g.n.out = append(g.n.out, CaughtUp{PG: g.pg, Epoch: g.epoch})
 			}
-			a := g.msg(MsgSyncDoneAck)
-			a.RIDs = g.rids.entries()
-			g.n.send(from, a)
+			g.n.send(from, g.msg(MsgSyncDoneAck))
 		})
 	case MsgReadCheck:
 		a := g.msg(MsgReadCheckAck)
