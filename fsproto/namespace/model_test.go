@@ -322,6 +322,9 @@ func (m *model) apply(cmd Command) (errno syscall.Errno, made *mnode) {
 		if c.Name == "" || len(c.Name) > 255 {
 			return syscall.ERANGE, nil
 		}
+		if n.typ == TypeSymlink && strings.HasPrefix(c.Name, "user.") {
+			return syscall.EPERM, nil
+		}
 		_, ok := n.xattrs[c.Name]
 		if c.Flags&XattrCreate != 0 && ok {
 			return syscall.EEXIST, nil
@@ -345,6 +348,9 @@ func (m *model) apply(cmd Command) (errno syscall.Errno, made *mnode) {
 		}
 		if c.Name == "" || len(c.Name) > 255 {
 			return syscall.ERANGE, nil
+		}
+		if n.typ == TypeSymlink && strings.HasPrefix(c.Name, "user.") {
+			return syscall.EPERM, nil
 		}
 		if _, ok := n.xattrs[c.Name]; !ok {
 			return syscall.ENODATA, nil

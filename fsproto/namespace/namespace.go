@@ -683,6 +683,12 @@ func checkXattrName(name string) syscall.Errno {
 	return 0
 }
 
+// userXattrRefused applies Linux's rule (xattr_permission) that "user."
+// attributes exist only on regular files and directories.
+func userXattrRefused(n *inode, name string) bool {
+	return strings.HasPrefix(name, "user.") && n.Type != TypeFile && n.Type != TypeDir
+}
+
 func (s *state) setXattr(c SetXattr) Result {
 	const op = "setxattr"
 	n, ok := s.inodes[c.Ino]
@@ -697,6 +703,9 @@ func (s *state) setXattr(c SetXattr) Result {
 	}
 	if len(c.Value) > XattrValueLenMax {
 		return fail(op, c.Ino, c.Name, syscall.E2BIG)
+	}
+	if userXattrRefused(n, c.Name) {
+		return fail(op, c.Ino, c.Name, syscall.EPERM)
 	}
 	old, exists := n.xattrs[c.Name]
 	switch {
@@ -734,6 +743,9 @@ func (s *state) removeXattr(c RemoveXattr) Result {
 	}
 	if errno := checkXattrName(c.Name); errno != 0 {
 		return fail(op, c.Ino, c.Name, errno)
+	}
+	if userXattrRefused(n, c.Name) {
+		return fail(op, c.Ino, c.Name, syscall.EPERM)
 	}
 	if _, ok := n.xattrs[c.Name]; !ok {
 		return fail(op, c.Ino, c.Name, syscall.ENODATA)
