@@ -142,9 +142,9 @@ type nsRunner struct {
 	// fails with ENOENT.
 	dangling bool
 	got      string // the last getxattr's value
-	ns   *Namespace
-	now  int64
-	open map[string]Ino // path → inode opened under that path
+	ns       *Namespace
+	now      int64
+	open     map[string]Ino // path → inode opened under that path
 }
 
 // resolve walks dir components without following symlinks.
