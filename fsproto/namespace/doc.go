@@ -71,7 +71,9 @@
 //     group-executable. (Without credentials, the setgid strip that
 //     Linux applies to non-members is the server's to do.)
 //   - Setting an xattr to the value it has changes nothing, ctime
-//     included, as on ext4.
+//     included, as on ext4. "user." attributes exist only on files and
+//     directories (EPERM on a symlink), as on Linux; other name prefixes
+//     are not policed here (the mount decides which it serves).
 //   - The caller's times are used as given, even if they go backwards.
 //
 // # Reclamation
