@@ -71,6 +71,29 @@ type clusterNode struct {
 
 	addrMu sync.Mutex
 	addr   string // the listen address, once bound
+
+	// restarted is closed once the map recorded this process's start
+	// (NodeRestarted) at map epoch restartEpoch: the data server sees no
+	// map before that one (see restartGate).
+	restarted    chan struct{}
+	restartEpoch uint64
+}
+
+// restartGate is the data server's MapSource: it hands out no map until
+// the managers recorded this process's start, and none older than that
+// record. The replication core requires it: a restarted node has
+// forgotten its pending work and request ids, so it must take part in its
+// PGs only in epochs that began after it started, and NodeRestarted moves
+// every one of them to such an epoch.
+type restartGate struct{ c *clusterNode }
+
+func (g restartGate) Map(ctx context.Context, after uint64) (*clustermap.Map, error) {
+	select {
+	case <-g.c.restarted:
+	case <-ctx.Done():
+		return nil, context.Cause(ctx)
+	}
+	return g.c.mc.Map(ctx, max(after, g.c.restartEpoch-1))
 }
 
 // newClusterNode builds the mux of a cluster-mode node: the manager
@@ -87,6 +110,7 @@ func newClusterNode(cfg *Config, keys *net.MemKeyStore, eng *engine.Engine, log 
 	c := &clusterNode{
 		cfg: cfg, log: log, eng: eng, id: NodeID(eng.Superblock().UUID), hb: cfg.heartbeatTimeout(),
 		pool: pool, mux: net.NewServeMux(), mc: manager.NewClient(cfg.Managers, pool),
+		restarted: make(chan struct{}),
 	}
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	defer func() {
@@ -122,7 +146,7 @@ func newClusterNode(cfg *Config, keys *net.MemKeyStore, eng *engine.Engine, log 
 		c.mgr.Register(c.mux)
 	}
 	c.ds, err = cluster.NewDataServer(cluster.DataServerConfig{
-		Node: c.id, Engine: eng, Maps: c.mc, Pool: pool, OnCaughtUp: c.reportCaughtUp,
+		Node: c.id, Engine: eng, Maps: restartGate{c}, Pool: pool, OnCaughtUp: c.reportCaughtUp,
 		PeerKeyID: cfg.clusterKey(), Logger: log,
 	})
 	if err != nil {
@@ -176,6 +200,13 @@ func (c *clusterNode) liveLoop(addr string) {
 			if joined = c.join(addr); !joined {
 				return // ctx ended
 			}
+			select {
+			case <-c.restarted:
+			default:
+				if !c.recordRestart() {
+					return // ctx ended
+				}
+			}
 		}
 		hctx, cancel := context.WithTimeout(c.ctx, c.hb/2)
 		err := c.mc.Heartbeat(hctx, c.id)
@@ -222,6 +253,31 @@ func (c *clusterNode) join(addr string) bool {
 		default:
 			c.log.Warn("node: join failed; retrying", "node", uint64(c.id), "addr", addr, "err", err)
 		}
+		if !sleepCtx(c.ctx, pause) {
+			return false
+		}
+		pause = min(2*pause, joinRetryMax)
+	}
+}
+
+// recordRestart applies NodeRestarted once per process, retrying until it
+// succeeds, then opens the data server's restartGate (false: ctx ended).
+func (c *clusterNode) recordRestart() bool {
+	pause := joinRetryMin
+	for {
+		actx, cancel := context.WithTimeout(c.ctx, joinAttemptTimeout)
+		m, err := c.mc.Apply(actx, clustermap.NodeRestarted{ID: c.id})
+		cancel()
+		if err == nil {
+			c.log.Info("node: start recorded in the cluster map; serving its PGs from this epoch", "node", uint64(c.id), "epoch", m.Epoch)
+			c.restartEpoch = m.Epoch
+			close(c.restarted) // publishes restartEpoch
+			return true
+		}
+		if c.ctx.Err() != nil {
+			return false
+		}
+		c.log.Warn("node: recording the start failed; retrying", "node", uint64(c.id), "err", err)
 		if !sleepCtx(c.ctx, pause) {
 			return false
 		}

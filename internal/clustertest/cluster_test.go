@@ -3,7 +3,6 @@ package clustertest
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"math"
 	"testing"
@@ -14,8 +13,6 @@ import (
 	"github.com/weftfs/weft/fsproto"
 	"github.com/weftfs/weft/fsproto/clustermap"
 )
-
-var knownGaps = flag.Bool("known-gaps", false, "also run the tests of known gaps that other packages must close (each skip says which)")
 
 // Sizes of the tests' data: base chunks written before any failure and
 // never touched again, and the hot chunks the load reads and writes.
@@ -323,16 +320,11 @@ func TestLoseTwoOfFive(t *testing.T) {
 // change before it serves again (a restarted process forgot its pending
 // work and its request ids); every chunk's history stays linearizable.
 //
-// NB: this fails today: a node that re-joins while the map still has it
-// Up gets ErrNoChange from AddNode, so nothing bumps its PGs' epochs
-// (replication's integration requirement). The node cannot do it safely
-// with the map's commands (marking itself Down first would, in a full
-// restart, leave PGs with no caught-up replica), so clustermap/manager
-// must (see -known-gaps).
+// A node that re-joins while the map still has it Up gets ErrNoChange
+// from AddNode; its NodeRestarted is what moves its PGs to a new epoch
+// (replication's integration requirement), and the node serves no map
+// older than that.
 func TestQuickRestart(t *testing.T) {
-	if !*knownGaps {
-		t.Skip("a quick restart does not bump the node's PG epochs yet (clustermap: AddNode of an Up node changes nothing); -known-gaps runs it")
-	}
 	c := startCluster(t, 3, 3, 1)
 	l := c.newLoad(hotChunks)
 	seed := uint64(time.Now().UnixNano())

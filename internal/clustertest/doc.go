@@ -20,9 +20,8 @@
 //     linearizability.
 //   - TestLoseTwoOfFive: five nodes, replication 3, two killed at once;
 //     every chunk is still served and new writes succeed.
-//   - TestQuickRestart (with -known-gaps): a node killed and restarted
-//     before the managers notice must still get its PGs' epochs bumped;
-//     today nothing does (see the test).
+//   - TestQuickRestart: a node killed and restarted before the managers
+//     notice gets its PGs' epochs bumped (NodeRestarted) before it serves.
 //
 // TestMain builds the weft binary once into a temporary folder (with the
 // invariants tag when the tests have it). The tests skip, saying why,
