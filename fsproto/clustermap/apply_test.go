@@ -301,8 +301,9 @@ func TestApplyDoesNotAliasCommand(t *testing.T) {
 	}
 }
 
-// TestNodeRestarted: a restart bumps the epoch of exactly the PGs the node
-// is a replica of, and nothing else.
+// TestNodeRestarted: a restart moves the epoch of exactly the PGs the
+// node is in, and makes it a backfilling replica (never primary) wherever
+// another caught-up replica serves.
 func TestNodeRestarted(t *testing.T) {
 	m := addNodes(t, New(), 4, "a", "b")
 	m = mustApply(t, m, CreateContainer{Name: "c", Policy: Policy{Replicas: 2, PGCount: 16}})
@@ -314,20 +315,34 @@ func TestNodeRestarted(t *testing.T) {
 	bumped := 0
 	for i, pg := range m.PGs {
 		old := before.PGs[i]
-		if !slices.Equal(pg.Replicas, old.Replicas) || !slices.Equal(pg.Backfilling, old.Backfilling) {
-			t.Fatalf("pg %d: replicas changed on a restart", pg.ID)
+		if !pg.HasReplica(2) {
+			if pg.Epoch != old.Epoch || !slices.Equal(pg.Replicas, old.Replicas) {
+				t.Errorf("pg %d does not hold node 2 but changed: %v@%d -> %v@%d", pg.ID, old.Replicas, old.Epoch, pg.Replicas, pg.Epoch)
+			}
+			continue
 		}
-		switch {
-		case pg.HasReplica(2) && pg.Epoch != m.Epoch:
+		bumped++
+		if pg.Epoch != m.Epoch {
 			t.Errorf("pg %d holds node 2 but kept epoch %d", pg.ID, pg.Epoch)
-		case !pg.HasReplica(2) && pg.Epoch != old.Epoch:
-			t.Errorf("pg %d does not hold node 2 but its epoch moved %d -> %d", pg.ID, old.Epoch, pg.Epoch)
-		case pg.HasReplica(2):
-			bumped++
+		}
+		if !pg.IsBackfilling(2) || pg.Primary() == 2 {
+			t.Errorf("pg %d: restarted node 2 is not a backfilling non-primary replica: %v backfilling %v", pg.ID, pg.Replicas, pg.Backfilling)
+		}
+		if len(pg.Replicas) != len(old.Replicas) {
+			t.Errorf("pg %d: replicas %v -> %v", pg.ID, old.Replicas, pg.Replicas)
 		}
 	}
 	if bumped == 0 {
 		t.Fatal("node 2 is in no PG; the test proves nothing")
+	}
+	// The only caught-up replica of a PG stays what it is.
+	one := mustApply(t, addNodes(t, New(), 2, "a", "b"), CreateContainer{Name: "solo", Policy: Policy{Replicas: 1, PGCount: 4}})
+	for _, pg := range one.PGs {
+		after := mustApply(t, one, NodeRestarted{ID: pg.Primary()})
+		got, _ := after.PG(pg.ID)
+		if got.Primary() != pg.Primary() || len(got.Backfilling) != 0 || got.Epoch != after.Epoch {
+			t.Errorf("solo pg %d after its only replica restarted: %v backfilling %v epoch %d", pg.ID, got.Replicas, got.Backfilling, got.Epoch)
+		}
 	}
 	applyErr(t, m, NodeRestarted{ID: 99}, ErrNotFound)
 	m = mustApply(t, m, SetNodeState{ID: 3, State: Out})

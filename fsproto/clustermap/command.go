@@ -103,8 +103,10 @@ type CaughtUp struct {
 // of every PG it is a replica of moves to the new map epoch, so that the
 // node takes part in them only in an epoch it starts fresh in (a restarted
 // node has forgotten the replication work it had in memory: pending
-// mutations, request ids). A node sends it after its AddNode on every
-// start; it always changes the map.
+// mutations, request ids). In every such PG where another caught-up
+// replica serves, the node also becomes a backfilling replica again (the
+// primary role moves off it) until it sends CaughtUp. A node sends it
+// after its AddNode on every start; it always changes the map.
 type NodeRestarted struct {
 	ID NodeID
 }
@@ -305,9 +307,45 @@ func (m *Map) nodeRestarted(c NodeRestarted) error {
 	if n.State == Out {
 		return fmt.Errorf("%w: node %d is out of the cluster", ErrInvalid, c.ID)
 	}
+	serving := func(id NodeID) bool {
+		x, ok := m.Node(id)
+		return ok && (x.State == Up || x.State == Draining)
+	}
 	for i := range m.PGs {
-		if m.PGs[i].HasReplica(c.ID) {
-			m.PGs[i].Epoch = m.Epoch
+		pg := &m.PGs[i]
+		if !pg.HasReplica(c.ID) {
+			continue
+		}
+		pg.Epoch = m.Epoch
+		if pg.IsBackfilling(c.ID) {
+			continue
+		}
+		// Where another caught-up replica serves, the restarted node
+		// syncs again as a backfilling replica (last, so never primary):
+		// its request ids died with the process, and a primary without
+		// them would apply a retried mutation twice. Where it is the
+		// only caught-up replica it stays as it is: its data is all the
+		// PG has.
+		other := false
+		for _, r := range pg.Replicas {
+			if r != c.ID && !pg.IsBackfilling(r) && serving(r) {
+				other = true
+				break
+			}
+		}
+		if !other {
+			continue
+		}
+		demoted := *pg
+		demoted.Replicas = append(slices.DeleteFunc(slices.Clone(pg.Replicas), func(r NodeID) bool { return r == c.ID }), c.ID)
+		demoted.Backfilling = append(slices.Clone(pg.Backfilling), c.ID)
+		// Only where placement keeps it: a demoted replica that
+		// placement would count as surplus would be dropped, and with it
+		// a full copy of the data; it then stays caught up (its epoch
+		// still moves, so it starts fresh there all the same).
+		ct, _ := m.Container(pg.Container)
+		if r := reconcile(demoted, &ct.Policy, m.Nodes, false); slices.Equal(r.Replicas, demoted.Replicas) && slices.Equal(r.Backfilling, demoted.Backfilling) {
+			*pg = demoted
 		}
 	}
 	return nil

@@ -44,7 +44,7 @@ func TestRandomCommands(t *testing.T) {
 	// The generator must exercise every command, successful and not, or
 	// the invariants above were checked on too little.
 	t.Logf("applied %v, refused %v", st.ok, st.refused)
-	for k := KindAddNode; k <= KindCaughtUp; k++ {
+	for k := KindAddNode; k <= KindNodeRestarted; k++ {
 		if st.ok[k] < runs/10 || st.refused[k] == 0 {
 			t.Errorf("%v: %d applied, %d refused over %d runs: generator too weak", k, st.ok[k], st.refused[k], runs)
 		}
@@ -52,7 +52,7 @@ func TestRandomCommands(t *testing.T) {
 }
 
 type stats struct {
-	ok, refused [KindCaughtUp + 1]int
+	ok, refused [KindNodeRestarted + 1]int
 }
 
 type gen struct {
@@ -93,7 +93,9 @@ func (g gen) policy() Policy {
 
 func (g gen) command(m *Map) Command {
 	const nodeIDs = 12
-	switch k := g.r.IntN(20); {
+	switch k := g.r.IntN(21); {
+	case k == 20:
+		return NodeRestarted{ID: NodeID(1 + g.r.IntN(nodeIDs))}
 	case k < 4:
 		id := NodeID(1 + g.r.IntN(nodeIDs))
 		addr := fmt.Sprintf("n%d:7000", id)
