@@ -46,6 +46,16 @@
 // a read of a missing chunk CodeNotFound. A mutation is answered only once
 // the core acknowledged it: durable on every replica of the PG's epoch.
 //
+// Invariant (liveness across epochs): once the loop applies a map in which
+// a PG's epoch moved or this node is not its primary, every client
+// operation of that PG routed at another epoch is answered CodeStaleEpoch
+// at once: those the core holds (failStale; the core itself keeps a
+// primary's pending mutations across a view that leaves it primary, and
+// the request keeps its payload until the core lets go of it) and those
+// still queued for the loop (checked against the loop's views before the
+// core sees them, so an operation routed on an older map is never served
+// in a newer epoch).
+//
 // Zero copy and buffer ownership. A write's payload is read by net into a
 // pooled aligned buffer; the handler takes it and the loop hands the same
 // bytes to the core, which passes them to the local store and to the

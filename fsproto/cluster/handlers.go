@@ -47,8 +47,8 @@ func (s *DataServer) route(w *net.ResponseWriter, chunk fsproto.ChunkID, pg uint
 
 // do hands op to the loop and waits for its Reply. ref, if set, is the
 // write's payload: the loop releases it when the core is done with it.
-func (s *DataServer) do(ctx context.Context, op replication.ClientOp, ref *bufRef) (replication.Reply, bool) {
-	r := &clientReq{op: op, ref: ref, done: make(chan replication.Reply, 1)}
+func (s *DataServer) do(ctx context.Context, op replication.ClientOp, epoch uint64, ref *bufRef) (replication.Reply, bool) {
+	r := &clientReq{op: op, epoch: epoch, ref: ref, done: make(chan replication.Reply, 1)}
 	select {
 	case s.ops <- r:
 	case <-s.ctx.Done():
@@ -100,8 +100,8 @@ func replyError(w *net.ResponseWriter, op string, chunk fsproto.ChunkID, err err
 	w.Error(code, fmt.Sprintf("cluster: %s %v: %v", op, chunk, err))
 }
 
-func (s *DataServer) mutation(ctx context.Context, w *net.ResponseWriter, op replication.ClientOp, ref *bufRef, name string, chunk fsproto.ChunkID) {
-	rep, ok := s.do(ctx, op, ref)
+func (s *DataServer) mutation(ctx context.Context, w *net.ResponseWriter, op replication.ClientOp, epoch uint64, ref *bufRef, name string, chunk fsproto.ChunkID) {
+	rep, ok := s.do(ctx, op, epoch, ref)
 	if !ok {
 		w.Error(fsproto.CodeStaleEpoch, "cluster: connection closed")
 		return
@@ -137,7 +137,7 @@ func (s *DataServer) serveWrite(ctx context.Context, req *net.Request, w *net.Re
 	buf := req.TakePayload()
 	op := replication.ClientOp{PG: uint32(pg), Kind: replication.OpWrite, RequestID: m.RequestID,
 		Object: fsproto.ObjectID(m.Chunk), Off: uint64(m.Off), Data: buf.Bytes()}
-	s.mutation(ctx, w, op, newRef(buf), "write", m.Chunk)
+	s.mutation(ctx, w, op, m.Epoch, newRef(buf), "write", m.Chunk)
 }
 
 func (s *DataServer) serveTruncate(ctx context.Context, req *net.Request, w *net.ResponseWriter) {
@@ -156,7 +156,7 @@ func (s *DataServer) serveTruncate(ctx context.Context, req *net.Request, w *net
 	}
 	op := replication.ClientOp{PG: uint32(pg), Kind: replication.OpTruncate, RequestID: m.RequestID,
 		Object: fsproto.ObjectID(m.Chunk), Size: uint64(m.Size)}
-	s.mutation(ctx, w, op, nil, "truncate", m.Chunk)
+	s.mutation(ctx, w, op, m.Epoch, nil, "truncate", m.Chunk)
 }
 
 func (s *DataServer) serveDelete(ctx context.Context, req *net.Request, w *net.ResponseWriter) {
@@ -175,7 +175,7 @@ func (s *DataServer) serveDelete(ctx context.Context, req *net.Request, w *net.R
 	}
 	op := replication.ClientOp{PG: uint32(pg), Kind: replication.OpDelete, RequestID: m.RequestID,
 		Object: fsproto.ObjectID(m.Chunk)}
-	s.mutation(ctx, w, op, nil, "delete", m.Chunk)
+	s.mutation(ctx, w, op, m.Epoch, nil, "delete", m.Chunk)
 }
 
 func (s *DataServer) serveRead(ctx context.Context, req *net.Request, w *net.ResponseWriter) {
@@ -190,7 +190,7 @@ func (s *DataServer) serveRead(ctx context.Context, req *net.Request, w *net.Res
 	}
 	op := replication.ClientOp{PG: uint32(pg), Kind: replication.OpRead, Object: fsproto.ObjectID(m.Chunk),
 		Off: uint64(m.Off), Len: int(m.Len)}
-	rep, ok := s.do(ctx, op, nil)
+	rep, ok := s.do(ctx, op, m.Epoch, nil)
 	if !ok {
 		w.Error(fsproto.CodeStaleEpoch, "cluster: connection closed")
 		return

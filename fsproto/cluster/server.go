@@ -165,6 +165,7 @@ type DataServer struct {
 	installs map[uint64]installOp
 	views    map[clustermap.PGID]uint64
 	pgs      map[clustermap.PGID]*pgState
+	applied  *clustermap.Map // the newest map handed to the core
 }
 
 type pgState struct {
@@ -192,9 +193,14 @@ type installOp struct {
 
 // clientReq is one client operation waiting for its Reply.
 type clientReq struct {
-	op   replication.ClientOp
-	ref  *bufRef // a write's payload, nil otherwise
-	done chan replication.Reply
+	op    replication.ClientOp
+	epoch uint64  // the PG epoch the request was routed at
+	ref   *bufRef // a write's payload, nil otherwise
+	done  chan replication.Reply
+	// answered: the client was already told CodeStaleEpoch because the
+	// PG's epoch moved (see failStale); the core's own Reply, when it
+	// comes, only releases the request.
+	answered bool
 }
 
 // peerBatch is one received KindPeer batch.
@@ -406,13 +412,7 @@ func (s *DataServer) loop() {
 			s.shutdown()
 			return
 		case r := <-s.ops:
-			s.token++
-			r.op.Token = s.token
-			s.pending[r.op.Token] = r
-			if r.ref != nil {
-				s.dataRefs[dataPtr(r.op.Data)] = r.ref
-			}
-			s.handle(s.node.Step(r.op))
+			s.clientOp(r)
 		case b := <-s.recv:
 			s.stepBatch(b)
 		case res := <-s.done:
@@ -434,6 +434,50 @@ func (s *DataServer) loop() {
 		case c := <-s.status:
 			c <- s.buildStatus()
 		}
+	}
+}
+
+// clientOp hands a routed client request to the core, unless the map
+// moved since it was routed: the handler checked the newest map, but a
+// newer one may have reached the loop (or be waiting for it) in between,
+// and the core must not take an operation of an epoch it left (it would
+// hold it until its next view, or serve it at the new epoch).
+func (s *DataServer) clientOp(r *clientReq) {
+	if m := s.latest.Load(); m != s.applied {
+		s.applyMap(m)
+	}
+	if e, ok := s.views[clustermap.PGID(r.op.PG)]; !ok || e != r.epoch || s.pg(clustermap.PGID(r.op.PG)).role != RolePrimary {
+		if r.ref != nil {
+			r.ref.dec()
+		}
+		r.done <- replication.Reply{Err: replication.ErrStaleEpoch}
+		return
+	}
+	s.token++
+	r.op.Token = s.token
+	s.pending[r.op.Token] = r
+	if r.ref != nil {
+		s.dataRefs[dataPtr(r.op.Data)] = r.ref
+	}
+	s.handle(s.node.Step(r.op))
+}
+
+// failStale answers CodeStaleEpoch, at once, to every pending client
+// operation of pg routed at an epoch other than epoch, the PG's epoch in
+// the map just applied. The core fails most of them itself (a deposed
+// primary steps down), but keeps a primary's pending mutations across a
+// view change that leaves it primary, to finish them once the new epoch's
+// peering and reconciliation are done; a client must not wait for that.
+// NB: the request stays pending, holding its payload, until the core's
+// Reply: the core may still forward or store the data. The client's retry
+// carries the same request id, which the core matches to the mutation.
+func (s *DataServer) failStale(pg clustermap.PGID, epoch uint64) {
+	for _, r := range s.pending {
+		if clustermap.PGID(r.op.PG) != pg || r.epoch == epoch || r.answered {
+			continue
+		}
+		r.answered = true
+		r.done <- replication.Reply{Token: r.op.Token, Err: replication.ErrStaleEpoch}
 	}
 }
 
@@ -523,7 +567,10 @@ func (s *DataServer) reply(e replication.Reply) {
 		delete(s.dataRefs, dataPtr(r.op.Data))
 		r.ref.dec()
 	}
-	r.done <- e
+	if !r.answered {
+		r.answered = true
+		r.done <- e
+	}
 }
 
 func (s *DataServer) caughtUp(e replication.CaughtUp) {
@@ -587,9 +634,10 @@ func (s *DataServer) countInstall(in installOp) {
 // applyMap hands the core a view of every PG whose epoch changed: those
 // this node is a replica of, and those it just left (a view without it).
 func (s *DataServer) applyMap(m *clustermap.Map) {
-	if m == nil {
+	if m == nil || m == s.applied {
 		return
 	}
+	s.applied = m
 	mine := m.PGsOfNode(s.cfg.Node)
 	in := make(map[clustermap.PGID]bool, len(mine))
 	for _, id := range mine {
@@ -615,6 +663,7 @@ func (s *DataServer) applyMap(m *clustermap.Map) {
 		}
 		s.log.Debug("view", "pg", id, "epoch", pg.Epoch, "replicas", pg.Replicas, "backfilling", pg.Backfilling)
 		s.handle(s.node.Step(replication.ViewChange{View: viewOf(pg)}))
+		s.failStale(id, pg.Epoch)
 	}
 	for id := range s.views {
 		if in[id] {
@@ -629,6 +678,7 @@ func (s *DataServer) applyMap(m *clustermap.Map) {
 		st.epoch, st.role = v.Epoch, RoleNone
 		s.log.Debug("left pg", "pg", id, "epoch", v.Epoch)
 		s.handle(s.node.Step(replication.ViewChange{View: v}))
+		s.failStale(id, v.Epoch)
 	}
 }
 
