@@ -369,11 +369,14 @@ func (m *Map) caughtUp(c CaughtUp) error {
 	if len(pg.Backfilling) == 0 {
 		pg.Backfilling = nil
 	}
-	// The node now counts as caught up: move it before the backfilling
-	// replicas, keeping the order among the caught-up ones.
+	// The node now counts as caught up: it goes among the caught-up
+	// replicas at its rendezvous rank, so that the primaries a restart
+	// moved away (NodeRestarted) come back to where placement puts them
+	// once their nodes caught up, instead of all staying on whichever
+	// node restarted last.
 	rest := slices.DeleteFunc(slices.Clone(pg.Replicas), func(n NodeID) bool { return n == c.Node })
 	k := 0
-	for k < len(rest) && !pg.IsBackfilling(rest[k]) {
+	for k < len(rest) && !pg.IsBackfilling(rest[k]) && Score(pg.ID, rest[k]) > Score(pg.ID, c.Node) {
 		k++
 	}
 	pg.Replicas = slices.Insert(rest, k, c.Node)

@@ -17,6 +17,7 @@ import (
 
 	"github.com/weftfs/weft/bench"
 	"github.com/weftfs/weft/engine"
+	"github.com/weftfs/weft/fsproto/clustermap"
 	"github.com/weftfs/weft/internal/vfs"
 	"github.com/weftfs/weft/ioring"
 )
@@ -122,7 +123,11 @@ func run(ctx context.Context, args []string) int {
 	formatCmd.Flags().BoolVar(&fmtPLP, "plp", false, "the device is power-loss protected: writes may skip flushes")
 	formatCmd.Flags().BoolVar(&fmtForce, "force", false, "overwrite an existing weft device")
 	root.AddCommand(benchCmd, ioCmd, formatCmd)
-	root.AddCommand(newNodeCmd(ctx, &status), newUpCmd(ctx, &status), newStatusCmd(ctx, &status))
+	nodeCmd := newNodeCmd(ctx, &status)
+	nodeCmd.AddCommand(
+		newNodeStateCmd(ctx, &status, "drain", clustermap.Draining, "Move a node's data to other nodes (it keeps serving until replacements caught up)"),
+		newNodeStateCmd(ctx, &status, "undrain", clustermap.Up, "Cancel a drain: the node is an ordinary Up node again"))
+	root.AddCommand(nodeCmd, newUpCmd(ctx, &status), newStatusCmd(ctx, &status))
 	root.SetArgs(args)
 	if err := root.Execute(); err != nil {
 		fmt.Fprintln(os.Stderr, "weft:", err)

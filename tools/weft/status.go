@@ -3,12 +3,17 @@ package main
 import (
 	"context"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"os"
+	"strconv"
 	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
+	"github.com/weftfs/weft/fsproto/clustermap"
+	"github.com/weftfs/weft/fsproto/manager"
 	"github.com/weftfs/weft/internal/localcluster"
 )
 
@@ -16,57 +21,80 @@ import (
 // containers, PGs by state) and each node's backfill progress. It reaches
 // the cluster of a `weft up` folder, or any cluster given its managers and
 // a key.
+// accessFlags are the flags that say how to reach a cluster: a weft up
+// folder, or managers and a key.
+type accessFlags struct {
+	dir, managers, clusterID, keyID, secretHex string
+}
+
+func (a *accessFlags) add(f *pflag.FlagSet) {
+	f.StringVar(&a.dir, "dir", ".weft", "folder of a weft up cluster")
+	f.StringVar(&a.managers, "managers", "", "the manager group's addresses, comma-separated (instead of --dir)")
+	f.StringVar(&a.clusterID, "cluster-id", "", "the cluster's id (with --managers)")
+	f.StringVar(&a.keyID, "key-id", "", "access key id (with --managers)")
+	f.StringVar(&a.secretHex, "key-secret", "", "access key secret in hex (with --managers)")
+}
+
+// resolve returns the cluster's Access, or the problems (bad flags: exit
+// status 2) or the error (exit status 1) that prevent it.
+func (a *accessFlags) resolve(cmd *cobra.Command) (localcluster.Access, []string, error) {
+	if cmd.Flags().Changed("managers") {
+		secret, err := hex.DecodeString(a.secretHex)
+		var probs []string
+		if err != nil || len(secret) == 0 {
+			probs = append(probs, "--key-secret: want the key's secret in hex")
+		}
+		if a.clusterID == "" {
+			probs = append(probs, "--cluster-id: missing")
+		}
+		if a.keyID == "" {
+			probs = append(probs, "--key-id: missing")
+		}
+		if len(splitList(a.managers)) == 0 {
+			probs = append(probs, "--managers: want host:port,host:port,...")
+		}
+		return localcluster.Access{Managers: splitList(a.managers), ClusterID: a.clusterID, KeyID: a.keyID, Secret: secret}, probs, nil
+	}
+	self, err := os.Executable()
+	if err != nil {
+		self = "weft"
+	}
+	if _, err := os.Stat(a.dir); err != nil {
+		return localcluster.Access{}, []string{fmt.Sprintf("no cluster folder %s (run weft up, or give --managers and a key)", a.dir)}, nil
+	}
+	c, err := localcluster.Open(localcluster.Config{Dir: a.dir, Binary: self})
+	if err != nil {
+		return localcluster.Access{}, nil, err
+	}
+	return c.Access(), nil, nil
+}
+
+// newStatusCmd returns `weft status`, which prints a cluster's map (nodes,
+// containers, PGs by state) and each node's backfill progress. It reaches
+// the cluster of a `weft up` folder, or any cluster given its managers and
+// a key.
 func newStatusCmd(ctx context.Context, status *int) *cobra.Command {
 	var (
-		dir, managers, clusterID, keyID, secretHex string
-		timeout                                    time.Duration
+		af      accessFlags
+		timeout time.Duration
 	)
 	cmd := &cobra.Command{
 		Use:   "status [--dir .weft | --managers A,B,C --cluster-id ID --key-id K --key-secret HEX]",
 		Short: "Show a cluster's nodes, containers, PG states and backfills",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			var acc localcluster.Access
-			if cmd.Flags().Changed("managers") {
-				secret, err := hex.DecodeString(secretHex)
-				var probs []string
-				if err != nil || len(secret) == 0 {
-					probs = append(probs, "--key-secret: want the key's secret in hex")
+			acc, probs, err := af.resolve(cmd)
+			switch {
+			case len(probs) > 0:
+				*status = 2
+				for _, p := range probs {
+					fmt.Fprintln(os.Stderr, "weft status:", p)
 				}
-				if clusterID == "" {
-					probs = append(probs, "--cluster-id: missing")
-				}
-				if keyID == "" {
-					probs = append(probs, "--key-id: missing")
-				}
-				if len(splitList(managers)) == 0 {
-					probs = append(probs, "--managers: want host:port,host:port,...")
-				}
-				if len(probs) > 0 {
-					*status = 2
-					for _, p := range probs {
-						fmt.Fprintln(os.Stderr, p)
-					}
-					return nil
-				}
-				acc = localcluster.Access{Managers: splitList(managers), ClusterID: clusterID, KeyID: keyID, Secret: secret}
-			} else {
-				self, err := os.Executable()
-				if err != nil {
-					self = "weft"
-				}
-				if _, err := os.Stat(dir); err != nil {
-					*status = 2
-					fmt.Fprintf(os.Stderr, "weft status: no cluster folder %s (run weft up, or give --managers and a key)\n", dir)
-					return nil
-				}
-				c, err := localcluster.Open(localcluster.Config{Dir: dir, Binary: self})
-				if err != nil {
-					*status = 1
-					fmt.Fprintln(os.Stderr, "weft status:", err)
-					return nil
-				}
-				acc = c.Access()
+				return nil
+			case err != nil:
+				*status = 1
+				fmt.Fprintln(os.Stderr, "weft status:", err)
+				return nil
 			}
 			pool, err := acc.Pool()
 			if err != nil {
@@ -88,11 +116,64 @@ func newStatusCmd(ctx context.Context, status *int) *cobra.Command {
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&dir, "dir", ".weft", "folder of a weft up cluster")
-	f.StringVar(&managers, "managers", "", "the manager group's addresses, comma-separated (instead of --dir)")
-	f.StringVar(&clusterID, "cluster-id", "", "the cluster's id (with --managers)")
-	f.StringVar(&keyID, "key-id", "", "access key id (with --managers)")
-	f.StringVar(&secretHex, "key-secret", "", "access key secret in hex (with --managers)")
+	af.add(f)
 	f.DurationVar(&timeout, "timeout", 15*time.Second, "give up reading the map after this long")
+	return cmd
+}
+
+// newNodeStateCmd returns `weft node drain` or `weft node undrain`: set a
+// node's state in the cluster map through the managers.
+func newNodeStateCmd(ctx context.Context, status *int, use string, state clustermap.NodeState, short string) *cobra.Command {
+	var (
+		af      accessFlags
+		timeout time.Duration
+	)
+	cmd := &cobra.Command{
+		Use:   use + " NODE-ID [--dir .weft | --managers A,B,C --cluster-id ID --key-id K --key-secret HEX]",
+		Short: short,
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			id, perr := strconv.ParseUint(args[0], 10, 64)
+			acc, probs, err := af.resolve(cmd)
+			if perr != nil || id == 0 {
+				probs = append(probs, fmt.Sprintf("node id %q: want the decimal id weft status prints", args[0]))
+			}
+			switch {
+			case len(probs) > 0:
+				*status = 2
+				for _, p := range probs {
+					fmt.Fprintf(os.Stderr, "weft node %s: %s\n", use, p)
+				}
+				return nil
+			case err != nil:
+				*status = 1
+				fmt.Fprintf(os.Stderr, "weft node %s: %v\n", use, err)
+				return nil
+			}
+			pool, err := acc.Pool()
+			if err != nil {
+				*status = 1
+				fmt.Fprintf(os.Stderr, "weft node %s: %v\n", use, err)
+				return nil
+			}
+			defer pool.Close()
+			actx, cancel := context.WithTimeout(ctx, timeout)
+			defer cancel()
+			m, err := manager.NewClient(acc.Managers, pool).Apply(actx, clustermap.SetNodeState{ID: clustermap.NodeID(id), State: state})
+			switch {
+			case errors.Is(err, clustermap.ErrNoChange):
+				fmt.Printf("node %d is %v already\n", id, state)
+			case err != nil:
+				*status = 1
+				fmt.Fprintf(os.Stderr, "weft node %s: %v\n", use, err)
+			default:
+				fmt.Printf("node %d is %v at map epoch %d; weft status shows its PGs moving\n", id, state, m.Epoch)
+			}
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	af.add(f)
+	f.DurationVar(&timeout, "timeout", 15*time.Second, "give up after this long")
 	return cmd
 }
