@@ -1,0 +1,172 @@
+// Package meta serves each data container's namespace (package namespace)
+// from a Raft group of its own on the storage nodes, and is the client
+// that reaches it.
+//
+// # Using it
+//
+// On every storage node, next to the data server, over the node's
+// raftgroup.NetRouter and on its net.ServeMux:
+//
+//	h, err := meta.NewHost(meta.HostConfig{Node: id, Dir: dataDir + ".meta", Router: router})
+//	h.Register(mux)          // kinds 330-331, before the server starts
+//	err = h.SetMap(m)        // with every map the node learns
+//	...
+//	h.Close()
+//
+// Anywhere (mounts, tools), for one container:
+//
+//	cl := meta.NewClient(containerID, managerClient, pool)
+//	res, err := cl.Apply(ctx, namespace.Mkdir{Parent: namespace.RootIno, Name: "etc", Mode: 0o755})
+//	if errors.Is(err, syscall.EEXIST) { ... }           // namespace refusals are *namespace.Error
+//	attr, err := cl.Lookup(ctx, namespace.RootIno, "etc")
+//	ents, next, err := cl.ReadDir(ctx, attr.Ino, "", 128)
+//
+// The client package does not import engine (nor does this package).
+//
+// # Membership
+//
+// Container c's group has raft group id GroupID(c) = 2^40 + c (the
+// managers' group is 1) and its members are Members(map, c): the three
+// best nodes by clustermap.Score over c's first PG among the nodes that
+// are not Out and match c's policy, distinct failure domains first; a
+// member's raft id is its node id and its address the node's map address
+// (the server that serves kind 300). The choice ignores Up/Down, so a
+// Down member stays a member: the group keeps working while a majority
+// runs (two of three), and the Down member catches up from the leader's
+// log (or a snapshot) when it comes back. Every node computes the same set
+// from the same map, and a member's log holds the membership once the
+// group bootstrapped (raftgroup: Peers only gives addresses after that).
+//
+// Not done (membership repair): a member whose node is taken Out is not
+// replaced, and nodes added later can change Members' answer for an
+// existing container; a newly computed member with an empty log would
+// then bootstrap a configuration the running members do not share.
+// Removing this needs the map to record each container's metadata
+// members at CreateContainer (clustermap), and a repair loop on the
+// leader that calls raftgroup AddMember/RemoveMember when a member is
+// Out (new members start with Join). Until then, create containers once
+// the cluster's nodes are in the map, and do not take metadata members
+// Out.
+//
+// SetMap starts a member for each container whose Members include this
+// node (its raft log in Dir/container-<id>), bootstrapping the group from
+// Members when the log is empty; it keeps members whose node left the
+// computed set (raft membership is in the log), and stops members of
+// containers gone from the map (the logs stay on disk).
+//
+// # Ops and exactly-once
+//
+// An op is one namespace command with a request id (Client: a random id
+// per Client and a counter per op). Only the leader serves ops: a
+// follower answers "not leader" with the leader it knows, and the client
+// goes there (else to the next member). The leader decodes the command,
+// stamps its Now with its clock (so replicas agree on times and client
+// clocks do not matter), and proposes the log entry (request id,
+// command). StateMachine wraps the Namespace: it remembers the encoded
+// Result of the last DedupeMax request ids and answers an id it has seen
+// with that Result, changing nothing. So a retried exclusive Create
+// answers the first attempt's success, not EEXIST, and a retried Unlink
+// not ENOENT. The remembered results are replicated state, in the
+// snapshot.
+//
+// raftgroup's outcomes map to codes that say whether the op applied:
+//
+//	ErrNoLeader, ErrProposalDropped,     CodeUnavailable: not applied; retry
+//	ErrBusy, ErrRemoved
+//	ErrLost, ErrStopped, the member's    CodeAmbiguous: may apply; retry with
+//	ProposeTimeout                       the same request id
+//	no member of the container here      CodeNoMember: try another member
+//	namespace refusal (errno)            a successful reply whose Result has Err
+//
+// # Reads
+//
+// Reads (Lookup, GetAttr, ReadDir pages, Readlink, GetXattr, ListXattr,
+// StatFS) are served by the leader after raftgroup ReadIndex, so a read
+// sees every op that completed before it; followers answer "not leader".
+// ReadDir pages by name cookie (namespace.ReadDir), at most 4096 entries a
+// page.
+//
+// # Wire formats
+//
+// Kinds (net user range; never renumber): 330 op, 331 read; 332-339
+// reserved. Error codes 330-335 (see the constants). All integers
+// little-endian; every header body starts with version 1.
+//
+// op request header (28 + n bytes, n >= 1), no payload:
+//
+//	0     1            4           12          20          28
+//	+-----+------------+-----------+-----------+-----------+-------------------+
+//	| ver | reserved   | container | client id | seq       | namespace command |
+//	| u8  | 3 × u8 = 0 | u64 != 0  | u64 != 0  | u64 != 0  | (to the end)      |
+//	+-----+------------+-----------+-----------+-----------+-------------------+
+//
+// read request header (26 + name bytes), no payload:
+//
+//	0     1    2          4        8           16    24         26
+//	+-----+----+----------+--------+-----------+-----+----------+------+
+//	| ver | op | reserved | limit  | container | ino | name len | name |
+//	| u8  | u8 | u16 = 0  | u32    | u64 != 0  | u64 | u16      |      |
+//	+-----+----+----------+--------+-----------+-----+----------+------+
+//	op: 1 lookup (ino = parent, name), 2 getattr, 3 readdir (name =
+//	cookie, limit 1..4096), 4 readlink, 5 getxattr (name), 6 listxattr,
+//	7 statfs; limit 0 except for readdir; name <= 255 bytes
+//
+// Every successful reply: a 16-byte header, the body in the payload:
+//
+//	0     1        2          4          8             16
+//	+-----+--------+----------+----------+-------------+
+//	| ver | status | reserved | reserved | leader hint |
+//	| u8  | u8     | u16 = 0  | u32 = 0  | u64         |
+//	+-----+--------+----------+----------+-------------+
+//	status 0 ok: body = the op's Result (namespace.AppendResult), or
+//	         the read's body
+//	status 1 not leader: no body; hint = the leader's node id (0: none)
+//
+// A read's body (str = len u16 | bytes):
+//
+//	| errno u32 | ino u64 | op str | name str |   the namespace's refusal;
+//	                                              errno 0: ino 0, strs empty,
+//	                                              and the op's data follows:
+//	lookup, getattr: attr, 61 bytes, as in namespace's Result encoding
+//	readdir:   | next str | n u32 | (ino u64 | type u8 | name str) * n |
+//	readlink:  | target str |
+//	getxattr:  | value len u32 (<= 64 KiB) | value |
+//	listxattr: | n u32 | name str * n |
+//	statfs:    | inodes u64 | bytes u64 | quota bytes u64 | quota inodes u64 | reclaiming u64 |
+//
+// Stored in the raft log (on disk and between members), an entry is:
+//
+//	0     1           9           17
+//	+-----+-----------+-----------+-------------------+
+//	| ver | client id | seq       | namespace command |
+//	| u8  | u64 != 0  | u64 != 0  | (to the end)      |
+//	+-----+-----------+-----------+-------------------+
+//
+// and a snapshot (inside raftgroup's snapshot envelope):
+//
+//	0     1            4          12
+//	+-----+------------+----------+-----------------------------+
+//	| ver | reserved   | ns len   | namespace snapshot          |
+//	| u8  | 3 × u8 = 0 | u64      | (namespace's own encoding)  |
+//	+-----+------------+----------+-----------------------------+
+//	+----------+-----------------------------------------+-----------+
+//	| count    | count × remembered request id, oldest   | crc32c    |
+//	| u32      | first (at most DedupeMax)               | u32       |
+//	+----------+-----------------------------------------+-----------+
+//	remembered request id:
+//	+-----------+-----------+-------------+-----------------------------+
+//	| client id | seq       | result len  | Result (AppendResult)       |
+//	| u64 != 0  | u64 != 0  | u16 (<=4096)|                             |
+//	+-----------+-----------+-------------+-----------------------------+
+//
+// The CRC32C (Castagnoli) covers every byte before it. Decoders check
+// lengths before allocating, refuse unknown versions, nonzero reserved
+// bytes, duplicate ids and trailing bytes, and return errors wrapping
+// ErrCorrupt that name what was wrong.
+//
+// # Concurrency
+//
+// Host, StateMachine (as the raft group drives it) and Client are safe
+// for concurrent use. Each member's Ready loop is the only writer of its
+// namespace; handlers read it after a read barrier.
+package meta

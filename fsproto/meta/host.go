@@ -1,0 +1,446 @@
+package meta
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/weftfs/weft/fsproto/clustermap"
+	"github.com/weftfs/weft/fsproto/namespace"
+	"github.com/weftfs/weft/fsproto/raftgroup"
+	"github.com/weftfs/weft/fsproto/raftlog"
+	"github.com/weftfs/weft/internal/vfs"
+	"github.com/weftfs/weft/net"
+)
+
+// DefaultProposeTimeout bounds how long an op or a read barrier waits for
+// raft on a member, when HostConfig.ProposeTimeout is 0.
+const DefaultProposeTimeout = 5 * time.Second
+
+// HostConfig configures a Host.
+type HostConfig struct {
+	// Node is this node's id in the cluster map; it is also its raft id
+	// in every metadata group it belongs to.
+	Node clustermap.NodeID
+	// Dir is the base directory: container c's raft log is the journal
+	// Dir/container-<c> (created if missing) on FS (nil: vfs.Default).
+	Dir string
+	FS  vfs.FS
+	// Router carries raft traffic (kind 300); container c's member uses
+	// Router.Transport(GroupID(c)).
+	Router *raftgroup.NetRouter
+	// ProposeTimeout bounds an op's proposal and a read's barrier on
+	// this node. Default DefaultProposeTimeout.
+	ProposeTimeout time.Duration
+	// TickInterval, ElectionTicks and SnapshotEvery are passed to
+	// raftgroup (zero: its defaults).
+	TickInterval  time.Duration
+	ElectionTicks int
+	SnapshotEvery uint64
+	Logger        *slog.Logger // default slog.Default()
+}
+
+func (c *HostConfig) validate() error {
+	var errs []string
+	if c.Node == 0 {
+		errs = append(errs, "Node is 0, want this node's map id")
+	}
+	if c.Dir == "" {
+		errs = append(errs, "Dir is empty, want the base directory of the raft logs")
+	}
+	if c.Router == nil {
+		errs = append(errs, "Router is nil, want the node's raftgroup.NetRouter")
+	}
+	if c.ProposeTimeout < 0 {
+		errs = append(errs, fmt.Sprintf("ProposeTimeout %v is negative, want >= 0 (0: default)", c.ProposeTimeout))
+	}
+	if c.TickInterval < 0 {
+		errs = append(errs, fmt.Sprintf("TickInterval %v is negative, want >= 0 (0: default)", c.TickInterval))
+	}
+	if c.ElectionTicks < 0 {
+		errs = append(errs, fmt.Sprintf("ElectionTicks %d is negative, want >= 0 (0: default)", c.ElectionTicks))
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("meta: invalid host config: %s", strings.Join(errs, "; "))
+	}
+	if c.FS == nil {
+		c.FS = vfs.Default
+	}
+	if c.ProposeTimeout == 0 {
+		c.ProposeTimeout = DefaultProposeTimeout
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	return nil
+}
+
+// Host runs, on one storage node, the metadata group members that the
+// cluster map assigns to it (see Members), and serves KindOp and KindRead
+// for them. Its methods are safe for concurrent use.
+type Host struct {
+	cfg HostConfig
+	log *slog.Logger
+
+	// setMu serialises SetMap and Close, which start and stop members.
+	setMu sync.Mutex
+	mu    struct {
+		sync.Mutex
+		members map[clustermap.ContainerID]*member
+		closed  bool
+	}
+}
+
+// member is this node's member of one container's group.
+type member struct {
+	c     clustermap.ContainerID
+	store *raftlog.Storage
+	sm    *StateMachine
+	g     *raftgroup.Group
+}
+
+// NewHost returns a host running no member yet; SetMap starts them.
+func NewHost(cfg HostConfig) (*Host, error) {
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	h := &Host{cfg: cfg, log: cfg.Logger.With("meta_node", uint64(cfg.Node))}
+	h.mu.members = make(map[clustermap.ContainerID]*member)
+	return h, nil
+}
+
+// Register registers KindOp and KindRead on mux. Call it once, before the
+// server starts.
+func (h *Host) Register(mux *net.ServeMux) {
+	mux.HandleFunc(KindOp, h.serveOp)
+	mux.HandleFunc(KindRead, h.serveRead)
+}
+
+// SetMap starts the member of every container of m whose Members include
+// this node and that does not run yet (bootstrapping the group from
+// Members when its log is empty), and stops the members of containers no
+// longer in m (their logs stay on disk). A member whose node left the
+// computed set keeps running: raft membership comes from its log (see the
+// package doc). Failures to start are returned together; the members
+// that did start run. Call it with every new map.
+func (h *Host) SetMap(m *clustermap.Map) error {
+	h.setMu.Lock()
+	defer h.setMu.Unlock()
+	h.mu.Lock()
+	if h.mu.closed {
+		h.mu.Unlock()
+		return errors.New("meta: host closed")
+	}
+	running := make(map[clustermap.ContainerID]*member, len(h.mu.members))
+	for c, mb := range h.mu.members {
+		running[c] = mb
+	}
+	h.mu.Unlock()
+
+	var errs []error
+	for i := range m.Containers {
+		ct := &m.Containers[i]
+		delete(running, ct.ID) // still in the map: not to be stopped
+		h.mu.Lock()
+		_, ok := h.mu.members[ct.ID]
+		h.mu.Unlock()
+		if ok {
+			continue
+		}
+		ids, err := Members(m, ct.ID)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		if !slices.Contains(ids, h.cfg.Node) {
+			continue
+		}
+		peers := make([]raftgroup.Peer, 0, len(ids))
+		for _, id := range ids {
+			n, _ := m.Node(id)
+			peers = append(peers, raftgroup.Peer{ID: uint64(id), Addr: n.Addr})
+		}
+		mb, err := h.start(ct.ID, peers)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		h.mu.Lock()
+		h.mu.members[ct.ID] = mb
+		h.mu.Unlock()
+		h.log.Info("meta: started container group member", "container", uint64(ct.ID), "members", ids)
+	}
+	for c, mb := range running {
+		h.mu.Lock()
+		delete(h.mu.members, c)
+		h.mu.Unlock()
+		h.stopMember(mb)
+		h.log.Info("meta: container left the map; stopped its member", "container", uint64(c))
+	}
+	return errors.Join(errs...)
+}
+
+func (h *Host) start(c clustermap.ContainerID, peers []raftgroup.Peer) (*member, error) {
+	log := h.log.With("container", uint64(c))
+	dir := filepath.Join(h.cfg.Dir, fmt.Sprintf("container-%d", c))
+	store, err := raftlog.Open(raftlog.Options{FS: h.cfg.FS, Dir: dir, Logger: log})
+	if err != nil {
+		return nil, fmt.Errorf("meta: container %d: open raft log: %w", c, err)
+	}
+	sm := NewStateMachine()
+	g, err := raftgroup.Start(raftgroup.Config{
+		ID:            uint64(h.cfg.Node),
+		Peers:         peers,
+		Log:           store,
+		SM:            sm,
+		Transport:     h.cfg.Router.Transport(GroupID(c)),
+		TickInterval:  h.cfg.TickInterval,
+		ElectionTicks: h.cfg.ElectionTicks,
+		SnapshotEvery: h.cfg.SnapshotEvery,
+		Logger:        log,
+	})
+	if err != nil {
+		store.Close()
+		return nil, fmt.Errorf("meta: container %d: start raft group: %w", c, err)
+	}
+	return &member{c: c, store: store, sm: sm, g: g}, nil
+}
+
+func (h *Host) stopMember(mb *member) {
+	mb.g.Stop()
+	if err := mb.store.Close(); err != nil {
+		h.log.Warn("meta: close raft log", "container", uint64(mb.c), "err", err)
+	}
+}
+
+// Close stops every member and closes their logs. Requests still arriving
+// are answered CodeNoMember. Safe to call more than once.
+func (h *Host) Close() {
+	h.setMu.Lock()
+	defer h.setMu.Unlock()
+	h.mu.Lock()
+	ms := h.mu.members
+	h.mu.members = map[clustermap.ContainerID]*member{}
+	h.mu.closed = true
+	h.mu.Unlock()
+	for _, mb := range ms {
+		h.stopMember(mb)
+	}
+}
+
+// Containers returns the containers this host runs a member of, sorted.
+func (h *Host) Containers() []clustermap.ContainerID {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	var cs []clustermap.ContainerID
+	for c := range h.mu.members {
+		cs = append(cs, c)
+	}
+	slices.Sort(cs)
+	return cs
+}
+
+// Leader returns the leader this host's member of container c knows (0:
+// none), and false when it runs no member of c.
+func (h *Host) Leader(c clustermap.ContainerID) (clustermap.NodeID, bool) {
+	mb := h.member(c)
+	if mb == nil {
+		return 0, false
+	}
+	return clustermap.NodeID(mb.g.Leader()), true
+}
+
+// Namespace returns this host's replica of container c's namespace (not a
+// linearizable read: a follower may lag), or nil.
+func (h *Host) Namespace(c clustermap.ContainerID) *namespace.Namespace {
+	mb := h.member(c)
+	if mb == nil {
+		return nil
+	}
+	return mb.sm.NS()
+}
+
+func (h *Host) member(c clustermap.ContainerID) *member {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.mu.members[c]
+}
+
+// notServing answers the request and returns true when this member
+// cannot serve it: its raft member failed, or it does not lead (then the
+// reply is not-leader with the leader it knows as the hint).
+func (h *Host) notServing(mb *member, w *net.ResponseWriter) bool {
+	if err := mb.g.Err(); err != nil {
+		w.Error(CodeUnavailable, fmt.Sprintf("meta: node %d, container %d: raft member failed: %v", h.cfg.Node, mb.c, err))
+		return true
+	}
+	if lead := mb.g.Leader(); lead != uint64(h.cfg.Node) {
+		w.Reply(replyHeader{Status: statusNotLeader, Leader: clustermap.NodeID(lead)}.append(nil), nil, nil)
+		return true
+	}
+	return false
+}
+
+func (h *Host) serveOp(ctx context.Context, req *net.Request, w *net.ResponseWriter) {
+	if req.Peer.ReadOnly {
+		w.Error(CodeReadOnly, fmt.Sprintf("meta: node %d: key %q is read-only; ops need a write key", h.cfg.Node, req.Peer.KeyID))
+		return
+	}
+	r, err := decodeOpRequest(req.Header)
+	var cmd namespace.Command
+	if err == nil {
+		// Check the command here, so garbage never reaches the log.
+		cmd, err = namespace.DecodeCommand(r.Command)
+	}
+	if err != nil {
+		w.Error(CodeBadRequest, err.Error())
+		return
+	}
+	mb := h.member(r.Container)
+	if mb == nil {
+		w.Error(CodeNoMember, fmt.Sprintf("meta: node %d runs no member of container %d", h.cfg.Node, r.Container))
+		return
+	}
+	if h.notServing(mb, w) {
+		return
+	}
+	// The leader stamps the time, so every replica applies the same one
+	// and clients' clocks do not matter.
+	enc, err := namespace.AppendCommand(nil, stampNow(cmd, time.Now().UnixNano()))
+	if err != nil {
+		panic(fmt.Sprintf("meta: decoded command %+v does not encode: %v", cmd, err))
+	}
+	pctx, cancel := context.WithTimeout(ctx, h.cfg.ProposeTimeout)
+	res, err := mb.g.Propose(pctx, appendEntry(nil, r.ID, enc))
+	cancel()
+	if err != nil {
+		code := CodeAmbiguous
+		if proposalNotApplied(err) {
+			code = CodeUnavailable
+		}
+		w.Error(code, fmt.Sprintf("meta: node %d, container %d: %v", h.cfg.Node, r.Container, err))
+		return
+	}
+	ar, ok := res.(ApplyResult)
+	if !ok {
+		panic(fmt.Sprintf("meta: state machine returned %T", res))
+	}
+	if err := w.Reply(replyHeader{Leader: h.cfg.Node}.append(nil), [][]byte{ar.Encoded}, nil); err != nil {
+		w.Error(CodeRejected, fmt.Sprintf("meta: node %d: result of %d bytes does not fit the reply: %v", h.cfg.Node, len(ar.Encoded), err))
+	}
+}
+
+// proposalNotApplied reports whether a Propose error means the command
+// was certainly not applied and never will be.
+func proposalNotApplied(err error) bool {
+	return errors.Is(err, raftgroup.ErrNoLeader) || errors.Is(err, raftgroup.ErrProposalDropped) ||
+		errors.Is(err, raftgroup.ErrBusy) || errors.Is(err, raftgroup.ErrRemoved)
+}
+
+// stampNow returns cmd with its Now set to now, for the commands that
+// carry one.
+func stampNow(cmd namespace.Command, now int64) namespace.Command {
+	switch c := cmd.(type) {
+	case namespace.Create:
+		c.Now = now
+		return c
+	case namespace.Mkdir:
+		c.Now = now
+		return c
+	case namespace.Symlink:
+		c.Now = now
+		return c
+	case namespace.Link:
+		c.Now = now
+		return c
+	case namespace.Unlink:
+		c.Now = now
+		return c
+	case namespace.Rmdir:
+		c.Now = now
+		return c
+	case namespace.Rename:
+		c.Now = now
+		return c
+	case namespace.SetAttr:
+		c.Now = now
+		return c
+	case namespace.SetXattr:
+		c.Now = now
+		return c
+	case namespace.RemoveXattr:
+		c.Now = now
+		return c
+	case namespace.Extend:
+		c.Now = now
+		return c
+	}
+	return cmd
+}
+
+func (h *Host) serveRead(ctx context.Context, req *net.Request, w *net.ResponseWriter) {
+	r, err := decodeReadRequest(req.Header)
+	if err != nil {
+		w.Error(CodeBadRequest, err.Error())
+		return
+	}
+	mb := h.member(r.Container)
+	if mb == nil {
+		w.Error(CodeNoMember, fmt.Sprintf("meta: node %d runs no member of container %d", h.cfg.Node, r.Container))
+		return
+	}
+	if h.notServing(mb, w) {
+		return
+	}
+	rctx, cancel := context.WithTimeout(ctx, h.cfg.ProposeTimeout)
+	err = mb.g.ReadIndex(rctx)
+	cancel()
+	if err != nil {
+		// A barrier changes nothing: always safe to retry.
+		w.Error(CodeUnavailable, fmt.Sprintf("meta: node %d, container %d: read barrier: %v", h.cfg.Node, r.Container, err))
+		return
+	}
+	var rep readReply
+	err = doRead(mb.sm.NS(), &r, &rep)
+	var ne *namespace.Error
+	switch {
+	case err == nil:
+	case errors.As(err, &ne):
+		rep = readReply{Err: ne}
+	default:
+		w.Error(CodeRejected, fmt.Sprintf("meta: node %d, container %d: read: %v", h.cfg.Node, r.Container, err))
+		return
+	}
+	body := appendReadReply(nil, r.Op, &rep)
+	if err := w.Reply(replyHeader{Leader: h.cfg.Node}.append(nil), [][]byte{body}, nil); err != nil {
+		w.Error(CodeRejected, fmt.Sprintf("meta: node %d: read reply of %d bytes: %v", h.cfg.Node, len(body), err))
+	}
+}
+
+func doRead(ns *namespace.Namespace, r *readRequest, rep *readReply) (err error) {
+	switch r.Op {
+	case ReadLookup:
+		rep.Attr, err = ns.Lookup(r.Ino, r.Name)
+	case ReadGetAttr:
+		rep.Attr, err = ns.GetAttr(r.Ino)
+	case ReadDir:
+		rep.Entries, rep.Next, err = ns.ReadDir(r.Ino, r.Name, int(r.Limit))
+	case ReadLink:
+		rep.Target, err = ns.Readlink(r.Ino)
+	case ReadGetXattr:
+		rep.Value, err = ns.GetXattr(r.Ino, r.Name)
+	case ReadListXattr:
+		rep.Names, err = ns.ListXattr(r.Ino)
+	case ReadStatFS:
+		rep.StatFS = ns.StatFS()
+	default:
+		panic(fmt.Sprintf("meta: read op %d passed the decoder", r.Op))
+	}
+	return err
+}
