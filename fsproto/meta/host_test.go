@@ -1,0 +1,213 @@
+package meta
+
+import (
+	"errors"
+	"io/fs"
+	"slices"
+	"syscall"
+	"testing"
+
+	"github.com/weftfs/weft/fsproto/clustermap"
+	"github.com/weftfs/weft/fsproto/namespace"
+	"github.com/weftfs/weft/internal/testutil"
+	"github.com/weftfs/weft/net"
+)
+
+func names(ents []namespace.DirEntry) []string {
+	var ns []string
+	for _, e := range ents {
+		ns = append(ns, e.Name)
+	}
+	return ns
+}
+
+// TestClientOps runs the namespace's operations through the client on a
+// three-node group: creates, mkdir, rename, paged readdir, symlinks,
+// xattrs, errors as errnos.
+func TestClientOps(t *testing.T) {
+	testutil.CheckLeaks(t)
+	c := newTestCluster(t, 3)
+	ctx := testContext(t)
+	for _, h := range c.hosts {
+		if got := h.host.Containers(); !slices.Equal(got, []clustermap.ContainerID{c.ct}) {
+			t.Fatalf("node %d runs members of %v, want [%d]", h.id, got, c.ct)
+		}
+	}
+	cl := c.client()
+
+	res, err := cl.Apply(ctx, namespace.Mkdir{Parent: namespace.RootIno, Name: "a", Mode: 0o755})
+	if err != nil {
+		t.Fatalf("mkdir: %v", err)
+	}
+	dir := res.Attr
+	if !dir.IsDir() || dir.Ctime == 0 {
+		t.Fatalf("mkdir made %+v, want a directory with the leader's time", dir)
+	}
+	for _, n := range []string{"f1", "f2", "f3", "f4", "f5"} {
+		res, err := cl.Apply(ctx, namespace.Create{Parent: dir.Ino, Name: n, Mode: 0o644, Excl: true})
+		if err != nil || !res.Created {
+			t.Fatalf("create %s: %+v, %v", n, res, err)
+		}
+	}
+	_, err = cl.Apply(ctx, namespace.Create{Parent: dir.Ino, Name: "f1", Mode: 0o644, Excl: true})
+	if !errors.Is(err, syscall.EEXIST) || !errors.Is(err, fs.ErrExist) {
+		t.Fatalf("exclusive create of an existing name: %v, want EEXIST", err)
+	}
+	if _, err := cl.Apply(ctx, namespace.Rename{SrcParent: dir.Ino, SrcName: "f1", DstParent: namespace.RootIno, DstName: "moved"}); err != nil {
+		t.Fatalf("rename: %v", err)
+	}
+	var all []string
+	cookie := ""
+	for pages := 0; ; pages++ {
+		ents, next, err := cl.ReadDir(ctx, dir.Ino, cookie, 2)
+		if err != nil {
+			t.Fatalf("readdir: %v", err)
+		}
+		all = append(all, names(ents)...)
+		if next == "" {
+			break
+		}
+		if pages > 10 {
+			t.Fatalf("readdir does not end: %v", all)
+		}
+		cookie = next
+	}
+	if want := []string{"f2", "f3", "f4", "f5"}; !slices.Equal(all, want) {
+		t.Fatalf("readdir pages: %v, want %v", all, want)
+	}
+	ents, next, err := cl.ReadDir(ctx, namespace.RootIno, "", 100)
+	if err != nil || next != "" || !slices.Equal(names(ents), []string{"a", "moved"}) {
+		t.Fatalf("readdir /: %v, %q, %v", names(ents), next, err)
+	}
+	moved, err := cl.Lookup(ctx, namespace.RootIno, "moved")
+	if err != nil || moved.Type != namespace.TypeFile {
+		t.Fatalf("lookup moved: %+v, %v", moved, err)
+	}
+	if _, err := cl.Lookup(ctx, dir.Ino, "f1"); !errors.Is(err, syscall.ENOENT) || !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("lookup of the renamed source: %v, want ENOENT", err)
+	}
+	if a, err := cl.GetAttr(ctx, dir.Ino); err != nil || a.Nlink != 2 {
+		t.Fatalf("getattr of the directory: %+v, %v", a, err)
+	}
+
+	res, err = cl.Apply(ctx, namespace.Symlink{Parent: namespace.RootIno, Name: "ln", Target: "a/f2"})
+	if err != nil {
+		t.Fatalf("symlink: %v", err)
+	}
+	if target, err := cl.Readlink(ctx, res.Attr.Ino); err != nil || target != "a/f2" {
+		t.Fatalf("readlink: %q, %v", target, err)
+	}
+	if _, err := cl.Apply(ctx, namespace.SetXattr{Ino: moved.Ino, Name: "user.k", Value: []byte("v")}); err != nil {
+		t.Fatalf("setxattr: %v", err)
+	}
+	if v, err := cl.GetXattr(ctx, moved.Ino, "user.k"); err != nil || string(v) != "v" {
+		t.Fatalf("getxattr: %q, %v", v, err)
+	}
+	if _, err := cl.GetXattr(ctx, moved.Ino, "user.none"); !errors.Is(err, syscall.ENODATA) {
+		t.Fatalf("getxattr of a missing name: %v, want ENODATA", err)
+	}
+	if ns, err := cl.ListXattr(ctx, moved.Ino); err != nil || !slices.Equal(ns, []string{"user.k"}) {
+		t.Fatalf("listxattr: %v, %v", ns, err)
+	}
+	st, err := cl.StatFS(ctx)
+	if err != nil || st.Inodes != 8 { // root, a, 5 files, ln
+		t.Fatalf("statfs: %+v, %v; want 8 inodes", st, err)
+	}
+	if err := c.hosts[c.leader(ctx)].host.Namespace(c.ct).Check(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestLeaderStopped stops the leader's node: the client carries on with
+// the new leader, and sees what was done before.
+func TestLeaderStopped(t *testing.T) {
+	testutil.CheckLeaks(t)
+	c := newTestCluster(t, 3)
+	ctx := testContext(t)
+	cl := c.client()
+	if _, err := cl.Apply(ctx, namespace.Mkdir{Parent: namespace.RootIno, Name: "before", Mode: 0o755}); err != nil {
+		t.Fatal(err)
+	}
+	old := c.leader(ctx)
+	c.kill(old)
+	if _, err := cl.Apply(ctx, namespace.Mkdir{Parent: namespace.RootIno, Name: "after", Mode: 0o755}); err != nil {
+		t.Fatalf("mkdir after the leader stopped: %v", err)
+	}
+	if lead := c.leader(ctx); lead == old {
+		t.Fatalf("leader is still the stopped node %d", old+1)
+	}
+	ents, _, err := cl.ReadDir(ctx, namespace.RootIno, "", 10)
+	if err != nil || !slices.Equal(names(ents), []string{"after", "before"}) {
+		t.Fatalf("readdir: %v, %v", names(ents), err)
+	}
+	// A fresh client finds the new leader too.
+	if _, err := c.client().Lookup(ctx, namespace.RootIno, "after"); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestRetriedCreate sends an exclusive Create twice with one request id,
+// as a client does after an ambiguous failure: the retry answers the
+// first result (created, same inode), not EEXIST; another id gets
+// EEXIST. It also retries through a different member after a leader
+// change.
+func TestRetriedCreate(t *testing.T) {
+	testutil.CheckLeaks(t)
+	c := newTestCluster(t, 3)
+	ctx := testContext(t)
+	cl := c.client()
+	cmd := namespace.Create{Parent: namespace.RootIno, Name: "f", Mode: 0o644, Excl: true}
+	id := RequestID{Client: cl.id, Seq: 1000}
+	first, err := cl.apply(ctx, id, cmd)
+	if err != nil || !first.Created {
+		t.Fatalf("first create: %+v, %v", first, err)
+	}
+	again, err := cl.apply(ctx, id, cmd)
+	if err != nil || !again.Created || again.Attr != first.Attr {
+		t.Fatalf("retried create: %+v, %v; want the first result %+v", again, err, first)
+	}
+	if _, err := cl.Apply(ctx, cmd); !errors.Is(err, syscall.EEXIST) {
+		t.Fatalf("create with a new id: %v, want EEXIST", err)
+	}
+	c.kill(c.leader(ctx))
+	again, err = cl.apply(ctx, id, cmd)
+	if err != nil || again.Attr != first.Attr {
+		t.Fatalf("create retried on the new leader: %+v, %v; want %+v", again, err, first)
+	}
+	if st, err := cl.StatFS(ctx); err != nil || st.Inodes != 2 {
+		t.Fatalf("statfs: %+v, %v; want 2 inodes", st, err)
+	}
+}
+
+// TestFollowerNotLeader asks a follower directly: it answers not-leader
+// with the leader as the hint; a node that runs no member answers
+// CodeNoMember.
+func TestFollowerNotLeader(t *testing.T) {
+	testutil.CheckLeaks(t)
+	c := newTestCluster(t, 3)
+	ctx := testContext(t)
+	lead := c.leader(ctx)
+	f := (lead + 1) % 3
+	conn, err := c.pool.Get(ctx, c.hosts[f].addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := conn.Call(ctx, KindRead, readRequest{Op: ReadStatFS, Container: c.ct}.append(nil), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := decodeReplyHeader(resp.Header, 0)
+	resp.Release()
+	if err != nil || h.Status != statusNotLeader || h.Leader != c.hosts[lead].id {
+		t.Fatalf("follower's reply %+v, %v; want not-leader, hint %d", h, err, c.hosts[lead].id)
+	}
+	_, err = conn.Call(ctx, KindRead, readRequest{Op: ReadStatFS, Container: c.ct + 1}.append(nil), nil)
+	var re *net.RemoteError
+	if !errors.As(err, &re) || re.Code != CodeNoMember {
+		t.Fatalf("read of an unknown container: %v, want CodeNoMember", err)
+	}
+	_, err = conn.Call(ctx, KindOp, []byte{1, 2, 3}, nil)
+	if !errors.As(err, &re) || re.Code != CodeBadRequest {
+		t.Fatalf("garbage op: %v, want CodeBadRequest", err)
+	}
+}
