@@ -110,6 +110,24 @@ func newTestCluster(t *testing.T, n int) *testCluster {
 	return c
 }
 
+// start restarts host i on its address, from its directory.
+func (c *testCluster) start(i int) {
+	c.t.Helper()
+	var ln stdnet.Listener
+	var err error
+	// The old listener's port may take a moment to be free again.
+	for range 100 {
+		if ln, err = stdnet.Listen("tcp", c.hosts[i].addr); err == nil {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	c.startOn(i, ln)
+}
+
 func (c *testCluster) startOn(i int, ln stdnet.Listener) {
 	c.t.Helper()
 	h := c.hosts[i]

@@ -2,10 +2,12 @@ package meta
 
 import (
 	"errors"
+	"fmt"
 	"io/fs"
 	"slices"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/weftfs/weft/fsproto/clustermap"
 	"github.com/weftfs/weft/fsproto/namespace"
@@ -209,5 +211,54 @@ func TestFollowerNotLeader(t *testing.T) {
 	_, err = conn.Call(ctx, KindOp, []byte{1, 2, 3}, nil)
 	if !errors.As(err, &re) || re.Code != CodeBadRequest {
 		t.Fatalf("garbage op: %v, want CodeBadRequest", err)
+	}
+}
+
+// TestMemberRestart stops a follower, makes changes without it, restarts
+// it from its raft log and then stops the leader: the group of the
+// restarted member and the remaining one serves everything, so the
+// restarted member kept its log and caught up.
+func TestMemberRestart(t *testing.T) {
+	testutil.CheckLeaks(t)
+	c := newTestCluster(t, 3)
+	ctx := testContext(t)
+	cl := c.client()
+	if _, err := cl.Apply(ctx, namespace.Mkdir{Parent: namespace.RootIno, Name: "d0", Mode: 0o755}); err != nil {
+		t.Fatal(err)
+	}
+	lead := c.leader(ctx)
+	f := (lead + 1) % 3
+	c.kill(f)
+	want := []string{"d0"}
+	for i := 1; i <= 12; i++ { // past SnapshotEvery: the leader compacts meanwhile
+		n := fmt.Sprintf("d%d", i)
+		if _, err := cl.Apply(ctx, namespace.Mkdir{Parent: namespace.RootIno, Name: n, Mode: 0o755}); err != nil {
+			t.Fatal(err)
+		}
+		want = append(want, n)
+	}
+	slices.Sort(want)
+	c.start(f)
+	c.kill(c.leader(ctx))
+	ents, _, err := cl.ReadDir(ctx, namespace.RootIno, "", 100)
+	if err != nil || !slices.Equal(names(ents), want) {
+		t.Fatalf("readdir after the restart and a leader loss: %v, %v; want %v", names(ents), err, want)
+	}
+	// The restarted member applies everything too (it may lag the
+	// leader's answer by a moment).
+	for {
+		ns := c.hosts[f].host.Namespace(c.ct)
+		got, _, err := ns.ReadDir(namespace.RootIno, "", 100)
+		if err == nil && slices.Equal(names(got), want) {
+			if err := ns.Check(); err != nil {
+				t.Fatal(err)
+			}
+			break
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("restarted member lists %v, want %v", names(got), want)
+		case <-time.After(10 * time.Millisecond):
+		}
 	}
 }
