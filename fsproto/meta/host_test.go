@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io/fs"
 	"slices"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -260,5 +261,55 @@ func TestMemberRestart(t *testing.T) {
 			t.Fatalf("restarted member lists %v, want %v", names(got), want)
 		case <-time.After(10 * time.Millisecond):
 		}
+	}
+}
+
+// TestConcurrentCreatesAcrossLeaderLoss runs exclusive creates of
+// distinct names from several goroutines while the leader stops: every
+// create must succeed exactly once (a retry after an ambiguous failure
+// must not answer EEXIST), and the directory must end up holding exactly
+// those names.
+func TestConcurrentCreatesAcrossLeaderLoss(t *testing.T) {
+	testutil.CheckLeaks(t)
+	c := newTestCluster(t, 3)
+	ctx := testContext(t)
+	const workers, perWorker = 4, 12
+	var wg sync.WaitGroup
+	errs := make(chan error, workers*perWorker)
+	killAt := make(chan struct{})
+	var once sync.Once
+	for w := range workers {
+		cl := c.client()
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range perWorker {
+				if w == 0 && i == perWorker/3 {
+					once.Do(func() { close(killAt) })
+				}
+				n := fmt.Sprintf("w%d-%02d", w, i)
+				res, err := cl.Apply(ctx, namespace.Create{Parent: namespace.RootIno, Name: n, Mode: 0o644, Excl: true})
+				if err != nil || !res.Created {
+					errs <- fmt.Errorf("create %s: %+v, %v", n, res, err)
+				}
+			}
+		}()
+	}
+	<-killAt
+	c.kill(c.leader(ctx))
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	var want []string
+	for w := range workers {
+		for i := range perWorker {
+			want = append(want, fmt.Sprintf("w%d-%02d", w, i))
+		}
+	}
+	ents, next, err := c.client().ReadDir(ctx, namespace.RootIno, "", 4096)
+	if err != nil || next != "" || !slices.Equal(names(ents), want) {
+		t.Fatalf("readdir: %v, %q, %v; want %v", names(ents), next, err, want)
 	}
 }
