@@ -278,9 +278,6 @@ func TestStateMachineSnapshot(t *testing.T) {
 // TestStateMachineForgetsOldest applies more than DedupeMax ids: the
 // oldest is forgotten (its retry applies again), the newest remembered.
 func TestStateMachineForgetsOldest(t *testing.T) {
-	if testing.Short() {
-		t.Skip("applies DedupeMax+1 commands")
-	}
 	sm := NewStateMachine()
 	cmd := mustCommand(t, namespace.SetAttr{Ino: 1, Mask: namespace.SetMode, Mode: 0o700})
 	for i := uint64(1); i <= DedupeMax+1; i++ {

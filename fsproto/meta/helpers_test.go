@@ -9,6 +9,7 @@ import (
 	stdnet "net"
 	"os"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
@@ -208,4 +209,40 @@ func testContext(t *testing.T) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
 	t.Cleanup(cancel)
 	return ctx
+}
+
+// movingMaps is a MapSource whose map the test replaces; Map long-polls
+// as the managers' client does.
+type movingMaps struct {
+	mu      sync.Mutex
+	m       *clustermap.Map
+	changed chan struct{}
+}
+
+func newMovingMaps(m *clustermap.Map) *movingMaps {
+	return &movingMaps{m: m, changed: make(chan struct{})}
+}
+
+func (s *movingMaps) set(m *clustermap.Map) {
+	s.mu.Lock()
+	s.m = m
+	close(s.changed)
+	s.changed = make(chan struct{})
+	s.mu.Unlock()
+}
+
+func (s *movingMaps) Map(ctx context.Context, after uint64) (*clustermap.Map, error) {
+	for {
+		s.mu.Lock()
+		m, changed := s.m, s.changed
+		s.mu.Unlock()
+		if m.Epoch > after {
+			return m, nil
+		}
+		select {
+		case <-changed:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
 }

@@ -1,6 +1,7 @@
 package meta
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -443,4 +444,71 @@ func doRead(ns *namespace.Namespace, r *readRequest, rep *readReply) (err error)
 		panic(fmt.Sprintf("meta: read op %d passed the decoder", r.Op))
 	}
 	return err
+}
+
+// Bounds of Follow's retries.
+const (
+	followPauseMin = 50 * time.Millisecond
+	followPauseMax = 2 * time.Second
+)
+
+// Follow keeps the host on the latest map until ctx ends: it calls SetMap
+// with the current map of maps, then with each newer one (long-polling
+// Map(ctx, epoch)). A map that fails to fetch, or whose SetMap fails
+// (a raft log that does not open), is tried again after a pause that
+// doubles up to 2 s. Run it on its own goroutine; it returns when ctx
+// ends.
+func (h *Host) Follow(ctx context.Context, maps MapSource) {
+	var epoch uint64
+	pause := followPauseMin
+	for ctx.Err() == nil {
+		m, err := maps.Map(ctx, epoch)
+		if err == nil {
+			if err = h.SetMap(m); err == nil {
+				epoch, pause = m.Epoch, followPauseMin
+				continue
+			}
+			// Not advancing epoch: the next Map answers at once, and
+			// SetMap tries the failed starts again.
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		h.log.Warn("meta: following the map", "epoch", epoch, "err", err)
+		t := time.NewTimer(pause)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return
+		}
+		pause = min(2*pause, followPauseMax)
+	}
+}
+
+// MemberStatus is one member's view of its container's group.
+type MemberStatus struct {
+	Container clustermap.ContainerID
+	raftgroup.Status
+}
+
+// Status returns the status of every member this host runs, by
+// container. A member that cannot answer within ctx is left out.
+func (h *Host) Status(ctx context.Context) []MemberStatus {
+	h.mu.Lock()
+	ms := make([]*member, 0, len(h.mu.members))
+	for _, mb := range h.mu.members {
+		ms = append(ms, mb)
+	}
+	h.mu.Unlock()
+	slices.SortFunc(ms, func(a, b *member) int { return cmp.Compare(a.c, b.c) })
+	var out []MemberStatus
+	for _, mb := range ms {
+		st, err := mb.g.Status(ctx)
+		if err != nil {
+			continue
+		}
+		out = append(out, MemberStatus{Container: mb.c, Status: st})
+	}
+	return out
 }

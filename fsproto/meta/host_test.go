@@ -1,6 +1,7 @@
 package meta
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -311,5 +312,58 @@ func TestConcurrentCreatesAcrossLeaderLoss(t *testing.T) {
 	ents, next, err := c.client().ReadDir(ctx, namespace.RootIno, "", 4096)
 	if err != nil || next != "" || !slices.Equal(names(ents), want) {
 		t.Fatalf("readdir: %v, %q, %v; want %v", names(ents), next, err, want)
+	}
+}
+
+// TestFollow drives a one-node host with moving maps: a new container's
+// group starts (a group of one, as the map has one node) and serves, a
+// deleted container's member stops.
+func TestFollow(t *testing.T) {
+	testutil.CheckLeaks(t)
+	c := newTestCluster(t, 1)
+	ctx := testContext(t)
+	h := c.hosts[0].host
+	maps := newMovingMaps(c.m)
+	fctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		h.Follow(fctx, maps)
+	}()
+	defer func() {
+		cancel()
+		<-done
+	}()
+	waitContainers := func(want ...clustermap.ContainerID) {
+		t.Helper()
+		for !slices.Equal(h.Containers(), want) {
+			select {
+			case <-ctx.Done():
+				t.Fatalf("host runs members of %v, want %v", h.Containers(), want)
+			case <-time.After(10 * time.Millisecond):
+			}
+		}
+	}
+	m, err := c.m.Apply(clustermap.CreateContainer{Name: "second", Policy: clustermap.Policy{Replicas: 1}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	second, _ := m.ContainerByName("second")
+	maps.set(m)
+	waitContainers(c.ct, second.ID)
+	cl := NewClient(second.ID, maps, c.pool)
+	if _, err := cl.Apply(ctx, namespace.Mkdir{Parent: namespace.RootIno, Name: "x", Mode: 0o700}); err != nil {
+		t.Fatal(err)
+	}
+	if m, err = m.Apply(clustermap.DeleteContainer{ID: c.ct}); err != nil {
+		t.Fatal(err)
+	}
+	maps.set(m)
+	waitContainers(second.ID)
+	if st := h.Status(ctx); len(st) != 1 || st[0].Container != second.ID || st[0].Leader != uint64(c.hosts[0].id) {
+		t.Fatalf("status %+v", st)
+	}
+	if _, err := NewClient(c.ct, maps, c.pool).StatFS(ctx); !errors.Is(err, clustermap.ErrNotFound) {
+		t.Fatalf("statfs of a deleted container: %v, want ErrNotFound", err)
 	}
 }
