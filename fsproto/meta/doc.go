@@ -9,9 +9,10 @@
 //
 //	h, err := meta.NewHost(meta.HostConfig{Node: id, Dir: dataDir + ".meta", Router: router})
 //	h.Register(mux)          // kinds 330-331, before the server starts
-//	err = h.SetMap(m)        // with every map the node learns
+//	go h.Follow(ctx, mc)     // SetMap with every map (mc: a *manager.Client)
+//	st := h.Status(ctx)      // each member's raft view, for status output
 //	...
-//	h.Close()
+//	cancel(); h.Close()      // after Follow returned
 //
 // Anywhere (mounts, tools), for one container:
 //
@@ -21,7 +22,9 @@
 //	attr, err := cl.Lookup(ctx, namespace.RootIno, "etc")
 //	ents, next, err := cl.ReadDir(ctx, attr.Ino, "", 128)
 //
-// The client package does not import engine (nor does this package).
+// This package does not import engine. A Client whose container is no
+// longer in the map fails with an error wrapping clustermap.ErrNotFound
+// (it re-reads the map after each round of failures).
 //
 // # Membership
 //
@@ -67,7 +70,8 @@
 // with that Result, changing nothing. So a retried exclusive Create
 // answers the first attempt's success, not EEXIST, and a retried Unlink
 // not ENOENT. The remembered results are replicated state, in the
-// snapshot.
+// snapshot (at most DedupeMax × about 100 bytes: some 2 MB per container
+// in memory and in each snapshot).
 //
 // raftgroup's outcomes map to codes that say whether the op applied:
 //
