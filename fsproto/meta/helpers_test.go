@@ -21,6 +21,7 @@ import (
 const (
 	testClusterID = "meta-test"
 	testKeyID     = "cluster"
+	testReaderKey = "reader"
 	// waitTimeout bounds every wait of the tests; only a hang reaches it.
 	waitTimeout = 30 * time.Second
 )
@@ -34,10 +35,12 @@ func testLogger() *slog.Logger {
 	return slog.New(slog.NewTextHandler(io.Discard, nil))
 }
 
-func testPool(t *testing.T) *net.Pool {
+func testPool(t *testing.T) *net.Pool { return testKeyPool(t, testKeyID) }
+
+func testKeyPool(t *testing.T, key string) *net.Pool {
 	t.Helper()
 	pool, err := net.NewPool(net.PoolConfig{
-		Client:       net.ClientConfig{ClusterID: testClusterID, KeyID: testKeyID, Secret: testSecret, Logger: testLogger()},
+		Client:       net.ClientConfig{ClusterID: testClusterID, KeyID: key, Secret: testSecret, Logger: testLogger()},
 		ConnsPerPeer: 1, BackoffBase: 10 * time.Millisecond, BackoffMax: 100 * time.Millisecond, Seed: 1,
 	})
 	if err != nil {
@@ -134,6 +137,7 @@ func (c *testCluster) startOn(i int, ln stdnet.Listener) {
 	h := c.hosts[i]
 	var keys net.MemKeyStore
 	keys.Add(testKeyID, testSecret, false)
+	keys.Add(testReaderKey, testSecret, true)
 	mux := net.NewServeMux()
 	h.pool = testPool(c.t)
 	router, err := raftgroup.NewNetRouter(raftgroup.NetRouterConfig{Pool: h.pool, Mux: mux, CallTimeout: time.Second, Logger: testLogger()})

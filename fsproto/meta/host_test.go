@@ -367,3 +367,25 @@ func TestFollow(t *testing.T) {
 		t.Fatalf("statfs of a deleted container: %v, want ErrNotFound", err)
 	}
 }
+
+// TestReadOnlyKey: a read-only key reads but cannot change the namespace.
+func TestReadOnlyKey(t *testing.T) {
+	testutil.CheckLeaks(t)
+	c := newTestCluster(t, 3)
+	ctx := testContext(t)
+	if _, err := c.client().Apply(ctx, namespace.Mkdir{Parent: namespace.RootIno, Name: "d", Mode: 0o755}); err != nil {
+		t.Fatal(err)
+	}
+	pool := testKeyPool(t, testReaderKey)
+	defer pool.Close()
+	ro := NewClient(c.ct, staticMaps{c.m}, pool)
+	if _, err := ro.Lookup(ctx, namespace.RootIno, "d"); err != nil {
+		t.Fatalf("lookup with a read-only key: %v", err)
+	}
+	if _, err := ro.Apply(ctx, namespace.Rmdir{Parent: namespace.RootIno, Name: "d"}); !errors.Is(err, ErrReadOnly) {
+		t.Fatalf("rmdir with a read-only key: %v, want ErrReadOnly", err)
+	}
+	if _, err := ro.Lookup(ctx, namespace.RootIno, "d"); err != nil {
+		t.Fatalf("the refused rmdir removed the directory: %v", err)
+	}
+}
