@@ -330,3 +330,26 @@ func classify(err error) (final error) {
 	// corrupt replies: another member (or a new connection) may do better.
 	return nil
 }
+
+// Errno maps an error of a Client call to the errno a file system mount
+// should return: the namespace's own errno when it refused the call,
+// EROFS for ErrReadOnly, ENOENT for a container that is not in the map,
+// EINTR when ctx was cancelled and ETIMEDOUT when its deadline passed (the
+// op may or may not have applied), EIO for anything else; 0 for nil.
+func Errno(err error) syscall.Errno {
+	switch {
+	case err == nil:
+		return 0
+	case namespace.Errno(err) != 0:
+		return namespace.Errno(err)
+	case errors.Is(err, ErrReadOnly):
+		return syscall.EROFS
+	case errors.Is(err, clustermap.ErrNotFound):
+		return syscall.ENOENT
+	case errors.Is(err, context.Canceled):
+		return syscall.EINTR
+	case errors.Is(err, context.DeadlineExceeded):
+		return syscall.ETIMEDOUT
+	}
+	return syscall.EIO
+}

@@ -2,6 +2,7 @@ package meta
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"slices"
@@ -341,5 +342,25 @@ func TestMembers(t *testing.T) {
 	}
 	if GroupID(ct.ID) == 1 || GroupID(1) == GroupID(2) {
 		t.Fatal("group ids collide")
+	}
+}
+
+func TestErrno(t *testing.T) {
+	for _, tc := range []struct {
+		err  error
+		want syscall.Errno
+	}{
+		{nil, 0},
+		{&namespace.Error{Op: "create", Ino: 1, Name: "x", Errno: syscall.EEXIST}, syscall.EEXIST},
+		{fmt.Errorf("meta: op: %w", &namespace.Error{Op: "rmdir", Errno: syscall.ENOTEMPTY}), syscall.ENOTEMPTY},
+		{fmt.Errorf("meta: node 1: %w: key", ErrReadOnly), syscall.EROFS},
+		{fmt.Errorf("meta: container 3: %w", clustermap.ErrNotFound), syscall.ENOENT},
+		{fmt.Errorf("meta: op: %w", context.DeadlineExceeded), syscall.ETIMEDOUT},
+		{fmt.Errorf("meta: op: %w", context.Canceled), syscall.EINTR},
+		{corrupt("bad"), syscall.EIO},
+	} {
+		if got := Errno(tc.err); got != tc.want {
+			t.Errorf("Errno(%v) = %v, want %v", tc.err, got, tc.want)
+		}
 	}
 }
