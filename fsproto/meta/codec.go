@@ -125,7 +125,14 @@ const (
 	ReadGetXattr  ReadOp = 5 // ino, name
 	ReadListXattr ReadOp = 6 // ino
 	ReadStatFS    ReadOp = 7 // nothing
+	// ReadMembers asks any member (leader or not, no read barrier) for
+	// the voters of its group's configuration; a Host with an empty log
+	// asks before it bootstraps. Nothing else in the request.
+	ReadMembers ReadOp = 8
 )
+
+// votersMax bounds the voters in a ReadMembers reply.
+const votersMax = 64
 
 // readDirLimitMax bounds a ReadDir page, so a reply stays far below the
 // connection's payload limit: 4096 entries of at most 266 bytes is about
@@ -169,7 +176,7 @@ func decodeReadRequest(b []byte) (readRequest, error) {
 		return r, corrupt("read request version %d, want %d", b[0], msgVersion)
 	}
 	r.Op = ReadOp(b[1])
-	if r.Op < ReadLookup || r.Op > ReadStatFS {
+	if r.Op < ReadLookup || r.Op > ReadMembers {
 		return r, corrupt("read request op %d unknown", b[1])
 	}
 	if b[2] != 0 || b[3] != 0 {
@@ -224,6 +231,9 @@ const (
 //	GetXattr:   | value len u32 (<= 64 KiB) | value |
 //	ListXattr:  | n u32 | name str * n |
 //	StatFS:     | inodes u64 | bytes u64 | quota bytes u64 | quota inodes u64 | reclaiming u64 |
+//	Members:    | n u32 (<= 64) | (voter node id u64 | match u64) * n |
+//	            match: the leader's replicated index for the voter; 0 when
+//	            the answering member does not lead (then hint != its id)
 type replyHeader struct {
 	Status uint8
 	Leader clustermap.NodeID
@@ -274,6 +284,15 @@ type readReply struct {
 	Value   []byte
 	Names   []string
 	StatFS  namespace.StatFS
+	Voters  []Voter
+}
+
+// Voter is one voter of a group's configuration in a ReadMembers reply.
+// Match is the highest log index the answering member knows replicated on
+// it when that member leads, else 0.
+type Voter struct {
+	Node  clustermap.NodeID
+	Match uint64
 }
 
 // Bounds the read-reply decoder enforces before allocating.
@@ -323,6 +342,12 @@ func appendReadReply(b []byte, op ReadOp, r *readReply) []byte {
 		w.u64(s.QuotaBytes)
 		w.u64(s.QuotaInodes)
 		w.u64(uint64(s.Reclaiming))
+	case ReadMembers:
+		w.u32(uint32(len(r.Voters)))
+		for _, v := range r.Voters {
+			w.u64(uint64(v.Node))
+			w.u64(v.Match)
+		}
 	default:
 		panic(fmt.Sprintf("meta: encode read reply for op %d", op))
 	}
@@ -405,6 +430,17 @@ func decodeReadReply(op ReadOp, b []byte) (readReply, error) {
 			rd.fail("reclaiming %d", rc)
 		}
 		s.Reclaiming = int(rc)
+	case ReadMembers:
+		n := rd.u32("voter count")
+		if rd.err == nil && (n > votersMax || uint64(n)*16 > uint64(len(rd.b))) {
+			rd.fail("%d voters in %d bytes, at most %d", n, len(rd.b), votersMax)
+		}
+		if rd.err == nil {
+			r.Voters = make([]Voter, 0, n)
+		}
+		for i := uint32(0); rd.err == nil && i < n; i++ {
+			r.Voters = append(r.Voters, Voter{Node: clustermap.NodeID(rd.u64("voter")), Match: rd.u64("voter match")})
+		}
 	default:
 		return r, corrupt("read reply for unknown op %d", op)
 	}

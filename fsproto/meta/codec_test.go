@@ -64,6 +64,7 @@ func FuzzDecodeReadRequest(f *testing.F) {
 		{Op: ReadGetAttr, Container: 2, Ino: 9},
 		{Op: ReadDir, Container: 1, Ino: 1, Name: "cookie", Limit: 128},
 		{Op: ReadStatFS, Container: 1},
+		{Op: ReadMembers, Container: 4},
 		{Op: ReadDir, Container: 1, Ino: 1, Limit: 0},
 		{Op: 9, Container: 1},
 	} {
@@ -114,6 +115,7 @@ func seedReadReplies() map[ReadOp][]readReply {
 		ReadGetXattr:  {{Value: []byte("value")}, {Err: &namespace.Error{Op: "getxattr", Ino: 4, Name: "user.x", Errno: syscall.ENODATA}}},
 		ReadListXattr: {{Names: []string{"user.a", "user.b"}}},
 		ReadStatFS:    {{StatFS: namespace.StatFS{Inodes: 4, Bytes: 100, QuotaBytes: 1 << 30, Reclaiming: 2}}},
+		ReadMembers:   {{Voters: []Voter{{1, 9}, {2, 0}, {3, 7}}}, {Voters: []Voter{}}},
 	}
 }
 

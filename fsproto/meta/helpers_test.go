@@ -108,14 +108,27 @@ func newTestCluster(t *testing.T, n int) *testCluster {
 		}
 		c.pool.Close()
 	})
+	// Servers first, then the members: a member's probe of its peers
+	// then gets answers rather than waiting for a server to start.
 	for i := range n {
-		c.startOn(i, lns[i])
+		c.serveOn(i, lns[i])
+	}
+	for i := range n {
+		c.setMap(i)
 	}
 	return c
 }
 
 // start restarts host i on its address, from its directory.
 func (c *testCluster) start(i int) {
+	c.t.Helper()
+	c.restartServer(i)
+	c.setMap(i)
+}
+
+// restartServer restarts host i's server and Host on its address, with
+// no member yet.
+func (c *testCluster) restartServer(i int) {
 	c.t.Helper()
 	var ln stdnet.Listener
 	var err error
@@ -129,10 +142,18 @@ func (c *testCluster) start(i int) {
 	if err != nil {
 		c.t.Fatal(err)
 	}
-	c.startOn(i, ln)
+	c.serveOn(i, ln)
 }
 
-func (c *testCluster) startOn(i int, ln stdnet.Listener) {
+func (c *testCluster) setMap(i int) {
+	c.t.Helper()
+	if err := c.hosts[i].host.SetMap(c.m); err != nil {
+		c.t.Fatal(err)
+	}
+}
+
+// serveOn starts host i's server and Host, with no member yet.
+func (c *testCluster) serveOn(i int, ln stdnet.Listener) {
 	c.t.Helper()
 	h := c.hosts[i]
 	var keys net.MemKeyStore
@@ -145,7 +166,7 @@ func (c *testCluster) startOn(i int, ln stdnet.Listener) {
 		c.t.Fatal(err)
 	}
 	host, err := NewHost(HostConfig{
-		Node: h.id, Dir: h.dir, Router: router,
+		Node: h.id, Dir: h.dir, Router: router, Pool: h.pool,
 		TickInterval: 10 * time.Millisecond, SnapshotEvery: 8, Logger: testLogger(),
 	})
 	if err != nil {
@@ -158,9 +179,6 @@ func (c *testCluster) startOn(i int, ln stdnet.Listener) {
 	}
 	h.srv, h.host, h.served = srv, host, make(chan error, 1)
 	go func() { h.served <- srv.Serve(ln) }()
-	if err := host.SetMap(c.m); err != nil {
-		c.t.Fatal(err)
-	}
 }
 
 // kill stops host i as a crashed process would stop.

@@ -36,6 +36,10 @@ type HostConfig struct {
 	// Router carries raft traffic (kind 300); container c's member uses
 	// Router.Transport(GroupID(c)).
 	Router *raftgroup.NetRouter
+	// Pool reaches the other nodes' Hosts: a member with an empty log asks
+	// them whether the group runs already (see the package doc). The host
+	// uses it and does not close it.
+	Pool *net.Pool
 	// ProposeTimeout bounds an op's proposal and a read's barrier on
 	// this node. Default DefaultProposeTimeout.
 	ProposeTimeout time.Duration
@@ -57,6 +61,9 @@ func (c *HostConfig) validate() error {
 	}
 	if c.Router == nil {
 		errs = append(errs, "Router is nil, want the node's raftgroup.NetRouter")
+	}
+	if c.Pool == nil {
+		errs = append(errs, "Pool is nil, want the node's net.Pool")
 	}
 	if c.ProposeTimeout < 0 {
 		errs = append(errs, fmt.Sprintf("ProposeTimeout %v is negative, want >= 0 (0: default)", c.ProposeTimeout))
@@ -194,6 +201,15 @@ func (h *Host) start(c clustermap.ContainerID, peers []raftgroup.Peer) (*member,
 	if err != nil {
 		return nil, fmt.Errorf("meta: container %d: open raft log: %w", c, err)
 	}
+	if fresh, err := emptyLog(store); err != nil {
+		store.Close()
+		return nil, fmt.Errorf("meta: container %d: %w", c, err)
+	} else if fresh {
+		if err := h.probe(c, peers); err != nil {
+			store.Close()
+			return nil, err
+		}
+	}
 	sm := NewStateMachine()
 	g, err := raftgroup.Start(raftgroup.Config{
 		ID:            uint64(h.cfg.Node),
@@ -211,6 +227,98 @@ func (h *Host) start(c clustermap.ContainerID, peers []raftgroup.Peer) (*member,
 		return nil, fmt.Errorf("meta: container %d: start raft group: %w", c, err)
 	}
 	return &member{c: c, store: store, sm: sm, g: g}, nil
+}
+
+// emptyLog reports whether a raft log holds nothing (no hard state, no
+// entry, no snapshot): a member starting on it would bootstrap.
+func emptyLog(store *raftlog.Storage) (bool, error) {
+	hs, _, err := store.InitialState()
+	if err != nil {
+		return false, fmt.Errorf("read raft state: %w", err)
+	}
+	last, err := store.LastIndex()
+	if err != nil {
+		return false, fmt.Errorf("read raft last index: %w", err)
+	}
+	return hs.GetTerm() == 0 && hs.GetVote() == 0 && hs.GetCommit() == 0 && last == 0, nil
+}
+
+// Bounds of probe's questions to one peer.
+const (
+	probeDialWait = 300 * time.Millisecond
+	probeTimeout  = time.Second
+)
+
+// probe runs before a member with an empty log bootstraps: it asks every
+// other member whether it runs the group already, and refuses to start
+// when bootstrapping would fork the group:
+//
+//   - a member runs it without this node among its voters: Members
+//     changed since the group began (nodes added or taken Out), and
+//     membership repair is not done;
+//   - the leader knows entries replicated on this node beyond the
+//     bootstrap ones: this node lost its raft log (a replaced disk).
+//     Raft cannot take it back as it is (the leader would commit past
+//     its log); it needs RemoveMember and AddMember, not done.
+//
+// Otherwise it bootstraps with the same Peers as every initial member
+// (raft's bootstrap entries are then identical), which is right at a
+// container's creation whatever order the members start in.
+//
+// NB: peers that do not answer count as not running the group, and a
+// follower does not know the leader's view, so a lost log or a changed
+// membership with the leader unreachable still bootstraps; see the
+// package doc.
+func (h *Host) probe(c clustermap.ContainerID, peers []raftgroup.Peer) error {
+	hdr := readRequest{Op: ReadMembers, Container: c}.append(nil)
+	for _, p := range peers {
+		if p.ID == uint64(h.cfg.Node) {
+			continue
+		}
+		voters, leader, ok := h.askMembers(p.Addr, hdr)
+		if !ok {
+			continue
+		}
+		i := slices.IndexFunc(voters, func(v Voter) bool { return v.Node == h.cfg.Node })
+		if i < 0 {
+			return fmt.Errorf("meta: container %d: node %d (%s) runs the group with voters %v, without this node %d: membership changed, and repair is not done", c, p.ID, p.Addr, voters, h.cfg.Node)
+		}
+		if leader == clustermap.NodeID(p.ID) && voters[i].Match > uint64(len(peers)) {
+			return fmt.Errorf("meta: container %d: leader %d (%s) has entries up to %d replicated on this node %d, whose raft log is empty: the log was lost, and repair is not done", c, p.ID, p.Addr, voters[i].Match, h.cfg.Node)
+		}
+	}
+	return nil
+}
+
+// askMembers asks the host at addr for its voters and the leader it
+// knows; ok is false when it does not run the group or does not answer.
+func (h *Host) askMembers(addr string, hdr []byte) (voters []Voter, leader clustermap.NodeID, ok bool) {
+	ctx, cancel := context.WithTimeout(context.Background(), probeDialWait)
+	conn, err := h.cfg.Pool.Get(ctx, addr)
+	cancel()
+	if err != nil {
+		return nil, 0, false
+	}
+	ctx, cancel = context.WithTimeout(context.Background(), probeTimeout)
+	defer cancel()
+	resp, err := conn.Call(ctx, KindRead, hdr, nil)
+	if err != nil {
+		return nil, 0, false
+	}
+	defer resp.Release()
+	var body []byte
+	if resp.Payload != nil {
+		body = resp.Payload.Bytes()
+	}
+	rh, err := decodeReplyHeader(resp.Header, len(body))
+	if err != nil || rh.Status != statusOK {
+		return nil, 0, false
+	}
+	rep, err := decodeReadReply(ReadMembers, body)
+	if err != nil || rep.Err != nil || len(rep.Voters) == 0 {
+		return nil, 0, false
+	}
+	return rep.Voters, rh.Leader, true
 }
 
 func (h *Host) stopMember(mb *member) {
@@ -396,6 +504,10 @@ func (h *Host) serveRead(ctx context.Context, req *net.Request, w *net.ResponseW
 		w.Error(CodeNoMember, fmt.Sprintf("meta: node %d runs no member of container %d", h.cfg.Node, r.Container))
 		return
 	}
+	if r.Op == ReadMembers {
+		h.serveMembers(ctx, mb, w)
+		return
+	}
 	if h.notServing(mb, w) {
 		return
 	}
@@ -422,6 +534,27 @@ func (h *Host) serveRead(ctx context.Context, req *net.Request, w *net.ResponseW
 	if err := w.Reply(replyHeader{Leader: h.cfg.Node}.append(nil), [][]byte{body}, nil); err != nil {
 		w.Error(CodeRejected, fmt.Sprintf("meta: node %d: read reply of %d bytes: %v", h.cfg.Node, len(body), err))
 	}
+}
+
+// serveMembers answers ReadMembers from this member's configuration,
+// leader or not.
+func (h *Host) serveMembers(ctx context.Context, mb *member, w *net.ResponseWriter) {
+	sctx, cancel := context.WithTimeout(ctx, h.cfg.ProposeTimeout)
+	st, err := mb.g.Status(sctx)
+	cancel()
+	if err == nil {
+		err = mb.g.Err()
+	}
+	if err != nil {
+		w.Error(CodeUnavailable, fmt.Sprintf("meta: node %d, container %d: status: %v", h.cfg.Node, mb.c, err))
+		return
+	}
+	rep := readReply{}
+	for _, v := range st.Voters {
+		rep.Voters = append(rep.Voters, Voter{Node: clustermap.NodeID(v), Match: st.Match[v]})
+	}
+	body := appendReadReply(nil, ReadMembers, &rep)
+	w.Reply(replyHeader{Leader: clustermap.NodeID(st.Leader)}.append(nil), [][]byte{body}, nil)
 }
 
 func doRead(ns *namespace.Namespace, r *readRequest, rep *readReply) (err error) {

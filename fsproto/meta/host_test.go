@@ -5,7 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	stdnet "net"
+	"os"
+	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -217,10 +221,17 @@ func TestFollowerNotLeader(t *testing.T) {
 }
 
 // TestMemberRestart stops a follower, makes changes without it, restarts
-// it from its raft log and then stops the leader: the group of the
-// restarted member and the remaining one serves everything, so the
-// restarted member kept its log and caught up.
+// it from its raft log and then stops the leader: the restarted member
+// and the remaining one serve everything, so the restarted member caught
+// up. With its log lost, the restarted host refuses to bootstrap a
+// second history (raft would crash it) and the other two carry on.
 func TestMemberRestart(t *testing.T) {
+	for _, wipe := range []bool{false, true} {
+		t.Run(fmt.Sprintf("wipe=%v", wipe), func(t *testing.T) { testMemberRestart(t, wipe) })
+	}
+}
+
+func testMemberRestart(t *testing.T, wipe bool) {
 	testutil.CheckLeaks(t)
 	c := newTestCluster(t, 3)
 	ctx := testContext(t)
@@ -231,6 +242,11 @@ func TestMemberRestart(t *testing.T) {
 	lead := c.leader(ctx)
 	f := (lead + 1) % 3
 	c.kill(f)
+	if wipe {
+		if err := os.RemoveAll(c.hosts[f].dir); err != nil {
+			t.Fatal(err)
+		}
+	}
 	want := []string{"d0"}
 	for i := 1; i <= 12; i++ { // past SnapshotEvery: the leader compacts meanwhile
 		n := fmt.Sprintf("d%d", i)
@@ -240,6 +256,17 @@ func TestMemberRestart(t *testing.T) {
 		want = append(want, n)
 	}
 	slices.Sort(want)
+	if wipe {
+		c.restartServer(f)
+		err := c.hosts[f].host.SetMap(c.m)
+		if err == nil || !strings.Contains(err.Error(), "log was lost") {
+			t.Fatalf("SetMap with a lost log: %v, want a refusal", err)
+		}
+		if _, err := cl.Apply(ctx, namespace.Mkdir{Parent: namespace.RootIno, Name: "more", Mode: 0o755}); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
 	c.start(f)
 	c.kill(c.leader(ctx))
 	ents, _, err := cl.ReadDir(ctx, namespace.RootIno, "", 100)
@@ -387,5 +414,48 @@ func TestReadOnlyKey(t *testing.T) {
 	}
 	if _, err := ro.Lookup(ctx, namespace.RootIno, "d"); err != nil {
 		t.Fatalf("the refused rmdir removed the directory: %v", err)
+	}
+}
+
+// TestNewcomerRefused adds a node that Members now ranks into the
+// container's group: with an empty log, it finds the group running
+// without it and refuses to bootstrap a second configuration; the old
+// members keep serving.
+func TestNewcomerRefused(t *testing.T) {
+	testutil.CheckLeaks(t)
+	c := newTestCluster(t, 3)
+	ctx := testContext(t)
+	c.leader(ctx)
+	ln, err := stdnet.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m *clustermap.Map
+	var id clustermap.NodeID
+	for id = 4; ; id++ {
+		if m, err = c.m.Apply(clustermap.AddNode{ID: id, Addr: ln.Addr().String(), Capacity: 1 << 40,
+			Labels: map[string]string{"zone": "z4"}}); err != nil {
+			t.Fatal(err)
+		}
+		if ids, _ := Members(m, c.ct); slices.Contains(ids, id) {
+			break
+		}
+	}
+	c.hosts = append(c.hosts, &testHost{id: id, addr: ln.Addr().String(), dir: filepath.Join(t.TempDir(), "new")})
+	c.serveOn(3, ln)
+	err = c.hosts[3].host.SetMap(m)
+	if err == nil || !strings.Contains(err.Error(), "membership changed") {
+		t.Fatalf("newcomer's SetMap: %v, want a refusal", err)
+	}
+	if got := c.hosts[3].host.Containers(); len(got) != 0 {
+		t.Fatalf("newcomer runs members of %v", got)
+	}
+	for i := range 3 {
+		if err := c.hosts[i].host.SetMap(m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := c.client().Apply(ctx, namespace.Mkdir{Parent: namespace.RootIno, Name: "still", Mode: 0o755}); err != nil {
+		t.Fatal(err)
 	}
 }
