@@ -41,15 +41,22 @@
 // group bootstrapped (raftgroup: Peers only gives addresses after that).
 //
 // Not done (membership repair): a member whose node is taken Out is not
-// replaced, and nodes added later can change Members' answer for an
-// existing container; a newly computed member with an empty log would
-// then bootstrap a configuration the running members do not share.
-// Removing this needs the map to record each container's metadata
-// members at CreateContainer (clustermap), and a repair loop on the
-// leader that calls raftgroup AddMember/RemoveMember when a member is
-// Out (new members start with Join). Until then, create containers once
-// the cluster's nodes are in the map, and do not take metadata members
-// Out.
+// replaced, a node that lost its raft log is not re-added, and nodes
+// added later can change Members' answer for an existing container.
+// What is done is refusing to fork a group: a member with an empty log
+// first asks the other members (read op 8, any member answers with its
+// voters and, on the leader, each voter's replicated index) and does not
+// start when a member runs the group without it (membership changed) or
+// the leader has entries replicated on it beyond the bootstrap ones (its
+// log was lost: raft would panic the node when the leader's commit index
+// passed its empty log). SetMap returns that refusal; Follow retries and
+// logs it. Peers that do not answer count as not running the group, so
+// with the leader unreachable the refusal can be missed. Removing all
+// this needs the map to record each container's metadata members at
+// CreateContainer (clustermap), and a repair loop on the leader that
+// calls raftgroup RemoveMember/AddMember (new members start with Join).
+// Until then, create containers once the cluster's nodes are in the map,
+// and do not take metadata members Out.
 //
 // SetMap starts a member for each container whose Members include this
 // node (its raft log in Dir/container-<id>), bootstrapping the group from
@@ -113,7 +120,8 @@
 //	+-----+----+----------+--------+-----------+-----+----------+------+
 //	op: 1 lookup (ino = parent, name), 2 getattr, 3 readdir (name =
 //	cookie, limit 1..4096), 4 readlink, 5 getxattr (name), 6 listxattr,
-//	7 statfs; limit 0 except for readdir; name <= 255 bytes
+//	7 statfs, 8 members (any member answers, no barrier); limit 0
+//	except for readdir; name <= 255 bytes
 //
 // Every successful reply: a 16-byte header, the body in the payload:
 //
@@ -137,6 +145,9 @@
 //	getxattr:  | value len u32 (<= 64 KiB) | value |
 //	listxattr: | n u32 | name str * n |
 //	statfs:    | inodes u64 | bytes u64 | quota bytes u64 | quota inodes u64 | reclaiming u64 |
+//	members:   | n u32 (<= 64) | (voter node id u64 | match u64) * n |
+//	           match: the leader's replicated index on the voter, 0 when
+//	           the answering member does not lead (hint != its id)
 //
 // Stored in the raft log (on disk and between members), an entry is:
 //
