@@ -43,7 +43,9 @@
 // sides list their objects changed since base = min(replica's max, own
 // max) - W (the replica pages its list with ListReq/ListResp), and for
 // every object of the union the primary sends its current state (whole
-// data, or a tombstone) with its seq (SyncObject). The replica installs it
+// data, or a tombstone) with its seq (SyncObject), or only its digest when
+// the replica listed it at the same seq (SyncSame, see "Sync moves only
+// what differs"). The replica installs it
 // unless it holds that object at a seq >= max(epochStart, seq+1): state
 // from an older epoch may be divergent (a mutation never acknowledged), so
 // the primary's state wins over it, while a live mutation of this epoch
@@ -56,6 +58,33 @@
 // already hold everything a client was told is durable. Backfilling
 // replicas sync while the PG is active, throttled to SyncBytesPerTick per
 // tick, with Progress (objects and bytes done/total) reported.
+//
+// Sync moves only what differs. When the replica listed an object at the
+// very seq the primary holds it at, the primary sends SyncSame instead of
+// the data: the seq, the SHA-256 of the data and the object's request ids.
+// The replica reads its object (StoreGet) and counts it installed only if
+// it is live at that seq with data of that digest, and if no mutation of
+// the object (Apply or Install, of any epoch or role) was in flight when
+// the read started nor was submitted before it finished. Then it replaces
+// its ids of the object by the primary's, as an install does, and answers
+// SyncAck installed; otherwise it answers not installed and the primary
+// sends that object whole for the rest of the sync. Tombstones always
+// travel as SyncObject (no data to save). Invariant (why skipping is as
+// good as installing): an install writes exactly (seq, live, data); a
+// matching replica already holds exactly that, up to a SHA-256 collision.
+// Seqs alone could not prove it: they repeat across branches (a cut-off
+// primary issues seqs the next epoch issues again), and even an epoch
+// tagged seq names a mutation, not a state, since a backfilling replica
+// applies forwards to objects the sync has not reached yet. What the
+// replica holds is durable: every mutation that made it had completed
+// (completion means durable) before the read, so a crash after the ack
+// cannot take the state back, which an ack built on a read of an unflushed
+// mutation could (the next base may lie above that object's seq). A
+// mutation submitted during the check would make the state read stale, so
+// the check fails then. Nothing is assumed about the replica's seq being
+// issued by the primary's branch: equal data at an equal seq is the state
+// the primary would install, whatever its history; the ids of that history
+// are dropped like an install drops them.
 //
 // Sync marks. Before it answers the first ListReq of a sync, a replica
 // durably records a mark (the sync's base; the store keeps the lowest),
@@ -172,6 +201,13 @@
 //	deleted: no data; ridCount <= MaxObjectRIDs: the ids of the object's
 //	mutations the state includes
 //
+//	SyncSame (72 bytes + ridCount x 24)
+//	+-----+------------+--------+----------+---------+---------+-------------------+
+//	| seq | epochStart | object | ridCount | rsvd =0 | digest  | (request id, seq)* |
+//	| u64 | u64        | [16]   | u16      | [6]     | [32]    | [16] u64           |
+//	+-----+------------+--------+----------+---------+---------+-------------------+
+//	digest: SHA-256 of the object's data; ridCount <= MaxObjectRIDs
+//
 //	SyncAck (24 bytes)
 //	+--------+-----------+---------+
 //	| object | installed | rsvd =0 |
@@ -215,6 +251,12 @@
 //     a primary cut off issues seqs that the next epoch issues again. A
 //     sync therefore compares nothing but seqs against epochStart, and
 //     drops a replica's ids of every object it installs.
+//   - SyncSame saves the network and the replica's writes, not reads:
+//     the replica reads and hashes every object in the window, and the
+//     primary reads and hashes its own. A tombstone is always resent
+//     (EngineStore does not report a tombstone's seq). An object the
+//     replica listed at a different seq is sent whole even if its data
+//     is equal.
 //   - A sync resends an object while the replica holds a newer live seq
 //     of it; if the primary's own apply of that mutation failed, it resends
 //     until the next epoch.

@@ -196,10 +196,15 @@ func TestEngineBackfillMovesOnlyMissing(t *testing.T) {
 	c.run(func() bool { return slices.Contains(c.caughtUp[3], CaughtUp{PG: pg, Epoch: 3}) })
 	moved := c.nodes[1].Stats().SyncObjectsSent - sentBefore
 	// Changed while away: after new objects, after overwrites, 1 delete;
-	// plus at most the window before node 3's last seq (and node 2's
-	// reconciliation, which is within the window too).
-	if lo, hi := uint64(2*after+1), uint64(2*after+1+2*window); moved < lo || moved > hi {
-		t.Fatalf("backfill moved %d objects, want %d..%d (of %d)", moved, lo, hi, before+after)
+	// and that delete again to node 2 (within its window; a tombstone
+	// carries no data, so it is always sent). The rest of the window
+	// before node 3's last seq, and of node 2's, is checked in place
+	// (SyncSame), not moved.
+	if want := uint64(2*after + 1 + 1); moved != want {
+		t.Fatalf("backfill moved %d objects, want %d (of %d)", moved, want, before+after)
+	}
+	if kept := c.nodes[1].Stats().SyncSameKept; kept < window {
+		t.Fatalf("%d objects kept in place, want at least the window %d", kept, window)
 	}
 	for _, p := range c.nodes[1].Progress() {
 		if p.Replica != 3 {
@@ -223,6 +228,19 @@ func TestEngineBackfillMovesOnlyMissing(t *testing.T) {
 		t.Fatalf("read at a replica: %+v", r)
 	}
 
+	// A new epoch with nothing changed (as after a restart) moves no
+	// data: each replica's window is kept in place but for the deleted
+	// object, whose tombstone (no data) is sent again.
+	before4 := c.nodes[1].Stats()
+	c.view(View{PG: pg, Epoch: 4, Replicas: []uint64{1, 2, 3}})
+	c.write(1, pg, 8, "after epoch 4")
+	st := c.nodes[1].Stats()
+	if moved, kept, bytes := st.SyncObjectsSent-before4.SyncObjectsSent, st.SyncSameKept-before4.SyncSameKept,
+		st.SyncBytesSent-before4.SyncBytesSent; moved != 2 || kept != 2*(window-1) || bytes != 0 {
+		t.Fatalf("an epoch change without changes moved %d objects (%d bytes) and kept %d, want 2 (0 bytes) and %d",
+			moved, bytes, kept, 2*(window-1))
+	}
+
 	// Every replica holds the same objects.
 	for i := range before + after {
 		var want []byte
@@ -238,6 +256,34 @@ func TestEngineBackfillMovesOnlyMissing(t *testing.T) {
 				t.Fatalf("object %d: node %d has %q, primary %q", i, id, p[:n], want)
 			}
 		}
+	}
+}
+
+// TestEngineSyncSameDivergent: a replica holding an object at the
+// primary's seq but with other data (a seq issued again by a cut-off
+// primary) refuses the SyncSame and gets the object whole.
+func TestEngineSyncSameDivergent(t *testing.T) {
+	testutil.CheckLeaks(t)
+	c := newLiveCluster(t, 1, 2)
+	const pg = 6
+	c.view(View{PG: pg, Epoch: 1, Replicas: []uint64{1, 2}})
+	r := c.write(1, pg, 0, "primary's")
+	done := make(chan StoreResult, 1)
+	c.stores[2].Submit(StoreOp{Kind: StoreInstall, PG: pg, Object: objN(0), Seq: r.Seq, Data: []byte("divergent")},
+		func(r StoreResult) { done <- r })
+	if res := <-done; res.Err != nil || res.Skipped {
+		t.Fatalf("install on node 2: %+v", res)
+	}
+	c.view(View{PG: pg, Epoch: 2, Replicas: []uint64{1, 2}})
+	c.write(1, pg, 1, "epoch 2")
+	st := c.nodes[1].Stats()
+	if st.SyncObjectsSent != 1 || st.SyncSameSent == 0 || st.SyncSameKept != 0 {
+		t.Fatalf("stats %+v, want the divergent object moved once after a refused SyncSame", st)
+	}
+	p := make([]byte, 64)
+	n, err := c.engines[2].Read(objN(0), 0, p)
+	if (err != nil && err != io.EOF) || string(p[:n]) != "primary's" {
+		t.Fatalf("node 2 holds %q (%v), want the primary's state", p[:n], err)
 	}
 }
 

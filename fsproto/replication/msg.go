@@ -27,11 +27,14 @@ const (
 	MsgReadCheck    MsgKind = 11 // primary → replica: still in Epoch? (Seq = round)
 	MsgReadCheckAck MsgKind = 12 // replica → primary: yes (Seq = round)
 	MsgStale        MsgKind = 13 // either way: your epoch is old; Epoch = mine
-	msgKindEnd      MsgKind = 14
+	// MsgSyncSame: primary → replica: keep Object if you hold it at Seq
+	// with data whose SHA-256 is Digest (answered with SyncAck).
+	MsgSyncSame MsgKind = 14
+	msgKindEnd  MsgKind = 15
 )
 
 var msgKindNames = [...]string{"invalid", "PeerQuery", "PeerInfo", "Forward", "ForwardAck", "ListReq",
-	"ListResp", "SyncObject", "SyncAck", "SyncDone", "SyncDoneAck", "ReadCheck", "ReadCheckAck", "Stale"}
+	"ListResp", "SyncObject", "SyncAck", "SyncDone", "SyncDoneAck", "ReadCheck", "ReadCheckAck", "Stale", "SyncSame"}
 
 func (k MsgKind) String() string {
 	if int(k) < len(msgKindNames) {
@@ -97,17 +100,18 @@ type Msg struct {
 	Seq        uint64 // PeerInfo: highest seq; Forward(Ack), SyncObject: the seq; ReadCheck(Ack): round
 	RequestID  fsproto.RequestID
 	Mut        Mutation        // Forward
-	Object     engine.ObjectID // SyncObject, SyncAck
+	Object     engine.ObjectID // SyncObject, SyncSame, SyncAck
+	Digest     [DigestLen]byte // SyncSame: SHA-256 of the object's data
 	Deleted    bool            // SyncObject
 	Installed  bool            // SyncAck
-	EpochStart uint64          // SyncObject: the first seq of the primary's epoch
+	EpochStart uint64          // SyncObject, SyncSame: the first seq of the primary's epoch
 	Marked     bool            // PeerInfo: the replica is incomplete above Mark (a sync did not finish)
 	Mark       uint64          // PeerInfo
 	After      uint64          // ListReq, ListResp: list changes with seq > After
 	Limit      uint32          // ListReq
 	More       bool            // ListResp
 	Entries    []Entry         // ListResp
-	RIDs       []RIDEntry      // SyncDone; SyncObject (Object unset: it is the message's)
+	RIDs       []RIDEntry      // SyncDone; SyncObject, SyncSame (Object unset: it is the message's)
 	Data       []byte          // Forward (write data), SyncObject (whole object)
 }
 
@@ -128,6 +132,8 @@ const (
 	// MaxObjectRIDs bounds the request ids one SyncObject carries.
 	MaxObjectRIDs = 64
 	objRIDLen     = 24
+	// DigestLen is the length of a SyncSame digest (SHA-256).
+	DigestLen = 32
 )
 
 // ErrBadMessage marks every decoding failure of a replication message.
@@ -158,7 +164,8 @@ func AppendMsg(b []byte, m *Msg) []byte {
 		panic(fmt.Sprintf("replication: encoding message kind %d", m.Kind))
 	}
 	if len(m.Data) > MaxDataBytes || len(m.Entries) > MaxListEntries || len(m.RIDs) > MaxRIDEntries ||
-		(m.Kind == MsgSyncObject && len(m.RIDs) > MaxObjectRIDs) {
+		((m.Kind == MsgSyncObject || m.Kind == MsgSyncSame) && len(m.RIDs) > MaxObjectRIDs) ||
+		(m.Kind == MsgSyncSame && len(m.Data) > 0) {
 		panic(fmt.Sprintf("replication: encoding %v with %d data bytes, %d entries", m.Kind, len(m.Data), len(m.Entries)))
 	}
 	b = append(b, msgVersion, byte(m.Kind), 0, 0)
@@ -213,6 +220,17 @@ func AppendMsg(b []byte, m *Msg) []byte {
 			b = le.AppendUint64(b, e.Seq)
 		}
 		b = append(b, m.Data...)
+	case MsgSyncSame:
+		b = le.AppendUint64(b, m.Seq)
+		b = le.AppendUint64(b, m.EpochStart)
+		b = putObj(b, m.Object)
+		b = le.AppendUint16(b, uint16(len(m.RIDs)))
+		b = append(b, 0, 0, 0, 0, 0, 0)
+		b = append(b, m.Digest[:]...)
+		for _, e := range m.RIDs {
+			b = append(b, e.ID[:]...)
+			b = le.AppendUint64(b, e.Seq)
+		}
 	case MsgSyncAck:
 		b = putObj(b, m.Object)
 		b = append(b, boolByte(m.Installed), 0, 0, 0, 0, 0, 0, 0)
@@ -226,6 +244,7 @@ var bodyLen = [msgKindEnd]int{
 	MsgPeerInfo: 24, MsgForwardAck: 8, MsgReadCheck: 8, MsgReadCheckAck: 8,
 	MsgForward: 8 + 16 + 4 + 4 + 16 + 8 + 8, MsgListReq: 16, MsgListResp: 16,
 	MsgSyncObject: 8 + 8 + 16 + 4 + 4, MsgSyncAck: 24,
+	MsgSyncSame: 8 + 8 + 16 + 2 + 6 + DigestLen,
 }
 
 func getObj(b []byte) engine.ObjectID {
@@ -415,6 +434,30 @@ func DecodeMsg(b []byte) (Msg, error) {
 		}
 		if dlen > 0 {
 			m.Data = rest
+		}
+		rest = nil
+	case MsgSyncSame:
+		m.Seq = le.Uint64(body)
+		m.EpochStart = le.Uint64(body[8:])
+		m.Object = getObj(body[16:])
+		nrid := int(le.Uint16(body[32:]))
+		if err := zero(body[34:40], "sync same"); err != nil {
+			return m, err
+		}
+		copy(m.Digest[:], body[40:40+DigestLen])
+		if nrid > MaxObjectRIDs {
+			return m, badMsg("sync same with %d request ids above %d", nrid, MaxObjectRIDs)
+		}
+		if len(rest) != nrid*objRIDLen {
+			return m, badMsg("sync same carries %d bytes, header says %d request ids", len(rest), nrid)
+		}
+		if nrid > 0 {
+			m.RIDs = make([]RIDEntry, nrid)
+			for i := range m.RIDs {
+				e := rest[i*objRIDLen:]
+				copy(m.RIDs[i].ID[:], e[:16])
+				m.RIDs[i].Seq = le.Uint64(e[16:])
+			}
 		}
 		rest = nil
 	case MsgSyncAck:

@@ -26,6 +26,8 @@ func sampleMsgs() []Msg {
 		{Kind: MsgSyncObject, PG: 3, Epoch: 4, Seq: 8, EpochStart: 20, Object: obj, Data: []byte("whole object")},
 		{Kind: MsgSyncObject, PG: 3, Epoch: 4, Seq: 8, EpochStart: 20, Object: obj, Deleted: true},
 		{Kind: MsgSyncObject, PG: 3, Epoch: 4, Seq: 8, EpochStart: 20, Object: obj, Data: []byte("x"), RIDs: []RIDEntry{{ID: fsproto.RequestID{5}, Seq: 8}}},
+		{Kind: MsgSyncSame, PG: 3, Epoch: 4, Seq: 8, EpochStart: 20, Object: obj, Digest: [DigestLen]byte{1, 2, 31: 9}},
+		{Kind: MsgSyncSame, PG: 3, Epoch: 4, Seq: 8, EpochStart: 20, Object: obj, RIDs: []RIDEntry{{ID: fsproto.RequestID{5}, Seq: 8}, {ID: fsproto.RequestID{6}, Seq: 7}}},
 		{Kind: MsgSyncAck, PG: 3, Epoch: 4, Object: obj, Installed: true},
 		{Kind: MsgSyncDone, PG: 3, Epoch: 4},
 		{Kind: MsgSyncDone, PG: 3, Epoch: 4, RIDs: []RIDEntry{{ID: fsproto.RequestID{1}, Object: obj, Seq: 3}, {ID: fsproto.RequestID{2}, Seq: 9}}},
@@ -61,10 +63,18 @@ func TestMsgRoundTrip(t *testing.T) {
 func TestMsgRejects(t *testing.T) {
 	fwd := AppendMsg(nil, &Msg{Kind: MsgForward, Seq: 1, Mut: Mutation{Kind: MutWrite}, Data: []byte("x")})
 	ack := AppendMsg(nil, &Msg{Kind: MsgSyncAck})
+	same := AppendMsg(nil, &Msg{Kind: MsgSyncSame, RIDs: []RIDEntry{{Seq: 1}}})
 	cases := map[string]func() []byte{
 		"version":        func() []byte { b := bytes.Clone(fwd); b[0] = 2; return b },
 		"kind 0":         func() []byte { b := bytes.Clone(fwd); b[1] = 0; return b },
-		"kind 14":        func() []byte { b := bytes.Clone(fwd); b[1] = 14; return b },
+		"kind 15":        func() []byte { b := bytes.Clone(fwd); b[1] = 15; return b },
+		"same rsvd":      func() []byte { b := bytes.Clone(same); b[headerLen+35] = 1; return b },
+		"same rid count": func() []byte { b := bytes.Clone(same); b[headerLen+32] = 2; return b },
+		"same rids above limit": func() []byte {
+			b := bytes.Clone(same)
+			le.PutUint16(b[headerLen+32:], MaxObjectRIDs+1)
+			return append(b, make([]byte, MaxObjectRIDs*objRIDLen)...)
+		},
 		"header rsvd":    func() []byte { b := bytes.Clone(fwd); b[3] = 1; return b },
 		"mut kind":       func() []byte { b := bytes.Clone(fwd); b[headerLen+24] = 4; return b },
 		"forward rsvd":   func() []byte { b := bytes.Clone(fwd); b[headerLen+26] = 1; return b },

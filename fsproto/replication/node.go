@@ -2,6 +2,7 @@ package replication
 
 import (
 	"cmp"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"slices"
@@ -198,6 +199,8 @@ func (Progress) isEffect() {}
 type Stats struct {
 	SyncObjectsSent uint64 // SyncObject messages sent (resends included)
 	SyncBytesSent   uint64 // object bytes in them
+	SyncSameSent    uint64 // SyncSame messages sent (resends included): objects checked, not moved
+	SyncSameKept    uint64 // objects a replica confirmed it held (SyncSame acknowledged)
 	MutationsIssued uint64 // seqs assigned as primary
 	Acknowledged    uint64 // mutations acknowledged to clients
 	StaleFailures   uint64 // mutations failed with ErrStaleEpoch
@@ -289,7 +292,8 @@ func (n *Node) Step(ev Event) []Effect {
 func (n *Node) group(pg uint32) *group {
 	g := n.pgs[pg]
 	if g == nil {
-		g = &group{n: n, pg: pg, rids: newRIDTable(n.cfg.RequestIDs)}
+		g = &group{n: n, pg: pg, rids: newRIDTable(n.cfg.RequestIDs),
+			mutInFlight: map[engine.ObjectID]int{}, sameCheck: map[engine.ObjectID]bool{}}
 		n.pgs[pg] = g
 	}
 	return g
@@ -366,6 +370,13 @@ type group struct {
 	// markSet: our store's sync mark covers this epoch's sync, so
 	// forwards may be applied (see ListReq).
 	markSet bool
+
+	// Every role, every epoch: mutations (Apply, Install) of each object
+	// submitted to the store and not yet complete, and the SyncSame
+	// checks under way (false once a mutation of the object was submitted
+	// while the check read it).
+	mutInFlight map[engine.ObjectID]int
+	sameCheck   map[engine.ObjectID]bool
 }
 
 type mutation struct {
@@ -384,15 +395,19 @@ type readWait struct {
 
 // syncState is a primary's reconciliation of one replica.
 type syncState struct {
-	base                    uint64
-	ownDone, remoteDone     bool
-	remoteAfter             uint64
-	listSent                uint64 // tick
-	union                   map[engine.ObjectID]bool
-	sizes                   map[engine.ObjectID]uint64 // our objects' sizes, for bytesTot
-	queue                   []engine.ObjectID
-	reading                 map[engine.ObjectID]bool
-	sent                    map[engine.ObjectID]*sentObj
+	base                uint64
+	ownDone, remoteDone bool
+	remoteAfter         uint64
+	listSent            uint64 // tick
+	union               map[engine.ObjectID]bool
+	sizes               map[engine.ObjectID]uint64 // our objects' sizes, for bytesTot
+	queue               []engine.ObjectID
+	reading             map[engine.ObjectID]bool
+	sent                map[engine.ObjectID]*sentObj
+	// remoteSeq: the seq the replica listed for an object; full: objects
+	// whose SyncSame the replica refused, sent whole from then on.
+	remoteSeq               map[engine.ObjectID]uint64
+	full                    map[engine.ObjectID]bool
 	budget                  int
 	objectsDone, objectsTot int
 	bytesDone, bytesTot     int64
@@ -403,6 +418,7 @@ type syncState struct {
 type sentObj struct {
 	msg  Msg
 	tick uint64
+	size int // the object's size (a SyncSame carries no data)
 }
 
 func (g *group) others() []uint64 {
@@ -597,7 +613,8 @@ func (g *group) checkPeered() {
 			base = min(base, g.ownMark)
 		}
 		s := &syncState{base: base, remoteAfter: base, union: map[engine.ObjectID]bool{}, sizes: map[engine.ObjectID]uint64{},
-			reading: map[engine.ObjectID]bool{}, sent: map[engine.ObjectID]*sentObj{}, budget: g.n.cfg.SyncBytesPerTick}
+			reading: map[engine.ObjectID]bool{}, sent: map[engine.ObjectID]*sentObj{}, budget: g.n.cfg.SyncBytesPerTick,
+			remoteSeq: map[engine.ObjectID]uint64{}, full: map[engine.ObjectID]bool{}}
 		g.syncs[id] = s
 		g.listOwn(id, s)
 		g.listRemote(id, s)
@@ -676,7 +693,13 @@ func (g *group) pump(id uint64, s *syncState) {
 				m.Data = r.Data
 			}
 			m.RIDs = g.objectRIDs(obj, r.Seq)
-			s.sent[obj] = &sentObj{msg: m, tick: g.n.tick}
+			if rs, ok := s.remoteSeq[obj]; ok && rs == r.Seq && !r.NotFound && !s.full[obj] {
+				// The replica listed this very seq: likely the same state,
+				// so ask it to check rather than move the data (see the
+				// package doc, "Sync moves only what differs").
+				m.Kind, m.Data, m.Digest = MsgSyncSame, nil, sha256.Sum256(r.Data)
+			}
+			s.sent[obj] = &sentObj{msg: m, tick: g.n.tick, size: len(r.Data)}
 			g.sendSync(id, s, m)
 			g.pump(id, s)
 		})
@@ -686,8 +709,12 @@ func (g *group) pump(id uint64, s *syncState) {
 
 func (g *group) sendSync(id uint64, s *syncState, m Msg) {
 	s.budget -= len(m.Data) + 1
-	g.n.stats.SyncObjectsSent++
-	g.n.stats.SyncBytesSent += uint64(len(m.Data))
+	if m.Kind == MsgSyncSame {
+		g.n.stats.SyncSameSent++
+	} else {
+		g.n.stats.SyncObjectsSent++
+		g.n.stats.SyncBytesSent += uint64(len(m.Data))
+	}
 	g.n.send(id, m)
 }
 
@@ -869,7 +896,7 @@ func (g *group) issue(op *ClientOp) {
 	g.byRID[op.RequestID] = m
 	g.busy[op.Object] = true
 	st := StoreOp{Kind: StoreApply, PG: g.pg, Object: op.Object, Mut: mutOf(op), Seq: seq, Data: op.Data}
-	g.n.submit(st, func(r StoreResult) {
+	g.submitMut(st, func(r StoreResult) {
 		if g.role != rolePrimary || g.pending[seq] != m {
 			if r.Err == nil && !m.local {
 				g.rids.put(op.RequestID, op.Object, seq) // see stepDown
@@ -1094,7 +1121,7 @@ func (g *group) sortedSent(s *syncState) []engine.ObjectID {
 // Answers (to a primary) count only in the epoch they were asked in.
 func (g *group) receive(from uint64, m *Msg) {
 	switch m.Kind {
-	case MsgPeerQuery, MsgForward, MsgListReq, MsgSyncObject, MsgSyncDone, MsgReadCheck:
+	case MsgPeerQuery, MsgForward, MsgListReq, MsgSyncObject, MsgSyncSame, MsgSyncDone, MsgReadCheck:
 		if m.Epoch < g.epoch {
 			st := g.msg(MsgStale)
 			g.n.send(from, st)
@@ -1148,6 +1175,8 @@ func (g *group) receive(from uint64, m *Msg) {
 		for _, e := range m.Entries {
 			s.union[e.Object] = true
 			s.remoteAfter = max(s.remoteAfter, e.Seq)
+			// Pages follow seqs, so a later page names a newer state.
+			s.remoteSeq[e.Object] = e.Seq
 		}
 		if m.More && len(m.Entries) > 0 {
 			g.listRemote(from, s)
@@ -1164,11 +1193,18 @@ func (g *group) receive(from uint64, m *Msg) {
 		delete(s.sent, m.Object)
 		if m.Installed {
 			s.objectsDone++
+			if so.msg.Kind == MsgSyncSame {
+				g.n.stats.SyncSameKept++
+			}
 			// Totals are what we had when listing; an object that grew
 			// since makes done exceed them, so the total follows.
-			s.bytesDone += int64(len(so.msg.Data))
+			s.bytesDone += int64(so.size)
 			s.bytesTot = max(s.bytesTot, s.bytesDone)
 		} else {
+			if so.msg.Kind == MsgSyncSame {
+				// It holds something else (or could not check): send it whole.
+				s.full[m.Object] = true
+			}
 			// The replica holds a newer live mutation than what we sent
 			// (our read raced with it): send the object again.
 			s.queue = append(s.queue, m.Object)
@@ -1215,7 +1251,7 @@ func (g *group) replicaReceive(from uint64, m *Msg) {
 		g.fwdInFlight[seq] = true
 		g.submittedMax = max(g.submittedMax, seq)
 		rid, obj := m.RequestID, m.Mut.Object
-		g.n.submit(StoreOp{Kind: StoreApply, PG: g.pg, Object: m.Mut.Object, Mut: m.Mut, Seq: seq, KeepIfAtLeast: seq, Data: m.Data},
+		g.submitMut(StoreOp{Kind: StoreApply, PG: g.pg, Object: m.Mut.Object, Mut: m.Mut, Seq: seq, KeepIfAtLeast: seq, Data: m.Data},
 			func(r StoreResult) {
 				if !live() {
 					return
@@ -1262,7 +1298,7 @@ func (g *group) replicaReceive(from uint64, m *Msg) {
 		// (never acknowledged), so the primary's wins.
 		keep := max(m.EpochStart, m.Seq+1)
 		g.submittedMax = max(g.submittedMax, seq)
-		g.n.submit(StoreOp{Kind: StoreInstall, PG: g.pg, Object: obj, Seq: m.Seq, Deleted: m.Deleted, Data: m.Data, KeepIfAtLeast: keep},
+		g.submitMut(StoreOp{Kind: StoreInstall, PG: g.pg, Object: obj, Seq: m.Seq, Deleted: m.Deleted, Data: m.Data, KeepIfAtLeast: keep},
 			func(r StoreResult) {
 				if !live() || r.Err != nil {
 					return
@@ -1282,6 +1318,8 @@ func (g *group) replicaReceive(from uint64, m *Msg) {
 				a.Object, a.Installed = obj, !r.Skipped
 				g.n.send(from, a)
 			})
+	case MsgSyncSame:
+		g.checkSame(from, m)
 	case MsgSyncDone:
 		if !g.markSet {
 			return // a SyncDone from before a restart
@@ -1374,4 +1412,60 @@ func (t *ridTable) forgetObject(obj engine.ObjectID) {
 	for _, id := range slices.Clone(t.byObj[obj]) {
 		t.forget(id)
 	}
+}
+
+// submitMut submits a mutation of op.Object (Apply or Install) and counts
+// it in flight until it completes, whatever the role or epoch by then.
+func (g *group) submitMut(op StoreOp, done func(StoreResult)) {
+	obj := op.Object
+	g.mutInFlight[obj]++
+	if _, ok := g.sameCheck[obj]; ok {
+		g.sameCheck[obj] = false
+	}
+	g.n.submit(op, func(r StoreResult) {
+		if g.mutInFlight[obj]--; g.mutInFlight[obj] <= 0 {
+			delete(g.mutInFlight, obj)
+		}
+		done(r)
+	})
+}
+
+// checkSame answers a SyncSame: the object counts as installed only if
+// we hold it at m.Seq with data of digest m.Digest, read while no
+// mutation of it was in flight, so that the state compared is durable and
+// still ours when we answer. Anything else is answered not installed, and
+// the primary sends the object whole.
+func (g *group) checkSame(from uint64, m *Msg) {
+	obj, seq, digest, rids := m.Object, m.Seq, m.Digest, m.RIDs
+	if _, ok := g.sameCheck[obj]; ok {
+		return // a resend while we check: the check answers
+	}
+	epoch := g.epoch
+	answer := func(installed bool) {
+		a := g.msg(MsgSyncAck)
+		a.Object, a.Installed = obj, installed
+		g.n.send(from, a)
+	}
+	if g.mutInFlight[obj] > 0 {
+		answer(false)
+		return
+	}
+	g.sameCheck[obj] = true
+	g.n.submit(StoreOp{Kind: StoreGet, PG: g.pg, Object: obj}, func(r StoreResult) {
+		quiet := g.sameCheck[obj]
+		delete(g.sameCheck, obj)
+		if g.epoch != epoch || g.role != roleReplica {
+			return
+		}
+		same := quiet && r.Err == nil && !r.NotFound && r.Seq == seq && sha256.Sum256(r.Data) == digest
+		if same {
+			// As an install would: the object is the primary's state,
+			// and so are the ids of the mutations it holds.
+			g.rids.forgetObject(obj)
+			for _, e := range rids {
+				g.rids.put(e.ID, obj, e.Seq)
+			}
+		}
+		answer(same)
+	})
 }

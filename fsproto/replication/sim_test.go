@@ -56,7 +56,15 @@ func simSeeds() []int64 {
 // simCounts is the fault mix and what happened, summed over seeds.
 type simCounts struct {
 	seeds, acked, reads, views, crashes, partitions, drops, dups, delayed, torn, readErrs int
-	syncBytes                                                                             uint64
+	syncBytes, syncObjs, syncSame, syncKept                                               uint64
+}
+
+// addStats counts a core's sync traffic (before a restart replaces it).
+func (c *simCounts) addStats(st Stats) {
+	c.syncBytes += st.SyncBytesSent
+	c.syncObjs += st.SyncObjectsSent
+	c.syncSame += st.SyncSameSent
+	c.syncKept += st.SyncSameKept
 }
 
 func (c *simCounts) add(o simCounts) {
@@ -72,6 +80,9 @@ func (c *simCounts) add(o simCounts) {
 	c.torn += o.torn
 	c.readErrs += o.readErrs
 	c.syncBytes += o.syncBytes
+	c.syncObjs += o.syncObjs
+	c.syncSame += o.syncSame
+	c.syncKept += o.syncKept
 }
 
 func TestSim(t *testing.T) {
@@ -85,9 +96,10 @@ func TestSim(t *testing.T) {
 		}
 	}
 	t.Logf("%d seeds: %d mutations acknowledged, %d reads, %d view changes, %d crashes (%d with unflushed writes lost), "+
-		"%d partitions, %d messages dropped, %d duplicated, %d delayed past others, %d read errors, %d sync bytes",
+		"%d partitions, %d messages dropped, %d duplicated, %d delayed past others, %d read errors; "+
+		"sync: %d objects moved (%d bytes), %d checked in place (SyncSame), %d of them kept",
 		total.seeds, total.acked, total.reads, total.views, total.crashes, total.torn, total.partitions,
-		total.drops, total.dups, total.delayed, total.readErrs, total.syncBytes)
+		total.drops, total.dups, total.delayed, total.readErrs, total.syncObjs, total.syncBytes, total.syncSame, total.syncKept)
 	if total.acked == 0 || total.views == 0 || total.crashes == 0 {
 		t.Errorf("the simulation exercised too little: %+v", total)
 	}
@@ -217,7 +229,7 @@ func (s *sim) node(id uint64) *simNode { return s.nodes[id-1] }
 
 func (n *simNode) start() {
 	if n.core != nil {
-		n.s.counts.syncBytes += n.core.Stats().SyncBytesSent
+		n.s.counts.addStats(n.core.Stats())
 	}
 	n.inc++
 	n.up = true
@@ -865,7 +877,7 @@ func (s *sim) run() {
 		}
 	}
 	for _, n := range s.nodes {
-		s.counts.syncBytes += n.core.Stats().SyncBytesSent
+		s.counts.addStats(n.core.Stats())
 	}
 	if s.fail == "" {
 		s.checkIdentical()
