@@ -59,7 +59,10 @@ type Client struct {
 		m       *clustermap.Map // nil until the first call fetches it
 		members []clustermap.NodeID
 		addrs   []string
-		next    int // index in members of the node to try first
+		// pref is the node to try first (the last that served, or the
+		// leader a follower named); 0: none, then members[next % n].
+		pref clustermap.NodeID
+		next int
 	}
 }
 
@@ -176,20 +179,20 @@ func (c *Client) read(ctx context.Context, req readRequest) (readReply, error) {
 
 // view returns the members and their addresses, fetching the map on
 // first use or when refresh is set.
-func (c *Client) view(ctx context.Context, refresh bool) ([]clustermap.NodeID, []string, int, error) {
+func (c *Client) view(ctx context.Context, refresh bool) (*clustermap.Map, []clustermap.NodeID, []string, error) {
 	c.mu.Lock()
 	if c.mu.m != nil && !refresh {
 		defer c.mu.Unlock()
-		return c.mu.members, c.mu.addrs, c.mu.next, nil
+		return c.mu.m, c.mu.members, c.mu.addrs, nil
 	}
 	c.mu.Unlock()
 	m, err := c.maps.Map(ctx, 0)
 	if err != nil {
-		return nil, nil, 0, fmt.Errorf("meta: container %d: map: %w", c.c, err)
+		return nil, nil, nil, fmt.Errorf("meta: container %d: map: %w", c.c, err)
 	}
 	ids, err := Members(m, c.c)
 	if err != nil {
-		return nil, nil, 0, err
+		return nil, nil, nil, err
 	}
 	addrs := make([]string, len(ids))
 	for i, id := range ids {
@@ -199,27 +202,51 @@ func (c *Client) view(ctx context.Context, refresh bool) ([]clustermap.NodeID, [
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.mu.m == nil || m.Epoch >= c.mu.m.Epoch {
-		if !slices.Equal(ids, c.mu.members) {
-			c.mu.next = 0
-		}
 		c.mu.m, c.mu.members, c.mu.addrs = m, ids, addrs
 	}
-	return c.mu.members, c.mu.addrs, c.mu.next, nil
+	return c.mu.m, c.mu.members, c.mu.addrs, nil
 }
 
-func (c *Client) setNext(members []clustermap.NodeID, idx int) {
+// target picks the node for the next attempt: the preferred one (the
+// last that served, or a hinted leader) if any, else the next member in
+// turn.
+func (c *Client) target(m *clustermap.Map, members []clustermap.NodeID, addrs []string) (clustermap.NodeID, string) {
 	c.mu.Lock()
-	if slices.Equal(members, c.mu.members) {
-		c.mu.next = idx
+	defer c.mu.Unlock()
+	if c.mu.pref != 0 {
+		if n, ok := m.Node(c.mu.pref); ok {
+			return c.mu.pref, n.Addr
+		}
+		c.mu.pref = 0
 	}
-	c.mu.Unlock()
+	i := c.mu.next % len(members)
+	return members[i], addrs[i]
 }
 
-// run sends the request to one member after another until one answers
-// it, it fails for good, or ctx ends. A not-leader reply sends the next
+// moveOn records that target failed: try hint next when there is one
+// (the leader a follower named, which may lie outside the computed
+// members when they changed since the group began), else the member after
+// target.
+func (c *Client) moveOn(members []clustermap.NodeID, target, hint clustermap.NodeID) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if hint != 0 && hint != target {
+		c.mu.pref = hint
+		return
+	}
+	c.mu.pref = 0
+	if i := slices.Index(members, target); i >= 0 {
+		c.mu.next = i + 1
+	} else {
+		c.mu.next++
+	}
+}
+
+// run sends the request to one node after another until one answers it,
+// it fails for good, or ctx ends. A not-leader reply sends the next
 // attempt to the hinted leader; every other failure to the next member;
-// after a whole round of failures the client pauses (backoff) and
-// refreshes its map.
+// after as many failures in a row as there are members the client pauses
+// (backoff) and re-reads the map.
 func (c *Client) run(ctx context.Context, op string, kind net.Kind, hdr []byte, decode func(body []byte) error) error {
 	backoff := clientBackoffMin
 	refresh := false
@@ -232,7 +259,7 @@ func (c *Client) run(ctx context.Context, op string, kind net.Kind, hdr []byte, 
 			}
 			return fmt.Errorf("meta: container %d: %s: %w", c.c, op, err)
 		}
-		members, addrs, idx, err := c.view(ctx, refresh)
+		m, members, addrs, err := c.view(ctx, refresh)
 		refresh = false
 		if err != nil {
 			if ctx.Err() != nil {
@@ -240,27 +267,24 @@ func (c *Client) run(ctx context.Context, op string, kind net.Kind, hdr []byte, 
 			}
 			return err
 		}
-		n := len(members)
-		idx %= n
-		hint, err := c.try(ctx, addrs[idx], kind, hdr, decode)
+		target, addr := c.target(m, members, addrs)
+		hint, err := c.try(ctx, addr, kind, hdr, decode)
 		if err == nil {
-			c.setNext(members, idx)
+			c.mu.Lock()
+			c.mu.pref = target
+			c.mu.Unlock()
 			return nil
 		}
 		if final := classify(err); final != nil {
-			return fmt.Errorf("meta: container %d: node %d (%s): %s: %w", c.c, members[idx], addrs[idx], op, final)
+			return fmt.Errorf("meta: container %d: node %d (%s): %s: %w", c.c, target, addr, op, final)
 		}
-		lastErr = fmt.Errorf("node %d (%s): %w", members[idx], addrs[idx], err)
-		next := (idx + 1) % n
-		if h := slices.Index(members, hint); hint != 0 && h >= 0 && h != idx {
-			next = h
-		}
-		c.setNext(members, next)
+		lastErr = fmt.Errorf("node %d (%s): %w", target, addr, err)
+		c.moveOn(members, target, hint)
 		failures++
-		if failures%n != 0 {
+		if failures%len(members) != 0 {
 			continue
 		}
-		// Every member failed once in a row: pause, and look again at
+		// As many failures in a row as members: pause, and look again at
 		// the map in case the members moved.
 		refresh = true
 		d := backoff/2 + rand.N(backoff/2+1)

@@ -207,7 +207,10 @@ func (c *testCluster) leader(ctx context.Context) int {
 			if h.host == nil {
 				continue
 			}
-			l, _ := h.host.Leader(c.ct)
+			l, ok := h.host.Leader(c.ct)
+			if !ok {
+				continue // runs no member of the container
+			}
 			if l == 0 || (lead != 0 && l != lead) {
 				agree = false
 				break

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -133,8 +134,9 @@ func (h *Host) Register(mux *net.ServeMux) {
 // SetMap starts the member of every container of m whose Members include
 // this node and that does not run yet (bootstrapping the group from
 // Members when its log is empty), and stops the members of containers no
-// longer in m (their logs stay on disk). A member whose node left the
-// computed set keeps running: raft membership comes from its log (see the
+// longer in m (their logs stay on disk). A node that left the computed
+// set but holds a non-empty log for the container still runs its member
+// (after a restart too): raft membership comes from the log (see the
 // package doc). Failures to start are returned together; the members
 // that did start run. Call it with every new map.
 func (h *Host) SetMap(m *clustermap.Map) error {
@@ -151,6 +153,7 @@ func (h *Host) SetMap(m *clustermap.Map) error {
 	}
 	h.mu.Unlock()
 
+	onDisk := h.logsOnDisk()
 	var errs []error
 	for i := range m.Containers {
 		ct := &m.Containers[i]
@@ -161,23 +164,30 @@ func (h *Host) SetMap(m *clustermap.Map) error {
 		if ok {
 			continue
 		}
-		ids, err := Members(m, ct.ID)
-		if err != nil {
-			errs = append(errs, err)
+		// A container whose policy matches no node has no members:
+		// not this node's to report.
+		ids, _ := Members(m, ct.ID)
+		member := slices.Contains(ids, h.cfg.Node)
+		if !member && !onDisk[ct.ID] {
 			continue
 		}
-		if !slices.Contains(ids, h.cfg.Node) {
-			continue
-		}
-		peers := make([]raftgroup.Peer, 0, len(ids))
+		peers := make([]raftgroup.Peer, 0, len(ids)+1)
 		for _, id := range ids {
 			n, _ := m.Node(id)
 			peers = append(peers, raftgroup.Peer{ID: uint64(id), Addr: n.Addr})
 		}
-		mb, err := h.start(ct.ID, peers)
+		if !member {
+			if n, ok := m.Node(h.cfg.Node); ok {
+				peers = append(peers, raftgroup.Peer{ID: uint64(h.cfg.Node), Addr: n.Addr})
+			}
+		}
+		mb, err := h.start(ct.ID, peers, !member)
 		if err != nil {
 			errs = append(errs, err)
 			continue
+		}
+		if mb == nil {
+			continue // not a member, and its log on disk is empty
 		}
 		h.mu.Lock()
 		h.mu.members[ct.ID] = mb
@@ -194,9 +204,31 @@ func (h *Host) SetMap(m *clustermap.Map) error {
 	return errors.Join(errs...)
 }
 
-func (h *Host) start(c clustermap.ContainerID, peers []raftgroup.Peer) (*member, error) {
+// logDirPrefix names container c's raft log directory under
+// HostConfig.Dir: logDirPrefix + decimal c.
+const logDirPrefix = "container-"
+
+// logsOnDisk lists the containers that have a raft log directory.
+func (h *Host) logsOnDisk() map[clustermap.ContainerID]bool {
+	names, err := h.cfg.FS.ReadDir(h.cfg.Dir)
+	if err != nil {
+		return nil // none yet (or unreadable: then opening a log fails too)
+	}
+	on := make(map[clustermap.ContainerID]bool)
+	for _, n := range names {
+		if id, err := strconv.ParseUint(strings.TrimPrefix(n, logDirPrefix), 10, 64); err == nil && strings.HasPrefix(n, logDirPrefix) {
+			on[clustermap.ContainerID(id)] = true
+		}
+	}
+	return on
+}
+
+// start opens container c's log and starts its member. With
+// onlyWithLog, a log that turns out empty is closed and start returns
+// nil, nil: the node is no member and has nothing to resume.
+func (h *Host) start(c clustermap.ContainerID, peers []raftgroup.Peer, onlyWithLog bool) (*member, error) {
 	log := h.log.With("container", uint64(c))
-	dir := filepath.Join(h.cfg.Dir, fmt.Sprintf("container-%d", c))
+	dir := filepath.Join(h.cfg.Dir, logDirPrefix+strconv.FormatUint(uint64(c), 10))
 	store, err := raftlog.Open(raftlog.Options{FS: h.cfg.FS, Dir: dir, Logger: log})
 	if err != nil {
 		return nil, fmt.Errorf("meta: container %d: open raft log: %w", c, err)
@@ -204,6 +236,9 @@ func (h *Host) start(c clustermap.ContainerID, peers []raftgroup.Peer) (*member,
 	if fresh, err := emptyLog(store); err != nil {
 		store.Close()
 		return nil, fmt.Errorf("meta: container %d: %w", c, err)
+	} else if fresh && onlyWithLog {
+		store.Close()
+		return nil, nil
 	} else if fresh {
 		if err := h.probe(c, peers); err != nil {
 			store.Close()
