@@ -60,9 +60,11 @@
 //
 // SetMap starts a member for each container whose Members include this
 // node (its raft log in Dir/container-<id>), bootstrapping the group from
-// Members when the log is empty; it keeps members whose node left the
-// computed set (raft membership is in the log), and stops members of
-// containers gone from the map (the logs stay on disk).
+// Members when the log is empty; a node that holds a non-empty log for a
+// container runs its member whether Members still names it or not (raft
+// membership is in the log), after a restart too; members of containers
+// gone from the map stop (the logs stay on disk). A client follows a
+// not-leader hint even to a node outside the computed members.
 //
 // # Ops and exactly-once
 //
