@@ -74,11 +74,12 @@ type testCluster struct {
 	m     *clustermap.Map
 	ct    clustermap.ContainerID
 	pool  *net.Pool // the clients'
+	mods  []func(*HostConfig)
 }
 
-func newTestCluster(t *testing.T, n int) *testCluster {
+func newTestCluster(t *testing.T, n int, mods ...func(*HostConfig)) *testCluster {
 	t.Helper()
-	c := &testCluster{t: t}
+	c := &testCluster{t: t, mods: mods}
 	dir := t.TempDir()
 	lns := make([]stdnet.Listener, n)
 	m := clustermap.New()
@@ -165,10 +166,14 @@ func (c *testCluster) serveOn(i int, ln stdnet.Listener) {
 	if err != nil {
 		c.t.Fatal(err)
 	}
-	host, err := NewHost(HostConfig{
+	cfg := HostConfig{
 		Node: h.id, Dir: h.dir, Router: router, Pool: h.pool,
 		TickInterval: 10 * time.Millisecond, SnapshotEvery: 8, Logger: testLogger(),
-	})
+	}
+	for _, mod := range c.mods {
+		mod(&cfg)
+	}
+	host, err := NewHost(cfg)
 	if err != nil {
 		c.t.Fatal(err)
 	}

@@ -45,10 +45,13 @@ type HostConfig struct {
 	// this node. Default DefaultProposeTimeout.
 	ProposeTimeout time.Duration
 	// TickInterval, ElectionTicks and SnapshotEvery are passed to
-	// raftgroup (zero: its defaults).
+	// raftgroup (zero: its defaults), KeepEntries to raftlog (entries kept
+	// before a snapshot for slow followers; 0: its default, negative:
+	// none, so followers that lag catch up from snapshots).
 	TickInterval  time.Duration
 	ElectionTicks int
 	SnapshotEvery uint64
+	KeepEntries   int
 	Logger        *slog.Logger // default slog.Default()
 }
 
@@ -229,7 +232,7 @@ func (h *Host) logsOnDisk() map[clustermap.ContainerID]bool {
 func (h *Host) start(c clustermap.ContainerID, peers []raftgroup.Peer, onlyWithLog bool) (*member, error) {
 	log := h.log.With("container", uint64(c))
 	dir := filepath.Join(h.cfg.Dir, logDirPrefix+strconv.FormatUint(uint64(c), 10))
-	store, err := raftlog.Open(raftlog.Options{FS: h.cfg.FS, Dir: dir, Logger: log})
+	store, err := raftlog.Open(raftlog.Options{FS: h.cfg.FS, Dir: dir, Logger: log, KeepEntries: h.cfg.KeepEntries})
 	if err != nil {
 		return nil, fmt.Errorf("meta: container %d: open raft log: %w", c, err)
 	}

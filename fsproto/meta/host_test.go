@@ -487,3 +487,46 @@ func TestNewcomerRefused(t *testing.T) {
 		t.Fatalf("readdir: %v, %v", names(ents), err)
 	}
 }
+
+// TestSnapshotCatchUpKeepsDedupe: a follower that was down while a
+// request id applied, and catches up from the leader's snapshot (the log
+// keeps no entries before it), still answers a retry of that id with the
+// first result once it leads, rather than EEXIST.
+func TestSnapshotCatchUpKeepsDedupe(t *testing.T) {
+	testutil.CheckLeaks(t)
+	c := newTestCluster(t, 3, func(cfg *HostConfig) { cfg.KeepEntries = -1 })
+	ctx := testContext(t)
+	cl := c.client()
+	cmd := namespace.Create{Parent: namespace.RootIno, Name: "f", Mode: 0o644, Excl: true}
+	id := RequestID{Client: cl.id, Seq: 1 << 40}
+	f := (c.leader(ctx) + 1) % 3
+	c.kill(f)
+	first, err := cl.apply(ctx, id, cmd)
+	if err != nil || !first.Created {
+		t.Fatalf("create: %+v, %v", first, err)
+	}
+	for i := range 12 { // past SnapshotEvery: the leader compacts
+		if _, err := cl.Apply(ctx, namespace.Mkdir{Parent: namespace.RootIno, Name: fmt.Sprintf("d%d", i), Mode: 0o755}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c.start(f)
+	for tries := 0; ; tries++ {
+		lead := c.leader(ctx)
+		if lead == f {
+			break
+		}
+		if tries == 30 {
+			t.Fatalf("node %d never became the leader", f+1)
+		}
+		c.kill(lead)
+		c.start(lead)
+	}
+	if st := c.hosts[f].host.Status(ctx); len(st) != 1 || st[0].SnapIndex == 0 {
+		t.Fatalf("restarted member's status %+v: no snapshot", st)
+	}
+	again, err := cl.apply(ctx, id, cmd)
+	if err != nil || again.Attr != first.Attr {
+		t.Fatalf("retry on the member restored from a snapshot: %+v, %v; want %+v", again, err, first)
+	}
+}
