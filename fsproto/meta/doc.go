@@ -7,7 +7,7 @@
 // On every storage node, next to the data server, over the node's
 // raftgroup.NetRouter and on its net.ServeMux:
 //
-//	h, err := meta.NewHost(meta.HostConfig{Node: id, Dir: dataDir + ".meta", Router: router})
+//	h, err := meta.NewHost(meta.HostConfig{Node: id, Dir: dataDir + ".meta", Router: router, Pool: pool})
 //	h.Register(mux)          // kinds 330-331, before the server starts
 //	go h.Follow(ctx, mc)     // SetMap with every map (mc: a *manager.Client)
 //	st := h.Status(ctx)      // each member's raft view, for status output
