@@ -444,6 +444,19 @@ func (g *group) setView(v View) {
 	me := g.n.cfg.ID
 	newer := v.Epoch > g.epoch
 	g.view = View{PG: v.PG, Epoch: v.Epoch, Replicas: slices.Clone(v.Replicas), Backfilling: slices.Clone(v.Backfilling)}
+	if len(v.Replicas) > 0 && v.Replicas[0] == me && slices.Contains(v.Backfilling, me) {
+		// Every caught-up replica is gone (the map keeps the backfilling
+		// ones): leading would serve, and vouch to the others for, a
+		// state that may lack acknowledged writes. Wait for a view in
+		// which a caught-up replica, or the runner's CaughtUp, leads.
+		if g.role == rolePrimary {
+			g.stepDown()
+		}
+		g.epoch = v.Epoch
+		g.resetReplica()
+		g.role, g.primary = roleNone, 0
+		return
+	}
 	if len(v.Replicas) > 0 && v.Replicas[0] == me {
 		if newer || g.role != rolePrimary {
 			g.epoch = v.Epoch

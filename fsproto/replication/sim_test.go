@@ -18,6 +18,7 @@ import (
 	"github.com/anishathalye/porcupine"
 	"github.com/weftfs/weft/engine"
 	"github.com/weftfs/weft/fsproto"
+	"github.com/weftfs/weft/fsproto/clustermap"
 )
 
 // The deterministic simulation: the whole cluster in one goroutine over a
@@ -56,7 +57,10 @@ func simSeeds() []int64 {
 // simCounts is the fault mix and what happened, summed over seeds.
 type simCounts struct {
 	seeds, acked, reads, views, crashes, partitions, drops, dups, delayed, torn, readErrs int
-	syncBytes, syncObjs, syncSame, syncKept                                               uint64
+	// Map commands applied: SetNodeState Down and Up, NodeRestarted, CaughtUp.
+	mapDown, mapUp, mapRestarted, mapCaughtUp int
+	mapHeld                                   int // Down commands held back (lastCaughtUp), counted per tick
+	syncBytes, syncObjs, syncSame, syncKept   uint64
 }
 
 // addStats counts a core's sync traffic (before a restart replaces it).
@@ -80,6 +84,11 @@ func (c *simCounts) add(o simCounts) {
 	c.torn += o.torn
 	c.readErrs += o.readErrs
 	c.syncBytes += o.syncBytes
+	c.mapDown += o.mapDown
+	c.mapUp += o.mapUp
+	c.mapRestarted += o.mapRestarted
+	c.mapCaughtUp += o.mapCaughtUp
+	c.mapHeld += o.mapHeld
 	c.syncObjs += o.syncObjs
 	c.syncSame += o.syncSame
 	c.syncKept += o.syncKept
@@ -97,9 +106,11 @@ func TestSim(t *testing.T) {
 	}
 	t.Logf("%d seeds: %d mutations acknowledged, %d reads, %d view changes, %d crashes (%d with unflushed writes lost), "+
 		"%d partitions, %d messages dropped, %d duplicated, %d delayed past others, %d read errors; "+
-		"sync: %d objects moved (%d bytes), %d checked in place (SyncSame), %d of them kept",
+		"sync: %d objects moved (%d bytes), %d checked in place (SyncSame), %d of them kept; "+
+		"map: %d nodes marked down, %d up, %d restarts recorded, %d caught up, %d tick-long holds of a down (last caught-up replica)",
 		total.seeds, total.acked, total.reads, total.views, total.crashes, total.torn, total.partitions,
-		total.drops, total.dups, total.delayed, total.readErrs, total.syncObjs, total.syncBytes, total.syncSame, total.syncKept)
+		total.drops, total.dups, total.delayed, total.readErrs, total.syncObjs, total.syncBytes, total.syncSame, total.syncKept,
+		total.mapDown, total.mapUp, total.mapRestarted, total.mapCaughtUp, total.mapHeld)
 	if total.acked == 0 || total.views == 0 || total.crashes == 0 {
 		t.Errorf("the simulation exercised too little: %+v", total)
 	}
@@ -185,19 +196,13 @@ func newSim(t testing.TB, seed int64) *sim {
 		acked: map[engine.ObjectID]uint64{}, pgOf: map[engine.ObjectID]uint32{}}
 	s.counts.seeds = 1
 	s.window = []int{1, 2, 4, 64}[s.rng.Intn(4)]
-	s.or = &oracle{s: s, views: map[uint32]*View{}, heard: map[uint64]int64{}}
 	for i := range simNodes {
 		n := &simNode{s: s, id: uint64(i + 1), store: newSimStore(s)}
 		s.nodes = append(s.nodes, n)
 		n.start()
 	}
+	s.or = newOracle(s)
 	for pg := range uint32(simPGs) {
-		// Initial placement: a rotation, so primaries differ per PG.
-		v := &View{PG: pg, Epoch: 1}
-		for r := range 3 {
-			v.Replicas = append(v.Replicas, uint64((int(pg)+r)%simNodes+1))
-		}
-		s.or.views[pg] = v
 		for o := range simObjs {
 			s.pgOf[engine.ObjectID{Hi: uint64(pg), Lo: uint64(o)}] = pg
 		}
@@ -497,76 +502,135 @@ func applyMut(o simObj, m Mutation, data []byte) simObj {
 	return o
 }
 
-// oracle stands in for the manager: it marks a node down after
-// simDownAfter ticks without a heartbeat, swaps in a replacement replica
-// (backfilling) and bumps the epoch; a restarted node's PGs get a new
-// epoch too; backfilling replicas are marked caught up when they say so.
+// oracle is the manager: it keeps the real cluster map
+// (fsproto/clustermap) and derives every View from it. A Liveness fed by
+// the heartbeats that reach it and the simulated clock marks nodes Down
+// and Up; a node's restart is recorded with NodeRestarted; a replica's
+// CaughtUp effect becomes the map's CaughtUp. The map places the sim's
+// PGs 0..simPGs-1 as its PGs firstPG.. of one container.
 type oracle struct {
-	s     *sim
-	views map[uint32]*View
-	heard map[uint64]int64
+	s       *sim
+	m       *clustermap.Map
+	live    *clustermap.Liveness
+	firstPG clustermap.PGID
+	views   map[uint32]*View
 }
 
-func (o *oracle) down(id uint64) bool {
-	return o.s.now-o.heard[id] > simDownAfter*simTick
+func newOracle(s *sim) *oracle {
+	o := &oracle{s: s, m: clustermap.New(), live: clustermap.NewLiveness(simDownAfter * simTick),
+		views: map[uint32]*View{}}
+	for id := range simNodes {
+		o.apply(clustermap.AddNode{ID: clustermap.NodeID(id + 1), Addr: fmt.Sprintf("node%d:7000", id+1)})
+	}
+	// PG counts are powers of two: the map holds one PG more than the
+	// sim uses, and that one is never looked at.
+	o.apply(clustermap.CreateContainer{Name: "sim", Policy: clustermap.Policy{Replicas: 3, PGCount: 4}})
+	ct, ok := o.m.ContainerByName("sim")
+	if !ok {
+		panic("sim: container not created")
+	}
+	o.firstPG = ct.FirstPG
+	o.refresh()
+	return o
 }
 
-func (o *oracle) bump(v *View) {
-	o.s.dirty = true
-	v.Epoch++
-	o.s.counts.views++
-	o.s.logf("view pg %d epoch %d replicas %v backfilling %v", v.PG, v.Epoch, v.Replicas, v.Backfilling)
+func (o *oracle) clock() time.Time { return time.Unix(0, o.s.now) }
+
+// apply applies cmd to the map; a command the map refuses as changing
+// nothing or as stale (a CaughtUp of an older epoch) is dropped, as the
+// manager drops it.
+func (o *oracle) apply(cmd clustermap.Command) {
+	m, err := o.m.Apply(cmd)
+	if errors.Is(err, clustermap.ErrNoChange) || errors.Is(err, clustermap.ErrStaleEpoch) {
+		return
+	}
+	if err != nil {
+		panic(fmt.Sprintf("sim: map refused %T %+v: %v", cmd, cmd, err))
+	}
+	if err := m.Check(); err != nil {
+		panic(fmt.Sprintf("sim: map after %T %+v: %v", cmd, cmd, err))
+	}
+	o.m = m
+	switch c := cmd.(type) {
+	case clustermap.SetNodeState:
+		if c.State == clustermap.Down {
+			o.s.counts.mapDown++
+		} else {
+			o.s.counts.mapUp++
+		}
+	case clustermap.NodeRestarted:
+		o.s.counts.mapRestarted++
+	case clustermap.CaughtUp:
+		o.s.counts.mapCaughtUp++
+	}
+	o.s.logf("map: %T %+v -> epoch %d", cmd, cmd, m.Epoch)
+	o.refresh()
 }
+
+// refresh derives the views from the map.
+func (o *oracle) refresh() {
+	if o.firstPG == 0 {
+		return
+	}
+	for pg := range uint32(simPGs) {
+		mp, ok := o.m.PG(o.firstPG + clustermap.PGID(pg))
+		if !ok {
+			panic(fmt.Sprintf("sim: map lost pg %d", pg))
+		}
+		v := &View{PG: pg, Epoch: mp.Epoch}
+		for _, id := range mp.Replicas {
+			v.Replicas = append(v.Replicas, uint64(id))
+		}
+		for _, id := range mp.Backfilling {
+			v.Backfilling = append(v.Backfilling, uint64(id))
+		}
+		if old := o.views[pg]; old == nil || old.Epoch != v.Epoch {
+			o.s.dirty = true
+			if old != nil {
+				o.s.counts.views++
+			}
+			o.s.logf("view pg %d epoch %d replicas %v backfilling %v", v.PG, v.Epoch, v.Replicas, v.Backfilling)
+		} else if !slices.Equal(old.Replicas, v.Replicas) || !slices.Equal(old.Backfilling, v.Backfilling) {
+			panic(fmt.Sprintf("sim: pg %d changed in epoch %d: %v %v -> %v %v", pg, v.Epoch, old.Replicas, old.Backfilling, v.Replicas, v.Backfilling))
+		}
+		o.views[pg] = v
+	}
+}
+
+// lastCaughtUp reports whether id is the only caught-up replica of a PG.
+// The runner keeps such a node Up however long it is silent: Down drops a
+// node from its PGs at once, which would leave only backfilling replicas,
+// one of them primary without the data acknowledged (the map's NB leaves
+// this to the runner). The PG then waits for the node, as a PG must whose
+// every up-to-date copy is unreachable.
+func (o *oracle) lastCaughtUp(id clustermap.NodeID) bool {
+	for _, pg := range o.m.PGs {
+		if !pg.HasReplica(id) || pg.IsBackfilling(id) {
+			continue
+		}
+		others := 0
+		for _, r := range pg.Replicas {
+			if r != id && !pg.IsBackfilling(r) {
+				others++
+			}
+		}
+		if others == 0 {
+			return true
+		}
+	}
+	return false
+}
+
+func (o *oracle) heard(id uint64) { o.live.Heartbeat(clustermap.NodeID(id), o.clock()) }
 
 func (o *oracle) tick() {
 	s := o.s
-	for pg := range uint32(simPGs) {
-		v := o.views[pg]
-		var downs []uint64
-		for _, id := range v.Replicas {
-			if o.down(id) {
-				downs = append(downs, id)
-			}
-		}
-		if len(downs) == 0 && (len(v.Replicas) >= 3 || len(v.Replicas) == 0) {
+	for _, c := range o.live.Commands(o.m, o.clock()) {
+		if sc, ok := c.(clustermap.SetNodeState); ok && sc.State == clustermap.Down && o.lastCaughtUp(sc.ID) {
+			o.s.counts.mapHeld++
 			continue
 		}
-		nv := View{PG: pg, Epoch: v.Epoch, Backfilling: slices.Clone(v.Backfilling)}
-		// The new primary is the first caught-up replica still up.
-		var prim uint64
-		for _, id := range v.Replicas {
-			if !o.down(id) && !slices.Contains(v.Backfilling, id) {
-				prim = id
-				break
-			}
-		}
-		if prim == 0 {
-			continue // nobody can take over: wait for a caught-up replica
-		}
-		nv.Replicas = append(nv.Replicas, prim)
-		for _, id := range v.Replicas {
-			if id != prim && !o.down(id) {
-				nv.Replicas = append(nv.Replicas, id)
-			}
-		}
-		var spares []uint64
-		for id := uint64(1); id <= simNodes; id++ {
-			if !o.down(id) && !v.has(id) {
-				spares = append(spares, id)
-			}
-		}
-		if len(downs) == 0 && len(spares) == 0 {
-			continue
-		}
-		for len(nv.Replicas) < 3 && len(spares) > 0 {
-			i := s.rng.Intn(len(spares))
-			nv.Replicas = append(nv.Replicas, spares[i])
-			nv.Backfilling = append(nv.Backfilling, spares[i])
-			spares = slices.Delete(spares, i, i+1)
-		}
-		nv.Backfilling = slices.DeleteFunc(nv.Backfilling, func(id uint64) bool { return !nv.has(id) })
-		*v = nv
-		o.bump(v)
+		o.apply(c)
 	}
 	for id := uint64(1); id <= simNodes; id++ {
 		for pg := range uint32(simPGs) {
@@ -578,38 +642,15 @@ func (o *oracle) tick() {
 	}
 }
 
-// restarted: a node that restarted rejoins its PGs as backfilling (it lost
-// what it had not flushed, and its request ids), and stops being primary
-// if a caught-up replica that is up can take over; otherwise it stays
-// primary, the only one holding everything acknowledged.
+// restarted: the node records its start (NodeRestarted) before it acts,
+// as node processes do; the map moves the epoch of its PGs and makes it
+// backfilling where another caught-up replica serves.
 func (o *oracle) restarted(id uint64) {
-	for pg := range uint32(simPGs) {
-		v := o.views[pg]
-		if !v.has(id) {
-			continue
-		}
-		if v.Replicas[0] == id {
-			for i, other := range v.Replicas[1:] {
-				if !o.down(other) && !slices.Contains(v.Backfilling, other) {
-					v.Replicas[0], v.Replicas[i+1] = other, id
-					break
-				}
-			}
-		}
-		if v.Replicas[0] != id && !slices.Contains(v.Backfilling, id) {
-			v.Backfilling = append(v.Backfilling, id)
-		}
-		o.bump(v)
-	}
+	o.apply(clustermap.NodeRestarted{ID: clustermap.NodeID(id)})
 }
 
 func (o *oracle) caughtUp(id uint64, pg uint32, epoch uint64) {
-	v := o.views[pg]
-	if v.Epoch == epoch && slices.Contains(v.Backfilling, id) {
-		v.Backfilling = slices.DeleteFunc(v.Backfilling, func(x uint64) bool { return x == id })
-		o.s.dirty = true
-		o.s.logf("pg %d: node %d caught up in epoch %d", pg, id, epoch)
-	}
+	o.apply(clustermap.CaughtUp{PG: o.firstPG + clustermap.PGID(pg), Node: clustermap.NodeID(id), Epoch: epoch})
 }
 
 // Clients: one operation at a time on a few objects, retried with the
@@ -753,7 +794,7 @@ func (s *sim) tick() {
 		}
 		n.step(Tick{})
 		nn := n
-		s.send(n.id, oracleID, func() { s.or.heard[nn.id] = s.now })
+		s.send(n.id, oracleID, func() { s.or.heard(nn.id) })
 		for pg, ep := range n.caughtUp {
 			pg, ep := pg, ep
 			s.send(n.id, oracleID, func() { s.or.caughtUp(nn.id, pg, ep) })
