@@ -131,6 +131,16 @@ const (
 	ReadMembers ReadOp = 8
 )
 
+var readOpNames = [...]string{ReadLookup: "lookup", ReadGetAttr: "getattr", ReadDir: "readdir", ReadLink: "readlink",
+	ReadGetXattr: "getxattr", ReadListXattr: "listxattr", ReadStatFS: "statfs", ReadMembers: "members"}
+
+func (o ReadOp) String() string {
+	if o >= ReadLookup && o <= ReadMembers {
+		return readOpNames[o]
+	}
+	return fmt.Sprintf("ReadOp(%d)", uint8(o))
+}
+
 // votersMax bounds the voters in a ReadMembers reply.
 const votersMax = 64
 

@@ -366,3 +366,12 @@ func TestErrno(t *testing.T) {
 		}
 	}
 }
+
+func TestReadOpString(t *testing.T) {
+	if got := ReadDir.String(); got != "readdir" {
+		t.Fatalf("ReadDir is %q", got)
+	}
+	if got := ReadOp(99).String(); got != "ReadOp(99)" {
+		t.Fatalf("ReadOp(99) is %q", got)
+	}
+}
