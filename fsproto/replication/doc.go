@@ -250,9 +250,10 @@
 //     RequestIDs: an id older than the bound, or known only to nodes that
 //     restarted, is applied again on retry; the simulation meets this when
 //     the only caught-up replica of a PG restarts and must stay primary
-//     (with the clustermap manager, seed 2425 of 1..3000: a retried delete
-//     applied twice; the map leaves a single caught-up replica more often
-//     than the old oracle did, which met it first at seed 3028).
+//     (with the clustermap manager, seeds 491 and 2425 of 1..3000: a
+//     retried truncate, a retried delete applied twice; the map leaves a
+//     single caught-up replica more often than the old oracle did, which
+//     met it first at seed 3028).
 //     Gathering the replicas' tables at peering was tried and withdrawn:
 //     it acknowledged a lost write (seed 5232). Durable ids (in the engine,
 //     beside the mutation's record) would remove the gap.

@@ -31,6 +31,7 @@ var (
 	flagSimSeeds = flag.Int("sim.seeds", 0, "number of simulation seeds (default 100 with -short, 300 without)")
 	flagSimLog   = flag.Bool("sim.log", false, "log every simulation event")
 	flagSimFrom  = flag.Int64("sim.from", 1, "first seed of a -sim.seeds run")
+	flagSimAll   = flag.Bool("sim.all", false, "run every seed even after one failed, and list the failing ones")
 )
 
 func simSeeds() []int64 {
@@ -96,13 +97,20 @@ func (c *simCounts) add(o simCounts) {
 
 func TestSim(t *testing.T) {
 	var total simCounts
+	var failed []int64
 	for _, seed := range simSeeds() {
 		s := newSim(t, seed)
 		s.run()
 		total.add(s.counts)
-		if t.Failed() {
+		if s.fail != "" {
+			failed = append(failed, seed)
+		}
+		if t.Failed() && !*flagSimAll {
 			return
 		}
+	}
+	if len(failed) > 0 {
+		t.Errorf("%d seeds failed: %v", len(failed), failed)
 	}
 	t.Logf("%d seeds: %d mutations acknowledged, %d reads, %d view changes, %d crashes (%d with unflushed writes lost), "+
 		"%d partitions, %d messages dropped, %d duplicated, %d delayed past others, %d read errors; "+
@@ -795,8 +803,10 @@ func (s *sim) tick() {
 		n.step(Tick{})
 		nn := n
 		s.send(n.id, oracleID, func() { s.or.heard(nn.id) })
-		for pg, ep := range n.caughtUp {
-			pg, ep := pg, ep
+		// In PG order: each send draws from the seed's rng, and the map's
+		// epochs follow the order its commands arrive in.
+		for _, pg := range slices.Sorted(mapKeys(n.caughtUp)) {
+			ep := n.caughtUp[pg]
 			s.send(n.id, oracleID, func() { s.or.caughtUp(nn.id, pg, ep) })
 		}
 	}
