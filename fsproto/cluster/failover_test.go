@@ -287,10 +287,12 @@ func TestFailover(t *testing.T) {
 	})
 
 	// The primary reconciles every replica again in the epoch CaughtUp
-	// made; wait for it before looking at the engines.
+	// made; wait for it before looking at the engines. NB: that primary
+	// may be the victim again (a replica that caught up takes its
+	// placement rank), so it is read from the newest map.
 	waitFor(t, "the primary active in the newest epoch", func() bool {
 		p, _ := c.current().PG(pg.ID)
-		for _, s := range c.nodes[newPrimary].ds.Status() {
+		for _, s := range c.nodes[p.Primary()].ds.Status() {
 			if s.PG == pg.ID && s.Epoch == p.Epoch && s.Phase == "active" && len(s.Syncs) == 2 {
 				return s.Syncs[0].Done && s.Syncs[1].Done
 			}

@@ -48,26 +48,32 @@ func (s *DataServer) route(w *net.ResponseWriter, chunk fsproto.ChunkID, pg uint
 // do hands op to the loop and waits for its Reply. ref, if set, is the
 // write's payload: the loop releases it when the core is done with it.
 func (s *DataServer) do(ctx context.Context, op replication.ClientOp, epoch uint64, ref *bufRef) (replication.Reply, bool) {
-	r := &clientReq{op: op, epoch: epoch, ref: ref, done: make(chan replication.Reply, 1)}
+	r := newReq(op, epoch, ref)
 	select {
 	case s.ops <- r:
 	case <-s.ctx.Done():
 		if ref != nil {
 			ref.dec()
 		}
+		r.release()
+		r.release() // the loop never had it
 		return replication.Reply{Err: errClosing}, true
 	case <-ctx.Done():
 		// The connection is gone: nobody would read the answer.
 		if ref != nil {
 			ref.dec()
 		}
+		r.release()
+		r.release()
 		return replication.Reply{}, false
 	}
+	defer r.release()
 	select {
 	case rep := <-r.done:
 		return rep, true
 	case <-s.closed:
 		// Close drained the queue; r may have been put in it after.
+		// NB: then nobody holds it for the loop, and it is not recycled.
 		select {
 		case rep := <-r.done:
 			return rep, true
@@ -236,17 +242,20 @@ func (s *DataServer) servePeer(ctx context.Context, req *net.Request, w *net.Res
 		return
 	}
 	buf := req.TakePayload()
-	msgs, err := DecodePeerBatch(make([]replication.Msg, 0, h.Count), buf.Bytes(), h.Count)
+	b := batchPool.Get().(*peerBatch)
+	b.msgs, err = DecodePeerBatch(b.msgs[:0], buf.Bytes(), h.Count)
 	if err != nil {
+		freeBatch(b)
 		buf.Release()
 		w.Error(fsproto.CodeBadMessage, fmt.Sprintf("from node %d: %v", h.From, err))
 		return
 	}
-	b := &peerBatch{from: uint64(h.From), msgs: msgs, ref: newRef(buf)}
+	b.from, b.ref = uint64(h.From), newRef(buf)
 	select {
 	case s.recv <- b:
 	default:
 		b.ref.dec() // the loop is behind: drop, the sender retransmits
+		freeBatch(b)
 	}
 	w.Reply(nil, nil, nil)
 }

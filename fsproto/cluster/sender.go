@@ -2,7 +2,6 @@ package cluster
 
 import (
 	"context"
-	"time"
 
 	"github.com/weftfs/weft/fsproto/clustermap"
 	"github.com/weftfs/weft/fsproto/replication"
@@ -10,10 +9,8 @@ import (
 )
 
 // peerSender sends one peer's messages in batches, one KindPeer call at a
-// time: while a batch is in flight the next one gathers. Everything a
-// batch needs (header, call channel, timer, connection) is kept from one
-// batch to the next, so a batch costs the net layer's Call and nothing
-// else.
+// time: while a batch is in flight the next one gathers. The batch slice,
+// header and connection are kept from one batch to the next.
 type peerSender struct {
 	s  *DataServer
 	to uint64
@@ -24,8 +21,6 @@ type peerSender struct {
 	// hasNext: next holds an item.
 	hasNext bool
 	hb      [PeerHeaderLen]byte
-	done    chan *net.Call
-	timer   *time.Timer
 	conn    *net.Conn // the pool's connection to connAddr, while it works
 	// connAddr is the address conn reaches.
 	connAddr string
@@ -75,10 +70,7 @@ func (s *DataServer) peer(id uint64) *peerSender {
 	defer s.peersMu.Unlock()
 	p := s.peers[id]
 	if p == nil {
-		t := time.NewTimer(time.Hour)
-		t.Stop()
-		p = &peerSender{s: s, to: id, q: make(chan peerItem, s.cfg.QueueMax), done: make(chan *net.Call, 1),
-			timer: t}
+		p = &peerSender{s: s, to: id, q: make(chan peerItem, s.cfg.QueueMax)}
 		s.peers[id] = p
 		s.sendWG.Add(1)
 		go p.run()
@@ -137,60 +129,36 @@ func (p *peerSender) run() {
 	}
 }
 
-// call sends one batch and releases buf once the net layer is done with
-// it. Failures are only logged: the core retransmits.
+// call sends one batch and releases buf. Failures are only logged: the
+// core retransmits.
 //
-// NB: the call runs under a context that cannot end (no per-call
-// context, timer or AfterFunc to allocate); the sender's own timer bounds
-// the wait instead. A batch the peer did not answer within
-// peerCallTimeout is abandoned: its connection is not used again by this
-// sender (the pool redials it if it is broken), and a goroutine releases
-// the batch's buffer when the call finally completes, which happens at
-// the latest when the pool closes the connection.
+// NB: each call still costs a context with a deadline (and the net
+// layer's AfterFunc for it): a call the peer never answers (its frame was
+// lost) must be aborted, or its bytes would keep counting against the
+// connection's in-flight bound. Calls without a context, bounded by a
+// reused timer and abandoned on expiry, were tried and wedged the sender
+// once abandoned calls filled that bound; net would need a way to abort a
+// call without a context to remove the cost.
 func (p *peerSender) call(addr string, hdr, payload []byte, buf *net.Buffer) {
+	defer buf.Release()
+	ctx, cancel := context.WithTimeout(p.s.ctx, peerCallTimeout)
+	defer cancel()
 	if p.conn == nil || p.connAddr != addr || p.conn.Err() != nil {
 		p.conn = nil
-		ctx, cancel := context.WithTimeout(p.s.ctx, peerCallTimeout)
 		conn, err := p.s.cfg.Pool.Get(ctx, addr)
-		cancel()
 		if err != nil {
 			p.s.log.Debug("peer unreachable", "peer", p.to, "addr", addr, "err", err)
-			buf.Release()
 			return
 		}
 		p.conn, p.connAddr = conn, addr
 	}
-	p.conn.Go(context.Background(), KindPeer, hdr, payload, p.done)
-	p.timer.Reset(peerCallTimeout)
-	select {
-	case c := <-p.done:
-		p.timer.Stop()
-		p.finish(c, addr)
-		buf.Release()
-	case <-p.timer.C:
-		p.s.log.Debug("peer batch unanswered", "peer", p.to, "addr", addr, "after", peerCallTimeout)
-		p.abandon(p.done, buf, addr)
-		p.conn, p.done = nil, make(chan *net.Call, 1)
-	case <-p.s.ctx.Done():
-		p.timer.Stop()
-		p.abandon(p.done, buf, addr)
-		p.conn, p.done = nil, make(chan *net.Call, 1)
-	}
-}
-
-func (p *peerSender) finish(c *net.Call, addr string) {
-	if c.Error != nil {
-		p.s.log.Debug("peer batch lost", "peer", p.to, "addr", addr, "err", c.Error)
+	resp, err := p.conn.Call(ctx, KindPeer, hdr, payload)
+	if err != nil {
+		// The next batch asks the pool again: it replaces broken
+		// connections.
+		p.conn = nil
+		p.s.log.Debug("peer batch lost", "peer", p.to, "addr", addr, "err", err)
 		return
 	}
-	c.Response.Release()
-}
-
-func (p *peerSender) abandon(done chan *net.Call, buf *net.Buffer, addr string) {
-	// Not waited for by Close: the call ends when the pool, which the
-	// owner closes after the DataServer, closes the connection.
-	go func() {
-		p.finish(<-done, addr)
-		buf.Release()
-	}()
+	resp.Release()
 }

@@ -166,6 +166,8 @@ type DataServer struct {
 	views    map[clustermap.PGID]uint64
 	pgs      map[clustermap.PGID]*pgState
 	applied  *clustermap.Map // the newest map handed to the core
+
+	storeDone func(replication.StoreResult) // s.storeDoneFunc
 }
 
 type pgState struct {
@@ -201,6 +203,7 @@ type clientReq struct {
 	// PG's epoch moved (see failStale); the core's own Reply, when it
 	// comes, only releases the request.
 	answered bool
+	holders  atomic.Int32 // see reqPool
 }
 
 // peerBatch is one received KindPeer batch.
@@ -219,20 +222,67 @@ type bufRef struct {
 	n   atomic.Int32
 }
 
+// refPool recycles bufRefs: one per write and per peer batch.
+var refPool = sync.Pool{New: func() any { return new(bufRef) }}
+
 func newRef(b *net.Buffer) *bufRef {
-	r := &bufRef{buf: b}
+	r := refPool.Get().(*bufRef)
+	r.buf = b
 	r.n.Store(1)
 	return r
 }
 
 func (r *bufRef) inc() { r.n.Add(1) }
 
+// dec drops one user. Invariant: nobody holds r after the last dec (the
+// maps naming it drop it first), so r is recycled.
 func (r *bufRef) dec() {
 	switch n := r.n.Add(-1); {
 	case n == 0:
 		r.buf.Release()
+		r.buf = nil
+		refPool.Put(r)
 	case n < 0:
 		panic(fmt.Sprintf("cluster: buffer reference count %d", n))
+	}
+}
+
+// batchPool recycles peerBatches and their message slices.
+var batchPool = sync.Pool{New: func() any { return new(peerBatch) }}
+
+// freeBatch recycles b once the loop stepped it (or dropped it): the core
+// copies the messages it keeps, and b.ref keeps the data.
+func freeBatch(b *peerBatch) {
+	clear(b.msgs)
+	b.msgs, b.ref = b.msgs[:0], nil
+	batchPool.Put(b)
+}
+
+// reqPool recycles clientReqs with their reply channels. A request has
+// two holders, the handler and the loop (from the moment it takes the
+// request until it drops it from pending); the last to let go recycles
+// it.
+var reqPool = sync.Pool{New: func() any { return &clientReq{done: make(chan replication.Reply, 1)} }}
+
+func newReq(op replication.ClientOp, epoch uint64, ref *bufRef) *clientReq {
+	r := reqPool.Get().(*clientReq)
+	select {
+	case <-r.done: // a reply the handler left unread (its connection went)
+	default:
+	}
+	r.op, r.epoch, r.ref, r.answered = op, epoch, ref, false
+	r.holders.Store(2)
+	return r
+}
+
+// release drops one holder of r.
+func (r *clientReq) release() {
+	switch n := r.holders.Add(-1); {
+	case n == 0:
+		r.op, r.ref = replication.ClientOp{}, nil
+		reqPool.Put(r)
+	case n < 0:
+		panic(fmt.Sprintf("cluster: client request holders %d", n))
 	}
 }
 
@@ -299,6 +349,7 @@ func NewDataServer(cfg DataServerConfig) (*DataServer, error) {
 		views:    map[clustermap.PGID]uint64{},
 		pgs:      map[clustermap.PGID]*pgState{},
 	}
+	s.storeDone = s.storeDoneFunc
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.loopWG.Add(2)
 	go s.watch()
@@ -451,6 +502,7 @@ func (s *DataServer) clientOp(r *clientReq) {
 			r.ref.dec()
 		}
 		r.done <- replication.Reply{Err: replication.ErrStaleEpoch}
+		r.release()
 		return
 	}
 	s.token++
@@ -493,8 +545,10 @@ func (s *DataServer) shutdown() {
 				r.ref.dec()
 			}
 			r.done <- replication.Reply{Err: errClosing}
+			r.release()
 		case b := <-s.recv:
 			b.ref.dec()
+			freeBatch(b)
 		default:
 			return
 		}
@@ -516,6 +570,7 @@ func (s *DataServer) stepBatch(b *peerBatch) {
 		}
 	}
 	b.ref.dec()
+	freeBatch(b)
 }
 
 // handle carries out the core's effects. It never blocks: peer messages
@@ -549,12 +604,16 @@ func (s *DataServer) submit(op replication.StoreOp) {
 	if op.Kind == replication.StoreInstall {
 		s.installs[op.ID] = installOp{pg: clustermap.PGID(op.PG), key: installKey{op.Object, op.Seq}, n: len(op.Data)}
 	}
-	s.store.Submit(op, func(r replication.StoreResult) {
-		select {
-		case s.done <- r:
-		case <-s.ctx.Done():
-		}
-	})
+	s.store.Submit(op, s.storeDone)
+}
+
+// storeDone hands a store completion to the loop. It is a method value
+// made once (NewDataServer), not a closure per op.
+func (s *DataServer) storeDoneFunc(r replication.StoreResult) {
+	select {
+	case s.done <- r:
+	case <-s.ctx.Done():
+	}
 }
 
 func (s *DataServer) reply(e replication.Reply) {
@@ -571,6 +630,7 @@ func (s *DataServer) reply(e replication.Reply) {
 		r.answered = true
 		r.done <- e
 	}
+	r.release()
 }
 
 func (s *DataServer) caughtUp(e replication.CaughtUp) {
