@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"context"
+	"time"
 
 	"github.com/weftfs/weft/fsproto/clustermap"
 	"github.com/weftfs/weft/fsproto/replication"
@@ -22,6 +23,12 @@ type peerSender struct {
 	hasNext bool
 	hb      [PeerHeaderLen]byte
 	conn    *net.Conn // the pool's connection to connAddr, while it works
+	// callCtx is the context of this sender's calls until one times out
+	// (see call); callCancel ends it.
+	callCtx    context.Context
+	callCancel context.CancelFunc
+	done       chan *net.Call // receives each call, one at a time
+	timer      *time.Timer    // bounds one call
 	// connAddr is the address conn reaches.
 	connAddr string
 }
@@ -70,7 +77,9 @@ func (s *DataServer) peer(id uint64) *peerSender {
 	defer s.peersMu.Unlock()
 	p := s.peers[id]
 	if p == nil {
-		p = &peerSender{s: s, to: id, q: make(chan peerItem, s.cfg.QueueMax)}
+		t := time.NewTimer(peerCallTimeout)
+		t.Stop()
+		p = &peerSender{s: s, to: id, q: make(chan peerItem, s.cfg.QueueMax), done: make(chan *net.Call, 1), timer: t}
 		s.peers[id] = p
 		s.sendWG.Add(1)
 		go p.run()
@@ -84,6 +93,11 @@ func msgSize(m *replication.Msg) int {
 
 func (p *peerSender) run() {
 	defer p.s.sendWG.Done()
+	defer func() {
+		if p.callCancel != nil {
+			p.callCancel()
+		}
+	}()
 	pool := net.DefaultBufferPool()
 	for {
 		if !p.hasNext {
@@ -132,33 +146,47 @@ func (p *peerSender) run() {
 // call sends one batch and releases buf. Failures are only logged: the
 // core retransmits.
 //
-// NB: each call still costs a context with a deadline (and the net
-// layer's AfterFunc for it): a call the peer never answers (its frame was
-// lost) must be aborted, or its bytes would keep counting against the
-// connection's in-flight bound. Calls without a context, bounded by a
-// reused timer and abandoned on expiry, were tried and wedged the sender
-// once abandoned calls filled that bound; net would need a way to abort a
-// call without a context to remove the cost.
+// The calls of a sender share one context (callCtx, a child of the
+// server's), and the sender's own timer bounds each call: a call the
+// peer does not answer in peerCallTimeout (its frame was lost) is
+// aborted by cancelling that context, which frees its bytes in the
+// connection's in-flight bound, and the next call gets a fresh context.
+// This spares a context and a timer per call. NB: the net layer still
+// registers an AfterFunc per call on a context that can end; a way to
+// abort a call without one would remove that too.
 func (p *peerSender) call(addr string, hdr, payload []byte, buf *net.Buffer) {
 	defer buf.Release()
-	ctx, cancel := context.WithTimeout(p.s.ctx, peerCallTimeout)
-	defer cancel()
+	if p.callCtx == nil {
+		p.callCtx, p.callCancel = context.WithCancel(p.s.ctx)
+	}
 	if p.conn == nil || p.connAddr != addr || p.conn.Err() != nil {
 		p.conn = nil
+		ctx, cancel := context.WithTimeout(p.s.ctx, peerCallTimeout)
 		conn, err := p.s.cfg.Pool.Get(ctx, addr)
+		cancel()
 		if err != nil {
 			p.s.log.Debug("peer unreachable", "peer", p.to, "addr", addr, "err", err)
 			return
 		}
 		p.conn, p.connAddr = conn, addr
 	}
-	resp, err := p.conn.Call(ctx, KindPeer, hdr, payload)
-	if err != nil {
+	p.conn.Go(p.callCtx, KindPeer, hdr, payload, p.done)
+	p.timer.Reset(peerCallTimeout)
+	var c *net.Call
+	select {
+	case c = <-p.done:
+		p.timer.Stop()
+	case <-p.timer.C:
+		p.callCancel()
+		p.callCtx, p.callCancel = nil, nil
+		c = <-p.done // the abort completes the call
+	}
+	if c.Error != nil {
 		// The next batch asks the pool again: it replaces broken
 		// connections.
 		p.conn = nil
-		p.s.log.Debug("peer batch lost", "peer", p.to, "addr", addr, "err", err)
+		p.s.log.Debug("peer batch lost", "peer", p.to, "addr", addr, "err", c.Error)
 		return
 	}
-	resp.Release()
+	c.Response.Release()
 }
