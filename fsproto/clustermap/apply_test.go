@@ -348,3 +348,38 @@ func TestNodeRestarted(t *testing.T) {
 	m = mustApply(t, m, SetNodeState{ID: 3, State: Out})
 	applyErr(t, m, NodeRestarted{ID: 3}, ErrInvalid)
 }
+
+// TestLastCopyHeld: when a PG's only caught-up replica goes Down, it stays
+// the PG's primary (the PG waits for it) instead of leaving backfilling
+// replicas, which lack acknowledged writes, to lead; when it returns it
+// leads again; Out gives its data up.
+func TestLastCopyHeld(t *testing.T) {
+	m := addNodes(t, New(), 2, "a", "b")
+	m = mustApply(t, m, CreateContainer{Name: "c", Policy: Policy{Replicas: 2, PGCount: 1}})
+	pg := m.PGs[0]
+	primary, other := pg.Replicas[0], pg.Replicas[1]
+	// other goes Down and comes back: it backfills; primary is the only
+	// caught-up replica.
+	m = mustApply(t, m, SetNodeState{ID: other, State: Down})
+	m = mustApply(t, m, SetNodeState{ID: other, State: Up})
+	pg = m.PGs[0]
+	if pg.Primary() != primary || !pg.IsBackfilling(other) {
+		t.Fatalf("setup: %v backfilling %v", pg.Replicas, pg.Backfilling)
+	}
+	m = mustApply(t, m, SetNodeState{ID: primary, State: Down})
+	if pg = m.PGs[0]; pg.Primary() != primary || !pg.IsBackfilling(other) {
+		t.Fatalf("last copy down: %v backfilling %v; want %d kept as primary", pg.Replicas, pg.Backfilling, primary)
+	}
+	if err := m.Check(); err != nil {
+		t.Fatal(err)
+	}
+	m = mustApply(t, m, SetNodeState{ID: primary, State: Up})
+	if pg = m.PGs[0]; pg.Primary() != primary {
+		t.Fatalf("last copy back: %v backfilling %v", pg.Replicas, pg.Backfilling)
+	}
+	m = mustApply(t, m, SetNodeState{ID: primary, State: Down})
+	m = mustApply(t, m, SetNodeState{ID: primary, State: Out})
+	if pg = m.PGs[0]; pg.HasReplica(primary) {
+		t.Fatalf("out: %v still holds %d", pg.Replicas, primary)
+	}
+}

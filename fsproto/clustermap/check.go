@@ -17,7 +17,9 @@ import (
 //   - each container's PG range lies in [1, NextPG), ranges do not
 //     overlap, and PGs holds exactly the PGs of the ranges;
 //   - a PG's epoch is at most the map's; its replicas are distinct nodes
-//     that are Up or Draining, at most 2×ReplicasMax of them;
+//     that are Up or Draining, at most 2×ReplicasMax of them, but for a
+//     Down primary that is the PG's only caught-up replica (the PG waits
+//     for it);
 //     Backfilling is a subsequence of Replicas and no caught-up replica
 //     follows a backfilling one (so the primary has the data whenever a
 //     replica has it);
@@ -118,7 +120,10 @@ func (m *Map) checkPG(pg *PG, p *Policy) error {
 			return fmt.Errorf("replica %d is no node", r)
 		}
 		if n.State != Up && n.State != Draining {
-			return fmt.Errorf("replica %d is %v", r, n.State)
+			lastCopy := n.State == Down && i == 0 && !pg.IsBackfilling(r) && len(pg.Backfilling) == len(pg.Replicas)-1
+			if !lastCopy {
+				return fmt.Errorf("replica %d is %v", r, n.State)
+			}
 		}
 		isBF := pg.IsBackfilling(r)
 		if isBF {

@@ -170,6 +170,11 @@ func checkAll(prev, next *Map, cmd Command) error {
 			if on, _ := prev.Node(c.ID); on.State == Draining && c.State == Up && old.HasReplica(c.ID) {
 				continue
 			}
+			// A held last copy coming back: it has the data and takes
+			// its domain back from a replacement still backfilling.
+			if on, _ := prev.Node(c.ID); on.State == Down && c.State == Up && old.Primary() == c.ID {
+				continue
+			}
 		}
 		oldDomains := map[string]bool{}
 		for _, id := range old.Replicas {

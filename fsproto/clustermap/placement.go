@@ -152,6 +152,7 @@ func reconcile(pg PG, p *Policy, nodes []Node, fresh bool) PG {
 		return &nodes[i]
 	}
 	var caught, retiring, filling []NodeID
+	var held NodeID // the first caught-up replica that is Down
 	claimed := make(map[string]bool, len(pg.Replicas)+p.Replicas)
 	for _, wantBackfill := range [2]bool{false, true} {
 		for _, r := range pg.Replicas {
@@ -160,6 +161,9 @@ func reconcile(pg PG, p *Policy, nodes []Node, fresh bool) PG {
 				continue
 			}
 			n := lookup(r)
+			if n != nil && n.State == Down && !bf && held == 0 {
+				held = r
+			}
 			if n == nil || n.State == Down || n.State == Out {
 				continue
 			}
@@ -184,6 +188,13 @@ func reconcile(pg PG, p *Policy, nodes []Node, fresh bool) PG {
 	}
 	if short := p.Replicas - len(caught); len(retiring) > short {
 		retiring = retiring[:max(short, 0)]
+	}
+	if len(caught) == 0 && len(retiring) == 0 && held != 0 {
+		// The PG's last caught-up replica is Down: it stays, as the
+		// primary, so that the PG waits for it rather than let a
+		// backfilling replica, which lacks acknowledged writes, lead.
+		// Only Out (the operator gave its data up) drops it.
+		retiring = []NodeID{held}
 	}
 	var added []NodeID
 	if len(caught)+len(filling) < p.Replicas {

@@ -229,8 +229,13 @@ func step1(m *Map, cmd Command, out **Map) error {
 					return fmt.Errorf("node %d going %v changed pg %d, which it was not in", c.ID, c.State, id)
 				}
 			}
-			if len(next.PGsOfNode(c.ID)) != 0 {
-				return fmt.Errorf("node %d is %v but still in pgs %v", c.ID, c.State, next.PGsOfNode(c.ID))
+			for _, id := range next.PGsOfNode(c.ID) {
+				// A Down node stays only as the primary of a PG whose
+				// other replicas all lack data (the last copy).
+				pg, _ := next.PG(id)
+				if c.State == Out || pg.Primary() != c.ID || len(pg.Backfilling) != len(pg.Replicas)-1 {
+					return fmt.Errorf("node %d is %v but still in pg %d (%v, backfilling %v)", c.ID, c.State, id, pg.Replicas, pg.Backfilling)
+				}
 			}
 		}
 		if c.State == Up {
