@@ -84,10 +84,12 @@ compare: build
 	DIR=$(RUNDIR) bench/compare-net.sh
 
 # The deterministic simulation of replication: SIMSEEDS seeds (make test
-# runs 100 of them). A failure prints the seed and the command replaying it.
+# runs 100 of them), every one run, the failing ones listed with the
+# command replaying each. Known to fail today: seed 491, the request-id
+# gap (see fsproto/replication/doc.go, "Not done").
 SIMSEEDS ?= 1000
 sim:
-	$(GO) test -count=1 -timeout 60m -run 'TestSim' ./fsproto/replication -sim.seeds=$(SIMSEEDS)
+	$(GO) test -count=1 -timeout 60m -run 'TestSim$$' ./fsproto/replication -sim.seeds=$(SIMSEEDS) -sim.all
 
 clean:
 	rm -rf bin
