@@ -254,10 +254,10 @@ func TestPrimaryCutOff(t *testing.T) {
 	default:
 		// Not refused outright (it timed out, or the connection broke):
 		// it may yet apply, so it joins the history with an unknown
-		// outcome. NB: under load this is what happens today: the write
-		// the old primary took from its socket after it resumed is
-		// neither acknowledged nor refused before the timeout (without
-		// load it is refused with a stale epoch within half a second).
+		// outcome. (Since the data server answers every pending and
+		// queued operation of a PG whose epoch moved at once, the old
+		// primary normally refuses it with a stale epoch; this branch
+		// covers a timeout on a badly loaded machine.)
 		t.Logf("the write at the old epoch did not complete: %v", op.Err)
 		l.mu.Lock()
 		l.hist[0] = append(l.hist[0], porcupine.Operation{ClientId: workers + 1, Input: regInput{write: true, val: staleVal}, Output: regOutput{}, Return: math.MaxInt64})
