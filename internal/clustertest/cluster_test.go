@@ -60,7 +60,18 @@ func TestKillNodeUnderLoad(t *testing.T) {
 	t.Logf("killed node %d (id %d) after %s", victim, id, l.summary())
 	m := c.waitMap("the killed node marked down", func(m *clustermap.Map) bool { return nodeState(m, id) == clustermap.Down })
 	t.Logf("map epoch %d: node %d down", m.Epoch, victim)
-	time.Sleep(time.Second) // load on the degraded cluster
+	// Load on the degraded cluster: at least some writes complete while
+	// the node is away (clients first wait out their attempt on the dead
+	// primary, so this can take a few seconds).
+	for deadline := time.Now().Add(30 * time.Second); l.writes.Load()-writesBefore < 32 && time.Now().Before(deadline); {
+		time.Sleep(100 * time.Millisecond)
+	}
+	// The load stops before the node returns, so that what it missed can
+	// only reach it by backfill: a write arriving after its return would
+	// be forwarded to it, and the sync would then find the object current
+	// and install nothing, which (c) could not tell from no backfill.
+	l.halt()
+	writesWhileAway := l.writes.Load() - writesBefore
 
 	if err := c.lc.StartNode(victim); err != nil {
 		t.Fatal(err)
@@ -69,9 +80,6 @@ func TestKillNodeUnderLoad(t *testing.T) {
 	c.logReport(fmt.Sprintf("map epoch %d: node %d back", m.Epoch, victim))
 	m = c.waitMap("every PG active", allActive)
 	t.Logf("map epoch %d: node %d back, every PG active, after %s", m.Epoch, victim, l.summary())
-	time.Sleep(500 * time.Millisecond)
-	l.halt()
-	writesWhileAway := l.writes.Load() - writesBefore
 
 	// (a) Final reads of every hot chunk join the histories, so a lost
 	// acknowledged write shows as a read porcupine cannot explain.
