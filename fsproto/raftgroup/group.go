@@ -611,7 +611,7 @@ func (g *Group) run() {
 		case w := <-g.propc:
 			g.propose(w)
 		case w := <-g.confc:
-			g.proposeConf(w)
+			g.propose(w)
 		case w := <-g.readc:
 			g.readIndex(w)
 		case <-g.reportc:
@@ -643,6 +643,8 @@ func (g *Group) pendingFull() bool {
 	return len(g.pending)+len(g.reads) >= g.cfg.MaxPending
 }
 
+// propose submits a waiter's command, or its conf change when it carries
+// one.
 func (g *Group) propose(w *waiter) {
 	switch {
 	case g.removed:
@@ -652,24 +654,13 @@ func (g *Group) propose(w *waiter) {
 	case g.rn.BasicStatus().Lead == raft.None:
 		w.finish(nil, ErrNoLeader)
 	default:
-		if err := g.rn.Propose(w.data); err != nil {
-			w.finish(nil, fmt.Errorf("%w: %w", ErrProposalDropped, err))
-			return
+		var err error
+		if w.cc != nil {
+			err = g.rn.ProposeConfChange(w.cc)
+		} else {
+			err = g.rn.Propose(w.data)
 		}
-		g.pending[w.id] = w
-	}
-}
-
-func (g *Group) proposeConf(w *waiter) {
-	switch {
-	case g.removed:
-		w.finish(nil, ErrRemoved)
-	case g.pendingFull():
-		w.finish(nil, ErrBusy)
-	case g.rn.BasicStatus().Lead == raft.None:
-		w.finish(nil, ErrNoLeader)
-	default:
-		if err := g.rn.ProposeConfChange(w.cc); err != nil {
+		if err != nil {
 			w.finish(nil, fmt.Errorf("%w: %w", ErrProposalDropped, err))
 			return
 		}
