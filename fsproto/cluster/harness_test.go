@@ -135,8 +135,20 @@ func newCluster(t testing.TB, n int, pgCount uint32, repl replication.Config) *t
 		c.apply(clustermap.AddNode{ID: id, Addr: tn.addr, Capacity: 1 << 30})
 		c.start(tn, ln)
 	}
-	c.apply(clustermap.CreateContainer{Name: testContainer, Policy: clustermap.Policy{Replicas: 3, PGCount: pgCount}})
+	m, _ := c.apply(clustermap.CreateContainer{Name: testContainer, Policy: clustermap.Policy{Replicas: 3, PGCount: pgCount}})
 	t.Cleanup(c.close)
+	// Tests that speak to a node with a raw ChunkClient (no map refresh
+	// and retry) must not race the node's map watch: a node routes by the
+	// newest map it has seen, and one without the container refuses it.
+	deadline := time.Now().Add(30 * time.Second)
+	for _, tn := range c.nodes {
+		for tn.ds.Map() == nil || tn.ds.Map().Epoch < m.Epoch {
+			if time.Now().After(deadline) {
+				t.Fatalf("node %d did not see map epoch %d", tn.id, m.Epoch)
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
 	return c
 }
 
