@@ -13,6 +13,7 @@ import (
 	"github.com/weftfs/weft/fsproto/cluster"
 	"github.com/weftfs/weft/fsproto/clustermap"
 	"github.com/weftfs/weft/fsproto/manager"
+	"github.com/weftfs/weft/fsproto/meta"
 	"github.com/weftfs/weft/fsproto/raftgroup"
 	"github.com/weftfs/weft/net"
 )
@@ -61,6 +62,7 @@ type clusterNode struct {
 	mgr  *manager.Manager // nil when this process is no manager member
 	mc   *manager.Client
 	ds   *cluster.DataServer
+	meta *meta.Host // the container metadata members this node runs
 
 	// ctx ends the loops and the CaughtUp reports; cancelled first on
 	// shutdown.
@@ -122,11 +124,14 @@ func newClusterNode(cfg *Config, keys *net.MemKeyStore, eng *engine.Engine, log 
 			pool.Close()
 		}
 	}()
+	// One router carries every raft group of the node: the managers'
+	// (group 1) when this node is a manager member, and the metadata
+	// groups of the containers whose members it is.
+	router, err := raftgroup.NewNetRouter(raftgroup.NetRouterConfig{Pool: pool, Mux: c.mux, Logger: log})
+	if err != nil {
+		return nil, fmt.Errorf("node: %w", err)
+	}
 	if cfg.ManagerID != 0 {
-		router, err := raftgroup.NewNetRouter(raftgroup.NetRouterConfig{Pool: pool, Mux: c.mux, Logger: log})
-		if err != nil {
-			return nil, fmt.Errorf("node: %w", err)
-		}
 		mp, _ := cfg.managerPeers() // checked by check
 		peers := make([]raftgroup.Peer, len(mp))
 		for i, p := range mp {
@@ -153,6 +158,16 @@ func newClusterNode(cfg *Config, keys *net.MemKeyStore, eng *engine.Engine, log 
 		return nil, fmt.Errorf("node: %w", err)
 	}
 	c.ds.Register(c.mux)
+	metaDir := cfg.MetaDir
+	if metaDir == "" {
+		metaDir = cfg.Device + ".meta"
+	}
+	c.meta, err = meta.NewHost(meta.HostConfig{Node: c.id, Dir: metaDir, Router: router, Pool: pool, Logger: log})
+	if err != nil {
+		c.ds.Close()
+		return nil, fmt.Errorf("node: %w", err)
+	}
+	c.meta.Register(c.mux)
 	c.mux.HandleFunc(KindStatus, c.serveStatus)
 	return c, nil
 }
@@ -164,8 +179,12 @@ func (c *clusterNode) start(addr string) {
 	c.addrMu.Lock()
 	c.addr = addr
 	c.addrMu.Unlock()
-	c.wg.Add(1)
+	c.wg.Add(2)
 	go c.liveLoop(addr)
+	go func() {
+		defer c.wg.Done()
+		c.meta.Follow(c.ctx, c.mc)
+	}()
 }
 
 // stop ends the loops, the manager member and the data server (pending
@@ -176,6 +195,7 @@ func (c *clusterNode) stop() {
 	c.stopOnce.Do(func() {
 		c.cancel()
 		c.wg.Wait()
+		c.meta.Close()
 		if c.mgr != nil {
 			c.mgr.Stop()
 		}

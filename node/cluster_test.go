@@ -14,6 +14,8 @@ import (
 	"github.com/weftfs/weft/fsproto/client"
 	"github.com/weftfs/weft/fsproto/clustermap"
 	"github.com/weftfs/weft/fsproto/manager"
+	"github.com/weftfs/weft/fsproto/meta"
+	"github.com/weftfs/weft/fsproto/namespace"
 	"github.com/weftfs/weft/internal/testutil"
 	"github.com/weftfs/weft/net"
 )
@@ -114,6 +116,16 @@ func TestClusterMode(t *testing.T) {
 	got := make([]byte, len(data))
 	if n, err := ct.Read(ctx, 1, 0, 0, got); err != nil || string(got[:n]) != string(data) {
 		t.Fatalf("read %q, %v; want %q", got[:n], err, data)
+	}
+
+	// The container's metadata group runs on the nodes: a mkdir commits
+	// and reads back through the leader.
+	mcl := meta.NewClient(ct.ID(), mc, pool)
+	if _, err := mcl.Apply(ctx, namespace.Mkdir{Parent: namespace.RootIno, Name: "etc", Mode: 0o755}); err != nil {
+		t.Fatalf("mkdir: %v", err)
+	}
+	if a, err := mcl.Lookup(ctx, namespace.RootIno, "etc"); err != nil || a.Mode&0o777 != 0o755 {
+		t.Fatalf("lookup etc: %+v, %v", a, err)
 	}
 
 	// Every node reports itself: the id the map has for its address, its

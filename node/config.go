@@ -68,6 +68,9 @@ type Config struct {
 	ManagerID    uint64   `json:"manager_id"`
 	ManagerPeers []string `json:"manager_peers"`
 	ManagerDir   string   `json:"manager_dir"`
+	// MetaDir holds the Raft logs of the container metadata groups this
+	// node is a member of (see package meta); default Device+".meta".
+	MetaDir string `json:"meta_dir"`
 	// ClusterKey is the id of the key (in KeysFile) the node uses with
 	// the managers and other nodes; default "cluster".
 	ClusterKey string `json:"cluster_key"`
@@ -89,7 +92,7 @@ type Config struct {
 var configFields = map[string]bool{
 	"device": true, "format_size": true, "listen": true, "metrics_listen": true, "cores": true,
 	"shards": true, "mode": true, "labels": true, "cluster_id": true, "keys_file": true, "containers": true,
-	"managers": true, "manager_id": true, "manager_peers": true, "manager_dir": true, "cluster_key": true,
+	"managers": true, "manager_id": true, "manager_peers": true, "manager_dir": true, "meta_dir": true, "cluster_key": true,
 	"heartbeat_timeout": true,
 }
 

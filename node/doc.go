@@ -25,9 +25,11 @@
 // serves every kind through a net.ServeMux:
 //
 //	256-259  chunk protocol, through replication (cluster.DataServer)
-//	300      raft (raftgroup.NetRouter)          \ only with ManagerID:
-//	310-319  manager RPCs (manager.Manager)      /  a manager member
+//	300      raft (raftgroup.NetRouter): the manager group and the
+//	         metadata groups of the node's containers
+//	310-319  manager RPCs (manager.Manager)      only with ManagerID
 //	320      replication peer batches (cluster.DataServer)
+//	330-331  container metadata ops and reads (meta.Host)
 //	321      KindStatus: this node's Status (see EncodeStatus)
 //
 // Outbound calls (raft, manager RPCs, peer batches) share one net.Pool
@@ -64,6 +66,7 @@
 //	  "manager_id": 1,                 // also a manager member
 //	  "manager_peers": ["1=10.0.0.1:7070", "2=10.0.0.2:7070", "3=10.0.0.3:7070"],
 //	  "manager_dir": "/var/lib/weft/manager", // default DEVICE.manager
+//	  "meta_dir": "/var/lib/weft/meta", // default DEVICE.meta
 //	  "cluster_key": "cluster",        // default "cluster"
 //	  "heartbeat_timeout": "5s"        // default 5s
 //	}
