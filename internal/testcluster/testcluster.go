@@ -70,7 +70,7 @@ type Cluster struct {
 	mc   *manager.Client
 
 	mu    sync.Mutex
-	nodes []*running     // nil: stopped
+	nodes []*running    // nil: stopped
 	cfgs  []node.Config // node i's configuration, for RestartNode
 }
 
