@@ -3,11 +3,13 @@ package bench
 import (
 	"context"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"os"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/weftfs/weft/fsproto"
@@ -42,12 +44,22 @@ import (
 // every run. NB: there is no marker of an earlier layout (unlike engine:),
 // so the layout is written again each time; give weft_layout=0 to skip it
 // when the range is known to hold data.
+//
+// The clients retry a failed I/O until its context ends, so a target that
+// goes away would hang the run: when I/O is in flight and none completed
+// for weftStallTimeout (60 s), the run (or the layout) fails with
+// errWeftStalled, which says so.
 
 const (
 	weftChunkSizeDef = 1 << 20
 	weftChunkSizeMax = 1 << 30
 	weftLayoutDepth  = 32
 	weftDialTimeout  = 10 * time.Second
+	// weftStallTimeout: when I/O is in flight and none completes for this
+	// long, the run fails with errWeftStalled instead of waiting forever
+	// (the clients retry until their context ends: a cluster that went
+	// away would hang the run). Generous: a failover takes seconds.
+	weftStallTimeout = 60 * time.Second
 )
 
 // Environment variables that give the credentials weft_cluster_id,
@@ -294,6 +306,66 @@ func dialWeft(ctx context.Context, u weftURL, o WeftOptions) (weftIO, error) {
 	return clusterIO{pool: pool, c: c, ct: ct}, nil
 }
 
+// errWeftStalled ends a weft:// run whose target stopped answering.
+var errWeftStalled = fmt.Errorf("no I/O completed for %v: the weft target stopped answering (is the cluster running?)", weftStallTimeout)
+
+// stallGuard cancels a context when I/O is pending and none completed
+// for its timeout. Completions call progress; the hot path costs one
+// atomic store.
+type stallGuard struct {
+	last    atomic.Int64 // unix nanoseconds of the last completion (or start)
+	pending atomic.Int64 // I/Os in flight
+}
+
+// guardStalls returns a context that ends with cause errWeftStalled when
+// g sees no progress for timeout while I/O is pending; stop ends the
+// watch (call it before returning).
+func guardStalls(ctx context.Context, timeout time.Duration) (gctx context.Context, g *stallGuard, stop func()) {
+	gctx, cancel := context.WithCancelCause(ctx)
+	g = &stallGuard{}
+	g.last.Store(time.Now().UnixNano())
+	quit := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		tick := time.NewTicker(min(timeout/4, time.Second))
+		defer tick.Stop()
+		for {
+			select {
+			case <-quit:
+				return
+			case <-gctx.Done():
+				return
+			case now := <-tick.C:
+				if g.pending.Load() > 0 && now.Sub(time.Unix(0, g.last.Load())) > timeout {
+					cancel(errWeftStalled)
+					return
+				}
+			}
+		}
+	}()
+	return gctx, g, func() {
+		close(quit)
+		<-done
+		cancel(nil)
+	}
+}
+
+func (g *stallGuard) submitted(n int) { g.pending.Add(int64(n)) }
+
+func (g *stallGuard) completed() {
+	g.last.Store(time.Now().UnixNano())
+	g.pending.Add(-1)
+}
+
+// stallCause returns errWeftStalled if the guard ended ctx, else err.
+func stallCause(ctx context.Context, err error) error {
+	if err != nil && errors.Is(context.Cause(ctx), errWeftStalled) {
+		return errWeftStalled
+	}
+	return err
+}
+
 func weftAddr(container, inode uint64, off, chunkSize int64) (fsproto.ChunkID, uint32) {
 	return fsproto.ChunkID{Container: container, Inode: inode, Index: uint64(off / chunkSize)}, uint32(off % chunkSize)
 }
@@ -310,6 +382,8 @@ func (wt *weftTarget) layout(ctx context.Context, progress io.Writer) error {
 		return err
 	}
 	defer cl.close()
+	ctx, guard, stop := guardStalls(ctx, weftStallTimeout)
+	defer stop()
 	if progress != nil {
 		fmt.Fprintf(progress, "laying out %s: %s in writes of %s (weft_layout=0 skips this)\n", wt.target, fmtBytes(wt.readNeed), formatSize(wt.layoutBS))
 	}
@@ -327,13 +401,15 @@ func (wt *weftTarget) layout(ctx context.Context, progress io.Writer) error {
 			n := min(int64(len(buf)), wt.readNeed-off)
 			ch, coff := weftAddr(cl.container(), o.Inode, off, o.ChunkSize)
 			cl.goWrite(ctx, ch, coff, buf[:n], done)
+			guard.submitted(1)
 			inflight++
 			off += n
 		}
 		if inflight == 0 {
-			return firstErr
+			return stallCause(ctx, firstErr)
 		}
 		op := <-done
+		guard.completed()
 		inflight--
 		if op.Err != nil && firstErr == nil {
 			firstErr = fmt.Errorf("laying out: write to chunk %v: %w", op.Chunk, op.Err)
@@ -358,6 +434,7 @@ func (wt *weftTarget) describe() string {
 // in flight on the clone's own connection.
 type weftQueue struct {
 	ctx       context.Context
+	guard     *stallGuard
 	cl        weftIO
 	container uint64
 	o         WeftOptions
@@ -380,14 +457,16 @@ func (c *clone) runWeft(ctx context.Context, ph *phase, base time.Time) error {
 		return err
 	}
 	defer cl.close()
+	ctx, guard, stop := guardStalls(ctx, weftStallTimeout)
+	defer stop()
 	units := c.newUnits(c.job.IODepth)
 	q := &weftQueue{
-		ctx: ctx, cl: cl, container: cl.container(), o: c.job.Weft, units: units,
+		ctx: ctx, guard: guard, cl: cl, container: cl.container(), o: c.job.Weft, units: units,
 		chunk: make([]fsproto.ChunkID, len(units)), coff: make([]uint32, len(units)),
 		ops:  make(map[*fsproto.Op]int, len(units)),
 		done: make(chan *fsproto.Op, len(units)),
 	}
-	return c.runQueue(ctx, q, units, ph, base)
+	return stallCause(ctx, c.runQueue(ctx, q, units, ph, base))
 }
 
 func (q *weftQueue) prep(idx int) {
@@ -410,6 +489,7 @@ func (q *weftQueue) submit(pending []int) error {
 		}
 		q.ops[op] = idx
 	}
+	q.guard.submitted(len(pending))
 	return nil
 }
 
@@ -431,6 +511,7 @@ func (q *weftQueue) reap(out []completion, min int) (int, error) {
 			panic(fmt.Sprintf("bench: the chunk client returned op %p, not one of this clone's", op))
 		}
 		delete(q.ops, op)
+		q.guard.completed()
 		u := &q.units[idx]
 		out[n] = completion{idx: idx}
 		if u.dir == dirRead {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -259,5 +260,46 @@ func TestWeftTargetCluster(t *testing.T) {
 	_, errs, status := runMain(t, "--rw=randwrite", "--bs=4k", "--size=1m", "--runtime=1s", fmt.Sprintf("weft://%s/nosuch", addr))
 	if status == 0 || !strings.Contains(errs, "nosuch") {
 		t.Errorf("unknown container: status %d, stderr %q", status, errs)
+	}
+}
+
+// TestStallGuard: the guard ends its context with errWeftStalled when I/O
+// is pending and nothing completes, and leaves it alone while I/Os keep
+// completing or none is pending.
+func TestStallGuard(t *testing.T) {
+	// Idle (nothing pending) for longer than the timeout: no stall.
+	ctx, _, stop := guardStalls(context.Background(), 100*time.Millisecond)
+	time.Sleep(300 * time.Millisecond)
+	if ctx.Err() != nil {
+		t.Fatalf("idle guard ended the context: %v", context.Cause(ctx))
+	}
+	stop()
+	// Pending, completing every 10 ms (the timeout is 200 times that):
+	// no stall.
+	ctx, g, stop := guardStalls(context.Background(), 2*time.Second)
+	g.submitted(1)
+	for i := 0; i < 50; i++ {
+		time.Sleep(10 * time.Millisecond)
+		g.completed()
+		g.submitted(1)
+	}
+	if ctx.Err() != nil {
+		t.Fatalf("guard ended a context with progress: %v", context.Cause(ctx))
+	}
+	stop()
+	// Pending, no completion: stalled.
+	ctx, g, stop = guardStalls(context.Background(), 100*time.Millisecond)
+	defer stop()
+	g.submitted(1)
+	select {
+	case <-ctx.Done():
+	case <-time.After(30 * time.Second):
+		t.Fatal("guard did not end a stalled context")
+	}
+	if err := stallCause(ctx, context.Canceled); !errors.Is(err, errWeftStalled) {
+		t.Fatalf("stallCause: %v, want errWeftStalled", err)
+	}
+	if err := stallCause(context.Background(), io.EOF); err != io.EOF {
+		t.Fatalf("stallCause of an unguarded error: %v", err)
 	}
 }
