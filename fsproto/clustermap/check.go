@@ -98,6 +98,38 @@ func (m *Map) Check() error {
 			return fmt.Errorf("pg %d: %v", pg.ID, err)
 		}
 	}
+	for i := range m.Keys {
+		if err := m.checkKey(i); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (m *Map) checkKey(i int) error {
+	k := &m.Keys[i]
+	if err := CheckKeyID(k.ID); err != nil {
+		return err
+	}
+	if i > 0 && k.ID <= m.Keys[i-1].ID {
+		return fmt.Errorf("key %s follows key %s", k.ID, m.Keys[i-1].ID)
+	}
+	if !k.Access.Valid() {
+		return fmt.Errorf("key %s: access %d", k.ID, uint8(k.Access))
+	}
+	if k.Created == 0 || k.Created > m.Epoch {
+		return fmt.Errorf("key %s: created at epoch %d, not in 1..%d", k.ID, k.Created, m.Epoch)
+	}
+	if k.Container == 0 || k.Container >= m.NextContainer {
+		return fmt.Errorf("key %s: container %d not in 1..%d", k.ID, k.Container, m.NextContainer-1)
+	}
+	if k.Live() {
+		if _, ok := m.Container(k.Container); !ok {
+			return fmt.Errorf("live key %s of missing container %d", k.ID, k.Container)
+		}
+	} else if k.Revoked <= k.Created || k.Revoked > m.Epoch {
+		return fmt.Errorf("key %s: revoked at epoch %d, not in %d..%d", k.ID, k.Revoked, k.Created+1, m.Epoch)
+	}
 	return nil
 }
 

@@ -11,7 +11,8 @@ import (
 // change them; a new layout gets a new version.
 const (
 	mapMagic      = "WCMP"
-	mapVersion    = 1
+	mapVersion    = 1  // a map without keys
+	mapVersion2   = 2  // a map with keys: version 1's body, then the keys
 	mapHeaderLen  = 12 // magic, version, flags, body length
 	mapTrailerLen = 4  // crc32c
 	commandVer    = 1
@@ -22,6 +23,7 @@ const (
 	containerLenMin = 8 + 4 + 2 + 1 + 4 + 4 + 2 + 1
 	pgLenMin        = 4 + 8 + 8 + 1 + 1
 	labelLenMin     = 2 + 2
+	keyLenMin       = 2 + 8 + 1 + 8 + 8
 )
 
 // MapLenMax bounds an encoded map (64 MiB), so a corrupt length cannot
@@ -43,7 +45,15 @@ func (m *Map) MarshalBinary() ([]byte, error) {
 func (m *Map) appendMap(b []byte) []byte {
 	start := len(b)
 	b = append(b, mapMagic...)
-	b = binary.LittleEndian.AppendUint16(b, mapVersion)
+	// Version 1 stays the encoding of a map without keys, so such maps
+	// keep their bytes (and older decoders keep reading them); the
+	// encoding is canonical either way, as the decoder refuses a
+	// version 2 map without keys.
+	version := uint16(mapVersion)
+	if len(m.Keys) > 0 {
+		version = mapVersion2
+	}
+	b = binary.LittleEndian.AppendUint16(b, version)
 	b = binary.LittleEndian.AppendUint16(b, 0)
 	b = binary.LittleEndian.AppendUint32(b, 0) // body length, set below
 	body := len(b)
@@ -75,6 +85,17 @@ func (m *Map) appendMap(b []byte) []byte {
 		b = binary.LittleEndian.AppendUint64(b, pg.Epoch)
 		b = appendNodeIDs(b, pg.Replicas)
 		b = appendNodeIDs(b, pg.Backfilling)
+	}
+	if version == mapVersion2 {
+		b = binary.LittleEndian.AppendUint32(b, uint32(len(m.Keys)))
+		for i := range m.Keys {
+			k := &m.Keys[i]
+			b = appendString(b, k.ID)
+			b = binary.LittleEndian.AppendUint64(b, uint64(k.Container))
+			b = append(b, byte(k.Access))
+			b = binary.LittleEndian.AppendUint64(b, k.Created)
+			b = binary.LittleEndian.AppendUint64(b, k.Revoked)
+		}
 	}
 	binary.LittleEndian.PutUint32(b[body-4:], uint32(len(b)-body))
 	return binary.LittleEndian.AppendUint32(b, crc32.Checksum(b[start:], castagnoli))
@@ -142,8 +163,9 @@ func decodeMap(data []byte) (*Map, error) {
 	if string(data[:4]) != mapMagic {
 		return nil, corrupt("map magic %q, want %q", data[:4], mapMagic)
 	}
-	if v := binary.LittleEndian.Uint16(data[4:]); v != mapVersion {
-		return nil, corrupt("map version %d, want %d", v, mapVersion)
+	version := binary.LittleEndian.Uint16(data[4:])
+	if version != mapVersion && version != mapVersion2 {
+		return nil, corrupt("map version %d, want %d or %d", version, mapVersion, mapVersion2)
 	}
 	if f := binary.LittleEndian.Uint16(data[6:]); f != 0 {
 		return nil, corrupt("map flags %#x, want 0", f)
@@ -191,6 +213,23 @@ func decodeMap(data []byte) (*Map, error) {
 			pg.Epoch = r.u64("pg epoch")
 			pg.Replicas = r.nodeIDs("pg replicas")
 			pg.Backfilling = r.nodeIDs("pg backfilling")
+		}
+	}
+	if version == mapVersion2 {
+		n := r.count32("keys", keyLenMin)
+		if r.err == nil && n == 0 {
+			r.fail("version %d map without keys (such a map is version %d)", mapVersion2, mapVersion)
+		}
+		if n > 0 {
+			m.Keys = make([]Key, n)
+			for i := range m.Keys {
+				k := &m.Keys[i]
+				k.ID = r.str("key id")
+				k.Container = ContainerID(r.u64("key container"))
+				k.Access = Access(r.u8("key access"))
+				k.Created = r.u64("key created")
+				k.Revoked = r.u64("key revoked")
+			}
 		}
 	}
 	if err := r.done(); err != nil {
@@ -414,6 +453,20 @@ func AppendCommand(b []byte, cmd Command) ([]byte, error) {
 	case NodeRestarted:
 		b = append(b, commandVer, byte(KindNodeRestarted))
 		b = binary.LittleEndian.AppendUint64(b, uint64(c.ID))
+	case CreateKey:
+		strOK("key id", c.ID)
+		if err == nil {
+			b = append(b, commandVer, byte(KindCreateKey))
+			b = appendString(b, c.ID)
+			b = binary.LittleEndian.AppendUint64(b, uint64(c.Container))
+			b = append(b, byte(c.Access))
+		}
+	case RevokeKey:
+		strOK("key id", c.ID)
+		if err == nil {
+			b = append(b, commandVer, byte(KindRevokeKey))
+			b = appendString(b, c.ID)
+		}
 	default:
 		err = fmt.Errorf("%w: unknown command type %T", ErrInvalid, cmd)
 	}
@@ -437,6 +490,10 @@ func deref(cmd Command) Command {
 	case *CaughtUp:
 		return *c
 	case *NodeRestarted:
+		return *c
+	case *CreateKey:
+		return *c
+	case *RevokeKey:
 		return *c
 	}
 	return cmd
@@ -488,6 +545,14 @@ func DecodeCommand(b []byte) (Command, error) {
 		cmd = c
 	case KindNodeRestarted:
 		cmd = NodeRestarted{ID: NodeID(r.u64("id"))}
+	case KindCreateKey:
+		var c CreateKey
+		c.ID = r.str("id")
+		c.Container = ContainerID(r.u64("container"))
+		c.Access = Access(r.u8("access"))
+		cmd = c
+	case KindRevokeKey:
+		cmd = RevokeKey{ID: r.str("id")}
 	default:
 		return nil, corrupt("command kind %d unknown", uint8(kind))
 	}

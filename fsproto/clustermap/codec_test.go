@@ -18,6 +18,10 @@ func sampleMap(t testing.TB) *Map {
 	m = mustApply(t, m, SetNodeState{ID: 2, State: Down})
 	m = mustApply(t, m, SetNodeState{ID: 3, State: Draining})
 	m = mustApply(t, m, SetNodeState{ID: 5, State: Out})
+	m = mustApply(t, m, CreateKey{ID: "k00000000000000a1", Container: 1, Access: AccessWrite})
+	m = mustApply(t, m, CreateKey{ID: "k00000000000000b2", Container: 2, Access: AccessAdmin})
+	m = mustApply(t, m, CreateKey{ID: "k00000000000000c3", Container: 1, Access: AccessRead})
+	m = mustApply(t, m, RevokeKey{ID: "k00000000000000c3"})
 	return m
 }
 
@@ -58,7 +62,8 @@ func TestDecodeMapRejects(t *testing.T) {
 	}{
 		{"empty", nil, "shorter than"},
 		{"magic", append([]byte("XCMP"), good[4:]...), "magic"},
-		{"version", reseal(append(append(slices.Clone(good[:4]), 2, 0), good[6:]...)), "version 2"},
+		{"version", reseal(append(append(slices.Clone(good[:4]), 3, 0), good[6:]...)), "version 3"},
+		{"version 2 without keys", reseal(append(append(append(slices.Clone(empty[:4]), 2, 0), empty[6:len(empty)-4]...), 0, 0, 0, 0, 0, 0, 0, 0)), "without keys"},
 		{"flags", reseal(append(append(slices.Clone(good[:6]), 1, 0), good[8:]...)), "flags"},
 		{"truncated", good[:len(good)-1], "body length"},
 		{"trailing", append(slices.Clone(good), 0), "body length"},
@@ -152,6 +157,8 @@ func sampleCommands() []Command {
 		SetPolicy{Container: 2, Policy: Policy{Replicas: 2}},
 		CaughtUp{PG: 9, Node: 4, Epoch: 33},
 		NodeRestarted{ID: 5},
+		CreateKey{ID: "k0123456789abcdef", Container: 1, Access: AccessAdmin},
+		RevokeKey{ID: "k00000000000000a1"},
 	}
 }
 

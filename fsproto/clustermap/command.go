@@ -8,7 +8,8 @@ import (
 )
 
 // Command is one change to the map: AddNode, SetNodeState,
-// CreateContainer, DeleteContainer, SetPolicy, CaughtUp or NodeRestarted. The set is
+// CreateContainer, DeleteContainer, SetPolicy, CaughtUp, NodeRestarted,
+// CreateKey or RevokeKey. The set is
 // closed; AppendCommand and DecodeCommand carry it through the Raft log.
 type Command interface {
 	// Kind is the command's wire tag.
@@ -26,6 +27,8 @@ const (
 	KindSetPolicy       CommandKind = 5
 	KindCaughtUp        CommandKind = 6
 	KindNodeRestarted   CommandKind = 7
+	KindCreateKey       CommandKind = 8
+	KindRevokeKey       CommandKind = 9
 )
 
 func (k CommandKind) String() string {
@@ -44,6 +47,10 @@ func (k CommandKind) String() string {
 		return "CaughtUp"
 	case KindNodeRestarted:
 		return "NodeRestarted"
+	case KindCreateKey:
+		return "CreateKey"
+	case KindRevokeKey:
+		return "RevokeKey"
 	}
 	return fmt.Sprintf("CommandKind(%d)", uint8(k))
 }
@@ -76,8 +83,8 @@ type CreateContainer struct {
 	Policy Policy
 }
 
-// DeleteContainer removes a container and its PGs. Their IDs are never
-// reused.
+// DeleteContainer removes a container and its PGs, and revokes its live
+// keys. Their IDs are never reused.
 type DeleteContainer struct {
 	ID ContainerID
 }
@@ -111,7 +118,29 @@ type NodeRestarted struct {
 	ID NodeID
 }
 
+// CreateKey records a container key. ID comes from the proposer
+// (NewKeyID) so that it knows the ID before the command applies; Apply
+// refuses a malformed ID (ErrInvalid), one the map holds live or revoked
+// (ErrExists: IDs are never reused), an unknown container (ErrNotFound)
+// and an invalid Access. The key's secret is KeySecret of the cluster
+// key's secret and ID; the map holds none.
+type CreateKey struct {
+	ID        string
+	Container ContainerID
+	Access    Access
+}
+
+// RevokeKey revokes a container key: it stays in the map with Revoked
+// set, so its ID is never handed out again. Nodes stop accepting it and
+// close the connections authenticated with it. Revoking a revoked key is
+// ErrNoChange.
+type RevokeKey struct {
+	ID string
+}
+
 func (NodeRestarted) Kind() CommandKind   { return KindNodeRestarted }
+func (CreateKey) Kind() CommandKind       { return KindCreateKey }
+func (RevokeKey) Kind() CommandKind       { return KindRevokeKey }
 func (AddNode) Kind() CommandKind         { return KindAddNode }
 func (SetNodeState) Kind() CommandKind    { return KindSetNodeState }
 func (CreateContainer) Kind() CommandKind { return KindCreateContainer }
@@ -148,6 +177,10 @@ func (m *Map) Apply(cmd Command) (*Map, error) {
 		err = next.caughtUp(c)
 	case NodeRestarted:
 		err = next.nodeRestarted(c)
+	case CreateKey:
+		err = next.createKey(c)
+	case RevokeKey:
+		err = next.revokeKey(c)
 	default:
 		err = fmt.Errorf("%w: unknown command type %T", ErrInvalid, cmd)
 	}
@@ -264,6 +297,44 @@ func (m *Map) deleteContainer(c DeleteContainer) error {
 	id := ct.ID
 	m.Containers = slices.DeleteFunc(m.Containers, func(x Container) bool { return x.ID == id })
 	m.PGs = slices.DeleteFunc(m.PGs, func(x PG) bool { return x.Container == id })
+	for i := range m.Keys {
+		if k := &m.Keys[i]; k.Container == id && k.Live() {
+			k.Revoked = m.Epoch
+		}
+	}
+	return nil
+}
+
+func (m *Map) createKey(c CreateKey) error {
+	if err := CheckKeyID(c.ID); err != nil {
+		return fmt.Errorf("%w: create key: %v", ErrInvalid, err)
+	}
+	if !c.Access.Valid() {
+		return fmt.Errorf("%w: create key %s: access %d (want 1 read, 2 write or 3 admin)", ErrInvalid, c.ID, uint8(c.Access))
+	}
+	if _, ok := m.Container(c.Container); !ok {
+		return fmt.Errorf("%w: create key %s: container %d", ErrNotFound, c.ID, c.Container)
+	}
+	if k, ok := m.Key(c.ID); ok {
+		if k.Live() {
+			return fmt.Errorf("%w: key %s", ErrExists, c.ID)
+		}
+		return fmt.Errorf("%w: key %s was revoked at epoch %d; key ids are never reused", ErrExists, c.ID, k.Revoked)
+	}
+	i, _ := slices.BinarySearchFunc(m.Keys, c.ID, func(a Key, id string) int { return cmpString(a.ID, id) })
+	m.Keys = slices.Insert(m.Keys, i, Key{ID: c.ID, Container: c.Container, Access: c.Access, Created: m.Epoch})
+	return nil
+}
+
+func (m *Map) revokeKey(c RevokeKey) error {
+	k, ok := m.Key(c.ID)
+	if !ok {
+		return fmt.Errorf("%w: key %q", ErrNotFound, c.ID)
+	}
+	if !k.Live() {
+		return fmt.Errorf("%w: key %s was revoked at epoch %d", ErrNoChange, c.ID, k.Revoked)
+	}
+	k.Revoked = m.Epoch
 	return nil
 }
 

@@ -76,6 +76,30 @@
 // replicas; a node with nothing to backfill from confirms with CaughtUp
 // once it decides (the runner's policy, not this package's).
 //
+// # Keys and access
+//
+// Three kinds of keys reach a cluster. A node's keys file holds the
+// cluster key (node to node; Role RoleCluster), cluster admin keys (every
+// other key of the file that is not read-only; RoleAdmin) and cluster read
+// keys (the file's "ro" keys; RoleReader). The map holds container keys
+// (RoleContainer): records {ID, Container, Access read|write|admin,
+// Created epoch, Revoked epoch}, made by CreateKey and revoked by RevokeKey
+// (or by their container's deletion). A revoked key stays in the map as a
+// tombstone so its ID is never handed out again (NB: so the map grows by
+// one small record per key ever made; a pruning rule would need IDs that
+// carry a counter).
+//
+// No secret is stored anywhere: a container key's secret is
+// KeySecret(cluster key secret, id) = HMAC-SHA256(cluster secret, "weft
+// container key v1" || 0x00 || id), which every node computes. A Grant
+// says what a key may do (ReadsContainer, WritesContainer, Internal,
+// AdministersKeys, MayApply) and an Authorizer resolves a key id to its
+// Grant; the servers of fsproto/cluster, fsproto/manager, fsproto/meta
+// and the raft transport check each request's key with them. ForContainer
+// reduces a map to what a container key may see (its container, its PGs,
+// and for an admin key its keys; the nodes stay, as clients need their
+// addresses).
+//
 // # Invariants
 //
 // Map.Check states them; Apply keeps them and the decoder enforces them.
@@ -84,8 +108,9 @@
 // Draining nodes, the active replicas (Up, matching the policy, first in
 // their failure domain) are at most Policy.Replicas, only a caught-up
 // replica may share a domain with an earlier one (it is retiring),
-// Backfilling is an ordered subset of Replicas, and no caught-up replica
-// follows a backfilling one.
+// Backfilling is an ordered subset of Replicas, no caught-up replica
+// follows a backfilling one, and keys are sorted, well formed, with live
+// keys only on existing containers.
 //
 // # Map encoding (Raft snapshot, stale-epoch reply)
 //
@@ -94,10 +119,14 @@
 //
 //	+--------+---------+-------+----------+------+--------+
 //	| magic  | version | flags | body len | body | crc32c |
-//	| "WCMP" | u16 = 1 | u16=0 | u32      |      | u32    |   crc32c (Castagnoli)
+//	| "WCMP" | u16     | u16=0 | u32      |      | u32    |   crc32c (Castagnoli)
 //	+--------+---------+-------+----------+------+--------+   over all bytes before it
 //
-//	body:
+//	version 1: a map without keys; version 2: a map with at least one
+//	key (the decoder refuses a version 2 map without keys, so every map
+//	has one encoding, and maps without keys keep their version 1 bytes)
+//
+//	body (version 1), and the start of a version 2 body:
 //	+-------+----------------+---------+-------+-------+--------+------------+-------+-----+
 //	| epoch | next container | next pg | nodes | node* | conts  | container* | pgs   | pg* |
 //	| u64   | u64            | u32     | u32   |       | u32    |            | u32   |     |
@@ -110,6 +139,14 @@
 //	                                                   n, k <= 10 (2 × ReplicasMax: retiring replicas included)
 //	labels:    | n u8 | (key str, value str) * n |      keys sorted and distinct, n <= 32
 //	str:       | len u16 | bytes |
+//
+//	version 2 body: the version 1 body, then
+//	+------+------+
+//	| keys | key* |       keys >= 1, sorted by id
+//	| u32  |      |
+//	+------+------+
+//	key:       | id str | container u64 | access u8 | created u64 | revoked u64 |
+//	           access 1 read, 2 write, 3 admin; revoked 0: live
 //
 // Node states: 1 up, 2 down, 3 draining, 4 out. Records appear sorted by
 // ID. A map is at most MapLenMax bytes; the decoder checks the magic,
@@ -129,6 +166,8 @@
 //	kind 5 SetPolicy:       | container u64 | policy |
 //	kind 6 CaughtUp:        | pg u32 | node u64 | pg epoch u64 |
 //	kind 7 NodeRestarted:   | id u64 |
+//	kind 8 CreateKey:       | id str | container u64 | access u8 |
+//	kind 9 RevokeKey:       | id str |
 //
 // Commands carry no checksum: the Raft log (package journal) checksums
 // its records. DecodeCommand checks the structure; Apply checks values.

@@ -51,6 +51,14 @@ func (m *Map) String() string {
 		}
 		b.WriteString("]\n")
 	}
+	for i := range m.Keys {
+		k := &m.Keys[i]
+		fmt.Fprintf(&b, "key %s container %d %v created %d", k.ID, k.Container, k.Access, k.Created)
+		if !k.Live() {
+			fmt.Fprintf(&b, " revoked %d", k.Revoked)
+		}
+		b.WriteByte('\n')
+	}
 	return b.String()
 }
 

@@ -44,7 +44,7 @@ func TestRandomCommands(t *testing.T) {
 	// The generator must exercise every command, successful and not, or
 	// the invariants above were checked on too little.
 	t.Logf("applied %v, refused %v", st.ok, st.refused)
-	for k := KindAddNode; k <= KindNodeRestarted; k++ {
+	for k := KindAddNode; k <= KindRevokeKey; k++ {
 		if st.ok[k] < runs/10 || st.refused[k] == 0 {
 			t.Errorf("%v: %d applied, %d refused over %d runs: generator too weak", k, st.ok[k], st.refused[k], runs)
 		}
@@ -52,7 +52,7 @@ func TestRandomCommands(t *testing.T) {
 }
 
 type stats struct {
-	ok, refused [KindNodeRestarted + 1]int
+	ok, refused [KindRevokeKey + 1]int
 }
 
 type gen struct {
@@ -93,7 +93,20 @@ func (g gen) policy() Policy {
 
 func (g gen) command(m *Map) Command {
 	const nodeIDs = 12
-	switch k := g.r.IntN(21); {
+	switch k := g.r.IntN(25); {
+	case k == 21 || k == 22:
+		// Few IDs, so that IDs collide with live and revoked keys.
+		id := fmt.Sprintf("k%016x", g.r.IntN(8))
+		if g.r.IntN(20) == 0 {
+			id = "kBAD"
+		}
+		return CreateKey{ID: id, Container: ContainerID(1 + g.r.IntN(int(m.NextContainer))), Access: Access(g.r.IntN(5))}
+	case k >= 23:
+		id := fmt.Sprintf("k%016x", g.r.IntN(8))
+		if len(m.Keys) > 0 && g.r.IntN(2) == 0 {
+			id = m.Keys[g.r.IntN(len(m.Keys))].ID
+		}
+		return RevokeKey{ID: id}
 	case k == 20:
 		return NodeRestarted{ID: NodeID(1 + g.r.IntN(nodeIDs))}
 	case k < 4:
@@ -265,6 +278,24 @@ func step1(m *Map, cmd Command, out **Map) error {
 	case DeleteContainer:
 		if len(next.PGsOfContainer(c.ID)) != 0 {
 			return fmt.Errorf("deleted container %d left pgs", c.ID)
+		}
+		if ks := next.KeysOfContainer(c.ID, false); len(ks) != 0 {
+			return fmt.Errorf("deleted container %d left live keys %v", c.ID, ks)
+		}
+	case CreateKey, RevokeKey:
+		// Key commands move no data.
+		for i := range m.PGs {
+			if changedPG(m.PGs[i].ID) {
+				return fmt.Errorf("%v changed pg %d", cmd.Kind(), m.PGs[i].ID)
+			}
+		}
+	}
+	// A key, once in the map, stays (revoked keys keep their ID taken),
+	// and a revoked key never comes back.
+	for _, k := range m.Keys {
+		n, ok := next.Key(k.ID)
+		if !ok || n.Created != k.Created || n.Container != k.Container || n.Access != k.Access || (!k.Live() && n.Revoked != k.Revoked) {
+			return fmt.Errorf("key %+v became %+v (present %v)", k, n, ok)
 		}
 	}
 	*out = next

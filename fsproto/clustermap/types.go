@@ -271,6 +271,8 @@ type Map struct {
 	Nodes         []Node
 	Containers    []Container
 	PGs           []PG
+	// Keys are the container keys, live and revoked, sorted by ID.
+	Keys []Key
 }
 
 // New returns the empty map at epoch 0.
@@ -414,6 +416,7 @@ func (m *Map) Clone() *Map {
 		pg.Backfilling = slices.Clone(pg.Backfilling)
 		c.PGs[i] = pg
 	}
+	c.Keys = slices.Clone(m.Keys)
 	return c
 }
 
