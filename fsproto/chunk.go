@@ -34,6 +34,10 @@ const (
 	// CodeUnavailable: the engine is closed or failed. A write may or may
 	// not have been applied (engine.ErrFailed); do not retry blindly.
 	CodeUnavailable net.ErrorCode = net.FirstUserCode + 8
+	// CodeAccessDenied (265): the client's key does not reach the
+	// request's container (a container key of another container). The
+	// metadata servers answer it too. Nothing was done.
+	CodeAccessDenied net.ErrorCode = net.FirstUserCode + 9
 )
 
 // Sentinel errors. The client returns errors wrapping one of them (and the
@@ -57,6 +61,8 @@ var (
 	// ErrUnavailable: the server's engine is closed or failed; a mutation
 	// may or may not have been applied.
 	ErrUnavailable = errors.New("fsproto: storage unavailable")
+	// ErrAccessDenied: the key does not reach the container.
+	ErrAccessDenied = errors.New("fsproto: access denied")
 	// ErrBadMessage marks every decoding failure of a chunk message
 	// header (wrong length, reserved bits set, id out of range), on
 	// either side of the wire.
@@ -73,6 +79,7 @@ var codeErrors = map[net.ErrorCode]error{
 	CodeStaleEpoch:       ErrStaleEpoch,
 	CodeBadMessage:       ErrBadMessage,
 	CodeUnavailable:      ErrUnavailable,
+	CodeAccessDenied:     ErrAccessDenied,
 }
 
 // Limits of the ChunkID → engine.ObjectID mapping (see ObjectID).

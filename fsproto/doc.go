@@ -74,7 +74,8 @@
 // Error codes start at net.FirstUserCode: 256 not found, 257 no space,
 // 258 invalid, 259 corrupt, 260 read-only key, 261 unknown container, 262
 // stale epoch, 263 bad message, 264 unavailable (engine closed or failed:
-// a mutation may have been applied).
+// a mutation may have been applied), 265 access denied (the key does not
+// reach the container; also answered by the metadata servers).
 //
 // # Chunks and objects
 //
