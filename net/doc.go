@@ -100,6 +100,12 @@
 // bad proof for key id K" (CodeAuthFailed). The handler learns the key id
 // and whether the key is read-only (Request.Peer).
 //
+// Revoking a key: remove it from the KeyStore (new handshakes fail), then
+// Server.CloseKey(id) closes the connections already authenticated with
+// it; a handshake that looked the key up just before its removal is
+// closed as it completes (it looks the key up once more after publishing
+// its identity), so no connection with a revoked key survives.
+//
 // # Zero copy
 //
 // A received payload is read from the socket straight into a pooled

@@ -349,6 +349,28 @@ func (s *Server) Close() error {
 	return nil
 }
 
+// CloseKey closes, at once (as Close does), every connection
+// authenticated with keyID, cancelling their handlers, and returns how
+// many it closed (each connection counts once). Remove the key from the server's KeyStore first: then
+// no new handshake succeeds with it, and a handshake already past its
+// lookup is closed when it completes.
+func (s *Server) CloseKey(keyID string) int {
+	s.mu.Lock()
+	var victims []*serverConn
+	for c := range s.mu.conns {
+		if c.authed && !c.keyClosed && c.peer.KeyID == keyID {
+			c.keyClosed = true
+			victims = append(victims, c)
+		}
+	}
+	s.mu.Unlock()
+	for _, c := range victims {
+		c.log.Info("net: closing connection: its key was revoked", "remote", c.peer.RemoteAddr, "key", keyID)
+		c.close()
+	}
+	return len(victims)
+}
+
 func (s *Server) beginShutdown() []*serverConn {
 	s.mu.Lock()
 	s.mu.shutdown = true
@@ -374,7 +396,9 @@ type serverConn struct {
 	buffers       *BufferPool
 	payloadCRC    bool
 	peer          Peer
-	maxPayloadOut int // the largest response payload the client accepts
+	maxPayloadOut int  // the largest response payload the client accepts
+	authed        bool // peer is set (the handshake succeeded); guarded by srv.mu
+	keyClosed     bool // CloseKey closed it (it may linger until served); guarded by srv.mu
 
 	ctx    context.Context // handlers' context; cancelled when the connection ends
 	cancel context.CancelFunc
@@ -457,6 +481,17 @@ func (c *serverConn) serve() {
 	c.nc.SetDeadline(time.Time{})
 	c.peer = peer
 	c.maxPayloadOut = int(maxOut)
+	// Publish the identity for CloseKey, then look the key up again: a
+	// key revoked (removed from the store, then CloseKey) while this
+	// handshake ran is caught either by CloseKey's scan or by this
+	// lookup, whichever comes second.
+	c.srv.mu.Lock()
+	c.authed = true
+	c.srv.mu.Unlock()
+	if _, _, ok := cfg.Keys.Lookup(peer.KeyID); !ok {
+		c.log.Info("net: closing connection: its key was removed during the handshake", "remote", remote, "key", peer.KeyID)
+		c.close()
+	}
 	c.w = newFrameWriter(c.nc, writeTimeout(cfg.WriteTimeout), c.metrics, func(err error) { c.nc.Close() })
 	go c.w.run()
 	c.mu.Lock()
