@@ -1,55 +1,3 @@
-// Package client is weft's cluster chunk client: it reads and writes the
-// chunks of a data container on a replicated cluster, talking straight to
-// each PG's primary.
-//
-// # Using it
-//
-//	c, err := client.Dial(ctx, client.Config{Maps: mgr, ClusterID: "c1", KeyID: "k", Secret: s})
-//	ct, err := c.Container("db")
-//	res, err := ct.Write(ctx, inode, index, off, data)  // durable on every replica of the PG's epoch
-//	n, err := ct.Read(ctx, inode, index, off, p)        // io.EOF at the chunk's end
-//	op := ct.GoWrite(ctx, inode, index, off, data, done) // async, for deep queues
-//	c.Close()
-//
-// A Client and its Containers are safe for concurrent use.
-//
-// # How a request finds its node
-//
-// The client caches the cluster map (from a MapSource: the manager's
-// client, or anything with its Map method) and computes placement itself:
-// clustermap.Locate gives the chunk's PG, the PG's Replicas[0] its
-// primary, the map the primary's address. The request carries the PG and
-// its epoch (the chunk protocol of package fsproto, unchanged). No lookup
-// hop, no proxy.
-//
-// # Retries
-//
-// A request is retried, until its context ends, when an attempt found no
-// answer within Config.AttemptTimeout, or when the answer says the
-// client's map is behind or the node cannot serve it now: CodeStaleEpoch
-// (old epoch, or the node is not the primary), CodeUnavailable (the PG's
-// queue is full or a store failed), net's CodeShuttingDown, a connection
-// that failed or could not be made, or a PG without a primary. Before each
-// retry the client asks the MapSource for a map newer than the one it used,
-// waiting at most Config.RefreshWait, and backs off (exponentially, to
-// Config.BackoffMax) when no newer map came. A mutation keeps its
-// RequestID across retries, so the cluster applies it at most once (within
-// the bound of the PG's remembered ids; see fsproto/replication). Other
-// errors (not found, invalid, read-only key, no space, corrupt) are
-// returned at once, wrapping fsproto's sentinels and the *net.RemoteError.
-//
-// Invariant: a mutation is reported successful only when the PG's primary
-// answered it, which it does once the mutation is durable on every replica
-// of the current epoch.
-//
-// # Not done
-//
-//   - GoWrite and GoRead run one goroutine per operation (each retries on
-//     its own); a shared completion loop would save them.
-//   - Keys are not per container yet: the key given is used for every node.
-//   - The package imports fsproto, which links the engine (fsproto.ObjectID
-//     returns an engine.ObjectID); splitting fsproto's messages from its
-//     server would keep the engine out of client binaries.
 package client
 
 import (
@@ -118,7 +66,9 @@ type Client struct {
 	m       atomic.Pointer[clustermap.Map]
 	closed  atomic.Bool
 	log     *slog.Logger
-	mu      struct {
+	// opts are DialCluster's options, the defaults of OpenContainer.
+	opts []Option
+	mu   struct {
 		sync.Mutex
 		flight chan struct{} // closed when the running map poll ends
 	}
@@ -384,6 +334,16 @@ func (ct *Container) ID() clustermap.ContainerID { return ct.id }
 
 // Name returns the container's name.
 func (ct *Container) Name() string { return ct.name }
+
+// ChunkSize returns the container's chunk size C in bytes (its policy's,
+// with the default for 0): file bytes [k*C, (k+1)*C) are chunk k.
+func (ct *Container) ChunkSize() int64 {
+	c, ok := ct.c.m.Load().Container(ct.id)
+	if !ok {
+		return int64(clustermap.ChunkSizeDefault)
+	}
+	return int64(c.Policy.WithDefaults().ChunkSize)
+}
 
 func (ct *Container) chunk(inode, index uint64) (fsproto.ChunkID, error) {
 	ch := fsproto.ChunkID{Container: uint64(ct.id), Inode: inode, Index: index}

@@ -1,0 +1,195 @@
+// Package client is weft's native client: the file API of a data
+// container (FS, File, Handle) on top of the cluster chunk client
+// (Client, Container), which reads and writes the chunks of a container
+// on a replicated cluster, talking straight to each PG's primary.
+//
+// # Using it
+//
+// Files:
+//
+//	key, err := client.ParseKey("app:5e1f...")                     // ID:SECRETHEX
+//	c, err := client.DialCluster(ctx, "c1", []string{"10.0.0.1:7000"}, key)
+//	fsys, err := c.OpenContainer(ctx, "db", key)                     // an io/fs.FS
+//	f, err := fsys.OpenFile("logs/a", os.O_RDWR|os.O_CREATE, 0o644)  // *client.File
+//	n, err := f.WriteAt(p, off)                                      // durable on every replica
+//	err = f.Close()                                                  // commits size and mtime
+//	data, err := fsys.ReadFile("logs/a")
+//	fsys.Close(); c.Close()
+//
+// The inode API (what the FUSE mount uses: no path resolution, a ctx per
+// call, errors that Errno maps to the errno to reply):
+//
+//	a, err := fsys.Lookup(ctx, namespace.RootIno, "logs")
+//	res, err := fsys.Apply(ctx, namespace.Create{Parent: a.Ino, Name: "b", Mode: 0o644})
+//	h, err := fsys.OpenIno(ctx, res.Attr.Ino, true)   // counts an open
+//	n, err := h.WriteAt(ctx, p, off); err = h.Flush(ctx); err = h.Release(ctx)
+//	ents, next, err := fsys.ReadDirPage(ctx, a.Ino, "", 128)
+//
+// Chunks:
+//
+//	c, err := client.Dial(ctx, client.Config{Maps: mgr, ClusterID: "c1", KeyID: "k", Secret: s})
+//	ct, err := c.Container("db")
+//	res, err := ct.Write(ctx, inode, index, off, data)  // durable on every replica of the PG's epoch
+//	n, err := ct.Read(ctx, inode, index, off, p)        // io.EOF at the chunk's end
+//	op := ct.GoWrite(ctx, inode, index, off, data, done) // async, for deep queues
+//	c.Close()
+//
+// Client, Container, FS, File and Handle are safe for concurrent use.
+//
+// # Data layout
+//
+// A container's metadata (names, attributes, sizes) lives in its
+// namespace, reached through package meta; file bytes live in chunks.
+// Bytes [k*C, (k+1)*C) of file ino are chunk (ino, k), C the container
+// policy's ChunkSize (fixed at creation; chunk index < 2^24, so a file
+// ends before 2^24 chunks: EFBIG past that). A chunk that does not exist,
+// or is shorter than the bytes the file's size covers, reads as zeros
+// (holes). One request is cut into chunk requests of at most
+// fsproto.MaxReadBytes that run in parallel (WithParallelism, default
+// 16 in flight).
+//
+// Invariant: no chunk holds bytes at or past its file's committed size
+// that a later growth could expose, except bytes of writes whose size
+// was not committed yet (a client that crashed before its Flush leaves
+// them; the namespace never claims them, and they reappear only if the
+// file is later grown over them without being written there).
+//
+// # Consistency
+//
+//   - Data: WriteAt returns once its bytes are durable on every replica
+//     of the current epoch of each chunk's PG. Reads go to the primaries
+//     (linearizable per chunk).
+//   - Size and mtime: committing an Extend per write would cost a Raft
+//     round trip per write, so the FS keeps the pending size per inode,
+//     shared by every handle of the inode in that FS, and commits it (one
+//     Extend, or one SetAttr of mtime when the file did not grow) at
+//     Flush, Sync, Close/Release, when a handle's uncommitted bytes pass
+//     64 MiB, and in the background once an inode has been dirty for the
+//     flush interval (WithFlushInterval, default 1 s). mtime and ctime of
+//     writes are thus the commit's time (the leader's clock), not each
+//     write's.
+//   - What that gives: read-your-writes within one FS (its handles and
+//     its GetAttr/Lookup/Stat see the pending size); close-to-open
+//     between FSs (clients): once Close, Sync or Flush returned on one,
+//     an Open (OpenIno) that starts afterwards on another sees the bytes
+//     and the size. A handle opened before that keeps the size it knew
+//     plus its FS's own writes; it does not see other clients' growth.
+//   - A background commit that fails is reported by the next Flush, Sync
+//     or Release of the file (as Linux reports writeback errors at fsync
+//     or close).
+//   - Quota: while the namespace has a byte quota (the FS learns it at
+//     open and from a StatFS every half flush interval while files are
+//     open), a write that grows a file commits the growth before it
+//     writes the data, so a write past the quota fails with EDQUOT and
+//     writes nothing. NB: that reservation makes a client crash between
+//     the commit and the data leave the grown range reading as zeros. If
+//     a quota appears while writes are pending, the commit fails with
+//     EDQUOT, the uncommitted bytes are deleted from the chunks (nothing
+//     of them stays visible) and Flush/Sync/Close return EDQUOT.
+//
+// # Truncation and reclamation
+//
+// Handle.SetSize (File.Truncate, FS.Truncate) commits the new size first
+// (SetAttr), then deletes the dropped range from the chunks (whole chunks
+// past the new end, the tail of the boundary chunk) and returns only
+// then, so old bytes never reappear when the file grows again; then it
+// proposes Reclaimed for the namespace's Reclaim entries of the command.
+// The range deleted ends at the larger of the size the FS knew and the
+// entries' ends. Deleting costs one chunk request per chunk of the range,
+// holes included (the chunk protocol has no listing).
+//
+// A file whose last link and last open go (Unlink, Rename over it, the
+// Release of an unlinked file) is queued by the namespace as a Reclaim
+// entry. Release deletes the chunks of the entries its Close queued at
+// once; the rest (unlinks of files not open, crashed clients) is the
+// job of a Reclaimer on the container's metadata leader:
+//
+//	ct, _ := dataClient.ContainerByID(id)             // client.Dial with the node's pool
+//	r := client.Reclaimer{Data: ct, Meta: meta.NewClient(id, maps, pool), ChunkSize: ct.ChunkSize()}
+//	err := r.Run(ctx, host.Namespace(id).Reclaims()) // on the leader, now and then
+//
+// Run deletes every chunk up to a removed file's size, and for a
+// truncation only the bytes at or past the file's current size, then
+// proposes Reclaimed for each entry it finished.
+//
+// # Opens and unlinked files
+//
+// OpenIno proposes namespace.Open and Release namespace.Close, so an
+// unlinked file keeps its data while a handle of it is open anywhere.
+// A read-only key cannot propose (the metadata servers refuse every op
+// for it): its handles are not counted, and a file unlinked by another
+// client while such a handle reads it may lose its chunks under it.
+// NB: a client that dies holding opens pins their inodes (see package
+// namespace); expiring them is the server's job.
+//
+// # Path API and permissions
+//
+// FS's path methods resolve slash-separated names (io/fs style; a
+// leading "/" is accepted) from the root, following symlinks in
+// intermediate components (at most 40, then ELOOP) and in the last one
+// where the call does (Open, Stat, Chmod, ... but not Lstat, Readlink,
+// Remove, Rename, Symlink, Link). Errors are *fs.PathError whose Err
+// carries a syscall.Errno (errors.Is(err, fs.ErrNotExist) and
+// errors.Is(err, syscall.ENOTEMPTY) both work).
+//
+// The namespace checks no permissions; the FUSE mount leaves them to the
+// kernel (default_permissions). The path API checks mode bits as Linux
+// does against the FS's credentials (WithCredentials; default the
+// process's uid, gid and groups): search (x) on every directory it walks,
+// read/write for open, write+search on the directory for create, unlink,
+// rmdir, rename (and the sticky bit's owner rule), owner for chmod and
+// explicit times, root for chown to another user. uid 0 bypasses them,
+// except that executing needs some x bit. One function, access, decides.
+//
+// # Keys and errors
+//
+// A key authenticates every connection an FS makes. A read-only key
+// gives an FS whose changes fail with EROFS (metadata refusals map to
+// EROFS, chunk writes refused with fsproto.CodeReadOnly too); a key the
+// cluster refuses maps to EACCES. Errno maps any error of this package
+// to an errno.
+//
+// # How a chunk request finds its node
+//
+// The client caches the cluster map (from a MapSource: the manager's
+// client, or anything with its Map method) and computes placement itself:
+// clustermap.Locate gives the chunk's PG, the PG's Replicas[0] its
+// primary, the map the primary's address. The request carries the PG and
+// its epoch (the chunk protocol of package fsproto, unchanged). No lookup
+// hop, no proxy.
+//
+// # Retries
+//
+// A chunk request is retried, until its context ends, when an attempt
+// found no answer within Config.AttemptTimeout, or when the answer says
+// the client's map is behind or the node cannot serve it now:
+// CodeStaleEpoch (old epoch, or the node is not the primary),
+// CodeUnavailable (the PG's queue is full or a store failed), net's
+// CodeShuttingDown, a connection that failed or could not be made, or a
+// PG without a primary. Before each retry the client asks the MapSource
+// for a map newer than the one it used, waiting at most
+// Config.RefreshWait, and backs off (exponentially, to Config.BackoffMax)
+// when no newer map came. A mutation keeps its RequestID across retries,
+// so the cluster applies it at most once (within the bound of the PG's
+// remembered ids; see fsproto/replication). Other errors (not found,
+// invalid, read-only key, no space, corrupt) are returned at once,
+// wrapping fsproto's sentinels and the *net.RemoteError. Metadata calls
+// retry as package meta says (one request id per op: exactly once).
+//
+// Invariant: a mutation is reported successful only when the PG's primary
+// answered it, which it does once the mutation is durable on every replica
+// of the current epoch.
+//
+// # Not done
+//
+//   - GoWrite and GoRead run one goroutine per operation (each retries on
+//     its own); a shared completion loop would save them.
+//   - Keys are not per container yet on the servers: the key given is
+//     used for every node.
+//   - The package imports fsproto, which links the engine (fsproto.ObjectID
+//     returns an engine.ObjectID); splitting fsproto's messages from its
+//     server would keep the engine out of client binaries.
+//   - Deleting a range costs a request per chunk, holes included; a
+//     chunk listing (or a range delete) in the chunk protocol would make
+//     removing a large sparse file cheap.
+package client

@@ -1,0 +1,472 @@
+package client
+
+import (
+	"context"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/weftfs/weft/fsproto"
+	"github.com/weftfs/weft/fsproto/clustermap"
+	"github.com/weftfs/weft/fsproto/manager"
+	"github.com/weftfs/weft/fsproto/meta"
+	"github.com/weftfs/weft/fsproto/namespace"
+	"github.com/weftfs/weft/net"
+)
+
+// Key is an access key: its id and its secret.
+type Key struct {
+	ID     string
+	Secret []byte
+}
+
+// ParseKey reads a key in the form "ID:SECRETHEX" (what `weft key create`
+// and `weft up` print). The id may itself hold colons: the secret is what
+// follows the last one.
+func ParseKey(s string) (Key, error) {
+	i := strings.LastIndexByte(s, ':')
+	if i < 0 {
+		return Key{}, fmt.Errorf("client: key %q: want ID:SECRETHEX", elide(s))
+	}
+	id, hx := s[:i], s[i+1:]
+	var errs []error
+	if id == "" || len(id) > 255 {
+		errs = append(errs, fmt.Errorf("client: key id of %d bytes, want 1..255", len(id)))
+	}
+	secret, err := hex.DecodeString(hx)
+	switch {
+	case err != nil:
+		errs = append(errs, fmt.Errorf("client: key %q: secret is not hex: %w", id, err))
+	case len(secret) == 0:
+		errs = append(errs, fmt.Errorf("client: key %q: empty secret", id))
+	}
+	if len(errs) > 0 {
+		return Key{}, errors.Join(errs...)
+	}
+	return Key{ID: id, Secret: secret}, nil
+}
+
+// elide keeps a malformed key's secret out of error messages.
+func elide(s string) string {
+	if len(s) > 8 {
+		return s[:8] + "…"
+	}
+	return s
+}
+
+// String returns "ID:…": the secret never reaches logs.
+func (k Key) String() string { return k.ID + ":…" }
+
+// Option tunes DialCluster and OpenContainer. Options given to
+// DialCluster are the defaults of every FS its Client opens;
+// OpenContainer's own options override them.
+type Option func(*options)
+
+type options struct {
+	logger *slog.Logger
+	// Credentials the path API checks mode bits against.
+	uid, gid uint32
+	groups   []uint32
+	readOnly bool
+	// flushEvery bounds how long a write's size growth and mtime stay
+	// uncommitted; pendingMax bounds a handle's uncommitted bytes.
+	flushEvery time.Duration
+	pendingMax int64
+	// parallel bounds the chunk requests one read or write has in flight.
+	parallel int
+	// opTimeout bounds each call of the path API (it has no ctx).
+	opTimeout time.Duration
+}
+
+func defaultOptions() options {
+	return options{
+		logger:     slog.Default(),
+		uid:        uint32(os.Getuid()),
+		gid:        uint32(os.Getgid()),
+		groups:     processGroups(),
+		flushEvery: time.Second,
+		pendingMax: 64 << 20,
+		parallel:   16,
+		opTimeout:  time.Minute,
+	}
+}
+
+func processGroups() []uint32 {
+	gs, err := os.Getgroups()
+	if err != nil {
+		return nil
+	}
+	out := make([]uint32, len(gs))
+	for i, g := range gs {
+		out[i] = uint32(g)
+	}
+	return out
+}
+
+// WithLogger sets the logger (default slog.Default()).
+func WithLogger(l *slog.Logger) Option { return func(o *options) { o.logger = l } }
+
+// WithCredentials sets the user, group and supplementary groups the path
+// API checks permissions for and stamps on what it creates (default: the
+// process's). uid 0 bypasses the checks, as root does on Linux.
+func WithCredentials(uid, gid uint32, groups ...uint32) Option {
+	return func(o *options) { o.uid, o.gid, o.groups = uid, gid, groups }
+}
+
+// WithReadOnly makes the FS refuse every change with EROFS without asking
+// the cluster (a read-only key gets the same from the cluster).
+func WithReadOnly() Option { return func(o *options) { o.readOnly = true } }
+
+// WithFlushInterval bounds how long the FS keeps a written file's size
+// growth and mtime uncommitted (default 1 s; see the package doc).
+func WithFlushInterval(d time.Duration) Option {
+	return func(o *options) {
+		if d > 0 {
+			o.flushEvery = d
+		}
+	}
+}
+
+// WithParallelism bounds the chunk requests one read or write keeps in
+// flight (default 16).
+func WithParallelism(n int) Option {
+	return func(o *options) {
+		if n > 0 {
+			o.parallel = n
+		}
+	}
+}
+
+// WithOpTimeout bounds each call of the path API, which takes no context
+// (default 1 minute).
+func WithOpTimeout(d time.Duration) Option {
+	return func(o *options) {
+		if d > 0 {
+			o.opTimeout = d
+		}
+	}
+}
+
+// DialCluster connects to the cluster clusterID through its managers
+// (any node of a `weft up` cluster serves as one) with key, which reads
+// the cluster map and reaches the nodes; OpenContainer may use another
+// key. Close the Client when done (it closes the connections it made).
+func DialCluster(ctx context.Context, clusterID string, managers []string, key Key, opts ...Option) (*Client, error) {
+	o := defaultOptions()
+	for _, f := range opts {
+		f(&o)
+	}
+	if len(managers) == 0 {
+		return nil, errors.New("client: no manager addresses")
+	}
+	pool, err := net.NewPool(net.PoolConfig{Client: net.ClientConfig{
+		ClusterID: clusterID, KeyID: key.ID, Secret: key.Secret, Logger: o.logger}})
+	if err != nil {
+		return nil, fmt.Errorf("client: %w", err)
+	}
+	c, err := Dial(ctx, Config{Maps: manager.NewClient(managers, pool), Pool: pool,
+		ClusterID: clusterID, KeyID: key.ID, Secret: key.Secret, Logger: o.logger})
+	if err != nil {
+		pool.Close()
+		return nil, err
+	}
+	c.ownPool = true
+	c.opts = opts
+	return c, nil
+}
+
+// FS is one data container's file system, reached with one key: the
+// path API (io/fs and *os.File-like), and the inode API the FUSE mount
+// uses. It implements fs.FS, fs.StatFS, fs.ReadDirFS, fs.ReadFileFS and
+// fs.ReadLinkFS. Safe for concurrent use.
+type FS struct {
+	name string
+	id   clustermap.ContainerID
+	pool *net.Pool
+	data *Container // chunks, over pool
+	dc   *Client    // data's client, over pool
+	meta *meta.Client
+	// chunk is the container's chunk size C: file bytes [k*C, (k+1)*C)
+	// are chunk k.
+	chunk int64
+	o     options
+	log   *slog.Logger
+
+	stop chan struct{} // closed by Close: the flusher ends
+	done chan struct{} // closed when the flusher ended
+
+	mu struct {
+		sync.Mutex
+		inodes map[namespace.Ino]*inode // inodes with open handles
+		closed bool
+		// roKey is set once the cluster refused a change for the key.
+		roKey bool
+		// quota is set while the namespace has a byte quota (refreshed
+		// by the flusher): growth is then committed before the data is
+		// written (see the package doc).
+		quota bool
+	}
+}
+
+// OpenContainer opens the file system of the container named name with
+// key: every connection the FS makes authenticates with it (its own
+// net.Pool). It reads the root's attributes, so a wrong key or a
+// container the key may not reach fails here. A read-only key gives an
+// FS whose changes fail with EROFS.
+func (c *Client) OpenContainer(ctx context.Context, name string, key Key, opts ...Option) (*FS, error) {
+	o := defaultOptions()
+	for _, f := range c.opts {
+		f(&o)
+	}
+	for _, f := range opts {
+		f(&o)
+	}
+	if c.cfg.ClusterID == "" {
+		return nil, errors.New("client: OpenContainer needs the cluster id (Config.ClusterID)")
+	}
+	pool, err := net.NewPool(net.PoolConfig{Client: net.ClientConfig{
+		ClusterID: c.cfg.ClusterID, KeyID: key.ID, Secret: key.Secret, Logger: o.logger}})
+	if err != nil {
+		return nil, fmt.Errorf("client: %w", err)
+	}
+	dc, err := Dial(ctx, Config{Maps: c.cfg.Maps, Pool: pool, ClusterID: c.cfg.ClusterID,
+		RefreshWait: c.cfg.RefreshWait, AttemptTimeout: c.cfg.AttemptTimeout,
+		BackoffMin: c.cfg.BackoffMin, BackoffMax: c.cfg.BackoffMax, Logger: o.logger})
+	if err != nil {
+		pool.Close()
+		return nil, err
+	}
+	ct, err := dc.Container(name)
+	if err != nil {
+		pool.Close()
+		return nil, err
+	}
+	f := &FS{name: name, id: ct.id, pool: pool, data: ct, dc: dc,
+		meta: meta.NewClient(ct.id, c.cfg.Maps, pool), chunk: ct.ChunkSize(), o: o,
+		log: o.logger.With("container", name), stop: make(chan struct{}), done: make(chan struct{})}
+	f.mu.inodes = make(map[namespace.Ino]*inode)
+	st, err := f.meta.StatFS(ctx)
+	if err == nil {
+		_, err = f.meta.GetAttr(ctx, namespace.RootIno)
+	}
+	if err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("client: open container %q with key %s: %w", name, key, errnoWrap(err))
+	}
+	f.mu.quota = st.QuotaBytes != 0
+	go f.flusher()
+	return f, nil
+}
+
+// Name returns the container's name.
+func (f *FS) Name() string { return f.name }
+
+// ChunkSize returns the container's chunk size in bytes.
+func (f *FS) ChunkSize() int64 { return f.chunk }
+
+// Data returns the FS's chunk client (tests, tools: it reaches the
+// container's chunks with the FS's key).
+func (f *FS) Data() *Container { return f.data }
+
+// Close flushes every open file's pending size and mtime, ends the
+// background flusher and closes the FS's connections. Handles still open
+// are not released (their opens stay counted until the servers expire
+// them); close them first. Close returns the first flush error.
+func (f *FS) Close() error {
+	f.mu.Lock()
+	if f.mu.closed {
+		f.mu.Unlock()
+		return nil
+	}
+	f.mu.closed = true
+	f.mu.Unlock()
+	close(f.stop)
+	<-f.done
+	ctx, cancel := context.WithTimeout(context.Background(), f.o.opTimeout)
+	defer cancel()
+	err := f.flushAll(ctx, 0)
+	f.pool.Close()
+	return err
+}
+
+func (f *FS) closed() bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.mu.closed
+}
+
+// readOnly reports whether changes are refused here (WithReadOnly, or the
+// cluster refused this key before).
+func (f *FS) readOnly() bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.o.readOnly || f.mu.roKey
+}
+
+// Lookup returns the attributes of parent/name, with this FS's pending
+// size for a file it has open with unflushed writes.
+func (f *FS) Lookup(ctx context.Context, parent namespace.Ino, name string) (namespace.Attr, error) {
+	a, err := f.meta.Lookup(ctx, parent, name)
+	if err != nil {
+		return namespace.Attr{}, errnoWrap(err)
+	}
+	return f.overlay(a), nil
+}
+
+// GetAttr returns ino's attributes, with this FS's pending size for a
+// file it has open with unflushed writes.
+func (f *FS) GetAttr(ctx context.Context, ino namespace.Ino) (namespace.Attr, error) {
+	a, err := f.meta.GetAttr(ctx, ino)
+	if err != nil {
+		return namespace.Attr{}, errnoWrap(err)
+	}
+	return f.overlay(a), nil
+}
+
+// Apply proposes any metadata command except a SetAttr that changes the
+// size (use Handle.SetSize, which deletes the dropped bytes), Extend,
+// Open and Close (the handles count those), and returns the namespace's
+// Result; Result.Err is set, and returned, when the namespace refused it.
+// Chunks of the files the command removed are deleted by the reclaimer
+// on the metadata leader.
+func (f *FS) Apply(ctx context.Context, cmd namespace.Command) (namespace.Result, error) {
+	switch c := cmd.(type) {
+	case namespace.SetAttr:
+		if c.Mask&namespace.SetSize != 0 {
+			return namespace.Result{}, fmt.Errorf("client: Apply of a size change: use Handle.SetSize: %w", syscall.EINVAL)
+		}
+	case namespace.Extend, namespace.Open, namespace.Close:
+		return namespace.Result{}, fmt.Errorf("client: Apply of %T: the handles propose it: %w", cmd, syscall.EINVAL)
+	}
+	return f.apply(ctx, cmd)
+}
+
+// apply proposes cmd, refusing locally when the FS is read-only, and
+// remembers a read-only refusal from the cluster.
+func (f *FS) apply(ctx context.Context, cmd namespace.Command) (namespace.Result, error) {
+	switch cmd.(type) {
+	case namespace.Open, namespace.Close:
+	default:
+		if f.readOnly() {
+			return namespace.Result{}, fmt.Errorf("client: %T: read-only: %w", cmd, syscall.EROFS)
+		}
+	}
+	res, err := f.meta.Apply(ctx, cmd)
+	if errors.Is(err, meta.ErrReadOnly) {
+		f.mu.Lock()
+		f.mu.roKey = true
+		f.mu.Unlock()
+	}
+	if err != nil {
+		return res, errnoWrap(err)
+	}
+	if ino := res.Attr.Ino; ino != 0 {
+		res.Attr = f.overlay(res.Attr)
+	}
+	return res, nil
+}
+
+// ReadDirPage returns up to limit (1..4096) entries of dir after cookie,
+// in name order, and the cookie of the next page ("" after the last).
+func (f *FS) ReadDirPage(ctx context.Context, dir namespace.Ino, cookie string, limit int) ([]namespace.DirEntry, string, error) {
+	ents, next, err := f.meta.ReadDir(ctx, dir, cookie, limit)
+	return ents, next, errnoWrap(err)
+}
+
+// ReadlinkIno returns a symlink's target. (Readlink is the path API's.)
+func (f *FS) ReadlinkIno(ctx context.Context, ino namespace.Ino) (string, error) {
+	s, err := f.meta.Readlink(ctx, ino)
+	return s, errnoWrap(err)
+}
+
+// GetXattr returns an extended attribute's value (ENODATA when unset).
+func (f *FS) GetXattr(ctx context.Context, ino namespace.Ino, name string) ([]byte, error) {
+	v, err := f.meta.GetXattr(ctx, ino, name)
+	return v, errnoWrap(err)
+}
+
+// ListXattr returns an inode's extended attribute names, sorted.
+func (f *FS) ListXattr(ctx context.Context, ino namespace.Ino) ([]string, error) {
+	v, err := f.meta.ListXattr(ctx, ino)
+	return v, errnoWrap(err)
+}
+
+// StatFS returns the container's usage and quota. (Usage is the same
+// without a context.)
+func (f *FS) StatFS(ctx context.Context) (namespace.StatFS, error) {
+	st, err := f.meta.StatFS(ctx)
+	if err == nil {
+		f.mu.Lock()
+		f.mu.quota = st.QuotaBytes != 0
+		f.mu.Unlock()
+	}
+	return st, errnoWrap(err)
+}
+
+// Errno returns the errno err carries, for a FUSE reply: 0 for nil, the
+// errno inside (a namespace refusal, the file client's own), EROFS for a
+// read-only key, ENOSPC for a full device, EACCES for a key the cluster
+// refused, EINTR or ETIMEDOUT for an ended context, EIO for the rest.
+func Errno(err error) syscall.Errno {
+	if err == nil {
+		return 0
+	}
+	var e syscall.Errno
+	if errors.As(err, &e) && e != 0 {
+		return e
+	}
+	var re *net.RemoteError
+	if errors.As(err, &re) {
+		switch re.Code {
+		case net.CodeAuthFailed, net.CodeClusterMismatch:
+			return syscall.EACCES
+		}
+	}
+	switch {
+	case errors.Is(err, meta.ErrReadOnly), errors.Is(err, fsproto.ErrReadOnly):
+		return syscall.EROFS
+	case errors.Is(err, fsproto.ErrNoSpace):
+		return syscall.ENOSPC
+	case errors.Is(err, ErrNoContainer), errors.Is(err, clustermap.ErrNotFound):
+		return syscall.ENOENT
+	case errors.Is(err, ErrClosed), errors.Is(err, net.ErrPoolClosed):
+		return syscall.EBADF
+	case errors.Is(err, context.Canceled):
+		return syscall.EINTR
+	case errors.Is(err, context.DeadlineExceeded):
+		return syscall.ETIMEDOUT
+	}
+	return syscall.EIO
+}
+
+// errnoError is an error with its errno attached, so errors.Is(err,
+// syscall.EXXX) and errors.Is(err, fs.ErrNotExist) work on every error
+// this package returns from the file API, while the cause stays in the
+// chain and the message.
+type errnoError struct {
+	errno syscall.Errno
+	err   error
+}
+
+func (e *errnoError) Error() string { return e.err.Error() }
+
+// Unwrap returns the errno and the cause.
+func (e *errnoError) Unwrap() []error { return []error{e.errno, e.err} }
+
+// errnoWrap attaches Errno(err) to err when err does not carry one yet.
+func errnoWrap(err error) error {
+	if err == nil {
+		return nil
+	}
+	var e syscall.Errno
+	if errors.As(err, &e) {
+		return err
+	}
+	return &errnoError{errno: Errno(err), err: err}
+}

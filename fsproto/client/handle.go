@@ -1,0 +1,562 @@
+package client
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/weftfs/weft/fsproto/namespace"
+)
+
+// inode is the state one FS keeps for a file it has open: the size its
+// handles see and what of it is not committed yet. Every handle of the
+// inode in this FS shares it, so the FS reads its own writes.
+type inode struct {
+	ino namespace.Ino
+	// refs counts this FS's handles on the inode (under FS.mu); at 0 the
+	// inode leaves FS.mu.inodes.
+	refs int
+	// io orders data against size changes: ReadAt and WriteAt hold it
+	// shared, SetSize (and a quota roll-back) exclusively, so no write
+	// lands in a range being dropped.
+	// Lock order: io, then commit, then mu.
+	io sync.RWMutex
+	// commit serializes the commits of the size (Flush's Extend,
+	// SetSize's SetAttr), so an older size never lands after a newer one.
+	commit sync.Mutex
+	mu     struct {
+		sync.Mutex
+		// size is the size this FS sees: the committed one grown by
+		// writes not committed yet.
+		size int64
+		// committed is the size last committed to, or read from, the
+		// namespace.
+		committed int64
+		// dirty: written since the last commit (mtime, maybe size, to
+		// commit); since: when it became dirty.
+		dirty bool
+		since time.Time
+		// pending counts the bytes written since the last commit.
+		pending int64
+		// werr is a background commit's failure, reported by the next
+		// Flush, Sync or Release (as Linux reports writeback errors).
+		werr error
+	}
+}
+
+// acquire returns the FS's state for the file a describes, counting one
+// more handle. A file no handle had open takes its size from a (the
+// close-to-open refresh); one with uncommitted writes keeps its own.
+func (f *FS) acquire(a namespace.Attr) (*inode, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.mu.closed {
+		return nil, fmt.Errorf("client: open of ino %d: %w: %w", a.Ino, ErrClosed, syscall.EBADF)
+	}
+	in := f.mu.inodes[a.Ino]
+	if in == nil {
+		in = &inode{ino: a.Ino}
+		f.mu.inodes[a.Ino] = in
+	}
+	in.refs++
+	in.mu.Lock()
+	if !in.mu.dirty {
+		in.mu.size, in.mu.committed = int64(a.Size), int64(a.Size)
+	}
+	in.mu.Unlock()
+	return in, nil
+}
+
+func (f *FS) release(in *inode) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	in.refs--
+	if in.refs < 0 {
+		panic(fmt.Sprintf("client: ino %d released more often than acquired (%d)", in.ino, in.refs))
+	}
+	if in.refs == 0 && f.mu.inodes[in.ino] == in {
+		delete(f.mu.inodes, in.ino)
+	}
+}
+
+// overlay gives a file's attributes this FS's size when the FS has
+// writes to it that are not committed yet (read-your-writes).
+func (f *FS) overlay(a namespace.Attr) namespace.Attr {
+	if a.Type != namespace.TypeFile {
+		return a
+	}
+	f.mu.Lock()
+	in := f.mu.inodes[a.Ino]
+	f.mu.Unlock()
+	if in == nil {
+		return a
+	}
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	if in.mu.dirty {
+		a.Size = uint64(in.mu.size)
+	}
+	return a
+}
+
+func (f *FS) quotaOn() bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.mu.quota
+}
+
+// Handle is an open file of the inode API: what the FUSE mount holds per
+// open. Safe for concurrent use; ReadAt and WriteAt run in parallel.
+type Handle struct {
+	fs       *FS
+	in       *inode
+	writable bool
+	// counted: the namespace counts this open (Open proposed), so an
+	// unlinked file survives until Release proposes the Close. A
+	// read-only key cannot propose; its handles are not counted.
+	counted  bool
+	released atomic.Bool
+}
+
+// OpenIno opens the regular file ino, counting an open in the namespace
+// (namespace.Open) so that its data survives an unlink until Release.
+// writable allows WriteAt and SetSize. A directory fails with EISDIR, a
+// symlink with ELOOP (as open with O_NOFOLLOW). On a read-only key the
+// open is not counted (the cluster refuses the Open) and a writable one
+// fails with EROFS.
+func (f *FS) OpenIno(ctx context.Context, ino namespace.Ino, writable bool) (*Handle, error) {
+	if f.closed() {
+		return nil, fmt.Errorf("client: open of ino %d: %w: %w", ino, ErrClosed, syscall.EBADF)
+	}
+	if writable && f.readOnly() {
+		return nil, fmt.Errorf("client: open of ino %d for writing: read-only: %w", ino, syscall.EROFS)
+	}
+	counted := true
+	res, err := f.apply(ctx, namespace.Open{Ino: ino})
+	a := res.Attr
+	if errors.Is(err, syscall.EROFS) && !writable {
+		counted = false
+		a, err = f.meta.GetAttr(ctx, ino)
+		err = errnoWrap(err)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if a.Type != namespace.TypeFile {
+		if counted {
+			f.closeIno(ctx, ino)
+		}
+		if a.Type == namespace.TypeDir {
+			return nil, fmt.Errorf("client: open of ino %d: a directory: %w", ino, syscall.EISDIR)
+		}
+		return nil, fmt.Errorf("client: open of ino %d: a %v: %w", ino, a.Type, syscall.ELOOP)
+	}
+	in, err := f.acquire(a)
+	if err != nil {
+		if counted {
+			f.closeIno(ctx, ino)
+		}
+		return nil, err
+	}
+	return &Handle{fs: f, in: in, writable: writable, counted: counted}, nil
+}
+
+// closeIno proposes the Close of an open counted by mistake (not a
+// file). A failure leaves the open counted: it only pins an inode.
+func (f *FS) closeIno(ctx context.Context, ino namespace.Ino) {
+	if _, err := f.meta.Apply(ctx, namespace.Close{Ino: ino}); err != nil {
+		f.log.Warn("closing an open of a non-file failed", "ino", ino, "err", err)
+	}
+}
+
+// Ino returns the handle's inode.
+func (h *Handle) Ino() namespace.Ino { return h.in.ino }
+
+// Size returns the size this FS sees for the file (with its own writes
+// not committed yet).
+func (h *Handle) Size() int64 {
+	h.in.mu.Lock()
+	defer h.in.mu.Unlock()
+	return h.in.mu.size
+}
+
+func (h *Handle) check(op string) error {
+	if h.released.Load() {
+		return fmt.Errorf("client: %s of ino %d: handle released: %w", op, h.in.ino, syscall.EBADF)
+	}
+	return nil
+}
+
+// ReadAt reads file bytes from off into p, as io.ReaderAt: up to the
+// size this FS knows (io.EOF when p reaches past it), holes as zeros.
+// On error, n is 0.
+func (h *Handle) ReadAt(ctx context.Context, p []byte, off int64) (int, error) {
+	if err := h.check("read"); err != nil {
+		return 0, err
+	}
+	if off < 0 {
+		return 0, fmt.Errorf("client: read of ino %d at %d: %w", h.in.ino, off, syscall.EINVAL)
+	}
+	h.in.io.RLock()
+	defer h.in.io.RUnlock()
+	size := h.Size()
+	if off >= size {
+		if len(p) == 0 {
+			return 0, nil
+		}
+		return 0, io.EOF
+	}
+	n := int(min(int64(len(p)), size-off))
+	if n > 0 {
+		f := h.fs
+		if err := readChunks(ctx, f.data, f.chunk, f.o.parallel, h.in.ino, p[:n], off); err != nil {
+			return 0, fmt.Errorf("client: read of ino %d at %d: %w", h.in.ino, off, errnoWrap(err))
+		}
+	}
+	if n < len(p) {
+		return n, io.EOF
+	}
+	return n, nil
+}
+
+// WriteAt writes p at off. The bytes are durable on every replica when
+// it returns; the file's growth and mtime are committed by Flush, Sync or
+// Release, or by the FS within its flush interval (see the package doc).
+// Under a byte quota, growth is committed before the data is written, so
+// a write past the quota fails with EDQUOT and writes nothing. On error,
+// n is 0 (some chunks may hold the new bytes: a failed write's range is
+// unspecified, as on Linux).
+func (h *Handle) WriteAt(ctx context.Context, p []byte, off int64) (int, error) {
+	if err := h.check("write"); err != nil {
+		return 0, err
+	}
+	if !h.writable {
+		return 0, fmt.Errorf("client: write of ino %d: not open for writing: %w", h.in.ino, syscall.EBADF)
+	}
+	if off < 0 {
+		return 0, fmt.Errorf("client: write of ino %d at %d: %w", h.in.ino, off, syscall.EINVAL)
+	}
+	if len(p) == 0 {
+		return 0, nil
+	}
+	end := off + int64(len(p))
+	if err := checkExtent(end, h.fs.chunk); err != nil {
+		return 0, err
+	}
+	if err := h.write(ctx, p, off); err != nil {
+		return 0, fmt.Errorf("client: write of ino %d at %d: %w", h.in.ino, off, errnoWrap(err))
+	}
+	h.in.mu.Lock()
+	over := h.in.mu.pending > h.fs.o.pendingMax
+	h.in.mu.Unlock()
+	if over {
+		if err := h.fs.flush(ctx, h.in); err != nil {
+			return 0, err
+		}
+	}
+	return len(p), nil
+}
+
+func (h *Handle) write(ctx context.Context, p []byte, off int64) error {
+	in, f := h.in, h.fs
+	end := off + int64(len(p))
+	in.io.RLock()
+	defer in.io.RUnlock()
+	if f.quotaOn() {
+		if err := f.reserve(ctx, in, end); err != nil {
+			return err
+		}
+	}
+	if err := writeChunks(ctx, f.data, f.chunk, f.o.parallel, in.ino, p, off); err != nil {
+		return err
+	}
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	in.mu.size = max(in.mu.size, end)
+	if !in.mu.dirty {
+		in.mu.dirty, in.mu.since = true, time.Now()
+	}
+	in.mu.pending += int64(len(p))
+	return nil
+}
+
+// reserve commits growth to end before the data is written (quota mode),
+// so the namespace refuses a write past the quota before any byte of it
+// lands.
+func (f *FS) reserve(ctx context.Context, in *inode, end int64) error {
+	in.commit.Lock()
+	defer in.commit.Unlock()
+	in.mu.Lock()
+	committed := in.mu.committed
+	in.mu.Unlock()
+	if end <= committed {
+		return nil
+	}
+	if _, err := f.apply(ctx, namespace.Extend{Ino: in.ino, Size: uint64(end)}); err != nil {
+		return err
+	}
+	in.mu.Lock()
+	in.mu.committed = max(in.mu.committed, end)
+	in.mu.size = max(in.mu.size, end)
+	in.mu.Unlock()
+	return nil
+}
+
+// SetSize truncates the file up or down to size and returns its
+// attributes. Truncating down commits the size first, then deletes the
+// dropped bytes from the chunks (whole chunks past the new end, the rest
+// of the boundary chunk), and returns only then, so the bytes cannot
+// reappear when the file grows again; then it marks the namespace's
+// reclaim entries done. The handle must be writable (EINVAL otherwise,
+// as ftruncate).
+func (h *Handle) SetSize(ctx context.Context, size int64) (namespace.Attr, error) {
+	if err := h.check("truncate"); err != nil {
+		return namespace.Attr{}, err
+	}
+	if !h.writable {
+		return namespace.Attr{}, fmt.Errorf("client: truncate of ino %d: not open for writing: %w", h.in.ino, syscall.EINVAL)
+	}
+	if size < 0 {
+		return namespace.Attr{}, fmt.Errorf("client: truncate of ino %d to %d: %w", h.in.ino, size, syscall.EINVAL)
+	}
+	if err := checkExtent(size, h.fs.chunk); err != nil {
+		return namespace.Attr{}, err
+	}
+	a, err := h.fs.setSize(ctx, h.in, size)
+	if err != nil {
+		return namespace.Attr{}, fmt.Errorf("client: truncate of ino %d to %d: %w", h.in.ino, size, err)
+	}
+	return a, nil
+}
+
+func (f *FS) setSize(ctx context.Context, in *inode, size int64) (namespace.Attr, error) {
+	in.io.Lock()
+	defer in.io.Unlock()
+	in.commit.Lock()
+	defer in.commit.Unlock()
+	in.mu.Lock()
+	top := max(in.mu.size, in.mu.committed)
+	in.mu.Unlock()
+	res, err := f.apply(ctx, namespace.SetAttr{Ino: in.ino, Mask: namespace.SetSize, Size: uint64(size)})
+	if err != nil {
+		return namespace.Attr{}, err
+	}
+	for _, r := range res.Reclaim {
+		top = max(top, int64(r.To))
+	}
+	if err := deleteRange(ctx, f.data, f.chunk, f.o.parallel, in.ino, size, top); err != nil {
+		// The namespace has the new size and keeps its reclaim entries,
+		// which the reclaimer will finish; the caller learns the
+		// truncation is not complete.
+		return namespace.Attr{}, errnoWrap(err)
+	}
+	f.reclaimed(ctx, res.Reclaim)
+	in.mu.Lock()
+	in.mu.size, in.mu.committed = size, size
+	in.mu.dirty, in.mu.pending = false, 0
+	in.mu.Unlock()
+	a := res.Attr
+	a.Size = uint64(size)
+	return a, nil
+}
+
+// reclaimed proposes Reclaimed for entries whose chunks are deleted. A
+// failure leaves an entry queued; the reclaimer deletes its range again,
+// which is harmless.
+func (f *FS) reclaimed(ctx context.Context, rs []namespace.Reclaim) {
+	for _, r := range rs {
+		if _, err := f.meta.Apply(ctx, namespace.Reclaimed{ID: r.ID}); err != nil {
+			f.log.Warn("marking a reclaim entry done failed; the reclaimer will redo it", "id", r.ID, "ino", r.Ino, "err", err)
+		}
+	}
+}
+
+// Flush commits the growth and mtime of the writes made so far through
+// any handle of this FS on the file: a client that opens the file after
+// Flush returns sees them (close-to-open). It returns a background
+// commit's failure if one happened since the last Flush.
+func (h *Handle) Flush(ctx context.Context) error {
+	if err := h.check("flush"); err != nil {
+		return err
+	}
+	return h.fs.flush(ctx, h.in)
+}
+
+// Sync makes everything written before it durable and committed: the
+// data already is when WriteAt returns, so Sync is Flush.
+func (h *Handle) Sync(ctx context.Context) error { return h.Flush(ctx) }
+
+// Release flushes and ends the open (namespace.Close). When that was the
+// last open of an unlinked file, its chunks are deleted now. The handle
+// is unusable after (EBADF); a second Release fails with EBADF.
+func (h *Handle) Release(ctx context.Context) error {
+	if h.released.Swap(true) {
+		return fmt.Errorf("client: release of ino %d: released already: %w", h.in.ino, syscall.EBADF)
+	}
+	f := h.fs
+	err := f.flush(ctx, h.in)
+	f.release(h.in)
+	if h.counted {
+		res, cerr := f.meta.Apply(ctx, namespace.Close{Ino: h.in.ino})
+		if cerr != nil {
+			return errors.Join(err, fmt.Errorf("client: release of ino %d: %w", h.in.ino, errnoWrap(cerr)))
+		}
+		if len(res.Reclaim) > 0 {
+			r := Reclaimer{Data: f.data, Meta: f.meta, ChunkSize: f.chunk, Parallel: f.o.parallel}
+			if rerr := r.Run(ctx, res.Reclaim); rerr != nil {
+				// The entries stay queued for the leader's reclaimer.
+				f.log.Warn("deleting a closed unlinked file's chunks failed; the reclaimer will", "ino", h.in.ino, "err", rerr)
+			}
+		}
+	}
+	return err
+}
+
+// flush commits in's pending growth (Extend) or mtime (SetAttr), and
+// returns the failure of a background commit recorded since the last one.
+func (f *FS) flush(ctx context.Context, in *inode) error {
+	in.mu.Lock()
+	werr := in.mu.werr
+	in.mu.werr = nil
+	in.mu.Unlock()
+	if err := f.commit(ctx, in); err != nil {
+		return err
+	}
+	return werr
+}
+
+// commit sends in's pending change to the namespace. When the namespace
+// refuses growth with EDQUOT (a quota this FS did not know of), the
+// bytes past the committed size are deleted, so nothing of the refused
+// writes stays visible, and EDQUOT is returned.
+func (f *FS) commit(ctx context.Context, in *inode) error {
+	in.commit.Lock()
+	in.mu.Lock()
+	if !in.mu.dirty {
+		in.mu.Unlock()
+		in.commit.Unlock()
+		return nil
+	}
+	size, committed := in.mu.size, in.mu.committed
+	in.mu.dirty, in.mu.pending = false, 0
+	in.mu.Unlock()
+	var cmd namespace.Command = namespace.SetAttr{Ino: in.ino, Mask: namespace.SetMtimeNow}
+	if size > committed {
+		cmd = namespace.Extend{Ino: in.ino, Size: uint64(size)}
+	}
+	_, err := f.apply(ctx, cmd)
+	if err == nil {
+		in.mu.Lock()
+		in.mu.committed = max(in.mu.committed, size)
+		in.mu.Unlock()
+		in.commit.Unlock()
+		return nil
+	}
+	in.commit.Unlock()
+	if errors.Is(err, syscall.EDQUOT) && size > committed {
+		if rerr := f.rollback(ctx, in); rerr != nil {
+			err = errors.Join(err, rerr)
+		}
+		return fmt.Errorf("client: commit of ino %d's size %d: %w", in.ino, size, err)
+	}
+	in.mu.Lock()
+	if !in.mu.dirty {
+		in.mu.dirty, in.mu.since = true, time.Now()
+	}
+	in.mu.Unlock()
+	return fmt.Errorf("client: commit of ino %d's size %d: %w", in.ino, size, err)
+}
+
+// rollback drops the uncommitted growth of in after the namespace
+// refused it: the bytes past the committed size leave the chunks, and
+// the FS's size returns to the committed one.
+func (f *FS) rollback(ctx context.Context, in *inode) error {
+	in.io.Lock()
+	defer in.io.Unlock()
+	in.commit.Lock()
+	defer in.commit.Unlock()
+	in.mu.Lock()
+	size, committed := in.mu.size, in.mu.committed
+	in.mu.Unlock()
+	if err := deleteRange(ctx, f.data, f.chunk, f.o.parallel, in.ino, committed, size); err != nil {
+		return err
+	}
+	in.mu.Lock()
+	in.mu.size, in.mu.dirty, in.mu.pending = in.mu.committed, false, 0
+	in.mu.Unlock()
+	return nil
+}
+
+// flusher commits, every half flush interval, the inodes that have been
+// dirty for a flush interval, and refreshes whether a quota is set,
+// until Close.
+func (f *FS) flusher() {
+	defer close(f.done)
+	t := time.NewTicker(f.o.flushEvery / 2)
+	defer t.Stop()
+	for {
+		select {
+		case <-f.stop:
+			return
+		case <-t.C:
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), f.o.opTimeout)
+		f.mu.Lock()
+		open := len(f.mu.inodes) > 0
+		f.mu.Unlock()
+		if open {
+			if _, err := f.StatFS(ctx); err != nil {
+				f.log.Debug("quota refresh failed", "err", err)
+			}
+		}
+		f.background(ctx)
+		cancel()
+	}
+}
+
+// background commits the inodes dirty for a flush interval and keeps a
+// failure for their next Flush.
+func (f *FS) background(ctx context.Context) {
+	for _, in := range f.dirty(f.o.flushEvery) {
+		if err := f.commit(ctx, in); err != nil {
+			f.log.Warn("background commit failed", "ino", in.ino, "err", err)
+			in.mu.Lock()
+			if in.mu.werr == nil {
+				in.mu.werr = err
+			}
+			in.mu.Unlock()
+		}
+	}
+}
+
+// dirty returns the open inodes dirty for at least age.
+func (f *FS) dirty(age time.Duration) []*inode {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var out []*inode
+	now := time.Now()
+	for _, in := range f.mu.inodes {
+		in.mu.Lock()
+		if in.mu.dirty && now.Sub(in.mu.since) >= age {
+			out = append(out, in)
+		}
+		in.mu.Unlock()
+	}
+	return out
+}
+
+// flushAll commits every inode dirty for at least age.
+func (f *FS) flushAll(ctx context.Context, age time.Duration) error {
+	var first error
+	for _, in := range f.dirty(age) {
+		if err := f.flush(ctx, in); err != nil && first == nil {
+			first = err
+		}
+	}
+	return first
+}
