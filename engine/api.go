@@ -192,6 +192,16 @@ type Request struct {
 	// passes the primary's.
 	PG    uint32
 	PGSeq uint64
+	// RequestID, on a mutation, names it (zero: none): it is stored with
+	// the mutation's record and added to the object's Requests.
+	RequestID RequestID
+	// ReplaceRequests, on a mutation, makes the object's Requests exactly
+	// Requests (at most KeptRequests, non-zero ids, oldest first), in the
+	// same atomic batch as the mutation and before RequestID is added: a
+	// replica installing the primary's state of an object takes the ids
+	// of the primary's history with it. Requests must be empty otherwise.
+	ReplaceRequests bool
+	Requests        []AppliedRequest
 	// Off: the read or write offset; for OpTruncate, the new size.
 	Off uint64
 	// Buf: the data of a write (left untouched, and not to be changed
@@ -208,7 +218,9 @@ type Request struct {
 	// than len(Buf) and Err io.EOF) or written.
 	N int
 	// Version and ResultSeq: the object's version and PG sequence number
-	// after a mutation; the object's state for OpStat.
+	// after a mutation; the object's state for OpStat (also for a
+	// deleted object, which fails with ErrNotFound: State is then its
+	// tombstone, with Deleted set).
 	Version   uint64
 	ResultSeq uint64
 	State     ObjectState

@@ -49,7 +49,7 @@ import (
 // little-endian, id is an ObjectID as 16 bytes (Hi, then Lo, each a
 // little-endian u64). [x] is present only as its flag says.
 //
-//	payload    version u8 (1) | seq uv | device [16] | nextGen uv | nextSnap uv
+//	payload    version u8 (2) | seq uv | device [16] | nextGen uv | nextSnap uv
 //	           | shardCount uv | shard... | snapCount uv | snapshot...
 //	shard      shard uv | openSegment+1 uv (0 is NoSegment) | openGen uv
 //	           | openPos/4096 uv | nextBatchSeq uv
@@ -59,18 +59,26 @@ import (
 //	           | shardCount uv | (objects | extents)...
 //	objects    count uv | object...
 //	object     id | flags u8 | size uv | version uv | pg uv | pgSeq uv
+//	           | [reqCount u8 | request...]
+//	request    request id [16] | seq uv
 //	extents    count uv | extent...
 //	extent     flags u8 | [object id] | offDelta uv | segment uv
 //	           | recordOffset/4096 uv | recordLength uv | [skip uv] | [len uv]
 //	           | recordCRC u32 | version uv
 //
 //	object flags   bit 0  Deleted
+//	               bit 1  the object holds request ids: reqCount (1 to
+//	                      KeptRequests) and that many requests, oldest
+//	                      first, each id non-zero and distinct
 //	extent flags   bit 0  same object as the previous extent in the list: no
 //	                      object id, and offDelta = Off - previous End();
 //	                      otherwise offDelta = Off
 //	               bit 1  Skip is 0: no skip field
 //	               bit 2  Len = recordLength - Skip (the extent runs to its
 //	                      record's end): no len field
+//
+// Payload version 1 had no request ids (format version 1); this build
+// reads version 2 only.
 //
 // A random 4 KiB extent takes about 18 bytes (TestCheckpointBytesPerExtent).
 //
@@ -102,13 +110,14 @@ import (
 const (
 	ckptMagic           uint64 = 0x3176504B_43544657 // "WFTCKPv1"
 	ckptSlotVersion     uint32 = 1
-	ckptPayloadVersion  byte   = 1
+	ckptPayloadVersion  byte   = 2
 	ckptSlots                  = 2
 	ckptHeaderSize             = 4096
 	ckptHeaderCRCOffset        = 52
 	ckptHeaderEnd              = ckptHeaderCRCOffset + 4
 
 	ckptObjDeleted    byte = 1 << 0
+	ckptObjRequests   byte = 1 << 1
 	ckptExtSameObject byte = 1 << 0
 	ckptExtSkipZero   byte = 1 << 1
 	ckptExtToEnd      byte = 1 << 2
@@ -233,17 +242,50 @@ func appendCkptObjects(b []byte, objs []ObjectState, shard, snap int) []byte {
 		}
 		b = binary.LittleEndian.AppendUint64(b, o.ID.Hi)
 		b = binary.LittleEndian.AppendUint64(b, o.ID.Lo)
+		if why := ckptCheckRequests(o); why != "" {
+			panic(fmt.Sprintf("engine: checkpoint: encode: %s object %d (%v): %s", ckptWhere(shard, snap), i, o.ID, why))
+		}
 		var flags byte
 		if o.Deleted {
 			flags |= ckptObjDeleted
+		}
+		n := o.requestCount()
+		if n > 0 {
+			flags |= ckptObjRequests
 		}
 		b = append(b, flags)
 		b = binary.AppendUvarint(b, o.Size)
 		b = binary.AppendUvarint(b, o.Version)
 		b = binary.AppendUvarint(b, uint64(o.PG))
 		b = binary.AppendUvarint(b, o.PGSeq)
+		if n > 0 {
+			b = append(b, byte(n))
+			for _, r := range o.Requests[:n] {
+				b = append(b, r.ID[:]...)
+				b = binary.AppendUvarint(b, r.Seq)
+			}
+		}
 	}
 	return b
+}
+
+// ckptCheckRequests returns why o's request ids break the format's rules
+// (packed at the front, distinct), or "".
+func ckptCheckRequests(o *ObjectState) string {
+	n := o.requestCount()
+	for i, r := range o.Requests {
+		switch {
+		case i >= n && r != (AppliedRequest{}):
+			return fmt.Sprintf("request %d follows an unused slot", i)
+		case i < n:
+			for _, q := range o.Requests[:i] {
+				if q.ID == r.ID {
+					return fmt.Sprintf("request id %x repeats", r.ID)
+				}
+			}
+		}
+	}
+	return ""
 }
 
 func appendCkptExtents(b []byte, exts []Extent, shard, snap int) []byte {
@@ -642,10 +684,28 @@ func (d *ckptDecoder) objects() []ObjectState {
 		o.Version = d.uvarint("version")
 		o.PG = d.uvarint32("placement group")
 		o.PGSeq = d.uvarint("placement group seq")
+		if flags&ckptObjRequests != 0 && d.err == nil {
+			countAt := d.off
+			n := int(d.byte1("request count"))
+			if d.err == nil && (n == 0 || n > KeptRequests) {
+				d.failAt(countAt, "request count %d, want 1 to %d", n, KeptRequests)
+			}
+			for j := 0; j < n && d.err == nil; j++ {
+				idAt := d.off
+				copy(o.Requests[j].ID[:], d.fixed(16, "request id"))
+				o.Requests[j].Seq = d.uvarint("request seq")
+				if d.err == nil && o.Requests[j].ID == (RequestID{}) {
+					d.failAt(idAt, "request id %d is zero", j)
+				}
+			}
+			if why := ckptCheckRequests(o); d.err == nil && why != "" {
+				d.failAt(countAt, "%s", why)
+			}
+		}
 		switch {
 		case d.err != nil:
 			return nil
-		case flags&^ckptObjDeleted != 0:
+		case flags&^(ckptObjDeleted|ckptObjRequests) != 0:
 			d.failAt(flagsAt, "unknown object flags %#02x", flags)
 			return nil
 		case i > 0 && !ckptIDLess(objs[i-1].ID, o.ID):

@@ -58,8 +58,9 @@ func ckptHandMade() map[string]*checkpoint {
 				OpenPos: math.MaxUint32 &^ 4095, NextBatchSeq: math.MaxUint64,
 				Segments: []segmentRef{{Index: 0, Gen: 1}, {Index: 7, Gen: 2}, {Index: NoSegment - 1, Gen: math.MaxUint64 - 1}},
 				Objects: []ObjectState{
-					{ID: a, Size: 1 << 40, Version: 9, PG: 3, PGSeq: 100},
-					{ID: b, Version: 10, PG: math.MaxUint32, PGSeq: math.MaxUint64, Deleted: true},
+					{ID: a, Size: 1 << 40, Version: 9, PG: 3, PGSeq: 100, Requests: [KeptRequests]AppliedRequest{
+						{ID: RequestID{1}, Seq: 97}, {ID: RequestID{15: 0xff}, Seq: math.MaxUint64}, {ID: RequestID{2}}, {ID: RequestID{3}, Seq: 100}}},
+					{ID: b, Version: 10, PG: math.MaxUint32, PGSeq: math.MaxUint64, Deleted: true, Requests: [KeptRequests]AppliedRequest{{ID: RequestID{9}, Seq: 5}}},
 					{ID: big, Size: math.MaxUint64, Version: math.MaxUint64},
 				},
 				Extents: []Extent{
@@ -79,7 +80,7 @@ func ckptHandMade() map[string]*checkpoint {
 					{Objects: []ObjectState{{ID: a, Size: 4096, Version: 1}}, Extents: []Extent{
 						{Object: a, Len: 4096, Loc: Location{Length: 4096}, Version: 1},
 					}},
-					{Objects: []ObjectState{{ID: b, Deleted: true, Version: 2}}},
+					{Objects: []ObjectState{{ID: b, Deleted: true, Version: 2, Requests: [KeptRequests]AppliedRequest{{ID: RequestID{9}, Seq: 2}}}}},
 				}},
 				{ID: 7, Name: strings.Repeat("x", ckptNameMax), Created: math.MaxInt64},
 			},
@@ -141,6 +142,13 @@ func ckptRandObjects(r *rand.Rand) []ObjectState {
 	for i, id := range ckptRandIDs(r, n) {
 		objs[i] = ObjectState{ID: id, Size: r.Uint64N(1 << 40), Version: r.Uint64N(1 << 30), PG: r.Uint32N(1024),
 			PGSeq: r.Uint64(), Deleted: r.IntN(4) == 0}
+		for range r.IntN(KeptRequests + 2) {
+			var rid RequestID
+			for k := range rid {
+				rid[k] = byte(r.Uint32())
+			}
+			objs[i].addRequest(rid, r.Uint64N(1<<40))
+		}
 	}
 	return objs
 }
@@ -317,6 +325,14 @@ func TestCheckpointDecodeRejects(t *testing.T) {
 		return ckptRaw{skip0 | toEnd}.id(o).uv(off, 1, 0, 4096).crc().uv(1)
 	}
 	obj := func(o ObjectID, flags byte) ckptRaw { return ckptRaw{}.id(o).raw(flags).uv(0, 0, 0, 0) }
+	// reqs is n request entries with ids 1..n and seq 7.
+	reqs := func(n int) ckptRaw {
+		var r ckptRaw
+		for i := range n {
+			r = r.raw(append(make([]byte, 15), byte(i+1))...).uv(7)
+		}
+		return r
+	}
 	snap := func(id uint64, name []byte) ckptRaw {
 		return ckptWithExtents(0, nil)[:len(ckptWithExtents(0, nil))-1].uv(1, id, uint64(len(name))).raw(name...).uv(0, 0)
 	}
@@ -326,7 +342,8 @@ func TestCheckpointDecodeRejects(t *testing.T) {
 		want string
 	}{
 		{"empty", nil, "format version: truncated"},
-		{"version", ckptRaw{2}.uv(1), "format version 2"},
+		{"version", ckptRaw{1}.uv(1), "format version 1"},
+		{"newer version", ckptRaw{3}.uv(1), "format version 3"},
 		{"over-long varint", ckptRaw{ckptPayloadVersion, 0x81, 0x00}, "over-long varint"},
 		{"over-long zero", ckptRaw{ckptPayloadVersion, 0x80, 0x00}, "over-long varint"},
 		{"varint overflow", ckptRaw{ckptPayloadVersion}.raw(bytes.Repeat([]byte{0xff}, 10)...).raw(1), "overflows 64 bits"},
@@ -350,7 +367,12 @@ func TestCheckpointDecodeRejects(t *testing.T) {
 		{"segment gen overflow", ckptHead().uv(2, 1, 50, 2, math.MaxUint64, 0, 0, 0), "overflows"},
 		{"object order", ckptHead().uv(0, 2).raw(obj(b, 0)...).raw(obj(a, 0)...).uv(0, 0), "object 1: object"},
 		{"object repeated", ckptHead().uv(0, 2).raw(obj(a, 0)...).raw(obj(a, 0)...).uv(0, 0), "does not follow"},
-		{"object flags", ckptHead().uv(0, 1).raw(obj(a, 2)...).uv(0, 0), "unknown object flags 0x02"},
+		{"object flags", ckptHead().uv(0, 1).raw(obj(a, 4)...).uv(0, 0), "unknown object flags 0x04"},
+		{"request count 0", ckptHead().uv(0, 1).raw(obj(a, ckptObjRequests)...).raw(0).uv(0, 0), "request count 0, want 1 to 4"},
+		{"request count 5", ckptHead().uv(0, 1).raw(obj(a, ckptObjRequests)...).raw(5).raw(reqs(5)...).uv(0, 0), "request count 5, want 1 to 4"},
+		{"request id zero", ckptHead().uv(0, 1).raw(obj(a, ckptObjRequests)...).raw(1).raw(make([]byte, 16)...).uv(3).uv(0, 0), "request id 0 is zero"},
+		{"request id repeated", ckptHead().uv(0, 1).raw(obj(a, ckptObjRequests)...).raw(2).raw(reqs(1)...).raw(reqs(1)...).uv(0, 0), "repeats"},
+		{"request truncated", ckptHead().uv(0, 1).raw(obj(a, ckptObjRequests)...).raw(1).raw(1, 2, 3), "request id: truncated"},
 		{"object pg", ckptHead().uv(0, 1).id(a).raw(0).uv(0, 0, 1<<32, 0).uv(0, 0), "placement group 4294967296"},
 		{"extent flags", ckptWithExtents(1, ckptRaw{0x08}.id(a).uv(0, 1, 0, 4096, 4096).crc().uv(1)), "unknown extent flags 0x08"},
 		{"first same", ckptWithExtents(1, ckptRaw{same | skip0 | toEnd}.uv(0, 1, 0, 4096).crc().uv(1)), "first extent of the list"},
@@ -390,6 +412,7 @@ func TestCheckpointDecodeRejects(t *testing.T) {
 		ckptWithExtents(2, ext4k(a, 0).raw(ckptRaw{same | skip0 | toEnd}.uv(0, 1, 0, 4096).crc().uv(1)...)),
 		ckptHead().uv(2, 3, 5, 4, 1, 0, 0).uv(0),
 		snap(1, []byte("ok")),
+		ckptHead().uv(0, 1).raw(obj(a, ckptObjRequests)...).raw(4).raw(reqs(4)...).uv(0, 0),
 	} {
 		if _, err := decodeCheckpoint(b); err != nil {
 			t.Errorf("valid input %d: %v", i, err)

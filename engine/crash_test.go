@@ -32,10 +32,17 @@ type objHistory struct {
 type objContent struct {
 	exists bool
 	data   []byte
+	// reqs are the request ids the object's state must report: those of
+	// its last KeptRequests mutations (a seq of 0 is unknown: the
+	// mutation failed before the engine told it).
+	reqs [KeptRequests]AppliedRequest
 }
 
 func (c objContent) apply(op crashOp) objContent {
-	n := objContent{exists: true, data: bytes.Clone(c.data)}
+	n := objContent{exists: true, data: bytes.Clone(c.data), reqs: c.reqs}
+	st := ObjectState{Requests: c.reqs}
+	st.addRequest(op.rid, op.seq)
+	n.reqs = st.Requests
 	switch op.kind {
 	case OpWrite:
 		end := int(op.off) + len(op.data)
@@ -50,15 +57,38 @@ func (c objContent) apply(op crashOp) objContent {
 			n.data = append(n.data, make([]byte, int(op.off)-len(n.data))...)
 		}
 	case OpDelete:
-		n = objContent{}
+		n = objContent{reqs: n.reqs}
 	}
 	return n
+}
+
+// sameRequests reports whether got holds want's ids in want's order, with
+// want's seqs where they are known.
+func sameRequests(got, want [KeptRequests]AppliedRequest) bool {
+	for i := range got {
+		if got[i].ID != want[i].ID || (want[i].Seq != 0 && got[i].Seq != want[i].Seq) {
+			return false
+		}
+	}
+	return true
 }
 
 type crashOp struct {
 	kind Op
 	off  uint64
 	data []byte
+	rid  RequestID
+	seq  uint64 // the PG seq the engine gave it, once known
+}
+
+// crashMutate runs op on obj with its request id, as a replication
+// layer would, and returns the PG seq the engine assigned.
+func crashMutate(e *Engine, obj ObjectID, pg uint32, op crashOp) (uint64, error) {
+	done := make(chan *Request, 1)
+	r := &Request{Op: op.kind, Object: obj, PG: pg, Off: op.off, Buf: op.data, RequestID: op.rid, Done: done}
+	e.Submit(r)
+	<-done
+	return r.ResultSeq, r.Err
 }
 
 // snapRecord is a snapshot the test took, with the content of the taking
@@ -186,14 +216,15 @@ func runEngineCrash(t *testing.T, seed uint64, cycles int) {
 					cur := h.states[len(h.states)-1]
 					mu.Unlock()
 					op := randomCrashOp(r, cur)
-					var err error
-					switch op.kind {
-					case OpWrite:
-						_, err = e.Write(id, uint32(w), op.off, op.data)
-					case OpTruncate:
-						_, err = e.Truncate(id, uint32(w), op.off)
-					case OpDelete:
-						_, err = e.Delete(id, uint32(w))
+					// Most mutations carry a request id, as replicated ones do.
+					if r.IntN(8) != 0 {
+						for k := range op.rid {
+							op.rid[k] = byte(r.Uint32())
+						}
+					}
+					seq, err := crashMutate(e, id, uint32(w), op)
+					if err == nil {
+						op.seq = seq
 					}
 					before := !crashing.Load()
 					mu.Lock()
@@ -294,33 +325,45 @@ func verifyRead(t *testing.T, e *Engine, id ObjectID, h *objHistory, mu *sync.Mu
 }
 
 func readWhole(e *Engine, id ObjectID) ([]byte, bool, error) {
+	p, exists, _, err := readWholeState(e, id)
+	return p, exists, err
+}
+
+// readWholeState reads id's data and returns its state too (a deleted
+// object's tombstone, or the zero state of one never written).
+func readWholeState(e *Engine, id ObjectID) ([]byte, bool, ObjectState, error) {
 	st, err := e.Stat(id)
 	if errors.Is(err, ErrNotFound) {
-		return nil, false, nil
+		if !st.Deleted && st != (ObjectState{}) {
+			return nil, false, st, fmt.Errorf("stat of missing %v returned a live state %+v", id, st)
+		}
+		return nil, false, st, nil
 	}
 	if err != nil {
-		return nil, false, err
+		return nil, false, st, err
 	}
 	p := make([]byte, st.Size)
 	n, err := e.Read(id, 0, p)
 	if err != nil && !(errors.Is(err, io.EOF) && len(p) == 0) {
-		return nil, true, err
+		return nil, true, st, err
 	}
-	return p[:n], true, nil
+	return p[:n], true, st, nil
 }
 
 // checkObjects requires every object to be in one of the states between
-// its last definite one and its last attempted one, and adopts that state.
+// its last definite one and its last attempted one, with that state's
+// request ids (so every acknowledged mutation's id is reported, up to
+// KeptRequests per object), and adopts that state.
 func checkObjects(t *testing.T, e *Engine, hist map[ObjectID]*objHistory, fail func(string, ...any)) {
 	t.Helper()
 	for id, h := range hist {
-		got, exists, err := readWhole(e, id)
+		got, exists, st, err := readWholeState(e, id)
 		if err != nil {
 			fail("reading %v: %v", id, err)
 		}
 		match := -1
 		for i := len(h.states) - 1; i >= h.definite; i-- {
-			if s := h.states[i]; s.exists == exists && bytes.Equal(s.data, got) {
+			if s := h.states[i]; s.exists == exists && bytes.Equal(s.data, got) && sameRequests(st.Requests, s.reqs) {
 				match = i
 				break
 			}
@@ -334,12 +377,16 @@ func checkObjects(t *testing.T, e *Engine, hist map[ObjectID]*objHistory, fail f
 						break
 					}
 				}
-				t.Logf("state %d: exists %v, %d bytes, first difference at %d", i, s.exists, len(s.data), diff)
+				t.Logf("state %d: exists %v, %d bytes, first difference at %d, request ids %x", i, s.exists, len(s.data), diff, s.reqs)
 			}
-			fail("%v holds %d bytes (exists %v); no state from the last acknowledged one (%d of %d) matches: an acknowledged write was lost or an unacknowledged one is torn",
+			t.Logf("engine: request ids %x", st.Requests)
+			fail("%v holds %d bytes (exists %v); no state from the last acknowledged one (%d of %d) matches with its request ids: an acknowledged write or its id was lost or an unacknowledged one is torn",
 				id, len(got), exists, h.definite, len(h.states)-1)
 		}
-		h.states = []objContent{h.states[match]}
+		// The engine's seqs stand for the unknown ones from now on.
+		adopted := h.states[match]
+		adopted.reqs = st.Requests
+		h.states = []objContent{adopted}
 		h.definite = 0
 	}
 }
@@ -404,6 +451,9 @@ func checkSnapshots(t *testing.T, e *Engine, snaps []*snapRecord, fail func(stri
 		for id, want := range s.objects {
 			st, err := sn.Stat(id)
 			exists := err == nil
+			if exists && !sameRequests(st.Requests, want.reqs) {
+				fail("snapshot %s: %v has request ids %x, took %x", s.name, id, st.Requests, want.reqs)
+			}
 			var got []byte
 			if exists {
 				got = make([]byte, st.Size)

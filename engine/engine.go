@@ -356,7 +356,10 @@ func (e *Engine) Read(obj ObjectID, off uint64, p []byte) (int, error) {
 	return o.N, o.Err
 }
 
-// Stat returns obj's state, or ErrNotFound.
+// Stat returns obj's state, or ErrNotFound. A deleted object fails with
+// ErrNotFound but returns its tombstone (Deleted set, with the delete's
+// version, PG seq and the object's request ids); one never written
+// returns the zero ObjectState.
 func (e *Engine) Stat(obj ObjectID) (ObjectState, error) {
 	o := e.run(syncRequest(OpStat, obj))
 	return o.State, o.Err

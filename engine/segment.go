@@ -30,9 +30,10 @@ import (
 //	+--------------------------------------+---------------------------------+
 //	| header blocks (headerBlocks x 4 KiB) | data blocks (dataBlocks x 4 KiB)|
 //	+--------------------------------------+---------------------------------+
-//	header blocks = 64-byte batch header, then count 64-byte descriptors,
-//	zero-filled; the batch header's crc covers all header blocks.
-//	Each write's data starts at a 4 KiB boundary of the data area.
+//	header blocks = 64-byte batch header, then count 80-byte descriptors
+//	packed back to back (a descriptor may straddle a block boundary),
+//	zero-filled to the block; the batch header's crc covers all header
+//	blocks. Each write's data starts at a 4 KiB boundary of the data area.
 //
 //	batch header
 //	+-------+-----+------+-------+--------------+------+-------+------------+------------+----------+-----+
@@ -40,16 +41,32 @@ import (
 //	| u32   | u8  | u8   | u16   | u16          | u16  | u32   | u32        | u64        | u64      | u32 |
 //	+-------+-----+------+-------+--------------+------+-------+------------+------------+----------+-----+
 //
-//	descriptor (64 bytes)
-//	+-----------+--------+--------+------+-------+------+---------+-----+------+-------+---------+---------+
-//	| object    | offset | length | kind | flags | rsvd | version | pg  | rsvd | pgSeq | dataCRC | descCRC |
-//	| 16 B      | u64    | u32    | u8   | u8    | u16  | u64     | u32 | u32  | u64   | u32     | u32     |
-//	+-----------+--------+--------+------+-------+------+---------+-----+------+-------+---------+---------+
+//	descriptor (80 bytes)
+//	+--------+--------+--------+------+-------+------+---------+-----+------+-------+---------+------------+---------+
+//	| object | offset | length | kind | flags | rsvd | version | pg  | rsvd | pgSeq | dataCRC | request id | descCRC |
+//	| 16 B   | u64    | u32    | u8   | u8    | u16  | u64     | u32 | u32  | u64   | u32     | 16 B       | u32     |
+//	+--------+--------+--------+------+-------+------+---------+-----+------+-------+---------+------------+---------+
+//	  0        16       24       28     29      30     32        40    44     48      56        60           76
 //
 // A write record with flag descRelocated was written by the cleaner: it
 // carries live bytes moved out of the record at (pg, rsvd) = (segment,
 // offset), which it replaces only where the index still points there;
-// version and pgSeq are the moved bytes' own.
+// version and pgSeq are the moved bytes' own, and its request id is zero
+// (the object's request ids live in its state, which a move leaves alone).
+//
+// Request ids (format version 2). A write, truncate or delete record may
+// carry the client request id of the mutation it belongs to (zero: none;
+// a write split into several records carries it on its first); applying
+// the record adds (id, pgSeq) to the object's KeptRequests most recent
+// ids (ObjectState.Requests). A KindRequestID record (no data, length 0)
+// carries one id of the object's history with that id's own seq in the
+// offset field; with flag descResetIDs it first empties the object's ids.
+// A replica installing the primary's state of an object writes them, in
+// the same batch as the install's first mutation, so the object's ids
+// become the primary's: a reset record (the first; its id may be zero
+// when the list is empty), then one record per further id, oldest first.
+// Format version 1 had 64-byte descriptors without the request id; this
+// build refuses such a device with ErrOldFormat.
 //
 // On-disk constants: never renumber.
 const (
@@ -58,17 +75,21 @@ const (
 	batchMagicEngine uint32 = 0x42544657 // "WFTB"
 	batchKindData    uint8  = 1
 	batchHeaderSize         = 64
-	descSize                = 64
-	descsPerBlock0          = (4096 - batchHeaderSize) / descSize
-	descsPerBlock           = 4096 / descSize
+	descSize                = 80
 	maxHeaderBlocks         = 64
 
 	// RecordKind values, stored in descriptors.
 	KindWrite    RecordKind = 1
 	KindTruncate RecordKind = 2
 	KindDelete   RecordKind = 3
+	// KindRequestID records one request id of the object's history
+	// (format version 2).
+	KindRequestID RecordKind = 4
 
 	descRelocated uint8 = 1 << 0
+	// descResetIDs (KindRequestID only): empty the object's request ids
+	// before adding this record's.
+	descResetIDs uint8 = 1 << 1
 )
 
 // RecordKind is what a log record does to its object.
@@ -82,6 +103,8 @@ func (k RecordKind) String() string {
 		return "truncate"
 	case KindDelete:
 		return "delete"
+	case KindRequestID:
+		return "request-id"
 	}
 	return fmt.Sprintf("kind(%d)", uint8(k))
 }
@@ -121,7 +144,11 @@ func DecodeSegmentHeader(b []byte) (h SegmentHeader, ok bool, err error) {
 		return h, false, fmt.Errorf("%w: segment header checksum %#08x, computed %#08x", ErrCorrupt, got, want)
 	}
 	if v := le.Uint32(b[8:]); v != formatVersion {
-		return h, false, fmt.Errorf("%w: segment format version %d, this build reads %d", ErrNewerFormat, v, formatVersion)
+		sentinel := ErrNewerFormat
+		if v < formatVersion {
+			sentinel = ErrOldFormat
+		}
+		return h, false, fmt.Errorf("%w: segment format version %d, this build reads %d", sentinel, v, formatVersion)
 	}
 	h.Index = le.Uint32(b[12:])
 	h.Generation = le.Uint64(b[16:])
@@ -147,6 +174,11 @@ type Desc struct {
 	// record at From, and replaces only what still points there.
 	Relocated bool
 	From      Location // Segment and Offset only
+	// RequestID is the client request id the record carries (zero: none).
+	RequestID RequestID
+	// ResetIDs (KindRequestID only) empties the object's request ids
+	// before RequestID is added.
+	ResetIDs bool
 }
 
 // BatchHeader is a decoded batch header.
@@ -160,10 +192,7 @@ type BatchHeader struct {
 
 // headerBlocksFor is how many 4 KiB header blocks count descriptors need.
 func headerBlocksFor(count int) int {
-	if count <= descsPerBlock0 {
-		return 1
-	}
-	return 1 + (count-descsPerBlock0+descsPerBlock-1)/descsPerBlock
+	return (batchHeaderSize + count*descSize + 4095) / 4096
 }
 
 // dataBlocksFor is how many 4 KiB blocks a write of n bytes occupies.
@@ -179,6 +208,9 @@ func putDesc(b []byte, d *Desc) {
 	b[29] = 0
 	le.PutUint16(b[30:], 0)
 	le.PutUint64(b[32:], d.Version)
+	if d.ResetIDs {
+		b[29] = descResetIDs
+	}
 	if d.Relocated {
 		b[29] = descRelocated
 		le.PutUint32(b[40:], d.From.Segment)
@@ -189,12 +221,13 @@ func putDesc(b []byte, d *Desc) {
 	}
 	le.PutUint64(b[48:], d.PGSeq)
 	le.PutUint32(b[56:], d.DataCRC)
-	le.PutUint32(b[60:], crc32.Checksum(b[:60], castagnoli))
+	copy(b[60:76], d.RequestID[:])
+	le.PutUint32(b[76:], crc32.Checksum(b[:76], castagnoli))
 }
 
 func parseDesc(b []byte) (Desc, string) {
 	le := binary.LittleEndian
-	if got, want := le.Uint32(b[60:]), crc32.Checksum(b[:60], castagnoli); got != want {
+	if got, want := le.Uint32(b[76:]), crc32.Checksum(b[:76], castagnoli); got != want {
 		return Desc{}, fmt.Sprintf("descriptor checksum %#08x, computed %#08x", got, want)
 	}
 	d := Desc{
@@ -207,16 +240,26 @@ func parseDesc(b []byte) (Desc, string) {
 		PGSeq:   le.Uint64(b[48:]),
 		DataCRC: le.Uint32(b[56:]),
 	}
+	copy(d.RequestID[:], b[60:76])
 	switch b[29] {
-	case 0:
+	case 0, descResetIDs:
 		if le.Uint32(b[44:]) != 0 {
 			return d, "reserved descriptor bytes are not zero"
+		}
+		if b[29] == descResetIDs {
+			if d.Kind != KindRequestID {
+				return d, fmt.Sprintf("%s record with the reset-ids flag", d.Kind)
+			}
+			d.ResetIDs = true
 		}
 	case descRelocated:
 		d.Relocated, d.PG = true, 0
 		d.From = Location{Segment: le.Uint32(b[40:]), Offset: le.Uint32(b[44:])}
 		if d.Kind != KindWrite || d.From.Offset%4096 != 0 {
 			return d, fmt.Sprintf("relocation %s from segment %d offset %d", d.Kind, d.From.Segment, d.From.Offset)
+		}
+		if d.RequestID != (RequestID{}) {
+			return d, "relocation record carries a request id"
 		}
 	default:
 		return d, fmt.Sprintf("unknown descriptor flags %#x", b[29])
@@ -235,6 +278,13 @@ func parseDesc(b []byte) (Desc, string) {
 	case KindTruncate, KindDelete:
 		if d.Length != 0 {
 			return d, fmt.Sprintf("%s carries %d data bytes", d.Kind, d.Length)
+		}
+	case KindRequestID:
+		if d.Length != 0 || d.DataCRC != 0 {
+			return d, fmt.Sprintf("request-id record carries %d data bytes (data crc %#08x)", d.Length, d.DataCRC)
+		}
+		if d.RequestID == (RequestID{}) && !d.ResetIDs {
+			return d, "request-id record without an id or a reset"
 		}
 	default:
 		return d, fmt.Sprintf("unknown record kind %d", d.Kind)

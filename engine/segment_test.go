@@ -17,14 +17,48 @@ func sampleDescs(n int) []Desc {
 		}
 	}
 	if n > 2 {
-		out[1] = Desc{Object: ObjectID{Lo: 9}, Offset: 123, Kind: KindTruncate, Version: 5}
+		out[1] = Desc{Object: ObjectID{Lo: 9}, Offset: 123, Kind: KindTruncate, Version: 5, RequestID: RequestID{1, 2, 3}}
 		out[2] = Desc{Object: ObjectID{Lo: 9}, Kind: KindDelete, Version: 6}
+	}
+	if n > 5 {
+		// An install's ids: a reset carrying the first, then another.
+		out[3] = Desc{Object: ObjectID{Lo: 10}, Offset: 17, Kind: KindRequestID, Version: 7, PG: 2, PGSeq: 40, RequestID: RequestID{4}, ResetIDs: true}
+		out[4] = Desc{Object: ObjectID{Lo: 10}, Offset: 39, Kind: KindRequestID, Version: 7, PG: 2, PGSeq: 40, RequestID: RequestID{15: 5}}
+		out[5] = Desc{Object: ObjectID{Lo: 11}, Kind: KindRequestID, Version: 1, PG: 2, PGSeq: 41, ResetIDs: true}
+		out[n-1].RequestID = RequestID{0xff, 15: 0xee}
 	}
 	return out
 }
 
+// descsInFirstBlock is how many descriptors fit beside the batch header.
+const descsInFirstBlock = (4096 - batchHeaderSize) / descSize
+
+// TestDescRejects: descriptors that break a rule of the format are
+// refused with a reason, even with a valid checksum.
+func TestDescRejects(t *testing.T) {
+	cases := map[string]Desc{
+		"request-id record with data":  {Kind: KindRequestID, Length: 5, RequestID: RequestID{1}},
+		"request-id record, no id":     {Kind: KindRequestID},
+		"reset flag on a write":        {Kind: KindWrite, Length: 1, ResetIDs: true},
+		"relocation with a request id": {Kind: KindWrite, Length: 1, Relocated: true, RequestID: RequestID{1}},
+	}
+	for name, d := range cases {
+		b := make([]byte, descSize)
+		putDesc(b, &d)
+		if _, why := parseDesc(b); why == "" {
+			t.Errorf("%s: accepted", name)
+		}
+	}
+	good := Desc{Kind: KindRequestID, ResetIDs: true, Offset: 9}
+	b := make([]byte, descSize)
+	putDesc(b, &good)
+	if got, why := parseDesc(b); why != "" || got != good {
+		t.Errorf("lone reset record: %q, %+v", why, got)
+	}
+}
+
 func TestBatchHeaderRoundTrip(t *testing.T) {
-	for _, n := range []int{1, 3, descsPerBlock0, descsPerBlock0 + 1, 200} {
+	for _, n := range []int{1, 3, 6, descsInFirstBlock, descsInFirstBlock + 1, 200} {
 		descs := sampleDescs(n)
 		hb := headerBlocksFor(n)
 		buf := make([]byte, hb*4096)
@@ -44,7 +78,7 @@ func TestBatchHeaderRoundTrip(t *testing.T) {
 			t.Fatalf("n=%d: round trip changed the batch", n)
 		}
 		// Every flipped byte in the header blocks is caught.
-		for _, off := range []int{0, 5, 13, 30, 61, batchHeaderSize + 3, len(buf) - 1} {
+		for _, off := range []int{0, 5, 13, 30, 61, batchHeaderSize + 3, batchHeaderSize + 63, batchHeaderSize + 75, len(buf) - 1} {
 			bad := append([]byte(nil), buf...)
 			bad[off] ^= 0x40
 			if _, _, _, why := DecodeBatchHeader(bad, nil); why == "" {
@@ -72,7 +106,7 @@ func TestSegmentHeader(t *testing.T) {
 }
 
 func FuzzDecodeBatchHeader(f *testing.F) {
-	for _, n := range []int{1, 3, 70} {
+	for _, n := range []int{1, 3, 8, 70} {
 		descs := sampleDescs(n)
 		buf := make([]byte, headerBlocksFor(n)*4096)
 		EncodeBatchHeader(buf, descs, 1, 1)
@@ -100,7 +134,7 @@ func FuzzDecodeSegmentHeader(f *testing.F) {
 	f.Add(make([]byte, segHeaderSize))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		h, ok, err := DecodeSegmentHeader(b)
-		if err != nil && !errors.Is(err, ErrCorrupt) && !errors.Is(err, ErrNewerFormat) {
+		if err != nil && !errors.Is(err, ErrCorrupt) && !errors.Is(err, ErrNewerFormat) && !errors.Is(err, ErrOldFormat) {
 			t.Fatalf("unclassified error: %v", err)
 		}
 		if !ok {

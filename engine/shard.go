@@ -409,6 +409,9 @@ func (s *shard) handle(r *Request) {
 	case OpStat:
 		st, ok := s.objs.Get(ObjectState{ID: r.Object})
 		if !ok || st.Deleted {
+			// A tombstone's state (seq, request ids) still answers
+			// whether a delete was applied.
+			r.State = st
 			s.complete(r, fmt.Errorf("%w: %v", ErrNotFound, r.Object))
 			return
 		}
@@ -465,14 +468,24 @@ func (s *shard) complete(r *Request, err error) {
 
 // recordsOf returns how many records and data blocks r needs.
 func recordsOf(r *Request) (n int, blocks uint32) {
+	n = idRecordsOf(r)
 	if r.Op != OpWrite {
-		return 1, 0
+		return n + 1, 0
 	}
 	for rest := len(r.Buf); rest > 0; rest -= recordMaxBytes {
 		n++
 		blocks += dataBlocksFor(uint32(min(rest, recordMaxBytes)))
 	}
 	return n, blocks
+}
+
+// idRecordsOf is how many KindRequestID records r's ReplaceRequests needs:
+// one per id, and a lone reset when the list is empty.
+func idRecordsOf(r *Request) int {
+	if !r.ReplaceRequests {
+		return 0
+	}
+	return max(1, len(r.Requests))
 }
 
 func (s *shard) checkMutation(r *Request) error {
@@ -487,6 +500,15 @@ func (s *shard) checkMutation(r *Request) error {
 		return fmt.Errorf("%w: write of %d bytes at %d to %v passes the largest object size %d", ErrInvalid, len(r.Buf), r.Off, r.Object, uint64(MaxObjectSize))
 	case r.Op == OpTruncate && r.Off > MaxObjectSize:
 		return fmt.Errorf("%w: truncate of %v to %d passes the largest object size %d", ErrInvalid, r.Object, r.Off, uint64(MaxObjectSize))
+	case !r.ReplaceRequests && len(r.Requests) > 0:
+		return fmt.Errorf("%w: %v of %v lists %d request ids without ReplaceRequests", ErrInvalid, r.Op, r.Object, len(r.Requests))
+	case len(r.Requests) > KeptRequests:
+		return fmt.Errorf("%w: %v of %v replaces the request ids by %d, at most %d are kept", ErrInvalid, r.Op, r.Object, len(r.Requests), KeptRequests)
+	}
+	for i, a := range r.Requests {
+		if a.ID == (RequestID{}) {
+			return fmt.Errorf("%w: %v of %v: replacement request id %d is zero", ErrInvalid, r.Op, r.Object, i)
+		}
 	}
 	return nil
 }
@@ -551,7 +573,19 @@ func (s *shard) addMutation(r *Request) (wait bool) {
 	} else {
 		s.e.notePGSeq(r.PG, seq)
 	}
-	d := Desc{Object: r.Object, Kind: KindWrite, Version: ver, PG: r.PG, PGSeq: seq}
+	if r.ReplaceRequests {
+		// The ids go first, in the mutation's batch: replay applies
+		// them with it or not at all.
+		for i := range idRecordsOf(r) {
+			d := Desc{Object: r.Object, Kind: KindRequestID, Version: ver, PG: r.PG, PGSeq: seq, ResetIDs: i == 0}
+			if i < len(r.Requests) {
+				d.Offset, d.RequestID = r.Requests[i].Seq, r.Requests[i].ID
+			}
+			b.descs = append(b.descs, d)
+			b.data = append(b.data, nil)
+		}
+	}
+	d := Desc{Object: r.Object, Kind: KindWrite, Version: ver, PG: r.PG, PGSeq: seq, RequestID: r.RequestID}
 	switch r.Op {
 	case OpTruncate:
 		d.Kind, d.Offset = KindTruncate, r.Off
@@ -567,6 +601,7 @@ func (s *shard) addMutation(r *Request) (wait bool) {
 			d.Offset, d.Length = r.Off+uint64(done), uint32(len(p))
 			d.DataCRC = crc32.Checksum(p, castagnoli)
 			b.descs = append(b.descs, d)
+			d.RequestID = RequestID{} // on the first record only
 			if len(p)%4096 != 0 || uintptr(unsafe.Pointer(&p[0]))%4096 != 0 {
 				p = b.stage(p)
 				s.stats.copiedIn.Add(uint64(d.Length))
@@ -843,6 +878,7 @@ func (s *shard) applyBatch(descs []Desc, seg uint32, pos uint32, gen uint64) {
 			if st.Deleted {
 				st.Deleted, st.Size = false, d.Offset+uint64(d.Length)
 			}
+			st.addRequest(d.RequestID, d.PGSeq)
 			s.setObj(st, d)
 		case KindTruncate:
 			for _, x := range s.idx.Truncate(d.Object, d.Offset) {
@@ -850,6 +886,7 @@ func (s *shard) applyBatch(descs []Desc, seg uint32, pos uint32, gen uint64) {
 			}
 			st := s.objState(d.Object)
 			st.Size, st.Deleted = d.Offset, false
+			st.addRequest(d.RequestID, d.PGSeq)
 			s.setObj(st, d)
 		case KindDelete:
 			for _, x := range s.idx.Delete(d.Object) {
@@ -857,7 +894,18 @@ func (s *shard) applyBatch(descs []Desc, seg uint32, pos uint32, gen uint64) {
 			}
 			st := s.objState(d.Object)
 			st.Size, st.Deleted = 0, true
+			st.addRequest(d.RequestID, d.PGSeq)
 			s.setObj(st, d)
+		case KindRequestID:
+			// Invariant: the request's mutation record follows in this
+			// batch and sets the version, seq and PG log entry, so an
+			// object created here is never seen half made.
+			st := s.objState(d.Object)
+			if d.ResetIDs {
+				st.Requests = [KeptRequests]AppliedRequest{}
+			}
+			st.addRequest(d.RequestID, d.Offset)
+			s.objs.ReplaceOrInsert(st)
 		}
 	}
 }

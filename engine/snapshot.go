@@ -161,7 +161,8 @@ func (sn *Snapshot) part(obj ObjectID) *shardSnap {
 	return sn.parts[sn.e.shardOf(obj).id]
 }
 
-// Stat returns obj's state in the snapshot.
+// Stat returns obj's state in the snapshot, as Engine.Stat does (a
+// deleted object fails with ErrNotFound and returns its tombstone).
 func (sn *Snapshot) Stat(obj ObjectID) (ObjectState, error) {
 	sn.mu.RLock()
 	defer sn.mu.RUnlock()
@@ -170,7 +171,7 @@ func (sn *Snapshot) Stat(obj ObjectID) (ObjectState, error) {
 	}
 	st, ok := sn.part(obj).objs.Get(ObjectState{ID: obj})
 	if !ok || st.Deleted {
-		return ObjectState{}, fmt.Errorf("%w: %v in snapshot %q", ErrNotFound, obj, sn.name)
+		return st, fmt.Errorf("%w: %v in snapshot %q", ErrNotFound, obj, sn.name)
 	}
 	return st, nil
 }

@@ -11,6 +11,71 @@ type ObjectState struct {
 	PG      uint32 // placement group of the last mutation
 	PGSeq   uint64 // that mutation's sequence number in PG
 	Deleted bool
+	// Requests are the request ids of the object's last KeptRequests
+	// mutations that carried one, oldest first, packed at the front
+	// (entries with a zero ID are unused); Applied lists them. They are
+	// part of the state (checkpoints, snapshots and recovery keep them),
+	// so a restarted node still recognises a retry of a mutation it holds.
+	// A value, not a slice: btree clones share nothing mutable.
+	Requests [KeptRequests]AppliedRequest
+}
+
+// KeptRequests is how many request ids an object keeps. A primary has
+// at most one mutation of an object in flight and a client retries only
+// its own unanswered mutation, so an id is needed only until the retry
+// that follows a failure arrives; in that time other clients' mutations
+// of the same object (each a full replication round trip) must not push
+// it out. Four covers a retry behind three of them; the replication
+// core's in-memory table covers more while no node restarts.
+const KeptRequests = 4
+
+// RequestID names one client mutation across retries (the replication
+// layer's request id); the zero value means none.
+type RequestID [16]byte
+
+// AppliedRequest is a request id an object's history holds, with the PG
+// sequence number of the mutation that carried it.
+type AppliedRequest struct {
+	ID  RequestID
+	Seq uint64
+}
+
+// Applied returns the object's request ids, oldest first (a copy).
+func (o *ObjectState) Applied() []AppliedRequest {
+	n := o.requestCount()
+	if n == 0 {
+		return nil
+	}
+	return append([]AppliedRequest(nil), o.Requests[:n]...)
+}
+
+func (o *ObjectState) requestCount() int {
+	for i, r := range o.Requests {
+		if r.ID == (RequestID{}) {
+			return i
+		}
+	}
+	return KeptRequests
+}
+
+// addRequest records that the object's latest mutation carried id at
+// seq, dropping the oldest id when all KeptRequests are in use. An id
+// already held is not added again.
+func (o *ObjectState) addRequest(id RequestID, seq uint64) {
+	if id == (RequestID{}) {
+		return
+	}
+	n := o.requestCount()
+	for _, r := range o.Requests[:n] {
+		if r.ID == id {
+			return
+		}
+	}
+	if n == KeptRequests {
+		copy(o.Requests[:], o.Requests[1:])
+		n--
+	}
+	o.Requests[n] = AppliedRequest{ID: id, Seq: seq}
 }
 
 // segmentRef names one segment a shard uses and the generation it was

@@ -19,9 +19,11 @@ import (
 
 // On-disk constants. Stored on disk: never renumber.
 const (
-	superblockSize    = 4096
-	superblockCopies  = 2
-	formatVersion     = 1
+	superblockSize   = 4096
+	superblockCopies = 2
+	// formatVersion 2: descriptors carry a request id (80 bytes, was
+	// 64) and checkpoints keep each object's recent request ids.
+	formatVersion     = 2
 	flagPLP           = 1 << 0 // device is power-loss protected: flushes may be skipped
 	sbCRCOffset       = 100
 	headerAreaBytes   = 3 * 4096 // two superblocks and a reserved block
@@ -43,6 +45,10 @@ var (
 	ErrNotWeft = errors.New("engine: not a weft device")
 	// ErrNewerFormat: the device was formatted by a newer weft.
 	ErrNewerFormat = errors.New("engine: device format is newer than this build")
+	// ErrOldFormat: the device was formatted by an older weft whose
+	// records this build does not read (format 1 had no request ids);
+	// reformat it (there is no in-place migration).
+	ErrOldFormat = errors.New("engine: device format is older than this build")
 	// ErrCorrupt marks bytes read back from a device that fail their
 	// checks; recovery tells corruption apart from I/O errors with it.
 	ErrCorrupt = errors.New("engine: corrupt data")
@@ -149,7 +155,8 @@ func (sb *Superblock) Encode(b []byte) {
 }
 
 // DecodeSuperblock parses and checks one superblock copy. Errors wrap
-// ErrNotWeft, ErrNewerFormat or ErrCorrupt and say what was wrong.
+// ErrNotWeft, ErrNewerFormat, ErrOldFormat or ErrCorrupt and say what
+// was wrong.
 func DecodeSuperblock(b []byte) (*Superblock, error) {
 	if len(b) < superblockSize {
 		return nil, fmt.Errorf("%w: superblock is %d bytes, want %d", ErrCorrupt, len(b), superblockSize)
@@ -167,6 +174,10 @@ func DecodeSuperblock(b []byte) (*Superblock, error) {
 	}
 	if sb.Version == 0 {
 		return nil, fmt.Errorf("%w: format version 0", ErrCorrupt)
+	}
+	if sb.Version < formatVersion {
+		return nil, fmt.Errorf("%w: format version %d (records without request ids), this build reads %d: reformat the device",
+			ErrOldFormat, sb.Version, formatVersion)
 	}
 	flags := le.Uint32(b[12:])
 	if flags&^flagPLP != 0 {
@@ -260,11 +271,16 @@ func ReadSuperblock(dev vfs.File) (*Superblock, []int, error) {
 		}
 	}
 	if best == nil {
+		// The most telling cause wins: a format this build cannot read,
+		// then damage, then no weft device at all.
 		kind := ErrNotWeft
 		for _, e := range errs {
-			if errors.Is(e, ErrNewerFormat) {
+			switch {
+			case errors.Is(e, ErrNewerFormat):
 				kind = ErrNewerFormat
-			} else if errors.Is(e, ErrCorrupt) && kind != ErrNewerFormat {
+			case errors.Is(e, ErrOldFormat):
+				kind = ErrOldFormat
+			case errors.Is(e, ErrCorrupt) && kind != ErrNewerFormat && kind != ErrOldFormat:
 				kind = ErrCorrupt
 			}
 		}

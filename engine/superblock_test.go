@@ -3,6 +3,7 @@ package engine
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -106,15 +107,24 @@ func TestOpenBadDevices(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Newer format: version 2 with a valid checksum.
+	// Newer format: the next version with a valid checksum.
 	newer := *good
 	newer.Version = formatVersion + 1
 	buf := make([]byte, superblockSize)
 	newer.Encode(buf)
 	writeAt(t, fsys, "/d/dev", buf, 0)
 	writeAt(t, fsys, "/d/dev", buf, superblockSize)
-	if _, err := OpenDevice(fsys, "/d/dev"); !errors.Is(err, ErrNewerFormat) || !strings.Contains(err.Error(), "version 2") {
+	if _, err := OpenDevice(fsys, "/d/dev"); !errors.Is(err, ErrNewerFormat) || !strings.Contains(err.Error(), fmt.Sprintf("version %d", formatVersion+1)) {
 		t.Errorf("newer format: %v", err)
+	}
+	// Older format: version 1 (64-byte descriptors, no request ids).
+	older := *good
+	older.Version = 1
+	older.Encode(buf)
+	writeAt(t, fsys, "/d/dev", buf, 0)
+	writeAt(t, fsys, "/d/dev", buf, superblockSize)
+	if _, err := OpenDevice(fsys, "/d/dev"); !errors.Is(err, ErrOldFormat) || !strings.Contains(err.Error(), "version 1") {
+		t.Errorf("older format: %v", err)
 	}
 
 	// One damaged copy: opened from the other, and repaired.
@@ -179,7 +189,7 @@ func FuzzDecodeSuperblock(f *testing.F) {
 	f.Fuzz(func(t *testing.T, b []byte) {
 		got, err := DecodeSuperblock(b)
 		if err != nil {
-			if !errors.Is(err, ErrCorrupt) && !errors.Is(err, ErrNotWeft) && !errors.Is(err, ErrNewerFormat) {
+			if !errors.Is(err, ErrCorrupt) && !errors.Is(err, ErrNotWeft) && !errors.Is(err, ErrNewerFormat) && !errors.Is(err, ErrOldFormat) {
 				t.Fatalf("error without a classification: %v", err)
 			}
 			return
