@@ -219,6 +219,8 @@ func classify(err error) (final error) {
 			return nil
 		case CodeReadOnly:
 			return fmt.Errorf("%w: %s", ErrReadOnly, re.Message)
+		case CodeAccessDenied:
+			return fmt.Errorf("%w: %s", ErrAccessDenied, re.Message)
 		case CodeNoChange, CodeNotFound, CodeExists, CodeInvalid, CodeStaleEpoch:
 			return &commandError{code: re.Code, msg: re.Message}
 		}
@@ -267,7 +269,7 @@ func (c *Client) run(ctx context.Context, op string, attempt func(context.Contex
 			continue
 		}
 		if final := classify(err); final != nil {
-			if errors.Is(final, ErrReadOnly) || errors.Is(final, clustermap.ErrNotFound) || isCommandError(final) {
+			if errors.Is(final, ErrReadOnly) || errors.Is(final, ErrAccessDenied) || errors.Is(final, clustermap.ErrNotFound) || isCommandError(final) {
 				// The member answered: remember it as a good start.
 				c.mu.Lock()
 				c.mu.next = idx

@@ -26,6 +26,7 @@
 //	m, err = cl.Map(ctx, m.Epoch)       // long poll: the next map
 //	m, err = cl.Apply(ctx, clustermap.AddNode{...}) // the map after it applied
 //	err = cl.Heartbeat(ctx, nodeID)     // every HeartbeatTimeout/5 or so
+//	secret, err := cl.KeySecret(ctx, "k0123456789abcdef") // admin keys only
 //
 // The API follows the wave-2 design (Config, Start, Register, Map, Stop;
 // NewClient, Client.Map, Client.Apply, Client.Heartbeat). Additions:
@@ -34,6 +35,47 @@
 // StateMachine with ApplyResult, RequestID and DedupeMax; GroupID, the
 // group's id on the raft router. *Client satisfies the MapSource interfaces
 // of fsproto/cluster and fsproto/client (Map(ctx, after)).
+//
+// # Access
+//
+// With Config.Access set (a clustermap.Authorizer: the node's keys file
+// and the map's container keys), every request's key (net.Peer.KeyID) is
+// resolved to a clustermap.Grant and checked by authorize; a refusal is
+// CodeAccessDenied (265, the number of fsproto.CodeAccessDenied) with a
+// message naming the key, and the Client returns an error wrapping
+// ErrAccessDenied:
+//
+//	310 get-map      any known key; a container key gets the map reduced
+//	                 to its container (clustermap.Map.ForContainer: the
+//	                 other containers, their PGs and all keys removed; an
+//	                 admin key of the container keeps its container's keys;
+//	                 the nodes stay, clients need their addresses)
+//	311 apply        clustermap.Grant.MayApply: the cluster key anything;
+//	                 admin keys the operators' commands (containers,
+//	                 policies, keys, node states), never AddNode, CaughtUp,
+//	                 NodeRestarted; a container admin key SetPolicy,
+//	                 CreateKey, RevokeKey of its container
+//	312 heartbeat    the cluster key only
+//	313 key-secret   the cluster key, admin keys, and a container admin key
+//	                 for its container's keys
+//
+// Without Config.Access only the read-only flag is checked, as before
+// keys had roles.
+//
+// # Key secrets
+//
+// A container key's secret is clustermap.KeySecret(Config.ClusterSecret,
+// id); no one stores it. `weft key create` applies CreateKey and then asks
+// a manager for the secret with KindKeySecret, sending the public half of
+// an X25519 key pair made for that call. The manager passes a read
+// barrier (the key may have been created through another member), checks
+// the caller's grant and that the key is live, and seals the secret to
+// that public key with a fresh key pair of its own (X25519, HKDF-SHA256,
+// AES-256-GCM; layouts below), so no secret crosses the wire in the
+// clear. NB: the connection itself is authenticated but not encrypted:
+// this protects the secret from anyone who only watches the wire; an
+// attacker able to rewrite frames in flight could substitute its own
+// public key, which only transport encryption (TLS) would stop.
 //
 // # The replicated state
 //
@@ -113,9 +155,9 @@
 // # Wire formats
 //
 // Kinds (net user range; never renumber): 310 get-map, 311 apply-command, 312
-// heartbeat; 313-319 reserved. Error codes 310-319 as listed above. All
-// integers little-endian; every header body starts with version 1. Requests
-// have no payload.
+// heartbeat, 313 key-secret; 314-319 reserved. Error codes 310-319 as listed
+// above, and 265 access denied. All integers little-endian; every header
+// body starts with version 1. Requests have no payload.
 //
 // get-map request header (16 bytes):
 //
@@ -143,7 +185,27 @@
 //	| u8  |                   | u64 != 0  |
 //	+-----+-------------------+-----------+
 //
-// Every successful reply (16-byte header, payload the map or nothing):
+// key-secret request header (41 + n bytes, 1 <= n <= 255):
+//
+//	0     1                  8                 40      41
+//	+-----+------------------+-----------------+-------+--------+
+//	| ver | reserved 7×u8=0  | caller's X25519 | id len| key id |
+//	| u8  |                  | public key (32) | u8 = n| n bytes|
+//	+-----+------------------+-----------------+-------+--------+
+//
+// key-secret reply header (100 bytes, no payload):
+//
+//	0     1                  8                 40           52             100
+//	+-----+------------------+-----------------+------------+--------------+
+//	| ver | reserved 7×u8=0  | manager's X25519| AES-GCM    | sealed secret|
+//	| u8  |                  | public key (32) | nonce (12) | 32 + tag 16  |
+//	+-----+------------------+-----------------+------------+--------------+
+//	sealing key = HKDF-SHA256(secret = X25519(manager private, caller
+//	public), salt = caller public || manager public, info = "weft key
+//	secret v1" || 0x00 || key id), 32 bytes; AES-256-GCM, additional
+//	data = the key id
+//
+// Every other successful reply (16-byte header, payload the map or nothing):
 //
 //	0     1       2          4           8
 //	+-----+-------+----------+-----------+---------------+

@@ -21,6 +21,9 @@ const (
 	testClusterID = "manager-test"
 	testKeyID     = "cluster"
 	testReaderKey = "reader"
+	// testOtherKey is a read-write key whose Grant the key tests choose
+	// (through Config.Access).
+	testOtherKey = "other"
 	// waitTimeout bounds every wait of the tests; only a hang reaches it.
 	waitTimeout = 30 * time.Second
 )
@@ -143,6 +146,7 @@ func (c *testCluster) startOn(i int, ln stdnet.Listener) {
 	var keys net.MemKeyStore
 	keys.Add(testKeyID, testSecret, false)
 	keys.Add(testReaderKey, testSecret, true)
+	keys.Add(testOtherKey, testSecret, false)
 	mux := net.NewServeMux()
 	n.pool = testPool(c.t, testKeyID, c.fn, n.name())
 	router, err := raftgroup.NewNetRouter(raftgroup.NetRouterConfig{Pool: n.pool, Mux: mux, CallTimeout: time.Second, Logger: testLogger()})

@@ -68,6 +68,15 @@ type Config struct {
 	ElectionTicks int
 	SnapshotEvery uint64
 
+	// Access resolves request keys to grants (the node's keys file and
+	// map keys); nil checks nothing but the read-only flag. See
+	// authorize for what each kind needs.
+	Access clustermap.Authorizer
+	// ClusterSecret is the cluster key's secret, from which container
+	// key secrets are derived (clustermap.KeySecret) for KindKeySecret;
+	// nil makes that RPC fail with CodeRejected.
+	ClusterSecret []byte
+
 	Logger *slog.Logger // default slog.Default()
 }
 
@@ -228,11 +237,13 @@ func (m *Manager) down() string {
 }
 
 // Register registers the manager RPCs (KindGetMap, KindApply,
-// KindHeartbeat) on mux. Call it once, before the server starts.
+// KindHeartbeat, KindKeySecret) on mux. Call it once, before the server
+// starts.
 func (m *Manager) Register(mux *net.ServeMux) {
 	mux.HandleFunc(KindGetMap, m.serveGetMap)
 	mux.HandleFunc(KindApply, m.serveApply)
 	mux.HandleFunc(KindHeartbeat, m.serveHeartbeat)
+	mux.HandleFunc(KindKeySecret, m.serveKeySecret)
 }
 
 func (m *Manager) serveGetMap(ctx context.Context, req *net.Request, w *net.ResponseWriter) {
@@ -243,6 +254,11 @@ func (m *Manager) serveGetMap(ctx context.Context, req *net.Request, w *net.Resp
 	}
 	if why := m.down(); why != "" {
 		w.Error(CodeUnavailable, why)
+		return
+	}
+	g, err := authorize(m.cfg.Access, &req.Peer, KindGetMap, nil, nil, "")
+	if err != nil {
+		w.Error(CodeAccessDenied, fmt.Sprintf("manager %d: access denied: %v", m.cfg.ID, err))
 		return
 	}
 	if r.Linearizable {
@@ -274,7 +290,25 @@ func (m *Manager) serveGetMap(ctx context.Context, req *net.Request, w *net.Resp
 		w.Reply(reply{Epoch: cur.Epoch}.append(nil), nil, nil)
 		return
 	}
+	if g.Role == clustermap.RoleContainer {
+		// A container key sees its own container only (and, an admin
+		// key, its keys).
+		m.replyReducedMap(w, cur.ForContainer(g.Container, g.Access == clustermap.AccessAdmin))
+		return
+	}
 	m.replyMap(w, cur)
+}
+
+// replyReducedMap answers with a map made for one container key (not the
+// state machine's cached encoding, which is the whole map).
+func (m *Manager) replyReducedMap(w *net.ResponseWriter, cur *clustermap.Map) {
+	enc, err := cur.MarshalBinary()
+	if err != nil {
+		panic(fmt.Sprintf("manager %d: reduced map at epoch %d does not encode: %v", m.cfg.ID, cur.Epoch, err))
+	}
+	if err := w.Reply(reply{HasMap: true, Epoch: cur.Epoch}.append(nil), [][]byte{enc}, nil); err != nil {
+		w.Error(CodeRejected, fmt.Sprintf("manager %d: map at epoch %d (%d bytes) does not fit the reply: %v; raise MaxPayloadBytes", m.cfg.ID, cur.Epoch, len(enc), err))
+	}
 }
 
 func (m *Manager) replyMap(w *net.ResponseWriter, cur *clustermap.Map) {
@@ -296,9 +330,10 @@ func (m *Manager) serveApply(ctx context.Context, req *net.Request, w *net.Respo
 		return
 	}
 	r, err := decodeApplyRequest(req.Header)
+	var cmd clustermap.Command
 	if err == nil {
 		// Check the command here, so that garbage never reaches the log.
-		_, err = clustermap.DecodeCommand(r.Command)
+		cmd, err = clustermap.DecodeCommand(r.Command)
 	}
 	if err != nil {
 		w.Error(CodeBadRequest, err.Error())
@@ -306,6 +341,13 @@ func (m *Manager) serveApply(ctx context.Context, req *net.Request, w *net.Respo
 	}
 	if why := m.down(); why != "" {
 		w.Error(CodeUnavailable, why)
+		return
+	}
+	// NB: checked against this member's map; a container admin key's
+	// RevokeKey is judged by the key's container there, and key records
+	// never change container, so a lagging member judges alike.
+	if _, err := authorize(m.cfg.Access, &req.Peer, KindApply, m.sm.Map(), cmd, ""); err != nil {
+		w.Error(CodeAccessDenied, fmt.Sprintf("manager %d: access denied: %v", m.cfg.ID, err))
 		return
 	}
 	pctx, cancel := context.WithTimeout(ctx, m.cfg.ProposeTimeout)
@@ -365,6 +407,10 @@ func (m *Manager) serveHeartbeat(_ context.Context, req *net.Request, w *net.Res
 	r, err := decodeHeartbeatRequest(req.Header)
 	if err != nil {
 		w.Error(CodeBadRequest, err.Error())
+		return
+	}
+	if _, err := authorize(m.cfg.Access, &req.Peer, KindHeartbeat, nil, nil, ""); err != nil {
+		w.Error(CodeAccessDenied, fmt.Sprintf("manager %d: access denied: %v", m.cfg.ID, err))
 		return
 	}
 	if why := m.down(); why != "" {
