@@ -95,7 +95,9 @@
 // MaxPayloadBytes on both sides for larger state machines. Bad batches are
 // refused with CodeBadBatch and an error naming what was wrong; batches
 // for a group with no member here get CodeUnknownGroup; batches on a
-// read-only key get CodeReadOnly.
+// read-only key get CodeReadOnly; with NetRouterConfig.Access set, batches
+// on any key but the cluster key get CodeAccessDenied (265): admin and
+// container keys never speak raft.
 //
 // # Formats
 //

@@ -12,6 +12,7 @@ import (
 	"go.etcd.io/raft/v3/raftpb"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/weftfs/weft/fsproto/clustermap"
 	"github.com/weftfs/weft/net"
 )
 
@@ -30,6 +31,10 @@ const (
 	// CodeReadOnly: the batch came on a connection whose key only grants
 	// reads.
 	CodeReadOnly net.ErrorCode = 302
+	// CodeAccessDenied (265, the number of fsproto.CodeAccessDenied):
+	// the batch came with a key other than the cluster key (see
+	// NetRouterConfig.Access). Nothing in it was stepped.
+	CodeAccessDenied net.ErrorCode = 265
 )
 
 // Bounds of the network transport.
@@ -54,7 +59,12 @@ type NetRouterConfig struct {
 	// CallTimeout bounds the send of one batch, dial included. Default
 	// DefaultCallTimeout.
 	CallTimeout time.Duration
-	Logger      *slog.Logger // default slog.Default()
+	// Access, when set, resolves each batch's key (net.Peer.KeyID) and
+	// the router steps only batches whose key is the cluster key
+	// (clustermap.Grant.Internal): admin and container keys may not speak
+	// raft. nil accepts any key that is not read-only.
+	Access clustermap.Authorizer
+	Logger *slog.Logger // default slog.Default()
 }
 
 // NetRouter carries the raft messages of every group member on one node
@@ -64,6 +74,7 @@ type NetRouter struct {
 	pool        *net.Pool
 	log         *slog.Logger
 	callTimeout time.Duration
+	access      clustermap.Authorizer
 
 	mu struct {
 		sync.Mutex
@@ -93,7 +104,7 @@ func NewNetRouter(cfg NetRouterConfig) (*NetRouter, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	r := &NetRouter{pool: cfg.Pool, log: cfg.Logger, callTimeout: cfg.CallTimeout}
+	r := &NetRouter{pool: cfg.Pool, log: cfg.Logger, callTimeout: cfg.CallTimeout, access: cfg.Access}
 	r.mu.groups = make(map[uint64]*NetTransport)
 	cfg.Mux.HandleFunc(KindRaft, r.serve)
 	return r, nil
@@ -106,10 +117,32 @@ func (r *NetRouter) Transport(groupID uint64) *NetTransport {
 	return &NetTransport{router: r, groupID: groupID, peers: make(map[uint64]*netPeer)}
 }
 
+// authorizeBatch is the router's access check: nil when a batch sent
+// with keyID may be stepped (the cluster key only, or any key with a nil
+// Authorizer).
+func authorizeBatch(a clustermap.Authorizer, keyID string) error {
+	if a == nil {
+		return nil
+	}
+	g, ok := a.Grant(keyID)
+	switch {
+	case !ok:
+		return fmt.Errorf("raftgroup: access denied: key %q is unknown or revoked", keyID)
+	case !g.Internal():
+		return fmt.Errorf("raftgroup: access denied: key %q is a %v key; raft messages need the cluster key", keyID, g.Role)
+	}
+	return nil
+}
+
 // serve handles one batch.
 func (r *NetRouter) serve(ctx context.Context, req *net.Request, w *net.ResponseWriter) {
 	if req.Peer.ReadOnly {
 		w.Error(CodeReadOnly, fmt.Sprintf("raftgroup: key %q is read-only; raft messages need a write key", req.Peer.KeyID))
+		return
+	}
+	if err := authorizeBatch(r.access, req.Peer.KeyID); err != nil {
+		r.log.Warn("raft batch refused", "peer", req.Peer.RemoteAddr, "err", err)
+		w.Error(CodeAccessDenied, err.Error())
 		return
 	}
 	var payload []byte
