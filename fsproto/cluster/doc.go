@@ -93,7 +93,12 @@
 // DecodePeerHeader and DecodePeerBatch check all of it; their errors wrap
 // ErrBadPeerBatch. The server answers a bad batch with
 // fsproto.CodeBadMessage, a batch for another node or sent without the
-// cluster key (DataServerConfig.PeerKeyID) with CodeNotForMe.
+// cluster key (DataServerConfig.PeerKeyID) with CodeNotForMe, and, with
+// DataServerConfig.Access set, a batch on any key but the cluster key
+// with fsproto.CodeAccessDenied. Chunk requests are checked in route: a
+// key that does not reach the chunk's container (a container key of
+// another container, a read key on a mutation past the read-only flag)
+// gets fsproto.CodeAccessDenied (265) naming the key and the container.
 //
 // # Status
 //

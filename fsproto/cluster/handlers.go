@@ -12,10 +12,36 @@ import (
 	"github.com/weftfs/weft/net"
 )
 
-// route checks a client request against the newest map: the container
-// exists, pg (when the request names one) is the chunk's PG, the request's
-// PG epoch is the PG's, and this node is its primary.
-func (s *DataServer) route(w *net.ResponseWriter, chunk fsproto.ChunkID, pg uint32, hasPG bool, epoch uint64) (clustermap.PGID, bool) {
+// authorizeChunk is the data server's access check: nil when the key may
+// read (write: change) a chunk of container c; else the refusal, naming
+// the key and the container (answered fsproto.CodeAccessDenied). A nil
+// Authorizer allows everything.
+func authorizeChunk(a clustermap.Authorizer, keyID string, c clustermap.ContainerID, write bool) error {
+	if a == nil {
+		return nil
+	}
+	g, ok := a.Grant(keyID)
+	switch {
+	case !ok:
+		return fmt.Errorf("cluster: access denied: key %q is unknown or revoked", keyID)
+	case write && !g.WritesContainer(c):
+		return fmt.Errorf("cluster: access denied: key %q (%v) may not write container %d", keyID, g.Role, c)
+	case !write && !g.ReadsContainer(c):
+		return fmt.Errorf("cluster: access denied: key %q (%v) may not read container %d", keyID, g.Role, c)
+	}
+	return nil
+}
+
+// route checks a client request against the key's grant and the newest
+// map: the key reaches the container (reads, or writes when hasPG: the
+// mutations name their PG), the container exists, pg (when the request
+// names one) is the chunk's PG, the request's PG epoch is the PG's, and
+// this node is its primary.
+func (s *DataServer) route(w *net.ResponseWriter, peer *net.Peer, chunk fsproto.ChunkID, pg uint32, hasPG bool, epoch uint64) (clustermap.PGID, bool) {
+	if err := authorizeChunk(s.cfg.Access, peer.KeyID, clustermap.ContainerID(chunk.Container), hasPG); err != nil {
+		w.Error(fsproto.CodeAccessDenied, err.Error())
+		return 0, false
+	}
 	m := s.latest.Load()
 	if m == nil || s.closing.Load() {
 		w.Error(fsproto.CodeStaleEpoch, "cluster: node has no map yet or is closing")
@@ -136,7 +162,7 @@ func (s *DataServer) serveWrite(ctx context.Context, req *net.Request, w *net.Re
 		w.Error(fsproto.CodeInvalid, "cluster: write without data")
 		return
 	}
-	pg, ok := s.route(w, m.Chunk, m.PG, true, m.Epoch)
+	pg, ok := s.route(w, &req.Peer, m.Chunk, m.PG, true, m.Epoch)
 	if !ok {
 		return
 	}
@@ -156,7 +182,7 @@ func (s *DataServer) serveTruncate(ctx context.Context, req *net.Request, w *net
 		w.Error(fsproto.CodeReadOnly, "cluster: truncate with a read-only key")
 		return
 	}
-	pg, ok := s.route(w, m.Chunk, m.PG, true, m.Epoch)
+	pg, ok := s.route(w, &req.Peer, m.Chunk, m.PG, true, m.Epoch)
 	if !ok {
 		return
 	}
@@ -175,7 +201,7 @@ func (s *DataServer) serveDelete(ctx context.Context, req *net.Request, w *net.R
 		w.Error(fsproto.CodeReadOnly, "cluster: delete with a read-only key")
 		return
 	}
-	pg, ok := s.route(w, m.Chunk, m.PG, true, m.Epoch)
+	pg, ok := s.route(w, &req.Peer, m.Chunk, m.PG, true, m.Epoch)
 	if !ok {
 		return
 	}
@@ -190,7 +216,7 @@ func (s *DataServer) serveRead(ctx context.Context, req *net.Request, w *net.Res
 		w.Error(fsproto.CodeBadMessage, err.Error())
 		return
 	}
-	pg, ok := s.route(w, m.Chunk, 0, false, m.Epoch)
+	pg, ok := s.route(w, &req.Peer, m.Chunk, 0, false, m.Epoch)
 	if !ok {
 		return
 	}
@@ -227,6 +253,12 @@ func (s *DataServer) servePeer(ctx context.Context, req *net.Request, w *net.Res
 	if s.cfg.PeerKeyID != "" && req.Peer.KeyID != s.cfg.PeerKeyID {
 		w.Error(CodeNotForMe, fmt.Sprintf("cluster: peer batch with key %q, want the cluster key", req.Peer.KeyID))
 		return
+	}
+	if s.cfg.Access != nil {
+		if g, ok := s.cfg.Access.Grant(req.Peer.KeyID); !ok || !g.Internal() {
+			w.Error(fsproto.CodeAccessDenied, fmt.Sprintf("cluster: access denied: peer batch with key %q; peer batches need the cluster key", req.Peer.KeyID))
+			return
+		}
 	}
 	h, err := DecodePeerHeader(req.Header)
 	if err != nil {

@@ -57,6 +57,13 @@ type DataServerConfig struct {
 	// PeerKeyID, when set, is the only key id KindPeer batches are
 	// accepted from (the cluster key); "" accepts any authenticated key.
 	PeerKeyID string
+	// Access, when set, resolves each request's key to its grant: chunk
+	// reads need clustermap.Grant.ReadsContainer, mutations
+	// WritesContainer of the chunk's container (else
+	// fsproto.CodeAccessDenied, naming key and container), and peer
+	// batches the cluster key (Internal). nil checks only the read-only
+	// flag and PeerKeyID.
+	Access clustermap.Authorizer
 	// QueueMax bounds the client operations and the peer batches waiting
 	// for the loop, and the messages waiting per peer. Default 4096.
 	QueueMax int
