@@ -52,7 +52,34 @@ type HostConfig struct {
 	ElectionTicks int
 	SnapshotEvery uint64
 	KeepEntries   int
-	Logger        *slog.Logger // default slog.Default()
+	// Access, when set, resolves each request's key to its grant: ops
+	// need clustermap.Grant.WritesContainer and reads ReadsContainer of
+	// the request's container, else CodeAccessDenied naming the key and
+	// the container. nil checks only the read-only flag.
+	Access clustermap.Authorizer
+	Logger *slog.Logger // default slog.Default()
+}
+
+// CodeAccessDenied (265, the number of fsproto.CodeAccessDenied): the
+// request's key does not reach its container. Nothing was done.
+const CodeAccessDenied net.ErrorCode = 265
+
+// authorizeMeta is the host's access check: nil when keyID may read (or,
+// with write, change) container c's namespace.
+func authorizeMeta(a clustermap.Authorizer, keyID string, c clustermap.ContainerID, write bool) error {
+	if a == nil {
+		return nil
+	}
+	g, ok := a.Grant(keyID)
+	switch {
+	case !ok:
+		return fmt.Errorf("meta: access denied: key %q is unknown or revoked", keyID)
+	case write && !g.WritesContainer(c):
+		return fmt.Errorf("meta: access denied: key %q (%v) may not change container %d", keyID, g.Role, c)
+	case !write && !g.ReadsContainer(c):
+		return fmt.Errorf("meta: access denied: key %q (%v) may not read container %d", keyID, g.Role, c)
+	}
+	return nil
 }
 
 func (c *HostConfig) validate() error {
@@ -449,6 +476,10 @@ func (h *Host) serveOp(ctx context.Context, req *net.Request, w *net.ResponseWri
 		w.Error(CodeBadRequest, err.Error())
 		return
 	}
+	if err := authorizeMeta(h.cfg.Access, req.Peer.KeyID, r.Container, true); err != nil {
+		w.Error(CodeAccessDenied, err.Error())
+		return
+	}
 	mb := h.member(r.Container)
 	if mb == nil {
 		w.Error(CodeNoMember, fmt.Sprintf("meta: node %d runs no member of container %d", h.cfg.Node, r.Container))
@@ -535,6 +566,10 @@ func (h *Host) serveRead(ctx context.Context, req *net.Request, w *net.ResponseW
 	r, err := decodeReadRequest(req.Header)
 	if err != nil {
 		w.Error(CodeBadRequest, err.Error())
+		return
+	}
+	if err := authorizeMeta(h.cfg.Access, req.Peer.KeyID, r.Container, false); err != nil {
+		w.Error(CodeAccessDenied, err.Error())
 		return
 	}
 	mb := h.member(r.Container)
