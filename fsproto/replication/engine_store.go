@@ -7,21 +7,24 @@ import (
 	"sync"
 
 	"github.com/weftfs/weft/engine"
+	"github.com/weftfs/weft/fsproto"
 )
 
 // EngineStore is the Store over a real *engine.Engine. Each op runs on its
 // own goroutine (the engine's calls block until durable); Close waits for
 // them. Safe for concurrent use.
 //
-// NB: two gaps in the engine's API make this adapter weaker than the
-// simulated store, until the engine grows what removes them:
-//   - Stat reports a deleted object as ErrNotFound without its seq, so the
-//     KeepIfAtLeast check of a deleted object lists the PG's changes since
-//     KeepIfAtLeast-1 to find the tombstone (costly only for old seqs).
+// Request ids are the engine's (engine.Request.RequestID, and
+// ReplaceRequests for an install), so they are durable with the mutation
+// they name and reported by Stat, also for a deleted object.
+//
+// NB: one gap in the engine's API makes this adapter weaker than the
+// simulated store, until the engine grows what removes it:
 //   - Install is a Delete then a Write carrying the same seq: two records,
-//     so a crash between them leaves the object deleted at that seq; the
-//     next sync lists it only if that seq is above the sync's base. An
-//     engine "replace object" request (one record) would make it atomic.
+//     so a crash between them leaves the object deleted at that seq (with
+//     the installed state's ids, which the Delete sets); the next sync
+//     lists it only if that seq is above the sync's base. An engine
+//     "replace object" request (one record) would make it atomic.
 type EngineStore struct {
 	e  *engine.Engine
 	wg sync.WaitGroup
@@ -72,28 +75,36 @@ func (s *EngineStore) mark(pg uint32) (uint64, bool, error) {
 	return 0, false, err
 }
 
-// seqOf returns obj's current seq in pg (0 if never written).
-func (s *EngineStore) seqOf(pg uint32, obj engine.ObjectID, hint uint64) (uint64, error) {
+// stat returns obj's state: live, a tombstone (Deleted), or the zero
+// state of an object never written.
+func (s *EngineStore) stat(obj engine.ObjectID) (engine.ObjectState, error) {
 	st, err := s.e.Stat(obj)
-	if err == nil {
-		return st.PGSeq, nil
+	if errors.Is(err, engine.ErrNotFound) {
+		return st, nil
 	}
-	if !errors.Is(err, engine.ErrNotFound) {
-		return 0, err
+	return st, err
+}
+
+// ridsOf converts the engine's ids of an object.
+func ridsOf(st *engine.ObjectState) []RIDEntry {
+	var out []RIDEntry
+	for _, a := range st.Applied() {
+		out = append(out, RIDEntry{ID: fsproto.RequestID(a.ID), Seq: a.Seq})
 	}
-	if hint == 0 {
-		return 0, nil
-	}
-	ch, err := s.e.Changes(pg, hint-1, 0)
-	if err != nil {
-		return 0, err
-	}
-	for _, c := range ch {
-		if c.ID == obj {
-			return c.PGSeq, nil
+	return out
+}
+
+// keptRIDs returns the newest engine.KeptRequests of rids (oldest first,
+// as sent), as the engine takes them.
+func keptRIDs(rids []RIDEntry) []engine.AppliedRequest {
+	rids = rids[max(0, len(rids)-engine.KeptRequests):]
+	out := make([]engine.AppliedRequest, 0, len(rids))
+	for _, e := range rids {
+		if e.ID != (fsproto.RequestID{}) {
+			out = append(out, engine.AppliedRequest{ID: engine.RequestID(e.ID), Seq: e.Seq})
 		}
 	}
-	return 0, nil
+	return out
 }
 
 func (s *EngineStore) do(r *engine.Request) error {
@@ -110,10 +121,11 @@ func (s *EngineStore) run(op *StoreOp) StoreResult {
 	case StoreApply, StoreInstall:
 		var cur uint64
 		if op.KeepIfAtLeast > 0 || op.Kind == StoreInstall {
-			var err error
-			if cur, err = s.seqOf(op.PG, op.Object, max(op.KeepIfAtLeast, op.Seq)); err != nil {
+			st, err := s.stat(op.Object)
+			if err != nil {
 				return StoreResult{Err: err}
 			}
+			cur = st.PGSeq
 			if op.KeepIfAtLeast > 0 && cur >= op.KeepIfAtLeast {
 				return StoreResult{Skipped: true, Seq: cur}
 			}
@@ -122,7 +134,10 @@ func (s *EngineStore) run(op *StoreOp) StoreResult {
 			return &engine.Request{Op: kind, Object: op.Object, PG: op.PG, PGSeq: op.Seq}
 		}
 		if op.Kind == StoreInstall {
-			if err := s.do(req(engine.OpDelete)); err != nil || op.Deleted {
+			// The delete sets the installed state's ids in its own batch.
+			del := req(engine.OpDelete)
+			del.ReplaceRequests, del.Requests = true, keptRIDs(op.RIDs)
+			if err := s.do(del); err != nil || op.Deleted {
 				return StoreResult{Err: err, Seq: cur}
 			}
 			r := req(engine.OpTruncate)
@@ -132,6 +147,7 @@ func (s *EngineStore) run(op *StoreOp) StoreResult {
 			return StoreResult{Err: s.do(r), Seq: cur}
 		}
 		r := req(0)
+		r.RequestID = engine.RequestID(op.RequestID)
 		switch op.Mut.Kind {
 		case MutWrite:
 			r.Op, r.Off, r.Buf = engine.OpWrite, op.Mut.Off, op.Data
@@ -155,10 +171,16 @@ func (s *EngineStore) run(op *StoreOp) StoreResult {
 		default:
 			res.Err = err
 		}
+	case StoreRequests:
+		st, err := s.stat(op.Object)
+		if err != nil {
+			return StoreResult{Err: err}
+		}
+		res.Seq, res.RIDs = st.PGSeq, ridsOf(&st)
 	case StoreGet:
 		st, err := s.e.Stat(op.Object)
 		if errors.Is(err, engine.ErrNotFound) {
-			res.NotFound = true
+			res.NotFound, res.Seq, res.RIDs = true, st.PGSeq, ridsOf(&st)
 			return res
 		}
 		if err != nil {
@@ -172,7 +194,7 @@ func (s *EngineStore) run(op *StoreOp) StoreResult {
 		if err != nil && !errors.Is(err, io.EOF) {
 			return StoreResult{Err: err}
 		}
-		res.Data, res.Seq = p[:n], st.PGSeq
+		res.Data, res.Seq, res.RIDs = p[:n], st.PGSeq, ridsOf(&st)
 	case StoreMaxSeq:
 		res.Seq = s.e.PGSeq(op.PG)
 		res.Mark, res.Marked, res.Err = s.mark(op.PG)

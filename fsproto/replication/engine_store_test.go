@@ -23,6 +23,7 @@ type liveCluster struct {
 	nodes    map[uint64]*Node
 	stores   map[uint64]*EngineStore
 	engines  map[uint64]*engine.Engine
+	devs     map[uint64]*vfs.Mem
 	msgs     []liveMsg
 	done     chan liveDone
 	inflight int
@@ -44,30 +45,53 @@ type liveDone struct {
 
 func newLiveCluster(t *testing.T, ids ...uint64) *liveCluster {
 	c := &liveCluster{t: t, nodes: map[uint64]*Node{}, stores: map[uint64]*EngineStore{}, engines: map[uint64]*engine.Engine{},
-		done: make(chan liveDone, 1024), replies: map[uint64]Reply{}, caughtUp: map[uint64][]CaughtUp{}, down: map[uint64]bool{}}
+		devs: map[uint64]*vfs.Mem{}, done: make(chan liveDone, 1024), replies: map[uint64]Reply{}, caughtUp: map[uint64][]CaughtUp{},
+		down: map[uint64]bool{}}
 	for _, id := range ids {
 		fsys := vfs.NewMem()
 		if _, err := engine.Format(fsys, engine.FormatRequest{Path: "dev", Size: 16 << 20, Options: engine.FormatOptions{SegmentSize: 1 << 20}}); err != nil {
 			t.Fatal(err)
 		}
-		e, err := engine.Open(engine.Options{Path: "dev", FS: fsys, Shards: 1, Mode: engine.Interrupt, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-		if err != nil {
-			t.Fatal(err)
-		}
-		st := NewEngineStore(e)
-		t.Cleanup(func() {
-			st.Close()
-			if err := e.Close(); err != nil {
-				t.Errorf("engine close: %v", err)
-			}
-		})
-		n, err := NewNode(Config{ID: id, Window: 16, SyncBytesPerTick: 64 << 10})
-		if err != nil {
-			t.Fatal(err)
-		}
-		c.nodes[id], c.stores[id], c.engines[id] = n, st, e
+		c.devs[id] = fsys
+		c.start(id)
+		t.Cleanup(func() { c.stop(id) })
 	}
 	return c
+}
+
+// start opens node id's engine on its device and gives it a fresh core,
+// as a node process starting does.
+func (c *liveCluster) start(id uint64) {
+	c.t.Helper()
+	e, err := engine.Open(engine.Options{Path: "dev", FS: c.devs[id], Shards: 1, Mode: engine.Interrupt, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	n, err := NewNode(Config{ID: id, Window: 16, SyncBytesPerTick: 64 << 10})
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	c.nodes[id], c.stores[id], c.engines[id] = n, NewEngineStore(e), e
+}
+
+func (c *liveCluster) stop(id uint64) {
+	c.stores[id].Close()
+	if err := c.engines[id].Close(); err != nil {
+		c.t.Errorf("engine close: %v", err)
+	}
+}
+
+// crash cuts node id's power once its store is idle (so no completion
+// of the old core is pending): the device keeps what was flushed, which
+// is everything acknowledged; then the node starts again, with a core
+// that remembers nothing.
+func (c *liveCluster) crash(id uint64) {
+	c.t.Helper()
+	c.run(func() bool { return c.inflight == 0 })
+	crashed := c.devs[id].Crash(int64(id))
+	c.stop(id)
+	c.devs[id] = crashed
+	c.start(id)
 }
 
 func (c *liveCluster) step(id uint64, ev Event) {
@@ -315,6 +339,74 @@ func TestEngineRetryAppliedOnce(t *testing.T) {
 	}
 }
 
+// TestEngineRetryAfterRestart: the only caught-up replica of a PG applies
+// a truncate and a delete, whose acknowledgements never reach the client
+// (the other replica is unreachable), and restarts (power cut: its core
+// forgets everything, its engine recovers from the device); it stays
+// primary of a new epoch alone. A write of the truncated object is
+// acknowledged, then the client's retries of the truncate and the delete
+// arrive: they are answered from the ids the engine kept beside the
+// mutations, with the first application's seq, and not applied again (a
+// second truncate would cut the acknowledged write). The ids also reach
+// the other replica when it comes back and syncs.
+func TestEngineRetryAfterRestart(t *testing.T) {
+	testutil.CheckLeaks(t)
+	c := newLiveCluster(t, 1, 2)
+	const pg = 4
+	c.view(View{PG: pg, Epoch: 1, Replicas: []uint64{1, 2}})
+	c.write(1, pg, 1, "0123456789")
+	c.write(1, pg, 2, "doomed")
+	c.down[2] = true
+	trunc := ClientOp{PG: pg, Kind: OpTruncate, RequestID: fsproto.RequestID{'t'}, Object: objN(1), Size: 4}
+	del := ClientOp{PG: pg, Kind: OpDelete, RequestID: fsproto.RequestID{'d'}, Object: objN(2)}
+	for _, op := range []ClientOp{trunc, del} {
+		c.token++
+		op.Token = c.token
+		c.step(1, op)
+	}
+	c.run(func() bool { return c.inflight == 0 })
+	if len(c.replies) != 0 {
+		t.Fatalf("answered without the other replica: %+v", c.replies)
+	}
+	seqTrunc := c.engines[1].PGSeq(pg) - 1 // issued in order: truncate, delete
+	c.crash(1)
+	c.view(View{PG: pg, Epoch: 2, Replicas: []uint64{1}})
+	w := c.do(1, ClientOp{PG: pg, Kind: OpWrite, RequestID: fsproto.RequestID{'w'}, Object: objN(1), Off: 4, Data: []byte("ACKED")})
+	if w.Err != nil {
+		t.Fatal(w.Err)
+	}
+	max := c.engines[1].PGSeq(pg)
+	if r := c.do(1, trunc); r.Err != nil || r.Seq != seqTrunc {
+		t.Fatalf("retried truncate: %+v, want seq %d of its first application", r, seqTrunc)
+	}
+	if r := c.do(1, del); r.Err != nil || r.Seq != seqTrunc+1 {
+		t.Fatalf("retried delete: %+v, want seq %d of its first application", r, seqTrunc+1)
+	}
+	if got := c.engines[1].PGSeq(pg); got != max {
+		t.Fatalf("the retries were applied again: pg seq %d, was %d", got, max)
+	}
+	if r := c.do(1, ClientOp{PG: pg, Kind: OpRead, Object: objN(1), Len: 64}); string(r.Data) != "0123ACKED" {
+		t.Fatalf("object 1 holds %q, want %q", r.Data, "0123ACKED")
+	}
+	if st := c.nodes[1].Stats(); st.StoredRetries != 2 {
+		t.Fatalf("stats %+v: want the 2 retries answered by stored ids", st)
+	}
+
+	// Node 2 comes back and syncs: it ends with the primary's state and
+	// ids, so it too answers the retries after a restart of its own.
+	c.down[2] = false
+	c.view(View{PG: pg, Epoch: 3, Replicas: []uint64{1, 2}, Backfilling: []uint64{2}})
+	c.run(func() bool { return slices.Contains(c.caughtUp[2], CaughtUp{PG: pg, Epoch: 3}) })
+	c.crash(2)
+	c.view(View{PG: pg, Epoch: 4, Replicas: []uint64{2, 1}})
+	if r := c.do(2, trunc); r.Err != nil || r.Seq != seqTrunc {
+		t.Fatalf("retried truncate at node 2: %+v, want seq %d", r, seqTrunc)
+	}
+	if r := c.do(2, ClientOp{PG: pg, Kind: OpRead, Object: objN(1), Len: 64}); string(r.Data) != "0123ACKED" {
+		t.Fatalf("object 1 holds %q at node 2, want %q", r.Data, "0123ACKED")
+	}
+}
+
 // TestEnginePartitionedPrimary: a primary cut off while a newer epoch
 // forms never acknowledges a write or serves a read; once it hears of the
 // newer epoch it fails them with ErrStaleEpoch.
@@ -416,5 +508,39 @@ func TestEngineStoreOps(t *testing.T) {
 	}
 	if r := do(StoreOp{Kind: StoreMaxSeq, PG: MarkPG - 1}); r.Seq != 0 || r.Marked {
 		t.Fatalf("another pg: %+v", r)
+	}
+
+	// Request ids: an apply adds its own, the newest engine.KeptRequests
+	// stay, a delete keeps them on the tombstone, an install replaces them
+	// by the newest of the primary's.
+	rids := func(obj engine.ObjectID) []RIDEntry { return do(StoreOp{Kind: StoreRequests, PG: 3, Object: obj}).RIDs }
+	c2 := objN(3)
+	var want []RIDEntry
+	for i := range engine.KeptRequests + 2 {
+		id := fsproto.RequestID{byte(i + 1)}
+		do(StoreOp{Kind: StoreApply, PG: 3, Object: c2, Mut: Mutation{Kind: MutWrite, Object: c2}, Seq: uint64(20 + i), Data: []byte("x"), RequestID: id})
+		want = append(want, RIDEntry{ID: id, Seq: uint64(20 + i)})
+	}
+	want = want[len(want)-engine.KeptRequests:]
+	if got := rids(c2); !slices.Equal(got, want) {
+		t.Fatalf("ids after applies: %+v, want %+v", got, want)
+	}
+	do(StoreOp{Kind: StoreApply, PG: 3, Object: c2, Mut: Mutation{Kind: MutDelete, Object: c2}, Seq: 30, RequestID: fsproto.RequestID{'D'}})
+	want = append(want[1:], RIDEntry{ID: fsproto.RequestID{'D'}, Seq: 30})
+	if r := do(StoreOp{Kind: StoreGet, PG: 3, Object: c2}); !r.NotFound || r.Seq != 30 || !slices.Equal(r.RIDs, want) {
+		t.Fatalf("get of the deleted object: %+v, want seq 30 and ids %+v", r, want)
+	}
+	var primary []RIDEntry
+	for i := range 6 {
+		primary = append(primary, RIDEntry{ID: fsproto.RequestID{'p', byte(i)}, Seq: uint64(40 + i)})
+	}
+	do(StoreOp{Kind: StoreInstall, PG: 3, Object: c2, Seq: 45, Data: []byte("primary's"), RIDs: primary})
+	if r := do(StoreOp{Kind: StoreGet, PG: 3, Object: c2}); r.Seq != 45 || string(r.Data) != "primary's" ||
+		!slices.Equal(r.RIDs, primary[len(primary)-engine.KeptRequests:]) {
+		t.Fatalf("get after install: %+v, want the primary's newest ids", r)
+	}
+	do(StoreOp{Kind: StoreInstall, PG: 3, Object: c2, Seq: 46, Deleted: true})
+	if got := rids(c2); len(got) != 0 {
+		t.Fatalf("an install without ids left %+v", got)
 	}
 }

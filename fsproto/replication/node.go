@@ -204,6 +204,12 @@ type Stats struct {
 	MutationsIssued uint64 // seqs assigned as primary
 	Acknowledged    uint64 // mutations acknowledged to clients
 	StaleFailures   uint64 // mutations failed with ErrStaleEpoch
+	RIDLoads        uint64 // objects whose stored request ids were read into the table
+	RetriesAnswered uint64 // mutations answered from the request id table, not applied again
+	// StoredRetries counts, of those, the ones answered by an id the
+	// table had only from the store (loadRIDs): without durable ids, a
+	// restart or the table's bound would have let them be applied again.
+	StoredRetries uint64
 }
 
 // Node is one node's replication core for every PG it holds. It has no
@@ -354,6 +360,10 @@ type group struct {
 	byRID      map[fsproto.RequestID]*mutation
 	objq       map[engine.ObjectID][]*ClientOp
 	busy       map[engine.ObjectID]bool
+	// loading: objects whose stored request ids are being read (see
+	// loadRIDs), by load number; the object is busy meanwhile.
+	loading    map[engine.ObjectID]uint64
+	loadSeq    uint64
 	windowWait []engine.ObjectID
 	queued     int
 	syncs      map[uint64]*syncState
@@ -499,6 +509,7 @@ func (g *group) becomePrimary() {
 		g.byRID = map[fsproto.RequestID]*mutation{}
 		g.objq = map[engine.ObjectID][]*ClientOp{}
 		g.busy = map[engine.ObjectID]bool{}
+		g.loading = map[engine.ObjectID]uint64{}
 	}
 	for _, m := range g.pending {
 		m.acks = map[uint64]bool{}
@@ -549,7 +560,7 @@ func (g *group) stepDown() {
 			fail(op.Token)
 		}
 	}
-	g.pending, g.byRID, g.objq, g.busy = nil, nil, nil, nil
+	g.pending, g.byRID, g.objq, g.busy, g.loading = nil, nil, nil, nil, nil
 	g.pendingSeq, g.windowWait, g.reads, g.queued = nil, nil, nil, 0
 	g.syncs, g.peerMax, g.peerMark, g.roundAcks = nil, nil, nil, nil
 	g.role = roleNone
@@ -705,7 +716,7 @@ func (g *group) pump(id uint64, s *syncState) {
 			if !r.NotFound {
 				m.Data = r.Data
 			}
-			m.RIDs = g.objectRIDs(obj, r.Seq)
+			m.RIDs = g.objectRIDs(obj, r.Seq, r.RIDs)
 			if rs, ok := s.remoteSeq[obj]; ok && rs == r.Seq && !r.NotFound && !s.full[obj] {
 				// The replica listed this very seq: likely the same state,
 				// so ask it to check rather than move the data (see the
@@ -743,10 +754,15 @@ func (g *group) maybeSyncDone(id uint64, s *syncState) {
 
 // objectRIDs lists the request ids of obj's mutations up to seq, the ones
 // a state of obj at seq includes (one object's mutations are applied in
-// seq order), newest MaxObjectRIDs of them: remembered ones and the
-// pending one.
-func (g *group) objectRIDs(obj engine.ObjectID, seq uint64) []RIDEntry {
+// seq order), newest MaxObjectRIDs of them: those our store holds with
+// the state read (stored), remembered ones and the pending one.
+func (g *group) objectRIDs(obj engine.ObjectID, seq uint64, stored []RIDEntry) []RIDEntry {
 	var out []RIDEntry
+	for _, e := range stored {
+		if _, ok := g.rids.m[e.ID]; !ok {
+			out = append(out, RIDEntry{ID: e.ID, Seq: e.Seq})
+		}
+	}
 	for _, id := range g.rids.byObj[obj] {
 		if e := g.rids.m[id]; e.seq <= seq {
 			out = append(out, RIDEntry{ID: id, Seq: e.seq})
@@ -840,6 +856,10 @@ func (g *group) client(op *ClientOp) {
 		// a replica is durable here, but the other replicas hold it only
 		// once reconciled with us.
 		if seq, ok := g.rids.get(op.RequestID); ok && g.phase == phaseActive {
+			g.n.stats.RetriesAnswered++
+			if g.rids.loadedIDs[op.RequestID] {
+				g.n.stats.StoredRetries++
+			}
 			g.n.reply(Reply{Token: op.Token, Seq: seq})
 			return
 		}
@@ -875,8 +895,16 @@ func (g *group) kick(obj engine.ObjectID) {
 		return
 	}
 	if seq, ok := g.rids.get(op.RequestID); ok {
+		g.n.stats.RetriesAnswered++
+		if g.rids.loadedIDs[op.RequestID] {
+			g.n.stats.StoredRetries++
+		}
 		g.n.reply(Reply{Token: op.Token, Seq: seq})
 		g.popObj(obj)
+		return
+	}
+	if !g.rids.loaded[obj] {
+		g.loadRIDs(obj)
 		return
 	}
 	if !g.windowOK() {
@@ -886,6 +914,46 @@ func (g *group) kick(obj engine.ObjectID) {
 		return
 	}
 	g.issue(op)
+}
+
+// loadRIDs reads the request ids our store holds for obj into the table
+// before obj's next mutation is issued, then kicks obj again: a retry of
+// a mutation our state holds is then answered, not applied again, also
+// after a restart or once the table's FIFO dropped the id (see the
+// package doc, "Request ids"). obj stays busy meanwhile. It waits for
+// mutations of obj still in our store (from an earlier role or epoch),
+// whose completion kicks obj again, so the ids read include theirs.
+func (g *group) loadRIDs(obj engine.ObjectID) {
+	if g.mutInFlight[obj] > 0 {
+		return
+	}
+	g.busy[obj] = true
+	g.loadSeq++
+	load := g.loadSeq
+	g.loading[obj] = load
+	g.n.stats.RIDLoads++
+	g.n.submit(StoreOp{Kind: StoreRequests, PG: g.pg, Object: obj}, func(r StoreResult) {
+		if g.role != rolePrimary || g.loading[obj] != load {
+			return // stepDown failed the op
+		}
+		delete(g.loading, obj)
+		delete(g.busy, obj)
+		if r.Err != nil {
+			// Nothing was applied: the client may retry.
+			op := g.objq[obj][0]
+			g.n.reply(Reply{Token: op.Token, Err: fmt.Errorf("%w: reading request ids: %w", ErrStore, r.Err)})
+			g.popObj(obj)
+			return
+		}
+		for _, e := range r.RIDs {
+			if _, ok := g.rids.get(e.ID); !ok {
+				g.rids.put(e.ID, obj, e.Seq)
+				g.rids.loadedIDs[e.ID] = true
+			}
+		}
+		g.rids.markLoaded(obj)
+		g.kick(obj)
+	})
 }
 
 func (g *group) windowOK() bool {
@@ -908,7 +976,7 @@ func (g *group) issue(op *ClientOp) {
 	g.pendingSeq = append(g.pendingSeq, seq)
 	g.byRID[op.RequestID] = m
 	g.busy[op.Object] = true
-	st := StoreOp{Kind: StoreApply, PG: g.pg, Object: op.Object, Mut: mutOf(op), Seq: seq, Data: op.Data}
+	st := StoreOp{Kind: StoreApply, PG: g.pg, Object: op.Object, Mut: mutOf(op), Seq: seq, Data: op.Data, RequestID: op.RequestID}
 	g.submitMut(st, func(r StoreResult) {
 		if g.role != rolePrimary || g.pending[seq] != m {
 			if r.Err == nil && !m.local {
@@ -1264,8 +1332,15 @@ func (g *group) replicaReceive(from uint64, m *Msg) {
 		g.fwdInFlight[seq] = true
 		g.submittedMax = max(g.submittedMax, seq)
 		rid, obj := m.RequestID, m.Mut.Object
-		g.submitMut(StoreOp{Kind: StoreApply, PG: g.pg, Object: m.Mut.Object, Mut: m.Mut, Seq: seq, KeepIfAtLeast: seq, Data: m.Data},
+		g.submitMut(StoreOp{Kind: StoreApply, PG: g.pg, Object: m.Mut.Object, Mut: m.Mut, Seq: seq, KeepIfAtLeast: seq, Data: m.Data, RequestID: rid},
 			func(r StoreResult) {
+				if r.Err == nil {
+					// Remembered so that, as a later primary, we answer a
+					// client's retry instead of applying it twice; whatever
+					// our role now, our state holds it (the table mirrors
+					// the store's ids, see loadRIDs).
+					g.rids.put(rid, obj, seq)
+				}
 				if !live() {
 					return
 				}
@@ -1273,9 +1348,6 @@ func (g *group) replicaReceive(from uint64, m *Msg) {
 				if r.Err != nil {
 					return // the primary resends
 				}
-				// Remembered so that, as a later primary, we answer a
-				// client's retry instead of applying it twice.
-				g.rids.put(rid, obj, seq)
 				a := g.msg(MsgForwardAck)
 				a.Seq = seq
 				g.n.send(from, a)
@@ -1311,9 +1383,9 @@ func (g *group) replicaReceive(from uint64, m *Msg) {
 		// (never acknowledged), so the primary's wins.
 		keep := max(m.EpochStart, m.Seq+1)
 		g.submittedMax = max(g.submittedMax, seq)
-		g.submitMut(StoreOp{Kind: StoreInstall, PG: g.pg, Object: obj, Seq: m.Seq, Deleted: m.Deleted, Data: m.Data, KeepIfAtLeast: keep},
+		g.submitMut(StoreOp{Kind: StoreInstall, PG: g.pg, Object: obj, Seq: m.Seq, Deleted: m.Deleted, Data: m.Data, KeepIfAtLeast: keep, RIDs: rids},
 			func(r StoreResult) {
-				if !live() || r.Err != nil {
+				if r.Err != nil {
 					return
 				}
 				if !r.Skipped {
@@ -1322,10 +1394,15 @@ func (g *group) replicaReceive(from uint64, m *Msg) {
 					// (rolled back, or skipped over by the primary's history)
 					// even at the very seq installed: a primary cut off
 					// issues seqs the next epoch issues again (sim seed 117).
+					// Done whatever our role now: the table mirrors the
+					// store's ids (see loadRIDs).
 					g.rids.forgetObject(obj)
 					for _, e := range rids {
 						g.rids.put(e.ID, obj, e.Seq)
 					}
+				}
+				if !live() {
+					return
 				}
 				a := g.msg(MsgSyncAck)
 				a.Object, a.Installed = obj, !r.Skipped
@@ -1360,11 +1437,21 @@ func (g *group) replicaReceive(from uint64, m *Msg) {
 
 // ridTable remembers the seqs of the last n request ids applied (FIFO),
 // indexed by object too, so that a rollback can forget the ids it undid.
+//
+// loaded names the objects whose stored ids are all in the table (see
+// loadRIDs). Invariant: every id the store holds for a loaded object is
+// in m; so an object loses the mark when the FIFO drops one of its ids,
+// and every store completion that adds ids (forwards, installs, our own
+// mutations once acknowledged or failed) puts them. The set is bounded:
+// past 4n objects it is emptied, which costs only store reads.
 type ridTable struct {
-	n     int
-	m     map[fsproto.RequestID]ridEntry
-	byObj map[engine.ObjectID][]fsproto.RequestID
-	fifo  []fsproto.RequestID
+	n      int
+	m      map[fsproto.RequestID]ridEntry
+	byObj  map[engine.ObjectID][]fsproto.RequestID
+	fifo   []fsproto.RequestID
+	loaded map[engine.ObjectID]bool
+	// loadedIDs: ids that entered the table from the store (statistics).
+	loadedIDs map[fsproto.RequestID]bool
 }
 
 type ridEntry struct {
@@ -1373,7 +1460,15 @@ type ridEntry struct {
 }
 
 func newRIDTable(n int) *ridTable {
-	return &ridTable{n: n, m: map[fsproto.RequestID]ridEntry{}, byObj: map[engine.ObjectID][]fsproto.RequestID{}}
+	return &ridTable{n: n, m: map[fsproto.RequestID]ridEntry{}, byObj: map[engine.ObjectID][]fsproto.RequestID{},
+		loaded: map[engine.ObjectID]bool{}, loadedIDs: map[fsproto.RequestID]bool{}}
+}
+
+func (t *ridTable) markLoaded(obj engine.ObjectID) {
+	if len(t.loaded) >= 4*t.n {
+		clear(t.loaded)
+	}
+	t.loaded[obj] = true
 }
 
 func (t *ridTable) get(id fsproto.RequestID) (uint64, bool) {
@@ -1386,6 +1481,9 @@ func (t *ridTable) put(id fsproto.RequestID, obj engine.ObjectID, seq uint64) {
 		return
 	}
 	for len(t.fifo) >= t.n {
+		if e, ok := t.m[t.fifo[0]]; ok {
+			delete(t.loaded, e.obj)
+		}
 		t.forget(t.fifo[0])
 		t.fifo = t.fifo[1:]
 	}
@@ -1411,6 +1509,7 @@ func (t *ridTable) forget(id fsproto.RequestID) {
 		return
 	}
 	delete(t.m, id)
+	delete(t.loadedIDs, id)
 	ids := slices.DeleteFunc(t.byObj[e.obj], func(x fsproto.RequestID) bool { return x == id })
 	if len(ids) == 0 {
 		delete(t.byObj, e.obj)
@@ -1440,6 +1539,9 @@ func (g *group) submitMut(op StoreOp, done func(StoreResult)) {
 			delete(g.mutInFlight, obj)
 		}
 		done(r)
+		if g.role == rolePrimary && g.mutInFlight[obj] == 0 {
+			g.kick(obj) // loadRIDs may wait for this
+		}
 	})
 }
 
@@ -1470,7 +1572,11 @@ func (g *group) checkSame(from uint64, m *Msg) {
 		if g.epoch != epoch || g.role != roleReplica {
 			return
 		}
-		same := quiet && r.Err == nil && !r.NotFound && r.Seq == seq && sha256.Sum256(r.Data) == digest
+		// The ids too: the store keeps the primary's (newest) ids only
+		// through an install, and a restarted primary answers retries
+		// from the store's ids.
+		same := quiet && r.Err == nil && !r.NotFound && r.Seq == seq && sha256.Sum256(r.Data) == digest &&
+			sameRIDs(r.RIDs, rids)
 		if same {
 			// As an install would: the object is the primary's state,
 			// and so are the ids of the mutations it holds.
@@ -1481,4 +1587,20 @@ func (g *group) checkSame(from uint64, m *Msg) {
 		}
 		answer(same)
 	})
+}
+
+// sameRIDs reports whether a store's ids of an object (stored) are the
+// ones an install of the primary's (sent, oldest first) would leave: its
+// newest engine.KeptRequests.
+func sameRIDs(stored, sent []RIDEntry) bool {
+	sent = sent[max(0, len(sent)-engine.KeptRequests):]
+	if len(stored) != len(sent) {
+		return false
+	}
+	for i := range sent {
+		if stored[i].ID != sent[i].ID || stored[i].Seq != sent[i].Seq {
+			return false
+		}
+	}
+	return true
 }

@@ -62,14 +62,19 @@ type simCounts struct {
 	mapDown, mapUp, mapRestarted, mapCaughtUp int
 	mapHeld                                   int // Down commands held back (lastCaughtUp), counted per tick
 	syncBytes, syncObjs, syncSame, syncKept   uint64
+	ridLoads, retriesAnswered, storedRetries  uint64
 }
 
-// addStats counts a core's sync traffic (before a restart replaces it).
+// addStats counts a core's sync traffic and request id work (before a
+// restart replaces it).
 func (c *simCounts) addStats(st Stats) {
 	c.syncBytes += st.SyncBytesSent
 	c.syncObjs += st.SyncObjectsSent
 	c.syncSame += st.SyncSameSent
 	c.syncKept += st.SyncSameKept
+	c.ridLoads += st.RIDLoads
+	c.retriesAnswered += st.RetriesAnswered
+	c.storedRetries += st.StoredRetries
 }
 
 func (c *simCounts) add(o simCounts) {
@@ -93,6 +98,9 @@ func (c *simCounts) add(o simCounts) {
 	c.syncObjs += o.syncObjs
 	c.syncSame += o.syncSame
 	c.syncKept += o.syncKept
+	c.ridLoads += o.ridLoads
+	c.retriesAnswered += o.retriesAnswered
+	c.storedRetries += o.storedRetries
 }
 
 func TestSim(t *testing.T) {
@@ -115,10 +123,12 @@ func TestSim(t *testing.T) {
 	t.Logf("%d seeds: %d mutations acknowledged, %d reads, %d view changes, %d crashes (%d with unflushed writes lost), "+
 		"%d partitions, %d messages dropped, %d duplicated, %d delayed past others, %d read errors; "+
 		"sync: %d objects moved (%d bytes), %d checked in place (SyncSame), %d of them kept; "+
-		"map: %d nodes marked down, %d up, %d restarts recorded, %d caught up, %d tick-long holds of a down (last caught-up replica)",
+		"map: %d nodes marked down, %d up, %d restarts recorded, %d caught up, %d tick-long holds of a down (last caught-up replica); "+
+		"request ids: %d retries answered, not applied again (%d by ids read back from the store), %d objects' stored ids read",
 		total.seeds, total.acked, total.reads, total.views, total.crashes, total.torn, total.partitions,
 		total.drops, total.dups, total.delayed, total.readErrs, total.syncObjs, total.syncBytes, total.syncSame, total.syncKept,
-		total.mapDown, total.mapUp, total.mapRestarted, total.mapCaughtUp, total.mapHeld)
+		total.mapDown, total.mapUp, total.mapRestarted, total.mapCaughtUp, total.mapHeld,
+		total.retriesAnswered, total.storedRetries, total.ridLoads)
 	if total.acked == 0 || total.views == 0 || total.crashes == 0 {
 		t.Errorf("the simulation exercised too little: %+v", total)
 	}
@@ -333,6 +343,25 @@ type simObj struct {
 	seq     uint64
 	deleted bool
 	data    []byte
+	// rids are the ids of the object's last engine.KeptRequests
+	// mutations, or those its last install set, as EngineStore keeps
+	// them: durable with the state, so a restart keeps them.
+	rids []RIDEntry
+}
+
+// withRID returns rids with (id, seq) added, the newest
+// engine.KeptRequests kept, as the engine keeps an object's ids.
+func withRID(rids []RIDEntry, id fsproto.RequestID, seq uint64) []RIDEntry {
+	if id == (fsproto.RequestID{}) {
+		return rids
+	}
+	for _, e := range rids {
+		if e.ID == id {
+			return rids
+		}
+	}
+	out := append(slices.Clone(rids), RIDEntry{ID: id, Seq: seq})
+	return out[max(0, len(out)-engine.KeptRequests):]
 }
 
 type simStore struct {
@@ -389,7 +418,7 @@ func (st *simStore) submit(n *simNode, op StoreOp) {
 		}
 		return
 	}
-	readErr := s.faults && (op.Kind == StoreRead || op.Kind == StoreGet) && s.rng.Float64() < 0.02
+	readErr := s.faults && (op.Kind == StoreRead || op.Kind == StoreGet || op.Kind == StoreRequests) && s.rng.Float64() < 0.02
 	s.at(int64(1+s.rng.Intn(4)), func() {
 		if readErr {
 			s.counts.readErrs++
@@ -418,9 +447,12 @@ func (st *simStore) query(op StoreOp) StoreResult {
 	case StoreGet:
 		o, ok := objs[op.Object]
 		if !ok || o.deleted {
-			return StoreResult{NotFound: true, Seq: o.seq}
+			return StoreResult{NotFound: true, Seq: o.seq, RIDs: slices.Clone(o.rids)}
 		}
-		return StoreResult{Data: slices.Clone(o.data), Seq: o.seq}
+		return StoreResult{Data: slices.Clone(o.data), Seq: o.seq, RIDs: slices.Clone(o.rids)}
+	case StoreRequests:
+		o := objs[op.Object]
+		return StoreResult{Seq: o.seq, RIDs: slices.Clone(o.rids)}
 	case StoreMaxSeq:
 		mark, marked := st.marks[op.PG]
 		return StoreResult{Seq: st.maxSeq[op.PG], Mark: mark, Marked: marked}
@@ -473,10 +505,15 @@ func (st *simStore) flush() {
 		skip := op.KeepIfAtLeast > 0 && o.seq >= op.KeepIfAtLeast
 		if !skip {
 			if op.Kind == StoreInstall {
-				o = simObj{seq: op.Seq, deleted: op.Deleted, data: slices.Clone(op.Data)}
+				var rids []RIDEntry
+				for _, e := range op.RIDs[max(0, len(op.RIDs)-engine.KeptRequests):] {
+					rids = append(rids, RIDEntry{ID: e.ID, Seq: e.Seq})
+				}
+				o = simObj{seq: op.Seq, deleted: op.Deleted, data: slices.Clone(op.Data), rids: rids}
 			} else {
 				o = applyMut(o, op.Mut, op.Data)
 				o.seq = op.Seq
+				o.rids = withRID(o.rids, op.RequestID, op.Seq)
 			}
 			objs[op.Object] = o
 			st.maxSeq[op.PG] = max(st.maxSeq[op.PG], op.Seq)
@@ -491,7 +528,7 @@ func (st *simStore) flush() {
 
 func applyMut(o simObj, m Mutation, data []byte) simObj {
 	if o.deleted {
-		o = simObj{}
+		o = simObj{rids: o.rids}
 	}
 	switch m.Kind {
 	case MutWrite:
@@ -505,7 +542,7 @@ func applyMut(o simObj, m Mutation, data []byte) simObj {
 		copy(nd, o.data)
 		o.data = nd
 	case MutDelete:
-		o = simObj{deleted: true}
+		o = simObj{deleted: true, rids: o.rids}
 	}
 	return o
 }

@@ -4,6 +4,7 @@ import (
 	"errors"
 
 	"github.com/weftfs/weft/engine"
+	"github.com/weftfs/weft/fsproto"
 )
 
 // StoreKind is what a StoreOp asks of the local store.
@@ -35,6 +36,11 @@ const (
 	StoreSetMark
 	// StoreClearMark durably removes the PG's mark (a sync finished).
 	StoreClearMark
+	// StoreRequests returns the request ids the store holds for Object
+	// (RIDs, oldest first: those of its last engine.KeptRequests
+	// mutations that carried one, or the ids its last install set), and
+	// its seq, also for a deleted object.
+	StoreRequests
 )
 
 // StoreOp is one request to the local store. The core fills ID; a Store
@@ -48,11 +54,18 @@ type StoreOp struct {
 	Seq           uint64
 	KeepIfAtLeast uint64
 	Deleted       bool
-	Data          []byte // Apply (write data), Install (object data); not to be changed until done
-	Off           uint64 // Read
-	Len           int    // Read
-	Since         uint64 // Changes
-	Limit         int    // Changes
+	// RequestID (Apply) names the mutation; the store keeps it with the
+	// mutation, durably and atomically with it (zero: none).
+	RequestID fsproto.RequestID
+	// RIDs (Install) are the ids of the installed state's history, oldest
+	// first: the object's ids become the newest engine.KeptRequests of
+	// them, atomically with the install.
+	RIDs  []RIDEntry
+	Data  []byte // Apply (write data), Install (object data); not to be changed until done
+	Off   uint64 // Read
+	Len   int    // Read
+	Since uint64 // Changes
+	Limit int    // Changes
 }
 
 // StoreResult completes a StoreOp.
@@ -67,12 +80,21 @@ type StoreResult struct {
 	Changes  []Entry // Changes
 	Mark     uint64  // MaxSeq
 	Marked   bool    // MaxSeq
+	// RIDs (Get, Requests) are the object's request ids as the store
+	// holds them (Object unset), oldest first.
+	RIDs []RIDEntry
 	// Sizes, parallel to Changes, are the objects' sizes (0 for a
 	// tombstone); they only feed the progress totals.
 	Sizes []uint64
 }
 
 // Store is a node's local object store as the replication core uses it.
+//
+// Request ids are part of an object's durable state: an Apply adds its
+// RequestID, an Install replaces them by (the newest of) its RIDs, and a
+// restart keeps them. The core reads them (StoreRequests, StoreGet) to
+// answer a retry of a mutation its state holds instead of applying it
+// again, also after a restart.
 //
 // Submit starts op and returns at once; done is called exactly once, from
 // any goroutine, when op completed. Durability contract: a mutation
