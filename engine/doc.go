@@ -68,6 +68,22 @@
 // replays its records in the order they were acknowledged. The allocator
 // holds back Shards+1 segments that only the cleaner may take.
 //
+// # Request ids
+//
+// A mutation may carry a 16-byte client request id (Request.RequestID),
+// stored in its record's descriptor (format version 2, see segment.go).
+// Each object's state keeps the ids of its last KeptRequests mutations
+// that carried one, with their PG seqs (ObjectState.Requests): applying a
+// record adds its id, at run time and on replay alike, so the ids are in
+// every checkpoint and snapshot and survive recovery; the cleaner moves
+// extents, not states, so a relocation leaves them alone. A deleted
+// object's tombstone keeps them (Stat returns it with ErrNotFound). A
+// request with ReplaceRequests sets an object's ids outright, in its own
+// batch (KindRequestID records before the mutation's): a replica
+// installing the primary's state takes the primary's ids with it. The
+// replication layer reads them to answer a retried mutation it already
+// holds instead of applying it again, also after a restart.
+//
 // # Checkpoints
 //
 // A checkpoint (checkpoint.go) holds, per shard, the index, the object

@@ -63,12 +63,14 @@
 // very seq the primary holds it at, the primary sends SyncSame instead of
 // the data: the seq, the SHA-256 of the data and the object's request ids.
 // The replica reads its object (StoreGet) and counts it installed only if
-// it is live at that seq with data of that digest, and if no mutation of
-// the object (Apply or Install, of any epoch or role) was in flight when
-// the read started nor was submitted before it finished. Then it replaces
-// its ids of the object by the primary's, as an install does, and answers
-// SyncAck installed; otherwise it answers not installed and the primary
-// sends that object whole for the rest of the sync. Tombstones always
+// it is live at that seq with data of that digest and its stored request
+// ids are the newest engine.KeptRequests of the primary's (what an install
+// would store), and if no mutation of the object (Apply or Install, of any
+// epoch or role) was in flight when the read started nor was submitted
+// before it finished. Then it replaces its table's ids of the object by
+// the primary's, as an install does, and answers SyncAck installed;
+// otherwise it answers not installed and the primary sends that object
+// whole for the rest of the sync. Tombstones always
 // travel as SyncObject (no data to save). Invariant (why skipping is as
 // good as installing): an install writes exactly (seq, live, data); a
 // matching replica already holds exactly that, up to a SHA-256 collision.
@@ -122,19 +124,34 @@
 //   - View change with the same primary: pending mutations are kept, their
 //     acknowledgements dropped, and they are forwarded again to the new
 //     view once active (replicas deduplicate by seq).
-//   - Request ids: the primary answers a retried id from a table of the
-//     last RequestIDs acknowledged ids per PG (FIFO), also filled on
-//     replicas as they make forwards durable and handed to every replica
-//     with SyncDone (a sync moves states, not mutations, so their ids must
-//     travel beside them), so a new primary answers a
-//     retry of a mutation it holds instead of applying it twice. Ids learnt
-//     as a replica are answered only once the PG is active, and a sync that
-//     installs an object replaces the replica's ids for it by the
-//     primary's (the replica's may name a divergent branch). A primary
-//     that fails a mutation it already applied (ErrStaleEpoch) remembers
-//     its id too, for it may lead again with that state. The table is
-//     in memory: ids older than the bound or from before a restart are
-//     applied again.
+//   - Request ids: a retried id is answered with the seq of its first
+//     application, not applied again. The ids are durable beside the
+//     mutations they name: the store keeps, per object, the ids of its
+//     last engine.KeptRequests mutations (an Apply adds its id atomically
+//     with the mutation; an Install replaces them by the newest of the
+//     primary's for that state, which SyncObject and SyncSame carry), so
+//     a store's ids of an object are those of the state it holds, across
+//     restarts. In memory each PG keeps a table of the last RequestIDs ids
+//     (FIFO), filled as the primary acknowledges, as a replica makes
+//     forwards durable or installs objects (whatever its role by then: the
+//     table mirrors the store), and from SyncDone, which hands the
+//     primary's table to each replica. Before a primary issues a mutation
+//     whose id its table lacks, it reads the object's stored ids into the
+//     table (StoreRequests), once per object (again only after the FIFO
+//     dropped one of them, or after a restart), and only once no mutation
+//     of the object is still in its store from an earlier role or epoch;
+//     the object is busy meanwhile. Why answering from them is sound: ids
+//     are answered only while the PG is active, when every non-backfilling
+//     replica is reconciled with the primary's state, and that state holds
+//     every mutation whose id its objects keep. Only the primary's own
+//     store is read: a replica's ids may name a divergent branch
+//     (gathering the replicas' tables at peering was tried and withdrawn:
+//     it acknowledged a lost write, seed 5232), and a sync that installs an
+//     object replaces the replica's ids by the primary's. A primary that
+//     fails a mutation it already applied (ErrStaleEpoch) remembers its id
+//     too, for it may lead again with that state. The cost is one store
+//     read per object a primary first mutates, and SyncSame refusing
+//     objects whose ids differ (they are sent whole).
 //   - Reads are served by the primary only, once active, and only after a
 //     ReadCheck round started after the read arrived was confirmed by every
 //     replica of the view in the primary's epoch: the next primary is one
@@ -145,11 +162,14 @@
 // Integration requirements: the map must pick a new primary only among the
 // caught-up (non-backfilling) replicas of the current view, and must bump
 // the epoch of every PG of a node that restarted before that node acts in
-// it (a restarted node has forgotten its pending work and its request
-// ids). It should also put a restarted node back as backfilling and hand
-// the primary role to a caught-up replica that is up: a restarted primary
-// that keeps its role (because no other can take it) applies a retry
-// again whose first attempt it applied before restarting. And it must not
+// it (a restarted node has forgotten its pending work; its request ids it
+// reads back from its store). It should also put a restarted node back as
+// backfilling and hand the primary role to a caught-up replica that is
+// up; a restarted primary that keeps its role (because no other can take
+// it) still answers a retry of a mutation it applied before restarting,
+// from its stored ids (the simulation met this case, seeds 491 and 2425: a
+// retried truncate and a retried delete applied twice while the ids were
+// only in memory). And it must not
 // drop the last caught-up replica of a PG: package clustermap's Down does
 // (the map's NB leaves it to the runner), after which a backfilling replica
 // leads without the acknowledged data and vouches for the others' CaughtUp
@@ -239,32 +259,26 @@
 //     PG stalls until the map replaces it; a primary whose store fails one
 //     answers ErrStore although replicas may have applied it (the next
 //     peering reconciles them).
-//   - EngineStore's gaps (see its doc) need engine support: Stat of a
-//     tombstone, and an atomic whole-object replace.
+//   - EngineStore's gap (see its doc) needs engine support: an atomic
+//     whole-object replace (an install is a Delete, carrying the installed
+//     state's request ids, then a Write).
 //   - Reads cost a ReadCheck round trip to every replica (batched: one
 //     round serves every read that arrived before it); leases would save
 //     it at the price of trusting clocks.
 //   - Per-object serialisation costs one replication round trip per
 //     mutation of one object; concurrent writers of one chunk queue.
-//   - Request ids are in memory (and travel with sync), bounded by
-//     RequestIDs: an id older than the bound, or known only to nodes that
-//     restarted, is applied again on retry; the simulation meets this when
-//     the only caught-up replica of a PG restarts and must stay primary
-//     (with the clustermap manager, seeds 491 and 2425 of 1..3000: a
-//     retried truncate, a retried delete applied twice; the map leaves a
-//     single caught-up replica more often than the old oracle did, which
-//     met it first at seed 3028).
-//     Gathering the replicas' tables at peering was tried and withdrawn:
-//     it acknowledged a lost write (seed 5232). Durable ids (in the engine,
-//     beside the mutation's record) would remove the gap.
+//   - Request ids are bounded per object: a retry that arrives after more
+//     than engine.KeptRequests later mutations of the same object (other
+//     clients'), once the PG's in-memory table no longer holds it (after
+//     a restart, or past RequestIDs ids of the PG), is applied again.
 //   - Seqs are unique among the replicas of a view, not across branches:
 //     a primary cut off issues seqs that the next epoch issues again. A
 //     sync therefore compares nothing but seqs against epochStart, and
 //     drops a replica's ids of every object it installs.
 //   - SyncSame saves the network and the replica's writes, not reads:
 //     the replica reads and hashes every object in the window, and the
-//     primary reads and hashes its own. A tombstone is always resent
-//     (EngineStore does not report a tombstone's seq). An object the
+//     primary reads and hashes its own. A tombstone is always resent (as
+//     SyncObject; it has no data to save). An object the
 //     replica listed at a different seq is sent whole even if its data
 //     is equal.
 //   - A sync resends an object while the replica holds a newer live seq
