@@ -59,6 +59,8 @@ type clusterNode struct {
 	hb   time.Duration // heartbeat timeout
 	pool *net.Pool
 	mux  *net.ServeMux
+	keys *keyring         // the server's KeyStore and every server's Authorizer
+	srv  *net.Server      // set by Run before start; the key loop closes revoked keys on it
 	mgr  *manager.Manager // nil when this process is no manager member
 	mc   *manager.Client
 	ds   *cluster.DataServer
@@ -101,8 +103,8 @@ func (g restartGate) Map(ctx context.Context, after uint64) (*clustermap.Map, er
 // newClusterNode builds the mux of a cluster-mode node: the manager
 // member's raft and RPC kinds, the data server's chunk and peer kinds, and
 // KindStatus. Nothing talks to other processes until start.
-func newClusterNode(cfg *Config, keys *net.MemKeyStore, eng *engine.Engine, log *slog.Logger) (_ *clusterNode, err error) {
-	secret, _, _ := keys.Lookup(cfg.clusterKey()) // checked by check
+func newClusterNode(cfg *Config, keys *keyring, eng *engine.Engine, log *slog.Logger) (_ *clusterNode, err error) {
+	secret := keys.clusterSecret
 	pool, err := net.NewPool(net.PoolConfig{Client: net.ClientConfig{
 		ClusterID: cfg.ClusterID, KeyID: cfg.clusterKey(), Secret: secret, Logger: log,
 	}})
@@ -111,7 +113,7 @@ func newClusterNode(cfg *Config, keys *net.MemKeyStore, eng *engine.Engine, log 
 	}
 	c := &clusterNode{
 		cfg: cfg, log: log, eng: eng, id: NodeID(eng.Superblock().UUID), hb: cfg.heartbeatTimeout(),
-		pool: pool, mux: net.NewServeMux(), mc: manager.NewClient(cfg.Managers, pool),
+		pool: pool, mux: net.NewServeMux(), keys: keys, mc: manager.NewClient(cfg.Managers, pool),
 		restarted: make(chan struct{}),
 	}
 	c.ctx, c.cancel = context.WithCancel(context.Background())
@@ -127,7 +129,7 @@ func newClusterNode(cfg *Config, keys *net.MemKeyStore, eng *engine.Engine, log 
 	// One router carries every raft group of the node: the managers'
 	// (group 1) when this node is a manager member, and the metadata
 	// groups of the containers whose members it is.
-	router, err := raftgroup.NewNetRouter(raftgroup.NetRouterConfig{Pool: pool, Mux: c.mux, Logger: log})
+	router, err := raftgroup.NewNetRouter(raftgroup.NetRouterConfig{Pool: pool, Mux: c.mux, Access: keys, Logger: log})
 	if err != nil {
 		return nil, fmt.Errorf("node: %w", err)
 	}
@@ -143,7 +145,7 @@ func newClusterNode(cfg *Config, keys *net.MemKeyStore, eng *engine.Engine, log 
 		}
 		c.mgr, err = manager.Start(manager.Config{
 			ID: cfg.ManagerID, Peers: peers, Dir: dir, Router: router,
-			HeartbeatTimeout: c.hb, Logger: log,
+			HeartbeatTimeout: c.hb, Access: keys, ClusterSecret: secret, Logger: log,
 		})
 		if err != nil {
 			return nil, fmt.Errorf("node: %w", err)
@@ -152,7 +154,7 @@ func newClusterNode(cfg *Config, keys *net.MemKeyStore, eng *engine.Engine, log 
 	}
 	c.ds, err = cluster.NewDataServer(cluster.DataServerConfig{
 		Node: c.id, Engine: eng, Maps: restartGate{c}, Pool: pool, OnCaughtUp: c.reportCaughtUp,
-		PeerKeyID: cfg.clusterKey(), Logger: log,
+		PeerKeyID: cfg.clusterKey(), Access: keys, Logger: log,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("node: %w", err)
@@ -162,7 +164,7 @@ func newClusterNode(cfg *Config, keys *net.MemKeyStore, eng *engine.Engine, log 
 	if metaDir == "" {
 		metaDir = cfg.Device + ".meta"
 	}
-	c.meta, err = meta.NewHost(meta.HostConfig{Node: c.id, Dir: metaDir, Router: router, Pool: pool, Logger: log})
+	c.meta, err = meta.NewHost(meta.HostConfig{Node: c.id, Dir: metaDir, Router: router, Pool: pool, Access: keys, Logger: log})
 	if err != nil {
 		c.ds.Close()
 		return nil, fmt.Errorf("node: %w", err)
@@ -179,8 +181,9 @@ func (c *clusterNode) start(addr string) {
 	c.addrMu.Lock()
 	c.addr = addr
 	c.addrMu.Unlock()
-	c.wg.Add(2)
+	c.wg.Add(3)
 	go c.liveLoop(addr)
+	go c.keyLoop()
 	go func() {
 		defer c.wg.Done()
 		c.meta.Follow(c.ctx, c.mc)
@@ -244,6 +247,33 @@ func (c *clusterNode) liveLoop(addr string) {
 		}
 		if !sleepCtx(c.ctx, period) {
 			return
+		}
+	}
+}
+
+// keyLoop follows the map (long polls) and hands each new map's container
+// keys to the keyring; the connections of keys that stopped being live
+// (revoked, or their container deleted) are closed at once. Until the
+// first map arrives the node knows only its keys file.
+func (c *clusterNode) keyLoop() {
+	defer c.wg.Done()
+	var after uint64
+	for c.ctx.Err() == nil {
+		m, err := c.mc.Map(c.ctx, after)
+		if err != nil {
+			if c.ctx.Err() != nil {
+				return
+			}
+			c.log.Warn("node: following the map's keys failed; retrying", "err", err)
+			if !sleepCtx(c.ctx, joinRetryMax) {
+				return
+			}
+			continue
+		}
+		after = m.Epoch
+		for _, id := range c.keys.update(m) {
+			n := c.srv.CloseKey(id)
+			c.log.Info("node: key no longer valid; its connections closed", "key", id, "connections", n, "epoch", m.Epoch)
 		}
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	stdnet "net"
 	"os"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -142,8 +143,8 @@ func (c *Config) Validate() error {
 	return err
 }
 
-// check validates c and returns the key store read from the keys file.
-func (c *Config) check() (*net.MemKeyStore, error) {
+// check validates c and returns the keys of the keys file.
+func (c *Config) check() ([]fileKey, error) {
 	var errs []error
 	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf("node: config: "+format, args...)) }
 	if c.Device == "" {
@@ -217,15 +218,16 @@ func (c *Config) check() (*net.MemKeyStore, error) {
 	if _, err := c.managerPeers(); err != nil {
 		bad("%v", err)
 	}
-	var keys *net.MemKeyStore
+	var keys []fileKey
 	if c.KeysFile == "" {
 		bad("keys_file: missing")
 	} else {
 		var err error
-		if keys, err = LoadKeysFile(c.KeysFile); err != nil {
+		if keys, err = parseKeysFile(c.KeysFile); err != nil {
 			errs = append(errs, err)
 		} else if len(c.Managers) > 0 {
-			if _, ro, ok := keys.Lookup(c.clusterKey()); !ok || ro {
+			i := slices.IndexFunc(keys, func(k fileKey) bool { return k.id == c.clusterKey() })
+			if i < 0 || keys[i].readOnly {
 				bad("cluster_key %q: cluster mode needs this key, read-write, in %s", c.clusterKey(), c.KeysFile)
 			}
 		}
@@ -284,6 +286,26 @@ func (c *Config) managerPeers() ([]managerPeer, error) {
 // lines and # comments are skipped. It reports every bad line, each
 // named by file and line number.
 func LoadKeysFile(path string) (*net.MemKeyStore, error) {
+	fks, err := parseKeysFile(path)
+	if err != nil {
+		return nil, err
+	}
+	var keys net.MemKeyStore
+	for _, k := range fks {
+		keys.Add(k.id, k.secret, k.readOnly)
+	}
+	return &keys, nil
+}
+
+// fileKey is one key of a keys file.
+type fileKey struct {
+	id       string
+	secret   []byte
+	readOnly bool
+}
+
+// parseKeysFile reads a keys file (see LoadKeysFile), keys in file order.
+func parseKeysFile(path string) ([]fileKey, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("node: keys file: %w", err)
@@ -291,7 +313,7 @@ func LoadKeysFile(path string) (*net.MemKeyStore, error) {
 	defer f.Close()
 	var (
 		errs  []error
-		keys  net.MemKeyStore
+		keys  []fileKey
 		seen  = make(map[string]int)
 		lineN int
 	)
@@ -333,7 +355,7 @@ func LoadKeysFile(path string) (*net.MemKeyStore, error) {
 			continue
 		}
 		seen[id] = lineN
-		keys.Add(id, secret, ro)
+		keys = append(keys, fileKey{id: id, secret: secret, readOnly: ro})
 	}
 	if err := sc.Err(); err != nil {
 		errs = append(errs, fmt.Errorf("node: keys file %s: %w", path, err))
@@ -344,7 +366,7 @@ func LoadKeysFile(path string) (*net.MemKeyStore, error) {
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
 	}
-	return &keys, nil
+	return keys, nil
 }
 
 // sanitizeLabel turns a label name into a valid Prometheus label name:

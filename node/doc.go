@@ -77,6 +77,37 @@
 // that only grants reads. Blank lines and lines starting with # are
 // skipped. Errors name the file and line.
 //
+// # Keys and access (cluster mode)
+//
+// A cluster-mode node accepts (net.KeyStore) and authorizes
+// (clustermap.Authorizer) keys from two sources, the keys file first:
+//
+//	the keys file's cluster_key      the cluster key: node to node; everything
+//	its other read-write keys        cluster admin keys: every container's data
+//	                                 and metadata, the whole map, the operators'
+//	                                 map commands (containers, policies, keys,
+//	                                 node states); never raft, peer batches,
+//	                                 heartbeats or the nodes' own commands
+//	its "ro" keys                    cluster read keys: reads of everything
+//	the map's live container keys    their container only, read, write or admin;
+//	                                 secret = clustermap.KeySecret(cluster key
+//	                                 secret, id), derived here, stored nowhere
+//
+// The node follows the map (a long poll on the managers) and takes each
+// newer map's container keys; a key that stops being live (RevokeKey, or
+// its container deleted) is refused by new handshakes at once and the
+// server closes the connections authenticated with it (net.Server.
+// CloseKey). A key created a moment ago works on a node once that node
+// has seen the map that holds it (a long-poll round trip). Every server
+// of the node checks each request's key: raft (300), heartbeats (312)
+// and peer batches (320) need the cluster key; chunk kinds (256-259) and
+// metadata (330-331) a key that reaches the request's container (else
+// code 265, access denied, naming the key and the container); read keys
+// are refused mutations with the existing read-only codes; map reads
+// (310) take any key and give a container key its container only; map
+// commands (311) follow clustermap.Grant.MayApply; key secrets (313) are
+// for the cluster and admin keys (see package manager).
+//
 // # Metrics
 //
 // weft_engine_space_bytes{kind=used|live|free},

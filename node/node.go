@@ -66,9 +66,12 @@ func Run(ctx context.Context, cfg Config) (err error) {
 	var (
 		handler net.Handler
 		cl      *clusterNode
+		store   net.KeyStore
 	)
 	if len(cfg.Managers) > 0 {
-		if cl, err = newClusterNode(&cfg, keys, eng, log); err != nil {
+		ring := newKeyring(keys, cfg.clusterKey())
+		store = ring
+		if cl, err = newClusterNode(&cfg, ring, eng, log); err != nil {
 			return err
 		}
 		// Every path out of Run from here stops the cluster side before
@@ -85,10 +88,18 @@ func Run(ctx context.Context, cfg Config) (err error) {
 			return fmt.Errorf("node: %w", err)
 		}
 		handler = cs
+		var ms net.MemKeyStore
+		for _, k := range keys {
+			ms.Add(k.id, k.secret, k.readOnly)
+		}
+		store = &ms
 	}
-	srv, err := net.NewServer(net.ServerConfig{ClusterID: cfg.ClusterID, Keys: keys, Logger: log}, handler)
+	srv, err := net.NewServer(net.ServerConfig{ClusterID: cfg.ClusterID, Keys: store, Logger: log}, handler)
 	if err != nil {
 		return fmt.Errorf("node: %w", err)
+	}
+	if cl != nil {
+		cl.srv = srv // before start: the key loop closes revoked keys' connections
 	}
 	ln, err := stdnet.Listen("tcp", listen)
 	if err != nil {
