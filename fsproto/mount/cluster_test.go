@@ -1,0 +1,233 @@
+package mount
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/weftfs/weft/fsproto/client"
+	"github.com/weftfs/weft/fsproto/clustermap"
+	"github.com/weftfs/weft/internal/testcluster"
+	"github.com/weftfs/weft/internal/testutil"
+)
+
+// clusterEnv is one in-process test cluster (3 nodes) and a client of it.
+type clusterEnv struct {
+	c   *testcluster.Cluster
+	cl  *client.Client
+	key client.Key
+	n   int
+}
+
+func startClusterEnv(t *testing.T) *clusterEnv {
+	t.Helper()
+	canMount(t)
+	testutil.CheckLeaks(t)
+	c := testcluster.Start(t, testcluster.Options{Nodes: 3})
+	key := client.Key{ID: testcluster.ClusterKeyID, Secret: testcluster.ClusterSecret}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cl, err := client.DialCluster(ctx, testcluster.ClusterID, c.Addrs, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cl.Close() })
+	return &clusterEnv{c: c, cl: cl, key: key}
+}
+
+// container makes a container with 3 replicas and chunks of chunkSize.
+func (e *clusterEnv) container(t *testing.T, chunkSize uint32) string {
+	t.Helper()
+	e.n++
+	name := fmt.Sprintf("vol%d", e.n)
+	e.c.CreateContainer(t, name, clustermap.Policy{Replicas: 3, ChunkSize: chunkSize, PGCount: 8})
+	return name
+}
+
+// mount opens container name (a client.FS of its own, as a second client
+// would have) and mounts it.
+func (e *clusterEnv) mount(t *testing.T, name string, o Options) *Mount {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	fsys, err := e.cl.OpenContainer(ctx, name, e.key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := fsys.Close(); err != nil {
+			t.Errorf("FS.Close: %v", err)
+		}
+	})
+	return mountT(t, &clientBackend{fs: fsys, c: e.cl}, o)
+}
+
+// TestCluster runs the mount's tests on one cluster (starting one costs
+// seconds): the POSIX table, the permission table, two mounts of one
+// container, and the random exerciser.
+func TestCluster(t *testing.T) {
+	e := startClusterEnv(t)
+	defer func(n int) { readDirPage = n }(readDirPage)
+	readDirPage = 64
+	t.Run("posix", func(t *testing.T) {
+		m := e.mount(t, e.container(t, 64<<10), Options{})
+		comparePosix(t, m.Dir())
+	})
+	t.Run("permissions", func(t *testing.T) {
+		m := e.mount(t, e.container(t, 64<<10), Options{})
+		comparePermissions(t, m.Dir())
+	})
+	t.Run("two mounts", func(t *testing.T) {
+		name := e.container(t, 64<<10)
+		a, b := e.mount(t, name, Options{}), e.mount(t, name, Options{})
+		twoMounts(t, a.Dir(), b.Dir())
+	})
+	t.Run("two mounts no cache", func(t *testing.T) {
+		name := e.container(t, 64<<10)
+		a, b := e.mount(t, name, Options{Cache: CacheNone}), e.mount(t, name, Options{Cache: CacheNone})
+		twoMounts(t, a.Dir(), b.Dir())
+	})
+	t.Run("exerciser", func(t *testing.T) {
+		// Chunks of 1 MiB for -short's 64 MiB files, 16 MiB for the
+		// long run's 4 GiB ones: a truncation deletes every chunk of
+		// the range it drops.
+		chunk := uint32(16 << 20)
+		if testing.Short() {
+			chunk = 1 << 20
+		}
+		m := e.mount(t, e.container(t, chunk), Options{})
+		exercise(t, m.Dir(), exerciserConfig(t))
+	})
+	t.Run("read-only", func(t *testing.T) {
+		name := e.container(t, 64<<10)
+		rw := e.mount(t, name, Options{})
+		if err := os.WriteFile(filepath.Join(rw.Dir(), "f"), []byte("kept"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		ro := e.mount(t, name, Options{ReadOnly: true})
+		readOnly(t, ro.Dir())
+	})
+	t.Run("statfs", func(t *testing.T) {
+		m := e.mount(t, e.container(t, 64<<10), Options{})
+		if err := os.WriteFile(filepath.Join(m.Dir(), "f"), make([]byte, 1<<20), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		var st unix.Statfs_t
+		if err := unix.Statfs(m.Dir(), &st); err != nil {
+			t.Fatal(err)
+		}
+		used := (st.Blocks - st.Bfree) * uint64(st.Bsize)
+		if used != 1<<20 || st.Blocks == 0 || st.Files-st.Ffree != 2 || st.Namelen != 255 {
+			t.Errorf("statfs: %d blocks of %d, %d free; %d files, %d free; namelen %d: want 1 MiB and 2 inodes used",
+				st.Blocks, st.Bsize, st.Bfree, st.Files, st.Ffree, st.Namelen)
+		}
+	})
+}
+
+// twoMounts checks what two clients of one container see of each other:
+// close-to-open, and fsync then open.
+func twoMounts(t *testing.T, a, b string) {
+	pa, pb := filepath.Join(a, "shared"), filepath.Join(b, "shared")
+	for i := range 8 {
+		data := bytes.Repeat([]byte{byte('a' + i)}, 1000*(i+1))
+		// Writer alternates between the mounts; the other reads after
+		// the close.
+		w, r := pa, pb
+		if i%2 == 1 {
+			w, r = pb, pa
+		}
+		if err := os.WriteFile(w, data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		got, err := os.ReadFile(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(got, data) {
+			t.Fatalf("round %d: the other mount read %d bytes (%.10q...), want %d of %q", i, len(got), got, len(data), data[0])
+		}
+	}
+	// Write and fsync on A without closing; an open on B afterwards
+	// reads it. Then B appends and fsyncs; A's next open reads both.
+	fa, err := os.OpenFile(filepath.Join(a, "log"), os.O_CREATE|os.O_RDWR, 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fa.Close()
+	for i := range 5 {
+		line := fmt.Appendf(nil, "line %d from A\n", i)
+		if _, err := fa.Write(line); err != nil {
+			t.Fatal(err)
+		}
+		if err := fa.Sync(); err != nil {
+			t.Fatal(err)
+		}
+		got, err := os.ReadFile(filepath.Join(b, "log"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.HasSuffix(got, line) || bytes.Count(got, []byte("\n")) != i+1 {
+			t.Fatalf("after fsync %d on A, B read %q", i, got)
+		}
+	}
+	fb, err := os.OpenFile(filepath.Join(b, "log"), os.O_WRONLY|os.O_APPEND, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := fb.Write([]byte("from B\n")); err != nil {
+		t.Fatal(err)
+	}
+	if err := fb.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	got, err := os.ReadFile(filepath.Join(a, "log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := fb.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.HasSuffix(got, []byte("line 4 from A\nfrom B\n")) {
+		t.Fatalf("A read %q after B appended", got)
+	}
+	// Names: made on A, seen on B (no negative entry cached);
+	// removed on B, gone on A's next open once A's entry expired.
+	if err := os.Mkdir(filepath.Join(a, "dir"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(b, "dir")); err != nil {
+		t.Fatalf("B does not see the directory A made: %v", err)
+	}
+}
+
+// readOnly checks that a read-only mount reads and refuses every change
+// with EROFS, and that what was stored stays.
+func readOnly(t *testing.T, dir string) {
+	p := filepath.Join(dir, "f")
+	got, err := os.ReadFile(p)
+	if err != nil || string(got) != "kept" {
+		t.Fatalf("read-only mount read %q, %v", got, err)
+	}
+	for what, err := range map[string]error{
+		"write":  os.WriteFile(p, []byte("x"), 0o644),
+		"create": os.WriteFile(filepath.Join(dir, "g"), nil, 0o644),
+		"mkdir":  os.Mkdir(filepath.Join(dir, "d"), 0o755),
+		"remove": os.Remove(p),
+		"chmod":  os.Chmod(p, 0o600),
+		"rename": os.Rename(p, filepath.Join(dir, "h")),
+	} {
+		if errName(err) != "EROFS" {
+			t.Errorf("%s on a read-only mount: %v, want EROFS", what, err)
+		}
+	}
+	got, err = os.ReadFile(p)
+	if err != nil || string(got) != "kept" {
+		t.Fatalf("after the refused changes: %q, %v", got, err)
+	}
+}
