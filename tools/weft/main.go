@@ -128,6 +128,7 @@ func run(ctx context.Context, args []string) int {
 		newNodeStateCmd(ctx, &status, "drain", clustermap.Draining, "Move a node's data to other nodes (it keeps serving until replacements caught up)"),
 		newNodeStateCmd(ctx, &status, "undrain", clustermap.Up, "Cancel a drain: the node is an ordinary Up node again"))
 	root.AddCommand(nodeCmd, newUpCmd(ctx, &status), newStatusCmd(ctx, &status))
+	root.AddCommand(newMountCmd(ctx, &status))
 	root.AddCommand(newContainerCmd(ctx, &status), newKeyCmd(ctx, &status))
 	root.SetArgs(args)
 	if err := root.Execute(); err != nil {
