@@ -16,7 +16,9 @@
 // Start mounts with mount(2) when the process may (root), otherwise
 // through fusermount3; it refuses a mount point that does not exist, is
 // not a directory or is already a mount point, and returns only once the
-// kernel serves the mount (a failure unmounts what it made).
+// kernel serves the mount (a failure unmounts what it made). A weft mount
+// left dead by a killed process (ENOTCONN) is detached and replaced, so
+// mounting again heals it.
 //
 // # How requests map
 //

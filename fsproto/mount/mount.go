@@ -93,6 +93,20 @@ func start(b backend, dir string, o Options) (*Mount, error) {
 	if err != nil {
 		return nil, fmt.Errorf("mount: mount point %s: %w", dir, err)
 	}
+	fstype, err := mountType(abs)
+	if err != nil {
+		return nil, err
+	}
+	if fstype != "" {
+		if fstype != "fuse.weft" || !dead(abs) {
+			return nil, fmt.Errorf("mount: %s is already a mount point (busy, %s); unmount it first (fusermount3 -u %s)", abs, fstype, abs)
+		}
+		// A weft mount whose server died (killed with SIGKILL): detach
+		// it, so that mounting again heals it.
+		if err := detach(abs); err != nil {
+			return nil, fmt.Errorf("mount: %s is a dead weft mount and detaching it failed: %w", abs, err)
+		}
+	}
 	fi, err := os.Stat(abs)
 	switch {
 	case errors.Is(err, os.ErrNotExist):
@@ -101,11 +115,6 @@ func start(b backend, dir string, o Options) (*Mount, error) {
 		return nil, fmt.Errorf("mount: mount point %s: %w", abs, err)
 	case !fi.IsDir():
 		return nil, fmt.Errorf("mount: mount point %s is not a directory", abs)
-	}
-	if mounted, err := IsMountPoint(abs); err != nil {
-		return nil, err
-	} else if mounted {
-		return nil, fmt.Errorf("mount: %s is already a mount point (busy); unmount it first (fusermount3 -u %s)", abs, abs)
 	}
 	if _, err := os.Stat("/dev/fuse"); err != nil {
 		return nil, fmt.Errorf("mount: no FUSE on this machine (%w); load the fuse module or run where /dev/fuse exists", err)
@@ -185,11 +194,25 @@ func (m *Mount) UnmountLazy() error {
 	if err := m.Unmount(); err == nil || !errors.Is(err, ErrBusy) {
 		return err
 	}
-	if err := syscall.Unmount(m.dir, syscall.MNT_DETACH); err != nil {
+	return detach(m.dir)
+}
+
+// dead reports whether the FUSE mount at dir lost its server: a lookup
+// there fails with ENOTCONN (a stat of dir itself may be answered from
+// the kernel's cache).
+func dead(dir string) bool {
+	_, err := os.Lstat(filepath.Join(dir, ".weft-liveness-probe"))
+	return errors.Is(err, syscall.ENOTCONN)
+}
+
+// detach unmounts dir lazily (MNT_DETACH): it leaves the file system tree
+// now, and goes once nothing uses it.
+func detach(dir string) error {
+	if err := syscall.Unmount(dir, syscall.MNT_DETACH); err != nil {
 		// Not root: fusermount3 -uz does the same.
-		out, ferr := execFusermount("-uz", m.dir)
+		out, ferr := execFusermount("-uz", dir)
 		if ferr != nil {
-			return fmt.Errorf("mount: detach %s: %v; %v: %s", m.dir, err, ferr, out)
+			return fmt.Errorf("mount: detach %s: %v; %v: %s", dir, err, ferr, out)
 		}
 	}
 	return nil
@@ -215,24 +238,39 @@ func (m *Mount) Wait(d time.Duration) bool {
 // IsMountPoint reports whether dir (absolute, cleaned) is a mount point
 // in this process's mount namespace.
 func IsMountPoint(dir string) (bool, error) {
+	fstype, err := mountType(dir)
+	return fstype != "", err
+}
+
+// mountType returns the file system type of the mount at dir (the last
+// one mounted there), "" if dir is not a mount point.
+func mountType(dir string) (string, error) {
 	f, err := os.Open("/proc/self/mountinfo")
 	if err != nil {
-		return false, fmt.Errorf("mount: read mount table: %w", err)
+		return "", fmt.Errorf("mount: read mount table: %w", err)
 	}
+	var fstype string
 	defer f.Close()
 	sc := bufio.NewScanner(f)
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
 	for sc.Scan() {
 		// 36 35 98:0 /mnt1 /mnt2 rw,noatime master:1 - ext3 /dev/root rw
 		fields := strings.Fields(sc.Text())
-		if len(fields) > 4 && unescapeMountPath(fields[4]) == dir {
-			return true, nil
+		if len(fields) < 5 || unescapeMountPath(fields[4]) != dir {
+			continue
+		}
+		fstype = "unknown"
+		for i, f := range fields {
+			if f == "-" && i+1 < len(fields) {
+				fstype = fields[i+1]
+				break
+			}
 		}
 	}
 	if err := sc.Err(); err != nil {
-		return false, fmt.Errorf("mount: read mount table: %w", err)
+		return "", fmt.Errorf("mount: read mount table: %w", err)
 	}
-	return false, nil
+	return fstype, nil
 }
 
 // unescapeMountPath undoes mountinfo's octal escapes (\040 for a space).

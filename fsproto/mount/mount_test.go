@@ -1,10 +1,13 @@
 package mount
 
 import (
+	"bufio"
 	"errors"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -110,5 +113,46 @@ func TestUnmountBusy(t *testing.T) {
 	f.Close()
 	if !m.Wait(time.Minute) {
 		t.Fatal("serve loop did not end")
+	}
+}
+
+// TestDeadMountHealed kills a process serving a mount (SIGKILL: no
+// unmount), which leaves a dead mount (ENOTCONN), and checks that
+// mounting there again detaches it and serves.
+func TestDeadMountHealed(t *testing.T) {
+	canMount(t)
+	dir := t.TempDir()
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), deadChildEnv+"="+dir)
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	line, _ := bufio.NewReader(out).ReadString('\n')
+	_ = cmd.Process.Kill()
+	_ = cmd.Wait()
+	if line != "mounted\n" {
+		if strings.HasPrefix(line, "mount:") && lacksFUSE(errors.New(line)) {
+			t.Skipf("skipped: cannot mount FUSE here: %s", line)
+		}
+		t.Fatalf("child: %q", line)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "x")); !errors.Is(err, syscall.ENOTCONN) {
+		t.Fatalf("stat of the killed mount: %v, want ENOTCONN", err)
+	}
+	m, err := start(newMemBackend(), dir, Options{})
+	if err != nil {
+		t.Fatalf("mount over the dead mount: %v", err)
+	}
+	defer func() {
+		if err := m.Unmount(); err != nil {
+			t.Error(err)
+		}
+	}()
+	if err := os.WriteFile(filepath.Join(dir, "f"), []byte("ok"), 0o644); err != nil {
+		t.Fatalf("the new mount does not serve: %v", err)
 	}
 }

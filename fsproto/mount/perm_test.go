@@ -21,6 +21,7 @@ import (
 
 const (
 	permChildEnv = "WEFT_MOUNT_PERM_CHILD"
+	deadChildEnv = "WEFT_MOUNT_DEAD_CHILD"
 	nobody       = 65534
 )
 
@@ -30,6 +31,15 @@ func TestMain(m *testing.M) {
 		permOps(r)
 		fmt.Print(strings.Join(r.lines, "\n"))
 		os.Exit(0)
+	}
+	if dir := os.Getenv(deadChildEnv); dir != "" {
+		// Mount, say so, and wait to be killed (TestDeadMountHealed).
+		if _, err := start(newMemBackend(), dir, Options{}); err != nil {
+			fmt.Println("mount:", err)
+			os.Exit(1)
+		}
+		fmt.Println("mounted")
+		select {}
 	}
 	os.Exit(m.Run())
 }
