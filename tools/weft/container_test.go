@@ -4,6 +4,10 @@ import (
 	"bytes"
 	"context"
 	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -14,6 +18,7 @@ import (
 	"github.com/weftfs/weft/fsproto/clustermap"
 	"github.com/weftfs/weft/fsproto/meta"
 	"github.com/weftfs/weft/fsproto/namespace"
+	"github.com/weftfs/weft/internal/localcluster"
 	"github.com/weftfs/weft/internal/testcluster"
 )
 
@@ -87,6 +92,9 @@ func TestContainerAndKeyCLI(t *testing.T) {
 	fails(as(admin, "container", "set-policy", "vol"), 2, "nothing to change")
 	fails(as(admin, "container", "set-policy", "vol", "--pgs", "16"), 2, "unknown flag")
 	fails(as(admin, "container", "show", "nope"), 1, `no container "nope"`)
+	// A weft up folder gives the managers, the cluster id and the admin key.
+	dir := upFolder(t, c, adminSecret)
+	must([]string{"container", "list", "--dir", dir}, "vol", "other")
 
 	// Keys.
 	line := must(as(admin, "key", "create", "--container", "vol", "--access", "write"))
@@ -165,6 +173,29 @@ func TestContainerAndKeyCLI(t *testing.T) {
 	fails([]string{"container", "list", "--managers", c.Addrs[0], "--key", admin}, 2, "--cluster-id: missing")
 	fails([]string{"container", "list", "--managers", "127.0.0.1:1", "--cluster-id", "x", "--key", admin, "--timeout", "1s"}, 1, "no answer from the managers 127.0.0.1:1 within --timeout=1s")
 	fails([]string{"container", "list", "--dir", t.TempDir() + "/none"}, 2, "no cluster folder")
+}
+
+// upFolder writes a weft up folder (state and keys) that names the test
+// cluster, as `weft up` would have.
+func upFolder(t *testing.T, c *testcluster.Cluster, adminSecret []byte) string {
+	t.Helper()
+	dir := t.TempDir()
+	st := localcluster.State{Version: 1, ClusterID: testcluster.ClusterID, Replicas: 3, Container: "default"}
+	for i, a := range c.Addrs {
+		st.Nodes = append(st.Nodes, localcluster.Node{Index: i + 1, Addr: a, Dir: fmt.Sprintf("node%d", i+1)})
+	}
+	b, err := json.Marshal(st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys := fmt.Sprintf("cluster %s\nadmin %s\n", hex.EncodeToString(testcluster.ClusterSecret), hex.EncodeToString(adminSecret))
+	if err := os.WriteFile(filepath.Join(dir, "up.json"), b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "keys"), []byte(keys), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return dir
 }
 
 // waitCLI runs args until they succeed (a node may not know a key made
