@@ -106,28 +106,15 @@ func (r *rawFS) String() string { return "weft" }
 
 func (r *rawFS) Init(s *fuse.Server) { r.server = s }
 
-// chanCtx is a context whose Done is the request's cancel channel (closed
-// when the kernel interrupts the request), without a goroutine per
-// request.
-type chanCtx struct {
-	context.Context
-	done <-chan struct{}
-}
-
-func (c chanCtx) Done() <-chan struct{} { return c.done }
-
-func (c chanCtx) Err() error {
-	select {
-	case <-c.done:
-		return context.Canceled
-	default:
-		return nil
-	}
-}
-
-func reqCtx(cancel <-chan struct{}) context.Context {
-	return chanCtx{Context: context.Background(), done: cancel}
-}
+// reqCtx is the context of a request. The kernel's interrupts (the
+// cancel channel) are ignored, as libfuse does by default: the kernel
+// interrupts a request whenever its caller gets any signal, and a Go
+// program's threads get SIGURG (goroutine preemption) all the time, so
+// honouring them would fail reads and writes with EINTR that programs do
+// not retry. A fatal signal still ends a caller waiting on a request (the
+// kernel stops waiting for the reply); the request itself runs to its
+// end, as on an NFS hard mount.
+func reqCtx(<-chan struct{}) context.Context { return context.Background() }
 
 // errno maps a backend error to a FUSE status: the errno it carries, EINTR
 // for an interrupted request, EIO for anything else (a cluster that could

@@ -3,14 +3,17 @@ package main
 import (
 	"context"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"os"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/weftfs/weft/bench"
+	"github.com/weftfs/weft/fsproto/mount"
 	"github.com/weftfs/weft/internal/localcluster"
 )
 
@@ -19,6 +22,7 @@ func newUpCmd(ctx context.Context, status *int) *cobra.Command {
 		cfg             localcluster.Config
 		size            string
 		startupDeadline time.Duration
+		mountDir, cache string
 	)
 	cmd := &cobra.Command{
 		Use:   "up [flags]",
@@ -28,7 +32,9 @@ weft node, each a storage node and a member of the manager group, listening on
 127.0.0.1, 127.0.0.2, ... at --port, with a sparse file device of --size under
 --dir. The first run creates the folder, the keys and the "default" container
 (replication --replicas); later runs start the same cluster again with its data.
-Ctrl-C (SIGINT) or SIGTERM stops every node cleanly.`,
+With --mount DIR, the container is mounted at DIR (made if missing) once the
+cluster serves, as weft mount would. Ctrl-C (SIGINT) or SIGTERM unmounts it, then
+stops every node cleanly.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			n, err := bench.ParseSize(size)
@@ -43,7 +49,13 @@ Ctrl-C (SIGINT) or SIGTERM stops every node cleanly.`,
 				fmt.Fprintln(os.Stderr, "weft up:", err)
 				return nil
 			}
-			if err := runUp(ctx, cfg, startupDeadline); err != nil {
+			mc, err := mount.ParseCache(cache)
+			if err != nil {
+				*status = 2
+				fmt.Fprintf(os.Stderr, "--cache=%s: want strict or none\n", cache)
+				return nil
+			}
+			if err := runUp(ctx, cfg, startupDeadline, mountDir, mc); err != nil {
 				*status = 1
 				fmt.Fprintln(os.Stderr, "weft up:", err)
 			}
@@ -57,12 +69,15 @@ Ctrl-C (SIGINT) or SIGTERM stops every node cleanly.`,
 	f.StringVar(&size, "size", "8g", "size of each node's sparse device file (first run only)")
 	f.IntVar(&cfg.Replicas, "replicas", 3, "replication factor of the default container (first run only)")
 	f.DurationVar(&startupDeadline, "startup-timeout", 90*time.Second, "how long to wait for the cluster to serve")
+	f.StringVar(&mountDir, "mount", "", "mount the container at this folder (made if missing) while the cluster runs")
+	f.StringVar(&cache, "cache", "strict", "caching of the --mount: strict (close-to-open) or none (direct I/O)")
 	return cmd
 }
 
-// runUp starts the cluster, waits until it serves, prints how to use it,
-// and stops it when ctx ends or a node exits.
-func runUp(ctx context.Context, cfg localcluster.Config, startupDeadline time.Duration) error {
+// runUp starts the cluster, waits until it serves, mounts its container
+// at mountDir (if not ""), prints how to use it, and stops it when ctx
+// ends or a node exits: the mount first, then the nodes.
+func runUp(ctx context.Context, cfg localcluster.Config, startupDeadline time.Duration, mountDir string, cache mount.Cache) error {
 	c, err := localcluster.Open(cfg)
 	if err != nil {
 		return err
@@ -86,18 +101,59 @@ func runUp(ctx context.Context, cfg localcluster.Config, startupDeadline time.Du
 		}
 		return fmt.Errorf("%w (node logs: %s/nodeN/log)", err, cfg.Dir)
 	}
-	printUpHelp(c, cfg.Dir)
+	var mt *mounted
+	if mountDir != "" {
+		if mt, err = upMount(ctx, c, mountDir, cache); err != nil {
+			fmt.Fprintf(os.Stderr, "weft up: %v\nweft up: the cluster keeps running without the mount\n", err)
+		}
+	}
+	printUpHelp(c, cfg.Dir, mt)
+	unmount := func() {
+		if mt == nil {
+			return
+		}
+		fmt.Printf("weft up: unmounting %s\n", mt.m.Dir())
+		if err := mt.stop(os.Stdout, 10*time.Second); err != nil {
+			fmt.Fprintln(os.Stderr, "weft up:", err)
+		}
+	}
+	var gone <-chan struct{}
+	if mt != nil {
+		gone = mt.m.Done()
+	}
+	wctx, cancelWait := context.WithCancel(ctx)
+	defer cancelWait()
+	go func() {
+		select {
+		case <-gone: // unmounted from outside: the cluster keeps running
+			fmt.Printf("weft up: %s was unmounted; the cluster keeps running\n", mt.m.Dir())
+		case <-wctx.Done():
+		}
+	}()
 	if i := c.Wait(ctx); i != 0 {
 		_, exitErr, _ := c.Exited(i)
 		fmt.Fprintf(os.Stderr, "weft up: node %d exited (%v); stopping the others (log: %s)\n", i, exitErr(), c.LogFile(i))
+		unmount()
 		_ = c.Stop(20 * time.Second)
 		return fmt.Errorf("node %d exited", i)
 	}
+	unmount()
 	fmt.Println("weft up: stopping the nodes")
 	return c.Stop(20 * time.Second)
 }
 
-func printUpHelp(c *localcluster.Cluster, dir string) {
+// upMount mounts the cluster's container at dir with the admin key.
+func upMount(ctx context.Context, c *localcluster.Cluster, dir string, cache mount.Cache) (*mounted, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil && !errors.Is(err, syscall.ENOTCONN) {
+		return nil, fmt.Errorf("mount point: %w", err)
+	}
+	st := c.State()
+	spec := mountSpec{access: c.Access(), container: st.Container, dir: dir,
+		opts: mount.Options{Cache: cache, Name: "weft:" + st.Container}}
+	return startMount(ctx, spec)
+}
+
+func printUpHelp(c *localcluster.Cluster, dir string, mt *mounted) {
 	st := c.State()
 	secret := hex.EncodeToString(c.AdminSecret())
 	managers := strings.Join(c.Managers(), ",")
@@ -107,7 +163,21 @@ weft up: cluster %s is serving; container %q with replication %d.
   status:  weft status --dir %s
   bench:   WEFT_CLUSTER_ID=%s WEFT_KEY_ID=%s WEFT_KEY_SECRET=%s \
              weft bench --rw=randwrite --bs=4k --size=64m --runtime=10s weft://%s/%s
-  stop:    Ctrl-C (the data stays in %s; weft up again brings it back)
 `, st.ClusterID, st.Container, st.Replicas, localcluster.AdminKey, secret, c.KeysFile(),
-		dir, st.ClusterID, localcluster.AdminKey, secret, managers, st.Container, dir)
+		dir, st.ClusterID, localcluster.AdminKey, secret, managers, st.Container)
+	if mt != nil {
+		rel := mt.spec.dir
+		fmt.Printf(`  mounted: %s
+  try:     ls %s; cp README.md %s/; cat %s/README.md
+           weft bench --rw=randrw --bs=4k --size=64m --runtime=10s file:%s/bench.dat
+  mount elsewhere too: weft mount --dir %s /some/empty/dir
+`, mt.describe(), rel, rel, rel, rel, dir)
+	} else {
+		fmt.Printf("  mount:   weft mount --dir %s /some/empty/dir\n", dir)
+	}
+	stop := "Ctrl-C"
+	if mt != nil {
+		stop = "Ctrl-C unmounts, then stops the nodes"
+	}
+	fmt.Printf("  stop:    %s (the data stays in %s; weft up again brings it back)\n", stop, dir)
 }
