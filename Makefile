@@ -15,12 +15,13 @@ build:
 
 # The embedded default: a local cluster (weft up) of 3 nodes on 127.0.0.1-3,
 # each a storage node and a manager member, with sparse 8 GiB device files
-# under ./.weft and the container "default" replicated 3 ways. It prints
-# the addresses, a key and what to try next, and runs until Ctrl-C; run it
-# again and the same data is back. (The FUSE mount comes with the
-# namespace issue.)
+# under ./.weft and the container "default" replicated 3 ways, mounted with
+# FUSE at ./mnt (needs root or fusermount3; made if missing). It prints the
+# addresses, a key and what to try next, and runs until Ctrl-C, which
+# unmounts ./mnt and stops the nodes; run it again and the same data is back.
 run: build
-	$(BIN) up --dir .weft
+	@mkdir -p mnt
+	$(BIN) up --dir .weft --mount ./mnt
 
 # Packages the tests need: fio for the comparison tests, fuse3 for the
 # mount tests of later issues. Installed only when missing and when we can.
