@@ -16,6 +16,7 @@ import (
 	"github.com/weftfs/weft/fsproto/raftgroup"
 	"github.com/weftfs/weft/internal/testcluster"
 	"github.com/weftfs/weft/net"
+	"github.com/weftfs/weft/node"
 )
 
 // keyClient reaches a test cluster with one container key.
@@ -185,6 +186,9 @@ func TestKeyIsolation(t *testing.T) {
 	}
 	if _, err := conn.Call(ctx, cluster.KindPeer, make([]byte, 16), nil); remoteCode(err) != cluster.CodeNotForMe && remoteCode(err) != fsproto.CodeAccessDenied {
 		t.Fatalf("peer batch with a container key: %v", err)
+	}
+	if _, err := conn.Call(ctx, node.KindStatus, nil, nil); remoteCode(err) != node.CodeStatusAccessDenied {
+		t.Fatalf("node status with a container key: %v", err)
 	}
 	conn.Close()
 	for _, cmd := range []clustermap.Command{

@@ -398,6 +398,10 @@ func (c *clusterNode) status() *Status {
 }
 
 func (c *clusterNode) serveStatus(_ context.Context, req *net.Request, w *net.ResponseWriter) {
+	if g, ok := c.keys.Grant(req.Peer.KeyID); !ok || g.Role == clustermap.RoleContainer {
+		w.Error(CodeStatusAccessDenied, fmt.Sprintf("node: access denied: key %q may not read node status (it shows every container); use a cluster admin or read key", req.Peer.KeyID))
+		return
+	}
 	if len(req.Header) != 0 || req.Payload != nil {
 		w.Error(CodeStatusBadRequest, fmt.Sprintf("node: a status request has no header body or payload; got %d and %v", len(req.Header), req.Payload != nil))
 		return

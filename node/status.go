@@ -24,6 +24,9 @@ const (
 	CodeStatusBadRequest net.ErrorCode = 321
 	// CodeStatusUnavailable: the node is stopping or has no data server.
 	CodeStatusUnavailable net.ErrorCode = 322
+	// CodeStatusAccessDenied (265, fsproto's access denied): container
+	// keys do not see node status (it names every container's PGs).
+	CodeStatusAccessDenied net.ErrorCode = 265
 )
 
 // StatusVersion is the version of the status message this package writes
