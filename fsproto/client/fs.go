@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"os"
 	"strings"
@@ -435,7 +436,7 @@ func Errno(err error) syscall.Errno {
 		return syscall.ENOSPC
 	case errors.Is(err, ErrNoContainer), errors.Is(err, clustermap.ErrNotFound):
 		return syscall.ENOENT
-	case errors.Is(err, ErrClosed), errors.Is(err, net.ErrPoolClosed):
+	case errors.Is(err, ErrClosed), errors.Is(err, net.ErrPoolClosed), errors.Is(err, fs.ErrClosed):
 		return syscall.EBADF
 	case errors.Is(err, context.Canceled):
 		return syscall.EINTR

@@ -111,6 +111,9 @@ func pattern(n int, seed byte) []byte {
 func TestFileClient(t *testing.T) {
 	e := startEnv(t)
 	t.Run("InodeAPI", func(t *testing.T) { testInodeAPI(t, e) })
+	t.Run("PathAPI", func(t *testing.T) { testPathAPI(t, e) })
+	t.Run("Permissions", func(t *testing.T) { testPermissions(t, e) })
+	t.Run("FSTest", func(t *testing.T) { testFSTest(t, e) })
 }
 
 // testInodeAPI: create, open, write across chunk boundaries, read back

@@ -29,7 +29,10 @@ type inode struct {
 	// commit serializes the commits of the size (Flush's Extend,
 	// SetSize's SetAttr), so an older size never lands after a newer one.
 	commit sync.Mutex
-	mu     struct {
+	// appendMu makes O_APPEND writes through this FS atomic: each finds
+	// the end and writes there before the next.
+	appendMu sync.Mutex
+	mu       struct {
 		sync.Mutex
 		// size is the size this FS sees: the committed one grown by
 		// writes not committed yet.
@@ -46,6 +49,10 @@ type inode struct {
 		// werr is a background commit's failure, reported by the next
 		// Flush, Sync or Release (as Linux reports writeback errors).
 		werr error
+		// gen counts the changes of the file's bytes or size this FS
+		// made or learned of, each counted after it landed: a read
+		// buffer filled at gen g is current while gen is still g.
+		gen uint64
 	}
 }
 
@@ -65,8 +72,9 @@ func (f *FS) acquire(a namespace.Attr) (*inode, error) {
 	}
 	in.refs++
 	in.mu.Lock()
-	if !in.mu.dirty {
+	if !in.mu.dirty && in.mu.size != int64(a.Size) {
 		in.mu.size, in.mu.committed = int64(a.Size), int64(a.Size)
+		in.mu.gen++
 	}
 	in.mu.Unlock()
 	return in, nil
@@ -177,6 +185,13 @@ func (f *FS) closeIno(ctx context.Context, ino namespace.Ino) {
 // Ino returns the handle's inode.
 func (h *Handle) Ino() namespace.Ino { return h.in.ino }
 
+// sizeGen returns the size this FS sees and the inode's change count.
+func (in *inode) sizeGen() (int64, uint64) {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	return in.mu.size, in.mu.gen
+}
+
 // Size returns the size this FS sees for the file (with its own writes
 // not committed yet).
 func (h *Handle) Size() int64 {
@@ -278,6 +293,7 @@ func (h *Handle) write(ctx context.Context, p []byte, off int64) error {
 	in.mu.Lock()
 	defer in.mu.Unlock()
 	in.mu.size = max(in.mu.size, end)
+	in.mu.gen++
 	if !in.mu.dirty {
 		in.mu.dirty, in.mu.since = true, time.Now()
 	}
@@ -359,6 +375,7 @@ func (f *FS) setSize(ctx context.Context, in *inode, size int64) (namespace.Attr
 	in.mu.Lock()
 	in.mu.size, in.mu.committed = size, size
 	in.mu.dirty, in.mu.pending = false, 0
+	in.mu.gen++
 	in.mu.Unlock()
 	a := res.Attr
 	a.Size = uint64(size)
@@ -488,6 +505,7 @@ func (f *FS) rollback(ctx context.Context, in *inode) error {
 	}
 	in.mu.Lock()
 	in.mu.size, in.mu.dirty, in.mu.pending = in.mu.committed, false, 0
+	in.mu.gen++
 	in.mu.Unlock()
 	return nil
 }
