@@ -229,10 +229,12 @@ func FuzzDecodeMap(f *testing.F) {
 		// copy with a valid header and checksum reaches the body
 		// decoder and Check.
 		if len(b) >= mapHeaderLen+mapTrailerLen {
-			b = slices.Clone(b)
-			copy(b, mapMagic)
-			binary.LittleEndian.PutUint32(b[4:], mapVersion)
-			check(t, reseal(b))
+			for _, v := range []uint32{mapVersion, mapVersion2} {
+				b = slices.Clone(b)
+				copy(b, mapMagic)
+				binary.LittleEndian.PutUint32(b[4:], v)
+				check(t, reseal(b))
+			}
 		}
 	})
 }
