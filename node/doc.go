@@ -30,7 +30,8 @@
 //	310-319  manager RPCs (manager.Manager)      only with ManagerID
 //	320      replication peer batches (cluster.DataServer)
 //	330-331  container metadata ops and reads (meta.Host)
-//	321      KindStatus: this node's Status (see EncodeStatus)
+//	321      KindStatus: this node's Status (see EncodeStatus); not for
+//	         container keys
 //
 // Outbound calls (raft, manager RPCs, peer batches) share one net.Pool
 // authenticated with the cluster key. Background loops, all ended on
