@@ -13,6 +13,7 @@ import (
 
 	"github.com/weftfs/weft/fsproto/client"
 	"github.com/weftfs/weft/fsproto/clustermap"
+	"github.com/weftfs/weft/fsproto/namespace"
 	"github.com/weftfs/weft/internal/testcluster"
 	"github.com/weftfs/weft/internal/testutil"
 )
@@ -50,9 +51,9 @@ func (e *clusterEnv) container(t *testing.T, chunkSize uint32) string {
 	return name
 }
 
-// mount opens container name (a client.FS of its own, as a second client
-// would have) and mounts it.
-func (e *clusterEnv) mount(t *testing.T, name string, o Options) *Mount {
+// open opens container name: a client.FS of its own, as a second client
+// would have.
+func (e *clusterEnv) open(t *testing.T, name string) *client.FS {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -65,7 +66,13 @@ func (e *clusterEnv) mount(t *testing.T, name string, o Options) *Mount {
 			t.Errorf("FS.Close: %v", err)
 		}
 	})
-	return mountT(t, &clientBackend{fs: fsys, c: e.cl}, o)
+	return fsys
+}
+
+// mount opens container name and mounts it.
+func (e *clusterEnv) mount(t *testing.T, name string, o Options) *Mount {
+	t.Helper()
+	return mountT(t, &clientBackend{fs: e.open(t, name), c: e.cl}, o)
 }
 
 // TestCluster runs the mount's tests on one cluster (starting one costs
@@ -112,6 +119,17 @@ func TestCluster(t *testing.T) {
 		}
 		ro := e.mount(t, name, Options{ReadOnly: true})
 		readOnly(t, ro.Dir())
+	})
+	t.Run("quota", func(t *testing.T) {
+		name := e.container(t, 64<<10)
+		fsys := e.open(t, name)
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if _, err := fsys.Apply(ctx, namespace.SetQuota{Bytes: 1 << 20, Inodes: 4}); err != nil {
+			t.Fatal(err)
+		}
+		m := mountT(t, &clientBackend{fs: fsys, c: e.cl}, Options{})
+		quota(t, m.Dir())
 	})
 	t.Run("statfs", func(t *testing.T) {
 		m := e.mount(t, e.container(t, 64<<10), Options{})
@@ -229,5 +247,42 @@ func readOnly(t *testing.T, dir string) {
 	got, err = os.ReadFile(p)
 	if err != nil || string(got) != "kept" {
 		t.Fatalf("after the refused changes: %q, %v", got, err)
+	}
+}
+
+// quota checks a container with quotas of 1 MiB and 4 inodes (the root
+// is one): statfs reports them, a write past the bytes fails with EDQUOT
+// and leaves the file as it was, a create past the inodes with EDQUOT.
+func quota(t *testing.T, dir string) {
+	var st unix.Statfs_t
+	if err := unix.Statfs(dir, &st); err != nil {
+		t.Fatal(err)
+	}
+	if st.Blocks*uint64(st.Bsize) != 1<<20 || st.Files != 4 {
+		t.Errorf("statfs: %d blocks of %d, %d files; want 1 MiB and 4 inodes", st.Blocks, st.Bsize, st.Files)
+	}
+	p := filepath.Join(dir, "f")
+	if err := os.WriteFile(p, make([]byte, 512<<10), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.OpenFile(p, os.O_WRONLY|os.O_APPEND, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, werr := f.Write(make([]byte, 1<<20))
+	cerr := f.Close()
+	if errName(werr) != "EDQUOT" && errName(cerr) != "EDQUOT" {
+		t.Errorf("write past the byte quota: write %v, close %v; want EDQUOT", werr, cerr)
+	}
+	if fi, err := os.Stat(p); err != nil || fi.Size() != 512<<10 {
+		t.Errorf("after the refused write: %v, %v; want the file's 512 KiB", fi, err)
+	}
+	for i := range 2 {
+		if err := os.Mkdir(filepath.Join(dir, fmt.Sprint("d", i)), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Mkdir(filepath.Join(dir, "over"), 0o755); errName(err) != "EDQUOT" {
+		t.Errorf("mkdir past the inode quota: %v, want EDQUOT", err)
 	}
 }
