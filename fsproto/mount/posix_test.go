@@ -539,6 +539,60 @@ var posixCases = []posixCase{
 		}
 		r.stat("f")
 	}},
+	{"mmap", func(r *rec) {
+		r.write("f", strings.Repeat("a", 8192))
+		fd, ok := r.open("f", unix.O_RDWR, 0)
+		if !ok {
+			return
+		}
+		defer func() {
+			if fd >= 0 {
+				unix.Close(fd)
+			}
+		}()
+		m, err := unix.Mmap(fd, 0, 8192, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
+		if !r.do("mmap shared", err) {
+			return
+		}
+		copy(m[4000:], "written through a mapping")
+		r.do("msync", unix.Msync(m, unix.MS_SYNC))
+		r.do("munmap", unix.Munmap(m))
+		b := make([]byte, 40)
+		n, err := unix.Pread(fd, b, 3995)
+		if r.do("pread", err) {
+			r.note("  %q", b[:n])
+		}
+		r.do("close", unix.Close(fd))
+		fd = -1
+		got, err := os.ReadFile(r.p("f"))
+		if r.do("read", err) {
+			r.note("  %d bytes, %q", len(got), got[3995:4035])
+		}
+	}},
+	{"direct io", func(r *rec) {
+		// O_DIRECT needs aligned buffers: an anonymous mapping is.
+		buf, err := unix.Mmap(-1, 0, 8192, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_ANON|unix.MAP_PRIVATE)
+		r.must("mmap", err)
+		defer unix.Munmap(buf)
+		for i := range buf {
+			buf[i] = byte('A' + i/4096)
+		}
+		fd, ok := r.open("f", unix.O_CREAT|unix.O_RDWR|unix.O_DIRECT, 0o644)
+		if !ok {
+			return
+		}
+		defer unix.Close(fd)
+		n, err := unix.Pwrite(fd, buf, 4096)
+		if r.do("pwrite direct", err) {
+			r.note("  %d", n)
+		}
+		clear(buf)
+		n, err = unix.Pread(fd, buf, 0)
+		if r.do("pread direct", err) {
+			r.note("  %d bytes, zeros %d, A %d, B %d", n, bytes.Count(buf[:n], []byte{0}), bytes.Count(buf[:n], []byte("A")), bytes.Count(buf[:n], []byte("B")))
+		}
+		r.stat("f")
+	}},
 	{"xattr", func(r *rec) {
 		r.write("f", "x")
 		r.do("setxattr user.a", unix.Setxattr(r.p("f"), "user.a", []byte("1"), 0))
