@@ -199,8 +199,11 @@ type FS struct {
 	o     options
 	log   *slog.Logger
 
-	stop chan struct{} // closed by Close: the flusher ends
+	// life ends at Close: the flusher and its requests stop.
+	life context.Context
+	kill context.CancelFunc
 	done chan struct{} // closed when the flusher ended
+	wake chan struct{} // (capacity 1) reclaim entries are queued
 
 	mu struct {
 		sync.Mutex
@@ -212,6 +215,10 @@ type FS struct {
 		// by the flusher): growth is then committed before the data is
 		// written (see the package doc).
 		quota bool
+		// reclaim queues the Reclaim entries of this FS's removals for
+		// the flusher to delete (at most reclaimQueueMax; the leader's
+		// reclaimer gets the rest).
+		reclaim []namespace.Reclaim
 	}
 }
 
@@ -250,7 +257,8 @@ func (c *Client) OpenContainer(ctx context.Context, name string, key Key, opts .
 	}
 	f := &FS{name: name, id: ct.id, pool: pool, data: ct, dc: dc,
 		meta: meta.NewClient(ct.id, c.cfg.Maps, pool), chunk: ct.ChunkSize(), o: o,
-		log: o.logger.With("container", name), stop: make(chan struct{}), done: make(chan struct{})}
+		log: o.logger.With("container", name), done: make(chan struct{}),
+		wake: make(chan struct{}, 1)}
 	f.mu.inodes = make(map[namespace.Ino]*inode)
 	st, err := f.meta.StatFS(ctx)
 	if err == nil {
@@ -261,6 +269,7 @@ func (c *Client) OpenContainer(ctx context.Context, name string, key Key, opts .
 		return nil, fmt.Errorf("client: open container %q with key %s: %w", name, key, errnoWrap(err))
 	}
 	f.mu.quota = st.QuotaBytes != 0
+	f.life, f.kill = context.WithCancel(context.Background())
 	go f.flusher()
 	return f, nil
 }
@@ -287,7 +296,7 @@ func (f *FS) Close() error {
 	}
 	f.mu.closed = true
 	f.mu.Unlock()
-	close(f.stop)
+	f.kill()
 	<-f.done
 	ctx, cancel := context.WithTimeout(context.Background(), f.o.opTimeout)
 	defer cancel()
@@ -370,7 +379,35 @@ func (f *FS) apply(ctx context.Context, cmd namespace.Command) (namespace.Result
 	if ino := res.Attr.Ino; ino != 0 {
 		res.Attr = f.overlay(res.Attr)
 	}
+	switch c := cmd.(type) {
+	case namespace.SetQuota:
+		f.mu.Lock()
+		f.mu.quota = c.Bytes != 0
+		f.mu.Unlock()
+	case namespace.Unlink, namespace.Rename, namespace.Rmdir:
+		f.queueReclaim(res.Reclaim)
+	}
 	return res, nil
+}
+
+// reclaimQueueMax bounds the FS's queue of reclaim entries.
+const reclaimQueueMax = 4096
+
+// queueReclaim hands the entries a removal queued to the flusher, which
+// deletes their chunks soon; entries past the queue's bound are left to
+// the metadata leader's reclaimer.
+func (f *FS) queueReclaim(rs []namespace.Reclaim) {
+	if len(rs) == 0 {
+		return
+	}
+	f.mu.Lock()
+	n := min(len(rs), reclaimQueueMax-len(f.mu.reclaim))
+	f.mu.reclaim = append(f.mu.reclaim, rs[:max(n, 0)]...)
+	f.mu.Unlock()
+	select {
+	case f.wake <- struct{}{}:
+	default:
+	}
 }
 
 // ReadDirPage returns up to limit (1..4096) entries of dir after cookie,

@@ -114,6 +114,11 @@ func TestFileClient(t *testing.T) {
 	t.Run("PathAPI", func(t *testing.T) { testPathAPI(t, e) })
 	t.Run("Permissions", func(t *testing.T) { testPermissions(t, e) })
 	t.Run("FSTest", func(t *testing.T) { testFSTest(t, e) })
+	t.Run("UnlinkedOpen", func(t *testing.T) { testUnlinkedOpen(t, e) })
+	t.Run("RemoveReclaims", func(t *testing.T) { testRemoveReclaims(t, e) })
+	t.Run("TwoClients", func(t *testing.T) { testTwoClients(t, e) })
+	t.Run("Quota", func(t *testing.T) { testQuota(t, e) })
+	t.Run("ReadOnly", func(t *testing.T) { testReadOnly(t, e) })
 }
 
 // testInodeAPI: create, open, write across chunk boundaries, read back

@@ -511,29 +511,55 @@ func (f *FS) rollback(ctx context.Context, in *inode) error {
 }
 
 // flusher commits, every half flush interval, the inodes that have been
-// dirty for a flush interval, and refreshes whether a quota is set,
-// until Close.
+// dirty for a flush interval, refreshes whether a quota is set, and
+// deletes the chunks of the files this FS removed, until Close.
 func (f *FS) flusher() {
 	defer close(f.done)
 	t := time.NewTicker(f.o.flushEvery / 2)
 	defer t.Stop()
 	for {
+		tick := false
 		select {
-		case <-f.stop:
+		case <-f.life.Done():
 			return
 		case <-t.C:
+			tick = true
+		case <-f.wake:
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), f.o.opTimeout)
-		f.mu.Lock()
-		open := len(f.mu.inodes) > 0
-		f.mu.Unlock()
-		if open {
-			if _, err := f.StatFS(ctx); err != nil {
-				f.log.Debug("quota refresh failed", "err", err)
+		ctx, cancel := context.WithTimeout(f.life, f.o.opTimeout)
+		if tick {
+			f.mu.Lock()
+			open := len(f.mu.inodes) > 0
+			f.mu.Unlock()
+			if open {
+				if _, err := f.StatFS(ctx); err != nil {
+					f.log.Debug("quota refresh failed", "err", err)
+				}
 			}
+			f.background(ctx)
 		}
-		f.background(ctx)
+		f.reclaimQueued(ctx)
 		cancel()
+	}
+}
+
+// reclaimQueued deletes the chunks of the queued reclaim entries, one
+// at a time, until the queue is empty or a deletion fails (the entry
+// stays for the leader's reclaimer) or Close ends ctx.
+func (f *FS) reclaimQueued(ctx context.Context) {
+	r := Reclaimer{Data: f.data, Meta: f.meta, ChunkSize: f.chunk, Parallel: f.o.parallel}
+	for ctx.Err() == nil {
+		f.mu.Lock()
+		if len(f.mu.reclaim) == 0 {
+			f.mu.Unlock()
+			return
+		}
+		e := f.mu.reclaim[0]
+		f.mu.reclaim = f.mu.reclaim[1:]
+		f.mu.Unlock()
+		if err := r.Run(ctx, []namespace.Reclaim{e}); err != nil {
+			f.log.Warn("deleting a removed file's chunks failed; the leader's reclaimer will", "ino", e.Ino, "err", err)
+		}
 	}
 }
 
