@@ -15,6 +15,7 @@ import (
 	"github.com/weftfs/weft/fsproto/namespace"
 	"github.com/weftfs/weft/fsproto/raftgroup"
 	"github.com/weftfs/weft/internal/testcluster"
+	"github.com/weftfs/weft/internal/testutil"
 	"github.com/weftfs/weft/net"
 	"github.com/weftfs/weft/node"
 )
@@ -104,6 +105,7 @@ func waitKnown(t *testing.T, ctx context.Context, c *testcluster.Cluster, k *key
 // keys cannot send raft messages, apply map commands or peer batches; a
 // revoked key's open connection is closed and new ones fail.
 func TestKeyIsolation(t *testing.T) {
+	testutil.CheckLeaks(t)
 	c := testcluster.Start(t, testcluster.Options{Nodes: 3})
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()

@@ -20,6 +20,7 @@ import (
 	"github.com/weftfs/weft/fsproto/namespace"
 	"github.com/weftfs/weft/internal/localcluster"
 	"github.com/weftfs/weft/internal/testcluster"
+	"github.com/weftfs/weft/internal/testutil"
 )
 
 // cliRun runs the container and key commands in process, as main's run
@@ -46,6 +47,7 @@ var keyLine = regexp.MustCompile(`^(k[0-9a-f]{16}):([0-9a-f]{64})\n$`)
 // keys, with the isolation a container key gets and the errors a person
 // sees.
 func TestContainerAndKeyCLI(t *testing.T) {
+	testutil.CheckLeaks(t)
 	adminSecret := []byte("admin-secret-0123456789abcdef012")
 	c := testcluster.Start(t, testcluster.Options{Nodes: 3, ExtraKeys: []string{"admin " + hex.EncodeToString(adminSecret)}})
 	conn := []string{"--managers", strings.Join(c.Addrs, ","), "--cluster-id", testcluster.ClusterID, "--timeout", "30s"}
