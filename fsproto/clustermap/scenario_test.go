@@ -27,6 +27,8 @@ var rewrite = flag.Bool("rewrite", false, "rewrite the expected output of the sc
 //	delete ID                                   DeleteContainer
 //	caughtup PG NODE [EPOCH]                    CaughtUp (at the PG's epoch by default)
 //	catchup                                     CaughtUp for every backfilling replica
+//	key ID CONTAINER read|write|admin           CreateKey
+//	revoke ID                                   RevokeKey
 //	dump                                        the whole map (Map.String)
 func TestScenarios(t *testing.T) {
 	files, err := filepath.Glob("testdata/scenarios/*.txt")
@@ -188,6 +190,20 @@ func parseScenarioCommand(m *Map, args []string) (Command, error) {
 		return SetPolicy{Container: ContainerID(num(1)), Policy: policy(kv(2))}, nil
 	case "delete":
 		return DeleteContainer{ID: ContainerID(num(1))}, nil
+	case "key":
+		if len(args) != 4 {
+			return nil, fmt.Errorf("key ID CONTAINER ACCESS")
+		}
+		a, err := ParseAccess(args[3])
+		if err != nil {
+			a = Access(num(3)) // a number: an invalid access on purpose
+		}
+		return CreateKey{ID: args[1], Container: ContainerID(num(2)), Access: a}, nil
+	case "revoke":
+		if len(args) != 2 {
+			return nil, fmt.Errorf("revoke ID")
+		}
+		return RevokeKey{ID: args[1]}, nil
 	case "caughtup":
 		c := CaughtUp{PG: PGID(num(1)), Node: NodeID(num(2)), Epoch: num(3)}
 		if len(args) < 4 {
