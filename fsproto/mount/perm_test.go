@@ -1,6 +1,7 @@
 package mount
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -22,6 +23,7 @@ import (
 const (
 	permChildEnv = "WEFT_MOUNT_PERM_CHILD"
 	deadChildEnv = "WEFT_MOUNT_DEAD_CHILD"
+	userChildEnv = "WEFT_MOUNT_USER_CHILD"
 	nobody       = 65534
 )
 
@@ -31,6 +33,9 @@ func TestMain(m *testing.M) {
 		permOps(r)
 		fmt.Print(strings.Join(r.lines, "\n"))
 		os.Exit(0)
+	}
+	if dir := os.Getenv(userChildEnv); dir != "" {
+		os.Exit(userChild(dir))
 	}
 	if dir := os.Getenv(deadChildEnv); dir != "" {
 		// Mount, say so, and wait to be killed (TestDeadMountHealed).
@@ -202,5 +207,58 @@ func openPath(t *testing.T, dir string) {
 		if err := os.Chmod(d, 0o755); err != nil {
 			t.Fatal(err)
 		}
+	}
+}
+
+// userChild mounts at dir as an unprivileged user (mount(2) is refused,
+// so through fusermount3), uses the mount and unmounts it.
+func userChild(dir string) int {
+	m, err := start(newMemBackend(), dir, Options{})
+	if err != nil {
+		fmt.Println("mount:", err)
+		return 1
+	}
+	// The root belongs to root (0755): nobody may list it, and the
+	// kernel refuses a create there.
+	ents, err := os.ReadDir(dir)
+	werr := os.WriteFile(filepath.Join(dir, "f"), nil, 0o644)
+	if uerr := m.Unmount(); err == nil {
+		err = uerr
+	}
+	if err != nil || len(ents) != 0 || !errors.Is(werr, os.ErrPermission) {
+		fmt.Printf("use: %v, %v, create: %v\n", ents, err, werr)
+		return 1
+	}
+	fmt.Println("ok")
+	return 0
+}
+
+// TestMountAsUser mounts as uid nobody, which only fusermount3 (setuid)
+// can do for it: the fallback from mount(2).
+func TestMountAsUser(t *testing.T) {
+	canMount(t)
+	if _, err := exec.LookPath("fusermount3"); err != nil {
+		t.Skip("skipped: no fusermount3")
+	}
+	if fi, err := os.Stat("/dev/fuse"); err != nil || fi.Mode().Perm()&0o006 != 0o006 {
+		t.Skipf("skipped: /dev/fuse is not open to other users here (%v, %v)", fi.Mode(), err)
+	}
+	bin := nobodyBinary(t)
+	dir := t.TempDir()
+	openPath(t, dir)
+	if err := os.Chown(dir, nobody, nobody); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bin, "-test.run=^$")
+	cmd.Env = append(os.Environ(), userChildEnv+"="+dir)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: nobody, Gid: nobody}}
+	cmd.Dir = "/"
+	out, err := cmd.CombinedOutput()
+	if err != nil || strings.TrimSpace(string(out)) != "ok" {
+		t.Fatalf("mount as uid %d: %v\n%s", nobody, err, out)
+	}
+	if mounted, _ := IsMountPoint(dir); mounted {
+		_ = detach(dir)
+		t.Fatal("left mounted")
 	}
 }
