@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"os"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -144,8 +143,12 @@ func runUp(ctx context.Context, cfg localcluster.Config, startupDeadline time.Du
 
 // upMount mounts the cluster's container at dir with the admin key.
 func upMount(ctx context.Context, c *localcluster.Cluster, dir string, cache mount.Cache) (*mounted, error) {
-	if err := os.MkdirAll(dir, 0o755); err != nil && !errors.Is(err, syscall.ENOTCONN) {
-		return nil, fmt.Errorf("mount point: %w", err)
+	// Only a missing folder is made: a dead mount left by a killed weft
+	// up fails even to stat (ENOTCONN), and mount.Start heals it.
+	if _, err := os.Lstat(dir); errors.Is(err, os.ErrNotExist) {
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return nil, fmt.Errorf("mount point: %w", err)
+		}
 	}
 	st := c.State()
 	spec := mountSpec{access: c.Access(), container: st.Container, dir: dir,
