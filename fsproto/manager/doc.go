@@ -54,7 +54,8 @@
 //	                 admin keys the operators' commands (containers,
 //	                 policies, keys, node states), never AddNode, CaughtUp,
 //	                 NodeRestarted; a container admin key SetPolicy,
-//	                 CreateKey, RevokeKey of its container
+//	                 CreateKey, RevokeKey of its container (and the map
+//	                 of its reply is reduced as for get-map)
 //	312 heartbeat    the cluster key only
 //	313 key-secret   the cluster key, admin keys, and a container admin key
 //	                 for its container's keys

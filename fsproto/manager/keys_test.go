@@ -210,6 +210,14 @@ func TestKeySecretAndReducedMap(t *testing.T) {
 	if len(m.Containers) != 1 || m.Containers[0].Name != "a" || len(m.Keys) != 1 || m.Keys[0].ID != ka {
 		t.Fatalf("container a's admin key sees containers %v and keys %v", m.Containers, m.Keys)
 	}
+	// The map an apply answers with is reduced alike.
+	m, err = ocl.Apply(ctx, clustermap.SetPolicy{Container: 1, Policy: clustermap.Policy{Replicas: 1, FailureDomain: "zone"}})
+	if err != nil {
+		t.Fatalf("container admin key setting its policy: %v", err)
+	}
+	if len(m.Containers) != 1 || m.Containers[0].Name != "a" {
+		t.Fatalf("container a's admin key got an apply reply with containers %v", m.Containers)
+	}
 	if _, err := ocl.Apply(ctx, clustermap.CreateContainer{Name: "c", Policy: clustermap.Policy{Replicas: 1}}); !errors.Is(err, ErrAccessDenied) {
 		t.Fatalf("container admin key creating a container: %v", err)
 	}

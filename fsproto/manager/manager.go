@@ -346,7 +346,8 @@ func (m *Manager) serveApply(ctx context.Context, req *net.Request, w *net.Respo
 	// NB: checked against this member's map; a container admin key's
 	// RevokeKey is judged by the key's container there, and key records
 	// never change container, so a lagging member judges alike.
-	if _, err := authorize(m.cfg.Access, &req.Peer, KindApply, m.sm.Map(), cmd, ""); err != nil {
+	g, err := authorize(m.cfg.Access, &req.Peer, KindApply, m.sm.Map(), cmd, "")
+	if err != nil {
 		w.Error(CodeAccessDenied, fmt.Sprintf("manager %d: access denied: %v", m.cfg.ID, err))
 		return
 	}
@@ -367,6 +368,12 @@ func (m *Manager) serveApply(ctx context.Context, req *net.Request, w *net.Respo
 	}
 	if ar.Err != nil {
 		w.Error(commandErrorCode(ar.Err), ar.Err.Error())
+		return
+	}
+	if g.Role == clustermap.RoleContainer {
+		// The reply map is a map read too: a container admin key sees
+		// its container only.
+		m.replyReducedMap(w, ar.Map.ForContainer(g.Container, g.Access == clustermap.AccessAdmin))
 		return
 	}
 	m.replyMap(w, ar.Map)
