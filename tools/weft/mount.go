@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/signal"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -216,6 +218,10 @@ func (mt *mounted) stop(out io.Writer, lazyWait time.Duration) error {
 // serveMount mounts spec and serves it until ctx ends (unmounting then)
 // or the mount is unmounted from outside.
 func serveMount(ctx context.Context, spec mountSpec, out io.Writer) error {
+	// A closed terminal (SIGHUP) unmounts too, rather than killing the
+	// process and leaving a dead mount behind.
+	ctx, stop := signal.NotifyContext(ctx, syscall.SIGHUP)
+	defer stop()
 	mt, err := startMount(ctx, spec)
 	if err != nil {
 		return err
