@@ -119,6 +119,8 @@ func TestFileClient(t *testing.T) {
 	t.Run("TwoClients", func(t *testing.T) { testTwoClients(t, e) })
 	t.Run("Quota", func(t *testing.T) { testQuota(t, e) })
 	t.Run("ReadOnly", func(t *testing.T) { testReadOnly(t, e) })
+	t.Run("ConcurrentIO", func(t *testing.T) { testConcurrentIO(t, e) })
+	t.Run("Exerciser", func(t *testing.T) { testExerciser(t, e) })
 }
 
 // testInodeAPI: create, open, write across chunk boundaries, read back
