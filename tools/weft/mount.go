@@ -68,6 +68,10 @@ client's close or fsync sees its writes (close-to-open). none caches nothing
 				return nil
 			}
 			spec.opts.ReadOnly, spec.opts.AllowOther, spec.opts.Debug = readOnly, allowOther, debug
+			// A closed terminal (SIGHUP) unmounts too, rather than
+			// killing the process and leaving a dead mount behind.
+			ctx, stop := signal.NotifyContext(ctx, syscall.SIGHUP)
+			defer stop()
 			if err := serveMount(ctx, spec, os.Stdout); err != nil {
 				*status = 1
 				fmt.Fprintln(os.Stderr, "weft mount:", err)
@@ -218,10 +222,6 @@ func (mt *mounted) stop(out io.Writer, lazyWait time.Duration) error {
 // serveMount mounts spec and serves it until ctx ends (unmounting then)
 // or the mount is unmounted from outside.
 func serveMount(ctx context.Context, spec mountSpec, out io.Writer) error {
-	// A closed terminal (SIGHUP) unmounts too, rather than killing the
-	// process and leaving a dead mount behind.
-	ctx, stop := signal.NotifyContext(ctx, syscall.SIGHUP)
-	defer stop()
 	mt, err := startMount(ctx, spec)
 	if err != nil {
 		return err
