@@ -407,6 +407,44 @@ func TestEngineRetryAfterRestart(t *testing.T) {
 	}
 }
 
+// TestEngineRetryPastTableBound: a retry whose id the PG's in-memory table
+// dropped (its FIFO bound, here 2) is still answered, from the ids the
+// store keeps with the object, and not applied again.
+func TestEngineRetryPastTableBound(t *testing.T) {
+	testutil.CheckLeaks(t)
+	c := newLiveCluster(t, 1)
+	n, err := NewNode(Config{ID: 1, Window: 16, RequestIDs: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.nodes[1] = n
+	const pg = 2
+	c.view(View{PG: pg, Epoch: 1, Replicas: []uint64{1}})
+	first := ClientOp{PG: pg, Kind: OpTruncate, RequestID: fsproto.RequestID{'f'}, Object: objN(1), Size: 3}
+	c.write(1, pg, 1, "abcdef")
+	r1 := c.do(1, first)
+	c.write(1, pg, 1, "XYZ+more") // the truncate's id is still in the table
+	for i := range 3 {
+		c.write(1, pg, 10+i, "pushes the FIFO")
+	}
+	if _, ok := n.group(pg).rids.get(first.RequestID); ok {
+		t.Fatal("the table still holds the truncate's id; the test needs it dropped")
+	}
+	seq := c.engines[1].PGSeq(pg)
+	if r := c.do(1, first); r.Err != nil || r.Seq != r1.Seq {
+		t.Fatalf("retry: %+v, want seq %d", r, r1.Seq)
+	}
+	if got := c.engines[1].PGSeq(pg); got != seq {
+		t.Fatalf("the retry was applied again: pg seq %d, was %d", got, seq)
+	}
+	if r := c.do(1, ClientOp{PG: pg, Kind: OpRead, Object: objN(1), Len: 64}); string(r.Data) != "XYZ+more" {
+		t.Fatalf("object holds %q", r.Data)
+	}
+	if st := n.Stats(); st.StoredRetries != 1 {
+		t.Fatalf("stats %+v: want the retry answered by a stored id", st)
+	}
+}
+
 // TestEnginePartitionedPrimary: a primary cut off while a newer epoch
 // forms never acknowledges a write or serves a read; once it hears of the
 // newer epoch it fails them with ErrStaleEpoch.
