@@ -181,9 +181,10 @@ func (c *clusterNode) start(addr string) {
 	c.addrMu.Lock()
 	c.addr = addr
 	c.addrMu.Unlock()
-	c.wg.Add(3)
+	c.wg.Add(4)
 	go c.liveLoop(addr)
 	go c.keyLoop()
+	go c.reclaimLoop()
 	go func() {
 		defer c.wg.Done()
 		c.meta.Follow(c.ctx, c.mc)

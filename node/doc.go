@@ -39,9 +39,15 @@
 // device size}) until it succeeds; ErrNoChange counts), then a heartbeat
 // every HeartbeatTimeout/4 (joining again when the managers no longer
 // know the node); the data server follows the map by long-polling the
-// managers; each OnCaughtUp becomes one Apply(CaughtUp) attempt, which
-// the data server repeats while the map still shows the node backfilling. On shutdown the loops, the manager
-// member and the data server stop first (long polls and pending client
+// managers, and so does the metadata host (meta.Host.Follow: it runs the
+// members of the container metadata groups the map assigns to this node,
+// their raft logs under MetaDir); each OnCaughtUp becomes one
+// Apply(CaughtUp) attempt, which the data server repeats while the map
+// still shows the node backfilling; every second, on each container whose
+// metadata leader this node is, the reclaim loop deletes the chunks of
+// removed and truncated files that the namespace queued and no client
+// reclaimed (client.Reclaimer; at most 256 entries a round). On shutdown
+// the loops, the manager member and the data server stop first (long polls and pending client
 // operations end at once with errors callers retry elsewhere), then the
 // server shuts down gracefully, then the pool and the engine close.
 //
