@@ -144,11 +144,23 @@ func (f *FS) OpenIno(ctx context.Context, ino namespace.Ino, writable bool) (*Ha
 	if writable && f.readOnly() {
 		return nil, fmt.Errorf("client: open of ino %d for writing: read-only: %w", ino, syscall.EROFS)
 	}
-	counted := true
-	res, err := f.apply(ctx, namespace.Open{Ino: ino})
-	a := res.Attr
-	if errors.Is(err, syscall.EROFS) && !writable {
-		counted = false
+	f.mu.Lock()
+	roKey := f.mu.roKey
+	f.mu.Unlock()
+	var (
+		a       namespace.Attr
+		err     error
+		counted = !roKey
+	)
+	if counted {
+		var res namespace.Result
+		res, err = f.apply(ctx, namespace.Open{Ino: ino})
+		a = res.Attr
+		if errors.Is(err, syscall.EROFS) && !writable {
+			counted = false
+		}
+	}
+	if !counted {
 		a, err = f.meta.GetAttr(ctx, ino)
 		err = errnoWrap(err)
 	}

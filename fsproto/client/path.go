@@ -155,22 +155,36 @@ func (f *FS) resolveParent(ctx context.Context, name string) (namespace.Attr, st
 }
 
 func (f *FS) walk(ctx context.Context, comps []string, follow bool) (namespace.Attr, error) {
-	cur, err := f.GetAttr(ctx, namespace.RootIno)
-	if err != nil {
-		return namespace.Attr{}, err
+	c := f.creds()
+	// The root's attributes are fetched only when needed: root's
+	// credentials search any directory, and the root is one.
+	rootDir := namespace.Attr{Ino: namespace.RootIno, Type: namespace.TypeDir}
+	cur, known := rootDir, false
+	fetch := func() error {
+		if known {
+			return nil
+		}
+		a, err := f.GetAttr(ctx, cur.Ino)
+		cur, known = a, err == nil
+		return err
 	}
 	links := 0
 	comps = slices.Clone(comps)
 	for len(comps) > 0 {
-		c := comps[0]
+		name := comps[0]
 		comps = comps[1:]
+		if c.uid != 0 {
+			if err := fetch(); err != nil {
+				return namespace.Attr{}, err
+			}
+		}
 		if cur.Type != namespace.TypeDir {
-			return namespace.Attr{}, fmt.Errorf("client: %q: below a %v: %w", c, cur.Type, syscall.ENOTDIR)
+			return namespace.Attr{}, fmt.Errorf("client: %q: below a %v: %w", name, cur.Type, syscall.ENOTDIR)
 		}
-		if !access(f.creds(), cur, mayExec) {
-			return namespace.Attr{}, fmt.Errorf("client: %q: no search permission on ino %d: %w", c, cur.Ino, syscall.EACCES)
+		if !access(c, cur, mayExec) {
+			return namespace.Attr{}, fmt.Errorf("client: %q: no search permission on ino %d: %w", name, cur.Ino, syscall.EACCES)
 		}
-		a, err := f.Lookup(ctx, cur.Ino, c)
+		a, err := f.Lookup(ctx, cur.Ino, name)
 		if err != nil {
 			return namespace.Attr{}, err
 		}
@@ -184,9 +198,7 @@ func (f *FS) walk(ctx context.Context, comps []string, follow bool) (namespace.A
 				return namespace.Attr{}, err
 			}
 			if strings.HasPrefix(target, "/") {
-				if cur, err = f.GetAttr(ctx, namespace.RootIno); err != nil {
-					return namespace.Attr{}, err
-				}
+				cur, known = rootDir, false
 			}
 			var tc []string
 			for _, s := range strings.Split(target, "/") {
@@ -197,7 +209,10 @@ func (f *FS) walk(ctx context.Context, comps []string, follow bool) (namespace.A
 			comps = append(tc, comps...)
 			continue
 		}
-		cur = a
+		cur, known = a, true
+	}
+	if err := fetch(); err != nil {
+		return namespace.Attr{}, err
 	}
 	return cur, nil
 }
@@ -604,19 +619,38 @@ func (f *FS) stat(op, name string, follow bool) (fs.FileInfo, error) {
 	return fileInfo{name: baseName(name), a: a}, nil
 }
 
-// ReadDir returns the directory name's entries sorted by name (fs.ReadDirFS).
+// ReadDir returns the directory name's entries sorted by name
+// (fs.ReadDirFS; a leading "/" is accepted).
 func (f *FS) ReadDir(name string) ([]fs.DirEntry, error) {
-	fl, err := f.OpenFile(name, os.O_RDONLY, 0)
+	ctx, cancel := f.opCtx()
+	defer cancel()
+	a, err := f.resolve(ctx, name, true)
 	if err != nil {
 		return nil, pathErr("readdir", name, err)
 	}
-	defer fl.Close()
-	ents, err := fl.ReadDir(-1)
-	if err != nil {
-		return nil, err
+	if a.Type != namespace.TypeDir {
+		return nil, pathErr("readdir", name, syscall.ENOTDIR)
 	}
-	slices.SortFunc(ents, func(a, b fs.DirEntry) int { return strings.Compare(a.Name(), b.Name()) })
-	return ents, nil
+	if !access(f.creds(), a, mayRead) {
+		return nil, pathErr("readdir", name, syscall.EACCES)
+	}
+	var out []fs.DirEntry
+	for cookie := ""; ; {
+		ents, next, err := f.ReadDirPage(ctx, a.Ino, cookie, readDirPage)
+		if err != nil {
+			return nil, pathErr("readdir", name, err)
+		}
+		for _, e := range ents {
+			out = append(out, dirEntry{f: f, dir: a.Ino, e: e})
+		}
+		if next == "" {
+			break
+		}
+		cookie = next
+	}
+	// The namespace lists in byte order already; io/fs asks for it.
+	slices.SortFunc(out, func(x, y fs.DirEntry) int { return strings.Compare(x.Name(), y.Name()) })
+	return out, nil
 }
 
 // ReadFile returns name's contents (fs.ReadFileFS: name must satisfy
