@@ -65,7 +65,10 @@ func (r *Reclaimer) Run(ctx context.Context, entries []namespace.Reclaim) error 
 		if err := deleteRange(ctx, r.Data, r.ChunkSize, par, e.Ino, from, to); err != nil {
 			return fmt.Errorf("client: reclaim %d (ino %d, bytes %d..%d): %w", e.ID, e.Ino, from, to, errnoWrap(err))
 		}
-		if _, err := r.Meta.Apply(ctx, namespace.Reclaimed{ID: e.ID}); err != nil {
+		// ENOENT: another reclaimer (the client that queued the entry,
+		// or the leader's loop) finished it first; both deleted the same
+		// chunks, so it is done either way.
+		if _, err := r.Meta.Apply(ctx, namespace.Reclaimed{ID: e.ID}); err != nil && !errors.Is(err, syscall.ENOENT) {
 			return fmt.Errorf("client: reclaim %d: marking it done: %w", e.ID, errnoWrap(err))
 		}
 	}
