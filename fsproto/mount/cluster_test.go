@@ -18,6 +18,9 @@ import (
 	"github.com/weftfs/weft/internal/testutil"
 )
 
+// roKey is a read-only key of the test cluster.
+var roKey = client.Key{ID: "reader", Secret: []byte("testcluster-reader-0123456789abc")}
+
 // clusterEnv is one in-process test cluster (3 nodes) and a client of it.
 type clusterEnv struct {
 	c   *testcluster.Cluster
@@ -30,7 +33,8 @@ func startClusterEnv(t *testing.T) *clusterEnv {
 	t.Helper()
 	canMount(t)
 	testutil.CheckLeaks(t)
-	c := testcluster.Start(t, testcluster.Options{Nodes: 3})
+	c := testcluster.Start(t, testcluster.Options{Nodes: 3,
+		ExtraKeys: []string{fmt.Sprintf("%s %x ro", roKey.ID, roKey.Secret)}})
 	key := client.Key{ID: testcluster.ClusterKeyID, Secret: testcluster.ClusterSecret}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -118,6 +122,23 @@ func TestCluster(t *testing.T) {
 			t.Fatal(err)
 		}
 		ro := e.mount(t, name, Options{ReadOnly: true})
+		readOnly(t, ro.Dir())
+	})
+	t.Run("read-only key", func(t *testing.T) {
+		name := e.container(t, 64<<10)
+		rw := e.mount(t, name, Options{})
+		if err := os.WriteFile(filepath.Join(rw.Dir(), "f"), []byte("kept"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		fsys, err := e.cl.OpenContainer(ctx, name, roKey)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { fsys.Close() }) // after the unmount (cleanups run last first)
+		// Mounted read-write: the refusals come from the cluster.
+		ro := mountT(t, &clientBackend{fs: fsys, c: e.cl}, Options{})
 		readOnly(t, ro.Dir())
 	})
 	t.Run("quota", func(t *testing.T) {

@@ -83,6 +83,11 @@
 // appends through one mount being serialized; appends from two mounts at
 // once interleave as on NFS.
 //
+// Attributes: st_blocks counts a file's logical size (holes of sparse
+// files included: the namespace does not know which chunks exist), and
+// atime changes only when set explicitly (as on a noatime mount): reads
+// commit nothing.
+//
 // # Unmounting
 //
 // Unmount fails with ErrBusy while files are open on the mount and leaves
