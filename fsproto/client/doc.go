@@ -9,7 +9,7 @@
 //
 //	key, err := client.ParseKey("app:5e1f...")                     // ID:SECRETHEX
 //	c, err := client.DialCluster(ctx, "c1", []string{"10.0.0.1:7000"}, key)
-//	fsys, err := c.OpenContainer(ctx, "db", key)                     // an io/fs.FS
+//	fsys, err := c.OpenContainer(ctx, "db", key)                     // io/fs FS, StatFS, ReadDirFS, ReadFileFS, ReadLinkFS
 //	f, err := fsys.OpenFile("logs/a", os.O_RDWR|os.O_CREATE, 0o644)  // *client.File
 //	n, err := f.WriteAt(p, off)                                      // durable on every replica
 //	err = f.Close()                                                  // commits size and mtime
@@ -24,6 +24,8 @@
 //	h, err := fsys.OpenIno(ctx, res.Attr.Ino, true)   // counts an open
 //	n, err := h.WriteAt(ctx, p, off); err = h.Flush(ctx); err = h.Release(ctx)
 //	ents, next, err := fsys.ReadDirPage(ctx, a.Ino, "", 128)
+//	target, err := fsys.ReadlinkIno(ctx, ino)          // Readlink(name) is the path API's
+//	st, err := fsys.StatFS(ctx)                         // Usage() without a ctx
 //
 // Chunks:
 //
@@ -100,13 +102,19 @@
 //
 // A file whose last link and last open go (Unlink, Rename over it, the
 // Release of an unlinked file) is queued by the namespace as a Reclaim
-// entry. Release deletes the chunks of the entries its Close queued at
-// once; the rest (unlinks of files not open, crashed clients) is the
-// job of a Reclaimer on the container's metadata leader:
+// entry, which the command's Result lists too. Release deletes the
+// chunks of the entries its Close queued before it returns; the entries
+// of Unlink, Rmdir and Rename applied through an FS (path API or Apply)
+// go to the FS's background queue (at most 4096), which deletes them in
+// order and proposes Reclaimed. What no client finishes (a crash, FS.Close
+// with a queue, commands of other tools) is the job of a Reclaimer on
+// the container's metadata leader:
 //
 //	ct, _ := dataClient.ContainerByID(id)             // client.Dial with the node's pool
 //	r := client.Reclaimer{Data: ct, Meta: meta.NewClient(id, maps, pool), ChunkSize: ct.ChunkSize()}
-//	err := r.Run(ctx, host.Namespace(id).Reclaims()) // on the leader, now and then
+//	if leader, _ := host.Leader(id); leader == self {
+//		err := r.Run(ctx, host.Namespace(id).Reclaims()) // now and then
+//	}
 //
 // Run deletes every chunk up to a removed file's size, and for a
 // truncation only the bytes at or past the file's current size, then
@@ -124,13 +132,26 @@
 //
 // # Path API and permissions
 //
-// FS's path methods resolve slash-separated names (io/fs style; a
-// leading "/" is accepted) from the root, following symlinks in
-// intermediate components (at most 40, then ELOOP) and in the last one
-// where the call does (Open, Stat, Chmod, ... but not Lstat, Readlink,
-// Remove, Rename, Symlink, Link). Errors are *fs.PathError whose Err
-// carries a syscall.Errno (errors.Is(err, fs.ErrNotExist) and
-// errors.Is(err, syscall.ENOTEMPTY) both work).
+// FS's path methods resolve slash-separated names from the root,
+// following symlinks in intermediate components (at most 40, then ELOOP)
+// and in the last one where the call does (OpenFile, Stat, Chmod, ...
+// but not Lstat, Readlink, Remove, Rename, Symlink, Link). Names are
+// io/fs names (fs.ValidPath: no "." or ".." components, no trailing
+// "/"); the os-like methods also accept a leading "/", but Open and
+// ReadFile, the io/fs entry points, refuse it with fs.ErrInvalid as
+// io/fs requires. Errors are *fs.PathError whose Err carries a
+// syscall.Errno (errors.Is(err, fs.ErrNotExist) and errors.Is(err,
+// syscall.ENOTEMPTY) both work); a File used after Close fails with
+// fs.ErrClosed (Errno: EBADF).
+//
+// Semantics follow the Linux system calls, with these choices: Rename
+// is rename(2) (an empty directory as the target is replaced; os.Rename
+// refuses that with EEXIST); a File's O_APPEND writes are atomic against
+// other appends through the same FS, not against other clients; no umask
+// applies to perm; O_CREATE through a symlink whose target does not
+// exist fails with ENOENT (Linux creates the target). Small sequential
+// Reads are served from a 128 KiB read-ahead buffer, which any change to
+// the file through the same FS invalidates.
 //
 // The namespace checks no permissions; the FUSE mount leaves them to the
 // kernel (default_permissions). The path API checks mode bits as Linux

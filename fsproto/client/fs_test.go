@@ -154,12 +154,27 @@ func testInodeAPI(t *testing.T, e *env) {
 	if n != int(end) || err != io.EOF {
 		t.Fatalf("ReadAt: %d, %v; want %d, EOF", n, err, end)
 	}
-	want := append(make([]byte, off), data...)
-	if !bytes.Equal(got[:n], want) {
+	if !bytes.Equal(got[:n], append(make([]byte, off), data...)) {
 		t.Fatal("ReadAt: bytes differ from what was written")
 	}
 	if err := h.Flush(ctx); err != nil {
 		t.Fatal(err)
+	}
+	// A write that does not grow the file changes mtime at the next
+	// Flush (one SetAttr).
+	before, err := f.GetAttr(ctx, ino)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.WriteAt(ctx, []byte("in place"), off); err != nil {
+		t.Fatal(err)
+	}
+	copy(data, "in place")
+	if err := h.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if a, err := f.GetAttr(ctx, ino); err != nil || a.Mtime <= before.Mtime || a.Ctime <= before.Ctime || a.Size != before.Size {
+		t.Fatalf("after an in-place write and Flush: %+v, %v; before %+v", a, err, before)
 	}
 	// Another FS sees the committed size.
 	f2 := e.open(t, f.Name(), e.key)
@@ -188,6 +203,7 @@ func testInodeAPI(t *testing.T, e *env) {
 	if err != nil || n != int(end) {
 		t.Fatalf("ReadAt after regrow: %d, %v", n, err)
 	}
+	want := append(make([]byte, off), data...)
 	clear(want[cut:])
 	if !bytes.Equal(got[:end], want) {
 		t.Fatal("old bytes reappeared after truncate down and up")

@@ -147,6 +147,12 @@ func testTwoClients(t *testing.T, e *env) {
 	if fi, err := a.Stat("shared"); err != nil || fi.Size() != 2*chunk64K+3000 {
 		t.Fatalf("Stat on the writer: %v, %v", fi, err)
 	}
+	// Without Sync, the FS commits the growth within its flush interval
+	// (200 ms here).
+	waitFor(t, "the background commit of the growth", func() bool {
+		fi, err := b.Stat("shared")
+		return err == nil && fi.Size() == 2*chunk64K+3000
+	})
 	must(t, "Close", fa.Close())
 	want := append(append(one, make([]byte, 2*chunk64K-len(one))...), two...)
 	fb, err := b.Open("shared")
