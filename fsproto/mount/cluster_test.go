@@ -105,7 +105,7 @@ func TestCluster(t *testing.T) {
 		twoMounts(t, a.Dir(), b.Dir())
 	})
 	t.Run("exerciser", func(t *testing.T) {
-		// Chunks of 1 MiB for -short's 64 MiB files, 16 MiB for the
+		// Chunks of 1 MiB for -short's 32 MiB files, 16 MiB for the
 		// long run's 4 GiB ones: a truncation deletes every chunk of
 		// the range it drops.
 		chunk := uint32(16 << 20)

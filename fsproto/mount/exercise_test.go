@@ -42,7 +42,7 @@ func exerciserConfig(t *testing.T) exConfig {
 	if testing.Short() {
 		// Truncating a sparse file deletes every chunk of the dropped
 		// range, holes included: keep -short's files smaller.
-		c.sizeMax = 64 << 20
+		c.sizeMax = 32 << 20
 	}
 	return c
 }
