@@ -1,6 +1,10 @@
 package mount
 
 import (
+	"bytes"
+	"fmt"
+	"os"
+	"path/filepath"
 	"testing"
 )
 
@@ -14,4 +18,74 @@ func TestPosixMem(t *testing.T) {
 func TestPermissionsMem(t *testing.T) {
 	m := mountT(t, newMemBackend(), Options{})
 	comparePermissions(t, m.Dir())
+}
+
+// TestConcurrentMem runs workers that create, write, read back, append
+// to, rename, list and remove files at once, in folders of their own and
+// in a shared one, so the race detector sees the mount's handle and inode
+// tables under concurrent requests.
+func TestConcurrentMem(t *testing.T) {
+	m := mountT(t, newMemBackend(), Options{})
+	shared := filepath.Join(m.Dir(), "shared")
+	if err := os.Mkdir(shared, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	const workers, rounds = 6, 24
+	errs := make(chan error, workers)
+	for w := range workers {
+		go func() {
+			errs <- func() error {
+				dir := filepath.Join(m.Dir(), fmt.Sprint("w", w))
+				if err := os.Mkdir(dir, 0o755); err != nil {
+					return err
+				}
+				for i := range rounds {
+					p := filepath.Join(dir, fmt.Sprint("f", i))
+					data := bytes.Repeat([]byte{byte(w), byte(i)}, 1000+i*50)
+					if err := os.WriteFile(p, data, 0o644); err != nil {
+						return err
+					}
+					f, err := os.OpenFile(p, os.O_WRONLY|os.O_APPEND, 0)
+					if err != nil {
+						return err
+					}
+					if _, err := f.Write([]byte("tail")); err != nil {
+						return err
+					}
+					if err := f.Close(); err != nil {
+						return err
+					}
+					got, err := os.ReadFile(p)
+					if err != nil {
+						return err
+					}
+					if !bytes.Equal(got, append(data, "tail"...)) {
+						return fmt.Errorf("worker %d round %d: read %d bytes back, want %d", w, i, len(got), len(data)+4)
+					}
+					q := filepath.Join(shared, fmt.Sprintf("w%d-%d", w, i))
+					if err := os.Rename(p, q); err != nil {
+						return err
+					}
+					if _, err := os.ReadDir(shared); err != nil {
+						return err
+					}
+					if i%2 == 0 {
+						if err := os.Remove(q); err != nil {
+							return err
+						}
+					}
+				}
+				return nil
+			}()
+		}()
+	}
+	for range workers {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	ents, err := os.ReadDir(shared)
+	if err != nil || len(ents) != workers*rounds/2 {
+		t.Fatalf("shared folder: %d entries, %v; want %d", len(ents), err, workers*rounds/2)
+	}
 }
