@@ -97,12 +97,12 @@ func TestCluster(t *testing.T) {
 	t.Run("two mounts", func(t *testing.T) {
 		name := e.container(t, 64<<10)
 		a, b := e.mount(t, name, Options{}), e.mount(t, name, Options{})
-		twoMounts(t, a.Dir(), b.Dir())
+		twoMounts(t, a.Dir(), b.Dir(), time.Second)
 	})
 	t.Run("two mounts no cache", func(t *testing.T) {
 		name := e.container(t, 64<<10)
 		a, b := e.mount(t, name, Options{Cache: CacheNone}), e.mount(t, name, Options{Cache: CacheNone})
-		twoMounts(t, a.Dir(), b.Dir())
+		twoMounts(t, a.Dir(), b.Dir(), 0)
 	})
 	t.Run("exerciser", func(t *testing.T) {
 		// Chunks of 1 MiB for -short's 32 MiB files, 16 MiB for the
@@ -170,8 +170,9 @@ func TestCluster(t *testing.T) {
 }
 
 // twoMounts checks what two clients of one container see of each other:
-// close-to-open, and fsync then open.
-func twoMounts(t *testing.T, a, b string) {
+// close-to-open, and fsync then open. ttl is the mounts' attribute
+// timeout.
+func twoMounts(t *testing.T, a, b string, ttl time.Duration) {
 	pa, pb := filepath.Join(a, "shared"), filepath.Join(b, "shared")
 	for i := range 8 {
 		data := bytes.Repeat([]byte{byte('a' + i)}, 1000*(i+1))
@@ -243,6 +244,47 @@ func twoMounts(t *testing.T, a, b string) {
 		t.Fatalf("B does not see the directory A made: %v", err)
 	}
 	interleaved(t, a, b)
+	appendBoth(t, a, b, ttl)
+}
+
+// appendBoth has A append through a descriptor it keeps open while B
+// appends and closes: once A's idea of the size is older than ttl, A's
+// next append lands after B's, not over it.
+func appendBoth(t *testing.T, a, b string, ttl time.Duration) {
+	fa, err := os.OpenFile(filepath.Join(a, "applog"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fa.Close()
+	for i := range 3 {
+		if _, err := fmt.Fprintf(fa, "A%d;", i); err != nil {
+			t.Fatal(err)
+		}
+		if err := fa.Sync(); err != nil {
+			t.Fatal(err)
+		}
+		fb, err := os.OpenFile(filepath.Join(b, "applog"), os.O_WRONLY|os.O_APPEND, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := fmt.Fprintf(fb, "B%d;", i); err != nil {
+			t.Fatal(err)
+		}
+		if err := fb.Close(); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(ttl) // A's cached size expires (no sleep without caching)
+	}
+	if err := fa.Close(); err != nil {
+		t.Fatal(err)
+	}
+	got, err := os.ReadFile(filepath.Join(b, "applog"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := "A0;B0;A1;B1;A2;B2;"; string(got) != want {
+		t.Fatalf("appends from two mounts: %q, want %q", got, want)
+	}
 }
 
 // interleaved has A and B write alternate 4 KiB blocks of one file

@@ -79,9 +79,11 @@
 // every replica); a file's size and mtime are committed at close(2)
 // (FLUSH), fsync(2), and in the background by client.FS (every second).
 // O_APPEND files are opened with direct I/O and each append lands at the
-// end this mount knows (the size at open, grown by this mount's writes),
-// appends through one mount being serialized; appends from two mounts at
-// once interleave as on NFS.
+// end of the file as this mount knows it, appends through one mount being
+// serialized: the namespace's size is read again when the last reading is
+// older than the attribute timeout (every append with caching off), so an
+// append follows other clients' committed appends; appends from two
+// mounts at the same moment may overlap, as on NFS.
 //
 // Attributes: st_blocks counts a file's logical size (holes of sparse
 // files included: the namespace does not know which chunks exist), and

@@ -71,7 +71,10 @@ type fileHandle struct {
 type inodeState struct {
 	ino namespace.Ino
 	mu  sync.Mutex
-	fhs map[*fileHandle]struct{} // guarded by rawFS.mu
+	// checked is when an append last read the size from the namespace
+	// (guarded by mu).
+	checked time.Time
+	fhs     map[*fileHandle]struct{} // guarded by rawFS.mu
 }
 
 // dirHandle is one FUSE opendir: the names listed so far, so that the
@@ -613,17 +616,28 @@ func (r *rawFS) Write(cancel <-chan struct{}, in *fuse.WriteIn, data []byte) (ui
 	if !fh.writable {
 		return 0, fuse.EBADF
 	}
+	ctx := reqCtx(cancel)
 	off := int64(in.Offset)
 	if fh.append {
 		// Appends through this mount are serialized and land at the
-		// size this mount sees: the size at open (close-to-open) grown
-		// by this mount's writes. Appends from other clients meanwhile
-		// are not seen (as on NFS).
+		// end of the file: the namespace's size, read again when the
+		// last read is older than the attribute timeout (so other
+		// clients' committed appends are seen, as an NFS client sees
+		// them), else the size this mount sees (the last read grown by
+		// its own writes). Appends from two clients at once may still
+		// overlap, as on NFS.
 		fh.st.mu.Lock()
 		defer fh.st.mu.Unlock()
 		off = fh.h.Size()
+		if now := time.Now(); r.noCache || now.Sub(fh.st.checked) >= r.ttl {
+			a, err := r.b.GetAttr(ctx, fh.ino)
+			if err != nil {
+				return 0, errno(err)
+			}
+			off, fh.st.checked = int64(a.Size), now
+		}
 	}
-	n, err := fh.h.WriteAt(reqCtx(cancel), data, off)
+	n, err := fh.h.WriteAt(ctx, data, off)
 	if err != nil && n == 0 {
 		return 0, errno(err)
 	}
