@@ -89,3 +89,26 @@ func TestConcurrentMem(t *testing.T) {
 		t.Fatalf("shared folder: %d entries, %v; want %d", len(ents), err, workers*rounds/2)
 	}
 }
+
+// TestRenameAcrossMountsEXDEV: a rename or link between the mount and
+// another file system fails with EXDEV, from the kernel (the POSIX table
+// cannot show it: a container is one file system).
+func TestRenameAcrossMountsEXDEV(t *testing.T) {
+	m := mountT(t, newMemBackend(), Options{})
+	in, out := filepath.Join(m.Dir(), "f"), filepath.Join(t.TempDir(), "f")
+	if err := os.WriteFile(in, []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(out, []byte("y"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for what, err := range map[string]error{
+		"rename out": os.Rename(in, out+"2"),
+		"rename in":  os.Rename(out, in+"2"),
+		"link out":   os.Link(in, out+"3"),
+	} {
+		if errName(err) != "EXDEV" {
+			t.Errorf("%s: %v, want EXDEV", what, err)
+		}
+	}
+}
