@@ -445,6 +445,27 @@ func TestEngineRetryPastTableBound(t *testing.T) {
 	}
 }
 
+// TestEngineHotObjectLoadsOnce: a hot object's stored ids are read once,
+// not again each time the table's FIFO drops one of its old ids (which
+// happens at nearly every mutation once the FIFO is full).
+func TestEngineHotObjectLoadsOnce(t *testing.T) {
+	testutil.CheckLeaks(t)
+	c := newLiveCluster(t, 1)
+	n, err := NewNode(Config{ID: 1, Window: 16, RequestIDs: 2 * engine.KeptRequests})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.nodes[1] = n
+	const pg = 2
+	c.view(View{PG: pg, Epoch: 1, Replicas: []uint64{1}})
+	for i := range 20 {
+		c.write(1, pg, 50, fmt.Sprint("hot ", i))
+	}
+	if got := n.Stats().RIDLoads; got != 1 {
+		t.Fatalf("20 writes of one object read its stored ids %d times, want 1", got)
+	}
+}
+
 // TestEnginePartitionedPrimary: a primary cut off while a newer epoch
 // forms never acknowledges a write or serves a read; once it hears of the
 // newer epoch it fails them with ErrStaleEpoch.

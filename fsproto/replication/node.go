@@ -1440,10 +1440,16 @@ func (g *group) replicaReceive(from uint64, m *Msg) {
 //
 // loaded names the objects whose stored ids are all in the table (see
 // loadRIDs). Invariant: every id the store holds for a loaded object is
-// in m; so an object loses the mark when the FIFO drops one of its ids,
-// and every store completion that adds ids (forwards, installs, our own
-// mutations once acknowledged or failed) puts them. The set is bounded:
-// past 4n objects it is emptied, which costs only store reads.
+// in m; so every store completion that adds ids (forwards, installs, our
+// own mutations once acknowledged or failed) puts them, and an object
+// loses the mark when the FIFO drops one of its ids that may be stored:
+// the store keeps an object's newest engine.KeptRequests ids, and the
+// table's ids of an object are ids of its history (what makes them
+// answerable at all), so an id with that many newer ids of its object
+// still in the table is no longer stored. (Dropping the mark on every
+// eviction made a primary read the store before nearly every mutation
+// once the FIFO was full.) The set is bounded: past 4n objects it is
+// emptied, which costs only store reads.
 type ridTable struct {
 	n      int
 	m      map[fsproto.RequestID]ridEntry
@@ -1464,6 +1470,20 @@ func newRIDTable(n int) *ridTable {
 		loaded: map[engine.ObjectID]bool{}, loadedIDs: map[fsproto.RequestID]bool{}}
 }
 
+// newerKept reports whether the table holds engine.KeptRequests ids of
+// obj with a seq above seq.
+func (t *ridTable) newerKept(obj engine.ObjectID, seq uint64) bool {
+	n := 0
+	for _, id := range t.byObj[obj] {
+		if t.m[id].seq > seq {
+			if n++; n >= engine.KeptRequests {
+				return true
+			}
+		}
+	}
+	return false
+}
+
 func (t *ridTable) markLoaded(obj engine.ObjectID) {
 	if len(t.loaded) >= 4*t.n {
 		clear(t.loaded)
@@ -1481,7 +1501,7 @@ func (t *ridTable) put(id fsproto.RequestID, obj engine.ObjectID, seq uint64) {
 		return
 	}
 	for len(t.fifo) >= t.n {
-		if e, ok := t.m[t.fifo[0]]; ok {
+		if e, ok := t.m[t.fifo[0]]; ok && t.loaded[e.obj] && !t.newerKept(e.obj, e.seq) {
 			delete(t.loaded, e.obj)
 		}
 		t.forget(t.fifo[0])
