@@ -188,8 +188,17 @@ func TestUpMount(t *testing.T) {
 	}
 	defer func() {
 		if cmd.ProcessState == nil {
-			_ = cmd.Process.Kill()
-			_ = cmd.Wait()
+			// SIGINT first: weft up stops its nodes (a killed weft up
+			// would leave them running).
+			_ = cmd.Process.Signal(os.Interrupt)
+			done := make(chan struct{})
+			go func() { _ = cmd.Wait(); close(done) }()
+			select {
+			case <-done:
+			case <-time.After(time.Minute):
+				_ = cmd.Process.Kill()
+				<-done
+			}
 		}
 		if mounted, _ := mount.IsMountPoint(mnt); mounted {
 			_ = syscall.Unmount(mnt, syscall.MNT_DETACH)
