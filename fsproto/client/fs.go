@@ -450,7 +450,7 @@ func (f *FS) StatFS(ctx context.Context) (namespace.StatFS, error) {
 // Errno returns the errno err carries, for a FUSE reply: 0 for nil, the
 // errno inside (a namespace refusal, the file client's own), EROFS for a
 // read-only key, ENOSPC for a full device, EACCES for a key the cluster
-// refused, EINTR or ETIMEDOUT for an ended context, EIO for the rest.
+// refused or that does not reach the container, EINTR or ETIMEDOUT for an ended context, EIO for the rest.
 func Errno(err error) syscall.Errno {
 	if err == nil {
 		return 0
@@ -462,13 +462,15 @@ func Errno(err error) syscall.Errno {
 	var re *net.RemoteError
 	if errors.As(err, &re) {
 		switch re.Code {
-		case net.CodeAuthFailed, net.CodeClusterMismatch:
+		case net.CodeAuthFailed, net.CodeClusterMismatch, fsproto.CodeAccessDenied: // meta.CodeAccessDenied is the same number
 			return syscall.EACCES
 		}
 	}
 	switch {
 	case errors.Is(err, meta.ErrReadOnly), errors.Is(err, fsproto.ErrReadOnly):
 		return syscall.EROFS
+	case errors.Is(err, fsproto.ErrAccessDenied):
+		return syscall.EACCES
 	case errors.Is(err, fsproto.ErrNoSpace):
 		return syscall.ENOSPC
 	case errors.Is(err, ErrNoContainer), errors.Is(err, clustermap.ErrNotFound):

@@ -179,6 +179,8 @@ func TestErrno(t *testing.T) {
 		{fmt.Errorf("chunk: %w", fsproto.ErrReadOnly), syscall.EROFS},
 		{fmt.Errorf("chunk: %w", fsproto.ErrNoSpace), syscall.ENOSPC},
 		{&net.RemoteError{Code: net.CodeAuthFailed}, syscall.EACCES},
+		{fmt.Errorf("meta: %w", &net.RemoteError{Code: meta.CodeAccessDenied}), syscall.EACCES},
+		{fmt.Errorf("chunk: %w", fsproto.ErrAccessDenied), syscall.EACCES},
 		{context.Canceled, syscall.EINTR},
 		{context.DeadlineExceeded, syscall.ETIMEDOUT},
 		{fs.ErrClosed, syscall.EBADF},

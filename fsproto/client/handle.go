@@ -399,7 +399,8 @@ func (f *FS) setSize(ctx context.Context, in *inode, size int64) (namespace.Attr
 // which is harmless.
 func (f *FS) reclaimed(ctx context.Context, rs []namespace.Reclaim) {
 	for _, r := range rs {
-		if _, err := f.meta.Apply(ctx, namespace.Reclaimed{ID: r.ID}); err != nil {
+		// ENOENT: the leader's reclaimer marked it done first.
+		if _, err := f.meta.Apply(ctx, namespace.Reclaimed{ID: r.ID}); err != nil && !errors.Is(err, syscall.ENOENT) {
 			f.log.Warn("marking a reclaim entry done failed; the reclaimer will redo it", "id", r.ID, "ino", r.Ino, "err", err)
 		}
 	}

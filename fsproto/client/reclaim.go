@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"syscall"
+	"time"
 
 	"github.com/weftfs/weft/fsproto/meta"
 	"github.com/weftfs/weft/fsproto/namespace"
@@ -25,19 +26,32 @@ type Reclaimer struct {
 	ChunkSize int64
 	// Parallel bounds the chunk requests in flight (default 16).
 	Parallel int
+	// Grace postpones a truncation entry while its file changed (its
+	// ctime, the leader's clock) less than Grace ago: the client that
+	// truncated deletes the range itself and marks the entry done, and
+	// a client writing past the committed size meanwhile holds bytes a
+	// reclaimer must not delete. 0 means DefaultGrace; negative, none.
+	// Entries of removed files never wait (their inode is gone).
+	Grace time.Duration
 }
+
+// DefaultGrace is Reclaimer.Grace's default: far longer than a live
+// client takes to delete what it truncated and to commit its writes'
+// growth (its flush interval, 1 s by default).
+const DefaultGrace = 10 * time.Second
 
 // Run reclaims entries in order and stops at the first failure (what it
 // finished is marked done; the rest stays queued for the next Run).
+// Entries within their grace are skipped and stay queued.
 //
 // For a removed file (Removed), every chunk up to the range's end goes.
 // For a truncation, only bytes at or past the file's CURRENT size go,
 // never below it: the file may have grown back over the range since the
-// entry was queued. NB: a write that grows the file between Run's
-// GetAttr and its deletes can still lose bytes past the size Run read;
-// the truncating client deletes the range itself before it reports
-// success, so the reclaimer only repeats work that a crashed client left,
-// and runs on entries as old as the leader's queue.
+// entry was queued. NB: bytes a client writes past the committed size
+// while Run deletes (a file quiet for Grace that a writer starts to grow
+// at that moment) can still be lost; the grace makes that need both a
+// truncating client that crashed before it deleted and a writer that
+// starts right then.
 func (r *Reclaimer) Run(ctx context.Context, entries []namespace.Reclaim) error {
 	if r.ChunkSize <= 0 {
 		return fmt.Errorf("client: reclaimer chunk size %d: %w", r.ChunkSize, syscall.EINVAL)
@@ -45,6 +59,10 @@ func (r *Reclaimer) Run(ctx context.Context, entries []namespace.Reclaim) error 
 	par := r.Parallel
 	if par <= 0 {
 		par = 16
+	}
+	grace := r.Grace
+	if grace == 0 {
+		grace = DefaultGrace
 	}
 	for _, e := range entries {
 		from, to := int64(e.From), int64(e.To)
@@ -54,6 +72,9 @@ func (r *Reclaimer) Run(ctx context.Context, entries []namespace.Reclaim) error 
 			a, err := r.Meta.GetAttr(ctx, e.Ino)
 			switch {
 			case err == nil:
+				if grace > 0 && time.Since(time.Unix(0, a.Ctime)) < grace {
+					continue
+				}
 				from = max(from, int64(a.Size))
 			case errors.Is(err, syscall.ENOENT):
 				// Gone since: its own Removed entry covers the rest, and

@@ -110,7 +110,16 @@ func testRemoveReclaims(t *testing.T, e *env) {
 		t.Fatal(err)
 	}
 	must(t, "Release", h.Release(ctx))
-	r := client.Reclaimer{Data: f.Data(), Meta: mc, ChunkSize: f.ChunkSize()}
+	// Within the grace (the file just changed) the entry waits.
+	r := client.Reclaimer{Data: f.Data(), Meta: mc, ChunkSize: f.ChunkSize(), Grace: time.Hour}
+	must(t, "Reclaimer.Run", r.Run(ctx, res.Reclaim))
+	if !chunkExists(t, f, ino, 2) {
+		t.Fatal("the reclaimer deleted within the grace")
+	}
+	if st, err := f.Usage(); err != nil || st.Reclaiming != 1 {
+		t.Fatalf("Usage after a run within the grace: %+v, %v; want the entry queued", st, err)
+	}
+	r.Grace = -1
 	must(t, "Reclaimer.Run", r.Run(ctx, res.Reclaim))
 	if chunkExists(t, f, ino, 2) {
 		t.Error("chunk 2, past the current size, survived the reclaimer")
