@@ -395,6 +395,12 @@ func (c *clusterNode) status() *Status {
 		}
 		s.PGs = append(s.PGs, q)
 	}
+	ctx, cancel := context.WithTimeout(c.ctx, time.Second)
+	defer cancel()
+	for _, m := range c.meta.Status(ctx) {
+		s.Meta = append(s.Meta, MetaMember{Container: uint64(m.Container), Leader: m.Leader, Term: m.Term,
+			Commit: m.Commit, Applied: m.Applied, Voters: m.Voters})
+	}
 	return s
 }
 

@@ -156,6 +156,9 @@ func TestClusterMode(t *testing.T) {
 			t.Errorf("node %d status: %d PGs, want the container's 4 (replication 3 on 3 nodes)", i+1, len(s.PGs))
 		}
 		leaders[s.ManagerLeader] = true
+		if len(s.Meta) != 1 || s.Meta[0].Container != uint64(ct.ID()) || len(s.Meta[0].Voters) != 3 || s.Meta[0].Leader == 0 {
+			t.Errorf("node %d status: metadata members %+v; want container %d's, 3 voters, a leader", i+1, s.Meta, ct.ID())
+		}
 	}
 	if len(leaders) != 1 || leaders[0] {
 		t.Errorf("nodes report manager leaders %v; want one, the same", leaders)

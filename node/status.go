@@ -55,6 +55,19 @@ type Status struct {
 	ManagerLeader uint64 `json:"manager_leader"`
 	Space         Space  `json:"space"`
 	PGs           []PG   `json:"pgs"`
+	// Meta lists the container metadata group members this node runs.
+	Meta []MetaMember `json:"meta,omitempty"`
+}
+
+// MetaMember is this node's member of one container's metadata group
+// (meta.MemberStatus, flattened).
+type MetaMember struct {
+	Container uint64   `json:"container"`
+	Leader    uint64   `json:"leader"` // node id of the leader it knows (0: none)
+	Term      uint64   `json:"term"`
+	Commit    uint64   `json:"commit"`
+	Applied   uint64   `json:"applied"`
+	Voters    []uint64 `json:"voters"`
 }
 
 // Space is the engine's space, in bytes.

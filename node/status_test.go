@@ -19,6 +19,7 @@ func sampleStatus() *Status {
 			{PG: 2, Epoch: 5, Role: "backfilling", Phase: "backfilling", InstalledObjects: 2, InstalledBytes: 8192, InstallRate: 1.5e6},
 			{PG: 3, Epoch: 1, Role: "none"},
 		},
+		Meta: []MetaMember{{Container: 1, Leader: 42, Term: 3, Commit: 17, Applied: 17, Voters: []uint64{7, 42, 99}}},
 	}
 }
 

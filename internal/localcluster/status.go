@@ -186,8 +186,8 @@ func (r *Report) Print(w io.Writer) {
 	}
 	for _, ct := range m.Containers {
 		counts := r.PGCounts(ct.ID)
-		fmt.Fprintf(w, "  %d %q: replicas %d, %d PGs: %d active, %d degraded, %d backfilling\n", ct.ID, ct.Name, ct.Policy.Replicas,
-			ct.Policy.PGCount, counts[clustermap.Active], counts[clustermap.Degraded], counts[clustermap.Backfilling])
+		fmt.Fprintf(w, "  %d %q: replicas %d, %d PGs: %d active, %d degraded, %d backfilling; %s\n", ct.ID, ct.Name, ct.Policy.Replicas,
+			ct.Policy.PGCount, counts[clustermap.Active], counts[clustermap.Degraded], counts[clustermap.Backfilling], r.metaSummary(ct.ID))
 	}
 	if bfs := r.Backfills(); len(bfs) > 0 {
 		var done, total, installed int64
@@ -229,6 +229,42 @@ func (r *Report) Print(w io.Writer) {
 
 // managers lists the manager members among the nodes that answered
 // ("1 at ADDR") and the distinct leaders they report ("none" for 0).
+// metaSummary says who runs container c's metadata group, as its
+// members report it: "metadata: leader L, members A B C, commit N".
+func (r *Report) metaSummary(c clustermap.ContainerID) string {
+	var members []string
+	leaders := map[uint64]bool{}
+	var commit uint64
+	for _, n := range r.Nodes {
+		if n.Status == nil {
+			continue
+		}
+		for _, m := range n.Status.Meta {
+			if m.Container != uint64(c) {
+				continue
+			}
+			members = append(members, fmt.Sprint(n.Status.Node))
+			if m.Leader != 0 {
+				leaders[m.Leader] = true
+			}
+			commit = max(commit, m.Commit)
+		}
+	}
+	if len(members) == 0 {
+		return "metadata: no member reports"
+	}
+	leader := "none known"
+	if len(leaders) > 0 {
+		var ls []string
+		for l := range leaders {
+			ls = append(ls, fmt.Sprint(l))
+		}
+		slices.Sort(ls)
+		leader = strings.Join(ls, " or ")
+	}
+	return fmt.Sprintf("metadata: leader %s, members %s, commit %d", leader, strings.Join(members, " "), commit)
+}
+
 func (r *Report) managers() (members, leaders []string) {
 	seen := map[uint64]bool{}
 	for _, n := range r.Nodes {
