@@ -147,7 +147,8 @@
 // Semantics follow the Linux system calls, with these choices: Rename
 // is rename(2) (an empty directory as the target is replaced; os.Rename
 // refuses that with EEXIST); a File's O_APPEND writes are atomic against
-// other appends through the same FS, not against other clients; no umask
+// other appends through the same FS and land after other clients'
+// committed appends, but are not atomic against other clients'; no umask
 // applies to perm; O_CREATE through a symlink whose target does not
 // exist fails with ENOENT (Linux creates the target). Small sequential
 // Reads are served from a 128 KiB read-ahead buffer, which any change to

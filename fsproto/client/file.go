@@ -159,9 +159,11 @@ func (fl *File) Read(p []byte) (int, error) {
 	return n, nil
 }
 
-// Write writes at the file offset (at the end with O_APPEND: atomically
-// against other appends through the same FS, not against other
-// clients) and advances it.
+// Write writes at the file offset and advances it. With O_APPEND it
+// writes at the end: atomically against other appends through the same
+// FS; after what other clients committed (Close, Sync) when this FS has
+// no uncommitted writes to the file (it asks the namespace for the size
+// first); not atomically against other clients' concurrent appends.
 func (fl *File) Write(p []byte) (int, error) {
 	if err := fl.check("write"); err != nil {
 		return 0, err
@@ -172,6 +174,12 @@ func (fl *File) Write(p []byte) (int, error) {
 		in := fl.h.in
 		in.appendMu.Lock()
 		defer in.appendMu.Unlock()
+		ctx, cancel := fl.fs.opCtx()
+		err := fl.h.refresh(ctx)
+		cancel()
+		if err != nil {
+			return 0, fl.err("write", err)
+		}
 		fl.mu.off = fl.h.Size()
 	}
 	n, err := fl.writeAt(p, fl.mu.off)

@@ -204,6 +204,24 @@ func (in *inode) sizeGen() (int64, uint64) {
 	return in.mu.size, in.mu.gen
 }
 
+// refresh takes the file's committed size from the namespace when this
+// FS has nothing uncommitted on it, so an O_APPEND write lands after what
+// other clients committed since the open.
+func (h *Handle) refresh(ctx context.Context) error {
+	a, err := h.fs.meta.GetAttr(ctx, h.in.ino)
+	if err != nil {
+		return errnoWrap(err)
+	}
+	in := h.in
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	if !in.mu.dirty && in.mu.size != int64(a.Size) {
+		in.mu.size, in.mu.committed = int64(a.Size), int64(a.Size)
+		in.mu.gen++
+	}
+	return nil
+}
+
 // Size returns the size this FS sees for the file (with its own writes
 // not committed yet).
 func (h *Handle) Size() int64 {

@@ -172,6 +172,27 @@ func testTwoClients(t *testing.T, e *env) {
 	if !bytes.Equal(got, want) {
 		t.Fatalf("the other client read %d bytes after Close, want %d (equal: %v)", len(got), len(want), bytes.Equal(got, want))
 	}
+
+	// O_APPEND through two long-open Files lands after the other
+	// client's synced appends.
+	la, err := a.OpenFile("log", os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
+	must(t, "open log on a", err)
+	lb, err := b.OpenFile("log", os.O_WRONLY|os.O_APPEND, 0)
+	must(t, "open log on b", err)
+	for i, w := range []struct {
+		fl *client.File
+		s  string
+	}{{la, "a1"}, {lb, "b1"}, {la, "a2"}, {lb, "b2"}} {
+		if _, err := w.fl.Write([]byte(w.s)); err != nil {
+			t.Fatalf("append %d: %v", i, err)
+		}
+		must(t, "Sync", w.fl.Sync())
+	}
+	must(t, "Close", la.Close())
+	must(t, "Close", lb.Close())
+	if got := readAll(t, b, "log"); got != "a1b1a2b2" {
+		t.Errorf("appends from two clients: %q, want a1b1a2b2", got)
+	}
 }
 
 // testQuota: a write past the byte quota fails with EDQUOT and nothing of
