@@ -165,11 +165,16 @@
 //
 // # Keys and errors
 //
-// A key authenticates every connection an FS makes. A read-only key
-// gives an FS whose changes fail with EROFS (metadata refusals map to
-// EROFS, chunk writes refused with fsproto.CodeReadOnly too); a key the
-// cluster refuses maps to EACCES. Errno maps any error of this package
-// to an errno.
+// A key authenticates every connection an FS makes (its own net.Pool).
+// A read-only key gives an FS whose changes fail with EROFS (metadata
+// refusals map to EROFS, chunk writes refused with fsproto.CodeReadOnly
+// too; EROFS rather than EACCES because the key, not the file's mode,
+// refuses, as a read-only mount does). A key the cluster refuses at the
+// handshake, or one that does not reach the container (the servers'
+// access-denied code 265, fsproto.ErrAccessDenied), maps to EACCES, so
+// errors.Is(err, fs.ErrPermission) holds. OpenContainer reads the root,
+// so such a key fails there. Errno maps any error of this package to an
+// errno.
 //
 // # How a chunk request finds its node
 //
@@ -206,12 +211,18 @@
 //
 //   - GoWrite and GoRead run one goroutine per operation (each retries on
 //     its own); a shared completion loop would save them.
-//   - Keys are not per container yet on the servers: the key given is
-//     used for every node.
 //   - The package imports fsproto, which links the engine (fsproto.ObjectID
 //     returns an engine.ObjectID); splitting fsproto's messages from its
 //     server would keep the engine out of client binaries.
-//   - Deleting a range costs a request per chunk, holes included; a
-//     chunk listing (or a range delete) in the chunk protocol would make
-//     removing a large sparse file cheap.
+//   - Deleting a range costs a chunk request per chunk, holes included
+//     (truncating a 3 GiB sparse file to 0 with 64 KiB chunks sends
+//     49,152 deletes); a chunk listing or a range delete in the chunk
+//     protocol would make truncating and removing large sparse files
+//     cheap.
+//   - The path API resolves every component with a metadata round trip
+//     (no entry or attribute cache), and each open of a file is two Raft
+//     commits (Open, Close) so unlinked files survive their readers.
+//   - No xattr calls in the path API (the inode API has them); no umask.
+//   - Opens held by a client that died pin their inodes until the
+//     servers expire them (not done there either).
 package client
