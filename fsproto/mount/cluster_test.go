@@ -104,6 +104,14 @@ func TestCluster(t *testing.T) {
 		a, b := e.mount(t, name, Options{Cache: CacheNone}), e.mount(t, name, Options{Cache: CacheNone})
 		twoMounts(t, a.Dir(), b.Dir(), 0)
 	})
+	t.Run("tree ops", func(t *testing.T) {
+		m := e.mount(t, e.container(t, 64<<10), Options{})
+		ops := 1500
+		if testing.Short() {
+			ops = 400
+		}
+		treeOps(t, m.Dir(), treeSeed(), ops)
+	})
 	t.Run("exerciser", func(t *testing.T) {
 		// Chunks of 1 MiB for -short's 32 MiB files, 16 MiB for the
 		// long run's 4 GiB ones: a truncation deletes every chunk of
