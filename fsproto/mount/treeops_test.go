@@ -22,7 +22,7 @@ import (
 // the two trees must be equal (names, types, modes, link counts, sizes,
 // contents, link targets).
 func treeOps(t *testing.T, mnt string, seed uint64, ops int) {
-	t.Logf("tree ops: seed %d, %d ops", seed, ops)
+	t.Logf("tree ops: seed %d (rerun with -exercise.seed=%d), %d ops", seed, seed, ops)
 	local := t.TempDir()
 	roots := [2]string{local, filepath.Join(mnt, "tree")}
 	if err := os.Mkdir(roots[1], 0o755); err != nil {
@@ -43,7 +43,7 @@ func treeOps(t *testing.T, mnt string, seed uint64, ops int) {
 		p, q := path(), path()
 		k := rng.IntN(100)
 		mode := uint32(0o600 + rng.IntN(0o200))
-		size := rng.Int64N(70000)
+		truncTo := rng.Int64N(70000)
 		data := make([]byte, rng.IntN(5000))
 		for i := range data {
 			data[i] = byte(rng.UintN(256))
@@ -84,12 +84,12 @@ func treeOps(t *testing.T, mnt string, seed uint64, ops int) {
 			case k < 86:
 				what, err = fmt.Sprintf("chmod %s %o", p, mode), unix.Fchmodat(unix.AT_FDCWD, at(p), mode, 0)
 			case k < 91:
-				what, err = fmt.Sprintf("truncate %s %d", p, size), unix.Truncate(at(p), size)
+				what, err = fmt.Sprintf("truncate %s %d", p, truncTo), unix.Truncate(at(p), truncTo)
 			case k < 96:
 				var st unix.Stat_t
 				what, err = "lstat "+p, unix.Lstat(at(p), &st)
 				if err == nil {
-					what += fmt.Sprintf(" mode %o nlink %d size %s", st.Mode, st.Nlink, size2(&st))
+					what += fmt.Sprintf(" mode %o nlink %d size %s", st.Mode, st.Nlink, size(&st))
 				}
 			default:
 				var ents []os.DirEntry
@@ -115,8 +115,6 @@ func treeOps(t *testing.T, mnt string, seed uint64, ops int) {
 		t.Fatalf("seed %d: trees differ after %d ops:\nlocal:\n%s\nmount:\n%s", seed, ops, want, got)
 	}
 }
-
-func size2(st *unix.Stat_t) string { return size(st) }
 
 // walkTree describes the tree under root, one line per entry.
 func walkTree(t *testing.T, root string) string {
