@@ -17,7 +17,7 @@ import (
 
 var (
 	exSeed = flag.Uint64("exercise.seed", 0, "seed of the random exerciser (0: from the clock)")
-	exOps  = flag.Int("exercise.ops", 0, "operations of the random exerciser (0: 250 with -short, else 2000)")
+	exOps  = flag.Int("exercise.ops", 0, "operations of the random exerciser (0: 200 with -short, else 2000)")
 )
 
 type exConfig struct {
@@ -36,7 +36,7 @@ func exerciserConfig(t *testing.T) exConfig {
 	if c.ops == 0 {
 		c.ops = 2000
 		if testing.Short() {
-			c.ops = 250
+			c.ops = 200
 		}
 	}
 	if testing.Short() {

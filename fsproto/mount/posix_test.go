@@ -134,7 +134,7 @@ func (r *rec) names(name string) {
 // lower readDirPage so that it still spans pages).
 func bigDir() int {
 	if testing.Short() {
-		return 200
+		return 150
 	}
 	return 1500
 }
