@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"sync"
+	"sync/atomic"
 	"syscall"
 
 	"github.com/weftfs/weft/fsproto"
@@ -116,12 +117,22 @@ func writeChunks(ctx context.Context, ct *Container, chunk int64, par int, ino n
 	})
 }
 
+// deleteBatch is how many chunk deletions deleteRange sends between two
+// calls of its between check.
+const deleteBatch = 256
+
+// deleteBatchTest, when positive, replaces deleteBatch (tests; atomic
+// because the nodes of a test cluster reclaim in the same process).
+var deleteBatchTest atomic.Int64
+
 // deleteRange removes file bytes [from, to) of ino from its chunks: the
 // chunk holding from is truncated to from (unless from starts it), every
 // later chunk up to the one holding to-1 is deleted. Missing chunks cost
 // a request each (the chunk protocol has no listing), so the cost is the
-// range's length in chunks, holes included.
-func deleteRange(ctx context.Context, ct *Container, chunk int64, par int, ino namespace.Ino, from, to int64) error {
+// range's length in chunks, holes included. between, if not nil, runs
+// before every batch of deleteBatch deletions after the first; its error
+// stops the deletion and is returned.
+func deleteRange(ctx context.Context, ct *Container, chunk int64, par int, ino namespace.Ino, from, to int64, between func(context.Context) error) error {
 	if from >= to {
 		return nil
 	}
@@ -133,13 +144,26 @@ func deleteRange(ctx context.Context, ct *Container, chunk int64, par int, ino n
 		first++
 	}
 	last := min((to+chunk-1)/chunk, chunkIndexMax) // exclusive
-	if first >= last {
-		return nil
+	batch := int64(deleteBatch)
+	if n := deleteBatchTest.Load(); n > 0 {
+		batch = n
 	}
-	return each(ctx, par, int(last-first), func(ctx context.Context, i int) error {
-		_, err := ct.Delete(ctx, uint64(ino), uint64(first)+uint64(i))
-		return err
-	})
+	for lo := first; lo < last; lo += batch {
+		if lo > first && between != nil {
+			if err := between(ctx); err != nil {
+				return err
+			}
+		}
+		hi := min(lo+batch, last)
+		err := each(ctx, par, int(hi-lo), func(ctx context.Context, i int) error {
+			_, err := ct.Delete(ctx, uint64(ino), uint64(lo)+uint64(i))
+			return err
+		})
+		if err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // checkExtent returns EFBIG when bytes up to end (exclusive) do not fit a

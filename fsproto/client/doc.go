@@ -98,7 +98,12 @@
 // proposes Reclaimed for the namespace's Reclaim entries of the command.
 // The range deleted ends at the larger of the size the FS knew and the
 // entries' ends. Deleting costs one chunk request per chunk of the range,
-// holes included (the chunk protocol has no listing).
+// holes included (the chunk protocol has no listing); between batches of
+// 256 deletions the client touches the file's ctime (a SetAttr of
+// nothing), so the leader's reclaimer, which leaves a truncation entry
+// alone until its file has been quiet for Reclaimer.Grace (10 s) and
+// stops when the file changes under it, does not delete the same range
+// after the client is done and the file has been written again.
 //
 // A file whose last link and last open go (Unlink, Rename over it, the
 // Release of an unlinked file) is queued by the namespace as a Reclaim
@@ -118,7 +123,10 @@
 //
 // Run deletes every chunk up to a removed file's size, and for a
 // truncation only the bytes at or past the file's current size, then
-// proposes Reclaimed for each entry it finished.
+// proposes Reclaimed for each entry it finished. A truncation entry
+// waits while its file changed less than Grace ago, and a long deletion
+// stops (the entry stays queued) when the file's ctime or size moves
+// between batches.
 //
 // # Opens and unlinked files
 //

@@ -203,7 +203,9 @@ func exercise(t *testing.T, f, g *client.FS, seed uint64, ops int, maxSize, drop
 				want, _ := m.readAt(len(got), off)
 				other.Close()
 				if (err != nil && err != io.EOF) || !bytes.Equal(got[:k], want) {
-					fail("op %d: the other client read %d at %d: %v, equal %v", i, k, off, err, bytes.Equal(got[:k], want))
+					d := firstDiff(got[:k], want)
+					fail("op %d: the other client read %d at %d (size %d): %v; want %d bytes, first difference at %d (got %d, want %d), the writer reads %s",
+						i, k, off, m.size, err, len(want), off+int64(d), at(got[:k], d), at(want, d), check(fl, off, want))
 				}
 			}
 		case op < 96: // close and reopen
@@ -236,6 +238,20 @@ func exercise(t *testing.T, f, g *client.FS, seed uint64, ops int, maxSize, drop
 	if err != nil {
 		fail("Close: %v", err)
 	}
+}
+
+func at(b []byte, i int) int {
+	if i < len(b) {
+		return int(b[i])
+	}
+	return -1
+}
+
+// check says whether fl reads want at off (for failure messages).
+func check(fl *client.File, off int64, want []byte) string {
+	got := make([]byte, len(want))
+	k, err := fl.ReadAt(got, off)
+	return fmt.Sprintf("%d bytes, %v, equal %v", k, err, bytes.Equal(got[:k], want))
 }
 
 func firstDiff(a, b []byte) int {

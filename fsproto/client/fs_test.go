@@ -120,6 +120,7 @@ func TestFileClient(t *testing.T) {
 	t.Run("Quota", func(t *testing.T) { testQuota(t, e) })
 	t.Run("ReadOnly", func(t *testing.T) { testReadOnly(t, e) })
 	t.Run("ConcurrentIO", func(t *testing.T) { testConcurrentIO(t, e) })
+	t.Run("DeleteBatches", func(t *testing.T) { testDeleteBatches(t, e) })
 	t.Run("Exerciser", func(t *testing.T) { testExerciser(t, e) })
 }
 

@@ -395,7 +395,15 @@ func (f *FS) setSize(ctx context.Context, in *inode, size int64) (namespace.Attr
 	for _, r := range res.Reclaim {
 		top = max(top, int64(r.To))
 	}
-	if err := deleteRange(ctx, f.data, f.chunk, f.o.parallel, in.ino, size, top); err != nil {
+	// A long deletion touches the file's ctime between batches (a SetAttr
+	// of nothing), so the leader's reclaimer, which waits until a file
+	// has been quiet for its grace, leaves this entry to us while we
+	// work on it.
+	touch := func(ctx context.Context) error {
+		_, err := f.apply(ctx, namespace.SetAttr{Ino: in.ino})
+		return err
+	}
+	if err := deleteRange(ctx, f.data, f.chunk, f.o.parallel, in.ino, size, top, touch); err != nil {
 		// The namespace has the new size and keeps its reclaim entries,
 		// which the reclaimer will finish; the caller learns the
 		// truncation is not complete.
@@ -531,7 +539,7 @@ func (f *FS) rollback(ctx context.Context, in *inode) error {
 	in.mu.Lock()
 	size, committed := in.mu.size, in.mu.committed
 	in.mu.Unlock()
-	if err := deleteRange(ctx, f.data, f.chunk, f.o.parallel, in.ino, committed, size); err != nil {
+	if err := deleteRange(ctx, f.data, f.chunk, f.o.parallel, in.ino, committed, size, nil); err != nil {
 		return err
 	}
 	in.mu.Lock()

@@ -47,11 +47,12 @@ const DefaultGrace = 10 * time.Second
 // For a removed file (Removed), every chunk up to the range's end goes.
 // For a truncation, only bytes at or past the file's CURRENT size go,
 // never below it: the file may have grown back over the range since the
-// entry was queued. NB: bytes a client writes past the committed size
-// while Run deletes (a file quiet for Grace that a writer starts to grow
-// at that moment) can still be lost; the grace makes that need both a
-// truncating client that crashed before it deleted and a writer that
-// starts right then.
+// entry was queued. A long deletion re-reads the file's attributes every
+// deleteBatch chunks and leaves the entry queued when the file changed.
+// NB: bytes a client writes while Run deletes and has not committed yet
+// (at most its flush interval, plus one batch) can still be lost; the
+// grace and the re-reads make that need a truncating client that crashed
+// before it deleted and a writer that starts right then.
 func (r *Reclaimer) Run(ctx context.Context, entries []namespace.Reclaim) error {
 	if r.ChunkSize <= 0 {
 		return fmt.Errorf("client: reclaimer chunk size %d: %w", r.ChunkSize, syscall.EINVAL)
@@ -66,6 +67,7 @@ func (r *Reclaimer) Run(ctx context.Context, entries []namespace.Reclaim) error 
 	}
 	for _, e := range entries {
 		from, to := int64(e.From), int64(e.To)
+		var between func(context.Context) error
 		if e.Removed {
 			from = 0
 		} else {
@@ -76,6 +78,21 @@ func (r *Reclaimer) Run(ctx context.Context, entries []namespace.Reclaim) error 
 					continue
 				}
 				from = max(from, int64(a.Size))
+				// A long deletion checks, between batches, that the file
+				// has not changed since (a truncation, a commit of
+				// growth, a chmod: anything moves ctime); if it has, the
+				// entry waits for a later Run, which starts over from
+				// the size then.
+				between = func(ctx context.Context) error {
+					b, err := r.Meta.GetAttr(ctx, e.Ino)
+					if err != nil {
+						return err
+					}
+					if b.Ctime != a.Ctime || b.Size != a.Size {
+						return errFileChanged
+					}
+					return nil
+				}
 			case errors.Is(err, syscall.ENOENT):
 				// Gone since: its own Removed entry covers the rest, and
 				// this range goes now.
@@ -83,7 +100,11 @@ func (r *Reclaimer) Run(ctx context.Context, entries []namespace.Reclaim) error 
 				return fmt.Errorf("client: reclaim %d (ino %d): %w", e.ID, e.Ino, errnoWrap(err))
 			}
 		}
-		if err := deleteRange(ctx, r.Data, r.ChunkSize, par, e.Ino, from, to); err != nil {
+		err := deleteRange(ctx, r.Data, r.ChunkSize, par, e.Ino, from, to, between)
+		if errors.Is(err, errFileChanged) {
+			continue
+		}
+		if err != nil {
 			return fmt.Errorf("client: reclaim %d (ino %d, bytes %d..%d): %w", e.ID, e.Ino, from, to, errnoWrap(err))
 		}
 		// ENOENT: another reclaimer (the client that queued the entry,
@@ -95,3 +116,7 @@ func (r *Reclaimer) Run(ctx context.Context, entries []namespace.Reclaim) error 
 	}
 	return nil
 }
+
+// errFileChanged stops a truncation entry's deletion when the file
+// changed during it.
+var errFileChanged = errors.New("client: the file changed during its reclamation")

@@ -2,6 +2,7 @@ package client_test
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"io"
 	"io/fs"
@@ -280,5 +281,55 @@ func testReadOnly(t *testing.T, e *env) {
 	_, err = e.cl.OpenContainer(ctx, name, client.Key{ID: testcluster.ClusterKeyID, Secret: []byte("wrong-secret-wrong-secret-wrong!")})
 	if client.Errno(err) != syscall.EACCES {
 		t.Errorf("OpenContainer with a wrong secret: %v (errno %v), want EACCES", err, client.Errno(err))
+	}
+}
+
+// testDeleteBatches: a long deletion checks between batches and stops
+// when told (the Reclaimer's check that the file did not change; the
+// truncating client's ctime touch), leaving later chunks alone.
+func testDeleteBatches(t *testing.T, e *env) {
+	_, f := e.container(t, client.WithCredentials(0, 0))
+	ctx := testCtx(t)
+	defer client.SetDeleteBatch(4)()
+	must(t, "WriteFile", f.WriteFile("b", nil, 0o644))
+	ino := mustIno(t, f, "b")
+	for _, k := range []uint64{0, 3, 4, 11} {
+		if _, err := f.Data().Write(ctx, uint64(ino), k, 0, []byte("x")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	calls := 0
+	err := client.DeleteRange(ctx, f, ino, 0, 12*chunk64K, func(context.Context) error {
+		calls++
+		return client.ErrFileChanged
+	})
+	if !errors.Is(err, client.ErrFileChanged) || calls != 1 {
+		t.Fatalf("DeleteRange: %v after %d checks; want the check's error after 1", err, calls)
+	}
+	for k, want := range map[uint64]bool{0: false, 3: false, 4: true, 11: true} {
+		if got := chunkExists(t, f, ino, k); got != want {
+			t.Errorf("chunk %d exists: %v, want %v", k, got, want)
+		}
+	}
+	calls = 0
+	must(t, "DeleteRange", client.DeleteRange(ctx, f, ino, 0, 12*chunk64K, func(context.Context) error {
+		calls++
+		return nil
+	}))
+	if calls != 2 || chunkExists(t, f, ino, 4) || chunkExists(t, f, ino, 11) {
+		t.Errorf("a full deletion: %d checks (want 2), chunks 4 and 11 exist: %v %v", calls, chunkExists(t, f, ino, 4), chunkExists(t, f, ino, 11))
+	}
+	// A truncation touches ctime between batches.
+	for _, k := range []uint64{1, 9} {
+		if _, err := f.Data().Write(ctx, uint64(ino), k, 0, []byte("y")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	must(t, "Truncate up", f.Truncate("b", 12*chunk64K))
+	before := attrOf(t, f, "b")
+	must(t, "Truncate down", f.Truncate("b", 0))
+	after := attrOf(t, f, "b")
+	if chunkExists(t, f, ino, 1) || chunkExists(t, f, ino, 9) || after.Size != 0 || after.Ctime <= before.Ctime {
+		t.Errorf("after the truncation: chunk 1 %v, chunk 9 %v, attr %+v", chunkExists(t, f, ino, 1), chunkExists(t, f, ino, 9), after)
 	}
 }
