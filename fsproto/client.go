@@ -191,8 +191,12 @@ func finishRead(ch ChunkID, p []byte, resp *net.Response, err error) (int, error
 		return 0, fmt.Errorf("fsproto: read %v: response: %w", ch, err)
 	}
 	var data []byte
-	if resp.Payload != nil {
+	switch {
+	case resp.Payload != nil:
 		data = resp.Payload.Bytes()
+	case resp.Into > 0:
+		// Read into p already (net.Conn.GoFunc): nothing to copy.
+		data = p[:resp.Into]
 	}
 	// Check both sides: the header's count, the payload and the request
 	// must agree, and a short read must say EOF.
@@ -204,7 +208,10 @@ func finishRead(ch ChunkID, p []byte, resp *net.Response, err error) (int, error
 	case len(data) < len(p) && !r.EOF:
 		return 0, fmt.Errorf("fsproto: read %v: response: %w: short read of %d/%d bytes without EOF", ch, ErrBadMessage, len(data), len(p))
 	}
-	n := copy(p, data)
+	n := len(data)
+	if resp.Into == 0 {
+		copy(p, data)
+	}
 	if r.EOF && n < len(p) {
 		return n, io.EOF
 	}
@@ -227,9 +234,6 @@ type Op struct {
 // in-flight bound is reached; see net.Conn.Go). The Op is delivered on
 // done, which must have buffer space (nil: a channel of capacity 1 is
 // made). data must not change until then. GoWrite does not redial.
-//
-// TODO(perf): each Op has a goroutine translating its net.Call; a shared
-// completion loop would save it for deep queues.
 func (c *ChunkClient) GoWrite(ctx context.Context, chunk ChunkID, off uint32, data []byte, done chan *Op) *Op {
 	op := newOp(chunk, done)
 	if err := chunk.Check(); err != nil {
@@ -237,12 +241,13 @@ func (c *ChunkClient) GoWrite(ctx context.Context, chunk ChunkID, off uint32, da
 		return op
 	}
 	m := Write{Chunk: chunk, Off: off, PG: c.pg(chunk), Epoch: c.cfg.Epoch, RequestID: NewRequestID()}
-	call := c.Conn().Go(ctx, KindWrite, AppendWrite(nil, m), data, nil)
-	go func() {
-		<-call.Done
+	// The Op is completed on the connection's reader (GoFunc): no
+	// goroutine per Op. NB: op.Done has room by the caller's contract, so
+	// the send does not block the reader.
+	c.Conn().GoFunc(ctx, KindWrite, AppendWrite(nil, m), data, nil, func(call *net.Call) {
 		op.Result, op.Err = finishMutation("write", chunk, call.Response, call.Error)
 		op.Done <- op
-	}()
+	})
 	return op
 }
 
@@ -255,12 +260,11 @@ func (c *ChunkClient) GoRead(ctx context.Context, chunk ChunkID, off uint32, p [
 		op.finish(err)
 		return op
 	}
-	call := c.Conn().Go(ctx, KindRead, hdr, nil, nil)
-	go func() {
-		<-call.Done
+	// The payload is read from the socket straight into p.
+	c.Conn().GoFunc(ctx, KindRead, hdr, nil, p, func(call *net.Call) {
 		op.N, op.Err = finishRead(chunk, p, call.Response, call.Error)
 		op.Done <- op
-	}()
+	})
 	return op
 }
 
