@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -80,74 +81,80 @@ func (e *clusterEnv) mount(t *testing.T, name string, o Options) *Mount {
 }
 
 // TestCluster runs the mount's tests on one cluster (starting one costs
-// seconds): the POSIX table, the permission table, two mounts of one
-// container, and the random exerciser.
+// seconds): the POSIX table, the permission table, random tree operations,
+// two mounts of one container, the random exerciser, read-only mounts and
+// keys, quotas and statfs. They share one container (making one costs a
+// second or more), each in a folder of its own, but for the quota test.
 func TestCluster(t *testing.T) {
 	e := startClusterEnv(t)
 	defer func(n int) { readDirPage = n }(readDirPage)
 	readDirPage = 64
+	// Chunks of 1 MiB for -short's 32 MiB exerciser files, 16 MiB for
+	// the long run's 4 GiB ones: a truncation deletes every chunk of the
+	// range it drops.
+	chunk := uint32(16 << 20)
+	if testing.Short() {
+		chunk = 1 << 20
+	}
+	shared := e.container(t, chunk)
+	m := e.mount(t, shared, Options{})
+	folder := func(t *testing.T, name string) string {
+		t.Helper()
+		dir := filepath.Join(m.Dir(), strings.ReplaceAll(name, " ", "_"))
+		if err := os.Mkdir(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		return dir
+	}
 	t.Run("posix", func(t *testing.T) {
-		m := e.mount(t, e.container(t, 64<<10), Options{})
-		comparePosix(t, m.Dir())
+		comparePosix(t, folder(t, t.Name()[len("TestCluster/"):]))
 	})
 	t.Run("permissions", func(t *testing.T) {
-		m := e.mount(t, e.container(t, 64<<10), Options{})
-		comparePermissions(t, m.Dir())
+		comparePermissions(t, folder(t, "permissions"))
 	})
 	t.Run("two mounts", func(t *testing.T) {
-		name := e.container(t, 64<<10)
-		a, b := e.mount(t, name, Options{}), e.mount(t, name, Options{})
-		twoMounts(t, a.Dir(), b.Dir(), time.Second)
+		a := folder(t, "two")
+		b := e.mount(t, shared, Options{})
+		twoMounts(t, a, filepath.Join(b.Dir(), "two"), time.Second)
 	})
 	t.Run("two mounts no cache", func(t *testing.T) {
-		name := e.container(t, 64<<10)
-		a, b := e.mount(t, name, Options{Cache: CacheNone}), e.mount(t, name, Options{Cache: CacheNone})
-		twoMounts(t, a.Dir(), b.Dir(), 0)
+		folder(t, "two-nocache")
+		a, b := e.mount(t, shared, Options{Cache: CacheNone}), e.mount(t, shared, Options{Cache: CacheNone})
+		twoMounts(t, filepath.Join(a.Dir(), "two-nocache"), filepath.Join(b.Dir(), "two-nocache"), 0)
 	})
 	t.Run("tree ops", func(t *testing.T) {
-		m := e.mount(t, e.container(t, 64<<10), Options{})
 		ops := 1500
 		if testing.Short() {
 			ops = 200
 		}
-		treeOps(t, m.Dir(), treeSeed(), ops)
+		treeOps(t, folder(t, "treeops"), treeSeed(), ops)
 	})
 	t.Run("exerciser", func(t *testing.T) {
-		// Chunks of 1 MiB for -short's 32 MiB files, 16 MiB for the
-		// long run's 4 GiB ones: a truncation deletes every chunk of
-		// the range it drops.
-		chunk := uint32(16 << 20)
-		if testing.Short() {
-			chunk = 1 << 20
-		}
-		m := e.mount(t, e.container(t, chunk), Options{})
-		exercise(t, m.Dir(), exerciserConfig(t))
+		exercise(t, folder(t, "exercise"), exerciserConfig(t))
 	})
 	t.Run("read-only", func(t *testing.T) {
-		name := e.container(t, 64<<10)
-		rw := e.mount(t, name, Options{})
-		if err := os.WriteFile(filepath.Join(rw.Dir(), "f"), []byte("kept"), 0o644); err != nil {
+		dir := folder(t, "ro")
+		if err := os.WriteFile(filepath.Join(dir, "f"), []byte("kept"), 0o644); err != nil {
 			t.Fatal(err)
 		}
-		ro := e.mount(t, name, Options{ReadOnly: true})
-		readOnly(t, ro.Dir())
+		ro := e.mount(t, shared, Options{ReadOnly: true})
+		readOnly(t, filepath.Join(ro.Dir(), "ro"))
 	})
 	t.Run("read-only key", func(t *testing.T) {
-		name := e.container(t, 64<<10)
-		rw := e.mount(t, name, Options{})
-		if err := os.WriteFile(filepath.Join(rw.Dir(), "f"), []byte("kept"), 0o644); err != nil {
+		dir := folder(t, "rokey")
+		if err := os.WriteFile(filepath.Join(dir, "f"), []byte("kept"), 0o644); err != nil {
 			t.Fatal(err)
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
-		fsys, err := e.cl.OpenContainer(ctx, name, roKey)
+		fsys, err := e.cl.OpenContainer(ctx, shared, roKey)
 		if err != nil {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { fsys.Close() }) // after the unmount (cleanups run last first)
 		// Mounted read-write: the refusals come from the cluster.
 		ro := mountT(t, &clientBackend{fs: fsys, c: e.cl}, Options{})
-		readOnly(t, ro.Dir())
+		readOnly(t, filepath.Join(ro.Dir(), "rokey"))
 	})
 	t.Run("quota", func(t *testing.T) {
 		name := e.container(t, 64<<10)
@@ -161,18 +168,21 @@ func TestCluster(t *testing.T) {
 		quota(t, m.Dir())
 	})
 	t.Run("statfs", func(t *testing.T) {
-		m := e.mount(t, e.container(t, 64<<10), Options{})
-		if err := os.WriteFile(filepath.Join(m.Dir(), "f"), make([]byte, 1<<20), 0o644); err != nil {
+		var before, after unix.Statfs_t
+		if err := unix.Statfs(m.Dir(), &before); err != nil {
 			t.Fatal(err)
 		}
-		var st unix.Statfs_t
-		if err := unix.Statfs(m.Dir(), &st); err != nil {
+		if err := os.WriteFile(filepath.Join(folder(t, "statfs"), "f"), make([]byte, 1<<20), 0o644); err != nil {
 			t.Fatal(err)
 		}
-		used := (st.Blocks - st.Bfree) * uint64(st.Bsize)
-		if used != 1<<20 || st.Blocks == 0 || st.Files-st.Ffree != 2 || st.Namelen != 255 {
-			t.Errorf("statfs: %d blocks of %d, %d free; %d files, %d free; namelen %d: want 1 MiB and 2 inodes used",
-				st.Blocks, st.Bsize, st.Bfree, st.Files, st.Ffree, st.Namelen)
+		if err := unix.Statfs(m.Dir(), &after); err != nil {
+			t.Fatal(err)
+		}
+		used := func(st *unix.Statfs_t) uint64 { return (st.Blocks - st.Bfree) * uint64(st.Bsize) }
+		if d := used(&after) - used(&before); d != 1<<20 || after.Files-after.Ffree != before.Files-before.Ffree+2 ||
+			after.Blocks == 0 || after.Namelen != 255 {
+			t.Errorf("statfs after writing 1 MiB in a new folder: %d more bytes used, %d more inodes, %d blocks, namelen %d; want 1 MiB and 2 inodes",
+				d, (after.Files-after.Ffree)-(before.Files-before.Ffree), after.Blocks, after.Namelen)
 		}
 	})
 }

@@ -298,10 +298,10 @@ func TestModel(t *testing.T) {
 }
 
 // TestExerciseMem runs the exerciser on a mount of the in-memory backend
-// (small sizes: its files are flat byte slices).
+// (files below 4 MiB: its files are flat byte slices).
 func TestExerciseMem(t *testing.T) {
 	m := mountT(t, newMemBackend(), Options{})
 	c := exerciserConfig(t)
-	c.sizeMax = min(c.sizeMax, 16<<20)
+	c.sizeMax = min(c.sizeMax, 4<<20)
 	exercise(t, m.Dir(), c)
 }
