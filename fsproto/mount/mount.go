@@ -131,8 +131,12 @@ func start(b backend, dir string, o Options) (*Mount, error) {
 		Name:                 "weft",
 		IgnoreSecurityLabels: true, // else every write asks for security.capability
 		DirectMount:          true, // mount(2) as root; fusermount3 otherwise
-		Debug:                o.Debug,
-		Logger:               o.Logger,
+		// Replies carry bytes in memory, not file descriptors: splicing
+		// them through a pipe is one copy more, and a 1 MiB read does
+		// not fit a pipe (go-fuse then logs and writes it anyway).
+		DisableSplice: true,
+		Debug:         o.Debug,
+		Logger:        o.Logger,
 	}
 	if opts.FsName == "" {
 		opts.FsName = "weft"
