@@ -75,7 +75,10 @@
 //     between FSs (clients): once Close, Sync or Flush returned on one,
 //     an Open (OpenIno) that starts afterwards on another sees the bytes
 //     and the size. A handle opened before that keeps the size it knew
-//     plus its FS's own writes; it does not see other clients' growth.
+//     plus its FS's own writes until its FS reads the file's attributes
+//     again (GetAttr, Lookup, Stat, another open): then it learns the
+//     committed size, unless the FS has uncommitted writes or a size
+//     change of its own on the file (those win).
 //   - A background commit that fails is reported by the next Flush, Sync
 //     or Release of the file (as Linux reports writeback errors at fsync
 //     or close).

@@ -10,6 +10,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -205,6 +206,10 @@ type FS struct {
 	done chan struct{} // closed when the flusher ended
 	wake chan struct{} // (capacity 1) reclaim entries are queued
 
+	// sizeChanges counts the starts and ends of this FS's size changes
+	// (see learnLocked).
+	sizeChanges atomic.Uint64
+
 	mu struct {
 		sync.Mutex
 		inodes map[namespace.Ino]*inode // inodes with open handles
@@ -322,21 +327,23 @@ func (f *FS) readOnly() bool {
 // Lookup returns the attributes of parent/name, with this FS's pending
 // size for a file it has open with unflushed writes.
 func (f *FS) Lookup(ctx context.Context, parent namespace.Ino, name string) (namespace.Attr, error) {
+	seen := f.sizeChanges.Load()
 	a, err := f.meta.Lookup(ctx, parent, name)
 	if err != nil {
 		return namespace.Attr{}, errnoWrap(err)
 	}
-	return f.overlay(a), nil
+	return f.overlay(a, seen), nil
 }
 
 // GetAttr returns ino's attributes, with this FS's pending size for a
 // file it has open with unflushed writes.
 func (f *FS) GetAttr(ctx context.Context, ino namespace.Ino) (namespace.Attr, error) {
+	seen := f.sizeChanges.Load()
 	a, err := f.meta.GetAttr(ctx, ino)
 	if err != nil {
 		return namespace.Attr{}, errnoWrap(err)
 	}
-	return f.overlay(a), nil
+	return f.overlay(a, seen), nil
 }
 
 // Apply proposes any metadata command except a SetAttr that changes the
@@ -367,6 +374,7 @@ func (f *FS) apply(ctx context.Context, cmd namespace.Command) (namespace.Result
 			return namespace.Result{}, fmt.Errorf("client: %T: read-only: %w", cmd, syscall.EROFS)
 		}
 	}
+	seen := f.sizeChanges.Load()
 	res, err := f.meta.Apply(ctx, cmd)
 	if errors.Is(err, meta.ErrReadOnly) {
 		f.mu.Lock()
@@ -377,7 +385,7 @@ func (f *FS) apply(ctx context.Context, cmd namespace.Command) (namespace.Result
 		return res, errnoWrap(err)
 	}
 	if ino := res.Attr.Ino; ino != 0 {
-		res.Attr = f.overlay(res.Attr)
+		res.Attr = f.overlay(res.Attr, seen)
 	}
 	switch c := cmd.(type) {
 	case namespace.SetQuota:

@@ -53,13 +53,18 @@ type inode struct {
 		// made or learned of, each counted after it landed: a read
 		// buffer filled at gen g is current while gen is still g.
 		gen uint64
+		// changing counts this FS's size changes of the file in
+		// progress (commits, reservations, truncations): while one
+		// runs, a size the namespace reports may predate it.
+		changing int
 	}
 }
 
-// acquire returns the FS's state for the file a describes, counting one
-// more handle. A file no handle had open takes its size from a (the
-// close-to-open refresh); one with uncommitted writes keeps its own.
-func (f *FS) acquire(a namespace.Attr) (*inode, error) {
+// acquire returns the FS's state for the file a describes (read when
+// the FS's size-change count was seen), counting one more handle. A file
+// no handle had open takes its size from a (the close-to-open refresh);
+// one already open learns it as learnLocked says.
+func (f *FS) acquire(a namespace.Attr, seen uint64) (*inode, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.mu.closed {
@@ -68,16 +73,44 @@ func (f *FS) acquire(a namespace.Attr) (*inode, error) {
 	in := f.mu.inodes[a.Ino]
 	if in == nil {
 		in = &inode{ino: a.Ino}
+		in.mu.size, in.mu.committed = int64(a.Size), int64(a.Size)
 		f.mu.inodes[a.Ino] = in
 	}
 	in.refs++
 	in.mu.Lock()
-	if !in.mu.dirty && in.mu.size != int64(a.Size) {
-		in.mu.size, in.mu.committed = int64(a.Size), int64(a.Size)
-		in.mu.gen++
-	}
+	f.learnLocked(in, a, seen)
 	in.mu.Unlock()
 	return in, nil
+}
+
+// sizeChange marks the start of a size change of in by this FS; call
+// the returned func when it is over (applied or failed).
+func (f *FS) sizeChange(in *inode) (done func()) {
+	f.sizeChanges.Add(1)
+	in.mu.Lock()
+	in.mu.changing++
+	in.mu.Unlock()
+	return func() {
+		in.mu.Lock()
+		in.mu.changing--
+		in.mu.Unlock()
+		f.sizeChanges.Add(1)
+	}
+}
+
+// learnLocked takes the size the namespace reported in a (for a read
+// that began when f.sizeChanges was seen) as in's, when nothing of this
+// FS can make it stale: no uncommitted writes, no size change of the
+// file in progress, and none that started or ended during the read
+// (each counts in f.sizeChanges at both ends). So a handle open for long
+// sees other clients' committed growth or truncation after a GetAttr,
+// Lookup or open, and never forgets its own. in.mu is held.
+func (f *FS) learnLocked(in *inode, a namespace.Attr, seen uint64) {
+	if in.mu.dirty || in.mu.changing != 0 || f.sizeChanges.Load() != seen || in.mu.size == int64(a.Size) {
+		return
+	}
+	in.mu.size, in.mu.committed = int64(a.Size), int64(a.Size)
+	in.mu.gen++
 }
 
 func (f *FS) release(in *inode) {
@@ -93,8 +126,10 @@ func (f *FS) release(in *inode) {
 }
 
 // overlay gives a file's attributes this FS's size when the FS has
-// writes to it that are not committed yet (read-your-writes).
-func (f *FS) overlay(a namespace.Attr) namespace.Attr {
+// writes to it that are not committed yet (read-your-writes), and
+// otherwise lets an open inode learn the reported size (see
+// learnLocked; seen: f.sizeChanges before the read).
+func (f *FS) overlay(a namespace.Attr, seen uint64) namespace.Attr {
 	if a.Type != namespace.TypeFile {
 		return a
 	}
@@ -106,6 +141,7 @@ func (f *FS) overlay(a namespace.Attr) namespace.Attr {
 	}
 	in.mu.Lock()
 	defer in.mu.Unlock()
+	f.learnLocked(in, a, seen)
 	if in.mu.dirty {
 		a.Size = uint64(in.mu.size)
 	}
@@ -152,6 +188,7 @@ func (f *FS) OpenIno(ctx context.Context, ino namespace.Ino, writable bool) (*Ha
 		err     error
 		counted = !roKey
 	)
+	seen := f.sizeChanges.Load()
 	if counted {
 		var res namespace.Result
 		res, err = f.apply(ctx, namespace.Open{Ino: ino})
@@ -176,7 +213,7 @@ func (f *FS) OpenIno(ctx context.Context, ino namespace.Ino, writable bool) (*Ha
 		}
 		return nil, fmt.Errorf("client: open of ino %d: a %v: %w", ino, a.Type, syscall.ELOOP)
 	}
-	in, err := f.acquire(a)
+	in, err := f.acquire(a, seen)
 	if err != nil {
 		if counted {
 			f.closeIno(ctx, ino)
@@ -208,17 +245,14 @@ func (in *inode) sizeGen() (int64, uint64) {
 // FS has nothing uncommitted on it, so an O_APPEND write lands after what
 // other clients committed since the open.
 func (h *Handle) refresh(ctx context.Context) error {
+	seen := h.fs.sizeChanges.Load()
 	a, err := h.fs.meta.GetAttr(ctx, h.in.ino)
 	if err != nil {
 		return errnoWrap(err)
 	}
-	in := h.in
-	in.mu.Lock()
-	defer in.mu.Unlock()
-	if !in.mu.dirty && in.mu.size != int64(a.Size) {
-		in.mu.size, in.mu.committed = int64(a.Size), int64(a.Size)
-		in.mu.gen++
-	}
+	h.in.mu.Lock()
+	defer h.in.mu.Unlock()
+	h.fs.learnLocked(h.in, a, seen)
 	return nil
 }
 
@@ -337,6 +371,7 @@ func (h *Handle) write(ctx context.Context, p []byte, off int64) error {
 func (f *FS) reserve(ctx context.Context, in *inode, end int64) error {
 	in.commit.Lock()
 	defer in.commit.Unlock()
+	defer f.sizeChange(in)()
 	in.mu.Lock()
 	committed := in.mu.committed
 	in.mu.Unlock()
@@ -385,6 +420,7 @@ func (f *FS) setSize(ctx context.Context, in *inode, size int64) (namespace.Attr
 	defer in.io.Unlock()
 	in.commit.Lock()
 	defer in.commit.Unlock()
+	defer f.sizeChange(in)()
 	in.mu.Lock()
 	top := max(in.mu.size, in.mu.committed)
 	in.mu.Unlock()
@@ -499,32 +535,46 @@ func (f *FS) commit(ctx context.Context, in *inode) error {
 		return nil
 	}
 	size, committed := in.mu.size, in.mu.committed
+	// The change starts as dirty clears, so no learnLocked in between
+	// takes the namespace's older size.
 	in.mu.dirty, in.mu.pending = false, 0
+	in.mu.changing++
+	f.sizeChanges.Add(1)
 	in.mu.Unlock()
+	// end closes the change; redirty marks the writes uncommitted again
+	// (in the same critical section, for the same reason).
+	end := func(committedNow, redirty bool) {
+		in.mu.Lock()
+		if committedNow {
+			in.mu.committed = max(in.mu.committed, size)
+		}
+		if redirty && !in.mu.dirty {
+			in.mu.dirty, in.mu.since = true, time.Now()
+		}
+		in.mu.changing--
+		in.mu.Unlock()
+		f.sizeChanges.Add(1)
+	}
 	var cmd namespace.Command = namespace.SetAttr{Ino: in.ino, Mask: namespace.SetMtimeNow}
 	if size > committed {
 		cmd = namespace.Extend{Ino: in.ino, Size: uint64(size)}
 	}
 	_, err := f.apply(ctx, cmd)
 	if err == nil {
-		in.mu.Lock()
-		in.mu.committed = max(in.mu.committed, size)
-		in.mu.Unlock()
+		end(true, false)
 		in.commit.Unlock()
 		return nil
 	}
-	in.commit.Unlock()
 	if errors.Is(err, syscall.EDQUOT) && size > committed {
+		end(false, false)
+		in.commit.Unlock()
 		if rerr := f.rollback(ctx, in); rerr != nil {
 			err = errors.Join(err, rerr)
 		}
 		return fmt.Errorf("client: commit of ino %d's size %d: %w", in.ino, size, err)
 	}
-	in.mu.Lock()
-	if !in.mu.dirty {
-		in.mu.dirty, in.mu.since = true, time.Now()
-	}
-	in.mu.Unlock()
+	end(false, true)
+	in.commit.Unlock()
 	return fmt.Errorf("client: commit of ino %d's size %d: %w", in.ino, size, err)
 }
 
@@ -536,6 +586,7 @@ func (f *FS) rollback(ctx context.Context, in *inode) error {
 	defer in.io.Unlock()
 	in.commit.Lock()
 	defer in.commit.Unlock()
+	defer f.sizeChange(in)()
 	in.mu.Lock()
 	size, committed := in.mu.size, in.mu.committed
 	in.mu.Unlock()

@@ -174,6 +174,31 @@ func testTwoClients(t *testing.T, e *env) {
 		t.Fatalf("the other client read %d bytes after Close, want %d (equal: %v)", len(got), len(want), bytes.Equal(got, want))
 	}
 
+	// A handle open for long learns the other client's committed growth
+	// at its FS's next GetAttr.
+	ctx := testCtx(t)
+	ino := mustIno(t, a, "shared")
+	h, err := a.OpenIno(ctx, ino, false)
+	must(t, "OpenIno", err)
+	old := h.Size()
+	fb2, err := b.OpenFile("shared", os.O_WRONLY|os.O_APPEND, 0)
+	must(t, "open on b", err)
+	if _, err := fb2.Write([]byte("tail")); err != nil {
+		t.Fatal(err)
+	}
+	must(t, "Close", fb2.Close())
+	buf := make([]byte, 4)
+	if n, err := h.ReadAt(ctx, buf, old); n != 0 || err != io.EOF {
+		t.Fatalf("ReadAt past the size the handle knew: %d, %v", n, err)
+	}
+	if at, err := a.GetAttr(ctx, ino); err != nil || at.Size != uint64(old+4) {
+		t.Fatalf("GetAttr: %+v, %v", at, err)
+	}
+	if n, err := h.ReadAt(ctx, buf, old); n != 4 || err != nil || string(buf) != "tail" {
+		t.Fatalf("ReadAt after GetAttr: %d, %v, %q", n, err, buf[:n])
+	}
+	must(t, "Release", h.Release(ctx))
+
 	// O_APPEND through two long-open Files lands after the other
 	// client's synced appends.
 	la, err := a.OpenFile("log", os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
