@@ -48,8 +48,13 @@
 //	                            and cannot be set (EOPNOTSUPP)
 //	STATFS                      the namespace's usage and quotas (see statfs)
 //
-// Errors are the errno the backend's error carries (client.Errno), EINTR
-// for an interrupted request, EIO otherwise.
+// Errors are the errno the backend's error carries (client.Errno), EIO
+// otherwise. Requests ignore the kernel's interrupts, as libfuse does by
+// default: the kernel interrupts a request whenever its caller gets any
+// signal, and Go programs' threads get one (SIGURG) at every goroutine
+// preemption, so honouring them failed reads and writes with EINTR. A
+// request waits for the cluster as long as it takes (as on an NFS hard
+// mount); a fatal signal still ends the program waiting on it.
 //
 // Permissions are the kernel's: the mount asks for default_permissions,
 // so the kernel checks every access against the modes, owners and groups

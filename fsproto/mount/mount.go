@@ -79,7 +79,6 @@ const maxWrite = 1 << 20
 type Mount struct {
 	dir    string
 	server *fuse.Server
-	fs     *rawFS
 	served chan struct{} // closed when the serve loop ended (unmounted)
 }
 
@@ -148,7 +147,7 @@ func start(b backend, dir string, o Options) (*Mount, error) {
 	if err != nil {
 		return nil, fmt.Errorf("mount: mount %s: %w", abs, err)
 	}
-	m := &Mount{dir: abs, server: server, fs: fs, served: make(chan struct{})}
+	m := &Mount{dir: abs, server: server, served: make(chan struct{})}
 	go func() {
 		server.Serve()
 		close(m.served)
