@@ -16,6 +16,19 @@ import (
 	"github.com/weftfs/weft/fsproto/namespace"
 )
 
+// The io/fs interfaces FS and File implement.
+var (
+	_ fs.FS          = (*FS)(nil)
+	_ fs.StatFS      = (*FS)(nil)
+	_ fs.ReadDirFS   = (*FS)(nil)
+	_ fs.ReadFileFS  = (*FS)(nil)
+	_ fs.ReadLinkFS  = (*FS)(nil)
+	_ fs.ReadDirFile = (*File)(nil)
+	_ io.ReaderAt    = (*File)(nil)
+	_ io.WriterAt    = (*File)(nil)
+	_ io.Seeker      = (*File)(nil)
+)
+
 // symlinksMax bounds the symlinks one path resolution follows (Linux's
 // MAXSYMLINKS); one more fails with ELOOP.
 const symlinksMax = 40
