@@ -284,6 +284,7 @@ var codeErrors = map[net.ErrorCode]error{
 	fsproto.CodeStaleEpoch:       fsproto.ErrStaleEpoch,
 	fsproto.CodeBadMessage:       fsproto.ErrBadMessage,
 	fsproto.CodeUnavailable:      fsproto.ErrUnavailable,
+	fsproto.CodeAccessDenied:     fsproto.ErrAccessDenied,
 }
 
 // retryable reports whether err invites a retry (see the package doc).
