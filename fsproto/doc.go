@@ -18,6 +18,15 @@
 //	n, err := c.Read(ctx, chunk, 0, p)               // io.EOF at the chunk's end
 //	op := c.GoWrite(ctx, chunk, off, data, done)     // async: deep queues on one Conn
 //
+// ChunkServer is a net.Starter: a read or a write is decoded on the
+// connection's reader and submitted to the engine (engine.Submit), and
+// one completer goroutine, running while any is in the engine, answers
+// them; when its asyncOpsMax (1024) engine requests are all in use, or a
+// write's retry overtakes its first attempt, a request is served by a
+// handler goroutine that waits for the engine instead. ChunkClient's
+// GoRead and GoWrite complete on the connection's reader (net.Conn.GoFunc)
+// and a read's data lands in the caller's buffer without a copy.
+//
 // ChunkServer and ChunkClient are safe for concurrent use. Errors the
 // server answers with come back wrapping one of the package's sentinels
 // (ErrNotFound, ErrNoSpace, ErrReadOnly, ErrUnknownContainer,

@@ -61,12 +61,18 @@ type fixture struct {
 // stopped when the test ends.
 func startFixture(t testing.TB) *fixture {
 	t.Helper()
+	return startFixtureAsync(t, asyncOpsMax)
+}
+
+// startFixtureAsync is startFixture with asyncMax asynchronous ops.
+func startFixtureAsync(t testing.TB, asyncMax int) *fixture {
+	t.Helper()
 	e := openEngine(t)
-	cs, err := NewChunkServer(e, ChunkServerConfig{
+	cs, err := newChunkServer(e, ChunkServerConfig{
 		Containers: func(c uint64) bool { return c == testContainer },
 		Epoch:      testEpoch,
 		Logger:     quietLogger,
-	})
+	}, asyncMax)
 	if err != nil {
 		t.Fatal(err)
 	}

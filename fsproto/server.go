@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 
 	"github.com/weftfs/weft/engine"
 	"github.com/weftfs/weft/net"
@@ -46,10 +47,51 @@ type ChunkServer struct {
 	cfg    ChunkServerConfig
 	mux    *net.ServeMux
 	dedupe *dedupe
+
+	// Reads and writes are started on the connection's reader
+	// (net.Starter) and submitted to the engine, which completes them on
+	// done; one completer goroutine, running while any is pending,
+	// answers them. That saves the hand-off to a handler goroutine and
+	// back per request, and a burst of completions wakes one goroutine,
+	// not one each.
+	done    chan *engine.Request         // capacity asyncOpsMax: the engine never blocks on it
+	free    chan *asyncOp                // the ops not in use; empty: requests take the blocking path
+	ops     map[*engine.Request]*asyncOp // read-only after NewChunkServer
+	pending atomic.Int64                 // ops submitted and not yet completed
+	// fullTimes counts requests that found every op in use and took the
+	// blocking path (tests).
+	fullTimes atomic.Uint64
+}
+
+// asyncOpsMax bounds the requests a ChunkServer has in the engine at once
+// on the asynchronous path. Past it, a request is served by a handler
+// goroutine that waits for the engine, as net does by default.
+const asyncOpsMax = 1024
+
+// asyncOp is one read or write on the asynchronous path: its engine
+// request and what its answer needs. Preallocated (asyncOpsMax of them).
+type asyncOp struct {
+	r     engine.Request
+	s     *ChunkServer
+	w     *net.ResponseWriter
+	buf   *net.Buffer // read: the destination; write: the payload
+	chunk ChunkID
+	// write: its dedupe entry
+	id    RequestID
+	entry *dedupeEntry
+	parts [1][]byte
+	// releaseFn is op.release bound once, so a read's answer allocates
+	// nothing: it runs when the answer's frame was written.
+	releaseFn func()
 }
 
 // NewChunkServer validates cfg and returns a server over e.
 func NewChunkServer(e *engine.Engine, cfg ChunkServerConfig) (*ChunkServer, error) {
+	return newChunkServer(e, cfg, asyncOpsMax)
+}
+
+// newChunkServer is NewChunkServer with asyncMax asynchronous ops.
+func newChunkServer(e *engine.Engine, cfg ChunkServerConfig, asyncMax int) (*ChunkServer, error) {
 	var errs []error
 	if e == nil {
 		errs = append(errs, errors.New("fsproto: chunk server: no engine"))
@@ -73,14 +115,25 @@ func NewChunkServer(e *engine.Engine, cfg ChunkServerConfig) (*ChunkServer, erro
 		cfg.Logger = slog.Default()
 	}
 	s := &ChunkServer{e: e, cfg: cfg, mux: net.NewServeMux(), dedupe: newDedupe(cfg.DedupeEntries)}
+	s.done = make(chan *engine.Request, asyncMax)
+	s.free = make(chan *asyncOp, asyncMax)
+	s.ops = make(map[*engine.Request]*asyncOp, asyncMax)
+	ops := make([]asyncOp, asyncMax)
+	for i := range ops {
+		op := &ops[i]
+		op.s = s
+		op.releaseFn = op.release
+		s.ops[&op.r] = op
+		s.free <- op
+	}
 	s.Register(s.mux)
 	return s, nil
 }
 
 // Register registers the chunk kinds on mux.
 func (s *ChunkServer) Register(mux *net.ServeMux) {
-	mux.HandleFunc(KindWrite, s.serveWrite)
-	mux.HandleFunc(KindRead, s.serveRead)
+	mux.Handle(KindWrite, startHandler{serve: s.serveWrite, start: s.startWrite})
+	mux.Handle(KindRead, startHandler{serve: s.serveRead, start: s.startRead})
 	mux.HandleFunc(KindTruncate, s.serveTruncate)
 	mux.HandleFunc(KindDelete, s.serveDelete)
 }
@@ -88,6 +141,195 @@ func (s *ChunkServer) Register(mux *net.ServeMux) {
 // ServeRPC implements net.Handler.
 func (s *ChunkServer) ServeRPC(ctx context.Context, req *net.Request, w *net.ResponseWriter) {
 	s.mux.ServeRPC(ctx, req, w)
+}
+
+// StartRPC implements net.Starter: reads and writes are submitted to the
+// engine without a goroutine waiting for each.
+func (s *ChunkServer) StartRPC(ctx context.Context, req *net.Request, w *net.ResponseWriter) bool {
+	return s.mux.StartRPC(ctx, req, w)
+}
+
+// startHandler is a kind's blocking handler and its net.Starter.
+type startHandler struct {
+	serve func(context.Context, *net.Request, *net.ResponseWriter)
+	start func(*net.Request, *net.ResponseWriter) bool
+}
+
+func (h startHandler) ServeRPC(ctx context.Context, req *net.Request, w *net.ResponseWriter) {
+	h.serve(ctx, req, w)
+}
+
+func (h startHandler) StartRPC(_ context.Context, req *net.Request, w *net.ResponseWriter) bool {
+	return h.start(req, w)
+}
+
+// takeOp returns a free asyncOp, or nil when all are in use.
+func (s *ChunkServer) takeOp() *asyncOp {
+	select {
+	case op := <-s.free:
+		return op
+	default:
+		s.fullTimes.Add(1)
+		return nil
+	}
+}
+
+// submit hands op's engine request to the engine; the completer answers
+// it.
+func (s *ChunkServer) submit(op *asyncOp) {
+	op.r.Done = s.done
+	// Counted before the engine can complete it, so the completer cannot
+	// see zero pending while op is in the engine.
+	if s.pending.Add(1) == 1 {
+		go s.complete()
+	}
+	s.e.Submit(&op.r)
+}
+
+// complete answers completed requests until none is pending. At most one
+// completer drains done at a time: a new one starts only once the count
+// went to zero, after which the old one receives nothing more.
+func (s *ChunkServer) complete() {
+	for {
+		r := <-s.done
+		op := s.ops[r]
+		if op == nil {
+			panic(fmt.Sprintf("fsproto: engine completed request %p, not one of the server's", r))
+		}
+		switch r.Op {
+		case engine.OpRead:
+			s.finishRead(op)
+		case engine.OpWrite:
+			s.finishWrite(op)
+		default:
+			panic(fmt.Sprintf("fsproto: completed asynchronous %v request", r.Op))
+		}
+		if s.pending.Add(-1) == 0 {
+			return
+		}
+	}
+}
+
+// release gives op back; for a read, once its answer's frame is written.
+func (op *asyncOp) release() {
+	if op.buf != nil {
+		op.buf.Release()
+	}
+	s := op.s
+	*op = asyncOp{s: s, releaseFn: op.releaseFn}
+	s.free <- op // never blocks: the capacity is the number of ops
+}
+
+func (s *ChunkServer) startRead(req *net.Request, w *net.ResponseWriter) bool {
+	m, err := DecodeRead(req.Header)
+	if err != nil {
+		s.fail(w, KindRead, errf(CodeBadMessage, "%v", err))
+		return true
+	}
+	if pe := s.check(m.Chunk, m.Epoch); pe != nil {
+		s.fail(w, KindRead, pe)
+		return true
+	}
+	op := s.takeOp()
+	if op == nil {
+		return false
+	}
+	op.w, op.chunk = w, m.Chunk
+	op.buf = s.cfg.Buffers.Get(int(m.Len))
+	op.r = engine.Request{Op: engine.OpRead, Object: ObjectID(m.Chunk), Off: uint64(m.Off), Buf: op.buf.Bytes()}
+	s.submit(op)
+	return true
+}
+
+func (s *ChunkServer) finishRead(op *asyncOp) {
+	n, err, w := op.r.N, op.r.Err, op.w
+	eof := errors.Is(err, io.EOF)
+	if err != nil && !eof {
+		s.fail(w, KindRead, engineError("read", op.chunk, err))
+		op.release()
+		return
+	}
+	if n < 0 || n > len(op.r.Buf) {
+		panic(fmt.Sprintf("fsproto: engine read %d bytes into a buffer of %d", n, len(op.r.Buf)))
+	}
+	var hb [readResultLen]byte
+	hdr := AppendReadResult(hb[:0], ReadResult{N: uint32(n), EOF: eof})
+	if n == 0 {
+		_ = w.Reply(hdr, nil, nil)
+		op.release()
+		return
+	}
+	// The data goes out from the buffer the engine read into; op (and the
+	// buffer) come back when the frame was written.
+	op.parts[0] = op.buf.Bytes()[:n]
+	_ = w.Reply(hdr, op.parts[:], op.releaseFn)
+}
+
+func (s *ChunkServer) startWrite(req *net.Request, w *net.ResponseWriter) bool {
+	m, err := DecodeWrite(req.Header)
+	if err != nil {
+		s.fail(w, KindWrite, errf(CodeBadMessage, "%v", err))
+		return true
+	}
+	if req.Peer.ReadOnly {
+		s.fail(w, KindWrite, errf(CodeReadOnly, "%v: key %q is read-only", m.Chunk, req.Peer.KeyID))
+		return true
+	}
+	if pe := s.check(m.Chunk, m.Epoch); pe != nil {
+		s.fail(w, KindWrite, pe)
+		return true
+	}
+	if req.Payload == nil {
+		return false // the blocking path refuses it, through the dedupe table
+	}
+	op := s.takeOp()
+	if op == nil {
+		return false
+	}
+	e, first, res, pe := s.dedupe.begin(m.RequestID, m.Chunk)
+	switch {
+	case pe != nil:
+		op.release()
+		s.fail(w, KindWrite, pe)
+		return true
+	case !first && e == nil:
+		// A retry of a write applied already: its first result.
+		op.release()
+		s.replyResult(w, res)
+		return true
+	case !first:
+		// A retry of a write still being applied: a handler goroutine
+		// waits for it (rare).
+		op.release()
+		return false
+	}
+	// Zero copy: the engine writes from the buffer the payload was read
+	// into, released once the write is durable.
+	op.w, op.chunk, op.id, op.entry = w, m.Chunk, m.RequestID, e
+	op.buf = req.TakePayload()
+	op.r = engine.Request{Op: engine.OpWrite, Object: ObjectID(m.Chunk), PG: m.PG, Off: uint64(m.Off), Buf: op.buf.Bytes()}
+	s.submit(op)
+	return true
+}
+
+func (s *ChunkServer) finishWrite(op *asyncOp) {
+	var (
+		res WriteResult
+		pe  *protoError
+	)
+	if err := op.r.Err; err != nil {
+		pe = engineError("write", op.chunk, err)
+	} else {
+		res = WriteResult{Version: op.r.Version, PGSeq: op.r.ResultSeq}
+	}
+	s.dedupe.end(op.id, op.entry, res, pe)
+	w := op.w
+	op.release()
+	if pe != nil {
+		s.fail(w, KindWrite, pe)
+		return
+	}
+	s.replyResult(w, res)
 }
 
 // protoError is an error answered with a code.
@@ -315,6 +557,38 @@ func (d *dedupe) do(id RequestID, c ChunkID, apply func() (WriteResult, *protoEr
 	d.mu.Unlock()
 
 	res, err := apply()
+	d.end(id, e, res, err)
+	return res, err
+}
+
+// begin is do without waiting, for callers that apply the mutation
+// asynchronously. When id is new it inserts an unfinished entry and
+// returns it with first set: the caller applies the mutation and then
+// calls end. Otherwise first is false and: pe is set when id was used for
+// another chunk; e is nil and res is the result when the first attempt
+// finished; e is the unfinished entry when it is still being applied
+// (the caller waits for it with do).
+func (d *dedupe) begin(id RequestID, c ChunkID) (e *dedupeEntry, first bool, res WriteResult, pe *protoError) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if old, ok := d.mu.m[id]; ok {
+		switch {
+		case old.chunk != c:
+			return nil, false, WriteResult{}, errf(CodeInvalid, "%v: request id %x was used for %v", c, id, old.chunk)
+		case !old.finished:
+			return old, false, WriteResult{}, nil
+		}
+		// Invariant: only successes stay in the map once finished.
+		return nil, false, old.res, old.err
+	}
+	e = &dedupeEntry{chunk: c}
+	d.insertLocked(id, e)
+	return e, true, WriteResult{}, nil
+}
+
+// end records the outcome of the mutation e (from do or begin) and wakes
+// the retries waiting for it.
+func (d *dedupe) end(id RequestID, e *dedupeEntry, res WriteResult, err *protoError) {
 	d.mu.Lock()
 	e.res, e.err, e.finished = res, err, true
 	if err != nil && d.mu.m[id] == e {
@@ -326,7 +600,6 @@ func (d *dedupe) do(id RequestID, c ChunkID, apply func() (WriteResult, *protoEr
 		close(e.done)
 	}
 	d.mu.Unlock()
-	return res, err
 }
 
 func (d *dedupe) insertLocked(id RequestID, e *dedupeEntry) {

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/weftfs/weft/engine"
 	"github.com/weftfs/weft/net"
@@ -333,5 +334,50 @@ func TestNewChunkServerConfig(t *testing.T) {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error %q does not report %q", err, want)
 		}
+	}
+}
+
+// TestAsyncOpsExhausted: with more requests in flight than the server has
+// asynchronous ops, the rest take the blocking path, every request gets
+// its answer, and every op comes back.
+func TestAsyncOpsExhausted(t *testing.T) {
+	testutil.CheckLeaks(t)
+	const asyncMax = 2
+	f := startFixtureAsync(t, asyncMax)
+	c := f.client(t, testKey)
+	ctx := testCtx(t)
+	const n = 64
+	done := make(chan *Op, n)
+	want := make(map[ChunkID][]byte, n)
+	for i := range n {
+		ch := chunk(200, uint64(i))
+		want[ch] = pattern(uint64(3000+i), 4096)
+		c.GoWrite(ctx, ch, 0, want[ch], done)
+	}
+	for range n {
+		if op := <-done; op.Err != nil {
+			t.Fatalf("write %v: %v", op.Chunk, op.Err)
+		}
+	}
+	bufs := make(map[*Op][]byte, n)
+	for ch := range want {
+		p := make([]byte, 4096)
+		bufs[c.GoRead(ctx, ch, 0, p, done)] = p
+	}
+	for range n {
+		op := <-done
+		if op.Err != nil || op.N != 4096 || !bytes.Equal(bufs[op], want[op.Chunk]) {
+			t.Fatalf("read %v: n %d err %v", op.Chunk, op.N, op.Err)
+		}
+	}
+	if f.cs.fullTimes.Load() == 0 {
+		t.Fatalf("%d requests in flight never found the %d async ops in use", n, asyncMax)
+	}
+	waitFor := time.Now().Add(10 * time.Second)
+	for f.cs.pending.Load() != 0 || len(f.cs.free) != asyncMax {
+		if time.Now().After(waitFor) {
+			t.Fatalf("%d ops pending, %d of %d free", f.cs.pending.Load(), len(f.cs.free), asyncMax)
+		}
+		time.Sleep(time.Millisecond)
 	}
 }

@@ -126,7 +126,11 @@
 // A Conn is safe for concurrent use; so are Server and Pool. A Conn runs a
 // reader goroutine (it matches responses to calls by request id, so they
 // may complete in any order) and a writer goroutine. A server connection
-// runs a reader, a writer, and a goroutine per request in progress.
+// runs a reader, a writer, and a goroutine per request in progress,
+// except for requests a Starter handler takes: those it starts on the
+// reader and answers from whatever completes them. Conn.GoFunc likewise
+// completes a call on the reader, with a callback, and can read a
+// response payload straight into the caller's buffer.
 //
 // Memory is bounded on both sides: a client's calls in flight on one
 // connection hold at most ClientConfig.MaxInFlightBytes of request bytes

@@ -26,6 +26,27 @@ type Handler interface {
 	ServeRPC(ctx context.Context, req *Request, w *ResponseWriter)
 }
 
+// Starter is an optional interface of a Handler, for requests that need
+// no goroutine of their own: a request that only hands work to something
+// that completes it later (a storage engine) is started on the
+// connection's reader goroutine and answered from the completion, which
+// saves a goroutine hand-off per request.
+//
+// StartRPC is called on the connection's reader goroutine, before
+// ServeRPC would be, for every request of a user kind. It must not block
+// (the connection reads nothing meanwhile) and must not panic after it
+// has handed the request on. It returns false, without having used w, to
+// leave the request to ServeRPC on a handler goroutine as usual. It
+// returns true when it took the request: then it, or whatever it handed
+// the request to, answers it exactly once with w.Reply or w.Error, from
+// any goroutine, now or later, and uses neither req nor w after that
+// answer. req.Payload, unless taken, is released by the server after the
+// answer. The connection's teardown waits for the answers of requests
+// taken, so they must come even when ctx ends.
+type Starter interface {
+	StartRPC(ctx context.Context, req *Request, w *ResponseWriter) bool
+}
+
 // HandlerFunc adapts a function to Handler.
 type HandlerFunc func(ctx context.Context, req *Request, w *ResponseWriter)
 
@@ -56,6 +77,15 @@ func (m *ServeMux) Handle(kind Kind, h Handler) {
 // HandleFunc registers f for kind.
 func (m *ServeMux) HandleFunc(kind Kind, f func(context.Context, *Request, *ResponseWriter)) {
 	m.Handle(kind, HandlerFunc(f))
+}
+
+// StartRPC implements Starter: it starts the request with its kind's
+// handler when that handler is a Starter.
+func (m *ServeMux) StartRPC(ctx context.Context, req *Request, w *ResponseWriter) bool {
+	if st, ok := m.m[req.Kind].(Starter); ok {
+		return st.StartRPC(ctx, req, w)
+	}
+	return false
 }
 
 // ServeRPC implements Handler.
@@ -143,6 +173,9 @@ func (w *ResponseWriter) Reply(header []byte, payload [][]byte, release func()) 
 	sc.hdrBuf = append(grow(sc.hdrBuf, frameHeaderSize), header...)
 	putFrameHeader(sc.hdrBuf, &h, sc.hdrBuf[frameHeaderSize:])
 	sc.send()
+	if sc.started {
+		sc.handlerReturned() // the answer ends a request a Starter took
+	}
 	return nil
 }
 
@@ -160,6 +193,9 @@ func (w *ResponseWriter) Error(code ErrorCode, msg string) error {
 	sc.hdrBuf = appendErrorBody(grow(sc.hdrBuf, frameHeaderSize), code, msg)
 	putFrameHeader(sc.hdrBuf, &h, sc.hdrBuf[frameHeaderSize:])
 	sc.send()
+	if sc.started {
+		sc.handlerReturned()
+	}
 	return nil
 }
 
@@ -176,6 +212,9 @@ type serverCall struct {
 	out      outFrame
 	release  func()
 	reserved int64 // payload bytes held in conn.inflight
+	// started: a Starter took the request; its answer, not a handler's
+	// return, drops the handler's reference.
+	started bool
 	// refs: one for the handler (dropped when it has returned), one for the
 	// writer while a response frame is queued or being written.
 	refs atomic.Int32
@@ -233,6 +272,7 @@ func (sc *serverCall) done() {
 type Server struct {
 	cfg     ServerConfig
 	handler Handler
+	starter Starter // handler, if it is one
 	log     *slog.Logger
 	metrics *Metrics
 
@@ -256,6 +296,7 @@ func NewServer(cfg ServerConfig, h Handler) (*Server, error) {
 		return nil, errors.New("net: server config: nil handler")
 	}
 	s := &Server{cfg: cfg, handler: h, log: cfg.Logger, metrics: cfg.Metrics}
+	s.starter, _ = h.(Starter)
 	s.mu.listeners = make(map[stdnet.Listener]struct{})
 	s.mu.conns = make(map[*serverConn]struct{})
 	return s, nil
@@ -575,6 +616,7 @@ func (c *serverConn) readRequest() error {
 	case h.kind < FirstUserKind:
 		sc.rw.Error(CodeUnknownKind, fmt.Sprintf("unknown message kind %d (reserved for the transport)", h.kind))
 		sc.handlerReturned()
+	case c.srv.starter != nil && c.start(sc):
 	default:
 		select {
 		case c.work <- sc:
@@ -583,6 +625,31 @@ func (c *serverConn) readRequest() error {
 		}
 	}
 	return nil
+}
+
+// start offers sc to the server's Starter and reports whether it took it.
+func (c *serverConn) start(sc *serverCall) (taken bool) {
+	sc.started = true
+	defer func() {
+		if r := recover(); r != nil {
+			// Invariant (Starter's contract): it panicked before handing
+			// the request on, so nothing else answers it.
+			c.metrics.countError(errHandlerPanic)
+			c.log.Error("net: StartRPC panicked", "remote", c.peer.RemoteAddr, "kind", sc.req.Kind, "panic", r, "stack", string(debug.Stack()))
+			if !sc.rw.replied {
+				sc.rw.Error(CodeInternal, fmt.Sprintf("handler for kind %d panicked", sc.req.Kind))
+			}
+			taken = true
+		}
+	}()
+	if c.srv.starter.StartRPC(c.ctx, &sc.req, &sc.rw) {
+		return true
+	}
+	if sc.rw.replied {
+		panic(fmt.Sprintf("net: StartRPC answered a request of kind %d and did not take it", sc.req.Kind))
+	}
+	sc.started = false
+	return false
 }
 
 // handler runs sc's handler, then those of the requests it is handed,
