@@ -18,6 +18,16 @@ import (
 // on a clean stop, 1 on a runtime error, 2 on bad flags or config (one
 // problem a line on stderr).
 func newNodeCmd(ctx context.Context, status *int) *cobra.Command {
+	cmd := newNodeRunCmd(ctx, status, false)
+	cmd.AddCommand(newNodeRunCmd(ctx, status, true))
+	return cmd
+}
+
+// newNodeRunCmd returns `weft node` or, with join, `weft node join
+// MANAGERS`: the same node with the managers given as the argument, for
+// an operator adding a node to a running cluster (it joins the map on
+// start, as every cluster-mode node does, and is a member from then on).
+func newNodeRunCmd(ctx context.Context, status *int, join bool) *cobra.Command {
 	var (
 		configFile, size, cores string
 		managers, managerPeers  string
@@ -30,6 +40,14 @@ func newNodeCmd(ctx context.Context, status *int) *cobra.Command {
 		Short: "Serve a weft device over the network with the chunk protocol",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if join {
+				if cmd.Flags().Changed("managers") {
+					*status = 2
+					fmt.Fprintln(os.Stderr, "weft node join: give the managers as the argument, not --managers")
+					return nil
+				}
+				managers = args[0]
+			}
 			fail := func(probs []string) error {
 				*status = 2
 				fmt.Fprintln(os.Stderr, strings.Join(probs, "\n"))
@@ -100,7 +118,7 @@ func newNodeCmd(ctx context.Context, status *int) *cobra.Command {
 					cfg.Containers = append(cfg.Containers, uint64(c))
 				}
 			}
-			if set("managers") {
+			if set("managers") || join {
 				cfg.Managers = splitList(managers)
 			}
 			if set("manager-id") {
@@ -130,6 +148,18 @@ func newNodeCmd(ctx context.Context, status *int) *cobra.Command {
 			}
 			return nil
 		},
+	}
+	if join {
+		cmd.Use = "join MANAGERS [flags]"
+		cmd.Short = "Start a storage node that joins the cluster whose managers are MANAGERS (ADDR[,ADDR...])"
+		cmd.Long = `weft node join runs a storage node in cluster mode, like weft node
+--managers MANAGERS: it formats a missing device file (--size), joins the
+cluster map with its listen address, labels and capacity, and from then on
+serves the placement groups the map gives it (new PGs rebalance onto it by
+rendezvous placement, and it backfills them). Run it again, or weft node with
+the same device, after a restart: the node keeps its id (from the device's
+UUID). weft node drain ID moves its data away before it is retired.`
+		cmd.Args = cobra.ExactArgs(1)
 	}
 	f := cmd.Flags()
 	f.StringVar(&configFile, "config", "", "JSON config file (flags override its values)")
