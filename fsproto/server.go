@@ -58,6 +58,10 @@ type ChunkServer struct {
 	free    chan *asyncOp                // the ops not in use; empty: requests take the blocking path
 	ops     map[*engine.Request]*asyncOp // read-only after NewChunkServer
 	pending atomic.Int64                 // ops submitted and not yet completed
+	// completeFn is s.complete bound once: a go statement on the method
+	// value would allocate a closure per busy period (per request at
+	// queue depth 1).
+	completeFn func()
 	// fullTimes counts requests that found every op in use and took the
 	// blocking path (tests).
 	fullTimes atomic.Uint64
@@ -115,6 +119,7 @@ func newChunkServer(e *engine.Engine, cfg ChunkServerConfig, asyncMax int) (*Chu
 		cfg.Logger = slog.Default()
 	}
 	s := &ChunkServer{e: e, cfg: cfg, mux: net.NewServeMux(), dedupe: newDedupe(cfg.DedupeEntries)}
+	s.completeFn = s.complete
 	s.done = make(chan *engine.Request, asyncMax)
 	s.free = make(chan *asyncOp, asyncMax)
 	s.ops = make(map[*engine.Request]*asyncOp, asyncMax)
@@ -181,7 +186,7 @@ func (s *ChunkServer) submit(op *asyncOp) {
 	// Counted before the engine can complete it, so the completer cannot
 	// see zero pending while op is in the engine.
 	if s.pending.Add(1) == 1 {
-		go s.complete()
+		go s.completeFn()
 	}
 	s.e.Submit(&op.r)
 }
