@@ -499,9 +499,10 @@ var callPool = sync.Pool{New: func() any { return &Call{Done: make(chan *Call, 1
 // goroutine hand-off and a copy per call on deep queues:
 //
 //   - When the call completes, fn runs with it, on the goroutine that
-//     completed it: usually the connection's reader, or the caller of
-//     GoFunc when the call fails at once, or the goroutine ending ctx. fn
-//     must not block (it holds up every other response on the
+//     completed it: usually the connection's reader (or its writer, when
+//     the response overtook the writer's report that the request was
+//     sent), the caller of GoFunc when the call fails at once, or the
+//     goroutine ending ctx. fn must not block (it holds up the
 //     connection), and must not keep call once it returns: the Conn
 //     reuses it. It owns call.Response, as Go's receiver does.
 //   - A response payload of at most len(into) bytes is read from the
