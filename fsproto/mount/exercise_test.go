@@ -41,8 +41,9 @@ func exerciserConfig(t *testing.T) exConfig {
 	}
 	if testing.Short() {
 		// Truncating a sparse file deletes every chunk of the dropped
-		// range, holes included: keep -short's files smaller.
-		c.sizeMax = 32 << 20
+		// range, holes included: keep -short's files smaller, and its
+		// I/Os (the race detector checks every byte copied).
+		c.sizeMax, c.ioMax = 32<<20, 64<<10
 	}
 	return c
 }

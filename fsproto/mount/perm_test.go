@@ -24,6 +24,7 @@ const (
 	permChildEnv = "WEFT_MOUNT_PERM_CHILD"
 	deadChildEnv = "WEFT_MOUNT_DEAD_CHILD"
 	userChildEnv = "WEFT_MOUNT_USER_CHILD"
+	mmapChildEnv = "WEFT_MOUNT_MMAP_CHILD"
 	nobody       = 65534
 )
 
@@ -32,6 +33,10 @@ func TestMain(m *testing.M) {
 		r := &rec{dir: dir}
 		permOps(r)
 		fmt.Print(strings.Join(r.lines, "\n"))
+		os.Exit(0)
+	}
+	if path := os.Getenv(mmapChildEnv); path != "" {
+		mmapChild(path)
 		os.Exit(0)
 	}
 	if dir := os.Getenv(userChildEnv); dir != "" {

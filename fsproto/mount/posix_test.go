@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -540,30 +541,18 @@ var posixCases = []posixCase{
 		r.stat("f")
 	}},
 	{"mmap", func(r *rec) {
+		// The mapping is touched in a child process: a page fault on the
+		// mount in the process serving it can deadlock (the faulting
+		// thread cannot stop for the garbage collector, which stops the
+		// goroutines that would serve the fault).
 		r.write("f", strings.Repeat("a", 8192))
-		fd, ok := r.open("f", unix.O_RDWR, 0)
-		if !ok {
-			return
+		cmd := exec.Command(os.Args[0], "-test.run=^$")
+		cmd.Env = append(os.Environ(), mmapChildEnv+"="+r.p("f"))
+		out, err := cmd.CombinedOutput()
+		r.do("mmap child", err)
+		for _, l := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+			r.note("  %s", l)
 		}
-		defer func() {
-			if fd >= 0 {
-				unix.Close(fd)
-			}
-		}()
-		m, err := unix.Mmap(fd, 0, 8192, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
-		if !r.do("mmap shared", err) {
-			return
-		}
-		copy(m[4000:], "written through a mapping")
-		r.do("msync", unix.Msync(m, unix.MS_SYNC))
-		r.do("munmap", unix.Munmap(m))
-		b := make([]byte, 40)
-		n, err := unix.Pread(fd, b, 3995)
-		if r.do("pread", err) {
-			r.note("  %q", b[:n])
-		}
-		r.do("close", unix.Close(fd))
-		fd = -1
 		got, err := os.ReadFile(r.p("f"))
 		if r.do("read", err) {
 			r.note("  %d bytes, %q", len(got), got[3995:4035])
@@ -681,4 +670,27 @@ func comparePosix(t *testing.T, mnt string) {
 		}
 		t.Errorf("case %q differs:\n%s", c.name, b.String())
 	}
+}
+
+// mmapChild writes into a shared mapping of path and reports each step.
+func mmapChild(path string) {
+	r := &rec{}
+	fd, err := unix.Open(path, unix.O_RDWR|unix.O_CLOEXEC, 0)
+	if !r.do("open", err) {
+		fmt.Print(strings.Join(r.lines, "\n"))
+		return
+	}
+	m, err := unix.Mmap(fd, 0, 8192, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
+	if r.do("mmap shared", err) {
+		copy(m[4000:], "written through a mapping")
+		r.do("msync", unix.Msync(m, unix.MS_SYNC))
+		r.do("munmap", unix.Munmap(m))
+	}
+	b := make([]byte, 40)
+	n, err := unix.Pread(fd, b, 3995)
+	if r.do("pread", err) {
+		r.note("%q", b[:n])
+	}
+	r.do("close", unix.Close(fd))
+	fmt.Print(strings.Join(r.lines, "\n"))
 }
