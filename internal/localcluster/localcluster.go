@@ -63,6 +63,13 @@ type Config struct {
 	Replicas   int   // of the default container; default min(3, Nodes)
 	// ExtraArgs are added to every `weft node` command line.
 	ExtraArgs []string
+	// StopWithParent asks the kernel to send each node SIGTERM when the
+	// process that started it dies (PR_SET_PDEATHSIG), so a `weft up`
+	// killed with SIGKILL does not leave its nodes holding the ports.
+	// NB: the signal follows the OS thread that forked the node, so set
+	// it only in a process none of whose threads exit (weft up: no
+	// goroutine there ends while locked to its thread); not in tests.
+	StopWithParent bool
 }
 
 // State is what a cluster's folder records.
@@ -257,6 +264,9 @@ func (c *Cluster) StartNode(i int) error {
 	// Its own process group: a Ctrl-C on the terminal reaches the parent,
 	// which stops the nodes in order, rather than every node at once.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if c.cfg.StopWithParent {
+		cmd.SysProcAttr.Pdeathsig = syscall.SIGTERM
+	}
 	if err := cmd.Start(); err != nil {
 		logf.Close()
 		return fmt.Errorf("localcluster: starting node %d: %w", i, err)

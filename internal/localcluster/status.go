@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"slices"
 	"sort"
 	"strings"
@@ -332,10 +333,21 @@ func (c *Cluster) WaitServing(ctx context.Context, progress io.Writer) error {
 		return err
 	}
 	defer pool.Close()
+	// A node process that exits (a device it cannot open, a port in
+	// use) ends the wait at once with its last log line, instead of
+	// leaving the caller to wait for the deadline.
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	go c.watchExits(ctx, cancel)
 	mc := manager.NewClient(c.Managers(), pool)
 	say := sayOnChange(progress)
 	waiting := "a map from the managers"
-	fail := func(err error) error { return fmt.Errorf("waiting for %s: %w", waiting, err) }
+	fail := func(err error) error {
+		if cause := context.Cause(ctx); cause != nil && !errors.Is(cause, err) && ctx.Err() != nil {
+			err = cause
+		}
+		return fmt.Errorf("waiting for %s: %w", waiting, err)
+	}
 
 	m, err := mc.Map(ctx, 0)
 	if err != nil {
@@ -411,6 +423,50 @@ func (c *Cluster) WaitServing(ctx context.Context, progress io.Writer) error {
 	}
 	say(fmt.Sprintf("serving: map epoch %d on every node", m.Epoch))
 	return nil
+}
+
+// watchExits cancels ctx when a started node process has exited, with an
+// error naming the node and its log's last line.
+func (c *Cluster) watchExits(ctx context.Context, cancel context.CancelCauseFunc) {
+	t := time.NewTicker(servingPoll)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		for _, n := range c.state.Nodes {
+			c.mu.Lock()
+			p := c.procs[n.Index]
+			c.mu.Unlock()
+			if p == nil {
+				continue
+			}
+			select {
+			case <-p.done:
+				cancel(fmt.Errorf("node %d exited (%v): %s (log %s)", n.Index, p.err, lastLogLine(c.LogFile(n.Index)), c.LogFile(n.Index)))
+				return
+			default:
+			}
+		}
+	}
+}
+
+// lastLogLine returns the last line of a node's log that is not one of
+// localcluster's own markers.
+func lastLogLine(path string) string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "(no log: " + err.Error() + ")"
+	}
+	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
+	for i := len(lines) - 1; i >= 0; i-- {
+		if l := strings.TrimSpace(lines[i]); l != "" && !strings.HasPrefix(l, "--- localcluster:") {
+			return l
+		}
+	}
+	return "(empty log)"
 }
 
 // behind names the nodes whose data server has no map of epoch >= epoch,

@@ -43,6 +43,9 @@ stops every node cleanly.`,
 				return nil
 			}
 			cfg.DeviceSize = n
+			// Nodes get SIGTERM if this process dies without stopping
+			// them (SIGKILL), instead of holding the ports.
+			cfg.StopWithParent = true
 			if cfg.Binary, err = os.Executable(); err != nil {
 				*status = 1
 				fmt.Fprintln(os.Stderr, "weft up:", err)
