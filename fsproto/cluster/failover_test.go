@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"os"
+	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -85,9 +87,15 @@ func (h *history) check(t *testing.T, seed uint64) {
 	t.Helper()
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	res := porcupine.CheckOperationsTimeout(registerModel, h.ops, 20*time.Second)
+	res, info := porcupine.CheckOperationsVerbose(registerModel, h.ops, 20*time.Second)
 	if res == porcupine.Illegal {
-		t.Fatalf("history of %d operations is not linearizable (seed %d)", len(h.ops), seed)
+		// The run cannot be replayed (real sockets, real timing): keep
+		// the evidence, an HTML timeline of the offending chunk.
+		path := filepath.Join(os.TempDir(), fmt.Sprintf("weft-history-%d.html", seed))
+		if err := porcupine.VisualizePath(registerModel, info, path); err != nil {
+			t.Logf("visualizing the history: %v", err)
+		}
+		t.Fatalf("history of %d operations is not linearizable (seed %d); timeline in %s", len(h.ops), seed, path)
 	}
 	t.Logf("%d operations checked: %s (seed %d)", len(h.ops), res, seed)
 }

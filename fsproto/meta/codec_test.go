@@ -51,7 +51,7 @@ func FuzzDecodeOpRequest(f *testing.F) {
 		}
 		// What the handler does next must not panic either.
 		if cmd, err := namespace.DecodeCommand(r.Command); err == nil {
-			if _, err := namespace.AppendCommand(nil, stampNow(cmd, 1)); err != nil {
+			if _, err := namespace.AppendCommand(nil, namespace.WithNow(cmd, 1)); err != nil {
 				t.Fatalf("stamped command %+v does not encode: %v", cmd, err)
 			}
 		}

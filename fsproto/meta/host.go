@@ -490,7 +490,7 @@ func (h *Host) serveOp(ctx context.Context, req *net.Request, w *net.ResponseWri
 	}
 	// The leader stamps the time, so every replica applies the same one
 	// and clients' clocks do not matter.
-	enc, err := namespace.AppendCommand(nil, stampNow(cmd, time.Now().UnixNano()))
+	enc, err := namespace.AppendCommand(nil, namespace.WithNow(cmd, time.Now().UnixNano()))
 	if err != nil {
 		panic(fmt.Sprintf("meta: decoded command %+v does not encode: %v", cmd, err))
 	}
@@ -519,47 +519,6 @@ func (h *Host) serveOp(ctx context.Context, req *net.Request, w *net.ResponseWri
 func proposalNotApplied(err error) bool {
 	return errors.Is(err, raftgroup.ErrNoLeader) || errors.Is(err, raftgroup.ErrProposalDropped) ||
 		errors.Is(err, raftgroup.ErrBusy) || errors.Is(err, raftgroup.ErrRemoved)
-}
-
-// stampNow returns cmd with its Now set to now, for the commands that
-// carry one.
-func stampNow(cmd namespace.Command, now int64) namespace.Command {
-	switch c := cmd.(type) {
-	case namespace.Create:
-		c.Now = now
-		return c
-	case namespace.Mkdir:
-		c.Now = now
-		return c
-	case namespace.Symlink:
-		c.Now = now
-		return c
-	case namespace.Link:
-		c.Now = now
-		return c
-	case namespace.Unlink:
-		c.Now = now
-		return c
-	case namespace.Rmdir:
-		c.Now = now
-		return c
-	case namespace.Rename:
-		c.Now = now
-		return c
-	case namespace.SetAttr:
-		c.Now = now
-		return c
-	case namespace.SetXattr:
-		c.Now = now
-		return c
-	case namespace.RemoveXattr:
-		c.Now = now
-		return c
-	case namespace.Extend:
-		c.Now = now
-		return c
-	}
-	return cmd
 }
 
 func (h *Host) serveRead(ctx context.Context, req *net.Request, w *net.ResponseWriter) {

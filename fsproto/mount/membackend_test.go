@@ -51,47 +51,6 @@ func (m *memBackend) GetAttr(_ context.Context, ino namespace.Ino) (namespace.At
 	return m.overlay(m.ns.GetAttr(ino))
 }
 
-// stamp sets the command's time, as the metadata leader does.
-func stamp(cmd namespace.Command) namespace.Command {
-	now := time.Now().UnixNano()
-	switch c := cmd.(type) {
-	case namespace.Create:
-		c.Now = now
-		return c
-	case namespace.Mkdir:
-		c.Now = now
-		return c
-	case namespace.Symlink:
-		c.Now = now
-		return c
-	case namespace.Link:
-		c.Now = now
-		return c
-	case namespace.Unlink:
-		c.Now = now
-		return c
-	case namespace.Rmdir:
-		c.Now = now
-		return c
-	case namespace.Rename:
-		c.Now = now
-		return c
-	case namespace.SetAttr:
-		c.Now = now
-		return c
-	case namespace.SetXattr:
-		c.Now = now
-		return c
-	case namespace.RemoveXattr:
-		c.Now = now
-		return c
-	case namespace.Extend:
-		c.Now = now
-		return c
-	}
-	return cmd
-}
-
 func (m *memBackend) Apply(_ context.Context, cmd namespace.Command) (namespace.Result, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -99,7 +58,7 @@ func (m *memBackend) Apply(_ context.Context, cmd namespace.Command) (namespace.
 }
 
 func (m *memBackend) applyLocked(cmd namespace.Command) namespace.Result {
-	res := m.ns.ApplyCommand(stamp(cmd))
+	res := m.ns.ApplyCommand(namespace.WithNow(cmd, time.Now().UnixNano()))
 	for _, rc := range res.Reclaim {
 		d := m.data[rc.Ino]
 		switch {

@@ -473,3 +473,28 @@ func FuzzDecodeResult(f *testing.F) {
 		}
 	})
 }
+
+// TestWithNow: every command that carries a Now gets the time WithNow
+// gives, and nothing else of it changes.
+func TestWithNow(t *testing.T) {
+	for _, c := range sampleCommands {
+		got := WithNow(c, 12345)
+		v := reflect.ValueOf(got)
+		f := v.FieldByName("Now")
+		if !f.IsValid() {
+			if !reflect.DeepEqual(got, c) {
+				t.Errorf("%T has no Now, but WithNow changed it: %+v", c, got)
+			}
+			continue
+		}
+		if f.Int() != 12345 {
+			t.Errorf("%T: WithNow left Now %d", c, f.Int())
+		}
+		back := reflect.New(v.Type()).Elem()
+		back.Set(v)
+		back.FieldByName("Now").Set(reflect.ValueOf(c).FieldByName("Now"))
+		if !reflect.DeepEqual(back.Interface(), c) {
+			t.Errorf("%T: WithNow changed more than Now: %+v", c, got)
+		}
+	}
+}

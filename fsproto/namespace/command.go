@@ -234,3 +234,45 @@ type Result struct {
 	// ErrApplied.
 	Err error
 }
+
+// WithNow returns cmd with its Now set to now, for the commands that
+// carry one (the metadata leader stamps its clock into each command);
+// other commands are returned as they are.
+func WithNow(cmd Command, now int64) Command {
+	switch c := cmd.(type) {
+	case Create:
+		c.Now = now
+		return c
+	case Mkdir:
+		c.Now = now
+		return c
+	case Symlink:
+		c.Now = now
+		return c
+	case Link:
+		c.Now = now
+		return c
+	case Unlink:
+		c.Now = now
+		return c
+	case Rmdir:
+		c.Now = now
+		return c
+	case Rename:
+		c.Now = now
+		return c
+	case SetAttr:
+		c.Now = now
+		return c
+	case SetXattr:
+		c.Now = now
+		return c
+	case RemoveXattr:
+		c.Now = now
+		return c
+	case Extend:
+		c.Now = now
+		return c
+	}
+	return cmd
+}
