@@ -253,6 +253,16 @@
 //
 // # Not done / known weak
 //
+//   - KNOWN VIOLATION, not yet explained: fsproto/cluster's
+//     TestBackfillUnderLoad (real sockets, a replica killed and brought
+//     back under load) fails about one run in 60 (also at the code of
+//     session 3, before durable request ids): an acknowledged write is
+//     missing from later reads and from the final state, typically one
+//     acknowledged soon after the returning replica caught up. The
+//     simulation has not met it. A failing run leaves a porcupine
+//     timeline in TMPDIR (weft-history-SEED.html). Suspects: the glue in
+//     fsproto/cluster (views applied at the loop, failStale, installs),
+//     the harness restarting a node without NodeRestarted, SyncSame.
 //   - Sync moves whole objects, so an object above MaxDataBytes cannot be
 //     synced (chunks are at most that big).
 //   - A replica whose store fails a mutation never acknowledges it and the
