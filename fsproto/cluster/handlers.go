@@ -12,34 +12,14 @@ import (
 	"github.com/weftfs/weft/net"
 )
 
-// authorizeChunk is the data server's access check: nil when the key may
-// read (write: change) a chunk of container c; else the refusal, naming
-// the key and the container (answered fsproto.CodeAccessDenied). A nil
-// Authorizer allows everything.
-func authorizeChunk(a clustermap.Authorizer, keyID string, c clustermap.ContainerID, write bool) error {
-	if a == nil {
-		return nil
-	}
-	g, ok := a.Grant(keyID)
-	switch {
-	case !ok:
-		return fmt.Errorf("cluster: access denied: key %q is unknown or revoked", keyID)
-	case write && !g.WritesContainer(c):
-		return fmt.Errorf("cluster: access denied: key %q (%v) may not write container %d", keyID, g.Role, c)
-	case !write && !g.ReadsContainer(c):
-		return fmt.Errorf("cluster: access denied: key %q (%v) may not read container %d", keyID, g.Role, c)
-	}
-	return nil
-}
-
 // route checks a client request against the key's grant and the newest
 // map: the key reaches the container (reads, or writes when hasPG: the
 // mutations name their PG), the container exists, pg (when the request
 // names one) is the chunk's PG, the request's PG epoch is the PG's, and
 // this node is its primary.
 func (s *DataServer) route(w *net.ResponseWriter, peer *net.Peer, chunk fsproto.ChunkID, pg uint32, hasPG bool, epoch uint64) (clustermap.PGID, bool) {
-	if err := authorizeChunk(s.cfg.Access, peer.KeyID, clustermap.ContainerID(chunk.Container), hasPG); err != nil {
-		w.Error(fsproto.CodeAccessDenied, err.Error())
+	if err := clustermap.CheckContainerAccess(s.cfg.Access, peer.KeyID, clustermap.ContainerID(chunk.Container), hasPG); err != nil {
+		w.Error(fsproto.CodeAccessDenied, "cluster: "+err.Error())
 		return 0, false
 	}
 	m := s.latest.Load()

@@ -243,6 +243,26 @@ func (g Grant) WritesContainer(c ContainerID) bool {
 	return false
 }
 
+// CheckContainerAccess is the servers' check of a request on container
+// c's data or metadata: nil when keyID may read it (or, with write,
+// change it), else an error naming the key, its role and the container.
+// A nil Authorizer allows everything (a server configured without one).
+func CheckContainerAccess(a Authorizer, keyID string, c ContainerID, write bool) error {
+	if a == nil {
+		return nil
+	}
+	g, ok := a.Grant(keyID)
+	switch {
+	case !ok:
+		return fmt.Errorf("access denied: key %q is unknown or revoked", keyID)
+	case write && !g.WritesContainer(c):
+		return fmt.Errorf("access denied: key %q (%v) may not change container %d", keyID, g.Role, c)
+	case !write && !g.ReadsContainer(c):
+		return fmt.Errorf("access denied: key %q (%v) may not read container %d", keyID, g.Role, c)
+	}
+	return nil
+}
+
 // Internal reports whether g may speak the nodes' internal protocols:
 // raft messages, replication peer batches, heartbeats.
 func (g Grant) Internal() bool { return g.Role == RoleCluster }

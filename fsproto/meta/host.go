@@ -64,24 +64,6 @@ type HostConfig struct {
 // request's key does not reach its container. Nothing was done.
 const CodeAccessDenied net.ErrorCode = 265
 
-// authorizeMeta is the host's access check: nil when keyID may read (or,
-// with write, change) container c's namespace.
-func authorizeMeta(a clustermap.Authorizer, keyID string, c clustermap.ContainerID, write bool) error {
-	if a == nil {
-		return nil
-	}
-	g, ok := a.Grant(keyID)
-	switch {
-	case !ok:
-		return fmt.Errorf("meta: access denied: key %q is unknown or revoked", keyID)
-	case write && !g.WritesContainer(c):
-		return fmt.Errorf("meta: access denied: key %q (%v) may not change container %d", keyID, g.Role, c)
-	case !write && !g.ReadsContainer(c):
-		return fmt.Errorf("meta: access denied: key %q (%v) may not read container %d", keyID, g.Role, c)
-	}
-	return nil
-}
-
 func (c *HostConfig) validate() error {
 	var errs []string
 	if c.Node == 0 {
@@ -476,8 +458,8 @@ func (h *Host) serveOp(ctx context.Context, req *net.Request, w *net.ResponseWri
 		w.Error(CodeBadRequest, err.Error())
 		return
 	}
-	if err := authorizeMeta(h.cfg.Access, req.Peer.KeyID, r.Container, true); err != nil {
-		w.Error(CodeAccessDenied, err.Error())
+	if err := clustermap.CheckContainerAccess(h.cfg.Access, req.Peer.KeyID, r.Container, true); err != nil {
+		w.Error(CodeAccessDenied, "meta: "+err.Error())
 		return
 	}
 	mb := h.member(r.Container)
@@ -527,8 +509,8 @@ func (h *Host) serveRead(ctx context.Context, req *net.Request, w *net.ResponseW
 		w.Error(CodeBadRequest, err.Error())
 		return
 	}
-	if err := authorizeMeta(h.cfg.Access, req.Peer.KeyID, r.Container, false); err != nil {
-		w.Error(CodeAccessDenied, err.Error())
+	if err := clustermap.CheckContainerAccess(h.cfg.Access, req.Peer.KeyID, r.Container, false); err != nil {
+		w.Error(CodeAccessDenied, "meta: "+err.Error())
 		return
 	}
 	mb := h.member(r.Container)
