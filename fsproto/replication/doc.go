@@ -260,9 +260,15 @@
 //     missing from later reads and from the final state, typically one
 //     acknowledged soon after the returning replica caught up. The
 //     simulation has not met it. A failing run leaves a porcupine
-//     timeline in TMPDIR (weft-history-SEED.html). Suspects: the glue in
-//     fsproto/cluster (views applied at the loop, failStale, installs),
-//     the harness restarting a node without NodeRestarted, SyncSame.
+//     timeline in TMPDIR (weft-history-SEED.html). In a run with the map
+//     logged, the write was lost in a PG whose primary never changed (the
+//     restarted node was a replica there), and its writer's next read
+//     returned its previous write. First hypothesis: a primary that fails
+//     a pending mutation with ErrStaleEpoch remembers its id (see "Request
+//     ids"); if that mutation does not survive into the new view's state,
+//     the retry is answered from the table as applied. Other suspects: the
+//     glue in fsproto/cluster (views applied at the loop, failStale,
+//     installs), SyncSame.
 //   - Sync moves whole objects, so an object above MaxDataBytes cannot be
 //     synced (chunks are at most that big).
 //   - A replica whose store fails a mutation never acknowledges it and the
