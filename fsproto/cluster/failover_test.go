@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -74,6 +75,7 @@ type history struct {
 	clock atomic.Int64
 	mu    sync.Mutex
 	ops   []porcupine.Operation
+	bad   []uint64 // chunks whose history check found illegal
 }
 
 func (h *history) add(client int, chunk uint64, in regInput, out uint64, call int64) {
@@ -91,6 +93,11 @@ func (h *history) check(t *testing.T, seed uint64) {
 	if res == porcupine.Illegal {
 		// The run cannot be replayed (real sockets, real timing): keep
 		// the evidence, an HTML timeline of the offending chunk.
+		for _, part := range registerModel.Partition(h.ops) {
+			if !porcupine.CheckOperations(registerModel, part) {
+				h.bad = append(h.bad, part[0].Metadata.(uint64))
+			}
+		}
 		path := filepath.Join(os.TempDir(), fmt.Sprintf("weft-history-%d.html", seed))
 		if err := porcupine.VisualizePath(registerModel, info, path); err != nil {
 			t.Logf("visualizing the history: %v", err)
@@ -431,6 +438,7 @@ func TestBackfillUnderLoad(t *testing.T) {
 	victim := pg.Replicas[1]
 
 	w := startWorkload(ct, seed, 4, 12, 1<<30)
+	c.traceOnFailure(t, ct, w.hist, seed)
 	waitFor(t, "writes before the kill", func() bool { return w.acked.Load() >= 20 })
 	c.kill(victim)
 	c.apply(clustermap.SetNodeState{ID: victim, State: clustermap.Down})
@@ -461,4 +469,37 @@ func TestBackfillUnderLoad(t *testing.T) {
 		c.waitActive(t, p.ID)
 	}
 	c.checkValues(t, ct, vals)
+}
+
+// traceOnFailure, when WEFT_TRACE is set, records every node's core
+// events and, if the history check fails, writes the story of each
+// offending chunk to TMPDIR/weft-trace-SEED.txt.
+func (c *tcluster) traceOnFailure(t *testing.T, ct *client.Container, h *history, seed uint64) {
+	if os.Getenv("WEFT_TRACE") == "" {
+		return
+	}
+	tr := cluster.StartTrace()
+	t.Cleanup(func() {
+		tr.Stop()
+		h.mu.Lock()
+		bad := slices.Clone(h.bad)
+		h.mu.Unlock()
+		if len(bad) == 0 {
+			return
+		}
+		path := filepath.Join(os.TempDir(), fmt.Sprintf("weft-trace-%d.txt", seed))
+		f, err := os.Create(path)
+		if err != nil {
+			t.Log(err)
+			return
+		}
+		defer f.Close()
+		for _, idx := range bad {
+			pg := pgOf(t, c.current(), ct, idx)
+			ch := fsproto.ChunkID{Container: uint64(ct.ID()), Inode: 1, Index: idx}
+			fmt.Fprintf(f, "=== chunk %d (object %v) pg %d, map now %v\n", idx, fsproto.ObjectID(ch), pg.ID, pg)
+			tr.Dump(f, uint32(pg.ID), fsproto.ObjectID(ch))
+		}
+		t.Logf("trace in %s", path)
+	})
 }

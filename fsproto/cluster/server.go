@@ -474,7 +474,7 @@ func (s *DataServer) loop() {
 		case b := <-s.recv:
 			s.stepBatch(b)
 		case res := <-s.done:
-			s.handle(s.node.Step(replication.StoreDone{Result: res}))
+			s.handle(s.step(replication.StoreDone{Result: res}))
 			if r := s.opRefs[res.ID]; r != nil {
 				delete(s.opRefs, res.ID)
 				r.dec()
@@ -488,11 +488,23 @@ func (s *DataServer) loop() {
 		case <-s.mapc:
 			s.applyMap(s.latest.Load())
 		case <-tick.C:
-			s.handle(s.node.Step(replication.Tick{}))
+			s.handle(s.step(replication.Tick{}))
 		case c := <-s.status:
 			c <- s.buildStatus()
 		}
 	}
+}
+
+// traceStep, when set (by tests), sees every event the loop steps the
+// core with and the effects it returned, on the loop goroutine.
+var traceStep atomic.Pointer[func(node uint64, ev replication.Event, effects []replication.Effect)]
+
+func (s *DataServer) step(ev replication.Event) []replication.Effect {
+	effs := s.node.Step(ev)
+	if fn := traceStep.Load(); fn != nil {
+		(*fn)(s.me, ev, effs)
+	}
+	return effs
 }
 
 // clientOp hands a routed client request to the core, unless the map
@@ -518,7 +530,7 @@ func (s *DataServer) clientOp(r *clientReq) {
 	if r.ref != nil {
 		s.dataRefs[dataPtr(r.op.Data)] = r.ref
 	}
-	s.handle(s.node.Step(r.op))
+	s.handle(s.step(r.op))
 }
 
 // failStale answers CodeStaleEpoch, at once, to every pending client
@@ -569,7 +581,7 @@ func (s *DataServer) stepBatch(b *peerBatch) {
 		}
 	}
 	for i := range b.msgs {
-		s.handle(s.node.Step(replication.Receive{From: b.from, Msg: b.msgs[i]}))
+		s.handle(s.step(replication.Receive{From: b.from, Msg: b.msgs[i]}))
 	}
 	for i := range b.msgs {
 		if d := b.msgs[i].Data; len(d) > 0 {
@@ -729,7 +741,7 @@ func (s *DataServer) applyMap(m *clustermap.Map) {
 			st.role = RoleReplica
 		}
 		s.log.Debug("view", "pg", id, "epoch", pg.Epoch, "replicas", pg.Replicas, "backfilling", pg.Backfilling)
-		s.handle(s.node.Step(replication.ViewChange{View: viewOf(pg)}))
+		s.handle(s.step(replication.ViewChange{View: viewOf(pg)}))
 		s.failStale(id, pg.Epoch)
 	}
 	for id := range s.views {
@@ -744,7 +756,7 @@ func (s *DataServer) applyMap(m *clustermap.Map) {
 		st := s.pg(id)
 		st.epoch, st.role = v.Epoch, RoleNone
 		s.log.Debug("left pg", "pg", id, "epoch", v.Epoch)
-		s.handle(s.node.Step(replication.ViewChange{View: v}))
+		s.handle(s.step(replication.ViewChange{View: v}))
 		s.failStale(id, v.Epoch)
 	}
 }

@@ -37,7 +37,11 @@
 // Invariant: the epoch's first seq (epochStart) is above every seq any
 // replica of the view holds or will hold from an older epoch, so seqs are
 // unique across epochs and a seq from an older epoch is always below
-// epochStart.
+// epochStart. The primary reads its own store only once every mutation
+// it submitted in an earlier role or epoch has completed: a forward it
+// took as a replica and still had in flight would otherwise be missing
+// from the state its sync hands the replicas, and present in the state
+// it serves (and answers that mutation's retry from).
 //
 // Reconciliation (sync). Then every other replica is reconciled: both
 // sides list their objects changed since base = min(replica's max, own
@@ -50,7 +54,10 @@
 // from an older epoch may be divergent (a mutation never acknowledged), so
 // the primary's state wins over it, while a live mutation of this epoch
 // that overtook the state sent is kept and the object is sent again. A
-// replica is reconciled when every object is acknowledged (SyncDone); it
+// replica runs one install of a sent state at a time (a resend of it
+// while it runs waits for its ack); the store runs an object's installs
+// and forwards in the order they arrived (see Store). A replica is
+// reconciled when every object is acknowledged (SyncDone); it
 // then emits CaughtUp, which the map applies if the replica was in the
 // view's Backfilling set. The
 // primary serves clients (phase active) only once every non-backfilling
@@ -253,22 +260,6 @@
 //
 // # Not done / known weak
 //
-//   - KNOWN VIOLATION, not yet explained: fsproto/cluster's
-//     TestBackfillUnderLoad (real sockets, a replica killed and brought
-//     back under load) fails about one run in 60 (also at the code of
-//     session 3, before durable request ids): an acknowledged write is
-//     missing from later reads and from the final state, typically one
-//     acknowledged soon after the returning replica caught up. The
-//     simulation has not met it. A failing run leaves a porcupine
-//     timeline in TMPDIR (weft-history-SEED.html). In a run with the map
-//     logged, the write was lost in a PG whose primary never changed (the
-//     restarted node was a replica there), and its writer's next read
-//     returned its previous write. First hypothesis: a primary that fails
-//     a pending mutation with ErrStaleEpoch remembers its id (see "Request
-//     ids"); if that mutation does not survive into the new view's state,
-//     the retry is answered from the table as applied. Other suspects: the
-//     glue in fsproto/cluster (views applied at the loop, failStale,
-//     installs), SyncSame.
 //   - Sync moves whole objects, so an object above MaxDataBytes cannot be
 //     synced (chunks are at most that big).
 //   - A replica whose store fails a mutation never acknowledges it and the

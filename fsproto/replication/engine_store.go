@@ -10,9 +10,17 @@ import (
 	"github.com/weftfs/weft/fsproto"
 )
 
-// EngineStore is the Store over a real *engine.Engine. Each op runs on its
-// own goroutine (the engine's calls block until durable); Close waits for
-// them. Safe for concurrent use.
+// EngineStore is the Store over a real *engine.Engine. Ops run on
+// goroutines of their own (the engine's calls block until durable); Close
+// waits for them. Safe for concurrent use.
+//
+// Invariant: the mutations (Apply, Install) of one object run one at a
+// time, in the order they were submitted. A mutation is several engine
+// calls (a Stat for KeepIfAtLeast, then one or two writes), so without
+// this a forward could land between an install's check and its writes and
+// be overwritten by an older state, and the core's order (an install
+// resent before the epoch's first forward of the object) would be lost.
+// Reads, Gets and the rest are not ordered against them.
 //
 // Request ids are the engine's (engine.Request.RequestID, and
 // ReplaceRequests for an install), so they are durable with the mutation
@@ -28,11 +36,24 @@ import (
 type EngineStore struct {
 	e  *engine.Engine
 	wg sync.WaitGroup
+
+	mu sync.Mutex
+	// waiting holds, per object with a mutation running, the mutations
+	// submitted after it (possibly none); an object is absent when none
+	// runs.
+	waiting map[engine.ObjectID][]storeCall
+}
+
+type storeCall struct {
+	op   StoreOp
+	done func(StoreResult)
 }
 
 // NewEngineStore returns a Store over e. The caller keeps owning e, and
 // must Close the store before closing e.
-func NewEngineStore(e *engine.Engine) *EngineStore { return &EngineStore{e: e} }
+func NewEngineStore(e *engine.Engine) *EngineStore {
+	return &EngineStore{e: e, waiting: map[engine.ObjectID][]storeCall{}}
+}
 
 // Close waits for every op in flight to complete.
 func (s *EngineStore) Close() { s.wg.Wait() }
@@ -40,12 +61,49 @@ func (s *EngineStore) Close() { s.wg.Wait() }
 // Submit implements Store.
 func (s *EngineStore) Submit(op StoreOp, done func(StoreResult)) {
 	s.wg.Add(1)
-	go func() {
-		defer s.wg.Done()
-		r := s.run(&op)
-		r.ID = op.ID
-		done(r)
-	}()
+	if op.Kind != StoreApply && op.Kind != StoreInstall {
+		go func() {
+			defer s.wg.Done()
+			s.call(storeCall{op, done})
+		}()
+		return
+	}
+	s.mu.Lock()
+	if q, running := s.waiting[op.Object]; running {
+		s.waiting[op.Object] = append(q, storeCall{op, done})
+		s.mu.Unlock()
+		return
+	}
+	s.waiting[op.Object] = nil
+	s.mu.Unlock()
+	go s.mutate(storeCall{op, done})
+}
+
+// mutate runs c and then every mutation of its object submitted
+// meanwhile, in order, until none waits.
+func (s *EngineStore) mutate(c storeCall) {
+	obj := c.op.Object
+	for {
+		s.call(c)
+		s.wg.Done()
+		s.mu.Lock()
+		q := s.waiting[obj]
+		if len(q) == 0 {
+			delete(s.waiting, obj)
+			s.mu.Unlock()
+			return
+		}
+		c = q[0]
+		q[0] = storeCall{}
+		s.waiting[obj] = q[1:]
+		s.mu.Unlock()
+	}
+}
+
+func (s *EngineStore) call(c storeCall) {
+	r := s.run(&c.op)
+	r.ID = c.op.ID
+	c.done(r)
 }
 
 // Sync marks live in engine objects of their own placement group, so they

@@ -376,7 +376,10 @@ type group struct {
 
 	// Replica state.
 	fwdInFlight map[uint64]bool
-	caughtUp    bool
+	// installing: the seq of each object's install under way in this
+	// epoch; a resent SyncObject of that state waits for its ack.
+	installing map[engine.ObjectID]uint64
+	caughtUp   bool
 	// markSet: our store's sync mark covers this epoch's sync, so
 	// forwards may be applied (see ListReq).
 	markSet bool
@@ -491,6 +494,7 @@ func (g *group) setView(v View) {
 
 func (g *group) resetReplica() {
 	g.fwdInFlight = map[uint64]bool{}
+	g.installing = map[engine.ObjectID]uint64{}
 	g.caughtUp = false
 	g.markSet = false
 }
@@ -514,6 +518,26 @@ func (g *group) becomePrimary() {
 	for _, m := range g.pending {
 		m.acks = map[uint64]bool{}
 	}
+	g.readOwnMax()
+	for _, id := range g.others() {
+		g.n.send(id, g.msg(MsgPeerQuery))
+	}
+	g.roundSent = g.n.tick
+	g.checkPeered()
+}
+
+// readOwnMax reads our store's highest seq and mark, which starts the
+// reconciliation, but only once no mutation of an earlier role or epoch
+// is still in our store (a forward or an install we took as a replica,
+// our own pending ones): a list or read of our state taken before one
+// lands would miss it, and the sync would hand the replicas an older
+// state than the one we then hold and serve. Nothing adds to them
+// meanwhile (a primary applies no forwards, and issues nothing before it
+// is active). onTick calls again until it is read.
+func (g *group) readOwnMax() {
+	if len(g.mutInFlight) > 0 {
+		return
+	}
 	epoch := g.epoch
 	g.n.submit(StoreOp{Kind: StoreMaxSeq, PG: g.pg}, func(r StoreResult) {
 		if g.epoch != epoch || g.role != rolePrimary || g.phase != phasePeering {
@@ -527,11 +551,6 @@ func (g *group) becomePrimary() {
 		g.ownMark, g.ownMarked = r.Mark, r.Marked
 		g.checkPeered()
 	})
-	for _, id := range g.others() {
-		g.n.send(id, g.msg(MsgPeerQuery))
-	}
-	g.roundSent = g.n.tick
-	g.checkPeered()
 }
 
 // stepDown fails everything the primary holds with ErrStaleEpoch: none of
@@ -1378,6 +1397,10 @@ func (g *group) replicaReceive(from uint64, m *Msg) {
 		})
 	case MsgSyncObject:
 		obj, seq, rids := m.Object, m.Seq, m.RIDs
+		if cur, ok := g.installing[obj]; ok && cur == seq {
+			return // a resend: the install under way answers it
+		}
+		g.installing[obj] = seq
 		// Install unless we hold a mutation of this epoch newer than
 		// the state sent; state from an older epoch may be divergent
 		// (never acknowledged), so the primary's wins.
@@ -1385,8 +1408,11 @@ func (g *group) replicaReceive(from uint64, m *Msg) {
 		g.submittedMax = max(g.submittedMax, seq)
 		g.submitMut(StoreOp{Kind: StoreInstall, PG: g.pg, Object: obj, Seq: m.Seq, Deleted: m.Deleted, Data: m.Data, KeepIfAtLeast: keep, RIDs: rids},
 			func(r StoreResult) {
+				if live() && g.installing[obj] == seq {
+					delete(g.installing, obj)
+				}
 				if r.Err != nil {
-					return
+					return // the primary resends
 				}
 				if !r.Skipped {
 					// The object is now the primary's: so are the ids of the

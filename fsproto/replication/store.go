@@ -99,11 +99,12 @@ type StoreResult struct {
 // Submit starts op and returns at once; done is called exactly once, from
 // any goroutine, when op completed. Durability contract: a mutation
 // (Apply, Install) completes only once it is durable; a skipped one only
-// once the state that made it skip is durable. Apply and Install must
-// check KeepIfAtLeast against the object's seq atomically with respect to
-// other ops on the same object; the core never has two mutations of one
-// object in flight except duplicates of the same seq, which must be
-// harmless.
+// once the state that made it skip is durable. The mutations of one
+// object must take effect one at a time, each whole (its KeepIfAtLeast
+// check and its change together), in the order they were submitted: the
+// core may have several of one object in flight (a resent install of an
+// old state and the epoch's first forward of the object, forwards left
+// from an older epoch, duplicates of one seq) and relies on that order.
 type Store interface {
 	Submit(op StoreOp, done func(StoreResult))
 }
