@@ -1,6 +1,7 @@
 package replication
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -31,8 +32,12 @@ import (
 //   - Install is a Delete then a Write carrying the same seq: two records,
 //     so a crash between them leaves the object deleted at that seq (with
 //     the installed state's ids, which the Delete sets); the next sync
-//     lists it only if that seq is above the sync's base. An engine
-//     "replace object" request (one record) would make it atomic.
+//     lists it only if that seq is above the sync's base. Installs run
+//     during a sync, under the replica's mark, so that seq is above the
+//     next sync's base; an install that arrives after the sync (a resend
+//     that crossed its ack) finds the very state it carries and writes
+//     nothing. An engine "replace object" request (one record) would make
+//     it atomic.
 type EngineStore struct {
 	e  *engine.Engine
 	wg sync.WaitGroup
@@ -165,6 +170,41 @@ func keptRIDs(rids []RIDEntry) []engine.AppliedRequest {
 	return out
 }
 
+// holds reports whether the store holds exactly the state op installs:
+// the same seq, liveness, data and kept request ids. Only the same seq is
+// worth the read (a resent install).
+func (s *EngineStore) holds(op *StoreOp) (bool, error) {
+	st, err := s.e.Stat(op.Object)
+	switch {
+	case errors.Is(err, engine.ErrNotFound) && !st.Deleted:
+		return false, nil // never written
+	case err != nil && !errors.Is(err, engine.ErrNotFound):
+		return false, err
+	}
+	if st.PGSeq != op.Seq || st.Deleted != op.Deleted || (!op.Deleted && st.Size != uint64(len(op.Data))) {
+		return false, nil
+	}
+	want := keptRIDs(op.RIDs)
+	got := st.Applied()
+	if len(got) != len(want) {
+		return false, nil
+	}
+	for i := range want {
+		if got[i] != want[i] {
+			return false, nil
+		}
+	}
+	if op.Deleted {
+		return true, nil
+	}
+	p := make([]byte, len(op.Data))
+	n, err := s.e.Read(op.Object, 0, p)
+	if err != nil && !errors.Is(err, io.EOF) {
+		return false, err
+	}
+	return n == len(p) && bytes.Equal(p, op.Data), nil
+}
+
 func (s *EngineStore) do(r *engine.Request) error {
 	done := make(chan *engine.Request, 1)
 	r.Done = done
@@ -192,6 +232,11 @@ func (s *EngineStore) run(op *StoreOp) StoreResult {
 			return &engine.Request{Op: kind, Object: op.Object, PG: op.PG, PGSeq: op.Seq}
 		}
 		if op.Kind == StoreInstall {
+			if same, err := s.holds(op); err != nil || same {
+				// Installed already (a resend): rewriting it would open
+				// the window the gap below describes for nothing.
+				return StoreResult{Err: err, Seq: cur}
+			}
 			// The delete sets the installed state's ids in its own batch.
 			del := req(engine.OpDelete)
 			del.ReplaceRequests, del.Requests = true, keptRIDs(op.RIDs)

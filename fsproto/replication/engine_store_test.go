@@ -598,6 +598,32 @@ func TestEngineStoreOps(t *testing.T) {
 		!slices.Equal(r.RIDs, primary[len(primary)-engine.KeptRequests:]) {
 		t.Fatalf("get after install: %+v, want the primary's newest ids", r)
 	}
+	// A resent install of the state held writes nothing (a rewrite is a
+	// delete then a write: a crash between them would lose the object);
+	// one that differs in anything is installed.
+	version := func() uint64 {
+		st, err := c.engines[1].Stat(c2)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return st.Version
+	}
+	v := version()
+	if r := do(StoreOp{Kind: StoreInstall, PG: 3, Object: c2, Seq: 45, Data: []byte("primary's"), RIDs: primary, KeepIfAtLeast: 50}); r.Skipped || version() != v {
+		t.Fatalf("a resent install: %+v, version %d -> %d", r, v, version())
+	}
+	for _, op := range []StoreOp{
+		{Seq: 45, Data: []byte("primary's"), RIDs: primary[:5]},
+		{Seq: 45, Data: []byte("primarys'"), RIDs: primary},
+		{Seq: 44, Data: []byte("primary's"), RIDs: primary},
+	} {
+		op.Kind, op.PG, op.Object, op.KeepIfAtLeast = StoreInstall, 3, c2, 50
+		v := version()
+		if r := do(op); r.Skipped || version() == v {
+			t.Fatalf("install %+v differing from the state held wrote nothing: %+v", op, r)
+		}
+		do(StoreOp{Kind: StoreInstall, PG: 3, Object: c2, Seq: 45, Data: []byte("primary's"), RIDs: primary, KeepIfAtLeast: 50})
+	}
 	do(StoreOp{Kind: StoreInstall, PG: 3, Object: c2, Seq: 46, Deleted: true})
 	if got := rids(c2); len(got) != 0 {
 		t.Fatalf("an install without ids left %+v", got)
