@@ -124,6 +124,10 @@ type Options struct {
 	CheckpointBytes int64
 	// Cleaner tunes segment cleaning.
 	Cleaner CleanerOptions
+	// SpaceWait bounds how long a write waits for the cleaner and
+	// checkpoints to free a segment before it fails with ErrNoSpace;
+	// default 5s.
+	SpaceWait time.Duration
 	// Logger receives recovery, checkpoint and cleaner events; default
 	// slog.Default().
 	Logger *slog.Logger

@@ -11,6 +11,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/weftfs/weft/internal/vfs"
 )
@@ -165,7 +166,11 @@ func runEngineCrash(t *testing.T, seed uint64, cycles int) {
 			t.Fatalf("seed %d cycle %d: %s", seed, cycle, fmt.Sprintf(format, args...))
 		}
 		e, err := Open(Options{Path: "dev", FS: fsys, Shards: crashShards, Mode: Interrupt, Logger: quietLogger,
-			CheckpointBytes: 3 << 20, Cleaner: CleanerOptions{FreeTarget: 0.4, BytesPerBatch: 64 << 10}})
+			CheckpointBytes: 3 << 20, Cleaner: CleanerOptions{FreeTarget: 0.4, BytesPerBatch: 64 << 10},
+			// The small device fills now and then, and the injected
+			// faults fail the checkpoints that would free it: a write
+			// then waits all of SpaceWait (runs took minutes at 5s).
+			SpaceWait: 200 * time.Millisecond})
 		if err != nil {
 			fail("open after crash: %v", err)
 		}
@@ -201,6 +206,9 @@ func runEngineCrash(t *testing.T, seed uint64, cycles int) {
 				defer wg.Done()
 				r := rand.New(rand.NewPCG(wseed, uint64(w)))
 				for i := 0; i < opsPerWorker; i++ {
+					if crashing.Load() {
+						return // the device image is taken: nothing reaches it
+					}
 					if done.Add(1) == crashAfter {
 						crashOnce.Do(func() { close(crashNow) })
 					}

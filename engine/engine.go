@@ -121,6 +121,9 @@ func (o *Options) normalize() error {
 	if o.SpinTime <= 0 {
 		o.SpinTime = 50 * time.Microsecond
 	}
+	if o.SpaceWait <= 0 {
+		o.SpaceWait = 5 * time.Second
+	}
 	if o.RingEntries == 0 {
 		o.RingEntries = 256
 	}

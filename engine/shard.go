@@ -15,10 +15,6 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// spaceWaitMax bounds how long a write waits for a free segment before it
-// fails with ErrNoSpace.
-const spaceWaitMax = 5 * time.Second
-
 // maxInflight is how many batches a shard has in flight at once. With
 // one, a shard alternates between a batch that is being flushed and one
 // that fills; with two, the next batch is written while the previous
@@ -287,11 +283,12 @@ func (s *shard) run(cpu int, ready chan<- error) {
 		if len(s.waitq) > 0 {
 			// The head waits for the batch in flight (milliseconds) or for
 			// space; a write never waits for space longer than
-			// spaceWaitMax, whatever the cleaner and checkpoints manage.
+			// Options.SpaceWait, whatever the cleaner and checkpoints
+			// manage.
 			if s.waitSince.IsZero() {
 				s.waitSince = time.Now()
-			} else if time.Since(s.waitSince) > spaceWaitMax {
-				s.failWaiting(fmt.Errorf("%w: shard %d: no segment became free within %v", ErrNoSpace, s.id, spaceWaitMax))
+			} else if wait := s.e.opts.SpaceWait; time.Since(s.waitSince) > wait {
+				s.failWaiting(fmt.Errorf("%w: shard %d: no segment became free within %v", ErrNoSpace, s.id, wait))
 				s.waitSince = time.Time{}
 			}
 		}
