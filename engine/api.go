@@ -206,6 +206,12 @@ type Request struct {
 	// of the primary's history with it. Requests must be empty otherwise.
 	ReplaceRequests bool
 	Requests        []AppliedRequest
+	// Replace, on OpWrite or OpTruncate, first drops the object's data as
+	// OpDelete does, in the same atomic batch: the object becomes exactly
+	// this write (or an object of this size, zero-filled), or stays as it
+	// was if a crash cuts the batch. A replica installs the primary's
+	// state of an object this way. Reads ignore it.
+	Replace bool
 	// Off: the read or write offset; for OpTruncate, the new size.
 	Off uint64
 	// Buf: the data of a write (left untouched, and not to be changed

@@ -65,6 +65,11 @@ import (
 // the same batch as the install's first mutation, so the object's ids
 // become the primary's: a reset record (the first; its id may be zero
 // when the list is empty), then one record per further id, oldest first.
+// A write or truncate with Request.Replace puts a KindDelete record of the
+// same version and seq right before its own records, in the same batch
+// (after the id records if any): replay drops the object's old data only
+// together with the new state. No format change: old builds read it too.
+//
 // Format version 1 had 64-byte descriptors without the request id; this
 // build refuses such a device with ErrOldFormat.
 //

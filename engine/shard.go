@@ -466,6 +466,9 @@ func (s *shard) complete(r *Request, err error) {
 // recordsOf returns how many records and data blocks r needs.
 func recordsOf(r *Request) (n int, blocks uint32) {
 	n = idRecordsOf(r)
+	if r.Replace {
+		n++ // the delete record
+	}
 	if r.Op != OpWrite {
 		return n + 1, 0
 	}
@@ -497,6 +500,8 @@ func (s *shard) checkMutation(r *Request) error {
 		return fmt.Errorf("%w: write of %d bytes at %d to %v passes the largest object size %d", ErrInvalid, len(r.Buf), r.Off, r.Object, uint64(MaxObjectSize))
 	case r.Op == OpTruncate && r.Off > MaxObjectSize:
 		return fmt.Errorf("%w: truncate of %v to %d passes the largest object size %d", ErrInvalid, r.Object, r.Off, uint64(MaxObjectSize))
+	case r.Replace && r.Op != OpWrite && r.Op != OpTruncate:
+		return fmt.Errorf("%w: Replace on a %v of %v; only writes and truncates replace an object", ErrInvalid, r.Op, r.Object)
 	case !r.ReplaceRequests && len(r.Requests) > 0:
 		return fmt.Errorf("%w: %v of %v lists %d request ids without ReplaceRequests", ErrInvalid, r.Op, r.Object, len(r.Requests))
 	case len(r.Requests) > KeptRequests:
@@ -581,6 +586,13 @@ func (s *shard) addMutation(r *Request) (wait bool) {
 			b.descs = append(b.descs, d)
 			b.data = append(b.data, nil)
 		}
+	}
+	if r.Replace {
+		// Invariant, as for the ids: the mutation's own records follow
+		// in this batch, so replay drops the old data only together with
+		// writing the new.
+		b.descs = append(b.descs, Desc{Object: r.Object, Kind: KindDelete, Version: ver, PG: r.PG, PGSeq: seq})
+		b.data = append(b.data, nil)
 	}
 	d := Desc{Object: r.Object, Kind: KindWrite, Version: ver, PG: r.PG, PGSeq: seq, RequestID: r.RequestID}
 	switch r.Op {

@@ -146,8 +146,6 @@
 //     requests and their reply channels; a peer sender's calls share one
 //     context and a reused timer.
 //   - A reconciliation resends the last Window seqs' objects whole to
-//     every caught-up replica at each new epoch (a CaughtUp is one), and
-//     an install is a delete then a write (EngineStore), so an engine read
-//     on a replica may briefly miss an object; reads are served by the
-//     primary only.
+//     every caught-up replica at each new epoch (a CaughtUp is one), or
+//     their digests where the replica listed the same seq (SyncSame).
 package cluster

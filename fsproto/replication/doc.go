@@ -266,9 +266,6 @@
 //     PG stalls until the map replaces it; a primary whose store fails one
 //     answers ErrStore although replicas may have applied it (the next
 //     peering reconciles them).
-//   - EngineStore's gap (see its doc) needs engine support: an atomic
-//     whole-object replace (an install is a Delete, carrying the installed
-//     state's request ids, then a Write).
 //   - Reads cost a ReadCheck round trip to every replica (batched: one
 //     round serves every read that arrived before it); leases would save
 //     it at the price of trusting clocks.

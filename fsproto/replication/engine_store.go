@@ -17,7 +17,7 @@ import (
 //
 // Invariant: the mutations (Apply, Install) of one object run one at a
 // time, in the order they were submitted. A mutation is several engine
-// calls (a Stat for KeepIfAtLeast, then one or two writes), so without
+// calls (a Stat for KeepIfAtLeast, then the write), so without
 // this a forward could land between an install's check and its writes and
 // be overwritten by an older state, and the core's order (an install
 // resent before the epoch's first forward of the object) would be lost.
@@ -25,19 +25,10 @@ import (
 //
 // Request ids are the engine's (engine.Request.RequestID, and
 // ReplaceRequests for an install), so they are durable with the mutation
-// they name and reported by Stat, also for a deleted object.
-//
-// NB: one gap in the engine's API makes this adapter weaker than the
-// simulated store, until the engine grows what removes it:
-//   - Install is a Delete then a Write carrying the same seq: two records,
-//     so a crash between them leaves the object deleted at that seq (with
-//     the installed state's ids, which the Delete sets); the next sync
-//     lists it only if that seq is above the sync's base. Installs run
-//     during a sync, under the replica's mark, so that seq is above the
-//     next sync's base; an install that arrives after the sync (a resend
-//     that crossed its ack) finds the very state it carries and writes
-//     nothing. An engine "replace object" request (one record) would make
-//     it atomic.
+// they name and reported by Stat, also for a deleted object. An install is
+// one engine request (a Replace write or truncate, or a delete, carrying
+// the installed state's ids), so a crash leaves the object whole: as it
+// was, or as installed.
 type EngineStore struct {
 	e  *engine.Engine
 	wg sync.WaitGroup
@@ -233,20 +224,21 @@ func (s *EngineStore) run(op *StoreOp) StoreResult {
 		}
 		if op.Kind == StoreInstall {
 			if same, err := s.holds(op); err != nil || same {
-				// Installed already (a resend): rewriting it would open
-				// the window the gap below describes for nothing.
+				// Installed already (a resend that crossed its ack):
+				// nothing to write.
 				return StoreResult{Err: err, Seq: cur}
 			}
-			// The delete sets the installed state's ids in its own batch.
-			del := req(engine.OpDelete)
-			del.ReplaceRequests, del.Requests = true, keptRIDs(op.RIDs)
-			if err := s.do(del); err != nil || op.Deleted {
-				return StoreResult{Err: err, Seq: cur}
+			// One engine request, so one batch: the installed state's
+			// ids, and for a live object the old data dropped with the
+			// new written (Replace), land together or not at all.
+			r := req(engine.OpDelete)
+			if !op.Deleted {
+				r.Op, r.Replace = engine.OpTruncate, true
+				if len(op.Data) > 0 {
+					r.Op, r.Buf = engine.OpWrite, op.Data
+				}
 			}
-			r := req(engine.OpTruncate)
-			if len(op.Data) > 0 {
-				r.Op, r.Buf = engine.OpWrite, op.Data
-			}
+			r.ReplaceRequests, r.Requests = true, keptRIDs(op.RIDs)
 			return StoreResult{Err: s.do(r), Seq: cur}
 		}
 		r := req(0)

@@ -598,9 +598,8 @@ func TestEngineStoreOps(t *testing.T) {
 		!slices.Equal(r.RIDs, primary[len(primary)-engine.KeptRequests:]) {
 		t.Fatalf("get after install: %+v, want the primary's newest ids", r)
 	}
-	// A resent install of the state held writes nothing (a rewrite is a
-	// delete then a write: a crash between them would lose the object);
-	// one that differs in anything is installed.
+	// A resent install of the state held writes nothing; one that differs
+	// in anything is installed.
 	version := func() uint64 {
 		st, err := c.engines[1].Stat(c2)
 		if err != nil {
