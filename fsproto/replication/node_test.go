@@ -28,3 +28,73 @@ func TestBackfillingPrimaryWaits(t *testing.T) {
 		t.Fatalf("caught-up primary did not peer: %#v", effs)
 	}
 }
+
+func submits(effs []Effect, kind StoreKind) []StoreOp {
+	var ops []StoreOp
+	for _, e := range effs {
+		if s, ok := e.(Submit); ok && s.Op.Kind == kind {
+			ops = append(ops, s.Op)
+		}
+	}
+	return ops
+}
+
+// TestReplicaInstallsOnce: a resent SyncObject whose install is still
+// under way starts no second install (the first one's ack answers it);
+// once it completed, a resend installs again (the ack may have been lost).
+func TestReplicaInstallsOnce(t *testing.T) {
+	n, err := NewNode(Config{ID: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n.Step(ViewChange{View: View{PG: 3, Epoch: 5, Replicas: []uint64{1, 2}}})
+	sync := Receive{From: 1, Msg: Msg{Kind: MsgSyncObject, PG: 3, Epoch: 5, Object: objN(1), Seq: 21, EpochStart: 27, Data: []byte("state")}}
+	first := submits(n.Step(sync), StoreInstall)
+	if len(first) != 1 || first[0].KeepIfAtLeast != 27 {
+		t.Fatalf("first SyncObject submitted %+v, want one install keeping seqs >= 27", first)
+	}
+	if again := submits(n.Step(sync), StoreInstall); len(again) != 0 {
+		t.Fatalf("a resend during the install submitted %+v", again)
+	}
+	acked := false
+	for _, e := range n.Step(StoreDone{Result: StoreResult{ID: first[0].ID, Seq: 11}}) {
+		if s, ok := e.(Send); ok && s.Msg.Kind == MsgSyncAck && s.Msg.Installed && s.Msg.Object == objN(1) {
+			acked = true
+		}
+	}
+	if !acked {
+		t.Fatal("the install's completion sent no SyncAck")
+	}
+	if again := submits(n.Step(sync), StoreInstall); len(again) != 1 {
+		t.Fatalf("a resend after the install submitted %+v, want one install", again)
+	}
+}
+
+// TestPrimaryPeersAfterOwnMutations: a replica handed the primary role
+// while a mutation it took as a replica is still in its store reads its
+// own highest seq (which starts its sync) only once that completed.
+func TestPrimaryPeersAfterOwnMutations(t *testing.T) {
+	n, err := NewNode(Config{ID: 2, RetransmitTicks: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n.Step(ViewChange{View: View{PG: 3, Epoch: 5, Replicas: []uint64{1, 2}}})
+	install := submits(n.Step(Receive{From: 1, Msg: Msg{Kind: MsgSyncObject, PG: 3, Epoch: 5, Object: objN(1), Seq: 21, EpochStart: 27, Data: []byte("state")}}), StoreInstall)
+	if len(install) != 1 {
+		t.Fatalf("no install: %+v", install)
+	}
+	if ops := submits(n.Step(ViewChange{View: View{PG: 3, Epoch: 6, Replicas: []uint64{2, 1}}}), StoreMaxSeq); len(ops) != 0 {
+		t.Fatalf("the new primary read its max seq with an install in flight: %+v", ops)
+	}
+	if ops := submits(n.Step(Tick{}), StoreMaxSeq); len(ops) != 0 {
+		t.Fatalf("a tick read the max seq with an install in flight: %+v", ops)
+	}
+	n.Step(StoreDone{Result: StoreResult{ID: install[0].ID, Seq: 11}})
+	var read []StoreOp
+	for range 3 {
+		read = append(read, submits(n.Step(Tick{}), StoreMaxSeq)...)
+	}
+	if len(read) == 0 {
+		t.Fatal("the primary never read its max seq once the install completed")
+	}
+}
