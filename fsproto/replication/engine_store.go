@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"sync"
 
 	"github.com/weftfs/weft/engine"
@@ -162,28 +163,13 @@ func keptRIDs(rids []RIDEntry) []engine.AppliedRequest {
 }
 
 // holds reports whether the store holds exactly the state op installs:
-// the same seq, liveness, data and kept request ids. Only the same seq is
-// worth the read (a resent install).
-func (s *EngineStore) holds(op *StoreOp) (bool, error) {
-	st, err := s.e.Stat(op.Object)
-	switch {
-	case errors.Is(err, engine.ErrNotFound) && !st.Deleted:
-		return false, nil // never written
-	case err != nil && !errors.Is(err, engine.ErrNotFound):
-		return false, err
-	}
-	if st.PGSeq != op.Seq || st.Deleted != op.Deleted || (!op.Deleted && st.Size != uint64(len(op.Data))) {
-		return false, nil
-	}
-	want := keptRIDs(op.RIDs)
-	got := st.Applied()
-	if len(got) != len(want) {
-		return false, nil
-	}
-	for i := range want {
-		if got[i] != want[i] {
-			return false, nil
-		}
+// the same seq, liveness, data and kept request ids. st is the object's
+// state (s.stat); only at the same seq (a resent install) is the data
+// read.
+func (s *EngineStore) holds(op *StoreOp, st *engine.ObjectState) (bool, error) {
+	if st.Version == 0 || st.PGSeq != op.Seq || st.Deleted != op.Deleted ||
+		(!op.Deleted && st.Size != uint64(len(op.Data))) || !slices.Equal(st.Applied(), keptRIDs(op.RIDs)) {
+		return false, nil // never written, or another state
 	}
 	if op.Deleted {
 		return true, nil
@@ -208,14 +194,13 @@ func (s *EngineStore) run(op *StoreOp) StoreResult {
 	var res StoreResult
 	switch op.Kind {
 	case StoreApply, StoreInstall:
-		var cur uint64
+		var st engine.ObjectState
 		if op.KeepIfAtLeast > 0 || op.Kind == StoreInstall {
-			st, err := s.stat(op.Object)
-			if err != nil {
+			var err error
+			if st, err = s.stat(op.Object); err != nil {
 				return StoreResult{Err: err}
 			}
-			cur = st.PGSeq
-			if op.KeepIfAtLeast > 0 && cur >= op.KeepIfAtLeast {
+			if cur := st.PGSeq; op.KeepIfAtLeast > 0 && cur >= op.KeepIfAtLeast {
 				return StoreResult{Skipped: true, Seq: cur}
 			}
 		}
@@ -223,10 +208,10 @@ func (s *EngineStore) run(op *StoreOp) StoreResult {
 			return &engine.Request{Op: kind, Object: op.Object, PG: op.PG, PGSeq: op.Seq}
 		}
 		if op.Kind == StoreInstall {
-			if same, err := s.holds(op); err != nil || same {
+			if same, err := s.holds(op, &st); err != nil || same {
 				// Installed already (a resend that crossed its ack):
 				// nothing to write.
-				return StoreResult{Err: err, Seq: cur}
+				return StoreResult{Err: err, Seq: st.PGSeq}
 			}
 			// One engine request, so one batch: the installed state's
 			// ids, and for a live object the old data dropped with the
@@ -239,7 +224,7 @@ func (s *EngineStore) run(op *StoreOp) StoreResult {
 				}
 			}
 			r.ReplaceRequests, r.Requests = true, keptRIDs(op.RIDs)
-			return StoreResult{Err: s.do(r), Seq: cur}
+			return StoreResult{Err: s.do(r), Seq: st.PGSeq}
 		}
 		r := req(0)
 		r.RequestID = engine.RequestID(op.RequestID)
