@@ -634,11 +634,7 @@ func (c *serverConn) start(sc *serverCall) (taken bool) {
 		if r := recover(); r != nil {
 			// Invariant (Starter's contract): it panicked before handing
 			// the request on, so nothing else answers it.
-			c.metrics.countError(errHandlerPanic)
-			c.log.Error("net: StartRPC panicked", "remote", c.peer.RemoteAddr, "kind", sc.req.Kind, "panic", r, "stack", string(debug.Stack()))
-			if !sc.rw.replied {
-				sc.rw.Error(CodeInternal, fmt.Sprintf("handler for kind %d panicked", sc.req.Kind))
-			}
+			c.panicked(sc, "StartRPC", r)
 			taken = true
 		}
 	}()
@@ -650,6 +646,16 @@ func (c *serverConn) start(sc *serverCall) (taken bool) {
 	}
 	sc.started = false
 	return false
+}
+
+// panicked counts and logs a panic r of sc's handler (or Starter, per
+// who), and answers sc with CodeInternal unless it was answered already.
+func (c *serverConn) panicked(sc *serverCall, who string, r any) {
+	c.metrics.countError(errHandlerPanic)
+	c.log.Error("net: "+who+" panicked", "remote", c.peer.RemoteAddr, "kind", sc.req.Kind, "panic", r, "stack", string(debug.Stack()))
+	if !sc.rw.replied {
+		sc.rw.Error(CodeInternal, fmt.Sprintf("handler for kind %d panicked", sc.req.Kind))
+	}
 }
 
 // handler runs sc's handler, then those of the requests it is handed,
@@ -669,11 +675,7 @@ func (c *serverConn) handler(sc *serverCall) {
 func (c *serverConn) handle(sc *serverCall) {
 	defer func() {
 		if r := recover(); r != nil {
-			c.metrics.countError(errHandlerPanic)
-			c.log.Error("net: handler panicked", "remote", c.peer.RemoteAddr, "kind", sc.req.Kind, "panic", r, "stack", string(debug.Stack()))
-			if !sc.rw.replied {
-				sc.rw.Error(CodeInternal, fmt.Sprintf("handler for kind %d panicked", sc.req.Kind))
-			}
+			c.panicked(sc, "handler", r)
 		}
 		sc.handlerReturned()
 	}()
