@@ -51,6 +51,7 @@ for tool in fio jq; do
 done
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
+. bench/lib.sh
 go build -o bin/weft ./tools/weft
 
 RAW=$DIR/weft-cmp-raw.dat
@@ -86,8 +87,6 @@ p50() { jq -r ".jobs[0].$1.clat_ns.percentile[\"50.000000\"] / 1000 | floor"; }
 p99() { jq -r ".jobs[0].$1.clat_ns.percentile[\"99.000000\"] / 1000 | floor"; }
 p50sync() { jq -r "(.jobs[0].write.clat_ns.percentile[\"50.000000\"] + (.jobs[0].sync.lat_ns.percentile[\"50.000000\"] // 0)) / 1000 | floor"; }
 
-median() { sort -n | awk '{a[NR]=$1} END {if (NR%2) print a[(NR+1)/2]; else print int((a[NR/2]+a[NR/2+1])/2)}'; }
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b == 0) print "n/a"; else printf "%.2f", a / b }'; }
 
 echo "# weft engine vs fio"
 echo

@@ -54,6 +54,7 @@ for tool in fio jq; do
 done
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
+. bench/lib.sh
 go build -o bin/weft ./tools/weft
 
 RAW=$DIR/weft-net-raw.dat
@@ -62,10 +63,7 @@ NODEDEV=$DIR/weft-net-node.dev
 WORK=$(mktemp -d)
 NODEPID=
 cleanup() {
-	if [ -n "$NODEPID" ]; then
-		kill -TERM "$NODEPID" 2>/dev/null || true
-		wait "$NODEPID" 2>/dev/null || true
-	fi
+	stop_node
 	if [ "${KEEP:-0}" != 1 ]; then rm -f "$RAW" "$DEV" "$NODEDEV"; fi
 	rm -rf "$WORK"
 }
@@ -73,25 +71,10 @@ trap cleanup EXIT
 
 # The node's device gets the room engine: gives its own: size plus log
 # headroom (twice the data is plenty for overwrites of a laid-out range).
-bytes_of() { numfmt --from=iec "$(echo "$1" | tr 'a-z' 'A-Z')"; }
 NODESIZE=$(($(bytes_of "$SIZE") * 2))
 
-SECRET=$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')
-echo "bench $SECRET" >"$WORK/keys"
-export WEFT_CLUSTER_ID=bench WEFT_KEY_ID=bench WEFT_KEY_SECRET=$SECRET
 ADDR=127.0.0.1:$PORT
-bin/weft node --device="$NODEDEV" --size="$NODESIZE" --listen="$ADDR" --shards=1 --mode=hybrid \
-	--cluster-id=bench --keys-file="$WORK/keys" --container=1 2>"$WORK/node.log" &
-NODEPID=$!
-for _ in $(seq 1 100); do
-	if grep -q "node: serving" "$WORK/node.log" 2>/dev/null; then break; fi
-	if ! kill -0 "$NODEPID" 2>/dev/null; then
-		echo "compare-net.sh: weft node exited:" >&2
-		cat "$WORK/node.log" >&2
-		exit 1
-	fi
-	sleep 0.1
-done
+start_node compare-net.sh bin/weft "$NODEDEV" "$NODESIZE" "$ADDR" hybrid
 
 fio_run() {
 	fio --name=cmp --filename="$RAW" --ioengine=io_uring --direct=1 --size="$SIZE" --runtime="$RUNTIME" --time_based --output-format=json "$@"
@@ -108,8 +91,6 @@ p50() { jq -r ".jobs[0].$1.clat_ns.percentile[\"50.000000\"] / 1000 | floor"; }
 p50sync() { jq -r "(.jobs[0].write.clat_ns.percentile[\"50.000000\"] + (.jobs[0].sync.lat_ns.percentile[\"50.000000\"] // 0)) / 1000 | floor"; }
 mibs() { jq -r ".jobs[0].$1.bw / 1024 | floor"; }
 
-median() { sort -n | awk '{a[NR]=$1} END {if (NR%2) print a[(NR+1)/2]; else print int((a[NR/2]+a[NR/2+1])/2)}'; }
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b == 0) print "n/a"; else printf "%.2f", a / b }'; }
 
 echo "# weft node on loopback vs the engine in-process vs fio"
 echo

@@ -68,15 +68,13 @@ for tool in perf jq; do
 done
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
+. bench/lib.sh
 WORK=$(mktemp -d)
 WEFT=$WORK/weft
 NODEDEV=$DIR/weft-cpu-per-op-$PORT.dev
 NODEPID=
 cleanup() {
-	if [ -n "$NODEPID" ]; then
-		kill -TERM "$NODEPID" 2>/dev/null || true
-		wait "$NODEPID" 2>/dev/null || true
-	fi
+	stop_node
 	if [ "${KEEP:-0}" != 1 ]; then rm -f "$NODEDEV"; fi
 	rm -rf "$WORK"
 }
@@ -85,27 +83,12 @@ trap cleanup EXIT
 # A binary of our own: other people may be rebuilding bin/weft meanwhile.
 go build -o "$WEFT" ./tools/weft
 
-bytes_of() { numfmt --from=iec "$(echo "$1" | tr 'a-z' 'A-Z')"; }
 # Room for the laid-out data, the randwrite runs' overwrites and the log.
 NODESIZE=$(($(bytes_of "$SIZE") * 3))
 
-SECRET=$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')
-echo "bench $SECRET" >"$WORK/keys"
-export WEFT_CLUSTER_ID=bench WEFT_KEY_ID=bench WEFT_KEY_SECRET=$SECRET
 ADDR=127.0.0.1:$PORT
 rm -f "$NODEDEV"
-"$WEFT" node --device="$NODEDEV" --size="$NODESIZE" --listen="$ADDR" --shards=1 --mode="$MODE" \
-	--cluster-id=bench --keys-file="$WORK/keys" --container=1 2>"$WORK/node.log" &
-NODEPID=$!
-for _ in $(seq 1 100); do
-	if grep -q "node: serving" "$WORK/node.log" 2>/dev/null; then break; fi
-	if ! kill -0 "$NODEPID" 2>/dev/null; then
-		echo "cpu-per-op.sh: weft node exited:" >&2
-		cat "$WORK/node.log" >&2
-		exit 1
-	fi
-	sleep 0.1
-done
+start_node cpu-per-op.sh "$WEFT" "$NODEDEV" "$NODESIZE" "$ADDR" "$MODE"
 
 echo "# CPU, system calls and context switches per weft:// operation"
 echo
@@ -151,7 +134,6 @@ one() {
 		'BEGIN { printf "%.1f %.2f %.2f %.1f %.2f %.2f %d\n", nt*1000/ios, ns/ios, nc/ios, ct*1000/ios, cs/ios, cc/ios, ios }'
 }
 
-median() { sort -g | awk '{a[NR]=$1} END {if (NR%2) print a[(NR+1)/2]; else printf "%.2f\n", (a[NR/2]+a[NR/2+1])/2}'; }
 
 # The fixed cost of a run (the client's start-up, dial and exit; what the
 # node spends meanwhile): one 4 KiB read, counted as the rows are.
@@ -173,7 +155,7 @@ row() {
 		rows+=("$(one "$name" "$@")")
 	done
 	col() { printf '%s\n' "${rows[@]}" | awk -v c="$1" '{print $c}'; }
-	echo "| $title | $(col 7 | median) | $(col 1 | median) | $(col 2 | median) | $(col 3 | median) | $(col 4 | median) | $(col 5 | median) | $(col 6 | median) | $(col 1 | tr '\n' ' ')| $(col 4 | tr '\n' ' ')|"
+	echo "| $title | $(col 7 | median decimal) | $(col 1 | median decimal) | $(col 2 | median decimal) | $(col 3 | median decimal) | $(col 4 | median decimal) | $(col 5 | median decimal) | $(col 6 | median decimal) | $(col 1 | tr '\n' ' ')| $(col 4 | tr '\n' ' ')|"
 }
 
 row rr32 "4k randread qd32" --rw=randread --bs=4k --iodepth=32 --size="$RR32_SIZE"
