@@ -95,16 +95,22 @@ func TestKillNodeDuringMetadataWorkload(t *testing.T) {
 	key := client.Key{ID: acc.KeyID, Secret: acc.Secret}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	cl, err := client.DialCluster(ctx, acc.ClusterID, acc.Managers, key, client.WithLogger(quiet))
-	if err != nil {
-		t.Fatal(err)
+	// open dials the cluster as a new client and opens the container;
+	// the test's end closes both.
+	open := func() *client.FS {
+		cl, err := client.DialCluster(ctx, acc.ClusterID, acc.Managers, key, client.WithLogger(quiet))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { cl.Close() })
+		fsys, err := cl.OpenContainer(ctx, c.lc.State().Container, key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { fsys.Close() })
+		return fsys
 	}
-	defer cl.Close()
-	fsys, err := cl.OpenContainer(ctx, c.lc.State().Container, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer fsys.Close()
+	fsys := open()
 
 	u := &untar{files: map[string][]byte{}}
 	stop := make(chan struct{})
@@ -169,16 +175,7 @@ func TestKillNodeDuringMetadataWorkload(t *testing.T) {
 	t.Logf("%d directories and %d files acknowledged, %d operations failed (first: %v)", len(u.dirs), len(u.files), u.fails.Load(), u.first.Load())
 
 	// A fresh client sees every acknowledged directory and file.
-	cl2, err := client.DialCluster(ctx, acc.ClusterID, acc.Managers, key, client.WithLogger(quiet))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl2.Close()
-	fs2, err := cl2.OpenContainer(ctx, c.lc.State().Container, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer fs2.Close()
+	fs2 := open()
 	for _, d := range u.dirs {
 		if fi, err := fs2.Stat(d); err != nil || !fi.IsDir() {
 			t.Errorf("acknowledged directory %s: %v", d, err)
