@@ -254,20 +254,26 @@ func (s *ChunkServer) finishRead(op *asyncOp) {
 		op.release()
 		return
 	}
-	if n < 0 || n > len(op.r.Buf) {
-		panic(fmt.Sprintf("fsproto: engine read %d bytes into a buffer of %d", n, len(op.r.Buf)))
+	// op (and its buffer) come back when the frame was written.
+	replyRead(w, op.r.Buf, n, eof, op.parts[:], op.releaseFn)
+}
+
+// replyRead answers a read that put n bytes into buf (eof: it reached the
+// chunk's end). The data goes out from buf itself, in parts (one slot);
+// release runs once the frame was written, or at once when no data goes.
+func replyRead(w *net.ResponseWriter, buf []byte, n int, eof bool, parts [][]byte, release func()) {
+	if n < 0 || n > len(buf) {
+		panic(fmt.Sprintf("fsproto: engine read %d bytes into a buffer of %d", n, len(buf)))
 	}
 	var hb [readResultLen]byte
 	hdr := AppendReadResult(hb[:0], ReadResult{N: uint32(n), EOF: eof})
 	if n == 0 {
 		_ = w.Reply(hdr, nil, nil)
-		op.release()
+		release()
 		return
 	}
-	// The data goes out from the buffer the engine read into; op (and the
-	// buffer) come back when the frame was written.
-	op.parts[0] = op.buf.Bytes()[:n]
-	_ = w.Reply(hdr, op.parts[:], op.releaseFn)
+	parts[0] = buf[:n]
+	_ = w.Reply(hdr, parts, release)
 }
 
 func (s *ChunkServer) startWrite(req *net.Request, w *net.ResponseWriter) bool {
@@ -276,12 +282,7 @@ func (s *ChunkServer) startWrite(req *net.Request, w *net.ResponseWriter) bool {
 		s.fail(w, KindWrite, errf(CodeBadMessage, "%v", err))
 		return true
 	}
-	if req.Peer.ReadOnly {
-		s.fail(w, KindWrite, errf(CodeReadOnly, "%v: key %q is read-only", m.Chunk, req.Peer.KeyID))
-		return true
-	}
-	if pe := s.check(m.Chunk, m.Epoch); pe != nil {
-		s.fail(w, KindWrite, pe)
+	if !s.admitMutation(w, req, KindWrite, m.Chunk, m.Epoch) {
 		return true
 	}
 	if req.Payload == nil {
@@ -391,12 +392,7 @@ func (s *ChunkServer) replyResult(w *net.ResponseWriter, r WriteResult) {
 // mutate runs apply once per request id (see dedupe) after the checks
 // every mutation shares.
 func (s *ChunkServer) mutate(w *net.ResponseWriter, req *net.Request, kind net.Kind, c ChunkID, epoch uint64, id RequestID, apply func() (WriteResult, *protoError)) {
-	if req.Peer.ReadOnly {
-		s.fail(w, kind, errf(CodeReadOnly, "%v: key %q is read-only", c, req.Peer.KeyID))
-		return
-	}
-	if pe := s.check(c, epoch); pe != nil {
-		s.fail(w, kind, pe)
+	if !s.admitMutation(w, req, kind, c, epoch) {
 		return
 	}
 	r, pe := s.dedupe.do(id, c, apply)
@@ -405,6 +401,21 @@ func (s *ChunkServer) mutate(w *net.ResponseWriter, req *net.Request, kind net.K
 		return
 	}
 	s.replyResult(w, r)
+}
+
+// admitMutation reports whether req may mutate c at epoch; if not, it has
+// answered w: the key is read-only, or this server does not serve c
+// there.
+func (s *ChunkServer) admitMutation(w *net.ResponseWriter, req *net.Request, kind net.Kind, c ChunkID, epoch uint64) bool {
+	if req.Peer.ReadOnly {
+		s.fail(w, kind, errf(CodeReadOnly, "%v: key %q is read-only", c, req.Peer.KeyID))
+		return false
+	}
+	if pe := s.check(c, epoch); pe != nil {
+		s.fail(w, kind, pe)
+		return false
+	}
+	return true
 }
 
 func (s *ChunkServer) serveWrite(_ context.Context, req *net.Request, w *net.ResponseWriter) {
@@ -481,17 +492,7 @@ func (s *ChunkServer) serveRead(_ context.Context, req *net.Request, w *net.Resp
 		s.fail(w, KindRead, engineError("read", m.Chunk, err))
 		return
 	}
-	if n < 0 || n > int(m.Len) {
-		panic(fmt.Sprintf("fsproto: engine read %d bytes into a buffer of %d", n, m.Len))
-	}
-	var hb [readResultLen]byte
-	hdr := AppendReadResult(hb[:0], ReadResult{N: uint32(n), EOF: eof})
-	if n == 0 {
-		buf.Release()
-		_ = w.Reply(hdr, nil, nil)
-		return
-	}
-	_ = w.Reply(hdr, [][]byte{buf.Bytes()[:n]}, buf.Release)
+	replyRead(w, buf.Bytes(), n, eof, make([][]byte, 1), buf.Release)
 }
 
 // dedupe remembers the results of the last N applied mutations by request
@@ -536,34 +537,29 @@ func newDedupe(n int) *dedupe {
 }
 
 func (d *dedupe) do(id RequestID, c ChunkID, apply func() (WriteResult, *protoError)) (WriteResult, *protoError) {
-	d.mu.Lock()
-	if e, ok := d.mu.m[id]; ok {
-		if e.chunk != c {
-			d.mu.Unlock()
-			return WriteResult{}, errf(CodeInvalid, "%v: request id %x was used for %v", c, id, e.chunk)
-		}
-		if !e.finished {
-			// A retry overtook its first attempt: wait for it. Rare, so
-			// the channel is made only now.
-			if e.done == nil {
-				e.done = make(chan struct{})
-			}
-			done := e.done
-			d.mu.Unlock()
-			<-done
-			d.mu.Lock()
-		}
-		res, err := e.res, e.err
-		d.mu.Unlock()
-		return res, err
+	e, first, res, pe := d.begin(id, c)
+	switch {
+	case first:
+		res, pe = apply()
+		d.end(id, e, res, pe)
+		return res, pe
+	case e == nil:
+		return res, pe
 	}
-	e := &dedupeEntry{chunk: c}
-	d.insertLocked(id, e)
-	d.mu.Unlock()
-
-	res, err := apply()
-	d.end(id, e, res, err)
-	return res, err
+	// A retry overtook its first attempt: wait for it. Rare, so the
+	// channel is made only now.
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if !e.finished {
+		if e.done == nil {
+			e.done = make(chan struct{})
+		}
+		done := e.done
+		d.mu.Unlock()
+		<-done
+		d.mu.Lock()
+	}
+	return e.res, e.err
 }
 
 // begin is do without waiting, for callers that apply the mutation
