@@ -9,10 +9,11 @@
 // and the segments it has written; only its reactor goroutine touches
 // them, so the data path takes no lock. Requests reach a reactor through
 // a lock-free MPSC queue (queue.go) and come back on the request's Done
-// channel. A reactor is a goroutine locked to its OS thread, optionally
-// pinned to a CPU with sched_setaffinity, that runs to completion: drain
-// the queue, add mutations to the current batch, seal the batch when
-// nothing is in flight, submit, reap completions. When idle it spins
+// channel. A reactor is a goroutine, locked to its OS thread and pinned
+// with sched_setaffinity when Options.Cores gives it a CPU (unpinned
+// reactors stay unlocked: see shard.run for why), that runs to
+// completion: drain the queue, add mutations to the current batch, seal
+// the batch when nothing is in flight, submit, reap completions. When idle it spins
 // (Poll), spins for SpinTime then sleeps (Hybrid, the default), or sleeps
 // at once (Interrupt); sleeping is a poll(2) on two eventfds, one written
 // by producers that find the reactor asleep, one the io_uring posts to.
