@@ -63,7 +63,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-common=(--bs=4k --size="$SIZE" --runtime="$RUNTIME" --time_based --output-format=json)
+common=(--bs=4k --size="$SIZE" --runtime="$RUNTIME" --time_based --lat_percentiles=1 --output-format=json)
 
 # fio_run NAME ARGS... prints fio's JSON.
 fio_run() {
@@ -79,13 +79,6 @@ weft_run() {
 	bin/weft bench --name="$name" --filename="engine:$dev" "${common[@]}" "$@" 2>/dev/null
 }
 
-# Metrics from fio-shaped JSON: IOPS of the job's direction, and clat
-# percentiles in microseconds. fio's sync (fdatasync) latency is added to
-# the write latency for the durable-write comparison.
-iops() { jq -r "[.jobs[0].$1.iops] | add | floor"; }
-p50() { jq -r ".jobs[0].$1.clat_ns.percentile[\"50.000000\"] / 1000 | floor"; }
-p99() { jq -r ".jobs[0].$1.clat_ns.percentile[\"99.000000\"] / 1000 | floor"; }
-p50sync() { jq -r "(.jobs[0].write.clat_ns.percentile[\"50.000000\"] + (.jobs[0].sync.lat_ns.percentile[\"50.000000\"] // 0)) / 1000 | floor"; }
 
 
 echo "# weft engine vs fio"

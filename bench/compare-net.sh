@@ -77,19 +77,15 @@ ADDR=127.0.0.1:$PORT
 start_node compare-net.sh bin/weft "$NODEDEV" "$NODESIZE" "$ADDR" hybrid
 
 fio_run() {
-	fio --name=cmp --filename="$RAW" --ioengine=io_uring --direct=1 --size="$SIZE" --runtime="$RUNTIME" --time_based --output-format=json "$@"
+	fio --name=cmp --filename="$RAW" --ioengine=io_uring --direct=1 --size="$SIZE" --runtime="$RUNTIME" --time_based --lat_percentiles=1 --output-format=json "$@"
 }
 engine_run() {
-	bin/weft bench --name=cmp --filename="engine:$DEV" --size="$SIZE" --runtime="$RUNTIME" --time_based --output-format=json "$@" 2>/dev/null
+	bin/weft bench --name=cmp --filename="engine:$DEV" --size="$SIZE" --runtime="$RUNTIME" --time_based --lat_percentiles=1 --output-format=json "$@" 2>/dev/null
 }
 weft_run() {
-	bin/weft bench --name=cmp --filename="weft://$ADDR/1" --size="$SIZE" --runtime="$RUNTIME" --time_based --output-format=json --weft_layout=0 "$@" 2>/dev/null
+	bin/weft bench --name=cmp --filename="weft://$ADDR/1" --size="$SIZE" --runtime="$RUNTIME" --time_based --lat_percentiles=1 --output-format=json --weft_layout=0 "$@" 2>/dev/null
 }
 
-iops() { jq -r "[.jobs[0].$1.iops] | add | floor"; }
-p50() { jq -r ".jobs[0].$1.clat_ns.percentile[\"50.000000\"] / 1000 | floor"; }
-p50sync() { jq -r "(.jobs[0].write.clat_ns.percentile[\"50.000000\"] + (.jobs[0].sync.lat_ns.percentile[\"50.000000\"] // 0)) / 1000 | floor"; }
-mibs() { jq -r ".jobs[0].$1.bw / 1024 | floor"; }
 
 
 echo "# weft node on loopback vs the engine in-process vs fio"

@@ -74,6 +74,9 @@ func FioArgs(j *Job, filename string) []string {
 	if numJobs > 1 || j.GroupReporting {
 		args = append(args, "--group_reporting")
 	}
+	if j.LatPercentiles {
+		args = append(args, "--lat_percentiles=1")
+	}
 	return append(args, "--output-format=json")
 }
 
@@ -178,8 +181,8 @@ type CompareDirMetrics struct {
 	ClatP50 float64
 	ClatP99 float64
 	LatMean float64
-	// LatP50 is only known when lat_ns carries percentiles, which fio writes
-	// with --lat_percentiles=1 and weft does not write; NaN otherwise.
+	// LatP50 is only known when lat_ns carries percentiles, which fio and
+	// weft write with --lat_percentiles=1; NaN otherwise.
 	LatP50 float64
 }
 

@@ -71,6 +71,7 @@ type Job struct {
 	IOEngine       IOEngine      // ioengine=io_uring|psync, default io_uring
 	RWMixRead      int           // rwmixread=, percent reads for mixed patterns; default 50
 	GroupReporting bool          // group_reporting: one report for all clones of a job
+	LatPercentiles bool          // lat_percentiles: report percentiles of the total latency (slat+clat) too
 	IODepthBatch   int           // iodepth_batch_submit=: I/Os submitted together; 0 = IODepth; default 1
 	FixedBufs      bool          // fixedbufs: registered buffers (READ_FIXED/WRITE_FIXED)
 	RegisterFiles  bool          // registerfiles: registered file

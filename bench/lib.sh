@@ -50,3 +50,17 @@ stop_node() {
 		wait "$NODEPID" 2>/dev/null || true
 	fi
 }
+
+# Metrics from fio-shaped JSON (fio's, or weft bench's) on stdin: IOPS and
+# MiB/s of direction $1, and percentiles of the total latency (lat_ns: the
+# jobs must run with --lat_percentiles=1) in whole microseconds. Total,
+# not clat: fio's io_uring clat starts after the submitting system call,
+# in which the kernel already issued a direct I/O (about 40 µs of a 4 KiB
+# read here), while weft's clat starts when its submission is queued.
+# p50sync adds fio's fdatasync p50 to the write's, for a write+fdatasync
+# baseline.
+iops() { jq -r "[.jobs[0].$1.iops] | add | floor"; }
+mibs() { jq -r ".jobs[0].$1.bw / 1024 | floor"; }
+p50() { jq -r ".jobs[0].$1.lat_ns.percentile[\"50.000000\"] / 1000 | floor"; }
+p99() { jq -r ".jobs[0].$1.lat_ns.percentile[\"99.000000\"] / 1000 | floor"; }
+p50sync() { jq -r "(.jobs[0].write.lat_ns.percentile[\"50.000000\"] + (.jobs[0].sync.lat_ns.percentile[\"50.000000\"] // 0)) / 1000 | floor"; }

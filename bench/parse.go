@@ -129,6 +129,10 @@ job. Without --name or a job file there is one job, named "job".
   --rwmixread=PCT      percent reads for randrw and readwrite, 0 to 100;
                        default 50
   --group_reporting    report a job's clones together
+  --lat_percentiles    report percentiles of the total latency (submission
+                       plus completion) too, as fio does; compare these with
+                       fio's: its io_uring clat leaves out the submission
+                       call, in which the kernel starts a direct I/O
   --filename=PATH      this job's target: PATH, file:PATH, engine:PATH or
                        weft://ADDR/CONTAINER
   --description=TEXT   accepted and ignored
@@ -181,8 +185,8 @@ weft:// options (weft's own; weft:// targets only):
                        sequentially in bs, on every run; 0: read what is there
 With weft://, size= is required; each clone has its own connection (its own
 cluster client on a cluster); fsync= and ioengine=psync are refused.
-time_based, group_reporting, fixedbufs, registerfiles and sqthread_poll may be
-given bare, or as =1 or =0.
+time_based, group_reporting, lat_percentiles, fixedbufs, registerfiles and
+sqthread_poll may be given bare, or as =1 or =0.
 
 SIZE is a whole number of bytes, optionally followed by k, m, g or t (or kb,
 kib, mb, ...: all are powers of 1024, any case), e.g. 4k or 1g.
@@ -218,6 +222,7 @@ const (
 	optIOEngine
 	optRWMixRead
 	optGroupReporting
+	optLatPercentiles
 	optFilename
 	optDescription
 	optIODepthBatch
@@ -317,6 +322,7 @@ var jobOptionDefs = [optCount]jobOptionDef{
 	}},
 	optRWMixRead:      {name: "rwmixread", set: setInt(0, 100, func(j *Job) *int { return &j.RWMixRead })},
 	optGroupReporting: {name: "group_reporting", flag: true, set: setFlag("group_reporting", func(j *Job) *bool { return &j.GroupReporting })},
+	optLatPercentiles: {name: "lat_percentiles", flag: true, set: setFlag("lat_percentiles", func(j *Job) *bool { return &j.LatPercentiles })},
 	optFilename: {name: "filename", set: func(j *Job, v string) string {
 		t, why := parseFilename(v)
 		if why != "" {
@@ -516,7 +522,7 @@ func setDuration(field func(*Job) *time.Duration) func(*Job, string) string {
 
 // jobOptionNames lists the job options for "accepted:" in messages.
 const jobOptionNames = "rw, bs, size, iodepth, numjobs, runtime, time_based, ramp_time, direct, " +
-	"fsync, ioengine, rwmixread, group_reporting, filename, description, iodepth_batch_submit, " +
+	"fsync, ioengine, rwmixread, group_reporting, lat_percentiles, filename, description, iodepth_batch_submit, " +
 	"iodepth_batch, fixedbufs, registerfiles, sqthread_poll, iodepth_batch_complete_min, " +
 	"iodepth_batch_complete, iodepth_batch_complete_max, engine_object_size, engine_fill, " +
 	"engine_segment_size, engine_shards, engine_cores, engine_mode, engine_plp, weft_inode, weft_chunk_size, weft_cluster_id, weft_key_id, " +
@@ -1487,6 +1493,9 @@ func missingOptions(j *Job, opts []Option) []Option {
 	}
 	if j.GroupReporting != got.GroupReporting {
 		add(optGroupReporting, flag(j.GroupReporting))
+	}
+	if j.LatPercentiles != got.LatPercentiles {
+		add(optLatPercentiles, flag(j.LatPercentiles))
 	}
 	if j.IODepthBatch != got.IODepthBatch {
 		add(optIODepthBatch, strconv.Itoa(j.IODepthBatch))

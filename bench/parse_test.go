@@ -282,7 +282,7 @@ func TestUsageDocumentsEveryOption(t *testing.T) {
 
 func TestParseArgsProblems(t *testing.T) {
 	const accepted = "accepted: name, rw, bs, size, iodepth, numjobs, runtime, time_based, ramp_time, direct, " +
-		"fsync, ioengine, rwmixread, group_reporting, filename, description, iodepth_batch_submit, iodepth_batch, fixedbufs, registerfiles, sqthread_poll, iodepth_batch_complete_min, iodepth_batch_complete, iodepth_batch_complete_max, " +
+		"fsync, ioengine, rwmixread, group_reporting, lat_percentiles, filename, description, iodepth_batch_submit, iodepth_batch, fixedbufs, registerfiles, sqthread_poll, iodepth_batch_complete_min, iodepth_batch_complete, iodepth_batch_complete_max, " +
 		"engine_object_size, engine_fill, engine_segment_size, engine_shards, engine_cores, engine_mode, engine_plp, weft_inode, weft_chunk_size, weft_cluster_id, weft_key_id, weft_key_secret, weft_layout, output-format, compare-fio, rounds, eta, fio, help"
 	const notTarget = "accepted: file:PATH, engine:PATH, weft://ADDR/CONTAINER"
 	const notFilename = "accepted: a path, file:PATH, engine:PATH or weft://ADDR/CONTAINER"

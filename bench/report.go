@@ -92,7 +92,8 @@ type FioDir struct {
 }
 
 // FioLat is a latency distribution in nanoseconds. Percentile is present
-// only when N > 0 and only where fio reports it (clat_ns, and sync's lat_ns).
+// only when N > 0 and only where fio reports it (clat_ns, sync's lat_ns, and
+// lat_ns with lat_percentiles).
 type FioLat struct {
 	Min        int64          `json:"min"`
 	Max        int64          `json:"max"`
@@ -206,10 +207,11 @@ func (r *Result) FioJSON() *FioOutput {
 	}
 	for i := range r.Jobs {
 		jr := &r.Jobs[i]
+		latPct := jr.Job != nil && jr.Job.LatPercentiles
 		fj := FioJob{
 			JobOptions:  map[string]string{},
-			Read:        fioDirOf(&jr.Read),
-			Write:       fioDirOf(&jr.Write),
+			Read:        fioDirOf(&jr.Read, latPct),
+			Write:       fioDirOf(&jr.Write, latPct),
 			JobRuntime:  jr.Runtime.Milliseconds(),
 			UsrCPU:      jr.UsrCPU,
 			SysCPU:      jr.SysCPU,
@@ -247,8 +249,9 @@ func (r *Result) FioJSON() *FioOutput {
 	return out
 }
 
-// fioDirOf converts one direction; bw_agg is left for the caller.
-func fioDirOf(d *DirStats) FioDir {
+// fioDirOf converts one direction; bw_agg is left for the caller. With
+// latPct (lat_percentiles), lat_ns carries percentiles as clat_ns does.
+func fioDirOf(d *DirStats, latPct bool) FioDir {
 	fd := FioDir{
 		IOBytes:  d.IOBytes,
 		IOKBytes: d.IOBytes / 1024,
@@ -257,7 +260,7 @@ func fioDirOf(d *DirStats) FioDir {
 		ShortIOs: d.ShortIOs,
 		SlatNs:   fioLatOf(d.Slat, false),
 		ClatNs:   fioLatOf(d.Clat, true),
-		LatNs:    fioLatOf(d.Lat, false),
+		LatNs:    fioLatOf(d.Lat, latPct),
 	}
 	if fd.Runtime > 0 {
 		// As fio: rates over the runtime in whole milliseconds.
@@ -466,6 +469,7 @@ func writeFioDirSummary(w *bufio.Writer, name string, d *FioDir) {
 	writeFioLat(w, "clat", &d.ClatNs)
 	writeFioLat(w, " lat", &d.LatNs)
 	writeFioPercentiles(w, "clat", d.ClatNs.Percentile)
+	writeFioPercentiles(w, " lat", d.LatNs.Percentile)
 	if c := &d.ClatNs; c.N > 0 {
 		p := c.Percentile
 		fmt.Fprintf(w, "    clat: min=%s avg=%s p50=%s p90=%s p99=%s p99.9=%s max=%s\n",

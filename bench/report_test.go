@@ -522,3 +522,34 @@ func TestReportJSONSeveralJobs(t *testing.T) {
 		t.Errorf("without version and start: %q %d", o.FioVersion, o.Timestamp)
 	}
 }
+
+// TestReportLatPercentiles: lat_ns carries percentiles only when the job
+// asked for them (lat_percentiles), as fio's JSON does; they describe the
+// total latency, slat included.
+func TestReportLatPercentiles(t *testing.T) {
+	r := testResult(t)
+	if got := r.FioJSON().Jobs[0].Read.LatNs.Percentile; len(got) != 0 {
+		t.Fatalf("lat_ns percentiles without lat_percentiles: %v", got)
+	}
+	r.Jobs[0].Job.LatPercentiles = true
+	var buf bytes.Buffer
+	if err := r.WriteJSON(&buf); err != nil {
+		t.Fatal(err)
+	}
+	read := jsonMap(t, buf.Bytes())["jobs"].([]any)[0].(map[string]any)["read"].(map[string]any)
+	pct, ok := read["lat_ns"].(map[string]any)["percentile"].(map[string]any)
+	if !ok {
+		t.Fatalf("lat_ns has no percentile map with lat_percentiles: %v", read["lat_ns"])
+	}
+	// Lat values are 51..1050, each twice: the median is 550.
+	if got := pct["50.000000"]; got != float64(550) {
+		t.Errorf("lat_ns p50 = %v, want 550", got)
+	}
+	var text bytes.Buffer
+	if err := r.WriteSummary(&text); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(text.String(), " lat percentiles") {
+		t.Errorf("summary has no lat percentiles section:\n%s", text.String())
+	}
+}
