@@ -62,6 +62,17 @@
 // to its next segment, so a torn batch can only be the last one of a
 // shard's log.
 //
+// # The read path
+//
+// A read looks its range up in the Index and reads every record it
+// touches whole, verifying the record's CRC32C before a byte of it is
+// returned. A record that the read covers exactly is read straight into
+// the caller's buffer. Records of one segment that lie in ascending order
+// with small gaps between them (batch headers, mostly: data written in
+// order) are read with one device read into a scratch buffer, verified
+// one by one and copied out (shard.go, readSpan), so a 1 MiB read of
+// data written 4 KiB at a time is a few device reads, not 256.
+//
 // A shard takes a free segment from the device's allocator when its open
 // one is full; the allocator stamps it with the next device-wide
 // generation, written in the segment header that goes out with the
