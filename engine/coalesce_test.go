@@ -79,3 +79,42 @@ func TestReadCoalescesAdjacentRecords(t *testing.T) {
 		t.Fatal("read before the damaged record: bytes differ")
 	}
 }
+
+// TestReadSpanDirect: records written contiguously (one 256 KiB write is
+// four 64 KiB records in one batch) are read with one device read straight
+// into the caller's aligned buffer: no copy.
+func TestReadSpanDirect(t *testing.T) {
+	fsys, path := memDevice(t, 24<<20, 1<<20)
+	e := openMem(t, fsys, path, 1)
+	defer e.Close()
+	obj := ObjectID{Lo: 9}
+	data := directio.AlignedBlock(256 << 10)
+	copy(data, pattern(9, len(data)))
+	if _, err := e.Write(obj, 0, 0, data); err != nil {
+		t.Fatal(err)
+	}
+	st0 := e.Stats().Shards[0]
+	buf := directio.AlignedBlock(len(data))
+	if n, err := e.Read(obj, 0, buf); err != nil || n != len(data) {
+		t.Fatalf("read: %d, %v", n, err)
+	}
+	if !bytes.Equal(buf, data) {
+		t.Fatal("bytes differ")
+	}
+	st1 := e.Stats().Shards[0]
+	if d := st1.DeviceReads - st0.DeviceReads; d != 1 {
+		t.Errorf("%d device reads for 4 contiguous records, want 1", d)
+	}
+	if c := st1.CopiedOutBytes - st0.CopiedOutBytes; c != 0 {
+		t.Errorf("%d bytes copied out, want 0 (read straight into the caller's buffer)", c)
+	}
+	// Unaligned destination: still one read, through scratch.
+	un := make([]byte, len(data)+1)[1:]
+	if n, err := e.Read(obj, 0, un); err != nil || n != len(data) || !bytes.Equal(un, data) {
+		t.Fatalf("unaligned read: %d, %v", n, err)
+	}
+	if d := e.Stats().Shards[0].DeviceReads - st1.DeviceReads; d != 1 {
+		t.Errorf("%d device reads for an unaligned read of 4 contiguous records, want 1", d)
+	}
+}
+

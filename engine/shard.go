@@ -1137,6 +1137,26 @@ func (s *shard) queueRecordRead(r *Request, e Extent, dst []byte) {
 	s.queueRead(op)
 }
 
+// direct returns the caller's buffer for sp's whole range when the span
+// can be read straight into it: whole records of whole blocks, with no
+// gap between them on the device or in the buffer, and an aligned start.
+func (sp *readSpan) direct() ([]byte, bool) {
+	first := sp.parts[0].dst
+	if uintptr(unsafe.Pointer(&first[0]))%4096 != 0 {
+		return nil, false
+	}
+	n := 0
+	for _, p := range sp.parts {
+		e := p.ext
+		if e.Skip != 0 || e.Len != e.Loc.Length || e.Len%4096 != 0 || p.at != n ||
+			n >= cap(first) || &p.dst[0] != &first[:cap(first)][n] {
+			return nil, false
+		}
+		n += int(e.Len)
+	}
+	return first[:n:n], true
+}
+
 // queueSpan queues the read of what sp collected, and empties it.
 func (s *shard) queueSpan(r *Request, sp *readSpan) {
 	switch len(sp.parts) {
@@ -1145,9 +1165,12 @@ func (s *shard) queueSpan(r *Request, sp *readSpan) {
 	case 1:
 		s.queueRecordRead(r, sp.parts[0].ext, sp.parts[0].dst)
 	default:
-		size := int(sp.end - sp.start)
-		op := &readOp{r: r, ext: sp.parts[0].ext, off: sp.start, buf: s.getScratch(size), own: true,
-			span: slices.Clone(sp.parts)}
+		op := &readOp{r: r, ext: sp.parts[0].ext, off: sp.start, span: slices.Clone(sp.parts)}
+		if dst, ok := sp.direct(); ok {
+			op.buf = dst
+		} else {
+			op.buf, op.own = s.getScratch(int(sp.end-sp.start)), true
+		}
 		r.pending++
 		s.queueRead(op)
 	}
@@ -1214,8 +1237,10 @@ func (s *shard) readDone(c ioCompletion) {
 			if err = s.verifyRecord(p.ext, op.buf[p.at:], op.off+int64(p.at)); err != nil {
 				break
 			}
-			copy(p.dst, op.buf[p.at+int(p.ext.Skip):p.at+int(p.ext.Skip+p.ext.Len)])
-			s.stats.copiedOut.Add(uint64(p.ext.Len))
+			if op.own {
+				copy(p.dst, op.buf[p.at+int(p.ext.Skip):p.at+int(p.ext.Skip+p.ext.Len)])
+				s.stats.copiedOut.Add(uint64(p.ext.Len))
+			}
 		}
 	default:
 		err = s.verifyRecord(op.ext, op.buf, op.off)
@@ -1224,7 +1249,9 @@ func (s *shard) readDone(c ioCompletion) {
 	case op.done != nil:
 		op.done(op, err)
 	case len(op.span) > 0:
-		s.putScratch(op.buf)
+		if op.own {
+			s.putScratch(op.buf)
+		}
 		s.readFinished(op.r, err)
 	default:
 		if err == nil && op.own {
