@@ -117,4 +117,3 @@ func TestReadSpanDirect(t *testing.T) {
 		t.Errorf("%d device reads for an unaligned read of 4 contiguous records, want 1", d)
 	}
 }
-
