@@ -130,6 +130,13 @@ func (r *ringIO) queueRead(off int64, buf []byte, tag uint64) bool {
 }
 
 func (r *ringIO) submit() error {
+	if r.ring.SQReady() == 0 {
+		// The reactor calls submit on every pass, and a pass with nothing
+		// queued must not cost a system call: the engine's ring has no
+		// deferred task work, so there is nothing for an enter to flush
+		// (PeekBatch enters when the kernel says otherwise).
+		return nil
+	}
 	_, err := r.ring.Submit()
 	if errors.Is(err, ioring.ErrBusy) {
 		// Completions must be reaped first; the reactor does that on its
