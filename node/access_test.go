@@ -27,6 +27,8 @@ type keyClient struct {
 	secret []byte
 	pool   *net.Pool
 	mc     *manager.Client
+	// full fetches the cluster's whole map with the cluster key.
+	full func(context.Context) (*clustermap.Map, error)
 }
 
 func newKeyClient(t *testing.T, c *testcluster.Cluster, id string) *keyClient {
@@ -37,6 +39,7 @@ func newKeyClient(t *testing.T, c *testcluster.Cluster, id string) *keyClient {
 	}
 	t.Cleanup(func() { pool.Close() })
 	k.pool, k.mc = pool, manager.NewClient(c.Addrs, pool)
+	k.full = func(ctx context.Context) (*clustermap.Map, error) { return c.Managers().Map(ctx, 0) }
 	return k
 }
 
@@ -46,8 +49,25 @@ func (k *keyClient) dial(ctx context.Context, addr string) (*net.Conn, error) {
 
 // chunk writes (data != nil) or reads a chunk of container ct at its PG's
 // primary (located in m, the cluster key's full map), on a fresh
-// connection with k's key.
+// connection with k's key. A PG's epoch moves on while the cluster
+// settles (peering after the container was created), so a stale epoch
+// is retried with the newest full map (fetched with the cluster key from
+// c's managers) until ctx ends.
 func (k *keyClient) chunk(ctx context.Context, m *clustermap.Map, ct clustermap.ContainerID, data []byte) ([]byte, error) {
+	k.t.Helper()
+	for {
+		got, err := k.chunkAt(ctx, m, ct, data)
+		if !errors.Is(err, fsproto.ErrStaleEpoch) || ctx.Err() != nil {
+			return got, err
+		}
+		time.Sleep(10 * time.Millisecond)
+		if m, err = k.full(ctx); err != nil {
+			return nil, err
+		}
+	}
+}
+
+func (k *keyClient) chunkAt(ctx context.Context, m *clustermap.Map, ct clustermap.ContainerID, data []byte) ([]byte, error) {
 	k.t.Helper()
 	ch := fsproto.ChunkID{Container: uint64(ct), Inode: 77, Index: 0}
 	pg, err := m.Locate(ct, ch.Inode, ch.Index)
