@@ -27,6 +27,9 @@ type blockIO interface {
 	// queueRead queues a read of len(buf) bytes at off.
 	queueRead(off int64, buf []byte, tag uint64) bool
 	submit() error
+	// submitted is how many submit calls handed the device operations
+	// (io_uring_enter system calls, for the ring).
+	submitted() uint64
 	// reap appends the completions that are ready to dst.
 	reap(dst []ioCompletion) []ioCompletion
 	// wakeFd is a descriptor that becomes readable when a completion is
@@ -62,6 +65,7 @@ type ringIO struct {
 	// RWF_* flags, so it keeps the linked fdatasync.
 	dsync     bool
 	flushTags map[uint64]uint64
+	submits   uint64
 }
 
 func newRingIO(f vfs.File, entries uint32, dedicated bool) (*ringIO, error) {
@@ -137,6 +141,7 @@ func (r *ringIO) submit() error {
 		// (PeekBatch enters when the kernel says otherwise).
 		return nil
 	}
+	r.submits++
 	_, err := r.ring.Submit()
 	if errors.Is(err, ioring.ErrBusy) {
 		// Completions must be reaped first; the reactor does that on its
@@ -163,6 +168,8 @@ func (r *ringIO) reap(dst []ioCompletion) []ioCompletion {
 	return dst
 }
 
+func (r *ringIO) submitted() uint64 { return r.submits }
+
 func (r *ringIO) wakeFd() int { return r.efd }
 
 func (r *ringIO) arm(on bool) {
@@ -184,9 +191,10 @@ func (r *ringIO) close() error {
 // syncIO performs each operation synchronously when it is submitted, with
 // vfs.File calls: the backend of the in-memory crash-test file system.
 type syncIO struct {
-	f    vfs.File
-	ops  []syncOp
-	done []ioCompletion
+	f       vfs.File
+	ops     []syncOp
+	done    []ioCompletion
+	submits uint64
 }
 
 type syncOp struct {
@@ -211,7 +219,12 @@ func (s *syncIO) queueRead(off int64, buf []byte, tag uint64) bool {
 	return true
 }
 
+func (s *syncIO) submitted() uint64 { return s.submits }
+
 func (s *syncIO) submit() error {
+	if len(s.ops) > 0 {
+		s.submits++
+	}
 	for _, op := range s.ops {
 		if !op.write {
 			n, err := s.f.ReadAt(op.buf, op.off)

@@ -92,7 +92,11 @@ type ShardStats struct {
 	Reads, Writes, Others uint64
 	Batches, Records      uint64 // group commits and the records they carried
 	DeviceReads           uint64
-	CorruptReads          uint64
+	// DeviceSubmits counts the calls that handed the device operations
+	// (io_uring_enter system calls): (DeviceReads+Batches)/DeviceSubmits
+	// is how many operations one call carried on average.
+	DeviceSubmits uint64
+	CorruptReads  uint64
 	// CopiedInBytes and CopiedOutBytes count payload bytes copied on the
 	// way to and from the device: writes from unaligned or partial-block
 	// buffers are staged, reads of part of a record or into unaligned
@@ -149,6 +153,7 @@ func (s *shard) statsSnapshot() ShardStats {
 		QueueDepth: s.q.pending.Load(), ReadsInFlight: len(s.reads),
 		Reads: st.reads, Writes: st.writes, Others: st.others,
 		Batches: st.batches.Load(), Records: st.records.Load(), DeviceReads: st.deviceReads.Load(),
+		DeviceSubmits: s.io.submitted(),
 		CorruptReads:  st.corrupt.Load(),
 		CopiedInBytes: st.copiedIn.Load(), CopiedOutBytes: st.copiedOut.Load(), SegmentsOwned: len(s.segs), SegmentsFreed: st.segsFreed.Load(),
 		IndexExtents: s.idx.Len(), Objects: s.objs.Len(),

@@ -31,6 +31,8 @@ type collector struct {
 	errors     *prometheus.Desc
 	info       *prometheus.Desc
 	copied     *prometheus.Desc
+	device     *prometheus.Desc
+	submits    *prometheus.Desc
 }
 
 // newCollector returns a collector; labels become weft_node_info's
@@ -62,6 +64,8 @@ func newCollector(stats func() engine.Stats, netm func() net.MetricsSnapshot, la
 		requests:  prometheus.NewDesc("weft_net_requests_total", "Requests read.", nil, nil),
 		errors:    prometheus.NewDesc("weft_net_errors_total", "Net errors by class.", []string{"class"}, nil),
 		info:      prometheus.NewDesc("weft_node_info", "The node's labels; always 1.", names, nil),
+		device:    prometheus.NewDesc("weft_engine_device_ops_total", "Device operations the reactor started: reads, and batch writes (one per group commit).", []string{"shard", "op"}, nil),
+		submits:   prometheus.NewDesc("weft_engine_device_submits_total", "Calls (io_uring_enter) that handed the device operations; device ops over submits is the batching achieved.", shard, nil),
 		copied:    prometheus.NewDesc("weft_engine_copied_bytes_total", "Payload bytes the engine copied (dir=in: unaligned or partial-block writes staged; dir=out: partial-record or unaligned reads); zero on the aligned zero-copy path.", []string{"shard", "dir"}, nil),
 	}
 }
@@ -69,7 +73,7 @@ func newCollector(stats func() engine.Stats, netm func() net.MetricsSnapshot, la
 // Describe implements prometheus.Collector.
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.space, c.busy, c.queue, c.ops, c.latency, c.relocated,
-		c.frames, c.bytes, c.inFlight, c.requests, c.errors, c.info, c.copied} {
+		c.frames, c.bytes, c.inFlight, c.requests, c.errors, c.info, c.copied, c.device, c.submits} {
 		ch <- d
 	}
 }
@@ -100,6 +104,9 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 			gauge(c.latency, l.lat.P99.Seconds(), id, l.op, "0.99")
 		}
 		counter(c.relocated, float64(sh.Cleaner.BytesRelocated), id)
+		counter(c.device, float64(sh.DeviceReads), id, "read")
+		counter(c.device, float64(sh.Batches), id, "batch")
+		counter(c.submits, float64(sh.DeviceSubmits), id)
 		counter(c.copied, float64(sh.CopiedInBytes), id, "in")
 		counter(c.copied, float64(sh.CopiedOutBytes), id, "out")
 	}

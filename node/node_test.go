@@ -152,6 +152,8 @@ func TestNodeServes(t *testing.T) {
 		`weft_engine_ops_total{op="write",shard="0"} 1`,
 		`weft_engine_latency_seconds{op="read",quantile="0.99",shard="0"}`,
 		`weft_engine_cleaner_relocated_bytes_total{shard="0"}`,
+		`weft_engine_device_ops_total{op="batch",shard="0"}`,
+		`weft_engine_device_submits_total{shard="0"}`,
 		`weft_net_frames_total{dir="in"}`,
 		`weft_net_requests_total`,
 		`weft_net_errors_total{class="remote"}`,
