@@ -57,16 +57,7 @@ func TestReadCoalescesAdjacentRecords(t *testing.T) {
 	}
 
 	// Damage record 20 on the device: a read spanning it fails.
-	var loc Location
-	e.shards[0].idx.Lookup(obj, 20*4096, 1, func(x Extent) bool { loc = x.Loc; return false })
-	e.Close()
-	f, _ := fsys.OpenRW(path, true)
-	blk := directio.AlignedBlock(4096)
-	off := int64(e.sb.SegmentsOffset) + int64(loc.Segment)*int64(e.sb.SegmentSize) + int64(loc.Offset)
-	f.ReadAt(blk, off)
-	blk[99] ^= 0x01
-	f.WriteAt(blk, off)
-	f.Close()
+	damageRecord(t, e, fsys, path, obj, 20*4096, 99)
 	e = openMem(t, fsys, path, 1)
 	defer e.Close()
 	_, err := e.Read(obj, 0, make([]byte, records*4096))

@@ -317,6 +317,29 @@ func TestEngineNoSpace(t *testing.T) {
 	check()
 }
 
+// damageRecord closes e and flips a bit of byte at of the record that
+// holds obj's byte off, on the device.
+func damageRecord(t *testing.T, e *Engine, fsys vfs.FS, path string, obj ObjectID, off uint64, at int64) {
+	t.Helper()
+	var loc Location
+	e.shards[0].idx.Lookup(obj, off, 1, func(x Extent) bool { loc = x.Loc; return false })
+	e.Close()
+	f, err := fsys.OpenRW(path, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	blk := directio.AlignedBlock(4096)
+	dev := int64(e.sb.SegmentsOffset) + int64(loc.Segment)*int64(e.sb.SegmentSize) + int64(loc.Offset) + at&^4095
+	if _, err := f.ReadAt(blk, dev); err != nil {
+		t.Fatal(err)
+	}
+	blk[at&4095] ^= 0x10
+	if _, err := f.WriteAt(blk, dev); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // TestEngineReadCorruption flips a bit in a record on the device: the read
 // fails with ErrCorrupt naming where, instead of returning bad bytes.
 func TestEngineReadCorruption(t *testing.T) {
@@ -328,16 +351,7 @@ func TestEngineReadCorruption(t *testing.T) {
 	if _, err := e.Write(obj, 0, 0, data); err != nil {
 		t.Fatal(err)
 	}
-	var loc Location
-	e.shards[0].idx.Lookup(obj, 0, 1, func(x Extent) bool { loc = x.Loc; return false })
-	e.Close()
-	f, _ := fsys.OpenRW(path, true)
-	blk := directio.AlignedBlock(4096)
-	off := int64(e.sb.SegmentsOffset) + int64(loc.Segment)*int64(e.sb.SegmentSize) + int64(loc.Offset) + 4096
-	f.ReadAt(blk, off)
-	blk[17] ^= 0x10
-	f.WriteAt(blk, off)
-	f.Close()
+	damageRecord(t, e, fsys, path, obj, 0, 4096+17)
 	e = openMem(t, fsys, path, 1)
 	defer e.Close()
 	_, err := e.Read(obj, 0, make([]byte, 100))

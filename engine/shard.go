@@ -240,10 +240,10 @@ type shard struct {
 
 	reads   map[uint64]*readOp
 	nextTag uint64
-	scratch [][]byte // free 64 KiB aligned record buffers
-	// spanScratch: free spanBytesMax aligned buffers for coalesced reads.
-	spanScratch [][]byte
-	comps       []ioCompletion
+	// scratch holds free record-size read buffers, spanScratch free
+	// buffers for coalesced reads.
+	scratch, spanScratch scratchPool
+	comps                []ioCompletion
 
 	snaps map[uint64]*shardSnap
 	// recovering: the log is being replayed onto a checkpoint; space
@@ -287,6 +287,9 @@ func newShard(e *Engine, id uint32) *shard {
 		reads:   make(map[uint64]*readOp),
 		snaps:   make(map[uint64]*shardSnap),
 		cur:     &batch{hdr: directio.AlignedBlock(maxHeaderBlocks * 4096)},
+		scratch: scratchPool{capacity: recordMaxBytes, keep: 64},
+		// Coalesced reads are fewer and larger: a few buffers serve them.
+		spanScratch: scratchPool{capacity: spanBytesMax, keep: 8},
 	}
 	s.q.init()
 	s.stats.init()
@@ -1190,34 +1193,47 @@ func (s *shard) queueRead(op *readOp) {
 	s.stats.deviceReads.Add(1)
 }
 
+// scratchPool keeps free aligned buffers of one capacity, at most keep.
+type scratchPool struct {
+	capacity, keep int
+	free           [][]byte
+}
+
+// get returns an aligned buffer of n <= capacity bytes.
+func (p *scratchPool) get(n int) []byte {
+	if k := len(p.free); k > 0 {
+		b := p.free[k-1]
+		p.free = p.free[:k-1]
+		return b[:n]
+	}
+	return directio.AlignedBlock(p.capacity)[:n:p.capacity]
+}
+
+// put keeps b if get made it and there is room.
+func (p *scratchPool) put(b []byte) bool {
+	if cap(b) != p.capacity {
+		return false
+	}
+	if len(p.free) < p.keep {
+		p.free = append(p.free, b[:cap(b)])
+	}
+	return true
+}
+
 func (s *shard) getScratch(size int) []byte {
 	switch {
-	case size <= recordMaxBytes:
-		if n := len(s.scratch); n > 0 {
-			b := s.scratch[n-1]
-			s.scratch = s.scratch[:n-1]
-			return b[:size]
-		}
-		return directio.AlignedBlock(recordMaxBytes)[:size:recordMaxBytes]
-	case size <= spanBytesMax:
-		if n := len(s.spanScratch); n > 0 {
-			b := s.spanScratch[n-1]
-			s.spanScratch = s.spanScratch[:n-1]
-			return b[:size]
-		}
-		return directio.AlignedBlock(spanBytesMax)[:size:spanBytesMax]
+	case size <= s.scratch.capacity:
+		return s.scratch.get(size)
+	case size <= s.spanScratch.capacity:
+		return s.spanScratch.get(size)
 	}
 	return directio.AlignedBlock(size)
 }
 
-// putScratch keeps a buffer getScratch made for reuse: record-size ones
-// and span-size ones, a bounded number of each.
+// putScratch keeps a buffer getScratch made for reuse.
 func (s *shard) putScratch(b []byte) {
-	switch {
-	case cap(b) == recordMaxBytes && len(s.scratch) < 64:
-		s.scratch = append(s.scratch, b[:cap(b)])
-	case cap(b) == spanBytesMax && len(s.spanScratch) < 8:
-		s.spanScratch = append(s.spanScratch, b[:cap(b)])
+	if !s.scratch.put(b) {
+		s.spanScratch.put(b)
 	}
 }
 
