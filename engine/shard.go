@@ -418,6 +418,16 @@ func (s *shard) run(cpu int, ready chan<- error) {
 				runtime.Gosched()
 			}
 			continue
+		case mode == Hybrid && !locked && s.delivered:
+			// About to block with submitters just woken onto this P: let
+			// them run here first (they often submit again at once), not
+			// on another thread after a steal. Measured, in-process 4 KiB
+			// randread qd32, 6 alternating rounds: median 76k IOPS
+			// without, 89k with. (Interrupt mode sleeps at once, by
+			// definition.)
+			s.delivered = false
+			runtime.Gosched()
+			continue
 		}
 		s.delivered = false
 		s.sleep()
