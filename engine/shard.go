@@ -146,15 +146,16 @@ func (b *batch) stage(p []byte) []byte {
 // readOp is one device read serving a Request or the cleaner.
 type readOp struct {
 	r    *Request // nil for the cleaner
-	ext  Extent   // the (clipped) extent served; the first of a span
-	dst  []byte   // where ext's bytes go in r.Buf
-	buf  []byte   // the whole record, as read; a span's whole range
+	ext  Extent   // the cleaner's extent; a request's first part's
+	buf  []byte   // the records as read: the device range from off
 	off  int64
 	own  bool // buf is scratch, not r.Buf
 	done func(*readOp, error)
-	// span lists the extents a coalesced read serves (see readSpan);
-	// empty for a read of one record.
-	span []spanPart
+	// parts lists the extents a request's read serves, in device order
+	// (see readSpan): one for a lone record, several for a coalesced
+	// read. The cleaner's reads have none.
+	parts []spanPart
+	one   [1]spanPart // parts' storage for a lone record
 }
 
 // spanPart is one extent a coalesced read serves: its record starts at
@@ -172,8 +173,8 @@ type spanPart struct {
 // segment whose device ranges ascend with gaps of at most spanGapMax
 // (batch headers, mostly) are read with one device read of at most
 // spanBytesMax into a scratch buffer, then verified record by record and
-// copied out. A lone record is still read straight into the caller's
-// buffer when it can be (no copy).
+// copied out. Records that are whole and contiguous, a lone one most
+// often, are read straight into the caller's buffer (no copy).
 const (
 	spanGapMax   = 16 << 10
 	spanBytesMax = 1 << 20
@@ -1135,21 +1136,6 @@ func (s *shard) startRead(r *Request) {
 	s.readFinished(r, nil)
 }
 
-// queueRecordRead reads the whole record behind e (a record is verified
-// whole) into dst's place, directly when e is the whole record and dst is
-// aligned, through a scratch buffer otherwise.
-func (s *shard) queueRecordRead(r *Request, e Extent, dst []byte) {
-	op := &readOp{r: r, ext: e, dst: dst, off: s.segBase(e.Loc.Segment) + int64(e.Loc.Offset)}
-	size := int(dataBlocksFor(e.Loc.Length)) * 4096
-	if e.Skip == 0 && e.Len == e.Loc.Length && int(e.Len) == size && uintptr(unsafe.Pointer(&dst[0]))%4096 == 0 {
-		op.buf = dst
-	} else {
-		op.buf, op.own = s.getScratch(size), true
-	}
-	r.pending++
-	s.queueRead(op)
-}
-
 // direct returns the caller's buffer for sp's whole range when the span
 // can be read straight into it: whole records of whole blocks, with no
 // gap between them on the device or in the buffer, and an aligned start.
@@ -1170,23 +1156,28 @@ func (sp *readSpan) direct() ([]byte, bool) {
 	return first[:n:n], true
 }
 
-// queueSpan queues the read of what sp collected, and empties it.
+// queueSpan queues the read of what sp collected (the records are read
+// and verified whole), and empties it. The read goes straight into the
+// caller's buffer when sp.direct allows, through scratch otherwise.
 func (s *shard) queueSpan(r *Request, sp *readSpan) {
-	switch len(sp.parts) {
-	case 0:
+	if len(sp.parts) == 0 {
 		return
-	case 1:
-		s.queueRecordRead(r, sp.parts[0].ext, sp.parts[0].dst)
-	default:
-		op := &readOp{r: r, ext: sp.parts[0].ext, off: sp.start, span: slices.Clone(sp.parts)}
-		if dst, ok := sp.direct(); ok {
-			op.buf = dst
-		} else {
-			op.buf, op.own = s.getScratch(int(sp.end-sp.start)), true
-		}
-		r.pending++
-		s.queueRead(op)
 	}
+	op := &readOp{r: r, ext: sp.parts[0].ext, off: sp.start}
+	if len(sp.parts) == 1 {
+		// The common 4 KiB read: no allocation beyond the op.
+		op.one[0] = sp.parts[0]
+		op.parts = op.one[:]
+	} else {
+		op.parts = slices.Clone(sp.parts)
+	}
+	if dst, ok := sp.direct(); ok {
+		op.buf = dst
+	} else {
+		op.buf, op.own = s.getScratch(int(sp.end-sp.start)), true
+	}
+	r.pending++
+	s.queueRead(op)
 	clear(sp.parts)
 	sp.parts = sp.parts[:0]
 }
@@ -1258,8 +1249,10 @@ func (s *shard) readDone(c ioCompletion) {
 		err = fmt.Errorf("engine: reading %v at device offset %d: %w", op.ext.Object, op.off, unix.Errno(-c.res))
 	case int(c.res) != len(op.buf):
 		err = fmt.Errorf("engine: reading %v at device offset %d: short read of %d of %d bytes", op.ext.Object, op.off, c.res, len(op.buf))
-	case len(op.span) > 0:
-		for _, p := range op.span {
+	case op.done != nil:
+		err = s.verifyRecord(op.ext, op.buf, op.off)
+	default:
+		for _, p := range op.parts {
 			if err = s.verifyRecord(p.ext, op.buf[p.at:], op.off+int64(p.at)); err != nil {
 				break
 			}
@@ -1268,22 +1261,10 @@ func (s *shard) readDone(c ioCompletion) {
 				s.stats.copiedOut.Add(uint64(p.ext.Len))
 			}
 		}
-	default:
-		err = s.verifyRecord(op.ext, op.buf, op.off)
 	}
-	switch {
-	case op.done != nil:
+	if op.done != nil {
 		op.done(op, err)
-	case len(op.span) > 0:
-		if op.own {
-			s.putScratch(op.buf)
-		}
-		s.readFinished(op.r, err)
-	default:
-		if err == nil && op.own {
-			copy(op.dst, op.buf[op.ext.Skip:op.ext.Skip+op.ext.Len])
-			s.stats.copiedOut.Add(uint64(op.ext.Len))
-		}
+	} else {
 		if op.own {
 			s.putScratch(op.buf)
 		}
