@@ -79,8 +79,6 @@ weft_run() {
 	bin/weft bench --name="$name" --filename="engine:$dev" "${common[@]}" "$@" 2>/dev/null
 }
 
-
-
 echo "# weft engine vs fio"
 echo
 echo "- date: $(date -u '+%Y-%m-%d %H:%M:%S UTC')"

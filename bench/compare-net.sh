@@ -86,8 +86,6 @@ weft_run() {
 	bin/weft bench --name=cmp --filename="weft://$ADDR/1" --size="$SIZE" --runtime="$RUNTIME" --time_based --lat_percentiles=1 --output-format=json --weft_layout=0 "$@" 2>/dev/null
 }
 
-
-
 echo "# weft node on loopback vs the engine in-process vs fio"
 echo
 echo "- date: $(date -u '+%Y-%m-%d %H:%M:%S UTC')"

@@ -134,7 +134,6 @@ one() {
 		'BEGIN { printf "%.1f %.2f %.2f %.1f %.2f %.2f %d\n", nt*1000/ios, ns/ios, nc/ios, ct*1000/ios, cs/ios, cc/ios, ios }'
 }
 
-
 # The fixed cost of a run (the client's start-up, dial and exit; what the
 # node spends meanwhile): one 4 KiB read, counted as the rows are.
 if [ -z "$ONLY" ]; then
