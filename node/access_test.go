@@ -27,19 +27,17 @@ type keyClient struct {
 	secret []byte
 	pool   *net.Pool
 	mc     *manager.Client
-	// full fetches the cluster's whole map with the cluster key.
-	full func(context.Context) (*clustermap.Map, error)
+	c      *testcluster.Cluster // whose managers give the whole map
 }
 
 func newKeyClient(t *testing.T, c *testcluster.Cluster, id string) *keyClient {
-	k := &keyClient{t: t, id: id, secret: clustermap.KeySecret(testcluster.ClusterSecret, id)}
+	k := &keyClient{t: t, id: id, c: c, secret: clustermap.KeySecret(testcluster.ClusterSecret, id)}
 	pool, err := net.NewPool(net.PoolConfig{Client: net.ClientConfig{ClusterID: testcluster.ClusterID, KeyID: id, Secret: k.secret}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { pool.Close() })
 	k.pool, k.mc = pool, manager.NewClient(c.Addrs, pool)
-	k.full = func(ctx context.Context) (*clustermap.Map, error) { return c.Managers().Map(ctx, 0) }
 	return k
 }
 
@@ -61,7 +59,7 @@ func (k *keyClient) chunk(ctx context.Context, m *clustermap.Map, ct clustermap.
 			return got, err
 		}
 		time.Sleep(10 * time.Millisecond)
-		if m, err = k.full(ctx); err != nil {
+		if m, err = k.c.Managers().Map(ctx, 0); err != nil {
 			return nil, err
 		}
 	}
