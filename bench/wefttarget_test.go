@@ -256,6 +256,13 @@ func TestWeftTargetCluster(t *testing.T) {
 			t.Errorf("%s: IOPS %v", rw, iops)
 		}
 	}
+	// The metadata benchmark through the native file client.
+	var mout, merr strings.Builder
+	if st := MetaMain(context.Background(), target, 30, "", &mout, &merr); st != ExitOK {
+		t.Errorf("metabench %s: status %d: %s", target, st, merr.String())
+	} else if !strings.Contains(mout.String(), "unlink") {
+		t.Errorf("metabench %s printed no unlink line: %q", target, mout.String())
+	}
 	// A container the map does not have is an error, not a hang.
 	_, errs, status := runMain(t, "--rw=randwrite", "--bs=4k", "--size=1m", "--runtime=1s", fmt.Sprintf("weft://%s/nosuch", addr))
 	if status == 0 || !strings.Contains(errs, "nosuch") {
