@@ -142,7 +142,7 @@ func metaPhase(lat []time.Duration, wall time.Duration) MetaPhase {
 // osMetaFS is a directory of the local file system (or a mount).
 type osMetaFS string
 
-func (r osMetaFS) path(name string) string  { return filepath.Join(string(r), filepath.FromSlash(name)) }
+func (r osMetaFS) path(name string) string   { return filepath.Join(string(r), filepath.FromSlash(name)) }
 func (r osMetaFS) MkdirAll(dir string) error { return os.MkdirAll(r.path(dir), 0o755) }
 func (r osMetaFS) CreateExcl(name string) error {
 	f, err := os.OpenFile(r.path(name), os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o644)
