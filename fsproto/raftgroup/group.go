@@ -199,6 +199,10 @@ type Group struct {
 	members   map[uint64]string
 	lastLead  uint64
 	lastTerm  uint64
+	// savedTerm and savedVote are the term and vote of the hard state
+	// last persisted (see handleReady's early send).
+	savedTerm uint64
+	savedVote uint64
 	removed   bool
 }
 
@@ -333,6 +337,7 @@ func Start(cfg Config) (*Group, error) {
 		return nil, fmt.Errorf("raftgroup: member %d: read snapshot: %w", cfg.ID, err)
 	}
 	g.confState = proto.Clone(cs).(*raftpb.ConfState)
+	g.savedTerm, g.savedVote = hs.GetTerm(), hs.GetVote()
 	if !raft.IsEmptySnap(snap) {
 		if err := g.restore(snap); err != nil {
 			return nil, err
@@ -805,6 +810,20 @@ func (g *Group) handleReady(rd raft.Ready) error {
 	}
 
 	hasSnap := rd.Snapshot != nil && !raft.IsEmptySnap(rd.Snapshot)
+	// A leader sends before it persists, so that its own flush overlaps
+	// its followers' (Raft thesis 10.2.1; etcd's server does the same):
+	// raft counts the leader's own copy of new entries only once Advance
+	// reports them persisted, so an entry commits on durable copies
+	// alone. Everything else waits for the Save: a follower's append
+	// acknowledgement and a vote promise state that must be on disk
+	// first, and so does any message of a Ready that changes the term or
+	// vote (a leader's Ready changes neither, but the check costs
+	// nothing).
+	early := g.leader.Load() == g.id && !hasSnap &&
+		(rd.HardState == nil || rd.HardState.GetTerm() == g.savedTerm && rd.HardState.GetVote() == g.savedVote)
+	if early {
+		g.tr.Send(rd.Messages)
+	}
 	if rd.HardState != nil || len(rd.Entries) > 0 || hasSnap {
 		var snap *raftpb.Snapshot
 		if hasSnap {
@@ -812,6 +831,9 @@ func (g *Group) handleReady(rd raft.Ready) error {
 		}
 		if err := g.cfg.Log.Save(rd.HardState, rd.Entries, snap); err != nil {
 			return fmt.Errorf("raftgroup: member %d: save: %w", g.id, err)
+		}
+		if rd.HardState != nil {
+			g.savedTerm, g.savedVote = rd.HardState.GetTerm(), rd.HardState.GetVote()
 		}
 	}
 	for _, e := range rd.Entries {
@@ -830,7 +852,9 @@ func (g *Group) handleReady(rd raft.Ready) error {
 		}
 	}
 
-	g.tr.Send(rd.Messages)
+	if !early {
+		g.tr.Send(rd.Messages)
+	}
 
 	if hasSnap {
 		if err := g.restore(rd.Snapshot); err != nil {

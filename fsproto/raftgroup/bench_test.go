@@ -1,0 +1,67 @@
+package raftgroup
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/weftfs/weft/fsproto/raftlog"
+	"github.com/weftfs/weft/internal/vfs"
+)
+
+// BenchmarkProposeDurable measures the latency of one proposal at a
+// time (b.N of them, sequential) in a group of three members whose logs
+// are journals on a real file system with flushes: the commit path of a
+// metadata operation without the network (the members talk over a
+// MemNetwork). The logs go to WEFT_BENCH_DIR, default /var/tmp (not
+// tmpfs: the flushes are the point).
+func BenchmarkProposeDurable(b *testing.B) {
+	base := os.Getenv("WEFT_BENCH_DIR")
+	if base == "" {
+		base = "/var/tmp"
+	}
+	dir, err := os.MkdirTemp(base, "raftgroup-bench-")
+	if err != nil {
+		b.Skipf("no directory for the logs: %v", err)
+	}
+	defer os.RemoveAll(dir)
+	mn := NewMemNetwork(1)
+	peers := []Peer{{1, "m1"}, {2, "m2"}, {3, "m3"}}
+	groups := make([]*Group, 3)
+	for i := range 3 {
+		log, err := raftlog.Open(raftlog.Options{FS: vfs.Default, Dir: fmt.Sprintf("%s/m%d", dir, i+1), Logger: testLogger()})
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer log.Close()
+		g, err := Start(Config{ID: uint64(i + 1), Peers: peers, Log: log, SM: newTestSM(), Transport: mn.Transport(),
+			TickInterval: 10 * time.Millisecond, Logger: testLogger()})
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer g.Stop()
+		groups[i] = g
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	var lead *Group
+	waitFor(b, "a leader", func() bool {
+		l := groups[0].Leader()
+		if l == 0 {
+			return false
+		}
+		lead = groups[l-1]
+		return lead.Leader() == l
+	})
+	if _, err := lead.Propose(ctx, []byte("warm=up")); err != nil {
+		b.Fatal(err)
+	}
+	b.ResetTimer()
+	for i := range b.N {
+		if _, err := lead.Propose(ctx, fmt.Appendf(nil, "k%d=v", i)); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
