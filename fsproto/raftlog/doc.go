@@ -15,7 +15,14 @@
 //
 // Save makes its hard state, entries and snapshot durable before it
 // returns, atomically: after a crash either all of one Save is in the log or
-// none of it. Its arguments have the types of raft.Ready's fields (this
+// none of it. The one exception is a Save that only moves the commit
+// index (no entries, no snapshot, the term and vote unchanged): it is
+// written in order behind everything before it but not waited for, as
+// etcd's raft.MustSync allows, since the commit index is learned again
+// from the leader. After a crash the commit index is therefore at least
+// the one the last waited-for Save recorded, and at most the newest one;
+// the committed entries themselves were made durable by the Saves that
+// appended them. A failure of such a write fails every later Save. Its arguments have the types of raft.Ready's fields (this
 // raft is built on protobuf-go, whose messages are passed by pointer); a
 // nil or empty hard state or snapshot is skipped. The read methods of
 // raft.Storage behave as raft.MemoryStorage's do, returning

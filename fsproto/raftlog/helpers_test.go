@@ -240,7 +240,12 @@ func (d *driver) next(ms *raft.MemoryStorage) op {
 		o.hs = newHS(si)
 		return o
 	case r < 5:
-		return op{desc: "save hard state", hs: newHS(commit + uint64(d.rng.Int63n(int64(last-commit+1))))}
+		c := commit + uint64(d.rng.Int63n(int64(last-commit+1)))
+		if d.rng.Intn(2) == 0 && hs.GetTerm() == d.term {
+			// Only the commit index moves: a lazy save.
+			return op{desc: "save commit index", hs: &pb.HardState{Term: new(d.term), Vote: new(hs.GetVote()), Commit: new(c)}}
+		}
+		return op{desc: "save hard state", hs: newHS(c)}
 	default:
 		// Appends, sometimes overwriting an uncommitted suffix, sometimes
 		// repeating compacted entries.

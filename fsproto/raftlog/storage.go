@@ -107,6 +107,7 @@ type Stats struct {
 	JournalBytes    int64  // bytes of the journal's segment files
 	JournalSegments int    // journal segment files
 	Saves           uint64 // Save calls that wrote something, since Open
+	LazySaves       uint64 // of Saves, those that only moved the commit index (not waited for)
 	SnapshotsTaken  uint64 // CreateSnapshot calls that succeeded, since Open
 	SnapshotsSaved  uint64 // snapshots from a leader recorded by Save, since Open
 }
@@ -374,7 +375,10 @@ func (g *group) add(typ uint16, body func(flags uint8) []byte) {
 // writeLocked appends the group, the first record flagged first and the
 // last flagged last, and returns the sequence number of its first record
 // once every record is durable.
-func (s *Storage) writeLocked(g *group) (uint64, error) {
+// writeLocked appends g's records and waits until they are durable,
+// unless lazy: then it returns once they are queued, in order behind
+// everything appended before (a later failure fails every later write).
+func (s *Storage) writeLocked(g *group, lazy bool) (uint64, error) {
 	var first uint64
 	last := len(g.bodies) - 1
 	for i, encode := range g.bodies {
@@ -388,7 +392,7 @@ func (s *Storage) writeLocked(g *group) (uint64, error) {
 		body := encode(flags)
 		var seq uint64
 		var err error
-		if i < last {
+		if i < last || lazy {
 			// Invariant: the journal writes batches in order and fails
 			// every batch after a failed one, so the last record being
 			// durable means all of them are.
@@ -533,9 +537,16 @@ func (s *Storage) Save(hs *pb.HardState, ents []*pb.Entry, snap *pb.Snapshot) er
 	if len(g.bodies) == 0 {
 		return nil
 	}
-	seq, err := s.writeLocked(&g)
+	// A save that only moves the commit index is written in order but
+	// not waited for (see the package doc).
+	lazy := len(ents) == 0 && !withSnap && !raft.IsEmptyHardState(hs) &&
+		hs.GetTerm() == s.mu.st.hs.GetTerm() && hs.GetVote() == s.mu.st.hs.GetVote()
+	seq, err := s.writeLocked(&g, lazy)
 	if err != nil {
 		return err
+	}
+	if lazy {
+		s.mu.stats.LazySaves++
 	}
 	s.mu.st = st
 	s.mu.stats.Saves++
@@ -595,7 +606,7 @@ func (s *Storage) CreateSnapshot(index uint64, cs *pb.ConfState, data []byte) (*
 	s.addEntries(&g, compact+1, st.term(compact), true, st.ents[1:])
 	h := hardState{term: st.hs.GetTerm(), vote: st.hs.GetVote(), commit: st.hs.GetCommit()}
 	g.add(typeHardState, func(f uint8) []byte { return encodeHardState(f, h) })
-	seq, err := s.writeLocked(&g)
+	seq, err := s.writeLocked(&g, false)
 	if err != nil {
 		return nil, err
 	}
