@@ -132,13 +132,17 @@ type Journal struct {
 		nextSeq     uint64
 		err         error // sticky: ErrFailed-wrapped
 		closed      bool
+		// writing is set while a batch is being written (by the
+		// committer or inline by an Append); its writer owns seg and
+		// segOff until it clears it.
+		writing bool
 		segments    []segment
 		stats       Stats
 	}
 	work  *sync.Cond // committer: a batch has records, or closing
 	space *sync.Cond // appenders: the fill buffer was swapped out
 
-	// Owned by the committer goroutine.
+	// Owned by the writer of the current batch (see mu.writing).
 	seg    vfs.File
 	segOff int64
 
@@ -250,6 +254,19 @@ func (j *Journal) Append(typ uint16, data []byte) (uint64, error) {
 	if err != nil {
 		return 0, err
 	}
+	// When no batch is being written, the appender writes its own batch
+	// (and whatever joined it) rather than waking the committer and
+	// waiting to be woken: two goroutine hand-offs fewer on an idle
+	// journal, which is the latency of a lone Raft Save. Under load the
+	// committer keeps batching as before.
+	j.mu.Lock()
+	if !j.mu.writing && j.mu.fill.res == res && !j.mu.closed {
+		b, failed := j.takeLocked()
+		j.mu.Unlock()
+		j.write(b, failed)
+	} else {
+		j.mu.Unlock()
+	}
 	<-res.done
 	if res.err != nil {
 		return 0, res.err
@@ -258,8 +275,9 @@ func (j *Journal) Append(typ uint16, data []byte) (uint64, error) {
 }
 
 // AppendAsync queues a record and returns its sequence number at once;
-// done is called from the committer goroutine when the record is durable
-// or has failed. done must not block or call back into the journal.
+// done is called when the record is durable or has failed, by the
+// goroutine that wrote its batch (the committer, or an Append writing
+// inline). done must not block or call back into the journal.
 func (j *Journal) AppendAsync(typ uint16, data []byte, done func(seq uint64, err error)) (uint64, error) {
 	seq, _, err := j.enqueue(typ, data, done)
 	return seq, err
@@ -308,46 +326,62 @@ func (j *Journal) commitLoop() {
 	defer close(j.stopped)
 	for {
 		j.mu.Lock()
-		for j.mu.fill.count == 0 && !j.mu.closed {
+		for j.mu.writing || j.mu.fill.count == 0 && !j.mu.closed {
 			j.work.Wait()
 		}
 		if j.mu.fill.count == 0 {
 			j.mu.Unlock()
 			return
 		}
-		b := j.mu.fill
-		next := j.mu.spare
-		next.reset(j.mu.nextSeq)
-		j.mu.fill, j.mu.spare = next, nil
-		failed := j.mu.err
-		j.space.Broadcast()
+		b, failed := j.takeLocked()
 		j.mu.Unlock()
+		j.write(b, failed)
+	}
+}
 
-		err := failed
-		if err == nil {
-			err = j.writeBatch(b)
-		}
+// takeLocked swaps the fill batch out for writing, and marks the journal
+// writing: whoever takes a batch (the committer, or an Append writing
+// inline) owns the segment until write clears the mark, so batches are
+// written one at a time and in order.
+func (j *Journal) takeLocked() (b *batch, failed error) {
+	b = j.mu.fill
+	next := j.mu.spare
+	next.reset(j.mu.nextSeq)
+	j.mu.fill, j.mu.spare = next, nil
+	j.mu.writing = true
+	j.space.Broadcast()
+	return b, j.mu.err
+}
 
-		j.mu.Lock()
-		if err != nil && j.mu.err == nil {
-			j.mu.err = fmt.Errorf("%w: %w", ErrFailed, err)
-		}
-		if err == nil {
-			j.mu.stats.DurableSeq = b.first + uint64(b.count) - 1
-		}
-		res := b.res
-		res.err = j.mu.err
-		if len(b.buf) > j.opts.BatchBytesMax {
-			b.buf = directio.AlignedBlock(alignUp(j.opts.BatchBytesMax, blockSize))
-		}
-		j.mu.spare = b
-		j.space.Broadcast()
-		j.mu.Unlock()
+// write writes and flushes b (unless the journal failed before), makes
+// its outcome known to its appenders, and hands the segment back: the
+// committer takes the next batch if one filled meanwhile.
+func (j *Journal) write(b *batch, failed error) {
+	err := failed
+	if err == nil {
+		err = j.writeBatch(b)
+	}
+	j.mu.Lock()
+	if err != nil && j.mu.err == nil {
+		j.mu.err = fmt.Errorf("%w: %w", ErrFailed, err)
+	}
+	if err == nil {
+		j.mu.stats.DurableSeq = b.first + uint64(b.count) - 1
+	}
+	res := b.res
+	res.err = j.mu.err
+	if len(b.buf) > j.opts.BatchBytesMax {
+		b.buf = directio.AlignedBlock(alignUp(j.opts.BatchBytesMax, blockSize))
+	}
+	j.mu.spare = b
+	j.mu.writing = false
+	j.space.Broadcast()
+	j.work.Signal()
+	j.mu.Unlock()
 
-		close(res.done)
-		for i, fn := range res.fns {
-			fn(res.seqs[i], res.err)
-		}
+	close(res.done)
+	for i, fn := range res.fns {
+		fn(res.seqs[i], res.err)
 	}
 }
 
