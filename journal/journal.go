@@ -135,9 +135,9 @@ type Journal struct {
 		// writing is set while a batch is being written (by the
 		// committer or inline by an Append); its writer owns seg and
 		// segOff until it clears it.
-		writing bool
-		segments    []segment
-		stats       Stats
+		writing  bool
+		segments []segment
+		stats    Stats
 	}
 	work  *sync.Cond // committer: a batch has records, or closing
 	space *sync.Cond // appenders: the fill buffer was swapped out
