@@ -20,8 +20,8 @@
 // call, errors that Errno maps to the errno to reply):
 //
 //	a, err := fsys.Lookup(ctx, namespace.RootIno, "logs")
-//	res, err := fsys.Apply(ctx, namespace.Create{Parent: a.Ino, Name: "b", Mode: 0o644})
-//	h, err := fsys.OpenIno(ctx, res.Attr.Ino, true)   // counts an open
+//	res, h, err := fsys.CreateIno(ctx, namespace.Create{Parent: a.Ino, Name: "b", Mode: 0o644}, true) // one commit, counts an open
+//	h, err = fsys.OpenIno(ctx, ino, false)             // counts an open
 //	n, err := h.WriteAt(ctx, p, off); err = h.Flush(ctx); err = h.Release(ctx)
 //	ents, next, err := fsys.ReadDirPage(ctx, a.Ino, "", 128)
 //	target, err := fsys.ReadlinkIno(ctx, ino)          // Readlink(name) is the path API's
@@ -133,7 +133,8 @@
 //
 // # Opens and unlinked files
 //
-// OpenIno proposes namespace.Open and Release namespace.Close, so an
+// OpenIno proposes namespace.Open (CreateIno a Create with Open, which
+// counts the open in the same commit) and Release namespace.Close, so an
 // unlinked file keeps its data while a handle of it is open anywhere.
 // A read-only key cannot propose (the metadata servers refuse every op
 // for it): its handles are not counted, and a file unlinked by another

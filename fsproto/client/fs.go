@@ -360,6 +360,10 @@ func (f *FS) Apply(ctx context.Context, cmd namespace.Command) (namespace.Result
 		}
 	case namespace.Extend, namespace.Open, namespace.Close:
 		return namespace.Result{}, fmt.Errorf("client: Apply of %T: the handles propose it: %w", cmd, syscall.EINVAL)
+	case namespace.Create:
+		if c.Open {
+			return namespace.Result{}, fmt.Errorf("client: Apply of a Create with Open: use CreateIno, whose handle closes it: %w", syscall.EINVAL)
+		}
 	}
 	return f.apply(ctx, cmd)
 }

@@ -213,14 +213,42 @@ func (f *FS) OpenIno(ctx context.Context, ino namespace.Ino, writable bool) (*Ha
 		}
 		return nil, fmt.Errorf("client: open of ino %d: a %v: %w", ino, a.Type, syscall.ELOOP)
 	}
+	return f.handleFor(ctx, a, seen, writable, counted)
+}
+
+// handleFor makes the handle of the regular file a, whose attributes were
+// read when the FS's size changes stood at seen; counted says the
+// namespace counts the open (the handle owes it a Close, which a failure
+// here proposes).
+func (f *FS) handleFor(ctx context.Context, a namespace.Attr, seen uint64, writable, counted bool) (*Handle, error) {
 	in, err := f.acquire(a, seen)
 	if err != nil {
 		if counted {
-			f.closeIno(ctx, ino)
+			f.closeIno(ctx, a.Ino)
 		}
 		return nil, err
 	}
 	return &Handle{fs: f, in: in, writable: writable, counted: counted}, nil
+}
+
+// CreateIno runs c, a namespace.Create, with Open set: when it makes a
+// regular file or finds one (without Excl), the same Raft commit counts
+// an open of it, and CreateIno returns a handle on it as OpenIno would,
+// one commit instead of two. When the name holds a symlink (returned for
+// the caller to follow) the handle is nil and nothing is counted; POSIX
+// refusals (EEXIST with Excl, EISDIR, ...) come back as errors.
+func (f *FS) CreateIno(ctx context.Context, c namespace.Create, writable bool) (namespace.Result, *Handle, error) {
+	if f.closed() {
+		return namespace.Result{}, nil, fmt.Errorf("client: create of %q in ino %d: %w: %w", c.Name, c.Parent, ErrClosed, syscall.EBADF)
+	}
+	seen := f.sizeChanges.Load()
+	c.Open = true
+	res, err := f.apply(ctx, c)
+	if err != nil || !res.Opened {
+		return res, nil, err
+	}
+	h, err := f.handleFor(ctx, res.Attr, seen, writable, true)
+	return res, h, err
 }
 
 // closeIno proposes the Close of an open counted by mistake (not a

@@ -361,10 +361,15 @@ func (f *FS) openFile(ctx context.Context, name string, flag int, perm fs.FileMo
 			return nil, err
 		}
 		if access(c, dir, mayWrite) {
-			res, err := f.apply(ctx, namespace.Create{Parent: dir.Ino, Name: base, Mode: unixMode(perm),
-				UID: c.uid, GID: c.gid, Excl: flag&os.O_EXCL != 0})
+			// Create and open in one commit when the name is (or becomes)
+			// a regular file.
+			res, h, err := f.CreateIno(ctx, namespace.Create{Parent: dir.Ino, Name: base, Mode: unixMode(perm),
+				UID: c.uid, GID: c.gid, Excl: flag&os.O_EXCL != 0}, writable)
 			if err != nil {
 				return nil, err
+			}
+			if h != nil {
+				return f.opened(ctx, name, flag, h, res.Attr, res.Created, readable, writable)
 			}
 			a, created = res.Attr, res.Created
 		} else {
@@ -414,13 +419,31 @@ func (f *FS) openFile(ctx context.Context, name string, flag int, perm fs.FileMo
 	if err != nil {
 		return nil, err
 	}
+	return f.opened(ctx, name, flag, h, a, true, readable, writable)
+}
+
+// opened finishes an open of the regular file a with its handle h: the
+// permission check of an existing file (skipped when checked, or when
+// this open created it) and O_TRUNC. A refusal releases h.
+func (f *FS) opened(ctx context.Context, name string, flag int, h *Handle, a namespace.Attr, checked, readable, writable bool) (*File, error) {
+	if !checked {
+		want := uint32(0)
+		if readable {
+			want |= mayRead
+		}
+		if writable {
+			want |= mayWrite
+		}
+		if !access(f.creds(), a, want) {
+			return nil, errors.Join(fmt.Errorf("client: mode %o of ino %d: %w", a.Mode, a.Ino, syscall.EACCES), h.Release(ctx))
+		}
+	}
 	if flag&os.O_TRUNC != 0 && writable && h.Size() > 0 {
 		if _, err := h.SetSize(ctx, 0); err != nil {
 			return nil, errors.Join(err, h.Release(ctx))
 		}
 	}
-	fl.h = h
-	return fl, nil
+	return &File{fs: f, name: name, ino: a.Ino, readable: readable, writable: writable, append: flag&os.O_APPEND != 0, h: h}, nil
 }
 
 // Mkdir makes the directory name with mode perm.

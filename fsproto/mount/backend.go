@@ -31,6 +31,10 @@ type backend interface {
 	// OpenIno opens ino's data; the open counts in the namespace, so an
 	// unlinked file stays readable until Release.
 	OpenIno(ctx context.Context, ino namespace.Ino, writable bool) (handle, error)
+	// CreateOpen runs c with Open set: a regular file it makes or
+	// finds is opened in the same commit (handle not nil); for another
+	// type the handle is nil and nothing is counted.
+	CreateOpen(ctx context.Context, c namespace.Create, writable bool) (namespace.Result, handle, error)
 }
 
 // handle is an open file's data path: client.Handle.

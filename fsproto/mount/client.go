@@ -118,6 +118,17 @@ func (b *clientBackend) OpenIno(ctx context.Context, ino namespace.Ino, writable
 	return clientHandle{h}, nil
 }
 
+func (b *clientBackend) CreateOpen(ctx context.Context, c namespace.Create, writable bool) (namespace.Result, handle, error) {
+	res, h, err := b.fs.CreateIno(ctx, c, writable)
+	if err != nil {
+		return res, nil, cerr(err)
+	}
+	if h == nil {
+		return res, nil, nil
+	}
+	return res, clientHandle{h}, nil
+}
+
 // clientHandle maps a client.Handle's errors to errnos, but io.EOF,
 // which ReadAt returns at the end of the file.
 type clientHandle struct{ h *client.Handle }

@@ -36,8 +36,10 @@
 //	RMDIR, RENAME(2)            ...) with the caller's uid and gid
 //	SETATTR                     Handle.SetSize for the size, Apply(SetAttr) for
 //	                            mode, owner and times
-//	CREATE, OPEN                Apply(Create), then FS.OpenIno (counts an open
-//	                            in the namespace: unlinked-but-open files stay)
+//	CREATE                      FS.CreateIno: one commit makes the file and
+//	                            counts its open in the namespace
+//	OPEN                        FS.OpenIno (counts an open in the namespace:
+//	                            unlinked-but-open files stay)
 //	READ, WRITE                 Handle.ReadAt, Handle.WriteAt
 //	FLUSH (each close(2))       Handle.Flush: size and mtime committed
 //	FSYNC                       Handle.Sync

@@ -528,25 +528,28 @@ func (r *rawFS) Create(cancel <-chan struct{}, in *fuse.CreateIn, name string, o
 	}
 	ctx := reqCtx(cancel)
 	uid, gid := r.caller(&in.InHeader)
-	res, st := r.apply(ctx, namespace.Create{Parent: namespace.Ino(in.NodeId), Name: name,
-		Mode: in.Mode & namespace.ModeMask, UID: uid, GID: gid, Excl: in.Flags&syscall.O_EXCL != 0})
-	if !st.Ok() {
+	// One commit creates the file and counts its open.
+	writable := in.Flags&syscall.O_ACCMODE != syscall.O_RDONLY
+	res, h, err := r.b.CreateOpen(ctx, namespace.Create{Parent: namespace.Ino(in.NodeId), Name: name,
+		Mode: in.Mode & namespace.ModeMask, UID: uid, GID: gid, Excl: in.Flags&syscall.O_EXCL != 0}, writable)
+	if err == nil {
+		err = res.Err
+	}
+	if st := errno(err); !st.Ok() {
 		return st
 	}
 	a := res.Attr
-	if !res.Created {
-		// Made meanwhile by another client: open it as open(2) would.
-		if a.Type != namespace.TypeFile {
-			return fuse.Status(syscall.EEXIST)
-		}
-		if !permits(a, uid, gid, in.Flags) {
-			return fuse.EACCES
-		}
+	if h == nil {
+		// Made meanwhile by another client, and not a regular file.
+		return fuse.Status(syscall.EEXIST)
 	}
-	fh, st := r.open(ctx, a.Ino, in.Flags, &out.OpenOut)
-	if !st.Ok() {
-		return st
+	if !res.Created && !permits(a, uid, gid, in.Flags) {
+		// Made meanwhile by another client: open(2) would check it.
+		_ = h.Release(ctx)
+		return fuse.EACCES
 	}
+	fh := r.newHandle(a.Ino, h, in.Flags, &out.OpenOut)
+	var st fuse.Status
 	if !res.Created && in.Flags&syscall.O_TRUNC != 0 {
 		if a, st = r.truncate(ctx, a.Ino, fh, 0); !st.Ok() {
 			r.release(fh)
@@ -584,6 +587,13 @@ func (r *rawFS) open(ctx context.Context, ino namespace.Ino, flags uint32, out *
 	if err != nil {
 		return nil, errno(err)
 	}
+	return r.newHandle(ino, h, flags, out), fuse.OK
+}
+
+// newHandle registers the FUSE file handle of h, an open of ino with
+// the open flags flags, and fills out.
+func (r *rawFS) newHandle(ino namespace.Ino, h handle, flags uint32, out *fuse.OpenOut) *fileHandle {
+	writable := flags&syscall.O_ACCMODE != syscall.O_RDONLY
 	fh := &fileHandle{ino: ino, h: h, writable: writable, append: flags&syscall.O_APPEND != 0}
 	r.register(fh)
 	out.Fh = fh.fh
@@ -592,7 +602,7 @@ func (r *rawFS) open(ctx context.Context, ino namespace.Ino, flags uint32, out *
 		// the kernel's idea of it, so it must bypass the page cache.
 		out.OpenFlags |= fuse.FOPEN_DIRECT_IO
 	}
-	return fh, fuse.OK
+	return fh
 }
 
 func (r *rawFS) Read(cancel <-chan struct{}, in *fuse.ReadIn, buf []byte) (fuse.ReadResult, fuse.Status) {

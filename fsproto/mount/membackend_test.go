@@ -105,6 +105,12 @@ func (m *memBackend) OpenIno(_ context.Context, ino namespace.Ino, writable bool
 	if res := m.applyLocked(namespace.Open{Ino: ino}); res.Err != nil {
 		return nil, res.Err
 	}
+	return m.handleLocked(a, writable), nil
+}
+
+// handleLocked makes the handle of an open the namespace counted.
+func (m *memBackend) handleLocked(a namespace.Attr, writable bool) *memHandle {
+	ino := a.Ino
 	in := m.inodes[ino]
 	if in == nil {
 		in = &memInode{}
@@ -114,7 +120,18 @@ func (m *memBackend) OpenIno(_ context.Context, ino namespace.Ino, writable bool
 	if !in.dirty {
 		in.size = int64(a.Size)
 	}
-	return &memHandle{m: m, ino: ino, in: in, writable: writable}, nil
+	return &memHandle{m: m, ino: ino, in: in, writable: writable}
+}
+
+func (m *memBackend) CreateOpen(_ context.Context, c namespace.Create, writable bool) (namespace.Result, handle, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	c.Open = true
+	res := m.applyLocked(c)
+	if res.Err != nil || !res.Opened {
+		return res, nil, res.Err
+	}
+	return res, m.handleLocked(res.Attr, writable), nil
 }
 
 type memHandle struct {

@@ -14,6 +14,13 @@ const commandVersion = 1
 // xattr value and two names, all far below it.
 const CommandLenMax = 1 << 20
 
+// Flags of a Create command (the byte was Excl's boolean, whose 0 and 1
+// keep their meaning). On-disk: never renumber.
+const (
+	createExcl = 1 << 0
+	createOpen = 1 << 1
+)
+
 // AppendCommand appends cmd's encoding (see the package doc) to b. It
 // fails only for a string or value too long for its length field; values
 // that Apply would refuse (a 300-byte name, say) still encode, so every
@@ -31,7 +38,14 @@ func AppendCommand(b []byte, cmd Command) ([]byte, error) {
 		w.u32(c.Mode)
 		w.u32(c.UID)
 		w.u32(c.GID)
-		w.bool(c.Excl)
+		var flags uint8
+		if c.Excl {
+			flags |= createExcl
+		}
+		if c.Open {
+			flags |= createOpen
+		}
+		w.u8(flags)
 		w.i64(c.Now)
 		w.str("name", c.Name)
 	case Mkdir:
@@ -174,7 +188,11 @@ func DecodeCommand(data []byte) (Command, error) {
 		c.Mode = r.u32("mode")
 		c.UID = r.u32("uid")
 		c.GID = r.u32("gid")
-		c.Excl = r.bool("excl")
+		flags := r.u8("create flags")
+		if r.err == nil && flags&^(createExcl|createOpen) != 0 {
+			r.fail("create flags %#x unknown", flags)
+		}
+		c.Excl, c.Open = flags&createExcl != 0, flags&createOpen != 0
 		c.Now = r.i64("now")
 		c.Name = r.str("name")
 		cmd = c

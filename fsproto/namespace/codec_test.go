@@ -15,6 +15,7 @@ import (
 // sampleCommands holds one command of every kind, with every field set.
 var sampleCommands = []Command{
 	Create{Parent: 1, Name: "f", Mode: 0o644, UID: 3, GID: 4, Excl: true, Now: -5},
+	Create{Parent: 1, Name: "g", Mode: 0o600, Open: true, Now: 6},
 	Mkdir{Parent: 2, Name: "dir", Mode: 0o755, UID: 5, GID: 6, Now: 7},
 	Symlink{Parent: 3, Name: "l", Target: "../x", UID: 1, GID: 2, Now: 8},
 	Link{Ino: 9, Parent: 1, Name: "h", Now: 10},
@@ -74,8 +75,8 @@ func TestDecodeCommandRejects(t *testing.T) {
 	xattr, _ := MarshalCommand(SetXattr{Ino: 1, Name: "n", Value: []byte("v")})
 	bigXattr := slices.Clone(xattr)
 	binary.LittleEndian.PutUint32(bigXattr[len(xattr)-5:], XattrValueLenMax+1)
-	badBool := slices.Clone(good)
-	badBool[2+8+12] = 2
+	badFlags := slices.Clone(good)
+	badFlags[2+8+12] = 4
 	cases := []struct {
 		name string
 		b    []byte
@@ -87,7 +88,7 @@ func TestDecodeCommandRejects(t *testing.T) {
 		{"kind unknown", []byte{1, byte(kindEnd)}, "kind 16"},
 		{"truncated", good[:len(good)-1], "bytes needed"},
 		{"trailing", append(slices.Clone(good), 0), "1 trailing bytes"},
-		{"bool", badBool, "not a boolean"},
+		{"create flags", badFlags, "create flags 0x4 unknown"},
 		{"xattr value too long", bigXattr, "at most 65536"},
 		{"xattr value short", xattr[:len(xattr)-1], "xattr value"},
 		{"too long", make([]byte, CommandLenMax+1), "over the limit"},
@@ -403,6 +404,7 @@ func sampleResults(t testing.TB) []Result {
 		{},
 		ns.ApplyCommand(Create{Parent: 1, Name: "new", Mode: 0o640, Now: 99}),
 		ns.ApplyCommand(Create{Parent: 1, Name: "new", Now: 100}),
+		ns.ApplyCommand(Create{Parent: 1, Name: "opened", Open: true, Now: 101}),
 		ns.ApplyCommand(Rename{SrcParent: 1, SrcName: "new", DstParent: 1, DstName: "g", Now: 101}),
 		ns.ApplyCommand(SetAttr{Ino: 3, Mask: SetSize, Size: 1, Now: 102}),
 		ns.ApplyCommand(Unlink{Parent: 1, Name: "nothing", Now: 103}),
@@ -421,7 +423,7 @@ func TestResultRoundTrip(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%+v: %v", r, err)
 		}
-		if d.Attr != r.Attr || d.Created != r.Created || !slices.Equal(d.Reclaim, r.Reclaim) || (d.Err == nil) != (r.Err == nil) {
+		if d.Attr != r.Attr || d.Created != r.Created || d.Opened != r.Opened || !slices.Equal(d.Reclaim, r.Reclaim) || (d.Err == nil) != (r.Err == nil) {
 			t.Fatalf("decoded %+v, want %+v", d, r)
 		}
 		if r.Err != nil {
@@ -468,7 +470,7 @@ func FuzzDecodeResult(f *testing.F) {
 			}
 		}
 		r2, err := DecodeResult(b2)
-		if err != nil || r2.Attr != r.Attr || r2.Created != r.Created || !slices.Equal(r2.Reclaim, r.Reclaim) || Errno(r2.Err) != Errno(r.Err) {
+		if err != nil || r2.Attr != r.Attr || r2.Created != r.Created || r2.Opened != r.Opened || !slices.Equal(r2.Reclaim, r.Reclaim) || Errno(r2.Err) != Errno(r.Err) {
 			t.Fatalf("second round trip: %+v, %v; want %+v", r2, err, r)
 		}
 	})

@@ -35,13 +35,17 @@ const (
 // exists and Excl is false, it changes nothing and returns the existing
 // inode's attributes with Result.Created false, as open(O_CREAT) does
 // (EISDIR if it is a directory; a symlink is returned for the caller to
-// follow). With Excl it fails with EEXIST.
+// follow). With Excl it fails with EEXIST. With Open it also counts an
+// open of the resulting regular file, as Open does, in the same command
+// (Result.Opened says it did): creating and opening a file is then one
+// Raft commit, not two.
 type Create struct {
 	Parent   Ino
 	Name     string
 	Mode     uint32
 	UID, GID uint32
 	Excl     bool
+	Open     bool
 	Now      int64
 }
 
@@ -226,6 +230,9 @@ type Result struct {
 	Attr Attr
 	// Created is set when Create made a new file.
 	Created bool
+	// Opened is set when Create with Open counted an open of Attr's
+	// inode (a regular file); the caller owes it a Close.
+	Opened bool
 	// Reclaim lists the entries this command queued (removed files and
 	// truncated ranges), for the caller to start deleting chunks at once.
 	Reclaim []Reclaim

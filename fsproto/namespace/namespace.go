@@ -281,16 +281,26 @@ func (s *state) create(c Create) Result {
 		if n.Type == TypeDir {
 			return fail(op, c.Parent, c.Name, syscall.EISDIR)
 		}
-		return Result{Attr: n.Attr}
+		if !c.Open || n.Type != TypeFile {
+			return Result{Attr: n.Attr}
+		}
+		if n.Open >= OpenMax {
+			return fail(op, c.Parent, c.Name, syscall.ENFILE)
+		}
+		n.Open++
+		return Result{Attr: n.Attr, Opened: true}
 	}
 	n, errno := s.newInode(d, TypeFile, c.Mode, c.UID, c.GID, c.Now)
 	if errno != 0 {
 		return fail(op, c.Parent, c.Name, errno)
 	}
 	n.Nlink = 1
+	if c.Open {
+		n.Open = 1
+	}
 	s.insert(c.Parent, c.Name, n)
 	s.touchDir(d, c.Now)
-	return Result{Attr: n.Attr, Created: true}
+	return Result{Attr: n.Attr, Created: true, Opened: c.Open}
 }
 
 func (s *state) mkdir(c Mkdir) Result {

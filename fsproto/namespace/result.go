@@ -19,6 +19,7 @@ const (
 
 	resultCreated = 1 << 0
 	resultAttr    = 1 << 1
+	resultOpened  = 1 << 2
 
 	// resultReclaimsMax bounds the Reclaim entries in an encoded Result. A
 	// command queues at most two (a replaced file in Rename, a removed or
@@ -55,6 +56,9 @@ func AppendResult(b []byte, r Result) ([]byte, error) {
 	var flags uint8
 	if r.Created {
 		flags |= resultCreated
+	}
+	if r.Opened {
+		flags |= resultOpened
 	}
 	if r.Attr != (Attr{}) {
 		flags |= resultAttr
@@ -120,10 +124,11 @@ func DecodeResult(data []byte) (Result, error) {
 		r.fail("error kind %d unknown", k)
 	}
 	flags := r.u8("flags")
-	if r.err == nil && flags&^(resultCreated|resultAttr) != 0 {
+	if r.err == nil && flags&^(resultCreated|resultAttr|resultOpened) != 0 {
 		r.fail("flags %#x unknown", flags)
 	}
 	res.Created = flags&resultCreated != 0
+	res.Opened = flags&resultOpened != 0
 	if flags&resultAttr != 0 {
 		a := &res.Attr
 		a.Ino = Ino(r.u64("ino"))
