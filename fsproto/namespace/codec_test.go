@@ -156,6 +156,7 @@ func sampleNamespace(t testing.TB) *Namespace {
 		Open{Ino: 5},                                                 //
 		Unlink{Parent: 1, Name: "open", Now: 9},                      // open-unlinked
 		Create{Parent: 1, Name: "gone", Mode: 0o600, Now: 10},        // 6
+		Extend{Ino: 6, Size: 20, Now: 10},                            // (an empty file queues no reclaim)
 		Unlink{Parent: 1, Name: "gone", Now: 11},                     // reclaim 2
 		Mkdir{Parent: 2, Name: "e", Mode: 0o700, Now: 12},            // 7
 		Open{Ino: 7},                                                              //

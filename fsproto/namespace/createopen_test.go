@@ -27,6 +27,7 @@ func TestCreateOpen(t *testing.T) {
 	if a, _ := ns.GetAttr(ino); a.Open != 2 {
 		t.Fatalf("a refused create counted an open: %d opens, want 2", a.Open)
 	}
+	mustApply(t, ns, Extend{Ino: ino, Size: 10, Now: 4})
 	mustApply(t, ns, Unlink{Parent: RootIno, Name: "f", Now: 4})
 	if r := mustApply(t, ns, Close{Ino: ino}); len(r.Reclaim) != 0 {
 		t.Fatalf("the first of two closes reclaimed the unlinked file: %+v", r.Reclaim)
@@ -36,6 +37,9 @@ func TestCreateOpen(t *testing.T) {
 	}
 	if r := mustApply(t, ns, Close{Ino: ino}); len(r.Reclaim) != 1 || !r.Reclaim[0].Removed {
 		t.Fatalf("the last close of the unlinked file: reclaim %+v, want it removed", r.Reclaim)
+	}
+	if _, err := ns.GetAttr(ino); !errors.Is(err, syscall.ENOENT) {
+		t.Fatalf("the unlinked file outlived its last close: %v", err)
 	}
 	// A symlink is returned for the caller to follow, and not counted.
 	mustApply(t, ns, Symlink{Parent: RootIno, Name: "l", Target: "x", Now: 5})

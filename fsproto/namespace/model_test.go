@@ -146,7 +146,7 @@ func (m *model) gone(n *mnode) {
 		return
 	}
 	delete(m.live, n.ino)
-	if n.typ == TypeFile {
+	if n.typ == TypeFile && n.size > 0 { // an empty file has no chunks to reclaim
 		m.reclaim = append(m.reclaim, Reclaim{ID: m.nextReclaim, Ino: n.ino, To: n.size, Removed: true})
 		m.nextReclaim++
 	}

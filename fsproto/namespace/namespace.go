@@ -450,6 +450,11 @@ func (s *state) maybeRemove(n *inode) []Reclaim {
 		return nil
 	}
 	s.bytes -= n.Size
+	if n.Size == 0 {
+		// A removed file's reclaim deletes its chunks up to its size:
+		// none here, and an entry would only cost its Reclaimed commit.
+		return nil
+	}
 	return []Reclaim{s.queue(n.Ino, 0, n.Size, true)}
 }
 
