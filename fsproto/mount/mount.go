@@ -123,9 +123,15 @@ func start(b backend, dir string, o Options) (*Mount, error) {
 		AllowOther: o.AllowOther,
 		// The kernel checks permissions from the attributes we report:
 		// the namespace has no credentials of its own.
-		Options:              []string{"default_permissions"},
-		MaxWrite:             maxWrite,
-		MaxBackground:        64,
+		Options:       []string{"default_permissions"},
+		MaxWrite:      maxWrite,
+		MaxBackground: 64,
+		// O_DIRECT reads and writes reach us asynchronously, so an
+		// application's queue depth (io_uring, libaio) becomes ours.
+		// Without it the kernel serves each direct I/O synchronously in
+		// the submitter's context, and io_uring runs writes to one file
+		// one at a time: QD32 became QD1. libfuse enables it by default.
+		ExtraCapabilities:    fuse.CAP_ASYNC_DIO,
 		FsName:               o.Name,
 		Name:                 "weft",
 		IgnoreSecurityLabels: true, // else every write asks for security.capability
