@@ -8,7 +8,9 @@
 // positions the writer after the last intact record. Append adds a record
 // and returns once it is durable; many goroutines appending at once share
 // one device write and one flush (group commit). AppendAsync queues a
-// record and reports durability through a callback. Replay reads records
+// record and reports durability through a callback. AppendLazy queues a
+// record nothing waits for: it rides along, without a flush of its own,
+// with the next batch something waits for (or Sync, or Close). Replay reads records
 // from a sequence number on. TruncateBefore drops whole segment files that
 // a checkpoint has made obsolete. All methods are safe for concurrent use.
 //

@@ -103,11 +103,15 @@ type batch struct {
 	n     int    // bytes used, header included
 	first uint64
 	count int
-	res   *commit
+	// due is set once something waits for the batch to be durable: a
+	// record appended by Append or AppendAsync, a Sync, or a full
+	// buffer. A batch of lazy records only is not written until then.
+	due bool
+	res *commit
 }
 
 func (b *batch) reset(first uint64) {
-	b.n, b.first, b.count = batchHdrSize, first, 0
+	b.n, b.first, b.count, b.due = batchHdrSize, first, 0, false
 	b.res = &commit{done: make(chan struct{})}
 }
 
@@ -250,7 +254,7 @@ func listSegments(fs vfs.FS, dir string) ([]segment, error) {
 // durable. data is copied into the batch before Append blocks; the caller
 // keeps ownership of it.
 func (j *Journal) Append(typ uint16, data []byte) (uint64, error) {
-	seq, res, err := j.enqueue(typ, data, nil)
+	seq, res, err := j.enqueue(typ, data, nil, true)
 	if err != nil {
 		return 0, err
 	}
@@ -279,11 +283,21 @@ func (j *Journal) Append(typ uint16, data []byte) (uint64, error) {
 // goroutine that wrote its batch (the committer, or an Append writing
 // inline). done must not block or call back into the journal.
 func (j *Journal) AppendAsync(typ uint16, data []byte, done func(seq uint64, err error)) (uint64, error) {
-	seq, _, err := j.enqueue(typ, data, done)
+	seq, _, err := j.enqueue(typ, data, done, true)
 	return seq, err
 }
 
-func (j *Journal) enqueue(typ uint16, data []byte, fn func(uint64, error)) (uint64, *commit, error) {
+// AppendLazy queues a record that nothing waits for: it is written, in
+// order, with the next batch something does wait for (an Append, an
+// AppendAsync, a Sync) or at Close, and costs no flush of its own. A
+// crash before then loses it, and with it only lazy records after it.
+// A failure shows in the next Append, AppendAsync or Sync.
+func (j *Journal) AppendLazy(typ uint16, data []byte) (uint64, error) {
+	seq, _, err := j.enqueue(typ, data, nil, false)
+	return seq, err
+}
+
+func (j *Journal) enqueue(typ uint16, data []byte, fn func(uint64, error), due bool) (uint64, *commit, error) {
 	if len(data) > j.opts.RecordBytesMax {
 		return 0, nil, fmt.Errorf("%w: %d bytes, at most %d", ErrTooLarge, len(data), j.opts.RecordBytesMax)
 	}
@@ -306,6 +320,11 @@ func (j *Journal) enqueue(typ uint16, data []byte, fn func(uint64, error)) (uint
 			b.buf = directio.AlignedBlock(alignUp(batchHdrSize+size, blockSize))
 			break
 		}
+		if !b.due {
+			// A full buffer of lazy records is written now.
+			b.due = true
+			j.work.Signal()
+		}
 		j.space.Wait()
 	}
 	b := j.mu.fill
@@ -318,7 +337,10 @@ func (j *Journal) enqueue(typ uint16, data []byte, fn func(uint64, error)) (uint
 		b.res.seqs = append(b.res.seqs, seq)
 	}
 	j.mu.stats.Appends++
-	j.work.Signal()
+	if due {
+		b.due = true
+		j.work.Signal()
+	}
 	return seq, b.res, nil
 }
 
@@ -326,7 +348,7 @@ func (j *Journal) commitLoop() {
 	defer close(j.stopped)
 	for {
 		j.mu.Lock()
-		for j.mu.writing || j.mu.fill.count == 0 && !j.mu.closed {
+		for j.mu.writing || !j.mu.fill.due && !j.mu.closed {
 			j.work.Wait()
 		}
 		if j.mu.fill.count == 0 {
@@ -445,6 +467,10 @@ func (j *Journal) Sync() error {
 	j.mu.Lock()
 	defer j.mu.Unlock()
 	target := j.mu.nextSeq - 1
+	if j.mu.fill.count > 0 && !j.mu.fill.due {
+		j.mu.fill.due = true // lazy records wait for nobody else
+		j.work.Signal()
+	}
 	for j.mu.stats.DurableSeq < target && j.mu.err == nil {
 		// The committer broadcasts space after every batch.
 		j.space.Wait()

@@ -392,12 +392,17 @@ func (s *Storage) writeLocked(g *group, lazy bool) (uint64, error) {
 		body := encode(flags)
 		var seq uint64
 		var err error
-		if i < last || lazy {
+		switch {
+		case lazy:
+			// Written with the next batch something waits for: no
+			// flush of its own.
+			seq, err = s.j.AppendLazy(g.typs[i], body)
+		case i < last:
 			// Invariant: the journal writes batches in order and fails
 			// every batch after a failed one, so the last record being
 			// durable means all of them are.
 			seq, err = s.j.AppendAsync(g.typs[i], body, nil)
-		} else {
+		default:
 			seq, err = s.j.Append(g.typs[i], body)
 		}
 		if err != nil {
