@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -11,8 +12,8 @@ import (
 	"github.com/weftfs/weft/internal/vfs"
 )
 
-// BenchmarkProposeDurable measures the latency of one proposal at a
-// time (b.N of them, sequential) in a group of three members whose logs
+// BenchmarkProposeDurable measures proposals, one at a time (serial) and
+// many at once (parallel), in a group of three members whose logs
 // are journals on a real file system with flushes: the commit path of a
 // metadata operation without the network (the members talk over a
 // MemNetwork). The logs go to WEFT_BENCH_DIR, default /var/tmp (not
@@ -58,10 +59,25 @@ func BenchmarkProposeDurable(b *testing.B) {
 	if _, err := lead.Propose(ctx, []byte("warm=up")); err != nil {
 		b.Fatal(err)
 	}
-	b.ResetTimer()
-	for i := range b.N {
-		if _, err := lead.Propose(ctx, fmt.Appendf(nil, "k%d=v", i)); err != nil {
-			b.Fatal(err)
+	b.Run("serial", func(b *testing.B) {
+		for i := range b.N {
+			if _, err := lead.Propose(ctx, fmt.Appendf(nil, "s%d=v", i)); err != nil {
+				b.Fatal(err)
+			}
 		}
-	}
+	})
+	// Proposals from 8 goroutines per CPU: the leader's loop gathers the
+	// ones that arrive together into one Save and one flush.
+	b.Run("parallel", func(b *testing.B) {
+		b.SetParallelism(8)
+		var n atomic.Int64
+		b.RunParallel(func(pb *testing.PB) {
+			for pb.Next() {
+				if _, err := lead.Propose(ctx, fmt.Appendf(nil, "p%d=v", n.Add(1))); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		})
+	})
 }

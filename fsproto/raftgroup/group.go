@@ -604,21 +604,15 @@ func (g *Group) run() {
 			g.sweep()
 		case m := <-g.recvc:
 			g.step(m)
-			// Drain what else arrived, so one Ready covers it.
-			for more := true; more; {
-				select {
-				case m := <-g.recvc:
-					g.step(m)
-				default:
-					more = false
-				}
-			}
+			g.drain()
 		case w := <-g.propc:
 			g.propose(w)
+			g.drain()
 		case w := <-g.confc:
 			g.propose(w)
 		case w := <-g.readc:
 			g.readIndex(w)
+			g.drain()
 		case <-g.reportc:
 			g.applyReports()
 		case c := <-g.statusc:
@@ -637,6 +631,28 @@ func (g *Group) run() {
 		}
 	}
 }
+
+// drain takes whatever else has arrived (messages, proposals, reads)
+// before the next Ready, so that one Save, one flush and one round of
+// messages cover all of it: concurrent proposals share a commit. It
+// takes at most drainMax, so that ticks still come through a flood.
+func (g *Group) drain() {
+	for range drainMax {
+		select {
+		case m := <-g.recvc:
+			g.step(m)
+		case w := <-g.propc:
+			g.propose(w)
+		case w := <-g.readc:
+			g.readIndex(w)
+		default:
+			return
+		}
+	}
+}
+
+// drainMax bounds what one drain takes (see drain).
+const drainMax = 256
 
 func (g *Group) step(m *raftpb.Message) {
 	if err := g.rn.Step(m); err != nil && !errors.Is(err, raft.ErrStepPeerNotFound) {
