@@ -47,7 +47,9 @@
 // sides list their objects changed since base = min(replica's max, own
 // max) - W (the replica pages its list with ListReq/ListResp), and for
 // every object of the union the primary sends its current state (whole
-// data, or a tombstone) with its seq (SyncObject), or only its digest when
+// data, or a tombstone; seq 0 for an object it never wrote, which the
+// replica's store must not stamp with a seq of its own, see StoreInstall)
+// with its seq (SyncObject), or only its digest when
 // the replica listed it at the same seq (SyncSame, see "Sync moves only
 // what differs"). The replica installs it
 // unless it holds that object at a seq >= max(epochStart, seq+1): state

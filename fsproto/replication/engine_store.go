@@ -162,12 +162,13 @@ func keptRIDs(rids []RIDEntry) []engine.AppliedRequest {
 	return out
 }
 
-// holds reports whether the store holds exactly the state op installs:
+// holds reports whether the store holds exactly the state op installs
+// at seq (op.Seq, or for an absent state the seq its tombstone keeps):
 // the same seq, liveness, data and kept request ids. st is the object's
 // state (s.stat); only at the same seq (a resent install) is the data
 // read.
-func (s *EngineStore) holds(op *StoreOp, st *engine.ObjectState) (bool, error) {
-	if st.Version == 0 || st.PGSeq != op.Seq || st.Deleted != op.Deleted ||
+func (s *EngineStore) holds(op *StoreOp, seq uint64, st *engine.ObjectState) (bool, error) {
+	if st.Version == 0 || st.PGSeq != seq || st.Deleted != op.Deleted ||
 		(!op.Deleted && st.Size != uint64(len(op.Data))) || !slices.Equal(st.Applied(), keptRIDs(op.RIDs)) {
 		return false, nil // never written, or another state
 	}
@@ -208,7 +209,29 @@ func (s *EngineStore) run(op *StoreOp) StoreResult {
 			return &engine.Request{Op: kind, Object: op.Object, PG: op.PG, PGSeq: op.Seq}
 		}
 		if op.Kind == StoreInstall {
-			if same, err := s.holds(op, &st); err != nil || same {
+			seq := op.Seq
+			if seq == 0 {
+				// The primary never wrote the object: it is to be
+				// absent here too. NB: never PGSeq 0 to the engine,
+				// which would stamp the tombstone with the PG's next
+				// seq: at or above the epoch's first seq (KeepIfAtLeast),
+				// that would make us skip, and acknowledge, the epoch's
+				// forwards of the object up to it, as if we held them
+				// (TestEngineAbsentTombstoneKeepsEpochSeqs).
+				if !op.Deleted {
+					return StoreResult{Err: fmt.Errorf("replication: install of live object %v at seq 0", op.Object)}
+				}
+				if st.Version == 0 {
+					return StoreResult{} // never written here either
+				}
+				// A tombstone at the seq of the state it replaces, which
+				// is below KeepIfAtLeast (or the install would skip).
+				seq = st.PGSeq
+				if seq == 0 {
+					return StoreResult{Err: fmt.Errorf("replication: object %v of pg %d has version %d and no pg seq", op.Object, op.PG, st.Version)}
+				}
+			}
+			if same, err := s.holds(op, seq, &st); err != nil || same {
 				// Installed already (a resend that crossed its ack):
 				// nothing to write.
 				return StoreResult{Err: err, Seq: st.PGSeq}
@@ -217,6 +240,7 @@ func (s *EngineStore) run(op *StoreOp) StoreResult {
 			// ids, and for a live object the old data dropped with the
 			// new written (Replace), land together or not at all.
 			r := req(engine.OpDelete)
+			r.PGSeq = seq
 			if !op.Deleted {
 				r.Op, r.Replace = engine.OpTruncate, true
 				if len(op.Data) > 0 {

@@ -2,6 +2,7 @@ package replication
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -670,5 +671,133 @@ func TestEngineStoreMutationsInOrder(t *testing.T) {
 		if r := <-ch; r.Err != nil || r.Seq != epochStart || string(r.Data) != "new write" {
 			t.Fatalf("object %d: seq %d data %q (%v), want the forward's seq %d %q", i, r.Seq, r.Data, r.Err, epochStart, "new write")
 		}
+	}
+}
+
+// TestEngineAbsentTombstoneKeepsEpochSeqs replays the history behind
+// TestLoseTwoOfFive's "no such chunk" (internal/clustertest): a primary
+// that never held an object reconciles replicas holding an unacknowledged
+// write of it, sending the absent state (a tombstone at seq 0). The
+// replicas' tombstone must stay below the epoch's first seq: the engine
+// stamped a PGSeq 0 mutation with the PG's next seq, which was the
+// epoch's first seq itself, so the epoch's first forward of the object
+// (the client's retry, acknowledged) was skipped as already held, and once
+// the primary was lost the replicas' tombstone won.
+func TestEngineAbsentTombstoneKeepsEpochSeqs(t *testing.T) {
+	testutil.CheckLeaks(t)
+	c := newLiveCluster(t, 1, 2, 3)
+	const pg = 9
+	// Node 3 joins as a backfilling replica and catches up (nothing to copy).
+	c.view(View{PG: pg, Epoch: 1, Replicas: []uint64{1, 2, 3}, Backfilling: []uint64{3}})
+	c.run(func() bool { return len(c.caughtUp[3]) > 0 })
+
+	// A write reaches nodes 1 and 2 but not node 3: never acknowledged.
+	var rid fsproto.RequestID
+	copy(rid[:], "the write")
+	op := ClientOp{PG: pg, Kind: OpWrite, RequestID: rid, Object: objN(0), Data: []byte("acknowledged")}
+	c.down[3] = true
+	c.token++
+	first := c.token
+	op.Token = first
+	c.step(1, op)
+	c.run(func() bool { return len(c.msgs) == 0 && c.inflight == 0 })
+	c.down[3] = false
+	for _, id := range []uint64{1, 2} {
+		if st, err := c.engines[id].Stat(objN(0)); err != nil || st.PGSeq != 1 {
+			t.Fatalf("node %d: object at seq %d (%v), want the unacknowledged write at seq 1", id, st.PGSeq, err)
+		}
+	}
+
+	// Node 3, caught up, leads epoch 2 (the map's CaughtUp ranks it
+	// first): its state of the object is "absent", which wins.
+	c.view(View{PG: pg, Epoch: 2, Replicas: []uint64{3, 1, 2}})
+	c.run(func() bool { _, ok := c.replies[first]; return ok })
+	if r := c.replies[first]; r.Err != ErrStaleEpoch {
+		t.Fatalf("the write at the deposed primary: %+v, want ErrStaleEpoch", r)
+	}
+	op.Token = 0
+	if r := c.do(3, op); r.Err != nil {
+		t.Fatalf("the retried write at the new primary: %+v", r)
+	}
+	for _, id := range []uint64{1, 2, 3} {
+		p := make([]byte, 64)
+		n, err := c.engines[id].Read(objN(0), 0, p)
+		if (err != nil && err != io.EOF) || string(p[:n]) != "acknowledged" {
+			st, _ := c.engines[id].Stat(objN(0))
+			t.Errorf("node %d holds %q (%v, seq %d, deleted %v) after the write was acknowledged", id, p[:n], err, st.PGSeq, st.Deleted)
+		}
+	}
+
+	// What node 1 holds survives its restart (the tombstone shared the
+	// seq of the state it replaced).
+	c.crash(1)
+	if st, err := c.engines[1].Stat(objN(0)); err != nil || st.PGSeq != 2 || st.Deleted {
+		t.Fatalf("node 1 after a restart: object at seq %d, deleted %v (%v); want the write at seq 2", st.PGSeq, st.Deleted, err)
+	}
+
+	// Node 3 is lost; a replica leads and serves the write.
+	c.down[3] = true
+	for _, id := range []uint64{1, 2} {
+		c.step(id, ViewChange{View: View{PG: pg, Epoch: 3, Replicas: []uint64{1, 2}}})
+	}
+	if r := c.do(1, ClientOp{PG: pg, Kind: OpRead, Object: objN(0), Len: 64}); r.Err != nil || r.NotFound || string(r.Data) != "acknowledged" {
+		t.Fatalf("read at the next primary: %q, not found %v, err %v; want the acknowledged write", r.Data, r.NotFound, r.Err)
+	}
+}
+
+// TestEngineStoreAbsentInstall: an install of the absent state (a
+// tombstone at seq 0) keeps the seq of the state it replaces, durably,
+// leaves a never-written object absent, and does not hold back the
+// epoch's first forward of the object.
+func TestEngineStoreAbsentInstall(t *testing.T) {
+	testutil.CheckLeaks(t)
+	c := newLiveCluster(t, 1)
+	do := func(op StoreOp) StoreResult {
+		t.Helper()
+		ch := make(chan StoreResult, 1)
+		c.stores[1].Submit(op, func(r StoreResult) { ch <- r })
+		r := <-ch
+		if r.Err != nil {
+			t.Fatalf("%+v: %v", op, r.Err)
+		}
+		return r
+	}
+	const pg = 4
+	a, b := objN(1), objN(2)
+	do(StoreOp{Kind: StoreApply, PG: pg, Object: a, Mut: Mutation{Kind: MutWrite, Object: a}, Seq: 1, Data: []byte("unacknowledged")})
+	absent := func(obj engine.ObjectID) StoreOp {
+		return StoreOp{Kind: StoreInstall, PG: pg, Object: obj, Deleted: true, KeepIfAtLeast: 2}
+	}
+	if r := do(absent(a)); r.Skipped || r.Seq != 1 {
+		t.Fatalf("install of the absent state: %+v", r)
+	}
+	st, err := c.engines[1].Stat(a)
+	if !errors.Is(err, engine.ErrNotFound) || !st.Deleted || st.PGSeq != 1 {
+		t.Fatalf("after the install: seq %d, deleted %v (%v); want a tombstone at seq 1", st.PGSeq, st.Deleted, err)
+	}
+	if r := do(absent(a)); r.Skipped {
+		t.Fatalf("resent install: %+v", r)
+	}
+	if st2, _ := c.engines[1].Stat(a); st2.Version != st.Version {
+		t.Fatalf("a resent install wrote again: version %d -> %d", st.Version, st2.Version)
+	}
+	if r := do(absent(b)); r.Skipped {
+		t.Fatalf("install of the absent state over nothing: %+v", r)
+	}
+	if st, err := c.engines[1].Stat(b); !errors.Is(err, engine.ErrNotFound) || st.Version != 0 {
+		t.Fatalf("a never-written object: version %d (%v), want none", st.Version, err)
+	}
+	if r := do(StoreOp{Kind: StoreMaxSeq, PG: pg}); r.Seq != 1 {
+		t.Fatalf("pg max seq %d after the installs, want 1", r.Seq)
+	}
+	c.crash(1)
+	if st, err := c.engines[1].Stat(a); !errors.Is(err, engine.ErrNotFound) || !st.Deleted || st.PGSeq != 1 {
+		t.Fatalf("after a restart: seq %d, deleted %v (%v); want a tombstone at seq 1", st.PGSeq, st.Deleted, err)
+	}
+	if r := do(StoreOp{Kind: StoreApply, PG: pg, Object: a, Mut: Mutation{Kind: MutWrite, Object: a}, Seq: 2, KeepIfAtLeast: 2, Data: []byte("epoch's first")}); r.Skipped {
+		t.Fatal("the epoch's first forward was skipped")
+	}
+	if r := do(StoreOp{Kind: StoreRead, PG: pg, Object: a, Len: 64}); string(r.Data) != "epoch's first" {
+		t.Fatalf("read %q (not found %v)", r.Data, r.NotFound)
 	}
 }

@@ -500,16 +500,23 @@ func (st *simStore) flush() {
 			continue
 		}
 		objs := st.pg(op.PG)
-		o := objs[op.Object]
+		o, exists := objs[op.Object]
 		prev := o.seq
 		skip := op.KeepIfAtLeast > 0 && o.seq >= op.KeepIfAtLeast
-		if !skip {
+		if !skip && (op.Kind != StoreInstall || op.Seq != 0 || exists) {
 			if op.Kind == StoreInstall {
 				var rids []RIDEntry
 				for _, e := range op.RIDs[max(0, len(op.RIDs)-engine.KeptRequests):] {
 					rids = append(rids, RIDEntry{ID: e.ID, Seq: e.Seq})
 				}
-				o = simObj{seq: op.Seq, deleted: op.Deleted, data: slices.Clone(op.Data), rids: rids}
+				// An absent state (seq 0) leaves a tombstone at the seq
+				// of the state it replaces, as EngineStore does (see
+				// StoreInstall); an object never written stays absent.
+				seq := op.Seq
+				if seq == 0 {
+					seq = prev
+				}
+				o = simObj{seq: seq, deleted: op.Deleted, data: slices.Clone(op.Data), rids: rids}
 			} else {
 				o = applyMut(o, op.Mut, op.Data)
 				o.seq = op.Seq

@@ -17,7 +17,13 @@ const (
 	// 0: always apply); a skipped op reports Skipped.
 	StoreApply StoreKind = iota + 1
 	// StoreInstall replaces the whole object by Data (or a tombstone when
-	// Deleted) at seq Seq, under the same KeepIfAtLeast rule.
+	// Deleted) at seq Seq, under the same KeepIfAtLeast rule. Seq 0 (a
+	// tombstone: the primary never wrote the object) makes the object
+	// absent without a new seq: a tombstone keeps the seq of the state it
+	// replaces, and an object never written stays so. NB: never a seq of
+	// the store's choosing (such as the PG's next one): at or above
+	// KeepIfAtLeast (the epoch's first seq), it would make the replica
+	// skip, and acknowledge, the epoch's forwards of the object up to it.
 	StoreInstall
 	// StoreRead reads Len bytes at Off of Object.
 	StoreRead
