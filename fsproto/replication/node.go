@@ -206,6 +206,7 @@ type Stats struct {
 	StaleFailures   uint64 // mutations failed with ErrStaleEpoch
 	RIDLoads        uint64 // objects whose stored request ids were read into the table
 	RetriesAnswered uint64 // mutations answered from the request id table, not applied again
+	ReadsJoined     uint64 // reads started while another read of the same object was under way
 	// StoredRetries counts, of those, the ones answered by an id the
 	// table had only from the store (loadRIDs): without durable ids, a
 	// restart or the table's bound would have let them be applied again.
@@ -360,6 +361,11 @@ type group struct {
 	byRID      map[fsproto.RequestID]*mutation
 	objq       map[engine.ObjectID][]*ClientOp
 	busy       map[engine.ObjectID]bool
+	// readsOut: how many ops at the head of objq[obj] are reads under
+	// way (waiting for their round or reading the store); obj is busy
+	// while any is. Reads run together, as none changes the object; an
+	// op behind them waits for all of them.
+	readsOut map[engine.ObjectID]int
 	// loading: objects whose stored request ids are being read (see
 	// loadRIDs), by load number; the object is busy meanwhile.
 	loading    map[engine.ObjectID]uint64
@@ -513,6 +519,7 @@ func (g *group) becomePrimary() {
 		g.byRID = map[fsproto.RequestID]*mutation{}
 		g.objq = map[engine.ObjectID][]*ClientOp{}
 		g.busy = map[engine.ObjectID]bool{}
+		g.readsOut = map[engine.ObjectID]int{}
 		g.loading = map[engine.ObjectID]uint64{}
 	}
 	for _, m := range g.pending {
@@ -579,7 +586,7 @@ func (g *group) stepDown() {
 			fail(op.Token)
 		}
 	}
-	g.pending, g.byRID, g.objq, g.busy, g.loading = nil, nil, nil, nil, nil
+	g.pending, g.byRID, g.objq, g.busy, g.loading, g.readsOut = nil, nil, nil, nil, nil, nil
 	g.pendingSeq, g.windowWait, g.reads, g.queued = nil, nil, nil, 0
 	g.syncs, g.peerMax, g.peerMark, g.roundAcks = nil, nil, nil, nil
 	g.role = roleNone
@@ -903,16 +910,33 @@ func (g *group) client(op *ClientOp) {
 // Invariant: at most one operation per object is in flight on a primary,
 // so replicas see one object's mutations in seq order.
 func (g *group) kick(obj engine.ObjectID) {
-	if g.phase != phaseActive || g.busy[obj] || len(g.objq[obj]) == 0 {
+	q := g.objq[obj]
+	if g.phase != phaseActive || len(q) == 0 {
 		return
 	}
-	op := g.objq[obj][0]
-	if op.Kind == OpRead {
+	if n := g.readsOut[obj]; n > 0 || !g.busy[obj] && q[0].Kind == OpRead {
+		// The reads at the head of the queue start together, also while
+		// earlier ones are under way; the first op that is not a read
+		// waits until every read before it is done.
+		start := n
+		if start > 0 && n < len(q) && q[n].Kind == OpRead {
+			g.n.stats.ReadsJoined++
+		}
+		for n < len(q) && q[n].Kind == OpRead {
+			g.reads = append(g.reads, &readWait{op: q[n], round: g.roundStarted + 1})
+			n++
+		}
+		g.readsOut[obj] = n
 		g.busy[obj] = true
-		g.reads = append(g.reads, &readWait{op: op, round: g.roundStarted + 1})
-		g.startRound()
+		if n > start {
+			g.startRound()
+		}
 		return
 	}
+	if g.busy[obj] {
+		return
+	}
+	op := q[0]
 	if seq, ok := g.rids.get(op.RequestID); ok {
 		g.n.stats.RetriesAnswered++
 		if g.rids.loadedIDs[op.RequestID] {
@@ -1136,7 +1160,13 @@ func (g *group) checkRound() {
 
 func (g *group) serveRead(op *ClientOp) {
 	g.n.submit(StoreOp{Kind: StoreRead, PG: g.pg, Object: op.Object, Off: op.Off, Len: op.Len}, func(r StoreResult) {
-		if q := g.objq[op.Object]; g.role != rolePrimary || len(q) == 0 || q[0] != op {
+		obj := op.Object
+		q := g.objq[obj]
+		i := -1
+		if g.role == rolePrimary {
+			i = slices.Index(q[:g.readsOut[obj]], op)
+		}
+		if i < 0 {
 			return // stepDown answered it
 		}
 		rep := Reply{Token: op.Token, Data: r.Data, EOF: r.EOF, NotFound: r.NotFound}
@@ -1144,7 +1174,18 @@ func (g *group) serveRead(op *ClientOp) {
 			rep = Reply{Token: op.Token, Err: fmt.Errorf("%w: %w", ErrStore, r.Err)}
 		}
 		g.n.reply(rep)
-		g.popObj(op.Object)
+		g.queued--
+		g.readsOut[obj]--
+		if len(q) == 1 {
+			delete(g.objq, obj)
+		} else {
+			g.objq[obj] = slices.Delete(q, i, i+1)
+		}
+		if g.readsOut[obj] == 0 {
+			delete(g.readsOut, obj)
+			delete(g.busy, obj)
+			g.kick(obj)
+		}
 	})
 }
 
