@@ -61,6 +61,13 @@ type Client struct {
 	mu struct {
 		sync.Mutex
 		next int // index of the member to try first
+		// lead is where Heartbeat starts: the member that last accepted
+		// one, the leader, which only heartbeats need. Map and Apply
+		// (which any member answers) move next, often to a follower;
+		// heartbeats that started there, past dead members, ran out of
+		// time before reaching the leader, and a live node was taken
+		// Down (TestLoseTwoOfFive, two of five members killed).
+		lead int
 	}
 }
 
@@ -160,7 +167,7 @@ func (c *Client) Apply(ctx context.Context, cmd clustermap.Command) (*clustermap
 // clustermap.ErrNotFound: it should join (AddNode) again.
 func (c *Client) Heartbeat(ctx context.Context, node clustermap.NodeID) error {
 	hdr := heartbeatRequest{Node: uint64(node)}.append(nil)
-	return c.run(ctx, "heartbeat", func(actx context.Context, conn *net.Conn) (bool, error) {
+	return c.runFrom(ctx, &c.mu.lead, "heartbeat", func(actx context.Context, conn *net.Conn) (bool, error) {
 		resp, err := conn.Call(actx, KindHeartbeat, hdr, nil)
 		if err != nil {
 			return false, err
@@ -242,8 +249,14 @@ func classify(err error) (final error) {
 // with a nil error asks for another attempt without counting a failure
 // (an expired long poll).
 func (c *Client) run(ctx context.Context, op string, attempt func(context.Context, *net.Conn) (bool, error), callTimeout time.Duration) error {
+	return c.runFrom(ctx, &c.mu.next, op, attempt, callTimeout)
+}
+
+// runFrom is run starting at the member *start (c.mu.next or c.mu.lead,
+// read and moved under c.mu).
+func (c *Client) runFrom(ctx context.Context, start *int, op string, attempt func(context.Context, *net.Conn) (bool, error), callTimeout time.Duration) error {
 	c.mu.Lock()
-	first := c.mu.next
+	first := *start
 	c.mu.Unlock()
 	n := len(c.addrs)
 	backoff := clientBackoffMin
@@ -261,7 +274,7 @@ func (c *Client) run(ctx context.Context, op string, attempt func(context.Contex
 		done, err := c.try(ctx, addr, attempt, callTimeout)
 		if done {
 			c.mu.Lock()
-			c.mu.next = idx
+			*start = idx
 			c.mu.Unlock()
 			return nil
 		}
@@ -272,7 +285,7 @@ func (c *Client) run(ctx context.Context, op string, attempt func(context.Contex
 			if errors.Is(final, ErrReadOnly) || errors.Is(final, ErrAccessDenied) || errors.Is(final, clustermap.ErrNotFound) || isCommandError(final) {
 				// The member answered: remember it as a good start.
 				c.mu.Lock()
-				c.mu.next = idx
+				*start = idx
 				c.mu.Unlock()
 			}
 			return fmt.Errorf("manager %s: %s: %w", addr, op, final)
@@ -280,8 +293,8 @@ func (c *Client) run(ctx context.Context, op string, attempt func(context.Contex
 		lastErr = fmt.Errorf("%s: %w", addr, err)
 		// Concurrent and later calls start past a member that failed.
 		c.mu.Lock()
-		if c.mu.next == idx {
-			c.mu.next = (idx + 1) % n
+		if *start == idx {
+			*start = (idx + 1) % n
 		}
 		c.mu.Unlock()
 		failures++
