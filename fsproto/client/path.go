@@ -396,15 +396,8 @@ func (f *FS) openFile(ctx context.Context, name string, flag int, perm fs.FileMo
 		}
 	}
 	if !created {
-		want := uint32(0)
-		if readable {
-			want |= mayRead
-		}
-		if writable {
-			want |= mayWrite
-		}
-		if !access(c, a, want) {
-			return nil, fmt.Errorf("client: mode %o of ino %d: %w", a.Mode, a.Ino, syscall.EACCES)
+		if err := mayOpen(c, a, readable, writable); err != nil {
+			return nil, err
 		}
 	}
 	fl := &File{fs: f, name: name, ino: a.Ino, readable: readable, writable: writable, append: flag&os.O_APPEND != 0}
@@ -422,20 +415,28 @@ func (f *FS) openFile(ctx context.Context, name string, flag int, perm fs.FileMo
 	return f.opened(ctx, name, flag, h, a, true, readable, writable)
 }
 
+// mayOpen checks that c may open a for reading and/or writing (EACCES).
+func mayOpen(c creds, a namespace.Attr, readable, writable bool) error {
+	want := uint32(0)
+	if readable {
+		want |= mayRead
+	}
+	if writable {
+		want |= mayWrite
+	}
+	if !access(c, a, want) {
+		return fmt.Errorf("client: mode %o of ino %d: %w", a.Mode, a.Ino, syscall.EACCES)
+	}
+	return nil
+}
+
 // opened finishes an open of the regular file a with its handle h: the
 // permission check of an existing file (skipped when checked, or when
 // this open created it) and O_TRUNC. A refusal releases h.
 func (f *FS) opened(ctx context.Context, name string, flag int, h *Handle, a namespace.Attr, checked, readable, writable bool) (*File, error) {
 	if !checked {
-		want := uint32(0)
-		if readable {
-			want |= mayRead
-		}
-		if writable {
-			want |= mayWrite
-		}
-		if !access(f.creds(), a, want) {
-			return nil, errors.Join(fmt.Errorf("client: mode %o of ino %d: %w", a.Mode, a.Ino, syscall.EACCES), h.Release(ctx))
+		if err := mayOpen(f.creds(), a, readable, writable); err != nil {
+			return nil, errors.Join(err, h.Release(ctx))
 		}
 	}
 	if flag&os.O_TRUNC != 0 && writable && h.Size() > 0 {

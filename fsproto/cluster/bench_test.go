@@ -4,6 +4,7 @@ import (
 	"context"
 	"testing"
 
+	"github.com/weftfs/weft/fsproto/client"
 	"github.com/weftfs/weft/fsproto/replication"
 )
 
@@ -11,35 +12,10 @@ import (
 // cluster on loopback (replication 3, in-memory engines), one at a time
 // and with b.RunParallel's goroutines.
 func BenchmarkWrite4K(b *testing.B) {
-	c := newCluster(b, 3, 16, replication.Config{})
-	ct, err := c.dial(b).Container(testContainer)
-	if err != nil {
-		b.Fatal(err)
-	}
-	data := make([]byte, 4096)
-	ctx := context.Background()
-	b.Run("serial", func(b *testing.B) {
-		b.SetBytes(int64(len(data)))
-		b.ReportAllocs()
-		for i := 0; b.Loop(); i++ {
-			if _, err := ct.Write(ctx, 1, uint64(i%64), 0, data); err != nil {
-				b.Fatal(err)
-			}
-		}
-	})
-	b.Run("parallel", func(b *testing.B) {
-		b.SetBytes(int64(len(data)))
-		b.ReportAllocs()
-		var next atomicCounter
-		b.RunParallel(func(pb *testing.PB) {
-			inode := 2 + next.add()
-			for i := 0; pb.Next(); i++ {
-				if _, err := ct.Write(ctx, inode, uint64(i%64), 0, data); err != nil {
-					b.Error(err)
-					return
-				}
-			}
-		})
+	ct, data := benchContainer(b)
+	bench4K(b, len(data), func(ctx context.Context, inode, i uint64, buf []byte) error {
+		_, err := ct.Write(ctx, inode, i%64, 0, data)
+		return err
 	})
 }
 
@@ -48,34 +24,55 @@ func BenchmarkWrite4K(b *testing.B) {
 // and with b.RunParallel's goroutines: each read costs the primary a
 // ReadCheck round to its replicas (batched across concurrent reads).
 func BenchmarkRead4K(b *testing.B) {
+	ct, data := benchContainer(b)
+	ctx := context.Background()
+	for i := range 64 {
+		for inode := uint64(1); inode <= 8; inode++ {
+			if _, err := ct.Write(ctx, inode, uint64(i), 0, data); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	bench4K(b, len(data), func(ctx context.Context, inode, i uint64, buf []byte) error {
+		_, err := ct.Read(ctx, (inode-1)%8+1, i%64, 0, buf)
+		return err
+	})
+}
+
+// benchContainer starts the benchmarks' cluster and returns its
+// container and a 4 KiB buffer.
+func benchContainer(b *testing.B) (*client.Container, []byte) {
 	c := newCluster(b, 3, 16, replication.Config{})
 	ct, err := c.dial(b).Container(testContainer)
 	if err != nil {
 		b.Fatal(err)
 	}
-	data := make([]byte, 4096)
+	return ct, make([]byte, 4096)
+}
+
+// bench4K runs op serially (inode 1) and from b.RunParallel's
+// goroutines (an inode each), i counting each goroutine's calls.
+func bench4K(b *testing.B, size int, op func(ctx context.Context, inode, i uint64, buf []byte) error) {
 	ctx := context.Background()
-	for i := range 64 {
-		if _, err := ct.Write(ctx, 1, uint64(i), 0, data); err != nil {
-			b.Fatal(err)
-		}
-	}
 	b.Run("serial", func(b *testing.B) {
-		b.SetBytes(int64(len(data)))
+		b.SetBytes(int64(size))
 		b.ReportAllocs()
-		for i := 0; b.Loop(); i++ {
-			if _, err := ct.Read(ctx, 1, uint64(i%64), 0, data); err != nil {
+		buf := make([]byte, size)
+		for i := uint64(0); b.Loop(); i++ {
+			if err := op(ctx, 1, i, buf); err != nil {
 				b.Fatal(err)
 			}
 		}
 	})
 	b.Run("parallel", func(b *testing.B) {
-		b.SetBytes(int64(len(data)))
+		b.SetBytes(int64(size))
 		b.ReportAllocs()
+		var next atomicCounter
 		b.RunParallel(func(pb *testing.PB) {
-			buf := make([]byte, 4096)
-			for i := 0; pb.Next(); i++ {
-				if _, err := ct.Read(ctx, 1, uint64(i%64), 0, buf); err != nil {
+			inode := 2 + next.add()
+			buf := make([]byte, size)
+			for i := uint64(0); pb.Next(); i++ {
+				if err := op(ctx, inode, i, buf); err != nil {
 					b.Error(err)
 					return
 				}
