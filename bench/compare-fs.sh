@@ -57,6 +57,10 @@ PEERS=${PEERS:-$(pwd)/../shared/peers}
 PORT=${PORT:-7270}
 export SIZE RUNTIME RAMP NFILES
 
+if [ "$(id -u)" != 0 ]; then
+	echo "compare-fs.sh: run it as root (both file systems are mounted with FUSE, and MooseFS runs as root)" >&2
+	exit 1
+fi
 for f in fio-suite.sh fio-parse.py moosefs-up.sh moosefs-down.sh; do
 	if [ ! -x "$PEERS/$f" ] && [ ! -f "$PEERS/$f" ]; then
 		echo "compare-fs.sh: the peer kit has no $f in $PEERS (set PEERS)" >&2
