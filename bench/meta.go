@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/weftfs/weft/fsproto/client"
@@ -59,6 +60,7 @@ type MetaPhase struct {
 type MetaResult struct {
 	Target string    `json:"target"`
 	Files  int       `json:"nfiles"`
+	Jobs   int       `json:"jobs"`
 	Create MetaPhase `json:"create"`
 	Stat   MetaPhase `json:"stat"`
 	Unlink MetaPhase `json:"unlink"`
@@ -67,6 +69,10 @@ type MetaResult struct {
 // MetaOptions configure RunMeta.
 type MetaOptions struct {
 	Files int // files in the directory; at least 1
+	// Jobs is how many operations run at once (default 1): file i
+	// belongs to job i mod Jobs, and a phase ends when every job has
+	// done its files.
+	Jobs int
 	// Dir is the directory made for the run (relative to the MetaFS
 	// root); it must not exist, and it is removed at the end.
 	Dir string
@@ -86,7 +92,8 @@ func RunMeta(ctx context.Context, m MetaFS, o MetaOptions) (*MetaResult, error) 
 	for i := range names {
 		names[i] = fmt.Sprintf("%s/f%06d", o.Dir, i)
 	}
-	res := &MetaResult{Files: o.Files}
+	jobs := max(o.Jobs, 1)
+	res := &MetaResult{Files: o.Files, Jobs: jobs}
 	lat := make([]time.Duration, o.Files)
 	phases := []struct {
 		name string
@@ -99,15 +106,27 @@ func RunMeta(ctx context.Context, m MetaFS, o MetaOptions) (*MetaResult, error) 
 	}
 	for _, ph := range phases {
 		start := time.Now()
-		for i, name := range names {
-			if err := ctx.Err(); err != nil {
-				return nil, fmt.Errorf("metabench: %s phase stopped after %d of %d files: %w", ph.name, i, len(names), err)
-			}
-			t := time.Now()
-			if err := ph.op(name); err != nil {
-				return nil, fmt.Errorf("metabench: %s of %s (file %d of %d): %w", ph.name, name, i+1, len(names), err)
-			}
-			lat[i] = time.Since(t)
+		errs := make([]error, jobs)
+		var wg sync.WaitGroup
+		for j := range jobs {
+			wg.Go(func() {
+				for i := j; i < len(names); i += jobs {
+					if err := ctx.Err(); err != nil {
+						errs[j] = fmt.Errorf("metabench: %s phase stopped at file %d of %d: %w", ph.name, i+1, len(names), err)
+						return
+					}
+					t := time.Now()
+					if err := ph.op(names[i]); err != nil {
+						errs[j] = fmt.Errorf("metabench: %s of %s (file %d of %d): %w", ph.name, names[i], i+1, len(names), err)
+						return
+					}
+					lat[i] = time.Since(t)
+				}
+			})
+		}
+		wg.Wait()
+		if err := errors.Join(errs...); err != nil {
+			return nil, err
 		}
 		*ph.out = metaPhase(lat, time.Since(start))
 		if o.Progress != nil {
@@ -176,14 +195,18 @@ func (c clientMetaFS) Stat(name string) error {
 func (c clientMetaFS) Remove(name string) error   { return c.fs.Remove(name) }
 func (c clientMetaFS) RemoveDir(dir string) error { return c.fs.Remove(dir) }
 
-// MetaMain is `weft metabench [--files N] [--json FILE] TARGET`, TARGET a
+// MetaMain is `weft metabench [--files N] [--jobs J] [--json FILE] TARGET`, TARGET a
 // directory or weft://MANAGER[,MANAGER...]/CONTAINER (credentials from
 // WEFT_CLUSTER_ID, WEFT_KEY_ID and WEFT_KEY_SECRET). It prints a line per
 // phase to stdout, writes the JSON to jsonPath if not "", and returns the
 // exit status.
-func MetaMain(ctx context.Context, target string, files int, jsonPath string, stdout, stderr io.Writer) int {
+func MetaMain(ctx context.Context, target string, files, jobs int, jsonPath string, stdout, stderr io.Writer) int {
 	if files < 1 {
 		fmt.Fprintf(stderr, "metabench: --files=%d: want at least 1\n", files)
+		return ExitUsage
+	}
+	if jobs < 1 || jobs > files {
+		fmt.Fprintf(stderr, "metabench: --jobs=%d: want 1 to --files (%d)\n", jobs, files)
 		return ExitUsage
 	}
 	dir := fmt.Sprintf("metabench.%d.%d", os.Getpid(), time.Now().UnixNano()%1e6)
@@ -212,7 +235,7 @@ func MetaMain(ctx context.Context, target string, files int, jsonPath string, st
 		}
 		m = osMetaFS(target)
 	}
-	res, err := RunMeta(ctx, m, MetaOptions{Files: files, Dir: dir, Progress: stdout})
+	res, err := RunMeta(ctx, m, MetaOptions{Files: files, Jobs: jobs, Dir: dir, Progress: stdout})
 	if err != nil {
 		fmt.Fprintln(stderr, err)
 		return ExitError

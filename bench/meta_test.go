@@ -13,10 +13,22 @@ import (
 )
 
 func TestRunMetaLocal(t *testing.T) {
+	for _, jobs := range []int{1, 4} {
+		testRunMetaLocal(t, jobs)
+	}
+}
+
+// testRunMetaLocal runs the benchmark on a local directory with jobs
+// operations at once; the directory's removal at the end shows that
+// every file was unlinked.
+func testRunMetaLocal(t *testing.T, jobs int) {
 	root := t.TempDir()
-	res, err := RunMeta(context.Background(), osMetaFS(root), MetaOptions{Files: 50, Dir: "d"})
+	res, err := RunMeta(context.Background(), osMetaFS(root), MetaOptions{Files: 50, Jobs: jobs, Dir: "d"})
 	if err != nil {
 		t.Fatal(err)
+	}
+	if res.Jobs != jobs || res.Files != 50 {
+		t.Errorf("result says %d jobs, %d files; want %d, 50", res.Jobs, res.Files, jobs)
 	}
 	for name, ph := range map[string]MetaPhase{"create": res.Create, "stat": res.Stat, "unlink": res.Unlink} {
 		if ph.OpsPerSec <= 0 || ph.WallSec <= 0 || ph.P50us > ph.P99us || ph.P99us > ph.P999us {
@@ -62,7 +74,7 @@ func TestMetaMain(t *testing.T) {
 	root := t.TempDir()
 	js := filepath.Join(t.TempDir(), "meta.json")
 	var out, errb bytes.Buffer
-	if st := MetaMain(context.Background(), root, 20, js, &out, &errb); st != ExitOK {
+	if st := MetaMain(context.Background(), root, 20, 1, js, &out, &errb); st != ExitOK {
 		t.Fatalf("status %d: %s", st, errb.String())
 	}
 	var got map[string]any
@@ -82,13 +94,19 @@ func TestMetaMain(t *testing.T) {
 	if !strings.Contains(out.String(), "unlink") {
 		t.Errorf("no progress line for unlink: %q", out.String())
 	}
+	for _, jobs := range []int{0, 6} {
+		errb.Reset()
+		if st := MetaMain(context.Background(), root, 5, jobs, "", &out, &errb); st != ExitUsage || !strings.Contains(errb.String(), "--jobs") {
+			t.Errorf("--jobs=%d with 5 files: status %d, %q; want a usage error naming --jobs", jobs, st, errb.String())
+		}
+	}
 	for _, tc := range []struct{ target, want string }{
 		{filepath.Join(root, "missing"), "want a directory"},
 		{js, "is not a directory"},
 		{"weft://127.0.0.1:7070/1", "numeric container"},
 	} {
 		errb.Reset()
-		if st := MetaMain(context.Background(), tc.target, 5, "", &out, &errb); st != ExitUsage || !strings.Contains(errb.String(), tc.want) {
+		if st := MetaMain(context.Background(), tc.target, 5, 1, "", &out, &errb); st != ExitUsage || !strings.Contains(errb.String(), tc.want) {
 			t.Errorf("target %s: status %d, %q; want usage error saying %q", tc.target, st, errb.String(), tc.want)
 		}
 	}

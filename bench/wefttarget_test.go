@@ -258,7 +258,7 @@ func TestWeftTargetCluster(t *testing.T) {
 	}
 	// The metadata benchmark through the native file client.
 	var mout, merr strings.Builder
-	if st := MetaMain(context.Background(), target, 30, "", &mout, &merr); st != ExitOK {
+	if st := MetaMain(context.Background(), target, 30, 4, "", &mout, &merr); st != ExitOK {
 		t.Errorf("metabench %s: status %d: %s", target, st, merr.String())
 	} else if !strings.Contains(mout.String(), "unlink") {
 		t.Errorf("metabench %s printed no unlink line: %q", target, mout.String())

@@ -123,27 +123,28 @@ func run(ctx context.Context, args []string) int {
 	formatCmd.Flags().BoolVar(&fmtPLP, "plp", false, "the device is power-loss protected: writes may skip flushes")
 	formatCmd.Flags().BoolVar(&fmtForce, "force", false, "overwrite an existing weft device")
 	var (
-		metaFiles int
-		metaJSON  string
+		metaFiles, metaJobs int
+		metaJSON            string
 	)
 	metaCmd := &cobra.Command{
-		Use:   "metabench [--files N] [--json FILE] DIR | weft://MANAGER[,MANAGER...]/CONTAINER",
+		Use:   "metabench [--files N] [--jobs J] [--json FILE] DIR | weft://MANAGER[,MANAGER...]/CONTAINER",
 		Short: "Create, stat and unlink N empty files in one directory, one at a time, and report ops/s and latency",
 		Long: `weft metabench times the metadata operations of the peer comparison: it makes
 a fresh directory in the target, creates --files empty files in it (open with
 O_CREAT|O_EXCL, then close), stats each, unlinks each, and removes the
-directory, one operation at a time. The target is a directory of any file
+directory, one operation at a time (--jobs runs several at once). The target is a directory of any file
 system (a weft or MooseFS mount, or a local one), or a container reached
 through the native file client: weft://MANAGERS/CONTAINER, with the credentials
 in WEFT_CLUSTER_ID, WEFT_KEY_ID and WEFT_KEY_SECRET. --json writes the figures
 in the peer kit's meta-bench.py format.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			status = bench.MetaMain(ctx, args[0], metaFiles, metaJSON, os.Stdout, os.Stderr)
+			status = bench.MetaMain(ctx, args[0], metaFiles, metaJobs, metaJSON, os.Stdout, os.Stderr)
 			return nil
 		},
 	}
 	metaCmd.Flags().IntVar(&metaFiles, "files", 10000, "number of files")
+	metaCmd.Flags().IntVar(&metaJobs, "jobs", 1, "operations at once (file i is job i mod jobs's)")
 	metaCmd.Flags().StringVar(&metaJSON, "json", "", "also write the results as JSON to this file")
 	root.AddCommand(benchCmd, ioCmd, formatCmd, metaCmd)
 	nodeCmd := newNodeCmd(ctx, &status)
