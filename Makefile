@@ -6,7 +6,7 @@ FUZZTIME  ?= 10s
 RUNDIR    ?= /var/tmp
 STATICCHECK := $(shell $(GO) env GOPATH)/bin/staticcheck
 
-.PHONY: all build run test deps vet race lint fuzz fuzz-short bench compare sim clean
+.PHONY: all build run test deps vet race lint fuzz fuzz-short bench compare compare-fs sim clean
 
 all: build
 
@@ -83,6 +83,12 @@ compare: build
 	bench/compare-fio.sh
 	DIR=$(RUNDIR) bench/compare-engine.sh
 	DIR=$(RUNDIR) bench/compare-net.sh
+
+# weft's file system (FUSE and the native client) against MooseFS on this
+# machine, with the peer kit in ../shared/peers: needs root and the MooseFS
+# packages (bench/compare-fs.sh --help).
+compare-fs: build
+	DIR=$(RUNDIR)/weft-compare-fs bench/compare-fs.sh
 
 # The deterministic simulation of replication: SIMSEEDS seeds (make test
 # runs 100 of them), every one run, the failing ones listed with the
