@@ -17,8 +17,8 @@ import (
 	"github.com/weftfs/weft/fsproto/client"
 )
 
-// This file is `weft metabench`: the single-threaded metadata benchmark
-// of the peer comparison (create, stat and unlink of N empty files in one
+// This file is `weft metabench`: the metadata benchmark of the peer
+// comparison (create, stat and unlink of N empty files in one
 // directory), run on a directory of any file system (a FUSE mount
 // included) or straight through the native file client on a container
 // (weft://MANAGERS/CONTAINER). Its JSON is the one the peer kit's
@@ -27,7 +27,8 @@ import (
 // into the same tables.
 //
 // Every phase runs over all N files in creation order, one operation at
-// a time, timing each; a phase's rate is N over its wall time. A failed
+// a time (or Jobs at once, file i being job i mod Jobs's), timing each; a
+// phase's rate is N over its wall time. A failed
 // operation ends the run with an error naming the file and the phase.
 
 // MetaFS is a file system the metadata benchmark drives, by slash

@@ -284,10 +284,9 @@ func (s *state) create(c Create) Result {
 		if !c.Open || n.Type != TypeFile {
 			return Result{Attr: n.Attr}
 		}
-		if n.Open >= OpenMax {
-			return fail(op, c.Parent, c.Name, syscall.ENFILE)
+		if errno := countOpen(n); errno != 0 {
+			return fail(op, c.Parent, c.Name, errno)
 		}
-		n.Open++
 		return Result{Attr: n.Attr, Opened: true}
 	}
 	n, errno := s.newInode(d, TypeFile, c.Mode, c.UID, c.GID, c.Now)
@@ -296,7 +295,7 @@ func (s *state) create(c Create) Result {
 	}
 	n.Nlink = 1
 	if c.Open {
-		n.Open = 1
+		countOpen(n) // a new inode has no opens yet
 	}
 	s.insert(c.Parent, c.Name, n)
 	s.touchDir(d, c.Now)
@@ -775,14 +774,23 @@ func (s *state) removeXattr(c RemoveXattr) Result {
 
 func (s *state) open(c Open) Result {
 	n, ok := s.inodes[c.Ino]
-	switch {
-	case !ok:
+	if !ok {
 		return fail("open", c.Ino, "", syscall.ENOENT)
-	case n.Open >= OpenMax:
-		return fail("open", c.Ino, "", syscall.ENFILE)
+	}
+	if errno := countOpen(n); errno != 0 {
+		return fail("open", c.Ino, "", errno)
+	}
+	return Result{Attr: n.Attr}
+}
+
+// countOpen counts one more open of n (Open, Create with Open), or
+// returns ENFILE at OpenMax.
+func countOpen(n *inode) syscall.Errno {
+	if n.Open >= OpenMax {
+		return syscall.ENFILE
 	}
 	n.Open++
-	return Result{Attr: n.Attr}
+	return 0
 }
 
 func (s *state) close(c Close) Result {

@@ -374,10 +374,9 @@ func (g *group) add(typ uint16, body func(flags uint8) []byte) {
 
 // writeLocked appends the group, the first record flagged first and the
 // last flagged last, and returns the sequence number of its first record
-// once every record is durable.
-// writeLocked appends g's records and waits until they are durable,
-// unless lazy: then it returns once they are queued, in order behind
-// everything appended before (a later failure fails every later write).
+// once every record is durable; or, when lazy, once they are queued, in
+// order behind everything appended before (a later failure fails every
+// later write).
 func (s *Storage) writeLocked(g *group, lazy bool) (uint64, error) {
 	var first uint64
 	last := len(g.bodies) - 1

@@ -1091,15 +1091,24 @@ func (g *group) finish(m *mutation, err error) {
 }
 
 func (g *group) popObj(obj engine.ObjectID) {
-	q := g.objq[obj]
-	g.queued--
-	if len(q) == 1 {
-		delete(g.objq, obj)
-	} else {
-		g.objq[obj] = q[1:]
-	}
+	g.dropOp(obj, 0)
 	delete(g.busy, obj)
 	g.kick(obj)
+}
+
+// dropOp removes the op at index i of obj's queue: the head when it
+// completes, or a read that finished before reads ahead of it.
+func (g *group) dropOp(obj engine.ObjectID, i int) {
+	q := g.objq[obj]
+	g.queued--
+	switch {
+	case len(q) == 1:
+		delete(g.objq, obj)
+	case i == 0:
+		g.objq[obj] = q[1:]
+	default:
+		g.objq[obj] = slices.Delete(q, i, i+1)
+	}
 }
 
 func (g *group) drainWindow() {
@@ -1174,13 +1183,8 @@ func (g *group) serveRead(op *ClientOp) {
 			rep = Reply{Token: op.Token, Err: fmt.Errorf("%w: %w", ErrStore, r.Err)}
 		}
 		g.n.reply(rep)
-		g.queued--
+		g.dropOp(obj, i)
 		g.readsOut[obj]--
-		if len(q) == 1 {
-			delete(g.objq, obj)
-		} else {
-			g.objq[obj] = slices.Delete(q, i, i+1)
-		}
 		if g.readsOut[obj] == 0 {
 			delete(g.readsOut, obj)
 			delete(g.busy, obj)
