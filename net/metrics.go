@@ -11,6 +11,7 @@ import "sync/atomic"
 type Metrics struct {
 	framesIn, framesOut atomic.Uint64
 	bytesIn, bytesOut   atomic.Uint64
+	writes              atomic.Uint64 // vectored writes (batches of frames)
 	callsInFlight       atomic.Int64
 	calls               atomic.Uint64
 	requestsInFlight    atomic.Int64
@@ -47,11 +48,14 @@ type ErrorCounts struct {
 type MetricsSnapshot struct {
 	FramesIn, FramesOut uint64 // frames read and written, handshake included
 	BytesIn, BytesOut   uint64 // their bytes
-	CallsInFlight       int64  // client calls started and not yet finished
-	Calls               uint64 // client calls started
-	RequestsInFlight    int64  // server requests read and not yet answered
-	Requests            uint64 // server requests read
-	Errors              ErrorCounts
+	// Writes counts the vectored writes that sent FramesOut (handshakes
+	// aside): FramesOut/Writes is the batching the writers achieved.
+	Writes           uint64
+	CallsInFlight    int64  // client calls started and not yet finished
+	Calls            uint64 // client calls started
+	RequestsInFlight int64  // server requests read and not yet answered
+	Requests         uint64 // server requests read
+	Errors           ErrorCounts
 }
 
 // Snapshot returns the current counts.
@@ -61,6 +65,7 @@ func (m *Metrics) Snapshot() MetricsSnapshot {
 		FramesOut:        m.framesOut.Load(),
 		BytesIn:          m.bytesIn.Load(),
 		BytesOut:         m.bytesOut.Load(),
+		Writes:           m.writes.Load(),
 		CallsInFlight:    m.callsInFlight.Load(),
 		Calls:            m.calls.Load(),
 		RequestsInFlight: m.requestsInFlight.Load(),

@@ -191,6 +191,7 @@ func (w *frameWriter) run() {
 		err := w.write()
 		if err == nil {
 			w.metrics.framesOut.Add(uint64(len(w.batch)))
+			w.metrics.writes.Add(1)
 			w.metrics.bytesOut.Add(uint64(bytes))
 		}
 		w.mu.Lock()

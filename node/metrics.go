@@ -25,6 +25,7 @@ type collector struct {
 	latency    *prometheus.Desc
 	relocated  *prometheus.Desc
 	frames     *prometheus.Desc
+	writes     *prometheus.Desc
 	bytes      *prometheus.Desc
 	inFlight   *prometheus.Desc
 	requests   *prometheus.Desc
@@ -59,6 +60,7 @@ func newCollector(stats func() engine.Stats, netm func() net.MetricsSnapshot, la
 		latency:   prometheus.NewDesc("weft_engine_latency_seconds", "Engine operation latency quantiles (submit to completion) since the engine opened.", []string{"shard", "op", "quantile"}, nil),
 		relocated: prometheus.NewDesc("weft_engine_cleaner_relocated_bytes_total", "Live bytes the cleaner relocated.", shard, nil),
 		frames:    prometheus.NewDesc("weft_net_frames_total", "Frames read (in) and written (out), handshakes included.", []string{"dir"}, nil),
+		writes:    prometheus.NewDesc("weft_net_writes_total", "Vectored writes that sent the frames out; frames out over writes is the batching achieved.", nil, nil),
 		bytes:     prometheus.NewDesc("weft_net_bytes_total", "Bytes of the frames read (in) and written (out).", []string{"dir"}, nil),
 		inFlight:  prometheus.NewDesc("weft_net_requests_in_flight", "Requests read and not yet answered.", nil, nil),
 		requests:  prometheus.NewDesc("weft_net_requests_total", "Requests read.", nil, nil),
@@ -73,7 +75,7 @@ func newCollector(stats func() engine.Stats, netm func() net.MetricsSnapshot, la
 // Describe implements prometheus.Collector.
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.space, c.busy, c.queue, c.ops, c.latency, c.relocated,
-		c.frames, c.bytes, c.inFlight, c.requests, c.errors, c.info, c.copied, c.device, c.submits} {
+		c.frames, c.writes, c.bytes, c.inFlight, c.requests, c.errors, c.info, c.copied, c.device, c.submits} {
 		ch <- d
 	}
 }
@@ -113,6 +115,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	n := c.net()
 	counter(c.frames, float64(n.FramesIn), "in")
 	counter(c.frames, float64(n.FramesOut), "out")
+	counter(c.writes, float64(n.Writes))
 	counter(c.bytes, float64(n.BytesIn), "in")
 	counter(c.bytes, float64(n.BytesOut), "out")
 	gauge(c.inFlight, float64(n.RequestsInFlight))

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"strings"
 	"syscall"
 
@@ -53,6 +54,20 @@ func run(ctx context.Context, args []string) int {
 		// starting a new job) is parsed by package bench, not by cobra.
 		DisableFlagParsing: true,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			// WEFT_CPUPROFILE=FILE writes a CPU profile of the run, for
+			// finding where a client-side benchmark spends its time (the
+			// node serves its own under --metrics-listen).
+			if path := os.Getenv("WEFT_CPUPROFILE"); path != "" {
+				f, err := os.Create(path)
+				if err != nil {
+					return err
+				}
+				defer f.Close()
+				if err := pprof.StartCPUProfile(f); err != nil {
+					return err
+				}
+				defer pprof.StopCPUProfile()
+			}
 			status = bench.Main(ctx, args, version, os.Stdout, os.Stderr)
 			return nil
 		},
