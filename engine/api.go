@@ -221,6 +221,14 @@ type Request struct {
 	// have room for every request outstanding on it: the engine never
 	// blocks on it, and panics rather than drop a completion.
 	Done chan<- *Request
+	// Notify, when set, is called with the completed request instead of
+	// the send on Done (which may then be nil). It runs on the reactor
+	// that completed the request (or in Submit, for a request refused
+	// before it reached one), so it must return promptly and never
+	// block: no waiting on this engine's other requests, no blocking
+	// I/O. It saves the hand-off to a goroutine that waits on Done,
+	// which costs a thread wake-up per burst of completions.
+	Notify func(*Request)
 
 	// Results.
 	Err error

@@ -251,11 +251,12 @@ func (e *Engine) shardOf(obj ObjectID) *shard {
 	return e.shards[h%uint64(len(e.shards))]
 }
 
-// Submit starts r; it comes back on r.Done when complete.
+// Submit starts r; it comes back on r.Done (or through r.Notify) when
+// complete.
 func (e *Engine) Submit(r *Request) {
-	if r.Done == nil {
+	if r.Done == nil && r.Notify == nil {
 		// A caller bug: fail in the caller, not in the reactor.
-		panic("engine: Submit of a request with no Done channel")
+		panic("engine: Submit of a request with neither a Done channel nor Notify")
 	}
 	r.Err, r.N, r.Version, r.ResultSeq, r.State = nil, 0, 0, 0, ObjectState{}
 	r.submitted = time.Now()
@@ -266,17 +267,27 @@ func (e *Engine) Submit(r *Request) {
 	defer e.submitting.Add(-1)
 	if e.closed.Load() {
 		r.Err = ErrClosed
-		r.Done <- r
+		r.refuse()
 		return
 	}
 	switch r.Op {
 	case OpRead, OpWrite, OpTruncate, OpDelete, OpStat:
 	default:
 		r.Err = fmt.Errorf("%w: operation %v cannot be submitted", ErrInvalid, r.Op)
-		r.Done <- r
+		r.refuse()
 		return
 	}
 	e.push(e.shardOf(r.Object), r)
+}
+
+// refuse hands back, from Submit itself, a request that never reached a
+// reactor; the submitter's goroutine may wait on Done.
+func (r *Request) refuse() {
+	if r.Notify != nil {
+		r.Notify(r)
+		return
+	}
+	r.Done <- r
 }
 
 func (e *Engine) push(s *shard, r *Request) {

@@ -429,3 +429,47 @@ func TestEngineCloseWhileSubmitting(t *testing.T) {
 	}
 	wg.Wait()
 }
+
+// TestEngineNotify: a request with Notify and no Done channel comes back
+// through Notify, once, from a reactor for a completed request and from
+// Submit itself for one refused before it reached a reactor.
+func TestEngineNotify(t *testing.T) {
+	fsys, path := memDevice(t, 64<<20, 1<<20)
+	e := openMem(t, fsys, path, 2)
+	obj := ObjectID{Lo: 5}
+	got := make(chan *Request, 4)
+	notify := func(r *Request) { got <- r }
+	data := pattern(4, 8192)
+	w := &Request{Op: OpWrite, Object: obj, Buf: data, Notify: notify}
+	e.Submit(w)
+	if r := <-got; r != w || r.Err != nil || r.N != len(data) || r.Version != 1 {
+		t.Fatalf("write came back as %p (want %p): err %v n %d version %d", r, w, r.Err, r.N, r.Version)
+	}
+	p := make([]byte, len(data))
+	rd := &Request{Op: OpRead, Object: obj, Buf: p, Notify: notify}
+	e.Submit(rd)
+	if r := <-got; r != rd || r.Err != nil || r.N != len(data) || !bytes.Equal(p, data) {
+		t.Fatalf("read came back as %p (want %p): err %v n %d, data equal %v", r, rd, r.Err, r.N, bytes.Equal(p, data))
+	}
+	bad := &Request{Op: Op(200), Object: obj, Notify: notify}
+	e.Submit(bad) // refused in Submit: Notify has run when it returns
+	select {
+	case r := <-got:
+		if r != bad || !errors.Is(r.Err, ErrInvalid) {
+			t.Fatalf("unknown operation came back as %p (want %p) with %v, want ErrInvalid", r, bad, r.Err)
+		}
+	default:
+		t.Fatal("an unknown operation was not handed back by Submit")
+	}
+	if err := e.Close(); err != nil {
+		t.Fatal(err)
+	}
+	closed := &Request{Op: OpRead, Object: obj, Buf: p, Notify: notify}
+	e.Submit(closed)
+	if r := <-got; r != closed || !errors.Is(r.Err, ErrClosed) {
+		t.Fatalf("read after Close came back as %p (want %p) with %v, want ErrClosed", r, closed, r.Err)
+	}
+	if len(got) != 0 {
+		t.Fatalf("%d requests came back more than once", len(got))
+	}
+}

@@ -545,6 +545,16 @@ func (s *shard) complete(r *Request, err error) {
 		s.stats.observe(r.Op, time.Since(r.submitted))
 	}
 	s.delivered = true
+	r.deliver()
+}
+
+// deliver hands a completed r to its submitter: Notify, or a send on
+// Done that must not block.
+func (r *Request) deliver() {
+	if r.Notify != nil {
+		r.Notify(r)
+		return
+	}
 	select {
 	case r.Done <- r:
 	default:

@@ -49,19 +49,15 @@ type ChunkServer struct {
 	dedupe *dedupe
 
 	// Reads and writes are started on the connection's reader
-	// (net.Starter) and submitted to the engine, which completes them on
-	// done; one completer goroutine, running while any is pending,
-	// answers them. That saves the hand-off to a handler goroutine and
-	// back per request, and a burst of completions wakes one goroutine,
-	// not one each.
-	done    chan *engine.Request         // capacity asyncOpsMax: the engine never blocks on it
-	free    chan *asyncOp                // the ops not in use; empty: requests take the blocking path
-	ops     map[*engine.Request]*asyncOp // read-only after NewChunkServer
-	pending atomic.Int64                 // ops submitted and not yet completed
-	// completeFn is s.complete bound once: a go statement on the method
-	// value would allocate a closure per busy period (per request at
-	// queue depth 1).
-	completeFn func()
+	// (net.Starter) and submitted to the engine, whose reactor answers
+	// them as it completes them (engine.Request.Notify): no goroutine
+	// waits for a request, and no thread is woken between the device's
+	// completion and the answer's frame being queued. What runs there
+	// (finishRead, finishWrite) must not block.
+	free chan *asyncOp                // the ops not in use; empty: requests take the blocking path
+	ops  map[*engine.Request]*asyncOp // read-only after NewChunkServer
+	// notifyFn is s.finish bound once, so that a submit allocates nothing.
+	notifyFn func(*engine.Request)
 	// fullTimes counts requests that found every op in use and took the
 	// blocking path (tests).
 	fullTimes atomic.Uint64
@@ -119,8 +115,7 @@ func newChunkServer(e *engine.Engine, cfg ChunkServerConfig, asyncMax int) (*Chu
 		cfg.Logger = slog.Default()
 	}
 	s := &ChunkServer{e: e, cfg: cfg, mux: net.NewServeMux(), dedupe: newDedupe(cfg.DedupeEntries)}
-	s.completeFn = s.complete
-	s.done = make(chan *engine.Request, asyncMax)
+	s.notifyFn = s.finish
 	s.free = make(chan *asyncOp, asyncMax)
 	s.ops = make(map[*engine.Request]*asyncOp, asyncMax)
 	ops := make([]asyncOp, asyncMax)
@@ -179,39 +174,26 @@ func (s *ChunkServer) takeOp() *asyncOp {
 	}
 }
 
-// submit hands op's engine request to the engine; the completer answers
-// it.
+// submit hands op's engine request to the engine; finish answers it.
 func (s *ChunkServer) submit(op *asyncOp) {
-	op.r.Done = s.done
-	// Counted before the engine can complete it, so the completer cannot
-	// see zero pending while op is in the engine.
-	if s.pending.Add(1) == 1 {
-		go s.completeFn()
-	}
+	op.r.Notify = s.notifyFn
 	s.e.Submit(&op.r)
 }
 
-// complete answers completed requests until none is pending. At most one
-// completer drains done at a time: a new one starts only once the count
-// went to zero, after which the old one receives nothing more.
-func (s *ChunkServer) complete() {
-	for {
-		r := <-s.done
-		op := s.ops[r]
-		if op == nil {
-			panic(fmt.Sprintf("fsproto: engine completed request %p, not one of the server's", r))
-		}
-		switch r.Op {
-		case engine.OpRead:
-			s.finishRead(op)
-		case engine.OpWrite:
-			s.finishWrite(op)
-		default:
-			panic(fmt.Sprintf("fsproto: completed asynchronous %v request", r.Op))
-		}
-		if s.pending.Add(-1) == 0 {
-			return
-		}
+// finish answers a completed request. It runs on the engine's reactor
+// (engine.Request.Notify): answering queues a frame, which never blocks.
+func (s *ChunkServer) finish(r *engine.Request) {
+	op := s.ops[r]
+	if op == nil {
+		panic(fmt.Sprintf("fsproto: engine completed request %p, not one of the server's", r))
+	}
+	switch r.Op {
+	case engine.OpRead:
+		s.finishRead(op)
+	case engine.OpWrite:
+		s.finishWrite(op)
+	default:
+		panic(fmt.Sprintf("fsproto: completed asynchronous %v request", r.Op))
 	}
 }
 
