@@ -408,6 +408,17 @@ func (r *rand) fill(b []byte) {
 	}
 }
 
+// offsetSeed seeds a clone's random offsets from the job name, the clone
+// index and the pattern. With the pattern in it, a randread job does not
+// visit blocks in the order an earlier randwrite job of the same name
+// wrote them: on a log-structured target (engine:, weft://) that order is
+// the order of the blocks on the device, so the "random" reads would be
+// sequential there (the block layer merged 40-70% of them) and beat a raw
+// file's truly random reads unfairly.
+func offsetSeed(j *Job, clone int) uint64 {
+	return seedFor(fmt.Sprintf("%s\x00offsets\x00%d", j.Name, j.Pattern), clone)
+}
+
 func seedFor(name string, clone int) uint64 {
 	h := uint64(1469598103934665603)
 	for i := 0; i < len(name); i++ {
@@ -435,7 +446,8 @@ type clone struct {
 	job     *Job
 	index   int
 	backend string
-	rng     *rand
+	rng     *rand // directions and data
+	offRng  *rand // random offsets (offsetSeed)
 
 	live [2]dirCounters // cumulative, ramp included, for the progress line
 
@@ -456,7 +468,7 @@ type clone struct {
 }
 
 func newClone(j *Job, index int) *clone {
-	c := &clone{job: j, index: index, rng: newRand(seedFor(j.Name, index)), sync: newLatencyHistogram()}
+	c := &clone{job: j, index: index, rng: newRand(seedFor(j.Name, index)), offRng: newRand(offsetSeed(j, index)), sync: newLatencyHistogram()}
 	for d := range c.stats {
 		c.stats[d].Slat = newLatencyHistogram()
 		c.stats[d].Clat = newLatencyHistogram()
@@ -515,7 +527,7 @@ func (c *clone) pickOffset() int64 {
 	bs := c.job.BlockSize
 	blocks := c.job.Size / bs
 	if c.job.IsRandom() {
-		return int64(c.rng.next()%uint64(blocks)) * bs
+		return int64(c.offRng.next()%uint64(blocks)) * bs
 	}
 	off := c.nextOff
 	c.nextOff += bs

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -355,5 +356,34 @@ func checkUsageError(t *testing.T, path string, args, want []string) {
 	}
 	if _, err := os.Stat(path); !os.IsNotExist(err) {
 		t.Errorf("bad input created %s", path)
+	}
+}
+
+// TestRandomOffsetsDependOnPattern: a randread job does not replay the
+// offsets of a randwrite job of the same name (on a log-structured target
+// that would make its reads sequential on the device), while each job
+// repeats its own sequence from run to run (fio's randrepeat).
+func TestRandomOffsetsDependOnPattern(t *testing.T) {
+	offsets := func(rw string) []int64 {
+		jobs := mustParse(t, "--name=cmp", "--rw="+rw, "--bs=4k", "--size=1g", "file:/nonexistent")
+		c := newClone(&jobs[0], 0)
+		out := make([]int64, 64)
+		for i := range out {
+			out[i] = c.pickOffset()
+		}
+		return out
+	}
+	read, write, mixed := offsets("randread"), offsets("randwrite"), offsets("randrw")
+	if !slices.Equal(read, offsets("randread")) {
+		t.Fatal("two randread jobs of one name visit different offsets: runs do not repeat")
+	}
+	same := 0
+	for i := range read {
+		if read[i] == write[i] || read[i] == mixed[i] {
+			same++
+		}
+	}
+	if same > 2 {
+		t.Fatalf("randread shares %d of its first %d offsets, in order, with randwrite or randrw of the same name", same, len(read))
 	}
 }
