@@ -3,15 +3,7 @@ package engine
 import (
 	"fmt"
 	"math"
-
-	"github.com/google/btree"
 )
-
-// indexDegree is the btree degree of an Index: nodes hold 47..95 extents.
-// Of the degrees 16, 32, 40, 48, 56, 64 and 96, measured with 1M extents,
-// 48 used the least memory but for 96 (within 1%) and was among the
-// fastest for Insert and Lookup.
-const indexDegree = 48
 
 // indexBlockSize is the alignment of Location.Offset.
 const indexBlockSize = 4096
@@ -94,10 +86,42 @@ func extentLess(a, b Extent) bool {
 }
 
 // Index is the extent index: it maps (object, offset) to the record that
-// holds those bytes. It is one github.com/google/btree BTreeG whose items
-// are Extent values (56 bytes, no pointer per item), ordered by
-// (Object.Hi, Object.Lo, Off). Each shard owns one Index; a snapshot is a
-// Clone of it.
+// holds those bytes. Each shard owns one Index; a snapshot is a Clone of
+// it.
+//
+// Structure (index_tree.go): a github.com/google/btree of objects, each
+// with its own B+tree of 40-byte items, an Extent without its ObjectID:
+//
+//	objects (btree, degree 32)     one object's tree
+//	+--------------------------+
+//	| ObjectID | root leaf or  |-->  branch: keys[i] <= items of child i
+//	|          | root branch   |     +--------------------------------+
+//	+--------------------------+     | 0 | k1 | k2 | ... (<= 64)       |
+//	                                 +--------------------------------+
+//	                                   |    |    |
+//	                                   v    v    v
+//	                                 leaf: up to 102 items by Off, in an
+//	                                 array sized to its fill
+//	                                 +-------------------------------+
+//	                                 | Off Len Skip Loc(16) Version  |
+//	                                 +-------------------------------+
+//
+// A full leaf takes an insert past its end by starting a new leaf with
+// it, so an object written front to back fills its leaves completely; an
+// insert elsewhere splits the leaf in the middle. A leaf's array grows a
+// quarter at a time (doubling on appends) up to 4080 bytes, and shrinks
+// when half empty, each time to the runtime size class that fits it: a
+// leaf costs about what it holds, whatever order extents arrive in. A
+// leaf that drops below a quarter full merges with a sibling or takes
+// some of its items; branches keep 16..64 children, so an object's tree
+// stays shallow.
+//
+// Copy-on-write: every leaf and branch carries the generation of the
+// tree that made it, and a tree modifies a node in place only if it
+// carries its own generation; otherwise it copies the node (and every
+// node above it, on the way down). Clone gives both trees new
+// generations, so after a Clone neither modifies a node the other can
+// see. The btree of objects is cloned by btree.Clone.
 //
 // Invariants (Check verifies all of them):
 //   - No two extents of one object overlap.
@@ -106,6 +130,8 @@ func extentLess(a, b Extent) bool {
 //   - Extents are kept as written: adjacent extents are never merged, even
 //     when one continues the other, because they point to different
 //     records (and a record is always read and verified whole).
+//   - The tree's own (index_tree.go): every object has an extent, leaves
+//     are non-empty and at one depth, branch keys bound their children.
 //
 // Caller bugs (a zero-length record, a misaligned record offset, a write
 // whose end overflows uint64) make Insert panic before it changes
@@ -115,21 +141,17 @@ func extentLess(a, b Extent) bool {
 // An Index is not safe for concurrent use. After Clone, the Index and its
 // clone may be used from different goroutines.
 //
-// Memory: an Extent costs its 56 bytes plus the room btree leaves free in
-// its nodes. TestIndexMemoryPerExtent measures about 82 bytes per extent
-// when extents arrive in random order, and about 116 when every object is
-// written front to back: google/btree splits a full node in the middle and
-// the left half keeps its whole backing array but never grows again, so
-// nodes filled in ascending order stay half empty.
-//
-// TODO: an inner tree per object with 40-byte items (no ObjectID) measured
-// about 61 (random) and 87 (ascending) bytes per extent, at the cost of
-// ~200 bytes per object and copy-on-write done per object on top of
-// btree's; switch to it if a node's memory budget demands it.
+// Memory: TestIndexMemoryPerExtent measures, for 1M 4 KiB extents in
+// 1 MiB objects, about 46 bytes per extent when they arrive in random
+// order and 44 when every object is written front to back (a single
+// google/btree of 56-byte Extents took 82 and 116: it split full nodes in
+// the middle, so nodes filled in ascending order stayed half empty). An
+// object with a single extent costs about 130 to 150 bytes: its item in
+// the tree of objects, a leaf and a one-item array.
 //
 // The zero Index is not usable; call NewIndex.
 type Index struct {
-	tree *btree.BTreeG[Extent]
+	tree *extentTree
 
 	// scratch is reused for the displaced or dropped extents a mutation
 	// returns, so that a steady stream of Inserts does not allocate.
@@ -139,11 +161,15 @@ type Index struct {
 
 // NewIndex returns an empty Index.
 func NewIndex() *Index {
-	return &Index{tree: btree.NewG(indexDegree, extentLess)}
+	return newIndexSized(leafItemsMax, branchKidsMax)
 }
 
-// key returns the search key for (obj, off).
-func key(obj ObjectID, off uint64) Extent { return Extent{Object: obj, Off: off} }
+// newIndexSized returns an empty Index whose leaves hold up to leafMax
+// extents and whose branches have up to branchMax children; tests use
+// small ones to reach every shape of the tree with few extents.
+func newIndexSized(leafMax, branchMax int) *Index {
+	return &Index{tree: newExtentTree(leafMax, branchMax)}
+}
 
 // takeScratch returns x's scratch slice emptied, for a mutation to fill.
 func (x *Index) takeScratch() []Extent {
@@ -171,21 +197,26 @@ func (x *Index) Insert(obj ObjectID, off uint64, loc Location, version uint64) (
 	n.mustCheck()
 	end := n.End()
 
+	old := x.takeScratch()
+	r, ok := x.tree.root(obj)
+	if !ok {
+		x.tree.create(obj, itemOf(n))
+		x.scratch = old
+		return old
+	}
+	orig := r
+
 	// Collect the overlapped extents: walking down from the last extent
 	// that starts before end, they overlap until one ends at or before
 	// off (extents of one object are disjoint and sorted, so their ends
 	// are sorted too).
-	old := x.takeScratch()
-	x.tree.DescendLessOrEqual(key(obj, end-1), func(e Extent) bool {
-		if e.Object != obj || e.End() <= off {
-			return false
-		}
-		old = append(old, e)
-		return true
-	})
+	var c cursor
+	for ok := c.seekLE(r, end-1); ok && c.item().end() > off; ok = c.prev() {
+		old = append(old, c.item().extent(obj))
+	}
 
 	// NB: when an old extent starts at off, n takes its place in the tree
-	// (one ReplaceOrInsert) instead of a Delete and an insert.
+	// (one replace) instead of a remove and an insert.
 	before := x.tree.Len()
 	added, removed := 0, 0
 	takeover := false
@@ -198,8 +229,8 @@ func (x *Index) Insert(obj ObjectID, off uint64, loc Location, version uint64) (
 			head.Len = uint32(off - e.Off)
 			mid.Off, mid.Len, mid.Skip = off, loc.Length, e.Skip+head.Len
 			tail.Off, tail.Len, tail.Skip = end, uint32(eEnd-end), e.Skip+uint32(end-e.Off)
-			x.replace(head)
-			x.insertNew(tail)
+			x.replace(&r, head)
+			x.insertNew(&r, tail)
 			added++
 			old[i] = mid
 		case e.Off < off:
@@ -207,7 +238,7 @@ func (x *Index) Insert(obj ObjectID, off uint64, loc Location, version uint64) (
 			head, gone := e, e
 			head.Len = uint32(off - e.Off)
 			gone.Off, gone.Len, gone.Skip = off, uint32(eEnd-off), e.Skip+head.Len
-			x.replace(head)
+			x.replace(&r, head)
 			old[i] = gone
 		case eEnd > end:
 			// n covers e's head (e.Off >= off).
@@ -217,10 +248,10 @@ func (x *Index) Insert(obj ObjectID, off uint64, loc Location, version uint64) (
 			if e.Off == off {
 				takeover = true
 			} else {
-				x.remove(e)
+				x.remove(&r, e)
 				removed++
 			}
-			x.insertNew(tail)
+			x.insertNew(&r, tail)
 			added++
 			old[i] = gone
 		default:
@@ -228,18 +259,19 @@ func (x *Index) Insert(obj ObjectID, off uint64, loc Location, version uint64) (
 			if e.Off == off {
 				takeover = true
 			} else {
-				x.remove(e)
+				x.remove(&r, e)
 				removed++
 			}
 		}
 		old[i].mustCheck()
 	}
 	if takeover {
-		x.replace(n)
+		x.replace(&r, n)
 	} else {
-		x.insertNew(n)
+		x.insertNew(&r, n)
 		added++
 	}
+	x.tree.store(orig, r)
 	if got, want := x.tree.Len(), before+added-removed; got != want {
 		panic(fmt.Sprintf("engine: index: Insert %v: tree has %d extents, want %d+%d-%d",
 			n, got, before, added, removed))
@@ -248,27 +280,29 @@ func (x *Index) Insert(obj ObjectID, off uint64, loc Location, version uint64) (
 	return old
 }
 
-// replace overwrites the extent that starts at e.Off with e; one must exist.
-func (x *Index) replace(e Extent) {
+// replace overwrites the extent of r's object that starts at e.Off with
+// e; one must exist.
+func (x *Index) replace(r *objRoot, e Extent) {
 	e.mustCheck()
-	if prev, ok := x.tree.ReplaceOrInsert(e); !ok {
+	if prev, ok := x.tree.set(r, itemOf(e)); !ok {
 		panic(fmt.Sprintf("engine: index: replacing %v: no extent there", e))
-	} else if prev.Object != e.Object || prev.Off != e.Off {
-		panic(fmt.Sprintf("engine: index: replacing %v: found %v", e, prev))
+	} else if prev.off != e.Off {
+		panic(fmt.Sprintf("engine: index: replacing %v: found %v", e, prev.extent(r.id)))
 	}
 }
 
-// insertNew adds e, whose start offset must not be in use.
-func (x *Index) insertNew(e Extent) {
+// insertNew adds e to r's object; e's start offset must not be in use.
+func (x *Index) insertNew(r *objRoot, e Extent) {
 	e.mustCheck()
-	if prev, ok := x.tree.ReplaceOrInsert(e); ok {
-		panic(fmt.Sprintf("engine: index: inserting %v: replaced %v", e, prev))
+	if prev, ok := x.tree.set(r, itemOf(e)); ok {
+		panic(fmt.Sprintf("engine: index: inserting %v: replaced %v", e, prev.extent(r.id)))
 	}
 }
 
-// remove deletes the extent that starts at e.Off; one must exist.
-func (x *Index) remove(e Extent) {
-	if _, ok := x.tree.Delete(e); !ok {
+// remove deletes the extent of r's object that starts at e.Off; one must
+// exist.
+func (x *Index) remove(r *objRoot, e Extent) {
+	if _, ok := x.tree.remove(r, e.Off); !ok {
 		panic(fmt.Sprintf("engine: index: deleting %v: not found", e))
 	}
 }
@@ -285,27 +319,27 @@ func (x *Index) Lookup(obj ObjectID, off uint64, n uint64, fn func(Extent) bool)
 	if end < off {
 		end = math.MaxUint64
 	}
-	// The last extent that starts at or before off may straddle it; in the
-	// common case it holds all of [off, end) and one descent is enough.
-	next, more := off, true
-	x.tree.DescendLessOrEqual(key(obj, off), func(e Extent) bool {
-		if e.Object == obj && e.End() > off {
-			more = fn(clip(e, off, end)) && e.End() < end
-			next = e.End()
-		}
-		return false
-	})
-	if !more {
+	r, ok := x.tree.root(obj)
+	if !ok {
 		return
 	}
-	// Invariant: no extent of obj starts in [off, next) except the one
-	// fn has seen, so the walk starts at next.
-	x.tree.AscendGreaterOrEqual(key(obj, next), func(e Extent) bool {
-		if e.Object != obj || e.Off >= end {
-			return false
+	// The last extent that starts at or before off may straddle it; in the
+	// common case it holds all of [off, end) and one descent is enough.
+	var c cursor
+	if !c.seekLE(r, off) {
+		ok = c.seekGE(r, off)
+	} else if c.item().end() <= off {
+		ok = c.next()
+	}
+	for ; ok; ok = c.next() {
+		it := c.item()
+		if it.off >= end {
+			return
 		}
-		return fn(clip(e, off, end))
-	})
+		if !fn(clip(it.extent(obj), off, end)) || it.end() >= end {
+			return
+		}
+	}
 }
 
 // clip returns the part of e within [off, end), which must overlap e.
@@ -326,25 +360,36 @@ func clip(e Extent, off, end uint64) Extent {
 // Truncate or Delete on x.
 func (x *Index) Truncate(obj ObjectID, size uint64) (dropped []Extent) {
 	dropped = x.takeScratch()
-	x.tree.DescendLessOrEqual(key(obj, math.MaxUint64), func(e Extent) bool {
-		if e.Object != obj || e.End() <= size {
-			return false
-		}
-		dropped = append(dropped, e)
-		return true
-	})
+	r, ok := x.tree.root(obj)
+	if !ok {
+		x.scratch = dropped
+		return dropped
+	}
+	var c cursor
+	ok = c.seekLE(r, math.MaxUint64)
+	for ; ok && c.item().end() > size; ok = c.prev() {
+		dropped = append(dropped, c.item().extent(obj))
+	}
+	if !ok && len(dropped) > 0 && dropped[len(dropped)-1].Off >= size {
+		// Every extent goes: drop the object whole.
+		x.tree.drop(obj, len(dropped))
+		x.scratch = dropped
+		return dropped
+	}
+	orig := r
 	for i, e := range dropped {
 		if e.Off >= size {
-			x.remove(e)
+			x.remove(&r, e)
 			continue
 		}
 		head, gone := e, e
 		head.Len = uint32(size - e.Off)
 		gone.Off, gone.Len, gone.Skip = size, e.Len-head.Len, e.Skip+head.Len
-		x.replace(head)
+		x.replace(&r, head)
 		gone.mustCheck()
 		dropped[i] = gone
 	}
+	x.tree.store(orig, r)
 	x.scratch = dropped
 	return dropped
 }
@@ -354,16 +399,16 @@ func (x *Index) Truncate(obj ObjectID, size uint64) (dropped []Extent) {
 // Truncate or Delete on x.
 func (x *Index) Delete(obj ObjectID) (dropped []Extent) {
 	dropped = x.takeScratch()
-	x.tree.AscendGreaterOrEqual(key(obj, 0), func(e Extent) bool {
-		if e.Object != obj {
-			return false
-		}
-		dropped = append(dropped, e)
-		return true
-	})
-	for _, e := range dropped {
-		x.remove(e)
+	r, ok := x.tree.root(obj)
+	if !ok {
+		x.scratch = dropped
+		return dropped
 	}
+	var c cursor
+	for ok := c.seekGE(r, 0); ok; ok = c.next() {
+		dropped = append(dropped, c.item().extent(obj))
+	}
+	x.tree.drop(obj, len(dropped))
 	x.scratch = dropped
 	return dropped
 }
@@ -371,19 +416,21 @@ func (x *Index) Delete(obj ObjectID) (dropped []Extent) {
 // End returns the end offset of obj's last extent, or 0 and false if obj
 // has no extents.
 func (x *Index) End(obj ObjectID) (end uint64, ok bool) {
-	x.tree.DescendLessOrEqual(key(obj, math.MaxUint64), func(e Extent) bool {
-		if e.Object == obj {
-			end, ok = e.End(), true
-		}
-		return false
-	})
-	return end, ok
+	r, ok := x.tree.root(obj)
+	if !ok {
+		return 0, false
+	}
+	var c cursor
+	if !c.seekLE(r, math.MaxUint64) {
+		return 0, false
+	}
+	return c.item().end(), true
 }
 
-// Clone returns a copy-on-write snapshot of x in O(1) (btree.Clone): later
-// changes to either are invisible to the other. x and the clone may then be
-// used from different goroutines, but Clone itself must not run
-// concurrently with any other use of x.
+// Clone returns a copy-on-write snapshot of x in O(1): later changes to
+// either are invisible to the other. x and the clone may then be used
+// from different goroutines, but Clone itself must not run concurrently
+// with any other use of x.
 func (x *Index) Clone() *Index {
 	return &Index{tree: x.tree.Clone()}
 }
@@ -397,38 +444,29 @@ func (x *Index) Ascend(fn func(Extent) bool) { x.tree.Ascend(fn) }
 
 // Check walks the whole index and returns an error describing the first
 // broken invariant: an extent with Len 0, Skip+Len beyond its record, a
-// misaligned record offset, extents out of order, or overlapping extents
-// of one object. It costs O(Len()); tests call it after every mutation.
+// misaligned record offset, extents out of order, overlapping extents
+// of one object, or a broken tree. It costs O(Len()); tests call it after
+// every mutation.
 func (x *Index) Check() error {
 	var (
-		err   error
 		prev  Extent
 		first = true
-		count int
 	)
-	x.tree.Ascend(func(e Extent) bool {
-		count++
-		if err = e.check(); err != nil {
-			return false
+	return x.tree.check(func(e Extent) error {
+		if err := e.check(); err != nil {
+			return err
 		}
 		if !first {
 			switch {
 			case !extentLess(prev, e):
-				err = fmt.Errorf("engine: index: extent %v follows %v: out of order", e, prev)
+				return fmt.Errorf("engine: index: extent %v follows %v: out of order", e, prev)
 			case prev.Object == e.Object && prev.End() > e.Off:
-				err = fmt.Errorf("engine: index: extent %v overlaps %v", e, prev)
-			}
-			if err != nil {
-				return false
+				return fmt.Errorf("engine: index: extent %v overlaps %v", e, prev)
 			}
 		}
 		prev, first = e, false
-		return true
+		return nil
 	})
-	if err == nil && count != x.tree.Len() {
-		err = fmt.Errorf("engine: index: walked %d extents, Len says %d", count, x.tree.Len())
-	}
-	return err
 }
 
 // Relocate points the parts of obj's [off, off+to.Length) that still live
@@ -448,6 +486,11 @@ func (x *Index) Relocate(obj ObjectID, off uint64, from Location, to Location) (
 		}
 		return true
 	})
+	if len(hits) == 0 {
+		return 0
+	}
+	r, _ := x.tree.root(obj)
+	orig := r
 	for _, e := range hits {
 		n := e
 		n.Skip = uint32(e.Off - off)
@@ -455,39 +498,57 @@ func (x *Index) Relocate(obj ObjectID, off uint64, from Location, to Location) (
 		moved += uint64(e.Len)
 		// The hit may be a clipped view of a longer stored extent: cut
 		// the stored one around it so only the hit changes records.
-		x.tree.DescendLessOrEqual(key(obj, e.Off), func(s Extent) bool {
-			if s.Object == obj && s.Off <= e.Off && s.End() >= e.End() {
-				x.splitAround(s, n)
+		var c cursor
+		if c.seekLE(r, e.Off) {
+			if s := c.item().extent(obj); s.End() >= e.End() {
+				x.splitAround(&r, s, n)
 			}
-			return false
-		})
+		}
 	}
+	x.tree.store(orig, r)
 	return moved
 }
 
 // splitAround replaces the part of stored extent s covered by n (same
 // object, n within s) with n, keeping s's head and tail.
-func (x *Index) splitAround(s, n Extent) {
+func (x *Index) splitAround(r *objRoot, s, n Extent) {
 	if s.Off < n.Off {
 		head := s
 		head.Len = uint32(n.Off - s.Off)
-		x.replace(head)
-		x.insertNew(n)
+		x.replace(r, head)
+		x.insertNew(r, n)
 	} else {
-		x.replace(n)
+		x.replace(r, n)
 	}
 	if s.End() > n.End() {
 		tail := s
 		cut := uint32(n.End() - s.Off)
 		tail.Off, tail.Len, tail.Skip = n.End(), s.Len-cut, s.Skip+cut
-		x.insertNew(tail)
+		x.insertNew(r, tail)
 	}
 }
 
 // load inserts extents decoded from a checkpoint, which the decoder has
 // checked to be valid, sorted and disjoint.
 func (x *Index) load(exts []Extent) {
-	for _, e := range exts {
-		x.insertNew(e)
+	for i := 0; i < len(exts); {
+		obj := exts[i].Object
+		j := i + 1
+		for j < len(exts) && exts[j].Object == obj {
+			j++
+		}
+		r, ok := x.tree.root(obj)
+		if !ok {
+			exts[i].mustCheck()
+			x.tree.create(obj, itemOf(exts[i]))
+			r, _ = x.tree.root(obj)
+			i++
+		}
+		orig := r
+		for _, e := range exts[i:j] {
+			x.insertNew(&r, e)
+		}
+		x.tree.store(orig, r)
+		i = j
 	}
 }

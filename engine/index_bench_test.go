@@ -131,8 +131,8 @@ func TestIndexMemoryPerExtent(t *testing.T) {
 				t.Fatalf("Len() = %d, want %d", x.Len(), n)
 			}
 			per := float64(int64(after-before)) / float64(n)
-			t.Logf("%s order: %d extents, %.1f bytes/extent (%d-byte Extent, degree %d)",
-				tc.order, n, per, unsafe.Sizeof(Extent{}), indexDegree)
+			t.Logf("%s order: %d extents, %.1f bytes/extent (%d-byte item, %d per leaf)",
+				tc.order, n, per, unsafe.Sizeof(item{}), leafItemsMax)
 			if per > tc.max {
 				t.Errorf("%.1f bytes per extent, want <= %.0f", per, tc.max)
 			}
