@@ -488,6 +488,83 @@ func TestIndexCloneIsolation(t *testing.T) {
 	}
 }
 
+// TestIndexAppendFillsLeaves checks, with the real node limits, the split
+// that the memory of an object written front to back depends on: every
+// leaf but the last is full. Then it overwrites random blocks of the
+// object and of a clone of it, which must not see each other's writes.
+func TestIndexAppendFillsLeaves(t *testing.T) {
+	const n = 3 * leafItemsMax * branchKidsMax // a root over branches over leaves
+	x := NewIndex()
+	for i := range uint32(n) {
+		x.Insert(objA, uint64(i)*k4, testLoc(i+1, k4), testVersion(i+1))
+	}
+	mustCheckIndex(t, x)
+	r, _ := x.tree.root(objA)
+	if r.br == nil || r.br.kids == nil {
+		t.Fatalf("%d extents: the tree is not three levels deep", n)
+	}
+	leaves := leavesOf(r)
+	if want := (n + leafItemsMax - 1) / leafItemsMax; len(leaves) != want {
+		t.Errorf("%d leaves, want %d", len(leaves), want)
+	}
+	for i, l := range leaves[:len(leaves)-1] {
+		if len(l.items) != leafItemsMax {
+			t.Errorf("leaf %d of %d holds %d items, want %d", i, len(leaves), len(l.items), leafItemsMax)
+		}
+	}
+
+	views := []*Index{x, x.Clone()}
+	var recs [2][]uint32 // record of each block, by view
+	for v := range recs {
+		recs[v] = make([]uint32, n)
+		for i := range recs[v] {
+			recs[v][i] = uint32(i + 1)
+		}
+	}
+	rng := rand.New(rand.NewPCG(5, 6))
+	rec := uint32(n)
+	for range 3000 {
+		v, b := rng.IntN(2), rng.IntN(n)
+		rec++
+		d := views[v].Insert(objA, uint64(b)*k4, testLoc(rec, k4), testVersion(rec))
+		if len(d) != 1 || d[0].Loc.Segment != recs[v][b] {
+			t.Fatalf("view %d: overwriting block %d displaced %v, want record %d", v, b, d, recs[v][b])
+		}
+		recs[v][b] = rec
+	}
+	for v, x := range views {
+		mustCheckIndex(t, x)
+		i := 0
+		x.Ascend(func(e Extent) bool {
+			if e.Off != uint64(i)*k4 || e.Loc.Segment != recs[v][i] {
+				t.Fatalf("view %d: extent %d is %v, want record %d", v, i, e, recs[v][i])
+			}
+			i++
+			return true
+		})
+		if i != n {
+			t.Errorf("view %d: %d extents, want %d", v, i, n)
+		}
+	}
+}
+
+// leavesOf returns the leaves of the tree under r, in order.
+func leavesOf(r objRoot) []*leaf {
+	if r.leaf != nil {
+		return []*leaf{r.leaf}
+	}
+	var out []*leaf
+	var walk func(b *branch)
+	walk = func(b *branch) {
+		out = append(out, b.leaves...)
+		for _, k := range b.kids {
+			walk(k)
+		}
+	}
+	walk(r.br)
+	return out
+}
+
 // TestIndexScratchReuse checks the documented lifetime of a returned slice:
 // the next mutation may reuse it, and a Clone never shares it.
 func TestIndexScratchReuse(t *testing.T) {
@@ -587,8 +664,22 @@ type randomized struct {
 	rng    *rand.Rand
 	views  []*view
 	recLen []uint32 // by record id; id 0 is unused
+	recVer []uint64 // version of the extents in each record, by id
 	ops    int
 	buf    []Extent
+}
+
+// indexShapes are the node limits TestIndexRandomized runs every seed
+// with: the real ones, and small ones under which a few dozen extents
+// per object make leaves split, merge and share items, branches do the
+// same, and trees several levels deep.
+var indexShapes = []struct {
+	name               string
+	leafMax, branchMax int
+}{
+	{"default", leafItemsMax, branchKidsMax},
+	{"small", 2, 4},
+	{"odd", 9, 5},
 }
 
 func TestIndexRandomized(t *testing.T) {
@@ -606,22 +697,25 @@ func TestIndexRandomized(t *testing.T) {
 		ops /= 5
 	}
 	for _, seed := range seeds {
-		t.Run(fmt.Sprint(seed), func(t *testing.T) {
-			t.Cleanup(func() {
-				if t.Failed() {
-					t.Logf("replay with: go test -run 'TestIndexRandomized' ./engine -index.seed=%d", seed)
+		for _, shape := range indexShapes {
+			t.Run(fmt.Sprintf("%d/%s", seed, shape.name), func(t *testing.T) {
+				t.Cleanup(func() {
+					if t.Failed() {
+						t.Logf("replay with: go test -run 'TestIndexRandomized' ./engine -index.seed=%d", seed)
+					}
+				})
+				r := &randomized{
+					t:      t,
+					rng:    rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)),
+					views:  []*view{{x: newIndexSized(shape.leafMax, shape.branchMax), m: newModel()}},
+					recLen: []uint32{0},
+					recVer: []uint64{0},
+				}
+				for r.ops = 0; r.ops < ops && !t.Failed(); r.ops++ {
+					r.step()
 				}
 			})
-			r := &randomized{
-				t:      t,
-				rng:    rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)),
-				views:  []*view{{x: NewIndex(), m: newModel()}},
-				recLen: []uint32{0},
-			}
-			for r.ops = 0; r.ops < ops && !t.Failed(); r.ops++ {
-				r.step()
-			}
-		})
+		}
 	}
 }
 
@@ -646,8 +740,17 @@ func (r *randomized) step() {
 		if end := r.pos(v, o, modelSize); end > off && end-off <= modelWriteMax {
 			n = uint32(end - off)
 		}
-		rec := uint32(len(r.recLen))
-		r.recLen = append(r.recLen, n)
+		switch q := r.rng.IntN(8); {
+		case q < 2:
+			// Small writes split extents and build up many of them.
+			n = uint32(1 + r.rng.IntN(64))
+		case q < 4:
+			// Appends: an object written front to back.
+			if end, _ := v.x.End(obj); end < modelSpace {
+				off, n = end, uint32(1+r.rng.IntN(256))
+			}
+		}
+		rec := r.newRecord(n)
 		d := v.x.Insert(obj, off, testLoc(rec, n), testVersion(rec))
 		r.checkGone("Insert", v, o, off, off+uint64(n), d)
 		for i := range n {
@@ -659,10 +762,12 @@ func (r *randomized) step() {
 		d := v.x.Truncate(obj, size)
 		r.checkGone("Truncate", v, o, size, modelSize, d)
 		clear(v.m[o][size:])
-	case p < 95:
+	case p < 94:
 		d := v.x.Delete(obj)
 		r.checkGone("Delete", v, o, 0, modelSize, d)
 		clear(v.m[o])
+	case p < 97:
+		r.relocate(v, o)
 	default:
 		c := &view{x: v.x.Clone(), m: v.m.clone(), inserted: v.inserted, gone: v.gone}
 		if len(r.views) < 4 {
@@ -697,6 +802,45 @@ func (r *randomized) step() {
 				r.fatalf("%v", err)
 			}
 		}
+	}
+}
+
+// newRecord adds a record of n bytes, written by version testVersion of
+// its id, and returns the id.
+func (r *randomized) newRecord(n uint32) uint32 {
+	rec := uint32(len(r.recLen))
+	r.recLen = append(r.recLen, n)
+	r.recVer = append(r.recVer, testVersion(rec))
+	return rec
+}
+
+// relocate moves the bytes of object o that live in one record to a new
+// record, over a random range around them, as the cleaner does (with an
+// exact extent) or a replay after later writes does (with a stale one).
+func (r *randomized) relocate(v *view, o int) {
+	obj := modelObj(o)
+	from := v.m[o][r.pos(v, o, modelSize-1)].rec
+	if from == 0 {
+		return
+	}
+	off := r.pos(v, o, modelSpace-1)
+	n := uint32(1 + r.rng.IntN(modelWriteMax))
+	if end := r.pos(v, o, modelSize); end > off && end-off <= modelWriteMax {
+		n = uint32(end - off)
+	}
+	// The copy keeps the version of the extents it moves.
+	to := r.newRecord(n)
+	r.recVer[to] = r.recVer[from]
+	moved := v.x.Relocate(obj, off, testLoc(from, r.recLen[from]), testLoc(to, n))
+	want := uint64(0)
+	for i := range n {
+		if c := &v.m[o][off+uint64(i)]; c.rec == from {
+			*c = cell{to, i}
+			want++
+		}
+	}
+	if moved != want {
+		r.fatalf("Relocate of %v [%d,%d) from record %d: moved %d bytes, model %d", obj, off, off+uint64(n), from, moved, want)
 	}
 }
 
@@ -762,7 +906,7 @@ func (r *randomized) checkModel(op string, v *view, o int, from, to uint64, e Ex
 func (r *randomized) checkRecord(e Extent) {
 	r.t.Helper()
 	rec := e.Loc.Segment
-	if rec == 0 || int(rec) >= len(r.recLen) || e.Loc != testLoc(rec, r.recLen[rec]) || e.Version != testVersion(rec) {
+	if rec == 0 || int(rec) >= len(r.recLen) || e.Loc != testLoc(rec, r.recLen[rec]) || e.Version != r.recVer[rec] {
 		r.fatalf("extent %v does not match its record", e)
 	}
 }
