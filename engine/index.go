@@ -113,8 +113,8 @@ func extentLess(a, b Extent) bool {
 // when half empty, each time to the runtime size class that fits it: a
 // leaf costs about what it holds, whatever order extents arrive in. A
 // leaf that drops below a quarter full merges with a sibling or takes
-// some of its items; branches keep 16..64 children, so an object's tree
-// stays shallow.
+// some of its items; branches below an object's root keep 16..64
+// children, so its tree stays shallow.
 //
 // Copy-on-write: every leaf and branch carries the generation of the
 // tree that made it, and a tree modifies a node in place only if it
