@@ -23,6 +23,8 @@ import (
 //     Backfilling is a subsequence of Replicas and no caught-up replica
 //     follows a backfilling one (so the primary has the data whenever a
 //     replica has it);
+//   - a container's MetaMembers and its MetaBootstrap are distinct nodes, at most MetaMembersMax each, and
+//     MetaBootstrap is empty only when MetaMembers is too;
 //   - a PG's active replicas (Up, matching its policy, first in their
 //     failure domain) are at most Replicas; a later replica in the same
 //     domain is allowed only if both are caught up (Reconcile keeps it as
@@ -76,6 +78,9 @@ func (m *Map) Check() error {
 			if c.FirstPG < end {
 				return fmt.Errorf("container %d: first pg %d inside container %d's pgs", c.ID, c.FirstPG, m.Containers[i-1].ID)
 			}
+		}
+		if err := m.checkMeta(c); err != nil {
+			return err
 		}
 		pgTotal += uint64(c.Policy.PGCount)
 	}

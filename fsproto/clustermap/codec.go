@@ -13,6 +13,7 @@ const (
 	mapMagic      = "WCMP"
 	mapVersion    = 1  // a map without keys
 	mapVersion2   = 2  // a map with keys: version 1's body, then the keys
+	mapVersion3   = 3  // a map with metadata records: containers carry them, keys always follow
 	mapHeaderLen  = 12 // magic, version, flags, body length
 	mapTrailerLen = 4  // crc32c
 	commandVer    = 1
@@ -50,7 +51,10 @@ func (m *Map) appendMap(b []byte) []byte {
 	// encoding is canonical either way, as the decoder refuses a
 	// version 2 map without keys.
 	version := uint16(mapVersion)
-	if len(m.Keys) > 0 {
+	switch {
+	case m.recordsMeta():
+		version = mapVersion3
+	case len(m.Keys) > 0:
 		version = mapVersion2
 	}
 	b = binary.LittleEndian.AppendUint16(b, version)
@@ -76,6 +80,10 @@ func (m *Map) appendMap(b []byte) []byte {
 		b = binary.LittleEndian.AppendUint32(b, uint32(c.FirstPG))
 		b = appendString(b, c.Name)
 		b = appendPolicy(b, &c.Policy)
+		if version == mapVersion3 {
+			b = appendNodeIDs(b, c.MetaMembers)
+			b = appendNodeIDs(b, c.MetaBootstrap)
+		}
 	}
 	b = binary.LittleEndian.AppendUint32(b, uint32(len(m.PGs)))
 	for i := range m.PGs {
@@ -86,7 +94,7 @@ func (m *Map) appendMap(b []byte) []byte {
 		b = appendNodeIDs(b, pg.Replicas)
 		b = appendNodeIDs(b, pg.Backfilling)
 	}
-	if version == mapVersion2 {
+	if version >= mapVersion2 {
 		b = binary.LittleEndian.AppendUint32(b, uint32(len(m.Keys)))
 		for i := range m.Keys {
 			k := &m.Keys[i]
@@ -99,6 +107,17 @@ func (m *Map) appendMap(b []byte) []byte {
 	}
 	binary.LittleEndian.PutUint32(b[body-4:], uint32(len(b)-body))
 	return binary.LittleEndian.AppendUint32(b, crc32.Checksum(b[start:], castagnoli))
+}
+
+// recordsMeta reports whether some container has a metadata bootstrap
+// set, which only a version 3 encoding can hold.
+func (m *Map) recordsMeta() bool {
+	for i := range m.Containers {
+		if len(m.Containers[i].MetaBootstrap) > 0 {
+			return true
+		}
+	}
+	return false
 }
 
 func appendString(b []byte, s string) []byte {
@@ -164,8 +183,8 @@ func decodeMap(data []byte) (*Map, error) {
 		return nil, corrupt("map magic %q, want %q", data[:4], mapMagic)
 	}
 	version := binary.LittleEndian.Uint16(data[4:])
-	if version != mapVersion && version != mapVersion2 {
-		return nil, corrupt("map version %d, want %d or %d", version, mapVersion, mapVersion2)
+	if version != mapVersion && version != mapVersion2 && version != mapVersion3 {
+		return nil, corrupt("map version %d, want %d, %d or %d", version, mapVersion, mapVersion2, mapVersion3)
 	}
 	if f := binary.LittleEndian.Uint16(data[6:]); f != 0 {
 		return nil, corrupt("map flags %#x, want 0", f)
@@ -202,6 +221,10 @@ func decodeMap(data []byte) (*Map, error) {
 			c.FirstPG = PGID(r.u32("container first pg"))
 			c.Name = r.str("container name")
 			c.Policy = r.policy()
+			if version == mapVersion3 {
+				c.MetaMembers = r.nodeIDs("container metadata members")
+				c.MetaBootstrap = r.nodeIDs("container metadata bootstrap")
+			}
 		}
 	}
 	if n := r.count32("pgs", pgLenMin); n > 0 {
@@ -215,9 +238,9 @@ func decodeMap(data []byte) (*Map, error) {
 			pg.Backfilling = r.nodeIDs("pg backfilling")
 		}
 	}
-	if version == mapVersion2 {
+	if version >= mapVersion2 {
 		n := r.count32("keys", keyLenMin)
-		if r.err == nil && n == 0 {
+		if r.err == nil && n == 0 && version == mapVersion2 {
 			r.fail("version %d map without keys (such a map is version %d)", mapVersion2, mapVersion)
 		}
 		if n > 0 {
@@ -234,6 +257,9 @@ func decodeMap(data []byte) (*Map, error) {
 	}
 	if err := r.done(); err != nil {
 		return nil, err
+	}
+	if version == mapVersion3 && !m.recordsMeta() {
+		return nil, corrupt("version %d map without metadata records (such a map is version %d or %d)", mapVersion3, mapVersion, mapVersion2)
 	}
 	if err := m.Check(); err != nil {
 		return nil, fmt.Errorf("%w: map: %v", ErrCorrupt, err)

@@ -26,7 +26,15 @@ func sampleMap(t testing.TB) *Map {
 }
 
 func TestMapRoundTrip(t *testing.T) {
-	for _, m := range []*Map{New(), sampleMap(t)} {
+	noMeta := sampleMap(t).Clone()
+	for i := range noMeta.Containers {
+		noMeta.Containers[i].MetaMembers, noMeta.Containers[i].MetaBootstrap = nil, nil
+	}
+	noKeysNoMeta := noMeta.Clone()
+	noKeysNoMeta.Keys = nil
+	noKeys := sampleMap(t).Clone()
+	noKeys.Keys = nil
+	for _, m := range []*Map{New(), sampleMap(t), noMeta, noKeysNoMeta, noKeys} {
 		b := encode(t, m)
 		d, err := DecodeMap(b)
 		if err != nil {
@@ -38,6 +46,56 @@ func TestMapRoundTrip(t *testing.T) {
 		var u Map
 		if err := u.UnmarshalBinary(b); err != nil || u.Epoch != m.Epoch || len(u.PGs) != len(m.PGs) {
 			t.Fatalf("UnmarshalBinary: %v", err)
+		}
+		for i := range m.Containers {
+			if a, b := &m.Containers[i], &d.Containers[i]; !slices.Equal(a.MetaMembers, b.MetaMembers) || !slices.Equal(a.MetaBootstrap, b.MetaBootstrap) {
+				t.Fatalf("container %d: metadata record %v/%v decodes as %v/%v", a.ID, a.MetaMembers, a.MetaBootstrap, b.MetaMembers, b.MetaBootstrap)
+			}
+		}
+		// The version is the smallest that holds the map, so each map
+		// has one encoding and older maps keep their bytes.
+		want := uint16(mapVersion)
+		switch {
+		case m.recordsMeta():
+			want = mapVersion3
+		case len(m.Keys) > 0:
+			want = mapVersion2
+		}
+		if got := binary.LittleEndian.Uint16(b[4:]); got != want {
+			t.Errorf("map with %d keys, records %v: version %d, want %d", len(m.Keys), m.recordsMeta(), got, want)
+		}
+	}
+}
+
+// TestOldMapGetsMetaRecord: a map from before the metadata record
+// (version 1 or 2) decodes without one; the first command applied to it
+// records for each container what ChooseMetaMembers computes on the map
+// before the command, which is what its nodes ran the group with.
+func TestOldMapGetsMetaRecord(t *testing.T) {
+	m := sampleMap(t).Clone()
+	for i := range m.Containers {
+		m.Containers[i].MetaMembers, m.Containers[i].MetaBootstrap = nil, nil
+	}
+	old, err := DecodeMap(encode(t, m))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[ContainerID][]NodeID{}
+	for _, ct := range old.Containers {
+		if len(ct.MetaMembers) != 0 || len(ct.MetaBootstrap) != 0 {
+			t.Fatalf("container %d of an old map has a record %v/%v", ct.ID, ct.MetaMembers, ct.MetaBootstrap)
+		}
+		ids, err := ChooseMetaMembers(old, ct.ID)
+		// db's selector matches one node (rack r1); logs.v2 any three.
+		if err != nil || len(ids) == 0 || ct.Name == "logs.v2" && len(ids) != MetaMembersMax {
+			t.Fatalf("container %d: ChooseMetaMembers %v, %v", ct.ID, ids, err)
+		}
+		want[ct.ID] = ids
+	}
+	next := mustApply(t, old, CreateKey{ID: "k00000000000000d4", Container: 1, Access: AccessRead})
+	for _, ct := range next.Containers {
+		if !slices.Equal(ct.MetaMembers, want[ct.ID]) || !slices.Equal(ct.MetaBootstrap, want[ct.ID]) {
+			t.Errorf("container %d: record %v/%v after the first command, want %v for both", ct.ID, ct.MetaMembers, ct.MetaBootstrap, want[ct.ID])
 		}
 	}
 }
@@ -62,7 +120,8 @@ func TestDecodeMapRejects(t *testing.T) {
 	}{
 		{"empty", nil, "shorter than"},
 		{"magic", append([]byte("XCMP"), good[4:]...), "magic"},
-		{"version", reseal(append(append(slices.Clone(good[:4]), 3, 0), good[6:]...)), "version 3"},
+		{"version", reseal(append(append(slices.Clone(good[:4]), 4, 0), good[6:]...)), "version 4"},
+		{"version 3 without metadata records", reseal(append(append(append(slices.Clone(empty[:4]), 3, 0), empty[6:len(empty)-4]...), 0, 0, 0, 0, 0, 0, 0, 0)), "without metadata records"},
 		{"version 2 without keys", reseal(append(append(append(slices.Clone(empty[:4]), 2, 0), empty[6:len(empty)-4]...), 0, 0, 0, 0, 0, 0, 0, 0)), "without keys"},
 		{"flags", reseal(append(append(slices.Clone(good[:6]), 1, 0), good[8:]...)), "flags"},
 		{"truncated", good[:len(good)-1], "body length"},
@@ -127,7 +186,24 @@ func TestDecodeMapChecksInvariants(t *testing.T) {
 			pg.Backfilling = []NodeID{4}
 		},
 		"container id past next": func(m *Map) { m.NextContainer = m.Containers[1].ID },
-		"pgs past next":          func(m *Map) { m.NextPG = m.NextPG - 1 },
+		"meta member unknown":    func(m *Map) { m.Containers[1].MetaMembers[0] = 99 },
+		"meta member twice": func(m *Map) {
+			ct := &m.Containers[1]
+			ct.MetaMembers[1] = ct.MetaMembers[0]
+		},
+		"meta bootstrap twice": func(m *Map) {
+			ct := &m.Containers[1]
+			ct.MetaBootstrap[1] = ct.MetaBootstrap[0]
+		},
+		"meta bootstrap unknown": func(m *Map) { m.Containers[1].MetaBootstrap[0] = 99 },
+		"meta members without bootstrap": func(m *Map) {
+			m.Containers[1].MetaBootstrap = nil
+		},
+		"too many meta members": func(m *Map) {
+			ct := &m.Containers[1]
+			ct.MetaMembers = []NodeID{1, 2, 3, 4}
+		},
+		"pgs past next": func(m *Map) { m.NextPG = m.NextPG - 1 },
 	}
 	for name, f := range breakers {
 		m := sampleMap(t).Clone()
@@ -229,7 +305,7 @@ func FuzzDecodeMap(f *testing.F) {
 		// copy with a valid header and checksum reaches the body
 		// decoder and Check.
 		if len(b) >= mapHeaderLen+mapTrailerLen {
-			for _, v := range []uint32{mapVersion, mapVersion2} {
+			for _, v := range []uint32{mapVersion, mapVersion2, mapVersion3} {
 				b = slices.Clone(b)
 				copy(b, mapMagic)
 				binary.LittleEndian.PutUint32(b[4:], v)

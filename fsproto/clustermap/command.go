@@ -76,8 +76,9 @@ type SetNodeState struct {
 }
 
 // CreateContainer creates a container with the next ContainerID and the
-// next Policy.PGCount PG IDs, placed over the Up nodes. Zero PGCount and
-// ChunkSize take their defaults. Find the new ID with ContainerByName.
+// next Policy.PGCount PG IDs, placed over the Up nodes, and records its
+// metadata members (ChooseMetaMembers). Zero PGCount and ChunkSize take
+// their defaults. Find the new ID with ContainerByName.
 type CreateContainer struct {
 	Name   string
 	Policy Policy
@@ -161,6 +162,9 @@ func (m *Map) Apply(cmd Command) (*Map, error) {
 	}
 	next := m.Clone()
 	next.Epoch = m.Epoch + 1
+	// Before the command: containers of an older map get the metadata
+	// members their nodes computed from it (see recordMeta).
+	next.recordMeta()
 	var err error
 	switch c := deref(cmd).(type) {
 	case AddNode:
@@ -276,6 +280,9 @@ func (m *Map) createContainer(c CreateContainer) error {
 		return fmt.Errorf("%w: create container %q: pg ids exhausted (next %d, %d wanted)", ErrInvalid, c.Name, m.NextPG, p.PGCount)
 	}
 	ct := Container{ID: m.NextContainer, Name: c.Name, Policy: p, FirstPG: m.NextPG}
+	if ids := pickMeta(m, &ct, nil, false); len(ids) > 0 {
+		ct.MetaMembers, ct.MetaBootstrap = ids, slices.Clone(ids)
+	}
 	m.NextContainer++
 	m.NextPG += PGID(p.PGCount)
 	// Invariant: IDs come from counters that only grow, so appending

@@ -76,6 +76,28 @@
 // replicas; a node with nothing to backfill from confirms with CaughtUp
 // once it decides (the runner's policy, not this package's).
 //
+// # Metadata groups
+//
+// Each container's namespace is a Raft group of its own (package meta)
+// whose members the map records: Container.MetaMembers, chosen at
+// CreateContainer by ChooseMetaMembers (the MetaMembersMax best nodes by
+// Score over the container's first PG among those not Out and matching
+// its policy, distinct failure domains first; Up/Down does not matter),
+// and Container.MetaBootstrap, the first members the container got,
+// which never change afterwards. The record changes only by commands,
+// so nodes added later do not move an existing group:
+//
+//   - a container without members (no node could hold them, or a map
+//     decoded from version 1 or 2, which had no record) gets
+//     ChooseMetaMembers' choice on the map as it is before the next
+//     command that Apply takes, whatever the command: that is the set
+//     every node computed from that map, so it is the set an existing
+//     group runs with. A container that gets its first members this way
+//     also gets them as its bootstrap set.
+//
+// NB: a member whose node is taken Out stays in the record (replacing
+// it is not done yet).
+//
 // # Keys and access
 //
 // Three kinds of keys reach a cluster. A node's keys file holds the
@@ -109,8 +131,9 @@
 // their failure domain) are at most Policy.Replicas, only a caught-up
 // replica may share a domain with an earlier one (it is retiring),
 // Backfilling is an ordered subset of Replicas, no caught-up replica
-// follows a backfilling one, and keys are sorted, well formed, with live
-// keys only on existing containers.
+// follows a backfilling one, metadata members are distinct nodes, and
+// keys are sorted, well formed, with live keys only on existing
+// containers.
 //
 // # Map encoding (Raft snapshot, stale-epoch reply)
 //
@@ -124,7 +147,9 @@
 //
 //	version 1: a map without keys; version 2: a map with at least one
 //	key (the decoder refuses a version 2 map without keys, so every map
-//	has one encoding, and maps without keys keep their version 1 bytes)
+//	has one encoding, and maps without keys keep their version 1 bytes);
+//	version 3: a map in which at least one container records a metadata
+//	bootstrap set (refused otherwise, for the same reason)
 //
 //	body (version 1), and the start of a version 2 body:
 //	+-------+----------------+---------+-------+-------+--------+------------+-------+-----+
@@ -147,6 +172,11 @@
 //	+------+------+
 //	key:       | id str | container u64 | access u8 | created u64 | revoked u64 |
 //	           access 1 read, 2 write, 3 admin; revoked 0: live
+//
+//	version 3 body: the version 2 body, but keys may be 0 and each
+//	container record ends with its metadata record:
+//	container: | id u64 | first pg u32 | name str | policy | n u8 | member u64 * n | k u8 | bootstrap u64 * k |
+//	           n, k <= MetaMembersMax (the decoder reads up to 10 and Check bounds them)
 //
 // Node states: 1 up, 2 down, 3 draining, 4 out. Records appear sorted by
 // ID. A map is at most MapLenMax bytes; the decoder checks the magic,

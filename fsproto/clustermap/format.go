@@ -2,17 +2,19 @@ package clustermap
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 )
 
 // String renders m as text, one object per line, for logs, `weft status`
 // and the scenario tests. It is deterministic (sorted IDs and label
 // keys). Backfilling replicas carry a '+', replicas on Draining nodes a
-// '~':
+// '~'; a container's metadata members follow "meta", and its bootstrap
+// set follows "bootstrap" when it differs from them:
 //
 //	epoch 9
 //	node 1 up 10.0.0.1:7000 cap 1099511627776 rack=r1 zone=a
-//	container 1 db pgs 1..4 replicas 3 domain zone chunk 4194304
+//	container 1 db pgs 1..4 replicas 3 domain zone chunk 4194304 meta [1 5 3]
 //	pg 1 epoch 7 backfilling [1 5 3+]
 func (m *Map) String() string {
 	var b strings.Builder
@@ -31,6 +33,12 @@ func (m *Map) String() string {
 		fmt.Fprintf(&b, " chunk %d", c.Policy.ChunkSize)
 		if len(c.Policy.Selector) > 0 {
 			fmt.Fprintf(&b, " select%s", formatLabels(c.Policy.Selector))
+		}
+		if len(c.MetaMembers) > 0 || len(c.MetaBootstrap) > 0 {
+			fmt.Fprintf(&b, " meta %v", c.MetaMembers)
+			if !slices.Equal(c.MetaMembers, c.MetaBootstrap) {
+				fmt.Fprintf(&b, " bootstrap %v", c.MetaBootstrap)
+			}
 		}
 		b.WriteByte('\n')
 	}

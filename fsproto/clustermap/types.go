@@ -178,6 +178,21 @@ type Container struct {
 	Name    string // 1..NameLenMax characters of [a-zA-Z0-9._-], unique
 	Policy  Policy
 	FirstPG PGID
+	// MetaMembers are the nodes of the container's metadata group
+	// (package meta), at most MetaMembersMax, distinct, in the order they
+	// were chosen. CreateContainer records them; only map
+	// commands change them (see "Metadata groups" in the package doc), so
+	// a node added later does not move an existing group. Empty for a
+	// container that no node can hold yet, and for every container of a
+	// map decoded from a version 1 or 2 encoding, which did not record
+	// them: the next command Apply takes fills them in.
+	MetaMembers []NodeID
+	// MetaBootstrap is the membership the group starts with: the first
+	// MetaMembers the container got. It never changes afterwards. Only
+	// its nodes may bootstrap the group (with exactly these peers, so
+	// their bootstrap entries agree); a member added later joins the
+	// running group. Empty iff MetaMembers is.
+	MetaBootstrap []NodeID
 }
 
 // PGs returns the first PG of c and one past its last.
@@ -408,6 +423,8 @@ func (m *Map) Clone() *Map {
 	c.Containers = make([]Container, len(m.Containers))
 	for i, ct := range m.Containers {
 		ct.Policy.Selector = cloneLabels(ct.Policy.Selector)
+		ct.MetaMembers = slices.Clone(ct.MetaMembers)
+		ct.MetaBootstrap = slices.Clone(ct.MetaBootstrap)
 		c.Containers[i] = ct
 	}
 	c.PGs = make([]PG, len(m.PGs))

@@ -1,0 +1,145 @@
+package clustermap
+
+import (
+	"cmp"
+	"fmt"
+	"slices"
+)
+
+// MetaMembersMax is the size of a container's metadata group when the map
+// has enough eligible nodes. Maps with larger groups do not decode: only
+// ever raise it.
+const MetaMembersMax = 3
+
+// ChooseMetaMembers returns the nodes that a metadata group of container c
+// would get from scratch on m, best first: the MetaMembersMax best by
+// Score over c's first PG among the nodes that are not Out and match c's
+// policy (DomainOf), distinct failure domains first, then the best
+// remaining nodes (three members in two domains still survive one node's
+// loss). A node's Up, Down or Draining state does not matter: only Out
+// (the operator's verdict) excludes it. CreateContainer records this
+// choice; it is empty when no node can hold c's metadata.
+func ChooseMetaMembers(m *Map, c ContainerID) ([]NodeID, error) {
+	ct, ok := m.Container(c)
+	if !ok {
+		return nil, fmt.Errorf("%w: container %d", ErrNotFound, c)
+	}
+	return pickMeta(m, ct, nil, false), nil
+}
+
+// metaCand is a node that may hold a metadata member of a container.
+type metaCand struct {
+	id     NodeID
+	domain string
+	score  uint64
+	up     bool
+}
+
+// pickMeta returns have extended to MetaMembersMax nodes (or as many as
+// there are) by the best candidates not in have: the nodes that are not
+// Out and match ct's policy, by Score over ct's first PG (ties by id),
+// first in failure domains no node of have occupies, then in any. With
+// preferUp, Up nodes go before the others within each of these two
+// rounds: a replacement that does not run cannot catch up, and the
+// group's repair waits for it. have is not modified.
+func pickMeta(m *Map, ct *Container, have []NodeID, preferUp bool) []NodeID {
+	out := slices.Clone(have)
+	if len(out) >= MetaMembersMax {
+		return out
+	}
+	used := make(map[string]bool, MetaMembersMax)
+	for _, id := range have {
+		if n, ok := m.Node(id); ok {
+			if d, ok := DomainOf(n, &ct.Policy); ok {
+				used[d] = true
+			}
+		}
+	}
+	var cs []metaCand
+	for i := range m.Nodes {
+		n := &m.Nodes[i]
+		if n.State == Out || slices.Contains(have, n.ID) {
+			continue
+		}
+		d, ok := DomainOf(n, &ct.Policy)
+		if !ok {
+			continue
+		}
+		cs = append(cs, metaCand{n.ID, d, Score(ct.FirstPG, n.ID), n.State == Up})
+	}
+	slices.SortFunc(cs, func(a, b metaCand) int {
+		if c := cmp.Compare(b.score, a.score); c != 0 {
+			return c
+		}
+		return cmp.Compare(a.id, b.id)
+	})
+	upRounds := []bool{false}
+	if preferUp {
+		upRounds = []bool{true, false}
+	}
+	for _, freeDomain := range []bool{true, false} {
+		for _, upOnly := range upRounds {
+			for _, c := range cs {
+				if len(out) >= MetaMembersMax {
+					return out
+				}
+				if (upOnly && !c.up) || (freeDomain && used[c.domain]) || slices.Contains(out, c.id) {
+					continue
+				}
+				used[c.domain] = true
+				out = append(out, c.id)
+			}
+		}
+	}
+	return out
+}
+
+// recordMeta gives every container without metadata members the ones
+// ChooseMetaMembers picks on m as it is, and makes them its bootstrap set
+// if it has none. Apply runs it before each command, so a container of a
+// map from before the record existed (version 1 or 2) gets the members
+// its nodes computed from that same map, which are the ones its group
+// runs with.
+func (m *Map) recordMeta() {
+	for i := range m.Containers {
+		ct := &m.Containers[i]
+		if len(ct.MetaMembers) > 0 {
+			continue
+		}
+		ct.MetaMembers = pickMeta(m, ct, nil, false)
+		if len(ct.MetaBootstrap) == 0 {
+			ct.MetaBootstrap = slices.Clone(ct.MetaMembers)
+		}
+		if len(ct.MetaMembers) == 0 {
+			ct.MetaMembers, ct.MetaBootstrap = nil, nil
+		}
+	}
+}
+
+// checkMeta checks a container's metadata record (see Check).
+func (m *Map) checkMeta(ct *Container) error {
+	if len(ct.MetaMembers) > MetaMembersMax || len(ct.MetaBootstrap) > MetaMembersMax {
+		return fmt.Errorf("container %d: %d metadata members and %d bootstrap members, at most %d each", ct.ID, len(ct.MetaMembers), len(ct.MetaBootstrap), MetaMembersMax)
+	}
+	if len(ct.MetaBootstrap) == 0 && len(ct.MetaMembers) > 0 {
+		return fmt.Errorf("container %d: metadata members %v without a bootstrap set", ct.ID, ct.MetaMembers)
+	}
+	for i, id := range ct.MetaMembers {
+		_, ok := m.Node(id)
+		switch {
+		case !ok:
+			return fmt.Errorf("container %d: metadata member %d is no node", ct.ID, id)
+		case slices.Contains(ct.MetaMembers[:i], id):
+			return fmt.Errorf("container %d: metadata member %d listed twice", ct.ID, id)
+		}
+	}
+	for i, id := range ct.MetaBootstrap {
+		if _, ok := m.Node(id); !ok {
+			return fmt.Errorf("container %d: metadata bootstrap member %d is no node", ct.ID, id)
+		}
+		if slices.Contains(ct.MetaBootstrap[:i], id) {
+			return fmt.Errorf("container %d: metadata bootstrap member %d listed twice", ct.ID, id)
+		}
+	}
+	return nil
+}
