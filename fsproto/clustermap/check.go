@@ -23,7 +23,8 @@ import (
 //     Backfilling is a subsequence of Replicas and no caught-up replica
 //     follows a backfilling one (so the primary has the data whenever a
 //     replica has it);
-//   - a container's MetaMembers and its MetaBootstrap are distinct nodes, at most MetaMembersMax each, and
+//   - a container's MetaMembers are distinct nodes that are not Out,
+//     its MetaBootstrap distinct nodes, at most MetaMembersMax each, and
 //     MetaBootstrap is empty only when MetaMembers is too;
 //   - a PG's active replicas (Up, matching its policy, first in their
 //     failure domain) are at most Replicas; a later replica in the same

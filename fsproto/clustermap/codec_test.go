@@ -70,7 +70,8 @@ func TestMapRoundTrip(t *testing.T) {
 // TestOldMapGetsMetaRecord: a map from before the metadata record
 // (version 1 or 2) decodes without one; the first command applied to it
 // records for each container what ChooseMetaMembers computes on the map
-// before the command, which is what its nodes ran the group with.
+// before the command, which is what its nodes ran the group with, also
+// when the command takes one of those members Out (it is then replaced).
 func TestOldMapGetsMetaRecord(t *testing.T) {
 	m := sampleMap(t).Clone()
 	for i := range m.Containers {
@@ -97,6 +98,13 @@ func TestOldMapGetsMetaRecord(t *testing.T) {
 		if !slices.Equal(ct.MetaMembers, want[ct.ID]) || !slices.Equal(ct.MetaBootstrap, want[ct.ID]) {
 			t.Errorf("container %d: record %v/%v after the first command, want %v for both", ct.ID, ct.MetaMembers, ct.MetaBootstrap, want[ct.ID])
 		}
+	}
+	// Taking a member Out as the first command: recorded, then replaced.
+	victim := want[2][0]
+	next = mustApply(t, old, SetNodeState{ID: victim, State: Out})
+	ct, _ := next.Container(2)
+	if !slices.Equal(ct.MetaBootstrap, want[2]) || slices.Contains(ct.MetaMembers, victim) || len(ct.MetaMembers) != MetaMembersMax {
+		t.Errorf("container 2 after node %d out: record %v/%v, want bootstrap %v and 3 members without it", victim, ct.MetaMembers, ct.MetaBootstrap, want[2])
 	}
 }
 
@@ -186,6 +194,7 @@ func TestDecodeMapChecksInvariants(t *testing.T) {
 			pg.Backfilling = []NodeID{4}
 		},
 		"container id past next": func(m *Map) { m.NextContainer = m.Containers[1].ID },
+		"meta member out":        func(m *Map) { m.Containers[1].MetaMembers[0] = 5 },
 		"meta member unknown":    func(m *Map) { m.Containers[1].MetaMembers[0] = 99 },
 		"meta member twice": func(m *Map) {
 			ct := &m.Containers[1]

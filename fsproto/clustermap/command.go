@@ -69,7 +69,8 @@ type AddNode struct {
 // SetNodeState moves a node to a state: Down when its heartbeats lapsed,
 // Up when they resume, Draining for `weft node drain`, Out to remove it.
 // Down and Out drop it from every PG at once; Draining keeps it in each
-// PG until replacements caught up.
+// PG until replacements caught up. Out also replaces it in every
+// container's MetaMembers (see "Metadata groups" in the package doc).
 type SetNodeState struct {
 	ID    NodeID
 	State NodeState
@@ -168,15 +169,21 @@ func (m *Map) Apply(cmd Command) (*Map, error) {
 	var err error
 	switch c := deref(cmd).(type) {
 	case AddNode:
-		err = next.addNode(c)
+		if err = next.addNode(c); err == nil {
+			next.repairMeta()
+		}
 	case SetNodeState:
-		err = next.setNodeState(c)
+		if err = next.setNodeState(c); err == nil {
+			next.repairMeta()
+		}
 	case CreateContainer:
 		err = next.createContainer(c)
 	case DeleteContainer:
 		err = next.deleteContainer(c)
 	case SetPolicy:
-		err = next.setPolicy(c)
+		if err = next.setPolicy(c); err == nil {
+			next.repairMeta()
+		}
 	case CaughtUp:
 		err = next.caughtUp(c)
 	case NodeRestarted:

@@ -87,6 +87,13 @@
 // which never change afterwards. The record changes only by commands,
 // so nodes added later do not move an existing group:
 //
+//   - SetNodeState Out replaces the node in every container's members
+//     with the best candidate by the same rules that is not a member
+//     yet, Up nodes first (a replacement must run to catch up), free
+//     failure domains first; with no candidate the list shrinks;
+//   - AddNode, SetNodeState and SetPolicy fill lists shorter than
+//     MetaMembersMax (a container created on too few nodes, or left short
+//     by an Out) by the same rule;
 //   - a container without members (no node could hold them, or a map
 //     decoded from version 1 or 2, which had no record) gets
 //     ChooseMetaMembers' choice on the map as it is before the next
@@ -95,8 +102,11 @@
 //     group runs with. A container that gets its first members this way
 //     also gets them as its bootstrap set.
 //
-// NB: a member whose node is taken Out stays in the record (replacing
-// it is not done yet).
+// The record is what the group should be; the group's leader moves raft's
+// membership to it one step at a time (package meta). Members on Down or
+// Draining nodes stay (the group runs on a majority, and they catch up
+// when they return); moving members that a new policy no longer matches
+// is not done.
 //
 // # Keys and access
 //
@@ -131,9 +141,9 @@
 // their failure domain) are at most Policy.Replicas, only a caught-up
 // replica may share a domain with an earlier one (it is retiring),
 // Backfilling is an ordered subset of Replicas, no caught-up replica
-// follows a backfilling one, metadata members are distinct nodes, and
-// keys are sorted, well formed, with live keys only on existing
-// containers.
+// follows a backfilling one, metadata members are distinct nodes that are
+// not Out, and keys are sorted, well formed, with live keys only on
+// existing containers.
 //
 // # Map encoding (Raft snapshot, stale-epoch reply)
 //

@@ -86,6 +86,9 @@ func checkAll(prev, next *Map, cmd Command) error {
 	if prev != nil && next.Epoch != prev.Epoch+1 {
 		return fmt.Errorf("epoch %d after %d", next.Epoch, prev.Epoch)
 	}
+	if err := checkMetaRecords(prev, next, cmd); err != nil {
+		return err
+	}
 	for i := range next.PGs {
 		pg := &next.PGs[i]
 		ct, _ := next.Container(pg.Container)
@@ -263,6 +266,67 @@ func checkAdded(old, pg *PG, p *Policy, m *Map) error {
 			}
 			if yd, _ := DomainOf(y, p); (yd == xd || !held[yd]) && better(y.ID, x) {
 				return fmt.Errorf("pg %d added node %d, but node %d (domain %q) scores higher", pg.ID, x, y.ID, yd)
+			}
+		}
+	}
+	return nil
+}
+
+// checkMetaRecords checks how a command may change the containers'
+// metadata records: a recorded bootstrap set never changes; members change
+// only by node and policy commands (and by the fill of a container that
+// had none); a member is dropped only when its node went Out; a list is
+// short of MetaMembersMax only when no other candidate (not Out, matching
+// the policy) exists; and a new container gets ChooseMetaMembers' choice.
+func checkMetaRecords(prev, next *Map, cmd Command) error {
+	for i := range next.Containers {
+		ct := &next.Containers[i]
+		var old *Container
+		if prev != nil {
+			old, _ = prev.Container(ct.ID)
+		}
+		nodesOrPolicy := false
+		switch deref(cmd).(type) {
+		case AddNode, SetNodeState, SetPolicy:
+			nodesOrPolicy = true
+		}
+		if old == nil || len(old.MetaMembers) == 0 {
+			var want []NodeID
+			switch {
+			case prev == nil:
+				continue
+			case old == nil: // created by cmd
+				want = pickMeta(next, ct, nil, false)
+			case nodesOrPolicy: // filled by the old map's rule, then repaired
+				continue
+			default: // filled from the map before cmd
+				want = pickMeta(prev, ct, nil, false)
+			}
+			if len(want) == 0 {
+				want = nil
+			}
+			if !slices.Equal(ct.MetaMembers, want) {
+				return fmt.Errorf("container %d got metadata members %v, want %v", ct.ID, ct.MetaMembers, want)
+			}
+			continue
+		}
+		if len(old.MetaBootstrap) > 0 && !slices.Equal(old.MetaBootstrap, ct.MetaBootstrap) {
+			return fmt.Errorf("container %d: bootstrap set %v changed to %v", ct.ID, old.MetaBootstrap, ct.MetaBootstrap)
+		}
+		if !nodesOrPolicy && !slices.Equal(old.MetaMembers, ct.MetaMembers) {
+			return fmt.Errorf("container %d: %#v changed metadata members %v to %v", ct.ID, cmd, old.MetaMembers, ct.MetaMembers)
+		}
+		for _, id := range old.MetaMembers {
+			if n, _ := next.Node(id); n.State != Out && !slices.Contains(ct.MetaMembers, id) {
+				return fmt.Errorf("container %d: %#v dropped metadata member %d, which is %v", ct.ID, cmd, id, n.State)
+			}
+		}
+		if len(ct.MetaMembers) < MetaMembersMax {
+			for j := range next.Nodes {
+				n := &next.Nodes[j]
+				if _, ok := DomainOf(n, &ct.Policy); ok && n.State != Out && !slices.Contains(ct.MetaMembers, n.ID) {
+					return fmt.Errorf("container %d: %d metadata members %v, and node %d could be one", ct.ID, len(ct.MetaMembers), ct.MetaMembers, n.ID)
+				}
 			}
 		}
 	}

@@ -116,6 +116,34 @@ func (m *Map) recordMeta() {
 	}
 }
 
+// repairMeta runs after a command that changed nodes or a policy: in
+// every container it drops the metadata members whose nodes are Out and
+// fills the list up to MetaMembersMax with the best candidates
+// (pickMeta, Up nodes first). Members on Down or Draining nodes stay, as
+// the group carries on with a majority and they catch up when back; a
+// member that no longer matches a changed policy stays too (NB: moving
+// it is not done).
+func (m *Map) repairMeta() {
+	for i := range m.Containers {
+		ct := &m.Containers[i]
+		kept := slices.DeleteFunc(slices.Clone(ct.MetaMembers), func(id NodeID) bool {
+			n, ok := m.Node(id)
+			return !ok || n.State == Out
+		})
+		if len(kept) == len(ct.MetaMembers) && len(kept) >= MetaMembersMax {
+			continue
+		}
+		next := pickMeta(m, ct, kept, true)
+		if len(next) == 0 {
+			next = nil
+		}
+		ct.MetaMembers = next
+		if len(ct.MetaBootstrap) == 0 {
+			ct.MetaBootstrap = slices.Clone(next)
+		}
+	}
+}
+
 // checkMeta checks a container's metadata record (see Check).
 func (m *Map) checkMeta(ct *Container) error {
 	if len(ct.MetaMembers) > MetaMembersMax || len(ct.MetaBootstrap) > MetaMembersMax {
@@ -125,10 +153,12 @@ func (m *Map) checkMeta(ct *Container) error {
 		return fmt.Errorf("container %d: metadata members %v without a bootstrap set", ct.ID, ct.MetaMembers)
 	}
 	for i, id := range ct.MetaMembers {
-		_, ok := m.Node(id)
+		n, ok := m.Node(id)
 		switch {
 		case !ok:
 			return fmt.Errorf("container %d: metadata member %d is no node", ct.ID, id)
+		case n.State == Out:
+			return fmt.Errorf("container %d: metadata member %d is out", ct.ID, id)
 		case slices.Contains(ct.MetaMembers[:i], id):
 			return fmt.Errorf("container %d: metadata member %d listed twice", ct.ID, id)
 		}

@@ -179,8 +179,8 @@ type Container struct {
 	Policy  Policy
 	FirstPG PGID
 	// MetaMembers are the nodes of the container's metadata group
-	// (package meta), at most MetaMembersMax, distinct, in the order they
-	// were chosen. CreateContainer records them; only map
+	// (package meta), at most MetaMembersMax, distinct, none Out, in the
+	// order they were chosen. CreateContainer records them; only map
 	// commands change them (see "Metadata groups" in the package doc), so
 	// a node added later does not move an existing group. Empty for a
 	// container that no node can hold yet, and for every container of a
