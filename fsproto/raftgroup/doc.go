@@ -73,7 +73,8 @@
 //
 // # Membership
 //
-// AddMember and RemoveMember propose ConfChange (v1) entries whose Context
+// AddLearner, AddMember and RemoveMember propose ConfChange (v1) entries
+// (AddMember on a learner promotes it to voter) whose Context
 // carries the proposal id and the member's address; bootstrap conf changes
 // carry the address with proposal id 0. Applying one updates the
 // transport's address book. Since raft's ConfState has no addresses, the

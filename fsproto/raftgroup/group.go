@@ -150,11 +150,15 @@ type Status struct {
 	Applied   uint64
 	State     string            // "StateLeader", "StateFollower", ...
 	Voters    []uint64          // the current configuration's voters
+	Learners  []uint64          // and its learners (they replicate but do not vote)
 	Members   map[uint64]string // addresses of the members known from the log
 	SnapIndex uint64            // index of the last snapshot this member took or installed
 	// Match is, on the leader, the highest index known replicated on each
-	// member; nil elsewhere.
+	// member (its own: its last index); nil elsewhere.
 	Match map[uint64]uint64
+	// Active is, on the leader, whether it heard from each member within
+	// the last election timeout (itself included); nil elsewhere.
+	Active map[uint64]bool
 }
 
 // Group runs one member of a Raft group. Its methods are safe for
@@ -515,6 +519,18 @@ func (g *Group) AddMember(ctx context.Context, id uint64, addr string) error {
 		return fmt.Errorf("raftgroup: AddMember(%d, %q): want a nonzero id and an address of at most %d bytes", id, addr, maxAddrLen)
 	}
 	return g.changeConf(ctx, raftpb.ConfChangeAddNode, id, addr)
+}
+
+// AddLearner adds a learner with id at addr (a member that receives the
+// log but does not vote, so a new member catches up without counting
+// toward the quorum) and returns once the change is applied on this
+// member. AddMember on a learner makes it a voter. Call it on the leader,
+// as AddMember; start the learner with Config.Join.
+func (g *Group) AddLearner(ctx context.Context, id uint64, addr string) error {
+	if id == 0 || len(addr) > maxAddrLen {
+		return fmt.Errorf("raftgroup: AddLearner(%d, %q): want a nonzero id and an address of at most %d bytes", id, addr, maxAddrLen)
+	}
+	return g.changeConf(ctx, raftpb.ConfChangeAddLearnerNode, id, addr)
 }
 
 // RemoveMember removes member id and returns once the change is applied on
@@ -1022,10 +1038,16 @@ func (g *Group) status() Status {
 		s.Voters = append(s.Voters, id)
 	}
 	slices.Sort(s.Voters)
+	for id := range st.Config.Learners {
+		s.Learners = append(s.Learners, id)
+	}
+	slices.Sort(s.Learners)
 	if len(st.Progress) > 0 {
 		s.Match = make(map[uint64]uint64, len(st.Progress))
+		s.Active = make(map[uint64]bool, len(st.Progress))
 		for id, pr := range st.Progress {
 			s.Match[id] = pr.Match
+			s.Active[id] = pr.RecentActive || id == g.id
 		}
 	}
 	return s

@@ -391,3 +391,61 @@ func TestLostForwardedProposalFailsRetryable(t *testing.T) {
 		t.Fatalf("the lost proposal was applied: %v", h)
 	}
 }
+
+// TestLearnerCatchesUpThenVotes replaces a stopped member the way a
+// metadata group's repair does: a learner is added (the quorum stays that
+// of the three voters), catches up, is promoted, and only then is the
+// stopped voter removed; proposals go on throughout.
+func TestLearnerCatchesUpThenVotes(t *testing.T) {
+	testutil.CheckLeaks(t)
+	c := newCluster(t, 11, 3, nil)
+	lead := c.leader()
+	c.propose(lead, "a=1")
+	gone := lead%3 + 1
+	c.stop(gone)
+	lead = c.leader(c.others(gone)...)
+	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
+	defer cancel()
+	if err := c.groups[lead].AddLearner(ctx, 4, "mem-4"); err != nil {
+		t.Fatalf("add learner 4: %v", err)
+	}
+	st, err := c.groups[lead].Status(ctx)
+	if err != nil || !slices.Equal(st.Learners, []uint64{4}) || len(st.Voters) != 3 {
+		t.Fatalf("after AddLearner: voters %v, learners %v, %v", st.Voters, st.Learners, err)
+	}
+	// Two voters of three still commit: the learner does not count.
+	c.propose(lead, "b=1")
+	c.peers = append(c.peers, Peer{ID: 4, Addr: "mem-4"})
+	c.start(4, true)
+	waitFor(t, "learner 4 to catch up", func() bool {
+		st, err := c.groups[lead].Status(ctx)
+		return err == nil && st.Match[4] >= st.Match[lead] && st.Active[4]
+	})
+	if err := c.groups[lead].AddMember(ctx, 4, "mem-4"); err != nil {
+		t.Fatalf("promote 4: %v", err)
+	}
+	if err := c.groups[lead].RemoveMember(ctx, gone); err != nil {
+		t.Fatalf("remove %d: %v", gone, err)
+	}
+	st, err = c.groups[lead].Status(ctx)
+	if want := append(c.others(gone, 4), 4); err != nil || len(st.Learners) != 0 || !slices.Equal(st.Voters, sorted(want)) {
+		t.Fatalf("voters %v, learners %v, %v; want voters %v", st.Voters, st.Learners, err, sorted(want))
+	}
+	// The new voter is part of the quorum: stop another original one.
+	c.stop(c.others(gone, lead, 4)[0])
+	c.propose(c.leader(lead, 4), "c=1")
+	c.converge(3, lead, 4)
+}
+
+// others returns the ids of 1..3 (and 4 if running) but those given.
+func (c *cluster) others(but ...uint64) []uint64 {
+	var ids []uint64
+	for id := uint64(1); id <= 3; id++ {
+		if !slices.Contains(but, id) {
+			ids = append(ids, id)
+		}
+	}
+	return ids
+}
+
+func sorted(ids []uint64) []uint64 { ids = slices.Clone(ids); slices.Sort(ids); return ids }
