@@ -399,7 +399,7 @@ func (c *clusterNode) status() *Status {
 	defer cancel()
 	for _, m := range c.meta.Status(ctx) {
 		s.Meta = append(s.Meta, MetaMember{Container: uint64(m.Container), Leader: m.Leader, Term: m.Term,
-			Commit: m.Commit, Applied: m.Applied, Voters: m.Voters})
+			Commit: m.Commit, Applied: m.Applied, Voters: m.Voters, Learners: m.Learners, Repair: m.Repair})
 	}
 	return s
 }

@@ -68,6 +68,10 @@ type MetaMember struct {
 	Commit    uint64   `json:"commit"`
 	Applied   uint64   `json:"applied"`
 	Voters    []uint64 `json:"voters"`
+	Learners  []uint64 `json:"learners,omitempty"` // members catching up before they vote
+	// Repair is, on the leader, the membership repair step it found
+	// last (meta.RepairStep), "" when raft's members are the map's.
+	Repair string `json:"repair,omitempty"`
 }
 
 // Space is the engine's space, in bytes.

@@ -126,8 +126,9 @@ const (
 	ReadListXattr ReadOp = 6 // ino
 	ReadStatFS    ReadOp = 7 // nothing
 	// ReadMembers asks any member (leader or not, no read barrier) for
-	// the voters of its group's configuration; a Host with an empty log
-	// asks before it bootstraps. Nothing else in the request.
+	// the voters and learners of its group's configuration; a Host with
+	// an empty log asks before it bootstraps or joins. Nothing else in
+	// the request.
 	ReadMembers ReadOp = 8
 )
 
@@ -297,9 +298,10 @@ type readReply struct {
 	Voters  []Voter
 }
 
-// Voter is one voter of a group's configuration in a ReadMembers reply.
-// Match is the highest log index the answering member knows replicated on
-// it when that member leads, else 0.
+// Voter is one member (voter or learner: the reply does not tell them
+// apart) of a group's configuration in a ReadMembers reply. Match is the
+// highest log index the answering member knows replicated on it when that
+// member leads, else 0.
 type Voter struct {
 	Node  clustermap.NodeID
 	Match uint64

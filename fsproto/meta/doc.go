@@ -29,42 +29,70 @@
 // # Membership
 //
 // Container c's group has raft group id GroupID(c) = 2^40 + c (the
-// managers' group is 1) and its members are Members(map, c): the three
-// best nodes by clustermap.Score over c's first PG among the nodes that
-// are not Out and match c's policy, distinct failure domains first; a
-// member's raft id is its node id and its address the node's map address
-// (the server that serves kind 300). The choice ignores Up/Down, so a
-// Down member stays a member: the group keeps working while a majority
-// runs (two of three), and the Down member catches up from the leader's
-// log (or a snapshot) when it comes back. Every node computes the same set
-// from the same map, and a member's log holds the membership once the
-// group bootstrapped (raftgroup: Peers only gives addresses after that).
+// managers' group is 1); a member's raft id is its node id and its
+// address the node's map address (the server that serves kind 300). Its
+// members are Members(map, c): the map's record of them
+// (clustermap.Container.MetaMembers), chosen at CreateContainer as the
+// three best nodes by clustermap.Score over c's first PG among the nodes
+// that are not Out and match c's policy, distinct failure domains first
+// (clustermap.ChooseMetaMembers, which also answers for a container of a
+// map from before the record). The record changes only by map commands:
+// nodes added later do not move it, and taking a member's node Out
+// replaces the member by the best other node (clustermap, "Metadata
+// groups"). Up/Down does not matter, so a Down member stays a member: the
+// group keeps working while a majority runs (two of three), and the Down
+// member catches up from the leader's log (or a snapshot) when it comes
+// back.
 //
-// Not done (membership repair): a member whose node is taken Out is not
-// replaced, a node that lost its raft log is not re-added, and nodes
-// added later can change Members' answer for an existing container.
-// What is done is refusing to fork a group: a member with an empty log
-// first asks the other members (read op 8, any member answers with its
-// voters and, on the leader, each voter's replicated index) and does not
-// start when a member runs the group without it (membership changed) or
-// the leader has entries replicated on it beyond the bootstrap ones (its
-// log was lost: raft would panic the node when the leader's commit index
-// passed its empty log). SetMap returns that refusal; Follow retries and
-// logs it. Peers that do not answer count as not running the group, so
-// with the leader unreachable the refusal can be missed. Removing all
-// this needs the map to record each container's metadata members at
-// CreateContainer (clustermap), and a repair loop on the leader that
-// calls raftgroup RemoveMember/AddMember (new members start with Join).
-// Until then, create containers once the cluster's nodes are in the map,
-// and do not take metadata members Out.
+// Raft's membership follows the record through the leader: every
+// RepairInterval, Follow runs Repair, which on each group this node leads
+// compares raft's voters and learners with Members and takes one step
+// (NextRepairStep): a new member is first added as a learner (it does not
+// count toward the quorum, so a replacement that never comes up costs
+// nothing), promoted to voter once its Match is within 64 entries of the
+// leader's last index, and only once every member of the record votes is
+// a voter the record no longer names removed (inactive ones first, the
+// leader last, and never leaving fewer active voters than a majority).
+// Each step is logged, and the leader's pending step is in Status
+// (MemberStatus.Repair, shown by `weft status`). The step depends only on
+// the record and raft's configuration, so a new leader, or a restarted
+// one, carries on.
 //
 // SetMap starts a member for each container whose Members include this
-// node (its raft log in Dir/container-<id>), bootstrapping the group from
-// Members when the log is empty; a node that holds a non-empty log for a
-// container runs its member whether Members still names it or not (raft
-// membership is in the log), after a restart too; members of containers
-// gone from the map stop (the logs stay on disk). A client follows a
-// not-leader hint even to a node outside the computed members.
+// node (its raft log in Dir/container-<id>). A member with an empty log
+// first asks the group's other nodes (read op 8: any member answers with
+// its voters and learners and, on the leader, each one's replicated
+// index) and then:
+//
+//   - bootstraps the group from the record's bootstrap set
+//     (clustermap.Container.MetaBootstrap: the first members, never
+//     changed, so every bootstrapping member writes the same first
+//     entries) when it belongs to that set and no node runs the group
+//     without it;
+//   - joins the running group (raftgroup Config.Join: it gets the log or
+//     a snapshot from the leader) when the group counts it but it is not
+//     of the bootstrap set: the leader's repair added it;
+//   - refuses when a node runs the group without it (the leader has not
+//     added it yet), when the leader has entries replicated on it beyond
+//     the bootstrap ones (its log was lost: raft would panic the node
+//     when the leader's commit index passed its empty log), or when
+//     nobody answers and it is not of the bootstrap set. SetMap returns
+//     the refusal; Follow retries and logs it.
+//
+// A node that holds a non-empty log for a container runs its member
+// whether Members still names it or not (raft membership is in the log),
+// after a restart too; members of containers gone from the map stop (the
+// logs stay on disk). A client follows a not-leader hint even to a node
+// outside the computed members.
+//
+// Not done: a node that lost its raft log is not re-added (it is refused
+// as above; removing and adding it back is the way, not automated);
+// peers that do not answer the probe count as not running the group, so
+// with every running member unreachable a bootstrap member with an empty
+// log still bootstraps; a member removed from the group on a node that
+// still runs (not Out) keeps its stopped-in-place member and log until
+// the container is deleted; members that a changed policy no longer
+// matches are not moved.
 //
 // # Ops and exactly-once
 //
@@ -147,7 +175,8 @@
 //	getxattr:  | value len u32 (<= 64 KiB) | value |
 //	listxattr: | n u32 | name str * n |
 //	statfs:    | inodes u64 | bytes u64 | quota bytes u64 | quota inodes u64 | reclaiming u64 |
-//	members:   | n u32 (<= 64) | (voter node id u64 | match u64) * n |
+//	members:   | n u32 (<= 64) | (member node id u64 | match u64) * n |
+//	           the voters, then the learners
 //	           match: the leader's replicated index on the voter, 0 when
 //	           the answering member does not lead (hint != its id)
 //

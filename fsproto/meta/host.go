@@ -115,6 +115,10 @@ type Host struct {
 		sync.Mutex
 		members map[clustermap.ContainerID]*member
 		closed  bool
+		m       *clustermap.Map // the last map SetMap had; Repair works toward it
+		// repair is what the last Repair found to do in each group this
+		// host led then, for Status.
+		repair map[clustermap.ContainerID]string
 	}
 }
 
@@ -133,6 +137,7 @@ func NewHost(cfg HostConfig) (*Host, error) {
 	}
 	h := &Host{cfg: cfg, log: cfg.Logger.With("meta_node", uint64(cfg.Node))}
 	h.mu.members = make(map[clustermap.ContainerID]*member)
+	h.mu.repair = make(map[clustermap.ContainerID]string)
 	return h, nil
 }
 
@@ -144,12 +149,16 @@ func (h *Host) Register(mux *net.ServeMux) {
 }
 
 // SetMap starts the member of every container of m whose Members include
-// this node and that does not run yet (bootstrapping the group from
-// Members when its log is empty), and stops the members of containers no
-// longer in m (their logs stay on disk). A node that left the computed
-// set but holds a non-empty log for the container still runs its member
-// (after a restart too): raft membership comes from the log (see the
-// package doc). Failures to start are returned together; the members
+// this node and that does not run yet, and stops the members of
+// containers no longer in m (their logs stay on disk). A member with an
+// empty log first asks the group's other nodes (probe): it bootstraps
+// the group from the container's Bootstrap set when it belongs to that
+// set and nobody runs the group without it, joins the running group when
+// the group already counts it (its leader added it), and otherwise
+// refuses to start (SetMap fails; Follow tries again). A node that left
+// the Members but holds a non-empty log for the container still runs its
+// member (after a restart too): raft membership comes from the log (see
+// the package doc). Failures to start are returned together; the members
 // that did start run. Call it with every new map.
 func (h *Host) SetMap(m *clustermap.Map) error {
 	h.setMu.Lock()
@@ -159,6 +168,7 @@ func (h *Host) SetMap(m *clustermap.Map) error {
 		h.mu.Unlock()
 		return errors.New("meta: host closed")
 	}
+	h.mu.m = m
 	running := make(map[clustermap.ContainerID]*member, len(h.mu.members))
 	for c, mb := range h.mu.members {
 		running[c] = mb
@@ -183,17 +193,17 @@ func (h *Host) SetMap(m *clustermap.Map) error {
 		if !member && !onDisk[ct.ID] {
 			continue
 		}
-		peers := make([]raftgroup.Peer, 0, len(ids)+1)
-		for _, id := range ids {
-			n, _ := m.Node(id)
-			peers = append(peers, raftgroup.Peer{ID: uint64(id), Addr: n.Addr})
-		}
-		if !member {
-			if n, ok := m.Node(h.cfg.Node); ok {
-				peers = append(peers, raftgroup.Peer{ID: uint64(h.cfg.Node), Addr: n.Addr})
+		boot, _ := Bootstrap(m, ct.ID)
+		// peers: where the transport finds the members until the log
+		// says, and whom the probe asks: the members, the bootstrap
+		// set (who may run the group still) and this node.
+		var peers []raftgroup.Peer
+		for _, id := range slices.Concat(ids, boot, []clustermap.NodeID{h.cfg.Node}) {
+			if n, ok := m.Node(id); ok && !slices.ContainsFunc(peers, func(p raftgroup.Peer) bool { return p.ID == uint64(id) }) {
+				peers = append(peers, raftgroup.Peer{ID: uint64(id), Addr: n.Addr})
 			}
 		}
-		mb, err := h.start(ct.ID, peers, !member)
+		mb, err := h.start(ct.ID, peers, boot, !member)
 		if err != nil {
 			errs = append(errs, err)
 			continue
@@ -204,11 +214,12 @@ func (h *Host) SetMap(m *clustermap.Map) error {
 		h.mu.Lock()
 		h.mu.members[ct.ID] = mb
 		h.mu.Unlock()
-		h.log.Info("meta: started container group member", "container", uint64(ct.ID), "members", ids)
+		h.log.Info("meta: started container group member", "container", uint64(ct.ID), "members", ids, "bootstrap", boot)
 	}
 	for c, mb := range running {
 		h.mu.Lock()
 		delete(h.mu.members, c)
+		delete(h.mu.repair, c)
 		h.mu.Unlock()
 		h.stopMember(mb)
 		h.log.Info("meta: container left the map; stopped its member", "container", uint64(c))
@@ -235,16 +246,20 @@ func (h *Host) logsOnDisk() map[clustermap.ContainerID]bool {
 	return on
 }
 
-// start opens container c's log and starts its member. With
-// onlyWithLog, a log that turns out empty is closed and start returns
-// nil, nil: the node is no member and has nothing to resume.
-func (h *Host) start(c clustermap.ContainerID, peers []raftgroup.Peer, onlyWithLog bool) (*member, error) {
+// start opens container c's log and starts its member. peers are the
+// addresses the transport starts with; boot the group's bootstrap set
+// (see probe). With onlyWithLog, a log that turns out empty is closed and
+// start returns nil, nil: the node is no member and has nothing to
+// resume.
+func (h *Host) start(c clustermap.ContainerID, peers []raftgroup.Peer, boot []clustermap.NodeID, onlyWithLog bool) (*member, error) {
 	log := h.log.With("container", uint64(c))
 	dir := filepath.Join(h.cfg.Dir, logDirPrefix+strconv.FormatUint(uint64(c), 10))
 	store, err := raftlog.Open(raftlog.Options{FS: h.cfg.FS, Dir: dir, Logger: log, KeepEntries: h.cfg.KeepEntries})
 	if err != nil {
 		return nil, fmt.Errorf("meta: container %d: open raft log: %w", c, err)
 	}
+	join := false
+	startPeers := peers
 	if fresh, err := emptyLog(store); err != nil {
 		store.Close()
 		return nil, fmt.Errorf("meta: container %d: %w", c, err)
@@ -252,15 +267,29 @@ func (h *Host) start(c clustermap.ContainerID, peers []raftgroup.Peer, onlyWithL
 		store.Close()
 		return nil, nil
 	} else if fresh {
-		if err := h.probe(c, peers); err != nil {
+		if join, err = h.probe(c, peers, boot); err != nil {
 			store.Close()
 			return nil, err
 		}
+		if !join {
+			// Bootstrapping: exactly the bootstrap set, so that every
+			// member that bootstraps writes the same first entries.
+			startPeers = nil
+			for _, id := range boot {
+				i := slices.IndexFunc(peers, func(p raftgroup.Peer) bool { return p.ID == uint64(id) })
+				if i < 0 {
+					panic(fmt.Sprintf("meta: container %d: bootstrap member %d has no address among %v", c, id, peers))
+				}
+				startPeers = append(startPeers, peers[i])
+			}
+		}
+		log.Info("meta: empty raft log", "join", join, "peers", startPeers)
 	}
 	sm := NewStateMachine()
 	g, err := raftgroup.Start(raftgroup.Config{
 		ID:            uint64(h.cfg.Node),
-		Peers:         peers,
+		Peers:         startPeers,
+		Join:          join,
 		Log:           store,
 		SM:            sm,
 		Transport:     h.cfg.Router.Transport(GroupID(c)),
@@ -296,28 +325,33 @@ const (
 	probeTimeout  = time.Second
 )
 
-// probe runs before a member with an empty log bootstraps: it asks every
-// other member whether it runs the group already, and refuses to start
-// when bootstrapping would fork the group:
+// probe runs before a member with an empty log starts: it asks the
+// group's other nodes (peers) whether they run the group, and decides
+// how this node starts, or refuses:
 //
-//   - a member runs it without this node among its voters: Members
-//     changed since the group began (nodes added or taken Out), and
-//     membership repair is not done;
+//   - a node runs the group without this node among its voters and
+//     learners: refuse; the leader's repair adds it (Repair), and the
+//     next try joins;
 //   - the leader knows entries replicated on this node beyond the
 //     bootstrap ones: this node lost its raft log (a replaced disk).
 //     Raft cannot take it back as it is (the leader would commit past
-//     its log); it needs RemoveMember and AddMember, not done.
-//
-// Otherwise it bootstraps with the same Peers as every initial member
-// (raft's bootstrap entries are then identical), which is right at a
-// container's creation whatever order the members start in.
+//     its log): refuse (NB: re-adding such a node is not done);
+//   - the group counts this node and this node is in boot: bootstrap
+//     with boot (raft's bootstrap entries are then identical to the
+//     other bootstrap members'); not in boot: join (an added member
+//     starts from the leader's log or a snapshot, never with bootstrap
+//     entries of its own, which would not match the group's);
+//   - nobody answers: bootstrap when this node is in boot (the group is
+//     new), else refuse: a member added later only ever joins.
 //
 // NB: peers that do not answer count as not running the group, and a
-// follower does not know the leader's view, so a lost log or a changed
-// membership with the leader unreachable still bootstraps; see the
+// follower does not know the leader's view, so a lost log with the
+// leader unreachable still bootstraps (only a member of boot); see the
 // package doc.
-func (h *Host) probe(c clustermap.ContainerID, peers []raftgroup.Peer) error {
+func (h *Host) probe(c clustermap.ContainerID, peers []raftgroup.Peer, boot []clustermap.NodeID) (join bool, err error) {
 	hdr := readRequest{Op: ReadMembers, Container: c}.append(nil)
+	inBoot := slices.Contains(boot, h.cfg.Node)
+	answered := false
 	for _, p := range peers {
 		if p.ID == uint64(h.cfg.Node) {
 			continue
@@ -326,15 +360,25 @@ func (h *Host) probe(c clustermap.ContainerID, peers []raftgroup.Peer) error {
 		if !ok {
 			continue
 		}
+		answered = true
 		i := slices.IndexFunc(voters, func(v Voter) bool { return v.Node == h.cfg.Node })
 		if i < 0 {
-			return fmt.Errorf("meta: container %d: node %d (%s) runs the group with voters %v, without this node %d: membership changed, and repair is not done", c, p.ID, p.Addr, voters, h.cfg.Node)
+			return false, fmt.Errorf("meta: container %d: node %d (%s) runs the group with members %v, without this node %d: it waits for the leader to add it", c, p.ID, p.Addr, voters, h.cfg.Node)
 		}
-		if leader == clustermap.NodeID(p.ID) && voters[i].Match > uint64(len(peers)) {
-			return fmt.Errorf("meta: container %d: leader %d (%s) has entries up to %d replicated on this node %d, whose raft log is empty: the log was lost, and repair is not done", c, p.ID, p.Addr, voters[i].Match, h.cfg.Node)
+		// A bootstrap member's own log holds the bootstrap entries; a
+		// joining member's holds nothing the leader may count.
+		known := uint64(0)
+		if inBoot {
+			known = uint64(len(boot))
+		}
+		if leader == clustermap.NodeID(p.ID) && voters[i].Match > known {
+			return false, fmt.Errorf("meta: container %d: leader %d (%s) has entries up to %d replicated on this node %d, whose raft log is empty: the log was lost, and repair is not done", c, p.ID, p.Addr, voters[i].Match, h.cfg.Node)
 		}
 	}
-	return nil
+	if !answered && !inBoot {
+		return false, fmt.Errorf("meta: container %d: no member of the group answered, and this node %d, added after the group began (bootstrap set %v), only joins a running group", c, h.cfg.Node, boot)
+	}
+	return !inBoot, nil
 }
 
 // askMembers asks the host at addr for its voters and the leader it
@@ -564,7 +608,7 @@ func (h *Host) serveMembers(ctx context.Context, mb *member, w *net.ResponseWrit
 		return
 	}
 	rep := readReply{}
-	for _, v := range st.Voters {
+	for _, v := range slices.Concat(st.Voters, st.Learners) {
 		rep.Voters = append(rep.Voters, Voter{Node: clustermap.NodeID(v), Match: st.Match[v]})
 	}
 	body := appendReadReply(nil, ReadMembers, &rep)
@@ -602,10 +646,27 @@ const (
 // Follow keeps the host on the latest map until ctx ends: it calls SetMap
 // with the current map of maps, then with each newer one (long-polling
 // Map(ctx, epoch)). A map that fails to fetch, or whose SetMap fails
-// (a raft log that does not open), is tried again after a pause that
-// doubles up to 2 s. Run it on its own goroutine; it returns when ctx
-// ends.
+// (a raft log that does not open, a member that waits to be added), is
+// tried again after a pause that doubles up to 2 s. Meanwhile it runs
+// Repair every RepairInterval. Run it on its own goroutine; it returns
+// when ctx ends.
 func (h *Host) Follow(ctx context.Context, maps MapSource) {
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		t := time.NewTicker(RepairInterval)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				h.Repair(ctx)
+			}
+		}
+	}()
+	defer wg.Wait()
 	var epoch uint64
 	pause := followPauseMin
 	for ctx.Err() == nil {
@@ -637,6 +698,9 @@ func (h *Host) Follow(ctx context.Context, maps MapSource) {
 type MemberStatus struct {
 	Container clustermap.ContainerID
 	raftgroup.Status
+	// Repair is, on the leader, what its last Repair found to do (see
+	// RepairStep.String), or "" elsewhere.
+	Repair string
 }
 
 // Status returns the status of every member this host runs, by
@@ -655,7 +719,13 @@ func (h *Host) Status(ctx context.Context) []MemberStatus {
 		if err != nil {
 			continue
 		}
-		out = append(out, MemberStatus{Container: mb.c, Status: st})
+		ms := MemberStatus{Container: mb.c, Status: st}
+		if st.Leader == uint64(h.cfg.Node) {
+			h.mu.Lock()
+			ms.Repair = h.mu.repair[mb.c]
+			h.mu.Unlock()
+		}
+		out = append(out, ms)
 	}
 	return out
 }

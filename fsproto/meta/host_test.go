@@ -417,34 +417,39 @@ func TestReadOnlyKey(t *testing.T) {
 	}
 }
 
-// TestNewcomerRefused adds a node that Members now ranks into the
-// container's group: with an empty log, it finds the group running
-// without it and refuses to bootstrap a second configuration; the old
-// members keep serving.
+// TestNewcomerRefused: a node joins and a member's node is taken Out, so
+// the map's record names the newcomer in its place. With an empty log,
+// it finds the group running without it and refuses to start (it waits
+// for the leader to add it; no Repair runs here), rather than bootstrap a
+// second configuration; the old members keep serving.
 func TestNewcomerRefused(t *testing.T) {
 	testutil.CheckLeaks(t)
 	c := newTestCluster(t, 3)
 	ctx := testContext(t)
-	c.leader(ctx)
+	lead := c.leader(ctx)
 	ln, err := stdnet.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	var m *clustermap.Map
-	var id clustermap.NodeID
-	for id = 4; ; id++ {
-		if m, err = c.m.Apply(clustermap.AddNode{ID: id, Addr: ln.Addr().String(), Capacity: 1 << 40,
-			Labels: map[string]string{"zone": "z4"}}); err != nil {
-			t.Fatal(err)
-		}
-		if ids, _ := Members(m, c.ct); slices.Contains(ids, id) {
-			break
-		}
+	const id = clustermap.NodeID(4)
+	m, err := c.m.Apply(clustermap.AddNode{ID: id, Addr: ln.Addr().String(), Capacity: 1 << 40,
+		Labels: map[string]string{"zone": "z4"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ids, _ := Members(m, c.ct); slices.Contains(ids, id) {
+		t.Fatalf("a node that joined moved the recorded members: %v", ids)
+	}
+	if m, err = m.Apply(clustermap.SetNodeState{ID: c.hosts[(lead+1)%3].id, State: clustermap.Out}); err != nil {
+		t.Fatal(err)
+	}
+	if ids, _ := Members(m, c.ct); !slices.Contains(ids, id) {
+		t.Fatalf("members %v after node %d went out, want node %d among them", ids, c.hosts[(lead+1)%3].id, id)
 	}
 	c.hosts = append(c.hosts, &testHost{id: id, addr: ln.Addr().String(), dir: filepath.Join(t.TempDir(), "new")})
 	c.serveOn(3, ln)
 	err = c.hosts[3].host.SetMap(m)
-	if err == nil || !strings.Contains(err.Error(), "membership changed") {
+	if err == nil || !strings.Contains(err.Error(), "waits for the leader to add it") {
 		t.Fatalf("newcomer's SetMap: %v, want a refusal", err)
 	}
 	if got := c.hosts[3].host.Containers(); len(got) != 0 {

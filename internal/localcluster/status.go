@@ -231,11 +231,14 @@ func (r *Report) Print(w io.Writer) {
 // managers lists the manager members among the nodes that answered
 // ("1 at ADDR") and the distinct leaders they report ("none" for 0).
 // metaSummary says who runs container c's metadata group, as its
-// members report it: "metadata: leader L, members A B C, commit N".
+// members report it: "metadata: leader L, members A B C, commit N", and,
+// from the leader, its learners and the membership repair it works on
+// (toward the map's record: ", learners D, repair: add learner D: ...").
 func (r *Report) metaSummary(c clustermap.ContainerID) string {
 	var members []string
 	leaders := map[uint64]bool{}
 	var commit uint64
+	var repair string
 	for _, n := range r.Nodes {
 		if n.Status == nil {
 			continue
@@ -249,6 +252,14 @@ func (r *Report) metaSummary(c clustermap.ContainerID) string {
 				leaders[m.Leader] = true
 			}
 			commit = max(commit, m.Commit)
+			if m.Leader == n.Status.Node {
+				if len(m.Learners) > 0 {
+					repair += fmt.Sprintf(", learners %v", m.Learners)
+				}
+				if m.Repair != "" {
+					repair += ", repair: " + m.Repair
+				}
+			}
 		}
 	}
 	if len(members) == 0 {
@@ -263,7 +274,7 @@ func (r *Report) metaSummary(c clustermap.ContainerID) string {
 		slices.Sort(ls)
 		leader = strings.Join(ls, " or ")
 	}
-	return fmt.Sprintf("metadata: leader %s, members %s, commit %d", leader, strings.Join(members, " "), commit)
+	return fmt.Sprintf("metadata: leader %s, members %s, commit %d%s", leader, strings.Join(members, " "), commit, repair)
 }
 
 func (r *Report) managers() (members, leaders []string) {
