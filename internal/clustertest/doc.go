@@ -22,6 +22,11 @@
 //     every chunk is still served and new writes succeed.
 //   - TestQuickRestart: a node killed and restarted before the managers
 //     notice gets its PGs' epochs bumped (NodeRestarted) before it serves.
+//   - TestMetaMemberOut: four nodes (managers on three); a metadata
+//     member's node is killed and taken Out; the group's leader moves raft
+//     membership to the replacement the map names (learner, voter, old
+//     voter removed); then a second original member is killed and the
+//     container still reads every file written before and takes writes.
 //
 // TestMain builds the weft binary once into a temporary folder (with the
 // invariants tag when the tests have it). The tests skip, saying why,

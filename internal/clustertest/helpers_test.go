@@ -121,12 +121,18 @@ func freePort(t *testing.T, n int) int {
 // stops when the test ends; a failed test gets the tail of every node's
 // log.
 func startCluster(t *testing.T, n, r, pgs int) *tcluster {
+	return startClusterManagers(t, n, 0, r, pgs)
+}
+
+// startClusterManagers is startCluster with manager members on the first
+// managers nodes only (0: on every node).
+func startClusterManagers(t *testing.T, n, managers, r, pgs int) *tcluster {
 	if skipWhy != "" {
 		t.Skip(skipWhy)
 	}
 	dir := t.TempDir()
 	lc, err := localcluster.Open(localcluster.Config{
-		Dir: dir, Binary: weftBin, Nodes: n, Port: freePort(t, n), DeviceSize: deviceSize, Replicas: r,
+		Dir: dir, Binary: weftBin, Nodes: n, Managers: managers, Port: freePort(t, n), DeviceSize: deviceSize, Replicas: r,
 		ExtraArgs: []string{"--heartbeat-timeout", heartbeatTimeout.String()},
 	})
 	if err != nil {

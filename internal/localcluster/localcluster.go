@@ -1,6 +1,7 @@
 // Package localcluster runs a weft cluster of local processes: N `weft
 // node` processes on 127.0.0.1, 127.0.0.2, ..., each a storage node with a
-// sparse file device and a member of the manager group. `weft up` is built
+// sparse file device and (all of them, or the first Config.Managers) a
+// member of the manager group. `weft up` is built
 // on it, and so are the multi-process tests, which kill, stop and restart
 // single nodes.
 //
@@ -61,6 +62,9 @@ type Config struct {
 	Port       int
 	DeviceSize int64 // bytes of each sparse device file; default 8 GiB
 	Replicas   int   // of the default container; default min(3, Nodes)
+	// Managers is how many nodes (the first ones) run a manager member;
+	// default all of them. Recorded in the cluster's state on creation.
+	Managers int
 	// ExtraArgs are added to every `weft node` command line.
 	ExtraArgs []string
 	// StopWithParent asks the kernel to send each node SIGTERM when the
@@ -80,6 +84,9 @@ type State struct {
 	Replicas   int    `json:"replicas"`
 	Container  string `json:"container"`
 	DeviceSize int64  `json:"device_size"`
+	// Managers is how many nodes, the first ones, run a manager member
+	// (0: all).
+	Managers int `json:"managers,omitempty"`
 }
 
 // Node is one node of the cluster.
@@ -126,8 +133,8 @@ func Open(cfg Config) (*Cluster, error) {
 	if cfg.Replicas == 0 {
 		cfg.Replicas = min(3, cfg.Nodes)
 	}
-	if cfg.Nodes < 1 || cfg.Nodes > 9 || cfg.Replicas < 1 || cfg.Replicas > 5 || cfg.Port < 1 || cfg.Port > 65534 {
-		return nil, fmt.Errorf("localcluster: want 1 <= nodes (%d) <= 9, 1 <= replicas (%d) <= 5, 1 <= port (%d) <= 65534", cfg.Nodes, cfg.Replicas, cfg.Port)
+	if cfg.Nodes < 1 || cfg.Nodes > 9 || cfg.Replicas < 1 || cfg.Replicas > 5 || cfg.Port < 1 || cfg.Port > 65534 || cfg.Managers < 0 || cfg.Managers > cfg.Nodes {
+		return nil, fmt.Errorf("localcluster: want 1 <= nodes (%d) <= 9, 1 <= replicas (%d) <= 5, 1 <= port (%d) <= 65534, 0 <= managers (%d) <= nodes", cfg.Nodes, cfg.Replicas, cfg.Port, cfg.Managers)
 	}
 	c := &Cluster{cfg: cfg, procs: map[int]*proc{}}
 	b, err := os.ReadFile(filepath.Join(cfg.Dir, stateFile))
@@ -169,6 +176,9 @@ func (c *Cluster) create() error {
 		return err
 	}
 	s := State{Version: 1, ClusterID: "weft-local", Replicas: c.cfg.Replicas, Container: "default", DeviceSize: c.cfg.DeviceSize}
+	if c.cfg.Managers < c.cfg.Nodes {
+		s.Managers = c.cfg.Managers
+	}
 	for i := 1; i <= c.cfg.Nodes; i++ {
 		s.Nodes = append(s.Nodes, Node{Index: i, Addr: fmt.Sprintf("127.0.0.%d:%d", i, c.cfg.Port),
 			Metrics: fmt.Sprintf("127.0.0.%d:%d", i, c.cfg.Port+1), Dir: fmt.Sprintf("node%d", i)})
@@ -196,11 +206,19 @@ func (c *Cluster) State() State { return c.state }
 
 // Managers returns the addresses of the manager group's members.
 func (c *Cluster) Managers() []string {
-	addrs := make([]string, len(c.state.Nodes))
-	for i, n := range c.state.Nodes {
-		addrs[i] = n.Addr
+	addrs := make([]string, c.managers())
+	for i := range addrs {
+		addrs[i] = c.state.Nodes[i].Addr
 	}
 	return addrs
+}
+
+// managers is how many nodes, the first ones, run a manager member.
+func (c *Cluster) managers() int {
+	if m := c.state.Managers; m > 0 && m < len(c.state.Nodes) {
+		return m
+	}
+	return len(c.state.Nodes)
 }
 
 // AdminSecret returns AdminKey's secret.
@@ -222,8 +240,9 @@ func (c *Cluster) node(i int) Node {
 // args returns node i's command line.
 func (c *Cluster) args(n Node) []string {
 	dir := filepath.Join(c.cfg.Dir, n.Dir)
-	peers := make([]string, len(c.state.Nodes))
-	for i, m := range c.state.Nodes {
+	peers := make([]string, c.managers())
+	for i := range peers {
+		m := c.state.Nodes[i]
 		peers[i] = fmt.Sprintf("%d=%s", m.Index, m.Addr)
 	}
 	args := []string{"node",
@@ -231,9 +250,11 @@ func (c *Cluster) args(n Node) []string {
 		"--listen", n.Addr, "--metrics-listen", n.Metrics,
 		"--cluster-id", c.state.ClusterID, "--keys-file", c.KeysFile(), "--cluster-key", ClusterKey,
 		"--managers", strings.Join(c.Managers(), ","),
-		"--manager-id", fmt.Sprint(n.Index), "--manager-peers", strings.Join(peers, ","),
-		"--manager-dir", filepath.Join(dir, "manager"),
 		"--label", fmt.Sprintf("host=node%d", n.Index),
+	}
+	if n.Index <= c.managers() {
+		args = append(args, "--manager-id", fmt.Sprint(n.Index), "--manager-peers", strings.Join(peers, ","),
+			"--manager-dir", filepath.Join(dir, "manager"))
 	}
 	return append(args, c.cfg.ExtraArgs...)
 }

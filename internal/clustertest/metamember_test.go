@@ -1,0 +1,188 @@
+package clustertest
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/weftfs/weft/fsproto/client"
+	"github.com/weftfs/weft/fsproto/clustermap"
+	"github.com/weftfs/weft/internal/localcluster"
+)
+
+// TestMetaMemberOut: four nodes (managers on the first three), a
+// container whose metadata group has a member on node 4, files written.
+// Node 4 is killed and taken Out; the map names another node in its
+// place, and the group's leader moves raft's membership there (learner,
+// voter, then the dead voter removed) until three live nodes vote. Then
+// another original member is killed: the group keeps a majority, so the
+// container stays readable and writable, and every file written before
+// reads back byte for byte.
+func TestMetaMemberOut(t *testing.T) {
+	c := startClusterManagers(t, 4, 3, 3, 4)
+	acc := c.lc.Access()
+	key := client.Key{ID: acc.KeyID, Secret: acc.Secret}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+
+	// A container with a metadata member on node 4, which runs no
+	// manager, so that losing it and one more node leaves the managers
+	// two of three. Its members are fixed at creation (the map's record);
+	// each new container's first PG ranks the nodes anew.
+	m := c.waitMap("the map", func(*clustermap.Map) bool { return true })
+	id4 := c.nodeID(m, 4)
+	var ct *clustermap.Container
+	for i := 0; ct == nil; i++ {
+		if i == 20 {
+			t.Fatal("20 containers, none with a metadata member on node 4")
+		}
+		name := fmt.Sprintf("meta%d", i)
+		got, err := c.mc.Apply(ctx, clustermap.CreateContainer{Name: name, Policy: clustermap.Policy{Replicas: 3, PGCount: 4}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if x, _ := got.ContainerByName(name); slices.Contains(x.MetaMembers, id4) {
+			ct = x
+		}
+	}
+	orig := slices.Clone(ct.MetaMembers)
+	t.Logf("container %s (%d): metadata members %v; node 4 is %d", ct.Name, ct.ID, orig, id4)
+	c.waitMap("the containers active", allActive)
+
+	cl, err := client.DialCluster(ctx, acc.ClusterID, acc.Managers, key, client.WithLogger(quiet))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	fsys, err := cl.OpenContainer(ctx, ct.Name, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fsys.Close()
+	files := map[string][]byte{}
+	rng := rand.New(rand.NewPCG(1, 2))
+	write := func(name string) {
+		t.Helper()
+		data := make([]byte, 1+rng.IntN(200<<10))
+		for i := range data {
+			data[i] = byte(rng.Uint32())
+		}
+		if err := fsys.MkdirAll("d", 0o755); err != nil {
+			t.Fatal(err)
+		}
+		f, err := fsys.Create(name)
+		if err != nil {
+			t.Fatalf("create %s: %v", name, err)
+		}
+		_, werr := f.Write(data)
+		if cerr := f.Close(); werr != nil || cerr != nil {
+			t.Fatalf("write %s: %v, close: %v", name, werr, cerr)
+		}
+		files[name] = data
+	}
+	for i := range 20 {
+		write(fmt.Sprintf("d/before%02d", i))
+	}
+
+	// Node 4 dies and the operator takes it Out (`weft node out 4` does
+	// this same Apply).
+	if err := c.lc.KillNode(4); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	m, err = c.mc.Apply(ctx, clustermap.SetNodeState{ID: id4, State: clustermap.Out})
+	if err != nil {
+		t.Fatal(err)
+	}
+	now, _ := m.Container(ct.ID)
+	want := slices.Clone(now.MetaMembers)
+	if slices.Contains(want, id4) || len(want) != 3 {
+		t.Fatalf("members %v after node %d went out, want three others", want, id4)
+	}
+	slices.Sort(want)
+	t.Logf("node 4 out at map epoch %d; metadata members now %v", m.Epoch, now.MetaMembers)
+
+	// The group's leader reports exactly the record as voters, no
+	// learner left.
+	voters := func() (leader uint64, ok bool) {
+		for i := 1; i <= 3; i++ {
+			st, err := c.status(i)
+			if err != nil {
+				continue
+			}
+			for _, mm := range st.Meta {
+				if mm.Container == uint64(ct.ID) && mm.Leader == st.Node {
+					got := make([]clustermap.NodeID, len(mm.Voters))
+					for j, v := range mm.Voters {
+						got[j] = clustermap.NodeID(v)
+					}
+					return mm.Leader, slices.Equal(got, want) && len(mm.Learners) == 0
+				}
+			}
+		}
+		return 0, false
+	}
+	for {
+		if _, ok := voters(); ok {
+			break
+		}
+		if time.Since(start) > time.Minute {
+			c.logReport("the group never reached its recorded members")
+			t.Fatalf("metadata group's voters are not %v after %v", want, time.Since(start))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Logf("metadata group repaired to %v in %v", want, time.Since(start).Round(time.Millisecond))
+	c.waitMap("the PGs active again", allActive)
+
+	// Another original member dies.
+	victim := 0
+	for i := 1; i <= 3 && victim == 0; i++ {
+		if slices.Contains(orig, c.nodeID(m, i)) {
+			victim = i
+		}
+	}
+	if err := c.lc.KillNode(victim); err != nil {
+		t.Fatal(err)
+	}
+	vid := c.nodeID(m, victim)
+	c.waitMap("the second victim marked down", func(m *clustermap.Map) bool { return nodeState(m, vid) == clustermap.Down })
+	t.Logf("killed node %d (id %d), an original member", victim, vid)
+
+	// Still writable, and everything written before reads back.
+	for i := range 5 {
+		write(fmt.Sprintf("d/after%02d", i))
+	}
+	fs2 := openFS(t, ctx, acc, key, ct.Name)
+	for name, data := range files {
+		got, err := fs2.ReadFile(name)
+		if err != nil || !bytes.Equal(got, data) {
+			t.Errorf("%s: %d bytes, %v; want the %d bytes written", name, len(got), err, len(data))
+		}
+	}
+	ents, err := fs2.ReadDir("d")
+	if err != nil || len(ents) != len(files) {
+		t.Errorf("d lists %d entries, %v; want %d", len(ents), err, len(files))
+	}
+}
+
+// openFS dials the cluster as a new client and opens container name; the
+// test's end closes both.
+func openFS(t *testing.T, ctx context.Context, acc localcluster.Access, key client.Key, name string) *client.FS {
+	t.Helper()
+	cl, err := client.DialCluster(ctx, acc.ClusterID, acc.Managers, key, client.WithLogger(quiet))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cl.Close() })
+	fsys, err := cl.OpenContainer(ctx, name, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { fsys.Close() })
+	return fsys
+}
