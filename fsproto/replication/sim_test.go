@@ -25,6 +25,16 @@ import (
 // simulated network, simulated stores and a simulated clock, every choice
 // drawn from one seed. Replay a failure with -sim.seed=N; run more seeds
 // with -sim.seeds=N or WEFT_SIM_SEEDS=N.
+//
+// Odd seeds run the depose scenario (see deposeTarget): the map notices a
+// silent node within a few ticks, one PG takes most of the traffic, one
+// client only reads, and that PG's primary is cut off from every node,
+// the manager and the writing clients, but not from the reading one,
+// which keeps routing to it by the map it cached. The other replicas move
+// to a new view whose primary takes writes while the reader still reads
+// through the old one: a deposed primary that serves a read it may no
+// longer serve fails the porcupine check. Even seeds run as before the
+// scenario existed.
 
 var (
 	flagSimSeed  = flag.Int64("sim.seed", 0, "run the simulation with this one seed")
@@ -63,6 +73,9 @@ type simCounts struct {
 	mapHeld                                   int // Down commands held back (lastCaughtUp), counted per tick
 	syncBytes, syncObjs, syncSame, syncKept   uint64
 	ridLoads, retriesAnswered, storedRetries  uint64
+	// Depose scenario: primaries cut off, and new primaries crashed and
+	// restarted as the only caught-up replica (see deposeTarget).
+	deposes, successorCrashes int
 }
 
 // addStats counts a core's sync traffic and request id work (before a
@@ -101,6 +114,8 @@ func (c *simCounts) add(o simCounts) {
 	c.ridLoads += o.ridLoads
 	c.retriesAnswered += o.retriesAnswered
 	c.storedRetries += o.storedRetries
+	c.deposes += o.deposes
+	c.successorCrashes += o.successorCrashes
 }
 
 func TestSim(t *testing.T) {
@@ -124,12 +139,13 @@ func TestSim(t *testing.T) {
 		"%d partitions, %d messages dropped, %d duplicated, %d delayed past others, %d read errors; "+
 		"sync: %d objects moved (%d bytes), %d checked in place (SyncSame), %d of them kept; "+
 		"map: %d nodes marked down, %d up, %d restarts recorded, %d caught up, %d tick-long holds of a down (last caught-up replica); "+
-		"request ids: %d retries answered, not applied again (%d by ids read back from the store), %d objects' stored ids read",
+		"request ids: %d retries answered, not applied again (%d by ids read back from the store), %d objects' stored ids read; "+
+		"depose scenario: %d primaries cut off from their PG, %d of their successors crashed as the only caught-up replica",
 		total.seeds, total.acked, total.reads, total.views, total.crashes, total.torn, total.partitions,
 		total.drops, total.dups, total.delayed, total.readErrs, total.syncObjs, total.syncBytes, total.syncSame, total.syncKept,
 		total.mapDown, total.mapUp, total.mapRestarted, total.mapCaughtUp, total.mapHeld,
-		total.retriesAnswered, total.storedRetries, total.ridLoads)
-	if total.acked == 0 || total.views == 0 || total.crashes == 0 {
+		total.retriesAnswered, total.storedRetries, total.ridLoads, total.deposes, total.successorCrashes)
+	if total.acked == 0 || total.views == 0 || total.crashes == 0 || total.seeds > 1 && total.deposes == 0 {
 		t.Errorf("the simulation exercised too little: %+v", total)
 	}
 }
@@ -144,8 +160,17 @@ const (
 	simClientEnd = 3000
 	simDeadline  = 30000
 	simDownAfter = 6 // ticks without a heartbeat
-	oracleID     = 1000
-	clientBase   = 2000
+	// simDownAfterDepose: the depose scenario's manager notices silence
+	// sooner, so a new primary can serve long before a client's timeout
+	// (and a lease) runs out; two heartbeats in a row must go missing.
+	simDownAfterDepose = 3
+	simClientTimeout   = 120 // a client resends (to the map's primary) after this long
+	// simClientTimeoutDepose: in the depose scenario clients give up on a
+	// silent primary sooner, so writes reach the new primary while the
+	// reading client still reads through the deposed one.
+	simClientTimeoutDepose = 60
+	oracleID               = 1000
+	clientBase             = 2000
 )
 
 type simEvent struct {
@@ -193,6 +218,15 @@ type sim struct {
 
 	nextToken uint64
 	window    int
+	// depose: this seed runs the depose scenario on PG target (see
+	// deposeTarget); deposing while a depose is under way; successor: the
+	// current depose crashes the node the map next makes the target's
+	// primary (other than deposed).
+	depose    bool
+	target    uint32
+	deposing  bool
+	successor bool
+	deposed   uint64
 	// dirty: stores, acknowledgements or views changed since the last
 	// checkAcked, which runs after every event that sets it.
 	dirty bool
@@ -214,6 +248,12 @@ func newSim(t testing.TB, seed int64) *sim {
 		acked: map[engine.ObjectID]uint64{}, pgOf: map[engine.ObjectID]uint32{}}
 	s.counts.seeds = 1
 	s.window = []int{1, 2, 4, 64}[s.rng.Intn(4)]
+	if seed%2 != 0 {
+		// From the seed, not the generator: an even seed draws what it
+		// drew before the scenario existed.
+		s.depose = true
+		s.target = uint32(s.rng.Intn(simPGs))
+	}
 	for i := range simNodes {
 		n := &simNode{s: s, id: uint64(i + 1), store: newSimStore(s)}
 		s.nodes = append(s.nodes, n)
@@ -569,7 +609,11 @@ type oracle struct {
 }
 
 func newOracle(s *sim) *oracle {
-	o := &oracle{s: s, m: clustermap.New(), live: clustermap.NewLiveness(simDownAfter * simTick),
+	downAfter := simDownAfter
+	if s.depose {
+		downAfter = simDownAfterDepose
+	}
+	o := &oracle{s: s, m: clustermap.New(), live: clustermap.NewLiveness(time.Duration(downAfter * simTick)),
 		views: map[uint32]*View{}}
 	for id := range simNodes {
 		o.apply(clustermap.AddNode{ID: clustermap.NodeID(id + 1), Addr: fmt.Sprintf("node%d:7000", id+1)})
@@ -640,6 +684,9 @@ func (o *oracle) refresh() {
 			o.s.dirty = true
 			if old != nil {
 				o.s.counts.views++
+				if pg == o.s.target && old.Replicas[0] != v.Replicas[0] {
+					o.s.newPrimary(v.Replicas[0])
+				}
 			}
 			o.s.logf("view pg %d epoch %d replicas %v backfilling %v", v.PG, v.Epoch, v.Replicas, v.Backfilling)
 		} else if !slices.Equal(old.Replicas, v.Replicas) || !slices.Equal(old.Backfilling, v.Backfilling) {
@@ -742,11 +789,21 @@ func (c *simClient) next() {
 		return
 	}
 	obj := engine.ObjectID{Hi: uint64(s.rng.Intn(simPGs)), Lo: uint64(s.rng.Intn(simObjs))}
+	if s.depose && s.rng.Intn(4) > 0 {
+		obj.Hi = uint64(s.target)
+	}
 	var rid fsproto.RequestID
 	s.rng.Read(rid[:])
 	op := &ClientOp{PG: s.pgOf[obj], Object: obj, RequestID: rid}
 	c.n++
-	switch r := s.rng.Intn(10); {
+	r := s.rng.Intn(10)
+	if s.depose && c.id == 0 {
+		// Only reads: no write of its own makes it wait for the deposed
+		// primary's timeout and refresh its map, so it keeps reading
+		// through a deposed primary for as long as that one answers.
+		r = 5
+	}
+	switch {
 	case r < 5:
 		op.Kind, op.Off = OpWrite, uint64(2*s.rng.Intn(3))
 		op.Data = []byte(fmt.Sprintf("%c%03d", 'a'+c.id, c.n%1000))
@@ -779,9 +836,14 @@ func (c *simClient) send() {
 		c.prim[op.PG] = s.or.views[op.PG].Replicas[0]
 	}
 	prim := s.node(c.prim[op.PG])
+	s.logf("client %d: %v %v to node %d", c.id, op.Kind, op.Object, prim.id)
 	s.send(clientBase+uint64(c.id), prim.id, func() { prim.step(op) })
 	tok := c.token
-	s.at(120, func() {
+	timeout := int64(simClientTimeout)
+	if s.depose {
+		timeout = simClientTimeoutDepose
+	}
+	s.at(timeout, func() {
 		if c.token == tok && c.op != nil {
 			c.prim[c.op.PG] = 0
 			c.retries++
@@ -808,6 +870,7 @@ func (c *simClient) reply(r Reply) {
 	op := c.op
 	var out simOutput
 	if op.Kind == OpRead {
+		s.logf("client %d: read %v -> %q", c.id, op.Object, r.Data)
 		out = simOutput{notFound: r.NotFound, data: string(r.Data)}
 		s.counts.reads++
 	} else {
@@ -878,6 +941,11 @@ func (s *sim) injectFaults() {
 			up = append(up, n)
 		}
 	}
+	if s.deposing {
+		// One story at a time: crashes elsewhere would stall the new
+		// view's peering and hide what the depose is there to show.
+		return
+	}
 	switch r := s.rng.Float64(); {
 	case r < 0.03 && len(up) >= simNodes-1:
 		n := up[s.rng.Intn(len(up))]
@@ -892,6 +960,8 @@ func (s *sim) injectFaults() {
 				s.logf("restart node %d", n.id)
 			}
 		})
+	case s.depose && r < 0.3 && len(s.cut) == 0 && s.settled(s.target):
+		s.deposeTarget()
 	case r < 0.05 && len(s.cut) == 0:
 		s.counts.partitions++
 		a := uint64(1 + s.rng.Intn(simNodes))
@@ -922,6 +992,114 @@ func (s *sim) injectFaults() {
 			}
 		})
 	}
+}
+
+// deposeTarget cuts the target PG's primary off from every node, the
+// manager and every client but the reading one (client 0), for longer than
+// the map takes to move the PG to a new view and its new primary to serve:
+// the writers time out, find the new primary in the map and write there,
+// while the reader, which has no reason to refresh its map as long as the
+// deposed primary answers it, reads through the deposed one. (Writes that
+// reached the deposed primary would queue there and hold back its reads
+// of the same objects, so the writers are on the other side of the cut.)
+//
+// In half of the deposes the new primary restarts as the only caught-up
+// replica, having forgotten whatever it promised the deposed primary: the
+// third replica crashes and restarts at once, so the map makes it
+// backfilling while the deposed primary still counts as up; the one the
+// map then makes primary crashes soon after and restarts, and it keeps
+// the role, as no other caught-up replica can take it.
+func (s *sim) deposeTarget() {
+	v := s.or.views[s.target]
+	a := v.Replicas[0]
+	s.counts.deposes++
+	s.deposed, s.deposing = a, true
+	s.successor = s.rng.Intn(2) == 0
+	if s.successor {
+		s.crash(s.node(v.Replicas[2]), int64(1+s.rng.Intn(15)))
+	}
+	var cut [][2]uint64
+	for _, b := range []uint64{1, 2, 3, 4, 5, oracleID, clientBase + 1, clientBase + 2, clientBase + 3} {
+		if b != a {
+			cut = append(cut, [2]uint64{min(a, b), max(a, b)})
+		}
+	}
+	for _, c := range cut {
+		s.cut[c] = true
+	}
+	s.logf("depose node %d (pg %d), successor crash %v", a, s.target, s.successor)
+	s.at(int64(150+s.rng.Intn(400)), func() {
+		for _, c := range cut {
+			delete(s.cut, c)
+		}
+		s.deposing, s.successor = false, false
+	})
+}
+
+// settled reports whether pg's view has three replicas, none
+// backfilling, and its primary serves with no mutation pending or queued:
+// a depose then leaves caught-up replicas to take over, and no mutation
+// left pending on the deposed primary holds back its reads of the object.
+func (s *sim) settled(pg uint32) bool {
+	v := s.or.views[pg]
+	if len(v.Replicas) < 3 || len(v.Backfilling) > 0 {
+		return false
+	}
+	p := s.node(v.Replicas[0])
+	g := p.core.pgs[pg]
+	if !p.up || g == nil || g.epoch != v.Epoch || g.role != rolePrimary || g.phase != phaseActive || len(g.pending) > 0 {
+		return false
+	}
+	for _, q := range g.objq {
+		for _, op := range q {
+			if op.Kind != OpRead {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// newPrimary: the map made id the target PG's primary. If the depose
+// under way asks for it, id crashes soon and restarts at once.
+func (s *sim) newPrimary(id uint64) {
+	if !s.successor || id == s.deposed || !s.faults {
+		return
+	}
+	s.successor = false
+	n := s.node(id)
+	s.at(int64(s.rng.Intn(2*simTick)), func() {
+		v := s.or.views[s.target]
+		if s.deposing && s.crash(n, int64(1+s.rng.Intn(3*simTick))) && len(v.Replicas)-len(v.Backfilling) == 1 {
+			s.counts.successorCrashes++
+		}
+	})
+}
+
+// crash crashes n, if it and every other node but one are up, and
+// restarts it after down time units; it reports whether n crashed.
+func (s *sim) crash(n *simNode, down int64) bool {
+	up := 0
+	for _, m := range s.nodes {
+		if m.up {
+			up++
+		}
+	}
+	if !n.up || !s.faults || up < simNodes-1 {
+		return false
+	}
+	s.counts.crashes++
+	n.up = false
+	n.store.crash()
+	s.logf("crash node %d", n.id)
+	s.at(down, func() {
+		if !n.up {
+			n.start()
+			s.or.restarted(n.id)
+			s.logf("restart node %d", n.id)
+		}
+	})
+	return true
 }
 
 func (s *sim) converged() bool {
