@@ -165,8 +165,9 @@
 //     ReadCheck round started after the read arrived was confirmed by every
 //     replica of the view in the primary's epoch: the next primary is one
 //     of them and confirms no more once it moved on, so a deposed primary
-//     cannot serve a stale read. A read queues behind the object's
-//     pending mutation, so it never sees an unacknowledged write.
+//     cannot serve a stale read. Or, with read leases, on a lease that a
+//     recent round earned (see "Read leases"). A read queues behind the
+//     object's pending mutation, so it never sees an unacknowledged write.
 //
 // Integration requirements: the map must pick a new primary only among the
 // caught-up (non-backfilling) replicas of the current view, and must bump
@@ -188,6 +189,53 @@
 // heartbeats and clock, NodeRestarted on every restart and CaughtUp from the
 // cores' effects; every View is the map's PG (Replicas, Backfilling, Epoch).
 //
+// # Read leases
+//
+// With Config.ReadLease L > 0 a primary serves reads without a round for a
+// while after one. A replica with L > 0 answers a ReadCheck with LeaseGrant
+// (round, L) instead of ReadCheckAck, and by that promises not to lead the
+// PG, in any epoch, for L from when it answered, on its own clock. A
+// primary whose round every replica of its view answered, the least grant
+// among them (its own L included; a plain ReadCheckAck grants 0) being l,
+// serves reads without a round until roundStart + l - l/8 on its clock,
+// where roundStart is when it started the round; it starts a new round to
+// renew once a lease that reads use has less than L/2 left. Invariant: no
+// write of a newer epoch is acknowledged before a lease of an older epoch
+// ends, because
+//   - a newer epoch's primary is a caught-up replica of the view the lease
+//     was earned in (the map's rule), or was made caught up by a sync in a
+//     newer epoch;
+//   - a node that may still hold a grant (grantsOut) does not become active
+//     as primary, so it acknowledges nothing, and does not send SyncDone to
+//     a backfilling replica, so none becomes caught up through it (a
+//     replica caught up that way granted nothing and could lead at once; the
+//     simulation met this, seeds 1131 and 2871);
+//   - a node forgets its grants when it stops, so a Node assumes it granted
+//     just as it started (Now() at NewNode) and leads no PG for L.
+//
+// A deposed primary that still holds a lease reads only its own store, which
+// no newer epoch changes before it makes the primary step down (a newer
+// primary's first message to it does), so the lease never serves a state
+// older than the newest acknowledged one. A primary drops its lease on
+// every view change and step down, and a read behind a pending mutation of
+// its object still waits for it.
+//
+// Clocks: Now is each node's monotonic clock; nodes need not agree on its
+// value, only on its rate. The margin l/8 keeps the invariant while the
+// rates of any two nodes' clocks differ by less than 1/7 (real monotonic
+// clocks differ by far less than 0.1%). A clock that stops while its
+// process is suspended (a VM paused, a stopped process) breaks the
+// assumption like any rate error: such a primary can serve on a lease that
+// has ended in real time. Message delays only shorten the lease.
+//
+// The cost: a new primary leads up to one L later after a failover of a
+// primary that served reads (its grants), and a restarted node leads no PG
+// for L. L is per node: a replica granting less than a primary's L
+// shortens that primary's lease, and one with L = 0 gives it none. A node
+// that restarts with a smaller L than it ran with should wait out the old
+// one first. A node without LeaseGrant (older code) drops the message as
+// undecodable: turn leases on only once every node runs this code.
+//
 // # Wire format
 //
 // Every message is a 16-byte header and a body fixed by its kind (kinds
@@ -207,6 +255,12 @@
 //	| u32   | u32     | [16] [16] u64              |
 //	+-------+---------+----------------------------+
 //	ForwardAck (seq), ReadCheck, ReadCheckAck (round): u64
+//
+//	LeaseGrant (16 bytes)
+//	+-------+-------+
+//	| round | lease |      lease: nanoseconds granted
+//	| u64   | u64   |
+//	+-------+-------+
 //
 //	PeerInfo (24 bytes)
 //	+---------+------+--------+---------+
@@ -268,9 +322,11 @@
 //     PG stalls until the map replaces it; a primary whose store fails one
 //     answers ErrStore although replicas may have applied it (the next
 //     peering reconciles them).
-//   - Reads cost a ReadCheck round trip to every replica (batched: one
-//     round serves every read that arrived before it); leases would save
-//     it at the price of trusting clocks.
+//   - Without a read lease, reads cost a ReadCheck round trip to every
+//     replica (batched: one round serves every read that arrived before
+//     it). With one, a round still runs after a lease lapses (the first
+//     read after a quiet spell waits for it) and to renew it, and a lease
+//     rests on clock rates (see "Read leases").
 //   - Per-object serialisation costs one replication round trip per
 //     mutation of one object; concurrent writers of one chunk queue.
 //   - Request ids are bounded per object: a retry that arrives after more

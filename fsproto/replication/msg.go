@@ -30,11 +30,17 @@ const (
 	// MsgSyncSame: primary → replica: keep Object if you hold it at Seq
 	// with data whose SHA-256 is Digest (answered with SyncAck).
 	MsgSyncSame MsgKind = 14
-	msgKindEnd  MsgKind = 15
+	// MsgLeaseGrant: replica → primary: the answer to a ReadCheck (Seq =
+	// round) of a replica that runs read leases: yes, and I lead the PG in
+	// no newer epoch for Lease nanoseconds (see "Read leases" in the
+	// package doc).
+	MsgLeaseGrant MsgKind = 15
+	msgKindEnd    MsgKind = 16
 )
 
 var msgKindNames = [...]string{"invalid", "PeerQuery", "PeerInfo", "Forward", "ForwardAck", "ListReq",
-	"ListResp", "SyncObject", "SyncAck", "SyncDone", "SyncDoneAck", "ReadCheck", "ReadCheckAck", "Stale", "SyncSame"}
+	"ListResp", "SyncObject", "SyncAck", "SyncDone", "SyncDoneAck", "ReadCheck", "ReadCheckAck", "Stale", "SyncSame",
+	"LeaseGrant"}
 
 func (k MsgKind) String() string {
 	if int(k) < len(msgKindNames) {
@@ -97,7 +103,7 @@ type Msg struct {
 	PG    uint32
 	Epoch uint64
 
-	Seq        uint64 // PeerInfo: highest seq; Forward(Ack), SyncObject: the seq; ReadCheck(Ack): round
+	Seq        uint64 // PeerInfo: highest seq; Forward(Ack), SyncObject: the seq; ReadCheck(Ack), LeaseGrant: round
 	RequestID  fsproto.RequestID
 	Mut        Mutation        // Forward
 	Object     engine.ObjectID // SyncObject, SyncSame, SyncAck
@@ -113,6 +119,7 @@ type Msg struct {
 	Entries    []Entry         // ListResp
 	RIDs       []RIDEntry      // SyncDone; SyncObject, SyncSame (Object unset: it is the message's)
 	Data       []byte          // Forward (write data), SyncObject (whole object)
+	Lease      uint64          // LeaseGrant: nanoseconds granted
 }
 
 // Codec limits.
@@ -183,6 +190,9 @@ func AppendMsg(b []byte, m *Msg) []byte {
 		}
 	case MsgForwardAck, MsgReadCheck, MsgReadCheckAck:
 		b = le.AppendUint64(b, m.Seq)
+	case MsgLeaseGrant:
+		b = le.AppendUint64(b, m.Seq)
+		b = le.AppendUint64(b, m.Lease)
 	case MsgPeerInfo:
 		b = le.AppendUint64(b, m.Seq)
 		b = le.AppendUint64(b, m.Mark)
@@ -244,7 +254,7 @@ var bodyLen = [msgKindEnd]int{
 	MsgPeerInfo: 24, MsgForwardAck: 8, MsgReadCheck: 8, MsgReadCheckAck: 8,
 	MsgForward: 8 + 16 + 4 + 4 + 16 + 8 + 8, MsgListReq: 16, MsgListResp: 16,
 	MsgSyncObject: 8 + 8 + 16 + 4 + 4, MsgSyncAck: 24,
-	MsgSyncSame: 8 + 8 + 16 + 2 + 6 + DigestLen,
+	MsgSyncSame: 8 + 8 + 16 + 2 + 6 + DigestLen, MsgLeaseGrant: 16,
 }
 
 func getObj(b []byte) engine.ObjectID {
@@ -319,6 +329,9 @@ func DecodeMsg(b []byte) (Msg, error) {
 		rest = nil
 	case MsgForwardAck, MsgReadCheck, MsgReadCheckAck:
 		m.Seq = le.Uint64(body)
+	case MsgLeaseGrant:
+		m.Seq = le.Uint64(body)
+		m.Lease = le.Uint64(body[8:])
 	case MsgPeerInfo:
 		m.Seq = le.Uint64(body)
 		m.Mark = le.Uint64(body[8:])

@@ -34,6 +34,7 @@ func sampleMsgs() []Msg {
 		{Kind: MsgSyncDoneAck, PG: 3, Epoch: 4},
 		{Kind: MsgReadCheck, PG: 3, Epoch: 4, Seq: 1},
 		{Kind: MsgReadCheckAck, PG: 3, Epoch: 4, Seq: 1},
+		{Kind: MsgLeaseGrant, PG: 3, Epoch: 4, Seq: 1, Lease: 2e9},
 		{Kind: MsgStale, PG: 3, Epoch: 9},
 	}
 }
@@ -67,7 +68,7 @@ func TestMsgRejects(t *testing.T) {
 	cases := map[string]func() []byte{
 		"version":        func() []byte { b := bytes.Clone(fwd); b[0] = 2; return b },
 		"kind 0":         func() []byte { b := bytes.Clone(fwd); b[1] = 0; return b },
-		"kind 15":        func() []byte { b := bytes.Clone(fwd); b[1] = 15; return b },
+		"kind 16":        func() []byte { b := bytes.Clone(fwd); b[1] = 16; return b },
 		"same rsvd":      func() []byte { b := bytes.Clone(same); b[headerLen+35] = 1; return b },
 		"same rid count": func() []byte { b := bytes.Clone(same); b[headerLen+32] = 2; return b },
 		"same rids above limit": func() []byte {

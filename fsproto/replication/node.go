@@ -5,7 +5,9 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"math"
 	"slices"
+	"time"
 
 	"github.com/weftfs/weft/engine"
 	"github.com/weftfs/weft/fsproto"
@@ -56,6 +58,17 @@ type Config struct {
 	RequestIDs int
 	// QueueMax bounds the client operations queued per PG. Default 4096.
 	QueueMax int
+	// ReadLease, when positive, is how long this node, as a replica,
+	// promises a primary whose ReadCheck it answers not to lead the PG
+	// (LeaseGrant), and how long, as a primary, it serves reads without a
+	// round after one (less a margin, and at most what every replica
+	// granted); see "Read leases" in the package doc. Now must then be
+	// set. 0: this node grants nothing, and reads wait for a round.
+	ReadLease time.Duration
+	// Now is a monotonic clock (the time since some fixed start, such as
+	// the process's), read only for read leases. Its rate must be within
+	// a few percent of every other node's; its value need not agree.
+	Now func() time.Duration
 }
 
 func (c *Config) fill() error {
@@ -78,6 +91,12 @@ func (c *Config) fill() error {
 		errs = append(errs, fmt.Errorf("replication: Config.RequestIDs is %d, want at most %d", c.RequestIDs, MaxRIDEntries))
 	}
 	def(&c.QueueMax, 4096, "QueueMax")
+	if c.ReadLease < 0 {
+		errs = append(errs, fmt.Errorf("replication: Config.ReadLease is %v, want >= 0", c.ReadLease))
+	}
+	if c.ReadLease > 0 && c.Now == nil {
+		errs = append(errs, errors.New("replication: Config.ReadLease is set without Config.Now"))
+	}
 	return errors.Join(errs...)
 }
 
@@ -211,6 +230,7 @@ type Stats struct {
 	// table had only from the store (loadRIDs): without durable ids, a
 	// restart or the table's bound would have let them be applied again.
 	StoredRetries uint64
+	LeaseReads    uint64 // reads served on a read lease, without a ReadCheck round
 }
 
 // Node is one node's replication core for every PG it holds. It has no
@@ -224,6 +244,10 @@ type Node struct {
 	ops   map[uint64]func(StoreResult)
 	out   []Effect
 	stats Stats
+	// grantFloor: with read leases, no PG is led before then: grants made
+	// before this Node started are forgotten, so it assumes it made one
+	// in every PG just as it started.
+	grantFloor time.Duration
 }
 
 // NewNode returns a Node with no PGs; ViewChange events give it some.
@@ -231,7 +255,11 @@ func NewNode(cfg Config) (*Node, error) {
 	if err := cfg.fill(); err != nil {
 		return nil, err
 	}
-	return &Node{cfg: cfg, pgs: map[uint32]*group{}, ops: map[uint64]func(StoreResult){}}, nil
+	n := &Node{cfg: cfg, pgs: map[uint32]*group{}, ops: map[uint64]func(StoreResult){}}
+	if cfg.ReadLease > 0 {
+		n.grantFloor = cfg.Now() + cfg.ReadLease
+	}
+	return n, nil
 }
 
 // Stats returns the node's counters.
@@ -379,8 +407,19 @@ type group struct {
 	roundAcks    map[uint64]bool
 	roundSent    uint64 // tick
 	reads        []*readWait
+	// Read lease (primary): roundAt is when the round under way started,
+	// roundGrant the least lease its answers granted so far (a plain
+	// ReadCheckAck grants none); reads are served without a round until
+	// leaseUntil.
+	roundAt    time.Duration
+	roundGrant time.Duration
+	leaseUntil time.Duration
 
 	// Replica state.
+	// grantUntil: this node promised a primary of an earlier or this
+	// epoch, by answering its ReadCheck with a LeaseGrant, not to lead the
+	// PG before then (see grantsOut). Kept across views and roles.
+	grantUntil  time.Duration
 	fwdInFlight map[uint64]bool
 	// installing: the seq of each object's install under way in this
 	// epoch; a resent SyncObject of that state waits for its ack.
@@ -514,6 +553,7 @@ func (g *group) becomePrimary() {
 	g.ownMaxOK = false
 	g.syncs = map[uint64]*syncState{}
 	g.roundAcks = nil
+	g.leaseUntil = 0
 	if g.pending == nil {
 		g.pending = map[uint64]*mutation{}
 		g.byRID = map[fsproto.RequestID]*mutation{}
@@ -589,6 +629,7 @@ func (g *group) stepDown() {
 	g.pending, g.byRID, g.objq, g.busy, g.loading, g.readsOut = nil, nil, nil, nil, nil, nil
 	g.pendingSeq, g.windowWait, g.reads, g.queued = nil, nil, nil, 0
 	g.syncs, g.peerMax, g.peerMark, g.roundAcks = nil, nil, nil, nil
+	g.leaseUntil = 0
 	g.role = roleNone
 }
 
@@ -772,6 +813,9 @@ func (g *group) maybeSyncDone(id uint64, s *syncState) {
 	if s.queue == nil || len(s.queue) > 0 || len(s.reading) > 0 || len(s.sent) > 0 || s.finished {
 		return
 	}
+	if g.backfilling(id) && g.grantsOut() {
+		return // see grantsOut; onTick pumps again
+	}
 	if s.doneSent == 0 {
 		s.doneSent = g.n.tick + 1
 		g.n.send(id, g.syncDone())
@@ -849,6 +893,12 @@ func (g *group) checkActive() {
 	if g.phase != phaseSyncing {
 		return
 	}
+	if g.grantsOut() {
+		// An earlier primary may still serve reads on a lease this node
+		// granted: a write acknowledged now could make those stale.
+		// onTick checks again.
+		return
+	}
 	for _, id := range g.others() {
 		if s := g.syncs[id]; !s.finished && !g.backfilling(id) {
 			return
@@ -922,8 +972,14 @@ func (g *group) kick(obj engine.ObjectID) {
 		if start > 0 && n < len(q) && q[n].Kind == OpRead {
 			g.n.stats.ReadsJoined++
 		}
+		leased := g.leased()
 		for n < len(q) && q[n].Kind == OpRead {
-			g.reads = append(g.reads, &readWait{op: q[n], round: g.roundStarted + 1})
+			if leased {
+				g.n.stats.LeaseReads++
+				g.serveRead(q[n])
+			} else {
+				g.reads = append(g.reads, &readWait{op: q[n], round: g.roundStarted + 1})
+			}
 			n++
 		}
 		g.readsOut[obj] = n
@@ -1120,8 +1176,11 @@ func (g *group) drainWindow() {
 }
 
 func (g *group) startRound() {
-	if g.roundAcks != nil || len(g.reads) == 0 {
+	if g.roundAcks != nil || (len(g.reads) == 0 && !g.renewDue()) {
 		return
+	}
+	if g.n.cfg.ReadLease > 0 {
+		g.roundAt, g.roundGrant = g.n.cfg.Now(), g.n.cfg.ReadLease
 	}
 	g.roundStarted++
 	g.roundAcks = map[uint64]bool{}
@@ -1155,6 +1214,13 @@ func (g *group) checkRound() {
 	}
 	g.roundDone = g.roundStarted
 	g.roundAcks = nil
+	if l := g.roundGrant; g.n.cfg.ReadLease > 0 && l > 0 {
+		// Each replica granted at least l when it answered, after the
+		// round started, so its grant runs at least to roundAt + l on
+		// its clock; ours ends an eighth of l earlier, which covers
+		// clocks whose rates differ by up to 1/7.
+		g.leaseUntil = g.roundAt + l - l/8
+	}
 	var keep []*readWait
 	for _, rw := range g.reads {
 		if rw.round <= g.roundDone {
@@ -1165,6 +1231,35 @@ func (g *group) checkRound() {
 	}
 	g.reads = keep
 	g.startRound()
+}
+
+// leased reports whether the primary holds a read lease now: a round
+// completed recently enough that no other replica can have led the PG
+// since (see "Read leases" in the package doc).
+// Invariant: leaseUntil is 0 unless the primary has been active in g.epoch
+// since the round it was computed from started (becomePrimary and stepDown
+// reset it).
+func (g *group) leased() bool {
+	return g.n.cfg.ReadLease > 0 && g.phase == phaseActive && g.n.cfg.Now() < g.leaseUntil
+}
+
+// renewDue reports whether a round should start to extend a lease that
+// reads use: it has less than half its length left.
+func (g *group) renewDue() bool {
+	return g.leased() && g.leaseUntil-g.n.cfg.Now() < g.n.cfg.ReadLease/2
+}
+
+// grantsOut reports whether this node may still have promised an earlier
+// primary not to lead the PG (a LeaseGrant, or any grant before it
+// started). Until then it neither serves as primary nor makes a
+// backfilling replica caught up (SyncDone): that replica granted the
+// earlier primary nothing, and could lead as soon as the map hears it
+// caught up (the simulation met this, seeds 1131 and 2871: a replica
+// synced while its primary waited led at once and acknowledged writes
+// that a deposed primary's lease then read past).
+func (g *group) grantsOut() bool {
+	until := max(g.grantUntil, g.n.grantFloor)
+	return until > 0 && g.n.cfg.Now() < until
 }
 
 func (g *group) serveRead(op *ClientOp) {
@@ -1215,6 +1310,7 @@ func (g *group) onTick() {
 		}
 		return
 	}
+	g.checkActive() // a lease grant may have run out
 	for _, id := range g.others() {
 		s := g.syncs[id]
 		if s == nil || s.finished {
@@ -1365,9 +1461,12 @@ func (g *group) receive(from uint64, m *Msg) {
 		g.n.out = append(g.n.out, g.progress(from, s))
 		g.checkActive()
 		g.maybeClearOwnMark()
-	case MsgReadCheckAck:
+	case MsgReadCheckAck, MsgLeaseGrant:
 		if g.roundAcks != nil && m.Seq == g.roundStarted {
 			g.roundAcks[from] = true
+			// A grant beyond what time.Duration holds is as good as the
+			// longest it holds; the lease uses the least grant anyway.
+			g.roundGrant = min(g.roundGrant, time.Duration(min(m.Lease, math.MaxInt64)))
 			g.checkRound()
 		}
 	}
@@ -1502,6 +1601,12 @@ func (g *group) replicaReceive(from uint64, m *Msg) {
 	case MsgReadCheck:
 		a := g.msg(MsgReadCheckAck)
 		a.Seq = m.Seq
+		if l := g.n.cfg.ReadLease; l > 0 {
+			// Counted from now, after the primary started the round
+			// it counts its lease from.
+			g.grantUntil = max(g.grantUntil, g.n.cfg.Now()+l)
+			a.Kind, a.Lease = MsgLeaseGrant, uint64(l)
+		}
 		g.n.send(from, a)
 	}
 }
