@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/weftfs/weft/engine"
+	"github.com/weftfs/weft/fsproto/cluster"
 	"github.com/weftfs/weft/fsproto/clustermap"
 	"github.com/weftfs/weft/net"
 )
@@ -81,6 +82,15 @@ type Config struct {
 	// Default DefaultHeartbeatTimeout. In the file: a duration string
 	// such as "5s" (field heartbeat_timeout).
 	HeartbeatTimeout time.Duration `json:"-"`
+	// ReadLease is how long a primary may serve chunk reads without
+	// asking its replicas again (cluster.DataServerConfig.ReadLease; see
+	// "Read leases" in package replication). 0: the default,
+	// min(cluster.ReadLeaseDefault, the heartbeat timeout / 8);
+	// ReadLeaseOff: no leases. It must be below the heartbeat timeout: a
+	// new primary may wait up to one lease before its first write after a
+	// handoff. In the file: a duration string (field read_lease), where
+	// "0s" turns leases off.
+	ReadLease time.Duration `json:"-"`
 	// Logger receives the node's events; default slog.Default().
 	Logger *slog.Logger `json:"-"`
 	// OnListening, when set, is called once both listeners are bound,
@@ -94,7 +104,7 @@ var configFields = map[string]bool{
 	"device": true, "format_size": true, "listen": true, "metrics_listen": true, "cores": true,
 	"shards": true, "mode": true, "labels": true, "cluster_id": true, "keys_file": true, "containers": true,
 	"managers": true, "manager_id": true, "manager_peers": true, "manager_dir": true, "meta_dir": true, "cluster_key": true,
-	"heartbeat_timeout": true,
+	"heartbeat_timeout": true, "read_lease": true,
 }
 
 // LoadConfigFile reads a JSON config file (see the package
@@ -131,6 +141,15 @@ func LoadConfigFile(path string) (Config, error) {
 		}
 		if cfg.HeartbeatTimeout, err = time.ParseDuration(text); err != nil {
 			return cfg, fmt.Errorf("node: config %s: heartbeat_timeout: %w", path, err)
+		}
+	}
+	if b, ok := raw["read_lease"]; ok {
+		var text string
+		if err := json.Unmarshal(b, &text); err != nil {
+			return cfg, fmt.Errorf("node: config %s: read_lease: want a duration string such as \"500ms\" (\"0s\": no leases)", path)
+		}
+		if cfg.ReadLease, err = ParseReadLease(text); err != nil {
+			return cfg, fmt.Errorf("node: config %s: read_lease: %w", path, err)
 		}
 	}
 	return cfg, nil
@@ -198,6 +217,12 @@ func (c *Config) check() ([]fileKey, error) {
 	if c.HeartbeatTimeout != 0 && c.HeartbeatTimeout < heartbeatTimeoutMin {
 		bad("heartbeat_timeout %v: want at least %v (or 0 for the default %v)", c.HeartbeatTimeout, heartbeatTimeoutMin, DefaultHeartbeatTimeout)
 	}
+	if c.ReadLease < 0 && c.ReadLease != ReadLeaseOff {
+		bad("read_lease %v: want a positive duration, 0 for the default, or ReadLeaseOff", c.ReadLease)
+	}
+	if hb := c.heartbeatTimeout(); c.ReadLease >= hb {
+		bad("read_lease %v: want less than the heartbeat timeout %v (a new primary may wait up to one lease before it writes)", c.ReadLease, hb)
+	}
 	if len(c.Managers) > 0 {
 		if len(c.Labels) > clustermap.LabelsMax {
 			bad("labels: %d of them; the cluster map holds at most %d", len(c.Labels), clustermap.LabelsMax)
@@ -238,6 +263,36 @@ func (c *Config) check() ([]fileKey, error) {
 // heartbeatTimeoutMin keeps the heartbeat period (a quarter of the
 // timeout) above scheduling noise.
 const heartbeatTimeoutMin = 200 * time.Millisecond
+
+// ReadLeaseOff in Config.ReadLease turns read leases off.
+const ReadLeaseOff time.Duration = -1
+
+// ParseReadLease parses a read lease as the file and the flag give it: a
+// duration, "0s" (or any zero) for ReadLeaseOff.
+func ParseReadLease(text string) (time.Duration, error) {
+	d, err := time.ParseDuration(text)
+	switch {
+	case err != nil:
+		return 0, err
+	case d < 0:
+		return 0, fmt.Errorf("%v is negative (0 turns leases off)", d)
+	case d == 0:
+		return ReadLeaseOff, nil
+	}
+	return d, nil
+}
+
+// readLease is the lease to hand the data server (its convention: 0 for
+// its default, negative for none).
+func (c *Config) readLease() time.Duration {
+	switch {
+	case c.ReadLease == ReadLeaseOff:
+		return -1
+	case c.ReadLease > 0:
+		return c.ReadLease
+	}
+	return min(cluster.ReadLeaseDefault, c.heartbeatTimeout()/8)
+}
 
 func (c *Config) heartbeatTimeout() time.Duration {
 	if c.HeartbeatTimeout == 0 {

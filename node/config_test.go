@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/weftfs/weft/fsproto/cluster"
 )
 
 func TestLoadConfigFile(t *testing.T) {
@@ -139,5 +141,41 @@ func TestClusterConfig(t *testing.T) {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("Validate: %v\nwant a problem containing %q", err, want)
 		}
+	}
+}
+
+func TestReadLeaseConfig(t *testing.T) {
+	dir := t.TempDir()
+	for text, want := range map[string]time.Duration{`"250ms"`: 250 * time.Millisecond, `"0s"`: ReadLeaseOff} {
+		cfg, err := LoadConfigFile(writeFile(t, dir, "lease.json", `{"read_lease": `+text+`}`))
+		if err != nil || cfg.ReadLease != want {
+			t.Errorf("read_lease %s: got %v, %v; want %v", text, cfg.ReadLease, err, want)
+		}
+	}
+	for _, text := range []string{`"-1s"`, `"soon"`, `500`} {
+		if _, err := LoadConfigFile(writeFile(t, dir, "lease.json", `{"read_lease": `+text+`}`)); err == nil || !strings.Contains(err.Error(), "read_lease") {
+			t.Errorf("read_lease %s: %v, want an error naming read_lease", text, err)
+		}
+	}
+	for _, c := range []struct {
+		cfg  Config
+		want time.Duration // what the data server gets
+	}{
+		{Config{}, cluster.ReadLeaseDefault},
+		{Config{HeartbeatTimeout: time.Second}, time.Second / 8},
+		{Config{ReadLease: 300 * time.Millisecond}, 300 * time.Millisecond},
+		{Config{ReadLease: ReadLeaseOff}, -1},
+	} {
+		if got := c.cfg.readLease(); got != c.want {
+			t.Errorf("readLease of %v (heartbeat timeout %v) = %v, want %v", c.cfg.ReadLease, c.cfg.HeartbeatTimeout, got, c.want)
+		}
+	}
+	bad := Config{HeartbeatTimeout: time.Second, ReadLease: time.Second}
+	if err := bad.Validate(); err == nil || !strings.Contains(err.Error(), "read_lease 1s: want less than the heartbeat timeout") {
+		t.Errorf("Validate of a lease as long as the heartbeat timeout: %v", err)
+	}
+	bad = Config{ReadLease: -time.Second}
+	if err := bad.Validate(); err == nil || !strings.Contains(err.Error(), "read_lease -1s") {
+		t.Errorf("Validate of a negative lease: %v", err)
 	}
 }

@@ -75,7 +75,8 @@
 //	  "manager_dir": "/var/lib/weft/manager", // default DEVICE.manager
 //	  "meta_dir": "/var/lib/weft/meta", // default DEVICE.meta
 //	  "cluster_key": "cluster",        // default "cluster"
-//	  "heartbeat_timeout": "5s"        // default 5s
+//	  "heartbeat_timeout": "5s",       // default 5s
+//	  "read_lease": "500ms"            // default min(500ms, heartbeat_timeout/8); "0s": off
 //	}
 //
 // # Keys file

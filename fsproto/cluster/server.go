@@ -49,8 +49,18 @@ type DataServerConfig struct {
 	OnCaughtUp func(pg clustermap.PGID, epoch uint64) error
 	// CaughtUpRetry is the wait between OnCaughtUp attempts. Default 1s.
 	CaughtUpRetry time.Duration
-	// Replication tunes the core; its ID is set from Node.
+	// Replication tunes the core; its ID is set from Node, its ReadLease
+	// and Now from ReadLease.
 	Replication replication.Config
+	// ReadLease is the core's read lease (see "Read leases" in package
+	// replication): how long this node promises a primary whose
+	// ReadCheck it answers not to lead the PG, and how long, as primary,
+	// it serves reads without a round after one. 0 gives
+	// ReadLeaseDefault; a negative value turns leases off. The clock is
+	// the process's monotonic clock. A longer lease saves no more rounds
+	// worth having and delays a new primary's first writes after a
+	// handoff, and a restarted node's leading, by up to one lease.
+	ReadLease time.Duration
 	// TickInterval is the period of the core's Tick (retransmission and
 	// sync throttle). Default 20ms.
 	TickInterval time.Duration
@@ -73,6 +83,12 @@ type DataServerConfig struct {
 
 // Defaults.
 const (
+	// ReadLeaseDefault: under a steady read load a lease this long costs
+	// one ReadCheck round per PG about every 190ms (a renewal starts
+	// with less than half of it left), and it is far shorter than a
+	// node's heartbeat timeout (5s by default), so the grants to a
+	// primary that failed have run out before the managers mark it Down.
+	ReadLeaseDefault    = 500 * time.Millisecond
 	TickIntervalDefault = 20 * time.Millisecond
 	QueueMaxDefault     = 4096
 	// peerCallTimeout bounds one KindPeer call: a peer that does not take
@@ -320,6 +336,16 @@ func NewDataServer(cfg DataServerConfig) (*DataServer, error) {
 	}
 	rc := cfg.Replication
 	rc.ID = uint64(cfg.Node)
+	rc.ReadLease, rc.Now = cfg.ReadLease, nil
+	switch {
+	case rc.ReadLease == 0:
+		rc.ReadLease = ReadLeaseDefault
+	case rc.ReadLease < 0:
+		rc.ReadLease = 0
+	}
+	if rc.ReadLease > 0 {
+		rc.Now = monotonicNow
+	}
 	node, err := replication.NewNode(rc)
 	if err != nil && cfg.Node != 0 {
 		errs = append(errs, err)
@@ -836,3 +862,12 @@ func NodeIDOf(u engine.UUID) clustermap.NodeID {
 	}
 	return clustermap.NodeID(id)
 }
+
+// processStart carries the monotonic clock reading that monotonicNow
+// counts from.
+var processStart = time.Now()
+
+// monotonicNow is the replication core's clock: the time since the
+// process started, from the monotonic clock (time.Since ignores wall clock
+// steps).
+func monotonicNow() time.Duration { return time.Since(processStart) }

@@ -83,7 +83,7 @@ func (t *Tracer) step(node uint64, ev replication.Event, effs []replication.Effe
 	case replication.Receive:
 		m := ev.Msg
 		line, objs, seqs := fmtMsg(&m)
-		if m.Kind == replication.MsgReadCheck || m.Kind == replication.MsgReadCheckAck {
+		if m.Kind == replication.MsgReadCheck || m.Kind == replication.MsgReadCheckAck || m.Kind == replication.MsgLeaseGrant {
 			return
 		}
 		add(m.PG, fmt.Sprintf("recv from %d: %s", ev.From, line), seqs, objs...)
@@ -93,7 +93,7 @@ func (t *Tracer) step(node uint64, ev replication.Event, effs []replication.Effe
 	for _, e := range effs {
 		switch e := e.(type) {
 		case replication.Send:
-			if e.Msg.Kind == replication.MsgReadCheck || e.Msg.Kind == replication.MsgReadCheckAck {
+			if e.Msg.Kind == replication.MsgReadCheck || e.Msg.Kind == replication.MsgReadCheckAck || e.Msg.Kind == replication.MsgLeaseGrant {
 				continue
 			}
 			line, objs, seqs := fmtMsg(&e.Msg)

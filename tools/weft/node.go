@@ -31,6 +31,7 @@ func newNodeRunCmd(ctx context.Context, status *int, join bool) *cobra.Command {
 	var (
 		configFile, size, cores string
 		managers, managerPeers  string
+		readLease               string
 		labels                  []string
 		containers              []uint
 		flagCfg                 node.Config
@@ -136,6 +137,13 @@ func newNodeRunCmd(ctx context.Context, status *int, join bool) *cobra.Command {
 			if set("heartbeat-timeout") {
 				cfg.HeartbeatTimeout = flagCfg.HeartbeatTimeout
 			}
+			if set("read-lease") {
+				if d, err := node.ParseReadLease(readLease); err != nil {
+					probs = append(probs, fmt.Sprintf("--read-lease=%s: %v", readLease, err))
+				} else {
+					cfg.ReadLease = d
+				}
+			}
 			if err := cfg.Validate(); err != nil {
 				probs = append(probs, err.Error())
 			}
@@ -180,6 +188,7 @@ UUID). weft node drain ID moves its data away before it is retired.`
 	f.StringVar(&flagCfg.ManagerDir, "manager-dir", "", "the manager member's Raft log folder (default DEVICE.manager)")
 	f.StringVar(&flagCfg.ClusterKey, "cluster-key", "", `id of the key used between nodes and managers (default "cluster")`)
 	f.DurationVar(&flagCfg.HeartbeatTimeout, "heartbeat-timeout", 0, "cluster mode: silence after which the managers mark a node down (default 5s; give every process the same)")
+	f.StringVar(&readLease, "read-lease", "", "cluster mode: how long a primary serves reads without asking its replicas again (default 500ms or heartbeat-timeout/8, whichever is less; 0: off)")
 	return cmd
 }
 
