@@ -3,6 +3,7 @@ package cluster_test
 import (
 	"context"
 	"testing"
+	"time"
 
 	"github.com/weftfs/weft/fsproto/client"
 	"github.com/weftfs/weft/fsproto/replication"
@@ -21,10 +22,21 @@ func BenchmarkWrite4K(b *testing.B) {
 
 // BenchmarkRead4K reads 4 KiB chunks through the client from a 3-node
 // cluster on loopback (replication 3, in-memory engines), one at a time
-// and with b.RunParallel's goroutines: each read costs the primary a
-// ReadCheck round to its replicas (batched across concurrent reads).
+// and with b.RunParallel's goroutines, on read leases (the default): a
+// primary asks its replicas (a ReadCheck round) only to renew its lease.
 func BenchmarkRead4K(b *testing.B) {
-	ct, data := benchContainer(b)
+	benchRead4K(b, 0)
+}
+
+// BenchmarkRead4KRound is BenchmarkRead4K without read leases: each read
+// costs the primary a ReadCheck round to its replicas (batched across
+// concurrent reads).
+func BenchmarkRead4KRound(b *testing.B) {
+	benchRead4K(b, -1)
+}
+
+func benchRead4K(b *testing.B, lease time.Duration) {
+	ct, data := benchContainerLease(b, lease)
 	ctx := context.Background()
 	for i := range 64 {
 		for inode := uint64(1); inode <= 8; inode++ {
@@ -42,7 +54,13 @@ func BenchmarkRead4K(b *testing.B) {
 // benchContainer starts the benchmarks' cluster and returns its
 // container and a 4 KiB buffer.
 func benchContainer(b *testing.B) (*client.Container, []byte) {
-	c := newCluster(b, 3, 16, replication.Config{})
+	return benchContainerLease(b, 0)
+}
+
+// benchContainerLease is benchContainer with the nodes'
+// DataServerConfig.ReadLease.
+func benchContainerLease(b *testing.B, lease time.Duration) (*client.Container, []byte) {
+	c := newClusterLease(b, 3, 16, replication.Config{}, lease)
 	ct, err := c.dial(b).Container(testContainer)
 	if err != nil {
 		b.Fatal(err)

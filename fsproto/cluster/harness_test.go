@@ -102,6 +102,7 @@ type tcluster struct {
 	nodes   map[clustermap.NodeID]*tnode
 	clients *feed
 	repl    replication.Config
+	lease   time.Duration // DataServerConfig.ReadLease
 	// cut: nodes whose feed no longer gets new maps (a partitioned node).
 	cut map[clustermap.NodeID]bool
 	// fn sits between the nodes (not between clients and nodes): node i
@@ -115,8 +116,15 @@ func nodeName(id clustermap.NodeID) string { return fmt.Sprintf("n%d", id) }
 
 func newCluster(t testing.TB, n int, pgCount uint32, repl replication.Config) *tcluster {
 	t.Helper()
+	return newClusterLease(t, n, pgCount, repl, 0)
+}
+
+// newClusterLease is newCluster with the nodes' DataServerConfig.ReadLease
+// (0: the default; negative: no leases).
+func newClusterLease(t testing.TB, n int, pgCount uint32, repl replication.Config, lease time.Duration) *tcluster {
+	t.Helper()
 	c := &tcluster{t: t, m: clustermap.New(), nodes: map[clustermap.NodeID]*tnode{}, clients: newFeed(), repl: repl,
-		cut: map[clustermap.NodeID]bool{}, fn: net.NewFaultNet(1)}
+		lease: lease, cut: map[clustermap.NodeID]bool{}, fn: net.NewFaultNet(1)}
 	for i := 1; i <= n; i++ {
 		id := clustermap.NodeID(i)
 		fsys := vfs.NewMem()
@@ -207,7 +215,7 @@ func (c *tcluster) start(tn *tnode, ln stdnet.Listener) {
 	}
 	id := tn.id
 	ds, err := cluster.NewDataServer(cluster.DataServerConfig{
-		Node: id, Engine: tn.eng, Maps: tn.feed, Pool: pool, Replication: c.repl, PeerKeyID: clusterKey,
+		Node: id, Engine: tn.eng, Maps: tn.feed, Pool: pool, Replication: c.repl, ReadLease: c.lease, PeerKeyID: clusterKey,
 		TickInterval: 5 * time.Millisecond, Logger: testLogger(),
 		OnCaughtUp: func(pg clustermap.PGID, epoch uint64) error {
 			if c.caughtUpFails.Add(-1) >= 0 {
