@@ -208,8 +208,8 @@
 //   - a node that may still hold a grant (grantsOut) does not become active
 //     as primary, so it acknowledges nothing, and does not send SyncDone to
 //     a backfilling replica, so none becomes caught up through it (a
-//     replica caught up that way granted nothing and could lead at once; the
-//     simulation met this, seeds 1131 and 2871);
+//     replica caught up that way granted nothing and could lead at once;
+//     without this the simulation fails, seed 171 among others);
 //   - a node forgets its grants when it stops, so a Node assumes it granted
 //     just as it started (Now() at NewNode) and leads no PG for L.
 //

@@ -1254,9 +1254,9 @@ func (g *group) renewDue() bool {
 // started). Until then it neither serves as primary nor makes a
 // backfilling replica caught up (SyncDone): that replica granted the
 // earlier primary nothing, and could lead as soon as the map hears it
-// caught up (the simulation met this, seeds 1131 and 2871: a replica
-// synced while its primary waited led at once and acknowledged writes
-// that a deposed primary's lease then read past).
+// caught up (without this hold the simulation fails, seed 171 among
+// others: a replica synced while its primary waited led at once and
+// acknowledged writes that a deposed primary's lease then read past).
 func (g *group) grantsOut() bool {
 	until := max(g.grantUntil, g.n.grantFloor)
 	return until > 0 && g.n.cfg.Now() < until
