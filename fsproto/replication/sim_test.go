@@ -157,8 +157,9 @@ func TestSim(t *testing.T) {
 		total.drops, total.dups, total.delayed, total.readErrs, total.syncObjs, total.syncBytes, total.syncSame, total.syncKept,
 		total.mapDown, total.mapUp, total.mapRestarted, total.mapCaughtUp, total.mapHeld,
 		total.retriesAnswered, total.storedRetries, total.ridLoads, total.deposes, total.successorCrashes, total.leaseReads)
-	if total.acked == 0 || total.views == 0 || total.crashes == 0 || total.seeds > 1 && total.deposes == 0 ||
-		total.seeds > 3 && total.leaseReads == 0 {
+	// Over a few seeds, a seed may draw no depose (none starts while its
+	// PG is busy) and the lease seeds may be missing.
+	if total.acked == 0 || total.views == 0 || total.crashes == 0 || total.seeds >= 20 && (total.deposes == 0 || total.leaseReads == 0) {
 		t.Errorf("the simulation exercised too little: %+v", total)
 	}
 }
