@@ -192,8 +192,9 @@
 // # Read leases
 //
 // With Config.ReadLease L > 0 a primary serves reads without a round for a
-// while after one. A replica with L > 0 answers a ReadCheck with LeaseGrant
-// (round, L) instead of ReadCheckAck, and by that promises not to lead the
+// while after one. Its ReadChecks carry ReadCheckLease in the round, and a
+// replica with L > 0 answers such a ReadCheck with LeaseGrant (round, L)
+// instead of ReadCheckAck, and by that promises not to lead the
 // PG, in any epoch, for L from when it answered, on its own clock. A
 // primary whose round every replica of its view answered, the least grant
 // among them (its own L included; a plain ReadCheckAck grants 0) being l,
@@ -233,8 +234,11 @@
 // for L. L is per node: a replica granting less than a primary's L
 // shortens that primary's lease, and one with L = 0 gives it none. A node
 // that restarts with a smaller L than it ran with should wait out the old
-// one first. A node without LeaseGrant (older code) drops the message as
-// undecodable: turn leases on only once every node runs this code.
+// one first. Rolling upgrades: a replica grants only a primary that asks
+// (ReadCheckLease), so a primary of older code, which knows no LeaseGrant,
+// gets plain acks from upgraded replicas; a replica of older code echoes
+// the round, flag included, in a plain ack, which grants nothing. Either
+// way the round completes and only the lease is missing.
 //
 // # Wire format
 //
@@ -254,7 +258,9 @@
 //	| count | rsvd =0 | (request id, object, seq)* |     count <= MaxRIDEntries
 //	| u32   | u32     | [16] [16] u64              |
 //	+-------+---------+----------------------------+
-//	ForwardAck (seq), ReadCheck, ReadCheckAck (round): u64
+//	ForwardAck (seq), ReadCheck, ReadCheckAck (round): u64; in a
+//	ReadCheck's round, bit 63 (ReadCheckLease) asks for a LeaseGrant, and
+//	answers echo the round as received
 //
 //	LeaseGrant (16 bytes)
 //	+-------+-------+

@@ -38,6 +38,13 @@ const (
 	msgKindEnd    MsgKind = 16
 )
 
+// ReadCheckLease, set in a ReadCheck's Seq (the round), asks for a
+// LeaseGrant: the primary runs read leases. Without it a replica answers
+// with a plain ReadCheckAck, as every build did before leases, so a
+// primary of an older build, which knows no LeaseGrant, still completes
+// its rounds. Answers echo Seq as received. Rounds stay far below it.
+const ReadCheckLease uint64 = 1 << 63
+
 var msgKindNames = [...]string{"invalid", "PeerQuery", "PeerInfo", "Forward", "ForwardAck", "ListReq",
 	"ListResp", "SyncObject", "SyncAck", "SyncDone", "SyncDoneAck", "ReadCheck", "ReadCheckAck", "Stale", "SyncSame",
 	"LeaseGrant"}

@@ -1194,6 +1194,9 @@ func (g *group) sendRound() {
 		if !g.roundAcks[id] {
 			m := g.msg(MsgReadCheck)
 			m.Seq = g.roundStarted
+			if g.n.cfg.ReadLease > 0 {
+				m.Seq |= ReadCheckLease
+			}
 			g.n.send(id, m)
 		}
 	}
@@ -1462,7 +1465,9 @@ func (g *group) receive(from uint64, m *Msg) {
 		g.checkActive()
 		g.maybeClearOwnMark()
 	case MsgReadCheckAck, MsgLeaseGrant:
-		if g.roundAcks != nil && m.Seq == g.roundStarted {
+		// Answers echo the round as sent, ReadCheckLease included (a
+		// node without leases echoes it too, in a plain ack).
+		if g.roundAcks != nil && m.Seq&^ReadCheckLease == g.roundStarted {
 			g.roundAcks[from] = true
 			// A grant beyond what time.Duration holds is as good as the
 			// longest it holds; the lease uses the least grant anyway.
@@ -1601,7 +1606,10 @@ func (g *group) replicaReceive(from uint64, m *Msg) {
 	case MsgReadCheck:
 		a := g.msg(MsgReadCheckAck)
 		a.Seq = m.Seq
-		if l := g.n.cfg.ReadLease; l > 0 {
+		// Grant only a primary that asks: one that does not run leases
+		// (an older build, during a rolling upgrade) knows no LeaseGrant
+		// and would drop it, and its read round would never complete.
+		if l := g.n.cfg.ReadLease; l > 0 && m.Seq&ReadCheckLease != 0 {
 			// Counted from now, after the primary started the round
 			// it counts its lease from.
 			g.grantUntil = max(g.grantUntil, g.n.cfg.Now()+l)

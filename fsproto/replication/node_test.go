@@ -1,6 +1,9 @@
 package replication
 
-import "testing"
+import (
+	"testing"
+	"time"
+)
 
 // TestBackfillingPrimaryWaits: a view whose primary is backfilling (the
 // map lost every caught-up replica) makes the node neither peer nor serve.
@@ -96,5 +99,38 @@ func TestPrimaryPeersAfterOwnMutations(t *testing.T) {
 	}
 	if len(read) == 0 {
 		t.Fatal("the primary never read its max seq once the install completed")
+	}
+}
+
+// TestReadCheckGrantsOnlyWhenAsked: a replica with read leases answers a
+// ReadCheck that asks (ReadCheckLease in the round) with a LeaseGrant, and
+// one that does not (a primary without leases, or of a build before them,
+// which knows no LeaseGrant) with a plain ReadCheckAck; both echo the
+// round as received.
+func TestReadCheckGrantsOnlyWhenAsked(t *testing.T) {
+	var now time.Duration
+	n, err := NewNode(Config{ID: 2, ReadLease: time.Second, Now: func() time.Duration { return now }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n.Step(ViewChange{View: View{PG: 3, Epoch: 5, Replicas: []uint64{1, 2}}})
+	answer := func(round uint64) Msg {
+		t.Helper()
+		var got []Msg
+		for _, e := range n.Step(Receive{From: 1, Msg: Msg{Kind: MsgReadCheck, PG: 3, Epoch: 5, Seq: round}}) {
+			if s, ok := e.(Send); ok && s.To == 1 {
+				got = append(got, s.Msg)
+			}
+		}
+		if len(got) != 1 {
+			t.Fatalf("ReadCheck of round %#x answered with %d messages, want 1: %+v", round, len(got), got)
+		}
+		return got[0]
+	}
+	if a := answer(7); a.Kind != MsgReadCheckAck || a.Seq != 7 || a.Lease != 0 {
+		t.Fatalf("a ReadCheck without ReadCheckLease answered %v (round %#x, lease %d), want a plain ReadCheckAck of round 7", a.Kind, a.Seq, a.Lease)
+	}
+	if a := answer(8 | ReadCheckLease); a.Kind != MsgLeaseGrant || a.Seq != 8|ReadCheckLease || a.Lease != uint64(time.Second) {
+		t.Fatalf("a ReadCheck with ReadCheckLease answered %v (round %#x, lease %d), want a LeaseGrant of 1s echoing the round", a.Kind, a.Seq, a.Lease)
 	}
 }
