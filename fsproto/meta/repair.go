@@ -89,7 +89,10 @@ func NextRepairStep(want []clustermap.NodeID, st raftgroup.Status) RepairStep {
 		}
 	}
 	last := st.Match[st.ID]
-	for _, l := range st.Learners {
+	// Learners are promoted one at a time, the first one first (every
+	// learner left here is one the record names).
+	if len(st.Learners) > 0 {
+		l := st.Learners[0]
 		if m := st.Match[l]; m > 0 && m+repairLagMax >= last && st.Active[l] {
 			return RepairStep{RepairPromote, clustermap.NodeID(l), fmt.Sprintf("caught up (match %d, leader's last index %d)", m, last)}
 		}
