@@ -236,7 +236,7 @@ func appendCkptObjects(b []byte, objs []ObjectState, shard, snap int) []byte {
 	b = binary.AppendUvarint(b, uint64(len(objs)))
 	for i := range objs {
 		o := &objs[i]
-		if i > 0 && !ckptIDLess(objs[i-1].ID, o.ID) {
+		if i > 0 && !objectLess(objs[i-1].ID, o.ID) {
 			panic(fmt.Sprintf("engine: checkpoint: encode: %s object %d: %v does not follow %v",
 				ckptWhere(shard, snap), i, o.ID, objs[i-1].ID))
 		}
@@ -384,17 +384,10 @@ func ckptCheckExtent(prev, e *Extent) string {
 	case prev == nil:
 	case prev.Object == e.Object && e.Off < prev.End():
 		return fmt.Sprintf("extent %v overlaps or precedes %v", e, prev)
-	case prev.Object != e.Object && !ckptIDLess(prev.Object, e.Object):
+	case prev.Object != e.Object && !objectLess(prev.Object, e.Object):
 		return fmt.Sprintf("extent %v follows %v: objects out of order", e, prev)
 	}
 	return ""
-}
-
-func ckptIDLess(a, b ObjectID) bool {
-	if a.Hi != b.Hi {
-		return a.Hi < b.Hi
-	}
-	return a.Lo < b.Lo
 }
 
 // ckptUvarintLen is the length of the canonical uvarint encoding of v.
@@ -708,7 +701,7 @@ func (d *ckptDecoder) objects() []ObjectState {
 		case flags&^(ckptObjDeleted|ckptObjRequests) != 0:
 			d.failAt(flagsAt, "unknown object flags %#02x", flags)
 			return nil
-		case i > 0 && !ckptIDLess(objs[i-1].ID, o.ID):
+		case i > 0 && !objectLess(objs[i-1].ID, o.ID):
 			d.failAt(at, "object %v does not follow %v", o.ID, objs[i-1].ID)
 			return nil
 		}

@@ -121,7 +121,7 @@ func ckptRandIDs(r *rand.Rand, n int) []ObjectID {
 		}
 		ids = append(ids, id)
 		slices.SortFunc(ids, func(a, b ObjectID) int {
-			if ckptIDLess(a, b) {
+			if objectLess(a, b) {
 				return -1
 			} else if a == b {
 				return 0

@@ -76,11 +76,8 @@ func (e Extent) mustCheck() {
 
 // extentLess orders extents by (Object.Hi, Object.Lo, Off).
 func extentLess(a, b Extent) bool {
-	if a.Object.Hi != b.Object.Hi {
-		return a.Object.Hi < b.Object.Hi
-	}
-	if a.Object.Lo != b.Object.Lo {
-		return a.Object.Lo < b.Object.Lo
+	if a.Object != b.Object {
+		return objectLess(a.Object, b.Object)
 	}
 	return a.Off < b.Off
 }

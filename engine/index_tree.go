@@ -92,12 +92,7 @@ type objRoot struct {
 	br   *branch
 }
 
-func objRootLess(a, b objRoot) bool {
-	if a.id.Hi != b.id.Hi {
-		return a.id.Hi < b.id.Hi
-	}
-	return a.id.Lo < b.id.Lo
-}
+func objRootLess(a, b objRoot) bool { return objectLess(a.id, b.id) }
 
 // treeGens hands out extentTree generations. A tree modifies a node in
 // place only if the node carries the tree's generation; Clone gives both

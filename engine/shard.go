@@ -66,6 +66,8 @@ func pgLess(a, b pgEntry) bool {
 	return objectLess(a.Object, b.Object)
 }
 
+// objectLess orders object IDs by (Hi, Lo): the order of the extent
+// index, of the object states and of a checkpoint's lists.
 func objectLess(a, b ObjectID) bool {
 	if a.Hi != b.Hi {
 		return a.Hi < b.Hi
