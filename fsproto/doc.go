@@ -20,8 +20,8 @@
 //
 // ChunkServer is a net.Starter: a read or a write is decoded on the
 // connection's reader and submitted to the engine (engine.Submit), and
-// one completer goroutine, running while any is in the engine, answers
-// them; when its asyncOpsMax (1024) engine requests are all in use, or a
+// the engine's reactor answers each as it completes it
+// (engine.Request.Notify); when its asyncOpsMax (1024) engine requests are all in use, or a
 // write's retry overtakes its first attempt, a request is served by a
 // handler goroutine that waits for the engine instead. ChunkClient's
 // GoRead and GoWrite complete on the connection's reader (net.Conn.GoFunc)
