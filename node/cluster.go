@@ -164,7 +164,8 @@ func newClusterNode(cfg *Config, keys *keyring, eng *engine.Engine, log *slog.Lo
 	if metaDir == "" {
 		metaDir = cfg.Device + ".meta"
 	}
-	c.meta, err = meta.NewHost(meta.HostConfig{Node: c.id, Dir: metaDir, Router: router, Pool: pool, Access: keys, Logger: log})
+	c.meta, err = meta.NewHost(meta.HostConfig{Node: c.id, Dir: metaDir, Router: router, Pool: pool, Access: keys,
+		NoLeaseReads: cfg.ReadLease == ReadLeaseOff, Logger: log})
 	if err != nil {
 		c.ds.Close()
 		return nil, fmt.Errorf("node: %w", err)

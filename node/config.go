@@ -89,7 +89,9 @@ type Config struct {
 	// ReadLeaseOff: no leases. It must be below the heartbeat timeout: a
 	// new primary may wait up to one lease before its first write after a
 	// handoff. In the file: a duration string (field read_lease), where
-	// "0s" turns leases off.
+	// "0s" turns leases off. ReadLeaseOff also turns off the metadata
+	// groups' raft read leases (meta.HostConfig.NoLeaseReads), whose
+	// length follows from the raft election timeout instead.
 	ReadLease time.Duration `json:"-"`
 	// Logger receives the node's events; default slog.Default().
 	Logger *slog.Logger `json:"-"`

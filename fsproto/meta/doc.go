@@ -124,6 +124,9 @@
 // Reads (Lookup, GetAttr, ReadDir pages, Readlink, GetXattr, ListXattr,
 // StatFS) are served by the leader after raftgroup ReadIndex, so a read
 // sees every op that completed before it; followers answer "not leader".
+// The groups run with raftgroup's read leases (HostConfig.NoLeaseReads
+// turns them off): a leader that holds a lease passes the barrier
+// without a round to its followers.
 // ReadDir pages by name cookie (namespace.ReadDir), at most 4096 entries a
 // page.
 //

@@ -57,7 +57,11 @@ type HostConfig struct {
 	// the request's container, else CodeAccessDenied naming the key and
 	// the container. nil checks only the read-only flag.
 	Access clustermap.Authorizer
-	Logger *slog.Logger // default slog.Default()
+	// NoLeaseReads makes every read take a read-index round to the
+	// followers; by default a leader serves reads on a raft read lease
+	// (raftgroup Config.LeaseReads) while it holds one.
+	NoLeaseReads bool
+	Logger       *slog.Logger // default slog.Default()
 }
 
 // CodeAccessDenied (265, the number of fsproto.CodeAccessDenied): the
@@ -296,6 +300,7 @@ func (h *Host) start(c clustermap.ContainerID, peers []raftgroup.Peer, boot []cl
 		TickInterval:  h.cfg.TickInterval,
 		ElectionTicks: h.cfg.ElectionTicks,
 		SnapshotEvery: h.cfg.SnapshotEvery,
+		LeaseReads:    !h.cfg.NoLeaseReads,
 		Logger:        log,
 	})
 	if err != nil {

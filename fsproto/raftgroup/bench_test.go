@@ -12,13 +12,12 @@ import (
 	"github.com/weftfs/weft/internal/vfs"
 )
 
-// BenchmarkProposeDurable measures proposals, one at a time (serial) and
-// many at once (parallel), in a group of three members whose logs
-// are journals on a real file system with flushes: the commit path of a
-// metadata operation without the network (the members talk over a
-// MemNetwork). The logs go to WEFT_BENCH_DIR, default /var/tmp (not
-// tmpfs: the flushes are the point).
-func BenchmarkProposeDurable(b *testing.B) {
+// durableGroup starts a group of three members whose logs are journals
+// on a real file system with flushes, talking over a MemNetwork, and
+// returns its leader once it has applied a first proposal. The logs go
+// to WEFT_BENCH_DIR, default /var/tmp (not tmpfs: the flushes are the
+// point).
+func durableGroup(b *testing.B) (*Group, context.Context) {
 	base := os.Getenv("WEFT_BENCH_DIR")
 	if base == "" {
 		base = "/var/tmp"
@@ -27,7 +26,7 @@ func BenchmarkProposeDurable(b *testing.B) {
 	if err != nil {
 		b.Skipf("no directory for the logs: %v", err)
 	}
-	defer os.RemoveAll(dir)
+	b.Cleanup(func() { os.RemoveAll(dir) })
 	mn := NewMemNetwork(1)
 	peers := []Peer{{1, "m1"}, {2, "m2"}, {3, "m3"}}
 	groups := make([]*Group, 3)
@@ -36,17 +35,17 @@ func BenchmarkProposeDurable(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		defer log.Close()
+		b.Cleanup(func() { log.Close() })
 		g, err := Start(Config{ID: uint64(i + 1), Peers: peers, Log: log, SM: newTestSM(), Transport: mn.Transport(),
 			TickInterval: 10 * time.Millisecond, Logger: testLogger()})
 		if err != nil {
 			b.Fatal(err)
 		}
-		defer g.Stop()
+		b.Cleanup(g.Stop)
 		groups[i] = g
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
-	defer cancel()
+	b.Cleanup(cancel)
 	var lead *Group
 	waitFor(b, "a leader", func() bool {
 		l := groups[0].Leader()
@@ -59,6 +58,14 @@ func BenchmarkProposeDurable(b *testing.B) {
 	if _, err := lead.Propose(ctx, []byte("warm=up")); err != nil {
 		b.Fatal(err)
 	}
+	return lead, ctx
+}
+
+// BenchmarkProposeDurable measures proposals, one at a time (serial) and
+// many at once (parallel), in a durableGroup: the commit path of a
+// metadata operation without the network.
+func BenchmarkProposeDurable(b *testing.B) {
+	lead, ctx := durableGroup(b)
 	b.Run("serial", func(b *testing.B) {
 		for i := range b.N {
 			if _, err := lead.Propose(ctx, fmt.Appendf(nil, "s%d=v", i)); err != nil {
@@ -80,4 +87,17 @@ func BenchmarkProposeDurable(b *testing.B) {
 			}
 		})
 	})
+}
+
+// BenchmarkReadIndex measures read barriers one at a time on the leader
+// of a durableGroup, idle otherwise: a heartbeat round to the followers
+// through the Ready loops, the cost of every metadata read.
+func BenchmarkReadIndex(b *testing.B) {
+	lead, ctx := durableGroup(b)
+	b.ResetTimer()
+	for range b.N {
+		if err := lead.ReadIndex(ctx); err != nil {
+			b.Fatal(err)
+		}
+	}
 }

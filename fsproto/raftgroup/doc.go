@@ -71,6 +71,46 @@
 // Retryable(err) tells the retryable ones apart. Read barriers follow the
 // same rules; they are always safe to retry.
 //
+// # Read leases
+//
+// ReadIndex normally costs a heartbeat round: the leader asks a quorum
+// whether it still leads. With Config.LeaseReads a leader also serves
+// reads on a lease, without the round:
+//
+//   - Every read index the quorum answers starts (or extends) the lease
+//     to sent + D, where sent is when the loop asked for that index and
+//     D = (ElectionTicks-2) × TickInterval × 7/8. Each member that
+//     answered accepted the leader's heartbeat after sent, in the
+//     leader's term; with CheckQuorum on, raft makes a member that heard
+//     from its leader refuse votes until ElectionTicks of its ticks have
+//     passed, and no candidate campaigns sooner. A tick already waiting
+//     in its ticker plus one firing at once make that at least
+//     ElectionTicks-2 tick intervals of its clock; 7/8 of it covers
+//     clocks whose rates differ by less than 1/8. Any new leader needs a
+//     vote from a member of the answering quorum (one configuration
+//     change at a time keeps consecutive quorums intersecting), so none
+//     exists before the lease ends.
+//   - A read passes on the lease when the lease has not ended by the
+//     member's monotonic clock and the member has applied its commit
+//     index (read before the applied index): every write completed before
+//     the read began is then applied here. Anything else falls back to a
+//     round, which also renews the lease.
+//   - The loop renews the lease at a tick when reads wanted it within
+//     its duration and less than half of it is left, so steady reads
+//     never wait for a round. It drops the lease when the leader or term
+//     changes (before acting on anything else of that Ready) and when the
+//     member is removed.
+//   - A member that restarts may have answered just before it stopped:
+//     for ElectionTicks tick intervals after Start it drops vote and
+//     pre-vote requests, as if it had heard from a leader then.
+//
+// Leadership transfer (MsgTimeoutNow) would bypass the followers'
+// promise; the Group never transfers leadership. Status.LeaseReads counts
+// the reads served on the lease and Status.Lease is what is left of it.
+// TestLeaseEndsBeforeANewLeaderCommits isolates a leader while a reader
+// keeps reading on it and fails if a read passes after a new leader
+// acknowledged a write (it does with a lease three times too long).
+//
 // # Membership
 //
 // AddLearner, AddMember and RemoveMember propose ConfChange (v1) entries

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -85,6 +86,12 @@ type Config struct {
 	// MaxPending bounds the proposals and reads waiting at once; more fail
 	// with ErrBusy. Default 4096.
 	MaxPending int
+	// LeaseReads lets a leader answer ReadIndex without a round to its
+	// followers while it holds a lease (see "Read leases" in the package
+	// doc). Every member of a group must run with the same TickInterval
+	// and ElectionTicks, and their clocks must run at rates within 1/8 of
+	// each other.
+	LeaseReads bool
 	Logger     *slog.Logger // default slog.Default()
 }
 
@@ -159,6 +166,11 @@ type Status struct {
 	// Active is, on the leader, whether it heard from each member within
 	// the last election timeout (itself included); nil elsewhere.
 	Active map[uint64]bool
+	// LeaseReads counts the read barriers this member passed on its read
+	// lease, without a round (Config.LeaseReads); Lease is what is left of
+	// the lease now (0: none).
+	LeaseReads uint64
+	Lease      time.Duration
 }
 
 // Group runs one member of a Raft group. Its methods are safe for
@@ -173,6 +185,26 @@ type Group struct {
 
 	leader atomic.Uint64
 	term   atomic.Uint64
+
+	// The read lease (Config.LeaseReads). leaseUntil is the monotonic
+	// time (ns since epoch) until which this member may serve reads
+	// without a round, 0 when it holds no lease; the Ready loop sets it
+	// and clears it before anything that could end its leadership is
+	// acted on. commit and applied are the loop's commit index (stored
+	// before a Ready's messages leave) and applied index (stored after
+	// the entries are applied), so a lease read can tell that nothing
+	// committed is unapplied here.
+	epoch      time.Time
+	leaseUntil atomic.Int64
+	commit     atomic.Uint64
+	appliedPub atomic.Uint64
+	leaseReads atomic.Uint64 // reads served on the lease
+	// voteHoldUntil: until then (ns since epoch) the loop drops vote
+	// requests, as if it had heard from a leader just before it started.
+	voteHoldUntil int64
+	// leaseWanted is when a read last found the lease missing or past
+	// half its life (ns since epoch).
+	leaseWanted atomic.Int64
 
 	propc   chan *waiter
 	readc   chan *waiter
@@ -217,6 +249,8 @@ type waiter struct {
 	cc        *raftpb.ConfChange // conf change
 	index     uint64             // log index the proposal was seen at, or the read's index
 	ready     bool               // read: index is known
+	sent      int64              // read: when its index was asked for (ns since epoch)
+	term      uint64             // read: the term it was asked for in
 	ticks     int                // ticks since submission, while not seen
 	abandoned atomic.Bool        // the caller gave up
 	done      chan result        // capacity 1
@@ -317,6 +351,14 @@ func Start(cfg Config) (*Group, error) {
 		indexed: make(map[uint64]uint64),
 		reads:   make(map[uint64]*waiter),
 		members: make(map[uint64]string),
+		epoch:   time.Now(),
+	}
+	g.leaseWanted.Store(math.MinInt64 / 2)
+	if cfg.LeaseReads {
+		// A restarted member may have acknowledged a leader just before it
+		// stopped, and the leader may count on that for its lease: it
+		// must not help elect another leader until that lease is over.
+		g.voteHoldUntil = int64(time.Duration(cfg.ElectionTicks) * cfg.TickInterval)
 	}
 	g.reports.unreachable = make(map[uint64]bool)
 	g.reports.snapshot = make(map[uint64]raft.SnapshotStatus)
@@ -504,6 +546,9 @@ func (g *Group) Propose(ctx context.Context, data []byte) (any, error) {
 // before the call. It fails with ErrNoLeader or ErrLost (retry) or
 // ctx's error.
 func (g *Group) ReadIndex(ctx context.Context) error {
+	if g.leaseRead() {
+		return nil
+	}
 	w := &waiter{id: g.newID(), done: make(chan result, 1)}
 	_, err := g.submit(ctx, g.readc, w, "read index")
 	return err
@@ -618,6 +663,7 @@ func (g *Group) run() {
 		case <-ticker.C:
 			g.rn.Tick()
 			g.sweep()
+			g.renewLease()
 		case m := <-g.recvc:
 			g.step(m)
 			g.drain()
@@ -671,6 +717,14 @@ func (g *Group) drain() {
 const drainMax = 256
 
 func (g *Group) step(m *raftpb.Message) {
+	if g.voteHoldUntil != 0 {
+		if t := m.GetType(); t == raftpb.MsgVote || t == raftpb.MsgPreVote {
+			if g.now() < g.voteHoldUntil {
+				g.log.Debug("raft vote request dropped: holding votes after start for the lease a leader may count on", "type", t.String(), "from", m.GetFrom())
+				return
+			}
+		}
+	}
 	if err := g.rn.Step(m); err != nil && !errors.Is(err, raft.ErrStepPeerNotFound) {
 		g.log.Debug("raft step", "type", m.GetType().String(), "from", m.GetFrom(), "err", err)
 	}
@@ -717,6 +771,7 @@ func (g *Group) readIndex(w *waiter) {
 	default:
 		var rctx [8]byte
 		binary.LittleEndian.PutUint64(rctx[:], w.id)
+		w.sent, w.term = g.now(), g.lastTerm
 		g.rn.ReadIndex(rctx[:])
 		g.reads[w.id] = w
 	}
@@ -835,10 +890,14 @@ func (g *Group) handleReady(rd raft.Ready) error {
 		g.term.Store(rd.HardState.GetTerm())
 	}
 	if lead, term := g.leader.Load(), g.term.Load(); lead != g.lastLead || term != g.lastTerm {
+		g.leaseUntil.Store(0)
 		if g.lastTerm != 0 {
 			g.leaderChanged(lead, term)
 		}
 		g.lastLead, g.lastTerm = lead, term
+	}
+	if rd.HardState != nil {
+		g.commit.Store(rd.HardState.GetCommit())
 	}
 
 	hasSnap := rd.Snapshot != nil && !raft.IsEmptySnap(rd.Snapshot)
@@ -916,8 +975,10 @@ func (g *Group) handleReady(rd raft.Ready) error {
 		}
 		if w, ok := g.reads[binary.LittleEndian.Uint64(rs.RequestCtx)]; ok {
 			w.index, w.ready = rs.Index, true
+			g.leaseFrom(w)
 		}
 	}
+	g.appliedPub.Store(g.applied)
 	for id, w := range g.reads {
 		if w.ready && w.index <= g.applied {
 			w.finish(nil, nil)
@@ -929,6 +990,76 @@ func (g *Group) handleReady(rd raft.Ready) error {
 	}
 	g.rn.Advance(rd)
 	return nil
+}
+
+// now is the monotonic time since the Group started, in nanoseconds.
+func (g *Group) now() int64 { return int64(time.Since(g.epoch)) }
+
+// leaseDuration is how long after asking for a read index a leader may
+// serve reads on the quorum's answer. A follower that accepted a
+// leader's message refuses votes until ElectionTicks of its ticks have
+// passed, and a candidate does not campaign sooner; with one tick
+// already buffered in its ticker and one firing at once, that is at
+// least ElectionTicks-2 tick intervals of its clock; 7/8 of that allows
+// for clocks running at different rates. 0: no lease possible.
+func (g *Group) leaseDuration() int64 {
+	if !g.cfg.LeaseReads || g.cfg.ElectionTicks <= 2 {
+		return 0
+	}
+	return int64(time.Duration(g.cfg.ElectionTicks-2) * g.cfg.TickInterval * 7 / 8)
+}
+
+// leaseRead reports whether a read may be served now, without a round:
+// this member leads on a lease and has applied everything it knows to
+// be committed. It notes that reads want the lease when it is missing
+// or past half its life, so the loop renews it.
+func (g *Group) leaseRead() bool {
+	d := g.leaseDuration()
+	if d == 0 {
+		return false
+	}
+	now := g.now()
+	until := g.leaseUntil.Load()
+	if until-now < d/2 {
+		g.leaseWanted.Store(now)
+	}
+	if now >= until {
+		return false
+	}
+	// commit first: an entry committed before the read began is applied.
+	if c := g.commit.Load(); g.appliedPub.Load() < c {
+		return false
+	}
+	g.leaseReads.Add(1)
+	return true
+}
+
+// leaseFrom extends the lease with a read index the quorum answered:
+// every member that answered accepted this leader's heartbeat after w
+// was asked for, in w's term (loop only).
+func (g *Group) leaseFrom(w *waiter) {
+	d := g.leaseDuration()
+	if d == 0 || g.removed || g.lastLead != g.id || w.term != g.lastTerm {
+		return
+	}
+	if until := w.sent + d; until > g.leaseUntil.Load() {
+		g.leaseUntil.Store(until)
+	}
+}
+
+// renewLease asks for a read index, at a tick, when reads wanted the
+// lease within its duration and it has less than half of it left, so
+// that steady reads find it valid (loop only).
+func (g *Group) renewLease() {
+	d := g.leaseDuration()
+	if d == 0 || g.removed || g.lastLead != g.id {
+		return
+	}
+	now := g.now()
+	if now-g.leaseWanted.Load() > d || g.leaseUntil.Load()-now >= d/2 {
+		return
+	}
+	g.readIndex(&waiter{id: g.newID(), done: make(chan result, 1)})
 }
 
 // apply applies one committed entry.
@@ -974,6 +1105,7 @@ func (g *Group) apply(e *raftpb.Entry) error {
 			delete(g.members, node)
 			if node == g.id {
 				g.removed = true
+				g.leaseUntil.Store(0)
 			} else {
 				g.tr.RemovePeer(node)
 			}
@@ -1022,14 +1154,18 @@ func (g *Group) snapshot() {
 func (g *Group) status() Status {
 	st := g.rn.Status()
 	s := Status{
-		ID:        g.id,
-		Leader:    st.Lead,
-		Term:      st.HardState.GetTerm(),
-		Commit:    st.HardState.GetCommit(),
-		Applied:   g.applied,
-		State:     st.RaftState.String(),
-		Members:   make(map[uint64]string, len(g.members)),
-		SnapIndex: g.snapIndex,
+		ID:         g.id,
+		Leader:     st.Lead,
+		Term:       st.HardState.GetTerm(),
+		Commit:     st.HardState.GetCommit(),
+		Applied:    g.applied,
+		State:      st.RaftState.String(),
+		Members:    make(map[uint64]string, len(g.members)),
+		SnapIndex:  g.snapIndex,
+		LeaseReads: g.leaseReads.Load(),
+	}
+	if left := g.leaseUntil.Load() - g.now(); left > 0 {
+		s.Lease = time.Duration(left)
 	}
 	for id, addr := range g.members {
 		s.Members[id] = addr

@@ -188,7 +188,7 @@ UUID). weft node drain ID moves its data away before it is retired.`
 	f.StringVar(&flagCfg.ManagerDir, "manager-dir", "", "the manager member's Raft log folder (default DEVICE.manager)")
 	f.StringVar(&flagCfg.ClusterKey, "cluster-key", "", `id of the key used between nodes and managers (default "cluster")`)
 	f.DurationVar(&flagCfg.HeartbeatTimeout, "heartbeat-timeout", 0, "cluster mode: silence after which the managers mark a node down (default 5s; give every process the same)")
-	f.StringVar(&readLease, "read-lease", "", "cluster mode: how long a primary serves reads without asking its replicas again (default 500ms or heartbeat-timeout/8, whichever is less; 0: off)")
+	f.StringVar(&readLease, "read-lease", "", "cluster mode: how long a primary serves reads without asking its replicas again (default 500ms or heartbeat-timeout/8, whichever is less; 0: off, for metadata reads too)")
 	return cmd
 }
 
