@@ -88,8 +88,10 @@
 //     ElectionTicks-2 tick intervals of its clock; 7/8 of it covers
 //     clocks whose rates differ by less than 1/8. Any new leader needs a
 //     vote from a member of the answering quorum (one configuration
-//     change at a time keeps consecutive quorums intersecting), so none
-//     exists before the lease ends.
+//     change at a time keeps consecutive quorums intersecting): a
+//     follower among them refuses until the lease ends, and the leader
+//     itself votes only once it stepped down, which clears its lease in
+//     the same loop turn, before the vote request is stepped.
 //   - A read passes on the lease when the lease has not ended by the
 //     member's monotonic clock and the member has applied its commit
 //     index (read before the applied index): every write completed before
