@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"runtime"
+	"slices"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -415,6 +416,18 @@ func (e *Engine) PGSeq(pg uint32) uint64 {
 		return v.(*atomic.Uint64).Load()
 	}
 	return 0
+}
+
+// PGs returns, in increasing order, the placement groups this engine
+// has seen a mutation of (their objects may all be deleted by now).
+func (e *Engine) PGs() []uint32 {
+	var pgs []uint32
+	e.pgSeqs.Range(func(k, _ any) bool {
+		pgs = append(pgs, k.(uint32))
+		return true
+	})
+	slices.Sort(pgs)
+	return pgs
 }
 
 func (e *Engine) pgCounter(pg uint32) *atomic.Uint64 {

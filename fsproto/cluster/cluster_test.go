@@ -233,3 +233,65 @@ func TestPeerBatchRefused(t *testing.T) {
 		t.Errorf("short header: %v", err)
 	}
 }
+
+// TestDeletedContainerIsPurged: deleting a container deletes its chunks on
+// every node, and on a node that was down at the time once it is back.
+func TestDeletedContainerIsPurged(t *testing.T) {
+	testutil.CheckLeaks(t)
+	c := newCluster(t, 3, 4, replication.Config{Window: 16})
+	cl := c.dial(t)
+	ct, err := cl.Container(testContainer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	const chunks = 12
+	for i := uint64(0); i < chunks; i++ {
+		if _, err := ct.Write(ctx, 9, i, 0, pattern(9, i, 0, 4096)); err != nil {
+			t.Fatalf("write chunk %d: %v", i, err)
+		}
+	}
+	var pgs []uint32
+	for _, pg := range c.current().PGsOfContainer(ct.ID()) {
+		pgs = append(pgs, uint32(pg.ID))
+	}
+	// live counts node id's live objects of the container's PGs.
+	live := func(id clustermap.NodeID) int {
+		n := 0
+		for _, pg := range pgs {
+			objs, err := c.nodes[id].eng.Changes(pg, 0, 0)
+			if err != nil {
+				t.Fatalf("node %d: changes of pg %d: %v", id, pg, err)
+			}
+			for _, o := range objs {
+				if !o.Deleted {
+					n++
+				}
+			}
+		}
+		return n
+	}
+	for id := range c.nodes {
+		if n := live(id); n != chunks {
+			t.Fatalf("node %d holds %d live chunks of the container before the delete, want %d", id, n, chunks)
+		}
+	}
+
+	c.kill(3)
+	c.apply(clustermap.DeleteContainer{ID: ct.ID()})
+	for _, id := range []clustermap.NodeID{1, 2} {
+		// The counts move after each PG's deletes: wait for both.
+		waitFor(t, fmt.Sprintf("node %d to purge the deleted container", id), func() bool {
+			_, objs, _ := c.nodes[id].ds.Purged()
+			return live(id) == 0 && objs >= chunks
+		})
+		if _, objs, bytes := c.nodes[id].ds.Purged(); objs != chunks || bytes != chunks*4096 {
+			t.Errorf("node %d reports %d objects, %d bytes purged; want %d and %d", id, objs, bytes, chunks, chunks*4096)
+		}
+	}
+	if n := live(3); n != chunks {
+		t.Fatalf("node 3, down, holds %d live chunks; want %d", n, chunks)
+	}
+	c.restart(3)
+	waitFor(t, "node 3 to purge the deleted container after its restart", func() bool { return live(3) == 0 })
+}

@@ -110,6 +110,18 @@
 // to the whole PG) and the bytes installed by the reconciliation that
 // every new epoch runs over the last Window seqs (ReconciledBytes).
 //
+// # Deleted containers
+//
+// A goroutine of its own (the purger) looks at the engine's PGs with
+// every newer map: a PG id below the map's NextPG that the map does not
+// hold belonged to a deleted container (ids are never reused), so it
+// deletes the PG's live objects and its sync mark
+// (replication.EngineStore.Purge), logs what it deleted, and counts it
+// (Purged). It runs beside the loop, not on it, since it waits for the
+// engine. A node that was down when the container was deleted purges it
+// when it is back. Data of PGs that moved to other nodes (a node left a
+// PG that still exists) is not deleted: see "Not done".
+//
 // # Catching up
 //
 // The core emits CaughtUp once per epoch. OnCaughtUp runs on its own
@@ -120,6 +132,9 @@
 //
 // # Not done / known weak
 //
+//   - A node that leaves a PG that still exists (drained, taken out,
+//     re-placed) keeps that PG's data: nothing deletes it once the new
+//     replicas have caught up.
 //   - The core does not expose its phase (peering, syncing, active):
 //     Status infers it from the sync progress and cannot tell peering.
 //   - A restarted node must get a new PG epoch before it acts in its PGs

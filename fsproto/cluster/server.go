@@ -163,6 +163,9 @@ type DataServer struct {
 
 	latest atomic.Pointer[clustermap.Map]
 	mapc   chan struct{} // a newer map is in latest
+	purgec chan struct{} // the same, for the purger
+	// purged counts what the purger deleted: PGs, objects, bytes.
+	purged struct{ pgs, objects, bytes atomic.Uint64 }
 
 	ops    chan *clientReq
 	recv   chan *peerBatch
@@ -171,7 +174,7 @@ type DataServer struct {
 
 	ctx     context.Context
 	cancel  context.CancelFunc
-	loopWG  sync.WaitGroup // the loop and the map watcher
+	loopWG  sync.WaitGroup // the loop, the map watcher and the purger
 	sendWG  sync.WaitGroup // peer senders
 	cbWG    sync.WaitGroup // OnCaughtUp calls
 	closed  chan struct{}  // closed when the loop exited
@@ -369,6 +372,7 @@ func NewDataServer(cfg DataServerConfig) (*DataServer, error) {
 		cfg: cfg, me: uint64(cfg.Node), log: cfg.Logger.With("node", uint64(cfg.Node)), node: node,
 		store:    replication.NewEngineStore(cfg.Engine),
 		mapc:     make(chan struct{}, 1),
+		purgec:   make(chan struct{}, 1),
 		ops:      make(chan *clientReq, cfg.QueueMax),
 		recv:     make(chan *peerBatch, cfg.QueueMax),
 		done:     make(chan replication.StoreResult, 1024),
@@ -384,9 +388,10 @@ func NewDataServer(cfg DataServerConfig) (*DataServer, error) {
 	}
 	s.storeDone = s.storeDoneFunc
 	s.ctx, s.cancel = context.WithCancel(context.Background())
-	s.loopWG.Add(2)
+	s.loopWG.Add(3)
 	go s.watch()
 	go s.loop()
+	go s.purger()
 	return s, nil
 }
 
@@ -478,11 +483,66 @@ func (s *DataServer) watch() {
 		}
 		after = m.Epoch
 		s.latest.Store(m)
-		select {
-		case s.mapc <- struct{}{}:
-		default:
+		for _, c := range []chan struct{}{s.mapc, s.purgec} {
+			select {
+			case c <- struct{}{}:
+			default:
+			}
 		}
 	}
+}
+
+// purger deletes the data of placement groups that no longer exist: a PG
+// id below the map's NextPG that the map does not have belonged to a
+// deleted container (ids are never reused), so nothing reads it again.
+// It looks at the engine's PGs with every newer map, so a node that was
+// down while a container was deleted purges it when it comes back. A
+// write of the PG still running when its objects are listed may leave
+// its object behind until the next start of the node.
+func (s *DataServer) purger() {
+	defer s.loopWG.Done()
+	done := map[uint32]bool{}
+	for {
+		select {
+		case <-s.ctx.Done():
+			return
+		case <-s.purgec:
+		}
+		m := s.latest.Load()
+		if m == nil {
+			continue
+		}
+		for _, pg := range s.cfg.Engine.PGs() {
+			if done[pg] || pg == replication.MarkPG || pg >= uint32(m.NextPG) {
+				continue
+			}
+			if _, ok := m.PG(clustermap.PGID(pg)); ok {
+				continue
+			}
+			st, err := s.store.Purge(s.ctx, pg)
+			if s.ctx.Err() != nil {
+				return
+			}
+			s.purged.objects.Add(uint64(st.Objects))
+			s.purged.bytes.Add(st.Bytes)
+			if err != nil {
+				// Retried with the next map, or at the next start.
+				s.log.Warn("purging a deleted container's pg failed", "pg", pg, "objects", st.Objects, "err", err)
+				continue
+			}
+			done[pg] = true
+			if st.Objects > 0 {
+				s.purged.pgs.Add(1)
+				s.log.Info("purged a deleted container's pg", "pg", pg, "map", m.Epoch, "objects", st.Objects, "bytes", st.Bytes)
+			}
+		}
+	}
+}
+
+// Purged reports what this server deleted of deleted containers' PGs
+// since it started: PGs, objects and their logical bytes.
+func (s *DataServer) Purged() (pgs, objects, bytes uint64) {
+	return s.purged.pgs.Load(), s.purged.objects.Load(), s.purged.bytes.Load()
 }
 
 // loop owns the replication core.

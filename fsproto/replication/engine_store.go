@@ -2,6 +2,7 @@ package replication
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -328,4 +329,48 @@ func (s *EngineStore) run(op *StoreOp) StoreResult {
 		panic(fmt.Sprintf("replication: store op kind %d", op.Kind))
 	}
 	return res
+}
+
+// PurgeStats is what Purge deleted.
+type PurgeStats struct {
+	Objects int    // live objects deleted
+	Bytes   uint64 // their logical sizes
+}
+
+// Purge deletes every live object of placement group pg and its sync
+// mark: for a PG that no longer exists (its container was deleted), whose
+// data nothing will read again. The caller guarantees that the core runs
+// no view of pg, so no mutation of it races the deletes; an object whose
+// delete fails stays, and the error says which. ctx ends it between
+// objects.
+func (s *EngineStore) Purge(ctx context.Context, pg uint32) (PurgeStats, error) {
+	var st PurgeStats
+	if pg == MarkPG {
+		return st, fmt.Errorf("replication: purge of pg %d: that is the sync marks' PG", pg)
+	}
+	objs, err := s.e.Changes(pg, 0, 0)
+	if err != nil {
+		return st, fmt.Errorf("replication: purge of pg %d: list its objects: %w", pg, err)
+	}
+	for _, o := range objs {
+		if o.Deleted || o.PG != pg {
+			continue
+		}
+		if err := ctx.Err(); err != nil {
+			return st, err
+		}
+		if _, err := s.e.Delete(o.ID, pg); err != nil && !errors.Is(err, engine.ErrNotFound) {
+			return st, fmt.Errorf("replication: purge of pg %d: delete object %v: %w", pg, o.ID, err)
+		}
+		st.Objects++
+		st.Bytes += o.Size
+	}
+	// Deleting a missing object records a tombstone: delete the mark only
+	// when there is one, so purging a purged PG again writes nothing.
+	if _, ok, err := s.mark(pg); err != nil || ok {
+		if _, err := s.e.Delete(markObject(pg), MarkPG); err != nil {
+			return st, fmt.Errorf("replication: purge of pg %d: delete its sync mark: %w", pg, err)
+		}
+	}
+	return st, nil
 }
