@@ -81,8 +81,10 @@
 //
 // A node that holds a non-empty log for a container runs its member
 // whether Members still names it or not (raft membership is in the log),
-// after a restart too; members of containers gone from the map stop (the
-// logs stay on disk). A client follows a not-leader hint even to a node
+// after a restart too; members of deleted containers stop and their logs
+// are deleted (an id below the map's NextContainer that the map does not
+// hold: ids are never reused), also on a node that was down at the time,
+// with its first map. A client follows a not-leader hint even to a node
 // outside the computed members.
 //
 // Not done: a node that lost its raft log is not re-added (it is refused

@@ -154,7 +154,9 @@ func (h *Host) Register(mux *net.ServeMux) {
 
 // SetMap starts the member of every container of m whose Members include
 // this node and that does not run yet, and stops the members of
-// containers no longer in m (their logs stay on disk). A member with an
+// containers no longer in m and deletes their logs (a container id below
+// m's NextContainer that m does not hold was deleted: ids are never
+// reused). A member with an
 // empty log first asks the group's other nodes (probe): it bootstraps
 // the group from the container's Bootstrap set when it belongs to that
 // set and nobody runs the group without it, joins the running group when
@@ -228,7 +230,42 @@ func (h *Host) SetMap(m *clustermap.Map) error {
 		h.stopMember(mb)
 		h.log.Info("meta: container left the map; stopped its member", "container", uint64(c))
 	}
+	for c := range onDisk {
+		if _, ok := m.Container(c); ok || c >= m.NextContainer {
+			continue
+		}
+		h.mu.Lock()
+		_, runs := h.mu.members[c]
+		h.mu.Unlock()
+		if runs {
+			continue
+		}
+		dir := filepath.Join(h.cfg.Dir, logDirPrefix+strconv.FormatUint(uint64(c), 10))
+		if err := removeTree(h.cfg.FS, dir); err != nil {
+			errs = append(errs, fmt.Errorf("meta: deleted container %d: remove its raft log: %w", c, err))
+			continue
+		}
+		h.log.Info("meta: removed the raft log of a deleted container", "container", uint64(c), "dir", dir)
+	}
 	return errors.Join(errs...)
+}
+
+// removeTree removes dir and everything below it.
+func removeTree(fsys vfs.FS, dir string) error {
+	names, err := fsys.ReadDir(dir)
+	if err != nil {
+		return err
+	}
+	for _, n := range names {
+		p := filepath.Join(dir, n)
+		if err := fsys.Remove(p); err != nil {
+			// Not empty: a directory.
+			if err := removeTree(fsys, p); err != nil {
+				return err
+			}
+		}
+	}
+	return fsys.Remove(dir)
 }
 
 // logDirPrefix names container c's raft log directory under

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -385,8 +386,23 @@ func TestFollow(t *testing.T) {
 	if m, err = m.Apply(clustermap.DeleteContainer{ID: c.ct}); err != nil {
 		t.Fatal(err)
 	}
+	dir := filepath.Join(c.hosts[0].dir, logDirPrefix+strconv.FormatUint(uint64(c.ct), 10))
+	if _, err := os.Stat(dir); err != nil {
+		t.Fatalf("the raft log of container %d: %v", c.ct, err)
+	}
 	maps.set(m)
 	waitContainers(second.ID)
+	// SetMap stops the member, then removes the deleted container's log.
+	for {
+		if _, err := os.Stat(dir); errors.Is(err, os.ErrNotExist) {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("the raft log %s of the deleted container is still there", dir)
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
 	if st := h.Status(ctx); len(st) != 1 || st[0].Container != second.ID || st[0].Leader != uint64(c.hosts[0].id) {
 		t.Fatalf("status %+v", st)
 	}
