@@ -196,6 +196,18 @@ func (c *clusterNode) start(addr string) {
 // client operations are answered with a retryable error). The server
 // still runs, answering what arrives with errors the callers retry
 // elsewhere; close the pool after it stopped. Safe to call more than once.
+// figures reads what the node's metrics show of the cluster: the data
+// server's counters and every metadata member's status (a member that
+// does not answer within a second is left out).
+func (c *clusterNode) figures() clusterFigures {
+	f := clusterFigures{repl: c.ds.ReplicationStats()}
+	f.purgedPGs, f.purgedObjects, f.purgedBytes = c.ds.Purged()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	f.meta = c.meta.Status(ctx)
+	return f
+}
+
 func (c *clusterNode) stop() {
 	c.stopOnce.Do(func() {
 		c.cancel()

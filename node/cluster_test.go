@@ -7,7 +7,9 @@ import (
 	"io"
 	"log/slog"
 	stdnet "net"
+	"net/http"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -43,6 +45,7 @@ func TestClusterMode(t *testing.T) {
 		done   chan error
 	}
 	var nodes []running
+	metricsAddr := make(chan string, 1)
 	for i := 1; i <= 3; i++ {
 		ctx, cancel := context.WithCancel(context.Background())
 		r := running{cancel, make(chan error, 1)}
@@ -52,6 +55,10 @@ func TestClusterMode(t *testing.T) {
 			Labels:   map[string]string{"host": fmt.Sprint(i)},
 			Managers: addrs, ManagerID: uint64(i), ManagerPeers: peers, HeartbeatTimeout: time.Second,
 			Logger: quiet,
+		}
+		if i == 1 {
+			cfg.MetricsListen = "127.0.0.1:0"
+			cfg.OnListening = func(_, m string) { metricsAddr <- m }
 		}
 		go func() { r.done <- Run(ctx, cfg) }()
 		nodes = append(nodes, r)
@@ -128,6 +135,15 @@ func TestClusterMode(t *testing.T) {
 		t.Fatalf("lookup etc: %+v, %v", a, err)
 	}
 
+	// Node 1's metrics show the cluster: replication counters (its
+	// loop publishes them each tick), the purger's, and its metadata
+	// member's indexes.
+	maddr := <-metricsAddr
+	for _, want := range []string{`weft_replication_events_total{event="acknowledged"}`, `weft_purged_total{what="objects"} 0`,
+		fmt.Sprintf(`weft_meta_raft_index{container="%d",index="applied"}`, ct.ID()), fmt.Sprintf(`weft_meta_leader{container="%d"}`, ct.ID())} {
+		waitMetric(t, maddr, want)
+	}
+
 	// Every node reports itself: the id the map has for its address, its
 	// manager member, the PGs of the container.
 	leaders := map[uint64]bool{}
@@ -170,4 +186,28 @@ func TestClusterMode(t *testing.T) {
 	}
 	cl.Close()
 	stopAll()
+}
+
+// waitMetric polls addr's /metrics until a line starts with want.
+func waitMetric(t *testing.T, addr, want string) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		resp, err := http.Get("http://" + addr + "/metrics")
+		if err == nil {
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			for _, line := range strings.Split(string(b), "\n") {
+				if strings.HasPrefix(line, want) {
+					return
+				}
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("/metrics of %s has no line starting %s:\n%s", addr, want, b)
+			}
+		} else if time.Now().After(deadline) {
+			t.Fatalf("GET /metrics of %s: %v", addr, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }

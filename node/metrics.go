@@ -8,14 +8,24 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/weftfs/weft/engine"
+	"github.com/weftfs/weft/fsproto/meta"
+	"github.com/weftfs/weft/fsproto/replication"
 	"github.com/weftfs/weft/net"
 )
+
+// clusterFigures is what a node in cluster mode adds to its metrics.
+type clusterFigures struct {
+	repl                                  replication.Stats
+	purgedPGs, purgedObjects, purgedBytes uint64
+	meta                                  []meta.MemberStatus
+}
 
 // collector is the node's Prometheus collector: each scrape reads the
 // engine's Stats and the net server's Metrics.
 type collector struct {
-	stats func() engine.Stats
-	net   func() net.MetricsSnapshot
+	stats   func() engine.Stats
+	net     func() net.MetricsSnapshot
+	cluster func() clusterFigures // nil: not in cluster mode
 
 	infoValues []string
 	space      *prometheus.Desc
@@ -34,11 +44,20 @@ type collector struct {
 	copied     *prometheus.Desc
 	device     *prometheus.Desc
 	submits    *prometheus.Desc
+
+	replEvents    *prometheus.Desc
+	replSyncBytes *prometheus.Desc
+	purged        *prometheus.Desc
+	purgedBytes   *prometheus.Desc
+	metaLease     *prometheus.Desc
+	metaLeaseLeft *prometheus.Desc
+	metaIndex     *prometheus.Desc
+	metaLeader    *prometheus.Desc
 }
 
 // newCollector returns a collector; labels become weft_node_info's
 // labels (names sanitised; Validate rejects names that collide).
-func newCollector(stats func() engine.Stats, netm func() net.MetricsSnapshot, labels map[string]string) *collector {
+func newCollector(stats func() engine.Stats, netm func() net.MetricsSnapshot, cluster func() clusterFigures, labels map[string]string) *collector {
 	keys := make([]string, 0, len(labels))
 	for k := range labels {
 		keys = append(keys, k)
@@ -52,28 +71,41 @@ func newCollector(stats func() engine.Stats, netm func() net.MetricsSnapshot, la
 	}
 	shard := []string{"shard"}
 	return &collector{
-		stats: stats, net: netm, infoValues: values,
-		space:     prometheus.NewDesc("weft_engine_space_bytes", "Segment space by kind: used (segments not free), live (referenced by the index), free.", []string{"kind"}, nil),
-		busy:      prometheus.NewDesc("weft_engine_reactor_busy_ratio", "Share of wall time the reactor spent in loop iterations that did work.", shard, nil),
-		queue:     prometheus.NewDesc("weft_engine_reactor_queue_depth", "Requests waiting in the reactor's queue.", shard, nil),
-		ops:       prometheus.NewDesc("weft_engine_ops_total", "Engine operations completed.", []string{"shard", "op"}, nil),
-		latency:   prometheus.NewDesc("weft_engine_latency_seconds", "Engine operation latency quantiles (submit to completion) since the engine opened.", []string{"shard", "op", "quantile"}, nil),
-		relocated: prometheus.NewDesc("weft_engine_cleaner_relocated_bytes_total", "Live bytes the cleaner relocated.", shard, nil),
-		frames:    prometheus.NewDesc("weft_net_frames_total", "Frames read (in) and written (out), handshakes included.", []string{"dir"}, nil),
-		writes:    prometheus.NewDesc("weft_net_writes_total", "Vectored writes that sent the frames out; frames out over writes is the batching achieved.", nil, nil),
-		bytes:     prometheus.NewDesc("weft_net_bytes_total", "Bytes of the frames read (in) and written (out).", []string{"dir"}, nil),
-		inFlight:  prometheus.NewDesc("weft_net_requests_in_flight", "Requests read and not yet answered.", nil, nil),
-		requests:  prometheus.NewDesc("weft_net_requests_total", "Requests read.", nil, nil),
-		errors:    prometheus.NewDesc("weft_net_errors_total", "Net errors by class.", []string{"class"}, nil),
-		info:      prometheus.NewDesc("weft_node_info", "The node's labels; always 1.", names, nil),
-		device:    prometheus.NewDesc("weft_engine_device_ops_total", "Device operations the reactor started: reads, and batch writes (one per group commit).", []string{"shard", "op"}, nil),
-		submits:   prometheus.NewDesc("weft_engine_device_submits_total", "Calls (io_uring_enter) that handed the device operations; device ops over submits is the batching achieved.", shard, nil),
-		copied:    prometheus.NewDesc("weft_engine_copied_bytes_total", "Payload bytes the engine copied (dir=in: unaligned or partial-block writes staged; dir=out: partial-record or unaligned reads); zero on the aligned zero-copy path.", []string{"shard", "dir"}, nil),
+		stats: stats, net: netm, cluster: cluster, infoValues: values,
+		replEvents:    prometheus.NewDesc("weft_replication_events_total", "Replication core events: mutations issued as primary, acknowledged, failed stale, retries answered from request ids (stored: from ids read back from the store), reads joined to one under way, reads served on a read lease, sync messages sent and objects a replica confirmed.", []string{"event"}, nil),
+		replSyncBytes: prometheus.NewDesc("weft_replication_sync_bytes_sent_total", "Object bytes sent to replicas being synced.", nil, nil),
+		purged:        prometheus.NewDesc("weft_purged_total", "What the purger deleted of deleted containers: PGs with data, and objects.", []string{"what"}, nil),
+		purgedBytes:   prometheus.NewDesc("weft_purged_bytes_total", "Logical bytes of the objects the purger deleted.", nil, nil),
+		metaLease:     prometheus.NewDesc("weft_meta_lease_reads_total", "Metadata reads this node's member served on its raft read lease, without a round.", []string{"container"}, nil),
+		metaLeaseLeft: prometheus.NewDesc("weft_meta_lease_seconds", "What is left of the member's read lease (0: none).", []string{"container"}, nil),
+		metaIndex:     prometheus.NewDesc("weft_meta_raft_index", "The member's raft commit and applied indexes.", []string{"container", "index"}, nil),
+		metaLeader:    prometheus.NewDesc("weft_meta_leader", "1 when this node's member leads its container's metadata group.", []string{"container"}, nil),
+		space:         prometheus.NewDesc("weft_engine_space_bytes", "Segment space by kind: used (segments not free), live (referenced by the index), free.", []string{"kind"}, nil),
+		busy:          prometheus.NewDesc("weft_engine_reactor_busy_ratio", "Share of wall time the reactor spent in loop iterations that did work.", shard, nil),
+		queue:         prometheus.NewDesc("weft_engine_reactor_queue_depth", "Requests waiting in the reactor's queue.", shard, nil),
+		ops:           prometheus.NewDesc("weft_engine_ops_total", "Engine operations completed.", []string{"shard", "op"}, nil),
+		latency:       prometheus.NewDesc("weft_engine_latency_seconds", "Engine operation latency quantiles (submit to completion) since the engine opened.", []string{"shard", "op", "quantile"}, nil),
+		relocated:     prometheus.NewDesc("weft_engine_cleaner_relocated_bytes_total", "Live bytes the cleaner relocated.", shard, nil),
+		frames:        prometheus.NewDesc("weft_net_frames_total", "Frames read (in) and written (out), handshakes included.", []string{"dir"}, nil),
+		writes:        prometheus.NewDesc("weft_net_writes_total", "Vectored writes that sent the frames out; frames out over writes is the batching achieved.", nil, nil),
+		bytes:         prometheus.NewDesc("weft_net_bytes_total", "Bytes of the frames read (in) and written (out).", []string{"dir"}, nil),
+		inFlight:      prometheus.NewDesc("weft_net_requests_in_flight", "Requests read and not yet answered.", nil, nil),
+		requests:      prometheus.NewDesc("weft_net_requests_total", "Requests read.", nil, nil),
+		errors:        prometheus.NewDesc("weft_net_errors_total", "Net errors by class.", []string{"class"}, nil),
+		info:          prometheus.NewDesc("weft_node_info", "The node's labels; always 1.", names, nil),
+		device:        prometheus.NewDesc("weft_engine_device_ops_total", "Device operations the reactor started: reads, and batch writes (one per group commit).", []string{"shard", "op"}, nil),
+		submits:       prometheus.NewDesc("weft_engine_device_submits_total", "Calls (io_uring_enter) that handed the device operations; device ops over submits is the batching achieved.", shard, nil),
+		copied:        prometheus.NewDesc("weft_engine_copied_bytes_total", "Payload bytes the engine copied (dir=in: unaligned or partial-block writes staged; dir=out: partial-record or unaligned reads); zero on the aligned zero-copy path.", []string{"shard", "dir"}, nil),
 	}
 }
 
 // Describe implements prometheus.Collector.
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
+	if c.cluster != nil {
+		for _, d := range []*prometheus.Desc{c.replEvents, c.replSyncBytes, c.purged, c.purgedBytes, c.metaLease, c.metaLeaseLeft, c.metaIndex, c.metaLeader} {
+			ch <- d
+		}
+	}
 	for _, d := range []*prometheus.Desc{c.space, c.busy, c.queue, c.ops, c.latency, c.relocated,
 		c.frames, c.writes, c.bytes, c.inFlight, c.requests, c.errors, c.info, c.copied, c.device, c.submits} {
 		ch <- d
@@ -129,6 +161,38 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		counter(c.errors, float64(ec.n), ec.class)
 	}
 	gauge(c.info, 1, c.infoValues...)
+	if c.cluster != nil {
+		c.collectCluster(c.cluster(), gauge, counter)
+	}
+}
+
+func (c *collector) collectCluster(f clusterFigures, gauge, counter func(*prometheus.Desc, float64, ...string)) {
+	r := f.repl
+	for _, ev := range []struct {
+		name string
+		n    uint64
+	}{{"mutations_issued", r.MutationsIssued}, {"acknowledged", r.Acknowledged}, {"stale_failures", r.StaleFailures},
+		{"retries_answered", r.RetriesAnswered}, {"stored_retries", r.StoredRetries}, {"reads_joined", r.ReadsJoined},
+		{"lease_reads", r.LeaseReads}, {"sync_objects_sent", r.SyncObjectsSent}, {"sync_same_sent", r.SyncSameSent},
+		{"sync_same_kept", r.SyncSameKept}} {
+		counter(c.replEvents, float64(ev.n), ev.name)
+	}
+	counter(c.replSyncBytes, float64(r.SyncBytesSent))
+	counter(c.purged, float64(f.purgedPGs), "pgs")
+	counter(c.purged, float64(f.purgedObjects), "objects")
+	counter(c.purgedBytes, float64(f.purgedBytes))
+	for _, m := range f.meta {
+		ct := strconv.FormatUint(uint64(m.Container), 10)
+		counter(c.metaLease, float64(m.LeaseReads), ct)
+		gauge(c.metaLeaseLeft, m.Lease.Seconds(), ct)
+		gauge(c.metaIndex, float64(m.Commit), ct, "commit")
+		gauge(c.metaIndex, float64(m.Applied), ct, "applied")
+		lead := 0.0
+		if m.Leader == m.ID {
+			lead = 1
+		}
+		gauge(c.metaLeader, lead, ct)
+	}
 }
 
 // metricsReadTimeout bounds reading a scrape request.

@@ -118,7 +118,11 @@ func Run(ctx context.Context, cfg Config) (err error) {
 		}
 		metricsAddr = mln.Addr().String()
 		reg := prometheus.NewRegistry()
-		reg.MustRegister(newCollector(eng.Stats, srv.Metrics, cfg.Labels))
+		var figures func() clusterFigures
+		if cl != nil {
+			figures = cl.figures
+		}
+		reg.MustRegister(newCollector(eng.Stats, srv.Metrics, figures, cfg.Labels))
 		mux := http.NewServeMux()
 		mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelError)}))
 		// Profiles for operators and benchmarks, on the same (operator-only)

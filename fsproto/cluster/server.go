@@ -166,6 +166,8 @@ type DataServer struct {
 	purgec chan struct{} // the same, for the purger
 	// purged counts what the purger deleted: PGs, objects, bytes.
 	purged struct{ pgs, objects, bytes atomic.Uint64 }
+	// replStats is the core's counters as of the loop's last tick.
+	replStats atomic.Pointer[replication.Stats]
 
 	ops    chan *clientReq
 	recv   chan *peerBatch
@@ -539,6 +541,15 @@ func (s *DataServer) purger() {
 	}
 }
 
+// ReplicationStats returns the replication core's counters as of the
+// loop's last tick (zero before the first).
+func (s *DataServer) ReplicationStats() replication.Stats {
+	if st := s.replStats.Load(); st != nil {
+		return *st
+	}
+	return replication.Stats{}
+}
+
 // Purged reports what this server deleted of deleted containers' PGs
 // since it started: PGs, objects and their logical bytes.
 func (s *DataServer) Purged() (pgs, objects, bytes uint64) {
@@ -575,6 +586,8 @@ func (s *DataServer) loop() {
 			s.applyMap(s.latest.Load())
 		case <-tick.C:
 			s.handle(s.step(replication.Tick{}))
+			st := s.node.Stats()
+			s.replStats.Store(&st)
 		case c := <-s.status:
 			c <- s.buildStatus()
 		}
