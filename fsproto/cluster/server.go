@@ -196,6 +196,7 @@ type DataServer struct {
 	applied  *clustermap.Map // the newest map handed to the core
 
 	storeDone func(replication.StoreResult) // s.storeDoneFunc
+	readDone  func(replication.StoreResult) // s.readDoneFunc
 }
 
 type pgState struct {
@@ -389,6 +390,7 @@ func NewDataServer(cfg DataServerConfig) (*DataServer, error) {
 		pgs:      map[clustermap.PGID]*pgState{},
 	}
 	s.storeDone = s.storeDoneFunc
+	s.readDone = s.readDoneFunc
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.loopWG.Add(3)
 	go s.watch()
@@ -722,7 +724,23 @@ func (s *DataServer) submit(op replication.StoreOp) {
 	if op.Kind == replication.StoreInstall {
 		s.installs[op.ID] = installOp{pg: clustermap.PGID(op.PG), key: installKey{op.Object, op.Seq}, n: len(op.Data)}
 	}
+	if op.Kind == replication.StoreRead {
+		s.store.Submit(op, s.readDone)
+		return
+	}
 	s.store.Submit(op, s.storeDone)
+}
+
+// readDoneFunc hands a read's completion to the loop from the engine's
+// reactor (see replication.Store), which must not wait: when the loop's
+// queue is full, a goroutine waits instead. Reads complete in no
+// particular order, so the detour reorders nothing that matters.
+func (s *DataServer) readDoneFunc(r replication.StoreResult) {
+	select {
+	case s.done <- r:
+	default:
+		go s.storeDoneFunc(r)
+	}
 }
 
 // storeDone hands a store completion to the loop. It is a method value

@@ -56,9 +56,14 @@ func NewEngineStore(e *engine.Engine) *EngineStore {
 // Close waits for every op in flight to complete.
 func (s *EngineStore) Close() { s.wg.Wait() }
 
-// Submit implements Store.
+// Submit implements Store. A read's done runs on the engine's reactor
+// (see Store).
 func (s *EngineStore) Submit(op StoreOp, done func(StoreResult)) {
 	s.wg.Add(1)
+	if op.Kind == StoreRead {
+		s.read(op, done)
+		return
+	}
 	if op.Kind != StoreApply && op.Kind != StoreInstall {
 		go func() {
 			defer s.wg.Done()
@@ -75,6 +80,33 @@ func (s *EngineStore) Submit(op StoreOp, done func(StoreResult)) {
 	s.waiting[op.Object] = nil
 	s.mu.Unlock()
 	go s.mutate(storeCall{op, done})
+}
+
+// read submits a read to the engine with a completion callback rather
+// than on a goroutine that waits for it: the result reaches done from
+// the reactor, without the goroutine's start and wake-up.
+func (s *EngineStore) read(op StoreOp, done func(StoreResult)) {
+	r := &engine.Request{Op: engine.OpRead, Object: op.Object, Off: op.Off, Buf: make([]byte, op.Len)}
+	r.Notify = func(r *engine.Request) {
+		done(readResult(op.ID, r.Buf[:r.N], r.Err))
+		s.wg.Done()
+	}
+	s.e.Submit(r)
+}
+
+// readResult is a StoreRead's result for the engine's outcome.
+func readResult(id uint64, data []byte, err error) StoreResult {
+	res := StoreResult{ID: id, Data: data}
+	switch {
+	case err == nil:
+	case errors.Is(err, io.EOF):
+		res.EOF = true
+	case errors.Is(err, engine.ErrNotFound):
+		res.NotFound = true
+	default:
+		res.Err = err
+	}
+	return res
 }
 
 // mutate runs c and then every mutation of its object submitted
@@ -264,18 +296,6 @@ func (s *EngineStore) run(op *StoreOp) StoreResult {
 			panic(fmt.Sprintf("replication: apply of mutation kind %d", op.Mut.Kind))
 		}
 		res.Err = s.do(r)
-	case StoreRead:
-		p := make([]byte, op.Len)
-		n, err := s.e.Read(op.Object, op.Off, p)
-		res.Data = p[:n]
-		switch {
-		case errors.Is(err, io.EOF):
-			res.EOF = true
-		case errors.Is(err, engine.ErrNotFound):
-			res.NotFound = true
-		default:
-			res.Err = err
-		}
 	case StoreRequests:
 		st, err := s.stat(op.Object)
 		if err != nil {
