@@ -36,7 +36,17 @@
 // core stops acting in it (a deposed primary fails its pending operations
 // with ErrStaleEpoch).
 //
-// Client requests. A request is refused with fsproto.CodeStaleEpoch when
+// Client requests. Reads and writes are started on the connection's
+// reader goroutine (net.Starter): checked, queued for the loop, and
+// answered by the loop itself from the core's Reply, with no handler
+// goroutine waiting in between; a request whose connection ends first is
+// answered at once (the connection's teardown waits for its answers),
+// and the loop's later answer is dropped. When the loop's queue is full a
+// handler goroutine takes the request and waits for room. Truncates and
+// deletes take a handler goroutine. Peer batches are taken on the reader
+// too: they only go into the loop's queue, or are dropped.
+//
+// A request is refused with fsproto.CodeStaleEpoch when
 // the node has no map yet, when its PG epoch is not the PG's in the node's
 // newest map, or when this node is not the PG's primary there; the client
 // then refreshes its map and retries with the same RequestID. Otherwise

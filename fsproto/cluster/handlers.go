@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync/atomic"
 
 	"github.com/weftfs/weft/engine"
 	"github.com/weftfs/weft/fsproto"
@@ -118,6 +119,11 @@ func (s *DataServer) mutation(ctx context.Context, w *net.ResponseWriter, op rep
 		w.Error(fsproto.CodeStaleEpoch, "cluster: connection closed")
 		return
 	}
+	answerMutation(w, rep, name, chunk)
+}
+
+// answerMutation answers a mutation with the core's Reply.
+func answerMutation(w *net.ResponseWriter, rep replication.Reply, name string, chunk fsproto.ChunkID) {
 	if rep.Err != nil {
 		replyError(w, name, chunk, rep.Err)
 		return
@@ -207,12 +213,17 @@ func (s *DataServer) serveRead(ctx context.Context, req *net.Request, w *net.Res
 		w.Error(fsproto.CodeStaleEpoch, "cluster: connection closed")
 		return
 	}
+	answerRead(w, rep, m.Chunk)
+}
+
+// answerRead answers a read with the core's Reply.
+func answerRead(w *net.ResponseWriter, rep replication.Reply, chunk fsproto.ChunkID) {
 	switch {
 	case rep.Err != nil:
-		replyError(w, "read", m.Chunk, rep.Err)
+		replyError(w, "read", chunk, rep.Err)
 		return
 	case rep.NotFound:
-		w.Error(fsproto.CodeNotFound, fmt.Sprintf("cluster: read %v: no such chunk", m.Chunk))
+		w.Error(fsproto.CodeNotFound, fmt.Sprintf("cluster: read %v: no such chunk", chunk))
 		return
 	}
 	var hb [8]byte
@@ -270,4 +281,122 @@ func (s *DataServer) servePeer(ctx context.Context, req *net.Request, w *net.Res
 		freeBatch(b)
 	}
 	w.Reply(nil, nil, nil)
+}
+
+// startHandler is a chunk kind's handler with a StartRPC (net.Starter)
+// that takes the request on the connection's reader goroutine when it
+// can, and leaves it to the handler otherwise.
+type startHandler struct {
+	serve func(context.Context, *net.Request, *net.ResponseWriter)
+	start func(context.Context, *net.Request, *net.ResponseWriter) bool
+}
+
+func (h startHandler) ServeRPC(ctx context.Context, req *net.Request, w *net.ResponseWriter) {
+	h.serve(ctx, req, w)
+}
+
+func (h startHandler) StartRPC(ctx context.Context, req *net.Request, w *net.ResponseWriter) bool {
+	return h.start(ctx, req, w)
+}
+
+// startOp queues op for the loop, which answers the client itself
+// (answer runs on the loop): no handler goroutine waits for the Reply,
+// which saves two goroutine hand-offs per request. It reports false,
+// having queued nothing and answered nothing, when the loop's queue is
+// full: the handler then waits for room. The caller holds s.starting and
+// has checked closing (route does), so Close answers whatever it queued.
+//
+// The connection's teardown waits for the answers of the requests it
+// started, and the core may hold an operation for as long as its PG
+// waits for replicas: when the connection's ctx ends first, the request
+// is answered at once (the answer is dropped with the connection) and
+// the loop's answer, when it comes, is not sent. Exactly one of the two
+// uses w.
+func (s *DataServer) startOp(ctx context.Context, op replication.ClientOp, epoch uint64, ref *bufRef, answer func(replication.Reply)) bool {
+	var answered atomic.Bool
+	stop := context.AfterFunc(ctx, func() {
+		if answered.CompareAndSwap(false, true) {
+			answer(replication.Reply{Err: errClosing})
+		}
+	})
+	r := newReq(op, epoch, ref)
+	r.answer = func(rep replication.Reply) {
+		if answered.CompareAndSwap(false, true) {
+			stop()
+			answer(rep)
+		}
+	}
+	r.holders.Store(1) // the loop's
+	select {
+	case s.ops <- r:
+		return true
+	default:
+		r.ref = nil
+		r.release()
+		if answered.CompareAndSwap(false, true) {
+			stop()
+			return false
+		}
+		// The connection ended meanwhile, and that answered: the request
+		// is taken after all, and its payload goes.
+		if ref != nil {
+			ref.dec()
+		}
+		return true
+	}
+}
+
+// startRead takes a chunk read on the reader goroutine (see startOp).
+func (s *DataServer) startRead(ctx context.Context, req *net.Request, w *net.ResponseWriter) bool {
+	s.starting.Add(1)
+	defer s.starting.Add(-1)
+	m, err := fsproto.DecodeRead(req.Header)
+	if err != nil {
+		w.Error(fsproto.CodeBadMessage, err.Error())
+		return true
+	}
+	pg, ok := s.route(w, &req.Peer, m.Chunk, 0, false, m.Epoch)
+	if !ok {
+		return true
+	}
+	op := replication.ClientOp{PG: uint32(pg), Kind: replication.OpRead, Object: fsproto.ObjectID(m.Chunk),
+		Off: uint64(m.Off), Len: int(m.Len)}
+	chunk := m.Chunk
+	return s.startOp(ctx, op, m.Epoch, nil, func(rep replication.Reply) { answerRead(w, rep, chunk) })
+}
+
+// startWrite takes a chunk write on the reader goroutine (see startOp).
+func (s *DataServer) startWrite(ctx context.Context, req *net.Request, w *net.ResponseWriter) bool {
+	s.starting.Add(1)
+	defer s.starting.Add(-1)
+	m, err := fsproto.DecodeWrite(req.Header)
+	if err != nil {
+		w.Error(fsproto.CodeBadMessage, err.Error())
+		return true
+	}
+	if req.Peer.ReadOnly {
+		w.Error(fsproto.CodeReadOnly, "cluster: write with a read-only key")
+		return true
+	}
+	if req.Payload == nil || req.Payload.Len() == 0 {
+		w.Error(fsproto.CodeInvalid, "cluster: write without data")
+		return true
+	}
+	pg, ok := s.route(w, &req.Peer, m.Chunk, m.PG, true, m.Epoch)
+	if !ok {
+		return true
+	}
+	buf := req.TakePayload()
+	op := replication.ClientOp{PG: uint32(pg), Kind: replication.OpWrite, RequestID: m.RequestID,
+		Object: fsproto.ObjectID(m.Chunk), Off: uint64(m.Off), Data: buf.Bytes()}
+	chunk := m.Chunk
+	ref := newRef(buf)
+	if s.startOp(ctx, op, m.Epoch, ref, func(rep replication.Reply) { answerMutation(w, rep, "write", chunk) }) {
+		return true
+	}
+	// Declined: the handler takes the request as it came, payload and all.
+	ref.buf = nil
+	refPool.Put(ref)
+	req.Payload = buf
+	return false
 }

@@ -181,6 +181,9 @@ type DataServer struct {
 	cbWG    sync.WaitGroup // OnCaughtUp calls
 	closed  chan struct{}  // closed when the loop exited
 	closing atomic.Bool
+	// starting counts the readers inside startOp: Close waits for them
+	// before its last sweep of the queue.
+	starting atomic.Int32
 
 	peersMu sync.Mutex
 	peers   map[uint64]*peerSender
@@ -233,6 +236,19 @@ type clientReq struct {
 	// comes, only releases the request.
 	answered bool
 	holders  atomic.Int32 // see reqPool
+	// answer, when set, answers the client from the loop (a request
+	// started on the connection's reader, see startOp); else the handler
+	// waits on done.
+	answer func(replication.Reply)
+}
+
+// finish gives the request its answer (loop only).
+func (r *clientReq) finish(rep replication.Reply) {
+	if r.answer != nil {
+		r.answer(rep)
+		return
+	}
+	r.done <- rep
 }
 
 // peerBatch is one received KindPeer batch.
@@ -289,8 +305,8 @@ func freeBatch(b *peerBatch) {
 
 // reqPool recycles clientReqs with their reply channels. A request has
 // two holders, the handler and the loop (from the moment it takes the
-// request until it drops it from pending); the last to let go recycles
-// it.
+// request until it drops it from pending), or only the loop when no
+// handler waits (startOp); the last to let go recycles it.
 var reqPool = sync.Pool{New: func() any { return &clientReq{done: make(chan replication.Reply, 1)} }}
 
 func newReq(op replication.ClientOp, epoch uint64, ref *bufRef) *clientReq {
@@ -308,7 +324,7 @@ func newReq(op replication.ClientOp, epoch uint64, ref *bufRef) *clientReq {
 func (r *clientReq) release() {
 	switch n := r.holders.Add(-1); {
 	case n == 0:
-		r.op, r.ref = replication.ClientOp{}, nil
+		r.op, r.ref, r.answer = replication.ClientOp{}, nil, nil
 		reqPool.Put(r)
 	case n < 0:
 		panic(fmt.Sprintf("cluster: client request holders %d", n))
@@ -401,11 +417,16 @@ func NewDataServer(cfg DataServerConfig) (*DataServer, error) {
 
 // Register registers the chunk kinds (256-259) and KindPeer on mux.
 func (s *DataServer) Register(mux *net.ServeMux) {
-	mux.HandleFunc(fsproto.KindWrite, s.serveWrite)
-	mux.HandleFunc(fsproto.KindRead, s.serveRead)
+	mux.Handle(fsproto.KindWrite, startHandler{s.serveWrite, s.startWrite})
+	mux.Handle(fsproto.KindRead, startHandler{s.serveRead, s.startRead})
 	mux.HandleFunc(fsproto.KindTruncate, s.serveTruncate)
 	mux.HandleFunc(fsproto.KindDelete, s.serveDelete)
-	mux.HandleFunc(KindPeer, s.servePeer)
+	// A peer batch only goes into a queue (or is dropped): it never
+	// waits, so the reader takes it itself.
+	mux.Handle(KindPeer, startHandler{s.servePeer, func(ctx context.Context, req *net.Request, w *net.ResponseWriter) bool {
+		s.servePeer(ctx, req, w)
+		return true
+	}})
 }
 
 // Close stops the server: client operations still pending are answered
@@ -425,6 +446,13 @@ func (s *DataServer) Close() error {
 	}
 	s.cancel()
 	s.loopWG.Wait()
+	// A request a reader started as the loop ended may be in the queue:
+	// once no start is under way (each checks closing first), answer
+	// what is left, since its connection waits for the answer.
+	for s.starting.Load() > 0 {
+		time.Sleep(time.Millisecond)
+	}
+	s.shutdown()
 	// The loop is gone: store completions are dropped, so wait for the
 	// engine to stop using the buffers before releasing them.
 	s.store.Close()
@@ -621,7 +649,7 @@ func (s *DataServer) clientOp(r *clientReq) {
 		if r.ref != nil {
 			r.ref.dec()
 		}
-		r.done <- replication.Reply{Err: replication.ErrStaleEpoch}
+		r.finish(replication.Reply{Err: replication.ErrStaleEpoch})
 		r.release()
 		return
 	}
@@ -649,7 +677,7 @@ func (s *DataServer) failStale(pg clustermap.PGID, epoch uint64) {
 			continue
 		}
 		r.answered = true
-		r.done <- replication.Reply{Token: r.op.Token, Err: replication.ErrStaleEpoch}
+		r.finish(replication.Reply{Token: r.op.Token, Err: replication.ErrStaleEpoch})
 	}
 }
 
@@ -664,7 +692,7 @@ func (s *DataServer) shutdown() {
 			if r.ref != nil {
 				r.ref.dec()
 			}
-			r.done <- replication.Reply{Err: errClosing}
+			r.finish(replication.Reply{Err: errClosing})
 			r.release()
 		case b := <-s.recv:
 			b.ref.dec()
@@ -764,7 +792,7 @@ func (s *DataServer) reply(e replication.Reply) {
 	}
 	if !r.answered {
 		r.answered = true
-		r.done <- e
+		r.finish(e)
 	}
 	r.release()
 }
