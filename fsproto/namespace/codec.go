@@ -32,6 +32,32 @@ func AppendCommand(b []byte, cmd Command) ([]byte, error) {
 	w := writer{b: b}
 	w.u8(commandVersion)
 	w.u8(uint8(cmd.kind()))
+	if c, ok := cmd.(WithCloses); ok {
+		if err := c.check(); err != nil {
+			return b, fmt.Errorf("namespace: encode: %w", err)
+		}
+		w.u16(uint16(len(c.Closes)))
+		for _, ino := range c.Closes {
+			w.u64(uint64(ino))
+		}
+		if c.Cmd == nil {
+			w.u8(0)
+			return w.b, nil
+		}
+		w.u8(uint8(c.Cmd.kind()))
+		cmd = c.Cmd
+	}
+	if !w.body(cmd) {
+		return b, fmt.Errorf("namespace: encode: unknown command %T", cmd)
+	}
+	if w.err != nil {
+		return b, w.err
+	}
+	return w.b, nil
+}
+
+// body appends cmd's fields; false for a foreign command.
+func (w *writer) body(cmd Command) bool {
 	switch c := cmd.(type) {
 	case Create:
 		w.u64(uint64(c.Parent))
@@ -120,12 +146,9 @@ func AppendCommand(b []byte, cmd Command) ([]byte, error) {
 	case Reclaimed:
 		w.u64(c.ID)
 	default:
-		return b, fmt.Errorf("namespace: encode: unknown command %T", cmd)
+		return false
 	}
-	if w.err != nil {
-		return b, w.err
-	}
-	return w.b, nil
+	return true
 }
 
 // MarshalCommand returns cmd's encoding; see AppendCommand.
@@ -180,6 +203,55 @@ func DecodeCommand(data []byte) (Command, error) {
 	if r.err == nil && (k == 0 || k >= kindEnd) {
 		return nil, corrupt("command kind %d unknown", k)
 	}
+	var cmd Command
+	if k == kindWithCloses {
+		cmd = r.withCloses()
+	} else {
+		cmd = r.body(k)
+	}
+	if err := r.done(); err != nil {
+		return nil, err
+	}
+	return cmd, nil
+}
+
+// withCloses reads a WithCloses body (after its kind byte).
+func (r *reader) withCloses() Command {
+	var c WithCloses
+	n := int(r.u16("closes count"))
+	if r.err == nil && (n == 0 || n > ClosesMax) {
+		r.fail("with-closes: %d closes, want 1..%d", n, ClosesMax)
+	}
+	if r.err == nil && len(r.b)-r.off < 8*n {
+		r.fail("with-closes: %d closes need %d bytes, %d left", n, 8*n, len(r.b)-r.off)
+	}
+	if r.err != nil {
+		return nil
+	}
+	c.Closes = make([]Ino, n)
+	for i := range c.Closes {
+		c.Closes[i] = Ino(r.u64("close ino"))
+	}
+	k := kind(r.u8("with-closes command kind"))
+	switch {
+	case r.err != nil:
+		return nil
+	case k == 0:
+	case k == kindWithCloses:
+		r.fail("with-closes: a with-closes command inside another")
+	case k == kindClose:
+		r.fail("with-closes: a close as its command")
+	case k >= kindEnd:
+		r.fail("with-closes: command kind %d unknown", k)
+	default:
+		c.Cmd = r.body(k)
+	}
+	return c
+}
+
+// body reads the fields of a command of kind k (known, not
+// kindWithCloses).
+func (r *reader) body(k kind) Command {
 	var cmd Command
 	switch k {
 	case kindCreate:
@@ -292,10 +364,7 @@ func DecodeCommand(data []byte) (Command, error) {
 	case kindReclaimed:
 		cmd = Reclaimed{ID: r.u64("reclaim id")}
 	}
-	if err := r.done(); err != nil {
-		return nil, err
-	}
-	return cmd, nil
+	return cmd
 }
 
 func corrupt(format string, args ...any) error {

@@ -28,7 +28,8 @@ const (
 	kindSetQuota    kind = 13
 	kindExtend      kind = 14
 	kindReclaimed   kind = 15
-	kindEnd         kind = 16 // one past the last kind
+	kindWithCloses  kind = 16
+	kindEnd         kind = 17 // one past the last kind
 )
 
 // Create makes a regular file Name in directory Parent. If the name
@@ -204,6 +205,26 @@ type Reclaimed struct {
 	ID uint64
 }
 
+// WithCloses applies Closes, in order, then Cmd, in one Raft entry: a
+// client that ended opens piggybacks their Closes on its next command
+// instead of committing each on its own. Cmd nil means the closes alone.
+//
+// A close that fails (the inode is gone, or its open count is already 0)
+// changes nothing and does not fail the rest. The Result is Cmd's (an
+// empty success when Cmd is nil) with the Reclaim entries the closes
+// queued appended, as far as the Result's bound (ResultReclaimsMax)
+// allows: entries past it stay queued in the namespace for the leader's
+// reclaimer. Cmd may be neither a WithCloses nor a Close, and Closes
+// holds 1 to ClosesMax inodes; Apply refuses other batches with
+// ErrCorrupt, changing nothing.
+type WithCloses struct {
+	Closes []Ino
+	Cmd    Command
+}
+
+// ClosesMax bounds WithCloses.Closes.
+const ClosesMax = 1024
+
 func (Create) kind() kind      { return kindCreate }
 func (Mkdir) kind() kind       { return kindMkdir }
 func (Symlink) kind() kind     { return kindSymlink }
@@ -219,6 +240,22 @@ func (Close) kind() kind       { return kindClose }
 func (SetQuota) kind() kind    { return kindSetQuota }
 func (Extend) kind() kind      { return kindExtend }
 func (Reclaimed) kind() kind   { return kindReclaimed }
+func (WithCloses) kind() kind  { return kindWithCloses }
+
+// check refuses the batches DecodeCommand refuses, for ApplyCommand's
+// callers, which do not decode.
+func (c WithCloses) check() error {
+	switch c.Cmd.(type) {
+	case WithCloses:
+		return corrupt("with-closes: a with-closes command inside another")
+	case Close:
+		return corrupt("with-closes: a close as its command (list it among the closes)")
+	}
+	if n := len(c.Closes); n == 0 || n > ClosesMax {
+		return corrupt("with-closes: %d closes, want 1..%d", n, ClosesMax)
+	}
+	return nil
+}
 
 // Result is what Apply returns for a command, and what a proposer
 // receives from the Raft group.
@@ -279,6 +316,11 @@ func WithNow(cmd Command, now int64) Command {
 		return c
 	case Extend:
 		c.Now = now
+		return c
+	case WithCloses:
+		if c.Cmd != nil {
+			c.Cmd = WithNow(c.Cmd, now)
+		}
 		return c
 	}
 	return cmd

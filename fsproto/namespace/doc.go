@@ -55,6 +55,10 @@
 //     checks access before it proposes a command. EPERM is returned where
 //     POSIX requires it regardless of credentials (a hard link to a
 //     directory).
+//   - WithCloses batches Closes with another command (one Raft commit
+//     for both); a close that fails in it is skipped silently. Its
+//     Result lists at most ResultReclaimsMax Reclaim entries; the rest
+//     stay queued (Reclaims) for the leader's reclaimer.
 //   - Open and Close count opens. An inode whose link count reaches 0
 //     stays (GetAttr works, Nlink 0) until its open count is 0 too; then
 //     it is removed. NB: a client that dies holding opens pins its inodes;
@@ -132,7 +136,14 @@
 //	kind 13 SetQuota:    | bytes u64 | inodes u64 |
 //	kind 14 Extend:      | ino u64 | size u64 | now |
 //	kind 15 Reclaimed:   | id u64 |
+//	kind 16 WithCloses:  | n u16 (1..1024) | ino u64 * n | cmd kind u8 | cmd body |
 //	str:                 | len u16 | bytes |
+//
+// WithCloses carries n Closes and one other command: cmd kind 0 means
+// none (no body follows), else the command's kind and its body as above,
+// without a version byte; kind 12 (Close) and 16 (WithCloses) are refused
+// there. Its closes apply first, in order, then the command, in the one
+// Raft entry.
 //
 // Commands carry no checksum: the Raft log (package journal) checksums
 // its records. DecodeCommand checks the structure; Apply checks values,

@@ -186,6 +186,8 @@ func (s *state) applyCommand(cmd Command) Result {
 		return s.extend(c)
 	case Reclaimed:
 		return s.reclaimed(c)
+	case WithCloses:
+		return s.withCloses(c)
 	}
 	panic(fmt.Sprintf("namespace: apply of unknown command %T", cmd))
 }
@@ -803,6 +805,28 @@ func (s *state) close(c Close) Result {
 	}
 	n.Open--
 	return Result{Attr: n.Attr, Reclaim: s.maybeRemove(n)}
+}
+
+// withCloses applies a batch of closes and then its command. A close
+// that fails changed nothing (close checks before it counts), so it is
+// skipped: the client that queued it cannot act on the failure anyway.
+func (s *state) withCloses(c WithCloses) Result {
+	if err := c.check(); err != nil {
+		return Result{Err: err}
+	}
+	var queued []Reclaim
+	for _, ino := range c.Closes {
+		if r := s.close(Close{Ino: ino}); r.Err == nil {
+			queued = append(queued, r.Reclaim...)
+		}
+	}
+	var res Result
+	if c.Cmd != nil {
+		res = s.applyCommand(c.Cmd)
+	}
+	room := ResultReclaimsMax - len(res.Reclaim)
+	res.Reclaim = append(res.Reclaim, queued[:min(len(queued), room)]...)
+	return res
 }
 
 func (s *state) reclaimed(c Reclaimed) Result {

@@ -21,11 +21,14 @@ const (
 	resultAttr    = 1 << 1
 	resultOpened  = 1 << 2
 
-	// resultReclaimsMax bounds the Reclaim entries in an encoded Result. A
-	// command queues at most two (a replaced file in Rename, a removed or
-	// truncated file in the others).
-	resultReclaimsMax = 16
+	resultReclaimsMax = ResultReclaimsMax
 )
+
+// ResultReclaimsMax bounds the Reclaim entries a Result lists (and
+// encodes). A command queues at most two (a replaced file in Rename, a
+// removed or truncated file in the others); a WithCloses lists its
+// closes' entries up to this bound, after its command's.
+const ResultReclaimsMax = 16
 
 // AppendResult appends r's encoding (see the package doc) to b. Errors
 // other than the package's own (*Error, ErrCorrupt, ErrApplied) do not
