@@ -30,6 +30,9 @@ var sampleCommands = []Command{
 	SetQuota{Bytes: 1 << 30, Inodes: 1000},
 	Extend{Ino: 9, Size: 4096, Now: 19},
 	Reclaimed{ID: 20},
+	WithCloses{Closes: []Ino{21, 22, 21}, Cmd: Create{Parent: 1, Name: "w", Mode: 0o644, Open: true, Now: 23}},
+	WithCloses{Closes: []Ino{24}},
+	WithCloses{Closes: []Ino{25}, Cmd: SetXattr{Ino: 5, Name: "user.k", Value: []byte("v"), Now: 26}},
 }
 
 func TestCommandRoundTrip(t *testing.T) {
@@ -58,6 +61,11 @@ func TestCommandRoundTrip(t *testing.T) {
 func TestEncodeCommandRefuses(t *testing.T) {
 	for _, c := range []Command{
 		Create{Name: strings.Repeat("x", 1<<16)},
+		WithCloses{},
+		WithCloses{Closes: make([]Ino, ClosesMax+1)},
+		WithCloses{Closes: []Ino{2}, Cmd: Close{Ino: 3}},
+		WithCloses{Closes: []Ino{2}, Cmd: WithCloses{Closes: []Ino{3}}},
+		WithCloses{Closes: []Ino{2}, Cmd: Create{Name: strings.Repeat("x", 1<<16)}},
 		Symlink{Name: "l", Target: strings.Repeat("x", 1<<16)},
 		SetXattr{Name: "n", Value: make([]byte, XattrValueLenMax+1)},
 	} {
@@ -77,6 +85,16 @@ func TestDecodeCommandRejects(t *testing.T) {
 	binary.LittleEndian.PutUint32(bigXattr[len(xattr)-5:], XattrValueLenMax+1)
 	badFlags := slices.Clone(good)
 	badFlags[2+8+12] = 4
+	// A WithCloses of one close (ino 9) and an Open of ino 7.
+	wc := []byte{1, byte(kindWithCloses), 1, 0, 9, 0, 0, 0, 0, 0, 0, 0, byte(kindOpen), 7, 0, 0, 0, 0, 0, 0, 0}
+	if c, err := DecodeCommand(wc); err != nil || !reflect.DeepEqual(c, WithCloses{Closes: []Ino{9}, Cmd: Open{Ino: 7}}) {
+		t.Fatalf("hand-made WithCloses: %#v, %v", c, err)
+	}
+	withInner := func(k kind) []byte { return append(slices.Clone(wc[:12]), byte(k), 7, 0, 0, 0, 0, 0, 0, 0) }
+	noCloses := append([]byte{1, byte(kindWithCloses), 0, 0}, wc[12:]...)
+	tooMany := binary.LittleEndian.AppendUint16([]byte{1, byte(kindWithCloses)}, ClosesMax+1)
+	tooMany = append(tooMany, make([]byte, 8*(ClosesMax+1)+1)...)
+	shortCloses := []byte{1, byte(kindWithCloses), 3, 0, 9, 0, 0, 0, 0, 0, 0, 0, 0}
 	cases := []struct {
 		name string
 		b    []byte
@@ -85,13 +103,22 @@ func TestDecodeCommandRejects(t *testing.T) {
 		{"empty", nil, "version: 1 bytes needed"},
 		{"version", append([]byte{2}, good[1:]...), "version 2"},
 		{"kind 0", []byte{1, 0}, "kind 0"},
-		{"kind unknown", []byte{1, byte(kindEnd)}, "kind 16"},
+		{"kind unknown", []byte{1, byte(kindEnd)}, "kind 17"},
 		{"truncated", good[:len(good)-1], "bytes needed"},
 		{"trailing", append(slices.Clone(good), 0), "1 trailing bytes"},
 		{"create flags", badFlags, "create flags 0x4 unknown"},
 		{"xattr value too long", bigXattr, "at most 65536"},
 		{"xattr value short", xattr[:len(xattr)-1], "xattr value"},
 		{"too long", make([]byte, CommandLenMax+1), "over the limit"},
+		{"with-closes: none", noCloses, "0 closes, want 1..1024"},
+		{"with-closes: too many", tooMany, "1025 closes, want 1..1024"},
+		{"with-closes: closes short", shortCloses, "3 closes need 24 bytes, 9 left"},
+		{"with-closes: nested", withInner(kindWithCloses), "inside another"},
+		{"with-closes: a close as command", withInner(kindClose), "a close as its command"},
+		{"with-closes: command kind unknown", withInner(kindEnd), "command kind 17 unknown"},
+		{"with-closes: no command kind", wc[:12], "with-closes command kind: 1 bytes needed"},
+		{"with-closes: command short", wc[:len(wc)-1], "ino: 8 bytes needed"},
+		{"with-closes: trailing", append(slices.Clone(wc), 0), "1 trailing bytes"},
 	}
 	for _, c := range cases {
 		_, err := DecodeCommand(c.b)
@@ -346,6 +373,9 @@ func FuzzDecodeSnapshot(f *testing.F) {
 func FuzzApply(f *testing.F) {
 	f.Add([]byte{1, 1, 0, 0, 0, 1, 1, 0, 6, 1, 2, 1, 7, 1, 0, 3})
 	f.Add([]byte{1, 1, 0, 0, 0, 2, 1, 0, 6, 2, 1, 1, 4, 2, 1, 0, 10, 3, 0, 0, 11, 3, 0, 0, 4, 1, 1, 1})
+	// Create+Open style: create, open twice, unlink, then batches that
+	// close it with and without an Open.
+	f.Add([]byte{0, 1, 0, 0, 10, 2, 0, 0, 10, 2, 0, 0, 4, 1, 0, 0, 15, 2, 5, 2, 15, 2, 0, 2})
 	f.Fuzz(fuzzApplyBody)
 }
 
@@ -390,8 +420,15 @@ func fuzzApplyBody(t *testing.T, in []byte) {
 				cmd = SetQuota{Bytes: uint64(y) * 100, Inodes: uint64(z % 10)}
 			case 13:
 				cmd = Extend{Ino: x, Size: uint64(y) * uint64(z), Now: now}
-			default:
+			case 14:
 				cmd = Reclaimed{ID: uint64(y % 8)}
+			default:
+				// Two closes, and an Open or nothing.
+				c := WithCloses{Closes: []Ino{x, Ino(z % 8)}}
+				if y&1 == 1 {
+					c.Cmd = Open{Ino: Ino(y >> 1 % 8)}
+				}
+				cmd = c
 			}
 			checkStep(t, "fuzz", ns, m, uint64(i+1), cmd)
 			compare(t, r, ns, m)
@@ -482,6 +519,17 @@ func FuzzDecodeResult(f *testing.F) {
 func TestWithNow(t *testing.T) {
 	for _, c := range sampleCommands {
 		got := WithNow(c, 12345)
+		if wc, ok := c.(WithCloses); ok {
+			// The batch's command gets the time; the closes stay.
+			want := wc
+			if wc.Cmd != nil {
+				want.Cmd = WithNow(wc.Cmd, 12345)
+			}
+			if !reflect.DeepEqual(got, want) {
+				t.Errorf("WithNow(%+v) = %+v, want %+v", c, got, want)
+			}
+			continue
+		}
 		v := reflect.ValueOf(got)
 		f := v.FieldByName("Now")
 		if !f.IsValid() {

@@ -379,6 +379,15 @@ func (m *model) apply(cmd Command) (errno syscall.Errno, made *mnode) {
 	case SetQuota:
 		m.quotaBytes, m.quotaInodes = c.Bytes, c.Inodes
 		return 0, nil
+	case WithCloses:
+		// Failed closes are skipped; the command's errno is the batch's.
+		for _, ino := range c.Closes {
+			m.apply(Close{Ino: ino})
+		}
+		if c.Cmd == nil {
+			return 0, nil
+		}
+		return m.apply(c.Cmd)
 	case Reclaimed:
 		for i, r := range m.reclaim {
 			if r.ID == c.ID {
@@ -586,6 +595,38 @@ func (g *gen) entry() (Ino, string) {
 }
 
 func (g *gen) command() Command {
+	if g.r.IntN(10) != 0 {
+		return g.plain()
+	}
+	// A batch of closes (mostly of open inodes) with another command,
+	// or alone when that would be a Close.
+	var c WithCloses
+	for range 1 + g.r.IntN(3) {
+		c.Closes = append(c.Closes, g.close().Ino)
+	}
+	if cmd := g.plain(); cmd.kind() != kindClose {
+		c.Cmd = cmd
+	}
+	return c
+}
+
+// close returns a Close, of an open inode most of the time.
+func (g *gen) close() Close {
+	var open []Ino
+	for ino, n := range g.m.live {
+		if n.open > 0 {
+			open = append(open, ino)
+		}
+	}
+	slices.Sort(open)
+	if len(open) > 0 && g.r.IntN(5) > 0 {
+		return Close{Ino: open[g.r.IntN(len(open))]}
+	}
+	return Close{Ino: g.pick(false)}
+}
+
+// plain returns a command other than WithCloses.
+func (g *gen) plain() Command {
 	g.now += int64(g.r.IntN(3)) * 1000
 	now := g.now
 	r := g.r
@@ -637,18 +678,7 @@ func (g *gen) command() Command {
 	case 17:
 		return Open{Ino: g.pick(false)}
 	case 18:
-		// Close an open inode most of the time.
-		var open []Ino
-		for ino, n := range g.m.live {
-			if n.open > 0 {
-				open = append(open, ino)
-			}
-		}
-		slices.Sort(open)
-		if len(open) > 0 && r.IntN(5) > 0 {
-			return Close{Ino: open[r.IntN(len(open))]}
-		}
-		return Close{Ino: g.pick(false)}
+		return g.close()
 	default:
 		if r.IntN(3) == 0 {
 			return SetQuota{Bytes: []uint64{0, 10000, 30000}[r.IntN(3)], Inodes: []uint64{0, 20, 40}[r.IntN(3)]}
