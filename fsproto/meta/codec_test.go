@@ -29,6 +29,7 @@ func seedCommands(t testing.TB) [][]byte {
 		mustCommand(t, namespace.Rename{SrcParent: 1, SrcName: "f", DstParent: 1, DstName: "g", Now: 7}),
 		mustCommand(t, namespace.Unlink{Parent: 1, Name: "g", Now: 8}),
 		mustCommand(t, namespace.SetXattr{Ino: 1, Name: "user.a", Value: []byte("xyz"), Now: 9}),
+		mustCommand(t, namespace.WithCloses{Closes: []namespace.Ino{2, 3}, Cmd: namespace.Mkdir{Parent: namespace.RootIno, Name: "e", Mode: 0o700, Now: 10}}),
 	}
 }
 
