@@ -109,14 +109,15 @@
 // after the client is done and the file has been written again.
 //
 // A file whose last link and last open go (Unlink, Rename over it, the
-// Release of an unlinked file) is queued by the namespace as a Reclaim
-// entry, which the command's Result lists too. Release deletes the
-// chunks of the entries its Close queued before it returns; the entries
-// of Unlink, Rmdir and Rename applied through an FS (path API or Apply)
-// go to the FS's background queue (at most 4096), which deletes them in
-// order and proposes Reclaimed. What no client finishes (a crash, FS.Close
-// with a queue, commands of other tools) is the job of a Reclaimer on
-// the container's metadata leader:
+// Close of an unlinked file) is queued by the namespace as a Reclaim
+// entry, which the command's Result lists too. The entries of Unlink,
+// Rmdir and Rename applied through an FS (path API or Apply), and those
+// of the Closes that released handles owe (see "Opens and unlinked
+// files"), go to the FS's background queue (at most 4096), which
+// deletes them in order and proposes Reclaimed; FS.Close finishes the
+// queue within its op timeout. What no client finishes (a crash, an
+// FS.Close that ran out of time, commands of other tools) is the job of
+// a Reclaimer on the container's metadata leader:
 //
 //	ct, _ := dataClient.ContainerByID(id)             // client.Dial with the node's pool
 //	r := client.Reclaimer{Data: ct, Meta: meta.NewClient(id, maps, pool), ChunkSize: ct.ChunkSize()}
@@ -134,11 +135,38 @@
 // # Opens and unlinked files
 //
 // OpenIno proposes namespace.Open (CreateIno a Create with Open, which
-// counts the open in the same commit) and Release namespace.Close, so an
-// unlinked file keeps its data while a handle of it is open anywhere.
-// A read-only key cannot propose (the metadata servers refuse every op
-// for it): its handles are not counted, and a file unlinked by another
-// client while such a handle reads it may lose its chunks under it.
+// counts the open in the same commit), so an unlinked file keeps its
+// data while a handle of it is open anywhere; the handle's Release ends
+// the open with a namespace.Close. A read-only key cannot propose (the
+// metadata servers refuse every op for it): its handles are not
+// counted, and a file unlinked by another client while such a handle
+// reads it may lose its chunks under it.
+//
+// Release does not wait for its Close: it flushes (close-to-open needs
+// only that), queues the Close on the FS and returns. The FS's next
+// metadata op carries the queued Closes (at most 14 at a time) in its
+// own Raft entry (namespace.WithCloses: the closes apply first, then
+// the op), so a create-close loop costs one commit per file, not two;
+// when no op comes within the close delay (WithCloseDelay, 2 ms), the
+// FS commits them alone, and FS.Close commits what is left before it
+// returns. So:
+//
+//   - Release returns before the open is uncounted: another client may
+//     see Attr.Open include it for a moment, and an unlinked file's
+//     data is deleted shortly after its last Release (in the
+//     background), at the latest by FS.Close, not before Release
+//     returns.
+//   - Closes go back on the queue when their op certainly did not apply
+//     (the key is read-only). An op whose outcome stays unknown (its ctx
+//     ended while meta.Client retried it with its request id) may have
+//     applied them: they are not sent again, since one close counted
+//     twice would end another open, and their opens may stay counted,
+//     which only pins the inodes (as a failed Close did before).
+//   - An FS that refuses an op itself (WithReadOnly, or a key the
+//     cluster found read-only) sends nothing, so it carries no closes.
+//   - Servers from before WithCloses refuse the batches (a bad request):
+//     client and metadata servers must be upgraded together.
+//
 // NB: a client that dies holding opens pins their inodes (see package
 // namespace); expiring them is the server's job.
 //
@@ -232,8 +260,9 @@
 //     protocol would make truncating and removing large sparse files
 //     cheap.
 //   - The path API resolves every component with a metadata round trip
-//     (no entry or attribute cache), and each open of a file is two Raft
-//     commits (Open, Close) so unlinked files survive their readers.
+//     (no entry or attribute cache), and opening an existing file costs
+//     a Raft commit (Open) so unlinked files survive their readers (its
+//     Close rides on a later op).
 //   - No xattr calls in the path API (the inode API has them); no umask.
 //   - Opens held by a client that died pin their inodes until the
 //     servers expire them (not done there either).

@@ -84,6 +84,9 @@ type options struct {
 	parallel int
 	// opTimeout bounds each call of the path API (it has no ctx).
 	opTimeout time.Duration
+	// closeDelay is how long a released handle's Close waits for an op
+	// to carry it before it is sent alone.
+	closeDelay time.Duration
 }
 
 func defaultOptions() options {
@@ -96,6 +99,7 @@ func defaultOptions() options {
 		pendingMax: 64 << 20,
 		parallel:   16,
 		opTimeout:  time.Minute,
+		closeDelay: 2 * time.Millisecond,
 	}
 }
 
@@ -155,6 +159,19 @@ func WithOpTimeout(d time.Duration) Option {
 	}
 }
 
+// WithCloseDelay sets how long the Close of a released handle waits for
+// the FS's next metadata op to carry it (one Raft commit for both)
+// before it is sent on its own (default 2 ms: long enough for the next
+// create of a create-close loop, short enough that an unlinked file's
+// data goes promptly after its last close).
+func WithCloseDelay(d time.Duration) Option {
+	return func(o *options) {
+		if d > 0 {
+			o.closeDelay = d
+		}
+	}
+}
+
 // DialCluster connects to the cluster clusterID through its managers
 // (any node of a `weft up` cluster serves as one) with key, which reads
 // the cluster map and reaches the nodes; OpenContainer may use another
@@ -205,6 +222,10 @@ type FS struct {
 	kill context.CancelFunc
 	done chan struct{} // closed when the flusher ended
 	wake chan struct{} // (capacity 1) reclaim entries are queued
+	// closeWake (capacity 1) tells the closer that closes are pending;
+	// closerDone is closed when the closer ended.
+	closeWake  chan struct{}
+	closerDone chan struct{}
 
 	// sizeChanges counts the starts and ends of this FS's size changes
 	// (see learnLocked).
@@ -224,6 +245,13 @@ type FS struct {
 		// the flusher to delete (at most reclaimQueueMax; the leader's
 		// reclaimer gets the rest).
 		reclaim []namespace.Reclaim
+		// closes are the inodes whose Close released handles owe the
+		// namespace, oldest first: the next op carries them (see
+		// takeCloses), else the closer sends them.
+		closes []namespace.Ino
+		// closesShut is set once Close sent the last closes: a Release
+		// after that cannot queue one.
+		closesShut bool
 	}
 }
 
@@ -263,7 +291,7 @@ func (c *Client) OpenContainer(ctx context.Context, name string, key Key, opts .
 	f := &FS{name: name, id: ct.id, pool: pool, data: ct, dc: dc,
 		meta: meta.NewClient(ct.id, c.cfg.Maps, pool), chunk: ct.ChunkSize(), o: o,
 		log: o.logger.With("container", name), done: make(chan struct{}),
-		wake: make(chan struct{}, 1)}
+		wake: make(chan struct{}, 1), closeWake: make(chan struct{}, 1), closerDone: make(chan struct{})}
 	f.mu.inodes = make(map[namespace.Ino]*inode)
 	st, err := f.meta.StatFS(ctx)
 	if err == nil {
@@ -276,6 +304,7 @@ func (c *Client) OpenContainer(ctx context.Context, name string, key Key, opts .
 	f.mu.quota = st.QuotaBytes != 0
 	f.life, f.kill = context.WithCancel(context.Background())
 	go f.flusher()
+	go f.closer()
 	return f, nil
 }
 
@@ -289,10 +318,14 @@ func (f *FS) ChunkSize() int64 { return f.chunk }
 // container's chunks with the FS's key).
 func (f *FS) Data() *Container { return f.data }
 
-// Close flushes every open file's pending size and mtime, ends the
-// background flusher and closes the FS's connections. Handles still open
-// are not released (their opens stay counted until the servers expire
-// them); close them first. Close returns the first flush error.
+// Close flushes every open file's pending size and mtime, sends the
+// Closes of released handles that no op carried yet, deletes the chunks
+// of the files this FS removed or closed last whose deletion is still
+// queued (within the op timeout; what is left goes to the leader's
+// reclaimer), ends the background work and closes the FS's connections.
+// Handles still open are not released (their opens stay counted until
+// the servers expire them); close them first. Close returns the first
+// flush error.
 func (f *FS) Close() error {
 	f.mu.Lock()
 	if f.mu.closed {
@@ -303,9 +336,12 @@ func (f *FS) Close() error {
 	f.mu.Unlock()
 	f.kill()
 	<-f.done
+	<-f.closerDone
 	ctx, cancel := context.WithTimeout(context.Background(), f.o.opTimeout)
 	defer cancel()
 	err := f.flushAll(ctx, 0)
+	f.sendCloses(ctx, true)
+	f.reclaimQueued(ctx)
 	f.pool.Close()
 	return err
 }
@@ -379,11 +415,24 @@ func (f *FS) apply(ctx context.Context, cmd namespace.Command) (namespace.Result
 		}
 	}
 	seen := f.sizeChanges.Load()
-	res, err := f.meta.Apply(ctx, cmd)
+	var closes []namespace.Ino
+	if _, isClose := cmd.(namespace.Close); !isClose && ctx.Err() == nil {
+		// Pending closes ride along (one commit for all). An ended ctx
+		// sends nothing: they wait for another op.
+		closes = f.takeCloses()
+	}
+	sent := cmd
+	if len(closes) > 0 {
+		sent = namespace.WithCloses{Closes: closes, Cmd: cmd}
+	}
+	res, err := f.meta.Apply(ctx, sent)
 	if errors.Is(err, meta.ErrReadOnly) {
 		f.mu.Lock()
 		f.mu.roKey = true
 		f.mu.Unlock()
+	}
+	if len(closes) > 0 {
+		res.Reclaim = f.closesSent(closes, res, err)
 	}
 	if err != nil {
 		return res, errnoWrap(err)

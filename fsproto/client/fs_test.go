@@ -115,6 +115,8 @@ func TestFileClient(t *testing.T) {
 	t.Run("Permissions", func(t *testing.T) { testPermissions(t, e) })
 	t.Run("FSTest", func(t *testing.T) { testFSTest(t, e) })
 	t.Run("UnlinkedOpen", func(t *testing.T) { testUnlinkedOpen(t, e) })
+	t.Run("ClosesRideAlong", func(t *testing.T) { testClosesRideAlong(t, e) })
+	t.Run("ClosesAtFSClose", func(t *testing.T) { testClosesAtFSClose(t, e) })
 	t.Run("RemoveReclaims", func(t *testing.T) { testRemoveReclaims(t, e) })
 	t.Run("TwoClients", func(t *testing.T) { testTwoClients(t, e) })
 	t.Run("Quota", func(t *testing.T) { testQuota(t, e) })

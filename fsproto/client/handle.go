@@ -161,8 +161,9 @@ type Handle struct {
 	in       *inode
 	writable bool
 	// counted: the namespace counts this open (Open proposed), so an
-	// unlinked file survives until Release proposes the Close. A
-	// read-only key cannot propose; its handles are not counted.
+	// unlinked file survives until the Close that Release queues
+	// applies. A read-only key cannot propose; its handles are not
+	// counted.
 	counted  bool
 	released atomic.Bool
 }
@@ -511,9 +512,14 @@ func (h *Handle) Flush(ctx context.Context) error {
 // data already is when WriteAt returns, so Sync is Flush.
 func (h *Handle) Sync(ctx context.Context) error { return h.Flush(ctx) }
 
-// Release flushes and ends the open (namespace.Close). When that was the
-// last open of an unlinked file, its chunks are deleted now. The handle
-// is unusable after (EBADF); a second Release fails with EBADF.
+// Release flushes and ends the open. The flush's error is returned; the
+// namespace.Close is not waited for: it is queued on the FS, and the
+// FS's next metadata op carries it in the same Raft commit, or the FS
+// sends it alone within the close delay (WithCloseDelay), or at FS.Close.
+// When that was the last open of an unlinked file, its chunks are
+// deleted in the background after the Close applied. The handle is
+// unusable after (EBADF); a second Release fails with EBADF, and so does
+// a Release after FS.Close (the open then stays counted).
 func (h *Handle) Release(ctx context.Context) error {
 	if h.released.Swap(true) {
 		return fmt.Errorf("client: release of ino %d: released already: %w", h.in.ino, syscall.EBADF)
@@ -522,16 +528,8 @@ func (h *Handle) Release(ctx context.Context) error {
 	err := f.flush(ctx, h.in)
 	f.release(h.in)
 	if h.counted {
-		res, cerr := f.meta.Apply(ctx, namespace.Close{Ino: h.in.ino})
-		if cerr != nil {
-			return errors.Join(err, fmt.Errorf("client: release of ino %d: %w", h.in.ino, errnoWrap(cerr)))
-		}
-		if len(res.Reclaim) > 0 {
-			r := Reclaimer{Data: f.data, Meta: f.meta, ChunkSize: f.chunk, Parallel: f.o.parallel}
-			if rerr := r.Run(ctx, res.Reclaim); rerr != nil {
-				// The entries stay queued for the leader's reclaimer.
-				f.log.Warn("deleting a closed unlinked file's chunks failed; the reclaimer will", "ino", h.in.ino, "err", rerr)
-			}
+		if qerr := f.queueClose(h.in.ino); qerr != nil {
+			return errors.Join(err, qerr)
 		}
 	}
 	return err
@@ -663,7 +661,8 @@ func (f *FS) flusher() {
 
 // reclaimQueued deletes the chunks of the queued reclaim entries, one
 // at a time, until the queue is empty or a deletion fails (the entry
-// stays for the leader's reclaimer) or Close ends ctx.
+// stays for the leader's reclaimer) or Close ends ctx (the entry goes
+// back to the head of the queue, which Close finishes).
 func (f *FS) reclaimQueued(ctx context.Context) {
 	r := Reclaimer{Data: f.data, Meta: f.meta, ChunkSize: f.chunk, Parallel: f.o.parallel}
 	for ctx.Err() == nil {
@@ -676,6 +675,12 @@ func (f *FS) reclaimQueued(ctx context.Context) {
 		f.mu.reclaim = f.mu.reclaim[1:]
 		f.mu.Unlock()
 		if err := r.Run(ctx, []namespace.Reclaim{e}); err != nil {
+			if ctx.Err() != nil {
+				f.mu.Lock()
+				f.mu.reclaim = append([]namespace.Reclaim{e}, f.mu.reclaim...)
+				f.mu.Unlock()
+				return
+			}
 			f.log.Warn("deleting a removed file's chunks failed; the leader's reclaimer will", "ino", e.Ino, "err", err)
 		}
 	}
