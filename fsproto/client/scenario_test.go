@@ -299,8 +299,27 @@ func testReadOnly(t *testing.T, e *env) {
 	if !errors.Is(err, fsproto.ErrReadOnly) || client.Errno(err) != syscall.EROFS {
 		t.Errorf("chunk write with a read-only key: %v, want fsproto.ErrReadOnly (EROFS)", err)
 	}
-	local := e.open(t, name, e.key, client.WithCredentials(0, 0), client.WithReadOnly())
+	// A read-only key's handles are not counted, so it owes no Close.
+	h, err := ro.OpenIno(ctx, ino, false)
+	must(t, "OpenIno with a read-only key", err)
+	must(t, "Release with a read-only key", h.Release(ctx))
+	opens := func(when string, want uint32) {
+		t.Helper()
+		if a, err := f.GetAttr(ctx, ino); err != nil || a.Open != want {
+			t.Fatalf("%s: %+v, %v; want %d opens", when, a, err, want)
+		}
+	}
+	opens("after a read-only key's open and release", 0)
+	// A WithReadOnly FS (a write key) counts its opens; an op it refuses
+	// itself carries no pending Close, and FS.Close sends it.
+	local := e.open(t, name, e.key, client.WithCredentials(0, 0), client.WithReadOnly(), client.WithCloseDelay(time.Hour))
+	h, err = local.OpenIno(ctx, ino, false)
+	must(t, "OpenIno on a WithReadOnly FS", err)
+	must(t, "Release on a WithReadOnly FS", h.Release(ctx))
 	wantErrno(t, "Remove on a WithReadOnly FS", local.Remove("doc"), syscall.EROFS)
+	opens("after a release and a refused op on a WithReadOnly FS", 1)
+	must(t, "FS.Close", local.Close())
+	opens("after the WithReadOnly FS closed", 0)
 	if got := readAll(t, f, "doc"); got != "read me" {
 		t.Fatalf("the file changed: %q", got)
 	}
