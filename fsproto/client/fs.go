@@ -416,10 +416,17 @@ func (f *FS) apply(ctx context.Context, cmd namespace.Command) (namespace.Result
 	}
 	seen := f.sizeChanges.Load()
 	var closes []namespace.Ino
-	if _, isClose := cmd.(namespace.Close); !isClose && ctx.Err() == nil {
-		// Pending closes ride along (one commit for all). An ended ctx
-		// sends nothing: they wait for another op.
-		closes = f.takeCloses()
+	switch cmd.(type) {
+	case namespace.Close:
+	case namespace.SetXattr:
+		// Its value may fill the request header (net.MaxHeaderBytes)
+		// alone: closes added could make a request that fit too large.
+	default:
+		if ctx.Err() == nil {
+			// Pending closes ride along (one commit for all). An ended
+			// ctx sends nothing: they wait for another op.
+			closes = f.takeCloses()
+		}
 	}
 	sent := cmd
 	if len(closes) > 0 {
