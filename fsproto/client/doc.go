@@ -144,7 +144,8 @@
 //
 // Release does not wait for its Close: it flushes (close-to-open needs
 // only that), queues the Close on the FS and returns. The FS's next
-// metadata op carries the queued Closes (at most 14 at a time) in its
+// metadata op (not a SetXattr, whose value may fill the request alone)
+// carries the queued Closes (at most 14 at a time) in its
 // own Raft entry (namespace.WithCloses: the closes apply first, then
 // the op), so a create-close loop costs one commit per file, not two;
 // when no op comes within the close delay (WithCloseDelay, 2 ms), the
