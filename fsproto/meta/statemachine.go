@@ -99,7 +99,8 @@ func (s *StateMachine) Apply(index uint64, data []byte) any {
 func (s *StateMachine) result(r namespace.Result, dup bool) ApplyResult {
 	enc, err := namespace.AppendResult(nil, r)
 	if err != nil || len(enc) > resultLenMax {
-		// A command queues at most two reclaims; see namespace.
+		// Invariant: a Result lists at most namespace.ResultReclaimsMax
+		// reclaims (a WithCloses batch leaves the rest queued).
 		panic(fmt.Sprintf("meta: result %+v does not encode in %d bytes: %v (%d bytes)", r, resultLenMax, err, len(enc)))
 	}
 	return ApplyResult{Result: r, Encoded: enc, Duplicate: dup}

@@ -43,7 +43,8 @@
 //	READ, WRITE                 Handle.ReadAt, Handle.WriteAt
 //	FLUSH (each close(2))       Handle.Flush: size and mtime committed
 //	FSYNC                       Handle.Sync
-//	RELEASE                     Handle.Release: the namespace's Close
+//	RELEASE                     Handle.Release: the namespace's Close, queued
+//	                            to ride with the next op (client package doc)
 //	OPENDIR, READDIR(PLUS)      FS.ReadDirPage, paged by name; readdirplus
 //	                            looks the page's entries up in parallel
 //	GET/SET/LIST/REMOVEXATTR    "user." attributes only; others read as absent
