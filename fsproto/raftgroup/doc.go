@@ -131,8 +131,12 @@
 // KindRaft (300), for every group on a node, dispatched by group id;
 // messages are queued per peer (at most 1024, more are dropped with
 // ReportUnreachable), batched, and sent with one call on a net.Pool
-// connection. A failed call reports the peer unreachable and each snapshot
-// in it failed (ReportSnapshot(SnapshotFailure)); raft retries. A batch is
+// connection. The receiving node takes a batch on the connection's
+// reader goroutine (net.Starter) and puts its messages straight into the
+// member's inbox (Receiver.TryStep); only when the inbox is full does a
+// goroutine wait for room (Step) before the call is answered. A failed
+// call reports the peer unreachable and each snapshot in it failed
+// (ReportSnapshot(SnapshotFailure)); raft retries. A batch is
 // bounded by the connection's payload limit (net's MaxPayloadBytes, default
 // 16 MiB): a snapshot larger than that less 4 bytes cannot be sent; raise
 // MaxPayloadBytes on both sides for larger state machines. Bad batches are

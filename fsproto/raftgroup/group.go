@@ -623,6 +623,25 @@ func (g *Group) Step(ctx context.Context, m *raftpb.Message) error {
 	}
 }
 
+// TryStep delivers a message from a peer if the loop's inbox has room
+// (Receiver); it never waits.
+func (g *Group) TryStep(m *raftpb.Message) (bool, error) {
+	if m.GetTo() != g.id {
+		return false, fmt.Errorf("raftgroup: member %d: %s message for member %d", g.id, m.GetType(), m.GetTo())
+	}
+	select {
+	case <-g.donec:
+		return false, g.stoppedErr()
+	default:
+	}
+	select {
+	case g.recvc <- m:
+		return true, nil
+	default:
+		return false, nil
+	}
+}
+
 // ReportUnreachable tells raft a message to id could not be sent
 // (Receiver). It never blocks.
 func (g *Group) ReportUnreachable(id uint64) {

@@ -106,8 +106,55 @@ func NewNetRouter(cfg NetRouterConfig) (*NetRouter, error) {
 	}
 	r := &NetRouter{pool: cfg.Pool, log: cfg.Logger, callTimeout: cfg.CallTimeout, access: cfg.Access}
 	r.mu.groups = make(map[uint64]*NetTransport)
-	cfg.Mux.HandleFunc(KindRaft, r.serve)
+	cfg.Mux.Handle(KindRaft, raftHandler{r})
 	return r, nil
+}
+
+// raftHandler serves KindRaft. As a net.Starter it takes a batch on the
+// connection's reader goroutine and hands the messages straight to the
+// member's inbox when it has room, saving the hand-off to a handler
+// goroutine on every hop of every commit; what does not fit goes on a
+// goroutine that waits for room, which then answers.
+type raftHandler struct{ r *NetRouter }
+
+func (h raftHandler) ServeRPC(ctx context.Context, req *net.Request, w *net.ResponseWriter) {
+	h.r.serve(ctx, req, w)
+}
+
+func (h raftHandler) StartRPC(ctx context.Context, req *net.Request, w *net.ResponseWriter) bool {
+	b, ok := h.r.prepare(req, w)
+	if !ok {
+		return true // answered
+	}
+	for i, m := range b.msgs {
+		took, err := b.recv.TryStep(m)
+		if err != nil {
+			b.refuse(w, i, err)
+			return true
+		}
+		if !took {
+			rest := b
+			rest.msgs, rest.offset = b.msgs[i:], i
+			go h.r.deliver(ctx, rest, w)
+			return true
+		}
+	}
+	w.Reply(nil, nil, nil)
+	return true
+}
+
+// batch is a KindRaft request checked and decoded for delivery.
+type batch struct {
+	recv    Receiver
+	groupID uint64
+	to      uint64
+	msgs    []*raftpb.Message
+	offset  int // msgs[0]'s position in the request
+	total   int
+}
+
+func (b batch) refuse(w *net.ResponseWriter, i int, err error) {
+	w.Error(CodeUnknownGroup, fmt.Sprintf("raftgroup: group %d member %d took %d of %d messages: %v", b.groupID, b.to, b.offset+i, b.total, err))
 }
 
 // Transport returns a transport for this node's member of group groupID.
@@ -136,14 +183,36 @@ func authorizeBatch(a clustermap.Authorizer, keyID string) error {
 
 // serve handles one batch.
 func (r *NetRouter) serve(ctx context.Context, req *net.Request, w *net.ResponseWriter) {
+	if b, ok := r.prepare(req, w); ok {
+		r.deliver(ctx, b, w)
+	}
+}
+
+// deliver steps b's messages into the member, waiting for room as long
+// as the call timeout allows, and answers.
+func (r *NetRouter) deliver(ctx context.Context, b batch, w *net.ResponseWriter) {
+	ctx, cancel := context.WithTimeout(ctx, r.callTimeout)
+	defer cancel()
+	for i, m := range b.msgs {
+		if err := b.recv.Step(ctx, m); err != nil {
+			b.refuse(w, i, err)
+			return
+		}
+	}
+	w.Reply(nil, nil, nil)
+}
+
+// prepare checks and decodes a KindRaft request; when it reports false
+// it has answered the request with the reason.
+func (r *NetRouter) prepare(req *net.Request, w *net.ResponseWriter) (batch, bool) {
 	if req.Peer.ReadOnly {
 		w.Error(CodeReadOnly, fmt.Sprintf("raftgroup: key %q is read-only; raft messages need a write key", req.Peer.KeyID))
-		return
+		return batch{}, false
 	}
 	if err := authorizeBatch(r.access, req.Peer.KeyID); err != nil {
 		r.log.Warn("raft batch refused", "peer", req.Peer.RemoteAddr, "err", err)
 		w.Error(CodeAccessDenied, err.Error())
-		return
+		return batch{}, false
 	}
 	var payload []byte
 	if req.Payload != nil {
@@ -153,7 +222,7 @@ func (r *NetRouter) serve(ctx context.Context, req *net.Request, w *net.Response
 	if err != nil {
 		r.log.Warn("raft batch refused", "peer", req.Peer.RemoteAddr, "err", err)
 		w.Error(CodeBadBatch, err.Error())
-		return
+		return batch{}, false
 	}
 	r.mu.Lock()
 	t := r.mu.groups[h.groupID]
@@ -165,17 +234,9 @@ func (r *NetRouter) serve(ctx context.Context, req *net.Request, w *net.Response
 	}
 	if recv == nil || local != h.to {
 		w.Error(CodeUnknownGroup, fmt.Sprintf("raftgroup: member %d of group %d does not run here", h.to, h.groupID))
-		return
+		return batch{}, false
 	}
-	ctx, cancel := context.WithTimeout(ctx, r.callTimeout)
-	defer cancel()
-	for i, m := range msgs {
-		if err := recv.Step(ctx, m); err != nil {
-			w.Error(CodeUnknownGroup, fmt.Sprintf("raftgroup: group %d member %d took %d of %d messages: %v", h.groupID, h.to, i, len(msgs), err))
-			return
-		}
-	}
-	w.Reply(nil, nil, nil)
+	return batch{recv: recv, groupID: h.groupID, to: h.to, msgs: msgs, total: len(msgs)}, true
 }
 
 // NetTransport is one member's Transport over a NetRouter. Messages to

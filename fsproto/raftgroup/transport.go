@@ -37,6 +37,9 @@ type Receiver interface {
 	// Step delivers a message addressed to this member; it may wait as
 	// long as ctx allows when the member is busy.
 	Step(ctx context.Context, m *raftpb.Message) error
+	// TryStep delivers m only if that needs no waiting, and reports
+	// whether it did; an error says m can never be delivered.
+	TryStep(m *raftpb.Message) (bool, error)
 	// ReportUnreachable and ReportSnapshot tell raft about failed sends.
 	// They never block, so a Transport may call them from Send.
 	ReportUnreachable(id uint64)
