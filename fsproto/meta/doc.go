@@ -128,7 +128,9 @@
 // sees every op that completed before it; followers answer "not leader".
 // The groups run with raftgroup's read leases (HostConfig.NoLeaseReads
 // turns them off): a leader that holds a lease passes the barrier
-// without a round to its followers.
+// without a round to its followers, and serves a read other than
+// members and a ReadDir page over 256 entries on the connection's
+// reader goroutine (net.Starter), without a handler goroutine.
 // ReadDir pages by name cookie (namespace.ReadDir), at most 4096 entries a
 // page.
 //

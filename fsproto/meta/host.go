@@ -149,8 +149,40 @@ func NewHost(cfg HostConfig) (*Host, error) {
 // server starts.
 func (h *Host) Register(mux *net.ServeMux) {
 	mux.HandleFunc(KindOp, h.serveOp)
-	mux.HandleFunc(KindRead, h.serveRead)
+	mux.Handle(KindRead, readHandler{h})
 }
+
+// readHandler serves KindRead. As a net.Starter it serves a read on the
+// connection's reader goroutine when the leader holds its read lease
+// (no round to wait for) and the read is small, which saves the hand-off
+// to a handler goroutine on every lookup and stat; other reads go to
+// serveRead.
+type readHandler struct{ h *Host }
+
+func (rh readHandler) ServeRPC(ctx context.Context, req *net.Request, w *net.ResponseWriter) {
+	rh.h.serveRead(ctx, req, w)
+}
+
+func (rh readHandler) StartRPC(_ context.Context, req *net.Request, w *net.ResponseWriter) bool {
+	h := rh.h
+	r, err := decodeReadRequest(req.Header)
+	if err != nil || r.Op == ReadMembers || (r.Op == ReadDir && r.Limit > inlineReadDirMax) {
+		return false // serveRead answers
+	}
+	mb := h.member(r.Container)
+	if mb == nil || mb.g.Err() != nil || mb.g.Leader() != uint64(h.cfg.Node) || !mb.g.LeaseRead() {
+		return false
+	}
+	if err := clustermap.CheckContainerAccess(h.cfg.Access, req.Peer.KeyID, r.Container, false); err != nil {
+		return false
+	}
+	h.answerRead(mb, &r, w)
+	return true
+}
+
+// inlineReadDirMax is the largest ReadDir page a reader goroutine serves
+// itself: a page of thousands of entries would hold up the connection.
+const inlineReadDirMax = 256
 
 // SetMap starts the member of every container of m whose Members include
 // this node and that does not run yet, and stops the members of
@@ -619,8 +651,13 @@ func (h *Host) serveRead(ctx context.Context, req *net.Request, w *net.ResponseW
 		w.Error(CodeUnavailable, fmt.Sprintf("meta: node %d, container %d: read barrier: %v", h.cfg.Node, r.Container, err))
 		return
 	}
+	h.answerRead(mb, &r, w)
+}
+
+// answerRead serves r from mb's namespace, past its read barrier.
+func (h *Host) answerRead(mb *member, r *readRequest, w *net.ResponseWriter) {
 	var rep readReply
-	err = doRead(mb.sm.NS(), &r, &rep)
+	err := doRead(mb.sm.NS(), r, &rep)
 	var ne *namespace.Error
 	switch {
 	case err == nil:

@@ -1028,6 +1028,13 @@ func (g *Group) leaseDuration() int64 {
 	return int64(time.Duration(g.cfg.ElectionTicks-2) * g.cfg.TickInterval * 7 / 8)
 }
 
+// LeaseRead reports whether a read may be served now without a round,
+// as ReadIndex would on its lease (Config.LeaseReads): a caller that
+// must not wait (a network reader) serves the read at once when it
+// reports true, and otherwise leaves it to a goroutine that calls
+// ReadIndex. It never waits.
+func (g *Group) LeaseRead() bool { return g.leaseRead() }
+
 // leaseRead reports whether a read may be served now, without a round:
 // this member leads on a lease and has applied everything it knows to
 // be committed. It notes that reads want the lease when it is missing
