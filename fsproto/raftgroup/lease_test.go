@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/weftfs/weft/internal/testutil"
+	"go.etcd.io/raft/v3/raftpb"
+	"google.golang.org/protobuf/proto"
 )
 
 func withLeaseReads(c *Config) { c.LeaseReads = true }
@@ -141,5 +143,46 @@ func TestLeaseEndsBeforeANewLeaderCommits(t *testing.T) {
 				seed, len(reads), onLease, acked.Sub(isolated))
 			c.net.Heal()
 		})
+	}
+}
+
+// TestRestartedMemberHoldsVotes: a member that restarts may have answered
+// a leader's heartbeat just before it stopped, and that leader may count
+// on it for its lease, so for an election timeout after Start it ignores
+// vote requests: a MsgVote of a higher term leaves its term alone. The
+// member is cut off from the others, so only the test's message reaches
+// it; the election timeout is long, so the hold outlasts the checks.
+func TestRestartedMemberHoldsVotes(t *testing.T) {
+	testutil.CheckLeaks(t)
+	c := newCluster(t, 31, 3, func(cfg *Config) {
+		cfg.LeaseReads = true
+		cfg.ElectionTicks = 100 // a 1 s hold at 10 ms ticks
+	})
+	lead := c.leader()
+	c.propose(lead, "k=1")
+	var victim uint64
+	for id := range c.groups {
+		if id != lead {
+			victim = id
+			break
+		}
+	}
+	c.converge(1, victim)
+	c.net.Isolate(victim, c.others(victim)...)
+	c.stop(victim)
+	g := c.start(victim, false)
+	term := status(t, g).Term
+	vote := &raftpb.Message{Type: raftpb.MsgVote.Enum(), From: proto.Uint64(lead), To: proto.Uint64(victim),
+		Term: proto.Uint64(term + 5), LogTerm: proto.Uint64(term + 5), Index: proto.Uint64(1 << 40)}
+	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
+	defer cancel()
+	if err := g.Step(ctx, vote); err != nil {
+		t.Fatal(err)
+	}
+	for range 10 {
+		time.Sleep(5 * time.Millisecond)
+		if got := status(t, g).Term; got != term {
+			t.Fatalf("restarted member %d took the vote request's term %d (was %d) within its hold", victim, got, term)
+		}
 	}
 }

@@ -7,9 +7,11 @@ import (
 	stdnet "net"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"go.etcd.io/raft/v3"
 	"go.etcd.io/raft/v3/raftpb"
 	"google.golang.org/protobuf/proto"
 
@@ -274,5 +276,76 @@ func TestNetTransportPartition(t *testing.T) {
 	c.converge(7, 0, 1, 2)
 	if t.Failed() {
 		t.Logf("fault network seed %d", fn.Seed())
+	}
+}
+
+// inboxRecv is a Receiver whose inbox takes room messages without
+// waiting (TryStep) and the rest only through Step, recording the order.
+type inboxRecv struct {
+	mu     sync.Mutex
+	room   int
+	tried  []uint64 // indexes of the messages TryStep took
+	waited []uint64 // and Step
+}
+
+func (r *inboxRecv) TryStep(m *raftpb.Message) (bool, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.room == 0 {
+		return false, nil
+	}
+	r.room--
+	r.tried = append(r.tried, m.GetIndex())
+	return true, nil
+}
+
+func (r *inboxRecv) Step(_ context.Context, m *raftpb.Message) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.waited = append(r.waited, m.GetIndex())
+	return nil
+}
+
+func (r *inboxRecv) ReportUnreachable(uint64)                   {}
+func (r *inboxRecv) ReportSnapshot(uint64, raft.SnapshotStatus) {}
+
+// TestNetRouterFullInbox: a batch the member's inbox cannot take whole
+// without waiting is taken as far as it goes on the connection's reader,
+// and the rest is stepped, in order, by a goroutine that may wait, before
+// the call is answered.
+func TestNetRouterFullInbox(t *testing.T) {
+	testutil.CheckLeaks(t)
+	a, b := startNetNode(t, nil, ""), startNetNode(t, nil, "")
+	defer a.close(t)
+	defer b.close(t)
+	recv := &inboxRecv{room: 2}
+	tr := b.router.Transport(testGroup)
+	if err := tr.Attach(2, recv); err != nil {
+		t.Fatal(err)
+	}
+	defer tr.Detach()
+	var payload []byte
+	for i := range 5 {
+		var err error
+		payload, err = appendMessage(payload, &raftpb.Message{Type: raftpb.MsgHeartbeat.Enum(), To: proto.Uint64(2), From: proto.Uint64(1), Index: proto.Uint64(uint64(i))})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
+	defer cancel()
+	conn, err := a.pool.Get(ctx, b.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := conn.Call(ctx, KindRaft, encodeBatchHeader(batchHeader{count: 5, groupID: testGroup, to: 2}), payload)
+	if err != nil {
+		t.Fatalf("batch into a full inbox: %v", err)
+	}
+	resp.Release()
+	recv.mu.Lock()
+	defer recv.mu.Unlock()
+	if !slices.Equal(recv.tried, []uint64{0, 1}) || !slices.Equal(recv.waited, []uint64{2, 3, 4}) {
+		t.Fatalf("taken without waiting %v, then with %v; want [0 1] then [2 3 4]", recv.tried, recv.waited)
 	}
 }
