@@ -111,7 +111,8 @@
 // the reads served on the lease and Status.Lease is what is left of it.
 // TestLeaseEndsBeforeANewLeaderCommits isolates a leader while a reader
 // keeps reading on it and fails if a read passes after a new leader
-// acknowledged a write (it does with a lease three times too long).
+// acknowledged a write (it does with a lease three times too long);
+// TestRestartedMemberHoldsVotes fails without the hold.
 //
 // # Membership
 //
