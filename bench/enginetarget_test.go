@@ -294,6 +294,13 @@ func TestRunEngine(t *testing.T) {
 		t.Errorf("notes: %q", res.Notes)
 	}
 
+	// Size-bounded with fio's default batching (the inline loop, which
+	// resubmits from the reactor): exactly size/bs I/Os.
+	res = runEngine(t, mustParse(t, "--name=s", "--rw=randread", "--bs=4k", "--size=1m", "--iodepth=8", "engine:"+dev), RunOptions{})
+	if jr = res.Jobs[0]; jr.Read.TotalIOs != 256 || jr.Err != nil || jr.Read.Clat.TotalCount() != 256 {
+		t.Fatalf("size-bounded randread: %d reads (%d latencies), error %v; want 256", jr.Read.TotalIOs, jr.Read.Clat.TotalCount(), jr.Err)
+	}
+
 	// Mixed, size-bounded, with two clones, batched submissions and
 	// polling reaps; already laid out. The summary names the engine, the
 	// JSON stays fio's.
