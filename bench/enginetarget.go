@@ -681,9 +681,11 @@ func (c *clone) runEngineInline(ctx context.Context, ph *phase, base time.Time, 
 		u.done = 0
 		u.dir, u.off = c.nextIO()
 		q.prep(idx)
-		u.prep, u.issue = now, now
+		u.prep = now
 		inflight++
 		e.Submit(&q.reqs[idx])
+		// The completion cannot run before mu is released.
+		u.issue = int64(time.Since(base))
 	}
 	for i := range q.reqs {
 		idx := i
