@@ -621,6 +621,15 @@ func (q *engineQueue) submit(pending []int) error {
 	return nil
 }
 
+// engineErr is r's failure, naming the I/O of unit u it was, or nil.
+func engineErr(r *engine.Request, u *unit) error {
+	if r.Err == nil {
+		return nil
+	}
+	return fmt.Errorf("engine %s of %d bytes at job offset %d (object %v, offset %d): %w",
+		r.Op, len(r.Buf), u.off+int64(u.done), r.Object, r.Off, r.Err)
+}
+
 func (q *engineQueue) reap(out []completion, min int) (int, error) {
 	n := 0
 	for n < len(out) {
@@ -643,12 +652,7 @@ func (q *engineQueue) reap(out []completion, min int) (int, error) {
 		if !ok {
 			panic(fmt.Sprintf("bench: the engine returned request %p, not one of this clone's %d", r, len(q.reqs)))
 		}
-		out[n] = completion{idx: idx, n: r.N}
-		if r.Err != nil {
-			u := &q.units[idx]
-			out[n].err = fmt.Errorf("engine %s of %d bytes at job offset %d (object %v, offset %d): %w",
-				r.Op, len(r.Buf), u.off+int64(u.done), r.Object, r.Off, r.Err)
-		}
+		out[n] = completion{idx: idx, n: r.N, err: engineErr(r, &q.units[idx])}
 		n++
 	}
 	return n, nil
@@ -696,23 +700,16 @@ func (c *clone) runEngineInline(ctx context.Context, ph *phase, base time.Time, 
 			now := int64(time.Since(base))
 			u := &units[idx]
 			inflight--
+			complete, err := false, engineErr(r, u)
+			if err == nil {
+				complete, err = c.advance(ph, u, r.N)
+			}
 			switch {
-			case r.Err != nil:
+			case err != nil:
 				if firstErr == nil {
-					firstErr = fmt.Errorf("engine %s of %d bytes at job offset %d (object %v, offset %d): %w",
-						r.Op, len(r.Buf), u.off+int64(u.done), r.Object, r.Off, r.Err)
+					firstErr = err
 				}
-			case r.N == 0 && len(u.buf) > u.done:
-				if firstErr == nil {
-					firstErr = fmt.Errorf("%s at offset %d returned 0 bytes: %s ends early", dirName(u.dir), u.off+int64(u.done), c.job.Target)
-				}
-			case r.N < len(u.buf)-u.done:
-				// Short transfer: submit the rest, as runQueue does; the
-				// latency spans the whole I/O.
-				u.done += r.N
-				if u.prep >= ph.rampEnd {
-					c.stats[u.dir].ShortIOs++
-				}
+			case !complete:
 				q.prep(idx)
 				inflight++
 				e.Submit(r)

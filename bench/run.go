@@ -812,27 +812,18 @@ func (c *clone) runQueue(ctx context.Context, q ioQueue, units []unit, ph *phase
 		for _, d := range done[:n] {
 			u := &units[d.idx]
 			inflight--
-			if d.err != nil {
+			complete, err := false, d.err
+			if err == nil {
+				complete, err = c.advance(ph, u, d.n)
+			}
+			if err != nil {
 				if firstErr == nil {
-					firstErr = d.err
+					firstErr = err
 				}
 				free = append(free, d.idx)
 				continue
 			}
-			if u.dir != dirSync && d.n < len(u.buf)-u.done {
-				if d.n == 0 {
-					if firstErr == nil {
-						firstErr = fmt.Errorf("%s at offset %d returned 0 bytes: %s ends early", dirName(u.dir), u.off+int64(u.done), c.job.Target)
-					}
-					free = append(free, d.idx)
-					continue
-				}
-				// Short transfer: resubmit the rest, as the kernel may
-				// split an I/O; the latency spans the whole I/O.
-				u.done += d.n
-				if u.prep >= ph.rampEnd {
-					c.stats[u.dir].ShortIOs++
-				}
+			if !complete {
 				p0 := u.prep
 				queue(d.idx, now)
 				u.prep = p0
@@ -847,6 +838,25 @@ func (c *clone) runQueue(ctx context.Context, q ioQueue, units []unit, ph *phase
 		c.sample(ph, now)
 	}
 	return firstErr
+}
+
+// advance accounts for n bytes of unit u's I/O done and reports whether
+// the I/O is complete. A short transfer (the kernel may split an I/O) is
+// counted and left incomplete: the caller submits the rest, and the
+// latency spans the whole I/O. No bytes at all is an error: the target
+// ends early.
+func (c *clone) advance(ph *phase, u *unit, n int) (bool, error) {
+	if u.dir == dirSync || n >= len(u.buf)-u.done {
+		return true, nil
+	}
+	if n == 0 {
+		return false, fmt.Errorf("%s at offset %d returned 0 bytes: %s ends early", dirName(u.dir), u.off+int64(u.done), c.job.Target)
+	}
+	u.done += n
+	if u.prep >= ph.rampEnd {
+		c.stats[u.dir].ShortIOs++
+	}
+	return false, nil
 }
 
 // ringQueue is the ioQueue of a file target: io_uring, or ioring's

@@ -134,28 +134,37 @@ func answerMutation(w *net.ResponseWriter, rep replication.Reply, name string, c
 	w.Reply(fsproto.AppendWriteResult(hb[:0], fsproto.WriteResult{PGSeq: rep.Seq}), nil, nil)
 }
 
-func (s *DataServer) serveWrite(ctx context.Context, req *net.Request, w *net.ResponseWriter) {
+// writeRequest checks and decodes a chunk write and takes its payload,
+// which op.Data lies in; when it reports false it has answered the
+// request with the reason.
+func (s *DataServer) writeRequest(req *net.Request, w *net.ResponseWriter) (op replication.ClientOp, m fsproto.Write, buf *net.Buffer, ok bool) {
 	m, err := fsproto.DecodeWrite(req.Header)
 	if err != nil {
 		w.Error(fsproto.CodeBadMessage, err.Error())
-		return
+		return op, m, nil, false
 	}
 	if req.Peer.ReadOnly {
 		w.Error(fsproto.CodeReadOnly, "cluster: write with a read-only key")
-		return
+		return op, m, nil, false
 	}
 	if req.Payload == nil || req.Payload.Len() == 0 {
 		w.Error(fsproto.CodeInvalid, "cluster: write without data")
-		return
+		return op, m, nil, false
 	}
 	pg, ok := s.route(w, &req.Peer, m.Chunk, m.PG, true, m.Epoch)
 	if !ok {
-		return
+		return op, m, nil, false
 	}
-	buf := req.TakePayload()
-	op := replication.ClientOp{PG: uint32(pg), Kind: replication.OpWrite, RequestID: m.RequestID,
+	buf = req.TakePayload()
+	op = replication.ClientOp{PG: uint32(pg), Kind: replication.OpWrite, RequestID: m.RequestID,
 		Object: fsproto.ObjectID(m.Chunk), Off: uint64(m.Off), Data: buf.Bytes()}
-	s.mutation(ctx, w, op, m.Epoch, newRef(buf), "write", m.Chunk)
+	return op, m, buf, true
+}
+
+func (s *DataServer) serveWrite(ctx context.Context, req *net.Request, w *net.ResponseWriter) {
+	if op, m, buf, ok := s.writeRequest(req, w); ok {
+		s.mutation(ctx, w, op, m.Epoch, newRef(buf), "write", m.Chunk)
+	}
 }
 
 func (s *DataServer) serveTruncate(ctx context.Context, req *net.Request, w *net.ResponseWriter) {
@@ -196,18 +205,28 @@ func (s *DataServer) serveDelete(ctx context.Context, req *net.Request, w *net.R
 	s.mutation(ctx, w, op, m.Epoch, nil, "delete", m.Chunk)
 }
 
-func (s *DataServer) serveRead(ctx context.Context, req *net.Request, w *net.ResponseWriter) {
+// readRequest checks and decodes a chunk read; when it reports false it
+// has answered the request with the reason.
+func (s *DataServer) readRequest(req *net.Request, w *net.ResponseWriter) (op replication.ClientOp, m fsproto.Read, ok bool) {
 	m, err := fsproto.DecodeRead(req.Header)
 	if err != nil {
 		w.Error(fsproto.CodeBadMessage, err.Error())
-		return
+		return op, m, false
 	}
 	pg, ok := s.route(w, &req.Peer, m.Chunk, 0, false, m.Epoch)
 	if !ok {
+		return op, m, false
+	}
+	op = replication.ClientOp{PG: uint32(pg), Kind: replication.OpRead, Object: fsproto.ObjectID(m.Chunk),
+		Off: uint64(m.Off), Len: int(m.Len)}
+	return op, m, true
+}
+
+func (s *DataServer) serveRead(ctx context.Context, req *net.Request, w *net.ResponseWriter) {
+	op, m, ok := s.readRequest(req, w)
+	if !ok {
 		return
 	}
-	op := replication.ClientOp{PG: uint32(pg), Kind: replication.OpRead, Object: fsproto.ObjectID(m.Chunk),
-		Off: uint64(m.Off), Len: int(m.Len)}
 	rep, ok := s.do(ctx, op, m.Epoch, nil)
 	if !ok {
 		w.Error(fsproto.CodeStaleEpoch, "cluster: connection closed")
@@ -350,17 +369,10 @@ func (s *DataServer) startOp(ctx context.Context, op replication.ClientOp, epoch
 func (s *DataServer) startRead(ctx context.Context, req *net.Request, w *net.ResponseWriter) bool {
 	s.starting.Add(1)
 	defer s.starting.Add(-1)
-	m, err := fsproto.DecodeRead(req.Header)
-	if err != nil {
-		w.Error(fsproto.CodeBadMessage, err.Error())
-		return true
-	}
-	pg, ok := s.route(w, &req.Peer, m.Chunk, 0, false, m.Epoch)
+	op, m, ok := s.readRequest(req, w)
 	if !ok {
-		return true
+		return true // answered
 	}
-	op := replication.ClientOp{PG: uint32(pg), Kind: replication.OpRead, Object: fsproto.ObjectID(m.Chunk),
-		Off: uint64(m.Off), Len: int(m.Len)}
 	chunk := m.Chunk
 	return s.startOp(ctx, op, m.Epoch, nil, func(rep replication.Reply) { answerRead(w, rep, chunk) })
 }
@@ -369,26 +381,10 @@ func (s *DataServer) startRead(ctx context.Context, req *net.Request, w *net.Res
 func (s *DataServer) startWrite(ctx context.Context, req *net.Request, w *net.ResponseWriter) bool {
 	s.starting.Add(1)
 	defer s.starting.Add(-1)
-	m, err := fsproto.DecodeWrite(req.Header)
-	if err != nil {
-		w.Error(fsproto.CodeBadMessage, err.Error())
-		return true
-	}
-	if req.Peer.ReadOnly {
-		w.Error(fsproto.CodeReadOnly, "cluster: write with a read-only key")
-		return true
-	}
-	if req.Payload == nil || req.Payload.Len() == 0 {
-		w.Error(fsproto.CodeInvalid, "cluster: write without data")
-		return true
-	}
-	pg, ok := s.route(w, &req.Peer, m.Chunk, m.PG, true, m.Epoch)
+	op, m, buf, ok := s.writeRequest(req, w)
 	if !ok {
-		return true
+		return true // answered
 	}
-	buf := req.TakePayload()
-	op := replication.ClientOp{PG: uint32(pg), Kind: replication.OpWrite, RequestID: m.RequestID,
-		Object: fsproto.ObjectID(m.Chunk), Off: uint64(m.Off), Data: buf.Bytes()}
 	chunk := m.Chunk
 	ref := newRef(buf)
 	if s.startOp(ctx, op, m.Epoch, ref, func(rep replication.Reply) { answerMutation(w, rep, "write", chunk) }) {
