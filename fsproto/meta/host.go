@@ -272,7 +272,7 @@ func (h *Host) SetMap(m *clustermap.Map) error {
 		if runs {
 			continue
 		}
-		dir := filepath.Join(h.cfg.Dir, logDirPrefix+strconv.FormatUint(uint64(c), 10))
+		dir := h.logDir(c)
 		if err := removeTree(h.cfg.FS, dir); err != nil {
 			errs = append(errs, fmt.Errorf("meta: deleted container %d: remove its raft log: %w", c, err))
 			continue
@@ -304,6 +304,11 @@ func removeTree(fsys vfs.FS, dir string) error {
 // HostConfig.Dir: logDirPrefix + decimal c.
 const logDirPrefix = "container-"
 
+// logDir is container c's raft log directory.
+func (h *Host) logDir(c clustermap.ContainerID) string {
+	return filepath.Join(h.cfg.Dir, logDirPrefix+strconv.FormatUint(uint64(c), 10))
+}
+
 // logsOnDisk lists the containers that have a raft log directory.
 func (h *Host) logsOnDisk() map[clustermap.ContainerID]bool {
 	names, err := h.cfg.FS.ReadDir(h.cfg.Dir)
@@ -326,7 +331,7 @@ func (h *Host) logsOnDisk() map[clustermap.ContainerID]bool {
 // resume.
 func (h *Host) start(c clustermap.ContainerID, peers []raftgroup.Peer, boot []clustermap.NodeID, onlyWithLog bool) (*member, error) {
 	log := h.log.With("container", uint64(c))
-	dir := filepath.Join(h.cfg.Dir, logDirPrefix+strconv.FormatUint(uint64(c), 10))
+	dir := h.logDir(c)
 	store, err := raftlog.Open(raftlog.Options{FS: h.cfg.FS, Dir: dir, Logger: log, KeepEntries: h.cfg.KeepEntries})
 	if err != nil {
 		return nil, fmt.Errorf("meta: container %d: open raft log: %w", c, err)

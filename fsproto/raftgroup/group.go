@@ -546,7 +546,7 @@ func (g *Group) Propose(ctx context.Context, data []byte) (any, error) {
 // before the call. It fails with ErrNoLeader or ErrLost (retry) or
 // ctx's error.
 func (g *Group) ReadIndex(ctx context.Context) error {
-	if g.leaseRead() {
+	if g.LeaseRead() {
 		return nil
 	}
 	w := &waiter{id: g.newID(), done: make(chan result, 1)}
@@ -610,8 +610,8 @@ func (g *Group) Status(ctx context.Context) (Status, error) {
 // Step delivers a message from a peer (Receiver). It waits while the
 // loop's inbox is full, as long as ctx allows.
 func (g *Group) Step(ctx context.Context, m *raftpb.Message) error {
-	if m.GetTo() != g.id {
-		return fmt.Errorf("raftgroup: member %d: %s message for member %d", g.id, m.GetType(), m.GetTo())
+	if err := g.checkTo(m); err != nil {
+		return err
 	}
 	select {
 	case g.recvc <- m:
@@ -626,8 +626,8 @@ func (g *Group) Step(ctx context.Context, m *raftpb.Message) error {
 // TryStep delivers a message from a peer if the loop's inbox has room
 // (Receiver); it never waits.
 func (g *Group) TryStep(m *raftpb.Message) (bool, error) {
-	if m.GetTo() != g.id {
-		return false, fmt.Errorf("raftgroup: member %d: %s message for member %d", g.id, m.GetType(), m.GetTo())
+	if err := g.checkTo(m); err != nil {
+		return false, err
 	}
 	select {
 	case <-g.donec:
@@ -640,6 +640,14 @@ func (g *Group) TryStep(m *raftpb.Message) (bool, error) {
 	default:
 		return false, nil
 	}
+}
+
+// checkTo refuses a message addressed to another member.
+func (g *Group) checkTo(m *raftpb.Message) error {
+	if m.GetTo() != g.id {
+		return fmt.Errorf("raftgroup: member %d: %s message for member %d", g.id, m.GetType(), m.GetTo())
+	}
+	return nil
 }
 
 // ReportUnreachable tells raft a message to id could not be sent
@@ -673,6 +681,8 @@ func (g *Group) wake() {
 // run is the Ready loop.
 func (g *Group) run() {
 	defer close(g.donec)
+	// A member that stopped serves no reads, lease or not.
+	defer g.leaseUntil.Store(0)
 	defer g.tr.Detach()
 	defer func() { g.failAll(g.stoppedErr()) }()
 	ticker := time.NewTicker(g.cfg.TickInterval)
@@ -1028,18 +1038,14 @@ func (g *Group) leaseDuration() int64 {
 	return int64(time.Duration(g.cfg.ElectionTicks-2) * g.cfg.TickInterval * 7 / 8)
 }
 
-// LeaseRead reports whether a read may be served now without a round,
-// as ReadIndex would on its lease (Config.LeaseReads): a caller that
-// must not wait (a network reader) serves the read at once when it
-// reports true, and otherwise leaves it to a goroutine that calls
-// ReadIndex. It never waits.
-func (g *Group) LeaseRead() bool { return g.leaseRead() }
-
-// leaseRead reports whether a read may be served now, without a round:
-// this member leads on a lease and has applied everything it knows to
-// be committed. It notes that reads want the lease when it is missing
-// or past half its life, so the loop renews it.
-func (g *Group) leaseRead() bool {
+// LeaseRead reports whether a read may be served now, without a round
+// (Config.LeaseReads): this member leads on a lease and has applied
+// everything it knows to be committed. It never waits, so a caller that
+// must not (a network reader) serves the read at once when it reports
+// true, and otherwise leaves it to a goroutine that calls ReadIndex,
+// which asks it first. It notes that reads want the lease when it is
+// missing or past half its life, so the loop renews it.
+func (g *Group) LeaseRead() bool {
 	d := g.leaseDuration()
 	if d == 0 {
 		return false

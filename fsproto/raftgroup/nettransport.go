@@ -133,9 +133,7 @@ func (h raftHandler) StartRPC(ctx context.Context, req *net.Request, w *net.Resp
 			return true
 		}
 		if !took {
-			rest := b
-			rest.msgs, rest.offset = b.msgs[i:], i
-			go h.r.deliver(ctx, rest, w)
+			go h.r.deliver(ctx, b, i, w)
 			return true
 		}
 	}
@@ -149,12 +147,11 @@ type batch struct {
 	groupID uint64
 	to      uint64
 	msgs    []*raftpb.Message
-	offset  int // msgs[0]'s position in the request
-	total   int
 }
 
+// refuse answers that message i could not be delivered.
 func (b batch) refuse(w *net.ResponseWriter, i int, err error) {
-	w.Error(CodeUnknownGroup, fmt.Sprintf("raftgroup: group %d member %d took %d of %d messages: %v", b.groupID, b.to, b.offset+i, b.total, err))
+	w.Error(CodeUnknownGroup, fmt.Sprintf("raftgroup: group %d member %d took %d of %d messages: %v", b.groupID, b.to, i, len(b.msgs), err))
 }
 
 // Transport returns a transport for this node's member of group groupID.
@@ -184,17 +181,18 @@ func authorizeBatch(a clustermap.Authorizer, keyID string) error {
 // serve handles one batch.
 func (r *NetRouter) serve(ctx context.Context, req *net.Request, w *net.ResponseWriter) {
 	if b, ok := r.prepare(req, w); ok {
-		r.deliver(ctx, b, w)
+		r.deliver(ctx, b, 0, w)
 	}
 }
 
-// deliver steps b's messages into the member, waiting for room as long
-// as the call timeout allows, and answers.
-func (r *NetRouter) deliver(ctx context.Context, b batch, w *net.ResponseWriter) {
+// deliver steps b's messages from the one at index from on into the
+// member, waiting for room as long as the call timeout allows, and
+// answers.
+func (r *NetRouter) deliver(ctx context.Context, b batch, from int, w *net.ResponseWriter) {
 	ctx, cancel := context.WithTimeout(ctx, r.callTimeout)
 	defer cancel()
-	for i, m := range b.msgs {
-		if err := b.recv.Step(ctx, m); err != nil {
+	for i := from; i < len(b.msgs); i++ {
+		if err := b.recv.Step(ctx, b.msgs[i]); err != nil {
 			b.refuse(w, i, err)
 			return
 		}
@@ -236,7 +234,7 @@ func (r *NetRouter) prepare(req *net.Request, w *net.ResponseWriter) (batch, boo
 		w.Error(CodeUnknownGroup, fmt.Sprintf("raftgroup: member %d of group %d does not run here", h.to, h.groupID))
 		return batch{}, false
 	}
-	return batch{recv: recv, groupID: h.groupID, to: h.to, msgs: msgs, total: len(msgs)}, true
+	return batch{recv: recv, groupID: h.groupID, to: h.to, msgs: msgs}, true
 }
 
 // NetTransport is one member's Transport over a NetRouter. Messages to

@@ -359,10 +359,10 @@ type PurgeStats struct {
 
 // Purge deletes every live object of placement group pg and its sync
 // mark: for a PG that no longer exists (its container was deleted), whose
-// data nothing will read again. The caller guarantees that the core runs
-// no view of pg, so no mutation of it races the deletes; an object whose
-// delete fails stays, and the error says which. ctx ends it between
-// objects.
+// data nothing will read again. A mutation of pg still in flight when the
+// objects are listed may leave its object behind (a later Purge finds
+// it); an object whose delete fails stays, and the error says which. ctx
+// ends it between objects.
 func (s *EngineStore) Purge(ctx context.Context, pg uint32) (PurgeStats, error) {
 	var st PurgeStats
 	if pg == MarkPG {
