@@ -48,11 +48,7 @@ func (c *tcluster) engineHas(id clustermap.NodeID, ch fsproto.ChunkID, want []by
 func TestWriteReadOnAllReplicas(t *testing.T) {
 	testutil.CheckLeaks(t)
 	c := newCluster(t, 3, 4, replication.Config{Window: 16})
-	cl := c.dial(t)
-	ct, err := cl.Container(testContainer)
-	if err != nil {
-		t.Fatal(err)
-	}
+	ct := c.container(t)
 	ctx := context.Background()
 	const chunks = 24
 	for i := uint64(0); i < chunks; i++ {
@@ -239,11 +235,7 @@ func TestPeerBatchRefused(t *testing.T) {
 func TestDeletedContainerIsPurged(t *testing.T) {
 	testutil.CheckLeaks(t)
 	c := newCluster(t, 3, 4, replication.Config{Window: 16})
-	cl := c.dial(t)
-	ct, err := cl.Container(testContainer)
-	if err != nil {
-		t.Fatal(err)
-	}
+	ct := c.container(t)
 	ctx := context.Background()
 	const chunks = 12
 	for i := uint64(0); i < chunks; i++ {

@@ -32,11 +32,7 @@ func TestFrozenPrimaryAnswersOnNewMap(t *testing.T) {
 func testFrozenPrimary(t *testing.T, samePrimary bool) {
 	testutil.CheckLeaks(t)
 	c := newCluster(t, 3, 1, replication.Config{Window: 4})
-	cl := c.dial(t)
-	ct, err := cl.Container(testContainer)
-	if err != nil {
-		t.Fatal(err)
-	}
+	ct := c.container(t)
 	ctx := context.Background()
 	old := c.current()
 	pg := pgOf(t, old, ct, 0)

@@ -287,6 +287,16 @@ func (c *tcluster) dial(t testing.TB) *client.Client {
 	return cl
 }
 
+// container dials the cluster (see dial) and opens the test container.
+func (c *tcluster) container(t testing.TB) *client.Container {
+	t.Helper()
+	ct, err := c.dial(t).Container(testContainer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ct
+}
+
 // waitFor polls cond until it holds or the test's patience (30s) ends.
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()

@@ -20,11 +20,7 @@ import (
 func TestNoSplitBrain(t *testing.T) {
 	testutil.CheckLeaks(t)
 	c := newCluster(t, 3, 1, replication.Config{Window: 16})
-	cl := c.dial(t)
-	ct, err := cl.Container(testContainer)
-	if err != nil {
-		t.Fatal(err)
-	}
+	ct := c.container(t)
 	ctx := context.Background()
 	old := c.current()
 	pg := pgOf(t, old, ct, 0)

@@ -20,8 +20,6 @@ const (
 	resultCreated = 1 << 0
 	resultAttr    = 1 << 1
 	resultOpened  = 1 << 2
-
-	resultReclaimsMax = ResultReclaimsMax
 )
 
 // ResultReclaimsMax bounds the Reclaim entries a Result lists (and
@@ -34,8 +32,8 @@ const ResultReclaimsMax = 16
 // other than the package's own (*Error, ErrCorrupt, ErrApplied) do not
 // come out of Apply; they encode as ErrCorrupt with their message.
 func AppendResult(b []byte, r Result) ([]byte, error) {
-	if len(r.Reclaim) > resultReclaimsMax {
-		return b, fmt.Errorf("namespace: encode result: %d reclaims, at most %d", len(r.Reclaim), resultReclaimsMax)
+	if len(r.Reclaim) > ResultReclaimsMax {
+		return b, fmt.Errorf("namespace: encode result: %d reclaims, at most %d", len(r.Reclaim), ResultReclaimsMax)
 	}
 	w := writer{b: b}
 	w.u8(resultVersion)
@@ -150,8 +148,8 @@ func DecodeResult(data []byte) (Result, error) {
 		}
 	}
 	n := int(r.u8("reclaim count"))
-	if r.err == nil && n > resultReclaimsMax {
-		r.fail("%d reclaims, at most %d", n, resultReclaimsMax)
+	if r.err == nil && n > ResultReclaimsMax {
+		r.fail("%d reclaims, at most %d", n, ResultReclaimsMax)
 	}
 	for i := 0; i < n && r.err == nil; i++ {
 		res.Reclaim = append(res.Reclaim, Reclaim{
