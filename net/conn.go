@@ -81,7 +81,7 @@ func dial(ctx context.Context, addr string, cfg *ClientConfig) (*Conn, error) {
 	}
 	// Cancellation of ctx interrupts the handshake's blocking reads.
 	stop := context.AfterFunc(hctx, func() { nc.SetDeadline(aLongTimeAgo) })
-	fr := newFrameReader(nc, cfg.MaxPayloadBytes)
+	fr := newFrameReader(nc, cfg.MaxPayloadBytes, true, cfg.Metrics)
 	hs, err := clientHandshake(nc, fr, cfg)
 	if !stop() && err == nil {
 		err = hctx.Err() // the deadline was moved: the socket is unusable

@@ -48,7 +48,7 @@ func rawHandshake(t *testing.T, nc stdnet.Conn) {
 	cfg := clientConfig()
 	cfg, _ = cfg.resolve()
 	cfg.Metrics = new(Metrics)
-	if _, err := clientHandshake(nc, newFrameReader(nc, 1<<20), &cfg); err != nil {
+	if _, err := clientHandshake(nc, newFrameReader(nc, 1<<20, false, nil), &cfg); err != nil {
 		t.Fatal(err)
 	}
 }

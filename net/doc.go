@@ -111,10 +111,17 @@
 // A received payload is read from the socket straight into a pooled
 // 4096-aligned Buffer (BufferPool: power-of-two size classes allocated with
 // directio.AlignedBlock), so the engine can write it with O_DIRECT as it
-// is. On TCP, the reader uses readv(2) to fill the header body, the payload
-// and the next frame's fixed header with one system call; nothing is read
-// ahead into an intermediate buffer, so nothing is copied. Whoever receives
-// a payload owns its Buffer and releases it. A sender's payload is written
+// is. A server's reader never reads a payload byte into anything else:
+// it stages fixed headers and bodies ahead (a peek at the socket tells how
+// far it may read: whole payload-less frames, up to the next payload), so
+// a burst of read requests costs two system calls, and it reads a payload
+// with readv(2) straight into its Buffer together with the next frame's
+// fixed header. A client's reader stages whole responses, up to 64 KiB a
+// read, and copies a payload that arrived with others into its
+// destination (4 KiB cost less to copy than a system call); the part of a
+// large payload not yet read goes straight to its destination. Metrics
+// count the receive system calls and the payload bytes copied. Whoever
+// receives a payload owns its Buffer and releases it. A sender's payload is written
 // from the caller's slices by one vectored write (stdnet.Buffers: writev)
 // together with the fixed header and body; the connection's writer
 // goroutine batches all the frames queued while it was busy into that one

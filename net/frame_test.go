@@ -25,7 +25,7 @@ func encodeFrame(h frameHeader, body, payload []byte) []byte {
 
 func readOne(t *testing.T, b []byte, maxPayload int) (frameHeader, []byte, []byte, error) {
 	t.Helper()
-	fr := &frameReader{vr: &seqVectorReader{r: bytes.NewReader(b)}, maxPayload: uint32(maxPayload)}
+	fr := newFrameReaderFrom(&seqVectorReader{r: bytes.NewReader(b)}, maxPayload, false, nil)
 	h, err := fr.readHeader()
 	if err != nil {
 		return h, nil, nil, err

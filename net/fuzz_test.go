@@ -3,8 +3,11 @@ package net
 import (
 	"bytes"
 	"encoding/binary"
+	"fmt"
 	"io"
 	"math"
+	"math/rand/v2"
+	"strings"
 	"testing"
 )
 
@@ -12,6 +15,10 @@ import (
 // panic, must not allocate more than the limits allow (the payload buffer
 // is sized only after the length was checked against the limit), and every
 // frame it accepts must re-encode to exactly the bytes it was decoded from.
+// The same bytes arriving in bursts (as a socket delivers them, so the
+// decoder stages frames ahead) must decode to the same frames and errors in
+// both the server's exact mode and the client's copying mode, and the exact
+// mode must never copy a payload.
 func FuzzDecodeFrame(f *testing.F) {
 	const maxPayload = 1 << 16
 	body := []byte("hdr")
@@ -24,34 +31,117 @@ func FuzzDecodeFrame(f *testing.F) {
 	f.Add(big)
 	f.Add([]byte("garbage garbage garbage garbage garbage"))
 	f.Add(encodeFrame(frameHeader{kind: 300, id: 1}, body, []byte("payload"))[:20])
+	// Bursts of payload-less requests with payload frames among them, as
+	// the server reads them under load.
+	var mixed []byte
+	for i := range 12 {
+		var p []byte
+		if i%5 == 4 {
+			p = bytes.Repeat([]byte{byte(i)}, 4096)
+		}
+		mixed = append(mixed, encodeFrame(frameHeader{kind: 300, id: uint64(i + 1), flags: flagPayloadCRC}, []byte("chunk read request"), p)...)
+	}
+	f.Add(mixed)
+	f.Add(mixed[:len(mixed)-100])
 	f.Fuzz(func(t *testing.T, data []byte) {
-		fr := &frameReader{vr: &seqVectorReader{r: bytes.NewReader(data)}, maxPayload: maxPayload}
-		for range 16 {
-			start := fr.offset
-			h, err := fr.readHeader()
-			if err != nil {
-				return
+		want := decodeTranscript(t, data, newFrameReaderFrom(&seqVectorReader{r: bytes.NewReader(data)}, maxPayload, false, nil), maxPayload)
+		for _, copying := range []bool{false, true} {
+			var m Metrics
+			br := &burstReader{data: data, rng: rand.New(rand.NewPCG(uint64(len(data)), 7))}
+			got := decodeTranscript(t, data, newFrameReaderFrom(br, maxPayload, copying, &m), maxPayload)
+			if got != want {
+				t.Fatalf("copying=%v: bursts decode as\n%s\nbyte-at-a-time reads as\n%s", copying, got, want)
 			}
-			if h.bodyLen > MaxHeaderBytes || h.payloadLen > maxPayload {
-				t.Fatalf("accepted lengths %d+%d over the limits", h.bodyLen, h.payloadLen)
-			}
-			b := make([]byte, h.bodyLen)
-			p := make([]byte, h.payloadLen)
-			if err := fr.readRest(&h, b, p); err != nil {
-				if err == io.EOF {
-					t.Fatal("io.EOF in the middle of a frame")
-				}
-				return
-			}
-			re := encodeFrame(frameHeader{flags: h.flags, kind: h.kind, id: h.id}, b, p)
-			if got := data[start:fr.offset]; !bytes.Equal(re, got) {
-				t.Fatalf("re-encoded frame differs:\n got %x\nwant %x", re, got)
-			}
-			if h.flags&flagError != 0 {
-				parseErrorBody(b)
+			if c := m.Snapshot().PayloadCopied; !copying && c != 0 {
+				t.Fatalf("exact mode copied %d payload bytes", c)
 			}
 		}
 	})
+}
+
+// decodeTranscript decodes up to 16 frames of data with fr, checking each
+// accepted frame, and describes what it decoded.
+func decodeTranscript(t *testing.T, data []byte, fr *frameReader, maxPayload uint32) string {
+	var out strings.Builder
+	for range 16 {
+		start := fr.offset
+		h, err := fr.readHeader()
+		if err != nil {
+			fmt.Fprintf(&out, "header error: %v\n", err)
+			break
+		}
+		if h.bodyLen > MaxHeaderBytes || h.payloadLen > maxPayload {
+			t.Fatalf("accepted lengths %d+%d over the limits", h.bodyLen, h.payloadLen)
+		}
+		b := make([]byte, h.bodyLen)
+		p := make([]byte, h.payloadLen)
+		if err := fr.readRest(&h, b, p); err != nil {
+			if err == io.EOF {
+				t.Fatal("io.EOF in the middle of a frame")
+			}
+			fmt.Fprintf(&out, "rest error: %v\n", err)
+			break
+		}
+		re := encodeFrame(frameHeader{flags: h.flags, kind: h.kind, id: h.id}, b, p)
+		if got := data[start:fr.offset]; !bytes.Equal(re, got) {
+			t.Fatalf("re-encoded frame differs:\n got %x\nwant %x", re, got)
+		}
+		if h.flags&flagError != 0 {
+			parseErrorBody(b)
+		}
+		fmt.Fprintf(&out, "frame at %d: %v id %d, %d+%d bytes\n", start, h.kind, h.id, h.bodyLen, h.payloadLen)
+	}
+	return out.String()
+}
+
+// burstReader is a vectorReader over data that delivers it in bursts of
+// seeded random sizes, as a socket delivers segments: a readv takes at most
+// what has arrived (waiting for the next burst only when nothing has), and
+// a peek shows what has arrived.
+type burstReader struct {
+	data         []byte
+	pos, arrived int // data[pos:arrived] has arrived and is unread
+	rng          *rand.Rand
+}
+
+func (b *burstReader) arrive() bool {
+	if b.arrived == len(b.data) {
+		return false
+	}
+	b.arrived = min(len(b.data), b.arrived+1+b.rng.IntN(6000))
+	return true
+}
+
+func (b *burstReader) peek(p []byte) (int, error) {
+	if b.pos == b.arrived && !b.arrive() {
+		return 0, nil
+	}
+	return copy(p, b.data[b.pos:b.arrived]), nil
+}
+
+func (b *burstReader) readv(bufs [][]byte, min int) (int, error) {
+	total := 0
+	for total < min {
+		if b.pos == b.arrived && !b.arrive() {
+			return total, io.EOF
+		}
+		// One readv: fill bufs in order from what has arrived.
+		skip := total
+		for _, buf := range bufs {
+			if skip >= len(buf) {
+				skip -= len(buf)
+				continue
+			}
+			n := copy(buf[skip:], b.data[b.pos:b.arrived])
+			skip = 0
+			b.pos += n
+			total += n
+			if b.pos == b.arrived {
+				break
+			}
+		}
+	}
+	return total, nil
 }
 
 // FuzzHandshake feeds arbitrary bytes to the handshake message decoders:

@@ -12,6 +12,8 @@ type Metrics struct {
 	framesIn, framesOut atomic.Uint64
 	bytesIn, bytesOut   atomic.Uint64
 	writes              atomic.Uint64 // vectored writes (batches of frames)
+	reads               atomic.Uint64 // receive system calls (readv and peeks)
+	payloadCopied       atomic.Uint64 // received payload bytes copied out of a staging buffer
 	callsInFlight       atomic.Int64
 	calls               atomic.Uint64
 	requestsInFlight    atomic.Int64
@@ -50,7 +52,14 @@ type MetricsSnapshot struct {
 	BytesIn, BytesOut   uint64 // their bytes
 	// Writes counts the vectored writes that sent FramesOut (handshakes
 	// aside): FramesOut/Writes is the batching the writers achieved.
-	Writes           uint64
+	Writes uint64
+	// Reads counts the system calls that received FramesIn (reads and
+	// peeks): FramesIn/Reads is the batching achieved on receive.
+	Reads uint64
+	// PayloadCopied counts the payload bytes a client copied out of its
+	// staging buffer because they arrived together with other frames;
+	// servers never copy a payload.
+	PayloadCopied    uint64
 	CallsInFlight    int64  // client calls started and not yet finished
 	Calls            uint64 // client calls started
 	RequestsInFlight int64  // server requests read and not yet answered
@@ -66,6 +75,8 @@ func (m *Metrics) Snapshot() MetricsSnapshot {
 		BytesIn:          m.bytesIn.Load(),
 		BytesOut:         m.bytesOut.Load(),
 		Writes:           m.writes.Load(),
+		Reads:            m.reads.Load(),
+		PayloadCopied:    m.payloadCopied.Load(),
 		CallsInFlight:    m.callsInFlight.Load(),
 		Calls:            m.calls.Load(),
 		RequestsInFlight: m.requestsInFlight.Load(),

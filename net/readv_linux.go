@@ -14,6 +14,8 @@ import (
 type rawVectorReader struct {
 	rc     syscall.RawConn
 	readFn func(fd uintptr) bool // r.read bound once, so each readv allocates nothing
+	peekFn func(fd uintptr) bool // r.peekOnce, likewise
+	peekTo []byte
 	iovecs [4]unix.Iovec
 	niov   int
 	n      int
@@ -23,7 +25,37 @@ type rawVectorReader struct {
 func newRawVectorReader(rc syscall.RawConn) vectorReader {
 	r := &rawVectorReader{rc: rc}
 	r.readFn = r.read
+	r.peekFn = r.peekOnce
 	return r
+}
+
+func (r *rawVectorReader) peekOnce(fd uintptr) bool {
+	n, _, errno := unix.Syscall6(unix.SYS_RECVFROM, fd, uintptr(unsafe.Pointer(&r.peekTo[0])), uintptr(len(r.peekTo)), unix.MSG_PEEK, 0, 0)
+	r.n, r.errno = int(n), errno
+	return errno != unix.EAGAIN
+}
+
+func (r *rawVectorReader) peek(b []byte) (int, error) {
+	if len(b) == 0 {
+		return 0, nil
+	}
+	r.peekTo = b
+	defer func() { r.peekTo = nil }()
+	for {
+		if err := r.rc.Read(r.peekFn); err != nil {
+			return 0, err
+		}
+		switch r.errno {
+		case 0:
+			return r.n, nil
+		case unix.EINTR:
+			continue
+		case unix.ENOTSOCK:
+			return 0, errNoPeek
+		default:
+			return 0, r.errno
+		}
+	}
 }
 
 func (r *rawVectorReader) read(fd uintptr) bool {

@@ -470,7 +470,7 @@ func (s *Server) newConn(nc stdnet.Conn) *serverConn {
 	c := &serverConn{
 		srv:        s,
 		nc:         nc,
-		fr:         newFrameReader(nc, s.cfg.MaxPayloadBytes),
+		fr:         newFrameReader(nc, s.cfg.MaxPayloadBytes, false, s.metrics),
 		metrics:    s.metrics,
 		log:        s.log,
 		buffers:    s.cfg.Buffers,

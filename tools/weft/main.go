@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime/pprof"
+	"runtime/trace"
 	"strings"
 	"syscall"
 
@@ -67,6 +68,19 @@ func run(ctx context.Context, args []string) int {
 					return err
 				}
 				defer pprof.StopCPUProfile()
+			}
+			// WEFT_TRACE=FILE writes a runtime/trace of the run: where the
+			// client's goroutines wait (go tool trace).
+			if path := os.Getenv("WEFT_TRACE"); path != "" {
+				f, err := os.Create(path)
+				if err != nil {
+					return err
+				}
+				defer f.Close()
+				if err := trace.Start(f); err != nil {
+					return err
+				}
+				defer trace.Stop()
 			}
 			status = bench.Main(ctx, args, version, os.Stdout, os.Stderr)
 			return nil
