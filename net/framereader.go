@@ -272,8 +272,11 @@ func (r *frameReader) readRest(h *frameHeader, body, payload []byte) error {
 		// and in exact mode it held no payload byte.
 		r.r, r.w = 0, 0
 		ahead := r.stage
-		if !r.copyPayloads {
-			ahead = r.stage[:frameHeaderSize] // the next fixed header, never payload
+		if !r.copyPayloads || len(payloadRest) >= len(r.stage) {
+			// The next fixed header only: never payload (exact), or, after
+			// a large payload, likely the start of another large one that
+			// is better read straight into its destination than copied.
+			ahead = r.stage[:frameHeaderSize]
 		}
 		iov := r.iov[:0]
 		if len(bodyRest) > 0 {

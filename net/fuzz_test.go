@@ -43,6 +43,10 @@ func FuzzDecodeFrame(f *testing.F) {
 	}
 	f.Add(mixed)
 	f.Add(mixed[:len(mixed)-100])
+	// Payloads as large as a copying reader's stage: read straight into
+	// their destinations, with only the next fixed header staged.
+	large := encodeFrame(frameHeader{kind: 300, id: 1, flags: flagResponse}, body, bytes.Repeat([]byte{3}, maxPayload))
+	f.Add(append(append(large, large...), encodeFrame(frameHeader{kind: 300, id: 2, flags: flagResponse}, body, nil)...))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		want := decodeTranscript(t, data, newFrameReaderFrom(&seqVectorReader{r: bytes.NewReader(data)}, maxPayload, false, nil), maxPayload)
 		for _, copying := range []bool{false, true} {
