@@ -241,8 +241,11 @@ type shard struct {
 	waitSince time.Time // when waitq's head started waiting
 	failed    error
 
-	reads   map[uint64]*readOp
-	nextTag uint64
+	reads map[uint64]*readOp
+	// freeReads keeps request readOps for reuse: a 4 KiB read allocated
+	// one each before (the reactor's only allocation per read).
+	freeReads []*readOp
+	nextTag   uint64
 	// scratch holds free record-size read buffers, spanScratch free
 	// buffers for coalesced reads.
 	scratch, spanScratch scratchPool
@@ -1175,7 +1178,8 @@ func (s *shard) queueSpan(r *Request, sp *readSpan) {
 	if len(sp.parts) == 0 {
 		return
 	}
-	op := &readOp{r: r, ext: sp.parts[0].ext, off: sp.start}
+	op := s.newReadOp()
+	op.r, op.ext, op.off = r, sp.parts[0].ext, sp.start
 	if len(sp.parts) == 1 {
 		// The common 4 KiB read: no allocation beyond the op.
 		op.one[0] = sp.parts[0]
@@ -1192,6 +1196,27 @@ func (s *shard) queueSpan(r *Request, sp *readSpan) {
 	s.queueRead(op)
 	clear(sp.parts)
 	sp.parts = sp.parts[:0]
+}
+
+// newReadOp returns a zeroed readOp for a request's read.
+func (s *shard) newReadOp() *readOp {
+	if n := len(s.freeReads); n > 0 {
+		op := s.freeReads[n-1]
+		s.freeReads[n-1] = nil
+		s.freeReads = s.freeReads[:n-1]
+		return op
+	}
+	return new(readOp)
+}
+
+// recycleRead keeps a finished request read's op for newReadOp. Invariant:
+// nothing refers to op any more (it left s.reads, and its request was
+// told).
+func (s *shard) recycleRead(op *readOp) {
+	if len(s.freeReads) < 256 {
+		*op = readOp{}
+		s.freeReads = append(s.freeReads, op)
+	}
 }
 
 func (s *shard) queueRead(op *readOp) {
@@ -1281,6 +1306,7 @@ func (s *shard) readDone(c ioCompletion) {
 			s.putScratch(op.buf)
 		}
 		s.readFinished(op.r, err)
+		s.recycleRead(op)
 	}
 	if st := s.segs[seg]; st != nil {
 		st.reads--
