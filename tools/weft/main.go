@@ -8,6 +8,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"os/signal"
 	"runtime/pprof"
@@ -57,31 +58,18 @@ func run(ctx context.Context, args []string) int {
 		RunE: func(cmd *cobra.Command, args []string) error {
 			// WEFT_CPUPROFILE=FILE writes a CPU profile of the run, for
 			// finding where a client-side benchmark spends its time (the
-			// node serves its own under --metrics-listen).
-			if path := os.Getenv("WEFT_CPUPROFILE"); path != "" {
-				f, err := os.Create(path)
-				if err != nil {
-					return err
-				}
-				defer f.Close()
-				if err := pprof.StartCPUProfile(f); err != nil {
-					return err
-				}
-				defer pprof.StopCPUProfile()
+			// node serves its own under --metrics-listen); WEFT_TRACE=FILE
+			// a runtime/trace: where the client's goroutines wait.
+			stopProfile, err := recordTo("WEFT_CPUPROFILE", pprof.StartCPUProfile, pprof.StopCPUProfile)
+			if err != nil {
+				return err
 			}
-			// WEFT_TRACE=FILE writes a runtime/trace of the run: where the
-			// client's goroutines wait (go tool trace).
-			if path := os.Getenv("WEFT_TRACE"); path != "" {
-				f, err := os.Create(path)
-				if err != nil {
-					return err
-				}
-				defer f.Close()
-				if err := trace.Start(f); err != nil {
-					return err
-				}
-				defer trace.Stop()
+			defer stopProfile()
+			stopTrace, err := recordTo("WEFT_TRACE", trace.Start, trace.Stop)
+			if err != nil {
+				return err
 			}
+			defer stopTrace()
 			status = bench.Main(ctx, args, version, os.Stdout, os.Stderr)
 			return nil
 		},
@@ -190,4 +178,26 @@ in the peer kit's meta-bench.py format.`,
 		return 2
 	}
 	return status
+}
+
+// recordTo starts a recording (a profile, a trace) into the file that the
+// environment variable env names, if it is set. The returned function
+// stops the recording and closes the file.
+func recordTo(env string, start func(io.Writer) error, stop func()) (func(), error) {
+	path := os.Getenv(env)
+	if path == "" {
+		return func() {}, nil
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", env, err)
+	}
+	if err := start(f); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("%s: %w", env, err)
+	}
+	return func() {
+		stop()
+		f.Close()
+	}, nil
 }
