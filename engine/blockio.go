@@ -37,6 +37,9 @@ type blockIO interface {
 	// pending after submit returns.
 	wakeFd() int
 	arm(on bool)
+	// drainWake consumes the signals posted on wakeFd, so that the next
+	// wait on it blocks. A signal left there only wakes a wait early.
+	drainWake()
 	describe() string
 	close() error
 }
@@ -172,12 +175,11 @@ func (r *ringIO) submitted() uint64 { return r.submits }
 
 func (r *ringIO) wakeFd() int { return r.efd }
 
-func (r *ringIO) arm(on bool) {
-	if !on {
-		var b [8]byte
-		unix.Read(r.efd, b[:])
-	}
-	r.ring.SetEventfdEnabled(on)
+func (r *ringIO) arm(on bool) { r.ring.SetEventfdEnabled(on) }
+
+func (r *ringIO) drainWake() {
+	var b [8]byte
+	unix.Read(r.efd, b[:])
 }
 
 func (r *ringIO) describe() string { return r.ring.Describe() }
@@ -275,6 +277,7 @@ func (s *syncIO) reap(dst []ioCompletion) []ioCompletion {
 
 func (s *syncIO) wakeFd() int      { return -1 }
 func (s *syncIO) arm(bool)         {}
+func (s *syncIO) drainWake()       {}
 func (s *syncIO) describe() string { return "sync vfs calls" }
 func (s *syncIO) close() error     { return nil }
 

@@ -241,7 +241,8 @@ type shard struct {
 	waitSince time.Time // when waitq's head started waiting
 	failed    error
 
-	reads map[uint64]*readOp
+	reads   map[uint64]*readOp
+	pollFds [2]unix.PollFd // sleep's, kept here so that it does not allocate
 	// freeReads keeps request readOps for reuse: a 4 KiB read allocated
 	// one each before (the reactor's only allocation per read).
 	freeReads []*readOp
@@ -458,10 +459,12 @@ func (s *shard) sleep() {
 		s.w.sleeping.Store(false)
 		return
 	}
-	fds := []unix.PollFd{{Fd: int32(s.w.efd), Events: unix.POLLIN}}
+	s.pollFds[0] = unix.PollFd{Fd: int32(s.w.efd), Events: unix.POLLIN}
+	fds := s.pollFds[:1]
 	if fd := s.io.wakeFd(); fd >= 0 {
 		s.io.arm(true)
-		fds = append(fds, unix.PollFd{Fd: int32(fd), Events: unix.POLLIN})
+		s.pollFds[1] = unix.PollFd{Fd: int32(fd), Events: unix.POLLIN}
+		fds = s.pollFds[:2]
 		// A completion posted before arming signalled nothing.
 		if s.comps = s.io.reap(s.comps[:0]); len(s.comps) > 0 {
 			s.w.sleeping.Store(false)
@@ -483,9 +486,18 @@ func (s *shard) sleep() {
 	}
 	s.stats.sleepNs.Add(nanotime() - t0)
 	s.w.sleeping.Store(false)
-	s.w.drain()
+	// Drain only the descriptors that woke the poll: a read of an empty
+	// eventfd is a system call for nothing, two per wake-up before. A
+	// signal that lands after the poll returned is drained at the next
+	// sleep, whose poll it ends at once.
+	if fds[0].Revents != 0 {
+		s.w.drain()
+	}
 	if len(fds) > 1 {
 		s.io.arm(false)
+		if fds[1].Revents != 0 {
+			s.io.drainWake()
+		}
 	}
 }
 
