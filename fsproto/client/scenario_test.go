@@ -300,6 +300,13 @@ func testReadOnly(t *testing.T, e *env) {
 		t.Errorf("chunk write with a read-only key: %v, want fsproto.ErrReadOnly (EROFS)", err)
 	}
 	// A read-only key's handles are not counted, so it owes no Close.
+	// WriteFile's own Close is still pending on f (its closer sends it
+	// within the close delay, not at once): wait for it first, or the
+	// check below races with it.
+	waitFor(t, "WriteFile's close to apply", func() bool {
+		a, err := f.GetAttr(ctx, ino)
+		return err == nil && a.Open == 0
+	})
 	h, err := ro.OpenIno(ctx, ino, false)
 	must(t, "OpenIno with a read-only key", err)
 	must(t, "Release with a read-only key", h.Release(ctx))
