@@ -121,11 +121,11 @@
 // destination (4 KiB cost less to copy than a system call); the part of a
 // large payload not yet read goes straight to its destination. Metrics
 // count the receive system calls and the payload bytes copied. Whoever
-// receives a payload owns its Buffer and releases it. A sender's payload is written
-// from the caller's slices by one vectored write (stdnet.Buffers: writev)
-// together with the fixed header and body; the connection's writer
-// goroutine batches all the frames queued while it was busy into that one
-// writev. The caller must leave the payload unchanged until its call
+// receives a payload owns its Buffer and releases it. A sender's payload
+// is written from the caller's slices by one vectored write
+// (stdnet.Buffers: writev) together with the fixed header and body; the
+// connection's writer goroutine batches all the frames queued while it
+// was busy into that one writev. The caller must leave the payload unchanged until its call
 // completes (client) or its release callback runs (server).
 //
 // # Concurrency and flow control

@@ -163,17 +163,18 @@ func (r *frameReader) fill(need int) error {
 	r.compact()
 	for r.staged() < need {
 		want := need - r.staged()
-		end := len(r.stage)
-		if !r.copyPayloads && r.lastPayload {
-			end = r.w + want
-		} else if !r.copyPayloads {
-			ahead, err := r.safeAhead(want)
-			if err != nil {
+		ahead := len(r.stage) - r.w // copying: whatever has arrived
+		switch {
+		case r.copyPayloads:
+		case r.lastPayload:
+			ahead = want
+		default:
+			var err error
+			if ahead, err = r.safeAhead(want); err != nil {
 				return err
 			}
-			end = r.w + ahead
 		}
-		r.iov[0] = r.stage[r.w:end]
+		r.iov[0] = r.stage[r.w : r.w+ahead]
 		r.counted()
 		n, err := r.vr.readv(r.iov[:1], want)
 		r.iov[0] = nil
