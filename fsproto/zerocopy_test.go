@@ -79,7 +79,9 @@ func (f *deviceFile) ReadAt(p []byte, off int64) (int, error) {
 // socketListener hands out connections that record the buffers written to
 // the socket. They deliberately hide (*TCPConn).writeBuffers, so
 // net.Buffers.WriteTo falls back to one Write per part and every part's
-// address is seen; the parts are the same slices writev would take.
+// address is seen; the parts are the same slices writev would take. (Not
+// being a *net.TCPConn, they also turn off net's direct writes, which hand
+// the same slices to writev(2) as they are.)
 type socketListener struct {
 	stdnet.Listener
 	writes *addrSet

@@ -590,6 +590,9 @@ func (c *Conn) start(ctx context.Context, call *Call) {
 	c.mu.nextID++
 	call.id = c.mu.nextID
 	c.mu.pending[call.id] = call
+	// The only call waiting on the connection has nothing to be batched
+	// with: its frame is written at once (frameWriter.enqueueOrWrite).
+	alone := len(c.mu.pending) == 1
 	c.mu.Unlock()
 	call.refs.Add(refWriter + refResponse)
 
@@ -608,7 +611,7 @@ func (c *Conn) start(ctx context.Context, call *Call) {
 	putFrameHeader(call.hdrBuf, &h, call.hdrBuf[frameHeaderSize:])
 	call.out.hdr = call.hdrBuf
 	call.out.owner = call
-	if err := c.w.enqueue(&call.out); err != nil {
+	if err := c.w.enqueueOrWrite(&call.out, alone); err != nil {
 		// The writer stopped, so the connection is being torn down; the
 		// teardown fails the call, which it finds in the pending map.
 		call.done(refWriter)

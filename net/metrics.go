@@ -12,6 +12,7 @@ type Metrics struct {
 	framesIn, framesOut atomic.Uint64
 	bytesIn, bytesOut   atomic.Uint64
 	writes              atomic.Uint64 // vectored writes (batches of frames)
+	directWrites        atomic.Uint64 // frames written whole by the goroutine that queued them
 	reads               atomic.Uint64 // receive system calls (readv and peeks)
 	payloadCopied       atomic.Uint64 // received payload bytes copied out of a staging buffer
 	callsInFlight       atomic.Int64
@@ -53,6 +54,10 @@ type MetricsSnapshot struct {
 	// Writes counts the vectored writes that sent FramesOut (handshakes
 	// aside): FramesOut/Writes is the batching the writers achieved.
 	Writes uint64
+	// DirectWrites counts the frames written whole, at once, by the
+	// goroutine that queued them, on an idle connection (no hand-off to
+	// the connection's writer goroutine); they are in Writes too.
+	DirectWrites uint64
 	// Reads counts the system calls that received FramesIn (reads and
 	// peeks): FramesIn/Reads is the batching achieved on receive.
 	Reads uint64
@@ -75,6 +80,7 @@ func (m *Metrics) Snapshot() MetricsSnapshot {
 		BytesIn:          m.bytesIn.Load(),
 		BytesOut:         m.bytesOut.Load(),
 		Writes:           m.writes.Load(),
+		DirectWrites:     m.directWrites.Load(),
 		Reads:            m.reads.Load(),
 		PayloadCopied:    m.payloadCopied.Load(),
 		CallsInFlight:    m.callsInFlight.Load(),

@@ -225,7 +225,8 @@ var serverCallPool = sync.Pool{New: func() any { return new(serverCall) }}
 func (sc *serverCall) send() {
 	sc.refs.Add(1)
 	sc.out = outFrame{hdr: sc.hdrBuf, payload: sc.parts, owner: sc}
-	if err := sc.conn.w.enqueue(&sc.out); err != nil {
+	alone := sc.conn.unanswered.Add(-1) == 0
+	if err := sc.conn.w.enqueueOrWrite(&sc.out, alone); err != nil {
 		sc.frameWritten(&sc.out, err) // the connection is closing; the response is dropped
 	}
 }
@@ -453,8 +454,12 @@ type serverConn struct {
 	work chan *serverCall
 	// inflight bounds the request payload bytes in progress.
 	inflight *byteSemaphore
-	calls    sync.WaitGroup // serverCalls not yet finished
-	draining atomic.Bool    // Shutdown began: refuse new requests
+	// unanswered counts the requests read whose answer has not been
+	// queued yet. An answer that brings it to zero has nothing to be
+	// batched with, and is written at once (frameWriter.enqueueOrWrite).
+	unanswered atomic.Int64
+	calls      sync.WaitGroup // serverCalls not yet finished
+	draining   atomic.Bool    // Shutdown began: refuse new requests
 
 	mu struct {
 		sync.Mutex
@@ -602,6 +607,7 @@ func (c *serverConn) readRequest() error {
 	c.metrics.frameIn(&h)
 	c.metrics.requests.Add(1)
 	c.metrics.requestsInFlight.Add(1)
+	c.unanswered.Add(1)
 	sc.req.Kind, sc.req.ID, sc.req.Header, sc.req.Peer = h.kind, h.id, sc.store, c.peer
 	sc.rw = ResponseWriter{sc: sc, kind: h.kind}
 	sc.refs.Store(1)

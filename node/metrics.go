@@ -37,6 +37,7 @@ type collector struct {
 	frames     *prometheus.Desc
 	writes     *prometheus.Desc
 	reads      *prometheus.Desc
+	direct     *prometheus.Desc
 	bytes      *prometheus.Desc
 	inFlight   *prometheus.Desc
 	requests   *prometheus.Desc
@@ -89,6 +90,7 @@ func newCollector(stats func() engine.Stats, netm func() net.MetricsSnapshot, cl
 		relocated:     prometheus.NewDesc("weft_engine_cleaner_relocated_bytes_total", "Live bytes the cleaner relocated.", shard, nil),
 		frames:        prometheus.NewDesc("weft_net_frames_total", "Frames read (in) and written (out), handshakes included.", []string{"dir"}, nil),
 		writes:        prometheus.NewDesc("weft_net_writes_total", "Vectored writes that sent the frames out; frames out over writes is the batching achieved.", nil, nil),
+		direct:        prometheus.NewDesc("weft_net_direct_writes_total", "Frames written whole by the goroutine that queued them (an engine reactor, for most answers) on an idle connection, without a hand-off to the connection's writer; also in weft_net_writes_total.", nil, nil),
 		reads:         prometheus.NewDesc("weft_net_reads_total", "Receive system calls (reads and peeks) that took the frames in; frames in over reads is the batching achieved.", nil, nil),
 		bytes:         prometheus.NewDesc("weft_net_bytes_total", "Bytes of the frames read (in) and written (out).", []string{"dir"}, nil),
 		inFlight:      prometheus.NewDesc("weft_net_requests_in_flight", "Requests read and not yet answered.", nil, nil),
@@ -109,7 +111,7 @@ func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 		}
 	}
 	for _, d := range []*prometheus.Desc{c.space, c.busy, c.queue, c.ops, c.latency, c.relocated,
-		c.frames, c.writes, c.reads, c.bytes, c.inFlight, c.requests, c.errors, c.info, c.copied, c.device, c.submits} {
+		c.frames, c.writes, c.direct, c.reads, c.bytes, c.inFlight, c.requests, c.errors, c.info, c.copied, c.device, c.submits} {
 		ch <- d
 	}
 }
@@ -150,6 +152,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	counter(c.frames, float64(n.FramesIn), "in")
 	counter(c.frames, float64(n.FramesOut), "out")
 	counter(c.writes, float64(n.Writes))
+	counter(c.direct, float64(n.DirectWrites))
 	counter(c.reads, float64(n.Reads))
 	counter(c.bytes, float64(n.BytesIn), "in")
 	counter(c.bytes, float64(n.BytesOut), "out")

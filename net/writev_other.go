@@ -1,0 +1,13 @@
+//go:build !linux
+
+package net
+
+import "syscall"
+
+// rawFrameWriter: direct writes are wired up on Linux only; elsewhere
+// every frame goes through the writer goroutine.
+type rawFrameWriter struct{}
+
+func newRawFrameWriter(syscall.RawConn) *rawFrameWriter { return nil }
+
+func (*rawFrameWriter) writeFrame(*outFrame) (int, bool) { return 0, false }
