@@ -125,8 +125,15 @@
 // is written from the caller's slices by one vectored write
 // (stdnet.Buffers: writev) together with the fixed header and body; the
 // connection's writer goroutine batches all the frames queued while it
-// was busy into that one writev. The caller must leave the payload unchanged until its call
-// completes (client) or its release callback runs (server).
+// was busy into that one writev. A frame with nothing else in progress on
+// its connection (a client's only call, a server's answer when no other
+// request waits) is instead written at once by the goroutine that queues
+// it, with one non-blocking writev, when nobody else is writing: nothing
+// would be batched with it, and the hand-off to the writer is a thread
+// wake-up when the queuer is an engine reactor; what the socket does not
+// take goes to the writer. The caller must leave the payload unchanged
+// until its call completes (client) or its release callback runs
+// (server), which may be before Reply returns.
 //
 // # Concurrency and flow control
 //
