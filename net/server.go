@@ -132,8 +132,10 @@ func (w *ResponseWriter) SetKind(k Kind) { w.kind = k }
 // Reply sends the response: header (copied) and payload, whose parts are
 // written with one vectored write, not copied, so they must not change
 // until release is called. release (may be nil) is called exactly once:
-// after the frame has been written or dropped (the connection failed), or
-// before Reply returns if Reply fails. Reply fails with ErrTooLarge when
+// after the frame has been written or dropped (the connection failed),
+// which can be before Reply returns (a frame written at once on an idle
+// connection), or before Reply returns if Reply fails; so Reply must not
+// be called with a lock held that release takes. Reply fails with ErrTooLarge when
 // the header or payload is over the limits (the handler may then send an
 // Error instead), or when a response was already sent.
 func (w *ResponseWriter) Reply(header []byte, payload [][]byte, release func()) error {
