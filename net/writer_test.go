@@ -2,6 +2,7 @@ package net
 
 import (
 	"bytes"
+	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -385,4 +386,72 @@ func (s *slowReader) Read(p []byte) (int, error) {
 		p = p[:n]
 	}
 	return s.r.Read(p)
+}
+
+// Through a Conn and a Server: a call made while no other waits, and its
+// answer, are written directly; when requests pile up, the answers queue
+// behind each other for the writer goroutine to batch, and so do the
+// calls behind the first.
+func TestDirectWritesOnlyWhenAlone(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("direct writes are wired up on Linux only")
+	}
+	const depth = 16
+	var arrived atomic.Int32
+	release := make(chan struct{})
+	mux := NewServeMux()
+	mux.HandleFunc(kindEcho, echo)
+	const kindHeld = FirstUserKind + 98
+	mux.HandleFunc(kindHeld, func(ctx context.Context, req *Request, w *ResponseWriter) {
+		if arrived.Add(1) == depth {
+			close(release)
+		}
+		<-release
+		echo(ctx, req, w)
+	})
+	ts := startServer(t, mux, nil)
+	cfg := clientConfig()
+	cfg.Metrics = &Metrics{}
+	c := dialTest(t, ts.addr, cfg)
+	payload := make([]byte, 4096)
+
+	const sequential = 40
+	for range sequential {
+		resp, err := c.Call(context.Background(), kindEcho, []byte("h"), payload)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Release()
+	}
+	srv, cli := ts.Metrics().DirectWrites, cfg.Metrics.Snapshot().DirectWrites
+	// Not every one: an answer that comes while the writer goroutine
+	// still holds the socket after sending the previous one (it was
+	// descheduled between its writev and marking the socket free, which
+	// the race detector makes likely) is queued behind it.
+	if srv < sequential/4 || cli < sequential/4 {
+		t.Fatalf("%d calls one at a time: %d answers and %d calls written directly, want most", sequential, srv, cli)
+	}
+	t.Logf("%d calls one at a time: %d answers and %d calls written directly", sequential, srv, cli)
+
+	var wg sync.WaitGroup
+	for range depth {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			resp, err := c.Call(context.Background(), kindHeld, []byte("h"), payload)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			resp.Release()
+		}()
+	}
+	wg.Wait()
+	// Only the last answer can find nothing else unanswered, and only the
+	// first call nothing else pending.
+	srvDeep := ts.Metrics().DirectWrites - srv
+	cliDeep := cfg.Metrics.Snapshot().DirectWrites - cli
+	if srvDeep > 1 || cliDeep > 1 {
+		t.Fatalf("%d calls at once: %d answers and %d calls written directly, want at most 1 each", depth, srvDeep, cliDeep)
+	}
 }
