@@ -699,13 +699,19 @@ func (s *shard) capture(r *Request) {
 }
 
 // checkpointDone learns whether the captured checkpoint is durable; if it
-// is, segments it no longer needs may be freed.
+// is, segments it no longer needs may be freed. A checkpoint that failed
+// may be on the device all the same (a flush that failed after its writes
+// landed), and recovery loads the newest valid one: so it frees nothing,
+// and what it needs (segments its snapshots pinned) stays until a durable
+// checkpoint no longer needs it.
 func (s *shard) checkpointDone(r *Request) {
 	ok := r.Off == 1
 	s.ckptPending = false
 	for seg, st := range s.segs {
 		if ok {
 			st.durableFree = st.capturedFree
+		} else {
+			st.durableFree = st.durableFree && st.capturedFree
 		}
 		s.maybeFree(seg)
 	}
