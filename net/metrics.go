@@ -5,9 +5,8 @@ import "sync/atomic"
 // Metrics counts a client's or a server's traffic. Clients (and the
 // connections of a Pool) and servers each update one; pass the same
 // *Metrics in several configurations to aggregate them. All methods are
-// safe for concurrent use. The zero value is ready.
-//
-// TODO(metrics): export to Prometheus once the node daemon has an endpoint.
+// safe for concurrent use. The zero value is ready. A node exports its
+// server's on /metrics (weft_net_*).
 type Metrics struct {
 	framesIn, framesOut atomic.Uint64
 	bytesIn, bytesOut   atomic.Uint64
