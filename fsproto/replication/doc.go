@@ -129,7 +129,13 @@
 //     with ErrStaleEpoch and never acknowledges them. Because the next
 //     primary is a caught-up replica of the current view, a primary cut
 //     off from it can never get a write acknowledged once a newer epoch
-//     exists.
+//     exists. ErrStaleEpoch for a pending mutation (one issued, with a
+//     seq) means "not acknowledged", not "not applied": its forwards may
+//     have reached replicas still at the old epoch, one of which becomes
+//     the next primary and hands it to the others. A client learns the
+//     outcome by retrying with the same request id, which the next
+//     primary answers from its table if the mutation is there. (Queued
+//     operations, never issued, are not applied anywhere.)
 //   - View change with the same primary: pending mutations are kept, their
 //     acknowledgements dropped, and they are forwarded again to the new
 //     view once active (replicas deduplicate by seq).
