@@ -254,10 +254,13 @@ func (w *frameWriter) run() {
 			w.mu.Lock()
 		}
 		if f := w.mu.partial; f != nil && w.mu.err == nil {
+			// Finish a direct write (busy is still set): a batch of one
+			// whose first partialOff bytes were sent.
 			off := w.mu.partialOff
 			w.mu.partial = nil
 			w.mu.Unlock()
-			w.finishPartial(f, off)
+			w.batch = append(w.batch[:0], f)
+			w.send(off)
 			continue
 		}
 		if err := w.mu.err; err != nil {
@@ -307,85 +310,59 @@ func (w *frameWriter) run() {
 		if len(w.batch) == 0 {
 			continue
 		}
-		err := w.write()
-		if err == nil {
-			w.metrics.framesOut.Add(uint64(len(w.batch)))
-			w.metrics.writes.Add(1)
-			w.metrics.bytesOut.Add(uint64(bytes))
-		}
-		w.mu.Lock()
-		for _, f := range w.batch {
-			f.state = frameDone
-		}
-		if err != nil && w.mu.err == nil {
-			w.mu.err = err
-		}
-		w.mu.busy = false
-		w.mu.Unlock()
-		w.finish(err)
-		if err != nil {
-			w.onFail(err)
-		}
+		w.send(0)
 	}
 }
 
-// finishPartial sends what a direct write left of f (its bytes from off
-// on), with busy still set, then reports f like a batch of one.
-func (w *frameWriter) finishPartial(f *outFrame, off int) {
-	w.iov = w.iov[:0]
-	for _, b := range append([][]byte{f.hdr}, f.payload...) {
-		if off >= len(b) {
-			off -= len(b)
-			continue
-		}
-		w.iov = append(w.iov, b[off:])
-		off = 0
-	}
-	err := w.writeIov()
+// send writes the batch (busy set; its first skip bytes already sent by a
+// direct write), reports its frames to their owners and frees the socket.
+func (w *frameWriter) send(skip int) {
+	n, err := w.write(skip)
 	if err == nil {
-		w.metrics.framesOut.Add(1)
+		w.metrics.framesOut.Add(uint64(len(w.batch)))
 		w.metrics.writes.Add(1)
-		for _, b := range w.iov {
-			w.metrics.bytesOut.Add(uint64(len(b)))
-		}
+		w.metrics.bytesOut.Add(uint64(n))
 	}
-	clear(w.iov)
 	w.mu.Lock()
-	f.state = frameDone
+	for _, f := range w.batch {
+		f.state = frameDone
+	}
 	if err != nil && w.mu.err == nil {
 		w.mu.err = err
 	}
 	w.mu.busy = false
 	w.mu.Unlock()
-	w.batch = append(w.batch[:0], f)
 	w.finish(err)
 	if err != nil {
 		w.onFail(err)
 	}
 }
 
-// write sends the batch with one vectored write (writev for TCP).
-func (w *frameWriter) write() error {
+// write sends the batch's bytes from skip on with one vectored write
+// (writev for TCP), waiting for the socket, under the write timeout. It
+// returns how many bytes that is.
+func (w *frameWriter) write(skip int) (int, error) {
 	w.iov = w.iov[:0]
+	n := 0
+	add := func(b []byte) {
+		if skip >= len(b) { // sent already, or empty
+			skip -= len(b)
+			return
+		}
+		w.iov = append(w.iov, b[skip:])
+		n += len(b) - skip
+		skip = 0
+	}
 	for _, f := range w.batch {
-		w.iov = append(w.iov, f.hdr)
+		add(f.hdr)
 		for _, p := range f.payload {
-			if len(p) > 0 {
-				w.iov = append(w.iov, p)
-			}
+			add(p)
 		}
 	}
-	err := w.writeIov()
-	clear(w.iov) // do not keep payloads reachable after their release
-	return err
-}
-
-// writeIov sends w.iov with vectored writes, waiting for the socket, under
-// the write timeout.
-func (w *frameWriter) writeIov() error {
+	defer clear(w.iov) // do not keep payloads reachable after their release
 	if w.timeout > 0 {
 		if err := w.conn.SetWriteDeadline(time.Now().Add(w.timeout)); err != nil {
-			return err
+			return n, err
 		}
 	}
 	// NB: WriteTo consumes w.bufs (it advances the slice as it writes), so
@@ -393,7 +370,7 @@ func (w *frameWriter) writeIov() error {
 	w.bufs = w.iov
 	_, err := w.bufs.WriteTo(w.conn)
 	w.bufs = nil
-	return err
+	return n, err
 }
 
 // finish reports the batch's frames to their owners.
