@@ -36,6 +36,14 @@
 //	  crc is CRC32C of the 24-byte record header (crc field zero) and data
 //	then zeros up to length.
 //
+// A segment's file runs on past its last batch: each batch that grows the
+// file also writes zeros up to 1 MiB beyond it (capped at the segment
+// size), in the same flush, so that the flushes of the batches that follow
+// overwrite bytes the file has and carry no file-system metadata. A batch
+// header is never zeros, so the zeros read as the end of the batches; in a
+// segment before the last, they end it when the next segment starts at the
+// next sequence number.
+//
 // Invariants: sequence numbers start at 1 and increase by one per record
 // across batches and segments with no gap; a batch's firstSeq is one more
 // than the previous batch's last; a segment's name is its first batch's

@@ -221,9 +221,17 @@ func TestTornTailIsCut(t *testing.T) {
 		j.Append(1, payload(uint64(i), 2000))
 	}
 	j.Close()
-	name := "/wal/" + segmentFiles(t, fs, "/wal")[0]
+	base := segmentFiles(t, fs, "/wal")[0]
+	name := "/wal/" + base
+	// The batches end before the file does: zeros were written ahead.
+	size, _, err := scanSegment(fs, "/wal", segment{first: 1, name: base})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fileSize, _ := fs.Stat(name); fileSize <= size {
+		t.Errorf("segment of %d bytes whose batches end at %d: no zeros written ahead", fileSize, size)
+	}
 	f, _ := fs.OpenRW(name, false)
-	size, _ := f.Size()
 	// A torn batch: a valid-looking header whose records never made it.
 	var hdr [blockSize]byte
 	putBatchHeader(hdr[:], batchHeader{version: formatV1, length: 2 * blockSize, count: 3, firstSeq: 6})
@@ -327,5 +335,53 @@ func TestBadSegmentName(t *testing.T) {
 	f.Close()
 	if _, err := Open(Options{FS: fs, Dir: "/wal"}); err == nil || !bytes.Contains([]byte(err.Error()), []byte("zzzz.wlog")) {
 		t.Fatalf("open with a bad segment name: %v", err)
+	}
+}
+
+// TestZerosAheadOfRolledSegments: a segment rolled before it was full ends
+// in the zeros written ahead of its batches. Replay and recovery read past
+// them into the next segment; damage to the segment's last batch is still
+// corruption, not an end.
+func TestZerosAheadOfRolledSegments(t *testing.T) {
+	fs := vfs.NewMem()
+	opts := Options{FS: fs, Dir: "/wal", SegmentBytes: 64 << 10}
+	j, err := Open(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 1; i <= 12; i++ {
+		// 12 KiB a batch: five fill 60 KiB of a 64 KiB segment, and the
+		// sixth rolls, leaving 4 KiB of zeros behind.
+		if _, err := j.Append(1, payload(uint64(i), 9000)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	j.Close()
+	names := segmentFiles(t, fs, "/wal")
+	if len(names) != 3 {
+		t.Fatalf("%d segments, want 3: %v", len(names), names)
+	}
+	first := "/wal/" + names[0]
+	if size, _ := fs.Stat(first); size != 64<<10 {
+		t.Fatalf("first segment is %d bytes, want the zeros up to 64 KiB", size)
+	}
+	j, err = Open(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	recs := collect(t, j, 0)
+	if len(recs) != 12 || !bytes.Equal(recs[11].Data, payload(12, 9000)) {
+		t.Fatalf("replay across rolled segments: %d records", len(recs))
+	}
+	j.Close()
+
+	f, _ := fs.OpenRW(first, false)
+	f.WriteAt([]byte{0xff}, 4*12<<10+100) // inside the first segment's last batch
+	f.Sync()
+	f.Close()
+	_, _, err = Verify(fs, "/wal")
+	var ce *CorruptError
+	if !errors.As(err, &ce) || ce.File != first || ce.Offset != 4*12<<10 {
+		t.Fatalf("Verify of a log whose first segment's last batch is damaged: %v", err)
 	}
 }

@@ -137,6 +137,13 @@ func walk(fs vfs.FS, dir string, segs []segment, limit uint64, fn func(Record) e
 			}
 			// A bad batch: torn tail if nothing valid follows it.
 			corrupt, perr := r.validBatchAfter(off+blockSize, expected)
+			if perr == nil && !corrupt && i+1 < len(segs) && segs[i+1].first == expected {
+				// The zeros written ahead of the batches (or, in
+				// segments of older versions, nothing) end a segment
+				// that was rolled: the next one starts where its
+				// records end, so nothing of this one is missing.
+				break
+			}
 			for k := i + 1; perr == nil && !corrupt && k < len(segs); k++ {
 				nr, err := openSegReader(fs, dir, segs[k], nil)
 				if err != nil {
