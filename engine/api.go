@@ -35,10 +35,15 @@ const (
 	MaxWriteBytes = 4 << 20
 	// MaxObjectSize is the largest offset+length an object may reach.
 	MaxObjectSize = 1 << 62
-	// recordMaxBytes is the largest record: a write is stored as records
-	// of at most this size, so that a small read of a large write reads
-	// and verifies at most this much.
-	recordMaxBytes = 64 << 10
+	// DefaultRecordBytes is Options.RecordBytes when unset.
+	DefaultRecordBytes = 16 << 10
+	// MaxRecordBytes is the largest Options.RecordBytes.
+	MaxRecordBytes = 1 << 20
+	// scratchRecordBytes is the capacity of a shard's pooled read
+	// buffers: records up to it (the default size, and the 64 KiB records
+	// of devices written before RecordBytes existed) are read without an
+	// allocation.
+	scratchRecordBytes = 64 << 10
 )
 
 // PollMode says how a reactor waits when it has nothing to do.
@@ -119,6 +124,15 @@ type Options struct {
 	RingEntries uint32
 	// BatchBytes caps the data of one group-commit batch; default 1 MiB.
 	BatchBytes int
+	// RecordBytes is the largest record a write is stored as: a larger
+	// write becomes several records, each with its own checksum. A read
+	// reads and verifies every record it touches whole, so a 4 KiB read
+	// of data written in large writes reads RecordBytes from the device;
+	// smaller records cost an index entry (and checkpoint bytes) each.
+	// A multiple of 4 KiB from 4 KiB to MaxRecordBytes; default
+	// DefaultRecordBytes (16 KiB). It applies to what is written from
+	// now on: records already on the device keep their size.
+	RecordBytes int
 	// CheckpointBytes is how much log a shard writes between checkpoints;
 	// default a quarter of the device's segments, at least 4 segments.
 	CheckpointBytes int64

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"syscall"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 
@@ -103,10 +104,17 @@ func (r *ringIO) queueWrite(off int64, iov [][]byte, tag uint64, flush bool, flu
 	if r.ring.SQSpace() < need {
 		return false
 	}
-	vec := make([]unix.Iovec, len(iov))
-	for i, b := range iov {
-		vec[i].Base = &b[0]
-		vec[i].SetLen(len(b))
+	// Records of one write lie back to back in its buffer: their data
+	// goes as one iovec, so the kernel maps the buffer in large pieces
+	// rather than record by record.
+	vec := make([]unix.Iovec, 0, len(iov))
+	for _, b := range iov {
+		if n := len(vec); n > 0 && uintptr(unsafe.Pointer(vec[n-1].Base))+uintptr(vec[n-1].Len) == uintptr(unsafe.Pointer(&b[0])) {
+			vec[n-1].Len += uint64(len(b))
+			continue
+		}
+		vec = append(vec, unix.Iovec{Base: &b[0]})
+		vec[len(vec)-1].SetLen(len(b))
 	}
 	r.iovs[tag] = vec
 	sqe := r.ring.GetSQE()

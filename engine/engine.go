@@ -131,6 +131,12 @@ func (o *Options) normalize() error {
 	if o.BatchBytes <= 0 {
 		o.BatchBytes = 1 << 20
 	}
+	if o.RecordBytes == 0 {
+		o.RecordBytes = DefaultRecordBytes
+	}
+	if o.RecordBytes < 4096 || o.RecordBytes%4096 != 0 || o.RecordBytes > MaxRecordBytes {
+		return fmt.Errorf("%w: record size %d: want a multiple of 4096 from 4096 to %d", ErrInvalid, o.RecordBytes, MaxRecordBytes)
+	}
 	if o.Cleaner.FreeTarget <= 0 {
 		o.Cleaner.FreeTarget = 0.15
 	}

@@ -294,7 +294,7 @@ func newShard(e *Engine, id uint32) *shard {
 		reads:   make(map[uint64]*readOp),
 		snaps:   make(map[uint64]*shardSnap),
 		cur:     &batch{hdr: directio.AlignedBlock(maxHeaderBlocks * 4096)},
-		scratch: scratchPool{capacity: recordMaxBytes, keep: 64},
+		scratch: scratchPool{capacity: max(scratchRecordBytes, e.opts.RecordBytes), keep: 64},
 		// Coalesced reads are fewer and larger: a few buffers serve them.
 		spanScratch: scratchPool{capacity: spanBytesMax, keep: 8},
 	}
@@ -582,7 +582,7 @@ func (r *Request) deliver() {
 // ---- mutations ----
 
 // recordsOf returns how many records and data blocks r needs.
-func recordsOf(r *Request) (n int, blocks uint32) {
+func recordsOf(r *Request, recordBytes int) (n int, blocks uint32) {
 	n = idRecordsOf(r)
 	if r.Replace {
 		n++ // the delete record
@@ -590,9 +590,9 @@ func recordsOf(r *Request) (n int, blocks uint32) {
 	if r.Op != OpWrite {
 		return n + 1, 0
 	}
-	for rest := len(r.Buf); rest > 0; rest -= recordMaxBytes {
+	for rest := len(r.Buf); rest > 0; rest -= recordBytes {
 		n++
-		blocks += dataBlocksFor(uint32(min(rest, recordMaxBytes)))
+		blocks += dataBlocksFor(uint32(min(rest, recordBytes)))
 	}
 	return n, blocks
 }
@@ -637,7 +637,7 @@ func (s *shard) checkMutation(r *Request) error {
 // the batch is sealed; false means r must wait (held) for the in-flight
 // batch or for space.
 func (s *shard) roomFor(r *Request) bool {
-	n, blocks := recordsOf(r)
+	n, blocks := recordsOf(r, s.e.opts.RecordBytes)
 	b := s.cur
 	if len(b.descs) > 0 {
 		if len(b.descs)+n > batchRecordsMax || int(b.blocks+blocks)*4096 > s.e.opts.BatchBytes && len(b.descs) > 0 {
@@ -671,7 +671,7 @@ func (s *shard) addMutation(r *Request) (wait bool) {
 		}
 		return true
 	}
-	n, blocks := recordsOf(r)
+	n, blocks := recordsOf(r, s.e.opts.RecordBytes)
 	b := s.cur
 	if len(b.descs) == 0 {
 		// A new batch starts where the log ends; it opens a segment when
@@ -723,8 +723,8 @@ func (s *shard) addMutation(r *Request) (wait bool) {
 		b.descs = append(b.descs, d)
 		b.data = append(b.data, nil)
 	case OpWrite:
-		for done := 0; done < len(r.Buf); done += recordMaxBytes {
-			p := r.Buf[done:min(len(r.Buf), done+recordMaxBytes)]
+		for done, size := 0, s.e.opts.RecordBytes; done < len(r.Buf); done += size {
+			p := r.Buf[done:min(len(r.Buf), done+size)]
 			d.Offset, d.Length = r.Off+uint64(done), uint32(len(p))
 			d.DataCRC = crc32.Checksum(p, castagnoli)
 			b.descs = append(b.descs, d)
@@ -1241,6 +1241,7 @@ func (s *shard) queueRead(op *readOp) {
 	s.reads[tag] = op
 	s.segs[op.ext.Loc.Segment].reads++
 	s.stats.deviceReads.Add(1)
+	s.stats.deviceReadBytes.Add(uint64(len(op.buf)))
 }
 
 // scratchPool keeps free aligned buffers of one capacity, at most keep.

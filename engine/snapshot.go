@@ -203,7 +203,7 @@ func (sn *Snapshot) Read(obj ObjectID, off uint64, p []byte) (int, error) {
 	part.idx.Lookup(obj, off, n, func(x Extent) bool {
 		size := int(dataBlocksFor(x.Loc.Length)) * 4096
 		if cap(buf) < size {
-			buf = directio.AlignedBlock(max(size, recordMaxBytes))
+			buf = directio.AlignedBlock(max(size, scratchRecordBytes))
 		}
 		rec := buf[:size]
 		devOff := int64(sn.e.sb.SegmentsOffset) + int64(x.Loc.Segment)*int64(sn.e.sb.SegmentSize) + int64(x.Loc.Offset)

@@ -14,6 +14,7 @@ import (
 type shardStats struct {
 	loops, busyNs, sleeps, sleepNs atomic.Int64
 	batches, records, deviceReads  atomic.Uint64
+	deviceReadBytes                atomic.Uint64
 	segsFreed, corrupt             atomic.Uint64
 	// copiedIn and copiedOut count payload bytes the engine copied: write
 	// data staged because the caller's buffer was unaligned or not whole
@@ -92,6 +93,10 @@ type ShardStats struct {
 	Reads, Writes, Others uint64
 	Batches, Records      uint64 // group commits and the records they carried
 	DeviceReads           uint64
+	// DeviceReadBytes is what those reads fetched: against the bytes
+	// requests read, the read amplification of records larger than the
+	// reads (see Options.RecordBytes).
+	DeviceReadBytes uint64
 	// DeviceSubmits counts the calls that handed the device operations
 	// (io_uring_enter system calls): (DeviceReads+Batches)/DeviceSubmits
 	// is how many operations one call carried on average.
@@ -153,9 +158,10 @@ func (s *shard) statsSnapshot() ShardStats {
 		QueueDepth: s.q.pending.Load(), ReadsInFlight: len(s.reads),
 		Reads: st.reads, Writes: st.writes, Others: st.others,
 		Batches: st.batches.Load(), Records: st.records.Load(), DeviceReads: st.deviceReads.Load(),
-		DeviceSubmits: s.io.submitted(),
-		CorruptReads:  st.corrupt.Load(),
-		CopiedInBytes: st.copiedIn.Load(), CopiedOutBytes: st.copiedOut.Load(), SegmentsOwned: len(s.segs), SegmentsFreed: st.segsFreed.Load(),
+		DeviceReadBytes: st.deviceReadBytes.Load(),
+		DeviceSubmits:   s.io.submitted(),
+		CorruptReads:    st.corrupt.Load(),
+		CopiedInBytes:   st.copiedIn.Load(), CopiedOutBytes: st.copiedOut.Load(), SegmentsOwned: len(s.segs), SegmentsFreed: st.segsFreed.Load(),
 		IndexExtents: s.idx.Len(), Objects: s.objs.Len(),
 		ReadLatency: st.readLat.snapshot(), WriteLatency: st.writeLat.snapshot(),
 		OtherLatency: st.otherLat.snapshot(), BatchLatency: st.batchLat.snapshot(),

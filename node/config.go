@@ -45,6 +45,10 @@ type Config struct {
 	// Mode is the reactors' polling mode: poll, hybrid or interrupt;
 	// default hybrid.
 	Mode string `json:"mode"`
+	// RecordBytes is the largest record the engine stores a write as
+	// (engine.Options.RecordBytes): a small read reads whole records;
+	// default engine.DefaultRecordBytes (16 KiB).
+	RecordBytes int `json:"record_bytes"`
 	// Labels describe the node (site, zone, ...); exported as the labels
 	// of weft_node_info.
 	Labels map[string]string `json:"labels"`
@@ -104,7 +108,7 @@ type Config struct {
 // configFields are the file's field names, for the unknown-field check.
 var configFields = map[string]bool{
 	"device": true, "format_size": true, "listen": true, "metrics_listen": true, "cores": true,
-	"shards": true, "mode": true, "labels": true, "cluster_id": true, "keys_file": true, "containers": true,
+	"shards": true, "mode": true, "record_bytes": true, "labels": true, "cluster_id": true, "keys_file": true, "containers": true,
 	"managers": true, "manager_id": true, "manager_peers": true, "manager_dir": true, "meta_dir": true, "cluster_key": true,
 	"heartbeat_timeout": true, "read_lease": true,
 }
@@ -181,6 +185,9 @@ func (c *Config) check() ([]fileKey, error) {
 		if core < 0 {
 			bad("cores: %d is not a CPU number", core)
 		}
+	}
+	if c.RecordBytes != 0 && (c.RecordBytes < 4096 || c.RecordBytes%4096 != 0 || c.RecordBytes > engine.MaxRecordBytes) {
+		bad("record_bytes %d: want a multiple of 4096 from 4096 to %d (or 0 for the default)", c.RecordBytes, engine.MaxRecordBytes)
 	}
 	if c.Mode != "" {
 		if _, err := engine.ParsePollMode(c.Mode); err != nil {

@@ -45,6 +45,7 @@ type collector struct {
 	info       *prometheus.Desc
 	copied     *prometheus.Desc
 	device     *prometheus.Desc
+	readBytes  *prometheus.Desc
 	submits    *prometheus.Desc
 
 	replEvents    *prometheus.Desc
@@ -97,6 +98,7 @@ func newCollector(stats func() engine.Stats, netm func() net.MetricsSnapshot, cl
 		requests:      prometheus.NewDesc("weft_net_requests_total", "Requests read.", nil, nil),
 		errors:        prometheus.NewDesc("weft_net_errors_total", "Net errors by class.", []string{"class"}, nil),
 		info:          prometheus.NewDesc("weft_node_info", "The node's labels; always 1.", names, nil),
+		readBytes:     prometheus.NewDesc("weft_engine_device_read_bytes_total", "Bytes the reactor's device reads fetched: whole records, so more than the requests asked for when records are larger than the reads.", []string{"shard"}, nil),
 		device:        prometheus.NewDesc("weft_engine_device_ops_total", "Device operations the reactor started: reads, and batch writes (one per group commit).", []string{"shard", "op"}, nil),
 		submits:       prometheus.NewDesc("weft_engine_device_submits_total", "Calls (io_uring_enter) that handed the device operations; device ops over submits is the batching achieved.", shard, nil),
 		copied:        prometheus.NewDesc("weft_engine_copied_bytes_total", "Payload bytes the engine copied (dir=in: unaligned or partial-block writes staged; dir=out: partial-record or unaligned reads); zero on the aligned zero-copy path.", []string{"shard", "dir"}, nil),
@@ -111,7 +113,7 @@ func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 		}
 	}
 	for _, d := range []*prometheus.Desc{c.space, c.busy, c.queue, c.ops, c.latency, c.relocated,
-		c.frames, c.writes, c.direct, c.reads, c.bytes, c.inFlight, c.requests, c.errors, c.info, c.copied, c.device, c.submits} {
+		c.frames, c.writes, c.direct, c.reads, c.bytes, c.inFlight, c.requests, c.errors, c.info, c.copied, c.device, c.readBytes, c.submits} {
 		ch <- d
 	}
 }
@@ -143,6 +145,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		}
 		counter(c.relocated, float64(sh.Cleaner.BytesRelocated), id)
 		counter(c.device, float64(sh.DeviceReads), id, "read")
+		counter(c.readBytes, float64(sh.DeviceReadBytes), id)
 		counter(c.device, float64(sh.Batches), id, "batch")
 		counter(c.submits, float64(sh.DeviceSubmits), id)
 		counter(c.copied, float64(sh.CopiedInBytes), id, "in")

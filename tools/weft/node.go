@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"math"
 	"os"
 	"strconv"
 	"strings"
@@ -29,12 +30,12 @@ func newNodeCmd(ctx context.Context, status *int) *cobra.Command {
 // start, as every cluster-mode node does, and is a member from then on).
 func newNodeRunCmd(ctx context.Context, status *int, join bool) *cobra.Command {
 	var (
-		configFile, size, cores string
-		managers, managerPeers  string
-		readLease               string
-		labels                  []string
-		containers              []uint
-		flagCfg                 node.Config
+		configFile, size, cores, recordSize string
+		managers, managerPeers              string
+		readLease                           string
+		labels                              []string
+		containers                          []uint
+		flagCfg                             node.Config
 	)
 	cmd := &cobra.Command{
 		Use:   "node [flags]",
@@ -95,6 +96,14 @@ func newNodeRunCmd(ctx context.Context, status *int, join bool) *cobra.Command {
 			}
 			if set("mode") {
 				cfg.Mode = flagCfg.Mode
+			}
+			if set("record-size") {
+				n, err := bench.ParseSize(recordSize)
+				if err != nil || n > math.MaxInt32 {
+					probs = append(probs, fmt.Sprintf("--record-size=%s: want a size such as 16k", recordSize))
+				} else {
+					cfg.RecordBytes = int(n)
+				}
 			}
 			if set("cluster-id") {
 				cfg.ClusterID = flagCfg.ClusterID
@@ -177,6 +186,7 @@ UUID). weft node drain ID moves its data away before it is retired.`
 	f.StringVar(&flagCfg.MetricsListen, "metrics-listen", "", "address of the Prometheus endpoint /metrics (default off)")
 	f.StringVar(&cores, "cores", "", "CPUs to pin the reactors to, e.g. 2,3")
 	f.IntVar(&flagCfg.Shards, "shards", 0, "number of reactors (default: one per core, or 1)")
+	f.StringVar(&recordSize, "record-size", "", "largest record a write is stored as, 4k to 1m (default 16k): a small read reads whole records, a smaller record costs index memory")
 	f.StringVar(&flagCfg.Mode, "mode", "", "reactor polling mode: poll, hybrid or interrupt (default hybrid)")
 	f.StringArrayVar(&labels, "label", nil, "node label key=value (repeatable; added to the config file's labels), e.g. --label site=a")
 	f.StringVar(&flagCfg.ClusterID, "cluster-id", "", "the cluster's id")
