@@ -12,16 +12,17 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/weftfs/weft/bench"
+	"github.com/weftfs/weft/engine"
 	"github.com/weftfs/weft/fsproto/mount"
 	"github.com/weftfs/weft/internal/localcluster"
 )
 
 func newUpCmd(ctx context.Context, status *int) *cobra.Command {
 	var (
-		cfg             localcluster.Config
-		size            string
-		startupDeadline time.Duration
-		mountDir, cache string
+		cfg                         localcluster.Config
+		size                        string
+		startupDeadline             time.Duration
+		mountDir, cache, recordSize string
 	)
 	cmd := &cobra.Command{
 		Use:   "up [flags]",
@@ -51,6 +52,15 @@ stops every node cleanly.`,
 				fmt.Fprintln(os.Stderr, "weft up:", err)
 				return nil
 			}
+			if recordSize != "" {
+				n, err := bench.ParseSize(recordSize)
+				if err != nil || n < 4096 || n%4096 != 0 || n > engine.MaxRecordBytes {
+					*status = 2
+					fmt.Fprintf(os.Stderr, "--record-size=%s: want a multiple of 4k from 4k to 1m\n", recordSize)
+					return nil
+				}
+				cfg.ExtraArgs = append(cfg.ExtraArgs, "--record-size", fmt.Sprint(n))
+			}
 			mc, err := mount.ParseCache(cache)
 			if err != nil {
 				*status = 2
@@ -73,6 +83,7 @@ stops every node cleanly.`,
 	f.DurationVar(&startupDeadline, "startup-timeout", 90*time.Second, "how long to wait for the cluster to serve")
 	f.StringVar(&mountDir, "mount", "", "mount the container at this folder (made if missing) while the cluster runs")
 	f.StringVar(&cache, "cache", "strict", "caching of the --mount: strict (close-to-open) or none (direct I/O)")
+	f.StringVar(&recordSize, "record-size", "", "every node's --record-size: the largest record a write is stored as (default 16k; 4k reads fastest, costs the most index memory)")
 	return cmd
 }
 
