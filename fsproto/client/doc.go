@@ -70,6 +70,15 @@
 //     flush interval (WithFlushInterval, default 1 s). mtime and ctime of
 //     writes are thus the commit's time (the leader's clock), not each
 //     write's.
+//   - Paths: the directories a path goes through are remembered for
+//     WithDirCache's time (default 1 s, as the FUSE mount's entry cache),
+//     so an op on dir/name costs one round trip for name. This FS's own
+//     renames, removals and attribute changes show at once; another
+//     client's rename, removal or chmod of a directory may be missed for
+//     up to that time (an op through the old directory lands there, or
+//     fails with ENOENT, after which the FS looks its directories up
+//     again). The inode API (and the FUSE mount, which uses it) caches
+//     nothing here. WithDirCache(0) resolves every component every time.
 //   - What that gives: read-your-writes within one FS (its handles and
 //     its GetAttr/Lookup/Stat see the pending size); close-to-open
 //     between FSs (clients): once Close, Sync or Flush returned on one,
@@ -260,10 +269,11 @@
 //     49,152 deletes); a chunk listing or a range delete in the chunk
 //     protocol would make truncating and removing large sparse files
 //     cheap.
-//   - The path API resolves every component with a metadata round trip
-//     (no entry or attribute cache), and opening an existing file costs
-//     a Raft commit (Open) so unlinked files survive their readers (its
-//     Close rides on a later op).
+//   - The path API caches directories only (WithDirCache), no file
+//     entries or attributes: the last component of a path costs a
+//     metadata round trip, and opening an existing file costs a Raft
+//     commit (Open) so unlinked files survive their readers (its Close
+//     rides on a later op).
 //   - No xattr calls in the path API (the inode API has them); no umask.
 //   - Opens held by a client that died pin their inodes until the
 //     servers expire them (not done there either).

@@ -87,6 +87,9 @@ type options struct {
 	// closeDelay is how long a released handle's Close waits for an op
 	// to carry it before it is sent alone.
 	closeDelay time.Duration
+	// dirCache is how long the path API remembers the directories it
+	// walked through (0: not at all).
+	dirCache time.Duration
 }
 
 func defaultOptions() options {
@@ -100,6 +103,7 @@ func defaultOptions() options {
 		parallel:   16,
 		opTimeout:  time.Minute,
 		closeDelay: 2 * time.Millisecond,
+		dirCache:   time.Second,
 	}
 }
 
@@ -172,6 +176,20 @@ func WithCloseDelay(d time.Duration) Option {
 	}
 }
 
+// WithDirCache sets how long the path API remembers the directories a
+// path went through (default 1 s, as the FUSE mount's entry cache; 0 turns
+// it off): with it, an op on dir/name costs one metadata round trip, not
+// one per component. The price: a directory another client renamed,
+// removed or chmodded may be walked through as it was for up to d (this
+// FS's own changes show at once). See the package doc, "Consistency".
+func WithDirCache(d time.Duration) Option {
+	return func(o *options) {
+		if d >= 0 {
+			o.dirCache = d
+		}
+	}
+}
+
 // DialCluster connects to the cluster clusterID through its managers
 // (any node of a `weft up` cluster serves as one) with key, which reads
 // the cluster map and reaches the nodes; OpenContainer may use another
@@ -216,6 +234,8 @@ type FS struct {
 	chunk int64
 	o     options
 	log   *slog.Logger
+	// dirs caches the path API's directory lookups (WithDirCache).
+	dirs *dirCache
 
 	// life ends at Close: the flusher and its requests stop.
 	life context.Context
@@ -289,7 +309,7 @@ func (c *Client) OpenContainer(ctx context.Context, name string, key Key, opts .
 		return nil, err
 	}
 	f := &FS{name: name, id: ct.id, pool: pool, data: ct, dc: dc,
-		meta: meta.NewClient(ct.id, c.cfg.Maps, pool), chunk: ct.ChunkSize(), o: o,
+		meta: meta.NewClient(ct.id, c.cfg.Maps, pool), chunk: ct.ChunkSize(), o: o, dirs: newDirCache(o.dirCache),
 		log: o.logger.With("container", name), done: make(chan struct{}),
 		wake: make(chan struct{}, 1), closeWake: make(chan struct{}, 1), closerDone: make(chan struct{})}
 	f.mu.inodes = make(map[namespace.Ino]*inode)
@@ -433,6 +453,9 @@ func (f *FS) apply(ctx context.Context, cmd namespace.Command) (namespace.Result
 		sent = namespace.WithCloses{Closes: closes, Cmd: cmd}
 	}
 	res, err := f.meta.Apply(ctx, sent)
+	// Whether it applied or not (an ambiguous failure may have), what it
+	// may have changed is looked up again.
+	f.dirs.forgetFor(sent)
 	if errors.Is(err, meta.ErrReadOnly) {
 		f.mu.Lock()
 		f.mu.roKey = true

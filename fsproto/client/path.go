@@ -91,6 +91,17 @@ func (f *FS) opCtx() (context.Context, context.CancelFunc) {
 
 // pathErr makes the *fs.PathError of a path call: its Err is the bare
 // errno when the errno says it all, else the errno-carrying cause.
+// pathErr is pathErr for the path API of f: an error that a stale cached
+// directory may have caused (ENOENT, ENOTDIR) makes f forget its cached
+// directories, so a directory changed by another client costs at most
+// this one failed op.
+func (f *FS) pathErr(op, name string, err error) error {
+	if err != nil && (errors.Is(err, syscall.ENOENT) || errors.Is(err, syscall.ENOTDIR)) {
+		f.dirs.forgetAll()
+	}
+	return pathErr(op, name, err)
+}
+
 func pathErr(op, name string, err error) error {
 	if err == nil {
 		return nil
@@ -140,7 +151,7 @@ func (f *FS) resolve(ctx context.Context, name string, follow bool) (namespace.A
 	if err != nil {
 		return namespace.Attr{}, err
 	}
-	return f.walk(ctx, comps, follow)
+	return f.walk(ctx, comps, follow, false)
 }
 
 // resolveParent returns the directory that holds name's last component
@@ -154,7 +165,7 @@ func (f *FS) resolveParent(ctx context.Context, name string) (namespace.Attr, st
 	if len(comps) == 0 {
 		return namespace.Attr{}, "", fmt.Errorf("client: path %q names the root: %w", name, syscall.EINVAL)
 	}
-	dir, err := f.walk(ctx, comps[:len(comps)-1], true)
+	dir, err := f.walk(ctx, comps[:len(comps)-1], true, true)
 	if err != nil {
 		return namespace.Attr{}, "", err
 	}
@@ -167,7 +178,12 @@ func (f *FS) resolveParent(ctx context.Context, name string) (namespace.Attr, st
 	return dir, comps[len(comps)-1], nil
 }
 
-func (f *FS) walk(ctx context.Context, comps []string, follow bool) (namespace.Attr, error) {
+// walk resolves comps from the root, following symlinks (the last one
+// only when follow). Directories it passes through come from f.dirs when
+// cached, and so does the last component when cacheLast (a parent about
+// to be changed in, whose attributes only serve permission checks); a
+// path's target is always looked up.
+func (f *FS) walk(ctx context.Context, comps []string, follow, cacheLast bool) (namespace.Attr, error) {
 	c := f.creds()
 	// The root's attributes are fetched only when needed: root's
 	// credentials search any directory, and the root is one.
@@ -197,9 +213,20 @@ func (f *FS) walk(ctx context.Context, comps []string, follow bool) (namespace.A
 		if !access(c, cur, mayExec) {
 			return namespace.Attr{}, fmt.Errorf("client: %q: no search permission on ino %d: %w", name, cur.Ino, syscall.EACCES)
 		}
-		a, err := f.Lookup(ctx, cur.Ino, name)
-		if err != nil {
-			return namespace.Attr{}, err
+		cacheable := len(comps) > 0 || cacheLast
+		a, cached := namespace.Attr{}, false
+		if cacheable {
+			a, cached = f.dirs.get(cur.Ino, name)
+		}
+		if !cached {
+			gen := f.dirs.generation()
+			var err error
+			if a, err = f.Lookup(ctx, cur.Ino, name); err != nil {
+				return namespace.Attr{}, err
+			}
+			if cacheable {
+				f.dirs.put(gen, cur.Ino, name, a)
+			}
 		}
 		if a.Type == namespace.TypeSymlink && (len(comps) > 0 || follow) {
 			links++
@@ -319,7 +346,7 @@ func (d dirEntry) String() string { return fs.FormatDirEntry(d) }
 // methods.
 func (f *FS) Open(name string) (fs.File, error) {
 	if !fs.ValidPath(name) {
-		return nil, pathErr("open", name, invalidPath(name))
+		return nil, f.pathErr("open", name, invalidPath(name))
 	}
 	fl, err := f.OpenFile(name, os.O_RDONLY, 0)
 	if err != nil {
@@ -344,7 +371,7 @@ func (f *FS) OpenFile(name string, flag int, perm fs.FileMode) (*File, error) {
 	defer cancel()
 	fl, err := f.openFile(ctx, name, flag, perm)
 	if err != nil {
-		return nil, pathErr("open", name, err)
+		return nil, f.pathErr("open", name, err)
 	}
 	return fl, nil
 }
@@ -451,7 +478,7 @@ func (f *FS) opened(ctx context.Context, name string, flag int, h *Handle, a nam
 func (f *FS) Mkdir(name string, perm fs.FileMode) error {
 	ctx, cancel := f.opCtx()
 	defer cancel()
-	return pathErr("mkdir", name, f.mkdir(ctx, name, perm))
+	return f.pathErr("mkdir", name, f.mkdir(ctx, name, perm))
 }
 
 func (f *FS) mkdir(ctx context.Context, name string, perm fs.FileMode) error {
@@ -479,7 +506,7 @@ func (f *FS) mkdir(ctx context.Context, name string, perm fs.FileMode) error {
 func (f *FS) MkdirAll(name string, perm fs.FileMode) error {
 	comps, err := splitPath(name)
 	if err != nil {
-		return pathErr("mkdir", name, err)
+		return f.pathErr("mkdir", name, err)
 	}
 	ctx, cancel := f.opCtx()
 	defer cancel()
@@ -488,15 +515,15 @@ func (f *FS) MkdirAll(name string, perm fs.FileMode) error {
 		a, err := f.resolve(ctx, p, true)
 		if err == nil {
 			if a.Type != namespace.TypeDir {
-				return pathErr("mkdir", p, syscall.ENOTDIR)
+				return f.pathErr("mkdir", p, syscall.ENOTDIR)
 			}
 			continue
 		}
 		if !errors.Is(err, syscall.ENOENT) {
-			return pathErr("mkdir", p, err)
+			return f.pathErr("mkdir", p, err)
 		}
 		if err := f.mkdir(ctx, p, perm); err != nil && !errors.Is(err, syscall.EEXIST) {
-			return pathErr("mkdir", p, err)
+			return f.pathErr("mkdir", p, err)
 		}
 	}
 	return nil
@@ -507,7 +534,7 @@ func (f *FS) MkdirAll(name string, perm fs.FileMode) error {
 func (f *FS) Remove(name string) error {
 	ctx, cancel := f.opCtx()
 	defer cancel()
-	return pathErr("remove", name, f.remove(ctx, name))
+	return f.pathErr("remove", name, f.remove(ctx, name))
 }
 
 func (f *FS) remove(ctx context.Context, name string) error {
@@ -539,7 +566,7 @@ func (f *FS) remove(ctx context.Context, name string) error {
 func (f *FS) Rename(oldname, newname string) error {
 	ctx, cancel := f.opCtx()
 	defer cancel()
-	return pathErr("rename", oldname+" "+newname, f.rename(ctx, oldname, newname))
+	return f.pathErr("rename", oldname+" "+newname, f.rename(ctx, oldname, newname))
 }
 
 func (f *FS) rename(ctx context.Context, oldname, newname string) error {
@@ -580,7 +607,7 @@ func (f *FS) rename(ctx context.Context, oldname, newname string) error {
 func (f *FS) Symlink(target, name string) error {
 	ctx, cancel := f.opCtx()
 	defer cancel()
-	return pathErr("symlink", name, f.symlink(ctx, target, name))
+	return f.pathErr("symlink", name, f.symlink(ctx, target, name))
 }
 
 func (f *FS) symlink(ctx context.Context, target, name string) error {
@@ -603,13 +630,13 @@ func (f *FS) Readlink(name string) (string, error) {
 	defer cancel()
 	a, err := f.resolve(ctx, name, false)
 	if err != nil {
-		return "", pathErr("readlink", name, err)
+		return "", f.pathErr("readlink", name, err)
 	}
 	if a.Type != namespace.TypeSymlink {
-		return "", pathErr("readlink", name, syscall.EINVAL)
+		return "", f.pathErr("readlink", name, syscall.EINVAL)
 	}
 	s, err := f.ReadlinkIno(ctx, a.Ino)
-	return s, pathErr("readlink", name, err)
+	return s, f.pathErr("readlink", name, err)
 }
 
 // ReadLink is Readlink, for fs.ReadLinkFS.
@@ -620,7 +647,7 @@ func (f *FS) ReadLink(name string) (string, error) { return f.Readlink(name) }
 func (f *FS) Link(oldname, newname string) error {
 	ctx, cancel := f.opCtx()
 	defer cancel()
-	return pathErr("link", oldname+" "+newname, f.link(ctx, oldname, newname))
+	return f.pathErr("link", oldname+" "+newname, f.link(ctx, oldname, newname))
 }
 
 func (f *FS) link(ctx context.Context, oldname, newname string) error {
@@ -651,7 +678,7 @@ func (f *FS) stat(op, name string, follow bool) (fs.FileInfo, error) {
 	defer cancel()
 	a, err := f.resolve(ctx, name, follow)
 	if err != nil {
-		return nil, pathErr(op, name, err)
+		return nil, f.pathErr(op, name, err)
 	}
 	return fileInfo{name: baseName(name), a: a}, nil
 }
@@ -663,19 +690,19 @@ func (f *FS) ReadDir(name string) ([]fs.DirEntry, error) {
 	defer cancel()
 	a, err := f.resolve(ctx, name, true)
 	if err != nil {
-		return nil, pathErr("readdir", name, err)
+		return nil, f.pathErr("readdir", name, err)
 	}
 	if a.Type != namespace.TypeDir {
-		return nil, pathErr("readdir", name, syscall.ENOTDIR)
+		return nil, f.pathErr("readdir", name, syscall.ENOTDIR)
 	}
 	if !access(f.creds(), a, mayRead) {
-		return nil, pathErr("readdir", name, syscall.EACCES)
+		return nil, f.pathErr("readdir", name, syscall.EACCES)
 	}
 	var out []fs.DirEntry
 	for cookie := ""; ; {
 		ents, next, err := f.ReadDirPage(ctx, a.Ino, cookie, readDirPage)
 		if err != nil {
-			return nil, pathErr("readdir", name, err)
+			return nil, f.pathErr("readdir", name, err)
 		}
 		for _, e := range ents {
 			out = append(out, dirEntry{f: f, dir: a.Ino, e: e})
@@ -694,7 +721,7 @@ func (f *FS) ReadDir(name string) ([]fs.DirEntry, error) {
 // fs.ValidPath, as for Open).
 func (f *FS) ReadFile(name string) ([]byte, error) {
 	if !fs.ValidPath(name) {
-		return nil, pathErr("open", name, invalidPath(name))
+		return nil, f.pathErr("open", name, invalidPath(name))
 	}
 	fl, err := f.OpenFile(name, os.O_RDONLY, 0)
 	if err != nil {
@@ -702,12 +729,12 @@ func (f *FS) ReadFile(name string) ([]byte, error) {
 	}
 	defer fl.Close()
 	if fl.dir != nil {
-		return nil, pathErr("read", name, syscall.EISDIR)
+		return nil, f.pathErr("read", name, syscall.EISDIR)
 	}
 	b := make([]byte, fl.h.Size())
 	n, err := fl.h.ReadAt(context.Background(), b, 0)
 	if err != nil && err != io.EOF {
-		return nil, pathErr("read", name, err)
+		return nil, f.pathErr("read", name, err)
 	}
 	return b[:n], nil
 }
@@ -728,7 +755,7 @@ func (f *FS) WriteFile(name string, data []byte, perm fs.FileMode) error {
 func (f *FS) Truncate(name string, size int64) error {
 	fl, err := f.OpenFile(name, os.O_WRONLY, 0)
 	if err != nil {
-		return pathErr("truncate", name, err)
+		return f.pathErr("truncate", name, err)
 	}
 	err = fl.Truncate(size)
 	return errors.Join(err, fl.Close())
@@ -793,15 +820,15 @@ func (f *FS) setAttr(op, name string, mk func(creds, namespace.Attr) (namespace.
 	defer cancel()
 	a, err := f.resolve(ctx, name, true)
 	if err != nil {
-		return pathErr(op, name, err)
+		return f.pathErr(op, name, err)
 	}
 	s, err := mk(f.creds(), a)
 	if err != nil {
-		return pathErr(op, name, err)
+		return f.pathErr(op, name, err)
 	}
 	s.Ino = a.Ino
 	_, err = f.apply(ctx, s)
-	return pathErr(op, name, err)
+	return f.pathErr(op, name, err)
 }
 
 // Usage returns the container's usage and quota (StatFS without a
