@@ -124,6 +124,11 @@ type Options struct {
 	RingEntries uint32
 	// BatchBytes caps the data of one group-commit batch; default 1 MiB.
 	BatchBytes int
+	// ReadCacheBytes is how much record data, read from the device and
+	// verified, the engine keeps in memory (split evenly between the
+	// shards, least recently used out first) to serve reads of it again
+	// without the device. 0, the default, keeps none.
+	ReadCacheBytes int64
 	// RecordBytes is the largest record a write is stored as: a larger
 	// write becomes several records, each with its own checksum. A read
 	// reads and verifies every record it touches whole, so a 4 KiB read

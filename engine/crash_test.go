@@ -158,7 +158,7 @@ func runEngineCrash(t *testing.T, seed uint64, cycles int) {
 		}
 	}
 	var snaps []*snapRecord
-	var stats struct{ ops, acked, torn, failed, nospace, snapshots, cleaned, replayed int }
+	var stats struct{ ops, acked, torn, failed, nospace, snapshots, cleaned, replayed, cacheHits int }
 
 	for cycle := 0; cycle < cycles; cycle++ {
 		fail := func(format string, args ...any) {
@@ -170,7 +170,10 @@ func runEngineCrash(t *testing.T, seed uint64, cycles int) {
 			// The small device fills now and then, and the injected
 			// faults fail the checkpoints that would free it: a write
 			// then waits all of SpaceWait (runs took minutes at 5s).
-			SpaceWait: 200 * time.Millisecond})
+			SpaceWait: 200 * time.Millisecond,
+			// Every other cycle reads through a read cache, so that the
+			// reads of cleaned, freed and reused segments meet it.
+			ReadCacheBytes: int64(cycle%2) << 20})
 		if err != nil {
 			fail("open after crash: %v", err)
 		}
@@ -272,6 +275,7 @@ func runEngineCrash(t *testing.T, seed uint64, cycles int) {
 		st := e.Stats()
 		for _, s := range st.Shards {
 			stats.cleaned += int(s.Cleaner.SegmentsCleaned)
+			stats.cacheHits += int(s.ReadCacheHits)
 		}
 		fsys.SetFault(nil)
 		e.Close()
@@ -286,8 +290,8 @@ func runEngineCrash(t *testing.T, seed uint64, cycles int) {
 	if err := e.Verify(); err != nil {
 		t.Fatalf("seed %d final: %v", seed, err)
 	}
-	t.Logf("seed %d: %d cycles, %d mutations (%d acknowledged before a crash, %d failed by injected faults), %d torn tails dropped, %d batches replayed, %d snapshots, %d segments cleaned, %d writes refused for space",
-		seed, cycles, stats.ops, stats.acked, stats.failed, stats.torn, stats.replayed, stats.snapshots, stats.cleaned, stats.nospace)
+	t.Logf("seed %d: %d cycles, %d mutations (%d acknowledged before a crash, %d failed by injected faults), %d torn tails dropped, %d batches replayed, %d snapshots, %d segments cleaned, %d writes refused for space, %d records read from the read cache",
+		seed, cycles, stats.ops, stats.acked, stats.failed, stats.torn, stats.replayed, stats.snapshots, stats.cleaned, stats.nospace, stats.cacheHits)
 }
 
 func randomCrashOp(r *rand.Rand, cur objContent) crashOp {

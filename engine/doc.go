@@ -71,7 +71,17 @@
 // large writes reads one record, RecordBytes from the device. Smaller
 // records cut that read amplification and cost an index entry (about 45
 // bytes of memory, 18 of checkpoint) each; the default is the middle of
-// that trade (measured numbers in the README). A record that the read covers exactly is read straight into
+// that trade (measured numbers in the README).
+//
+// With Options.ReadCacheBytes, each shard keeps the records small reads
+// (up to 64 KiB) fetched, verified, in memory, least recently used out
+// first, and serves them again from there, checking each against the
+// index's checksum as a device read would be (readcache.go). A record is
+// named by its segment, the segment's generation and its offset: records
+// are never written over, and a reused segment has a new generation, so
+// an entry cannot go stale; entries no extent names any more age out.
+// Large reads neither use nor fill the cache: cached records in the
+// middle of a scan would only split its few device reads. A record that the read covers exactly is read straight into
 // the caller's buffer. Records of one segment that lie in ascending order
 // with small gaps between them (batch headers, mostly: data written in
 // order) are read with one device read into a scratch buffer, verified

@@ -131,6 +131,9 @@ func (o *Options) normalize() error {
 	if o.BatchBytes <= 0 {
 		o.BatchBytes = 1 << 20
 	}
+	if o.ReadCacheBytes < 0 {
+		return fmt.Errorf("%w: read cache of %d bytes: want 0 (off) or more", ErrInvalid, o.ReadCacheBytes)
+	}
 	if o.RecordBytes == 0 {
 		o.RecordBytes = DefaultRecordBytes
 	}

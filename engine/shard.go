@@ -250,7 +250,10 @@ type shard struct {
 	// scratch holds free record-size read buffers, spanScratch free
 	// buffers for coalesced reads.
 	scratch, spanScratch scratchPool
-	comps                []ioCompletion
+	// cache keeps records read from the device (Options.ReadCacheBytes);
+	// nil when off.
+	cache *readCache
+	comps []ioCompletion
 
 	snaps map[uint64]*shardSnap
 	// recovering: the log is being replayed onto a checkpoint; space
@@ -295,6 +298,7 @@ func newShard(e *Engine, id uint32) *shard {
 		snaps:   make(map[uint64]*shardSnap),
 		cur:     &batch{hdr: directio.AlignedBlock(maxHeaderBlocks * 4096)},
 		scratch: scratchPool{capacity: max(scratchRecordBytes, e.opts.RecordBytes), keep: 64},
+		cache:   newReadCache(int(e.opts.ReadCacheBytes / int64(e.opts.Shards))),
 		// Coalesced reads are fewer and larger: a few buffers serve them.
 		spanScratch: scratchPool{capacity: spanBytesMax, keep: 8},
 	}
@@ -1140,9 +1144,16 @@ func (s *shard) startRead(r *Request) {
 	r.pending = 1 // released below, after every read is queued
 	covered := uint64(0)
 	sp := &s.span
+	// Large reads (scans) neither use nor fill the cache: their records
+	// read together in a few device reads, which cached records in the
+	// middle would only split.
+	cached := s.cache != nil && len(r.Buf) <= cacheReadMax
 	s.idx.Lookup(r.Object, r.Off, n, func(e Extent) bool {
 		covered += uint64(e.Len)
 		dst := r.Buf[e.Off-r.Off : e.End()-r.Off]
+		if cached && s.readCached(e, dst) {
+			return true
+		}
 		if !sp.add(s, e, dst) {
 			s.queueSpan(r, sp)
 			sp.add(s, e, dst)
@@ -1306,6 +1317,12 @@ func (s *shard) readDone(c ioCompletion) {
 			if err = s.verifyRecord(p.ext, op.buf[p.at:], op.off+int64(p.at)); err != nil {
 				break
 			}
+			if s.cache != nil && len(op.r.Buf) <= cacheReadMax {
+				if k, ok := s.cacheKey(p.ext); ok {
+					s.cache.put(k, op.buf[p.at:p.at+int(p.ext.Loc.Length)])
+					s.stats.cacheBytes.Store(int64(s.cache.bytes))
+				}
+			}
 			if op.own {
 				copy(p.dst, op.buf[p.at+int(p.ext.Skip):p.at+int(p.ext.Skip+p.ext.Len)])
 				s.stats.copiedOut.Add(uint64(p.ext.Len))
@@ -1331,6 +1348,48 @@ func (s *shard) readDone(c ioCompletion) {
 
 // verifyRecord checks the CRC of e's record, read into rec (which starts
 // with it) from device offset off.
+// cacheReadMax is the largest request the read cache serves and fills: a
+// large read is most likely a scan, whose data would push out what small
+// reads come back for (and cost a copy of everything it reads).
+const cacheReadMax = 64 << 10
+
+// cacheKey names e's record in the read cache; false when the shard
+// does not own e's segment (never, for an extent of its index), whose
+// generation it then cannot name.
+func (s *shard) cacheKey(e Extent) (cacheKey, bool) {
+	st := s.segs[e.Loc.Segment]
+	if st == nil {
+		return cacheKey{}, false
+	}
+	return cacheKey{gen: st.gen, seg: e.Loc.Segment, offset: e.Loc.Offset}, true
+}
+
+// readCached copies e's bytes into dst from the read cache, if its record
+// is there and still matches the index's checksum.
+func (s *shard) readCached(e Extent, dst []byte) bool {
+	if s.cache == nil {
+		return false
+	}
+	k, ok := s.cacheKey(e)
+	if !ok {
+		return false
+	}
+	rec, ok := s.cache.get(k)
+	if !ok {
+		return false
+	}
+	if len(rec) != int(e.Loc.Length) || crc32.Checksum(rec, castagnoli) != e.Loc.CRC {
+		// Memory gone bad (or a bug): never serve it; the device read
+		// that follows decides.
+		s.cache.forget(k)
+		s.stats.cacheBytes.Store(int64(s.cache.bytes))
+		return false
+	}
+	copy(dst, rec[e.Skip:e.Skip+e.Len])
+	s.stats.cacheHits.Add(1)
+	return true
+}
+
 func (s *shard) verifyRecord(e Extent, rec []byte, off int64) error {
 	if got := crc32.Checksum(rec[:e.Loc.Length], castagnoli); got != e.Loc.CRC {
 		s.stats.corrupt.Add(1)

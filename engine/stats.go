@@ -15,6 +15,8 @@ type shardStats struct {
 	loops, busyNs, sleeps, sleepNs atomic.Int64
 	batches, records, deviceReads  atomic.Uint64
 	deviceReadBytes                atomic.Uint64
+	cacheHits                      atomic.Uint64
+	cacheBytes                     atomic.Int64
 	segsFreed, corrupt             atomic.Uint64
 	// copiedIn and copiedOut count payload bytes the engine copied: write
 	// data staged because the caller's buffer was unaligned or not whole
@@ -97,6 +99,11 @@ type ShardStats struct {
 	// requests read, the read amplification of records larger than the
 	// reads (see Options.RecordBytes).
 	DeviceReadBytes uint64
+	// ReadCacheHits counts the records served from the read cache
+	// (Options.ReadCacheBytes) instead of the device; ReadCacheBytes is
+	// what the cache holds now.
+	ReadCacheHits  uint64
+	ReadCacheBytes int64
 	// DeviceSubmits counts the calls that handed the device operations
 	// (io_uring_enter system calls): (DeviceReads+Batches)/DeviceSubmits
 	// is how many operations one call carried on average.
@@ -159,9 +166,10 @@ func (s *shard) statsSnapshot() ShardStats {
 		Reads: st.reads, Writes: st.writes, Others: st.others,
 		Batches: st.batches.Load(), Records: st.records.Load(), DeviceReads: st.deviceReads.Load(),
 		DeviceReadBytes: st.deviceReadBytes.Load(),
-		DeviceSubmits:   s.io.submitted(),
-		CorruptReads:    st.corrupt.Load(),
-		CopiedInBytes:   st.copiedIn.Load(), CopiedOutBytes: st.copiedOut.Load(), SegmentsOwned: len(s.segs), SegmentsFreed: st.segsFreed.Load(),
+		ReadCacheHits:   st.cacheHits.Load(), ReadCacheBytes: st.cacheBytes.Load(),
+		DeviceSubmits: s.io.submitted(),
+		CorruptReads:  st.corrupt.Load(),
+		CopiedInBytes: st.copiedIn.Load(), CopiedOutBytes: st.copiedOut.Load(), SegmentsOwned: len(s.segs), SegmentsFreed: st.segsFreed.Load(),
 		IndexExtents: s.idx.Len(), Objects: s.objs.Len(),
 		ReadLatency: st.readLat.snapshot(), WriteLatency: st.writeLat.snapshot(),
 		OtherLatency: st.otherLat.snapshot(), BatchLatency: st.batchLat.snapshot(),

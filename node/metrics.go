@@ -46,6 +46,8 @@ type collector struct {
 	copied     *prometheus.Desc
 	device     *prometheus.Desc
 	readBytes  *prometheus.Desc
+	cacheHits  *prometheus.Desc
+	cacheBytes *prometheus.Desc
 	submits    *prometheus.Desc
 
 	replEvents    *prometheus.Desc
@@ -98,6 +100,8 @@ func newCollector(stats func() engine.Stats, netm func() net.MetricsSnapshot, cl
 		requests:      prometheus.NewDesc("weft_net_requests_total", "Requests read.", nil, nil),
 		errors:        prometheus.NewDesc("weft_net_errors_total", "Net errors by class.", []string{"class"}, nil),
 		info:          prometheus.NewDesc("weft_node_info", "The node's labels; always 1.", names, nil),
+		cacheHits:     prometheus.NewDesc("weft_engine_read_cache_hits_total", "Records the reactor served from its read cache instead of the device.", []string{"shard"}, nil),
+		cacheBytes:    prometheus.NewDesc("weft_engine_read_cache_bytes", "Record data the reactor's read cache holds.", []string{"shard"}, nil),
 		readBytes:     prometheus.NewDesc("weft_engine_device_read_bytes_total", "Bytes the reactor's device reads fetched: whole records, so more than the requests asked for when records are larger than the reads.", []string{"shard"}, nil),
 		device:        prometheus.NewDesc("weft_engine_device_ops_total", "Device operations the reactor started: reads, and batch writes (one per group commit).", []string{"shard", "op"}, nil),
 		submits:       prometheus.NewDesc("weft_engine_device_submits_total", "Calls (io_uring_enter) that handed the device operations; device ops over submits is the batching achieved.", shard, nil),
@@ -113,7 +117,7 @@ func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 		}
 	}
 	for _, d := range []*prometheus.Desc{c.space, c.busy, c.queue, c.ops, c.latency, c.relocated,
-		c.frames, c.writes, c.direct, c.reads, c.bytes, c.inFlight, c.requests, c.errors, c.info, c.copied, c.device, c.readBytes, c.submits} {
+		c.frames, c.writes, c.direct, c.reads, c.bytes, c.inFlight, c.requests, c.errors, c.info, c.copied, c.device, c.readBytes, c.cacheHits, c.cacheBytes, c.submits} {
 		ch <- d
 	}
 }
@@ -146,6 +150,8 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		counter(c.relocated, float64(sh.Cleaner.BytesRelocated), id)
 		counter(c.device, float64(sh.DeviceReads), id, "read")
 		counter(c.readBytes, float64(sh.DeviceReadBytes), id)
+		counter(c.cacheHits, float64(sh.ReadCacheHits), id)
+		gauge(c.cacheBytes, float64(sh.ReadCacheBytes), id)
 		counter(c.device, float64(sh.Batches), id, "batch")
 		counter(c.submits, float64(sh.DeviceSubmits), id)
 		counter(c.copied, float64(sh.CopiedInBytes), id, "in")

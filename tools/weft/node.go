@@ -30,12 +30,12 @@ func newNodeCmd(ctx context.Context, status *int) *cobra.Command {
 // start, as every cluster-mode node does, and is a member from then on).
 func newNodeRunCmd(ctx context.Context, status *int, join bool) *cobra.Command {
 	var (
-		configFile, size, cores, recordSize string
-		managers, managerPeers              string
-		readLease                           string
-		labels                              []string
-		containers                          []uint
-		flagCfg                             node.Config
+		configFile, size, cores, recordSize, readCache string
+		managers, managerPeers                         string
+		readLease                                      string
+		labels                                         []string
+		containers                                     []uint
+		flagCfg                                        node.Config
 	)
 	cmd := &cobra.Command{
 		Use:   "node [flags]",
@@ -96,6 +96,17 @@ func newNodeRunCmd(ctx context.Context, status *int, join bool) *cobra.Command {
 			}
 			if set("mode") {
 				cfg.Mode = flagCfg.Mode
+			}
+			if set("read-cache") {
+				n, err := bench.ParseSize(readCache)
+				switch {
+				case err != nil:
+					probs = append(probs, fmt.Sprintf("--read-cache=%s: want a size such as 256m, or 0 for none", readCache))
+				case n == 0:
+					cfg.ReadCacheBytes = -1 // none; 0 in the config means the default
+				default:
+					cfg.ReadCacheBytes = n
+				}
 			}
 			if set("record-size") {
 				n, err := bench.ParseSize(recordSize)
@@ -186,6 +197,7 @@ UUID). weft node drain ID moves its data away before it is retired.`
 	f.StringVar(&flagCfg.MetricsListen, "metrics-listen", "", "address of the Prometheus endpoint /metrics (default off)")
 	f.StringVar(&cores, "cores", "", "CPUs to pin the reactors to, e.g. 2,3")
 	f.IntVar(&flagCfg.Shards, "shards", 0, "number of reactors (default: one per core, or 1)")
+	f.StringVar(&readCache, "read-cache", "", "memory for data read from the device, kept to serve it again (default 256m; 0: none)")
 	f.StringVar(&recordSize, "record-size", "", "largest record a write is stored as, 4k to 1m (default 16k): a small read reads whole records, a smaller record costs index memory")
 	f.StringVar(&flagCfg.Mode, "mode", "", "reactor polling mode: poll, hybrid or interrupt (default hybrid)")
 	f.StringArrayVar(&labels, "label", nil, "node label key=value (repeatable; added to the config file's labels), e.g. --label site=a")
