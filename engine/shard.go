@@ -1346,8 +1346,6 @@ func (s *shard) readDone(c ioCompletion) {
 	}
 }
 
-// verifyRecord checks the CRC of e's record, read into rec (which starts
-// with it) from device offset off.
 // cacheReadMax is the largest request the read cache serves and fills: a
 // large read is most likely a scan, whose data would push out what small
 // reads come back for (and cost a copy of everything it reads).
@@ -1390,6 +1388,8 @@ func (s *shard) readCached(e Extent, dst []byte) bool {
 	return true
 }
 
+// verifyRecord checks the CRC of e's record, read into rec (which starts
+// with it) from device offset off.
 func (s *shard) verifyRecord(e Extent, rec []byte, off int64) error {
 	if got := crc32.Checksum(rec[:e.Loc.Length], castagnoli); got != e.Loc.CRC {
 		s.stats.corrupt.Add(1)
