@@ -25,11 +25,6 @@ import (
 // DefaultListen is the chunk protocol's default address.
 const DefaultListen = "127.0.0.1:7070"
 
-// DefaultReadCacheBytes is a node's read cache (Config.ReadCacheBytes)
-// when the config names none: 256 MiB of the host's memory for data read
-// again soon, as a file server's page cache would hold it.
-const DefaultReadCacheBytes = 256 << 20
-
 // Config configures a node. See the package documentation for the file
 // form of it.
 type Config struct {
@@ -55,8 +50,9 @@ type Config struct {
 	// default engine.DefaultRecordBytes (16 KiB).
 	RecordBytes int `json:"record_bytes"`
 	// ReadCacheBytes is how much verified record data the engine keeps in
-	// memory to serve repeated reads (engine.Options.ReadCacheBytes);
-	// default DefaultReadCacheBytes, -1 for none.
+	// memory to serve repeated small reads (engine.Options.ReadCacheBytes);
+	// default 0, none: it pays when a working set is read again, and costs
+	// a little on every miss (see the README).
 	ReadCacheBytes int64 `json:"read_cache_bytes"`
 	// Labels describe the node (site, zone, ...); exported as the labels
 	// of weft_node_info.
@@ -120,17 +116,6 @@ var configFields = map[string]bool{
 	"shards": true, "mode": true, "record_bytes": true, "read_cache_bytes": true, "labels": true, "cluster_id": true, "keys_file": true, "containers": true,
 	"managers": true, "manager_id": true, "manager_peers": true, "manager_dir": true, "meta_dir": true, "cluster_key": true,
 	"heartbeat_timeout": true, "read_lease": true,
-}
-
-// readCacheBytes is the engine's read cache for c.ReadCacheBytes.
-func (c Config) readCacheBytes() int64 {
-	switch {
-	case c.ReadCacheBytes == 0:
-		return DefaultReadCacheBytes
-	case c.ReadCacheBytes < 0:
-		return 0
-	}
-	return c.ReadCacheBytes
 }
 
 // LoadConfigFile reads a JSON config file (see the package
@@ -209,8 +194,8 @@ func (c *Config) check() ([]fileKey, error) {
 	if c.RecordBytes != 0 && (c.RecordBytes < 4096 || c.RecordBytes%4096 != 0 || c.RecordBytes > engine.MaxRecordBytes) {
 		bad("record_bytes %d: want a multiple of 4096 from 4096 to %d (or 0 for the default)", c.RecordBytes, engine.MaxRecordBytes)
 	}
-	if c.ReadCacheBytes < -1 {
-		bad("read_cache_bytes %d: want a size in bytes, 0 for the default or -1 for none", c.ReadCacheBytes)
+	if c.ReadCacheBytes < 0 {
+		bad("read_cache_bytes %d: want a size in bytes, or 0 for none", c.ReadCacheBytes)
 	}
 	if c.Mode != "" {
 		if _, err := engine.ParsePollMode(c.Mode); err != nil {

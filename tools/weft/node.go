@@ -99,12 +99,9 @@ func newNodeRunCmd(ctx context.Context, status *int, join bool) *cobra.Command {
 			}
 			if set("read-cache") {
 				n, err := bench.ParseSize(readCache)
-				switch {
-				case err != nil:
+				if err != nil {
 					probs = append(probs, fmt.Sprintf("--read-cache=%s: want a size such as 256m, or 0 for none", readCache))
-				case n == 0:
-					cfg.ReadCacheBytes = -1 // none; 0 in the config means the default
-				default:
+				} else {
 					cfg.ReadCacheBytes = n
 				}
 			}
@@ -197,7 +194,7 @@ UUID). weft node drain ID moves its data away before it is retired.`
 	f.StringVar(&flagCfg.MetricsListen, "metrics-listen", "", "address of the Prometheus endpoint /metrics (default off)")
 	f.StringVar(&cores, "cores", "", "CPUs to pin the reactors to, e.g. 2,3")
 	f.IntVar(&flagCfg.Shards, "shards", 0, "number of reactors (default: one per core, or 1)")
-	f.StringVar(&readCache, "read-cache", "", "memory for data read from the device, kept to serve it again (default 256m; 0: none)")
+	f.StringVar(&readCache, "read-cache", "", "memory for data small reads fetched, kept to serve them again, e.g. 256m (default none: it pays when data is read again, and costs a little on every miss)")
 	f.StringVar(&recordSize, "record-size", "", "largest record a write is stored as, 4k to 1m (default 16k): a small read reads whole records, a smaller record costs index memory")
 	f.StringVar(&flagCfg.Mode, "mode", "", "reactor polling mode: poll, hybrid or interrupt (default hybrid)")
 	f.StringArrayVar(&labels, "label", nil, "node label key=value (repeatable; added to the config file's labels), e.g. --label site=a")

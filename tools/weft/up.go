@@ -19,10 +19,10 @@ import (
 
 func newUpCmd(ctx context.Context, status *int) *cobra.Command {
 	var (
-		cfg                         localcluster.Config
-		size                        string
-		startupDeadline             time.Duration
-		mountDir, cache, recordSize string
+		cfg                                    localcluster.Config
+		size                                   string
+		startupDeadline                        time.Duration
+		mountDir, cache, recordSize, readCache string
 	)
 	cmd := &cobra.Command{
 		Use:   "up [flags]",
@@ -61,6 +61,15 @@ stops every node cleanly.`,
 				}
 				cfg.ExtraArgs = append(cfg.ExtraArgs, "--record-size", fmt.Sprint(n))
 			}
+			if readCache != "" {
+				n, err := bench.ParseSize(readCache)
+				if err != nil {
+					*status = 2
+					fmt.Fprintf(os.Stderr, "--read-cache=%s: want a size such as 256m, or 0 for none\n", readCache)
+					return nil
+				}
+				cfg.ExtraArgs = append(cfg.ExtraArgs, "--read-cache", fmt.Sprint(n))
+			}
 			mc, err := mount.ParseCache(cache)
 			if err != nil {
 				*status = 2
@@ -83,6 +92,7 @@ stops every node cleanly.`,
 	f.DurationVar(&startupDeadline, "startup-timeout", 90*time.Second, "how long to wait for the cluster to serve")
 	f.StringVar(&mountDir, "mount", "", "mount the container at this folder (made if missing) while the cluster runs")
 	f.StringVar(&cache, "cache", "strict", "caching of the --mount: strict (close-to-open) or none (direct I/O)")
+	f.StringVar(&readCache, "read-cache", "", "every node's --read-cache: memory for data small reads fetched, served again from there (default none)")
 	f.StringVar(&recordSize, "record-size", "", "every node's --record-size: the largest record a write is stored as (default 16k; 4k reads fastest, costs the most index memory)")
 	return cmd
 }
