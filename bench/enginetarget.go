@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -219,6 +220,8 @@ func diffEngineOptions(a, b EngineOptions) (name, va, vb string) {
 		return "engine_shards", strconv.Itoa(a.Shards), strconv.Itoa(b.Shards)
 	case a.PLP != b.PLP:
 		return "engine_plp", strconv.FormatBool(a.PLP), strconv.FormatBool(b.PLP)
+	case a.RecordSize != b.RecordSize:
+		return "engine_record_size", seg(int64(a.RecordSize)), seg(int64(b.RecordSize))
 	case !slices.Equal(a.Cores, b.Cores):
 		return "engine_cores", cores(a.Cores), cores(b.Cores)
 	case a.Mode != b.Mode:
@@ -399,11 +402,12 @@ func (et *engineTarget) open(log io.Writer) error {
 		h = slog.NewTextHandler(log, &slog.HandlerOptions{Level: slog.LevelWarn})
 	}
 	e, err := engine.Open(engine.Options{
-		Path:   et.path,
-		Shards: et.opts.Shards,
-		Cores:  et.opts.Cores,
-		Mode:   et.opts.Mode,
-		Logger: slog.New(h),
+		Path:        et.path,
+		Shards:      et.opts.Shards,
+		Cores:       et.opts.Cores,
+		Mode:        et.opts.Mode,
+		RecordBytes: et.opts.RecordSize,
+		Logger:      slog.New(h),
 	})
 	if err != nil {
 		return err
@@ -582,7 +586,7 @@ func newEngineQueue(e *engine.Engine, objSize int64, units []unit) *engineQueue 
 
 func (c *clone) runEngine(ctx context.Context, ph *phase, base time.Time) error {
 	et := c.eng
-	c.backend = fmt.Sprintf("weft engine (engine_shards=%d, engine_mode=%s)", et.opts.Shards, et.opts.Mode)
+	c.backend = fmt.Sprintf("weft engine (engine_shards=%d, engine_mode=%s, engine_record_size=%s)", et.opts.Shards, et.opts.Mode, formatSize(int64(cmp.Or(et.opts.RecordSize, engine.DefaultRecordBytes))))
 	if j := c.job; j.IODepthBatch == 1 && j.BatchCompleteMin == 1 && j.BatchCompleteMax <= 1 {
 		// fio's defaults: each completion is followed by the next
 		// submission, which the reactor can make itself.

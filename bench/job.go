@@ -111,6 +111,10 @@ type EngineOptions struct {
 	SegmentSize int64
 	// Shards is engine_shards=: reactors; default 1.
 	Shards int
+	// RecordSize is engine_record_size=: the largest record a write is
+	// stored as (engine.Options.RecordBytes); 0, the default, is the
+	// engine's (16 KiB).
+	RecordSize int
 	// Cores is engine_cores=: CPUs the reactors are pinned to (reactor i
 	// on Cores[i%len]); default none, no pinning.
 	Cores []int

@@ -161,6 +161,9 @@ on the same engine:PATH must give the same values):
                        bs that writes; default 32m, or less (down to 1m) to
                        give the device at least 64 segments
   --engine_shards=N    reactors, 1 to 256; default 1
+  --engine_record_size=SIZE  largest record a write is stored as (a read
+                       reads whole records): a multiple of 4k up to 1m;
+                       default the engine's, 16k
   --engine_cores=LIST  CPUs to pin the reactors to, e.g. 2,3 or 4-7; default
                        none (no pinning)
   --engine_mode=MODE   how idle reactors wait: poll, hybrid (default) or
@@ -240,6 +243,7 @@ const (
 	optEngineCores
 	optEngineMode
 	optEnginePLP
+	optEngineRecordSize
 	optWeftInode
 	optWeftChunkSize
 	optWeftClusterID
@@ -383,6 +387,17 @@ var jobOptionDefs = [optCount]jobOptionDef{
 		return ""
 	}},
 	optEnginePLP: {name: "engine_plp", set: setFlag("engine_plp", func(j *Job) *bool { return &j.Engine.PLP })},
+	optEngineRecordSize: {name: "engine_record_size", set: func(j *Job, v string) string {
+		n, why := parseSize(v)
+		switch {
+		case why != "":
+			return why
+		case n < 4096 || n%4096 != 0 || n > engine.MaxRecordBytes:
+			return "must be a multiple of 4k from 4k to 1m"
+		}
+		j.Engine.RecordSize = int(n)
+		return ""
+	}},
 	optWeftInode: {name: "weft_inode", set: func(j *Job, v string) string {
 		n, err := strconv.ParseUint(v, 10, 64)
 		if err != nil {
@@ -525,7 +540,7 @@ const jobOptionNames = "rw, bs, size, iodepth, numjobs, runtime, time_based, ram
 	"fsync, ioengine, rwmixread, group_reporting, lat_percentiles, filename, description, iodepth_batch_submit, " +
 	"iodepth_batch, fixedbufs, registerfiles, sqthread_poll, iodepth_batch_complete_min, " +
 	"iodepth_batch_complete, iodepth_batch_complete_max, engine_object_size, engine_fill, " +
-	"engine_segment_size, engine_shards, engine_cores, engine_mode, engine_plp, weft_inode, weft_chunk_size, weft_cluster_id, weft_key_id, " +
+	"engine_segment_size, engine_shards, engine_cores, engine_mode, engine_plp, engine_record_size, weft_inode, weft_chunk_size, weft_cluster_id, weft_key_id, " +
 	"weft_key_secret, weft_layout"
 
 // cliOptionNames lists everything ParseArgs takes after "--".
@@ -1535,6 +1550,9 @@ func missingOptions(j *Job, opts []Option) []Option {
 	}
 	if j.Engine.PLP != got.Engine.PLP {
 		add(optEnginePLP, "1")
+	}
+	if j.Engine.RecordSize != got.Engine.RecordSize && j.Engine.RecordSize != 0 {
+		add(optEngineRecordSize, formatSize(int64(j.Engine.RecordSize)))
 	}
 	return out
 }

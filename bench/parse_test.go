@@ -142,7 +142,7 @@ filename=/tmp/own
 			args: []string{
 				"--rw=randrw", "--size=1g", "--iodepth=32", "--engine_object_size=4m", "--engine_fill=0.25",
 				"--engine_segment_size=64m", "--engine_shards=2", "--engine_cores=2, 4-5", "--engine_mode=poll",
-				"--direct=1", "--ioengine=io_uring", "--fsync=0", "engine:/var/tmp/e.dev",
+				"--engine_record_size=4k", "--direct=1", "--ioengine=io_uring", "--fsync=0", "engine:/var/tmp/e.dev",
 			},
 			want: defSpec(withDefaults("job", func(j *Job) {
 				j.Target = "engine:/var/tmp/e.dev"
@@ -150,10 +150,10 @@ filename=/tmp/own
 				j.Size = 1 << 30
 				j.IODepth = 32
 				j.Direct = true
-				j.Engine = EngineOptions{ObjectSize: 4 << 20, Fill: 0.25, SegmentSize: 64 << 20, Shards: 2, Cores: []int{2, 4, 5}, Mode: engine.Poll}
+				j.Engine = EngineOptions{ObjectSize: 4 << 20, Fill: 0.25, SegmentSize: 64 << 20, Shards: 2, Cores: []int{2, 4, 5}, Mode: engine.Poll, RecordSize: 4096}
 				j.Options = opts("rw", "randrw", "size", "1g", "iodepth", "32", "engine_object_size", "4m", "engine_fill", "0.25",
 					"engine_segment_size", "64m", "engine_shards", "2", "engine_cores", "2, 4-5", "engine_mode", "poll",
-					"direct", "1", "ioengine", "io_uring", "fsync", "0")
+					"engine_record_size", "4k", "direct", "1", "ioengine", "io_uring", "fsync", "0")
 			})),
 		},
 		{
@@ -283,7 +283,7 @@ func TestUsageDocumentsEveryOption(t *testing.T) {
 func TestParseArgsProblems(t *testing.T) {
 	const accepted = "accepted: name, rw, bs, size, iodepth, numjobs, runtime, time_based, ramp_time, direct, " +
 		"fsync, ioengine, rwmixread, group_reporting, lat_percentiles, filename, description, iodepth_batch_submit, iodepth_batch, fixedbufs, registerfiles, sqthread_poll, iodepth_batch_complete_min, iodepth_batch_complete, iodepth_batch_complete_max, " +
-		"engine_object_size, engine_fill, engine_segment_size, engine_shards, engine_cores, engine_mode, engine_plp, weft_inode, weft_chunk_size, weft_cluster_id, weft_key_id, weft_key_secret, weft_layout, output-format, compare-fio, rounds, eta, fio, help"
+		"engine_object_size, engine_fill, engine_segment_size, engine_shards, engine_cores, engine_mode, engine_plp, engine_record_size, weft_inode, weft_chunk_size, weft_cluster_id, weft_key_id, weft_key_secret, weft_layout, output-format, compare-fio, rounds, eta, fio, help"
 	const notTarget = "accepted: file:PATH, engine:PATH, weft://ADDR/CONTAINER"
 	const notFilename = "accepted: a path, file:PATH, engine:PATH or weft://ADDR/CONTAINER"
 	missing := filepath.Join(t.TempDir(), "missing.fio")
@@ -355,6 +355,8 @@ func TestParseArgsProblems(t *testing.T) {
 		{[]string{"--engine_cores=5-2", "engine:/e"}, []string{`bench: engine_cores=5-2: CPU range "5-2" runs backwards; accepted: CPU numbers from 0 to 1023 and ranges such as 4-7, separated by commas`}},
 		{[]string{"--engine_cores=0-1023", "engine:/e"}, []string{"bench: engine_cores=0-1023: more than 256 CPUs listed"}},
 		{[]string{"--engine_segment_size=3m", "engine:/e"}, []string{"bench: engine_segment_size=3m: must be a power of two from 1m to 1g"}},
+		{[]string{"--engine_record_size=6k", "engine:/e"}, []string{"bench: engine_record_size=6k: must be a multiple of 4k from 4k to 1m"}},
+		{[]string{"--engine_record_size=2m", "engine:/e"}, []string{"bench: engine_record_size=2m: must be a multiple of 4k from 4k to 1m"}},
 		{[]string{"--engine_object_size=1k", "engine:/e"}, []string{"bench: engine_object_size=1k: must be between 4k and 1t"}},
 		{[]string{"--ioengine=psync", "engine:/e"}, []string{"bench: ioengine=psync: not accepted with an engine: target, which the weft engine drives through its own queues; leave ioengine out"}},
 		{[]string{"--ioengine=psync", "--iodepth=4", "engine:/e"}, []string{"bench: ioengine=psync: not accepted with an engine: target, which the weft engine drives through its own queues; leave ioengine out"}},
