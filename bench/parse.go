@@ -392,7 +392,7 @@ var jobOptionDefs = [optCount]jobOptionDef{
 		switch {
 		case why != "":
 			return why
-		case n < 4096 || n%4096 != 0 || n > engine.MaxRecordBytes:
+		case !engine.ValidRecordBytes(n):
 			return "must be a multiple of 4k from 4k to 1m"
 		}
 		j.Engine.RecordSize = int(n)

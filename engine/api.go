@@ -46,6 +46,13 @@ const (
 	scratchRecordBytes = 64 << 10
 )
 
+// ValidRecordBytes reports whether n may be Options.RecordBytes: a
+// multiple of 4 KiB from 4 KiB to MaxRecordBytes. Front ends that take a
+// record size check it with this before they pass it on.
+func ValidRecordBytes(n int64) bool {
+	return n >= 4096 && n%4096 == 0 && n <= MaxRecordBytes
+}
+
 // PollMode says how a reactor waits when it has nothing to do.
 type PollMode uint8
 

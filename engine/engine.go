@@ -137,7 +137,7 @@ func (o *Options) normalize() error {
 	if o.RecordBytes == 0 {
 		o.RecordBytes = DefaultRecordBytes
 	}
-	if o.RecordBytes < 4096 || o.RecordBytes%4096 != 0 || o.RecordBytes > MaxRecordBytes {
+	if !ValidRecordBytes(int64(o.RecordBytes)) {
 		return fmt.Errorf("%w: record size %d: want a multiple of 4096 from 4096 to %d", ErrInvalid, o.RecordBytes, MaxRecordBytes)
 	}
 	if o.Cleaner.FreeTarget <= 0 {

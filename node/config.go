@@ -191,7 +191,7 @@ func (c *Config) check() ([]fileKey, error) {
 			bad("cores: %d is not a CPU number", core)
 		}
 	}
-	if c.RecordBytes != 0 && (c.RecordBytes < 4096 || c.RecordBytes%4096 != 0 || c.RecordBytes > engine.MaxRecordBytes) {
+	if c.RecordBytes != 0 && !engine.ValidRecordBytes(int64(c.RecordBytes)) {
 		bad("record_bytes %d: want a multiple of 4096 from 4096 to %d (or 0 for the default)", c.RecordBytes, engine.MaxRecordBytes)
 	}
 	if c.ReadCacheBytes < 0 {

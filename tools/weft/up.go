@@ -54,7 +54,7 @@ stops every node cleanly.`,
 			}
 			if recordSize != "" {
 				n, err := bench.ParseSize(recordSize)
-				if err != nil || n < 4096 || n%4096 != 0 || n > engine.MaxRecordBytes {
+				if err != nil || !engine.ValidRecordBytes(n) {
 					*status = 2
 					fmt.Fprintf(os.Stderr, "--record-size=%s: want a multiple of 4k from 4k to 1m\n", recordSize)
 					return nil
