@@ -110,7 +110,7 @@ func (r *ringIO) queueWrite(off int64, iov [][]byte, tag uint64, flush bool, flu
 	vec := make([]unix.Iovec, 0, len(iov))
 	for _, b := range iov {
 		if n := len(vec); n > 0 && uintptr(unsafe.Pointer(vec[n-1].Base))+uintptr(vec[n-1].Len) == uintptr(unsafe.Pointer(&b[0])) {
-			vec[n-1].Len += uint64(len(b))
+			vec[n-1].SetLen(int(vec[n-1].Len) + len(b))
 			continue
 		}
 		vec = append(vec, unix.Iovec{Base: &b[0]})

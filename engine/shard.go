@@ -1144,10 +1144,7 @@ func (s *shard) startRead(r *Request) {
 	r.pending = 1 // released below, after every read is queued
 	covered := uint64(0)
 	sp := &s.span
-	// Large reads (scans) neither use nor fill the cache: their records
-	// read together in a few device reads, which cached records in the
-	// middle would only split.
-	cached := s.cache != nil && len(r.Buf) <= cacheReadMax
+	cached := s.cachesRead(r)
 	s.idx.Lookup(r.Object, r.Off, n, func(e Extent) bool {
 		covered += uint64(e.Len)
 		dst := r.Buf[e.Off-r.Off : e.End()-r.Off]
@@ -1317,7 +1314,7 @@ func (s *shard) readDone(c ioCompletion) {
 			if err = s.verifyRecord(p.ext, op.buf[p.at:], op.off+int64(p.at)); err != nil {
 				break
 			}
-			if s.cache != nil && len(op.r.Buf) <= cacheReadMax {
+			if s.cachesRead(op.r) {
 				if k, ok := s.cacheKey(p.ext); ok {
 					s.cache.put(k, op.buf[p.at:p.at+int(p.ext.Loc.Length)])
 					s.stats.cacheBytes.Store(int64(s.cache.bytes))
@@ -1348,8 +1345,16 @@ func (s *shard) readDone(c ioCompletion) {
 
 // cacheReadMax is the largest request the read cache serves and fills: a
 // large read is most likely a scan, whose data would push out what small
-// reads come back for (and cost a copy of everything it reads).
+// reads come back for (and cost a copy of everything it reads), and whose
+// records read together in a few device reads, which cached records in
+// the middle would only split.
 const cacheReadMax = 64 << 10
+
+// cachesRead reports whether r's records are looked up in the read cache
+// and, once read from the device, put there.
+func (s *shard) cachesRead(r *Request) bool {
+	return s.cache != nil && len(r.Buf) <= cacheReadMax
+}
 
 // cacheKey names e's record in the read cache; false when the shard
 // does not own e's segment (never, for an extent of its index), whose
@@ -1362,12 +1367,10 @@ func (s *shard) cacheKey(e Extent) (cacheKey, bool) {
 	return cacheKey{gen: st.gen, seg: e.Loc.Segment, offset: e.Loc.Offset}, true
 }
 
-// readCached copies e's bytes into dst from the read cache, if its record
-// is there and still matches the index's checksum.
+// readCached copies e's bytes into dst from the read cache (which the
+// caller has: cachesRead), if its record is there and still matches the
+// index's checksum.
 func (s *shard) readCached(e Extent, dst []byte) bool {
-	if s.cache == nil {
-		return false
-	}
 	k, ok := s.cacheKey(e)
 	if !ok {
 		return false

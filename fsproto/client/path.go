@@ -89,8 +89,6 @@ func (f *FS) opCtx() (context.Context, context.CancelFunc) {
 	return context.WithTimeout(context.Background(), f.o.opTimeout)
 }
 
-// pathErr makes the *fs.PathError of a path call: its Err is the bare
-// errno when the errno says it all, else the errno-carrying cause.
 // pathErr is pathErr for the path API of f: an error that a stale cached
 // directory may have caused (ENOENT, ENOTDIR) makes f forget its cached
 // directories, so a directory changed by another client costs at most
@@ -102,6 +100,8 @@ func (f *FS) pathErr(op, name string, err error) error {
 	return pathErr(op, name, err)
 }
 
+// pathErr makes the *fs.PathError of a path call: its Err is the bare
+// errno when the errno says it all, else the errno-carrying cause.
 func pathErr(op, name string, err error) error {
 	if err == nil {
 		return nil
