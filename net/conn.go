@@ -42,7 +42,15 @@ type Conn struct {
 		pending  map[uint64]*Call // calls sent or being sent, awaiting their response
 		err      error            // why the connection closed; nil while open
 		draining bool             // the server announced a shutdown: no new calls
+		// sweeping: sweep is armed to fire by the earliest deadline of
+		// the pending calls that have one (see CallWithin).
+		sweeping bool
 	}
+	// born is the Conn's start on the monotonic clock: call deadlines are
+	// durations since it. sweep (made by the first call with a time
+	// limit) ends the calls whose deadline passed.
+	born       time.Time
+	sweep      *time.Timer
 	readerDone chan struct{}
 	scratch    []byte // reader only: bodies of responses nobody waits for
 }
@@ -114,6 +122,7 @@ func dial(ctx context.Context, addr string, cfg *ClientConfig) (*Conn, error) {
 		payloadCRC:    !cfg.NoPayloadChecksum,
 		maxPayloadOut: int(min(hs.maxPayloadOut, uint32(cfg.MaxPayloadBytes))),
 		hs:            hs,
+		born:          time.Now(),
 		readerDone:    make(chan struct{}),
 	}
 	c.mu.pending = make(map[uint64]*Call)
@@ -325,6 +334,9 @@ func (c *Conn) teardown(reason error) {
 	err := c.mu.err
 	pending := c.mu.pending
 	c.mu.pending = nil
+	if c.sweep != nil {
+		c.sweep.Stop()
+	}
 	c.mu.Unlock()
 
 	switch {
@@ -411,6 +423,9 @@ type Call struct {
 	parts    [1][]byte
 	fn       func(*Call) // GoFunc's: run instead of the send on Done
 	into     []byte      // GoFunc's: where a response payload that fits goes
+	// deadline is when the call fails with a timeoutError, as a duration
+	// since its Conn's born; 0: none. Set under the Conn's mu.
+	deadline time.Duration
 }
 
 // A call completes when three references are dropped (see done): the
@@ -489,7 +504,7 @@ func (c *Conn) Go(ctx context.Context, kind Kind, header, payload []byte, done c
 		panic("net: Go: done channel is unbuffered")
 	}
 	call := &Call{Kind: kind, Header: header, Payload: payload, Done: done}
-	c.start(ctx, call)
+	c.start(ctx, 0, call)
 	return call
 }
 
@@ -510,22 +525,36 @@ var callPool = sync.Pool{New: func() any { return &Call{Done: make(chan *Call, 1
 //     Response.Payload is nil); a longer one comes in a pooled Buffer as
 //     usual. into must not be used until fn runs.
 func (c *Conn) GoFunc(ctx context.Context, kind Kind, header, payload, into []byte, fn func(*Call)) {
+	c.GoFuncWithin(ctx, 0, kind, header, payload, into, fn)
+}
+
+// GoFuncWithin is GoFunc with a time limit, as CallWithin.
+func (c *Conn) GoFuncWithin(ctx context.Context, limit time.Duration, kind Kind, header, payload, into []byte, fn func(*Call)) {
 	if fn == nil {
 		panic("net: GoFunc: nil fn")
 	}
 	call := callPool.Get().(*Call)
 	call.Kind, call.Header, call.Payload = kind, header, payload
 	call.fn, call.into = fn, into
-	c.start(ctx, call)
+	c.start(ctx, limit, call)
 }
 
 // Call sends a request and waits for its response (see Go for the rules).
 // On success the caller owns the Response and must Release it. A server
 // that answered with an error gives a *RemoteError.
 func (c *Conn) Call(ctx context.Context, kind Kind, header, payload []byte) (*Response, error) {
+	return c.CallWithin(ctx, 0, kind, header, payload)
+}
+
+// CallWithin is Call with a time limit: a call that has no response
+// within limit of its start fails with an error matching ErrTimeout and
+// context.DeadlineExceeded (limit <= 0: none). It bounds one call as
+// context.WithTimeout would, without a context and a timer per call: the
+// Conn keeps one timer for all its calls' limits.
+func (c *Conn) CallWithin(ctx context.Context, limit time.Duration, kind Kind, header, payload []byte) (*Response, error) {
 	call := callPool.Get().(*Call)
 	call.Kind, call.Header, call.Payload = kind, header, payload
-	c.start(ctx, call)
+	c.start(ctx, limit, call)
 	<-call.Done
 	resp, err := call.Response, call.Error
 	call.Header, call.Payload, call.Response, call.Error, call.conn = nil, nil, nil, nil, nil
@@ -543,8 +572,8 @@ func (c *Conn) Ping(ctx context.Context) error {
 }
 
 // start sends call; the call is completed (delivered on Done) exactly once,
-// by finish.
-func (c *Conn) start(ctx context.Context, call *Call) {
+// by finish. limit > 0 bounds the wait for its response (CallWithin).
+func (c *Conn) start(ctx context.Context, limit time.Duration, call *Call) {
 	call.conn = c
 	call.refs.Store(refStarter)
 	c.metrics.calls.Add(1)
@@ -590,6 +619,20 @@ func (c *Conn) start(ctx context.Context, call *Call) {
 	c.mu.nextID++
 	call.id = c.mu.nextID
 	c.mu.pending[call.id] = call
+	call.deadline = 0
+	if limit > 0 {
+		call.deadline = time.Since(c.born) + limit
+		if !c.mu.sweeping {
+			// Every deadline pending is later than this one's, or the
+			// timer would be armed.
+			c.mu.sweeping = true
+			if c.sweep == nil {
+				c.sweep = time.AfterFunc(limit, c.sweepExpired)
+			} else {
+				c.sweep.Reset(limit)
+			}
+		}
+	}
 	// The only call waiting on the connection has nothing to be batched
 	// with: its frame is written at once (frameWriter.enqueueOrWrite).
 	alone := len(c.mu.pending) == 1
@@ -621,6 +664,41 @@ func (c *Conn) start(ctx context.Context, call *Call) {
 		call.stop = context.AfterFunc(ctx, func() { c.abort(id, ctx.Err()) })
 	}
 	call.done(refStarter)
+}
+
+// sweepExpired, run by the sweep timer, fails the calls whose deadline
+// has passed and arms the timer for the earliest deadline left. Its cost,
+// a look at every pending call, comes at most once per the shortest limit
+// of the calls in flight, not per call.
+func (c *Conn) sweepExpired() {
+	type expiredCall struct {
+		id   uint64
+		kind Kind
+	}
+	now := time.Since(c.born)
+	var expired []expiredCall
+	c.mu.Lock()
+	next := time.Duration(0)
+	for id, call := range c.mu.pending {
+		switch {
+		case call.deadline == 0:
+		case call.deadline <= now:
+			expired = append(expired, expiredCall{id, call.Kind})
+		case next == 0 || call.deadline < next:
+			next = call.deadline
+		}
+	}
+	if next > 0 {
+		c.sweep.Reset(next - now)
+	} else {
+		c.mu.sweeping = false
+	}
+	c.mu.Unlock()
+	// A call may complete meanwhile, and its Call be reused: abort goes
+	// by id, which is never reused, and finds nothing then.
+	for _, e := range expired {
+		c.abort(e.id, &timeoutError{what: fmt.Sprintf("call of kind %d to %s", e.kind, c.addr)})
+	}
 }
 
 // abort ends the call with id, if it is still waiting for its response.

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -193,6 +194,64 @@ func TestDeadlineAndCancel(t *testing.T) {
 		t.Fatalf("%d in-flight bytes left", now)
 	}
 	if m := c.metrics.Snapshot(); m.Errors.Canceled != 3 || m.CallsInFlight != 0 {
+		t.Fatalf("client metrics %+v", m)
+	}
+}
+
+// TestCallTimeLimits checks CallWithin and GoFuncWithin: calls without an
+// answer fail with ErrTimeout once their own limit has passed (not the
+// others'), the connection's one timer re-arms for the limits still
+// pending, and calls answered in time are untouched.
+func TestCallTimeLimits(t *testing.T) {
+	testutil.CheckLeaks(t)
+	ts, release, started := blockingServer(t, nil)
+	cfg := clientConfig()
+	c := dialTest(t, ts.addr, cfg)
+
+	start := time.Now()
+	short := make(chan error, 1)
+	c.GoFuncWithin(context.Background(), 40*time.Millisecond, kindEcho, []byte("short"), nil, nil, func(call *Call) {
+		short <- call.Error
+	})
+	longDone := make(chan error, 1)
+	go func() {
+		_, err := c.CallWithin(context.Background(), 300*time.Millisecond, kindEcho, []byte("long"), nil)
+		longDone <- err
+	}()
+	// No limit at all: answered once the handlers are released.
+	unlimited := c.Go(context.Background(), kindEcho, []byte("unlimited"), nil, nil)
+
+	err := <-short
+	if !errors.Is(err, ErrTimeout) || !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("short call: %v, want ErrTimeout", err)
+	}
+	if !strings.Contains(err.Error(), ts.addr) {
+		t.Fatalf("short call's error %q does not name the peer %s", err, ts.addr)
+	}
+	select {
+	case err := <-longDone:
+		t.Fatalf("long call ended after %v with the short one's limit: %v", time.Since(start), err)
+	default:
+	}
+	err = <-longDone
+	if el := time.Since(start); !errors.Is(err, ErrTimeout) || el < 300*time.Millisecond {
+		t.Fatalf("long call: %v after %v, want ErrTimeout after 300ms", err, el)
+	}
+	waitFor(t, "three handlers to start", func() bool { return started.Load() == 3 })
+
+	// A call answered within its limit succeeds, and the connection works.
+	close(release)
+	resp, err := c.CallWithin(context.Background(), 10*time.Second, kindEcho, []byte("in time"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Release()
+	<-unlimited.Done
+	if unlimited.Error != nil {
+		t.Fatalf("call without a limit: %v", unlimited.Error)
+	}
+	unlimited.Response.Release()
+	if m := c.metrics.Snapshot(); m.Errors.Canceled != 2 || m.CallsInFlight != 0 {
 		t.Fatalf("client metrics %+v", m)
 	}
 }

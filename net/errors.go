@@ -1,6 +1,7 @@
 package net
 
 import (
+	"context"
 	"errors"
 	"strconv"
 )
@@ -31,12 +32,32 @@ var (
 	// request was not sent.
 	ErrTooLarge = errors.New("net: message too large")
 
+	// ErrTimeout is returned (wrapped, with the peer and the request kind)
+	// by a call that had no response within its CallWithin or
+	// GoFuncWithin limit; it also matches context.DeadlineExceeded. The
+	// peer may or may not have applied the request.
+	ErrTimeout = errors.New("time limit reached")
+
 	// ErrPoolClosed is returned by Pool.Get after Pool.Close.
 	ErrPoolClosed = errors.New("net: pool closed")
 
 	// ErrServerClosed is returned by Server.Serve after Shutdown or Close.
 	ErrServerClosed = errors.New("net: server closed")
 )
+
+// timeoutError is the error of a call whose time limit passed.
+type timeoutError struct {
+	what string // what did not happen in time
+}
+
+func (e *timeoutError) Error() string { return "net: " + e.what + ": " + ErrTimeout.Error() }
+
+// Is makes errors.Is(err, ErrTimeout) and errors.Is(err,
+// context.DeadlineExceeded) true: callers that bound a call with a
+// context and those that bound it with CallWithin test it alike.
+func (e *timeoutError) Is(target error) bool {
+	return target == ErrTimeout || target == context.DeadlineExceeded
+}
 
 // FrameError describes bytes from a peer that could not be decoded. It
 // matches ErrCorrupt with errors.Is. When the stream ended in the middle of

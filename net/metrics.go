@@ -28,7 +28,7 @@ const (
 	errCorrupt      errorClass = iota // bad frames from a peer (connection closed)
 	errConnClosed                     // calls failed because their connection died
 	errRemote                         // error responses (client: received, server: sent)
-	errCanceled                       // calls ended by their context
+	errCanceled                       // calls ended by their context or time limit
 	errHandshake                      // handshakes refused or failed
 	errDial                           // dials that failed before the handshake
 	errHandlerPanic                   // handlers that panicked (server)
@@ -40,7 +40,7 @@ type ErrorCounts struct {
 	Corrupt      uint64 // bad frames received; each closed its connection
 	ConnClosed   uint64 // calls failed because their connection closed or failed
 	Remote       uint64 // error responses received (client) or sent (server)
-	Canceled     uint64 // calls ended by their context's deadline or cancellation
+	Canceled     uint64 // calls ended by their context's deadline or cancellation, or their time limit (CallWithin)
 	Handshake    uint64 // handshakes refused or failed
 	Dial         uint64 // dials that failed before any handshake
 	HandlerPanic uint64 // handlers that panicked

@@ -126,15 +126,26 @@ func (p *Pool) Metrics() MetricsSnapshot { return p.cfg.Client.Metrics.Snapshot(
 // at once, since redialing would not change it. The Conn stays the pool's:
 // do not Close it.
 func (p *Pool) Get(ctx context.Context, addr string) (*Conn, error) {
+	return p.GetWithin(ctx, 0, addr)
+}
+
+// GetWithin is Get, waiting for a dial at most limit (limit <= 0: as long
+// as ctx allows); the error then matches ErrTimeout and
+// context.DeadlineExceeded. A connection already there is returned without
+// a timer or a context being made.
+func (p *Pool) GetWithin(ctx context.Context, limit time.Duration, addr string) (*Conn, error) {
 	pp, err := p.peer(addr)
 	if err != nil {
 		return nil, err
 	}
 	n := uint32(len(pp.slots))
-	var timer *time.Timer
+	var timer, limitTimer *time.Timer
 	defer func() {
 		if timer != nil {
 			timer.Stop()
+		}
+		if limitTimer != nil {
+			limitTimer.Stop()
 		}
 	}()
 	for {
@@ -197,11 +208,24 @@ func (p *Pool) Get(ctx context.Context, addr string) (*Conn, error) {
 			}
 			tc = timer.C
 		}
+		var limitC <-chan time.Time
+		if limit > 0 {
+			if limitTimer == nil {
+				limitTimer = time.NewTimer(limit)
+			}
+			limitC = limitTimer.C
+		}
 		select {
 		case <-wait:
 		case <-tc:
 		case <-p.ctx.Done():
 			return nil, ErrPoolClosed
+		case <-limitC:
+			terr := &timeoutError{what: fmt.Sprintf("pool: no connection to %s within %v", addr, limit)}
+			if lastErr != nil {
+				return nil, fmt.Errorf("%w (last dial error: %w)", terr, lastErr)
+			}
+			return nil, terr
 		case <-ctx.Done():
 			if lastErr != nil {
 				return nil, fmt.Errorf("net: pool: no connection to %s: %w (last dial error: %w)", addr, ctx.Err(), lastErr)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	stdnet "net"
+	"strings"
 	"testing"
 	"time"
 
@@ -118,5 +119,34 @@ func TestPoolBackoff(t *testing.T) {
 				t.Fatalf("backoff after %d failures: %v, want in [%v, %v]", n, d, want/2, want)
 			}
 		}
+	}
+}
+
+// TestPoolGetWithin: with no server to dial, GetWithin gives up after its
+// limit with ErrTimeout and the last dial error, not after its context's.
+func TestPoolGetWithin(t *testing.T) {
+	ln, err := stdnet.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close() // dials to addr are refused from now on
+	p, err := NewPool(PoolConfig{Client: clientConfig(), BackoffBase: 5 * time.Millisecond, BackoffMax: 20 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	start := time.Now()
+	_, err = p.GetWithin(ctx, 100*time.Millisecond, addr)
+	if el := time.Since(start); el < 100*time.Millisecond || el > 5*time.Second {
+		t.Fatalf("GetWithin returned after %v, want about 100ms", el)
+	}
+	if !errors.Is(err, ErrTimeout) || !errors.Is(err, context.DeadlineExceeded) || ctx.Err() != nil {
+		t.Fatalf("GetWithin: %v, want ErrTimeout", err)
+	}
+	if !strings.Contains(err.Error(), addr) || !strings.Contains(err.Error(), "last dial error") {
+		t.Fatalf("GetWithin's error %q names neither the address nor the dial error", err)
 	}
 }

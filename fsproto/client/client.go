@@ -217,61 +217,123 @@ type headerFunc func(b []byte, pg *clustermap.PG) []byte
 // call sends one request to the chunk's primary, retrying as the package
 // doc says. The caller owns the Response.
 func (c *Client) call(ctx context.Context, chunk fsproto.ChunkID, kind net.Kind, hdr headerFunc, payload []byte) (*net.Response, error) {
+	return c.callAfter(ctx, failedAttempt{}, chunk, kind, hdr, payload)
+}
+
+// failedAttempt is an attempt of a request that failed: its error, and
+// the epoch of the map it was sent by. The zero value: no attempt yet.
+type failedAttempt struct {
+	err   error
+	epoch uint64
+}
+
+// callAfter is call continuing after prev: a failed first attempt (of
+// goTry) is followed by what would have followed it in call, a map
+// refresh or a backoff, not by a second attempt on the same map.
+func (c *Client) callAfter(ctx context.Context, prev failedAttempt, chunk fsproto.ChunkID, kind net.Kind, hdr headerFunc, payload []byte) (*net.Response, error) {
 	var hb [64]byte
 	backoff := c.cfg.BackoffMin
 	for {
+		if err := prev.err; err != nil {
+			if ctx.Err() != nil {
+				return nil, fmt.Errorf("%w (last error: %w)", ctx.Err(), err)
+			}
+			if !retryAttempt(err) {
+				return nil, err
+			}
+			if c.refresh(ctx, prev.epoch) {
+				backoff = c.cfg.BackoffMin
+			} else {
+				select {
+				case <-time.After(backoff):
+				case <-ctx.Done():
+					return nil, fmt.Errorf("%w (last error: %w)", ctx.Err(), err)
+				}
+				backoff = min(2*backoff, c.cfg.BackoffMax)
+			}
+		}
 		if c.closed.Load() {
 			return nil, ErrClosed
 		}
 		m := c.m.Load()
-		actx, cancel := context.WithTimeout(ctx, c.cfg.AttemptTimeout)
-		resp, err := c.try(actx, m, chunk, kind, hdr, hb[:0], payload)
-		cancel()
+		resp, err := c.try(ctx, m, chunk, kind, hdr, hb[:0], payload)
 		if err == nil {
 			return resp, nil
 		}
-		if ctx.Err() != nil {
-			return nil, fmt.Errorf("%w (last error: %w)", ctx.Err(), err)
-		}
-		if !retryable(err) && !errors.Is(err, context.DeadlineExceeded) {
-			return nil, err
-		}
-		if c.refresh(ctx, m.Epoch) {
-			backoff = c.cfg.BackoffMin
-			continue
-		}
-		select {
-		case <-time.After(backoff):
-		case <-ctx.Done():
-			return nil, fmt.Errorf("%w (last error: %w)", ctx.Err(), err)
-		}
-		backoff = min(2*backoff, c.cfg.BackoffMax)
+		prev = failedAttempt{err: err, epoch: m.Epoch}
 	}
 }
 
-// try sends the request once, to the primary m names.
+// try sends the request once, to the primary m names. AttemptTimeout
+// bounds the wait for a connection and, separately, for the response: on
+// the connection's timer (net.Conn.CallWithin), not a context and a timer
+// of the attempt's own.
 func (c *Client) try(ctx context.Context, m *clustermap.Map, chunk fsproto.ChunkID, kind net.Kind, hdr headerFunc, hb, payload []byte) (*net.Response, error) {
+	pg, node, conn, err := c.primary(ctx, m, chunk)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := conn.CallWithin(ctx, c.cfg.AttemptTimeout, kind, hdr(hb, pg), payload)
+	if err != nil {
+		return nil, fmt.Errorf("client: node %d at %s: %w", node.ID, node.Addr, err)
+	}
+	return resp, nil
+}
+
+// primary returns the chunk's PG in m, its primary and a connection to it.
+func (c *Client) primary(ctx context.Context, m *clustermap.Map, chunk fsproto.ChunkID) (*clustermap.PG, *clustermap.Node, *net.Conn, error) {
 	pg, err := m.Locate(clustermap.ContainerID(chunk.Container), chunk.Inode, chunk.Index)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %w", fsproto.ErrUnknownContainer, err)
+		return nil, nil, nil, fmt.Errorf("%w: %w", fsproto.ErrUnknownContainer, err)
 	}
 	p := pg.Primary()
 	if p == 0 {
-		return nil, fmt.Errorf("%w: pg %d at epoch %d", errNoPrimary, pg.ID, pg.Epoch)
+		return nil, nil, nil, fmt.Errorf("%w: pg %d at epoch %d", errNoPrimary, pg.ID, pg.Epoch)
 	}
 	n, ok := m.Node(p)
 	if !ok {
-		return nil, fmt.Errorf("%w: primary %d of pg %d is not in map epoch %d", errNoPrimary, p, pg.ID, m.Epoch)
+		return nil, nil, nil, fmt.Errorf("%w: primary %d of pg %d is not in map epoch %d", errNoPrimary, p, pg.ID, m.Epoch)
 	}
-	conn, err := c.pool.Get(ctx, n.Addr)
+	conn, err := c.pool.GetWithin(ctx, c.cfg.AttemptTimeout, n.Addr)
 	if err != nil {
-		return nil, fmt.Errorf("client: node %d at %s: %w", p, n.Addr, err)
+		return nil, nil, nil, fmt.Errorf("client: node %d at %s: %w", p, n.Addr, err)
 	}
-	resp, err := conn.Call(ctx, kind, hdr(hb, pg), payload)
+	return pg, n, conn, nil
+}
+
+// goTry starts one attempt of a request as try does, without waiting:
+// fn runs with the finished call on the goroutine that completes it
+// (usually the connection's reader; see net.Conn.GoFunc), with the
+// response's payload read into into when it fits, and with the attempt
+// to continue from (callAfter) when the call failed. goTry reports false,
+// having started nothing, when the attempt cannot start (no primary, no
+// connection, the client closed): the caller then takes the synchronous
+// path, which retries.
+func (c *Client) goTry(ctx context.Context, chunk fsproto.ChunkID, kind net.Kind, hdr headerFunc, payload, into []byte, fn func(*net.Call, failedAttempt)) bool {
+	if c.closed.Load() {
+		return false
+	}
+	var hb [64]byte
+	m := c.m.Load()
+	pg, node, conn, err := c.primary(ctx, m, chunk)
 	if err != nil {
-		return nil, fmt.Errorf("client: node %d at %s: %w", p, n.Addr, err)
+		return false
 	}
-	return resp, nil
+	conn.GoFuncWithin(ctx, c.cfg.AttemptTimeout, kind, hdr(hb[:0], pg), payload, into, func(call *net.Call) {
+		if call.Error == nil {
+			fn(call, failedAttempt{})
+			return
+		}
+		fn(call, failedAttempt{err: fmt.Errorf("client: node %d at %s: %w", node.ID, node.Addr, call.Error), epoch: m.Epoch})
+	})
+	return true
+}
+
+// retryAttempt reports whether call retries after an attempt failed with
+// err (its context still live): on a retryable error, or the attempt's
+// time limit.
+func retryAttempt(err error) bool {
+	return retryable(err) || errors.Is(err, context.DeadlineExceeded)
 }
 
 var codeErrors = map[net.ErrorCode]error{
@@ -402,10 +464,19 @@ func (ct *Container) Delete(ctx context.Context, inode, index uint64) (fsproto.W
 }
 
 func (ct *Container) mutate(ctx context.Context, op string, ch fsproto.ChunkID, kind net.Kind, hdr headerFunc, data []byte) (fsproto.WriteResult, error) {
-	resp, err := ct.c.call(ctx, ch, kind, hdr, data)
+	return ct.mutateAfter(ctx, failedAttempt{}, op, ch, kind, hdr, data)
+}
+
+func (ct *Container) mutateAfter(ctx context.Context, prev failedAttempt, op string, ch fsproto.ChunkID, kind net.Kind, hdr headerFunc, data []byte) (fsproto.WriteResult, error) {
+	resp, err := ct.c.callAfter(ctx, prev, ch, kind, hdr, data)
 	if err != nil {
 		return fsproto.WriteResult{}, opError(op, ch, err)
 	}
+	return writeResult(op, ch, resp)
+}
+
+// writeResult decodes a mutation's response and releases it.
+func writeResult(op string, ch fsproto.ChunkID, resp *net.Response) (fsproto.WriteResult, error) {
 	defer resp.Release()
 	res, err := fsproto.DecodeWriteResult(resp.Header)
 	if err != nil {
@@ -418,33 +489,58 @@ func (ct *Container) mutate(ctx context.Context, op string, ch fsproto.ChunkID, 
 // only with an error, io.EOF at the chunk's end. The read is served by
 // the PG's primary and is linearizable. len(p) is 1..fsproto.MaxReadBytes.
 func (ct *Container) Read(ctx context.Context, inode, index uint64, off uint32, p []byte) (int, error) {
+	ch, hdr, err := ct.readHeader(inode, index, off, p)
+	if err != nil {
+		return 0, err
+	}
+	return ct.readAfter(ctx, failedAttempt{}, ch, hdr, p)
+}
+
+func (ct *Container) readAfter(ctx context.Context, prev failedAttempt, ch fsproto.ChunkID, hdr headerFunc, p []byte) (int, error) {
+	resp, err := ct.c.callAfter(ctx, prev, ch, fsproto.KindRead, hdr, nil)
+	if err != nil {
+		return 0, opError("read", ch, err)
+	}
+	return readResult(ch, p, resp)
+}
+
+// readHeader checks a read's arguments and returns its header function.
+func (ct *Container) readHeader(inode, index uint64, off uint32, p []byte) (fsproto.ChunkID, headerFunc, error) {
 	ch, err := ct.chunk(inode, index)
 	if err != nil {
-		return 0, opError("read", ch, err)
+		return ch, nil, opError("read", ch, err)
 	}
 	if len(p) == 0 || len(p) > fsproto.MaxReadBytes {
-		return 0, opError("read", ch, fmt.Errorf("%w: read of %d bytes, want 1..%d", fsproto.ErrInvalid, len(p), fsproto.MaxReadBytes))
+		return ch, nil, opError("read", ch, fmt.Errorf("%w: read of %d bytes, want 1..%d", fsproto.ErrInvalid, len(p), fsproto.MaxReadBytes))
 	}
-	hdr := func(b []byte, pg *clustermap.PG) []byte {
+	return ch, func(b []byte, pg *clustermap.PG) []byte {
 		return fsproto.AppendRead(b, fsproto.Read{Chunk: ch, Off: off, Len: uint32(len(p)), Epoch: pg.Epoch})
-	}
-	resp, err := ct.c.call(ctx, ch, fsproto.KindRead, hdr, nil)
-	if err != nil {
-		return 0, opError("read", ch, err)
-	}
+	}, nil
+}
+
+// readResult checks a read's response and returns what Read returns;
+// the payload is in p already when the response says so (Response.Into),
+// else it is copied there. It releases resp.
+func readResult(ch fsproto.ChunkID, p []byte, resp *net.Response) (int, error) {
 	defer resp.Release()
 	rr, err := fsproto.DecodeReadResult(resp.Header)
 	if err != nil {
 		return 0, opError("read", ch, err)
 	}
 	var data []byte
-	if resp.Payload != nil {
+	switch {
+	case resp.Payload != nil:
 		data = resp.Payload.Bytes()
+	case resp.Into > 0:
+		data = p[:resp.Into]
 	}
 	if int(rr.N) != len(data) || len(data) > len(p) {
 		return 0, opError("read", ch, fmt.Errorf("%w: read result says %d bytes, payload has %d, asked %d", fsproto.ErrBadMessage, rr.N, len(data), len(p)))
 	}
-	n := copy(p, data)
+	n := len(data)
+	if resp.Into == 0 {
+		copy(p, data)
+	}
 	if n < len(p) {
 		if !rr.EOF {
 			return n, opError("read", ch, fmt.Errorf("%w: short read of %d bytes without EOF", fsproto.ErrBadMessage, n))
@@ -454,31 +550,76 @@ func (ct *Container) Read(ctx context.Context, inode, index uint64, off uint32, 
 	return n, nil
 }
 
-// GoWrite starts Write on its own goroutine and returns at once; the Op
-// is delivered on done (which must have buffer space; nil: a channel of
-// capacity 1 is made). data must not change until then.
+// GoWrite starts Write and returns at once; the Op is delivered on done
+// (which must have buffer space; nil: a channel of capacity 1 is made).
+// data must not change until then. The first attempt goes out from the
+// caller's goroutine and completes on the connection's reader, with no
+// goroutine of its own; when it fails in a way Write retries (a moved
+// primary, a node down), the request continues as in Write, on a
+// goroutine, under the same RequestID.
 func (ct *Container) GoWrite(ctx context.Context, inode, index uint64, off uint32, data []byte, done chan *fsproto.Op) *fsproto.Op {
-	if done == nil {
-		done = make(chan *fsproto.Op, 1)
-	}
-	op := &fsproto.Op{Chunk: fsproto.ChunkID{Container: uint64(ct.id), Inode: inode, Index: index}, Done: done}
-	go func() {
-		op.Result, op.Err = ct.Write(ctx, inode, index, off, data)
+	op := ct.newOp(inode, index, done)
+	rid := fsproto.NewRequestID()
+	ch, err := ct.chunk(inode, index)
+	if err != nil || len(data) == 0 || len(data) > fsproto.MaxReadBytes {
+		// SendWrite fails at once, saying why.
+		op.Result, op.Err = ct.SendWrite(ctx, inode, index, off, data, rid)
 		op.Done <- op
-	}()
+		return op
+	}
+	hdr := func(b []byte, pg *clustermap.PG) []byte {
+		return fsproto.AppendWrite(b, fsproto.Write{Chunk: ch, Off: off, PG: uint32(pg.ID), Epoch: pg.Epoch, RequestID: rid})
+	}
+	goOn := func(prev failedAttempt) {
+		op.Result, op.Err = ct.mutateAfter(ctx, prev, "write", ch, fsproto.KindWrite, hdr, data)
+		op.Done <- op
+	}
+	started := ct.c.goTry(ctx, ch, fsproto.KindWrite, hdr, data, nil, func(call *net.Call, prev failedAttempt) {
+		if prev.err != nil {
+			go goOn(prev)
+			return
+		}
+		op.Result, op.Err = writeResult("write", ch, call.Response)
+		op.Done <- op
+	})
+	if !started {
+		go goOn(failedAttempt{})
+	}
 	return op
 }
 
-// GoRead starts Read into p on its own goroutine (see GoWrite). p must
-// not be used until the Op is delivered.
+// GoRead starts Read into p as GoWrite starts Write; the response's
+// payload is read from the socket straight into p. p must not be used
+// until the Op is delivered.
 func (ct *Container) GoRead(ctx context.Context, inode, index uint64, off uint32, p []byte, done chan *fsproto.Op) *fsproto.Op {
+	op := ct.newOp(inode, index, done)
+	ch, hdr, err := ct.readHeader(inode, index, off, p)
+	if err != nil {
+		op.Err = err
+		op.Done <- op
+		return op
+	}
+	goOn := func(prev failedAttempt) {
+		op.N, op.Err = ct.readAfter(ctx, prev, ch, hdr, p)
+		op.Done <- op
+	}
+	started := ct.c.goTry(ctx, ch, fsproto.KindRead, hdr, nil, p, func(call *net.Call, prev failedAttempt) {
+		if prev.err != nil {
+			go goOn(prev)
+			return
+		}
+		op.N, op.Err = readResult(ch, p, call.Response)
+		op.Done <- op
+	})
+	if !started {
+		go goOn(failedAttempt{})
+	}
+	return op
+}
+
+func (ct *Container) newOp(inode, index uint64, done chan *fsproto.Op) *fsproto.Op {
 	if done == nil {
 		done = make(chan *fsproto.Op, 1)
 	}
-	op := &fsproto.Op{Chunk: fsproto.ChunkID{Container: uint64(ct.id), Inode: inode, Index: index}, Done: done}
-	go func() {
-		op.N, op.Err = ct.Read(ctx, inode, index, off, p)
-		op.Done <- op
-	}()
-	return op
+	return &fsproto.Op{Chunk: fsproto.ChunkID{Container: uint64(ct.id), Inode: inode, Index: index}, Done: done}
 }

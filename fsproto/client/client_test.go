@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	stdnet "net"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -340,6 +341,111 @@ func TestGoWriteGoRead(t *testing.T) {
 	}
 	if ws, reads := a.seen(); len(ws) != 4 || reads != 4 {
 		t.Fatalf("%d writes, %d reads", len(ws), reads)
+	}
+}
+
+// TestGoOpsRetry: GoWrite and GoRead start their first attempt without a
+// goroutine, and an attempt that must be retried (a stale epoch, a busy
+// node, a primary that does not answer within AttemptTimeout) continues
+// as Write and Read do, a write under the same RequestID; answers that a
+// retry cannot change come back at once.
+func TestGoOpsRetry(t *testing.T) {
+	testutil.CheckLeaks(t)
+	a, b := startFake(t), startFake(t)
+	m := testMap(t, a.addr, b.addr)
+	pg := m.PGs[0]
+	f := newFeed(m)
+	c, err := Dial(context.Background(), Config{Maps: f, ClusterID: testCluster, KeyID: testKey, Secret: testSecret,
+		Logger: quiet, RefreshWait: 20 * time.Millisecond, AttemptTimeout: 150 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	ct, _ := c.Container("db")
+	first, second := a, b
+	if pg.Primary() == 2 {
+		first, second = b, a
+	}
+	hang := make(chan struct{})
+	t.Cleanup(func() { close(hang) })
+	done := make(chan *fsproto.Op, 1)
+
+	// Busy twice, then the write applies: three attempts, one RequestID.
+	first.setAnswer(func(n int, w fsproto.Write, rw *net.ResponseWriter) {
+		if n < 3 {
+			rw.Error(fsproto.CodeUnavailable, "busy")
+			return
+		}
+		okWrite(7)(n, w, rw)
+	})
+	if op := <-ct.GoWrite(context.Background(), 1, 1, 0, []byte("x"), done).Done; op.Err != nil || op.Result.PGSeq != 7 {
+		t.Fatalf("write after busy answers: %+v, %v", op.Result, op.Err)
+	}
+	ws, _ := first.seen()
+	if len(ws) != 3 || ws[0].RequestID != ws[1].RequestID || ws[0].RequestID != ws[2].RequestID {
+		t.Fatalf("%d attempts, want 3 with one RequestID", len(ws))
+	}
+
+	// No answer at all: the attempt ends after AttemptTimeout and is
+	// retried with the same RequestID.
+	first.setAnswer(func(n int, w fsproto.Write, rw *net.ResponseWriter) {
+		if n == 4 {
+			<-hang
+			return
+		}
+		okWrite(8)(n, w, rw)
+	})
+	start := time.Now()
+	if op := <-ct.GoWrite(context.Background(), 1, 1, 0, []byte("y"), done).Done; op.Err != nil || op.Result.PGSeq != 8 {
+		t.Fatalf("write after a silent attempt: %+v, %v", op.Result, op.Err)
+	}
+	if el := time.Since(start); el < 150*time.Millisecond {
+		t.Fatalf("the retry came after %v, before AttemptTimeout", el)
+	}
+	ws, _ = first.seen()
+	if len(ws) != 5 || ws[3].RequestID != ws[4].RequestID {
+		t.Fatalf("%d attempts, want 5, the last two with one RequestID", len(ws))
+	}
+
+	// A stale epoch and a new map: the write moves to the new primary.
+	m2, err := m.Apply(clustermap.SetNodeState{ID: pg.Primary(), State: clustermap.Down})
+	if err != nil {
+		t.Fatal(err)
+	}
+	first.setAnswer(func(n int, w fsproto.Write, rw *net.ResponseWriter) {
+		f.publish(m2)
+		rw.Error(fsproto.CodeStaleEpoch, "stale")
+	})
+	second.setAnswer(okWrite(42))
+	if op := <-ct.GoWrite(context.Background(), 3, 4, 0, []byte("data"), done).Done; op.Err != nil || op.Result.PGSeq != 42 {
+		t.Fatalf("write after a stale epoch: %+v, %v", op.Result, op.Err)
+	}
+	fw, _ := first.seen()
+	sw, _ := second.seen()
+	if len(fw) != 6 || len(sw) != 1 || fw[5].RequestID != sw[0].RequestID {
+		t.Fatalf("attempts: %d on the old primary, %d on the new, or RequestIDs differ", len(fw), len(sw))
+	}
+
+	// Not retried: no space, no such chunk; a read lands in p.
+	second.setAnswer(func(n int, w fsproto.Write, rw *net.ResponseWriter) { rw.Error(fsproto.CodeNoSpace, "full") })
+	if op := <-ct.GoWrite(context.Background(), 1, 1, 0, []byte("x"), done).Done; !errors.Is(op.Err, fsproto.ErrNoSpace) || !strings.Contains(op.Err.Error(), second.addr) {
+		t.Fatalf("write: %v, want ErrNoSpace naming the node", op.Err)
+	}
+	if sw, _ := second.seen(); len(sw) != 2 {
+		t.Fatalf("%d attempts on a full node, want 1", len(sw)-1)
+	}
+	p := make([]byte, 10)
+	if op := <-ct.GoRead(context.Background(), 1, 9, 0, p, done).Done; !errors.Is(op.Err, fsproto.ErrNotFound) {
+		t.Fatalf("read: %v, want ErrNotFound", op.Err)
+	}
+	if op := <-ct.GoRead(context.Background(), 1, 1, 0, p, done).Done; op.N != 5 || op.Err != io.EOF || string(p[:5]) != "hello" {
+		t.Fatalf("read: %d %q %v", op.N, p[:op.N], op.Err)
+	}
+	if op := <-ct.GoRead(context.Background(), 1, 1, 0, nil, done).Done; !errors.Is(op.Err, fsproto.ErrInvalid) {
+		t.Fatalf("empty read: %v, want ErrInvalid", op.Err)
+	}
+	if op := <-ct.GoWrite(context.Background(), fsproto.InodeMax+1, 0, 0, []byte("x"), done).Done; !errors.Is(op.Err, fsproto.ErrBadMessage) {
+		t.Fatalf("write to a bad chunk id: %v", op.Err)
 	}
 }
 
