@@ -32,11 +32,15 @@
 //	resp.Release()                                      // the payload buffer goes back to its pool
 //
 // An application error comes back as a *RemoteError (a code and a
-// message). A call whose context ends fails with ctx.Err(). A call on a
+// message). A call whose context ends fails with ctx.Err(); one started
+// with CallWithin or GoFuncWithin fails with an error matching ErrTimeout
+// (and context.DeadlineExceeded) when its own limit passes first, which
+// costs no context or timer per call (the Conn keeps one timer, armed for
+// the earliest limit of its calls in flight). A call on a
 // connection that fails gets an error matching ErrConnClosed: the request
 // may or may not have been applied. A Pool (Get) keeps ConnsPerPeer
 // connections per address and redials broken ones with exponential backoff
-// and jitter.
+// and jitter; GetWithin bounds the wait for a dial.
 //
 // # Frames
 //

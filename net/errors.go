@@ -32,10 +32,11 @@ var (
 	// request was not sent.
 	ErrTooLarge = errors.New("net: message too large")
 
-	// ErrTimeout is returned (wrapped, with the peer and the request kind)
-	// by a call that had no response within its CallWithin or
-	// GoFuncWithin limit; it also matches context.DeadlineExceeded. The
-	// peer may or may not have applied the request.
+	// ErrTimeout is matched (errors.Is) by the error of a call that had no
+	// response within its CallWithin or GoFuncWithin limit, which names
+	// the peer and the request kind, and by Pool.GetWithin's when no
+	// connection came in time. Both also match context.DeadlineExceeded.
+	// A call that timed out may or may not have been applied by the peer.
 	ErrTimeout = errors.New("time limit reached")
 
 	// ErrPoolClosed is returned by Pool.Get after Pool.Close.

@@ -238,7 +238,8 @@
 // # Retries
 //
 // A chunk request is retried, until its context ends, when an attempt
-// found no answer within Config.AttemptTimeout, or when the answer says
+// found no answer (or no connection) within Config.AttemptTimeout, or
+// when the answer says
 // the client's map is behind or the node cannot serve it now:
 // CodeStaleEpoch (old epoch, or the node is not the primary),
 // CodeUnavailable (the PG's queue is full or a store failed), net's
@@ -253,14 +254,20 @@
 // wrapping fsproto's sentinels and the *net.RemoteError. Metadata calls
 // retry as package meta says (one request id per op: exactly once).
 //
+// The attempt's time limit is kept by the connection's one timer
+// (net.Conn.CallWithin), not by a context and a timer per attempt. GoRead
+// and GoWrite send their first attempt from the caller's goroutine and
+// complete on the connection's reader, a read's payload landing in the
+// caller's buffer; only an attempt that must be retried continues on a
+// goroutine of its own, from the point Read or Write would (a map
+// refresh or a backoff, then the next attempt).
+//
 // Invariant: a mutation is reported successful only when the PG's primary
 // answered it, which it does once the mutation is durable on every replica
 // of the current epoch.
 //
 // # Not done
 //
-//   - GoWrite and GoRead run one goroutine per operation (each retries on
-//     its own); a shared completion loop would save them.
 //   - The package imports fsproto, which links the engine (fsproto.ObjectID
 //     returns an engine.ObjectID); splitting fsproto's messages from its
 //     server would keep the engine out of client binaries.
