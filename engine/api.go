@@ -136,13 +136,6 @@ type Options struct {
 	// shards, least recently used out first) to serve reads of it again
 	// without the device. 0, the default, keeps none.
 	ReadCacheBytes int64
-	// CacheWrites also puts the records of durable writes into the read
-	// cache (when ReadCacheBytes > 0), as a page cache keeps what was
-	// written: data read back soon after it was written, the common case
-	// of a file written and then read, is served from memory. Each write
-	// then costs a copy of its data. Records the cleaner moves are not
-	// put there.
-	CacheWrites bool
 	// RecordBytes is the largest record a write is stored as: a larger
 	// write becomes several records, each with its own checksum. A read
 	// reads and verifies every record it touches whole, so a 4 KiB read

@@ -172,9 +172,8 @@ func runEngineCrash(t *testing.T, seed uint64, cycles int) {
 			// then waits all of SpaceWait (runs took minutes at 5s).
 			SpaceWait: 200 * time.Millisecond,
 			// Every other cycle reads through a read cache, so that the
-			// reads of cleaned, freed and reused segments meet it; every
-			// fourth, the cache is filled by the writes too.
-			ReadCacheBytes: int64(cycle%2) << 20, CacheWrites: cycle%4 == 1})
+			// reads of cleaned, freed and reused segments meet it.
+			ReadCacheBytes: int64(cycle%2) << 20})
 		if err != nil {
 			fail("open after crash: %v", err)
 		}

@@ -939,9 +939,6 @@ func (s *shard) batchDone(b *batch) {
 		s.cleanAbort()
 	} else {
 		s.applyBatch(b.descs, b.seg, b.pos, b.gen)
-		if s.e.opts.CacheWrites {
-			s.cacheWrites(b)
-		}
 		for _, br := range b.done {
 			br.r.N = len(br.r.Buf)
 			if br.r.Op != OpWrite {
@@ -1344,29 +1341,6 @@ func (s *shard) readDone(c ioCompletion) {
 			s.maybeFree(seg)
 		}
 	}
-}
-
-// cacheWrites puts the records of b, a batch just applied, into the read
-// cache (Options.CacheWrites). Their data is still the requests' (or the
-// batch's staging copy): the requests complete after this.
-func (s *shard) cacheWrites(b *batch) {
-	st := s.segs[b.seg]
-	if s.cache == nil || st == nil {
-		return
-	}
-	dataOff := b.pos + uint32(headerBlocksFor(len(b.descs)))*4096
-	for i := range b.descs {
-		d := &b.descs[i]
-		if d.Kind != KindWrite {
-			continue
-		}
-		off := dataOff
-		dataOff += dataBlocksFor(d.Length) * 4096
-		if !d.Relocated {
-			s.cache.put(cacheKey{gen: st.gen, seg: b.seg, offset: off}, b.data[i][:d.Length])
-		}
-	}
-	s.stats.cacheBytes.Store(int64(s.cache.bytes))
 }
 
 // cacheReadMax is the largest request the read cache serves and fills: a

@@ -54,10 +54,6 @@ type Config struct {
 	// default 0, none: it pays when a working set is read again, and costs
 	// a little on every miss (see the README).
 	ReadCacheBytes int64 `json:"read_cache_bytes"`
-	// ReadCacheWrites fills the read cache with what is written too
-	// (engine.Options.CacheWrites), so data is read back from memory
-	// soon after it was written; needs ReadCacheBytes.
-	ReadCacheWrites bool `json:"read_cache_writes"`
 	// Labels describe the node (site, zone, ...); exported as the labels
 	// of weft_node_info.
 	Labels map[string]string `json:"labels"`
@@ -117,7 +113,7 @@ type Config struct {
 // configFields are the file's field names, for the unknown-field check.
 var configFields = map[string]bool{
 	"device": true, "format_size": true, "listen": true, "metrics_listen": true, "cores": true,
-	"shards": true, "mode": true, "record_bytes": true, "read_cache_bytes": true, "read_cache_writes": true, "labels": true, "cluster_id": true, "keys_file": true, "containers": true,
+	"shards": true, "mode": true, "record_bytes": true, "read_cache_bytes": true, "labels": true, "cluster_id": true, "keys_file": true, "containers": true,
 	"managers": true, "manager_id": true, "manager_peers": true, "manager_dir": true, "meta_dir": true, "cluster_key": true,
 	"heartbeat_timeout": true, "read_lease": true,
 }
@@ -200,9 +196,6 @@ func (c *Config) check() ([]fileKey, error) {
 	}
 	if c.ReadCacheBytes < 0 {
 		bad("read_cache_bytes %d: want a size in bytes, or 0 for none", c.ReadCacheBytes)
-	}
-	if c.ReadCacheWrites && c.ReadCacheBytes <= 0 {
-		bad("read_cache_writes needs a read cache: set read_cache_bytes (--read-cache) too")
 	}
 	if c.Mode != "" {
 		if _, err := engine.ParsePollMode(c.Mode); err != nil {

@@ -15,7 +15,7 @@ func TestLoadConfigFile(t *testing.T) {
 	p := writeFile(t, dir, "node.json", `{
 		"device": "/tmp/dev", "format_size": 1048576, "listen": "0.0.0.0:7070",
 		"metrics_listen": "127.0.0.1:9090", "cores": [2, 3], "shards": 2, "mode": "poll", "record_bytes": 8192, "read_cache_bytes": 1048576,
-		"read_cache_writes": true, "labels": {"site": "a", "zone": "z"}, "cluster_id": "c1",
+		"labels": {"site": "a", "zone": "z"}, "cluster_id": "c1",
 		"keys_file": "`+keys+`", "containers": [1, 5]
 	}`)
 	cfg, err := LoadConfigFile(p)
@@ -23,7 +23,7 @@ func TestLoadConfigFile(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := Config{Device: "/tmp/dev", FormatSize: 1 << 20, Listen: "0.0.0.0:7070", MetricsListen: "127.0.0.1:9090",
-		Cores: []int{2, 3}, Shards: 2, Mode: "poll", RecordBytes: 8192, ReadCacheBytes: 1 << 20, ReadCacheWrites: true, Labels: map[string]string{"site": "a", "zone": "z"},
+		Cores: []int{2, 3}, Shards: 2, Mode: "poll", RecordBytes: 8192, ReadCacheBytes: 1 << 20, Labels: map[string]string{"site": "a", "zone": "z"},
 		ClusterID: "c1", KeysFile: keys, Containers: []uint64{1, 5}}
 	if !reflect.DeepEqual(cfg, want) {
 		t.Errorf("got %+v\nwant %+v", cfg, want)
@@ -51,7 +51,7 @@ func TestLoadConfigFileErrors(t *testing.T) {
 }
 
 func TestValidateReportsEverything(t *testing.T) {
-	cfg := Config{FormatSize: -1, Shards: -2, Cores: []int{-1}, Mode: "busy", RecordBytes: 6000, ReadCacheBytes: -5, ReadCacheWrites: true, ClusterID: strings.Repeat("x", 256),
+	cfg := Config{FormatSize: -1, Shards: -2, Cores: []int{-1}, Mode: "busy", RecordBytes: 6000, ReadCacheBytes: -5, ClusterID: strings.Repeat("x", 256),
 		KeysFile: t.TempDir() + "/nokeys", Labels: map[string]string{"a-b": "1", "a.b": "2", "": "3"}}
 	err := cfg.Validate()
 	if err == nil {
@@ -59,13 +59,13 @@ func TestValidateReportsEverything(t *testing.T) {
 	}
 	msg := err.Error()
 	for _, want := range []string{"device: missing", "format_size -1", "shards -2", "cores: -1", `mode "busy"`, "record_bytes 6000", "read_cache_bytes -5",
-		"read_cache_writes needs a read cache", "cluster_id: 256 bytes", `"a-b" and "a.b" are both exported as "a_b"`, "empty label name", "nokeys"} {
+		"cluster_id: 256 bytes", `"a-b" and "a.b" are both exported as "a_b"`, "empty label name", "nokeys"} {
 		if !strings.Contains(msg, want) {
 			t.Errorf("error lacks %q", want)
 		}
 	}
-	if n := strings.Count(msg, "\n") + 1; n != 12 {
-		t.Errorf("%d lines, want one per problem (12):\n%s", n, msg)
+	if n := strings.Count(msg, "\n") + 1; n != 11 {
+		t.Errorf("%d lines, want one per problem (11):\n%s", n, msg)
 	}
 }
 

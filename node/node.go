@@ -53,7 +53,7 @@ func Run(ctx context.Context, cfg Config) (err error) {
 	if err := formatIfMissing(cfg.Device, cfg.FormatSize, log); err != nil {
 		return err
 	}
-	eng, err := engine.Open(engine.Options{Path: cfg.Device, Shards: cfg.Shards, Cores: cfg.Cores, Mode: mode, RecordBytes: cfg.RecordBytes, ReadCacheBytes: cfg.ReadCacheBytes, CacheWrites: cfg.ReadCacheWrites, Logger: log})
+	eng, err := engine.Open(engine.Options{Path: cfg.Device, Shards: cfg.Shards, Cores: cfg.Cores, Mode: mode, RecordBytes: cfg.RecordBytes, ReadCacheBytes: cfg.ReadCacheBytes, Logger: log})
 	if err != nil {
 		return fmt.Errorf("node: opening %s: %w", cfg.Device, err)
 	}

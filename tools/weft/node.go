@@ -105,9 +105,6 @@ func newNodeRunCmd(ctx context.Context, status *int, join bool) *cobra.Command {
 					cfg.ReadCacheBytes = n
 				}
 			}
-			if set("read-cache-writes") {
-				cfg.ReadCacheWrites = flagCfg.ReadCacheWrites
-			}
 			if set("record-size") {
 				n, err := bench.ParseSize(recordSize)
 				if err != nil || n > math.MaxInt32 {
@@ -198,7 +195,6 @@ UUID). weft node drain ID moves its data away before it is retired.`
 	f.StringVar(&cores, "cores", "", "CPUs to pin the reactors to, e.g. 2,3")
 	f.IntVar(&flagCfg.Shards, "shards", 0, "number of reactors (default: one per core, or 1)")
 	f.StringVar(&readCache, "read-cache", "", "memory for data small reads fetched, kept to serve them again, e.g. 256m (default none: it pays when data is read again, and costs a little on every miss)")
-	f.BoolVar(&flagCfg.ReadCacheWrites, "read-cache-writes", false, "fill the --read-cache with written data too, so it is read back from memory (each write then costs a copy)")
 	f.StringVar(&recordSize, "record-size", "", "largest record a write is stored as, 4k to 1m (default 16k): a small read reads whole records, a smaller record costs index memory")
 	f.StringVar(&flagCfg.Mode, "mode", "", "reactor polling mode: poll, hybrid or interrupt (default hybrid)")
 	f.StringArrayVar(&labels, "label", nil, "node label key=value (repeatable; added to the config file's labels), e.g. --label site=a")

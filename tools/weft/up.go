@@ -23,7 +23,6 @@ func newUpCmd(ctx context.Context, status *int) *cobra.Command {
 		size                                   string
 		startupDeadline                        time.Duration
 		mountDir, cache, recordSize, readCache string
-		readCacheWrites                        bool
 	)
 	cmd := &cobra.Command{
 		Use:   "up [flags]",
@@ -71,14 +70,6 @@ stops every node cleanly.`,
 				}
 				cfg.ExtraArgs = append(cfg.ExtraArgs, "--read-cache", fmt.Sprint(n))
 			}
-			if readCacheWrites {
-				if readCache == "" {
-					*status = 2
-					fmt.Fprintln(os.Stderr, "--read-cache-writes needs --read-cache=SIZE")
-					return nil
-				}
-				cfg.ExtraArgs = append(cfg.ExtraArgs, "--read-cache-writes")
-			}
 			mc, err := mount.ParseCache(cache)
 			if err != nil {
 				*status = 2
@@ -102,7 +93,6 @@ stops every node cleanly.`,
 	f.StringVar(&mountDir, "mount", "", "mount the container at this folder (made if missing) while the cluster runs")
 	f.StringVar(&cache, "cache", "strict", "caching of the --mount: strict (close-to-open) or none (direct I/O)")
 	f.StringVar(&readCache, "read-cache", "", "every node's --read-cache: memory for data small reads fetched, served again from there (default none)")
-	f.BoolVar(&readCacheWrites, "read-cache-writes", false, "every node's --read-cache-writes: the read cache holds written data too")
 	f.StringVar(&recordSize, "record-size", "", "every node's --record-size: the largest record a write is stored as (default 16k; 4k reads fastest, costs the most index memory)")
 	return cmd
 }
