@@ -214,12 +214,6 @@ func (c *Client) poll(ctx context.Context, after uint64) {
 // headerFunc encodes a request's header for a PG (its id and epoch).
 type headerFunc func(b []byte, pg *clustermap.PG) []byte
 
-// call sends one request to the chunk's primary, retrying as the package
-// doc says. The caller owns the Response.
-func (c *Client) call(ctx context.Context, chunk fsproto.ChunkID, kind net.Kind, hdr headerFunc, payload []byte) (*net.Response, error) {
-	return c.callAfter(ctx, failedAttempt{}, chunk, kind, hdr, payload)
-}
-
 // failedAttempt is an attempt of a request that failed: its error, and
 // the epoch of the map it was sent by. The zero value: no attempt yet.
 type failedAttempt struct {
@@ -227,9 +221,10 @@ type failedAttempt struct {
 	epoch uint64
 }
 
-// callAfter is call continuing after prev: a failed first attempt (of
-// goTry) is followed by what would have followed it in call, a map
-// refresh or a backoff, not by a second attempt on the same map.
+// callAfter sends one request to the chunk's primary, retrying as the
+// package doc says; the caller owns the Response. With prev, a first
+// attempt that failed (goTry's), it continues from there: a map refresh
+// or a backoff comes next, not a second attempt on the same map.
 func (c *Client) callAfter(ctx context.Context, prev failedAttempt, chunk fsproto.ChunkID, kind net.Kind, hdr headerFunc, payload []byte) (*net.Response, error) {
 	var hb [64]byte
 	backoff := c.cfg.BackoffMin
