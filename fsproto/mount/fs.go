@@ -45,6 +45,18 @@ type rawFS struct {
 
 	server *fuse.Server // set by Init, before any other request
 
+	// dirAttrs holds the attributes of directories as this mount's own
+	// changes to their entries left them (namespace.Result.Parent), each
+	// until its attribute timeout ends. The kernel drops a directory's
+	// attributes whenever it changes an entry in it, and asks for them
+	// again (GETATTR) at the next path walk through it: a create or
+	// unlink in a directory would otherwise cost two round trips to the
+	// metadata group instead of one. Not used without caching.
+	dirAttrs struct {
+		sync.Mutex
+		m map[namespace.Ino]dirAttr
+	}
+
 	mu struct {
 		sync.Mutex
 		nextFh uint64
@@ -52,6 +64,80 @@ type rawFS struct {
 		dirs   map[uint64]*dirHandle
 		inodes map[namespace.Ino]*inodeState
 	}
+}
+
+// dirAttr is a directory's attributes, and when they stop being served.
+type dirAttr struct {
+	a     namespace.Attr
+	until time.Time
+}
+
+// dirAttrsMax bounds rawFS.dirAttrs: beyond it, expired entries go.
+const dirAttrsMax = 4096
+
+// noteChange keeps res.Parent, the attributes cmd left its directory
+// with, or forgets those of the directories cmd changed without saying
+// how (a rename's two, an inode whose own attributes changed).
+func (r *rawFS) noteChange(cmd namespace.Command, res namespace.Result) {
+	if r.noCache {
+		return
+	}
+	r.dirAttrs.Lock()
+	defer r.dirAttrs.Unlock()
+	if r.dirAttrs.m == nil {
+		r.dirAttrs.m = make(map[namespace.Ino]dirAttr)
+	}
+	switch c := cmd.(type) {
+	case namespace.Rename:
+		delete(r.dirAttrs.m, c.SrcParent)
+		delete(r.dirAttrs.m, c.DstParent)
+		if res.Attr.Ino != 0 {
+			delete(r.dirAttrs.m, res.Attr.Ino) // a moved directory's ".."
+		}
+	case namespace.SetAttr:
+		delete(r.dirAttrs.m, c.Ino)
+	case namespace.SetXattr:
+		delete(r.dirAttrs.m, c.Ino)
+	case namespace.RemoveXattr:
+		delete(r.dirAttrs.m, c.Ino)
+	}
+	if res.Attr.Ino != 0 {
+		// Rmdir's removed directory, a linked inode: theirs changed too.
+		delete(r.dirAttrs.m, res.Attr.Ino)
+	}
+	if res.Err != nil || res.Parent.Ino == 0 {
+		return
+	}
+	now := time.Now()
+	if len(r.dirAttrs.m) >= dirAttrsMax {
+		for ino, d := range r.dirAttrs.m {
+			if !now.Before(d.until) {
+				delete(r.dirAttrs.m, ino)
+			}
+		}
+	}
+	if len(r.dirAttrs.m) < dirAttrsMax {
+		r.dirAttrs.m[res.Parent.Ino] = dirAttr{a: res.Parent, until: now.Add(r.ttl)}
+	}
+}
+
+// cachedDirAttr returns ino's attributes kept by noteChange, and for how
+// much longer they hold.
+func (r *rawFS) cachedDirAttr(ino namespace.Ino) (namespace.Attr, time.Duration, bool) {
+	if r.noCache {
+		return namespace.Attr{}, 0, false
+	}
+	r.dirAttrs.Lock()
+	d, ok := r.dirAttrs.m[ino]
+	r.dirAttrs.Unlock()
+	if !ok {
+		return namespace.Attr{}, 0, false
+	}
+	left := time.Until(d.until)
+	if left <= 0 {
+		return namespace.Attr{}, 0, false
+	}
+	return d.a, left, true
 }
 
 // fileHandle is one FUSE open of a regular file.
@@ -140,6 +226,7 @@ func errno(err error) fuse.Status {
 func (r *rawFS) apply(ctx context.Context, cmd namespace.Command) (namespace.Result, fuse.Status) {
 	res, err := r.b.Apply(ctx, cmd)
 	if err == nil {
+		r.noteChange(cmd, res)
 		err = res.Err
 	}
 	return res, errno(err)
@@ -193,6 +280,11 @@ func (r *rawFS) Lookup(cancel <-chan struct{}, h *fuse.InHeader, name string, ou
 }
 
 func (r *rawFS) GetAttr(cancel <-chan struct{}, in *fuse.GetAttrIn, out *fuse.AttrOut) fuse.Status {
+	if a, left, ok := r.cachedDirAttr(namespace.Ino(in.NodeId)); ok {
+		out.SetTimeout(left)
+		r.fillAttr(&out.Attr, a)
+		return fuse.OK
+	}
 	a, err := r.b.GetAttr(reqCtx(cancel), namespace.Ino(in.NodeId))
 	if err != nil {
 		return errno(err)
@@ -530,9 +622,11 @@ func (r *rawFS) Create(cancel <-chan struct{}, in *fuse.CreateIn, name string, o
 	uid, gid := r.caller(&in.InHeader)
 	// One commit creates the file and counts its open.
 	writable := in.Flags&syscall.O_ACCMODE != syscall.O_RDONLY
-	res, h, err := r.b.CreateOpen(ctx, namespace.Create{Parent: namespace.Ino(in.NodeId), Name: name,
-		Mode: in.Mode & namespace.ModeMask, UID: uid, GID: gid, Excl: in.Flags&syscall.O_EXCL != 0}, writable)
+	cmd := namespace.Create{Parent: namespace.Ino(in.NodeId), Name: name,
+		Mode: in.Mode & namespace.ModeMask, UID: uid, GID: gid, Excl: in.Flags&syscall.O_EXCL != 0}
+	res, h, err := r.b.CreateOpen(ctx, cmd, writable)
 	if err == nil {
+		r.noteChange(cmd, res)
 		err = res.Err
 	}
 	if st := errno(err); !st.Ok() {

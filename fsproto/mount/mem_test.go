@@ -2,10 +2,15 @@ package mount
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"os"
 	"path/filepath"
+	"sync/atomic"
+	"syscall"
 	"testing"
+
+	"github.com/weftfs/weft/fsproto/namespace"
 )
 
 // TestPosixMem runs the POSIX table on a mount of an in-process namespace:
@@ -110,5 +115,78 @@ func TestRenameAcrossMountsEXDEV(t *testing.T) {
 		if errName(err) != "EXDEV" {
 			t.Errorf("%s: %v, want EXDEV", what, err)
 		}
+	}
+}
+
+// getAttrCounter counts the backend's GetAttr calls for one inode.
+type getAttrCounter struct {
+	*memBackend
+	ino   atomic.Uint64
+	calls atomic.Int64
+}
+
+func (c *getAttrCounter) GetAttr(ctx context.Context, ino namespace.Ino) (namespace.Attr, error) {
+	if uint64(ino) == c.ino.Load() {
+		c.calls.Add(1)
+	}
+	return c.memBackend.GetAttr(ctx, ino)
+}
+
+// TestOwnChangesKeepDirAttrs: after the mount's own creates and unlinks in
+// a directory, the kernel's requests for the directory's attributes are
+// answered from what the changes returned (no backend call), and those
+// are the namespace's: stat shows each change's mtime. A rename, whose
+// result does not carry its directories' attributes, sends the next
+// request to the backend.
+func TestOwnChangesKeepDirAttrs(t *testing.T) {
+	b := &getAttrCounter{memBackend: newMemBackend()}
+	m := mountT(t, b, Options{})
+	dir := filepath.Join(m.Dir(), "d")
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	fi, err := os.Stat(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ino := fi.Sys().(*syscall.Stat_t).Ino
+	b.ino.Store(ino)
+	checkMtime := func(what string) {
+		t.Helper()
+		fi, err := os.Stat(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		a, err := b.ns.GetAttr(namespace.Ino(ino))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := fi.ModTime().UnixNano(); got != a.Mtime {
+			t.Fatalf("after %s: stat says mtime %d, the namespace %d", what, got, a.Mtime)
+		}
+	}
+	for i := range 20 {
+		f, err := os.OpenFile(filepath.Join(dir, fmt.Sprint("f", i)), os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o644)
+		if err != nil {
+			t.Fatal(err)
+		}
+		f.Close()
+		checkMtime(fmt.Sprint("create ", i))
+	}
+	for i := range 10 {
+		if err := os.Remove(filepath.Join(dir, fmt.Sprint("f", i))); err != nil {
+			t.Fatal(err)
+		}
+		checkMtime(fmt.Sprint("unlink ", i))
+	}
+	if n := b.calls.Load(); n != 0 {
+		t.Errorf("%d GETATTRs of the directory reached the backend during its own creates and unlinks, want 0", n)
+	}
+	if err := os.Rename(filepath.Join(dir, "f10"), filepath.Join(dir, "g")); err != nil {
+		t.Fatal(err)
+	}
+	checkMtime("rename")
+	if n := b.calls.Load(); n == 0 {
+		t.Error("after a rename, the directory's attributes did not come from the backend")
 	}
 }

@@ -446,6 +446,8 @@ func sampleResults(t testing.TB) []Result {
 		ns.ApplyCommand(Rename{SrcParent: 1, SrcName: "new", DstParent: 1, DstName: "g", Now: 101}),
 		ns.ApplyCommand(SetAttr{Ino: 3, Mask: SetSize, Size: 1, Now: 102}),
 		ns.ApplyCommand(Unlink{Parent: 1, Name: "nothing", Now: 103}),
+		ns.ApplyCommand(Mkdir{Parent: 2, Name: "m", Mode: 0o755, Now: 104}),
+		ns.ApplyCommand(Unlink{Parent: 1, Name: "g", Now: 105}),
 		ns.Apply(0, []byte{9}).(Result),
 		{Err: ErrApplied},
 	}
@@ -461,7 +463,7 @@ func TestResultRoundTrip(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%+v: %v", r, err)
 		}
-		if d.Attr != r.Attr || d.Created != r.Created || d.Opened != r.Opened || !slices.Equal(d.Reclaim, r.Reclaim) || (d.Err == nil) != (r.Err == nil) {
+		if d.Attr != r.Attr || d.Parent != r.Parent || d.Created != r.Created || d.Opened != r.Opened || !slices.Equal(d.Reclaim, r.Reclaim) || (d.Err == nil) != (r.Err == nil) {
 			t.Fatalf("decoded %+v, want %+v", d, r)
 		}
 		if r.Err != nil {
@@ -475,10 +477,52 @@ func TestResultRoundTrip(t *testing.T) {
 			}
 		}
 	}
-	bad := [][]byte{nil, {2}, {1, 9}, {1, 0, 4}, {1, 0, 2, 0}, {1, 1, 0, 0, 0, 0}, {1, 0, 0, 17}, {1, 0, 0, 0, 0}}
+	zeroParent := append([]byte{1, 0, 8}, make([]byte, 8+1+4*3+8+4*2+8*3+1)...)
+	bad := [][]byte{nil, {2}, {1, 9}, {1, 0, 4}, {1, 0, 2, 0}, {1, 1, 0, 0, 0, 0}, {1, 0, 0, 17}, {1, 0, 0, 0, 0}, {1, 0, 8, 0}, {1, 0, 16, 0}, zeroParent}
 	for _, b := range bad {
 		if _, err := DecodeResult(b); !errors.Is(err, ErrCorrupt) {
 			t.Errorf("DecodeResult(%x): %v", b, err)
+		}
+	}
+}
+
+// TestResultParent: the commands that change a directory's entries return
+// its attributes as they are after the change; the others return none.
+func TestResultParent(t *testing.T) {
+	ns := New()
+	for i, c := range []Command{
+		Mkdir{Parent: 1, Name: "d", Mode: 0o755, Now: 1},
+		Create{Parent: 2, Name: "f", Mode: 0o644, Now: 2},
+		Symlink{Parent: 2, Name: "l", Target: "f", Now: 3},
+		Link{Ino: 3, Parent: 2, Name: "g", Now: 4},
+		Unlink{Parent: 2, Name: "g", Now: 5},
+		Mkdir{Parent: 2, Name: "e", Mode: 0o755, Now: 6},
+		Rmdir{Parent: 2, Name: "e", Now: 7},
+	} {
+		res := ns.ApplyCommand(c)
+		if res.Err != nil {
+			t.Fatalf("%d %#v: %v", i, c, res.Err)
+		}
+		parent := Ino(1)
+		if i > 0 {
+			parent = 2
+		}
+		want, err := ns.GetAttr(parent)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res.Parent != want || res.Parent.Mtime != int64(i+1) {
+			t.Errorf("%#v: parent %+v, want %+v", c, res.Parent, want)
+		}
+	}
+	for _, c := range []Command{
+		Create{Parent: 2, Name: "f", Now: 8}, // exists: nothing changed
+		Rename{SrcParent: 2, SrcName: "f", DstParent: 1, DstName: "f2", Now: 9},
+		SetAttr{Ino: 2, Mask: SetMode, Mode: 0o700, Now: 10},
+		Unlink{Parent: 2, Name: "nothing", Now: 11},
+	} {
+		if res := ns.ApplyCommand(c); res.Parent != (Attr{}) {
+			t.Errorf("%#v: parent %+v, want none", c, res.Parent)
 		}
 	}
 }

@@ -265,6 +265,13 @@ type Result struct {
 	// as left), the one whose attributes changed. Zero for SetQuota and
 	// Reclaimed and on error.
 	Attr Attr
+	// Parent is the attributes, after the command, of the directory whose
+	// entries it changed: Create (when it made the file), Mkdir, Symlink,
+	// Link, Unlink, Rmdir. Zero for the others (Rename changes two) and on
+	// error. A client keeps them for its cache of the directory's
+	// attributes, as NFS's post-operation attributes are kept, instead of
+	// asking for them again after its own change.
+	Parent Attr
 	// Created is set when Create made a new file.
 	Created bool
 	// Opened is set when Create with Open counted an open of Attr's

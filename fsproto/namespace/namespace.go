@@ -301,7 +301,7 @@ func (s *state) create(c Create) Result {
 	}
 	s.insert(c.Parent, c.Name, n)
 	s.touchDir(d, c.Now)
-	return Result{Attr: n.Attr, Created: true, Opened: c.Open}
+	return Result{Attr: n.Attr, Parent: d.Attr, Created: true, Opened: c.Open}
 }
 
 func (s *state) mkdir(c Mkdir) Result {
@@ -325,7 +325,7 @@ func (s *state) mkdir(c Mkdir) Result {
 	d.Nlink++
 	s.insert(c.Parent, c.Name, n)
 	s.touchDir(d, c.Now)
-	return Result{Attr: n.Attr}
+	return Result{Attr: n.Attr, Parent: d.Attr}
 }
 
 func (s *state) symlink(c Symlink) Result {
@@ -353,7 +353,7 @@ func (s *state) symlink(c Symlink) Result {
 	n.Size = uint64(len(c.Target))
 	s.insert(c.Parent, c.Name, n)
 	s.touchDir(d, c.Now)
-	return Result{Attr: n.Attr}
+	return Result{Attr: n.Attr, Parent: d.Attr}
 }
 
 func (s *state) link(c Link) Result {
@@ -380,7 +380,7 @@ func (s *state) link(c Link) Result {
 	n.Ctime = c.Now
 	s.insert(c.Parent, c.Name, n)
 	s.touchDir(d, c.Now)
-	return Result{Attr: n.Attr}
+	return Result{Attr: n.Attr, Parent: d.Attr}
 }
 
 func (s *state) unlink(c Unlink) Result {
@@ -400,7 +400,7 @@ func (s *state) unlink(c Unlink) Result {
 	s.touchDir(d, c.Now)
 	n.Nlink--
 	n.Ctime = c.Now
-	return Result{Attr: n.Attr, Reclaim: s.maybeRemove(n)}
+	return Result{Attr: n.Attr, Parent: d.Attr, Reclaim: s.maybeRemove(n)}
 }
 
 func (s *state) hasEntries(dir Ino) bool {
@@ -430,7 +430,7 @@ func (s *state) rmdir(c Rmdir) Result {
 	s.touchDir(d, c.Now)
 	d.Nlink--
 	s.dropDir(n, c.Now)
-	return Result{Attr: n.Attr, Reclaim: s.maybeRemove(n)}
+	return Result{Attr: n.Attr, Parent: d.Attr, Reclaim: s.maybeRemove(n)}
 }
 
 // dropDir marks an empty directory whose entry is gone as removed.

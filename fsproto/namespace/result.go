@@ -20,6 +20,7 @@ const (
 	resultCreated = 1 << 0
 	resultAttr    = 1 << 1
 	resultOpened  = 1 << 2
+	resultParent  = 1 << 3 // added later: a result without it has Parent zero
 )
 
 // ResultReclaimsMax bounds the Reclaim entries a Result lists (and
@@ -64,20 +65,15 @@ func AppendResult(b []byte, r Result) ([]byte, error) {
 	if r.Attr != (Attr{}) {
 		flags |= resultAttr
 	}
+	if r.Parent != (Attr{}) {
+		flags |= resultParent
+	}
 	w.u8(flags)
 	if flags&resultAttr != 0 {
-		a := &r.Attr
-		w.u64(uint64(a.Ino))
-		w.u8(uint8(a.Type))
-		w.u32(a.Mode)
-		w.u32(a.UID)
-		w.u32(a.GID)
-		w.u64(a.Size)
-		w.u32(a.Nlink)
-		w.u32(a.Open)
-		w.i64(a.Atime)
-		w.i64(a.Mtime)
-		w.i64(a.Ctime)
+		w.attr(&r.Attr)
+	}
+	if flags&resultParent != 0 {
+		w.attr(&r.Parent)
 	}
 	w.u8(uint8(len(r.Reclaim)))
 	for _, rc := range r.Reclaim {
@@ -125,26 +121,21 @@ func DecodeResult(data []byte) (Result, error) {
 		r.fail("error kind %d unknown", k)
 	}
 	flags := r.u8("flags")
-	if r.err == nil && flags&^(resultCreated|resultAttr|resultOpened) != 0 {
+	if r.err == nil && flags&^(resultCreated|resultAttr|resultOpened|resultParent) != 0 {
 		r.fail("flags %#x unknown", flags)
 	}
 	res.Created = flags&resultCreated != 0
 	res.Opened = flags&resultOpened != 0
 	if flags&resultAttr != 0 {
-		a := &res.Attr
-		a.Ino = Ino(r.u64("ino"))
-		a.Type = Type(r.u8("type"))
-		a.Mode = r.u32("mode")
-		a.UID = r.u32("uid")
-		a.GID = r.u32("gid")
-		a.Size = r.u64("size")
-		a.Nlink = r.u32("nlink")
-		a.Open = r.u32("open")
-		a.Atime = r.i64("atime")
-		a.Mtime = r.i64("mtime")
-		a.Ctime = r.i64("ctime")
+		res.Attr = r.attr(&attrFields)
 		if r.err == nil && res.Attr == (Attr{}) {
 			r.fail("attribute flag set on zero attributes")
+		}
+	}
+	if flags&resultParent != 0 {
+		res.Parent = r.attr(&parentAttrFields)
+		if r.err == nil && res.Parent == (Attr{}) {
+			r.fail("parent attribute flag set on zero attributes")
 		}
 	}
 	n := int(r.u8("reclaim count"))
@@ -161,4 +152,43 @@ func DecodeResult(data []byte) (Result, error) {
 		return Result{}, err
 	}
 	return res, nil
+}
+
+// attr writes a's fields, in the order reader.attr reads them.
+func (w *writer) attr(a *Attr) {
+	w.u64(uint64(a.Ino))
+	w.u8(uint8(a.Type))
+	w.u32(a.Mode)
+	w.u32(a.UID)
+	w.u32(a.GID)
+	w.u64(a.Size)
+	w.u32(a.Nlink)
+	w.u32(a.Open)
+	w.i64(a.Atime)
+	w.i64(a.Mtime)
+	w.i64(a.Ctime)
+}
+
+// The names reader.attr gives its fields in errors.
+var (
+	attrFields       = [11]string{"ino", "type", "mode", "uid", "gid", "size", "nlink", "open", "atime", "mtime", "ctime"}
+	parentAttrFields = [11]string{"parent ino", "parent type", "parent mode", "parent uid", "parent gid", "parent size",
+		"parent nlink", "parent open", "parent atime", "parent mtime", "parent ctime"}
+)
+
+// attr reads what writer.attr wrote, naming the fields as names does.
+func (r *reader) attr(names *[11]string) Attr {
+	var a Attr
+	a.Ino = Ino(r.u64(names[0]))
+	a.Type = Type(r.u8(names[1]))
+	a.Mode = r.u32(names[2])
+	a.UID = r.u32(names[3])
+	a.GID = r.u32(names[4])
+	a.Size = r.u64(names[5])
+	a.Nlink = r.u32(names[6])
+	a.Open = r.u32(names[7])
+	a.Atime = r.i64(names[8])
+	a.Mtime = r.i64(names[9])
+	a.Ctime = r.i64(names[10])
+	return a
 }
