@@ -42,9 +42,10 @@ type Conn struct {
 		pending  map[uint64]*Call // calls sent or being sent, awaiting their response
 		err      error            // why the connection closed; nil while open
 		draining bool             // the server announced a shutdown: no new calls
-		// sweeping: sweep is armed to fire by the earliest deadline of
-		// the pending calls that have one (see CallWithin).
-		sweeping bool
+		// sweepAt: when sweep is armed to fire (a duration since born),
+		// at or before the earliest deadline of the pending calls; 0 when
+		// it is not armed (no pending call has a deadline).
+		sweepAt time.Duration
 	}
 	// born is the Conn's start on the monotonic clock: call deadlines are
 	// durations since it. sweep (made by the first call with a time
@@ -622,10 +623,8 @@ func (c *Conn) start(ctx context.Context, limit time.Duration, call *Call) {
 	call.deadline = 0
 	if limit > 0 {
 		call.deadline = time.Since(c.born) + limit
-		if !c.mu.sweeping {
-			// Every deadline pending is later than this one's, or the
-			// timer would be armed.
-			c.mu.sweeping = true
+		if c.mu.sweepAt == 0 || call.deadline < c.mu.sweepAt {
+			c.mu.sweepAt = call.deadline
 			if c.sweep == nil {
 				c.sweep = time.AfterFunc(limit, c.sweepExpired)
 			} else {
@@ -688,10 +687,9 @@ func (c *Conn) sweepExpired() {
 			next = call.deadline
 		}
 	}
+	c.mu.sweepAt = next
 	if next > 0 {
 		c.sweep.Reset(next - now)
-	} else {
-		c.mu.sweeping = false
 	}
 	c.mu.Unlock()
 	// A call may complete meanwhile, and its Call be reused: abort goes

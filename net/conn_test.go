@@ -208,22 +208,29 @@ func TestCallTimeLimits(t *testing.T) {
 	cfg := clientConfig()
 	c := dialTest(t, ts.addr, cfg)
 
+	// The longer limit first: the timer, armed for it, must be brought
+	// forward for the shorter one.
 	start := time.Now()
+	longDone := make(chan error, 1)
+	go func() {
+		_, err := c.CallWithin(context.Background(), 2*time.Second, kindEcho, []byte("long"), nil)
+		longDone <- err
+	}()
+	waitFor(t, "the long call's handler to start", func() bool { return started.Load() == 1 })
 	short := make(chan error, 1)
+	shortStart := time.Now()
 	c.GoFuncWithin(context.Background(), 40*time.Millisecond, kindEcho, []byte("short"), nil, nil, func(call *Call) {
 		short <- call.Error
 	})
-	longDone := make(chan error, 1)
-	go func() {
-		_, err := c.CallWithin(context.Background(), 300*time.Millisecond, kindEcho, []byte("long"), nil)
-		longDone <- err
-	}()
 	// No limit at all: answered once the handlers are released.
 	unlimited := c.Go(context.Background(), kindEcho, []byte("unlimited"), nil, nil)
 
 	err := <-short
 	if !errors.Is(err, ErrTimeout) || !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("short call: %v, want ErrTimeout", err)
+	}
+	if el := time.Since(shortStart); el >= time.Second {
+		t.Fatalf("the short call ended after %v: at the long call's limit, not its own", el)
 	}
 	if !strings.Contains(err.Error(), ts.addr) {
 		t.Fatalf("short call's error %q does not name the peer %s", err, ts.addr)
@@ -234,8 +241,8 @@ func TestCallTimeLimits(t *testing.T) {
 	default:
 	}
 	err = <-longDone
-	if el := time.Since(start); !errors.Is(err, ErrTimeout) || el < 300*time.Millisecond {
-		t.Fatalf("long call: %v after %v, want ErrTimeout after 300ms", err, el)
+	if el := time.Since(start); !errors.Is(err, ErrTimeout) || el < 2*time.Second {
+		t.Fatalf("long call: %v after %v, want ErrTimeout after 2s", err, el)
 	}
 	waitFor(t, "three handlers to start", func() bool { return started.Load() == 3 })
 
