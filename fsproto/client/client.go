@@ -418,17 +418,25 @@ func (ct *Container) Write(ctx context.Context, inode, index uint64, off uint32,
 // SendWrite is Write with a given RequestID: sending the same id again
 // (for the same chunk, offset and data) is a retry, applied at most once.
 func (ct *Container) SendWrite(ctx context.Context, inode, index uint64, off uint32, data []byte, rid fsproto.RequestID) (fsproto.WriteResult, error) {
-	ch, err := ct.chunk(inode, index)
+	ch, hdr, err := ct.writeHeader(inode, index, off, data, rid)
 	if err != nil {
-		return fsproto.WriteResult{}, opError("write", ch, err)
-	}
-	if len(data) == 0 || len(data) > fsproto.MaxReadBytes {
-		return fsproto.WriteResult{}, opError("write", ch, fmt.Errorf("%w: %d bytes of data, want 1..%d", fsproto.ErrInvalid, len(data), fsproto.MaxReadBytes))
-	}
-	hdr := func(b []byte, pg *clustermap.PG) []byte {
-		return fsproto.AppendWrite(b, fsproto.Write{Chunk: ch, Off: off, PG: uint32(pg.ID), Epoch: pg.Epoch, RequestID: rid})
+		return fsproto.WriteResult{}, err
 	}
 	return ct.mutate(ctx, "write", ch, fsproto.KindWrite, hdr, data)
+}
+
+// writeHeader checks a write's arguments and returns its header function.
+func (ct *Container) writeHeader(inode, index uint64, off uint32, data []byte, rid fsproto.RequestID) (fsproto.ChunkID, headerFunc, error) {
+	ch, err := ct.chunk(inode, index)
+	if err != nil {
+		return ch, nil, opError("write", ch, err)
+	}
+	if len(data) == 0 || len(data) > fsproto.MaxReadBytes {
+		return ch, nil, opError("write", ch, fmt.Errorf("%w: %d bytes of data, want 1..%d", fsproto.ErrInvalid, len(data), fsproto.MaxReadBytes))
+	}
+	return ch, func(b []byte, pg *clustermap.PG) []byte {
+		return fsproto.AppendWrite(b, fsproto.Write{Chunk: ch, Off: off, PG: uint32(pg.ID), Epoch: pg.Epoch, RequestID: rid})
+	}, nil
 }
 
 // Truncate sets the chunk's size under a fresh RequestID.
@@ -554,16 +562,11 @@ func readResult(ch fsproto.ChunkID, p []byte, resp *net.Response) (int, error) {
 // goroutine, under the same RequestID.
 func (ct *Container) GoWrite(ctx context.Context, inode, index uint64, off uint32, data []byte, done chan *fsproto.Op) *fsproto.Op {
 	op := ct.newOp(inode, index, done)
-	rid := fsproto.NewRequestID()
-	ch, err := ct.chunk(inode, index)
-	if err != nil || len(data) == 0 || len(data) > fsproto.MaxReadBytes {
-		// SendWrite fails at once, saying why.
-		op.Result, op.Err = ct.SendWrite(ctx, inode, index, off, data, rid)
+	ch, hdr, err := ct.writeHeader(inode, index, off, data, fsproto.NewRequestID())
+	if err != nil {
+		op.Err = err
 		op.Done <- op
 		return op
-	}
-	hdr := func(b []byte, pg *clustermap.PG) []byte {
-		return fsproto.AppendWrite(b, fsproto.Write{Chunk: ch, Off: off, PG: uint32(pg.ID), Epoch: pg.Epoch, RequestID: rid})
 	}
 	goOn := func(prev failedAttempt) {
 		op.Result, op.Err = ct.mutateAfter(ctx, prev, "write", ch, fsproto.KindWrite, hdr, data)
