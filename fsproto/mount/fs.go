@@ -116,6 +116,11 @@ func (r *rawFS) noteChange(cmd namespace.Command, res namespace.Result) {
 			}
 		}
 	}
+	// Two changes to one directory may come back in either order: the
+	// later change (by the metadata leader's clock) wins.
+	if old, ok := r.dirAttrs.m[res.Parent.Ino]; ok && old.a.Ctime > res.Parent.Ctime {
+		return
+	}
 	if len(r.dirAttrs.m) < dirAttrsMax {
 		r.dirAttrs.m[res.Parent.Ino] = dirAttr{a: res.Parent, until: now.Add(r.ttl)}
 	}
