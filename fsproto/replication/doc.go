@@ -128,8 +128,12 @@
 //     which it is not primary, fails every pending and queued operation
 //     with ErrStaleEpoch and never acknowledges them. Because the next
 //     primary is a caught-up replica of the current view, a primary cut
-//     off from it can never get a write acknowledged once a newer epoch
-//     exists. ErrStaleEpoch for a pending mutation (one issued, with a
+//     off from it can never get a write acknowledged once the next
+//     primary has taken up the newer epoch, and the next primary serves
+//     nothing before it has (it peers first): a write acknowledged at
+//     the old epoch in between, while the map already names the new
+//     one, is ordered before everything the new epoch serves.
+//     ErrStaleEpoch for a pending mutation (one issued, with a
 //     seq) means "not acknowledged", not "not applied": its forwards may
 //     have reached replicas still at the old epoch, one of which becomes
 //     the next primary and hands it to the others. A client learns the

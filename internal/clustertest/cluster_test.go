@@ -210,7 +210,10 @@ func TestManagerLeaderKilled(t *testing.T) {
 // managers mark it down and give the PG a new primary in a new epoch, the
 // clients carry on there; when it resumes, what it still had queued from
 // its old epoch must not succeed behind the new primary's back: every
-// chunk's history stays linearizable.
+// chunk's history stays linearizable. (The old primary may still get its
+// write acknowledged, by replicas that have not yet taken up the new
+// epoch; the new primary serves nothing before it has. The history
+// checks that whatever happened is consistent.)
 func TestPrimaryCutOff(t *testing.T) {
 	c := startCluster(t, 3, 3, 1)
 	l := c.newLoad(hotChunks)
@@ -241,6 +244,7 @@ func TestPrimaryCutOff(t *testing.T) {
 	fillBlock(buf, staleVal)
 	staleCtx, staleCancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer staleCancel()
+	staleCall := l.now()
 	staleOp := stale.GoWrite(staleCtx, fsproto.ChunkID{Container: uint64(c.ct.ID()), Inode: hotInode, Index: 0}, 0, buf, nil)
 	m := c.waitMap("a new primary", func(m *clustermap.Map) bool {
 		p, _ := m.PG(pg.ID)
@@ -253,10 +257,20 @@ func TestPrimaryCutOff(t *testing.T) {
 		t.Fatal(err)
 	}
 	op := <-staleOp.Done
+	staleReturn := l.now()
 	stale.Conn().Close()
 	switch {
 	case op.Err == nil:
-		t.Errorf("the old primary acknowledged a write at pg %d's old epoch %d after a new primary took over", pg.ID, pg.Epoch)
+		// Allowed when the new primary had not yet taken up its epoch when
+		// the old one's forward reached it: it then acknowledged as an
+		// epoch-8 replica, and never served anything at the new epoch
+		// before (a primary serves only after peering). Whether that is
+		// what happened is for the history to show: the write joins it
+		// as acknowledged, between its call and its return.
+		t.Logf("the old primary acknowledged the write at pg %d's old epoch %d (its replicas had not yet taken up the new one)", pg.ID, pg.Epoch)
+		l.mu.Lock()
+		l.hist[0] = append(l.hist[0], porcupine.Operation{ClientId: workers + 1, Input: regInput{write: true, val: staleVal}, Call: staleCall, Output: regOutput{}, Return: staleReturn})
+		l.mu.Unlock()
 	default:
 		// Not acknowledged, but not known to be absent either, so it joins
 		// the history with an unknown outcome. A stale epoch from the old
@@ -272,7 +286,7 @@ func TestPrimaryCutOff(t *testing.T) {
 			t.Logf("the write at the old epoch did not complete: %v", op.Err)
 		}
 		l.mu.Lock()
-		l.hist[0] = append(l.hist[0], porcupine.Operation{ClientId: workers + 1, Input: regInput{write: true, val: staleVal}, Output: regOutput{}, Return: math.MaxInt64})
+		l.hist[0] = append(l.hist[0], porcupine.Operation{ClientId: workers + 1, Input: regInput{write: true, val: staleVal}, Call: staleCall, Output: regOutput{}, Return: math.MaxInt64})
 		l.mu.Unlock()
 	}
 	c.waitMap("the node back and every PG active", func(m *clustermap.Map) bool {
