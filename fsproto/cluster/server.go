@@ -864,12 +864,22 @@ func (s *DataServer) applyMap(m *clustermap.Map) {
 	s.applied = m
 	mine := m.PGsOfNode(s.cfg.Node)
 	in := make(map[clustermap.PGID]bool, len(mine))
+	// changed counts the PGs whose view this map changes here: logged, so
+	// that a node's log shows when it took up each epoch (the order of
+	// such events across nodes is what a replication failure turns on).
+	changed := 0
+	defer func() {
+		if changed > 0 {
+			s.log.Info("map applied", "epoch", m.Epoch, "pgs_changed", changed)
+		}
+	}()
 	for _, id := range mine {
 		in[id] = true
 		pg, _ := m.PG(id)
 		if e, ok := s.views[id]; ok && e == pg.Epoch {
 			continue
 		}
+		changed++
 		s.views[id] = pg.Epoch
 		st := s.pg(id)
 		st.epoch = pg.Epoch
@@ -893,6 +903,7 @@ func (s *DataServer) applyMap(m *clustermap.Map) {
 		if in[id] {
 			continue
 		}
+		changed++
 		delete(s.views, id)
 		v := replication.View{PG: uint32(id), Epoch: m.Epoch}
 		if pg, ok := m.PG(id); ok {
