@@ -297,31 +297,32 @@ func (c *Client) primary(ctx context.Context, m *clustermap.Map, chunk fsproto.C
 }
 
 // goTry starts one attempt of a request as try does, without waiting:
-// fn runs with the finished call on the goroutine that completes it
-// (usually the connection's reader; see net.Conn.GoFunc), with the
-// response's payload read into into when it fits, and with the attempt
-// to continue from (callAfter) when the call failed. goTry reports false,
-// having started nothing, when the attempt cannot start (no primary, no
-// connection, the client closed): the caller then takes the synchronous
-// path, which retries.
-func (c *Client) goTry(ctx context.Context, chunk fsproto.ChunkID, kind net.Kind, hdr headerFunc, payload, into []byte, fn func(*net.Call, failedAttempt)) bool {
+// done runs with the answered call on the goroutine that completes it
+// (usually the connection's reader; see net.Conn.GoFunc), the response's
+// payload read into into when it fits. When the attempt fails, goOn runs
+// on a goroutine of its own with it, to continue as the synchronous path
+// does (callAfter); when it cannot start (no primary, no connection, the
+// client closed), goOn runs with no attempt, and the synchronous path
+// makes the first.
+func (c *Client) goTry(ctx context.Context, chunk fsproto.ChunkID, kind net.Kind, hdr headerFunc, payload, into []byte, done func(*net.Call), goOn func(failedAttempt)) {
 	if c.closed.Load() {
-		return false
+		go goOn(failedAttempt{})
+		return
 	}
 	var hb [64]byte
 	m := c.m.Load()
 	pg, node, conn, err := c.primary(ctx, m, chunk)
 	if err != nil {
-		return false
+		go goOn(failedAttempt{})
+		return
 	}
 	conn.GoFuncWithin(ctx, c.cfg.AttemptTimeout, kind, hdr(hb[:0], pg), payload, into, func(call *net.Call) {
 		if call.Error == nil {
-			fn(call, failedAttempt{})
+			done(call)
 			return
 		}
-		fn(call, failedAttempt{err: fmt.Errorf("client: node %d at %s: %w", node.ID, node.Addr, call.Error), epoch: m.Epoch})
+		go goOn(failedAttempt{err: fmt.Errorf("client: node %d at %s: %w", node.ID, node.Addr, call.Error), epoch: m.Epoch})
 	})
-	return true
 }
 
 // retryAttempt reports whether call retries after an attempt failed with
@@ -572,17 +573,10 @@ func (ct *Container) GoWrite(ctx context.Context, inode, index uint64, off uint3
 		op.Result, op.Err = ct.mutateAfter(ctx, prev, "write", ch, fsproto.KindWrite, hdr, data)
 		op.Done <- op
 	}
-	started := ct.c.goTry(ctx, ch, fsproto.KindWrite, hdr, data, nil, func(call *net.Call, prev failedAttempt) {
-		if prev.err != nil {
-			go goOn(prev)
-			return
-		}
+	ct.c.goTry(ctx, ch, fsproto.KindWrite, hdr, data, nil, func(call *net.Call) {
 		op.Result, op.Err = writeResult("write", ch, call.Response)
 		op.Done <- op
-	})
-	if !started {
-		go goOn(failedAttempt{})
-	}
+	}, goOn)
 	return op
 }
 
@@ -601,17 +595,10 @@ func (ct *Container) GoRead(ctx context.Context, inode, index uint64, off uint32
 		op.N, op.Err = ct.readAfter(ctx, prev, ch, hdr, p)
 		op.Done <- op
 	}
-	started := ct.c.goTry(ctx, ch, fsproto.KindRead, hdr, nil, p, func(call *net.Call, prev failedAttempt) {
-		if prev.err != nil {
-			go goOn(prev)
-			return
-		}
+	ct.c.goTry(ctx, ch, fsproto.KindRead, hdr, nil, p, func(call *net.Call) {
 		op.N, op.Err = readResult(ch, p, call.Response)
 		op.Done <- op
-	})
-	if !started {
-		go goOn(failedAttempt{})
-	}
+	}, goOn)
 	return op
 }
 
