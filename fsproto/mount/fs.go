@@ -84,16 +84,10 @@ func (r *rawFS) noteChange(cmd namespace.Command, res namespace.Result) {
 	}
 	r.dirAttrs.Lock()
 	defer r.dirAttrs.Unlock()
-	if r.dirAttrs.m == nil {
-		r.dirAttrs.m = make(map[namespace.Ino]dirAttr)
-	}
 	switch c := cmd.(type) {
 	case namespace.Rename:
 		delete(r.dirAttrs.m, c.SrcParent)
 		delete(r.dirAttrs.m, c.DstParent)
-		if res.Attr.Ino != 0 {
-			delete(r.dirAttrs.m, res.Attr.Ino) // a moved directory's ".."
-		}
 	case namespace.SetAttr:
 		delete(r.dirAttrs.m, c.Ino)
 	case namespace.SetXattr:
@@ -102,7 +96,8 @@ func (r *rawFS) noteChange(cmd namespace.Command, res namespace.Result) {
 		delete(r.dirAttrs.m, c.Ino)
 	}
 	if res.Attr.Ino != 0 {
-		// Rmdir's removed directory, a linked inode: theirs changed too.
+		// Rmdir's removed directory, a renamed directory (its ".."), a
+		// linked inode: theirs changed too.
 		delete(r.dirAttrs.m, res.Attr.Ino)
 	}
 	if res.Err != nil || res.Parent.Ino == 0 {
@@ -193,6 +188,7 @@ func newRawFS(b backend, readOnly bool, cache Cache) *rawFS {
 	r.mu.files = make(map[uint64]*fileHandle)
 	r.mu.dirs = make(map[uint64]*dirHandle)
 	r.mu.inodes = make(map[namespace.Ino]*inodeState)
+	r.dirAttrs.m = make(map[namespace.Ino]dirAttr)
 	return r
 }
 
