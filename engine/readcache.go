@@ -16,7 +16,8 @@ import "container/list"
 // index's checksum like a device read (a flipped bit in memory is caught,
 // and the entry dropped).
 //
-// Eviction is least recently used, by bytes.
+// Eviction is least recently used, by bytes. A shard without a cache has
+// a nil *readCache, and asks nothing of it (shard.cachesRead).
 type readCache struct {
 	capacity, bytes int
 	lru             list.List // of *cacheEntry, most recent first
@@ -43,9 +44,6 @@ func newReadCache(capacity int) *readCache {
 
 // get returns the record's data, if cached.
 func (c *readCache) get(k cacheKey) ([]byte, bool) {
-	if c == nil {
-		return nil, false
-	}
 	el, ok := c.m[k]
 	if !ok {
 		return nil, false
@@ -58,7 +56,7 @@ func (c *readCache) get(k cacheKey) ([]byte, bool) {
 // recently used records to make room. Records larger than an eighth of
 // the cache are not kept: one would push out many small ones.
 func (c *readCache) put(k cacheKey, rec []byte) {
-	if c == nil || len(rec) > c.capacity/8 {
+	if len(rec) > c.capacity/8 {
 		return
 	}
 	if _, ok := c.m[k]; ok {
@@ -80,9 +78,6 @@ func (c *readCache) put(k cacheKey, rec []byte) {
 
 // forget drops the record named k, if cached.
 func (c *readCache) forget(k cacheKey) {
-	if c == nil {
-		return
-	}
 	if el, ok := c.m[k]; ok {
 		c.drop(el)
 	}

@@ -1310,20 +1310,23 @@ func (s *shard) readDone(c ioCompletion) {
 	case op.done != nil:
 		err = s.verifyRecord(op.ext, op.buf, op.off)
 	default:
+		cached := s.cachesRead(op.r)
 		for _, p := range op.parts {
 			if err = s.verifyRecord(p.ext, op.buf[p.at:], op.off+int64(p.at)); err != nil {
 				break
 			}
-			if s.cachesRead(op.r) {
+			if cached {
 				if k, ok := s.cacheKey(p.ext); ok {
 					s.cache.put(k, op.buf[p.at:p.at+int(p.ext.Loc.Length)])
-					s.stats.cacheBytes.Store(int64(s.cache.bytes))
 				}
 			}
 			if op.own {
 				copy(p.dst, op.buf[p.at+int(p.ext.Skip):p.at+int(p.ext.Skip+p.ext.Len)])
 				s.stats.copiedOut.Add(uint64(p.ext.Len))
 			}
+		}
+		if cached {
+			s.stats.cacheBytes.Store(int64(s.cache.bytes))
 		}
 	}
 	if op.done != nil {
