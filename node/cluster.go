@@ -200,7 +200,7 @@ func (c *clusterNode) start(addr string) {
 // server's counters and every metadata member's status (a member that
 // does not answer within a second is left out).
 func (c *clusterNode) figures() clusterFigures {
-	f := clusterFigures{repl: c.ds.ReplicationStats()}
+	f := clusterFigures{repl: c.ds.ReplicationStats(), readsBeside: c.ds.ReadsBeside()}
 	f.purgedPGs, f.purgedObjects, f.purgedBytes = c.ds.Purged()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()

@@ -16,6 +16,7 @@ import (
 // clusterFigures is what a node in cluster mode adds to its metrics.
 type clusterFigures struct {
 	repl                                  replication.Stats
+	readsBeside                           uint64
 	purgedPGs, purgedObjects, purgedBytes uint64
 	meta                                  []meta.MemberStatus
 }
@@ -77,7 +78,7 @@ func newCollector(stats func() engine.Stats, netm func() net.MetricsSnapshot, cl
 	shard := []string{"shard"}
 	return &collector{
 		stats: stats, net: netm, cluster: cluster, infoValues: values,
-		replEvents:    prometheus.NewDesc("weft_replication_events_total", "Replication core events: mutations issued as primary, acknowledged, failed stale, retries answered from request ids (stored: from ids read back from the store), reads joined to one under way, reads served on a read lease, sync messages sent and objects a replica confirmed.", []string{"event"}, nil),
+		replEvents:    prometheus.NewDesc("weft_replication_events_total", "Replication core events: mutations issued as primary, acknowledged, failed stale, retries answered from request ids (stored: from ids read back from the store), reads joined to one under way, reads served on a read lease (by the core, and beside it on the connection's reader), sync messages sent and objects a replica confirmed.", []string{"event"}, nil),
 		replSyncBytes: prometheus.NewDesc("weft_replication_sync_bytes_sent_total", "Object bytes sent to replicas being synced.", nil, nil),
 		purged:        prometheus.NewDesc("weft_purged_total", "What the purger deleted of deleted containers: PGs with data, and objects.", []string{"what"}, nil),
 		purgedBytes:   prometheus.NewDesc("weft_purged_bytes_total", "Logical bytes of the objects the purger deleted.", nil, nil),
@@ -188,7 +189,7 @@ func (c *collector) collectCluster(f clusterFigures, gauge, counter func(*promet
 		n    uint64
 	}{{"mutations_issued", r.MutationsIssued}, {"acknowledged", r.Acknowledged}, {"stale_failures", r.StaleFailures},
 		{"retries_answered", r.RetriesAnswered}, {"stored_retries", r.StoredRetries}, {"reads_joined", r.ReadsJoined},
-		{"lease_reads", r.LeaseReads}, {"sync_objects_sent", r.SyncObjectsSent}, {"sync_same_sent", r.SyncSameSent},
+		{"lease_reads", r.LeaseReads}, {"reads_beside", f.readsBeside}, {"sync_objects_sent", r.SyncObjectsSent}, {"sync_same_sent", r.SyncSameSent},
 		{"sync_same_kept", r.SyncSameKept}} {
 		counter(c.replEvents, float64(ev.n), ev.name)
 	}

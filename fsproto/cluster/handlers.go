@@ -374,6 +374,9 @@ func (s *DataServer) startRead(ctx context.Context, req *net.Request, w *net.Res
 		return true // answered
 	}
 	chunk := m.Chunk
+	if s.readBeside(op, m.Epoch, w, chunk) {
+		return true
+	}
 	return s.startOp(ctx, op, m.Epoch, nil, func(rep replication.Reply) { answerRead(w, rep, chunk) })
 }
 

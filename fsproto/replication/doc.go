@@ -250,6 +250,35 @@
 // the round, flag included, in a plain ack, which grants nothing. Either
 // way the round completes and only the lease is missing.
 //
+// # Reads beside the core
+//
+// A runner may serve reads of a PG without stepping the core, from the
+// goroutine that received them, while Config.OnLease says the node holds
+// a lease for the read's epoch (package cluster does: it saves a read two
+// hand-offs to and from the goroutine that owns the Node). What makes such
+// a read as safe as one the core serves:
+//   - OnLease runs inside Step, before Step returns the effects of the
+//     change: a runner that takes the same lock to read and submit, and to
+//     record OnLease, orders every read it submitted under the old lease
+//     before any store operation of the step that dropped it (an install
+//     after a step down, say);
+//   - the runner refuses the object while a client mutation of it is
+//     queued or under way (from before it steps the core with the
+//     mutation until the core's Reply to it), and submits under that same
+//     lock, so a read is queued on the store either before the mutation's
+//     store operation (and reads the state before it) or after the
+//     mutation was acknowledged: it never sees an unacknowledged write,
+//     as a read that the core queues behind the mutation does not. This
+//     needs a store that runs one object's operations in the order they
+//     were submitted (EngineStore does: the engine's reactor takes its
+//     requests in order);
+//   - an active primary's store changes only through client mutations:
+//     installs and syncs happen before it is active or after it stepped
+//     down, when it has no lease;
+//   - the runner stops reading beside the core once less than ReadLease/2
+//     of the lease is left, so that its reads go through the core, which
+//     renews the lease (renewDue); otherwise the lease would run out.
+//
 // # Wire format
 //
 // Every message is a 16-byte header and a body fixed by its kind (kinds

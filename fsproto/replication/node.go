@@ -69,6 +69,13 @@ type Config struct {
 	// the process's), read only for read leases. Its rate must be within
 	// a few percent of every other node's; its value need not agree.
 	Now func() time.Duration
+	// OnLease, when set, is called inside Step whenever pg's read lease
+	// changes: until is when the lease ends on Now's clock, 0 when the
+	// node holds none (it is not pg's active primary in epoch, or the
+	// lease was dropped). It lets a runner serve reads beside the core
+	// (see "Reads beside the core" in the package doc); it must not call
+	// into the Node.
+	OnLease func(pg uint32, epoch uint64, until time.Duration)
 }
 
 func (c *Config) fill() error {
@@ -553,7 +560,7 @@ func (g *group) becomePrimary() {
 	g.ownMaxOK = false
 	g.syncs = map[uint64]*syncState{}
 	g.roundAcks = nil
-	g.leaseUntil = 0
+	g.setLease(0)
 	if g.pending == nil {
 		g.pending = map[uint64]*mutation{}
 		g.byRID = map[fsproto.RequestID]*mutation{}
@@ -629,7 +636,7 @@ func (g *group) stepDown() {
 	g.pending, g.byRID, g.objq, g.busy, g.loading, g.readsOut = nil, nil, nil, nil, nil, nil
 	g.pendingSeq, g.windowWait, g.reads, g.queued = nil, nil, nil, 0
 	g.syncs, g.peerMax, g.peerMark, g.roundAcks = nil, nil, nil, nil
-	g.leaseUntil = 0
+	g.setLease(0)
 	g.role = roleNone
 }
 
@@ -1222,7 +1229,7 @@ func (g *group) checkRound() {
 		// round started, so its grant runs at least to roundAt + l on
 		// its clock; ours ends an eighth of l earlier, which covers
 		// clocks whose rates differ by up to 1/7.
-		g.leaseUntil = g.roundAt + l - l/8
+		g.setLease(g.roundAt + l - l/8)
 	}
 	var keep []*readWait
 	for _, rw := range g.reads {
@@ -1244,6 +1251,17 @@ func (g *group) checkRound() {
 // reset it).
 func (g *group) leased() bool {
 	return g.n.cfg.ReadLease > 0 && g.phase == phaseActive && g.n.cfg.Now() < g.leaseUntil
+}
+
+// setLease sets leaseUntil and tells Config.OnLease when it changed.
+func (g *group) setLease(until time.Duration) {
+	if until == g.leaseUntil {
+		return
+	}
+	g.leaseUntil = until
+	if f := g.n.cfg.OnLease; f != nil {
+		f(g.pg, g.epoch, until)
+	}
 }
 
 // renewDue reports whether a round should start to extend a lease that

@@ -256,6 +256,14 @@ type simNode struct {
 	core     *Node
 	store    *simStore
 	caughtUp map[uint32]uint64
+	// leases is what Config.OnLease last said of each PG: a runner that
+	// reads beside the core trusts it (see "Reads beside the core").
+	leases map[uint32]simLeaseNote
+}
+
+type simLeaseNote struct {
+	epoch uint64
+	until time.Duration
 }
 
 func newSim(t testing.TB, seed int64) *sim {
@@ -316,6 +324,7 @@ func (n *simNode) start() {
 	n.inc++
 	n.up = true
 	n.caughtUp = map[uint32]uint64{}
+	n.leases = map[uint32]simLeaseNote{}
 	lease := n.s.lease
 	if n.id%2 == 0 && n.s.seed%8 >= 6 {
 		lease = lease * 2 / 3
@@ -325,11 +334,30 @@ func (n *simNode) start() {
 	// margin allows for.
 	rate := 1 + 0.03*(float64(n.id)-3)
 	core, err := NewNode(Config{ID: n.id, Window: n.s.window, SyncBytesPerTick: 64, RetransmitTicks: 2, RequestIDs: 1024,
-		ReadLease: lease, Now: func() time.Duration { return time.Duration(float64(n.s.now) * rate) }})
+		ReadLease: lease, Now: func() time.Duration { return time.Duration(float64(n.s.now) * rate) },
+		OnLease: func(pg uint32, epoch uint64, until time.Duration) {
+			n.leases[pg] = simLeaseNote{epoch, until}
+		}})
 	if err != nil {
 		panic(err)
 	}
 	n.core = core
+}
+
+// checkLeaseNotes checks, after a Step and before its effects, that
+// OnLease told of every lease change: what it last said of a PG is the
+// core's lease, and a PG of which this node is not the active primary has
+// none. A runner reading beside the core relies on both.
+func (n *simNode) checkLeaseNotes() {
+	for pg, g := range n.core.pgs {
+		note := n.leases[pg]
+		if note.until != g.leaseUntil {
+			n.s.failf("node %d pg %d: OnLease last said the lease ends at %v, the core has %v", n.id, pg, note.until, g.leaseUntil)
+		}
+		if g.leaseUntil != 0 && (g.role != rolePrimary || g.phase != phaseActive || note.epoch != g.epoch) {
+			n.s.failf("node %d pg %d: a lease (OnLease epoch %d) while role %v, phase %v, epoch %d", n.id, pg, note.epoch, g.role, g.phase, g.epoch)
+		}
+	}
 }
 
 // step feeds ev to n's core and carries out its effects.
@@ -338,7 +366,9 @@ func (n *simNode) step(ev Event) {
 		return
 	}
 	s := n.s
-	for _, e := range slices.Clone(n.core.Step(ev)) {
+	effs := slices.Clone(n.core.Step(ev))
+	n.checkLeaseNotes()
+	for _, e := range effs {
 		switch e := e.(type) {
 		case Send:
 			b := AppendMsg(nil, &e.Msg)

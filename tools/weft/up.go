@@ -19,10 +19,10 @@ import (
 
 func newUpCmd(ctx context.Context, status *int) *cobra.Command {
 	var (
-		cfg                                    localcluster.Config
-		size                                   string
-		startupDeadline                        time.Duration
-		mountDir, cache, recordSize, readCache string
+		cfg                                          localcluster.Config
+		size                                         string
+		startupDeadline                              time.Duration
+		mountDir, cache, recordSize, readCache, mode string
 	)
 	cmd := &cobra.Command{
 		Use:   "up [flags]",
@@ -70,6 +70,14 @@ stops every node cleanly.`,
 				}
 				cfg.ExtraArgs = append(cfg.ExtraArgs, "--read-cache", fmt.Sprint(n))
 			}
+			if mode != "" {
+				if _, err := engine.ParsePollMode(mode); err != nil {
+					*status = 2
+					fmt.Fprintf(os.Stderr, "--mode=%s: want poll, hybrid or interrupt\n", mode)
+					return nil
+				}
+				cfg.ExtraArgs = append(cfg.ExtraArgs, "--mode", mode)
+			}
 			mc, err := mount.ParseCache(cache)
 			if err != nil {
 				*status = 2
@@ -93,6 +101,7 @@ stops every node cleanly.`,
 	f.StringVar(&mountDir, "mount", "", "mount the container at this folder (made if missing) while the cluster runs")
 	f.StringVar(&cache, "cache", "strict", "caching of the --mount: strict (close-to-open) or none (direct I/O)")
 	f.StringVar(&readCache, "read-cache", "", "every node's --read-cache: memory for data small reads fetched, served again from there (default none)")
+	f.StringVar(&mode, "mode", "", "every node's reactor polling mode: poll, hybrid or interrupt (default hybrid)")
 	f.StringVar(&recordSize, "record-size", "", "every node's --record-size: the largest record a write is stored as (default 16k; 4k reads fastest, costs the most index memory)")
 	return cmd
 }
