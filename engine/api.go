@@ -232,6 +232,15 @@ type Request struct {
 	// of the primary's history with it. Requests must be empty otherwise.
 	ReplaceRequests bool
 	Requests        []AppliedRequest
+	// KeepIfAtLeast, on a mutation when not 0, skips it if the object's
+	// PG sequence number (a tombstone's included) is already at least
+	// this: the request then completes without a change, with Skipped
+	// set and ResultSeq the object's seq. The check and the mutation are
+	// one step on the reactor, against the state that mutations completed
+	// (durable) before this one was taken: a mutation of the object still
+	// in flight holds this one back until it completes. It makes a
+	// replica's apply of a resent forward idempotent in one request.
+	KeepIfAtLeast uint64
 	// Replace, on OpWrite or OpTruncate, first drops the object's data as
 	// OpDelete does, in the same atomic batch: the object becomes exactly
 	// this write (or an object of this size, zero-filled), or stays as it
@@ -268,6 +277,9 @@ type Request struct {
 	Version   uint64
 	ResultSeq uint64
 	State     ObjectState
+	// Skipped: a mutation with KeepIfAtLeast found the object there
+	// already and changed nothing.
+	Skipped bool
 
 	// Engine-internal.
 	next      atomic.Pointer[Request]

@@ -268,7 +268,7 @@ func (e *Engine) Submit(r *Request) {
 		// A caller bug: fail in the caller, not in the reactor.
 		panic("engine: Submit of a request with neither a Done channel nor Notify")
 	}
-	r.Err, r.N, r.Version, r.ResultSeq, r.State = nil, 0, 0, 0, ObjectState{}
+	r.Err, r.N, r.Version, r.ResultSeq, r.State, r.Skipped = nil, 0, 0, 0, ObjectState{}, false
 	r.submitted = time.Now()
 	// Invariant: a request that passes the closed check is pushed before
 	// Close stops the reactors (Close waits for submitting to drain after

@@ -660,6 +660,18 @@ func (s *shard) addMutation(r *Request) (wait bool) {
 		s.complete(r, err)
 		return false
 	}
+	if r.KeepIfAtLeast > 0 {
+		if _, ok := s.pendVer[r.Object]; ok {
+			// Decided once the object's batched mutation is durable: a
+			// skip must rest on a durable state.
+			return true
+		}
+		if st, ok := s.objs.Get(ObjectState{ID: r.Object}); ok && st.PGSeq >= r.KeepIfAtLeast {
+			r.Skipped, r.ResultSeq, r.Version = true, st.PGSeq, st.Version
+			s.complete(r, nil)
+			return false
+		}
+	}
 	if !s.roomFor(r) {
 		return true
 	}

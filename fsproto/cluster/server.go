@@ -203,7 +203,9 @@ type DataServer struct {
 	applied  *clustermap.Map // the newest map handed to the core
 
 	storeDone func(replication.StoreResult) // s.storeDoneFunc
-	readDone  func(replication.StoreResult) // s.readDoneFunc
+	// overflow: completions waiting for room in done (storeDoneFunc).
+	overflowMu sync.Mutex
+	overflow   []replication.StoreResult
 }
 
 type pgState struct {
@@ -413,7 +415,6 @@ func NewDataServer(cfg DataServerConfig) (*DataServer, error) {
 		pgs:      map[clustermap.PGID]*pgState{},
 	}
 	s.storeDone = s.storeDoneFunc
-	s.readDone = s.readDoneFunc
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.loopWG.Add(3)
 	go s.watch()
@@ -767,31 +768,61 @@ func (s *DataServer) submit(op replication.StoreOp) {
 	if op.Kind == replication.StoreInstall {
 		s.installs[op.ID] = installOp{pg: clustermap.PGID(op.PG), key: installKey{op.Object, op.Seq}, n: len(op.Data)}
 	}
-	if op.Kind == replication.StoreRead {
-		s.store.Submit(op, s.readDone)
-		return
-	}
 	s.store.Submit(op, s.storeDone)
 }
 
-// readDoneFunc hands a read's completion to the loop from the engine's
-// reactor (see replication.Store), which must not wait: when the loop's
-// queue is full, a goroutine waits instead. Reads complete in no
-// particular order, so the detour reorders nothing that matters.
-func (s *DataServer) readDoneFunc(r replication.StoreResult) {
-	select {
-	case s.done <- r:
-	default:
-		go s.storeDoneFunc(r)
+// storeDoneFunc hands a store completion to the loop. It runs on the
+// engine's reactor for reads and applies (see replication.Store), so it
+// never waits: when the loop's queue is full the completion joins an
+// overflow that a goroutine hands to the loop oldest first, and every
+// completion after it queues behind it. So one object's mutations, which
+// the store runs one after another, reach the loop in the order they
+// completed. It is a method value made once (NewDataServer), not a
+// closure per op.
+func (s *DataServer) storeDoneFunc(r replication.StoreResult) {
+	s.overflowMu.Lock()
+	if len(s.overflow) == 0 {
+		select {
+		case s.done <- r:
+			s.overflowMu.Unlock()
+			return
+		default:
+		}
+	}
+	s.overflow = append(s.overflow, r)
+	start := len(s.overflow) == 1
+	s.overflowMu.Unlock()
+	if start {
+		go s.feedOverflow()
 	}
 }
 
-// storeDone hands a store completion to the loop. It is a method value
-// made once (NewDataServer), not a closure per op.
-func (s *DataServer) storeDoneFunc(r replication.StoreResult) {
-	select {
-	case s.done <- r:
-	case <-s.ctx.Done():
+// feedOverflow hands the overflow to the loop. The completion being
+// handed stays at the overflow's head until the loop has it, so that no
+// later one overtakes it; the goroutine ends when the overflow is empty
+// (storeDoneFunc starts another when it fills again) or the server closes
+// (Close drops what is left, as it drops the queue).
+func (s *DataServer) feedOverflow() {
+	for {
+		s.overflowMu.Lock()
+		r := s.overflow[0]
+		s.overflowMu.Unlock()
+		select {
+		case s.done <- r:
+		case <-s.ctx.Done():
+			s.overflowMu.Lock()
+			s.overflow = nil
+			s.overflowMu.Unlock()
+			return
+		}
+		s.overflowMu.Lock()
+		s.overflow[0] = replication.StoreResult{}
+		s.overflow = s.overflow[1:]
+		empty := len(s.overflow) == 0
+		s.overflowMu.Unlock()
+		if empty {
+			return
+		}
 	}
 }
 

@@ -13,17 +13,23 @@ import (
 	"github.com/weftfs/weft/fsproto"
 )
 
-// EngineStore is the Store over a real *engine.Engine. Ops run on
-// goroutines of their own (the engine's calls block until durable); Close
-// waits for them. Safe for concurrent use.
+// EngineStore is the Store over a real *engine.Engine. A read and an
+// apply are one engine request each, completed by a callback on the
+// engine's reactor: their done runs there (see Store), without a
+// goroutine that waits for the engine. The other ops (an install is
+// several engine calls) run on goroutines of their own. Close waits for
+// all of them. Safe for concurrent use.
 //
 // Invariant: the mutations (Apply, Install) of one object run one at a
-// time, in the order they were submitted. A mutation is several engine
-// calls (a Stat for KeepIfAtLeast, then the write), so without
-// this a forward could land between an install's check and its writes and
-// be overwritten by an older state, and the core's order (an install
-// resent before the epoch's first forward of the object) would be lost.
-// Reads, Gets and the rest are not ordered against them.
+// time, in the order they were submitted: the next starts when the one
+// before has completed. An install is several engine calls (a Stat, a
+// check of what is there, then the write), so without this a forward
+// could land between an install's check and its writes and be
+// overwritten by an older state, and the core's order (an install resent
+// before the epoch's first forward of the object) would be lost. An
+// apply's KeepIfAtLeast is checked by the engine with the write
+// (engine.Request.KeepIfAtLeast), against the state the object's earlier
+// mutations left. Reads, Gets and the rest are not ordered against them.
 //
 // Request ids are the engine's (engine.Request.RequestID, and
 // ReplaceRequests for an install), so they are durable with the mutation
@@ -79,7 +85,65 @@ func (s *EngineStore) Submit(op StoreOp, done func(StoreResult)) {
 	}
 	s.waiting[op.Object] = nil
 	s.mu.Unlock()
-	go s.mutate(storeCall{op, done})
+	s.start(storeCall{op, done})
+}
+
+// start runs c, now its object's running mutation: an apply as one engine
+// request completed on the reactor, an install on a goroutine.
+func (s *EngineStore) start(c storeCall) {
+	if c.op.Kind != StoreApply {
+		go func() {
+			s.call(c)
+			s.finish(c.op.Object)
+		}()
+		return
+	}
+	r := applyRequest(&c.op)
+	r.Notify = func(r *engine.Request) {
+		res := StoreResult{ID: c.op.ID, Err: r.Err}
+		if r.Skipped {
+			res.Skipped, res.Seq = true, r.ResultSeq
+		}
+		c.done(res)
+		s.finish(c.op.Object)
+	}
+	s.e.Submit(r)
+}
+
+// finish ends obj's running mutation and starts the next one submitted
+// meanwhile, if any.
+func (s *EngineStore) finish(obj engine.ObjectID) {
+	s.wg.Done()
+	s.mu.Lock()
+	q := s.waiting[obj]
+	if len(q) == 0 {
+		delete(s.waiting, obj)
+		s.mu.Unlock()
+		return
+	}
+	c := q[0]
+	q[0] = storeCall{}
+	s.waiting[obj] = q[1:]
+	s.mu.Unlock()
+	s.start(c)
+}
+
+// applyRequest is the one engine request of an apply, its KeepIfAtLeast
+// check included.
+func applyRequest(op *StoreOp) *engine.Request {
+	r := &engine.Request{Object: op.Object, PG: op.PG, PGSeq: op.Seq, RequestID: engine.RequestID(op.RequestID),
+		KeepIfAtLeast: op.KeepIfAtLeast}
+	switch op.Mut.Kind {
+	case MutWrite:
+		r.Op, r.Off, r.Buf = engine.OpWrite, op.Mut.Off, op.Data
+	case MutTruncate:
+		r.Op, r.Off = engine.OpTruncate, op.Mut.Size
+	case MutDelete:
+		r.Op = engine.OpDelete
+	default:
+		panic(fmt.Sprintf("replication: apply of mutation kind %d", op.Mut.Kind))
+	}
+	return r
 }
 
 // read submits a read to the engine with a completion callback rather
@@ -107,27 +171,6 @@ func readResult(id uint64, data []byte, err error) StoreResult {
 		res.Err = err
 	}
 	return res
-}
-
-// mutate runs c and then every mutation of its object submitted
-// meanwhile, in order, until none waits.
-func (s *EngineStore) mutate(c storeCall) {
-	obj := c.op.Object
-	for {
-		s.call(c)
-		s.wg.Done()
-		s.mu.Lock()
-		q := s.waiting[obj]
-		if len(q) == 0 {
-			delete(s.waiting, obj)
-			s.mu.Unlock()
-			return
-		}
-		c = q[0]
-		q[0] = storeCall{}
-		s.waiting[obj] = q[1:]
-		s.mu.Unlock()
-	}
 }
 
 func (s *EngineStore) call(c storeCall) {
@@ -227,75 +270,53 @@ func (s *EngineStore) do(r *engine.Request) error {
 func (s *EngineStore) run(op *StoreOp) StoreResult {
 	var res StoreResult
 	switch op.Kind {
-	case StoreApply, StoreInstall:
-		var st engine.ObjectState
-		if op.KeepIfAtLeast > 0 || op.Kind == StoreInstall {
-			var err error
-			if st, err = s.stat(op.Object); err != nil {
-				return StoreResult{Err: err}
-			}
-			if cur := st.PGSeq; op.KeepIfAtLeast > 0 && cur >= op.KeepIfAtLeast {
-				return StoreResult{Skipped: true, Seq: cur}
-			}
+	case StoreInstall:
+		st, err := s.stat(op.Object)
+		if err != nil {
+			return StoreResult{Err: err}
 		}
-		req := func(kind engine.Op) *engine.Request {
-			return &engine.Request{Op: kind, Object: op.Object, PG: op.PG, PGSeq: op.Seq}
+		if cur := st.PGSeq; op.KeepIfAtLeast > 0 && cur >= op.KeepIfAtLeast {
+			return StoreResult{Skipped: true, Seq: cur}
 		}
-		if op.Kind == StoreInstall {
-			seq := op.Seq
-			if seq == 0 {
-				// The primary never wrote the object: it is to be
-				// absent here too. NB: never PGSeq 0 to the engine,
-				// which would stamp the tombstone with the PG's next
-				// seq: at or above the epoch's first seq (KeepIfAtLeast),
-				// that would make us skip, and acknowledge, the epoch's
-				// forwards of the object up to it, as if we held them
-				// (TestEngineAbsentTombstoneKeepsEpochSeqs).
-				if !op.Deleted {
-					return StoreResult{Err: fmt.Errorf("replication: install of live object %v at seq 0", op.Object)}
-				}
-				if st.Version == 0 {
-					return StoreResult{} // never written here either
-				}
-				// A tombstone at the seq of the state it replaces, which
-				// is below KeepIfAtLeast (or the install would skip).
-				seq = st.PGSeq
-				if seq == 0 {
-					return StoreResult{Err: fmt.Errorf("replication: object %v of pg %d has version %d and no pg seq", op.Object, op.PG, st.Version)}
-				}
-			}
-			if same, err := s.holds(op, seq, &st); err != nil || same {
-				// Installed already (a resend that crossed its ack):
-				// nothing to write.
-				return StoreResult{Err: err, Seq: st.PGSeq}
-			}
-			// One engine request, so one batch: the installed state's
-			// ids, and for a live object the old data dropped with the
-			// new written (Replace), land together or not at all.
-			r := req(engine.OpDelete)
-			r.PGSeq = seq
+		seq := op.Seq
+		if seq == 0 {
+			// The primary never wrote the object: it is to be
+			// absent here too. NB: never PGSeq 0 to the engine,
+			// which would stamp the tombstone with the PG's next
+			// seq: at or above the epoch's first seq (KeepIfAtLeast),
+			// that would make us skip, and acknowledge, the epoch's
+			// forwards of the object up to it, as if we held them
+			// (TestEngineAbsentTombstoneKeepsEpochSeqs).
 			if !op.Deleted {
-				r.Op, r.Replace = engine.OpTruncate, true
-				if len(op.Data) > 0 {
-					r.Op, r.Buf = engine.OpWrite, op.Data
-				}
+				return StoreResult{Err: fmt.Errorf("replication: install of live object %v at seq 0", op.Object)}
 			}
-			r.ReplaceRequests, r.Requests = true, keptRIDs(op.RIDs)
-			return StoreResult{Err: s.do(r), Seq: st.PGSeq}
+			if st.Version == 0 {
+				return StoreResult{} // never written here either
+			}
+			// A tombstone at the seq of the state it replaces, which
+			// is below KeepIfAtLeast (or the install would skip).
+			seq = st.PGSeq
+			if seq == 0 {
+				return StoreResult{Err: fmt.Errorf("replication: object %v of pg %d has version %d and no pg seq", op.Object, op.PG, st.Version)}
+			}
 		}
-		r := req(0)
-		r.RequestID = engine.RequestID(op.RequestID)
-		switch op.Mut.Kind {
-		case MutWrite:
-			r.Op, r.Off, r.Buf = engine.OpWrite, op.Mut.Off, op.Data
-		case MutTruncate:
-			r.Op, r.Off = engine.OpTruncate, op.Mut.Size
-		case MutDelete:
-			r.Op = engine.OpDelete
-		default:
-			panic(fmt.Sprintf("replication: apply of mutation kind %d", op.Mut.Kind))
+		if same, err := s.holds(op, seq, &st); err != nil || same {
+			// Installed already (a resend that crossed its ack):
+			// nothing to write.
+			return StoreResult{Err: err, Seq: st.PGSeq}
 		}
-		res.Err = s.do(r)
+		// One engine request, so one batch: the installed state's
+		// ids, and for a live object the old data dropped with the
+		// new written (Replace), land together or not at all.
+		r := &engine.Request{Op: engine.OpDelete, Object: op.Object, PG: op.PG, PGSeq: seq}
+		if !op.Deleted {
+			r.Op, r.Replace = engine.OpTruncate, true
+			if len(op.Data) > 0 {
+				r.Op, r.Buf = engine.OpWrite, op.Data
+			}
+		}
+		r.ReplaceRequests, r.Requests = true, keptRIDs(op.RIDs)
+		return StoreResult{Err: s.do(r), Seq: st.PGSeq}
 	case StoreRequests:
 		st, err := s.stat(op.Object)
 		if err != nil {

@@ -103,9 +103,9 @@ type StoreResult struct {
 // again, also after a restart.
 //
 // Submit starts op and returns at once; done is called exactly once, from
-// any goroutine, when op completed. A StoreRead's done may run on a
-// thread that must not block (EngineStore calls it on the engine's
-// reactor), so it must return promptly and never wait. Durability contract: a mutation
+// any goroutine, when op completed. A StoreRead's and a StoreApply's
+// done may run on a thread that must not block (EngineStore calls them on
+// the engine's reactor), so it must return promptly and never wait. Durability contract: a mutation
 // (Apply, Install) completes only once it is durable; a skipped one only
 // once the state that made it skip is durable. The mutations of one
 // object must take effect one at a time, each whole (its KeepIfAtLeast
