@@ -28,6 +28,12 @@ import (
 // Anything else (no lease, a lease with less than half left, a mutation
 // of the object in progress, a read the core would refuse) goes to the
 // loop as before.
+//
+// Unlike a request started through the loop (startOp), a read beside it
+// is not answered early when its connection ends: the connection's
+// teardown waits for the engine's read, which only the device bounds,
+// where the loop may hold an operation for as long as its PG waits for
+// replicas.
 
 // readGates holds every PG's gate. Gates are made by the loop (OnLease
 // and mutation marks run there) and never removed: a node holds a
