@@ -517,19 +517,7 @@ func (w *writer) str(s string) {
 	w.b = append(w.b, s...)
 }
 
-func (w *writer) attr(a *namespace.Attr) {
-	w.u64(uint64(a.Ino))
-	w.u8(uint8(a.Type))
-	w.u32(a.Mode)
-	w.u32(a.UID)
-	w.u32(a.GID)
-	w.u64(a.Size)
-	w.u32(a.Nlink)
-	w.u32(a.Open)
-	w.u64(uint64(a.Atime))
-	w.u64(uint64(a.Mtime))
-	w.u64(uint64(a.Ctime))
-}
+func (w *writer) attr(a *namespace.Attr) { w.b = namespace.AppendAttr(w.b, a) }
 
 // reader decodes little-endian fields; the first failure sticks in err
 // (wrapping ErrCorrupt) and later reads return zeros.

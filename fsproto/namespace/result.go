@@ -1,6 +1,7 @@
 package namespace
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"syscall"
@@ -154,20 +155,26 @@ func DecodeResult(data []byte) (Result, error) {
 	return res, nil
 }
 
-// attr writes a's fields, in the order reader.attr reads them.
-func (w *writer) attr(a *Attr) {
-	w.u64(uint64(a.Ino))
-	w.u8(uint8(a.Type))
-	w.u32(a.Mode)
-	w.u32(a.UID)
-	w.u32(a.GID)
-	w.u64(a.Size)
-	w.u32(a.Nlink)
-	w.u32(a.Open)
-	w.i64(a.Atime)
-	w.i64(a.Mtime)
-	w.i64(a.Ctime)
+// AppendAttr appends a's encoding to b: ino u64, type u8, mode, uid, gid
+// u32, size u64, nlink, open u32, atime, mtime, ctime i64, little-endian
+// (61 bytes). Results carry attributes so, and package meta's
+// messages too; each decoder names the fields in its own errors.
+func AppendAttr(b []byte, a *Attr) []byte {
+	b = binary.LittleEndian.AppendUint64(b, uint64(a.Ino))
+	b = append(b, uint8(a.Type))
+	b = binary.LittleEndian.AppendUint32(b, a.Mode)
+	b = binary.LittleEndian.AppendUint32(b, a.UID)
+	b = binary.LittleEndian.AppendUint32(b, a.GID)
+	b = binary.LittleEndian.AppendUint64(b, a.Size)
+	b = binary.LittleEndian.AppendUint32(b, a.Nlink)
+	b = binary.LittleEndian.AppendUint32(b, a.Open)
+	b = binary.LittleEndian.AppendUint64(b, uint64(a.Atime))
+	b = binary.LittleEndian.AppendUint64(b, uint64(a.Mtime))
+	return binary.LittleEndian.AppendUint64(b, uint64(a.Ctime))
 }
+
+// attr writes a's fields, in the order reader.attr reads them.
+func (w *writer) attr(a *Attr) { w.b = AppendAttr(w.b, a) }
 
 // The names reader.attr gives its fields in errors.
 var (
