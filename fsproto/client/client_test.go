@@ -143,6 +143,24 @@ func okWrite(seq uint64) func(int, fsproto.Write, *net.ResponseWriter) {
 	}
 }
 
+// failOver takes pg's primary, first, down in a map after m: first
+// answers a write with CodeStaleEpoch and publishes that map on f, and
+// second, the new primary, acknowledges writes with PGSeq 42. It returns
+// the new map.
+func failOver(t *testing.T, m *clustermap.Map, pg clustermap.PG, f *feed, first, second *fakeNode) *clustermap.Map {
+	t.Helper()
+	m2, err := m.Apply(clustermap.SetNodeState{ID: pg.Primary(), State: clustermap.Down})
+	if err != nil {
+		t.Fatal(err)
+	}
+	first.setAnswer(func(n int, w fsproto.Write, rw *net.ResponseWriter) {
+		f.publish(m2)
+		rw.Error(fsproto.CodeStaleEpoch, "stale")
+	})
+	second.setAnswer(okWrite(42))
+	return m2
+}
+
 // testMap builds a map of the given nodes (id i+1 at addrs[i]) with one
 // container of one PG, replicated on all of them.
 func testMap(t *testing.T, addrs ...string) *clustermap.Map {
@@ -211,15 +229,7 @@ func TestStaleEpochRefreshesAndKeepsRequestID(t *testing.T) {
 	if pg.Primary() == 2 {
 		first, second = b, a
 	}
-	m2, err := m.Apply(clustermap.SetNodeState{ID: pg.Primary(), State: clustermap.Down})
-	if err != nil {
-		t.Fatal(err)
-	}
-	first.setAnswer(func(n int, w fsproto.Write, rw *net.ResponseWriter) {
-		f.publish(m2)
-		rw.Error(fsproto.CodeStaleEpoch, "stale")
-	})
-	second.setAnswer(okWrite(42))
+	m2 := failOver(t, m, pg, f, first, second)
 	res, err := ct.Write(context.Background(), 3, 4, 0, []byte("data"))
 	if err != nil || res.PGSeq != 42 {
 		t.Fatalf("write: %+v, %v", res, err)
@@ -408,15 +418,7 @@ func TestGoOpsRetry(t *testing.T) {
 	}
 
 	// A stale epoch and a new map: the write moves to the new primary.
-	m2, err := m.Apply(clustermap.SetNodeState{ID: pg.Primary(), State: clustermap.Down})
-	if err != nil {
-		t.Fatal(err)
-	}
-	first.setAnswer(func(n int, w fsproto.Write, rw *net.ResponseWriter) {
-		f.publish(m2)
-		rw.Error(fsproto.CodeStaleEpoch, "stale")
-	})
-	second.setAnswer(okWrite(42))
+	failOver(t, m, pg, f, first, second)
 	if op := <-ct.GoWrite(context.Background(), 3, 4, 0, []byte("data"), done).Done; op.Err != nil || op.Result.PGSeq != 42 {
 		t.Fatalf("write after a stale epoch: %+v, %v", op.Result, op.Err)
 	}
