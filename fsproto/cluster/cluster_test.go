@@ -157,12 +157,7 @@ func TestCloseFailsPendingRetryably(t *testing.T) {
 	}
 	defer c.fn.HealAll()
 	ctx := context.Background()
-	conn, err := net.Dial(ctx, c.nodes[p].addr, net.ClientConfig{ClusterID: testCluster, KeyID: clientKey, Secret: clientSecret, Logger: quiet})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	cc := fsproto.NewChunkClient(conn, fsproto.ChunkClientConfig{Epoch: pg.Epoch, PG: func(fsproto.ChunkID) uint32 { return uint32(pg.ID) }})
+	cc := c.pinnedClient(t, p, pg)
 	ch := fsproto.ChunkID{Container: uint64(m.Containers[0].ID), Inode: 1, Index: 0}
 	op := cc.GoWrite(ctx, ch, 0, []byte("pending"), nil)
 	waitFor(t, "the write to reach the primary", func() bool {

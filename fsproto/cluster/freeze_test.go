@@ -10,7 +10,6 @@ import (
 	"github.com/weftfs/weft/fsproto/clustermap"
 	"github.com/weftfs/weft/fsproto/replication"
 	"github.com/weftfs/weft/internal/testutil"
-	"github.com/weftfs/weft/net"
 )
 
 // TestFrozenPrimaryAnswersOnNewMap is the liveness half of a frozen
@@ -43,12 +42,7 @@ func testFrozenPrimary(t *testing.T, samePrimary bool) {
 		}
 	}
 
-	conn, err := net.Dial(ctx, c.nodes[p].addr, net.ClientConfig{ClusterID: testCluster, KeyID: clientKey, Secret: clientSecret, Logger: quiet})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	stale := fsproto.NewChunkClient(conn, fsproto.ChunkClientConfig{Epoch: pg.Epoch, PG: func(fsproto.ChunkID) uint32 { return uint32(pg.ID) }})
+	stale := c.pinnedClient(t, p, *pg)
 	chunk := func(i uint64) fsproto.ChunkID { return fsproto.ChunkID{Container: uint64(ct.ID()), Inode: 1, Index: i} }
 
 	// Freeze p: nothing passes between it and its peers, and no map

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/weftfs/weft/engine"
+	"github.com/weftfs/weft/fsproto"
 	"github.com/weftfs/weft/fsproto/client"
 	"github.com/weftfs/weft/fsproto/cluster"
 	"github.com/weftfs/weft/fsproto/clustermap"
@@ -295,6 +296,20 @@ func (c *tcluster) container(t testing.TB) *client.Container {
 		t.Fatal(err)
 	}
 	return ct
+}
+
+// pinnedClient dials node id with a raw chunk client that routes every
+// chunk to pg at pg's epoch, whatever the map says later (no refresh, no
+// retry): what a client with a stale map sends. The connection closes at
+// the test's end.
+func (c *tcluster) pinnedClient(t testing.TB, id clustermap.NodeID, pg clustermap.PG) *fsproto.ChunkClient {
+	t.Helper()
+	conn, err := net.Dial(context.Background(), c.nodes[id].addr, net.ClientConfig{ClusterID: testCluster, KeyID: clientKey, Secret: clientSecret, Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	return fsproto.NewChunkClient(conn, fsproto.ChunkClientConfig{Epoch: pg.Epoch, PG: func(fsproto.ChunkID) uint32 { return uint32(pg.ID) }})
 }
 
 // waitFor polls cond until it holds or the test's patience (30s) ends.

@@ -9,7 +9,6 @@ import (
 	"github.com/weftfs/weft/fsproto"
 	"github.com/weftfs/weft/fsproto/replication"
 	"github.com/weftfs/weft/internal/testutil"
-	"github.com/weftfs/weft/net"
 )
 
 // TestReadsBesideTheLoop: with a read lease, chunk reads are served on
@@ -45,12 +44,7 @@ func TestReadsBesideTheLoop(t *testing.T) {
 		}
 	}
 	defer c.fn.HealAll()
-	conn, err := net.Dial(ctx, c.nodes[p].addr, net.ClientConfig{ClusterID: testCluster, KeyID: clientKey, Secret: clientSecret, Logger: quiet})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	raw := fsproto.NewChunkClient(conn, fsproto.ChunkClientConfig{Epoch: pg.Epoch, PG: func(fsproto.ChunkID) uint32 { return uint32(pg.ID) }})
+	raw := c.pinnedClient(t, p, *pg)
 	chunk := fsproto.ChunkID{Container: uint64(ct.ID()), Inode: 1, Index: 0}
 	// A read just before the write, so that the lease is fresh (the
 	// write must be refused by the object's mark, not by a lease that ran

@@ -10,7 +10,6 @@ import (
 	"github.com/weftfs/weft/fsproto/clustermap"
 	"github.com/weftfs/weft/fsproto/replication"
 	"github.com/weftfs/weft/internal/testutil"
-	"github.com/weftfs/weft/net"
 )
 
 // TestNoSplitBrain cuts a PG's primary off from the others and from the
@@ -30,12 +29,7 @@ func TestNoSplitBrain(t *testing.T) {
 	}
 
 	// A client stuck on the old map talks to the old primary directly.
-	conn, err := net.Dial(ctx, c.nodes[p].addr, net.ClientConfig{ClusterID: testCluster, KeyID: clientKey, Secret: clientSecret, Logger: quiet})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	stale := fsproto.NewChunkClient(conn, fsproto.ChunkClientConfig{Epoch: pg.Epoch, PG: func(fsproto.ChunkID) uint32 { return uint32(pg.ID) }})
+	stale := c.pinnedClient(t, p, *pg)
 	ch := fsproto.ChunkID{Container: uint64(ct.ID()), Inode: 1, Index: 0}
 
 	// Partition p from the other nodes and keep new maps from it.
@@ -53,7 +47,7 @@ func TestNoSplitBrain(t *testing.T) {
 	// (This part can only pass wrongly, never fail wrongly, on a slow
 	// machine.)
 	wctx, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
-	_, err = stale.Write(wctx, ch, 0, pattern(1, 0, 2, 4096))
+	_, err := stale.Write(wctx, ch, 0, pattern(1, 0, 2, 4096))
 	cancel()
 	if err == nil {
 		t.Fatal("the cut-off primary acknowledged a write")
