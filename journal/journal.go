@@ -258,7 +258,7 @@ func listSegments(fs vfs.FS, dir string) ([]segment, error) {
 // durable. data is copied into the batch before Append blocks; the caller
 // keeps ownership of it.
 func (j *Journal) Append(typ uint16, data []byte) (uint64, error) {
-	seq, res, err := j.enqueue(typ, data, nil, true)
+	seq, res, err := j.enqueue(typ, data, nil, dueInline)
 	if err != nil {
 		return 0, err
 	}
@@ -273,6 +273,9 @@ func (j *Journal) Append(typ uint16, data []byte) (uint64, error) {
 		j.mu.Unlock()
 		j.write(b, failed)
 	} else {
+		// The committer writes it (enqueue left it unwoken, for this
+		// case only).
+		j.work.Signal()
 		j.mu.Unlock()
 	}
 	<-res.done
@@ -287,7 +290,7 @@ func (j *Journal) Append(typ uint16, data []byte) (uint64, error) {
 // goroutine that wrote its batch (the committer, or an Append writing
 // inline). done must not block or call back into the journal.
 func (j *Journal) AppendAsync(typ uint16, data []byte, done func(seq uint64, err error)) (uint64, error) {
-	seq, _, err := j.enqueue(typ, data, done, true)
+	seq, _, err := j.enqueue(typ, data, done, dueNow)
 	return seq, err
 }
 
@@ -297,11 +300,20 @@ func (j *Journal) AppendAsync(typ uint16, data []byte, done func(seq uint64, err
 // crash before then loses it, and with it only lazy records after it.
 // A failure shows in the next Append, AppendAsync or Sync.
 func (j *Journal) AppendLazy(typ uint16, data []byte) (uint64, error) {
-	seq, _, err := j.enqueue(typ, data, nil, false)
+	seq, _, err := j.enqueue(typ, data, nil, dueLater)
 	return seq, err
 }
 
-func (j *Journal) enqueue(typ uint16, data []byte, fn func(uint64, error), due bool) (uint64, *commit, error) {
+// How soon an enqueued record is to be written.
+type due uint8
+
+const (
+	dueLater  due = iota // with the next batch something waits for (AppendLazy)
+	dueNow               // the committer writes it now (AppendAsync)
+	dueInline            // now, by the caller unless a batch is being written (Append)
+)
+
+func (j *Journal) enqueue(typ uint16, data []byte, fn func(uint64, error), when due) (uint64, *commit, error) {
 	if len(data) > j.opts.RecordBytesMax {
 		return 0, nil, fmt.Errorf("%w: %d bytes, at most %d", ErrTooLarge, len(data), j.opts.RecordBytesMax)
 	}
@@ -341,8 +353,10 @@ func (j *Journal) enqueue(typ uint16, data []byte, fn func(uint64, error), due b
 		b.res.seqs = append(b.res.seqs, seq)
 	}
 	j.mu.stats.Appends++
-	if due {
+	if when != dueLater {
 		b.due = true
+	}
+	if when == dueNow {
 		j.work.Signal()
 	}
 	return seq, b.res, nil
@@ -402,7 +416,11 @@ func (j *Journal) write(b *batch, failed error) {
 	j.mu.spare = b
 	j.mu.writing = false
 	j.space.Broadcast()
-	j.work.Signal()
+	if j.mu.fill.due || j.mu.closed {
+		// Only then has the committer something to do: waking it for
+		// nothing after each inline write cost a goroutine hand-off.
+		j.work.Signal()
+	}
 	j.mu.Unlock()
 
 	close(res.done)

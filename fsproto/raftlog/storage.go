@@ -214,7 +214,12 @@ func Open(opts Options) (*Storage, error) {
 		return nil, fmt.Errorf("raftlog: %s is in use: %w", opts.Dir, err)
 	}
 	recordMax := int(min(4<<20, opts.SegmentBytes/2))
-	j, err := journal.Open(journal.Options{Dir: opts.Dir, FS: opts.FS, SegmentBytes: opts.SegmentBytes, BatchBytesMax: opts.BatchBytesMax, RecordBytesMax: recordMax, NoSync: opts.NoSync})
+	// Direct: a batch written with O_DIRECT and then flushed costs about
+	// half of a buffered write's flush, which must first write the page
+	// back (fio, 4 KiB write + fdatasync, three writers on one ext4 file
+	// system: flush p50 216 µs after a 75 µs direct write, 528 µs after a
+	// buffered one), and every Raft Save pays one.
+	j, err := journal.Open(journal.Options{Dir: opts.Dir, FS: opts.FS, SegmentBytes: opts.SegmentBytes, BatchBytesMax: opts.BatchBytesMax, RecordBytesMax: recordMax, NoSync: opts.NoSync, Direct: true})
 	if err != nil {
 		lock.Close()
 		return nil, fmt.Errorf("raftlog: %w", err)
@@ -397,10 +402,14 @@ func (s *Storage) writeLocked(g *group, lazy bool) (uint64, error) {
 			// flush of its own.
 			seq, err = s.j.AppendLazy(g.typs[i], body)
 		case i < last:
-			// Invariant: the journal writes batches in order and fails
-			// every batch after a failed one, so the last record being
-			// durable means all of them are.
-			seq, err = s.j.AppendAsync(g.typs[i], body, nil)
+			// Written with the group's last record at the latest, which
+			// is waited for. Invariant: the journal writes batches in
+			// order and fails every batch after a failed one, so the
+			// last record being durable means all of them are. (Lazy
+			// rather than asynchronous: that would wake the journal's
+			// committer to write the batch the last record's Append
+			// writes itself.)
+			seq, err = s.j.AppendLazy(g.typs[i], body)
 		default:
 			seq, err = s.j.Append(g.typs[i], body)
 		}
