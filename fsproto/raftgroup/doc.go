@@ -106,6 +106,13 @@
 //     for ElectionTicks tick intervals after Start it drops vote and
 //     pre-vote requests, as if it had heard from a leader then.
 //
+// A leader does not send the appends raft makes only to tell a follower
+// that has acknowledged every entry the new commit index: the follower
+// learns it from the next append or heartbeat, and nothing waits for it
+// (Status.CommitNoticesDropped counts them). While a conf change is in
+// the log and not applied they all go out, since a removed member learns
+// of its removal from them.
+//
 // Leadership transfer (MsgTimeoutNow) would bypass the followers'
 // promise; the Group never transfers leadership. Status.LeaseReads counts
 // the reads served on the lease and Status.Lease is what is left of it.
@@ -130,9 +137,16 @@
 // an in-memory one for tests (seeded drops, delay, partitions).
 // NetRouter/NetTransport carry messages over package net: one kind,
 // KindRaft (300), for every group on a node, dispatched by group id;
-// messages are queued per peer (at most 1024, more are dropped with
-// ReportUnreachable), batched, and sent with one call on a net.Pool
-// connection. The receiving node takes a batch on the connection's
+// a Ready's messages to a peer are written straight onto the peer's
+// connection from the Ready loop, as one call whose answer nobody waits
+// for, when nothing for that peer is queued or being sent and the
+// connection its sender goroutine last used is up (no goroutine hand-off
+// on the sending side; the order holds, because the sender's calls were
+// answered, so stepped, before it counted them sent). Otherwise they are
+// queued per peer (at most 1024, more are dropped with
+// ReportUnreachable), and the sender batches them and sends each batch
+// with one call on a net.Pool connection, dialling as needed and waiting
+// for the answer; snapshots always go this way. The receiving node takes a batch on the connection's
 // reader goroutine (net.Starter) and puts its messages straight into the
 // member's inbox (Receiver.TryStep); only when the inbox is full does a
 // goroutine wait for room (Step) before the call is answered. A failed

@@ -15,6 +15,7 @@ import (
 
 	"go.etcd.io/raft/v3"
 	"go.etcd.io/raft/v3/raftpb"
+	"go.etcd.io/raft/v3/tracker"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -171,6 +172,10 @@ type Status struct {
 	// the lease now (0: none).
 	LeaseReads uint64
 	Lease      time.Duration
+	// CommitNoticesDropped counts the appends this member, as leader, did
+	// not send because they only carried a new commit index to a follower
+	// that had every entry (see Group.dropCommitNotices).
+	CommitNoticesDropped uint64
 }
 
 // Group runs one member of a Raft group. Its methods are safe for
@@ -182,6 +187,12 @@ type Group struct {
 	rn     *raft.RawNode // Ready loop only
 	tr     Transport
 	nextID atomic.Uint64
+
+	// confIndex is at least the index of every conf change entry in the
+	// log: commit notices are kept while it is above the applied index
+	// (see dropCommitNotices). Ready loop only.
+	confIndex            uint64
+	commitNoticesDropped uint64 // Ready loop only
 
 	leader atomic.Uint64
 	term   atomic.Uint64
@@ -384,6 +395,8 @@ func Start(cfg Config) (*Group, error) {
 	}
 	g.confState = proto.Clone(cs).(*raftpb.ConfState)
 	g.savedTerm, g.savedVote = hs.GetTerm(), hs.GetVote()
+	// The log may hold conf changes not applied yet (see dropCommitNotices).
+	g.confIndex = last
 	if !raft.IsEmptySnap(snap) {
 		if err := g.restore(snap); err != nil {
 			return nil, err
@@ -930,6 +943,14 @@ func (g *Group) handleReady(rd raft.Ready) error {
 	}
 
 	hasSnap := rd.Snapshot != nil && !raft.IsEmptySnap(rd.Snapshot)
+	for _, e := range rd.Entries {
+		if t := e.GetType(); t == raftpb.EntryConfChange || t == raftpb.EntryConfChangeV2 {
+			g.confIndex = max(g.confIndex, e.GetIndex())
+		}
+	}
+	if g.leader.Load() == g.id && g.confIndex <= g.applied {
+		rd.Messages = g.dropCommitNotices(rd.Messages)
+	}
 	// A leader sends before it persists, so that its own flush overlaps
 	// its followers' (Raft thesis 10.2.1; etcd's server does the same):
 	// raft counts the leader's own copy of new entries only once Advance
@@ -1019,6 +1040,46 @@ func (g *Group) handleReady(rd raft.Ready) error {
 	}
 	g.rn.Advance(rd)
 	return nil
+}
+
+// dropCommitNotices removes from a leader's messages the appends that
+// carry no entries to a follower that has acknowledged every entry up
+// to the append's index: raft sends one to each follower whenever the
+// commit index moves, only to tell it the new commit index. A follower
+// learns that index from the next append or heartbeat anyway (each
+// carries it), and nothing the leader does waits for the follower to
+// know it: commits, replies and lease reads depend only on the
+// followers' acknowledgements. So each op costs one append round per
+// follower instead of two. Dropping a message is what a lossy network
+// does, which raft tolerates; this drops only ones it does not need.
+//
+// Except around a conf change: while one is in the log and not applied
+// (confIndex above the applied index), every notice goes out, because a
+// member that the change removes gets no heartbeat once the leader
+// applied it, and the notice is how it learns the change committed (and
+// so that it was removed).
+func (g *Group) dropCommitNotices(msgs []*raftpb.Message) []*raftpb.Message {
+	out := msgs[:0]
+	for _, m := range msgs {
+		if m.GetType() == raftpb.MsgApp && len(m.GetEntries()) == 0 && g.caughtUp(m.GetTo(), m.GetIndex()) {
+			g.commitNoticesDropped++
+			continue
+		}
+		out = append(out, m)
+	}
+	return out
+}
+
+// caughtUp reports whether follower id replicates in raft's pipelined
+// state and has acknowledged the log up to index.
+func (g *Group) caughtUp(id, index uint64) bool {
+	up := false
+	g.rn.WithProgress(func(pid uint64, _ raft.ProgressType, pr tracker.Progress) {
+		if pid == id {
+			up = pr.State == tracker.StateReplicate && pr.Match >= index
+		}
+	})
+	return up
 }
 
 // now is the monotonic time since the Group started, in nanoseconds.
@@ -1195,6 +1256,8 @@ func (g *Group) status() Status {
 		Members:    make(map[uint64]string, len(g.members)),
 		SnapIndex:  g.snapIndex,
 		LeaseReads: g.leaseReads.Load(),
+
+		CommitNoticesDropped: g.commitNoticesDropped,
 	}
 	if left := g.leaseUntil.Load() - g.now(); left > 0 {
 		s.Lease = time.Duration(left)

@@ -449,3 +449,27 @@ func (c *cluster) others(but ...uint64) []uint64 {
 }
 
 func sorted(ids []uint64) []uint64 { ids = slices.Clone(ids); slices.Sort(ids); return ids }
+
+// A leader does not send the appends that would only tell a caught-up
+// follower the new commit index; followers still apply everything,
+// learning the commit index from the next append or heartbeat.
+func TestCommitNoticesDropped(t *testing.T) {
+	testutil.CheckLeaks(t)
+	c := newCluster(t, 7, 3, nil)
+	lead := c.leader()
+	const n = 20
+	for i := range n {
+		c.propose(lead, fmt.Sprintf("k%d=v%d", i, i))
+	}
+	c.converge(n)
+	st, err := c.groups[lead].Status(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Each sequential proposal commits with both followers caught up, so
+	// each would have sent a notice to each follower: allow a few to have
+	// gone out while a follower's acknowledgement was still in flight.
+	if st.CommitNoticesDropped < n {
+		t.Fatalf("leader dropped %d commit notices over %d sequential proposals, want at least %d", st.CommitNoticesDropped, n, n)
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.etcd.io/raft/v3"
@@ -263,6 +264,15 @@ type netPeer struct {
 
 	mu   sync.Mutex
 	addr string
+
+	// conn is the connection the sender last sent on, nil until it has
+	// sent and after a direct send on it failed (see Send).
+	conn atomic.Pointer[net.Conn]
+	// queued counts the messages in queue and in the sender's batch: a
+	// direct send waits until it is 0.
+	queued atomic.Int64
+	// direct counts the batches sent directly (for tests).
+	direct atomic.Uint64
 }
 
 func (p *netPeer) address() string {
@@ -321,7 +331,11 @@ func (t *NetTransport) SetPeer(id uint64, addr string) {
 	defer t.mu.Unlock()
 	if p, ok := t.peers[id]; ok {
 		p.mu.Lock()
-		p.addr = addr
+		if p.addr != addr {
+			p.addr = addr
+			// Direct sends wait for the sender to dial the new address.
+			p.conn.Store(nil)
+		}
 		p.mu.Unlock()
 		return
 	}
@@ -343,19 +357,118 @@ func (t *NetTransport) RemovePeer(id uint64) {
 	}
 }
 
-// Send implements Transport.
+// Send implements Transport. A peer's messages go straight onto its
+// connection from the caller (the Ready loop), without waiting for the
+// answer, when nothing for that peer waits in its queue or is being sent
+// by its sender goroutine and the connection the sender last used is
+// still up: then the batch costs no goroutine hand-off on this side and
+// keeps the order of the peer's messages, since the sender's batches were
+// stepped before its call returned. Anything else (no connection yet, a
+// snapshot, a batch over the connection's limits) goes through the
+// queue to the sender, which dials and waits for each answer.
 func (t *NetTransport) Send(msgs []*raftpb.Message) {
+	var failed []*raftpb.Message
 	t.mu.Lock()
-	defer t.mu.Unlock()
-	for _, m := range msgs {
-		if p, ok := t.peers[m.GetTo()]; ok {
+	for i := 0; i < len(msgs); {
+		to := msgs[i].GetTo()
+		j := i + 1
+		for j < len(msgs) && msgs[j].GetTo() == to {
+			j++
+		}
+		run := msgs[i:j]
+		i = j
+		p, ok := t.peers[to]
+		if !ok {
+			t.reportLocked(to, run)
+			continue
+		}
+		if t.sendDirect(p, run) {
+			continue
+		}
+		for _, m := range run {
+			p.queued.Add(1)
 			select {
 			case p.queue <- m:
 				continue
 			default:
 			}
+			p.queued.Add(-1)
+			failed = append(failed, m)
 		}
+	}
+	for _, m := range failed {
 		t.reportLocked(m.GetTo(), []*raftpb.Message{m})
+	}
+	t.mu.Unlock()
+}
+
+// directInFlightMax bounds the bytes in flight on a connection under
+// which Send writes a batch itself: the connection's own bound
+// (net.ClientConfig.MaxInFlightBytes, 64 MiB by default) would make the
+// caller wait for room, and the Ready loop must not wait on the network.
+const directInFlightMax = 16 << 20
+
+// sendDirect sends run, messages to p, on the connection p's sender last
+// used, unless the queue path must take them (see Send); it reports
+// whether it did. A failed call reports the peer unreachable.
+func (t *NetTransport) sendDirect(p *netPeer, run []*raftpb.Message) bool {
+	conn := p.conn.Load()
+	if conn == nil || p.queued.Load() != 0 || conn.Err() != nil {
+		return false
+	}
+	var payload []byte
+	for _, m := range run {
+		if m.GetType() == raftpb.MsgSnap {
+			return false
+		}
+		var err error
+		if payload, err = appendMessage(payload, m); err != nil {
+			panic(err) // a message raft made must marshal
+		}
+	}
+	if len(payload) > conn.MaxPayloadBytes() || len(run) > maxBatchMessages {
+		return false
+	}
+	if now, _ := conn.InFlightBytes(); now+int64(len(payload)) > directInFlightMax {
+		return false
+	}
+	hdr := encodeBatchHeader(batchHeader{count: uint32(len(run)), groupID: t.groupID, to: p.id})
+	to, n := p.id, len(run)
+	p.direct.Add(1)
+	conn.GoFuncWithin(context.Background(), t.router.callTimeout, KindRaft, hdr, payload, nil, func(c *net.Call) {
+		if c.Response != nil {
+			c.Response.Release()
+		}
+		if c.Error == nil {
+			return
+		}
+		// The next batch for p goes through the sender, which dials anew.
+		p.conn.CompareAndSwap(conn, nil)
+		t.router.log.Debug("raft batch not delivered", "group", t.groupID, "peer", to, "messages", n, "err", c.Error)
+		// This may run on Send's goroutine, under t.mu: report from
+		// another.
+		go t.reportUnreachable(to)
+	})
+	return true
+}
+
+// directBatches is the number of batches Send sent directly.
+func (t *NetTransport) directBatches() uint64 {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	var n uint64
+	for _, p := range t.peers {
+		n += p.direct.Load()
+	}
+	return n
+}
+
+// reportUnreachable tells raft that messages to id were lost.
+func (t *NetTransport) reportUnreachable(id uint64) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.recv != nil {
+		t.recv.ReportUnreachable(id)
 	}
 }
 
@@ -408,6 +521,7 @@ func (t *NetTransport) sendLoop(p *netPeer) {
 			}
 		}
 		t.sendBatch(p, batch)
+		p.queued.Add(-int64(len(batch)))
 	}
 }
 
@@ -433,6 +547,12 @@ func (t *NetTransport) sendBatch(p *netPeer, batch []*raftpb.Message) {
 		return
 	}
 	limit := conn.MaxPayloadBytes()
+	sent := true
+	defer func() {
+		if sent {
+			p.conn.Store(conn)
+		}
+	}()
 	for len(batch) > 0 {
 		var payload []byte
 		n := 0
@@ -460,6 +580,8 @@ func (t *NetTransport) sendBatch(p *netPeer, batch []*raftpb.Message) {
 		if err != nil {
 			log.Debug("raft batch not delivered", "group", t.groupID, "peer", p.id, "addr", addr, "messages", len(batch), "err", err)
 			t.report(p.id, batch, false)
+			sent = false
+			p.conn.Store(nil)
 			return
 		}
 		resp.Release()

@@ -91,12 +91,13 @@ type netCluster struct {
 	logs   []*MemLog
 	sms    []*testSM
 	groups []*Group
+	trs    []*NetTransport
 	ctx    context.Context
 }
 
 func newNetCluster(t *testing.T, fn *net.FaultNet) *netCluster {
 	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
-	c := &netCluster{t: t, ctx: ctx, logs: make([]*MemLog, 3), sms: make([]*testSM, 3), groups: make([]*Group, 3)}
+	c := &netCluster{t: t, ctx: ctx, logs: make([]*MemLog, 3), sms: make([]*testSM, 3), groups: make([]*Group, 3), trs: make([]*NetTransport, 3)}
 	for i := range 3 {
 		n := startNetNode(t, fn, fmt.Sprintf("n%d", i+1))
 		c.nodes = append(c.nodes, n)
@@ -123,9 +124,10 @@ func newNetCluster(t *testing.T, fn *net.FaultNet) *netCluster {
 func (c *netCluster) start(i int) {
 	c.t.Helper()
 	c.sms[i] = newTestSM()
+	c.trs[i] = c.nodes[i].router.Transport(testGroup)
 	g, err := Start(Config{
 		ID: uint64(i + 1), Peers: c.peers, Log: c.logs[i], SM: c.sms[i],
-		Transport:    c.nodes[i].router.Transport(testGroup),
+		Transport:    c.trs[i],
 		TickInterval: 10 * time.Millisecond, SnapshotEvery: 5, Logger: testLogger().With("member", i+1),
 	})
 	if err != nil {
@@ -199,6 +201,14 @@ func TestNetTransportLoopback(t *testing.T) {
 		c.propose(i%3, fmt.Sprintf("k%d=v", i))
 	}
 	c.converge(9, 0, 1, 2)
+	// Once a peer's sender has a connection, batches go out directly.
+	var direct uint64
+	for _, tr := range c.trs {
+		direct += tr.directBatches()
+	}
+	if direct == 0 {
+		t.Fatal("no batch was sent directly on a connection the senders had dialled")
+	}
 
 	// A stopped member misses enough to need a snapshot, sent over TCP.
 	lead := c.leader(0, 1, 2)
