@@ -83,7 +83,7 @@ func (s *shard) cleanStep() bool {
 			c.todo = c.todo[1:]
 			budget -= int(x.Len)
 			c.reading++
-			op := &readOp{ext: x, buf: s.getScratch(int(dataBlocksFor(x.Loc.Length)) * 4096), own: true,
+			op := &readOp{ext: x, buf: s.getCleanScratch(int(dataBlocksFor(x.Loc.Length)) * 4096), own: true,
 				off: s.segBase(x.Loc.Segment) + int64(x.Loc.Offset), done: s.cleanReadDone}
 			s.queueRead(op)
 		}
