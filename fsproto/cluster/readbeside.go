@@ -1,7 +1,6 @@
 package cluster
 
 import (
-	"fmt"
 	"sync"
 	"time"
 
@@ -106,12 +105,6 @@ func (s *DataServer) readBeside(op replication.ClientOp, epoch uint64, w *net.Re
 	}
 	s.readsBeside.Add(1)
 	s.store.Submit(replication.StoreOp{Kind: replication.StoreRead, PG: op.PG, Object: op.Object, Off: op.Off, Len: op.Len},
-		func(r replication.StoreResult) {
-			rep := replication.Reply{Data: r.Data, EOF: r.EOF, NotFound: r.NotFound}
-			if r.Err != nil {
-				rep = replication.Reply{Err: fmt.Errorf("%w: %w", replication.ErrStore, r.Err)}
-			}
-			answerRead(w, rep, chunk)
-		})
+		func(r replication.StoreResult) { answerRead(w, replication.ReadReply(0, r), chunk) })
 	return true
 }

@@ -367,8 +367,8 @@ func (t *NetTransport) RemovePeer(id uint64) {
 // snapshot, a batch over the connection's limits) goes through the
 // queue to the sender, which dials and waits for each answer.
 func (t *NetTransport) Send(msgs []*raftpb.Message) {
-	var failed []*raftpb.Message
 	t.mu.Lock()
+	defer t.mu.Unlock()
 	for i := 0; i < len(msgs); {
 		to := msgs[i].GetTo()
 		j := i + 1
@@ -393,13 +393,9 @@ func (t *NetTransport) Send(msgs []*raftpb.Message) {
 			default:
 			}
 			p.queued.Add(-1)
-			failed = append(failed, m)
+			t.reportLocked(to, []*raftpb.Message{m})
 		}
 	}
-	for _, m := range failed {
-		t.reportLocked(m.GetTo(), []*raftpb.Message{m})
-	}
-	t.mu.Unlock()
 }
 
 // directInFlightMax bounds the bytes in flight on a connection under
@@ -447,7 +443,7 @@ func (t *NetTransport) sendDirect(p *netPeer, run []*raftpb.Message) bool {
 		t.router.log.Debug("raft batch not delivered", "group", t.groupID, "peer", to, "messages", n, "err", c.Error)
 		// This may run on Send's goroutine, under t.mu: report from
 		// another.
-		go t.reportUnreachable(to)
+		go t.report(to, nil, false)
 	})
 	return true
 }
@@ -461,15 +457,6 @@ func (t *NetTransport) directBatches() uint64 {
 		n += p.direct.Load()
 	}
 	return n
-}
-
-// reportUnreachable tells raft that messages to id were lost.
-func (t *NetTransport) reportUnreachable(id uint64) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if t.recv != nil {
-		t.recv.ReportUnreachable(id)
-	}
 }
 
 // reportLocked tells raft that msgs to id were lost.
@@ -546,13 +533,10 @@ func (t *NetTransport) sendBatch(p *netPeer, batch []*raftpb.Message) {
 		t.report(p.id, batch, false)
 		return
 	}
+	// Direct sends may use conn once this batch is counted sent (see
+	// Send): they wait for p.queued, which counts it until then.
+	p.conn.Store(conn)
 	limit := conn.MaxPayloadBytes()
-	sent := true
-	defer func() {
-		if sent {
-			p.conn.Store(conn)
-		}
-	}()
 	for len(batch) > 0 {
 		var payload []byte
 		n := 0
@@ -580,7 +564,6 @@ func (t *NetTransport) sendBatch(p *netPeer, batch []*raftpb.Message) {
 		if err != nil {
 			log.Debug("raft batch not delivered", "group", t.groupID, "peer", p.id, "addr", addr, "messages", len(batch), "err", err)
 			t.report(p.id, batch, false)
-			sent = false
 			p.conn.Store(nil)
 			return
 		}

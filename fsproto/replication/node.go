@@ -1283,6 +1283,16 @@ func (g *group) grantsOut() bool {
 	return until > 0 && g.n.cfg.Now() < until
 }
 
+// ReadReply is the Reply to a client read with token whose store read
+// ended with r: its data, or its failure wrapped in ErrStore. A runner
+// that serves a read beside the core answers with it too.
+func ReadReply(token uint64, r StoreResult) Reply {
+	if r.Err != nil {
+		return Reply{Token: token, Err: fmt.Errorf("%w: %w", ErrStore, r.Err)}
+	}
+	return Reply{Token: token, Data: r.Data, EOF: r.EOF, NotFound: r.NotFound}
+}
+
 func (g *group) serveRead(op *ClientOp) {
 	g.n.submit(StoreOp{Kind: StoreRead, PG: g.pg, Object: op.Object, Off: op.Off, Len: op.Len}, func(r StoreResult) {
 		obj := op.Object
@@ -1294,11 +1304,7 @@ func (g *group) serveRead(op *ClientOp) {
 		if i < 0 {
 			return // stepDown answered it
 		}
-		rep := Reply{Token: op.Token, Data: r.Data, EOF: r.EOF, NotFound: r.NotFound}
-		if r.Err != nil {
-			rep = Reply{Token: op.Token, Err: fmt.Errorf("%w: %w", ErrStore, r.Err)}
-		}
-		g.n.reply(rep)
+		g.n.reply(ReadReply(op.Token, r))
 		g.dropOp(obj, i)
 		g.readsOut[obj]--
 		if g.readsOut[obj] == 0 {
