@@ -42,10 +42,13 @@ vet:
 	$(GO) vet $(PKGS)
 
 # make test = vet + the race-enabled short suite with invariant checks, then
-# the suite again without the build tag, as production builds it.
+# the suite again without the build tag, as production builds it, then the
+# net package's suite with its servers' connections run on a loop
+# (net.ServerConfig.Loop, as weft node runs them on its reactors).
 test: deps vet
 	$(GO) test -race -short -tags invariants -count=1 -timeout 15m $(PKGS)
 	$(GO) test -short -count=1 -timeout 15m $(PKGS)
+	WEFT_TEST_NET_LOOP=1 $(GO) test -race -short -count=1 -timeout 5m ./net
 
 race:
 	GOMAXPROCS=1 $(GO) test -race -short -count=1 $(PKGS)

@@ -196,12 +196,13 @@ const (
 	opStats
 	opCheckpoint
 	opCheckpointDone
+	opHost
 	opStop
 )
 
 var opNames = [...]string{OpRead: "read", OpWrite: "write", OpTruncate: "truncate", OpDelete: "delete", OpStat: "stat",
 	opChanges: "changes", opSnapshot: "snapshot", opRelease: "release", opStats: "stats",
-	opCheckpoint: "checkpoint", opCheckpointDone: "checkpoint-done", opStop: "stop"}
+	opCheckpoint: "checkpoint", opCheckpointDone: "checkpoint-done", opHost: "host", opStop: "stop"}
 
 func (o Op) String() string {
 	if int(o) < len(opNames) && opNames[o] != "" {

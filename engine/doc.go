@@ -18,6 +18,11 @@
 // at once (Interrupt); sleeping is a poll(2) on two eventfds, one written
 // by producers that find the reactor asleep, one the io_uring posts to.
 //
+// A reactor also runs guests (Guest, Engine.Host): network connections
+// whose requests it reads, submits and answers itself, at the start and
+// the end of each pass, and whose sockets it sleeps on with its eventfds.
+// A reactor with guests sleeps as in Interrupt mode instead of spinning.
+//
 // I/O goes through an ioring.Ring per reactor (io_uring, or ioring's
 // thread backend where io_uring is unavailable), or through synchronous
 // vfs calls for the in-memory crash-test file system.

@@ -46,8 +46,10 @@ type Engine struct {
 	started    time.Time
 	closed     atomic.Bool
 	submitting atomic.Int64 // Submit and broadcast calls past their closed check
-	closeMu    sync.Mutex
-	recovery   RecoveryStats
+	// nextGuestShard deals Host's guests out to the shards in turn.
+	nextGuestShard atomic.Uint32
+	closeMu        sync.Mutex
+	recovery       RecoveryStats
 }
 
 // RecoveryStats say what Open had to do.

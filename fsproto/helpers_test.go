@@ -57,6 +57,16 @@ type fixture struct {
 	addr string
 }
 
+// fixtureOnReactors makes fixtures serve their connections on the
+// engine's reactors (net.ServerConfig.Loop), as weft node does by
+// default; TestConnsOnGoroutines runs tests with it off.
+var fixtureOnReactors = true
+
+// engineLoop runs a server's connections on an engine's reactors.
+type engineLoop struct{ e *engine.Engine }
+
+func (l engineLoop) Host(g net.LoopGuest) (func(), error) { return l.e.Host(g) }
+
 // startFixture starts an engine and a chunk server on a loopback port,
 // stopped when the test ends.
 func startFixture(t testing.TB) *fixture {
@@ -79,7 +89,11 @@ func startFixtureAsync(t testing.TB, asyncMax int) *fixture {
 	var ks net.MemKeyStore
 	ks.Add(testKey, testSecret, false)
 	ks.Add(testROKey, testROSecret, true)
-	srv, err := net.NewServer(net.ServerConfig{ClusterID: testCluster, Keys: &ks, Logger: quietLogger}, cs)
+	scfg := net.ServerConfig{ClusterID: testCluster, Keys: &ks, Logger: quietLogger}
+	if fixtureOnReactors {
+		scfg.Loop = engineLoop{e}
+	}
+	srv, err := net.NewServer(scfg, cs)
 	if err != nil {
 		t.Fatal(err)
 	}

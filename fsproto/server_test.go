@@ -325,6 +325,18 @@ func TestAsyncManyInFlight(t *testing.T) {
 	}
 }
 
+// TestConnsOnGoroutines runs the data path's tests with the connections
+// served by goroutines handing requests to the reactors, as cluster
+// nodes serve them (the other tests run them on the reactors).
+func TestConnsOnGoroutines(t *testing.T) {
+	fixtureOnReactors = false
+	defer func() { fixtureOnReactors = true }()
+	t.Run("WriteReadTruncateDelete", TestWriteReadTruncateDelete)
+	t.Run("AsyncManyInFlight", TestAsyncManyInFlight)
+	t.Run("RetriedWriteAppliedOnce", TestRetriedWriteAppliedOnce)
+	t.Run("Errors", TestErrors)
+}
+
 func TestNewChunkServerConfig(t *testing.T) {
 	_, err := NewChunkServer(nil, ChunkServerConfig{DedupeEntries: -1})
 	if err == nil {

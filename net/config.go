@@ -158,6 +158,16 @@ type ServerConfig struct {
 	// negative: none.
 	WriteTimeout time.Duration
 
+	// Loop, when set, runs the connections (TCP and Unix sockets) on
+	// an event loop once their handshake is done: the loop reads their
+	// requests, starts them and writes the answers, instead of each
+	// connection's reader goroutine (see Loop). It needs a Handler that
+	// is a Starter, and that Starter then runs on the loop, so it must
+	// never wait for anything the loop does (a storage engine's request,
+	// when the loop is that engine's reactor). Requests it does not take
+	// go to handler goroutines as usual.
+	Loop Loop
+
 	// Buffers is the pool request payloads are read into. Default
 	// DefaultBufferPool().
 	Buffers *BufferPool

@@ -150,6 +150,19 @@
 // completes a call on the reader, with a callback, and can read a
 // response payload straight into the caller's buffer.
 //
+// With ServerConfig.Loop, a server's connections (TCP and Unix sockets,
+// after the handshake) are run by an event loop instead of a reader
+// goroutine: weft node hands them to its engine's reactors. The loop reads
+// requests with non-blocking system calls (a peek, then one read of every
+// whole header and body there; payloads straight into their buffers, over
+// as many passes as they take), starts them with the Starter on its own
+// thread, and at the end of each pass writes every answer queued in the
+// pass with one non-blocking writev; what the socket does not take goes to
+// the writer goroutine, as do frames queued outside a pass. So a request
+// the Starter takes crosses no thread from the socket to the device and
+// back. Back-pressure is the same: with no slot or no room for a payload,
+// the loop leaves the socket unread and is woken when a request ends.
+//
 // Memory is bounded on both sides: a client's calls in flight on one
 // connection hold at most ClientConfig.MaxInFlightBytes of request bytes
 // (Go and Call wait for room, respecting their context); a server

@@ -204,8 +204,17 @@ func (r *frameReader) safeAhead(want int) (int, error) {
 	if n <= want {
 		return want, nil
 	}
-	// Walk the frames of stage[r:w] followed by the n peeked bytes.
-	view := r.stage[r.r : r.w+n]
+	// The frames of stage[r:w] followed by the n peeked bytes.
+	safe := safeFrameBytes(r.stage[r.r : r.w+n])
+	return min(max(want, safe-r.staged()), room), nil
+}
+
+// safeFrameBytes returns how many bytes at the front of view, which
+// starts at a frame boundary, are headers and bodies: whole payload-less
+// frames, then the fixed header and whatever arrived of the body of the
+// next frame. A frame with a payload ends the count at its body's end,
+// so that its payload is read straight into its own buffer.
+func safeFrameBytes(view []byte) int {
 	pos := 0
 	for len(view)-pos >= frameHeaderSize {
 		h := view[pos:]
@@ -214,13 +223,11 @@ func (r *frameReader) safeAhead(want int) (int, error) {
 			break // its body has not all arrived; what has is safe
 		}
 		if binary.LittleEndian.Uint32(h[20:]) != 0 {
-			// Up to the payload; the frame's readRest reads the payload
-			// directly.
-			return min(max(want, bodyEnd-r.staged()), room), nil
+			return bodyEnd
 		}
 		pos = bodyEnd
 	}
-	return min(max(want, len(view)-r.staged()), room), nil
+	return len(view)
 }
 
 // readHeader reads and validates the next fixed header. At a frame

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"log/slog"
 	stdnet "net"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -87,6 +88,13 @@ func startServerOn(t testing.TB, ln stdnet.Listener, h Handler, mod func(*Server
 	t.Helper()
 	logger, lb := newLogger()
 	cfg := ServerConfig{ClusterID: testCluster, Keys: testKeys(), Logger: logger, Buffers: NewBufferPool()}
+	if os.Getenv("WEFT_TEST_NET_LOOP") != "" {
+		// The whole suite again with the loop serving the connections
+		// whose handler is a Starter (make test runs it both ways).
+		if l := newTestLoop(); l != nil {
+			cfg.Loop = l
+		}
+	}
 	if mod != nil {
 		mod(&cfg)
 	}

@@ -18,6 +18,7 @@ type Metrics struct {
 	calls               atomic.Uint64
 	requestsInFlight    atomic.Int64
 	requests            atomic.Uint64
+	loopConns           atomic.Uint64 // server connections handed to a Loop
 	errors              [errorClasses]atomic.Uint64
 }
 
@@ -68,7 +69,10 @@ type MetricsSnapshot struct {
 	Calls            uint64 // client calls started
 	RequestsInFlight int64  // server requests read and not yet answered
 	Requests         uint64 // server requests read
-	Errors           ErrorCounts
+	// LoopConns counts the server connections a Loop ran
+	// (ServerConfig.Loop) rather than goroutines.
+	LoopConns uint64
+	Errors    ErrorCounts
 }
 
 // Snapshot returns the current counts.
@@ -86,6 +90,7 @@ func (m *Metrics) Snapshot() MetricsSnapshot {
 		Calls:            m.calls.Load(),
 		RequestsInFlight: m.requestsInFlight.Load(),
 		Requests:         m.requests.Load(),
+		LoopConns:        m.loopConns.Load(),
 		Errors: ErrorCounts{
 			Corrupt:      m.errors[errCorrupt].Load(),
 			ConnClosed:   m.errors[errConnClosed].Load(),

@@ -68,6 +68,21 @@ func (s *byteSemaphore) acquire(ctx context.Context, n int64) error {
 	}
 }
 
+// tryAcquire takes n bytes if they are available now and nobody waits
+// for bytes, and reports whether it took them.
+func (s *byteSemaphore) tryAcquire(n int64) bool {
+	if n > s.limit {
+		panic(fmt.Sprintf("net: acquire of %d bytes over the semaphore's limit %d", n, s.limit))
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.mu.waiters) == 0 && s.mu.used+n <= s.limit {
+		s.takeLocked(n)
+		return true
+	}
+	return false
+}
+
 func (s *byteSemaphore) takeLocked(n int64) {
 	s.mu.used += n
 	s.mu.maxUsed = max(s.mu.maxUsed, s.mu.used)

@@ -262,6 +262,9 @@ func (sc *serverCall) done() {
 		c.inflight.release(sc.reserved)
 		<-c.slots
 		c.metrics.requestsInFlight.Add(-1)
+		if l := c.loop.Load(); l != nil && l.blockedOnRoom() {
+			l.poke()
+		}
 		clear(sc.parts)
 		*sc = serverCall{store: sc.store, hdrBuf: sc.hdrBuf, parts: sc.parts[:0]}
 		serverCallPool.Put(sc)
@@ -470,6 +473,9 @@ type serverConn struct {
 	}
 	goAwayFrame outFrame
 	goAwayHdr   [frameHeaderSize]byte
+
+	// loop is set while a Loop runs the connection (ServerConfig.Loop).
+	loop atomic.Pointer[loopConn]
 }
 
 func (s *Server) newConn(nc stdnet.Conn) *serverConn {
@@ -548,7 +554,34 @@ func (c *serverConn) serve() {
 	if c.draining.Load() {
 		c.sendGoAway()
 	}
+	if l := c.attachLoop(); l != nil {
+		c.teardown(l.wait())
+		return
+	}
 	c.teardown(c.readRequests())
+}
+
+// attachLoop hands the connection to the server's Loop, if it has one
+// that takes it, and returns the guest the loop runs.
+func (c *serverConn) attachLoop() *loopConn {
+	loop := c.srv.cfg.Loop
+	if loop == nil || c.srv.starter == nil {
+		return nil
+	}
+	l := newLoopConn(c)
+	if l == nil {
+		return nil
+	}
+	c.loop.Store(l)
+	wake, err := loop.Host(l)
+	if err != nil {
+		c.loop.Store(nil)
+		c.log.Warn("net: the loop refused the connection; serving it on goroutines", "remote", c.peer.RemoteAddr, "reason", err)
+		return nil
+	}
+	c.metrics.loopConns.Add(1)
+	l.setWake(wake)
+	return l
 }
 
 // readRequests is the connection's reader loop.
@@ -574,11 +607,8 @@ func (c *serverConn) readRequests() error {
 func (c *serverConn) readRequest() error {
 	off := c.fr.offset
 	h, err := c.fr.readHeader()
-	if err == nil && h.flags&flagResponse != 0 {
-		err = &FrameError{Offset: off, Reason: fmt.Sprintf("response frame (%v, id %d) from a client", h.kind, h.id)}
-	}
-	if err == nil && h.id == 0 {
-		err = &FrameError{Offset: off, Reason: fmt.Sprintf("%v request with the reserved request id 0", h.kind)}
+	if err == nil {
+		err = checkRequestHeader(&h, off)
 	}
 	if err == nil {
 		err = c.inflight.acquire(c.ctx, int64(h.payloadLen))
@@ -587,26 +617,61 @@ func (c *serverConn) readRequest() error {
 		<-c.slots
 		return err
 	}
+	sc := c.newCall(&h)
+	var payload []byte
+	if sc.req.Payload != nil {
+		payload = sc.req.Payload.Bytes()
+	}
+	if err := c.fr.readRest(&h, sc.store, payload); err != nil {
+		c.dropCall(sc)
+		return err
+	}
+	c.dispatch(sc, &h)
+	return nil
+}
+
+// checkRequestHeader refuses a fixed header that no client sends; off is
+// the frame's stream offset.
+func checkRequestHeader(h *frameHeader, off int64) error {
+	if h.flags&flagResponse != 0 {
+		return &FrameError{Offset: off, Reason: fmt.Sprintf("response frame (%v, id %d) from a client", h.kind, h.id)}
+	}
+	if h.id == 0 {
+		return &FrameError{Offset: off, Reason: fmt.Sprintf("%v request with the reserved request id 0", h.kind)}
+	}
+	return nil
+}
+
+// newCall returns a call for the request whose fixed header is h, with
+// room for its body and a pooled payload buffer. The caller holds a slot
+// and h.payloadLen bytes of inflight, which the call now owns.
+func (c *serverConn) newCall(h *frameHeader) *serverCall {
 	sc := serverCallPool.Get().(*serverCall)
 	sc.conn = c
 	sc.reserved = int64(h.payloadLen)
 	sc.store = grow(sc.store, int(h.bodyLen))
-	var payload []byte
 	if h.payloadLen > 0 {
 		sc.req.Payload = c.buffers.Get(int(h.payloadLen))
-		payload = sc.req.Payload.Bytes()
 	}
-	if err := c.fr.readRest(&h, sc.store, payload); err != nil {
-		if sc.req.Payload != nil {
-			sc.req.Payload.Release()
-		}
-		c.inflight.release(sc.reserved)
-		*sc = serverCall{store: sc.store, hdrBuf: sc.hdrBuf, parts: sc.parts}
-		serverCallPool.Put(sc)
-		<-c.slots
-		return err
+	return sc
+}
+
+// dropCall gives back a call whose frame could not be read, with its
+// slot and inflight bytes.
+func (c *serverConn) dropCall(sc *serverCall) {
+	if sc.req.Payload != nil {
+		sc.req.Payload.Release()
 	}
-	c.metrics.frameIn(&h)
+	c.inflight.release(sc.reserved)
+	*sc = serverCall{store: sc.store, hdrBuf: sc.hdrBuf, parts: sc.parts}
+	serverCallPool.Put(sc)
+	<-c.slots
+}
+
+// dispatch starts a request read whole: answers it at once, starts it
+// with the Starter, or hands it to a handler goroutine.
+func (c *serverConn) dispatch(sc *serverCall, h *frameHeader) {
+	c.metrics.frameIn(h)
 	c.metrics.requests.Add(1)
 	c.metrics.requestsInFlight.Add(1)
 	c.unanswered.Add(1)
@@ -632,7 +697,6 @@ func (c *serverConn) readRequest() error {
 			go c.handler(sc)
 		}
 	}
-	return nil
 }
 
 // start offers sc to the server's Starter and reports whether it took it.
@@ -748,4 +812,7 @@ func (c *serverConn) close() {
 	// told the connection died.
 	c.nc.Close()
 	c.cancel()
+	if l := c.loop.Load(); l != nil {
+		l.poke() // a sleeping loop sees the end at its next pass
+	}
 }

@@ -73,14 +73,21 @@ type frameWriter struct {
 		// busy: a goroutine is writing to the socket (the writer with a
 		// batch, or a queuer with a direct write); nobody else may.
 		busy bool
-		// partial is a directly written frame the socket did not take
-		// whole, handed to the writer goroutine with busy still set; its
+		// partial holds directly written frames the socket did not take
+		// whole, handed to the writer goroutine with busy still set; their
 		// first partialOff bytes were written.
-		partial    *outFrame
+		partial    []*outFrame
 		partialOff int
+		// corked: a loop (ServerConfig.Loop) is in a pass and writes what
+		// is queued at its end (uncork); frames queued meanwhile wait for
+		// it rather than go direct or wake the writer.
+		corked bool
 	}
 	wake chan struct{} // cap 1: "there may be work for the writer"
 	done chan struct{} // closed when run returns
+
+	// loopBatch is uncork's batch; used by the loop only.
+	loopBatch []*outFrame
 
 	// Used by the writer goroutine only.
 	batch []*outFrame
@@ -145,7 +152,7 @@ func (w *frameWriter) enqueueOrWrite(f *outFrame, now bool) error {
 		w.mu.Unlock()
 		return err
 	}
-	if now && w.direct != nil && !w.mu.busy && len(w.mu.queue) == 0 {
+	if now && w.direct != nil && !w.mu.busy && !w.mu.corked && len(w.mu.queue) == 0 {
 		w.mu.busy = true
 		f.state = frameWriting
 		w.mu.Unlock()
@@ -154,12 +161,13 @@ func (w *frameWriter) enqueueOrWrite(f *outFrame, now bool) error {
 	}
 	f.state = frameQueued
 	w.mu.queue = append(w.mu.queue, f)
-	busy := w.mu.busy
+	idle := !w.mu.busy && !w.mu.corked
 	w.mu.Unlock()
-	if !busy {
+	if idle {
 		w.signal()
 	}
-	// When busy, whoever writes signals the writer when done.
+	// When busy, whoever writes signals the writer when done; when
+	// corked, the loop writes it at the end of its pass.
 	return nil
 }
 
@@ -199,9 +207,97 @@ func (w *frameWriter) writeDirect(f *outFrame) {
 		w.metrics.bytesOut.Add(uint64(n))
 	}
 	w.mu.Lock()
-	w.mu.partial, w.mu.partialOff = f, n
+	w.mu.partial, w.mu.partialOff = append(w.mu.partial[:0], f), n
 	w.mu.Unlock()
 	w.signal()
+}
+
+// cork holds the frames queued from now on until uncork, which writes
+// them together: a loop corks at the start of its pass, in which it
+// answers many requests, and uncorks at its end.
+func (w *frameWriter) cork() {
+	w.mu.Lock()
+	w.mu.corked = true
+	w.mu.Unlock()
+}
+
+// uncork ends a cork. When nobody is writing, it writes what is queued
+// itself, with one non-blocking writev, and hands what the socket does
+// not take to the writer goroutine, as a direct write does.
+func (w *frameWriter) uncork() {
+	w.mu.Lock()
+	w.mu.corked = false
+	if w.mu.busy || len(w.mu.queue) == 0 || w.mu.err != nil || w.direct == nil {
+		ready := w.ready()
+		w.mu.Unlock()
+		if ready {
+			w.signal()
+		}
+		return
+	}
+	batch := w.takeBatchLocked(w.loopBatch[:0])
+	w.mu.busy = len(batch) > 0
+	w.mu.Unlock()
+	w.loopBatch = batch
+	if len(batch) == 0 {
+		return
+	}
+	defer clear(w.loopBatch)
+	n, total := w.direct.writeFrames(batch)
+	if n == total {
+		w.metrics.framesOut.Add(uint64(len(batch)))
+		w.metrics.writes.Add(1)
+		w.metrics.directWrites.Add(uint64(len(batch)))
+		w.metrics.bytesOut.Add(uint64(total))
+		w.mu.Lock()
+		for _, f := range batch {
+			f.state = frameDone
+		}
+		w.mu.busy = false
+		ready := w.ready()
+		w.mu.Unlock()
+		if ready {
+			w.signal()
+		}
+		for _, f := range batch {
+			f.owner.frameWritten(f, nil)
+		}
+		return
+	}
+	if n > 0 {
+		w.metrics.writes.Add(1)
+		w.metrics.bytesOut.Add(uint64(n))
+	}
+	w.mu.Lock()
+	w.mu.partial, w.mu.partialOff = append(w.mu.partial[:0], batch...), n
+	w.mu.Unlock()
+	w.signal()
+}
+
+// takeBatchLocked moves frames from the front of the queue into dst (up
+// to the batch limits), marking them as being written, and returns dst.
+// Called with mu held.
+func (w *frameWriter) takeBatchLocked(dst []*outFrame) []*outFrame {
+	bytes, k := 0, 0
+	for _, f := range w.mu.queue {
+		if len(dst) == writeBatchFramesMax || (len(dst) > 0 && bytes >= writeBatchBytesMax) {
+			break
+		}
+		k++
+		if f.state != frameQueued {
+			continue // cancelled
+		}
+		f.state = frameWriting
+		dst = append(dst, f)
+		bytes += len(f.hdr)
+		for _, p := range f.payload {
+			bytes += len(p)
+		}
+	}
+	n := copy(w.mu.queue, w.mu.queue[k:])
+	clear(w.mu.queue[n:])
+	w.mu.queue = w.mu.queue[:n]
+	return dst
 }
 
 // cancel takes back a queued frame. It reports true when f was still
@@ -236,11 +332,11 @@ func (w *frameWriter) stop(err error) {
 	w.signal()
 }
 
-// ready reports that the writer goroutine has work: a frame handed over by
-// a direct write, or, with nobody writing, frames queued or an error to
-// drop them with. Called with mu held.
+// ready reports that the writer goroutine has work: frames handed over by
+// a direct write, or, with nobody writing, frames queued (and no loop
+// about to write them) or an error to drop them with. Called with mu held.
 func (w *frameWriter) ready() bool {
-	return w.mu.partial != nil || (!w.mu.busy && (len(w.mu.queue) > 0 || w.mu.err != nil))
+	return len(w.mu.partial) > 0 || (!w.mu.busy && (w.mu.err != nil || (!w.mu.corked && len(w.mu.queue) > 0)))
 }
 
 // run is the writer goroutine.
@@ -253,24 +349,26 @@ func (w *frameWriter) run() {
 			<-w.wake
 			w.mu.Lock()
 		}
-		if f := w.mu.partial; f != nil && w.mu.err == nil {
-			// Finish a direct write (busy is still set): a batch of one
-			// whose first partialOff bytes were sent.
+		if len(w.mu.partial) > 0 && w.mu.err == nil {
+			// Finish a direct write (busy is still set): a batch whose
+			// first partialOff bytes were sent.
 			off := w.mu.partialOff
-			w.mu.partial = nil
+			w.batch = append(w.batch[:0], w.mu.partial...)
+			clear(w.mu.partial)
+			w.mu.partial = w.mu.partial[:0]
 			w.mu.Unlock()
-			w.batch = append(w.batch[:0], f)
 			w.send(off)
 			continue
 		}
 		if err := w.mu.err; err != nil {
 			// Drop whatever is queued (and a handed-over frame).
 			w.batch = w.batch[:0]
-			if f := w.mu.partial; f != nil {
-				w.mu.partial = nil
+			for _, f := range w.mu.partial {
 				f.state = frameDone
 				w.batch = append(w.batch, f)
 			}
+			clear(w.mu.partial)
+			w.mu.partial = w.mu.partial[:0]
 			for _, f := range w.mu.queue {
 				if f.state == frameQueued {
 					f.state = frameDone
@@ -283,27 +381,7 @@ func (w *frameWriter) run() {
 			w.finish(err)
 			return
 		}
-		// Take a batch from the front of the queue.
-		w.batch = w.batch[:0]
-		bytes, k := 0, 0
-		for _, f := range w.mu.queue {
-			if len(w.batch) == writeBatchFramesMax || (len(w.batch) > 0 && bytes >= writeBatchBytesMax) {
-				break
-			}
-			k++
-			if f.state != frameQueued {
-				continue // cancelled
-			}
-			f.state = frameWriting
-			w.batch = append(w.batch, f)
-			bytes += len(f.hdr)
-			for _, p := range f.payload {
-				bytes += len(p)
-			}
-		}
-		n := copy(w.mu.queue, w.mu.queue[k:])
-		clear(w.mu.queue[n:])
-		w.mu.queue = w.mu.queue[:n]
+		w.batch = w.takeBatchLocked(w.batch[:0])
 		w.mu.busy = len(w.batch) > 0
 		w.mu.Unlock()
 

@@ -19,9 +19,12 @@ type rawFrameWriter struct {
 	rc      syscall.RawConn
 	writeFn func(fd uintptr) bool // w.write bound once, so a write allocates nothing
 	iovecs  [directWriteIovMax]unix.Iovec
-	niov    int
-	n       int
-	errno   syscall.Errno
+	iovp    *unix.Iovec // what write writes: iovecs, or batchIov
+	// batchIov is writeFrames' (a loop's batch), allocated on first use.
+	batchIov []unix.Iovec
+	niov     int
+	n        int
+	errno    syscall.Errno
 }
 
 func newRawFrameWriter(rc syscall.RawConn) *rawFrameWriter {
@@ -34,7 +37,7 @@ func newRawFrameWriter(rc syscall.RawConn) *rawFrameWriter {
 // rather than wait for the socket here.
 func (w *rawFrameWriter) write(fd uintptr) bool {
 	for {
-		n, _, errno := unix.Syscall(unix.SYS_WRITEV, fd, uintptr(unsafe.Pointer(&w.iovecs[0])), uintptr(w.niov))
+		n, _, errno := unix.Syscall(unix.SYS_WRITEV, fd, uintptr(unsafe.Pointer(w.iovp)), uintptr(w.niov))
 		if errno == unix.EINTR {
 			continue
 		}
@@ -70,12 +73,50 @@ func (w *rawFrameWriter) writeFrame(f *outFrame) (n int, ok bool) {
 		w.iovecs = [directWriteIovMax]unix.Iovec{}
 		return 0, false
 	}
-	w.n, w.errno = 0, 0
+	w.n, w.errno, w.iovp = 0, 0, &w.iovecs[0]
 	err := w.rc.Write(w.writeFn)
 	// The buffers stay referenced by f; drop the raw pointers.
 	w.iovecs = [directWriteIovMax]unix.Iovec{}
+	w.iovp = nil
 	if err != nil || w.errno != 0 {
 		return 0, true
 	}
 	return w.n, true
+}
+
+// batchIovMax bounds the parts writeFrames hands one writev; a batch
+// with more is written in part, the rest left to the writer goroutine.
+const batchIovMax = 512
+
+// writeFrames writes what it can of the frames' bytes, in order, without
+// blocking, and returns how many it wrote and how many there are. Errors,
+// EAGAIN among them, are left to the writer goroutine, as in writeFrame.
+func (w *rawFrameWriter) writeFrames(frames []*outFrame) (n, total int) {
+	if w.batchIov == nil {
+		w.batchIov = make([]unix.Iovec, batchIovMax)
+	}
+	w.niov = 0
+	add := func(b []byte) {
+		total += len(b)
+		if len(b) == 0 || w.niov == len(w.batchIov) {
+			return
+		}
+		w.batchIov[w.niov].Base = &b[0]
+		w.batchIov[w.niov].SetLen(len(b))
+		w.niov++
+	}
+	for _, f := range frames {
+		add(f.hdr)
+		for _, p := range f.payload {
+			add(p)
+		}
+	}
+	w.n, w.errno, w.iovp = 0, 0, &w.batchIov[0]
+	err := w.rc.Write(w.writeFn)
+	clear(w.batchIov[:w.niov])
+	w.iovp = nil
+	if err != nil || w.errno != 0 {
+		return 0, total
+	}
+	return w.n, total
 }

@@ -11,3 +11,13 @@ type rawFrameWriter struct{}
 func newRawFrameWriter(syscall.RawConn) *rawFrameWriter { return nil }
 
 func (*rawFrameWriter) writeFrame(*outFrame) (int, bool) { return 0, false }
+
+func (*rawFrameWriter) writeFrames(frames []*outFrame) (n, total int) {
+	for _, f := range frames {
+		total += len(f.hdr)
+		for _, p := range f.payload {
+			total += len(p)
+		}
+	}
+	return 0, total
+}

@@ -45,6 +45,13 @@ type Config struct {
 	// Mode is the reactors' polling mode: poll, hybrid or interrupt;
 	// default hybrid.
 	Mode string `json:"mode"`
+	// Conns is who serves client connections in single-node mode:
+	// "reactors" (the default: the engine's reactors read, start and
+	// answer the requests themselves; see net.Loop) or "goroutines" (a
+	// reader and a writer goroutine per connection, handing requests to
+	// the reactors). Cluster mode always uses goroutines: its handlers
+	// wait on replicas and managers, which a reactor must never do.
+	Conns string `json:"conns"`
 	// RecordBytes is the largest record the engine stores a write as
 	// (engine.Options.RecordBytes): a small read reads whole records;
 	// default engine.DefaultRecordBytes (16 KiB).
@@ -110,10 +117,16 @@ type Config struct {
 	OnListening func(addr, metricsAddr string) `json:"-"`
 }
 
+// Values of Config.Conns.
+const (
+	ConnsReactors   = "reactors"
+	ConnsGoroutines = "goroutines"
+)
+
 // configFields are the file's field names, for the unknown-field check.
 var configFields = map[string]bool{
 	"device": true, "format_size": true, "listen": true, "metrics_listen": true, "cores": true,
-	"shards": true, "mode": true, "record_bytes": true, "read_cache_bytes": true, "labels": true, "cluster_id": true, "keys_file": true, "containers": true,
+	"shards": true, "mode": true, "conns": true, "record_bytes": true, "read_cache_bytes": true, "labels": true, "cluster_id": true, "keys_file": true, "containers": true,
 	"managers": true, "manager_id": true, "manager_peers": true, "manager_dir": true, "meta_dir": true, "cluster_key": true,
 	"heartbeat_timeout": true, "read_lease": true,
 }
@@ -196,6 +209,11 @@ func (c *Config) check() ([]fileKey, error) {
 	}
 	if c.ReadCacheBytes < 0 {
 		bad("read_cache_bytes %d: want a size in bytes, or 0 for none", c.ReadCacheBytes)
+	}
+	switch c.Conns {
+	case "", ConnsReactors, ConnsGoroutines:
+	default:
+		bad("conns %q: want %s or %s", c.Conns, ConnsReactors, ConnsGoroutines)
 	}
 	if c.Mode != "" {
 		if _, err := engine.ParsePollMode(c.Mode); err != nil {

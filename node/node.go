@@ -94,7 +94,11 @@ func Run(ctx context.Context, cfg Config) (err error) {
 		}
 		store = &ms
 	}
-	srv, err := net.NewServer(net.ServerConfig{ClusterID: cfg.ClusterID, Keys: store, Logger: log}, handler)
+	scfg := net.ServerConfig{ClusterID: cfg.ClusterID, Keys: store, Logger: log}
+	if cl == nil && cfg.Conns != ConnsGoroutines {
+		scfg.Loop = engineLoop{eng}
+	}
+	srv, err := net.NewServer(scfg, handler)
 	if err != nil {
 		return fmt.Errorf("node: %w", err)
 	}
@@ -211,3 +215,8 @@ func formatIfMissing(path string, size int64, log *slog.Logger) error {
 	log.Info("node: formatted device", "device", path, "uuid", sb.UUID.String(), "segments", sb.SegmentCount, "segment_size", sb.SegmentSize)
 	return nil
 }
+
+// engineLoop runs a server's connections on the engine's reactors.
+type engineLoop struct{ e *engine.Engine }
+
+func (l engineLoop) Host(g net.LoopGuest) (func(), error) { return l.e.Host(g) }

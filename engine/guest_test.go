@@ -1,0 +1,156 @@
+package engine
+
+import (
+	"bytes"
+	"errors"
+	"path/filepath"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/ncw/directio"
+	"golang.org/x/sys/unix"
+
+	"github.com/weftfs/weft/internal/vfs"
+)
+
+// pipeGuest takes one byte per request from a pipe and writes, then reads
+// back, a 4 KiB block of its own object, submitting from Run on the
+// reactor and finishing in Notify on the reactor. Nothing but the pipe's
+// descriptor and the device's completions wakes the reactor for it.
+type pipeGuest struct {
+	e       *Engine
+	rfd     int
+	req     Request
+	block   []byte
+	back    []byte
+	busy    bool
+	done    chan error // one per request: nil, or what went wrong
+	stopped chan error
+
+	runs, flushes, waits atomic.Int64
+	quit                 atomic.Bool
+}
+
+func (g *pipeGuest) Run() (worked, done bool) {
+	g.runs.Add(1)
+	if g.quit.Load() {
+		return true, true
+	}
+	if g.busy {
+		return false, false
+	}
+	var b [1]byte
+	n, err := unix.Read(g.rfd, b[:])
+	if n != 1 || err != nil {
+		return false, false // EAGAIN
+	}
+	g.busy = true
+	obj := ObjectID{Lo: 77}
+	copy(g.block, pattern(uint64(b[0]), len(g.block)))
+	g.req = Request{Op: OpWrite, Object: obj, PG: 1, Buf: g.block}
+	g.req.Notify = func(r *Request) {
+		if r.Err != nil {
+			g.busy = false
+			g.done <- r.Err
+			return
+		}
+		if r.Op == OpWrite {
+			*r = Request{Op: OpRead, Object: obj, Buf: g.back, Notify: r.Notify}
+			g.e.Submit(r)
+			return
+		}
+		g.busy = false
+		if !bytes.Equal(g.back, g.block) {
+			g.done <- errors.New("read back differs")
+			return
+		}
+		g.done <- nil
+	}
+	g.e.Submit(&g.req)
+	return true, false
+}
+
+func (g *pipeGuest) Flush() { g.flushes.Add(1) }
+
+func (g *pipeGuest) Wait() (int, bool) {
+	g.waits.Add(1)
+	if g.quit.Load() {
+		return -1, true
+	}
+	return g.rfd, false
+}
+
+func (g *pipeGuest) Stopped(err error) { g.stopped <- err }
+
+func TestHostGuest(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "dev")
+	if _, err := Format(vfs.Default, FormatRequest{Path: path, Size: 64 << 20, Options: FormatOptions{SegmentSize: 1 << 20}}); err != nil {
+		t.Fatal(err)
+	}
+	for _, mode := range []PollMode{Hybrid, Interrupt, Poll} {
+		t.Run(mode.String(), func(t *testing.T) {
+			e, err := Open(Options{Path: path, Mode: mode, Logger: quietLogger})
+			if err != nil {
+				t.Fatal(err)
+			}
+			var p [2]int
+			if err := unix.Pipe2(p[:], unix.O_NONBLOCK|unix.O_CLOEXEC); err != nil {
+				t.Fatal(err)
+			}
+			defer unix.Close(p[0])
+			defer unix.Close(p[1])
+			g := &pipeGuest{e: e, rfd: p[0], block: directio.AlignedBlock(4096), back: directio.AlignedBlock(4096),
+				done: make(chan error, 1), stopped: make(chan error, 1)}
+			wake, err := e.Host(g)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i := range 20 {
+				if mode != Poll {
+					// Let the reactor fall asleep on the pipe first.
+					time.Sleep(2 * time.Millisecond)
+				}
+				unix.Write(p[1], []byte{byte(i)})
+				select {
+				case err := <-g.done:
+					if err != nil {
+						t.Fatalf("request %d: %v", i, err)
+					}
+				case <-time.After(10 * time.Second):
+					t.Fatalf("request %d: no answer (runs %d, waits %d)", i, g.runs.Load(), g.waits.Load())
+				}
+			}
+			if g.flushes.Load() == 0 || (mode != Poll && g.waits.Load() == 0) {
+				t.Fatalf("flushes %d, waits %d", g.flushes.Load(), g.waits.Load())
+			}
+			// Quitting, from outside the reactor: the wake gets it seen.
+			g.quit.Store(true)
+			wake()
+			select {
+			case err := <-g.stopped:
+				if err != nil {
+					t.Fatalf("Stopped(%v) after Run reported done", err)
+				}
+			case <-time.After(10 * time.Second):
+				t.Fatal("guest not stopped after quitting")
+			}
+
+			// A guest still attached when the engine closes is stopped
+			// with ErrClosed.
+			g2 := &pipeGuest{e: e, rfd: p[0], block: g.block, back: g.back, done: make(chan error, 1), stopped: make(chan error, 1)}
+			if _, err := e.Host(g2); err != nil {
+				t.Fatal(err)
+			}
+			if err := e.Close(); err != nil {
+				t.Fatal(err)
+			}
+			if err := <-g2.stopped; !errors.Is(err, ErrClosed) {
+				t.Fatalf("guest stopped with %v at close, want ErrClosed", err)
+			}
+			if _, err := e.Host(g2); !errors.Is(err, ErrClosed) {
+				t.Fatalf("Host on a closed engine: %v", err)
+			}
+		})
+	}
+}

@@ -1,0 +1,172 @@
+package net
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"sync/atomic"
+	"testing"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/weftfs/weft/internal/testutil"
+)
+
+// testLoop is a Loop with a goroutine per guest, run as a reactor runs
+// its guests: Run, Flush, and, after a pass without work, Wait and a
+// poll(2) on the guest's descriptor and the loop's eventfd.
+type testLoop struct {
+	hosted atomic.Int64
+}
+
+func newTestLoop() *testLoop { return &testLoop{} }
+
+func (tl *testLoop) Host(g LoopGuest) (func(), error) {
+	efd, err := unix.Eventfd(0, unix.EFD_NONBLOCK|unix.EFD_CLOEXEC)
+	if err != nil {
+		return nil, err
+	}
+	tl.hosted.Add(1)
+	var sleeping, stopped atomic.Bool
+	wake := func() {
+		// The eventfd outlives the guest: a wake may come after Stopped.
+		if sleeping.Swap(false) && !stopped.Load() {
+			one := [8]byte{1}
+			unix.Write(efd, one[:])
+		}
+	}
+	go func() {
+		for {
+			worked, done := g.Run()
+			if done {
+				stopped.Store(true)
+				g.Stopped(nil)
+				return
+			}
+			g.Flush()
+			if worked {
+				continue
+			}
+			sleeping.Store(true)
+			fd, now := g.Wait()
+			if now {
+				sleeping.Store(false)
+				continue
+			}
+			fds := []unix.PollFd{{Fd: int32(efd), Events: unix.POLLIN}}
+			if fd >= 0 {
+				fds = append(fds, unix.PollFd{Fd: int32(fd), Events: unix.POLLIN})
+			}
+			unix.Poll(fds, 100)
+			sleeping.Store(false)
+			var b [8]byte
+			unix.Read(efd, b[:])
+		}
+	}()
+	return wake, nil
+}
+
+func TestLoopServesRequests(t *testing.T) {
+	testutil.CheckLeaks(t)
+	loop := newTestLoop()
+	ts := startServer(t, echoMux(), func(c *ServerConfig) { c.Loop = loop; c.MaxPayloadBytes = 8 << 20 })
+	c := dialTest(t, ts.addr, clientConfig())
+	ctx := context.Background()
+	// Sizes that fit a pass, that span passes (a payload read over many
+	// reads), and none; many in flight at once.
+	sizes := []int{0, 1, 100, 4096, 65536 + 17, 1 << 20, 4 << 20}
+	done := make(chan *Call, 64)
+	want := make(map[*Call][]byte)
+	for i := range 64 {
+		p := bytes.Repeat([]byte{byte(i)}, sizes[i%len(sizes)])
+		hdr := fmt.Appendf(nil, "h%d", i)
+		want[c.Go(ctx, kindEcho, hdr, p, done)] = append(hdr, p...)
+	}
+	for range 64 {
+		call := <-done
+		if call.Error != nil {
+			t.Fatal(call.Error)
+		}
+		got := bytes.Clone(call.Response.Header)
+		if p := call.Response.Payload; p != nil {
+			got = append(got, p.Bytes()...)
+		}
+		if !bytes.Equal(got, want[call]) {
+			t.Fatalf("echo of %d bytes came back as %d different bytes", len(want[call]), len(got))
+		}
+		call.Response.Release()
+	}
+	m := ts.Metrics()
+	if m.LoopConns != 1 || loop.hosted.Load() != 1 {
+		t.Fatalf("loop connections %d, hosted %d: want 1", m.LoopConns, loop.hosted.Load())
+	}
+	if m.PayloadCopied != 0 {
+		t.Fatalf("server copied %d payload bytes", m.PayloadCopied)
+	}
+	if m.DirectWrites == 0 {
+		t.Fatal("no answer was written by the loop")
+	}
+}
+
+// A connection at its MaxConcurrent leaves the socket unread until an
+// answer from another goroutine frees a slot, which wakes the loop.
+func TestLoopBackPressure(t *testing.T) {
+	testutil.CheckLeaks(t)
+	q := &queueStarter{}
+	ts := startServer(t, q, func(c *ServerConfig) { c.Loop = newTestLoop(); c.MaxConcurrent = 2 })
+	c := dialTest(t, ts.addr, clientConfig())
+	const n = 9
+	done := make(chan *Call, n)
+	for i := range n {
+		c.Go(context.Background(), kindEcho, fmt.Appendf(nil, "q%d", i), nil, done)
+	}
+	answered := 0
+	for answered < n {
+		waitFor(t, "requests taken", func() bool { return q.len() == min(2, n-answered) })
+		q.answer()
+		for range min(2, n-answered) {
+			call := <-done
+			if call.Error != nil {
+				t.Fatal(call.Error)
+			}
+			call.Response.Release()
+			answered++
+		}
+	}
+}
+
+func TestLoopShutdownAndClose(t *testing.T) {
+	testutil.CheckLeaks(t)
+	q := &queueStarter{}
+	ts := startServer(t, q, func(c *ServerConfig) { c.Loop = newTestLoop() })
+	c := dialTest(t, ts.addr, clientConfig())
+	call := c.Go(context.Background(), kindEcho, []byte("q"), nil, nil)
+	waitFor(t, "request taken", func() bool { return q.len() == 1 })
+	shut := make(chan error, 1)
+	go func() { shut <- ts.Shutdown(context.Background()) }()
+	q.answer()
+	<-call.Done
+	if call.Error != nil {
+		t.Fatalf("taken request during shutdown: %v", call.Error)
+	}
+	call.Response.Release()
+	c.Close()
+	if err := <-shut; err != nil {
+		t.Fatal(err)
+	}
+
+	// Close with a request taken and a client idle: the loop, asleep on
+	// the socket, learns of it from the poke.
+	ts2 := startServer(t, q, func(c *ServerConfig) { c.Loop = newTestLoop() })
+	c2 := dialTest(t, ts2.addr, clientConfig())
+	call = c2.Go(context.Background(), kindEcho, []byte("q"), nil, nil)
+	waitFor(t, "request taken", func() bool { return q.len() == 1 })
+	closed := make(chan struct{})
+	go func() { ts2.Close(); close(closed) }()
+	q.answer() // teardown waits for the taken request's answer
+	<-closed
+	<-call.Done
+	if call.Response != nil {
+		call.Response.Release()
+	}
+}

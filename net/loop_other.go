@@ -1,0 +1,16 @@
+//go:build !linux
+
+package net
+
+// loopConn: connections run on goroutines only, outside Linux.
+type loopConn struct{}
+
+func newLoopConn(*serverConn) *loopConn    { return nil }
+func (*loopConn) poke()                    {}
+func (*loopConn) blockedOnRoom() bool      { return false }
+func (*loopConn) setWake(func())           {}
+func (*loopConn) wait() error              { return nil }
+func (*loopConn) Run() (worked, done bool) { return false, true }
+func (*loopConn) Flush()                   {}
+func (*loopConn) Wait() (fd int, now bool) { return -1, false }
+func (*loopConn) Stopped(error)            {}
