@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"hash/crc32"
 	"io"
-	stdnet "net"
 	"sync/atomic"
 	"syscall"
 	"unsafe"
@@ -35,6 +34,7 @@ import (
 type loopConn struct {
 	c      *serverConn
 	rc     syscall.RawConn
+	sock   *rawSocket
 	fd     int
 	wakeFn atomic.Pointer[func()]
 
@@ -77,27 +77,19 @@ var (
 	errNoRoom     = errors.New("net: no room for another request now")
 )
 
-// newLoopConn returns c as a loop guest, or nil when c is not a plain
-// socket (a wrapper's Read may do more than read, and the loop would go
-// around it). It takes over what c's frame reader read ahead.
+// newLoopConn returns c as a loop guest, or nil when c's socket is not a
+// rawSocket (Server.Serve detaches plain sockets when it has a Loop; a
+// wrapper's Read may do more than read, and the loop would go around
+// it). It takes over what c's frame reader read ahead.
 func newLoopConn(c *serverConn) *loopConn {
-	var sc syscall.Conn
-	switch nc := c.nc.(type) {
-	case *stdnet.TCPConn:
-		sc = nc
-	case *stdnet.UnixConn:
-		sc = nc
-	default:
+	rs, ok := c.nc.(*rawSocket)
+	if !ok || !rs.acquire() {
 		return nil
 	}
-	rc, err := sc.SyscallConn()
-	if err != nil {
-		return nil
-	}
-	l := &loopConn{c: c, rc: rc, fd: -1, stage: make([]byte, exactStageBytes), stopped: make(chan error, 1)}
-	if err := rc.Control(func(fd uintptr) { l.fd = int(fd) }); err != nil || l.fd < 0 {
-		return nil
-	}
+	// The loop holds the descriptor (one use of it) until Stopped: the
+	// number it sleeps on is never another socket's.
+	rc, _ := rs.SyscallConn()
+	l := &loopConn{c: c, rc: rc, sock: rs, fd: rs.fd, stage: make([]byte, exactStageBytes), stopped: make(chan error, 1)}
 	fr := c.fr
 	l.w = copy(l.stage, fr.stage[fr.r:fr.w])
 	l.offset = fr.offset
@@ -177,6 +169,7 @@ func (l *loopConn) Stopped(err error) {
 		l.sc = nil
 	}
 	l.c.w.uncork()
+	l.sock.release()
 	if err == nil {
 		err = l.reason
 	}

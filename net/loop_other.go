@@ -2,6 +2,12 @@
 
 package net
 
+import (
+	"errors"
+	stdnet "net"
+	"syscall"
+)
+
 // loopConn: connections run on goroutines only, outside Linux.
 type loopConn struct{}
 
@@ -14,3 +20,10 @@ func (*loopConn) Run() (worked, done bool) { return false, true }
 func (*loopConn) Flush()                   {}
 func (*loopConn) Wait() (fd int, now bool) { return -1, false }
 func (*loopConn) Stopped(error)            {}
+
+func detachSocket(stdnet.Conn) (*rawSocket, error) { return nil, errors.ErrUnsupported }
+
+// rawSocket: sockets stay in the runtime's poller outside Linux.
+type rawSocket struct{ stdnet.Conn }
+
+func (*rawSocket) SyscallConn() (syscall.RawConn, error) { return nil, errors.ErrUnsupported }

@@ -350,6 +350,13 @@ func (s *Server) Serve(ln stdnet.Listener) error {
 			return fmt.Errorf("net: accept: %w", err)
 		}
 		delay = 0
+		if s.cfg.Loop != nil && s.starter != nil {
+			// The loop will read the socket itself: take it out of the
+			// runtime's poller (see rawSocket).
+			if rs, err := detachSocket(nc); err == nil {
+				nc = rs
+			}
+		}
 		c := s.newConn(nc)
 		if c == nil {
 			nc.Close()

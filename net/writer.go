@@ -95,6 +95,13 @@ type frameWriter struct {
 	iov   [][]byte
 }
 
+// buffersWriter is a connection that writes net.Buffers with writev
+// itself (a rawSocket; net.Buffers.WriteTo does for the standard
+// library's sockets only).
+type buffersWriter interface {
+	writeBuffers(bufs *stdnet.Buffers) (int64, error)
+}
+
 // writeBatchBytesMax bounds the bytes one writev takes, so the frames at
 // the front of a long queue learn early that they were written.
 const writeBatchBytesMax = 4 << 20
@@ -119,6 +126,8 @@ func newFrameWriter(conn stdnet.Conn, timeout time.Duration, m *Metrics, onFail 
 	case *stdnet.TCPConn:
 		sc = c
 	case *stdnet.UnixConn:
+		sc = c
+	case *rawSocket:
 		sc = c
 	}
 	if sc != nil {
@@ -446,7 +455,12 @@ func (w *frameWriter) write(skip int) (int, error) {
 	// NB: WriteTo consumes w.bufs (it advances the slice as it writes), so
 	// it is rebuilt from w.iov every time.
 	w.bufs = w.iov
-	_, err := w.bufs.WriteTo(w.conn)
+	var err error
+	if bw, ok := w.conn.(buffersWriter); ok {
+		_, err = bw.writeBuffers(&w.bufs)
+	} else {
+		_, err = w.bufs.WriteTo(w.conn)
+	}
 	w.bufs = nil
 	return n, err
 }
