@@ -48,6 +48,9 @@ type loopConn struct {
 	sc      *serverCall // the request whose body and payload are being read
 	got     int
 	more    bool  // Run stopped with whole frames possibly left to read
+	// drained: a read in this pass left the socket empty, so another
+	// would only meet EAGAIN (a system call for nothing).
+	drained bool
 	reason  error // why Run reported done
 
 	// blocked: a request waits for a slot or in-flight bytes; attention:
@@ -127,7 +130,7 @@ func (l *loopConn) Run() (worked, done bool) {
 	c := l.c
 	c.w.cork()
 	l.attention.Store(false)
-	l.more = false
+	l.more, l.drained = false, false
 	if c.ctx.Err() != nil {
 		l.reason = context.Cause(c.ctx)
 		return true, true
@@ -237,7 +240,11 @@ func (l *loopConn) step() error {
 			l.addIov(payload[pg:])
 		}
 		l.addIov(l.stage[:frameHeaderSize]) // the next fixed header, never payload
+		if l.drained {
+			return errWouldBlock
+		}
 		n, err := l.sys(l.readFn)
+		l.drained = n < need-l.got+frameHeaderSize
 		if n > 0 {
 			take := min(n, need-l.got)
 			l.got += take
@@ -301,11 +308,18 @@ func (l *loopConn) fill() error {
 		l.w = copy(l.stage, l.stage[l.r:l.w])
 		l.r = 0
 	}
+	if l.drained {
+		return errWouldBlock
+	}
+	room := len(l.stage) - l.w
 	n, err := l.sysRecv(l.stage[l.w:], unix.MSG_PEEK|unix.MSG_DONTWAIT)
 	if err != nil {
 		return err
 	}
 	safe := safeFrameBytes(l.stage[:l.w+n]) - l.w
+	// What the peek saw is all the socket holds, unless it filled the
+	// stage; taking all of it leaves the socket empty.
+	l.drained = n < room && safe == n
 	if safe <= 0 {
 		return nil
 	}
