@@ -95,7 +95,7 @@ func Run(ctx context.Context, cfg Config) (err error) {
 		store = &ms
 	}
 	scfg := net.ServerConfig{ClusterID: cfg.ClusterID, Keys: store, Logger: log}
-	if cl == nil && cfg.Conns != ConnsGoroutines {
+	if cfg.Conns == ConnsReactors || (cl == nil && cfg.Conns == "") {
 		scfg.Loop = engineLoop{eng}
 	}
 	srv, err := net.NewServer(scfg, handler)

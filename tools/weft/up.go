@@ -15,14 +15,15 @@ import (
 	"github.com/weftfs/weft/engine"
 	"github.com/weftfs/weft/fsproto/mount"
 	"github.com/weftfs/weft/internal/localcluster"
+	"github.com/weftfs/weft/node"
 )
 
 func newUpCmd(ctx context.Context, status *int) *cobra.Command {
 	var (
-		cfg                                          localcluster.Config
-		size                                         string
-		startupDeadline                              time.Duration
-		mountDir, cache, recordSize, readCache, mode string
+		cfg                                                 localcluster.Config
+		size                                                string
+		startupDeadline                                     time.Duration
+		mountDir, cache, recordSize, readCache, mode, conns string
 	)
 	cmd := &cobra.Command{
 		Use:   "up [flags]",
@@ -78,6 +79,14 @@ stops every node cleanly.`,
 				}
 				cfg.ExtraArgs = append(cfg.ExtraArgs, "--mode", mode)
 			}
+			if conns != "" {
+				if conns != node.ConnsReactors && conns != node.ConnsGoroutines {
+					*status = 2
+					fmt.Fprintf(os.Stderr, "--conns=%s: want %s or %s\n", conns, node.ConnsReactors, node.ConnsGoroutines)
+					return nil
+				}
+				cfg.ExtraArgs = append(cfg.ExtraArgs, "--conns", conns)
+			}
 			mc, err := mount.ParseCache(cache)
 			if err != nil {
 				*status = 2
@@ -102,6 +111,7 @@ stops every node cleanly.`,
 	f.StringVar(&cache, "cache", "strict", "caching of the --mount: strict (close-to-open) or none (direct I/O)")
 	f.StringVar(&readCache, "read-cache", "", "every node's --read-cache: memory for data small reads fetched, served again from there (default none)")
 	f.StringVar(&mode, "mode", "", "every node's reactor polling mode: poll, hybrid or interrupt (default hybrid)")
+	f.StringVar(&conns, "conns", "", "every node's --conns: who serves connections, reactors or goroutines (default goroutines in a cluster; reactors is experimental there)")
 	f.StringVar(&recordSize, "record-size", "", "every node's --record-size: the largest record a write is stored as (default 16k; 4k reads fastest, costs the most index memory)")
 	return cmd
 }
