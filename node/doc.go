@@ -65,7 +65,7 @@
 //	  "cores": [2, 3],
 //	  "shards": 2,
 //	  "mode": "hybrid",                // poll, hybrid or interrupt
-//	  "conns": "reactors",             // or goroutines; single-node mode only
+//	  "conns": "reactors",             // or goroutines (the default in cluster mode)
 //	  "labels": {"site": "a", "zone": "z1"},
 //	  "cluster_id": "c1",
 //	  "keys_file": "/etc/weft/keys",

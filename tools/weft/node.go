@@ -200,7 +200,7 @@ UUID). weft node drain ID moves its data away before it is retired.`
 	f.StringVar(&readCache, "read-cache", "", "memory for data small reads fetched, kept to serve them again, e.g. 256m (default none: it pays when data is read again, and costs a little on every miss)")
 	f.StringVar(&recordSize, "record-size", "", "largest record a write is stored as, 4k to 1m (default 16k): a small read reads whole records, a smaller record costs index memory")
 	f.StringVar(&flagCfg.Mode, "mode", "", "reactor polling mode: poll, hybrid or interrupt (default hybrid)")
-	f.StringVar(&flagCfg.Conns, "conns", "", "who serves client connections in single-node mode: reactors (the engine's reactors read, start and answer requests) or goroutines (default reactors)")
+	f.StringVar(&flagCfg.Conns, "conns", "", "who serves connections: reactors (the engine's reactors read, start and answer requests) or goroutines (default reactors in single-node mode, goroutines in cluster mode)")
 	f.StringArrayVar(&labels, "label", nil, "node label key=value (repeatable; added to the config file's labels), e.g. --label site=a")
 	f.StringVar(&flagCfg.ClusterID, "cluster-id", "", "the cluster's id")
 	f.StringVar(&flagCfg.KeysFile, "keys-file", "", `access keys, one a line: "keyid secret-hex [ro]"`)
