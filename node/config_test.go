@@ -51,21 +51,21 @@ func TestLoadConfigFileErrors(t *testing.T) {
 }
 
 func TestValidateReportsEverything(t *testing.T) {
-	cfg := Config{FormatSize: -1, Shards: -2, Cores: []int{-1}, Mode: "busy", RecordBytes: 6000, ReadCacheBytes: -5, ClusterID: strings.Repeat("x", 256),
+	cfg := Config{FormatSize: -1, Shards: -2, Cores: []int{-1}, Mode: "busy", Conns: "threads", RecordBytes: 6000, ReadCacheBytes: -5, ClusterID: strings.Repeat("x", 256),
 		KeysFile: t.TempDir() + "/nokeys", Labels: map[string]string{"a-b": "1", "a.b": "2", "": "3"}}
 	err := cfg.Validate()
 	if err == nil {
 		t.Fatal("Validate: nil")
 	}
 	msg := err.Error()
-	for _, want := range []string{"device: missing", "format_size -1", "shards -2", "cores: -1", `mode "busy"`, "record_bytes 6000", "read_cache_bytes -5",
+	for _, want := range []string{"device: missing", "format_size -1", "shards -2", "cores: -1", `mode "busy"`, `conns "threads": want reactors or goroutines`, "record_bytes 6000", "read_cache_bytes -5",
 		"cluster_id: 256 bytes", `"a-b" and "a.b" are both exported as "a_b"`, "empty label name", "nokeys"} {
 		if !strings.Contains(msg, want) {
 			t.Errorf("error lacks %q", want)
 		}
 	}
-	if n := strings.Count(msg, "\n") + 1; n != 11 {
-		t.Errorf("%d lines, want one per problem (11):\n%s", n, msg)
+	if n := strings.Count(msg, "\n") + 1; n != 12 {
+		t.Errorf("%d lines, want one per problem (12):\n%s", n, msg)
 	}
 }
 

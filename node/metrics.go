@@ -39,6 +39,7 @@ type collector struct {
 	writes     *prometheus.Desc
 	reads      *prometheus.Desc
 	direct     *prometheus.Desc
+	loopConns  *prometheus.Desc
 	bytes      *prometheus.Desc
 	inFlight   *prometheus.Desc
 	requests   *prometheus.Desc
@@ -94,7 +95,8 @@ func newCollector(stats func() engine.Stats, netm func() net.MetricsSnapshot, cl
 		relocated:     prometheus.NewDesc("weft_engine_cleaner_relocated_bytes_total", "Live bytes the cleaner relocated.", shard, nil),
 		frames:        prometheus.NewDesc("weft_net_frames_total", "Frames read (in) and written (out), handshakes included.", []string{"dir"}, nil),
 		writes:        prometheus.NewDesc("weft_net_writes_total", "Vectored writes that sent the frames out; frames out over writes is the batching achieved.", nil, nil),
-		direct:        prometheus.NewDesc("weft_net_direct_writes_total", "Frames written whole by the goroutine that queued them (an engine reactor, for most answers) on an idle connection, without a hand-off to the connection's writer; also in weft_net_writes_total.", nil, nil),
+		direct:        prometheus.NewDesc("weft_net_direct_writes_total", "Frames written whole, without a hand-off to the connection's writer, by the goroutine that queued them on an idle connection or by the reactor that serves the connection at the end of its pass; also in weft_net_writes_total.", nil, nil),
+		loopConns:     prometheus.NewDesc("weft_net_loop_connections_total", "Connections served by the engine's reactors (--conns=reactors) rather than by goroutines.", nil, nil),
 		reads:         prometheus.NewDesc("weft_net_reads_total", "Receive system calls (reads and peeks) that took the frames in; frames in over reads is the batching achieved.", nil, nil),
 		bytes:         prometheus.NewDesc("weft_net_bytes_total", "Bytes of the frames read (in) and written (out).", []string{"dir"}, nil),
 		inFlight:      prometheus.NewDesc("weft_net_requests_in_flight", "Requests read and not yet answered.", nil, nil),
@@ -118,7 +120,7 @@ func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 		}
 	}
 	for _, d := range []*prometheus.Desc{c.space, c.busy, c.queue, c.ops, c.latency, c.relocated,
-		c.frames, c.writes, c.direct, c.reads, c.bytes, c.inFlight, c.requests, c.errors, c.info, c.copied, c.device, c.readBytes, c.cacheHits, c.cacheBytes, c.submits} {
+		c.frames, c.writes, c.direct, c.loopConns, c.reads, c.bytes, c.inFlight, c.requests, c.errors, c.info, c.copied, c.device, c.readBytes, c.cacheHits, c.cacheBytes, c.submits} {
 		ch <- d
 	}
 }
@@ -163,6 +165,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	counter(c.frames, float64(n.FramesOut), "out")
 	counter(c.writes, float64(n.Writes))
 	counter(c.direct, float64(n.DirectWrites))
+	counter(c.loopConns, float64(n.LoopConns))
 	counter(c.reads, float64(n.Reads))
 	counter(c.bytes, float64(n.BytesIn), "in")
 	counter(c.bytes, float64(n.BytesOut), "out")

@@ -157,6 +157,9 @@ func TestNodeServes(t *testing.T) {
 		`weft_net_frames_total{dir="in"}`,
 		`weft_net_requests_total`,
 		`weft_net_errors_total{class="remote"}`,
+		// Single-node mode serves its connections on the reactors: the
+		// two clients above.
+		"weft_net_loop_connections_total 2",
 		`weft_node_info{site="s1",zone_a="z1"} 1`,
 	} {
 		if !strings.Contains(text, want) {
