@@ -47,7 +47,7 @@ type loopConn struct {
 	haveHdr bool
 	sc      *serverCall // the request whose body and payload are being read
 	got     int
-	more    bool  // Run stopped with whole frames possibly left to read
+	more    bool // Run stopped with whole frames possibly left to read
 	// drained: a read in this pass left the socket empty, so another
 	// would only meet EAGAIN (a system call for nothing).
 	drained bool
