@@ -4,8 +4,11 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"math/rand/v2"
+	stdnet "net"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -168,5 +171,80 @@ func TestLoopShutdownAndClose(t *testing.T) {
 	<-call.Done
 	if call.Response != nil {
 		call.Response.Release()
+	}
+}
+
+// A client that writes its frames in random pieces, with pauses, makes
+// the loop stop and resume at every point of a frame: header, body and
+// payload alike. Every request is answered, in full.
+func TestLoopFragmentedFrames(t *testing.T) {
+	testutil.CheckLeaks(t)
+	ts := startServer(t, echoMux(), func(c *ServerConfig) { c.Loop = newTestLoop(); c.MaxConcurrent = 4 })
+	nc, err := stdnet.Dial("tcp", ts.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	rawHandshake(t, nc)
+
+	rng := rand.New(rand.NewPCG(1, 2))
+	const n = 60
+	var stream []byte
+	want := make(map[uint64][]byte, n)
+	for i := range n {
+		id := uint64(i + 1)
+		body := fmt.Appendf(nil, "request %d", id)
+		var payload []byte
+		if i%3 != 0 {
+			payload = make([]byte, rng.IntN(20000)+1)
+			for j := range payload {
+				payload[j] = byte(rng.Uint32())
+			}
+		}
+		stream = append(stream, encodeFrame(frameHeader{kind: kindEcho, id: id, flags: flagPayloadCRC}, body, payload)...)
+		want[id] = append(body, payload...)
+	}
+	sent := make(chan error, 1)
+	go func() {
+		for off := 0; off < len(stream); {
+			k := min(len(stream)-off, 1+rng.IntN(700))
+			if _, err := nc.Write(stream[off : off+k]); err != nil {
+				sent <- err
+				return
+			}
+			off += k
+			if rng.IntN(4) == 0 {
+				time.Sleep(time.Duration(rng.IntN(300)) * time.Microsecond)
+			}
+		}
+		sent <- nil
+	}()
+	fr := newFrameReader(nc, 1<<20, true, nil)
+	for range n {
+		h, err := fr.readHeader()
+		if err != nil {
+			t.Fatal(err)
+		}
+		body := make([]byte, h.bodyLen)
+		payload := make([]byte, h.payloadLen)
+		if err := fr.readRest(&h, body, payload); err != nil {
+			t.Fatal(err)
+		}
+		if h.flags&flagError != 0 {
+			t.Fatalf("request %d answered with an error: %q", h.id, body)
+		}
+		if got := append(body, payload...); !bytes.Equal(got, want[h.id]) {
+			t.Fatalf("request %d: echo of %d bytes differs (%d bytes back)", h.id, len(want[h.id]), len(got))
+		}
+		delete(want, h.id)
+	}
+	if err := <-sent; err != nil {
+		t.Fatal(err)
+	}
+	if len(want) != 0 {
+		t.Fatalf("%d requests unanswered", len(want))
+	}
+	if m := ts.Metrics(); m.LoopConns != 1 || m.PayloadCopied != 0 {
+		t.Fatalf("loop connections %d, payload bytes copied %d", m.LoopConns, m.PayloadCopied)
 	}
 }
