@@ -154,3 +154,26 @@ func TestHostGuest(t *testing.T) {
 		})
 	}
 }
+
+// busyGuest always has work: the engine must still close.
+type busyGuest struct{ stopped chan error }
+
+func (g busyGuest) Run() (worked, done bool) { return true, false }
+func (g busyGuest) Flush()                   {}
+func (g busyGuest) Wait() (int, bool)        { return -1, true }
+func (g busyGuest) Stopped(err error)        { g.stopped <- err }
+
+func TestCloseWithBusyGuest(t *testing.T) {
+	fsys, path := memDevice(t, 64<<20, 1<<20)
+	e := openMem(t, fsys, path, 2)
+	g := busyGuest{stopped: make(chan error, 1)}
+	if _, err := e.Host(g); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-g.stopped; !errors.Is(err, ErrClosed) {
+		t.Fatalf("busy guest stopped with %v, want ErrClosed", err)
+	}
+}

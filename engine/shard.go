@@ -298,6 +298,7 @@ func newShard(e *Engine, id uint32) *shard {
 		segs:    make(map[uint32]*segState),
 		open:    NoSegment,
 		reads:   make(map[uint64]*readOp),
+		pollFds: make([]unix.PollFd, 0, 4),
 		snaps:   make(map[uint64]*shardSnap),
 		cur:     &batch{hdr: directio.AlignedBlock(maxHeaderBlocks * 4096)},
 		scratch: scratchPool{capacity: max(scratchRecordBytes, e.opts.RecordBytes), keep: 64},
@@ -391,6 +392,10 @@ func (s *shard) run(cpu int, ready chan<- error) {
 			worked = true
 			if r.Op == opStop {
 				stop = r
+				// Guests go at once: a busy one would keep every pass
+				// working, and the reactor stops only after an idle
+				// pass. Their requests in flight still complete.
+				s.stopGuests()
 				continue
 			}
 			s.handle(r)
@@ -417,7 +422,6 @@ func (s *shard) run(cpu int, ready chan<- error) {
 			continue
 		}
 		if stop != nil && s.idle() {
-			s.stopGuests()
 			s.complete(stop, nil)
 			return
 		}
