@@ -22,18 +22,23 @@ import (
 type Guest interface {
 	// Run does the guest's work that is ready (reading what its socket
 	// holds, starting requests), without blocking. The reactor calls it
-	// at the start of every pass of its loop. worked reports that it did
-	// something (the reactor then counts the pass as busy and does not
-	// sleep); done, that the guest has finished: the reactor then calls
-	// Stopped and no other method again.
-	Run() (worked, done bool)
+	// at the start of every pass of its loop. readable is false when the
+	// reactor knows that the descriptor Wait gave has not become readable
+	// since the last pass (a reactor with several guests polls their
+	// descriptors once per pass, so that an idle one costs no system
+	// call); true when it was, or when the reactor did not look. worked
+	// reports that it did something (the reactor then counts the pass as
+	// busy and does not sleep); done, that the guest has finished: the
+	// reactor then calls Stopped and no other method again.
+	Run(readable bool) (worked, done bool)
 	// Flush runs at the end of every pass, after the reactor has reaped
 	// completions: the guest sends what it answered during the pass (one
 	// write for all of it, where a write per answer would cost a system
 	// call each).
 	Flush()
 	// Wait is called before the reactor sleeps, after it has made itself
-	// wakeable (see Host): now reports work that is ready without the
+	// wakeable (see Host), and before a pass in which the reactor polls
+	// its guests' descriptors: now reports work that is ready without the
 	// descriptor (the reactor then runs another pass instead of
 	// sleeping); fd is a descriptor whose readability should wake the
 	// reactor, or -1 for none.
@@ -82,14 +87,16 @@ func (s *shard) host(r *Request) {
 		return
 	}
 	s.guests = append(s.guests, r.shardIn.(*guestReq).g)
+	s.guestReady = append(s.guestReady, true)
 	s.complete(r, nil)
 }
 
 // runGuests runs every guest's ready work; it drops those that finish.
 func (s *shard) runGuests() (worked bool) {
+	s.pollGuests()
 	for i := 0; i < len(s.guests); {
 		g := s.guests[i]
-		w, done := g.Run()
+		w, done := g.Run(s.guestReady[i])
 		worked = worked || w
 		if done {
 			s.dropGuest(i)
@@ -111,8 +118,68 @@ func (s *shard) flushGuests() {
 func (s *shard) dropGuest(i int) {
 	last := len(s.guests) - 1
 	s.guests[i] = s.guests[last]
+	s.guestReady[i] = s.guestReady[last]
 	s.guests[last] = nil
 	s.guests = s.guests[:last]
+	s.guestReady = s.guestReady[:last]
+}
+
+// pollGuestsMin is the number of guests from which a pass polls their
+// descriptors (one system call) rather than let each guest try a read:
+// with one guest the read is the cheaper look.
+const pollGuestsMin = 2
+
+// pollGuests sets guestReady for this pass: from the sleep's poll when
+// the reactor has just slept (guestPolled), otherwise from a poll of the
+// guests' descriptors that does not wait.
+func (s *shard) pollGuests() {
+	if s.guestPolled {
+		s.guestPolled = false
+		return
+	}
+	if len(s.guests) < pollGuestsMin {
+		for i := range s.guestReady {
+			s.guestReady[i] = true
+		}
+		return
+	}
+	fds := s.pollFds[:0]
+	s.guestSlot = s.guestSlot[:0]
+	for i, g := range s.guests {
+		fd, now := g.Wait()
+		s.guestReady[i] = now
+		slot := -1
+		if !now && fd >= 0 {
+			slot = len(fds)
+			fds = append(fds, unix.PollFd{Fd: int32(fd), Events: unix.POLLIN})
+		}
+		s.guestSlot = append(s.guestSlot, slot)
+	}
+	s.pollFds = fds
+	if len(fds) == 0 {
+		return
+	}
+	var err error
+	for {
+		if _, err = unix.Poll(fds, 0); err != unix.EINTR {
+			break
+		}
+	}
+	s.readyFromPoll(fds, err == nil)
+}
+
+// readyFromPoll sets guestReady from fds, polled with the guests'
+// descriptors at guestSlot; when the poll failed (ok false: no revents
+// to trust) every guest is marked ready, so that each looks for itself.
+func (s *shard) readyFromPoll(fds []unix.PollFd, ok bool) {
+	for i, slot := range s.guestSlot {
+		switch {
+		case !ok:
+			s.guestReady[i] = true
+		case slot >= 0:
+			s.guestReady[i] = fds[slot].Revents != 0
+		}
+	}
 }
 
 // stopGuests drops every guest when the engine closes.
@@ -125,16 +192,21 @@ func (s *shard) stopGuests() {
 }
 
 // guestFds adds the guests' descriptors to fds, which the caller sleeps
-// on; now reports a guest with work ready, so the reactor must not sleep.
+// on, and records where (guestSlot, for readyFromPoll); now reports a
+// guest with work ready, so the reactor must not sleep.
 func (s *shard) guestFds(fds []unix.PollFd) (_ []unix.PollFd, now bool) {
+	s.guestSlot = s.guestSlot[:0]
 	for _, g := range s.guests {
 		fd, ready := g.Wait()
 		if ready {
 			return fds, true
 		}
+		slot := -1
 		if fd >= 0 {
+			slot = len(fds)
 			fds = append(fds, unix.PollFd{Fd: int32(fd), Events: unix.POLLIN})
 		}
+		s.guestSlot = append(s.guestSlot, slot)
 	}
 	return fds, false
 }

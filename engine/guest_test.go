@@ -32,12 +32,14 @@ type pipeGuest struct {
 	quit                 atomic.Bool
 }
 
-func (g *pipeGuest) Run() (worked, done bool) {
+func (g *pipeGuest) Run(readable bool) (worked, done bool) {
 	g.runs.Add(1)
 	if g.quit.Load() {
 		return true, true
 	}
-	if g.busy {
+	if g.busy || !readable {
+		// Trusts readable: a reactor that never reports the pipe
+		// readable leaves the request unanswered.
 		return false, false
 	}
 	var b [1]byte
@@ -46,7 +48,7 @@ func (g *pipeGuest) Run() (worked, done bool) {
 		return false, false // EAGAIN
 	}
 	g.busy = true
-	obj := ObjectID{Lo: 77}
+	obj := ObjectID{Lo: 77 + uint64(g.rfd)}
 	copy(g.block, pattern(uint64(b[0]), len(g.block)))
 	g.req = Request{Op: OpWrite, Object: obj, PG: 1, Buf: g.block}
 	g.req.Notify = func(r *Request) {
@@ -158,10 +160,10 @@ func TestHostGuest(t *testing.T) {
 // busyGuest always has work: the engine must still close.
 type busyGuest struct{ stopped chan error }
 
-func (g busyGuest) Run() (worked, done bool) { return true, false }
-func (g busyGuest) Flush()                   {}
-func (g busyGuest) Wait() (int, bool)        { return -1, true }
-func (g busyGuest) Stopped(err error)        { g.stopped <- err }
+func (g busyGuest) Run(bool) (worked, done bool) { return true, false }
+func (g busyGuest) Flush()                       {}
+func (g busyGuest) Wait() (int, bool)            { return -1, true }
+func (g busyGuest) Stopped(err error)            { g.stopped <- err }
 
 func TestCloseWithBusyGuest(t *testing.T) {
 	fsys, path := memDevice(t, 64<<20, 1<<20)
@@ -175,5 +177,64 @@ func TestCloseWithBusyGuest(t *testing.T) {
 	}
 	if err := <-g.stopped; !errors.Is(err, ErrClosed) {
 		t.Fatalf("busy guest stopped with %v, want ErrClosed", err)
+	}
+}
+
+// Several guests on one reactor: it polls their descriptors once a pass
+// and runs each with what the poll saw.
+func TestHostGuests(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "dev")
+	if _, err := Format(vfs.Default, FormatRequest{Path: path, Size: 64 << 20, Options: FormatOptions{SegmentSize: 1 << 20}}); err != nil {
+		t.Fatal(err)
+	}
+	e, err := Open(Options{Path: path, Shards: 1, Logger: quietLogger})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 5
+	guests := make([]*pipeGuest, n)
+	writeFds := make([]int, n)
+	for i := range guests {
+		var p [2]int
+		if err := unix.Pipe2(p[:], unix.O_NONBLOCK|unix.O_CLOEXEC); err != nil {
+			t.Fatal(err)
+		}
+		defer unix.Close(p[0])
+		defer unix.Close(p[1])
+		writeFds[i] = p[1]
+		guests[i] = &pipeGuest{e: e, rfd: p[0], block: directio.AlignedBlock(4096), back: directio.AlignedBlock(4096),
+			done: make(chan error, 1), stopped: make(chan error, 1)}
+		if _, err := e.Host(guests[i]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for round := range 10 {
+		// Requests to several guests at once, and to one at a time.
+		for i := range guests {
+			if round%2 == 0 || i == round%n {
+				unix.Write(writeFds[i], []byte{byte(round)})
+			}
+		}
+		for i, g := range guests {
+			if round%2 != 0 && i != round%n {
+				continue
+			}
+			select {
+			case err := <-g.done:
+				if err != nil {
+					t.Fatalf("round %d guest %d: %v", round, i, err)
+				}
+			case <-time.After(10 * time.Second):
+				t.Fatalf("round %d guest %d: no answer", round, i)
+			}
+		}
+	}
+	if err := e.Close(); err != nil {
+		t.Fatal(err)
+	}
+	for i, g := range guests {
+		if err := <-g.stopped; !errors.Is(err, ErrClosed) {
+			t.Fatalf("guest %d stopped with %v", i, err)
+		}
 	}
 }

@@ -243,8 +243,14 @@ type shard struct {
 
 	reads   map[uint64]*readOp
 	pollFds []unix.PollFd // sleep's, kept here so that it does not allocate
-	// guests run on this reactor's loop (see Guest).
-	guests []Guest
+	// guests run on this reactor's loop (see Guest); guestReady says,
+	// for the pass, which may have bytes to read, guestSlot where each
+	// one's descriptor is in the last poll's set (-1: not there), and
+	// guestPolled that the sleep's poll set guestReady already.
+	guests      []Guest
+	guestReady  []bool
+	guestSlot   []int
+	guestPolled bool
 	// freeReads keeps request readOps for reuse: a 4 KiB read allocated
 	// one each before (the reactor's only allocation per read).
 	freeReads []*readOp
@@ -516,9 +522,9 @@ func (s *shard) sleep() {
 	}
 	s.stats.sleeps.Add(1)
 	t0 := nanotime()
+	var perr error
 	for {
-		_, err := unix.Poll(fds, 100)
-		if err != unix.EINTR {
+		if _, perr = unix.Poll(fds, 100); perr != unix.EINTR {
 			break
 		}
 	}
@@ -530,6 +536,10 @@ func (s *shard) sleep() {
 	// sleep, whose poll it ends at once.
 	if fds[0].Revents != 0 {
 		s.w.drain()
+	}
+	if len(s.guests) > 0 {
+		s.readyFromPoll(fds, perr == nil)
+		s.guestPolled = true
 	}
 	if ring >= 0 {
 		s.io.arm(false)

@@ -23,7 +23,7 @@ type Loop interface {
 // at its end, Wait before it sleeps, and Stopped once when it drops the
 // guest. The contract is engine.Guest's.
 type LoopGuest interface {
-	Run() (worked, done bool)
+	Run(readable bool) (worked, done bool)
 	Flush()
 	Wait() (fd int, now bool)
 	Stopped(err error)

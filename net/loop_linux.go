@@ -125,16 +125,21 @@ func (l *loopConn) blockedOnRoom() bool { return l.blocked.Load() }
 func (l *loopConn) wait() error { return <-l.stopped }
 
 // Run implements LoopGuest: it reads and starts the requests that have
-// arrived whole.
-func (l *loopConn) Run() (worked, done bool) {
+// arrived whole. When the loop saw nothing arrive (readable false), it
+// reads only what earlier passes left: whole frames over the pass's
+// budget, or a request that waited for room.
+func (l *loopConn) Run(readable bool) (worked, done bool) {
 	c := l.c
 	c.w.cork()
-	l.attention.Store(false)
-	l.more, l.drained = false, false
+	poked := l.attention.Swap(false)
 	if c.ctx.Err() != nil {
 		l.reason = context.Cause(c.ctx)
 		return true, true
 	}
+	if !readable && !l.more && !poked {
+		return false, false
+	}
+	l.more, l.drained = false, false
 	for range loopFramesPerPass {
 		switch err := l.step(); err {
 		case nil:

@@ -40,7 +40,7 @@ func (tl *testLoop) Host(g LoopGuest) (func(), error) {
 	}
 	go func() {
 		for {
-			worked, done := g.Run()
+			worked, done := g.Run(true)
 			if done {
 				stopped.Store(true)
 				g.Stopped(nil)

@@ -11,15 +11,15 @@ import (
 // loopConn: connections run on goroutines only, outside Linux.
 type loopConn struct{}
 
-func newLoopConn(*serverConn) *loopConn    { return nil }
-func (*loopConn) poke()                    {}
-func (*loopConn) blockedOnRoom() bool      { return false }
-func (*loopConn) setWake(func())           {}
-func (*loopConn) wait() error              { return nil }
-func (*loopConn) Run() (worked, done bool) { return false, true }
-func (*loopConn) Flush()                   {}
-func (*loopConn) Wait() (fd int, now bool) { return -1, false }
-func (*loopConn) Stopped(error)            {}
+func newLoopConn(*serverConn) *loopConn        { return nil }
+func (*loopConn) poke()                        {}
+func (*loopConn) blockedOnRoom() bool          { return false }
+func (*loopConn) setWake(func())               {}
+func (*loopConn) wait() error                  { return nil }
+func (*loopConn) Run(bool) (worked, done bool) { return false, true }
+func (*loopConn) Flush()                       {}
+func (*loopConn) Wait() (fd int, now bool)     { return -1, false }
+func (*loopConn) Stopped(error)                {}
 
 func detachSocket(stdnet.Conn) (*rawSocket, error) { return nil, errors.ErrUnsupported }
 
