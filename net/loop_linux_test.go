@@ -138,31 +138,15 @@ func TestLoopBackPressure(t *testing.T) {
 	}
 }
 
-func TestLoopShutdownAndClose(t *testing.T) {
+// Close with a request taken and a client idle: the loop, asleep on the
+// socket, learns of it from the poke. (Shutdown with a loop runs in
+// TestStarterShutdown under WEFT_TEST_NET_LOOP.)
+func TestLoopClose(t *testing.T) {
 	testutil.CheckLeaks(t)
 	q := &queueStarter{}
-	ts := startServer(t, q, func(c *ServerConfig) { c.Loop = newTestLoop() })
-	c := dialTest(t, ts.addr, clientConfig())
-	call := c.Go(context.Background(), kindEcho, []byte("q"), nil, nil)
-	waitFor(t, "request taken", func() bool { return q.len() == 1 })
-	shut := make(chan error, 1)
-	go func() { shut <- ts.Shutdown(context.Background()) }()
-	q.answer()
-	<-call.Done
-	if call.Error != nil {
-		t.Fatalf("taken request during shutdown: %v", call.Error)
-	}
-	call.Response.Release()
-	c.Close()
-	if err := <-shut; err != nil {
-		t.Fatal(err)
-	}
-
-	// Close with a request taken and a client idle: the loop, asleep on
-	// the socket, learns of it from the poke.
 	ts2 := startServer(t, q, func(c *ServerConfig) { c.Loop = newTestLoop() })
 	c2 := dialTest(t, ts2.addr, clientConfig())
-	call = c2.Go(context.Background(), kindEcho, []byte("q"), nil, nil)
+	call := c2.Go(context.Background(), kindEcho, []byte("q"), nil, nil)
 	waitFor(t, "request taken", func() bool { return q.len() == 1 })
 	closed := make(chan struct{})
 	go func() { ts2.Close(); close(closed) }()

@@ -195,20 +195,37 @@ func (w *frameWriter) writeDirect(f *outFrame) {
 		total += len(p)
 	}
 	n, ok := w.direct.writeFrame(f)
-	if ok && n == total {
-		w.metrics.framesOut.Add(1)
+	if !ok {
+		n = 0
+	}
+	one := [1]*outFrame{f}
+	w.directDone(one[:], n, total)
+}
+
+// directDone ends a direct write of frames (the caller made the writer
+// busy), of which n of total bytes went out: when all did, it frees the
+// socket and reports the frames to their owners; otherwise it hands the
+// frames, and how far they got, to the writer goroutine, which sends the
+// rest or meets the socket's error.
+func (w *frameWriter) directDone(frames []*outFrame, n, total int) {
+	if n == total {
+		w.metrics.framesOut.Add(uint64(len(frames)))
 		w.metrics.writes.Add(1)
-		w.metrics.directWrites.Add(1)
+		w.metrics.directWrites.Add(uint64(len(frames)))
 		w.metrics.bytesOut.Add(uint64(total))
 		w.mu.Lock()
-		f.state = frameDone
+		for _, f := range frames {
+			f.state = frameDone
+		}
 		w.mu.busy = false
-		more := len(w.mu.queue) > 0 || w.mu.err != nil
+		ready := w.ready()
 		w.mu.Unlock()
-		if more {
+		if ready {
 			w.signal()
 		}
-		f.owner.frameWritten(f, nil)
+		for _, f := range frames {
+			f.owner.frameWritten(f, nil)
+		}
 		return
 	}
 	if n > 0 {
@@ -216,7 +233,7 @@ func (w *frameWriter) writeDirect(f *outFrame) {
 		w.metrics.bytesOut.Add(uint64(n))
 	}
 	w.mu.Lock()
-	w.mu.partial, w.mu.partialOff = append(w.mu.partial[:0], f), n
+	w.mu.partial, w.mu.partialOff = append(w.mu.partial[:0], frames...), n
 	w.mu.Unlock()
 	w.signal()
 }
@@ -253,34 +270,7 @@ func (w *frameWriter) uncork() {
 	}
 	defer clear(w.loopBatch)
 	n, total := w.direct.writeFrames(batch)
-	if n == total {
-		w.metrics.framesOut.Add(uint64(len(batch)))
-		w.metrics.writes.Add(1)
-		w.metrics.directWrites.Add(uint64(len(batch)))
-		w.metrics.bytesOut.Add(uint64(total))
-		w.mu.Lock()
-		for _, f := range batch {
-			f.state = frameDone
-		}
-		w.mu.busy = false
-		ready := w.ready()
-		w.mu.Unlock()
-		if ready {
-			w.signal()
-		}
-		for _, f := range batch {
-			f.owner.frameWritten(f, nil)
-		}
-		return
-	}
-	if n > 0 {
-		w.metrics.writes.Add(1)
-		w.metrics.bytesOut.Add(uint64(n))
-	}
-	w.mu.Lock()
-	w.mu.partial, w.mu.partialOff = append(w.mu.partial[:0], batch...), n
-	w.mu.Unlock()
-	w.signal()
+	w.directDone(batch, n, total)
 }
 
 // takeBatchLocked moves frames from the front of the queue into dst (up
