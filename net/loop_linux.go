@@ -102,6 +102,16 @@ func newLoopConn(c *serverConn) *loopConn {
 	return l
 }
 
+// abandon undoes newLoopConn for a connection the loop did not take: the
+// bytes read ahead go back to the frame reader, and the socket's use is
+// given back.
+func (l *loopConn) abandon() {
+	fr := l.c.fr
+	fr.r, fr.w = 0, copy(fr.stage, l.stage[l.r:l.w])
+	fr.offset = l.offset
+	l.sock.release()
+}
+
 // setWake installs the loop's wake function and wakes it once, for what
 // was poked before there was one to call.
 func (l *loopConn) setWake(wake func()) {

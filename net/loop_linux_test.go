@@ -3,9 +3,11 @@ package net
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	stdnet "net"
+	"os"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -231,4 +233,51 @@ func TestLoopFragmentedFrames(t *testing.T) {
 	if m := ts.Metrics(); m.LoopConns != 1 || m.PayloadCopied != 0 {
 		t.Fatalf("loop connections %d, payload bytes copied %d", m.LoopConns, m.PayloadCopied)
 	}
+}
+
+// refusingLoop takes no connection.
+type refusingLoop struct{}
+
+func (refusingLoop) Host(LoopGuest) (func(), error) { return nil, errors.New("no room") }
+
+func openFds(t *testing.T) int {
+	t.Helper()
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Skipf("counting descriptors: %v", err)
+	}
+	return len(ents)
+}
+
+// A connection the loop refuses is served on goroutines, with what the
+// server read ahead during the handshake, and its socket is closed in
+// the end like any other.
+func TestLoopRefusedFallsBack(t *testing.T) {
+	testutil.CheckLeaks(t)
+	before := openFds(t)
+	logger, logs := newLogger()
+	ts := startServer(t, echoMux(), func(c *ServerConfig) { c.Loop = refusingLoop{}; c.Logger = logger })
+	for i := range 3 {
+		c := dialTest(t, ts.addr, clientConfig())
+		// Several calls at once, so that some may arrive with the
+		// handshake's last frame and be read ahead.
+		done := make(chan *Call, 8)
+		for j := range 8 {
+			c.Go(context.Background(), kindEcho, fmt.Appendf(nil, "c%d r%d", i, j), []byte("payload"), done)
+		}
+		for range 8 {
+			call := <-done
+			if call.Error != nil {
+				t.Fatal(call.Error)
+			}
+			call.Response.Release()
+		}
+		c.Close()
+	}
+	mustContain(t, "log", logs.String(), "the loop refused the connection")
+	if m := ts.Metrics(); m.LoopConns != 0 {
+		t.Fatalf("loop connections %d, want 0", m.LoopConns)
+	}
+	ts.stop()
+	waitFor(t, "descriptors closed", func() bool { return openFds(t) <= before+1 })
 }

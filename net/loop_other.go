@@ -13,6 +13,7 @@ type loopConn struct{}
 
 func newLoopConn(*serverConn) *loopConn        { return nil }
 func (*loopConn) poke()                        {}
+func (*loopConn) abandon()                     {}
 func (*loopConn) blockedOnRoom() bool          { return false }
 func (*loopConn) setWake(func())               {}
 func (*loopConn) wait() error                  { return nil }

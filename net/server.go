@@ -583,6 +583,7 @@ func (c *serverConn) attachLoop() *loopConn {
 	wake, err := loop.Host(l)
 	if err != nil {
 		c.loop.Store(nil)
+		l.abandon()
 		c.log.Warn("net: the loop refused the connection; serving it on goroutines", "remote", c.peer.RemoteAddr, "reason", err)
 		return nil
 	}
