@@ -28,6 +28,8 @@ Environment:
   ROUNDS   rounds per row (default 3)
   PORT     the node's port on 127.0.0.1 (default 17070)
   KEEP     1 keeps the files afterwards
+  NODE_FLAGS extra flags for the node (e.g. --conns=goroutines: its
+           connections on goroutines rather than on its reactors)
 
 Needs fio 3.x and jq on PATH, and Go to build weft.
 USAGE

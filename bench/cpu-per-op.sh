@@ -37,6 +37,7 @@ Environment:
   MODE       the node's polling mode (default interrupt)
   ONLY       run only the workloads whose name contains this (e.g. rr32)
   KEEP       1 keeps the device file afterwards
+  NODE_FLAGS extra flags for the node (e.g. --conns=goroutines)
 
 Needs perf (with access to raw_syscalls tracepoints: root, or
 perf_event_paranoid <= 1), jq and Go.

@@ -23,14 +23,16 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b == 0) print "n/a"; else printf 
 # under a fresh key (exported as WEFT_KEY_ID/WEFT_KEY_SECRET for the bench
 # client), logging to $WORK/node.log. It sets NODEPID and returns once the
 # node serves; if the node exits first, it prints the log, naming SCRIPT,
-# and exits. stop_node stops it.
+# and exits. NODE_FLAGS adds flags (e.g. --conns=goroutines). stop_node
+# stops it.
 start_node() {
-	local script=$1 weft=$2 device=$3 size=$4 addr=$5 mode=$6 secret
+	local script=$1 weft=$2 device=$3 size=$4 addr=$5 mode=$6 secret extra
+	read -r -a extra <<<"${NODE_FLAGS:-}"
 	secret=$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')
 	echo "bench $secret" >"$WORK/keys"
 	export WEFT_CLUSTER_ID=bench WEFT_KEY_ID=bench WEFT_KEY_SECRET=$secret
 	"$weft" node --device="$device" --size="$size" --listen="$addr" --shards=1 --mode="$mode" \
-		--cluster-id=bench --keys-file="$WORK/keys" --container=1 2>"$WORK/node.log" &
+		--cluster-id=bench --keys-file="$WORK/keys" --container=1 "${extra[@]}" 2>"$WORK/node.log" &
 	NODEPID=$!
 	for _ in $(seq 1 100); do
 		if grep -q "node: serving" "$WORK/node.log" 2>/dev/null; then return 0; fi
