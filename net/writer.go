@@ -190,15 +190,8 @@ func (w *frameWriter) signal() {
 // writeDirect writes f, which the caller made busy, without waiting for
 // the socket; what is left goes to the writer goroutine.
 func (w *frameWriter) writeDirect(f *outFrame) {
-	total := len(f.hdr)
-	for _, p := range f.payload {
-		total += len(p)
-	}
-	n, ok := w.direct.writeFrame(f)
-	if !ok {
-		n = 0
-	}
 	one := [1]*outFrame{f}
+	n, total := w.direct.writeFrames(one[:])
 	w.directDone(one[:], n, total)
 }
 

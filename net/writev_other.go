@@ -10,8 +10,6 @@ type rawFrameWriter struct{}
 
 func newRawFrameWriter(syscall.RawConn) *rawFrameWriter { return nil }
 
-func (*rawFrameWriter) writeFrame(*outFrame) (int, bool) { return 0, false }
-
 func (*rawFrameWriter) writeFrames(frames []*outFrame) (n, total int) {
 	for _, f := range frames {
 		total += len(f.hdr)
