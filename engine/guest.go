@@ -143,29 +143,20 @@ func (s *shard) pollGuests() {
 		}
 		return
 	}
-	fds := s.pollFds[:0]
-	s.guestSlot = s.guestSlot[:0]
-	for i, g := range s.guests {
-		fd, now := g.Wait()
-		s.guestReady[i] = now
-		slot := -1
-		if !now && fd >= 0 {
-			slot = len(fds)
-			fds = append(fds, unix.PollFd{Fd: int32(fd), Events: unix.POLLIN})
-		}
-		s.guestSlot = append(s.guestSlot, slot)
-	}
+	fds, _ := s.guestFds(s.pollFds[:0])
 	s.pollFds = fds
-	if len(fds) == 0 {
-		return
+	if len(fds) > 0 {
+		s.readyFromPoll(fds, poll(fds, 0) == nil)
 	}
-	var err error
+}
+
+// poll is poll(2) on fds, retried when a signal interrupts it.
+func poll(fds []unix.PollFd, timeoutMs int) error {
 	for {
-		if _, err = unix.Poll(fds, 0); err != unix.EINTR {
-			break
+		if _, err := unix.Poll(fds, timeoutMs); err != unix.EINTR {
+			return err
 		}
 	}
-	s.readyFromPoll(fds, err == nil)
 }
 
 // readyFromPoll sets guestReady from fds, polled with the guests'
@@ -191,22 +182,22 @@ func (s *shard) stopGuests() {
 	}
 }
 
-// guestFds adds the guests' descriptors to fds, which the caller sleeps
-// on, and records where (guestSlot, for readyFromPoll); now reports a
-// guest with work ready, so the reactor must not sleep.
+// guestFds adds to fds, to be polled, the descriptors of the guests that
+// give one, and records where (guestSlot, for readyFromPoll). It marks
+// ready (guestReady) the guests with work that needs no descriptor, and
+// reports now when there is one: the reactor must not sleep then.
 func (s *shard) guestFds(fds []unix.PollFd) (_ []unix.PollFd, now bool) {
 	s.guestSlot = s.guestSlot[:0]
-	for _, g := range s.guests {
+	for i, g := range s.guests {
 		fd, ready := g.Wait()
-		if ready {
-			return fds, true
-		}
+		s.guestReady[i] = ready
+		now = now || ready
 		slot := -1
-		if fd >= 0 {
+		if !ready && fd >= 0 {
 			slot = len(fds)
 			fds = append(fds, unix.PollFd{Fd: int32(fd), Events: unix.POLLIN})
 		}
 		s.guestSlot = append(s.guestSlot, slot)
 	}
-	return fds, false
+	return fds, now
 }

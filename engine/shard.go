@@ -522,12 +522,7 @@ func (s *shard) sleep() {
 	}
 	s.stats.sleeps.Add(1)
 	t0 := nanotime()
-	var perr error
-	for {
-		if _, perr = unix.Poll(fds, 100); perr != unix.EINTR {
-			break
-		}
-	}
+	perr := poll(fds, 100)
 	s.stats.sleepNs.Add(nanotime() - t0)
 	s.w.sleeping.Store(false)
 	// Drain only the descriptors that woke the poll: a read of an empty
