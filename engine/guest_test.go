@@ -3,6 +3,7 @@ package engine
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"path/filepath"
 	"sync/atomic"
 	"testing"
@@ -85,25 +86,51 @@ func (g *pipeGuest) Wait() (int, bool) {
 
 func (g *pipeGuest) Stopped(err error) { g.stopped <- err }
 
-func TestHostGuest(t *testing.T) {
+// newPipeGuest returns a pipeGuest on e reading a new pipe, and the
+// pipe's write end; both ends close when the test ends.
+func newPipeGuest(t *testing.T, e *Engine) (*pipeGuest, int) {
+	t.Helper()
+	var p [2]int
+	if err := unix.Pipe2(p[:], unix.O_NONBLOCK|unix.O_CLOEXEC); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { unix.Close(p[0]); unix.Close(p[1]) })
+	return &pipeGuest{e: e, rfd: p[0], block: directio.AlignedBlock(4096), back: directio.AlignedBlock(4096),
+		done: make(chan error, 1), stopped: make(chan error, 1)}, p[1]
+}
+
+// await waits for the answer to the guest's request what.
+func (g *pipeGuest) await(t *testing.T, what string) {
+	t.Helper()
+	select {
+	case err := <-g.done:
+		if err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatalf("%s: no answer (runs %d, waits %d)", what, g.runs.Load(), g.waits.Load())
+	}
+}
+
+// ringDevice formats a 64 MiB device on the OS file system (io_uring).
+func ringDevice(t *testing.T) string {
+	t.Helper()
 	path := filepath.Join(t.TempDir(), "dev")
 	if _, err := Format(vfs.Default, FormatRequest{Path: path, Size: 64 << 20, Options: FormatOptions{SegmentSize: 1 << 20}}); err != nil {
 		t.Fatal(err)
 	}
+	return path
+}
+
+func TestHostGuest(t *testing.T) {
+	path := ringDevice(t)
 	for _, mode := range []PollMode{Hybrid, Interrupt, Poll} {
 		t.Run(mode.String(), func(t *testing.T) {
 			e, err := Open(Options{Path: path, Mode: mode, Logger: quietLogger})
 			if err != nil {
 				t.Fatal(err)
 			}
-			var p [2]int
-			if err := unix.Pipe2(p[:], unix.O_NONBLOCK|unix.O_CLOEXEC); err != nil {
-				t.Fatal(err)
-			}
-			defer unix.Close(p[0])
-			defer unix.Close(p[1])
-			g := &pipeGuest{e: e, rfd: p[0], block: directio.AlignedBlock(4096), back: directio.AlignedBlock(4096),
-				done: make(chan error, 1), stopped: make(chan error, 1)}
+			g, wfd := newPipeGuest(t, e)
 			wake, err := e.Host(g)
 			if err != nil {
 				t.Fatal(err)
@@ -113,15 +140,8 @@ func TestHostGuest(t *testing.T) {
 					// Let the reactor fall asleep on the pipe first.
 					time.Sleep(2 * time.Millisecond)
 				}
-				unix.Write(p[1], []byte{byte(i)})
-				select {
-				case err := <-g.done:
-					if err != nil {
-						t.Fatalf("request %d: %v", i, err)
-					}
-				case <-time.After(10 * time.Second):
-					t.Fatalf("request %d: no answer (runs %d, waits %d)", i, g.runs.Load(), g.waits.Load())
-				}
+				unix.Write(wfd, []byte{byte(i)})
+				g.await(t, fmt.Sprintf("request %d", i))
 			}
 			if g.flushes.Load() == 0 || (mode != Poll && g.waits.Load() == 0) {
 				t.Fatalf("flushes %d, waits %d", g.flushes.Load(), g.waits.Load())
@@ -140,7 +160,7 @@ func TestHostGuest(t *testing.T) {
 
 			// A guest still attached when the engine closes is stopped
 			// with ErrClosed.
-			g2 := &pipeGuest{e: e, rfd: p[0], block: g.block, back: g.back, done: make(chan error, 1), stopped: make(chan error, 1)}
+			g2, _ := newPipeGuest(t, e)
 			if _, err := e.Host(g2); err != nil {
 				t.Fatal(err)
 			}
@@ -183,11 +203,7 @@ func TestCloseWithBusyGuest(t *testing.T) {
 // Several guests on one reactor: it polls their descriptors once a pass
 // and runs each with what the poll saw.
 func TestHostGuests(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "dev")
-	if _, err := Format(vfs.Default, FormatRequest{Path: path, Size: 64 << 20, Options: FormatOptions{SegmentSize: 1 << 20}}); err != nil {
-		t.Fatal(err)
-	}
-	e, err := Open(Options{Path: path, Shards: 1, Logger: quietLogger})
+	e, err := Open(Options{Path: ringDevice(t), Shards: 1, Logger: quietLogger})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -195,15 +211,7 @@ func TestHostGuests(t *testing.T) {
 	guests := make([]*pipeGuest, n)
 	writeFds := make([]int, n)
 	for i := range guests {
-		var p [2]int
-		if err := unix.Pipe2(p[:], unix.O_NONBLOCK|unix.O_CLOEXEC); err != nil {
-			t.Fatal(err)
-		}
-		defer unix.Close(p[0])
-		defer unix.Close(p[1])
-		writeFds[i] = p[1]
-		guests[i] = &pipeGuest{e: e, rfd: p[0], block: directio.AlignedBlock(4096), back: directio.AlignedBlock(4096),
-			done: make(chan error, 1), stopped: make(chan error, 1)}
+		guests[i], writeFds[i] = newPipeGuest(t, e)
 		if _, err := e.Host(guests[i]); err != nil {
 			t.Fatal(err)
 		}
@@ -219,14 +227,7 @@ func TestHostGuests(t *testing.T) {
 			if round%2 != 0 && i != round%n {
 				continue
 			}
-			select {
-			case err := <-g.done:
-				if err != nil {
-					t.Fatalf("round %d guest %d: %v", round, i, err)
-				}
-			case <-time.After(10 * time.Second):
-				t.Fatalf("round %d guest %d: no answer", round, i)
-			}
+			g.await(t, fmt.Sprintf("round %d guest %d", round, i))
 		}
 	}
 	if err := e.Close(); err != nil {
