@@ -240,8 +240,7 @@ func (r *frameReader) readHeader() (frameHeader, error) {
 				if r.staged() == 0 {
 					return frameHeader{}, io.EOF
 				}
-				return frameHeader{}, &FrameError{Offset: r.offset, Err: io.ErrUnexpectedEOF,
-					Reason: fmt.Sprintf("truncated frame: stream ended after %d of %d header bytes", r.staged(), frameHeaderSize)}
+				return frameHeader{}, truncatedHeader(r.offset, r.staged())
 			}
 			return frameHeader{}, err
 		}
@@ -302,22 +301,45 @@ func (r *frameReader) readRest(h *frameHeader, body, payload []byte) error {
 		}
 		if err != nil {
 			if errors.Is(err, io.EOF) {
-				return &FrameError{Offset: r.offset, Err: io.ErrUnexpectedEOF,
-					Reason: fmt.Sprintf("truncated frame: stream ended after %d of %d body and payload bytes", need-rest+n, need)}
+				return truncatedRest(r.offset, need-rest+n, need)
 			}
 			return err
 		}
 	}
-	if got := headerCRC(r.cur[:], body); got != h.headerCRC {
-		return &FrameError{Offset: r.offset, Reason: fmt.Sprintf("header checksum %#08x, computed %#08x", h.headerCRC, got)}
-	}
-	if h.flags&flagPayloadCRC != 0 {
-		if got := crc32.Checksum(payload, castagnoli); got != h.payloadCRC {
-			return &FrameError{Offset: r.offset, Reason: fmt.Sprintf("payload checksum %#08x, computed %#08x", h.payloadCRC, got)}
-		}
+	if err := checkFrameSums(r.offset, r.cur[:], h, body, payload); err != nil {
+		return err
 	}
 	r.offset += int64(frameHeaderSize + need)
 	r.lastPayload = len(payload) > 0
+	return nil
+}
+
+// truncatedHeader is the error of a stream that ended got bytes into the
+// fixed header of the frame at offset off.
+func truncatedHeader(off int64, got int) error {
+	return &FrameError{Offset: off, Err: io.ErrUnexpectedEOF,
+		Reason: fmt.Sprintf("truncated frame: stream ended after %d of %d header bytes", got, frameHeaderSize)}
+}
+
+// truncatedRest is the error of a stream that ended got of need bytes
+// into the body and payload of the frame at offset off.
+func truncatedRest(off int64, got, need int) error {
+	return &FrameError{Offset: off, Err: io.ErrUnexpectedEOF,
+		Reason: fmt.Sprintf("truncated frame: stream ended after %d of %d body and payload bytes", got, need)}
+}
+
+// checkFrameSums checks the header checksum of the frame at offset off
+// (fixed header hdr, decoded as h, and body) and, when it has one, its
+// payload's.
+func checkFrameSums(off int64, hdr []byte, h *frameHeader, body, payload []byte) error {
+	if got := headerCRC(hdr, body); got != h.headerCRC {
+		return &FrameError{Offset: off, Reason: fmt.Sprintf("header checksum %#08x, computed %#08x", h.headerCRC, got)}
+	}
+	if h.flags&flagPayloadCRC != 0 {
+		if got := crc32.Checksum(payload, castagnoli); got != h.payloadCRC {
+			return &FrameError{Offset: off, Reason: fmt.Sprintf("payload checksum %#08x, computed %#08x", h.payloadCRC, got)}
+		}
+	}
 	return nil
 }
 

@@ -3,8 +3,6 @@ package net
 import (
 	"context"
 	"errors"
-	"fmt"
-	"hash/crc32"
 	"io"
 	"sync/atomic"
 	"syscall"
@@ -203,8 +201,7 @@ func (l *loopConn) step() error {
 		if l.w-l.r < frameHeaderSize {
 			if err := l.fill(); err != nil {
 				if errors.Is(err, io.EOF) && l.w-l.r > 0 {
-					return &FrameError{Offset: l.offset, Err: io.ErrUnexpectedEOF,
-						Reason: fmt.Sprintf("truncated frame: stream ended after %d of %d header bytes", l.w-l.r, frameHeaderSize)}
+					return truncatedHeader(l.offset, l.w-l.r)
 				}
 				return err
 			}
@@ -245,6 +242,9 @@ func (l *loopConn) step() error {
 	}
 	need := len(body) + len(payload)
 	if l.got < need {
+		if l.drained {
+			return errWouldBlock
+		}
 		// Invariant: the stage is empty (the frame's bytes come first).
 		l.r, l.w = 0, 0
 		l.niov = 0
@@ -255,9 +255,6 @@ func (l *loopConn) step() error {
 			l.addIov(payload[pg:])
 		}
 		l.addIov(l.stage[:frameHeaderSize]) // the next fixed header, never payload
-		if l.drained {
-			return errWouldBlock
-		}
 		n, err := l.sys(l.readFn)
 		l.drained = n < need-l.got+frameHeaderSize
 		if n > 0 {
@@ -267,8 +264,7 @@ func (l *loopConn) step() error {
 		}
 		if err != nil {
 			if errors.Is(err, io.EOF) {
-				err = &FrameError{Offset: l.offset, Err: io.ErrUnexpectedEOF,
-					Reason: fmt.Sprintf("truncated frame: stream ended after %d of %d body and payload bytes", l.got, need)}
+				err = truncatedRest(l.offset, l.got, need)
 			}
 			if err != errWouldBlock {
 				l.sc = nil
@@ -280,17 +276,10 @@ func (l *loopConn) step() error {
 			return errWouldBlock
 		}
 	}
-	if got := headerCRC(l.cur[:], body); got != l.hdr.headerCRC {
+	if err := checkFrameSums(l.offset, l.cur[:], &l.hdr, body, payload); err != nil {
 		l.sc = nil
 		c.dropCall(sc)
-		return &FrameError{Offset: l.offset, Reason: fmt.Sprintf("header checksum %#08x, computed %#08x", l.hdr.headerCRC, got)}
-	}
-	if l.hdr.flags&flagPayloadCRC != 0 {
-		if got := crc32.Checksum(payload, castagnoli); got != l.hdr.payloadCRC {
-			l.sc = nil
-			c.dropCall(sc)
-			return &FrameError{Offset: l.offset, Reason: fmt.Sprintf("payload checksum %#08x, computed %#08x", l.hdr.payloadCRC, got)}
-		}
+		return err
 	}
 	l.offset += int64(frameHeaderSize + need)
 	l.sc, l.haveHdr, l.got = nil, false, 0

@@ -42,9 +42,6 @@ type rawSocket struct {
 	wrDeadline atomic.Int64
 }
 
-// errSocketClosed is what calls on a closed rawSocket return.
-var errSocketClosed = stdnet.ErrClosed
-
 // detachSocket returns nc as a rawSocket, closing nc's own descriptor.
 func detachSocket(nc stdnet.Conn) (*rawSocket, error) {
 	var sc syscall.Conn
@@ -102,7 +99,7 @@ func (s *rawSocket) release() {
 // call and no loop uses it.
 func (s *rawSocket) Close() error {
 	if s.closed.Swap(true) {
-		return errSocketClosed
+		return stdnet.ErrClosed
 	}
 	unix.Shutdown(s.fd, unix.SHUT_RDWR)
 	s.release()
@@ -170,7 +167,7 @@ type rawSocketConn struct{ s *rawSocket }
 
 func (r rawSocketConn) Control(f func(fd uintptr)) error {
 	if !r.s.acquire() {
-		return errSocketClosed
+		return stdnet.ErrClosed
 	}
 	defer r.s.release()
 	f(uintptr(r.s.fd))
@@ -187,12 +184,12 @@ func (r rawSocketConn) Write(f func(fd uintptr) bool) error {
 
 func (s *rawSocket) do(f func(fd uintptr) bool, events int16, deadline *atomic.Int64) error {
 	if !s.acquire() {
-		return errSocketClosed
+		return stdnet.ErrClosed
 	}
 	defer s.release()
 	for !f(uintptr(s.fd)) {
 		if s.closed.Load() {
-			return errSocketClosed
+			return stdnet.ErrClosed
 		}
 		if err := s.wait(events, deadline); err != nil {
 			return err

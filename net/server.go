@@ -350,7 +350,7 @@ func (s *Server) Serve(ln stdnet.Listener) error {
 			return fmt.Errorf("net: accept: %w", err)
 		}
 		delay = 0
-		if s.cfg.Loop != nil && s.starter != nil {
+		if s.loopServes() {
 			// The loop will read the socket itself: take it out of the
 			// runtime's poller (see rawSocket).
 			if rs, err := detachSocket(nc); err == nil {
@@ -568,11 +568,14 @@ func (c *serverConn) serve() {
 	c.teardown(c.readRequests())
 }
 
+// loopServes reports that the server's connections go to its Loop: it
+// has one, and a Starter to start requests on it.
+func (s *Server) loopServes() bool { return s.cfg.Loop != nil && s.starter != nil }
+
 // attachLoop hands the connection to the server's Loop, if it has one
 // that takes it, and returns the guest the loop runs.
 func (c *serverConn) attachLoop() *loopConn {
-	loop := c.srv.cfg.Loop
-	if loop == nil || c.srv.starter == nil {
+	if !c.srv.loopServes() {
 		return nil
 	}
 	l := newLoopConn(c)
@@ -580,7 +583,7 @@ func (c *serverConn) attachLoop() *loopConn {
 		return nil
 	}
 	c.loop.Store(l)
-	wake, err := loop.Host(l)
+	wake, err := c.srv.cfg.Loop.Host(l)
 	if err != nil {
 		c.loop.Store(nil)
 		l.abandon()
