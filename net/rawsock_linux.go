@@ -44,13 +44,8 @@ type rawSocket struct {
 
 // detachSocket returns nc as a rawSocket, closing nc's own descriptor.
 func detachSocket(nc stdnet.Conn) (*rawSocket, error) {
-	var sc syscall.Conn
-	switch c := nc.(type) {
-	case *stdnet.TCPConn:
-		sc = c
-	case *stdnet.UnixConn:
-		sc = c
-	default:
+	sc, ok := plainSocket(nc)
+	if !ok {
 		return nil, errors.New("net: not a plain socket")
 	}
 	rc, err := sc.SyscallConn()

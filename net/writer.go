@@ -121,21 +121,29 @@ func newFrameWriter(conn stdnet.Conn, timeout time.Duration, m *Metrics, onFail 
 	// Direct writes on sockets only, not on wrappers that expose one's
 	// descriptor: a wrapper's Write may do more than write (count, check,
 	// inject faults), and a direct write would go around it.
-	var sc syscall.Conn
-	switch c := conn.(type) {
-	case *stdnet.TCPConn:
-		sc = c
-	case *stdnet.UnixConn:
-		sc = c
-	case *rawSocket:
-		sc = c
+	sc, ok := plainSocket(conn)
+	if rs, raw := conn.(*rawSocket); raw {
+		sc, ok = rs, true
 	}
-	if sc != nil {
+	if ok {
 		if rc, err := sc.SyscallConn(); err == nil {
 			w.direct = newRawFrameWriter(rc)
 		}
 	}
 	return w
+}
+
+// plainSocket returns c as a syscall.Conn when it is one of the standard
+// library's sockets (TCP or Unix), not a wrapper whose Read and Write may
+// do more than read and write.
+func plainSocket(c stdnet.Conn) (syscall.Conn, bool) {
+	switch c := c.(type) {
+	case *stdnet.TCPConn:
+		return c, true
+	case *stdnet.UnixConn:
+		return c, true
+	}
+	return nil, false
 }
 
 // enqueue queues f for writing, or writes it at once when the connection
