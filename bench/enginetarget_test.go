@@ -265,6 +265,13 @@ func TestRunEngine(t *testing.T) {
 	if !strings.HasPrefix(jr.Backend, "weft engine") {
 		t.Errorf("backend %q", jr.Backend)
 	}
+	// Every write is one record of a group commit made during the job; the
+	// cleaner's relocations are records too. 16 MiB rewritten for 2 s on
+	// a new device fills it, so the cleaner must have run.
+	if a := jr.Engine; a == nil || a.Records < uint64(jr.Write.TotalIOs) || a.Batches == 0 || a.Batches > a.Records ||
+		a.DeviceSubmits < a.Batches || a.CleanerSegments == 0 || a.FreeBytes == 0 {
+		t.Errorf("engine activity %+v for %d writes", jr.Engine, jr.Write.TotalIOs)
+	}
 	for _, d := range []DirStats{jr.Read, jr.Write} {
 		if d.Clat.TotalCount() != d.TotalIOs || d.Slat.TotalCount() != d.TotalIOs || d.Lat.TotalCount() != d.TotalIOs {
 			t.Errorf("histograms hold %d/%d/%d values for %d I/Os", d.Slat.TotalCount(), d.Clat.TotalCount(), d.Lat.TotalCount(), d.TotalIOs)
@@ -323,6 +330,10 @@ func TestRunEngine(t *testing.T) {
 	}
 	if len(doc.Jobs) != 1 || doc.Jobs[0].Read.IOBytes+doc.Jobs[0].Write.IOBytes != 2<<20 || doc.Jobs[0].Error != 0 {
 		t.Errorf("JSON jobs: %+v", doc.Jobs)
+	}
+	// Both clones' writes, each one record, and their reads.
+	if e := doc.Jobs[0].WeftEngine; e == nil || e.Records < uint64(doc.Jobs[0].Write.TotalIOs) || e.DeviceReads == 0 || e.FreeBytes == 0 {
+		t.Errorf("JSON weft_engine %+v for %d reads and %d writes", doc.Jobs[0].WeftEngine, doc.Jobs[0].Read.TotalIOs, doc.Jobs[0].Write.TotalIOs)
 	}
 }
 

@@ -62,6 +62,32 @@ type FioJob struct {
 	// what went wrong. fio never writes them.
 	WeftBackend string `json:"weft_backend,omitempty"`
 	WeftError   string `json:"weft_error,omitempty"`
+	// WeftEngine is what an engine: target's engine did during the run.
+	WeftEngine *FioEngine `json:"weft_engine,omitempty"`
+}
+
+// FioEngine is EngineActivity in the JSON output.
+type FioEngine struct {
+	Batches         uint64  `json:"batches"`
+	Records         uint64  `json:"records"`
+	RecordsPerBatch float64 `json:"records_per_batch"`
+	DeviceReads     uint64  `json:"device_reads"`
+	DeviceSubmits   uint64  `json:"device_submits"`
+	CleanerSegments uint64  `json:"cleaner_segments"`
+	CleanerBytes    uint64  `json:"cleaner_relocated_bytes"`
+	FreeBytes       uint64  `json:"free_bytes"`
+}
+
+func fioEngineOf(a *EngineActivity) *FioEngine {
+	if a == nil {
+		return nil
+	}
+	e := &FioEngine{Batches: a.Batches, Records: a.Records, DeviceReads: a.DeviceReads, DeviceSubmits: a.DeviceSubmits,
+		CleanerSegments: a.CleanerSegments, CleanerBytes: a.CleanerBytes, FreeBytes: a.FreeBytes}
+	if a.Batches > 0 {
+		e.RecordsPerBatch = math.Round(100*float64(a.Records)/float64(a.Batches)) / 100
+	}
+	return e
 }
 
 // FioDir is one direction (read, write or trim) of a FioJob.
@@ -217,6 +243,7 @@ func (r *Result) FioJSON() *FioOutput {
 			SysCPU:      jr.SysCPU,
 			Ctx:         jr.Ctx,
 			WeftBackend: jr.Backend,
+			WeftEngine:  fioEngineOf(jr.Engine),
 			Elapsed:     int64(math.Ceil(jr.Elapsed.Seconds())),
 		}
 		if jr.Job != nil {
@@ -440,6 +467,10 @@ func writeFioJobSummary(w *bufio.Writer, j *FioJob, clones int) {
 		fmt.Fprintf(w, ": backend=%s", j.WeftBackend)
 	}
 	w.WriteString("\n")
+	if e := j.WeftEngine; e != nil {
+		fmt.Fprintf(w, "  engine: group commits=%d (%.2f records each), device reads=%d, submits=%d; cleaner: %d segments, %s relocated; %s free\n",
+			e.Batches, e.RecordsPerBatch, e.DeviceReads, e.DeviceSubmits, e.CleanerSegments, fmtBytes(int64(e.CleanerBytes)), fmtBytes(int64(e.FreeBytes)))
+	}
 	for _, d := range []struct {
 		name string
 		dir  *FioDir
@@ -697,6 +728,9 @@ func MergeResults(jobs []JobResult) JobResult {
 		m.Clones += max(j.Clones, 1)
 		if m.Backend == "" {
 			m.Backend = j.Backend
+		}
+		if m.Engine == nil {
+			m.Engine = j.Engine // the clones of a job share one target
 		}
 		m.Elapsed = max(m.Elapsed, j.Elapsed)
 		m.Runtime = max(m.Runtime, j.Runtime)

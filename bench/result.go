@@ -4,6 +4,8 @@ import (
 	"time"
 
 	"github.com/HdrHistogram/hdrhistogram-go"
+
+	"github.com/weftfs/weft/engine"
 )
 
 // Latency histograms record nanoseconds from 1 ns to latencyMax with three
@@ -45,6 +47,44 @@ type JobResult struct {
 	SysCPU      float64
 	Ctx         int64 // context switches
 	Err         error
+	// Engine is what an engine: target's engine did while the jobs ran
+	// (nil for other targets): the same figures for every job of that
+	// target, since its jobs share the engine.
+	Engine *EngineActivity
+}
+
+// EngineActivity is what an engine did between two snapshots of its stats:
+// group commits, device reads and submits, and the cleaner's work. A
+// benchmark of the engine without the cleaner reads CleanerSegments 0; one
+// with it sees what the cleaner moved for the writes it measured.
+type EngineActivity struct {
+	Batches, Records uint64 // group commits and the records they carried
+	DeviceReads      uint64
+	DeviceSubmits    uint64 // io_uring_enter calls that handed the device work
+	CleanerSegments  uint64 // segments the cleaner emptied
+	CleanerBytes     uint64 // live bytes it relocated to do so
+	FreeBytes        uint64 // free segment space at the end
+}
+
+// engineActivity is b → a, both Stats of one engine.
+func engineActivity(b, a *engine.Stats) *EngineActivity {
+	sum := func(st *engine.Stats, f func(*engine.ShardStats) uint64) uint64 {
+		var n uint64
+		for i := range st.Shards {
+			n += f(&st.Shards[i])
+		}
+		return n
+	}
+	delta := func(f func(*engine.ShardStats) uint64) uint64 { return sum(a, f) - sum(b, f) }
+	return &EngineActivity{
+		Batches:         delta(func(s *engine.ShardStats) uint64 { return s.Batches }),
+		Records:         delta(func(s *engine.ShardStats) uint64 { return s.Records }),
+		DeviceReads:     delta(func(s *engine.ShardStats) uint64 { return s.DeviceReads }),
+		DeviceSubmits:   delta(func(s *engine.ShardStats) uint64 { return s.DeviceSubmits }),
+		CleanerSegments: delta(func(s *engine.ShardStats) uint64 { return s.Cleaner.SegmentsCleaned }),
+		CleanerBytes:    delta(func(s *engine.ShardStats) uint64 { return s.Cleaner.BytesRelocated }),
+		FreeBytes:       a.Free,
+	}
 }
 
 // Result is one weft bench run.

@@ -17,6 +17,7 @@ import (
 	"github.com/HdrHistogram/hdrhistogram-go"
 	"golang.org/x/sys/unix"
 
+	"github.com/weftfs/weft/engine"
 	"github.com/weftfs/weft/ioring"
 )
 
@@ -273,6 +274,12 @@ func Run(ctx context.Context, jobs []Job, opts RunOptions) (res *Result, err err
 			clones = append(clones, cl)
 		}
 	}
+	// Each engine's stats before and after the jobs: what its group
+	// commits and its cleaner did while they ran.
+	before := make([]engine.Stats, len(engines))
+	for i, et := range engines {
+		before[i] = et.e.Stats()
+	}
 	dedicated := len(clones) < runtime.GOMAXPROCS(0)
 	for _, c := range clones {
 		c.dedicated = dedicated
@@ -289,13 +296,20 @@ func Run(ctx context.Context, jobs []Job, opts RunOptions) (res *Result, err err
 	stopProgress := startProgress(opts, clones, start)
 	wg.Wait()
 	stopProgress()
+	activity := map[*engineTarget]*EngineActivity{}
+	for i, et := range engines {
+		after := et.e.Stats()
+		activity[et] = engineActivity(&before[i], &after)
+	}
 
 	// Results in job order; clones of a group_reporting job are merged.
 	k := 0
 	for i := range jobs {
 		var rs []JobResult
 		for c := 0; c < jobs[i].NumJobs; c++ {
-			rs = append(rs, clones[k].result())
+			r := clones[k].result()
+			r.Engine = activity[clones[k].eng]
+			rs = append(rs, r)
 			k++
 		}
 		if jobs[i].GroupReporting && len(rs) > 1 {
