@@ -154,7 +154,7 @@ func newClusterNode(cfg *Config, keys *keyring, eng *engine.Engine, log *slog.Lo
 	}
 	c.ds, err = cluster.NewDataServer(cluster.DataServerConfig{
 		Node: c.id, Engine: eng, Maps: restartGate{c}, Pool: pool, OnCaughtUp: c.reportCaughtUp,
-		PeerKeyID: cfg.clusterKey(), Access: keys, Logger: log, ReadLease: cfg.readLease(),
+		PeerKeyID: cfg.clusterKey(), Access: keys, Logger: log, ReadLease: cfg.readLease(), RetireAfter: cfg.RetireAfter,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("node: %w", err)
@@ -202,6 +202,7 @@ func (c *clusterNode) start(addr string) {
 func (c *clusterNode) figures() clusterFigures {
 	f := clusterFigures{repl: c.ds.ReplicationStats(), readsBeside: c.ds.ReadsBeside()}
 	f.purgedPGs, f.purgedObjects, f.purgedBytes = c.ds.Purged()
+	f.retiredPGs, f.retiredObjects, f.retiredBytes = c.ds.Retired()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
 	f.meta = c.meta.Status(ctx)

@@ -139,7 +139,7 @@ func TestClusterMode(t *testing.T) {
 	// loop publishes them each tick), the purger's, and its metadata
 	// member's indexes.
 	maddr := <-metricsAddr
-	for _, want := range []string{`weft_replication_events_total{event="acknowledged"}`, `weft_purged_total{what="objects"} 0`,
+	for _, want := range []string{`weft_replication_events_total{event="acknowledged"}`, `weft_purged_total{what="objects"} 0`, `weft_retired_total{what="objects"} 0`,
 		fmt.Sprintf(`weft_meta_raft_index{container="%d",index="applied"}`, ct.ID()), fmt.Sprintf(`weft_meta_leader{container="%d"}`, ct.ID())} {
 		waitMetric(t, maddr, want)
 	}

@@ -113,6 +113,13 @@ type Config struct {
 	// groups' raft read leases (meta.HostConfig.NoLeaseReads), whose
 	// length follows from the raft election timeout instead.
 	ReadLease time.Duration `json:"-"`
+	// RetireAfter is how long a PG this node left must have lived on
+	// whole without it before the node deletes its copy
+	// (cluster.DataServerConfig.RetireAfter, "Moved PGs" in package
+	// cluster). 0: cluster.RetireAfterDefault; RetireOff: keep such
+	// copies. In the file: a duration string (field retire_after), or
+	// "off".
+	RetireAfter time.Duration `json:"-"`
 	// Logger receives the node's events; default slog.Default().
 	Logger *slog.Logger `json:"-"`
 	// OnListening, when set, is called once both listeners are bound,
@@ -132,7 +139,7 @@ var configFields = map[string]bool{
 	"device": true, "format_size": true, "listen": true, "metrics_listen": true, "cores": true,
 	"shards": true, "mode": true, "conns": true, "record_bytes": true, "read_cache_bytes": true, "labels": true, "cluster_id": true, "keys_file": true, "containers": true,
 	"managers": true, "manager_id": true, "manager_peers": true, "manager_dir": true, "meta_dir": true, "cluster_key": true,
-	"heartbeat_timeout": true, "read_lease": true,
+	"heartbeat_timeout": true, "read_lease": true, "retire_after": true,
 }
 
 // LoadConfigFile reads a JSON config file (see the package
@@ -178,6 +185,15 @@ func LoadConfigFile(path string) (Config, error) {
 		}
 		if cfg.ReadLease, err = ParseReadLease(text); err != nil {
 			return cfg, fmt.Errorf("node: config %s: read_lease: %w", path, err)
+		}
+	}
+	if b, ok := raw["retire_after"]; ok {
+		var text string
+		if err := json.Unmarshal(b, &text); err != nil {
+			return cfg, fmt.Errorf("node: config %s: retire_after: want a duration string such as \"5m\", or \"off\"", path)
+		}
+		if cfg.RetireAfter, err = ParseRetireAfter(text); err != nil {
+			return cfg, fmt.Errorf("node: config %s: retire_after: %w", path, err)
 		}
 	}
 	return cfg, nil
@@ -317,6 +333,27 @@ func ParseReadLease(text string) (time.Duration, error) {
 		return 0, fmt.Errorf("%v is negative (0 turns leases off)", d)
 	case d == 0:
 		return ReadLeaseOff, nil
+	}
+	return d, nil
+}
+
+// RetireOff in Config.RetireAfter keeps the copies of PGs that moved
+// away.
+const RetireOff time.Duration = -1
+
+// ParseRetireAfter parses the wait before a moved PG's copy is deleted as
+// the file and the flag give it: a positive duration, or "off" for
+// RetireOff.
+func ParseRetireAfter(text string) (time.Duration, error) {
+	if text == "off" {
+		return RetireOff, nil
+	}
+	d, err := time.ParseDuration(text)
+	switch {
+	case err != nil:
+		return 0, fmt.Errorf("%w (want a duration such as 5m, or off)", err)
+	case d <= 0:
+		return 0, fmt.Errorf("%v: want a positive duration, or off", d)
 	}
 	return d, nil
 }

@@ -144,6 +144,21 @@ func TestClusterConfig(t *testing.T) {
 	}
 }
 
+func TestRetireAfterConfig(t *testing.T) {
+	dir := t.TempDir()
+	for text, want := range map[string]time.Duration{`"90s"`: 90 * time.Second, `"off"`: RetireOff} {
+		cfg, err := LoadConfigFile(writeFile(t, dir, "retire.json", `{"retire_after": `+text+`}`))
+		if err != nil || cfg.RetireAfter != want {
+			t.Errorf("retire_after %s: got %v, %v; want %v", text, cfg.RetireAfter, err, want)
+		}
+	}
+	for _, text := range []string{`"0s"`, `"-1m"`, `"later"`, `60`} {
+		if _, err := LoadConfigFile(writeFile(t, dir, "retire.json", `{"retire_after": `+text+`}`)); err == nil || !strings.Contains(err.Error(), "retire_after") {
+			t.Errorf("retire_after %s: %v, want an error naming retire_after", text, err)
+		}
+	}
+}
+
 func TestReadLeaseConfig(t *testing.T) {
 	dir := t.TempDir()
 	for text, want := range map[string]time.Duration{`"250ms"`: 250 * time.Millisecond, `"0s"`: ReadLeaseOff} {

@@ -15,10 +15,11 @@ import (
 
 // clusterFigures is what a node in cluster mode adds to its metrics.
 type clusterFigures struct {
-	repl                                  replication.Stats
-	readsBeside                           uint64
-	purgedPGs, purgedObjects, purgedBytes uint64
-	meta                                  []meta.MemberStatus
+	repl                                     replication.Stats
+	readsBeside                              uint64
+	purgedPGs, purgedObjects, purgedBytes    uint64
+	retiredPGs, retiredObjects, retiredBytes uint64
+	meta                                     []meta.MemberStatus
 }
 
 // collector is the node's Prometheus collector: each scrape reads the
@@ -56,6 +57,8 @@ type collector struct {
 	replSyncBytes *prometheus.Desc
 	purged        *prometheus.Desc
 	purgedBytes   *prometheus.Desc
+	retired       *prometheus.Desc
+	retiredBytes  *prometheus.Desc
 	metaLease     *prometheus.Desc
 	metaLeaseLeft *prometheus.Desc
 	metaIndex     *prometheus.Desc
@@ -83,6 +86,8 @@ func newCollector(stats func() engine.Stats, netm func() net.MetricsSnapshot, cl
 		replSyncBytes: prometheus.NewDesc("weft_replication_sync_bytes_sent_total", "Object bytes sent to replicas being synced.", nil, nil),
 		purged:        prometheus.NewDesc("weft_purged_total", "What the purger deleted of deleted containers: PGs with data, and objects.", []string{"what"}, nil),
 		purgedBytes:   prometheus.NewDesc("weft_purged_bytes_total", "Logical bytes of the objects the purger deleted.", nil, nil),
+		retired:       prometheus.NewDesc("weft_retired_total", "What the purger deleted of this node's copies of PGs that live on without it (moved away): PGs whose copy is gone, and objects.", []string{"what"}, nil),
+		retiredBytes:  prometheus.NewDesc("weft_retired_bytes_total", "Logical bytes of the objects of moved PGs the purger deleted.", nil, nil),
 		metaLease:     prometheus.NewDesc("weft_meta_lease_reads_total", "Metadata reads this node's member served on its raft read lease, without a round.", []string{"container"}, nil),
 		metaLeaseLeft: prometheus.NewDesc("weft_meta_lease_seconds", "What is left of the member's read lease (0: none).", []string{"container"}, nil),
 		metaIndex:     prometheus.NewDesc("weft_meta_raft_index", "The member's raft commit and applied indexes.", []string{"container", "index"}, nil),
@@ -115,7 +120,7 @@ func newCollector(stats func() engine.Stats, netm func() net.MetricsSnapshot, cl
 // Describe implements prometheus.Collector.
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	if c.cluster != nil {
-		for _, d := range []*prometheus.Desc{c.replEvents, c.replSyncBytes, c.purged, c.purgedBytes, c.metaLease, c.metaLeaseLeft, c.metaIndex, c.metaLeader} {
+		for _, d := range []*prometheus.Desc{c.replEvents, c.replSyncBytes, c.purged, c.purgedBytes, c.retired, c.retiredBytes, c.metaLease, c.metaLeaseLeft, c.metaIndex, c.metaLeader} {
 			ch <- d
 		}
 	}
@@ -200,6 +205,9 @@ func (c *collector) collectCluster(f clusterFigures, gauge, counter func(*promet
 	counter(c.purged, float64(f.purgedPGs), "pgs")
 	counter(c.purged, float64(f.purgedObjects), "objects")
 	counter(c.purgedBytes, float64(f.purgedBytes))
+	counter(c.retired, float64(f.retiredPGs), "pgs")
+	counter(c.retired, float64(f.retiredObjects), "objects")
+	counter(c.retiredBytes, float64(f.retiredBytes))
 	for _, m := range f.meta {
 		ct := strconv.FormatUint(uint64(m.Container), 10)
 		counter(c.metaLease, float64(m.LeaseReads), ct)

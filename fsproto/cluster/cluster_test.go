@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"testing"
+	"time"
 
 	"github.com/weftfs/weft/fsproto"
 	"github.com/weftfs/weft/fsproto/cluster"
@@ -281,4 +282,133 @@ func TestDeletedContainerIsPurged(t *testing.T) {
 	}
 	c.restart(3)
 	waitFor(t, "node 3 to purge the deleted container after its restart", func() bool { return live(3) == 0 })
+}
+
+// TestMovedPGIsRetired: a drained node deletes its copies of the PGs that
+// moved away once they live on whole without it; given PGs again, it
+// backfills them in full; a node the map holds down keeps its copies,
+// and deletes them once it is up and its PGs live on without it; every
+// chunk reads as written throughout.
+func TestMovedPGIsRetired(t *testing.T) {
+	testutil.CheckLeaks(t)
+	c := newClusterTuned(t, 4, 4, replication.Config{Window: 8}, 0, func(cfg *cluster.DataServerConfig) {
+		cfg.RetireAfter = 20 * time.Millisecond
+	})
+	ct := c.container(t)
+	ctx := context.Background()
+	const chunks = 96 // 24 a PG: more than the window, so a sync from a replica's highest seq would leave some out
+	for i := uint64(0); i < chunks; i++ {
+		if _, err := ct.Write(ctx, 9, i, 0, pattern(9, i, 0, 4096)); err != nil {
+			t.Fatalf("write chunk %d: %v", i, err)
+		}
+	}
+	readAll := func(when string) {
+		t.Helper()
+		for i := uint64(0); i < chunks; i++ {
+			p := make([]byte, 4096)
+			if n, err := ct.Read(ctx, 9, i, 0, p); err != nil || n != 4096 || !bytes.Equal(p, pattern(9, i, 0, 4096)) {
+				t.Fatalf("%s: chunk %d reads %d bytes (%v), not as written", when, i, n, err)
+			}
+		}
+	}
+	// live counts node id's live objects in the PGs it holds no replica
+	// of (held false) or holds (held true) in the newest map.
+	live := func(id clustermap.NodeID, held bool) int {
+		n := 0
+		m := c.current()
+		for _, pg := range m.PGsOfContainer(ct.ID()) {
+			if pg.HasReplica(id) != held {
+				continue
+			}
+			objs, err := c.nodes[id].eng.Changes(uint32(pg.ID), 0, 0)
+			if err != nil {
+				t.Fatalf("node %d: changes of pg %d: %v", id, pg.ID, err)
+			}
+			for _, o := range objs {
+				if !o.Deleted {
+					n++
+				}
+			}
+		}
+		return n
+	}
+	settled := func() bool {
+		for _, pg := range c.current().PGsOfContainer(ct.ID()) {
+			if len(pg.Backfilling) > 0 || len(pg.Replicas) != 3 {
+				return false
+			}
+		}
+		return true
+	}
+
+	const drained = clustermap.NodeID(1)
+	held := live(drained, true)
+	if held == 0 {
+		t.Fatalf("node %d holds none of the %d chunks", drained, chunks)
+	}
+	c.apply(clustermap.SetNodeState{ID: drained, State: clustermap.Draining})
+	waitFor(t, "the drain to finish", func() bool { return settled() && len(c.current().PGsOfNode(drained)) == 0 })
+	waitFor(t, "the drained node to delete its copies", func() bool { return live(drained, false) == 0 })
+	if pgs, objs, bytes := c.nodes[drained].ds.Retired(); pgs == 0 || objs != uint64(held) || bytes != uint64(held)*4096 {
+		t.Errorf("node %d reports %d pgs, %d objects, %d bytes retired; it held %d chunks", drained, pgs, objs, bytes, held)
+	}
+	readAll("after the drain")
+
+	// Back up, it gets PGs again when node 2 goes down (it is the only
+	// spare): it backfills them in full. Node 2, down but running, keeps
+	// its copies; up again, with its PGs whole without it, it deletes them.
+	c.apply(clustermap.SetNodeState{ID: drained, State: clustermap.Up})
+	const down = clustermap.NodeID(2)
+	held2 := live(down, true)
+	c.apply(clustermap.SetNodeState{ID: down, State: clustermap.Down})
+	waitFor(t, "node 1 to take node 2's place", func() bool { return settled() && len(c.current().PGsOfNode(drained)) > 0 })
+	readAll("with node 2 down")
+	time.Sleep(100 * time.Millisecond) // five times RetireAfter
+	if n := live(down, false); n != held2 {
+		t.Fatalf("node 2, down, holds %d live chunks of the PGs it left; want all %d kept", n, held2)
+	}
+	c.apply(clustermap.SetNodeState{ID: down, State: clustermap.Up})
+	for id := range c.nodes {
+		waitFor(t, fmt.Sprintf("node %d to hold only the chunks of its PGs", id), func() bool { return live(id, false) == 0 })
+	}
+	readAll("after node 2 is up again")
+	total := 0
+	for id := range c.nodes {
+		total += live(id, true)
+	}
+	if total != 3*chunks {
+		t.Fatalf("the nodes hold %d live chunks in their PGs, want %d (3 replicas of %d)", total, 3*chunks, chunks)
+	}
+	if _, objs, _ := c.nodes[down].ds.Retired(); objs != uint64(held2) {
+		t.Errorf("node %d retired %d objects, want %d", down, objs, held2)
+	}
+	// The returned node's copies are whole: every object of its PGs reads
+	// as on another replica.
+	compared := 0
+	for _, pg := range c.current().PGsOfContainer(ct.ID()) {
+		if !pg.HasReplica(drained) {
+			continue
+		}
+		other := pg.Replicas[0]
+		if other == drained {
+			other = pg.Replicas[1]
+		}
+		objs, err := c.nodes[other].eng.Changes(uint32(pg.ID), 0, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, o := range objs {
+			if o.Deleted {
+				continue
+			}
+			want := readObject(t, c.nodes[other].eng, o.ID, o.Size)
+			if got := readObject(t, c.nodes[drained].eng, o.ID, o.Size); !bytes.Equal(got, want) {
+				t.Fatalf("pg %d object %v on node %d differs from node %d's", pg.ID, o.ID, drained, other)
+			}
+			compared++
+		}
+	}
+	if compared == 0 {
+		t.Fatalf("node %d holds no chunk to compare after its return", drained)
+	}
 }

@@ -140,8 +140,34 @@
 // (replication.EngineStore.Purge), logs what it deleted, and counts it
 // (Purged). It runs beside the loop, not on it, since it waits for the
 // engine. A node that was down when the container was deleted purges it
-// when it is back. Data of PGs that moved to other nodes (a node left a
-// PG that still exists) is not deleted: see "Not done".
+// when it is back.
+//
+// # Moved PGs
+//
+// A node that is no longer a replica of a PG that still exists (drained,
+// its PGs re-placed when nodes joined or came back) deletes its copy once
+// the PG has lived on whole without it for RetireAfter (5 minutes by
+// default): as many replicas as its container's policy asks for, none
+// backfilling, none down. The map drops a leaving replica only after its
+// replacement caught up, so by then the copy adds nothing; the wait keeps
+// a map that moves a PG away and back from costing a full backfill. A
+// node the map holds down keeps its copies (it is likely to get them back
+// when it is up, and backfills only what changed).
+//
+// The purger deletes (replication.EngineStore.Retire: the PG's sync mark
+// lowered to 0 first, then each object a tombstone at its own seq) while
+// the loop keeps the core out of the PG: a view that gives the PG back to
+// this node waits until the purger is done, and the purger stops before
+// its next object when it sees such a map. A sync could otherwise install
+// an object between the listing and its delete, and the node would answer
+// for data it had deleted. Whatever is left (a delete cut short by that,
+// by a crash or by an error; a mutation of the old epoch that completed
+// after the listing) is repaired by the sync the node gets if the PG
+// comes back, which starts from seq 0 because of the mark, or deleted
+// again at the node's next start. The tombstones stay in the engine's
+// object table and change list (an entry per deleted object) until the
+// PG's container is deleted. Retired counts what was deleted; the log
+// names each PG.
 //
 // # Catching up
 //
@@ -153,9 +179,6 @@
 //
 // # Not done / known weak
 //
-//   - A node that leaves a PG that still exists (drained, taken out,
-//     re-placed) keeps that PG's data: nothing deletes it once the new
-//     replicas have caught up.
 //   - The core does not expose its phase (peering, syncing, active):
 //     Status infers it from the sync progress and cannot tell peering.
 //   - A restarted node must get a new PG epoch before it acts in its PGs

@@ -111,6 +111,8 @@ type tcluster struct {
 	fn *net.FaultNet
 	// caughtUpFails: OnCaughtUp fails this many times before it applies.
 	caughtUpFails atomic.Int32
+	// tune, when set, adjusts each node's DataServerConfig.
+	tune func(*cluster.DataServerConfig)
 }
 
 func nodeName(id clustermap.NodeID) string { return fmt.Sprintf("n%d", id) }
@@ -124,8 +126,15 @@ func newCluster(t testing.TB, n int, pgCount uint32, repl replication.Config) *t
 // (0: the default; negative: no leases).
 func newClusterLease(t testing.TB, n int, pgCount uint32, repl replication.Config, lease time.Duration) *tcluster {
 	t.Helper()
+	return newClusterTuned(t, n, pgCount, repl, lease, nil)
+}
+
+// newClusterTuned is newClusterLease with tune adjusting each node's
+// DataServerConfig.
+func newClusterTuned(t testing.TB, n int, pgCount uint32, repl replication.Config, lease time.Duration, tune func(*cluster.DataServerConfig)) *tcluster {
+	t.Helper()
 	c := &tcluster{t: t, m: clustermap.New(), nodes: map[clustermap.NodeID]*tnode{}, clients: newFeed(), repl: repl,
-		lease: lease, cut: map[clustermap.NodeID]bool{}, fn: net.NewFaultNet(1)}
+		lease: lease, cut: map[clustermap.NodeID]bool{}, fn: net.NewFaultNet(1), tune: tune}
 	for i := 1; i <= n; i++ {
 		id := clustermap.NodeID(i)
 		fsys := vfs.NewMem()
@@ -215,7 +224,7 @@ func (c *tcluster) start(tn *tnode, ln stdnet.Listener) {
 		t.Fatal(err)
 	}
 	id := tn.id
-	ds, err := cluster.NewDataServer(cluster.DataServerConfig{
+	cfg := cluster.DataServerConfig{
 		Node: id, Engine: tn.eng, Maps: tn.feed, Pool: pool, Replication: c.repl, ReadLease: c.lease, PeerKeyID: clusterKey,
 		TickInterval: 5 * time.Millisecond, Logger: testLogger(),
 		OnCaughtUp: func(pg clustermap.PGID, epoch uint64) error {
@@ -226,7 +235,11 @@ func (c *tcluster) start(tn *tnode, ln stdnet.Listener) {
 			return nil
 		},
 		CaughtUpRetry: 10 * time.Millisecond,
-	})
+	}
+	if c.tune != nil {
+		c.tune(&cfg)
+	}
+	ds, err := cluster.NewDataServer(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

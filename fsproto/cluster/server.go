@@ -64,6 +64,12 @@ type DataServerConfig struct {
 	// TickInterval is the period of the core's Tick (retransmission and
 	// sync throttle). Default 20ms.
 	TickInterval time.Duration
+	// RetireAfter is how long a PG this node left must have lived on
+	// whole without it (every replica the policy asks for, none
+	// backfilling, none down) before this node deletes its copy (see
+	// "Moved PGs" in the package doc). 0 gives RetireAfterDefault; a
+	// negative value keeps such copies.
+	RetireAfter time.Duration
 	// PeerKeyID, when set, is the only key id KindPeer batches are
 	// accepted from (the cluster key); "" accepts any authenticated key.
 	PeerKeyID string
@@ -91,6 +97,10 @@ const (
 	ReadLeaseDefault    = 500 * time.Millisecond
 	TickIntervalDefault = 20 * time.Millisecond
 	QueueMaxDefault     = 4096
+	// RetireAfterDefault: long enough that a map that moves a PG away
+	// and back (an operator's drain undone, a node's state flapping)
+	// does not cost the returning node a full backfill.
+	RetireAfterDefault = 5 * time.Minute
 	// peerCallTimeout bounds one KindPeer call: a peer that does not take
 	// a batch in that time loses it (the core retransmits).
 	peerCallTimeout = 2 * time.Second
@@ -168,8 +178,13 @@ type DataServer struct {
 	latest atomic.Pointer[clustermap.Map]
 	mapc   chan struct{} // a newer map is in latest
 	purgec chan struct{} // the same, for the purger
-	// purged counts what the purger deleted: PGs, objects, bytes.
-	purged struct{ pgs, objects, bytes atomic.Uint64 }
+	// purged counts what the purger deleted of deleted containers' PGs,
+	// retired what it deleted of PGs that live on without this node:
+	// PGs, objects, bytes.
+	purged, retired struct{ pgs, objects, bytes atomic.Uint64 }
+	// retirec carries the purger's requests to the loop to keep the
+	// core out of a PG while its copy is deleted, and to let it in again.
+	retirec chan retireReq
 	// replStats is the core's counters as of the loop's last tick.
 	replStats atomic.Pointer[replication.Stats]
 
@@ -200,6 +215,9 @@ type DataServer struct {
 	installs map[uint64]installOp
 	views    map[clustermap.PGID]uint64
 	pgs      map[clustermap.PGID]*pgState
+	// retiring holds the PGs whose copy the purger is deleting: their
+	// views are not handed to the core until it is done.
+	retiring map[clustermap.PGID]bool
 	applied  *clustermap.Map // the newest map handed to the core
 
 	storeDone func(replication.StoreResult) // s.storeDoneFunc
@@ -393,6 +411,9 @@ func NewDataServer(cfg DataServerConfig) (*DataServer, error) {
 	if cfg.CaughtUpRetry <= 0 {
 		cfg.CaughtUpRetry = time.Second
 	}
+	if cfg.RetireAfter == 0 {
+		cfg.RetireAfter = RetireAfterDefault
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
@@ -401,6 +422,7 @@ func NewDataServer(cfg DataServerConfig) (*DataServer, error) {
 		store:    replication.NewEngineStore(cfg.Engine),
 		mapc:     make(chan struct{}, 1),
 		purgec:   make(chan struct{}, 1),
+		retirec:  make(chan retireReq),
 		ops:      make(chan *clientReq, cfg.QueueMax),
 		recv:     make(chan *peerBatch, cfg.QueueMax),
 		done:     make(chan replication.StoreResult, 1024),
@@ -413,6 +435,7 @@ func NewDataServer(cfg DataServerConfig) (*DataServer, error) {
 		installs: map[uint64]installOp{},
 		views:    map[clustermap.PGID]uint64{},
 		pgs:      map[clustermap.PGID]*pgState{},
+		retiring: map[clustermap.PGID]bool{},
 	}
 	s.storeDone = s.storeDoneFunc
 	s.ctx, s.cancel = context.WithCancel(context.Background())
@@ -535,48 +558,192 @@ func (s *DataServer) watch() {
 // purger deletes the data of placement groups that no longer exist: a PG
 // id below the map's NextPG that the map does not have belonged to a
 // deleted container (ids are never reused), so nothing reads it again.
-// It looks at the engine's PGs with every newer map, so a node that was
-// down while a container was deleted purges it when it comes back. A
-// write of the PG still running when its objects are listed may leave
-// its object behind until the next start of the node.
+// It also deletes this node's copy of a PG that lives on without it, once
+// that has held for RetireAfter (see retirable and retire). It looks at
+// the engine's PGs with every newer map, and when a retire comes due, so
+// a node that was down while a container was deleted purges it when it
+// comes back. A write of a deleted container's PG still running when its
+// objects are listed may leave its object behind until the next start of
+// the node.
 func (s *DataServer) purger() {
 	defer s.loopWG.Done()
-	done := map[uint32]bool{}
+	done := map[uint32]bool{} // deleted containers' PGs purged
+	// since holds the PGs that live on without this node, with when the
+	// purger first saw them so; retired those whose copy it deleted
+	// (until this node is their replica again).
+	since := map[uint32]time.Time{}
+	retired := map[uint32]bool{}
+	due := time.NewTimer(time.Hour)
+	due.Stop()
+	defer due.Stop()
 	for {
 		select {
 		case <-s.ctx.Done():
 			return
 		case <-s.purgec:
+		case <-due.C:
 		}
 		m := s.latest.Load()
 		if m == nil {
 			continue
 		}
+		var next time.Time
 		for _, pg := range s.cfg.Engine.PGs() {
 			if done[pg] || pg == replication.MarkPG || pg >= uint32(m.NextPG) {
 				continue
 			}
-			if _, ok := m.PG(clustermap.PGID(pg)); ok {
+			p, ok := m.PG(clustermap.PGID(pg))
+			if !ok {
+				if s.purgeDeleted(m, pg) {
+					done[pg] = true
+				}
 				continue
 			}
-			st, err := s.store.Purge(s.ctx, pg)
-			if s.ctx.Err() != nil {
-				return
-			}
-			s.purged.objects.Add(uint64(st.Objects))
-			s.purged.bytes.Add(st.Bytes)
-			if err != nil {
-				// Retried with the next map, or at the next start.
-				s.log.Warn("purging a deleted container's pg failed", "pg", pg, "objects", st.Objects, "err", err)
+			if p.HasReplica(s.cfg.Node) {
+				delete(since, pg)
+				delete(retired, pg)
 				continue
 			}
-			done[pg] = true
-			if st.Objects > 0 {
-				s.purged.pgs.Add(1)
-				s.log.Info("purged a deleted container's pg", "pg", pg, "map", m.Epoch, "objects", st.Objects, "bytes", st.Bytes)
+			if retired[pg] || s.cfg.RetireAfter < 0 {
+				continue
+			}
+			if !s.retirable(m, p) {
+				delete(since, pg) // the wait starts again
+				continue
+			}
+			now := time.Now()
+			first, seen := since[pg]
+			if !seen {
+				first, since[pg] = now, now
+			}
+			if at := first.Add(s.cfg.RetireAfter); now.Before(at) {
+				if next.IsZero() || at.Before(next) {
+					next = at
+				}
+				continue
+			}
+			if s.retire(m, p) {
+				retired[pg] = true
+				delete(since, pg)
+			} else if s.ctx.Err() == nil {
+				since[pg] = now // tried again after another RetireAfter
 			}
 		}
+		if !next.IsZero() {
+			due.Reset(time.Until(next))
+		}
 	}
+}
+
+// purgeDeleted deletes the data of pg, a deleted container's PG, and
+// reports whether that is done.
+func (s *DataServer) purgeDeleted(m *clustermap.Map, pg uint32) bool {
+	st, err := s.store.Purge(s.ctx, pg)
+	if s.ctx.Err() != nil {
+		return false
+	}
+	s.purged.objects.Add(uint64(st.Objects))
+	s.purged.bytes.Add(st.Bytes)
+	if err != nil {
+		// Retried with the next map, or at the next start.
+		s.log.Warn("purging a deleted container's pg failed", "pg", pg, "objects", st.Objects, "err", err)
+		return false
+	}
+	if st.Objects > 0 {
+		s.purged.pgs.Add(1)
+		s.log.Info("purged a deleted container's pg", "pg", pg, "map", m.Epoch, "objects", st.Objects, "bytes", st.Bytes)
+	}
+	return true
+}
+
+// retirable reports whether PG p, of which this node is not a replica,
+// lives on whole without it: as many replicas as its container's policy
+// asks for, none backfilling and none down, so this node's copy adds
+// nothing to its safety. A node the map holds down keeps its copies: it
+// is likely to be given them back when it is up, and a copy it kept
+// spares it the full backfill.
+func (s *DataServer) retirable(m *clustermap.Map, p *clustermap.PG) bool {
+	if me, ok := m.Node(s.cfg.Node); !ok || me.State == clustermap.Down {
+		return false
+	}
+	c, ok := m.Container(p.Container)
+	if !ok || len(p.Backfilling) > 0 || len(p.Replicas) < c.Policy.Replicas {
+		return false
+	}
+	for _, id := range p.Replicas {
+		if n, ok := m.Node(id); !ok || (n.State != clustermap.Up && n.State != clustermap.Draining) {
+			return false
+		}
+	}
+	return true
+}
+
+// retireReq asks the loop to keep the core out of pg while the purger
+// deletes its copy (begin; answered on ok: false when the loop has
+// handed the core a view of pg that includes this node), or to let it in
+// again (end).
+type retireReq struct {
+	pg    clustermap.PGID
+	begin bool
+	ok    chan bool
+}
+
+// retireStep runs a retireReq on the loop.
+func (s *DataServer) retireStep(r retireReq) {
+	if r.begin {
+		_, held := s.views[r.pg]
+		if !held {
+			s.retiring[r.pg] = true
+		}
+		r.ok <- !held
+		return
+	}
+	delete(s.retiring, r.pg)
+	// The views held back while the copy was deleted.
+	s.applied = nil
+	s.applyMap(s.latest.Load())
+}
+
+// retire deletes this node's copy of p (replication.EngineStore.Retire)
+// with the loop holding the core out of p, and reports whether it is
+// gone. It stops early when a newer map makes this node p's replica
+// again: its view then waits only for the object being deleted.
+func (s *DataServer) retire(m *clustermap.Map, p *clustermap.PG) bool {
+	ok := make(chan bool, 1)
+	select {
+	case s.retirec <- retireReq{pg: p.ID, begin: true, ok: ok}:
+	case <-s.ctx.Done():
+		return false
+	}
+	if !<-ok {
+		return false
+	}
+	defer func() {
+		select {
+		case s.retirec <- retireReq{pg: p.ID}:
+		case <-s.ctx.Done():
+		}
+	}()
+	back := func() bool {
+		np, ok := s.latest.Load().PG(p.ID)
+		return ok && np.HasReplica(s.cfg.Node)
+	}
+	st, err := s.store.Retire(s.ctx, uint32(p.ID), back)
+	s.retired.objects.Add(uint64(st.Objects))
+	s.retired.bytes.Add(st.Bytes)
+	switch {
+	case err == nil:
+		s.retired.pgs.Add(1)
+		s.log.Info("deleted the copy of a pg that lives on without this node", "pg", p.ID, "map", m.Epoch,
+			"replicas", p.Replicas, "objects", st.Objects, "bytes", st.Bytes)
+		return true
+	case s.ctx.Err() != nil:
+	case errors.Is(err, replication.ErrRetireStopped):
+		s.log.Info("stopped deleting the copy of a pg: this node is its replica again", "pg", p.ID, "objects", st.Objects)
+	default:
+		s.log.Warn("deleting the copy of a pg that lives on without this node failed", "pg", p.ID, "objects", st.Objects, "err", err)
+	}
+	return false
 }
 
 // ReplicationStats returns the replication core's counters as of the
@@ -597,6 +764,13 @@ func (s *DataServer) ReadsBeside() uint64 { return s.readsBeside.Load() }
 // since it started: PGs, objects and their logical bytes.
 func (s *DataServer) Purged() (pgs, objects, bytes uint64) {
 	return s.purged.pgs.Load(), s.purged.objects.Load(), s.purged.bytes.Load()
+}
+
+// Retired reports what this server deleted of its copies of PGs that live
+// on without it since it started: PGs whose copy is gone, objects and
+// their logical bytes.
+func (s *DataServer) Retired() (pgs, objects, bytes uint64) {
+	return s.retired.pgs.Load(), s.retired.objects.Load(), s.retired.bytes.Load()
 }
 
 // loop owns the replication core.
@@ -633,6 +807,8 @@ func (s *DataServer) loop() {
 			s.replStats.Store(&st)
 		case c := <-s.status:
 			c <- s.buildStatus()
+		case r := <-s.retirec:
+			s.retireStep(r)
 		}
 	}
 }
@@ -924,6 +1100,9 @@ func (s *DataServer) applyMap(m *clustermap.Map) {
 	}()
 	for _, id := range mine {
 		in[id] = true
+		if s.retiring[id] {
+			continue // handed over when the purger is done with it
+		}
 		pg, _ := m.PG(id)
 		if e, ok := s.views[id]; ok && e == pg.Epoch {
 			continue

@@ -104,7 +104,9 @@
 // seq vouches for nothing above the mark: the next sync's base is at most
 // the mark, also after a crash. For the same reason a replica applies no
 // forward of an epoch before its mark covers that epoch's sync. A primary
-// clears a mark of its own once every replica is reconciled with it.
+// clears a mark of its own once every replica is reconciled with it. A
+// node deleting its copy of a PG it left (EngineStore.Retire) lowers the
+// mark to 0 first, so that copy vouches for nothing if the PG comes back.
 //
 // Mutations. The primary assigns the next seq, submits the mutation to its
 // store and forwards the same buffer to every replica of the view

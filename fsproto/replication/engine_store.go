@@ -415,3 +415,69 @@ func (s *EngineStore) Purge(ctx context.Context, pg uint32) (PurgeStats, error) 
 	}
 	return st, nil
 }
+
+// ErrRetireStopped is Retire's error when its stop function asked it to
+// stop before every object was deleted.
+var ErrRetireStopped = errors.New("replication: retire stopped: the pg is this node's again")
+
+// Retire deletes this node's copy of placement group pg, a PG that lives on
+// without this node (it left the PG's replicas and they hold the data).
+// Unlike Purge it keeps the PG sound for a return: before it deletes
+// anything it durably lowers the PG's sync mark to 0, so that if this node
+// becomes a replica of pg again, the sync it then gets starts from seq 0
+// and installs every object (the node's highest seq vouches for nothing
+// while a mark stands; see "Sync marks"). Each object becomes a tombstone
+// at the seq of the state it replaces, never the PG's next seq, which
+// would raise the node's highest seq over seqs the PG goes on to issue
+// without it (see StoreInstall on such tombstones). So a Retire cut
+// short, by stop, ctx or a crash, leaves a copy that the next sync
+// repairs, never one that vouches for data it lacks.
+//
+// The caller must keep the replication core from acting in pg until Retire
+// returns (no view that includes this node): a sync's install could
+// otherwise land between the listing and a delete and be deleted after it
+// was acknowledged. stop is asked before each object; when it returns true
+// Retire returns ErrRetireStopped with what it deleted so far.
+func (s *EngineStore) Retire(ctx context.Context, pg uint32, stop func() bool) (PurgeStats, error) {
+	var st PurgeStats
+	if pg == MarkPG {
+		return st, fmt.Errorf("replication: retire of pg %d: that is the sync marks' PG", pg)
+	}
+	if stop() {
+		return st, ErrRetireStopped // before the mark: the copy stays as good as it was
+	}
+	mark, marked, err := s.mark(pg)
+	if err != nil {
+		return st, fmt.Errorf("replication: retire of pg %d: read its sync mark: %w", pg, err)
+	}
+	if !marked || mark > 0 {
+		if _, err := s.e.Write(markObject(pg), MarkPG, 0, le.AppendUint64(nil, 0)); err != nil {
+			return st, fmt.Errorf("replication: retire of pg %d: lower its sync mark to 0: %w", pg, err)
+		}
+	}
+	objs, err := s.e.Changes(pg, 0, 0)
+	if err != nil {
+		return st, fmt.Errorf("replication: retire of pg %d: list its objects: %w", pg, err)
+	}
+	for _, o := range objs {
+		if o.Deleted || o.PG != pg {
+			continue
+		}
+		if err := ctx.Err(); err != nil {
+			return st, err
+		}
+		if stop() {
+			return st, ErrRetireStopped
+		}
+		if o.PGSeq == 0 {
+			return st, fmt.Errorf("replication: retire of pg %d: object %v has no pg seq", pg, o.ID)
+		}
+		r := &engine.Request{Op: engine.OpDelete, Object: o.ID, PG: pg, PGSeq: o.PGSeq}
+		if err := s.do(r); err != nil && !errors.Is(err, engine.ErrNotFound) {
+			return st, fmt.Errorf("replication: retire of pg %d: delete object %v: %w", pg, o.ID, err)
+		}
+		st.Objects++
+		st.Bytes += o.Size
+	}
+	return st, nil
+}

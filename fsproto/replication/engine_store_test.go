@@ -2,6 +2,7 @@ package replication
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -800,4 +801,107 @@ func TestEngineStoreAbsentInstall(t *testing.T) {
 	if r := do(StoreOp{Kind: StoreRead, PG: pg, Object: a, Len: 64}); string(r.Data) != "epoch's first" {
 		t.Fatalf("read %q (not found %v)", r.Data, r.NotFound)
 	}
+}
+
+// TestEngineRetireThenReturn: a node that left a PG deletes its copy
+// (Retire), whole, cut short, or cut short by a power cut, while the PG
+// goes on without it; when it becomes a replica again, its backfill gives
+// it every object the primary holds, including those its retire deleted
+// below its highest seq (which a sync from that seq minus the window would
+// not send: the mark at 0 makes it start from 0).
+func TestEngineRetireThenReturn(t *testing.T) {
+	testutil.CheckLeaks(t)
+	tests := []struct {
+		name      string
+		stopAfter int // objects deleted before stop says stop; -1: never
+		crash     bool
+	}{
+		{"whole", -1, false},
+		{"cut short", 50, false},
+		{"cut short by a power cut", 50, true},
+		{"stopped before its first delete", 0, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := newLiveCluster(t, 1, 2, 3)
+			const pg, objects = 5, 120
+			c.view(View{PG: pg, Epoch: 1, Replicas: []uint64{1, 2, 3}})
+			for i := range objects {
+				c.write(1, pg, i, fmt.Sprintf("v1-%d", i))
+			}
+			maxBefore := c.engines[3].PGSeq(pg)
+
+			// Node 3 leaves the PG and retires its copy.
+			c.view(View{PG: pg, Epoch: 2, Replicas: []uint64{1, 2}})
+			c.run(func() bool { return len(c.msgs) == 0 && c.inflight == 0 })
+			asked := 0 // once before anything is deleted, then before each object
+			st, err := c.stores[3].Retire(context.Background(), pg, func() bool {
+				asked++
+				return tt.stopAfter >= 0 && asked > 1+tt.stopAfter
+			})
+			switch {
+			case tt.stopAfter < 0 && (err != nil || st.Objects != objects || st.Bytes == 0):
+				t.Fatalf("retire: %+v, %v; want %d objects deleted", st, err, objects)
+			case tt.stopAfter >= 0 && (!errors.Is(err, ErrRetireStopped) || st.Objects != tt.stopAfter):
+				t.Fatalf("retire told to stop after %d objects: %+v, %v", tt.stopAfter, st, err)
+			}
+			live := 0
+			for i := range objects {
+				if _, err := c.engines[3].Stat(objN(i)); err == nil {
+					live++
+				}
+			}
+			if live != objects-st.Objects {
+				t.Fatalf("node 3 holds %d live objects after retiring %d of %d", live, st.Objects, objects)
+			}
+			if got := c.engines[3].PGSeq(pg); got != maxBefore {
+				t.Fatalf("node 3's highest seq went from %d to %d: the tombstones must keep the seqs they replace", maxBefore, got)
+			}
+			if mark, marked, err := c.stores[3].mark(pg); err != nil || !marked || mark != 0 {
+				t.Fatalf("node 3's sync mark after retire: %d, %v (%v); want 0", mark, marked, err)
+			}
+			if tt.crash {
+				c.crash(3)
+			}
+
+			// The PG goes on without node 3: overwrites, a delete, new
+			// objects.
+			for i := range 10 {
+				c.write(1, pg, i*7, fmt.Sprintf("v2-%d", i))
+				c.write(1, pg, objects+i, fmt.Sprintf("new-%d", i))
+			}
+			if r := c.do(1, ClientOp{PG: pg, Kind: OpDelete, RequestID: fsproto.RequestID{7}, Object: objN(3)}); r.Err != nil {
+				t.Fatal(r.Err)
+			}
+
+			// Node 3 comes back, backfilling.
+			c.view(View{PG: pg, Epoch: 3, Replicas: []uint64{1, 2, 3}, Backfilling: []uint64{3}})
+			c.run(func() bool { return slices.Contains(c.caughtUp[3], CaughtUp{PG: pg, Epoch: 3}) })
+			for i := range objects + 10 {
+				want, wantErr := readAll(c.engines[1], objN(i))
+				got, gotErr := readAll(c.engines[3], objN(i))
+				if !bytes.Equal(got, want) || errors.Is(gotErr, engine.ErrNotFound) != errors.Is(wantErr, engine.ErrNotFound) {
+					t.Fatalf("object %d: node 3 holds %q (%v), the primary %q (%v)", i, got, gotErr, want, wantErr)
+				}
+			}
+			if _, marked, err := c.stores[3].mark(pg); err != nil || marked {
+				t.Errorf("node 3's sync mark still stands after its backfill (%v)", err)
+			}
+		})
+	}
+}
+
+// readAll reads object obj whole: its data, or the engine's error
+// (ErrNotFound for a deleted or absent object).
+func readAll(e *engine.Engine, obj engine.ObjectID) ([]byte, error) {
+	st, err := e.Stat(obj)
+	if err != nil {
+		return nil, err
+	}
+	p := make([]byte, st.Size)
+	n, err := e.Read(obj, 0, p)
+	if errors.Is(err, io.EOF) {
+		err = nil
+	}
+	return p[:n], err
 }

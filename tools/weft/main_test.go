@@ -32,6 +32,7 @@ func TestExitStatus(t *testing.T) {
 		{[]string{"status", "--managers", "127.0.0.1:1", "--key-secret", "zz"}, 2, "--key-secret: want the key's secret in hex"},
 		{[]string{"node", "--device", "d", "--cluster-id", "c", "--keys-file", "/nonexistent", "--managers", "127.0.0.1:1", "--manager-id", "1"}, 2, "needs manager_peers"},
 		{[]string{"node", "--device", "d", "--heartbeat-timeout", "1ms", "--cluster-id", "c", "--keys-file", "/nonexistent"}, 2, "heartbeat_timeout 1ms"},
+		{[]string{"node", "--device", "d", "--retire-after", "-5m", "--cluster-id", "c", "--keys-file", "/nonexistent"}, 2, "--retire-after=-5m: -5m0s: want a positive duration, or off"},
 		{[]string{"node", "join"}, 2, "accepts 1 arg(s)"},
 		{[]string{"node", "join", "127.0.0.1:1", "--managers", "127.0.0.1:2"}, 2, "give the managers as the argument"},
 		{[]string{"node", "join", "127.0.0.1:1", "--device", "d", "--cluster-id", "c", "--keys-file", "/nonexistent", "--manager-id", "1"}, 2, "needs manager_peers"},
