@@ -14,7 +14,21 @@ import (
 // Throttling: one step of at most Cleaner.BytesPerBatch live bytes is in
 // flight at a time, and its records ride in the same group-commit batches
 // as foreground writes, so a foreground write waits behind at most one
-// step's worth of relocation.
+// step's worth of relocation. While free space is not short, steps are
+// also paced by the foreground's writes: each byte a foreground record
+// writes earns pace bytes of relocation (credit), pace being what
+// cleaning the victim costs per byte it frees, u/(1-u) for a live ratio
+// u, with a margin. That spreads the relocation over the batches: a
+// durable write at depth 1 carries a few KiB of it instead of a whole
+// step (which doubled its latency). The cleaner goes unpaced when free
+// segments fall below half the target, or when no foreground record was
+// written for cleanerIdle. The pace counts data, not the batch headers
+// that small batches also take from the log, so under a steady load of
+// small writes free space drifts down to half the target and the
+// cleaner alternates there between paced and unpaced steps; the lower
+// level is also cheaper to hold, since the segments it cleans have more
+// dead space (at 80% full, holding the whole target relocated three
+// times as much for the same writes).
 type cleanerState struct {
 	victim   uint32 // NoSegment when idle
 	scanning bool
@@ -24,6 +38,13 @@ type cleanerState struct {
 	ready    []relocPiece
 	queued   int // relocation records in the current or in-flight batch
 	nextPick time.Time
+	// pace is the relocation bytes a foreground byte earns for the
+	// current victim; credit what is earned and not yet spent (negative
+	// after a step that read more than it had); lastForeground when a
+	// batch last carried a foreground record.
+	pace           float64
+	credit         float64
+	lastForeground time.Time
 
 	cleaned   uint64
 	relocated uint64
@@ -37,6 +58,30 @@ type relocPiece struct {
 }
 
 const cleanerScanStep = 8192
+
+// cleanerIdle is how long without a foreground record the cleaner waits
+// before it runs unpaced; cleanerPaceMargin is how much faster than the
+// foreground consumes space a paced cleaner frees it.
+const (
+	cleanerIdle       = 10 * time.Millisecond
+	cleanerPaceMargin = 1.25
+)
+
+// creditForeground credits the cleaner for a batch's foreground records
+// (fg bytes of data), started at now.
+func (s *shard) creditForeground(fg uint64, now time.Time) {
+	c := &s.clean
+	if fg == 0 {
+		return
+	}
+	c.lastForeground = now
+	if c.victim == NoSegment {
+		return
+	}
+	// Capped so that a long quiet spell of the cleaner (a victim being
+	// scanned) does not turn into one burst.
+	c.credit = min(c.credit+float64(fg)*c.pace, float64(4*s.e.opts.Cleaner.BytesPerBatch))
+}
 
 // cleanStep advances the cleaner by one bounded step; it reports whether
 // it did anything.
@@ -74,14 +119,27 @@ func (s *shard) cleanStep() bool {
 			return true
 		}
 		budget := s.e.opts.Cleaner.BytesPerBatch
-		if s.e.alloc.nfree.Load() <= int64(s.e.alloc.reserve)+1 {
+		free := s.e.alloc.nfree.Load()
+		paced := false
+		switch {
+		case free <= int64(s.e.alloc.reserve)+1:
 			// Writes wait for the cleaner: clean at full speed.
 			budget *= 4
+		case float64(free) < s.e.opts.Cleaner.FreeTarget*float64(s.e.sb.SegmentCount)/2:
+		case time.Since(c.lastForeground) >= cleanerIdle:
+		default:
+			if c.credit <= 0 {
+				return worked // earned by the next foreground writes
+			}
+			budget, paced = min(budget, int(c.credit)+1), true
 		}
 		for len(c.todo) > 0 && budget > 0 {
 			x := c.todo[0]
 			c.todo = c.todo[1:]
 			budget -= int(x.Len)
+			if paced {
+				c.credit -= float64(x.Len)
+			}
 			c.reading++
 			op := &readOp{ext: x, buf: s.getCleanScratch(int(dataBlocksFor(x.Loc.Length)) * 4096), own: true,
 				off: s.segBase(x.Loc.Segment) + int64(x.Loc.Offset), done: s.cleanReadDone}
@@ -135,6 +193,8 @@ func (s *shard) pickVictim() bool {
 		return false
 	}
 	c.victim, c.scanning, c.cursor, c.todo = best, true, Extent{}, c.todo[:0]
+	u := float64(s.segs[best].live) / float64(sb.SegmentSize)
+	c.pace, c.credit = cleanerPaceMargin*u/(1-u), 0
 	return true
 }
 

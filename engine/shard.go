@@ -109,6 +109,21 @@ type batchReq struct {
 	r *Request
 }
 
+// foregroundBytes is the data the batch's foreground records write (not
+// the cleaner's relocations).
+func (b *batch) foregroundBytes() uint64 {
+	if b.reloc == len(b.descs) {
+		return 0
+	}
+	var n uint64
+	for i := range b.descs {
+		if d := &b.descs[i]; d.Kind == KindWrite && !d.Relocated {
+			n += uint64(d.Length)
+		}
+	}
+	return n
+}
+
 func (b *batch) reset() {
 	clear(b.descs)
 	b.descs = b.descs[:0]
@@ -884,6 +899,7 @@ func (s *shard) maybeSeal() bool {
 		b.waiting = 2
 	}
 	b.started = time.Now()
+	s.creditForeground(b.foregroundBytes(), b.started)
 	size := uint32(len(hdr)) + b.blocks*4096
 	s.openPos = b.pos + size
 	s.batchSeq++
