@@ -118,20 +118,10 @@ func (s *shard) cleanStep() bool {
 			s.victimDone()
 			return true
 		}
-		budget := s.e.opts.Cleaner.BytesPerBatch
-		free := s.e.alloc.nfree.Load()
-		paced := false
-		switch {
-		case free <= int64(s.e.alloc.reserve)+1:
-			// Writes wait for the cleaner: clean at full speed.
-			budget *= 4
-		case float64(free) < s.e.opts.Cleaner.FreeTarget*float64(s.e.sb.SegmentCount)/2:
-		case time.Since(c.lastForeground) >= cleanerIdle:
-		default:
-			if c.credit <= 0 {
-				return worked // earned by the next foreground writes
-			}
-			budget, paced = min(budget, int(c.credit)+1), true
+		budget, paced := cleanerBudget(s.e.opts.Cleaner, s.e.alloc.nfree.Load(), s.e.alloc.reserve, s.e.sb.SegmentCount,
+			time.Since(c.lastForeground) >= cleanerIdle, c.credit)
+		if budget == 0 {
+			return worked // earned by the next foreground writes
 		}
 		for len(c.todo) > 0 && budget > 0 {
 			x := c.todo[0]
@@ -148,6 +138,26 @@ func (s *shard) cleanStep() bool {
 		worked = true
 	}
 	return worked
+}
+
+// cleanerBudget is the live bytes the next cleaner step may read, and
+// whether they are paced (spent from credit), given free segments (of
+// segments, reserve held back for the cleaner), whether the foreground
+// has been idle for cleanerIdle, and the credit earned. 0: wait for
+// credit.
+func cleanerBudget(o CleanerOptions, free int64, reserve int, segments uint32, idle bool, credit float64) (int, bool) {
+	switch {
+	case free <= int64(reserve)+1:
+		// Writes wait for the cleaner: clean at full speed.
+		return 4 * o.BytesPerBatch, false
+	case float64(free) < o.FreeTarget*float64(segments)/2, idle:
+		return o.BytesPerBatch, false
+	case credit <= 0:
+		return 0, true
+	}
+	// At least a byte, so that a step reads an extent; a step may read
+	// past its budget by one extent and leave the credit negative.
+	return min(o.BytesPerBatch, int(credit)+1), true
 }
 
 // pickVictim chooses the closed, unpinned segment with the best
