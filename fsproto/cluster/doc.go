@@ -158,7 +158,8 @@
 // lowered to 0 first, then each object a tombstone at its own seq) while
 // the loop keeps the core out of the PG: a view that gives the PG back to
 // this node waits until the purger is done, and the purger stops before
-// its next object when it sees such a map. A sync could otherwise install
+// its next object when it sees such a map (or one in which the PG lost a
+// replica: then what is left of the copy stays). A sync could otherwise install
 // an object between the listing and its delete, and the node would answer
 // for data it had deleted. Whatever is left (a delete cut short by that,
 // by a crash or by an error; a mutation of the old epoch that completed

@@ -707,7 +707,8 @@ func (s *DataServer) retireStep(r retireReq) {
 // retire deletes this node's copy of p (replication.EngineStore.Retire)
 // with the loop holding the core out of p, and reports whether it is
 // gone. It stops early when a newer map makes this node p's replica
-// again: its view then waits only for the object being deleted.
+// again (its view then waits only for the object being deleted) or
+// shows p short of a whole set of replicas.
 func (s *DataServer) retire(m *clustermap.Map, p *clustermap.PG) bool {
 	ok := make(chan bool, 1)
 	select {
@@ -724,9 +725,13 @@ func (s *DataServer) retire(m *clustermap.Map, p *clustermap.PG) bool {
 		case <-s.ctx.Done():
 		}
 	}()
+	// Stop when this node is the PG's replica again, or the PG no longer
+	// lives on whole without it (a replica went down meanwhile): what is
+	// left of the copy stays, to be repaired or deleted later.
 	back := func() bool {
-		np, ok := s.latest.Load().PG(p.ID)
-		return ok && np.HasReplica(s.cfg.Node)
+		m := s.latest.Load()
+		np, ok := m.PG(p.ID)
+		return ok && (np.HasReplica(s.cfg.Node) || !s.retirable(m, np))
 	}
 	st, err := s.store.Retire(s.ctx, uint32(p.ID), back)
 	s.retired.objects.Add(uint64(st.Objects))
@@ -739,7 +744,7 @@ func (s *DataServer) retire(m *clustermap.Map, p *clustermap.PG) bool {
 		return true
 	case s.ctx.Err() != nil:
 	case errors.Is(err, replication.ErrRetireStopped):
-		s.log.Info("stopped deleting the copy of a pg: this node is its replica again", "pg", p.ID, "objects", st.Objects)
+		s.log.Info("stopped deleting the copy of a pg: this node is its replica again, or the pg lost a replica", "pg", p.ID, "objects", st.Objects)
 	default:
 		s.log.Warn("deleting the copy of a pg that lives on without this node failed", "pg", p.ID, "objects", st.Objects, "err", err)
 	}

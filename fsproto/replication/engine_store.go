@@ -418,7 +418,7 @@ func (s *EngineStore) Purge(ctx context.Context, pg uint32) (PurgeStats, error) 
 
 // ErrRetireStopped is Retire's error when its stop function asked it to
 // stop before every object was deleted.
-var ErrRetireStopped = errors.New("replication: retire stopped: the pg is this node's again")
+var ErrRetireStopped = errors.New("replication: retire stopped before the copy was deleted")
 
 // Retire deletes this node's copy of placement group pg, a PG that lives on
 // without this node (it left the PG's replicas and they hold the data).
