@@ -169,31 +169,27 @@ func LoadConfigFile(path string) (Config, error) {
 	if err := dec.Decode(&cfg); err != nil {
 		return cfg, fmt.Errorf("node: config %s: %w", path, err)
 	}
-	if b, ok := raw["heartbeat_timeout"]; ok {
-		var text string
-		if err := json.Unmarshal(b, &text); err != nil {
-			return cfg, fmt.Errorf("node: config %s: heartbeat_timeout: want a duration string such as \"5s\"", path)
-		}
-		if cfg.HeartbeatTimeout, err = time.ParseDuration(text); err != nil {
-			return cfg, fmt.Errorf("node: config %s: heartbeat_timeout: %w", path, err)
-		}
+	// The durations are strings in the file, each with its parser.
+	durations := []struct {
+		field, want string
+		parse       func(string) (time.Duration, error)
+		dst         *time.Duration
+	}{
+		{"heartbeat_timeout", `a duration string such as "5s"`, time.ParseDuration, &cfg.HeartbeatTimeout},
+		{"read_lease", `a duration string such as "500ms" ("0s": no leases)`, ParseReadLease, &cfg.ReadLease},
+		{"retire_after", `a duration string such as "5m", or "off"`, ParseRetireAfter, &cfg.RetireAfter},
 	}
-	if b, ok := raw["read_lease"]; ok {
+	for _, d := range durations {
+		b, ok := raw[d.field]
+		if !ok {
+			continue
+		}
 		var text string
 		if err := json.Unmarshal(b, &text); err != nil {
-			return cfg, fmt.Errorf("node: config %s: read_lease: want a duration string such as \"500ms\" (\"0s\": no leases)", path)
+			return cfg, fmt.Errorf("node: config %s: %s: want %s", path, d.field, d.want)
 		}
-		if cfg.ReadLease, err = ParseReadLease(text); err != nil {
-			return cfg, fmt.Errorf("node: config %s: read_lease: %w", path, err)
-		}
-	}
-	if b, ok := raw["retire_after"]; ok {
-		var text string
-		if err := json.Unmarshal(b, &text); err != nil {
-			return cfg, fmt.Errorf("node: config %s: retire_after: want a duration string such as \"5m\", or \"off\"", path)
-		}
-		if cfg.RetireAfter, err = ParseRetireAfter(text); err != nil {
-			return cfg, fmt.Errorf("node: config %s: retire_after: %w", path, err)
+		if *d.dst, err = d.parse(text); err != nil {
+			return cfg, fmt.Errorf("node: config %s: %s: %w", path, d.field, err)
 		}
 	}
 	return cfg, nil

@@ -144,32 +144,30 @@ func TestClusterConfig(t *testing.T) {
 	}
 }
 
-func TestRetireAfterConfig(t *testing.T) {
+func TestDurationConfig(t *testing.T) {
 	dir := t.TempDir()
-	for text, want := range map[string]time.Duration{`"90s"`: 90 * time.Second, `"off"`: RetireOff} {
-		cfg, err := LoadConfigFile(writeFile(t, dir, "retire.json", `{"retire_after": `+text+`}`))
-		if err != nil || cfg.RetireAfter != want {
-			t.Errorf("retire_after %s: got %v, %v; want %v", text, cfg.RetireAfter, err, want)
-		}
+	fields := []struct {
+		field string
+		get   func(*Config) time.Duration
+		good  map[string]time.Duration
+		bad   []string
+	}{
+		{"read_lease", func(c *Config) time.Duration { return c.ReadLease },
+			map[string]time.Duration{`"250ms"`: 250 * time.Millisecond, `"0s"`: ReadLeaseOff}, []string{`"-1s"`, `"soon"`, `500`}},
+		{"retire_after", func(c *Config) time.Duration { return c.RetireAfter },
+			map[string]time.Duration{`"90s"`: 90 * time.Second, `"off"`: RetireOff}, []string{`"0s"`, `"-1m"`, `"later"`, `60`}},
 	}
-	for _, text := range []string{`"0s"`, `"-1m"`, `"later"`, `60`} {
-		if _, err := LoadConfigFile(writeFile(t, dir, "retire.json", `{"retire_after": `+text+`}`)); err == nil || !strings.Contains(err.Error(), "retire_after") {
-			t.Errorf("retire_after %s: %v, want an error naming retire_after", text, err)
+	for _, f := range fields {
+		for text, want := range f.good {
+			cfg, err := LoadConfigFile(writeFile(t, dir, "d.json", `{"`+f.field+`": `+text+`}`))
+			if err != nil || f.get(&cfg) != want {
+				t.Errorf("%s %s: got %v, %v; want %v", f.field, text, f.get(&cfg), err, want)
+			}
 		}
-	}
-}
-
-func TestReadLeaseConfig(t *testing.T) {
-	dir := t.TempDir()
-	for text, want := range map[string]time.Duration{`"250ms"`: 250 * time.Millisecond, `"0s"`: ReadLeaseOff} {
-		cfg, err := LoadConfigFile(writeFile(t, dir, "lease.json", `{"read_lease": `+text+`}`))
-		if err != nil || cfg.ReadLease != want {
-			t.Errorf("read_lease %s: got %v, %v; want %v", text, cfg.ReadLease, err, want)
-		}
-	}
-	for _, text := range []string{`"-1s"`, `"soon"`, `500`} {
-		if _, err := LoadConfigFile(writeFile(t, dir, "lease.json", `{"read_lease": `+text+`}`)); err == nil || !strings.Contains(err.Error(), "read_lease") {
-			t.Errorf("read_lease %s: %v, want an error naming read_lease", text, err)
+		for _, text := range f.bad {
+			if _, err := LoadConfigFile(writeFile(t, dir, "d.json", `{"`+f.field+`": `+text+`}`)); err == nil || !strings.Contains(err.Error(), f.field) {
+				t.Errorf("%s %s: %v, want an error naming %s", f.field, text, err, f.field)
+			}
 		}
 	}
 	for _, c := range []struct {

@@ -385,26 +385,15 @@ type PurgeStats struct {
 // it); an object whose delete fails stays, and the error says which. ctx
 // ends it between objects.
 func (s *EngineStore) Purge(ctx context.Context, pg uint32) (PurgeStats, error) {
-	var st PurgeStats
 	if pg == MarkPG {
-		return st, fmt.Errorf("replication: purge of pg %d: that is the sync marks' PG", pg)
+		return PurgeStats{}, fmt.Errorf("replication: purge of pg %d: that is the sync marks' PG", pg)
 	}
-	objs, err := s.e.Changes(pg, 0, 0)
+	st, err := s.deleteLive(ctx, pg, "purge", func() bool { return false }, func(o *engine.ObjectState) error {
+		_, err := s.e.Delete(o.ID, pg)
+		return err
+	})
 	if err != nil {
-		return st, fmt.Errorf("replication: purge of pg %d: list its objects: %w", pg, err)
-	}
-	for _, o := range objs {
-		if o.Deleted || o.PG != pg {
-			continue
-		}
-		if err := ctx.Err(); err != nil {
-			return st, err
-		}
-		if _, err := s.e.Delete(o.ID, pg); err != nil && !errors.Is(err, engine.ErrNotFound) {
-			return st, fmt.Errorf("replication: purge of pg %d: delete object %v: %w", pg, o.ID, err)
-		}
-		st.Objects++
-		st.Bytes += o.Size
+		return st, err
 	}
 	// Deleting a missing object records a tombstone: delete the mark only
 	// when there is one, so purging a purged PG again writes nothing.
@@ -455,11 +444,25 @@ func (s *EngineStore) Retire(ctx context.Context, pg uint32, stop func() bool) (
 			return st, fmt.Errorf("replication: retire of pg %d: lower its sync mark to 0: %w", pg, err)
 		}
 	}
+	return s.deleteLive(ctx, pg, "retire", stop, func(o *engine.ObjectState) error {
+		if o.PGSeq == 0 {
+			return fmt.Errorf("object has no pg seq")
+		}
+		return s.do(&engine.Request{Op: engine.OpDelete, Object: o.ID, PG: pg, PGSeq: o.PGSeq})
+	})
+}
+
+// deleteLive deletes every live object of pg with del, counting them,
+// for Purge and Retire (what names the operation in errors). ctx ends it
+// between objects; stop, asked before each, returns ErrRetireStopped.
+func (s *EngineStore) deleteLive(ctx context.Context, pg uint32, what string, stop func() bool, del func(*engine.ObjectState) error) (PurgeStats, error) {
+	var st PurgeStats
 	objs, err := s.e.Changes(pg, 0, 0)
 	if err != nil {
-		return st, fmt.Errorf("replication: retire of pg %d: list its objects: %w", pg, err)
+		return st, fmt.Errorf("replication: %s of pg %d: list its objects: %w", what, pg, err)
 	}
-	for _, o := range objs {
+	for i := range objs {
+		o := &objs[i]
 		if o.Deleted || o.PG != pg {
 			continue
 		}
@@ -469,12 +472,8 @@ func (s *EngineStore) Retire(ctx context.Context, pg uint32, stop func() bool) (
 		if stop() {
 			return st, ErrRetireStopped
 		}
-		if o.PGSeq == 0 {
-			return st, fmt.Errorf("replication: retire of pg %d: object %v has no pg seq", pg, o.ID)
-		}
-		r := &engine.Request{Op: engine.OpDelete, Object: o.ID, PG: pg, PGSeq: o.PGSeq}
-		if err := s.do(r); err != nil && !errors.Is(err, engine.ErrNotFound) {
-			return st, fmt.Errorf("replication: retire of pg %d: delete object %v: %w", pg, o.ID, err)
+		if err := del(o); err != nil && !errors.Is(err, engine.ErrNotFound) {
+			return st, fmt.Errorf("replication: %s of pg %d: delete object %v: %w", what, pg, o.ID, err)
 		}
 		st.Objects++
 		st.Bytes += o.Size
