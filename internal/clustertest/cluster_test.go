@@ -12,6 +12,7 @@ import (
 
 	"github.com/weftfs/weft/fsproto"
 	"github.com/weftfs/weft/fsproto/clustermap"
+	"github.com/weftfs/weft/node"
 )
 
 // Sizes of the tests' data: base chunks written before any failure and
@@ -386,4 +387,73 @@ func TestQuickRestart(t *testing.T) {
 	if p.Epoch == pg.Epoch {
 		t.Errorf("pg %d is still at epoch %d after its primary restarted", pg.ID, pg.Epoch)
 	}
+}
+
+// TestDrainUnderLoad: drain one node of four under concurrent reads and
+// writes with replication 3: its PGs move to the other nodes by backfill,
+// every operation completes, no acknowledged write is lost, every chunk's
+// history is linearizable, and the drained node deletes its copies once
+// its PGs live on whole without it (--retire-after).
+func TestDrainUnderLoad(t *testing.T) {
+	c := startClusterArgs(t, 4, 3, 3, 4, "--retire-after", "500ms")
+	const chunks = 256
+	c.writeBase(chunks, baseSize)
+	l := c.newLoad(hotChunks)
+	for i := range hotChunks {
+		if err := l.write(workers, i, uint64(workers+1)<<40|uint64(i+1)); err != nil {
+			t.Fatalf("first write of chunk %d: %v", i, err)
+		}
+	}
+	seed := uint64(time.Now().UnixNano())
+	t.Logf("load seed %d", seed)
+	l.run(workers, seed)
+	time.Sleep(time.Second)
+
+	const drained = 1
+	m0 := c.waitMap("the map", func(*clustermap.Map) bool { return true })
+	id := c.nodeID(m0, drained)
+	before, err := c.status(drained)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if before.Space.Live == 0 {
+		t.Fatalf("node %d holds no data before the drain", drained)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), serveTimeout)
+	defer cancel()
+	if _, err := c.mc.Apply(ctx, clustermap.SetNodeState{ID: id, State: clustermap.Draining}); err != nil {
+		t.Fatal(err)
+	}
+	m := c.waitMap("the drained node's PGs moved", func(m *clustermap.Map) bool {
+		return allActive(m) && len(m.PGsOfNode(id)) == 0
+	})
+	t.Logf("map epoch %d: node %d (id %d) holds no PG, after %s", m.Epoch, drained, id, l.summary())
+	// The drained node deletes its copies: its live bytes fall from what
+	// it held to what is not a PG's (the sync marks).
+	var after *node.Status
+	for deadline := time.Now().Add(serveTimeout); ; {
+		if after, err = c.status(drained); err == nil && after.Space.Live < 64<<10 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("node %d still holds %v live bytes (%d before the drain; %v)", drained, after, before.Space.Live, err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	t.Logf("node %d live bytes: %d before the drain, %d after", drained, before.Space.Live, after.Space.Live)
+
+	// Final reads join the histories: a lost acknowledged write shows as
+	// a read porcupine cannot explain.
+	for i := range hotChunks {
+		if _, err := l.read(workers+1, i); err != nil {
+			t.Fatalf("final read of chunk %d: %v", i, err)
+		}
+	}
+	l.halt()
+	t.Logf("load: %s", l.summary())
+	if n := l.failures.Load(); n > 0 {
+		t.Errorf("%d operations failed; the clients should have carried on: %q", n, l.failed())
+	}
+	l.check(t)
+	c.checkBase(chunks, baseSize)
 }

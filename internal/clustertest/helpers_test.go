@@ -127,13 +127,19 @@ func startCluster(t *testing.T, n, r, pgs int) *tcluster {
 // startClusterManagers is startCluster with manager members on the first
 // managers nodes only (0: on every node).
 func startClusterManagers(t *testing.T, n, managers, r, pgs int) *tcluster {
+	return startClusterArgs(t, n, managers, r, pgs)
+}
+
+// startClusterArgs is startClusterManagers with extra `weft node` flags
+// for every node.
+func startClusterArgs(t *testing.T, n, managers, r, pgs int, extra ...string) *tcluster {
 	if skipWhy != "" {
 		t.Skip(skipWhy)
 	}
 	dir := t.TempDir()
 	lc, err := localcluster.Open(localcluster.Config{
 		Dir: dir, Binary: weftBin, Nodes: n, Managers: managers, Port: freePort(t, n), DeviceSize: deviceSize, Replicas: r,
-		ExtraArgs: []string{"--heartbeat-timeout", heartbeatTimeout.String()},
+		ExtraArgs: append([]string{"--heartbeat-timeout", heartbeatTimeout.String()}, extra...),
 	})
 	if err != nil {
 		t.Fatal(err)
