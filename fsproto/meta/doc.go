@@ -79,6 +79,15 @@
 //     nobody answers and it is not of the bootstrap set. SetMap returns
 //     the refusal; Follow retries and logs it.
 //
+// A lost log is repaired: the question names the asking node, and the
+// leader, seeing entries replicated on a voter that asks with an empty
+// log, notes it (the note lapses when the node stops asking). Its repair
+// then removes that voter, when the voters left keep a majority of
+// active ones, and adds it back as a learner (the map's record still
+// names it); the node's next try joins, gets a snapshot and the log, and
+// is promoted once caught up. A member that replays its own removal and
+// re-addition ends up a member (raftgroup).
+//
 // A node that holds a non-empty log for a container runs its member
 // whether Members still names it or not (raft membership is in the log),
 // after a restart too; members of deleted containers stop and their logs
@@ -87,9 +96,7 @@
 // with its first map. A client follows a not-leader hint even to a node
 // outside the computed members.
 //
-// Not done: a node that lost its raft log is not re-added (it is refused
-// as above; removing and adding it back is the way, not automated);
-// peers that do not answer the probe count as not running the group, so
+// Not done: peers that do not answer the probe count as not running the group, so
 // with every running member unreachable a bootstrap member with an empty
 // log still bootstraps; a member removed from the group on a node that
 // still runs (not Out) keeps its stopped-in-place member and log until

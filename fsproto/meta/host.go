@@ -123,8 +123,19 @@ type Host struct {
 		// repair is what the last Repair found to do in each group this
 		// host led then, for Status.
 		repair map[clustermap.ContainerID]string
+		// lost holds, per group this host leads, the voters that
+		// reported an empty raft log although entries were replicated
+		// on them (a replaced disk), with when they last did: Repair
+		// takes them out of the group and adds them back.
+		lost map[clustermap.ContainerID]map[clustermap.NodeID]time.Time
 	}
 }
+
+// lostReportTTL is how long a lost-log report counts: the reporting node
+// repeats it each time it tries to start its member (Follow, at least
+// every followPauseMax), so a report that stopped is of a node that got
+// its log back or went away.
+const lostReportTTL = 5 * followPauseMax
 
 // member is this node's member of one container's group.
 type member struct {
@@ -142,6 +153,7 @@ func NewHost(cfg HostConfig) (*Host, error) {
 	h := &Host{cfg: cfg, log: cfg.Logger.With("meta_node", uint64(cfg.Node))}
 	h.mu.members = make(map[clustermap.ContainerID]*member)
 	h.mu.repair = make(map[clustermap.ContainerID]string)
+	h.mu.lost = make(map[clustermap.ContainerID]map[clustermap.NodeID]time.Time)
 	return h, nil
 }
 
@@ -414,7 +426,9 @@ const (
 //   - the leader knows entries replicated on this node beyond the
 //     bootstrap ones: this node lost its raft log (a replaced disk).
 //     Raft cannot take it back as it is (the leader would commit past
-//     its log): refuse (NB: re-adding such a node is not done);
+//     its log): refuse; the question told the leader, whose repair
+//     removes this node and adds it back as a learner, and a later try
+//     joins;
 //   - the group counts this node and this node is in boot: bootstrap
 //     with boot (raft's bootstrap entries are then identical to the
 //     other bootstrap members'); not in boot: join (an added member
@@ -428,7 +442,9 @@ const (
 // leader unreachable still bootstraps (only a member of boot); see the
 // package doc.
 func (h *Host) probe(c clustermap.ContainerID, peers []raftgroup.Peer, boot []clustermap.NodeID) (join bool, err error) {
-	hdr := readRequest{Op: ReadMembers, Container: c}.append(nil)
+	// Ino names this node, whose log is empty: a leader that has entries
+	// replicated on it learns that it lost its log (serveMembers).
+	hdr := readRequest{Op: ReadMembers, Container: c, Ino: namespace.Ino(h.cfg.Node)}.append(nil)
 	inBoot := slices.Contains(boot, h.cfg.Node)
 	answered := false
 	for _, p := range peers {
@@ -451,7 +467,7 @@ func (h *Host) probe(c clustermap.ContainerID, peers []raftgroup.Peer, boot []cl
 			known = uint64(len(boot))
 		}
 		if leader == clustermap.NodeID(p.ID) && voters[i].Match > known {
-			return false, fmt.Errorf("meta: container %d: leader %d (%s) has entries up to %d replicated on this node %d, whose raft log is empty: the log was lost, and repair is not done", c, p.ID, p.Addr, voters[i].Match, h.cfg.Node)
+			return false, fmt.Errorf("meta: container %d: leader %d (%s) has entries up to %d replicated on this node %d, whose raft log is empty: the log was lost; the leader takes this node out of the group and adds it back, and it then joins", c, p.ID, p.Addr, voters[i].Match, h.cfg.Node)
 		}
 	}
 	if !answered && !inBoot {
@@ -642,7 +658,7 @@ func (h *Host) serveRead(ctx context.Context, req *net.Request, w *net.ResponseW
 		return
 	}
 	if r.Op == ReadMembers {
-		h.serveMembers(ctx, mb, w)
+		h.serveMembers(ctx, mb, clustermap.NodeID(r.Ino), w)
 		return
 	}
 	if h.notServing(mb, w) {
@@ -679,8 +695,10 @@ func (h *Host) answerRead(mb *member, r *readRequest, w *net.ResponseWriter) {
 }
 
 // serveMembers answers ReadMembers from this member's configuration,
-// leader or not.
-func (h *Host) serveMembers(ctx context.Context, mb *member, w *net.ResponseWriter) {
+// leader or not. asker, when not 0, is the asking node, whose log of the
+// group is empty: a leader with entries replicated on it beyond the
+// bootstrap ones notes that it lost its log (see probe and Repair).
+func (h *Host) serveMembers(ctx context.Context, mb *member, asker clustermap.NodeID, w *net.ResponseWriter) {
 	sctx, cancel := context.WithTimeout(ctx, h.cfg.ProposeTimeout)
 	st, err := mb.g.Status(sctx)
 	cancel()
@@ -691,12 +709,60 @@ func (h *Host) serveMembers(ctx context.Context, mb *member, w *net.ResponseWrit
 		w.Error(CodeUnavailable, fmt.Sprintf("meta: node %d, container %d: status: %v", h.cfg.Node, mb.c, err))
 		return
 	}
+	if asker != 0 && st.Leader == uint64(h.cfg.Node) && slices.Contains(st.Voters, uint64(asker)) {
+		h.noteLostLog(mb.c, asker, st.Match[uint64(asker)])
+	}
 	rep := readReply{}
 	for _, v := range slices.Concat(st.Voters, st.Learners) {
 		rep.Voters = append(rep.Voters, Voter{Node: clustermap.NodeID(v), Match: st.Match[v]})
 	}
 	body := appendReadReply(nil, ReadMembers, &rep)
 	w.Reply(replyHeader{Leader: clustermap.NodeID(st.Leader)}.append(nil), [][]byte{body}, nil)
+}
+
+// noteLostLog records, on the group's leader, that node asker asked with
+// an empty log while the leader knows entries up to match replicated on
+// it: beyond the bootstrap entries (which a bootstrap member's empty log
+// is about to write), that log was lost.
+func (h *Host) noteLostLog(c clustermap.ContainerID, asker clustermap.NodeID, match uint64) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	known := uint64(0)
+	if h.mu.m != nil {
+		if ct, ok := h.mu.m.Container(c); ok && slices.Contains(ct.MetaBootstrap, asker) {
+			known = uint64(len(ct.MetaBootstrap))
+		}
+	}
+	if match <= known {
+		return
+	}
+	if h.mu.lost[c] == nil {
+		h.mu.lost[c] = map[clustermap.NodeID]time.Time{}
+	}
+	if _, seen := h.mu.lost[c][asker]; !seen {
+		h.log.Warn("meta: a voter lost its raft log; the repair takes it out and adds it back", "container", uint64(c),
+			"node", uint64(asker), "match", match)
+	}
+	h.mu.lost[c][asker] = time.Now()
+}
+
+// lostVoters returns the voters of st that reported a lost log within
+// lostReportTTL, and forgets the reports of nodes that are not voters
+// any more (taken out: once added back, they are members like any other).
+func (h *Host) lostVoters(c clustermap.ContainerID, st raftgroup.Status) []clustermap.NodeID {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	var out []clustermap.NodeID
+	for n, at := range h.mu.lost[c] {
+		switch {
+		case !slices.Contains(st.Voters, uint64(n)) || time.Since(at) > lostReportTTL:
+			delete(h.mu.lost[c], n)
+		default:
+			out = append(out, n)
+		}
+	}
+	slices.Sort(out)
+	return out
 }
 
 func doRead(ns *namespace.Namespace, r *readRequest, rep *readReply) (err error) {

@@ -67,6 +67,10 @@ func (s RepairStep) String() string {
 // at a time, never lowering the group's fault tolerance in between:
 //
 //  1. a learner that want does not name is removed;
+//     1b. a voter that lost its raft log (lost: it reported an empty log
+//     while the leader has entries replicated on it, see probe) is
+//     removed, when the voters left keep a majority of active ones;
+//     rule 3 then adds it back as a learner, and it joins afresh;
 //  2. a learner that want names is promoted once caught up (its Match
 //     within repairLagMax of the leader's own, and recently active),
 //     else the repair waits for it: one learner at a time;
@@ -80,13 +84,36 @@ func (s RepairStep) String() string {
 // The step depends on nothing but want and st, so a new leader, or the
 // same one after a restart, carries on where the last one stopped.
 // st must be the leader's (its Match and Active are set).
-func NextRepairStep(want []clustermap.NodeID, st raftgroup.Status) RepairStep {
+func NextRepairStep(want []clustermap.NodeID, st raftgroup.Status, lost []clustermap.NodeID) RepairStep {
 	has := func(ids []uint64, n clustermap.NodeID) bool { return slices.Contains(ids, uint64(n)) }
 	wanted := func(id uint64) bool { return slices.Contains(want, clustermap.NodeID(id)) }
+	// leavesMajority reports whether the voters other than v include a
+	// majority of active ones, and if not, why.
+	leavesMajority := func(v uint64) (bool, string) {
+		active := 0
+		for _, x := range st.Voters {
+			if x != v && st.Active[x] {
+				active++
+			}
+		}
+		if rest := len(st.Voters) - 1; active < rest/2+1 {
+			return false, fmt.Sprintf("removing voter %d would leave %d active of %d voters", v, active, rest)
+		}
+		return true, ""
+	}
 	for _, l := range st.Learners {
 		if !wanted(l) {
 			return RepairStep{RepairRemove, clustermap.NodeID(l), "a learner the map's record does not name"}
 		}
+	}
+	for _, n := range lost {
+		if !has(st.Voters, n) || uint64(n) == st.ID {
+			continue
+		}
+		if ok, why := leavesMajority(uint64(n)); !ok {
+			return RepairStep{RepairWait, n, why}
+		}
+		return RepairStep{RepairRemove, n, "its raft log was lost (it asked with an empty log; entries were replicated on it): out, then back as a learner"}
 	}
 	last := st.Match[st.ID]
 	// Learners are promoted one at a time, the first one first (every
@@ -129,14 +156,8 @@ func NextRepairStep(want []clustermap.NodeID, st raftgroup.Status) RepairStep {
 		return int(a) - int(b)
 	})
 	v := extra[0]
-	active := 0
-	for _, x := range st.Voters {
-		if x != v && st.Active[x] {
-			active++
-		}
-	}
-	if rest := len(st.Voters) - 1; active < rest/2+1 {
-		return RepairStep{RepairWait, clustermap.NodeID(v), fmt.Sprintf("removing voter %d would leave %d active of %d voters", v, active, rest)}
+	if ok, why := leavesMajority(v); !ok {
+		return RepairStep{RepairWait, clustermap.NodeID(v), why}
 	}
 	return RepairStep{RepairRemove, clustermap.NodeID(v), fmt.Sprintf("a voter the map's record %v does not name", want)}
 }
@@ -190,7 +211,7 @@ func (h *Host) repairGroup(ctx context.Context, m *clustermap.Map, mb *member) {
 	if err != nil || st.Leader != uint64(h.cfg.Node) || st.Match == nil {
 		return
 	}
-	step := NextRepairStep(want, st)
+	step := NextRepairStep(want, st, h.lostVoters(mb.c, st))
 	note(step.String())
 	log := h.log.With("container", uint64(mb.c), "voters", st.Voters, "learners", st.Learners, "want", want)
 	var addr string

@@ -1193,6 +1193,10 @@ func (g *Group) apply(e *raftpb.Entry) error {
 			g.members[node] = addr
 			if node != g.id {
 				g.tr.SetPeer(node, addr)
+			} else {
+				// Added back after a removal: a member that lost its
+				// log and joined again replays both entries.
+				g.removed = false
 			}
 		case raftpb.ConfChangeRemoveNode:
 			delete(g.members, node)
