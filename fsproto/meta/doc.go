@@ -96,7 +96,14 @@
 // with its first map. A client follows a not-leader hint even to a node
 // outside the computed members.
 //
-// Not done: peers that do not answer the probe count as not running the group, so
+// Not done: a lost log is recognised only by a leader that knows what it
+// replicated on the node (raft's Match): one elected while the node was
+// down, or restarted since, does not, and the node then starts as
+// before its log was lost, a bootstrap member by bootstrapping again and
+// a later one by joining, as a voter either way, which raft's safety
+// does not cover (a voter must keep what it acknowledged); telling the
+// two apart needs the reply to say which members are learners. Peers
+// that do not answer the probe count as not running the group, so
 // with every running member unreachable a bootstrap member with an empty
 // log still bootstraps; a member removed from the group on a node that
 // still runs (not Out) keeps its stopped-in-place member and log until
