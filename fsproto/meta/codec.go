@@ -296,16 +296,20 @@ type readReply struct {
 	Value   []byte
 	Names   []string
 	StatFS  namespace.StatFS
-	Voters  []Voter
+	// Commit and Voters are ReadMembers': the answering member's commit
+	// index, and its configuration's members.
+	Commit uint64
+	Voters []Voter
 }
 
-// Voter is one member (voter or learner: the reply does not tell them
-// apart) of a group's configuration in a ReadMembers reply. Match is the
-// highest log index the answering member knows replicated on it when that
-// member leads, else 0.
+// Voter is one member of a group's configuration in a ReadMembers reply:
+// a voter, or a learner (which replicates but does not vote). Match is
+// the highest log index the answering member knows replicated on it when
+// that member leads, else 0.
 type Voter struct {
-	Node  clustermap.NodeID
-	Match uint64
+	Node    clustermap.NodeID
+	Match   uint64
+	Learner bool
 }
 
 // Bounds the read-reply decoder enforces before allocating.
@@ -356,10 +360,16 @@ func appendReadReply(b []byte, op ReadOp, r *readReply) []byte {
 		w.u64(s.QuotaInodes)
 		w.u64(uint64(s.Reclaiming))
 	case ReadMembers:
+		w.u64(r.Commit)
 		w.u32(uint32(len(r.Voters)))
 		for _, v := range r.Voters {
 			w.u64(uint64(v.Node))
 			w.u64(v.Match)
+			learner := uint8(0)
+			if v.Learner {
+				learner = 1
+			}
+			w.u8(learner)
 		}
 	default:
 		panic(fmt.Sprintf("meta: encode read reply for op %d", op))
@@ -444,15 +454,24 @@ func decodeReadReply(op ReadOp, b []byte) (readReply, error) {
 		}
 		s.Reclaiming = int(rc)
 	case ReadMembers:
-		n := rd.u32("voter count")
-		if rd.err == nil && (n > votersMax || uint64(n)*16 > uint64(len(rd.b))) {
-			rd.fail("%d voters in %d bytes, at most %d", n, len(rd.b), votersMax)
+		r.Commit = rd.u64("commit")
+		n := rd.u32("member count")
+		if rd.err == nil && (n > votersMax || uint64(n)*17 > uint64(len(rd.b))) {
+			rd.fail("%d members in %d bytes, at most %d", n, len(rd.b), votersMax)
 		}
 		if rd.err == nil {
 			r.Voters = make([]Voter, 0, n)
 		}
 		for i := uint32(0); rd.err == nil && i < n; i++ {
-			r.Voters = append(r.Voters, Voter{Node: clustermap.NodeID(rd.u64("voter")), Match: rd.u64("voter match")})
+			v := Voter{Node: clustermap.NodeID(rd.u64("member")), Match: rd.u64("member match")}
+			switch l := rd.u8("learner flag"); {
+			case rd.err != nil:
+			case l > 1:
+				rd.fail("member %d: learner flag %d, want 0 or 1", v.Node, l)
+			default:
+				v.Learner = l == 1
+			}
+			r.Voters = append(r.Voters, v)
 		}
 	default:
 		return r, corrupt("read reply for unknown op %d", op)

@@ -70,23 +70,29 @@
 //     entries) when it belongs to that set and no node runs the group
 //     without it;
 //   - joins the running group (raftgroup Config.Join: it gets the log or
-//     a snapshot from the leader) when the group counts it but it is not
-//     of the bootstrap set: the leader's repair added it;
+//     a snapshot from the leader) when the group counts it as a learner:
+//     the leader's repair added it;
 //   - refuses when a node runs the group without it (the leader has not
-//     added it yet), when the leader has entries replicated on it beyond
-//     the bootstrap ones (its log was lost: raft would panic the node
-//     when the leader's commit index passed its empty log), or when
-//     nobody answers and it is not of the bootstrap set. SetMap returns
-//     the refusal; Follow retries and logs it.
+//     added it yet), when the group counts it as a voter and is past its
+//     bootstrap entries or it is not of the bootstrap set (its log was
+//     lost, or it never started while the group went on: raft would panic
+//     the node when the leader's commit index passed its empty log, and a
+//     voter must keep what it acknowledged), or when nobody answers and
+//     it is not of the bootstrap set. SetMap returns the refusal; Follow
+//     retries and logs it.
 //
 // A lost log is repaired: the question names the asking node, and the
-// leader, seeing entries replicated on a voter that asks with an empty
-// log, notes it (the note lapses when the node stops asking). Its repair
-// then removes that voter, when the voters left keep a majority of
-// active ones, and adds it back as a learner (the map's record still
-// names it); the node's next try joins, gets a snapshot and the log, and
-// is promoted once caught up. A member that replays its own removal and
-// re-addition ends up a member (raftgroup).
+// leader, seeing a voter ask with an empty log in a group past its
+// bootstrap entries (or a voter not of the bootstrap set), notes it (the
+// note lapses when the node stops asking). Its repair then removes that
+// voter, when the voters left keep a majority of active ones, and adds it
+// back as a learner (the map's record still names it); the node's next
+// try joins, gets a snapshot and the log, and is promoted once caught up.
+// A member that replays its own removal and re-addition ends up a member
+// (raftgroup). The rule needs nothing the leader may not know (a leader
+// elected while the node was down never heard from it), and it also
+// catches a bootstrap member that starts only after the others committed
+// past the bootstrap entries: it joins that way too, a little later.
 //
 // A node that holds a non-empty log for a container runs its member
 // whether Members still names it or not (raft membership is in the log),
@@ -96,14 +102,7 @@
 // with its first map. A client follows a not-leader hint even to a node
 // outside the computed members.
 //
-// Not done: a lost log is recognised only by a leader that knows what it
-// replicated on the node (raft's Match): one elected while the node was
-// down, or restarted since, does not, and the node then starts as
-// before its log was lost, a bootstrap member by bootstrapping again and
-// a later one by joining, as a voter either way, which raft's safety
-// does not cover (a voter must keep what it acknowledged); telling the
-// two apart needs the reply to say which members are learners. Peers
-// that do not answer the probe count as not running the group, so
+// Not done: peers that do not answer the probe count as not running the group, so
 // with every running member unreachable a bootstrap member with an empty
 // log still bootstraps; a member removed from the group on a node that
 // still runs (not Out) keeps its stopped-in-place member and log until
@@ -196,8 +195,9 @@
 //	getxattr:  | value len u32 (<= 64 KiB) | value |
 //	listxattr: | n u32 | name str * n |
 //	statfs:    | inodes u64 | bytes u64 | quota bytes u64 | quota inodes u64 | reclaiming u64 |
-//	members:   | n u32 (<= 64) | (member node id u64 | match u64) * n |
-//	           the voters, then the learners
+//	members:   | commit u64 | n u32 (<= 64) | (member node id u64 | match u64 | learner u8) * n |
+//	           the answering member's commit index; the voters, then
+//	           the learners (learner 1); match as the leader knows it
 //	           match: the leader's replicated index on the voter, 0 when
 //	           the answering member does not lead (hint != its id)
 //

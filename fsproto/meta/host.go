@@ -423,73 +423,85 @@ const (
 //   - a node runs the group without this node among its voters and
 //     learners: refuse; the leader's repair adds it (Repair), and the
 //     next try joins;
-//   - the leader knows entries replicated on this node beyond the
-//     bootstrap ones: this node lost its raft log (a replaced disk).
-//     Raft cannot take it back as it is (the leader would commit past
-//     its log): refuse; the question told the leader, whose repair
-//     removes this node and adds it back as a learner, and a later try
-//     joins;
-//   - the group counts this node and this node is in boot: bootstrap
-//     with boot (raft's bootstrap entries are then identical to the
-//     other bootstrap members'); not in boot: join (an added member
-//     starts from the leader's log or a snapshot, never with bootstrap
-//     entries of its own, which would not match the group's);
+//   - the group counts this node as a learner: join (the leader's
+//     repair added it; an added member starts from the leader's log or
+//     a snapshot, never with bootstrap entries of its own, which would
+//     not match the group's);
+//   - the group counts this node as a voter although its log is empty,
+//     and this node is not in boot or the group has committed past its
+//     bootstrap entries: this node lost its raft log (a replaced disk),
+//     or, in boot, never started while the group went on. Raft cannot
+//     take such a voter as it is (the leader would commit past its log,
+//     and a voter must keep what it acknowledged): refuse; the question
+//     told the leader, whose repair removes this node and adds it back
+//     as a learner, and a later try joins;
+//   - the group counts this node as a voter, this node is in boot and
+//     the group has committed nothing past its bootstrap entries:
+//     bootstrap with boot (raft's bootstrap entries are then identical
+//     to the other bootstrap members');
 //   - nobody answers: bootstrap when this node is in boot (the group is
 //     new), else refuse: a member added later only ever joins.
 //
-// NB: peers that do not answer count as not running the group, and a
-// follower does not know the leader's view, so a lost log with the
-// leader unreachable still bootstraps (only a member of boot); see the
-// package doc.
+// An answer that counts this node as a learner wins over the others
+// (members that have not applied its addition yet); one that holds it a
+// lost voter wins over one that runs the group without it.
+//
+// NB: peers that do not answer count as not running the group, so a lost
+// log with every member unreachable still bootstraps (only a member of
+// boot); see the package doc.
 func (h *Host) probe(c clustermap.ContainerID, peers []raftgroup.Peer, boot []clustermap.NodeID) (join bool, err error) {
-	// Ino names this node, whose log is empty: a leader that has entries
-	// replicated on it learns that it lost its log (serveMembers).
+	// Ino names this node, whose log is empty: a leader that counts it
+	// as a voter learns that it lost its log (serveMembers).
 	hdr := readRequest{Op: ReadMembers, Container: c, Ino: namespace.Ino(h.cfg.Node)}.append(nil)
 	inBoot := slices.Contains(boot, h.cfg.Node)
-	answered := false
+	answered, learner := false, false
+	var lost, without error
 	for _, p := range peers {
 		if p.ID == uint64(h.cfg.Node) {
 			continue
 		}
-		voters, leader, ok := h.askMembers(p.Addr, hdr)
+		rep, ok := h.askMembers(p.Addr, hdr)
 		if !ok {
 			continue
 		}
 		answered = true
-		i := slices.IndexFunc(voters, func(v Voter) bool { return v.Node == h.cfg.Node })
-		if i < 0 {
-			return false, fmt.Errorf("meta: container %d: node %d (%s) runs the group with members %v, without this node %d: it waits for the leader to add it", c, p.ID, p.Addr, voters, h.cfg.Node)
-		}
-		// A bootstrap member's own log holds the bootstrap entries; a
-		// joining member's holds nothing the leader may count.
-		known := uint64(0)
-		if inBoot {
-			known = uint64(len(boot))
-		}
-		if leader == clustermap.NodeID(p.ID) && voters[i].Match > known {
-			return false, fmt.Errorf("meta: container %d: leader %d (%s) has entries up to %d replicated on this node %d, whose raft log is empty: the log was lost; the leader takes this node out of the group and adds it back, and it then joins", c, p.ID, p.Addr, voters[i].Match, h.cfg.Node)
+		i := slices.IndexFunc(rep.Voters, func(v Voter) bool { return v.Node == h.cfg.Node })
+		switch {
+		case i < 0:
+			without = fmt.Errorf("meta: container %d: node %d (%s) runs the group with members %v, without this node %d: it waits for the leader to add it", c, p.ID, p.Addr, rep.Voters, h.cfg.Node)
+		case rep.Voters[i].Learner:
+			learner = true
+		case !inBoot || rep.Commit > uint64(len(boot)):
+			lost = fmt.Errorf("meta: container %d: node %d (%s) counts this node %d a voter and has committed up to %d, and this node's raft log is empty: the log was lost (or never started); the leader takes this node out of the group and adds it back, and it then joins", c, p.ID, p.Addr, h.cfg.Node, rep.Commit)
 		}
 	}
-	if !answered && !inBoot {
+	switch {
+	case learner:
+		return true, nil
+	case lost != nil:
+		return false, lost
+	case without != nil:
+		return false, without
+	case !answered && !inBoot:
 		return false, fmt.Errorf("meta: container %d: no member of the group answered, and this node %d, added after the group began (bootstrap set %v), only joins a running group", c, h.cfg.Node, boot)
 	}
 	return !inBoot, nil
 }
 
-// askMembers asks the host at addr for its voters and the leader it
-// knows; ok is false when it does not run the group or does not answer.
-func (h *Host) askMembers(addr string, hdr []byte) (voters []Voter, leader clustermap.NodeID, ok bool) {
+// askMembers asks the host at addr for its group's members and commit
+// index; ok is false when it does not run the group or does not answer.
+func (h *Host) askMembers(addr string, hdr []byte) (rep readReply, ok bool) {
 	ctx, cancel := context.WithTimeout(context.Background(), probeDialWait)
 	conn, err := h.cfg.Pool.Get(ctx, addr)
 	cancel()
 	if err != nil {
-		return nil, 0, false
+		return rep, false
 	}
 	ctx, cancel = context.WithTimeout(context.Background(), probeTimeout)
 	defer cancel()
 	resp, err := conn.Call(ctx, KindRead, hdr, nil)
 	if err != nil {
-		return nil, 0, false
+		return rep, false
 	}
 	defer resp.Release()
 	var body []byte
@@ -498,13 +510,13 @@ func (h *Host) askMembers(addr string, hdr []byte) (voters []Voter, leader clust
 	}
 	rh, err := decodeReplyHeader(resp.Header, len(body))
 	if err != nil || rh.Status != statusOK {
-		return nil, 0, false
+		return rep, false
 	}
-	rep, err := decodeReadReply(ReadMembers, body)
+	rep, err = decodeReadReply(ReadMembers, body)
 	if err != nil || rep.Err != nil || len(rep.Voters) == 0 {
-		return nil, 0, false
+		return readReply{}, false
 	}
-	return rep.Voters, rh.Leader, true
+	return rep, true
 }
 
 func (h *Host) stopMember(mb *member) {
@@ -710,30 +722,33 @@ func (h *Host) serveMembers(ctx context.Context, mb *member, asker clustermap.No
 		return
 	}
 	if asker != 0 && st.Leader == uint64(h.cfg.Node) && slices.Contains(st.Voters, uint64(asker)) {
-		h.noteLostLog(mb.c, asker, st.Match[uint64(asker)])
+		h.noteLostLog(mb.c, asker, st.Commit)
 	}
-	rep := readReply{}
-	for _, v := range slices.Concat(st.Voters, st.Learners) {
+	rep := readReply{Commit: st.Commit}
+	for _, v := range st.Voters {
 		rep.Voters = append(rep.Voters, Voter{Node: clustermap.NodeID(v), Match: st.Match[v]})
+	}
+	for _, v := range st.Learners {
+		rep.Voters = append(rep.Voters, Voter{Node: clustermap.NodeID(v), Match: st.Match[v], Learner: true})
 	}
 	body := appendReadReply(nil, ReadMembers, &rep)
 	w.Reply(replyHeader{Leader: clustermap.NodeID(st.Leader)}.append(nil), [][]byte{body}, nil)
 }
 
-// noteLostLog records, on the group's leader, that node asker asked with
-// an empty log while the leader knows entries up to match replicated on
-// it: beyond the bootstrap entries (which a bootstrap member's empty log
-// is about to write), that log was lost.
-func (h *Host) noteLostLog(c clustermap.ContainerID, asker clustermap.NodeID, match uint64) {
+// noteLostLog records, on the group's leader, that voter asker asked
+// with an empty log while the group had committed up to commit: past the
+// bootstrap entries (which a bootstrap member's empty log is about to
+// write, for a new group), a voter with an empty log lost it, or never
+// started while the group went on; either way raft cannot take it as it
+// is, and Repair takes it out and adds it back.
+func (h *Host) noteLostLog(c clustermap.ContainerID, asker clustermap.NodeID, commit uint64) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	known := uint64(0)
-	if h.mu.m != nil {
-		if ct, ok := h.mu.m.Container(c); ok && slices.Contains(ct.MetaBootstrap, asker) {
-			known = uint64(len(ct.MetaBootstrap))
-		}
+	if h.mu.m == nil {
+		return
 	}
-	if match <= known {
+	ct, ok := h.mu.m.Container(c)
+	if !ok || (slices.Contains(ct.MetaBootstrap, asker) && commit <= uint64(len(ct.MetaBootstrap))) {
 		return
 	}
 	if h.mu.lost[c] == nil {
@@ -741,7 +756,7 @@ func (h *Host) noteLostLog(c clustermap.ContainerID, asker clustermap.NodeID, ma
 	}
 	if _, seen := h.mu.lost[c][asker]; !seen {
 		h.log.Warn("meta: a voter lost its raft log; the repair takes it out and adds it back", "container", uint64(c),
-			"node", uint64(asker), "match", match)
+			"node", uint64(asker), "commit", commit)
 	}
 	h.mu.lost[c][asker] = time.Now()
 }

@@ -229,12 +229,17 @@ func TestFollowerNotLeader(t *testing.T) {
 // leader's repair takes the node out and adds it back, after which it
 // too serves everything with one of the others gone.
 func TestMemberRestart(t *testing.T) {
-	for _, wipe := range []bool{false, true} {
-		t.Run(fmt.Sprintf("wipe=%v", wipe), func(t *testing.T) { testMemberRestart(t, wipe) })
+	for _, tt := range []struct {
+		name         string
+		wipe, leader bool
+	}{{"follower", false, false}, {"follower wiped", true, false}, {"leader wiped", true, true}} {
+		t.Run(tt.name, func(t *testing.T) { testMemberRestart(t, tt.wipe, tt.leader) })
 	}
 }
 
-func testMemberRestart(t *testing.T, wipe bool) {
+// testMemberRestart stops a follower (or with leader the leader, so that
+// the next leader never heard from it), wiping its log with wipe.
+func testMemberRestart(t *testing.T, wipe, leader bool) {
 	testutil.CheckLeaks(t)
 	c := newTestCluster(t, 3)
 	ctx := testContext(t)
@@ -244,6 +249,9 @@ func testMemberRestart(t *testing.T, wipe bool) {
 	}
 	lead := c.leader(ctx)
 	f := (lead + 1) % 3
+	if leader {
+		f = lead
+	}
 	c.kill(f)
 	if wipe {
 		if err := os.RemoveAll(c.hosts[f].dir); err != nil {

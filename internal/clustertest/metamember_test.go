@@ -190,7 +190,7 @@ func openFS(t *testing.T, ctx context.Context, acc localcluster.Access, key clie
 	return fsys
 }
 
-// TestMetaMemberLostLog: three nodes, files written; a follower of the
+// TestMetaMemberLostLog: three nodes, files written; the leader of the
 // default container's metadata group loses its raft logs (killed, its
 // meta directory deleted, started again: a replaced disk). Its member asks with an empty log, the group's leader
 // takes it out and adds it back, and it joins from a snapshot. Then
@@ -224,10 +224,9 @@ func TestMetaMemberLostLog(t *testing.T) {
 		write(fsys, fmt.Sprintf("before%02d", i))
 	}
 
-	// The lost node is a follower of the group: its leader then knows
-	// what it had replicated there (a leader elected while the node was
-	// down does not, and the node is not told apart from one that never
-	// started; see "Not done" in package meta).
+	// The lost node is the group's leader: the next leader, elected while
+	// it is down, never heard from it, and still takes it for a voter
+	// that lost its log.
 	lost, leaderNode := 0, 0
 	for leaderNode == 0 {
 		for i := 1; i <= 3; i++ {
@@ -244,7 +243,7 @@ func TestMetaMemberLostLog(t *testing.T) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	lost = leaderNode%3 + 1
+	lost = leaderNode
 	lostID := c.nodeID(m, lost)
 	if err := c.lc.KillNode(lost); err != nil {
 		t.Fatal(err)
