@@ -128,8 +128,8 @@ const (
 	// ReadMembers asks any member (leader or not, no read barrier) for
 	// the voters and learners of its group's configuration; a Host with
 	// an empty log asks before it bootstraps or joins, naming itself in
-	// ino (0: nobody), so that a leader with entries replicated on it
-	// learns that it lost its log. Nothing else in the request.
+	// ino (0: nobody), so that a leader that counts it as a voter learns
+	// that it lost its log (see probe). Nothing else in the request.
 	ReadMembers ReadOp = 8
 )
 
