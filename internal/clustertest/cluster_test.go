@@ -40,16 +40,7 @@ func TestKillNodeUnderLoad(t *testing.T) {
 	start := time.Now()
 	baseBytes := c.writeBase(baseChunks, baseSize)
 	t.Logf("wrote %d base chunks (%d bytes) in %v", baseChunks, baseBytes, time.Since(start).Round(time.Millisecond))
-	l := c.newLoad(hotChunks)
-	for i := range hotChunks {
-		if err := l.write(workers, i, uint64(workers+1)<<40|uint64(i+1)); err != nil {
-			t.Fatalf("first write of chunk %d: %v", i, err)
-		}
-	}
-	seed := uint64(time.Now().UnixNano())
-	t.Logf("load seed %d", seed)
-	l.run(workers, seed)
-	time.Sleep(time.Second)
+	l := c.startLoad()
 
 	const victim = 2
 	m0 := c.waitMap("the map", func(*clustermap.Map) bool { return true })
@@ -398,16 +389,7 @@ func TestDrainUnderLoad(t *testing.T) {
 	c := startClusterArgs(t, 4, 3, 3, 4, "--retire-after", "500ms")
 	const chunks = 256
 	c.writeBase(chunks, baseSize)
-	l := c.newLoad(hotChunks)
-	for i := range hotChunks {
-		if err := l.write(workers, i, uint64(workers+1)<<40|uint64(i+1)); err != nil {
-			t.Fatalf("first write of chunk %d: %v", i, err)
-		}
-	}
-	seed := uint64(time.Now().UnixNano())
-	t.Logf("load seed %d", seed)
-	l.run(workers, seed)
-	time.Sleep(time.Second)
+	l := c.startLoad()
 
 	const drained = 1
 	m0 := c.waitMap("the map", func(*clustermap.Map) bool { return true })

@@ -292,6 +292,41 @@ func (c *tcluster) status(i int) (*node.Status, error) {
 	return node.FetchStatus(ctx, conn)
 }
 
+// metaLeader returns the local index of the node whose member leads
+// container ct's metadata group, and that member's status, asking nodes
+// 1..n; ok is false when none says it leads.
+func (c *tcluster) metaLeader(n int, ct clustermap.ContainerID) (i int, mm node.MetaMember, ok bool) {
+	for i := 1; i <= n; i++ {
+		st, err := c.status(i)
+		if err != nil {
+			continue
+		}
+		for _, mm := range st.Meta {
+			if mm.Container == uint64(ct) && mm.Leader == st.Node {
+				return i, mm, true
+			}
+		}
+	}
+	return 0, node.MetaMember{}, false
+}
+
+// startLoad writes every hot chunk once and starts the workload's
+// workers with a seed it logs; the load runs a second before it returns.
+func (c *tcluster) startLoad() *load {
+	c.t.Helper()
+	l := c.newLoad(hotChunks)
+	for i := range hotChunks {
+		if err := l.write(workers, i, uint64(workers+1)<<40|uint64(i+1)); err != nil {
+			c.t.Fatalf("first write of chunk %d: %v", i, err)
+		}
+	}
+	seed := uint64(time.Now().UnixNano())
+	c.t.Logf("load seed %d", seed)
+	l.run(workers, seed)
+	time.Sleep(time.Second)
+	return l
+}
+
 // The workload: registers, one a chunk. A write puts blockSize bytes at
 // offset 0 of its chunk, every 8-byte word the written value (unique per
 // write), so a read tells the value and any mix of two writes.

@@ -112,22 +112,15 @@ func TestMetaMemberOut(t *testing.T) {
 	// The group's leader reports exactly the record as voters, no
 	// learner left.
 	voters := func() (leader uint64, ok bool) {
-		for i := 1; i <= 3; i++ {
-			st, err := c.status(i)
-			if err != nil {
-				continue
-			}
-			for _, mm := range st.Meta {
-				if mm.Container == uint64(ct.ID) && mm.Leader == st.Node {
-					got := make([]clustermap.NodeID, len(mm.Voters))
-					for j, v := range mm.Voters {
-						got[j] = clustermap.NodeID(v)
-					}
-					return mm.Leader, slices.Equal(got, want) && len(mm.Learners) == 0
-				}
-			}
+		_, mm, ok := c.metaLeader(3, ct.ID)
+		if !ok {
+			return 0, false
 		}
-		return 0, false
+		got := make([]clustermap.NodeID, len(mm.Voters))
+		for j, v := range mm.Voters {
+			got[j] = clustermap.NodeID(v)
+		}
+		return mm.Leader, slices.Equal(got, want) && len(mm.Learners) == 0
 	}
 	for {
 		if _, ok := voters(); ok {
@@ -227,23 +220,13 @@ func TestMetaMemberLostLog(t *testing.T) {
 	// The lost node is the group's leader: the next leader, elected while
 	// it is down, never heard from it, and still takes it for a voter
 	// that lost its log.
-	lost, leaderNode := 0, 0
-	for leaderNode == 0 {
-		for i := 1; i <= 3; i++ {
-			if st, err := c.status(i); err == nil {
-				for _, mm := range st.Meta {
-					if mm.Container == uint64(ct.ID) && mm.Leader == st.Node {
-						leaderNode = i
-					}
-				}
-			}
-		}
+	lost, _, ok := c.metaLeader(3, ct.ID)
+	for ; !ok; lost, _, ok = c.metaLeader(3, ct.ID) {
 		if ctx.Err() != nil {
 			t.Fatal("the metadata group has no leader")
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	lost = leaderNode
 	lostID := c.nodeID(m, lost)
 	if err := c.lc.KillNode(lost); err != nil {
 		t.Fatal(err)
@@ -272,18 +255,8 @@ func TestMetaMemberLostLog(t *testing.T) {
 		if err != nil || !slices.ContainsFunc(st.Meta, func(mm node.MetaMember) bool { return mm.Container == uint64(ct.ID) }) {
 			return false
 		}
-		for i := 1; i <= 3; i++ {
-			st, err := c.status(i)
-			if err != nil {
-				continue
-			}
-			for _, mm := range st.Meta {
-				if mm.Container == uint64(ct.ID) && mm.Leader == st.Node {
-					return len(mm.Voters) == 3 && slices.Contains(mm.Voters, uint64(lostID)) && len(mm.Learners) == 0
-				}
-			}
-		}
-		return false
+		_, mm, ok := c.metaLeader(3, ct.ID)
+		return ok && len(mm.Voters) == 3 && slices.Contains(mm.Voters, uint64(lostID)) && len(mm.Learners) == 0
 	}
 	for !repaired() {
 		if time.Since(start) > time.Minute {
