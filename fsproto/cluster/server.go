@@ -738,9 +738,11 @@ func (s *DataServer) retire(m *clustermap.Map, p *clustermap.PG) bool {
 	s.retired.bytes.Add(st.Bytes)
 	switch {
 	case err == nil:
-		s.retired.pgs.Add(1)
-		s.log.Info("deleted the copy of a pg that lives on without this node", "pg", p.ID, "map", m.Epoch,
-			"replicas", p.Replicas, "objects", st.Objects, "bytes", st.Bytes)
+		if st.Objects > 0 { // else retired before (the node restarted since) or never held data
+			s.retired.pgs.Add(1)
+			s.log.Info("deleted the copy of a pg that lives on without this node", "pg", p.ID, "map", m.Epoch,
+				"replicas", p.Replicas, "objects", st.Objects, "bytes", st.Bytes)
+		}
 		return true
 	case s.ctx.Err() != nil:
 	case errors.Is(err, replication.ErrRetireStopped):
