@@ -22,7 +22,9 @@ import (
 // durable write at depth 1 carries a few KiB of it instead of a whole
 // step (which doubled its latency). The cleaner goes unpaced when free
 // segments fall below half the target, or when no foreground record was
-// written for cleanerIdle. The pace counts data, not the batch headers
+// written for cleanerIdle (seen at the reactor's next pass: a reactor
+// asleep with nothing to do leaves a paced victim for later, which is
+// safe while free space is above half the target). The pace counts data, not the batch headers
 // that small batches also take from the log, so under a steady load of
 // small writes free space drifts down to half the target and the
 // cleaner alternates there between paced and unpaced steps; the lower
