@@ -123,10 +123,10 @@ type Host struct {
 		// repair is what the last Repair found to do in each group this
 		// host led then, for Status.
 		repair map[clustermap.ContainerID]string
-		// lost holds, per group this host leads, the voters that
-		// reported an empty raft log although entries were replicated
-		// on them (a replaced disk), with when they last did: Repair
-		// takes them out of the group and adds them back.
+		// lost holds, per group this host leads, the voters that asked
+		// with an empty raft log where that means a lost one (see
+		// emptyVoterLost), with when they last did: Repair takes them
+		// out of the group and adds them back.
 		lost map[clustermap.ContainerID]map[clustermap.NodeID]time.Time
 	}
 }
@@ -471,7 +471,7 @@ func (h *Host) probe(c clustermap.ContainerID, peers []raftgroup.Peer, boot []cl
 			without = fmt.Errorf("meta: container %d: node %d (%s) runs the group with members %v, without this node %d: it waits for the leader to add it", c, p.ID, p.Addr, rep.Voters, h.cfg.Node)
 		case rep.Voters[i].Learner:
 			learner = true
-		case !inBoot || rep.Commit > uint64(len(boot)):
+		case emptyVoterLost(boot, h.cfg.Node, rep.Commit):
 			lost = fmt.Errorf("meta: container %d: node %d (%s) counts this node %d a voter and has committed up to %d, and this node's raft log is empty: the log was lost (or never started); the leader takes this node out of the group and adds it back, and it then joins", c, p.ID, p.Addr, h.cfg.Node, rep.Commit)
 		}
 	}
@@ -486,6 +486,19 @@ func (h *Host) probe(c clustermap.ContainerID, peers []raftgroup.Peer, boot []cl
 		return false, fmt.Errorf("meta: container %d: no member of the group answered, and this node %d, added after the group began (bootstrap set %v), only joins a running group", c, h.cfg.Node, boot)
 	}
 	return !inBoot, nil
+}
+
+// emptyVoterLost reports whether node, a voter of a group with bootstrap
+// set boot that has committed up to commit, lost its raft log when it
+// asks with an empty one: always when it is not of boot (it joined as a
+// learner and was promoted, so it had a log), and for a member of boot
+// once the group committed past its bootstrap entries (it lost its log,
+// or never started while the group went on; raft can take neither as a
+// voter). A member of boot of a group at its bootstrap entries is about
+// to write them, as the others did. probe refuses such a node and the
+// leader's serveMembers notes it for Repair, by this one rule.
+func emptyVoterLost(boot []clustermap.NodeID, node clustermap.NodeID, commit uint64) bool {
+	return !slices.Contains(boot, node) || commit > uint64(len(boot))
 }
 
 // askMembers asks the host at addr for its group's members and commit
@@ -708,8 +721,8 @@ func (h *Host) answerRead(mb *member, r *readRequest, w *net.ResponseWriter) {
 
 // serveMembers answers ReadMembers from this member's configuration,
 // leader or not. asker, when not 0, is the asking node, whose log of the
-// group is empty: a leader with entries replicated on it beyond the
-// bootstrap ones notes that it lost its log (see probe and Repair).
+// group is empty: a leader that counts it as a voter notes whether that
+// means a lost log (noteLostLog).
 func (h *Host) serveMembers(ctx context.Context, mb *member, asker clustermap.NodeID, w *net.ResponseWriter) {
 	sctx, cancel := context.WithTimeout(ctx, h.cfg.ProposeTimeout)
 	st, err := mb.g.Status(sctx)
@@ -736,11 +749,9 @@ func (h *Host) serveMembers(ctx context.Context, mb *member, asker clustermap.No
 }
 
 // noteLostLog records, on the group's leader, that voter asker asked
-// with an empty log while the group had committed up to commit: past the
-// bootstrap entries (which a bootstrap member's empty log is about to
-// write, for a new group), a voter with an empty log lost it, or never
-// started while the group went on; either way raft cannot take it as it
-// is, and Repair takes it out and adds it back.
+// with an empty log while the group had committed up to commit, when
+// that means a lost log (emptyVoterLost): Repair then takes it out and
+// adds it back.
 func (h *Host) noteLostLog(c clustermap.ContainerID, asker clustermap.NodeID, commit uint64) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -748,7 +759,7 @@ func (h *Host) noteLostLog(c clustermap.ContainerID, asker clustermap.NodeID, co
 		return
 	}
 	ct, ok := h.mu.m.Container(c)
-	if !ok || (slices.Contains(ct.MetaBootstrap, asker) && commit <= uint64(len(ct.MetaBootstrap))) {
+	if !ok || !emptyVoterLost(ct.MetaBootstrap, asker, commit) {
 		return
 	}
 	if h.mu.lost[c] == nil {

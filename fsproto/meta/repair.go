@@ -67,8 +67,8 @@ func (s RepairStep) String() string {
 // at a time, never lowering the group's fault tolerance in between:
 //
 //  1. a learner that want does not name is removed;
-//     1b. a voter that lost its raft log (lost: it reported an empty log
-//     while the leader has entries replicated on it, see probe) is
+//     1b. a voter that lost its raft log (lost: it asked with an empty
+//     log where that means a lost one, see emptyVoterLost) is
 //     removed, when the voters left keep a majority of active ones;
 //     rule 3 then adds it back as a learner, and it joins afresh;
 //  2. a learner that want names is promoted once caught up (its Match
@@ -113,7 +113,7 @@ func NextRepairStep(want []clustermap.NodeID, st raftgroup.Status, lost []cluste
 		if ok, why := leavesMajority(uint64(n)); !ok {
 			return RepairStep{RepairWait, n, why}
 		}
-		return RepairStep{RepairRemove, n, "its raft log was lost (it asked with an empty log; entries were replicated on it): out, then back as a learner"}
+		return RepairStep{RepairRemove, n, "its raft log was lost (it asked with an empty log while a voter): out, then back as a learner"}
 	}
 	last := st.Match[st.ID]
 	// Learners are promoted one at a time, the first one first (every
