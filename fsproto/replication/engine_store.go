@@ -206,6 +206,17 @@ func (s *EngineStore) mark(pg uint32) (uint64, bool, error) {
 	return 0, false, err
 }
 
+// lowerMark durably makes pg's sync mark min(mark, seq), seq when there
+// is none; it writes nothing when the mark is that low already.
+func (s *EngineStore) lowerMark(pg uint32, seq uint64) error {
+	mark, marked, err := s.mark(pg)
+	if err != nil || (marked && mark <= seq) {
+		return err
+	}
+	_, err = s.e.Write(markObject(pg), MarkPG, 0, le.AppendUint64(nil, seq))
+	return err
+}
+
 // stat returns obj's state: live, a tombstone (Deleted), or the zero
 // state of an object never written.
 func (s *EngineStore) stat(obj engine.ObjectID) (engine.ObjectState, error) {
@@ -345,12 +356,7 @@ func (s *EngineStore) run(op *StoreOp) StoreResult {
 		res.Seq = s.e.PGSeq(op.PG)
 		res.Mark, res.Marked, res.Err = s.mark(op.PG)
 	case StoreSetMark:
-		mark, marked, err := s.mark(op.PG)
-		if err != nil || (marked && mark <= op.Seq) {
-			return StoreResult{Err: err}
-		}
-		_, err = s.e.Write(markObject(op.PG), MarkPG, 0, le.AppendUint64(nil, op.Seq))
-		res.Err = err
+		res.Err = s.lowerMark(op.PG, op.Seq)
 	case StoreClearMark:
 		_, res.Err = s.e.Delete(markObject(op.PG), MarkPG)
 	case StoreChanges:
@@ -435,14 +441,8 @@ func (s *EngineStore) Retire(ctx context.Context, pg uint32, stop func() bool) (
 	if stop() {
 		return st, ErrRetireStopped // before the mark: the copy stays as good as it was
 	}
-	mark, marked, err := s.mark(pg)
-	if err != nil {
-		return st, fmt.Errorf("replication: retire of pg %d: read its sync mark: %w", pg, err)
-	}
-	if !marked || mark > 0 {
-		if _, err := s.e.Write(markObject(pg), MarkPG, 0, le.AppendUint64(nil, 0)); err != nil {
-			return st, fmt.Errorf("replication: retire of pg %d: lower its sync mark to 0: %w", pg, err)
-		}
+	if err := s.lowerMark(pg, 0); err != nil {
+		return st, fmt.Errorf("replication: retire of pg %d: lower its sync mark to 0: %w", pg, err)
 	}
 	return s.deleteLive(ctx, pg, "retire", stop, func(o *engine.ObjectState) error {
 		if o.PGSeq == 0 {
