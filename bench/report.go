@@ -63,31 +63,7 @@ type FioJob struct {
 	WeftBackend string `json:"weft_backend,omitempty"`
 	WeftError   string `json:"weft_error,omitempty"`
 	// WeftEngine is what an engine: target's engine did during the run.
-	WeftEngine *FioEngine `json:"weft_engine,omitempty"`
-}
-
-// FioEngine is EngineActivity in the JSON output.
-type FioEngine struct {
-	Batches         uint64  `json:"batches"`
-	Records         uint64  `json:"records"`
-	RecordsPerBatch float64 `json:"records_per_batch"`
-	DeviceReads     uint64  `json:"device_reads"`
-	DeviceSubmits   uint64  `json:"device_submits"`
-	CleanerSegments uint64  `json:"cleaner_segments"`
-	CleanerBytes    uint64  `json:"cleaner_relocated_bytes"`
-	FreeBytes       uint64  `json:"free_bytes"`
-}
-
-func fioEngineOf(a *EngineActivity) *FioEngine {
-	if a == nil {
-		return nil
-	}
-	e := &FioEngine{Batches: a.Batches, Records: a.Records, DeviceReads: a.DeviceReads, DeviceSubmits: a.DeviceSubmits,
-		CleanerSegments: a.CleanerSegments, CleanerBytes: a.CleanerBytes, FreeBytes: a.FreeBytes}
-	if a.Batches > 0 {
-		e.RecordsPerBatch = math.Round(100*float64(a.Records)/float64(a.Batches)) / 100
-	}
-	return e
+	WeftEngine *EngineActivity `json:"weft_engine,omitempty"`
 }
 
 // FioDir is one direction (read, write or trim) of a FioJob.
@@ -243,7 +219,7 @@ func (r *Result) FioJSON() *FioOutput {
 			SysCPU:      jr.SysCPU,
 			Ctx:         jr.Ctx,
 			WeftBackend: jr.Backend,
-			WeftEngine:  fioEngineOf(jr.Engine),
+			WeftEngine:  jr.Engine,
 			Elapsed:     int64(math.Ceil(jr.Elapsed.Seconds())),
 		}
 		if jr.Job != nil {

@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"math"
 	"time"
 
 	"github.com/HdrHistogram/hdrhistogram-go"
@@ -56,14 +57,17 @@ type JobResult struct {
 // EngineActivity is what an engine did between two snapshots of its stats:
 // group commits, device reads and submits, and the cleaner's work. A
 // benchmark of the engine without the cleaner reads CleanerSegments 0; one
-// with it sees what the cleaner moved for the writes it measured.
+// with it sees what the cleaner moved for the writes it measured. It is
+// also the JSON output's weft_engine.
 type EngineActivity struct {
-	Batches, Records uint64 // group commits and the records they carried
-	DeviceReads      uint64
-	DeviceSubmits    uint64 // io_uring_enter calls that handed the device work
-	CleanerSegments  uint64 // segments the cleaner emptied
-	CleanerBytes     uint64 // live bytes it relocated to do so
-	FreeBytes        uint64 // free segment space at the end
+	Batches         uint64  `json:"batches"` // group commits
+	Records         uint64  `json:"records"` // the records they carried
+	RecordsPerBatch float64 `json:"records_per_batch"`
+	DeviceReads     uint64  `json:"device_reads"`
+	DeviceSubmits   uint64  `json:"device_submits"`          // io_uring_enter calls that handed the device work
+	CleanerSegments uint64  `json:"cleaner_segments"`        // segments the cleaner emptied
+	CleanerBytes    uint64  `json:"cleaner_relocated_bytes"` // live bytes it relocated to do so
+	FreeBytes       uint64  `json:"free_bytes"`              // free segment space at the end
 }
 
 // engineActivity is b → a, both Stats of one engine.
@@ -76,7 +80,7 @@ func engineActivity(b, a *engine.Stats) *EngineActivity {
 		return n
 	}
 	delta := func(f func(*engine.ShardStats) uint64) uint64 { return sum(a, f) - sum(b, f) }
-	return &EngineActivity{
+	e := &EngineActivity{
 		Batches:         delta(func(s *engine.ShardStats) uint64 { return s.Batches }),
 		Records:         delta(func(s *engine.ShardStats) uint64 { return s.Records }),
 		DeviceReads:     delta(func(s *engine.ShardStats) uint64 { return s.DeviceReads }),
@@ -85,6 +89,10 @@ func engineActivity(b, a *engine.Stats) *EngineActivity {
 		CleanerBytes:    delta(func(s *engine.ShardStats) uint64 { return s.Cleaner.BytesRelocated }),
 		FreeBytes:       a.Free,
 	}
+	if e.Batches > 0 {
+		e.RecordsPerBatch = math.Round(100*float64(e.Records)/float64(e.Batches)) / 100
+	}
+	return e
 }
 
 // Result is one weft bench run.
