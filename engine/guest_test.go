@@ -161,15 +161,7 @@ func TestHostGuest(t *testing.T) {
 			// A guest still attached when the engine closes is stopped
 			// with ErrClosed.
 			g2, _ := newPipeGuest(t, e)
-			if _, err := e.Host(g2); err != nil {
-				t.Fatal(err)
-			}
-			if err := e.Close(); err != nil {
-				t.Fatal(err)
-			}
-			if err := <-g2.stopped; !errors.Is(err, ErrClosed) {
-				t.Fatalf("guest stopped with %v at close, want ErrClosed", err)
-			}
+			hostThenClose(t, e, g2, g2.stopped)
 			if _, err := e.Host(g2); !errors.Is(err, ErrClosed) {
 				t.Fatalf("Host on a closed engine: %v", err)
 			}
@@ -189,14 +181,21 @@ func TestCloseWithBusyGuest(t *testing.T) {
 	fsys, path := memDevice(t, 64<<20, 1<<20)
 	e := openMem(t, fsys, path, 2)
 	g := busyGuest{stopped: make(chan error, 1)}
+	hostThenClose(t, e, g, g.stopped)
+}
+
+// hostThenClose hosts g on e and closes e: g, told on stopped, must be
+// stopped with ErrClosed.
+func hostThenClose(t *testing.T, e *Engine, g Guest, stopped <-chan error) {
+	t.Helper()
 	if _, err := e.Host(g); err != nil {
 		t.Fatal(err)
 	}
 	if err := e.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if err := <-g.stopped; !errors.Is(err, ErrClosed) {
-		t.Fatalf("busy guest stopped with %v, want ErrClosed", err)
+	if err := <-stopped; !errors.Is(err, ErrClosed) {
+		t.Fatalf("guest stopped with %v at close, want ErrClosed", err)
 	}
 }
 
