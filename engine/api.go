@@ -169,8 +169,10 @@ type CleanerOptions struct {
 	// Disabled turns the cleaner off (segments whose data is all dead
 	// are still freed).
 	Disabled bool
-	// FreeTarget is the share of segments the cleaner tries to keep free;
-	// default 0.15.
+	// FreeTarget is the share of segments the cleaner keeps free when
+	// the foreground is idle; under foreground I/O it lets free space
+	// fall to a quarter of the way from its low level (the reserve plus
+	// 2%) to this before it starts. Default 0.15.
 	FreeTarget float64
 	// MaxLiveRatio: segments with more live data than this are never
 	// cleaned; default 0.9.

@@ -10,7 +10,7 @@ import (
 // spends only the credit the foreground's writes earned.
 func TestCleanerBudget(t *testing.T) {
 	o := CleanerOptions{FreeTarget: 0.15, BytesPerBatch: 256 << 10}
-	const segments, reserve = 100, 2 // target 15 segments, half of it 7.5
+	const segments, reserve = 1000, 2 // low level 22, start 54, target 150
 	tests := []struct {
 		name      string
 		free      int64
@@ -20,18 +20,85 @@ func TestCleanerBudget(t *testing.T) {
 		wantPaced bool
 	}{
 		{name: "at the reserve", free: 3, credit: 0, want: 4 * o.BytesPerBatch},
-		{name: "below half the target", free: 7, credit: 0, want: o.BytesPerBatch},
-		{name: "idle foreground", free: 12, idle: true, credit: 0, want: o.BytesPerBatch},
-		{name: "no credit", free: 12, credit: 0, want: 0, wantPaced: true},
-		{name: "in debt", free: 12, credit: -5000, want: 0, wantPaced: true},
-		{name: "some credit", free: 12, credit: 6000.5, want: 6001, wantPaced: true},
-		{name: "credit above a step", free: 12, credit: 1 << 20, want: o.BytesPerBatch, wantPaced: true},
-		{name: "at half the target", free: 8, credit: 100, want: 101, wantPaced: true},
+		{name: "below the low level", free: 21, credit: 0, want: o.BytesPerBatch},
+		{name: "idle foreground", free: 40, idle: true, credit: 0, want: o.BytesPerBatch},
+		{name: "idle foreground above the start level", free: 120, idle: true, credit: 0, want: o.BytesPerBatch},
+		{name: "no credit", free: 40, credit: 0, want: 0, wantPaced: true},
+		{name: "in debt", free: 40, credit: -5000, want: 0, wantPaced: true},
+		{name: "some credit", free: 40, credit: 6000.5, want: 6001, wantPaced: true},
+		{name: "credit above a step", free: 40, credit: 1 << 20, want: o.BytesPerBatch, wantPaced: true},
+		{name: "at the low level", free: 22, credit: 100, want: 101, wantPaced: true},
 	}
 	for _, tt := range tests {
 		got, paced := cleanerBudget(o, tt.free, reserve, segments, tt.idle, tt.credit)
 		if got != tt.want || paced != tt.wantPaced {
 			t.Errorf("%s: budget %d, paced %v; want %d, %v", tt.name, got, paced, tt.want, tt.wantPaced)
+		}
+	}
+}
+
+// TestCleanerLevels: the low level is the reserve plus 2% of the segments
+// (at least two), the start level a quarter of the way from it to the
+// target and always above it.
+func TestCleanerLevels(t *testing.T) {
+	tests := []struct {
+		segments       uint32
+		reserve        int
+		target         float64
+		low, wantStart int64
+	}{
+		{segments: 80, reserve: 2, target: 0.15, low: 4, wantStart: 6},
+		{segments: 1000, reserve: 2, target: 0.15, low: 22, wantStart: 54},
+		{segments: 1000, reserve: 5, target: 0.15, low: 25, wantStart: 56},
+		{segments: 10, reserve: 2, target: 0.15, low: 4, wantStart: 5},  // target below low
+		{segments: 100, reserve: 3, target: 0.6, low: 5, wantStart: 18}, // the crash tests' target
+	}
+	for _, tt := range tests {
+		low, start := cleanerLevels(CleanerOptions{FreeTarget: tt.target}, tt.reserve, tt.segments)
+		if low != tt.low || start != tt.wantStart {
+			t.Errorf("%d segments, reserve %d, target %g: low %d, start %d; want %d, %d",
+				tt.segments, tt.reserve, tt.target, low, start, tt.low, tt.wantStart)
+		}
+	}
+}
+
+// TestCleanerWaitsForStart: under foreground I/O no victim is picked
+// while free segments are at or above the start level; with the
+// foreground idle one is, up to the target; below the start level one is
+// whatever the foreground does.
+func TestCleanerWaitsForStart(t *testing.T) {
+	const segSize = 1 << 20
+	e := &Engine{sb: &Superblock{SegmentCount: 100, SegmentSize: segSize},
+		opts: Options{Cleaner: CleanerOptions{FreeTarget: 0.15, MaxLiveRatio: 0.9, BytesPerBatch: 64 << 10}}}
+	e.alloc.reserve = 2 // low level 4, start 6, target 15
+	s := &shard{e: e, open: NoSegment, segs: map[uint32]*segState{
+		1: {gen: 1, live: segSize / 2, closed: true},
+		2: {gen: 2, live: segSize / 4, closed: true},
+	}, openGen: 3}
+	pick := func(free int64, idle bool) bool {
+		t.Helper()
+		s.clean = cleanerState{victim: NoSegment, lastForeground: time.Now()}
+		if idle {
+			s.clean.lastForeground = time.Now().Add(-time.Second)
+		}
+		e.alloc.nfree.Store(free)
+		return s.pickVictim()
+	}
+	for _, tt := range []struct {
+		free       int64
+		idle, want bool
+	}{
+		{free: 15, idle: true, want: false}, // at the target
+		{free: 14, idle: true, want: true},
+		{free: 14, idle: false, want: false},
+		{free: 6, idle: false, want: false}, // at the start level
+		{free: 5, idle: false, want: true},
+	} {
+		if got := pick(tt.free, tt.idle); got != tt.want {
+			t.Errorf("free %d, idle %v: picked %v, want %v", tt.free, tt.idle, got, tt.want)
+		}
+		if tt.want && s.clean.victim != 2 {
+			t.Errorf("free %d: victim %d, want the emptier segment 2", tt.free, s.clean.victim)
 		}
 	}
 }
