@@ -444,8 +444,8 @@ func writeFioJobSummary(w *bufio.Writer, j *FioJob, clones int) {
 	}
 	w.WriteString("\n")
 	if e := j.WeftEngine; e != nil {
-		fmt.Fprintf(w, "  engine: group commits=%d (%.2f records each), device reads=%d, submits=%d; cleaner: %d segments, %s relocated; %s free\n",
-			e.Batches, e.RecordsPerBatch, e.DeviceReads, e.DeviceSubmits, e.CleanerSegments, fmtBytes(int64(e.CleanerBytes)), fmtBytes(int64(e.FreeBytes)))
+		fmt.Fprintf(w, "  engine: group commits=%d (%.2f records each), device reads=%d, submits=%d; cleaner: %d segments, %s relocated in %d reads; %s free\n",
+			e.Batches, e.RecordsPerBatch, e.DeviceReads, e.DeviceSubmits, e.CleanerSegments, fmtBytes(int64(e.CleanerBytes)), e.CleanerReads, fmtBytes(int64(e.FreeBytes)))
 	}
 	for _, d := range []struct {
 		name string

@@ -67,6 +67,7 @@ type EngineActivity struct {
 	DeviceSubmits   uint64  `json:"device_submits"`          // io_uring_enter calls that handed the device work
 	CleanerSegments uint64  `json:"cleaner_segments"`        // segments the cleaner emptied
 	CleanerBytes    uint64  `json:"cleaner_relocated_bytes"` // live bytes it relocated to do so
+	CleanerReads    uint64  `json:"cleaner_device_reads"`    // device reads of its victims
 	FreeBytes       uint64  `json:"free_bytes"`              // free segment space at the end
 }
 
@@ -87,6 +88,7 @@ func engineActivity(b, a *engine.Stats) *EngineActivity {
 		DeviceSubmits:   delta(func(s *engine.ShardStats) uint64 { return s.DeviceSubmits }),
 		CleanerSegments: delta(func(s *engine.ShardStats) uint64 { return s.Cleaner.SegmentsCleaned }),
 		CleanerBytes:    delta(func(s *engine.ShardStats) uint64 { return s.Cleaner.BytesRelocated }),
+		CleanerReads:    delta(func(s *engine.ShardStats) uint64 { return s.Cleaner.DeviceReads }),
 		FreeBytes:       a.Free,
 	}
 	if e.Batches > 0 {

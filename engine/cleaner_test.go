@@ -138,3 +138,58 @@ func TestCleanerCredit(t *testing.T) {
 		t.Fatalf("mixed batch: %d foreground bytes, want 5000", n)
 	}
 }
+
+// TestCleanerReadsNeighboursTogether: the cleaner reads a victim's live
+// extents that lie a dead block or two apart with one device read, and
+// what it relocates reads back whole.
+func TestCleanerReadsNeighboursTogether(t *testing.T) {
+	fsys, path := memDevice(t, 24<<20, 1<<20)
+	e, err := Open(Options{Path: path, FS: fsys, Shards: 1, Mode: Interrupt, Logger: quietLogger,
+		Cleaner: CleanerOptions{FreeTarget: 0.6, MaxLiveRatio: 0.95}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	// 4 KiB objects, one batch each, then a third of them again: about 11
+	// of the device's 22 segments, so free space stays above the level
+	// where writes start the cleaner, and it cleans, unpaced, once they
+	// stop.
+	const n = 1024
+	for i := range n {
+		if _, err := e.Write(ObjectID{Lo: uint64(i + 1)}, 1, 0, pattern(uint64(i), 4096)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Every third object written again: the first segments keep two
+	// thirds of their records live, with dead ones between them.
+	for i := 0; i < n; i += 3 {
+		if _, err := e.Write(ObjectID{Lo: uint64(i + 1)}, 1, 0, pattern(uint64(i), 4096)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	var cs CleanerStats
+	for {
+		cs = e.Stats().Shards[0].Cleaner
+		if cs.SegmentsCleaned >= 2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the idle cleaner emptied %d segments in 20 s: %+v", cs.SegmentsCleaned, cs)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	extents := cs.BytesRelocated / 4096
+	t.Logf("cleaner: %d segments, %d extents relocated in %d device reads of %d bytes", cs.SegmentsCleaned, extents, cs.DeviceReads, cs.BytesRead)
+	if cs.DeviceReads == 0 || extents < 8*cs.DeviceReads {
+		t.Fatalf("%d extents relocated in %d device reads; want at least 8 per read", extents, cs.DeviceReads)
+	}
+	for i := range n {
+		if got := mustRead(t, e, ObjectID{Lo: uint64(i + 1)}, 0, 4096); string(got) != string(pattern(uint64(i), 4096)) {
+			t.Fatalf("object %d reads back wrong after cleaning", i+1)
+		}
+	}
+	if err := e.Verify(); err != nil {
+		t.Fatal(err)
+	}
+}

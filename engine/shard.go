@@ -163,14 +163,14 @@ func (b *batch) stage(p []byte) []byte {
 // readOp is one device read serving a Request or the cleaner.
 type readOp struct {
 	r    *Request // nil for the cleaner
-	ext  Extent   // the cleaner's extent; a request's first part's
+	ext  Extent   // the first part's
 	buf  []byte   // the records as read: the device range from off
 	off  int64
 	own  bool // buf is scratch, not r.Buf
 	done func(*readOp, error)
-	// parts lists the extents a request's read serves, in device order
-	// (see readSpan): one for a lone record, several for a coalesced
-	// read. The cleaner's reads have none.
+	// parts lists the extents the read serves, in device order (see
+	// readSpan and queueCleanRead): one for a lone record, several for a
+	// coalesced read.
 	parts []spanPart
 	one   [1]spanPart // parts' storage for a lone record
 }
@@ -1397,7 +1397,7 @@ func (s *shard) readDone(c ioCompletion) {
 	case int(c.res) != len(op.buf):
 		err = fmt.Errorf("engine: reading %v at device offset %d: short read of %d of %d bytes", op.ext.Object, op.off, c.res, len(op.buf))
 	case op.done != nil:
-		err = s.verifyRecord(op.ext, op.buf, op.off)
+		// The cleaner verifies the records its read covers.
 	default:
 		cached := s.cachesRead(op.r)
 		for _, p := range op.parts {

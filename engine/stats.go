@@ -135,7 +135,12 @@ type CleanerStats struct {
 	Pending         int // live extents of the victim still to move
 	SegmentsCleaned uint64
 	BytesRelocated  uint64
-	ReadFailures    uint64
+	// DeviceReads and BytesRead are the cleaner's reads of its victims:
+	// one read covers neighbouring live extents and the dead blocks
+	// between them.
+	DeviceReads  uint64
+	BytesRead    uint64
+	ReadFailures uint64
 }
 
 // Stats is the engine's state for operators. Space figures are exact:
@@ -174,7 +179,8 @@ func (s *shard) statsSnapshot() ShardStats {
 		ReadLatency: st.readLat.snapshot(), WriteLatency: st.writeLat.snapshot(),
 		OtherLatency: st.otherLat.snapshot(), BatchLatency: st.batchLat.snapshot(),
 		Cleaner: CleanerStats{Active: s.clean.victim != NoSegment, Victim: s.clean.victim, Pending: len(s.clean.todo),
-			SegmentsCleaned: s.clean.cleaned, BytesRelocated: s.clean.relocated, ReadFailures: s.clean.failures},
+			SegmentsCleaned: s.clean.cleaned, BytesRelocated: s.clean.relocated, DeviceReads: s.clean.reads, BytesRead: s.clean.readBytes,
+			ReadFailures: s.clean.failures},
 	}
 	if s.failed != nil {
 		out.Failed = s.failed.Error()
