@@ -128,14 +128,15 @@ func TestCleanerCredit(t *testing.T) {
 		t.Fatalf("credit %v after a huge batch, want the cap %d", s.clean.credit, 4*64<<10)
 	}
 	// A relocation-only batch has no foreground bytes; a mixed one counts
-	// only its foreground writes.
+	// its foreground records' data blocks and their share of the header.
 	b := &batch{descs: []Desc{{Kind: KindWrite, Length: 4096, Relocated: true}}, reloc: 1}
 	if n := b.foregroundBytes(); n != 0 {
 		t.Fatalf("relocation-only batch: %d foreground bytes", n)
 	}
+	// Two data blocks, and two thirds of the one header block.
 	b.descs = append(b.descs, Desc{Kind: KindWrite, Length: 5000}, Desc{Kind: KindTruncate})
-	if n := b.foregroundBytes(); n != 5000 {
-		t.Fatalf("mixed batch: %d foreground bytes, want 5000", n)
+	if n, want := b.foregroundBytes(), uint64(8192+4096*2/3); n != want {
+		t.Fatalf("mixed batch: %d foreground bytes, want %d", n, want)
 	}
 }
 

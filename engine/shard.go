@@ -109,19 +109,23 @@ type batchReq struct {
 	r *Request
 }
 
-// foregroundBytes is the data the batch's foreground records write (not
-// the cleaner's relocations).
+// foregroundBytes is the log the batch's foreground records take (not
+// the cleaner's relocations): their data blocks and their share of the
+// batch's header blocks. The header counts: a durable 4 KiB write at
+// depth 1 is a batch of its own, a header block and a data block, and a
+// cleaner paced by the data alone freed half of what such writes took.
 func (b *batch) foregroundBytes() uint64 {
-	if b.reloc == len(b.descs) {
+	fg := len(b.descs) - b.reloc
+	if fg == 0 {
 		return 0
 	}
 	var n uint64
 	for i := range b.descs {
 		if d := &b.descs[i]; d.Kind == KindWrite && !d.Relocated {
-			n += uint64(d.Length)
+			n += uint64(dataBlocksFor(d.Length)) * 4096
 		}
 	}
-	return n
+	return n + uint64(headerBlocksFor(len(b.descs))*4096*fg/len(b.descs))
 }
 
 func (b *batch) reset() {
