@@ -40,10 +40,12 @@ import (
 // over the batches: a durable write at depth 1 carries a few KiB of it
 // instead of a whole step (which doubled its latency). Below the low
 // level, or with an idle foreground, the cleaner goes unpaced, and at the
-// reserve it reads four steps at once. The pace counts data, not the
-// batch headers that small batches also take from the log, so under a
-// steady load of small writes free space drifts down to the low level and
-// the cleaner alternates there between paced and unpaced steps.
+// reserve it reads four steps at once. The pace counts the log the
+// foreground takes, its share of batch headers included; what it leaves
+// out (segment headers, the relocation records' own share of the batch
+// headers, a victim's live ratio changing under it) lets free space
+// drift down to the low level under a steady load, where the cleaner
+// alternates between paced and unpaced steps.
 type cleanerState struct {
 	victim   uint32 // NoSegment when idle
 	scanning bool
