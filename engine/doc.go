@@ -161,9 +161,10 @@
 // through the normal batches; a relocation record replaces only the parts
 // of its extent that still point at the old location, at run time and on
 // replay alike, so it never undoes a foreground write that raced with it.
-// It moves at most Cleaner.BytesPerBatch per step, reading a step while
-// the one before is in a batch, and while free space is not short it
-// paces the steps by the foreground's writes (cleaner.go): each written
-// byte earns what cleaning the victim costs per byte freed, so relocation
-// is spread over the batches instead of riding whole steps in each.
+// It moves at most Cleaner.BytesPerBatch per step, one step at a time,
+// reading neighbouring extents together, and while free space is not
+// short it paces the steps by the foreground's writes (cleaner.go): each
+// byte of log they take earns what cleaning the victim costs per byte
+// freed, so relocation is spread over the batches instead of riding whole
+// steps in each.
 package engine
