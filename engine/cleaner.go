@@ -21,13 +21,13 @@ import (
 // started for cleanerIdle, seen at the reactor's next pass) lets it clean
 // up to the target, banking free space for the next burst. Cleaning late
 // is cheaper: the longer a segment is left, the more of it the
-// foreground's overwrites kill before it is relocated: under durable 4
-// KiB random writes at depth 1 on an 80%-full device, its victims were
-// 82% live when it held free space at half the target and are 74-77%
-// starting late, a fifth less relocation per write (README, session 18).
-// Reads count
-// as foreground, so that a read-heavy spell after a write burst does not
-// share the device with the cleaner while free space is not short.
+// foreground's overwrites kill before it is relocated. Under durable 4
+// KiB random writes at depth 1 on an 80%-full device its victims were
+// 82% live when it held free space at half the target, and are 74-77%
+// starting late: 40% less relocation per write (README, session 18).
+// Reads count as foreground, so that a read-heavy spell after a write
+// burst does not share the device with the cleaner while free space is
+// not short.
 //
 // Throttling: a step reads at most Cleaner.BytesPerBatch live bytes, and
 // its records ride in the same group-commit batches as foreground writes,
