@@ -145,29 +145,38 @@ func TestCleanerCredit(t *testing.T) {
 // what it relocates reads back whole.
 func TestCleanerReadsNeighboursTogether(t *testing.T) {
 	fsys, path := memDevice(t, 24<<20, 1<<20)
-	e, err := Open(Options{Path: path, FS: fsys, Shards: 1, Mode: Interrupt, Logger: quietLogger,
-		Cleaner: CleanerOptions{FreeTarget: 0.6, MaxLiveRatio: 0.95}})
-	if err != nil {
-		t.Fatal(err)
+	open := func(disabled bool) *Engine {
+		e, err := Open(Options{Path: path, FS: fsys, Shards: 1, Mode: Interrupt, Logger: quietLogger,
+			Cleaner: CleanerOptions{Disabled: disabled, FreeTarget: 0.6, MaxLiveRatio: 0.95}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return e
 	}
-	defer e.Close()
+	// Laid out with the cleaner off (a slow writer, under the race
+	// detector on one CPU, pauses long enough for an idle cleaner to
+	// start and then paces it to a few extents per step), then cleaned
+	// with nothing else running: unpaced steps.
+	e := open(true)
 	// 4 KiB objects, one batch each, then a third of them again: about 11
-	// of the device's 22 segments, so free space stays above the level
-	// where writes start the cleaner, and it cleans, unpaced, once they
-	// stop.
+	// of the device's 22 segments, the first ones two thirds live with
+	// dead records between the live ones.
 	const n = 1024
 	for i := range n {
 		if _, err := e.Write(ObjectID{Lo: uint64(i + 1)}, 1, 0, pattern(uint64(i), 4096)); err != nil {
 			t.Fatal(err)
 		}
 	}
-	// Every third object written again: the first segments keep two
-	// thirds of their records live, with dead ones between them.
 	for i := 0; i < n; i += 3 {
 		if _, err := e.Write(ObjectID{Lo: uint64(i + 1)}, 1, 0, pattern(uint64(i), 4096)); err != nil {
 			t.Fatal(err)
 		}
 	}
+	if err := e.Close(); err != nil {
+		t.Fatal(err)
+	}
+	e = open(false)
+	defer e.Close()
 	deadline := time.Now().Add(20 * time.Second)
 	var cs CleanerStats
 	for {
@@ -180,10 +189,10 @@ func TestCleanerReadsNeighboursTogether(t *testing.T) {
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
-	extents := cs.BytesRelocated / 4096
-	t.Logf("cleaner: %d segments, %d extents relocated in %d device reads of %d bytes", cs.SegmentsCleaned, extents, cs.DeviceReads, cs.BytesRead)
-	if cs.DeviceReads == 0 || extents < 8*cs.DeviceReads {
-		t.Fatalf("%d extents relocated in %d device reads; want at least 8 per read", extents, cs.DeviceReads)
+	extents, reads := cs.BytesRelocated/4096, cs.DeviceReads
+	t.Logf("cleaner: %d segments, %d extents relocated in %d device reads of %d bytes", cs.SegmentsCleaned, extents, reads, cs.BytesRead)
+	if reads == 0 || extents < 8*reads {
+		t.Fatalf("%d extents relocated in %d device reads; want at least 8 per read", extents, reads)
 	}
 	for i := range n {
 		if got := mustRead(t, e, ObjectID{Lo: uint64(i + 1)}, 0, 4096); string(got) != string(pattern(uint64(i), 4096)) {
