@@ -58,10 +58,13 @@ type cleanerState struct {
 	// pace is the relocation bytes a foreground byte earns for the
 	// current victim; credit what is earned and not yet spent (negative
 	// after a step that read more than it had); lastForeground when a
-	// batch last carried a foreground record.
+	// batch last carried a foreground record or a pass started a read;
+	// readStarted that the pass did (folded into lastForeground by
+	// cleanStep, so a read costs no clock reading of its own).
 	pace           float64
 	credit         float64
 	lastForeground time.Time
+	readStarted    bool
 
 	cleaned   uint64
 	relocated uint64
@@ -114,6 +117,10 @@ func (s *shard) cleanStep() bool {
 	c := &s.clean
 	if s.e.opts.Cleaner.Disabled || s.failed != nil {
 		return false
+	}
+	if c.readStarted {
+		c.readStarted = false
+		c.lastForeground = time.Now()
 	}
 	if c.victim == NoSegment {
 		return s.pickVictim()

@@ -156,11 +156,12 @@
 // level well under Cleaner.FreeTarget while the foreground reads or
 // writes (cleaning late relocates less), and below the target itself
 // when the foreground is idle. It picks the closed, unpinned segment with
-// the best (1-u)·age/(1+u), finds its live extents with an incremental index scan,
-// reads them (checksums verified), and writes them as relocation records
-// through the normal batches; a relocation record replaces only the parts
-// of its extent that still point at the old location, at run time and on
-// replay alike, so it never undoes a foreground write that raced with it.
+// the best (1-u)·age/(1+u), finds its live extents with an incremental
+// index scan, reads them (checksums verified), and writes them as
+// relocation records through the normal batches; a relocation record
+// replaces only the parts of its extent that still point at the old
+// location, at run time and on replay alike, so it never undoes a
+// foreground write that raced with it.
 // It moves at most Cleaner.BytesPerBatch per step, one step at a time,
 // reading neighbouring extents together, and while free space is not
 // short it paces the steps by the foreground's writes (cleaner.go): each

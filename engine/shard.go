@@ -1195,7 +1195,7 @@ func (s *shard) reclaimable() bool {
 // ---- reads ----
 
 func (s *shard) startRead(r *Request) {
-	s.clean.lastForeground = time.Now() // reads hold the cleaner back too (cleanerState)
+	s.clean.readStarted = true // reads hold the cleaner back too (cleanerState)
 	st, ok := s.objs.Get(ObjectState{ID: r.Object})
 	if !ok || st.Deleted {
 		s.complete(r, fmt.Errorf("%w: %v", ErrNotFound, r.Object))
