@@ -95,22 +95,8 @@ func TestKillNodeDuringMetadataWorkload(t *testing.T) {
 	key := client.Key{ID: acc.KeyID, Secret: acc.Secret}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	// open dials the cluster as a new client and opens the container;
-	// the test's end closes both.
-	open := func() *client.FS {
-		cl, err := client.DialCluster(ctx, acc.ClusterID, acc.Managers, key, client.WithLogger(quiet))
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { cl.Close() })
-		fsys, err := cl.OpenContainer(ctx, c.lc.State().Container, key)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { fsys.Close() })
-		return fsys
-	}
-	fsys := open()
+	name := c.lc.State().Container
+	fsys := openFS(t, ctx, acc, key, name)
 
 	u := &untar{files: map[string][]byte{}}
 	stop := make(chan struct{})
@@ -175,7 +161,7 @@ func TestKillNodeDuringMetadataWorkload(t *testing.T) {
 	t.Logf("%d directories and %d files acknowledged, %d operations failed (first: %v)", len(u.dirs), len(u.files), u.fails.Load(), u.first.Load())
 
 	// A fresh client sees every acknowledged directory and file.
-	fs2 := open()
+	fs2 := openFS(t, ctx, acc, key, name)
 	for _, d := range u.dirs {
 		if fi, err := fs2.Stat(d); err != nil || !fi.IsDir() {
 			t.Errorf("acknowledged directory %s: %v", d, err)
