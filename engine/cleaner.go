@@ -2,6 +2,7 @@ package engine
 
 import (
 	"cmp"
+	"fmt"
 	"hash/crc32"
 	"math"
 	"slices"
@@ -9,10 +10,26 @@ import (
 )
 
 // cleanerState is a shard's cleaner: it picks one victim segment at a
-// time, finds its live extents with an incremental index scan, reads them,
-// and rewrites them as relocation records through the shard's normal
-// batches. The victim is freed (after a checkpoint) once no extent points
-// into it.
+// time, walks its batches front to back, and rewrites the extents of the
+// live index that still point into it as relocation records through the
+// shard's normal batches. The victim is freed (after a checkpoint) once no
+// extent points into it.
+//
+// Finding the live extents: a victim's log is self-describing, so the
+// walk reads it in large sequential reads, decodes each batch header and
+// asks the index, record by record, which parts of the record are still
+// live (Index.Lookup, then the location); those parts are relocated from
+// the same read. The cost is proportional to the victim, not to the
+// index: finding a victim's extents by visiting every extent of the shard
+// cost 11-13% of the engine's CPU under 4 KiB random writes on a 1 GiB
+// device, and grows with the device. The walk reads the dead blocks too,
+// which the extent-by-extent reads of the past mostly read anyway (they
+// took neighbours within 16 KiB together). What the walk cannot see, a
+// batch header that does not decode, leaves live bytes in the victim
+// after its last relocation; the exact live count (segState.live) shows
+// it, and the cleaner then finds the rest by scanning the whole index
+// (CleanerStats.IndexScans), since a victim is freed only when nothing
+// live is left in it.
 //
 // When: under foreground I/O the cleaner waits until free segments fall
 // to its start level, a quarter of the way from its low level (the
@@ -47,9 +64,25 @@ import (
 // drift down to the low level under a steady load, where the cleaner
 // alternates between paced and unpaced steps.
 type cleanerState struct {
-	victim   uint32 // NoSegment when idle
+	victim uint32 // NoSegment when idle
+	// The walk: walkPos is the victim's offset of the next batch header;
+	// walkNext the bytes of the batch there when the last read cut it
+	// short (0: not known); walkPaced that the read in flight spends
+	// credit; liveRatio the victim's live share when it was picked.
+	walking   bool
+	walkPos   uint32
+	walkNext  uint32
+	walkPaced bool
+	liveRatio float64
+	descs     []Desc // decoding scratch
+	// The fallback (see above): an incremental scan of the whole index
+	// from cursor for extents in the victim, collected in todo. scanned:
+	// it ran for this victim; gaveUp: a live record of the victim did not
+	// read back, so its data stays where it is.
 	scanning bool
-	cursor   Extent // next index key to scan from
+	scanned  bool
+	gaveUp   bool
+	cursor   Extent
 	todo     []Extent
 	reading  int
 	ready    []relocPiece
@@ -71,6 +104,7 @@ type cleanerState struct {
 	reads     uint64 // device reads of victims, and their bytes
 	readBytes uint64
 	failures  uint64
+	scans     uint64 // fallback index scans
 }
 
 type relocPiece struct {
@@ -156,26 +190,182 @@ func (s *shard) cleanStep() bool {
 	// durable 4 KiB writes at depth 1 on an 80%-full device, 30 s in the
 	// cleaner's steady state, p99 1.9 ms against 1.2-1.35 ms waiting
 	// (README, session 18), with no gain at depth 32.
-	if c.reading == 0 && len(c.ready) == 0 && c.queued == 0 {
-		if len(c.todo) == 0 {
-			s.victimDone()
+	if c.reading != 0 || len(c.ready) != 0 || c.queued != 0 {
+		return worked
+	}
+	if !c.walking && len(c.todo) == 0 {
+		if st := s.segs[c.victim]; st != nil && st.live != 0 && !c.scanned && !c.gaveUp {
+			s.e.opts.Logger.Warn("engine: cleaner: the victim's batches do not account for all its live bytes; scanning the index for the rest",
+				"shard", s.id, "segment", c.victim, "live", st.live)
+			c.scanning, c.scanned, c.cursor = true, true, Extent{}
+			c.scans++
 			return true
 		}
-		budget, paced := cleanerBudget(s.e.opts.Cleaner, s.e.alloc.nfree.Load(), s.e.alloc.reserve, s.e.sb.SegmentCount,
-			s.foregroundIdle(), c.credit)
-		if budget == 0 {
-			return worked // earned by the next foreground writes
+		s.victimDone()
+		return true
+	}
+	budget, paced := cleanerBudget(s.e.opts.Cleaner, s.e.alloc.nfree.Load(), s.e.alloc.reserve, s.e.sb.SegmentCount,
+		s.foregroundIdle(), c.credit)
+	if budget == 0 {
+		return worked // earned by the next foreground writes
+	}
+	if c.walking {
+		s.queueWalkRead(budget, paced)
+		return true
+	}
+	for len(c.todo) > 0 && budget > 0 {
+		live := s.queueCleanRead(budget)
+		budget -= live
+		if paced {
+			c.credit -= float64(live)
 		}
-		for len(c.todo) > 0 && budget > 0 {
-			live := s.queueCleanRead(budget)
-			budget -= live
-			if paced {
-				c.credit -= float64(live)
+	}
+	return true
+}
+
+// Bounds of one read of a victim's walk: at least a few records' worth,
+// so that a paced step at depth 1 still reads a batch or two, and at most
+// a coalesced read's size (its buffers are pooled), unless one batch is
+// larger.
+const (
+	walkReadMin = 16 << 10
+	walkReadMax = spanBytesMax
+)
+
+// queueWalkRead reads the victim's next stretch of batches: about budget
+// live bytes at the victim's live ratio, and at least the batch the last
+// read cut short.
+func (s *shard) queueWalkRead(budget int, paced bool) {
+	c := &s.clean
+	n := uint32(walkReadMax)
+	if want := float64(budget) / max(c.liveRatio, 0.01); want < float64(walkReadMax) {
+		n = max(uint32(want+4095)&^4095, walkReadMin)
+	}
+	n = min(max(n, c.walkNext), s.e.sb.SegmentSize-c.walkPos)
+	c.walkPaced = paced
+	c.reading++
+	c.reads++
+	c.readBytes += uint64(n)
+	s.queueRead(&readOp{ext: Extent{Loc: Location{Segment: c.victim, Offset: c.walkPos}}, buf: s.getCleanScratch(int(n)), own: true,
+		off: s.segBase(c.victim) + int64(c.walkPos), done: s.walkReadDone})
+}
+
+// walkReadDone takes the live parts of every whole batch a walk read
+// holds, verified, into c.ready, and moves the walk past those batches.
+// The walk ends at the first block that is not a batch header of the
+// victim's generation (zeros, or an older use of the segment: where its
+// log ends, as recovery reads it), or at a header that does not decode,
+// whose live records the fallback then finds.
+func (s *shard) walkReadDone(op *readOp, err error) {
+	c := &s.clean
+	c.reading--
+	if err != nil || c.victim == NoSegment {
+		if err != nil {
+			s.cleanFailed(op.ext.Loc.Segment, err)
+		}
+		s.putScratch(op.buf)
+		return
+	}
+	st, segSize := s.segs[c.victim], s.e.sb.SegmentSize
+	buf, base := op.buf, c.walkPos
+	first, live := len(c.ready), 0
+	var p uint32
+	c.walkNext = 0
+	for err == nil {
+		pos := base + p
+		if pos+4096 > segSize {
+			c.walking = false
+			break
+		}
+		if int(p)+4096 > len(buf) {
+			break
+		}
+		h, _, _, why := DecodeBatchHeader(buf[p:p+4096], nil)
+		if h.Generation != st.gen {
+			c.walking = false
+			break
+		}
+		// In 64 bits: a damaged header's block count must not wrap.
+		size64 := (uint64(h.HeaderBlocks) + uint64(h.DataBlocks)) * 4096
+		if why == "" && uint64(pos)+size64 > uint64(segSize) {
+			why = fmt.Sprintf("batch of %d bytes runs past the segment end", size64)
+		}
+		size := uint32(size64)
+		if why == "" && int(p+size) > len(buf) {
+			c.walkNext = size
+			break
+		}
+		if why == "" {
+			h, c.descs, _, why = DecodeBatchHeader(buf[p:p+uint32(h.HeaderBlocks)*4096], c.descs[:0])
+		}
+		if why != "" {
+			s.e.opts.Logger.Warn("engine: cleaner: a batch header of the victim does not decode; the walk stops there",
+				"shard", s.id, "segment", c.victim, "offset", op.off+int64(p), "reason", why)
+			c.walking = false
+			break
+		}
+		at := p + uint32(h.HeaderBlocks)*4096
+		for i := range c.descs {
+			d := &c.descs[i]
+			if d.Kind != KindWrite {
+				continue
+			}
+			rec, loc := buf[at:], base+at
+			at += dataBlocksFor(d.Length) * 4096
+			verified := false
+			s.idx.Lookup(d.Object, d.Offset, uint64(d.Length), func(x Extent) bool {
+				if x.Loc.Segment != c.victim || x.Loc.Offset != loc {
+					return true
+				}
+				if !verified {
+					if x.Loc.Length != d.Length || x.Loc.CRC != d.DataCRC {
+						err = fmt.Errorf("%w: %v: the index says record at segment %d offset %d holds %d bytes of checksum %#08x, its descriptor %d bytes of %#08x",
+							ErrCorrupt, x, x.Loc.Segment, x.Loc.Offset, x.Loc.Length, x.Loc.CRC, d.Length, d.DataCRC)
+					} else {
+						err = s.verifyRecord(x, rec, op.off+int64(loc-base))
+					}
+					if err != nil {
+						return false
+					}
+					verified = true
+				}
+				c.ready = append(c.ready, relocPiece{ext: x, data: rec[x.Skip : x.Skip+x.Len]})
+				live += int(x.Len)
+				return true
+			})
+			if err != nil {
+				break
 			}
 		}
-		worked = true
+		p += size
 	}
-	return worked
+	c.walkPos = base + p
+	if err != nil {
+		clear(c.ready[first:])
+		c.ready = c.ready[:first]
+		s.cleanFailed(c.victim, err)
+		s.putScratch(buf)
+		return
+	}
+	if c.walkPaced {
+		c.credit -= float64(live)
+	}
+	if len(c.ready) > first {
+		// c.ready is taken in order, so the buffer goes back once the
+		// read's last piece is queued.
+		c.ready[len(c.ready)-1].buf = buf
+	} else {
+		s.putScratch(buf)
+	}
+}
+
+// cleanFailed gives up on the victim after a live record of it did not
+// read back: its data stays where it is, for reads to report.
+func (s *shard) cleanFailed(seg uint32, err error) {
+	c := &s.clean
+	c.failures++
+	s.e.opts.Logger.Error("engine: cleaner cannot read a live extent; leaving its segment alone", "shard", s.id, "segment", seg, "err", err)
+	c.walking, c.gaveUp, c.todo = false, true, c.todo[:0]
 }
 
 // queueCleanRead queues one device read of the victim's next extents:
@@ -296,9 +486,11 @@ func (s *shard) pickVictim() bool {
 	if best == NoSegment || waiting && s.e.alloc.nfree.Load() <= int64(s.e.alloc.reserve) {
 		return false
 	}
-	c.victim, c.scanning, c.cursor, c.todo = best, true, Extent{}, c.todo[:0]
+	c.victim, c.todo = best, c.todo[:0]
+	c.walking, c.walkPos, c.walkNext = true, segHeaderSize, 0
+	c.scanning, c.scanned, c.gaveUp = false, false, false
 	u := float64(s.segs[best].live) / float64(sb.SegmentSize)
-	c.pace, c.credit = cleanerPaceMargin*u/(1-u), 0
+	c.liveRatio, c.pace, c.credit = u, cleanerPaceMargin*u/(1-u), 0
 	return true
 }
 
@@ -313,10 +505,7 @@ func (s *shard) cleanReadDone(op *readOp, err error) {
 	}
 	if err != nil || c.victim == NoSegment {
 		if err != nil {
-			c.failures++
-			s.e.opts.Logger.Error("engine: cleaner cannot read a live extent; leaving its segment alone", "shard", s.id, "segment", op.ext.Loc.Segment, "err", err)
-			// Give up on this victim: its live data stays where it is.
-			c.todo = c.todo[:0]
+			s.cleanFailed(op.ext.Loc.Segment, err)
 		}
 		s.putScratch(op.buf)
 		return
@@ -399,5 +588,5 @@ func (s *shard) cleanAbort() {
 		s.putScratch(p.buf)
 	}
 	c.ready, c.todo, c.queued = nil, nil, 0
-	c.victim, c.scanning = NoSegment, false
+	c.victim, c.scanning, c.walking = NoSegment, false, false
 }

@@ -276,6 +276,12 @@ func runEngineCrash(t *testing.T, seed uint64, cycles int) {
 		for _, s := range st.Shards {
 			stats.cleaned += int(s.Cleaner.SegmentsCleaned)
 			stats.cacheHits += int(s.ReadCacheHits)
+			// Crashes tear only a shard's last batches, which recovery
+			// seals: every victim's batches must account for all its
+			// live bytes, with no index scan to fall back on.
+			if s.Cleaner.IndexScans != 0 {
+				fail("the cleaner scanned the index for %d victims whose batches did not account for their live bytes", s.Cleaner.IndexScans)
+			}
 		}
 		fsys.SetFault(nil)
 		e.Close()

@@ -2,6 +2,7 @@ package engine
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"io"
 	"log/slog"
@@ -418,6 +419,53 @@ func TestEngineMidLogCorruption(t *testing.T) {
 		t.Fatalf("open with a corrupt batch mid-log: %v, want ErrCorrupt", err)
 	}
 	t.Logf("%v", err)
+}
+
+// TestEngineHugeBatchClaim puts a header at the log's tail that claims
+// 2^32 + 4 KiB of blocks, its generation the segment's: recovery drops it
+// as a torn tail and keeps what came before. (Computed in 32 bits the size
+// wrapped to one block and passed the bounds check; the header checksum
+// then caught it, reading past the window's length within its capacity.)
+func TestEngineHugeBatchClaim(t *testing.T) {
+	fsys, path := memDevice(t, 24<<20, 1<<20)
+	e, err := Open(Options{Path: path, FS: fsys, Logger: quietLogger, CheckpointBytes: 1 << 40, noRecoveryCheckpoint: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 5 {
+		if _, err := e.Write(ObjectID{Lo: uint64(i)}, 0, 0, pattern(uint64(i), 5000)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	seg, gen := e.shards[0].open, e.shards[0].openGen
+	e.crashStop()
+	// Five batches of a header block and two data blocks each; the tail
+	// after them. Two header blocks (60 descriptors) and 2^20-1 data
+	// blocks: (2 + 2^20 - 1) * 4096 = 2^32 + 4096.
+	blk := directio.AlignedBlock(4096)
+	le := binary.LittleEndian
+	le.PutUint32(blk[0:], batchMagicEngine)
+	blk[4], blk[5] = formatVersion, batchKindData
+	le.PutUint16(blk[8:], 2)
+	le.PutUint32(blk[12:], 60)
+	le.PutUint32(blk[16:], 1<<20-1)
+	le.PutUint64(blk[24:], gen)
+	f, _ := fsys.OpenRW(path, true)
+	f.WriteAt(blk, int64(e.sb.SegmentsOffset)+int64(seg)*int64(e.sb.SegmentSize)+4096+15*4096)
+	f.Close()
+	e, err = Open(Options{Path: path, FS: fsys, Logger: quietLogger})
+	if err != nil {
+		t.Fatalf("open with a huge claim at the tail: %v", err)
+	}
+	defer e.Close()
+	if torn := e.Recovery().TornTails; torn != 1 {
+		t.Fatalf("%d torn tails dropped, want the one claim", torn)
+	}
+	for i := range 5 {
+		if got := mustRead(t, e, ObjectID{Lo: uint64(i)}, 0, 5000); string(got) != string(pattern(uint64(i), 5000)) {
+			t.Fatalf("object %d reads back wrong", i)
+		}
+	}
 }
 
 // TestEngineCloseWhileSubmitting closes the engine under concurrent

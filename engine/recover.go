@@ -217,10 +217,13 @@ func (s *shard) replay(win *segWindow, r replaySeg, last bool, rs *RecoveryStats
 		}
 		var size uint32
 		if why == "" {
-			size = (uint32(h.HeaderBlocks) + h.DataBlocks) * 4096
-			if pos+size > sb.SegmentSize {
-				why = fmt.Sprintf("batch of %d bytes runs past the segment end", size)
+			// In 64 bits: a damaged header's block count must not wrap
+			// to a size that passes this check.
+			size64 := (uint64(h.HeaderBlocks) + uint64(h.DataBlocks)) * 4096
+			if uint64(pos)+size64 > uint64(sb.SegmentSize) {
+				why = fmt.Sprintf("batch of %d bytes runs past the segment end", size64)
 			}
+			size = uint32(size64)
 		}
 		var all []byte
 		if why == "" {

@@ -132,15 +132,19 @@ type ShardStats struct {
 type CleanerStats struct {
 	Active          bool
 	Victim          uint32
-	Pending         int // live extents of the victim still to move
+	Pending         int // live extents of the victim found and still to move
 	SegmentsCleaned uint64
 	BytesRelocated  uint64
 	// DeviceReads and BytesRead are the cleaner's reads of its victims:
-	// one read covers neighbouring live extents and the dead blocks
-	// between them.
+	// a walk reads a victim's batches front to back, dead blocks
+	// included.
 	DeviceReads  uint64
 	BytesRead    uint64
 	ReadFailures uint64
+	// IndexScans counts victims whose batches did not account for all
+	// their live bytes (a header that does not decode), whose remaining
+	// extents the cleaner found by scanning the whole index.
+	IndexScans uint64
 }
 
 // Stats is the engine's state for operators. Space figures are exact:
@@ -178,9 +182,9 @@ func (s *shard) statsSnapshot() ShardStats {
 		IndexExtents: s.idx.Len(), Objects: s.objs.Len(),
 		ReadLatency: st.readLat.snapshot(), WriteLatency: st.writeLat.snapshot(),
 		OtherLatency: st.otherLat.snapshot(), BatchLatency: st.batchLat.snapshot(),
-		Cleaner: CleanerStats{Active: s.clean.victim != NoSegment, Victim: s.clean.victim, Pending: len(s.clean.todo),
+		Cleaner: CleanerStats{Active: s.clean.victim != NoSegment, Victim: s.clean.victim, Pending: len(s.clean.todo) + len(s.clean.ready),
 			SegmentsCleaned: s.clean.cleaned, BytesRelocated: s.clean.relocated, DeviceReads: s.clean.reads, BytesRead: s.clean.readBytes,
-			ReadFailures: s.clean.failures},
+			ReadFailures: s.clean.failures, IndexScans: s.clean.scans},
 	}
 	if s.failed != nil {
 		out.Failed = s.failed.Error()

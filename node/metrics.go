@@ -37,6 +37,7 @@ type collector struct {
 	latency    *prometheus.Desc
 	relocated  *prometheus.Desc
 	cleanRead  *prometheus.Desc
+	cleanScans *prometheus.Desc
 	frames     *prometheus.Desc
 	writes     *prometheus.Desc
 	reads      *prometheus.Desc
@@ -99,7 +100,8 @@ func newCollector(stats func() engine.Stats, netm func() net.MetricsSnapshot, cl
 		ops:           prometheus.NewDesc("weft_engine_ops_total", "Engine operations completed.", []string{"shard", "op"}, nil),
 		latency:       prometheus.NewDesc("weft_engine_latency_seconds", "Engine operation latency quantiles (submit to completion) since the engine opened.", []string{"shard", "op", "quantile"}, nil),
 		relocated:     prometheus.NewDesc("weft_engine_cleaner_relocated_bytes_total", "Live bytes the cleaner relocated.", shard, nil),
-		cleanRead:     prometheus.NewDesc("weft_engine_cleaner_read_bytes_total", "Bytes the cleaner read from its victims: the live extents and the dead blocks between neighbours it read together.", shard, nil),
+		cleanRead:     prometheus.NewDesc("weft_engine_cleaner_read_bytes_total", "Bytes the cleaner read from its victims, walking their batches front to back (dead blocks included).", shard, nil),
+		cleanScans:    prometheus.NewDesc("weft_engine_cleaner_index_scans_total", "Victims whose batch headers did not account for all their live bytes (a damaged header), so the cleaner scanned the whole index for the rest.", shard, nil),
 		frames:        prometheus.NewDesc("weft_net_frames_total", "Frames read (in) and written (out), handshakes included.", []string{"dir"}, nil),
 		writes:        prometheus.NewDesc("weft_net_writes_total", "Vectored writes that sent the frames out; frames out over writes is the batching achieved.", nil, nil),
 		direct:        prometheus.NewDesc("weft_net_direct_writes_total", "Frames written whole, without a hand-off to the connection's writer, by the goroutine that queued them on an idle connection or by the reactor that serves the connection at the end of its pass; also in weft_net_writes_total.", nil, nil),
@@ -126,7 +128,7 @@ func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 			ch <- d
 		}
 	}
-	for _, d := range []*prometheus.Desc{c.space, c.busy, c.queue, c.ops, c.latency, c.relocated, c.cleanRead,
+	for _, d := range []*prometheus.Desc{c.space, c.busy, c.queue, c.ops, c.latency, c.relocated, c.cleanRead, c.cleanScans,
 		c.frames, c.writes, c.direct, c.loopConns, c.reads, c.bytes, c.inFlight, c.requests, c.errors, c.info, c.copied, c.device, c.readBytes, c.cacheHits, c.cacheBytes, c.submits} {
 		ch <- d
 	}
@@ -159,6 +161,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		}
 		counter(c.relocated, float64(sh.Cleaner.BytesRelocated), id)
 		counter(c.cleanRead, float64(sh.Cleaner.BytesRead), id)
+		counter(c.cleanScans, float64(sh.Cleaner.IndexScans), id)
 		counter(c.device, float64(sh.DeviceReads), id, "read")
 		counter(c.readBytes, float64(sh.DeviceReadBytes), id)
 		counter(c.cacheHits, float64(sh.ReadCacheHits), id)
