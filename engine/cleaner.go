@@ -46,8 +46,10 @@ import (
 // burst does not share the device with the cleaner while free space is
 // not short.
 //
-// Throttling: a step reads at most Cleaner.BytesPerBatch live bytes, and
-// its records ride in the same group-commit batches as foreground writes,
+// Throttling: a step reads about Cleaner.BytesPerBatch live bytes (a
+// walk's read is sized by the victim's live ratio, and holds at least one
+// whole batch), and its records ride in the same group-commit batches as
+// foreground writes,
 // so a foreground write waits behind at most one step's worth of
 // relocation; one step is in flight at a time. Between the low and the
 // start level, steps are paced by the foreground's writes: each byte of

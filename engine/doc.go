@@ -156,14 +156,18 @@
 // level well under Cleaner.FreeTarget while the foreground reads or
 // writes (cleaning late relocates less), and below the target itself
 // when the foreground is idle. It picks the closed, unpinned segment with
-// the best (1-u)·age/(1+u), finds its live extents with an incremental
-// index scan, reads them (checksums verified), and writes them as
-// relocation records through the normal batches; a relocation record
+// the best (1-u)·age/(1+u), walks its batches front to back in large
+// reads, asks the index which parts of each record are still live (a
+// lookup per record: the cost follows the victim, not the index), and
+// writes those (checksums verified) as relocation records through the
+// normal batches. A victim is freed only with no live bytes left, so a
+// walk stopped by a header that does not decode falls back to scanning
+// the whole index for the rest. A relocation record
 // replaces only the parts of its extent that still point at the old
 // location, at run time and on replay alike, so it never undoes a
 // foreground write that raced with it.
-// It moves at most Cleaner.BytesPerBatch per step, one step at a time,
-// reading neighbouring extents together, and while free space is not
+// It moves about Cleaner.BytesPerBatch per step, one step at a time,
+// and while free space is not
 // short it paces the steps by the foreground's writes (cleaner.go): each
 // byte of log they take earns what cleaning the victim costs per byte
 // freed, so relocation is spread over the batches instead of riding whole
