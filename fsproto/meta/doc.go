@@ -102,9 +102,15 @@
 // with its first map. A client follows a not-leader hint even to a node
 // outside the computed members.
 //
-// Not done: peers that do not answer the probe count as not running the group, so
-// with every running member unreachable a bootstrap member with an empty
-// log still bootstraps; a member removed from the group on a node that
+// A bootstrap member with an empty log bootstraps only when a majority of
+// the bootstrap set (itself included) answers its probe that it runs no
+// member: with the members that hold the group's log unreachable, a member
+// that lost its log would otherwise come back as a voter that forgot its
+// votes. Not done: a node that holds the group's log but has not started
+// its member yet (restarting) answers like one that never held it, so a
+// lost log probing at that moment with a majority so answering still
+// bootstraps (a marker in the cluster map that the group has committed
+// past its bootstrap entries would close it); a member removed from the group on a node that
 // still runs (not Out) keeps its stopped-in-place member and log until
 // the container is deleted; members that a changed policy no longer
 // matches are not moved.

@@ -439,29 +439,41 @@ const (
 //     the group has committed nothing past its bootstrap entries:
 //     bootstrap with boot (raft's bootstrap entries are then identical
 //     to the other bootstrap members');
-//   - nobody answers: bootstrap when this node is in boot (the group is
-//     new), else refuse: a member added later only ever joins.
+//   - nobody runs the group: bootstrap when this node is in boot (the
+//     group is new) and a majority of boot, this node included, answered
+//     that it runs no member (CodeNoMember); else refuse and try again
+//     later. A member added later only ever joins. The majority is what
+//     keeps a member of boot that lost its log from bootstrapping again
+//     while the members that hold the group's log are unreachable: it
+//     would come back as a voter that forgot its votes (two leaders in
+//     one term). A new group loses nothing by it, since it could not
+//     elect a leader without a majority anyway.
 //
 // An answer that counts this node as a learner wins over the others
 // (members that have not applied its addition yet); one that holds it a
 // lost voter wins over one that runs the group without it.
 //
-// NB: peers that do not answer count as not running the group, so a lost
-// log with every member unreachable still bootstraps (only a member of
-// boot); see the package doc.
+// NB: a node that holds the group's log but has not started its member
+// yet (a node restarting) answers like one that never held it, so a
+// member of boot that lost its log and asks at that moment, with a
+// majority so answering, still bootstraps; see the package doc.
 func (h *Host) probe(c clustermap.ContainerID, peers []raftgroup.Peer, boot []clustermap.NodeID) (join bool, err error) {
 	// Ino names this node, whose log is empty: a leader that counts it
 	// as a voter learns that it lost its log (serveMembers).
 	hdr := readRequest{Op: ReadMembers, Container: c, Ino: namespace.Ino(h.cfg.Node)}.append(nil)
 	inBoot := slices.Contains(boot, h.cfg.Node)
 	answered, learner := false, false
+	idle := 1 // nodes of boot that run no member: this one, and those that say so
 	var lost, without error
 	for _, p := range peers {
 		if p.ID == uint64(h.cfg.Node) {
 			continue
 		}
-		rep, ok := h.askMembers(p.Addr, hdr)
-		if !ok {
+		rep, ans := h.askMembers(p.Addr, hdr)
+		if ans == answerNoMember && slices.Contains(boot, clustermap.NodeID(p.ID)) {
+			idle++
+		}
+		if ans != answerMembers {
 			continue
 		}
 		answered = true
@@ -484,6 +496,8 @@ func (h *Host) probe(c clustermap.ContainerID, peers []raftgroup.Peer, boot []cl
 		return false, without
 	case !answered && !inBoot:
 		return false, fmt.Errorf("meta: container %d: no member of the group answered, and this node %d, added after the group began (bootstrap set %v), only joins a running group", c, h.cfg.Node, boot)
+	case !answered && idle <= len(boot)/2:
+		return false, fmt.Errorf("meta: container %d: %d of the bootstrap set %v (this node %d included) answered that they run no member, and none runs the group: this node's raft log is empty, and it bootstraps the group only when a majority of the set answers (its log may have been lost while the members that hold the group's are unreachable); it tries again", c, idle, boot, h.cfg.Node)
 	}
 	return !inBoot, nil
 }
@@ -501,20 +515,33 @@ func emptyVoterLost(boot []clustermap.NodeID, node clustermap.NodeID, commit uin
 	return !slices.Contains(boot, node) || commit > uint64(len(boot))
 }
 
+// probeAnswer is what a peer told probe.
+type probeAnswer uint8
+
+const (
+	answerNone     probeAnswer = iota // no answer, or one that tells nothing
+	answerNoMember                    // the node runs no member of the group
+	answerMembers                     // a member's members and commit index
+)
+
 // askMembers asks the host at addr for its group's members and commit
-// index; ok is false when it does not run the group or does not answer.
-func (h *Host) askMembers(addr string, hdr []byte) (rep readReply, ok bool) {
+// index (answerMembers, with rep), and tells a node that runs no member of
+// the group (answerNoMember) from one that does not answer.
+func (h *Host) askMembers(addr string, hdr []byte) (rep readReply, ans probeAnswer) {
 	ctx, cancel := context.WithTimeout(context.Background(), probeDialWait)
 	conn, err := h.cfg.Pool.Get(ctx, addr)
 	cancel()
 	if err != nil {
-		return rep, false
+		return rep, answerNone
 	}
 	ctx, cancel = context.WithTimeout(context.Background(), probeTimeout)
 	defer cancel()
 	resp, err := conn.Call(ctx, KindRead, hdr, nil)
+	if re := (*net.RemoteError)(nil); errors.As(err, &re) && re.Code == CodeNoMember {
+		return rep, answerNoMember
+	}
 	if err != nil {
-		return rep, false
+		return rep, answerNone
 	}
 	defer resp.Release()
 	var body []byte
@@ -523,13 +550,13 @@ func (h *Host) askMembers(addr string, hdr []byte) (rep readReply, ok bool) {
 	}
 	rh, err := decodeReplyHeader(resp.Header, len(body))
 	if err != nil || rh.Status != statusOK {
-		return rep, false
+		return rep, answerNone
 	}
 	rep, err = decodeReadReply(ReadMembers, body)
 	if err != nil || rep.Err != nil || len(rep.Voters) == 0 {
-		return readReply{}, false
+		return readReply{}, answerNone
 	}
-	return rep, true
+	return rep, answerMembers
 }
 
 func (h *Host) stopMember(mb *member) {

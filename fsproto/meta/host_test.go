@@ -331,6 +331,45 @@ func testMemberRestart(t *testing.T, wipe, leader bool) {
 	}
 }
 
+// TestLostLogAloneRefused: a bootstrap member whose raft log was lost,
+// starting while the other members are down, must not bootstrap the group
+// again (it would come back as a voter that forgot its votes, and could
+// help elect two leaders in one term). Once the others are back it is
+// refused as a lost voter, which the leader's repair handles
+// (testMemberRestart).
+func TestLostLogAloneRefused(t *testing.T) {
+	testutil.CheckLeaks(t)
+	c := newTestCluster(t, 3)
+	ctx := testContext(t)
+	if _, err := c.client().Apply(ctx, namespace.Mkdir{Parent: namespace.RootIno, Name: "d0", Mode: 0o755}); err != nil {
+		t.Fatal(err)
+	}
+	for i := range c.hosts {
+		c.kill(i)
+	}
+	if err := os.RemoveAll(c.hosts[0].dir); err != nil {
+		t.Fatal(err)
+	}
+	c.restartServer(0)
+	err := c.hosts[0].host.SetMap(c.m)
+	if err == nil || !strings.Contains(err.Error(), "answered that they run no member") {
+		t.Fatalf("SetMap with a lost log and the other members down: %v, want a refusal", err)
+	}
+	if got := c.hosts[0].host.Containers(); len(got) != 0 {
+		t.Fatalf("node 1 runs members of %v", got)
+	}
+	t.Logf("%v", err)
+	c.start(1)
+	c.start(2)
+	if err := c.hosts[0].host.SetMap(c.m); err == nil || !strings.Contains(err.Error(), "log was lost") {
+		t.Fatalf("SetMap with a lost log and the other members back: %v, want the lost-voter refusal", err)
+	}
+	ents, _, err := c.client().ReadDir(ctx, namespace.RootIno, "", 10)
+	if err != nil || !slices.Equal(names(ents), []string{"d0"}) {
+		t.Fatalf("readdir: %v, %v; want [d0]", names(ents), err)
+	}
+}
+
 // TestConcurrentCreatesAcrossLeaderLoss runs exclusive creates of
 // distinct names from several goroutines while the leader stops: every
 // create must succeed exactly once (a retry after an ambiguous failure
