@@ -389,10 +389,11 @@ func TestEngineReadCorruption(t *testing.T) {
 	t.Logf("%v", err)
 }
 
-// TestEngineMidLogCorruption damages a batch that has valid batches after
-// it and no checkpoint covering it: Open must refuse, naming the offset,
-// rather than drop acknowledged writes.
-func TestEngineMidLogCorruption(t *testing.T) {
+// fiveBatches writes objects 0-4, 5000 bytes each, on a fresh device with
+// no checkpoint after its first: five batches of a header block and two
+// data blocks at the start of the open segment.
+func fiveBatches(t *testing.T) (*vfs.Mem, string, *Engine) {
+	t.Helper()
 	fsys, path := memDevice(t, 24<<20, 1<<20)
 	e, err := Open(Options{Path: path, FS: fsys, Logger: quietLogger, CheckpointBytes: 1 << 40, noRecoveryCheckpoint: true})
 	if err != nil {
@@ -403,6 +404,14 @@ func TestEngineMidLogCorruption(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	return fsys, path, e
+}
+
+// TestEngineMidLogCorruption damages a batch that has valid batches after
+// it and no checkpoint covering it: Open must refuse, naming the offset,
+// rather than drop acknowledged writes.
+func TestEngineMidLogCorruption(t *testing.T) {
+	fsys, path, e := fiveBatches(t)
 	seg := e.shards[0].open
 	e.crashStop()
 	// The second batch of the segment: header block of batch 1 at 4096,
@@ -414,7 +423,7 @@ func TestEngineMidLogCorruption(t *testing.T) {
 	blk[100] ^= 1
 	f.WriteAt(blk, off)
 	f.Close()
-	_, err = Open(Options{Path: path, FS: fsys, Logger: quietLogger})
+	_, err := Open(Options{Path: path, FS: fsys, Logger: quietLogger})
 	if !errors.Is(err, ErrCorrupt) {
 		t.Fatalf("open with a corrupt batch mid-log: %v, want ErrCorrupt", err)
 	}
@@ -427,16 +436,7 @@ func TestEngineMidLogCorruption(t *testing.T) {
 // wrapped to one block and passed the bounds check; the header checksum
 // then caught it, reading past the window's length within its capacity.)
 func TestEngineHugeBatchClaim(t *testing.T) {
-	fsys, path := memDevice(t, 24<<20, 1<<20)
-	e, err := Open(Options{Path: path, FS: fsys, Logger: quietLogger, CheckpointBytes: 1 << 40, noRecoveryCheckpoint: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	for i := range 5 {
-		if _, err := e.Write(ObjectID{Lo: uint64(i)}, 0, 0, pattern(uint64(i), 5000)); err != nil {
-			t.Fatal(err)
-		}
-	}
+	fsys, path, e := fiveBatches(t)
 	seg, gen := e.shards[0].open, e.shards[0].openGen
 	e.crashStop()
 	// Five batches of a header block and two data blocks each; the tail
@@ -453,7 +453,7 @@ func TestEngineHugeBatchClaim(t *testing.T) {
 	f, _ := fsys.OpenRW(path, true)
 	f.WriteAt(blk, int64(e.sb.SegmentsOffset)+int64(seg)*int64(e.sb.SegmentSize)+4096+15*4096)
 	f.Close()
-	e, err = Open(Options{Path: path, FS: fsys, Logger: quietLogger})
+	e, err := Open(Options{Path: path, FS: fsys, Logger: quietLogger})
 	if err != nil {
 		t.Fatalf("open with a huge claim at the tail: %v", err)
 	}
