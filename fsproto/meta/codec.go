@@ -43,6 +43,10 @@ const (
 	// CodeRejected: the reply does not fit the connection's limits. For
 	// an op, the command applied.
 	CodeRejected net.ErrorCode = 335
+	// CodeNotStarted: the answer to ReadMembers of a node that runs no
+	// member of the group but may hold its raft log (restarting). A
+	// member with an empty log that asks does not bootstrap (see probe).
+	CodeNotStarted net.ErrorCode = 336
 )
 
 // ErrCorrupt marks every decoding failure of this package's formats:

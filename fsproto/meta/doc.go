@@ -104,13 +104,15 @@
 //
 // A bootstrap member with an empty log bootstraps only when a majority of
 // the bootstrap set (itself included) answers its probe that it runs no
-// member: with the members that hold the group's log unreachable, a member
-// that lost its log would otherwise come back as a voter that forgot its
-// votes. Not done: a node that holds the group's log but has not started
-// its member yet (restarting) answers like one that never held it, so a
-// lost log probing at that moment with a majority so answering still
-// bootstraps (a marker in the cluster map that the group has committed
-// past its bootstrap entries would close it); a member removed from the group on a node that
+// member, and no node answers that it holds the group's log without
+// running its member yet (a node restarting: CodeNotStarted): otherwise a
+// member that lost its log, asking while the members that hold the
+// group's log are unreachable or not started, would come back as a voter
+// that forgot its votes. A node answers CodeNotStarted for any log
+// directory that none of its starts found empty (so also before its
+// first map), erring towards a probe that waits. Not protected: a
+// majority of the bootstrap set losing their logs together. Not done: a
+// member removed from the group on a node that
 // still runs (not Out) keeps its stopped-in-place member and log until
 // the container is deleted; members that a changed policy no longer
 // matches are not moved.

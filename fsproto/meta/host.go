@@ -128,6 +128,10 @@ type Host struct {
 		// emptyVoterLost), with when they last did: Repair takes them
 		// out of the group and adds them back.
 		lost map[clustermap.ContainerID]map[clustermap.NodeID]time.Time
+		// empty holds the containers whose raft log a start of this
+		// host found empty and that run no member here since: their
+		// log directories exist but hold no group (see serveRead).
+		empty map[clustermap.ContainerID]bool
 	}
 }
 
@@ -154,6 +158,7 @@ func NewHost(cfg HostConfig) (*Host, error) {
 	h.mu.members = make(map[clustermap.ContainerID]*member)
 	h.mu.repair = make(map[clustermap.ContainerID]string)
 	h.mu.lost = make(map[clustermap.ContainerID]map[clustermap.NodeID]time.Time)
+	h.mu.empty = make(map[clustermap.ContainerID]bool)
 	return h, nil
 }
 
@@ -263,6 +268,7 @@ func (h *Host) SetMap(m *clustermap.Map) error {
 		}
 		h.mu.Lock()
 		h.mu.members[ct.ID] = mb
+		delete(h.mu.empty, ct.ID)
 		h.mu.Unlock()
 		h.log.Info("meta: started container group member", "container", uint64(ct.ID), "members", ids, "bootstrap", boot)
 	}
@@ -350,10 +356,17 @@ func (h *Host) start(c clustermap.ContainerID, peers []raftgroup.Peer, boot []cl
 	}
 	join := false
 	startPeers := peers
-	if fresh, err := emptyLog(store); err != nil {
+	fresh, err := emptyLog(store)
+	if err != nil {
 		store.Close()
 		return nil, fmt.Errorf("meta: container %d: %w", c, err)
-	} else if fresh && onlyWithLog {
+	}
+	if fresh {
+		h.mu.Lock()
+		h.mu.empty[c] = true
+		h.mu.Unlock()
+	}
+	if fresh && onlyWithLog {
 		store.Close()
 		return nil, nil
 	} else if fresh {
@@ -448,15 +461,14 @@ const (
 //     would come back as a voter that forgot its votes (two leaders in
 //     one term). A new group loses nothing by it, since it could not
 //     elect a leader without a majority anyway.
+//   - a node holds the group's raft log but has not started its member
+//     (restarting: CodeNotStarted, see holdsLog): refuse and try again,
+//     whatever the others answer but the three cases above; such a node
+//     does not count towards the majority.
 //
 // An answer that counts this node as a learner wins over the others
 // (members that have not applied its addition yet); one that holds it a
 // lost voter wins over one that runs the group without it.
-//
-// NB: a node that holds the group's log but has not started its member
-// yet (a node restarting) answers like one that never held it, so a
-// member of boot that lost its log and asks at that moment, with a
-// majority so answering, still bootstraps; see the package doc.
 func (h *Host) probe(c clustermap.ContainerID, peers []raftgroup.Peer, boot []clustermap.NodeID) (join bool, err error) {
 	// Ino names this node, whose log is empty: a leader that counts it
 	// as a voter learns that it lost its log (serveMembers).
@@ -464,7 +476,7 @@ func (h *Host) probe(c clustermap.ContainerID, peers []raftgroup.Peer, boot []cl
 	inBoot := slices.Contains(boot, h.cfg.Node)
 	answered, learner := false, false
 	idle := 1 // nodes of boot that run no member: this one, and those that say so
-	var lost, without error
+	var lost, without, held error
 	for _, p := range peers {
 		if p.ID == uint64(h.cfg.Node) {
 			continue
@@ -472,6 +484,9 @@ func (h *Host) probe(c clustermap.ContainerID, peers []raftgroup.Peer, boot []cl
 		rep, ans := h.askMembers(p.Addr, hdr)
 		if ans == answerNoMember && slices.Contains(boot, clustermap.NodeID(p.ID)) {
 			idle++
+		}
+		if ans == answerNotStarted {
+			held = fmt.Errorf("meta: container %d: node %d (%s) holds the group's raft log and has not started its member; this node %d, whose log is empty, tries again when it has", c, p.ID, p.Addr, h.cfg.Node)
 		}
 		if ans != answerMembers {
 			continue
@@ -494,6 +509,8 @@ func (h *Host) probe(c clustermap.ContainerID, peers []raftgroup.Peer, boot []cl
 		return false, lost
 	case without != nil:
 		return false, without
+	case held != nil:
+		return false, held
 	case !answered && !inBoot:
 		return false, fmt.Errorf("meta: container %d: no member of the group answered, and this node %d, added after the group began (bootstrap set %v), only joins a running group", c, h.cfg.Node, boot)
 	case !answered && idle <= len(boot)/2:
@@ -519,9 +536,10 @@ func emptyVoterLost(boot []clustermap.NodeID, node clustermap.NodeID, commit uin
 type probeAnswer uint8
 
 const (
-	answerNone     probeAnswer = iota // no answer, or one that tells nothing
-	answerNoMember                    // the node runs no member of the group
-	answerMembers                     // a member's members and commit index
+	answerNone       probeAnswer = iota // no answer, or one that tells nothing
+	answerNoMember                      // the node runs no member of the group
+	answerNotStarted                    // the node holds the group's log, member not started
+	answerMembers                       // a member's members and commit index
 )
 
 // askMembers asks the host at addr for its group's members and commit
@@ -537,8 +555,13 @@ func (h *Host) askMembers(addr string, hdr []byte) (rep readReply, ans probeAnsw
 	ctx, cancel = context.WithTimeout(context.Background(), probeTimeout)
 	defer cancel()
 	resp, err := conn.Call(ctx, KindRead, hdr, nil)
-	if re := (*net.RemoteError)(nil); errors.As(err, &re) && re.Code == CodeNoMember {
-		return rep, answerNoMember
+	if re := (*net.RemoteError)(nil); errors.As(err, &re) {
+		switch re.Code {
+		case CodeNoMember:
+			return rep, answerNoMember
+		case CodeNotStarted:
+			return rep, answerNotStarted
+		}
 	}
 	if err != nil {
 		return rep, answerNone
@@ -611,6 +634,19 @@ func (h *Host) Namespace(c clustermap.ContainerID) *namespace.Namespace {
 		return nil
 	}
 	return mb.sm.NS()
+}
+
+// holdsLog reports whether this host may hold a raft log of container c
+// with a group in it while it runs no member of c: the log's directory
+// exists, and no start of this host found it empty. It errs towards yes
+// (a directory not yet looked at since the host started), so that a
+// probe waits rather than let a lost log bootstrap beside a group that
+// exists (see probe).
+func (h *Host) holdsLog(c clustermap.ContainerID) bool {
+	h.mu.Lock()
+	empty := h.mu.empty[c]
+	h.mu.Unlock()
+	return !empty && h.logsOnDisk()[c]
 }
 
 func (h *Host) member(c clustermap.ContainerID) *member {
@@ -705,6 +741,10 @@ func (h *Host) serveRead(ctx context.Context, req *net.Request, w *net.ResponseW
 		return
 	}
 	mb := h.member(r.Container)
+	if mb == nil && r.Op == ReadMembers && h.holdsLog(r.Container) {
+		w.Error(CodeNotStarted, fmt.Sprintf("meta: node %d holds a raft log of container %d and has not started its member (yet)", h.cfg.Node, r.Container))
+		return
+	}
 	if mb == nil {
 		w.Error(CodeNoMember, fmt.Sprintf("meta: node %d runs no member of container %d", h.cfg.Node, r.Container))
 		return

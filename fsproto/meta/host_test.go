@@ -332,9 +332,10 @@ func testMemberRestart(t *testing.T, wipe, leader bool) {
 }
 
 // TestLostLogAloneRefused: a bootstrap member whose raft log was lost,
-// starting while the other members are down, must not bootstrap the group
-// again (it would come back as a voter that forgot its votes, and could
-// help elect two leaders in one term). Once the others are back it is
+// starting while the other members are down, or up but with their members
+// not started yet (a whole cluster restarting), must not bootstrap the
+// group again (it would come back as a voter that forgot its votes, and
+// could help elect two leaders in one term). Once the others run it is
 // refused as a lost voter, which the leader's repair handles
 // (testMemberRestart).
 func TestLostLogAloneRefused(t *testing.T) {
@@ -359,8 +360,15 @@ func TestLostLogAloneRefused(t *testing.T) {
 		t.Fatalf("node 1 runs members of %v", got)
 	}
 	t.Logf("%v", err)
-	c.start(1)
-	c.start(2)
+	c.restartServer(1)
+	c.restartServer(2)
+	err = c.hosts[0].host.SetMap(c.m)
+	if err == nil || !strings.Contains(err.Error(), "holds the group's raft log") {
+		t.Fatalf("SetMap with a lost log and the other members' nodes up, their members not started: %v, want a refusal", err)
+	}
+	t.Logf("%v", err)
+	c.setMap(1)
+	c.setMap(2)
 	if err := c.hosts[0].host.SetMap(c.m); err == nil || !strings.Contains(err.Error(), "log was lost") {
 		t.Fatalf("SetMap with a lost log and the other members back: %v, want the lost-voter refusal", err)
 	}
