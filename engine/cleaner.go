@@ -90,6 +90,11 @@ type cleanerState struct {
 	ready    []relocPiece
 	queued   int // relocation records in the current or in-flight batch
 	nextPick time.Time
+	// shunned holds victims given up on (a live record that did not read
+	// back) with when they may be picked again, for their generation:
+	// picked again at once, a segment with a damaged record would hold
+	// the cleaner on it for good while the device fills.
+	shunned map[uint32]shunnedSeg
 	// pace is the relocation bytes a foreground byte earns for the
 	// current victim; credit what is earned and not yet spent (negative
 	// after a step that read more than it had); lastForeground when a
@@ -108,6 +113,16 @@ type cleanerState struct {
 	failures  uint64
 	scans     uint64 // fallback index scans
 }
+
+type shunnedSeg struct {
+	gen   uint64
+	until time.Time
+}
+
+// cleanerShunTime is how long the cleaner leaves a victim it gave up on
+// before it tries the segment again (a read error may pass; a damaged
+// record may be overwritten meanwhile, and the segment then cleaned).
+const cleanerShunTime = time.Minute
 
 type relocPiece struct {
 	ext  Extent
@@ -366,8 +381,14 @@ func (s *shard) walkReadDone(op *readOp, err error) {
 func (s *shard) cleanFailed(seg uint32, err error) {
 	c := &s.clean
 	c.failures++
-	s.e.opts.Logger.Error("engine: cleaner cannot read a live extent; leaving its segment alone", "shard", s.id, "segment", seg, "err", err)
+	s.e.opts.Logger.Error("engine: cleaner cannot read a live extent; leaving its segment alone for a while", "shard", s.id, "segment", seg, "retry_in", cleanerShunTime, "err", err)
 	c.walking, c.gaveUp, c.todo = false, true, c.todo[:0]
+	if st := s.segs[seg]; st != nil {
+		if c.shunned == nil {
+			c.shunned = make(map[uint32]shunnedSeg)
+		}
+		c.shunned[seg] = shunnedSeg{gen: st.gen, until: time.Now().Add(cleanerShunTime)}
+	}
 }
 
 // queueCleanRead queues one device read of the victim's next extents:
@@ -442,7 +463,7 @@ func cleanerLevels(o CleanerOptions, reserve int, segments uint32) (low, start i
 // pickVictim chooses the closed, unpinned segment with the best
 // cost-benefit score (1-u)·age/(1+u), u being its live ratio, when free
 // segments are below the start level, or below the target with the
-// foreground idle.
+// foreground idle; not one given up on within cleanerShunTime.
 func (s *shard) pickVictim() bool {
 	c := &s.clean
 	sb := s.e.sb
@@ -465,6 +486,12 @@ func (s *shard) pickVictim() bool {
 	for seg, st := range s.segs {
 		if !st.closed || st.pins != 0 || seg == s.open {
 			continue
+		}
+		if sh, ok := c.shunned[seg]; ok {
+			if sh.gen == st.gen && now.Before(sh.until) {
+				continue
+			}
+			delete(c.shunned, seg)
 		}
 		if st.live == 0 {
 			waiting = true // freed by the next checkpoint
