@@ -130,7 +130,7 @@ type Host struct {
 		lost map[clustermap.ContainerID]map[clustermap.NodeID]time.Time
 		// empty holds the containers whose raft log a start of this
 		// host found empty and that run no member here since: their
-		// log directories exist but hold no group (see serveRead).
+		// log directories exist but hold no group (see holdsLog).
 		empty map[clustermap.ContainerID]bool
 	}
 }
@@ -463,8 +463,9 @@ const (
 //     elect a leader without a majority anyway.
 //   - a node holds the group's raft log but has not started its member
 //     (restarting: CodeNotStarted, see holdsLog): refuse and try again,
-//     whatever the others answer but the three cases above; such a node
-//     does not count towards the majority.
+//     unless another answer makes this node a learner, a lost voter or
+//     one the group runs without; such a node does not count towards the
+//     majority.
 //
 // An answer that counts this node as a learner wins over the others
 // (members that have not applied its addition yet); one that holds it a
