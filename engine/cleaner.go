@@ -302,12 +302,10 @@ func (s *shard) walkReadDone(op *readOp, err error) {
 			c.walking = false
 			break
 		}
-		// In 64 bits: a damaged header's block count must not wrap.
-		size64 := (uint64(h.HeaderBlocks) + uint64(h.DataBlocks)) * 4096
-		if why == "" && uint64(pos)+size64 > uint64(segSize) {
-			why = fmt.Sprintf("batch of %d bytes runs past the segment end", size64)
+		var size uint32
+		if why == "" {
+			size, why = batchBytes(h, pos, segSize)
 		}
-		size := uint32(size64)
 		if why == "" && int(p+size) > len(buf) {
 			c.walkNext = size
 			break

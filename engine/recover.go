@@ -217,13 +217,7 @@ func (s *shard) replay(win *segWindow, r replaySeg, last bool, rs *RecoveryStats
 		}
 		var size uint32
 		if why == "" {
-			// In 64 bits: a damaged header's block count must not wrap
-			// to a size that passes this check.
-			size64 := (uint64(h.HeaderBlocks) + uint64(h.DataBlocks)) * 4096
-			if uint64(pos)+size64 > uint64(sb.SegmentSize) {
-				why = fmt.Sprintf("batch of %d bytes runs past the segment end", size64)
-			}
-			size = uint32(size64)
+			size, why = batchBytes(h, pos, sb.SegmentSize)
 		}
 		var all []byte
 		if why == "" {

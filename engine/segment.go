@@ -195,6 +195,18 @@ type BatchHeader struct {
 	BatchSeq     uint64
 }
 
+// batchBytes is the device bytes of the batch whose header h (from its
+// first block) starts at pos of a segment of segSize bytes, or why the
+// batch cannot lie there. In 64 bits: a damaged header's block counts
+// must not wrap to a size that passes the check.
+func batchBytes(h BatchHeader, pos, segSize uint32) (uint32, string) {
+	n := (uint64(h.HeaderBlocks) + uint64(h.DataBlocks)) * 4096
+	if uint64(pos)+n > uint64(segSize) {
+		return 0, fmt.Sprintf("batch of %d bytes runs past the segment end", n)
+	}
+	return uint32(n), ""
+}
+
 // headerBlocksFor is how many 4 KiB header blocks count descriptors need.
 func headerBlocksFor(count int) int {
 	return (batchHeaderSize + count*descSize + 4095) / 4096
