@@ -181,22 +181,28 @@ func cleanerLayout(t *testing.T) (fsys *vfs.Mem, path string, n int, open func(d
 	return fsys, path, n, open
 }
 
+// waitCleaner waits up to 20 s until the engine's cleaner stats satisfy
+// done, and returns them.
+func waitCleaner(t *testing.T, e *Engine, done func(CleanerStats) bool) CleanerStats {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		cs := e.Stats().Shards[0].Cleaner
+		if done(cs) {
+			return cs
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the idle cleaner after 20 s: %+v", cs)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
 // waitCleaned waits until the engine's cleaner has emptied segs segments
 // and checks that every object of cleanerLayout reads back whole.
 func waitCleaned(t *testing.T, e *Engine, segs uint64, n int) CleanerStats {
 	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	var cs CleanerStats
-	for {
-		cs = e.Stats().Shards[0].Cleaner
-		if cs.SegmentsCleaned >= segs {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the idle cleaner emptied %d segments in 20 s: %+v", cs.SegmentsCleaned, cs)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	cs := waitCleaner(t, e, func(cs CleanerStats) bool { return cs.SegmentsCleaned >= segs })
 	for i := range n {
 		if got := mustRead(t, e, ObjectID{Lo: uint64(i + 1)}, 0, 4096); string(got) != string(pattern(uint64(i), 4096)) {
 			t.Fatalf("object %d reads back wrong after cleaning", i+1)
@@ -297,18 +303,7 @@ func TestCleanerShunsDamagedVictim(t *testing.T) {
 	}
 	e := open(false)
 	defer e.Close()
-	deadline := time.Now().Add(20 * time.Second)
-	var cs CleanerStats
-	for {
-		cs = e.Stats().Shards[0].Cleaner
-		if cs.SegmentsCleaned >= 8 && cs.ReadFailures >= 1 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("cleaner after 20 s: %+v", cs)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	cs := waitCleaner(t, e, func(cs CleanerStats) bool { return cs.SegmentsCleaned >= 8 && cs.ReadFailures >= 1 })
 	t.Logf("cleaner: %+v", cs)
 	if cs.ReadFailures > uint64(len(damaged)) {
 		t.Fatalf("%d read failures for %d damaged segments: the cleaner went back to a damaged victim", cs.ReadFailures, len(damaged))
