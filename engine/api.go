@@ -200,11 +200,12 @@ const (
 	opCheckpointDone
 	opHost
 	opStop
+	opForget
 )
 
 var opNames = [...]string{OpRead: "read", OpWrite: "write", OpTruncate: "truncate", OpDelete: "delete", OpStat: "stat",
 	opChanges: "changes", opSnapshot: "snapshot", opRelease: "release", opStats: "stats",
-	opCheckpoint: "checkpoint", opCheckpointDone: "checkpoint-done", opHost: "host", opStop: "stop"}
+	opCheckpoint: "checkpoint", opCheckpointDone: "checkpoint-done", opHost: "host", opStop: "stop", opForget: "forget"}
 
 func (o Op) String() string {
 	if int(o) < len(opNames) && opNames[o] != "" {

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -37,13 +38,40 @@ type objContent struct {
 	// its last KeptRequests mutations (a seq of 0 is unknown: the
 	// mutation failed before the engine told it).
 	reqs [KeptRequests]AppliedRequest
+	// restarts are the ids the object may report instead of reqs: one
+	// for each delete in its history whose tombstone may have been
+	// forgotten (ForgetTombstones drops the ids with the tombstone, and
+	// the object's next mutation starts a fresh list), holding the ids of
+	// the mutations since that delete.
+	restarts [][KeptRequests]AppliedRequest
+}
+
+// idsMatch reports whether got are ids the state may report.
+func (c objContent) idsMatch(got [KeptRequests]AppliedRequest) bool {
+	if sameRequests(got, c.reqs) {
+		return true
+	}
+	for _, alt := range c.restarts {
+		if sameRequests(got, alt) {
+			return true
+		}
+	}
+	return false
+}
+
+func withID(ids [KeptRequests]AppliedRequest, op crashOp) [KeptRequests]AppliedRequest {
+	st := ObjectState{Requests: ids}
+	st.addRequest(op.rid, op.seq)
+	return st.Requests
 }
 
 func (c objContent) apply(op crashOp) objContent {
-	n := objContent{exists: true, data: bytes.Clone(c.data), reqs: c.reqs}
-	st := ObjectState{Requests: c.reqs}
-	st.addRequest(op.rid, op.seq)
-	n.reqs = st.Requests
+	n := objContent{exists: true, data: bytes.Clone(c.data), reqs: withID(c.reqs, op)}
+	for _, alt := range c.restarts {
+		if alt = withID(alt, op); alt != n.reqs && !slices.Contains(n.restarts, alt) {
+			n.restarts = append(n.restarts, alt)
+		}
+	}
 	switch op.kind {
 	case OpWrite:
 		end := int(op.off) + len(op.data)
@@ -58,7 +86,10 @@ func (c objContent) apply(op crashOp) objContent {
 			n.data = append(n.data, make([]byte, int(op.off)-len(n.data))...)
 		}
 	case OpDelete:
-		n = objContent{reqs: n.reqs}
+		n = objContent{reqs: n.reqs, restarts: n.restarts}
+		if empty := ([KeptRequests]AppliedRequest{}); !slices.Contains(n.restarts, empty) {
+			n.restarts = append(n.restarts, empty)
+		}
 	}
 	return n
 }
@@ -158,7 +189,7 @@ func runEngineCrash(t *testing.T, seed uint64, cycles int) {
 		}
 	}
 	var snaps []*snapRecord
-	var stats struct{ ops, acked, torn, failed, nospace, snapshots, cleaned, replayed, cacheHits int }
+	var stats struct{ ops, acked, torn, failed, nospace, snapshots, cleaned, replayed, cacheHits, forgotten int }
 
 	for cycle := 0; cycle < cycles; cycle++ {
 		fail := func(format string, args ...any) {
@@ -214,6 +245,20 @@ func runEngineCrash(t *testing.T, seed uint64, cycles int) {
 					}
 					if done.Add(1) == crashAfter {
 						crashOnce.Do(func() { close(crashNow) })
+					}
+					// Worker 1 now and then forgets every tombstone of a
+					// worker's PG (each worker writes its own PG) that the
+					// engine may drop.
+					if w == 1 && r.IntN(10) == 0 {
+						pg := uint32(r.IntN(crashWorkers))
+						n, err := e.ForgetTombstones(pg, 0, e.PGSeq(pg))
+						if err != nil && !errors.Is(err, ErrClosed) {
+							t.Errorf("seed %d cycle %d: forget tombstones of pg %d: %v", seed, cycle, pg, err)
+						}
+						mu.Lock()
+						stats.forgotten += n
+						mu.Unlock()
+						continue
 					}
 					// A snapshot records the worker's last states, which a
 					// failed mutation leaves unknown.
@@ -296,8 +341,8 @@ func runEngineCrash(t *testing.T, seed uint64, cycles int) {
 	if err := e.Verify(); err != nil {
 		t.Fatalf("seed %d final: %v", seed, err)
 	}
-	t.Logf("seed %d: %d cycles, %d mutations (%d acknowledged before a crash, %d failed by injected faults), %d torn tails dropped, %d batches replayed, %d snapshots, %d segments cleaned, %d writes refused for space, %d records read from the read cache",
-		seed, cycles, stats.ops, stats.acked, stats.failed, stats.torn, stats.replayed, stats.snapshots, stats.cleaned, stats.nospace, stats.cacheHits)
+	t.Logf("seed %d: %d cycles, %d mutations (%d acknowledged before a crash, %d failed by injected faults), %d torn tails dropped, %d batches replayed, %d snapshots, %d segments cleaned, %d writes refused for space, %d records read from the read cache, %d tombstones forgotten",
+		seed, cycles, stats.ops, stats.acked, stats.failed, stats.torn, stats.replayed, stats.snapshots, stats.cleaned, stats.nospace, stats.cacheHits, stats.forgotten)
 }
 
 func randomCrashOp(r *rand.Rand, cur objContent) crashOp {
@@ -381,7 +426,10 @@ func checkObjects(t *testing.T, e *Engine, hist map[ObjectID]*objHistory, fail f
 		}
 		match := -1
 		for i := len(h.states) - 1; i >= h.definite; i-- {
-			if s := h.states[i]; s.exists == exists && bytes.Equal(s.data, got) && sameRequests(st.Requests, s.reqs) {
+			// A forgotten tombstone (ForgetTombstones) is a deleted
+			// object without a state: its request ids went with it.
+			forgotten := !exists && st == (ObjectState{})
+			if s := h.states[i]; s.exists == exists && bytes.Equal(s.data, got) && (s.idsMatch(st.Requests) || forgotten) {
 				match = i
 				break
 			}
@@ -403,7 +451,10 @@ func checkObjects(t *testing.T, e *Engine, hist map[ObjectID]*objHistory, fail f
 		}
 		// The engine's seqs stand for the unknown ones from now on.
 		adopted := h.states[match]
-		adopted.reqs = st.Requests
+		adopted.reqs, adopted.restarts = st.Requests, nil
+		if !exists && st != (ObjectState{}) {
+			adopted.restarts = [][KeptRequests]AppliedRequest{{}} // the tombstone may be forgotten yet
+		}
 		h.states = []objContent{adopted}
 		h.definite = 0
 	}
@@ -469,7 +520,7 @@ func checkSnapshots(t *testing.T, e *Engine, snaps []*snapRecord, fail func(stri
 		for id, want := range s.objects {
 			st, err := sn.Stat(id)
 			exists := err == nil
-			if exists && !sameRequests(st.Requests, want.reqs) {
+			if exists && !want.idsMatch(st.Requests) {
 				fail("snapshot %s: %v has request ids %x, took %x", s.name, id, st.Requests, want.reqs)
 			}
 			var got []byte

@@ -464,6 +464,13 @@ func (e *Engine) notePGSeq(pg uint32, seq uint64) {
 // broadcast sends one internal request to every shard and collects their
 // results in shard order.
 func (e *Engine) broadcast(mk func() *Request) ([]any, error) {
+	return e.broadcastEach(func(int) *Request { return mk() })
+}
+
+// broadcastEach submits mk(i) to shard i, skipping shards for which it
+// returns nil, waits for them all and returns their shardOut by shard
+// (nil for a skipped one) and the first error.
+func (e *Engine) broadcastEach(mk func(shard int) *Request) ([]any, error) {
 	e.submitting.Add(1)
 	if e.closed.Load() {
 		e.submitting.Add(-1)
@@ -471,15 +478,20 @@ func (e *Engine) broadcast(mk func() *Request) ([]any, error) {
 	}
 	ch := make(chan *Request, len(e.shards))
 	reqs := make([]*Request, len(e.shards))
+	n := 0
 	for i, s := range e.shards {
-		r := mk()
+		r := mk(i)
+		if r == nil {
+			continue
+		}
 		r.Done = ch
 		reqs[i] = r
 		e.push(s, r)
+		n++
 	}
 	e.submitting.Add(-1)
 	var first error
-	for range e.shards {
+	for range n {
 		r := <-ch
 		if r.Err != nil && first == nil {
 			first = r.Err
@@ -487,7 +499,9 @@ func (e *Engine) broadcast(mk func() *Request) ([]any, error) {
 	}
 	outs := make([]any, len(reqs))
 	for i, r := range reqs {
-		outs[i] = r.shardOut
+		if r != nil {
+			outs[i] = r.shardOut
+		}
 	}
 	return outs, first
 }

@@ -586,6 +586,8 @@ func (s *shard) handle(r *Request) {
 		s.complete(r, nil)
 	case opChanges:
 		s.changes(r)
+	case opForget:
+		s.forget(r)
 	case opSnapshot:
 		s.snapshot(r)
 	case opRelease:

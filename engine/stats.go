@@ -27,6 +27,7 @@ type shardStats struct {
 	readLat, writeLat, otherLat latency
 	batchLat                    latency
 	reads, writes, others       uint64
+	tombstonesForgotten         uint64
 }
 
 // latency is a histogram of microseconds, 1 µs to 100 s.
@@ -119,7 +120,8 @@ type ShardStats struct {
 	LiveBytes                     uint64
 	SegmentsFreed                 uint64
 	IndexExtents                  int
-	Objects                       int
+	Objects                       int // live objects and tombstones in the object table
+	TombstonesForgotten           uint64
 	ReadLatency                   LatencyStats
 	WriteLatency                  LatencyStats
 	OtherLatency                  LatencyStats
@@ -179,7 +181,7 @@ func (s *shard) statsSnapshot() ShardStats {
 		DeviceSubmits: s.io.submitted(),
 		CorruptReads:  st.corrupt.Load(),
 		CopiedInBytes: st.copiedIn.Load(), CopiedOutBytes: st.copiedOut.Load(), SegmentsOwned: len(s.segs), SegmentsFreed: st.segsFreed.Load(),
-		IndexExtents: s.idx.Len(), Objects: s.objs.Len(),
+		IndexExtents: s.idx.Len(), Objects: s.objs.Len(), TombstonesForgotten: st.tombstonesForgotten,
 		ReadLatency: st.readLat.snapshot(), WriteLatency: st.writeLat.snapshot(),
 		OtherLatency: st.otherLat.snapshot(), BatchLatency: st.batchLat.snapshot(),
 		Cleaner: CleanerStats{Active: s.clean.victim != NoSegment, Victim: s.clean.victim, Pending: len(s.clean.todo) + len(s.clean.ready),

@@ -15,7 +15,7 @@ type MsgKind uint8
 // Message kinds. Requests go from a PG's primary to a replica, answers back.
 const (
 	MsgPeerQuery    MsgKind = 1  // primary → replica: report your highest seq
-	MsgPeerInfo     MsgKind = 2  // replica → primary: Seq = highest seq in the PG; Mark if Marked
+	MsgPeerInfo     MsgKind = 2  // replica → primary: Seq = highest seq in the PG; Mark if Marked; Floor
 	MsgForward      MsgKind = 3  // primary → replica: apply Mut at Seq
 	MsgForwardAck   MsgKind = 4  // replica → primary: Seq is durable
 	MsgListReq      MsgKind = 5  // primary → replica: list changes after After (Limit entries)
@@ -120,6 +120,7 @@ type Msg struct {
 	EpochStart uint64          // SyncObject, SyncSame: the first seq of the primary's epoch
 	Marked     bool            // PeerInfo: the replica is incomplete above Mark (a sync did not finish)
 	Mark       uint64          // PeerInfo
+	Floor      uint64          // PeerInfo: tombstones at seqs <= Floor may be forgotten (see "Forgotten tombstones")
 	After      uint64          // ListReq, ListResp: list changes with seq > After
 	Limit      uint32          // ListReq
 	More       bool            // ListResp
@@ -204,6 +205,7 @@ func AppendMsg(b []byte, m *Msg) []byte {
 		b = le.AppendUint64(b, m.Seq)
 		b = le.AppendUint64(b, m.Mark)
 		b = append(b, boolByte(m.Marked), 0, 0, 0, 0, 0, 0, 0)
+		b = le.AppendUint64(b, m.Floor)
 	case MsgForward:
 		b = le.AppendUint64(b, m.Seq)
 		b = append(b, m.RequestID[:]...)
@@ -258,7 +260,7 @@ func AppendMsg(b []byte, m *Msg) []byte {
 // bodyLen is the fixed body length of each kind (before variable data).
 var bodyLen = [msgKindEnd]int{
 	MsgPeerQuery: 0, MsgSyncDone: 8, MsgSyncDoneAck: 0, MsgStale: 0,
-	MsgPeerInfo: 24, MsgForwardAck: 8, MsgReadCheck: 8, MsgReadCheckAck: 8,
+	MsgPeerInfo: 32, MsgForwardAck: 8, MsgReadCheck: 8, MsgReadCheckAck: 8,
 	MsgForward: 8 + 16 + 4 + 4 + 16 + 8 + 8, MsgListReq: 16, MsgListResp: 16,
 	MsgSyncObject: 8 + 8 + 16 + 4 + 4, MsgSyncAck: 24,
 	MsgSyncSame: 8 + 8 + 16 + 2 + 6 + DigestLen, MsgLeaseGrant: 16,
@@ -351,6 +353,7 @@ func DecodeMsg(b []byte) (Msg, error) {
 		if !m.Marked && m.Mark != 0 {
 			return m, badMsg("peer info mark %d without the marked flag", m.Mark)
 		}
+		m.Floor = le.Uint64(body[24:])
 	case MsgForward:
 		m.Seq = le.Uint64(body)
 		copy(m.RequestID[:], body[8:24])

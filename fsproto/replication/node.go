@@ -238,6 +238,9 @@ type Stats struct {
 	// restart or the table's bound would have let them be applied again.
 	StoredRetries uint64
 	LeaseReads    uint64 // reads served on a read lease, without a ReadCheck round
+	// FullSyncs counts syncs that listed every object (from seq 0)
+	// because a tombstone floor lay above their base.
+	FullSyncs uint64
 }
 
 // Node is one node's replication core for every PG it holds. It has no
@@ -385,10 +388,12 @@ type group struct {
 	phase      phase
 	peerMax    map[uint64]uint64
 	peerMark   map[uint64]uint64 // replicas that reported a sync mark
+	peerFloor  map[uint64]uint64 // replicas' tombstone floors (0: none forgotten)
 	ownMax     uint64
 	ownMaxOK   bool
 	ownMark    uint64
 	ownMarked  bool
+	ownFloor   uint64
 	nextSeq    uint64
 	epochStart uint64
 	pending    map[uint64]*mutation // by seq
@@ -557,6 +562,7 @@ func (g *group) becomePrimary() {
 	g.role, g.primary, g.phase = rolePrimary, g.n.cfg.ID, phasePeering
 	g.peerMax = map[uint64]uint64{}
 	g.peerMark = map[uint64]uint64{}
+	g.peerFloor = map[uint64]uint64{}
 	g.ownMaxOK = false
 	g.syncs = map[uint64]*syncState{}
 	g.roundAcks = nil
@@ -603,6 +609,7 @@ func (g *group) readOwnMax() {
 		}
 		g.ownMax, g.ownMaxOK = r.Seq, true
 		g.ownMark, g.ownMarked = r.Mark, r.Marked
+		g.ownFloor = r.Floor
 		g.checkPeered()
 	})
 }
@@ -635,7 +642,7 @@ func (g *group) stepDown() {
 	}
 	g.pending, g.byRID, g.objq, g.busy, g.loading, g.readsOut = nil, nil, nil, nil, nil, nil
 	g.pendingSeq, g.windowWait, g.reads, g.queued = nil, nil, nil, 0
-	g.syncs, g.peerMax, g.peerMark, g.roundAcks = nil, nil, nil, nil
+	g.syncs, g.peerMax, g.peerMark, g.peerFloor, g.roundAcks = nil, nil, nil, nil, nil
 	g.setLease(0)
 	g.role = roleNone
 }
@@ -709,6 +716,14 @@ func (g *group) checkPeered() {
 		}
 		if g.ownMarked {
 			base = min(base, g.ownMark)
+		}
+		if base < max(g.ownFloor, g.peerFloor[id]) {
+			// A change list from base would miss deletes whose
+			// tombstones either side forgot: list everything, so that
+			// the union holds every object either side has (see
+			// "Forgotten tombstones").
+			base = 0
+			g.n.stats.FullSyncs++
 		}
 		s := &syncState{base: base, remoteAfter: base, union: map[engine.ObjectID]bool{}, sizes: map[engine.ObjectID]uint64{},
 			reading: map[engine.ObjectID]bool{}, sent: map[engine.ObjectID]*sentObj{}, budget: g.n.cfg.SyncBytesPerTick,
@@ -1428,6 +1443,7 @@ func (g *group) receive(from uint64, m *Msg) {
 			if m.Marked {
 				g.peerMark[from] = m.Mark
 			}
+			g.peerFloor[from] = m.Floor
 			g.checkPeered()
 		}
 	case MsgForwardAck:
@@ -1509,7 +1525,7 @@ func (g *group) replicaReceive(from uint64, m *Msg) {
 		g.n.submit(StoreOp{Kind: StoreMaxSeq, PG: g.pg}, func(r StoreResult) {
 			if live() && r.Err == nil {
 				a := g.msg(MsgPeerInfo)
-				a.Seq, a.Mark, a.Marked = max(r.Seq, g.submittedMax), r.Mark, r.Marked
+				a.Seq, a.Mark, a.Marked, a.Floor = max(r.Seq, g.submittedMax), r.Mark, r.Marked, r.Floor
 				g.n.send(from, a)
 			}
 		})

@@ -30,8 +30,10 @@ const (
 	// StoreGet returns the whole object (Data, at most MaxDataBytes) with
 	// its seq, or a tombstone (Deleted) when it is deleted or absent.
 	StoreGet
-	// StoreMaxSeq returns the highest seq of PG in Seq, and the PG's
-	// sync mark in Mark (Marked false when there is none).
+	// StoreMaxSeq returns the highest seq of PG in Seq, the PG's sync
+	// mark in Mark (Marked false when there is none), and in Floor the
+	// seq at or below which the store may have forgotten tombstones (see
+	// "Forgotten tombstones" in the package doc; 0: it forgot none).
 	StoreMaxSeq
 	// StoreChanges lists the objects of PG whose last mutation has seq >
 	// Since, in seq order, at most Limit of them.
@@ -86,6 +88,7 @@ type StoreResult struct {
 	Changes  []Entry // Changes
 	Mark     uint64  // MaxSeq
 	Marked   bool    // MaxSeq
+	Floor    uint64  // MaxSeq
 	// RIDs (Get, Requests) are the object's request ids as the store
 	// holds them (Object unset), oldest first.
 	RIDs []RIDEntry
