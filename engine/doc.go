@@ -109,8 +109,11 @@
 // record adds its id, at run time and on replay alike, so the ids are in
 // every checkpoint and snapshot and survive recovery; the cleaner moves
 // extents, not states, so a relocation leaves them alone. A deleted
-// object's tombstone keeps them (Stat returns it with ErrNotFound). A
-// request with ReplaceRequests sets an object's ids outright, in its own
+// object's tombstone keeps them (Stat returns it with ErrNotFound) until
+// the caller has the engine forget it (ForgetTombstones, see forget.go:
+// the replication layer's decision, for only it knows when no replica's
+// sync still needs it); the PG's highest-seq tombstone always stays, so
+// PGSeq survives a restart. A request with ReplaceRequests sets an object's ids outright, in its own
 // batch (KindRequestID records before the mutation's): a replica
 // installing the primary's state takes the primary's ids with it. The
 // replication layer reads them to answer a retried mutation it already

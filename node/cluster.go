@@ -154,7 +154,7 @@ func newClusterNode(cfg *Config, keys *keyring, eng *engine.Engine, log *slog.Lo
 	}
 	c.ds, err = cluster.NewDataServer(cluster.DataServerConfig{
 		Node: c.id, Engine: eng, Maps: restartGate{c}, Pool: pool, OnCaughtUp: c.reportCaughtUp,
-		PeerKeyID: cfg.clusterKey(), Access: keys, Logger: log, ReadLease: cfg.readLease(), RetireAfter: cfg.RetireAfter,
+		PeerKeyID: cfg.clusterKey(), Access: keys, Logger: log, ReadLease: cfg.readLease(), RetireAfter: cfg.RetireAfter, ForgetAfter: cfg.ForgetAfter,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("node: %w", err)

@@ -120,6 +120,13 @@ type Config struct {
 	// copies. In the file: a duration string (field retire_after), or
 	// "off".
 	RetireAfter time.Duration `json:"-"`
+	// ForgetAfter is how old a deleted chunk's tombstone must be before
+	// the node may forget it (cluster.DataServerConfig.ForgetAfter;
+	// "Forgotten tombstones" in package replication). 0:
+	// cluster.ForgetAfterDefault; ForgetOff: keep tombstones for ever.
+	// In the file: a duration string (field forget_tombstones_after), or
+	// "off".
+	ForgetAfter time.Duration `json:"-"`
 	// Logger receives the node's events; default slog.Default().
 	Logger *slog.Logger `json:"-"`
 	// OnListening, when set, is called once both listeners are bound,
@@ -139,7 +146,7 @@ var configFields = map[string]bool{
 	"device": true, "format_size": true, "listen": true, "metrics_listen": true, "cores": true,
 	"shards": true, "mode": true, "conns": true, "record_bytes": true, "read_cache_bytes": true, "labels": true, "cluster_id": true, "keys_file": true, "containers": true,
 	"managers": true, "manager_id": true, "manager_peers": true, "manager_dir": true, "meta_dir": true, "cluster_key": true,
-	"heartbeat_timeout": true, "read_lease": true, "retire_after": true,
+	"heartbeat_timeout": true, "read_lease": true, "retire_after": true, "forget_tombstones_after": true,
 }
 
 // LoadConfigFile reads a JSON config file (see the package
@@ -178,6 +185,7 @@ func LoadConfigFile(path string) (Config, error) {
 		{"heartbeat_timeout", `a duration string such as "5s"`, time.ParseDuration, &cfg.HeartbeatTimeout},
 		{"read_lease", `a duration string such as "500ms" ("0s": no leases)`, ParseReadLease, &cfg.ReadLease},
 		{"retire_after", `a duration string such as "5m", or "off"`, ParseRetireAfter, &cfg.RetireAfter},
+		{"forget_tombstones_after", `a duration string such as "10m", or "off"`, ParseForgetAfter, &cfg.ForgetAfter},
 	}
 	for _, d := range durations {
 		b, ok := raw[d.field]
@@ -337,21 +345,36 @@ func ParseReadLease(text string) (time.Duration, error) {
 // away.
 const RetireOff time.Duration = -1
 
-// ParseRetireAfter parses the wait before a moved PG's copy is deleted as
+// ForgetOff in Config.ForgetAfter keeps tombstones for ever.
+const ForgetOff time.Duration = -1
+
+// ParseForgetAfter parses the age at which tombstones may be forgotten as
 // the file and the flag give it: a positive duration, or "off" for
-// RetireOff.
-func ParseRetireAfter(text string) (time.Duration, error) {
+// ForgetOff.
+func ParseForgetAfter(text string) (time.Duration, error) {
+	return parseDurationOrOff(text, "10m")
+}
+
+// parseDurationOrOff parses a positive duration, or "off" for -1.
+func parseDurationOrOff(text, example string) (time.Duration, error) {
 	if text == "off" {
-		return RetireOff, nil
+		return -1, nil
 	}
 	d, err := time.ParseDuration(text)
 	switch {
 	case err != nil:
-		return 0, fmt.Errorf("%w (want a duration such as 5m, or off)", err)
+		return 0, fmt.Errorf("%w (want a duration such as %s, or off)", err, example)
 	case d <= 0:
 		return 0, fmt.Errorf("%v: want a positive duration, or off", d)
 	}
 	return d, nil
+}
+
+// ParseRetireAfter parses the wait before a moved PG's copy is deleted as
+// the file and the flag give it: a positive duration, or "off" for
+// RetireOff.
+func ParseRetireAfter(text string) (time.Duration, error) {
+	return parseDurationOrOff(text, "5m")
 }
 
 // readLease is the lease to hand the data server (its convention: 0 for

@@ -156,6 +156,8 @@ func TestDurationConfig(t *testing.T) {
 			map[string]time.Duration{`"250ms"`: 250 * time.Millisecond, `"0s"`: ReadLeaseOff}, []string{`"-1s"`, `"soon"`, `500`}},
 		{"retire_after", func(c *Config) time.Duration { return c.RetireAfter },
 			map[string]time.Duration{`"90s"`: 90 * time.Second, `"off"`: RetireOff}, []string{`"0s"`, `"-1m"`, `"later"`, `60`}},
+		{"forget_tombstones_after", func(c *Config) time.Duration { return c.ForgetAfter },
+			map[string]time.Duration{`"1h"`: time.Hour, `"off"`: ForgetOff}, []string{`"0s"`, `"-1m"`, `"never"`, `60`}},
 	}
 	for _, f := range fields {
 		for text, want := range f.good {

@@ -84,7 +84,7 @@ func newCollector(stats func() engine.Stats, netm func() net.MetricsSnapshot, cl
 	shard := []string{"shard"}
 	return &collector{
 		stats: stats, net: netm, cluster: cluster, infoValues: values,
-		replEvents:    prometheus.NewDesc("weft_replication_events_total", "Replication core events: mutations issued as primary, acknowledged, failed stale, retries answered from request ids (stored: from ids read back from the store), reads joined to one under way, reads served on a read lease (by the core, and beside it on the connection's reader), sync messages sent and objects a replica confirmed.", []string{"event"}, nil),
+		replEvents:    prometheus.NewDesc("weft_replication_events_total", "Replication core events: mutations issued as primary, acknowledged, failed stale, retries answered from request ids (stored: from ids read back from the store), reads joined to one under way, reads served on a read lease (by the core, and beside it on the connection's reader), sync messages sent and objects a replica confirmed, tombstones of deleted chunks forgotten, and syncs that listed every object because a tombstone floor lay above their base.", []string{"event"}, nil),
 		replSyncBytes: prometheus.NewDesc("weft_replication_sync_bytes_sent_total", "Object bytes sent to replicas being synced.", nil, nil),
 		purged:        prometheus.NewDesc("weft_purged_total", "What the purger deleted of deleted containers: PGs with data, and objects.", []string{"what"}, nil),
 		purgedBytes:   prometheus.NewDesc("weft_purged_bytes_total", "Logical bytes of the objects the purger deleted.", nil, nil),
@@ -204,7 +204,7 @@ func (c *collector) collectCluster(f clusterFigures, gauge, counter func(*promet
 	}{{"mutations_issued", r.MutationsIssued}, {"acknowledged", r.Acknowledged}, {"stale_failures", r.StaleFailures},
 		{"retries_answered", r.RetriesAnswered}, {"stored_retries", r.StoredRetries}, {"reads_joined", r.ReadsJoined},
 		{"lease_reads", r.LeaseReads}, {"reads_beside", f.readsBeside}, {"sync_objects_sent", r.SyncObjectsSent}, {"sync_same_sent", r.SyncSameSent},
-		{"sync_same_kept", r.SyncSameKept}} {
+		{"sync_same_kept", r.SyncSameKept}, {"tombstones_forgotten", r.TombstonesForgotten}, {"full_syncs", r.FullSyncs}} {
 		counter(c.replEvents, float64(ev.n), ev.name)
 	}
 	counter(c.replSyncBytes, float64(r.SyncBytesSent))

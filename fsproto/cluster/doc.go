@@ -165,10 +165,13 @@
 // by a crash or by an error; a mutation of the old epoch that completed
 // after the listing) is repaired by the sync the node gets if the PG
 // comes back, which starts from seq 0 because of the mark, or deleted
-// again at the node's next start. The tombstones stay in the engine's
-// object table and change list (an entry per deleted object) until the
-// PG's container is deleted. Retired counts what was deleted; the log
-// names each PG.
+// again at the node's next start. A whole retire then forgets the copy's
+// tombstones (EngineStore.Retire; the mark at 0 makes the next sync list
+// every object anyway), and a purge those of the deleted container's PGs.
+// Tombstones of deletes in PGs this node serves are forgotten once
+// ForgetAfter old (10 minutes by default; see "Forgotten tombstones" in
+// package replication). Retired counts what was deleted; the log names
+// each PG.
 //
 // # Catching up
 //

@@ -70,6 +70,12 @@ type DataServerConfig struct {
 	// "Moved PGs" in the package doc). 0 gives RetireAfterDefault; a
 	// negative value keeps such copies.
 	RetireAfter time.Duration
+	// ForgetAfter is how old a deleted chunk's tombstone must be before
+	// the node may forget it (replication.Config.ForgetTicks; see
+	// "Forgotten tombstones" in package replication): it must exceed the
+	// time a client goes on retrying one mutation. 0 gives
+	// ForgetAfterDefault; a negative value keeps tombstones for ever.
+	ForgetAfter time.Duration
 	// PeerKeyID, when set, is the only key id KindPeer batches are
 	// accepted from (the cluster key); "" accepts any authenticated key.
 	PeerKeyID string
@@ -101,6 +107,10 @@ const (
 	// and back (an operator's drain undone, a node's state flapping)
 	// does not cost the returning node a full backfill.
 	RetireAfterDefault = 5 * time.Minute
+	// ForgetAfterDefault: far beyond any client's retries (a client call
+	// gives up within a minute), short enough that a workload that
+	// deletes all day holds an hour's tombstones at most.
+	ForgetAfterDefault = 10 * time.Minute
 	// peerCallTimeout bounds one KindPeer call: a peer that does not take
 	// a batch in that time loses it (the core retransmits).
 	peerCallTimeout = 2 * time.Second
@@ -380,6 +390,9 @@ func NewDataServer(cfg DataServerConfig) (*DataServer, error) {
 	if cfg.QueueMax < 0 {
 		errs = append(errs, fmt.Errorf("cluster: QueueMax %d is negative", cfg.QueueMax))
 	}
+	if cfg.TickInterval == 0 {
+		cfg.TickInterval = TickIntervalDefault
+	}
 	rc := cfg.Replication
 	rc.ID = uint64(cfg.Node)
 	rc.ReadLease, rc.Now = cfg.ReadLease, nil
@@ -388,6 +401,12 @@ func NewDataServer(cfg DataServerConfig) (*DataServer, error) {
 		rc.ReadLease = ReadLeaseDefault
 	case rc.ReadLease < 0:
 		rc.ReadLease = 0
+	}
+	if cfg.ForgetAfter == 0 {
+		cfg.ForgetAfter = ForgetAfterDefault
+	}
+	if cfg.ForgetAfter > 0 && cfg.TickInterval > 0 {
+		rc.ForgetTicks = int((cfg.ForgetAfter + cfg.TickInterval - 1) / cfg.TickInterval)
 	}
 	var gates *readGates
 	if rc.ReadLease > 0 {
@@ -401,9 +420,6 @@ func NewDataServer(cfg DataServerConfig) (*DataServer, error) {
 	}
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
-	}
-	if cfg.TickInterval == 0 {
-		cfg.TickInterval = TickIntervalDefault
 	}
 	if cfg.QueueMax == 0 {
 		cfg.QueueMax = QueueMaxDefault

@@ -179,17 +179,65 @@ func (s *EngineStore) call(c storeCall) {
 	c.done(r)
 }
 
-// Sync marks live in engine objects of their own placement group, so they
-// never show in a PG's Changes or move its seqs. On-disk: never renumber.
+// Sync marks and tombstone floors live in engine objects of their own
+// placement group, so they never show in a PG's Changes or move its seqs.
+// On-disk: never renumber.
 const (
-	// MarkPG is the engine placement group holding sync marks.
+	// MarkPG is the engine placement group holding sync marks and
+	// tombstone floors.
 	MarkPG = ^uint32(0)
 	// markContainer is the ObjectID.Hi of mark objects (Lo = the PG): a
 	// container id no container gets.
 	markContainer = ^uint64(0)
+	// floorContainer is the ObjectID.Hi of tombstone floor objects (Lo =
+	// the PG), likewise.
+	floorContainer = ^uint64(0) - 1
 )
 
 func markObject(pg uint32) engine.ObjectID { return engine.ObjectID{Hi: markContainer, Lo: uint64(pg)} }
+func floorObject(pg uint32) engine.ObjectID {
+	return engine.ObjectID{Hi: floorContainer, Lo: uint64(pg)}
+}
+
+// floor reads pg's tombstone floor: 8 bytes, little-endian; absent = 0.
+func (s *EngineStore) floor(pg uint32) (uint64, error) {
+	var b [8]byte
+	n, err := s.e.Read(floorObject(pg), 0, b[:])
+	switch {
+	case errors.Is(err, engine.ErrNotFound):
+		return 0, nil
+	case n == 8:
+		return le.Uint64(b[:]), nil
+	case err == nil || errors.Is(err, io.EOF):
+		return 0, fmt.Errorf("replication: tombstone floor of pg %d is %d bytes, want 8: %w", pg, n, engine.ErrCorrupt)
+	}
+	return 0, err
+}
+
+// forget raises pg's tombstone floor durably to upTo, then has the engine
+// forget pg's tombstones at seqs in (after, upTo] (see StoreForget), and
+// those of MarkPG: a cleared mark's tombstone says what its absence says,
+// and MarkPG is never synced.
+func (s *EngineStore) forget(pg uint32, after, upTo uint64) (int, error) {
+	if pg == MarkPG {
+		return 0, fmt.Errorf("replication: forget in pg %d: that is the sync marks' PG", pg)
+	}
+	f, err := s.floor(pg)
+	if err != nil {
+		return 0, err
+	}
+	if f < upTo {
+		if _, err := s.e.Write(floorObject(pg), MarkPG, 0, le.AppendUint64(nil, upTo)); err != nil {
+			return 0, fmt.Errorf("replication: raise the tombstone floor of pg %d to %d: %w", pg, upTo, err)
+		}
+	}
+	n, err := s.e.ForgetTombstones(pg, after, upTo)
+	if err != nil {
+		return n, err
+	}
+	_, err = s.e.ForgetTombstones(MarkPG, 0, s.e.PGSeq(MarkPG))
+	return n, err
+}
 
 // mark reads pg's sync mark: 8 bytes, little-endian; absent = none.
 func (s *EngineStore) mark(pg uint32) (uint64, bool, error) {
@@ -355,6 +403,11 @@ func (s *EngineStore) run(op *StoreOp) StoreResult {
 	case StoreMaxSeq:
 		res.Seq = s.e.PGSeq(op.PG)
 		res.Mark, res.Marked, res.Err = s.mark(op.PG)
+		if res.Err == nil {
+			res.Floor, res.Err = s.floor(op.PG)
+		}
+	case StoreForget:
+		res.Forgotten, res.Err = s.forget(op.PG, op.Since, op.Seq)
 	case StoreSetMark:
 		res.Err = s.lowerMark(op.PG, op.Seq)
 	case StoreClearMark:
@@ -408,6 +461,18 @@ func (s *EngineStore) Purge(ctx context.Context, pg uint32) (PurgeStats, error) 
 			return st, fmt.Errorf("replication: purge of pg %d: delete its sync mark: %w", pg, err)
 		}
 	}
+	// The PG will not be synced again: its tombstones and floor can go.
+	if f, err := s.floor(pg); err != nil || f != 0 {
+		if _, err := s.e.Delete(floorObject(pg), MarkPG); err != nil {
+			return st, fmt.Errorf("replication: purge of pg %d: delete its tombstone floor: %w", pg, err)
+		}
+	}
+	if _, err := s.e.ForgetTombstones(pg, 0, s.e.PGSeq(pg)); err != nil {
+		return st, fmt.Errorf("replication: purge of pg %d: %w", pg, err)
+	}
+	if _, err := s.e.ForgetTombstones(MarkPG, 0, s.e.PGSeq(MarkPG)); err != nil {
+		return st, fmt.Errorf("replication: purge of pg %d: %w", pg, err)
+	}
 	return st, nil
 }
 
@@ -444,12 +509,21 @@ func (s *EngineStore) Retire(ctx context.Context, pg uint32, stop func() bool) (
 	if err := s.lowerMark(pg, 0); err != nil {
 		return st, fmt.Errorf("replication: retire of pg %d: lower its sync mark to 0: %w", pg, err)
 	}
-	return s.deleteLive(ctx, pg, "retire", stop, func(o *engine.ObjectState) error {
+	st, err := s.deleteLive(ctx, pg, "retire", stop, func(o *engine.ObjectState) error {
 		if o.PGSeq == 0 {
 			return fmt.Errorf("object has no pg seq")
 		}
 		return s.do(&engine.Request{Op: engine.OpDelete, Object: o.ID, PG: pg, PGSeq: o.PGSeq})
 	})
+	if err != nil {
+		return st, err
+	}
+	// With the mark at 0 a sync of this copy lists every object, so no
+	// tombstone of it is needed (the floor is raised all the same).
+	if _, err := s.forget(pg, 0, s.e.PGSeq(pg)); err != nil {
+		return st, fmt.Errorf("replication: retire of pg %d: %w", pg, err)
+	}
+	return st, nil
 }
 
 // deleteLive deletes every live object of pg with del, counting them,

@@ -33,6 +33,8 @@ type liveCluster struct {
 	caughtUp map[uint64][]CaughtUp // by node
 	token    uint64
 	down     map[uint64]bool
+	// forgetTicks is the cores' Config.ForgetTicks (set before a start).
+	forgetTicks int
 }
 
 type liveMsg struct {
@@ -69,7 +71,7 @@ func (c *liveCluster) start(id uint64) {
 	if err != nil {
 		c.t.Fatal(err)
 	}
-	n, err := NewNode(Config{ID: id, Window: 16, SyncBytesPerTick: 64 << 10})
+	n, err := NewNode(Config{ID: id, Window: 16, SyncBytesPerTick: 64 << 10, ForgetTicks: c.forgetTicks})
 	if err != nil {
 		c.t.Fatal(err)
 	}
@@ -143,6 +145,18 @@ func (c *liveCluster) run(cond func() bool) {
 				c.step(id, Tick{})
 			}
 		}
+	}
+}
+
+// ticks steps every node through n ticks, letting what each tick starts
+// finish before the next.
+func (c *liveCluster) ticks(n int) {
+	c.t.Helper()
+	for range n {
+		for _, id := range slices.Sorted(mapKeys(c.nodes)) {
+			c.step(id, Tick{})
+		}
+		c.run(func() bool { return len(c.msgs) == 0 && c.inflight == 0 })
 	}
 }
 
@@ -860,6 +874,11 @@ func TestEngineRetireThenReturn(t *testing.T) {
 			if mark, marked, err := c.stores[3].mark(pg); err != nil || !marked || mark != 0 {
 				t.Fatalf("node 3's sync mark after retire: %d, %v (%v); want 0", mark, marked, err)
 			}
+			// A whole retire forgets the copy's tombstones but the one
+			// that keeps the highest seq.
+			if ch, err := c.engines[3].Changes(pg, 0, 0); err != nil || (tt.stopAfter < 0 && len(ch) != 1) {
+				t.Fatalf("node 3 lists %d objects of the retired pg (%v)", len(ch), err)
+			}
 			if tt.crash {
 				c.crash(3)
 			}
@@ -904,4 +923,109 @@ func readAll(e *engine.Engine, obj engine.ObjectID) ([]byte, error) {
 		err = nil
 	}
 	return p[:n], err
+}
+
+// TestEngineForgetTombstones: the nodes forget the tombstones of deletes
+// of an older epoch once they are old enough, raising their floors; a
+// replica that missed deletes whose tombstones its peers forgot comes
+// back, and its sync lists every object instead of the changes since its
+// max seq, so the objects it still holds live are deleted there too.
+func TestEngineForgetTombstones(t *testing.T) {
+	testutil.CheckLeaks(t)
+	c := newLiveCluster(t)
+	c.forgetTicks = 5
+	for _, id := range []uint64{1, 2, 3} {
+		fsys := vfs.NewMem()
+		if _, err := engine.Format(fsys, engine.FormatRequest{Path: "dev", Size: 16 << 20, Options: engine.FormatOptions{SegmentSize: 1 << 20}}); err != nil {
+			t.Fatal(err)
+		}
+		c.devs[id] = fsys
+		c.start(id)
+		t.Cleanup(func() { c.stop(id) })
+	}
+	const pg, objects = 5, 100
+	del := func(i int) {
+		t.Helper()
+		if r := c.do(1, ClientOp{PG: pg, Kind: OpDelete, RequestID: fsproto.RequestID{byte(i), 0xde}, Object: objN(i)}); r.Err != nil {
+			t.Fatal(r.Err)
+		}
+	}
+	forgotten := func(id uint64, i int) bool {
+		st, err := c.engines[id].Stat(objN(i))
+		return errors.Is(err, engine.ErrNotFound) && st.Version == 0
+	}
+	c.view(View{PG: pg, Epoch: 1, Replicas: []uint64{1, 2, 3}})
+	for i := range objects {
+		c.write(1, pg, i, fmt.Sprintf("v1-%d", i))
+	}
+	for i := 0; i < 40; i++ {
+		del(i)
+	}
+	for i := range 40 { // new seqs, so that the deletes fall 2*Window behind
+		c.write(1, pg, objects+i, "new")
+	}
+	// Deletes of this epoch stay, however old.
+	c.ticks(4 * c.forgetTicks)
+	for _, id := range []uint64{1, 2, 3} {
+		if forgotten(id, 0) {
+			t.Fatalf("node %d forgot a tombstone of the epoch it serves", id)
+		}
+	}
+	// A new epoch: the tombstones become forgettable, and are
+	// forgotten once sampled old enough (all but the newest 2*Window
+	// seqs, which a sync of an up-to-date replica may list).
+	c.view(View{PG: pg, Epoch: 2, Replicas: []uint64{1, 2, 3}})
+	c.run(func() bool { return len(c.msgs) == 0 && c.inflight == 0 })
+	c.ticks(3 * c.forgetTicks)
+	for _, id := range []uint64{1, 2, 3} {
+		if !forgotten(id, 0) || !forgotten(id, 20) {
+			t.Fatalf("node %d kept the tombstones of deletes of an older epoch", id)
+		}
+		if r := c.do(1, ClientOp{PG: pg, Kind: OpRead, Object: objN(0), Len: 4}); r.Err != nil || !r.NotFound {
+			t.Fatalf("read of a forgotten object: %+v", r)
+		}
+		floor, err := c.stores[id].floor(pg)
+		if err != nil || floor == 0 || floor >= c.engines[id].PGSeq(pg) {
+			t.Fatalf("node %d: floor %d (%v), max seq %d", id, floor, err, c.engines[id].PGSeq(pg))
+		}
+	}
+	if got := c.nodes[1].Stats().TombstonesForgotten; got == 0 {
+		t.Fatal("the primary counts no forgotten tombstone")
+	}
+
+	// Node 3 leaves; the PG deletes objects it holds, in an epoch that
+	// ends, and the others forget those tombstones.
+	c.view(View{PG: pg, Epoch: 3, Replicas: []uint64{1, 2}})
+	c.run(func() bool { return len(c.msgs) == 0 && c.inflight == 0 })
+	for i := 40; i < 70; i++ {
+		del(i)
+	}
+	for i := range 40 {
+		c.write(1, pg, objects+40+i, "new")
+	}
+	c.view(View{PG: pg, Epoch: 4, Replicas: []uint64{1, 2}})
+	c.run(func() bool { return len(c.msgs) == 0 && c.inflight == 0 })
+	c.ticks(3 * c.forgetTicks)
+	if !forgotten(1, 45) || !forgotten(2, 45) {
+		t.Fatal("nodes 1 and 2 kept the tombstones of epoch 3")
+	}
+	if _, err := c.engines[3].Stat(objN(45)); err != nil {
+		t.Fatalf("node 3 lost object 45 while away: %v", err)
+	}
+
+	// Node 3 comes back: a sync from its max seq would list none of
+	// the forgotten deletes.
+	full := c.nodes[1].Stats().FullSyncs
+	c.view(View{PG: pg, Epoch: 5, Replicas: []uint64{1, 2, 3}, Backfilling: []uint64{3}})
+	c.run(func() bool { return slices.Contains(c.caughtUp[3], CaughtUp{PG: pg, Epoch: 5}) })
+	if got := c.nodes[1].Stats().FullSyncs; got == full {
+		t.Fatal("the sync of node 3 started above the primary's floor")
+	}
+	for i := range objects + 80 {
+		want, wantErr := readAll(c.engines[1], objN(i))
+		got, gotErr := readAll(c.engines[3], objN(i))
+		if !bytes.Equal(got, want) || errors.Is(gotErr, engine.ErrNotFound) != errors.Is(wantErr, engine.ErrNotFound) {
+			t.Fatalf("object %d: node 3 holds %q (%v), the primary %q (%v)", i, got, gotErr, want, wantErr)
+		}
+	}
 }

@@ -76,6 +76,15 @@ type Config struct {
 	// (see "Reads beside the core" in the package doc); it must not call
 	// into the Node.
 	OnLease func(pg uint32, epoch uint64, until time.Duration)
+	// ForgetTicks, when positive, lets the node forget tombstones (see
+	// "Forgotten tombstones" in the package doc): every ForgetTicks ticks
+	// it asks its store to forget those of each PG it serves that are at
+	// least ForgetTicks old, from an older epoch, and 2*Window seqs below
+	// the PG's newest. It must exceed the time for which a client
+	// retries a mutation with one request id: a retry that arrives after
+	// its object's tombstone was forgotten finds no id and is applied
+	// again. 0: tombstones are kept for ever.
+	ForgetTicks int
 }
 
 func (c *Config) fill() error {
@@ -98,6 +107,9 @@ func (c *Config) fill() error {
 		errs = append(errs, fmt.Errorf("replication: Config.RequestIDs is %d, want at most %d", c.RequestIDs, MaxRIDEntries))
 	}
 	def(&c.QueueMax, 4096, "QueueMax")
+	if c.ForgetTicks < 0 {
+		errs = append(errs, fmt.Errorf("replication: Config.ForgetTicks is %d, want >= 0", c.ForgetTicks))
+	}
 	if c.ReadLease < 0 {
 		errs = append(errs, fmt.Errorf("replication: Config.ReadLease is %v, want >= 0", c.ReadLease))
 	}
@@ -241,6 +253,9 @@ type Stats struct {
 	// FullSyncs counts syncs that listed every object (from seq 0)
 	// because a tombstone floor lay above their base.
 	FullSyncs uint64
+	// TombstonesForgotten counts the tombstones the store reported
+	// forgotten (StoreForget).
+	TombstonesForgotten uint64
 }
 
 // Node is one node's replication core for every PG it holds. It has no
@@ -327,6 +342,7 @@ func (n *Node) Step(ev Event) []Effect {
 		n.tick++
 		for _, g := range n.sortedGroups() {
 			g.onTick()
+			g.maybeForget()
 		}
 	default:
 		panic(fmt.Sprintf("replication: unknown event %T", ev))
@@ -338,7 +354,7 @@ func (n *Node) group(pg uint32) *group {
 	g := n.pgs[pg]
 	if g == nil {
 		g = &group{n: n, pg: pg, rids: newRIDTable(n.cfg.RequestIDs),
-			mutInFlight: map[engine.ObjectID]int{}, sameCheck: map[engine.ObjectID]bool{}}
+			mutInFlight: map[engine.ObjectID]int{}, sameCheck: map[engine.ObjectID]bool{}, mutEpochs: map[uint64]int{}}
 		n.pgs[pg] = g
 	}
 	return g
@@ -447,6 +463,18 @@ type group struct {
 	// while the check read it).
 	mutInFlight map[engine.ObjectID]int
 	sameCheck   map[engine.ObjectID]bool
+	// mutEpochs counts those mutations by the epoch they were submitted in.
+	mutEpochs map[uint64]int
+
+	// peeredMax: as a replica, the least max seq we reported to this
+	// epoch's primary (PeerInfo): the epoch's seqs start above it.
+	peeredMax uint64
+	peeredOK  bool
+	// Forgetting tombstones (see maybeForget), any role and epoch.
+	forgetSample     uint64 // the PG's newest seq forgetSampleTick ...
+	forgetSampleTick uint64 // ... at this tick
+	forgotUpTo       uint64 // asked of the store since the node started
+	forgetting       bool   // a StoreForget is under way
 }
 
 type mutation struct {
@@ -554,6 +582,7 @@ func (g *group) resetReplica() {
 	g.installing = map[engine.ObjectID]uint64{}
 	g.caughtUp = false
 	g.markSet = false
+	g.peeredOK = false
 }
 
 // becomePrimary starts peering in g.epoch. Pending mutations survive (they
@@ -1526,6 +1555,9 @@ func (g *group) replicaReceive(from uint64, m *Msg) {
 			if live() && r.Err == nil {
 				a := g.msg(MsgPeerInfo)
 				a.Seq, a.Mark, a.Marked, a.Floor = max(r.Seq, g.submittedMax), r.Mark, r.Marked, r.Floor
+				if !g.peeredOK || a.Seq < g.peeredMax {
+					g.peeredMax, g.peeredOK = a.Seq, true
+				}
 				g.n.send(from, a)
 			}
 		})
@@ -1773,14 +1805,18 @@ func (t *ridTable) forgetObject(obj engine.ObjectID) {
 // submitMut submits a mutation of op.Object (Apply or Install) and counts
 // it in flight until it completes, whatever the role or epoch by then.
 func (g *group) submitMut(op StoreOp, done func(StoreResult)) {
-	obj := op.Object
+	obj, epoch := op.Object, g.epoch
 	g.mutInFlight[obj]++
+	g.mutEpochs[epoch]++
 	if _, ok := g.sameCheck[obj]; ok {
 		g.sameCheck[obj] = false
 	}
 	g.n.submit(op, func(r StoreResult) {
 		if g.mutInFlight[obj]--; g.mutInFlight[obj] <= 0 {
 			delete(g.mutInFlight, obj)
+		}
+		if g.mutEpochs[epoch]--; g.mutEpochs[epoch] <= 0 {
+			delete(g.mutEpochs, epoch)
 		}
 		done(r)
 		if g.role == rolePrimary && g.mutInFlight[obj] == 0 {
@@ -1847,4 +1883,52 @@ func sameRIDs(stored, sent []RIDEntry) bool {
 		}
 	}
 	return true
+}
+
+// maybeForget asks the store, every ForgetTicks ticks, to forget the PG's
+// tombstones that no message of this epoch can need and no sync can miss
+// (see "Forgotten tombstones" in the package doc): at seqs below the
+// epoch's first (as a replica: at or below the max seq it reported to the
+// epoch's primary, which the epoch's seqs start above), at least
+// ForgetTicks old (at or below the PG's newest seq as sampled ForgetTicks
+// ago), and 2*Window below the newest now, so that a sync with a replica
+// that is not behind starts above them. Only once no mutation submitted in
+// an earlier epoch is still in the store: such a mutation (an install of
+// an older state) is decided against the state it finds, tombstone or
+// not.
+func (g *group) maybeForget() {
+	ft := uint64(g.n.cfg.ForgetTicks)
+	t := g.n.tick
+	if ft == 0 || g.forgetting || t < g.forgetSampleTick+ft {
+		return
+	}
+	var below, newest uint64 // forget seqs < below
+	switch {
+	case g.role == rolePrimary && g.phase == phaseActive:
+		below, newest = g.epochStart, g.nextSeq-1
+	case g.role == roleReplica && g.peeredOK:
+		below, newest = g.peeredMax+1, g.submittedMax
+	default:
+		return
+	}
+	newest = max(newest, g.submittedMax)
+	upTo := min(below-1, g.forgetSample, sat(newest, 2*uint64(g.n.cfg.Window)))
+	g.forgetSample, g.forgetSampleTick = newest, t
+	for e := range g.mutEpochs {
+		if e < g.epoch {
+			return
+		}
+	}
+	if upTo <= g.forgotUpTo {
+		return
+	}
+	after := g.forgotUpTo
+	g.forgetting = true
+	g.n.submit(StoreOp{Kind: StoreForget, PG: g.pg, Since: after, Seq: upTo}, func(r StoreResult) {
+		g.forgetting = false
+		if r.Err == nil {
+			g.forgotUpTo = max(g.forgotUpTo, upTo)
+			g.n.stats.TombstonesForgotten += uint64(r.Forgotten)
+		}
+	})
 }

@@ -85,6 +85,7 @@ type simCounts struct {
 	// restarted as the only caught-up replica (see deposeTarget).
 	deposes, successorCrashes int
 	leaseReads                uint64
+	forgotten, fullSyncs      int // tombstones forgotten; syncs from seq 0 because of a floor
 }
 
 // addStats counts a core's sync traffic and request id work (before a
@@ -98,6 +99,7 @@ func (c *simCounts) addStats(st Stats) {
 	c.retriesAnswered += st.RetriesAnswered
 	c.storedRetries += st.StoredRetries
 	c.leaseReads += st.LeaseReads
+	c.fullSyncs += int(st.FullSyncs)
 }
 
 func (c *simCounts) add(o simCounts) {
@@ -127,6 +129,8 @@ func (c *simCounts) add(o simCounts) {
 	c.deposes += o.deposes
 	c.successorCrashes += o.successorCrashes
 	c.leaseReads += o.leaseReads
+	c.forgotten += o.forgotten
+	c.fullSyncs += o.fullSyncs
 }
 
 func TestSim(t *testing.T) {
@@ -152,14 +156,15 @@ func TestSim(t *testing.T) {
 		"map: %d nodes marked down, %d up, %d restarts recorded, %d caught up, %d tick-long holds of a down (last caught-up replica); "+
 		"request ids: %d retries answered, not applied again (%d by ids read back from the store), %d objects' stored ids read; "+
 		"depose scenario: %d primaries cut off from their PG, %d of their successors crashed as the only caught-up replica; "+
-		"%d reads served on a lease",
+		"%d reads served on a lease; %d tombstones forgotten, %d syncs listed every object because of a floor",
 		total.seeds, total.acked, total.reads, total.views, total.crashes, total.torn, total.partitions,
 		total.drops, total.dups, total.delayed, total.readErrs, total.syncObjs, total.syncBytes, total.syncSame, total.syncKept,
 		total.mapDown, total.mapUp, total.mapRestarted, total.mapCaughtUp, total.mapHeld,
-		total.retriesAnswered, total.storedRetries, total.ridLoads, total.deposes, total.successorCrashes, total.leaseReads)
+		total.retriesAnswered, total.storedRetries, total.ridLoads, total.deposes, total.successorCrashes, total.leaseReads,
+		total.forgotten, total.fullSyncs)
 	// Over a few seeds, a seed may draw no depose (none starts while its
 	// PG is busy) and the lease seeds may be missing.
-	if total.acked == 0 || total.views == 0 || total.crashes == 0 || total.seeds >= 20 && (total.deposes == 0 || total.leaseReads == 0) {
+	if total.acked == 0 || total.views == 0 || total.crashes == 0 || total.seeds >= 20 && (total.deposes == 0 || total.leaseReads == 0 || total.forgotten == 0 || total.fullSyncs == 0) {
 		t.Errorf("the simulation exercised too little: %+v", total)
 	}
 }
@@ -233,6 +238,8 @@ type sim struct {
 
 	nextToken uint64
 	window    int
+	// forgetTicks is the nodes' Config.ForgetTicks.
+	forgetTicks int
 	// depose: this seed runs the depose scenario on PG target (see
 	// deposeTarget); deposing while a depose is under way; successor: the
 	// current depose crashes the node the map next makes the target's
@@ -281,6 +288,9 @@ func newSim(t testing.TB, seed int64) *sim {
 	if seed%4 >= 2 {
 		s.lease = simLease
 	}
+	// Seeds 4-7 mod 16 keep tombstones; the others forget them after 2,
+	// 8 or 30 ticks (client timeouts are 6-12 ticks).
+	s.forgetTicks = []int{2, 0, 8, 30}[(seed/4)%4]
 	for i := range simNodes {
 		n := &simNode{s: s, id: uint64(i + 1), store: newSimStore(s)}
 		s.nodes = append(s.nodes, n)
@@ -334,7 +344,7 @@ func (n *simNode) start() {
 	// margin allows for.
 	rate := 1 + 0.03*(float64(n.id)-3)
 	core, err := NewNode(Config{ID: n.id, Window: n.s.window, SyncBytesPerTick: 64, RetransmitTicks: 2, RequestIDs: 1024,
-		ReadLease: lease, Now: func() time.Duration { return time.Duration(float64(n.s.now) * rate) },
+		ForgetTicks: n.s.forgetTicks, ReadLease: lease, Now: func() time.Duration { return time.Duration(float64(n.s.now) * rate) },
 		OnLease: func(pg uint32, epoch uint64, until time.Duration) {
 			n.leases[pg] = simLeaseNote{epoch, until}
 		}})
@@ -466,7 +476,9 @@ type simStore struct {
 	s       *sim
 	objs    map[uint32]map[engine.ObjectID]simObj
 	maxSeq  map[uint32]uint64
-	marks   map[uint32]uint64 // durable sync marks
+	marks   map[uint32]uint64          // durable sync marks
+	floors  map[uint32]uint64          // durable tombstone floors
+	forgot  map[engine.ObjectID]uint64 // the highest seq of each object's tombstones forgotten
 	queue   []queuedOp
 	flushAt bool
 }
@@ -478,7 +490,7 @@ type queuedOp struct {
 }
 
 func newSimStore(s *sim) *simStore {
-	return &simStore{s: s, objs: map[uint32]map[engine.ObjectID]simObj{}, maxSeq: map[uint32]uint64{}, marks: map[uint32]uint64{}}
+	return &simStore{s: s, objs: map[uint32]map[engine.ObjectID]simObj{}, maxSeq: map[uint32]uint64{}, marks: map[uint32]uint64{}, floors: map[uint32]uint64{}, forgot: map[engine.ObjectID]uint64{}}
 }
 
 func (st *simStore) pg(pg uint32) map[engine.ObjectID]simObj {
@@ -508,7 +520,7 @@ func (st *simStore) submit(n *simNode, op StoreOp) {
 		}
 	}
 	switch op.Kind {
-	case StoreApply, StoreInstall, StoreSetMark, StoreClearMark:
+	case StoreApply, StoreInstall, StoreSetMark, StoreClearMark, StoreForget:
 		st.queue = append(st.queue, queuedOp{n: n, inc: inc, op: op})
 		if !st.flushAt {
 			st.flushAt = true
@@ -553,7 +565,7 @@ func (st *simStore) query(op StoreOp) StoreResult {
 		return StoreResult{Seq: o.seq, RIDs: slices.Clone(o.rids)}
 	case StoreMaxSeq:
 		mark, marked := st.marks[op.PG]
-		return StoreResult{Seq: st.maxSeq[op.PG], Mark: mark, Marked: marked}
+		return StoreResult{Seq: st.maxSeq[op.PG], Mark: mark, Marked: marked, Floor: st.floors[op.PG]}
 	case StoreChanges:
 		var es []Entry
 		for id, o := range objs {
@@ -586,6 +598,25 @@ func (st *simStore) flush() {
 	st.queue = nil
 	for _, qo := range q {
 		op := qo.op
+		if op.Kind == StoreForget {
+			// The floor and the forgetting land together: a crash
+			// before the flush loses both.
+			st.floors[op.PG] = max(st.floors[op.PG], op.Seq)
+			k := 0
+			for id, o := range st.pg(op.PG) {
+				if o.deleted && o.seq > op.Since && o.seq <= op.Seq {
+					st.forgot[id] = max(st.forgot[id], o.seq)
+					delete(st.objs[op.PG], id)
+					k++
+				}
+			}
+			st.s.counts.forgotten += k
+			st.s.logf("node %d: pg %d forgot %d tombstones in (%d, %d]", qo.n.id, op.PG, k, op.Since, op.Seq)
+			if n := qo.n; n.up && n.inc == qo.inc {
+				n.step(StoreDone{Result: StoreResult{ID: op.ID, Forgotten: k}})
+			}
+			continue
+		}
 		if op.Kind == StoreSetMark || op.Kind == StoreClearMark {
 			if mark, ok := st.marks[op.PG]; op.Kind == StoreSetMark && (!ok || op.Seq < mark) {
 				st.marks[op.PG] = op.Seq
@@ -942,6 +973,17 @@ func (c *simClient) reply(r Reply) {
 	s.at(int64(1+s.rng.Intn(20)), c.next)
 }
 
+// forgotAtLeast reports whether some node's store forgot a tombstone of
+// obj at a seq >= seq.
+func (s *sim) forgotAtLeast(obj engine.ObjectID, seq uint64) bool {
+	for _, n := range s.nodes {
+		if n.store.forgot[obj] >= seq {
+			return true
+		}
+	}
+	return false
+}
+
 // checkAcked: every caught-up replica of a PG holds every acknowledged
 // mutation of its objects durably (seq at least the acknowledged one).
 func (s *sim) checkAcked() {
@@ -951,7 +993,15 @@ func (s *sim) checkAcked() {
 			if slices.Contains(v.Backfilling, id) {
 				continue
 			}
-			if o := s.node(id).store.pg(v.PG)[obj]; o.seq < seq {
+			o, ok := s.node(id).store.pg(v.PG)[obj]
+			if (!ok || o.deleted) && s.forgotAtLeast(obj, seq) {
+				// Deleted after the acknowledged mutation, and the
+				// delete's tombstone forgotten here, or where a sync
+				// took the object's state from (absent, or a tombstone
+				// at the seq of the state it replaced).
+				continue
+			}
+			if o.seq < seq {
 				s.failf("acknowledged mutation lost: node %d holds %v at seq %d, seq %d was acknowledged (pg %d epoch %d replicas %v backfilling %v)",
 					id, obj, o.seq, seq, v.PG, v.Epoch, v.Replicas, v.Backfilling)
 			}

@@ -49,6 +49,13 @@ const (
 	// mutations that carried one, or the ids its last install set), and
 	// its seq, also for a deleted object.
 	StoreRequests
+	// StoreForget durably raises the PG's tombstone floor (StoreMaxSeq's
+	// Floor) to at least Seq, then forgets the PG's tombstones at seqs in
+	// (Since, Seq]: the objects become as if never written (their seqs
+	// and request ids go), live objects stay as they are, and the
+	// tombstone at the PG's highest seq may stay. Forgotten reports how
+	// many went. The floor must be durable before any tombstone goes.
+	StoreForget
 )
 
 // StoreOp is one request to the local store. The core fills ID; a Store
@@ -72,7 +79,7 @@ type StoreOp struct {
 	Data  []byte // Apply (write data), Install (object data); not to be changed until done
 	Off   uint64 // Read
 	Len   int    // Read
-	Since uint64 // Changes
+	Since uint64 // Changes, Forget
 	Limit int    // Changes
 }
 
@@ -95,6 +102,8 @@ type StoreResult struct {
 	// Sizes, parallel to Changes, are the objects' sizes (0 for a
 	// tombstone); they only feed the progress totals.
 	Sizes []uint64
+	// Forgotten (Forget) is how many tombstones the store forgot.
+	Forgotten int
 }
 
 // Store is a node's local object store as the replication core uses it.

@@ -33,7 +33,7 @@ func newNodeRunCmd(ctx context.Context, status *int, join bool) *cobra.Command {
 		configFile, size, cores, recordSize, readCache string
 		managers, managerPeers                         string
 		readLease                                      string
-		retireAfter                                    string
+		retireAfter, forgetAfter                       string
 		labels                                         []string
 		containers                                     []uint
 		flagCfg                                        node.Config
@@ -165,6 +165,13 @@ func newNodeRunCmd(ctx context.Context, status *int, join bool) *cobra.Command {
 					cfg.ReadLease = d
 				}
 			}
+			if set("forget-tombstones-after") {
+				if d, err := node.ParseForgetAfter(forgetAfter); err != nil {
+					probs = append(probs, fmt.Sprintf("--forget-tombstones-after=%s: %v", forgetAfter, err))
+				} else {
+					cfg.ForgetAfter = d
+				}
+			}
 			if set("retire-after") {
 				if d, err := node.ParseRetireAfter(retireAfter); err != nil {
 					probs = append(probs, fmt.Sprintf("--retire-after=%s: %v", retireAfter, err))
@@ -219,6 +226,7 @@ UUID). weft node drain ID moves its data away before it is retired.`
 	f.StringVar(&flagCfg.ManagerDir, "manager-dir", "", "the manager member's Raft log folder (default DEVICE.manager)")
 	f.StringVar(&flagCfg.ClusterKey, "cluster-key", "", `id of the key used between nodes and managers (default "cluster")`)
 	f.DurationVar(&flagCfg.HeartbeatTimeout, "heartbeat-timeout", 0, "cluster mode: silence after which the managers mark a node down (default 5s; give every process the same)")
+	f.StringVar(&forgetAfter, "forget-tombstones-after", "", "cluster mode: how old a deleted chunk's tombstone must be before the node may forget it; longer than any client retries a write (default 10m; off: keep them)")
 	f.StringVar(&retireAfter, "retire-after", "", "cluster mode: how long a PG this node left must live on whole without it before the node deletes its copy (default 5m; off: keep such copies)")
 	f.StringVar(&readLease, "read-lease", "", "cluster mode: how long a primary serves reads without asking its replicas again (default 500ms or heartbeat-timeout/8, whichever is less; 0: off, for metadata reads too)")
 	return cmd
