@@ -113,8 +113,9 @@
 // sees its seq; kept for ever, a PG that creates and deletes chunks all
 // day would hold an entry per chunk it ever deleted. With
 // Config.ForgetTicks a node asks its store (StoreForget) to forget the
-// tombstones of each PG it serves at seqs up to upTo, where upTo is
-//   - below the epoch's first seq (a primary knows it; a replica takes the
+// tombstones of each PG it serves at seqs up to upTo, the least of these
+// bounds:
+//   - the epoch's first seq less one (a primary knows it; a replica takes the
 //     least max seq it reported in this epoch's PeerInfo, which the
 //     epoch's seqs start above): every message of this epoch that could
 //     bring an older state of such an object (an install, resent or
@@ -123,14 +124,15 @@
 //     the replica takes whether it finds the tombstone or nothing, and
 //     messages of older epochs are refused as stale; a forward's seq is
 //     above the tombstone's, so it applies either way;
-//   - at most the PG's newest seq of ForgetTicks ago, so that a client
+//   - the PG's newest seq of ForgetTicks ago, so that a client
 //     retrying a mutation (whose request id went with the tombstone) has
 //     given up before the id is forgotten (ForgetTicks must exceed the
 //     clients' retry time);
-//   - 2*Window below the PG's newest seq, so that a sync of a replica
-//     that is not behind starts above it (next paragraph);
-// and only once no mutation submitted in an earlier epoch is still in the
-// store (such an install is decided against what it finds). The store
+//   - the PG's newest seq less 2*Window, so that a sync of a replica
+//     that is not behind starts above it (next paragraph).
+//
+// It asks only once no mutation submitted in an earlier epoch is still in
+// the store (such an install is decided against what it finds). The store
 // first durably raises the PG's floor to upTo (StoreMaxSeq reports it),
 // then forgets; it may keep the tombstone holding the PG's highest seq.
 // Invariant: every tombstone a store forgot had a seq <= its floor.
