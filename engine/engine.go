@@ -29,6 +29,7 @@ type Engine struct {
 	shards []*shard
 	alloc  allocator
 	pgSeqs sync.Map // uint32 -> *atomic.Uint64: the highest sequence number of each PG
+	floors sync.Map // uint32 -> *atomic.Uint64: each PG's forget floor (see forget.go)
 	ioDesc string
 
 	ckptMu    sync.Mutex // serialises checkpoints; never taken on the data path

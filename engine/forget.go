@@ -2,6 +2,7 @@ package engine
 
 import (
 	"fmt"
+	"sync/atomic"
 )
 
 // Forgetting tombstones.
@@ -20,6 +21,14 @@ import (
 //     PGSeq, which a restart recomputes from the objects, survives one.
 //   - A tombstone with a mutation batched but not yet durable is left: the
 //     mutation replaces it anyway.
+//   - Each PG has a forget floor (ForgetFloor): every tombstone of the PG
+//     the engine dropped had a seq at most the floor. ForgetTombstones
+//     raises it before it drops anything, and KeepIfAtLeast takes an
+//     absent object to be at the floor, since a tombstone that was there
+//     may have been that high: a mutation it would have skipped is
+//     skipped still. The floor lives in memory only: the caller keeps it
+//     durably, before it asks for tombstones to go, and gives it back
+//     (SetForgetFloor) after a restart, before any KeepIfAtLeast request.
 //   - Nothing is written: the next checkpoint leaves the tombstones out.
 //     Until then a crash brings them back (from the older checkpoint or
 //     the log's delete records), which is harmless: a tombstone is never
@@ -45,6 +54,7 @@ func (e *Engine) ForgetTombstones(pg uint32, after, upTo uint64) (int, error) {
 	if upTo <= after {
 		return 0, nil
 	}
+	e.SetForgetFloor(pg, upTo)
 	top := e.PGSeq(pg)
 	from := make([]uint64, len(e.shards))
 	more := make([]bool, len(e.shards))
@@ -74,6 +84,32 @@ func (e *Engine) ForgetTombstones(pg uint32, after, upTo uint64) (int, error) {
 		}
 		if err != nil {
 			return total, fmt.Errorf("engine: forget tombstones of pg %d: %w", pg, err)
+		}
+	}
+}
+
+// ForgetFloor returns placement group pg's forget floor: every tombstone
+// of pg this engine dropped since it opened had a seq at most this.
+func (e *Engine) ForgetFloor(pg uint32) uint64 {
+	if v, ok := e.floors.Load(pg); ok {
+		return v.(*atomic.Uint64).Load()
+	}
+	return 0
+}
+
+// SetForgetFloor raises pg's forget floor to at least floor. A caller that
+// had tombstones forgotten before a restart gives the engine their floor
+// back with it, before it submits a request with KeepIfAtLeast.
+func (e *Engine) SetForgetFloor(pg uint32, floor uint64) {
+	v, ok := e.floors.Load(pg)
+	if !ok {
+		v, _ = e.floors.LoadOrStore(pg, new(atomic.Uint64))
+	}
+	c := v.(*atomic.Uint64)
+	for {
+		cur := c.Load()
+		if floor <= cur || c.CompareAndSwap(cur, floor) {
+			return
 		}
 	}
 }

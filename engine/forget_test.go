@@ -90,8 +90,13 @@ func TestForgetTombstones(t *testing.T) {
 		}
 	}
 	check("after forget")
-	// Forgetting the same range again finds nothing; the whole PG
-	// range keeps the top tombstone.
+	// Forgetting the same range again finds nothing.
+	if k2, err := e.ForgetTombstones(pg, 0, upTo); err != nil || k2 != 0 {
+		t.Fatalf("second forget: %d, %v", k2, err)
+	}
+	if e.ForgetFloor(pg) != upTo {
+		t.Fatalf("floor %d after forgetting up to %d", e.ForgetFloor(pg), upTo)
+	}
 	if k2, err := e.ForgetTombstones(pg, 0, upTo); err != nil || k2 != 0 {
 		t.Fatalf("second forget: %d, %v", k2, err)
 	}
@@ -103,6 +108,9 @@ func TestForgetTombstones(t *testing.T) {
 	}
 	e = openMem(t, fsys, path, 2)
 	defer e.Close()
+	if e.ForgetFloor(pg) != 0 {
+		t.Fatalf("a reopened engine has floor %d: the caller keeps floors", e.ForgetFloor(pg))
+	}
 	check("after restart")
 	var forgot uint64
 	for _, s := range e.Stats().Shards {
@@ -116,5 +124,26 @@ func TestForgetTombstones(t *testing.T) {
 	}
 	if st, err := e.Stat(obj(0)); !errors.Is(err, ErrNotFound) || st.PGSeq != top {
 		t.Fatalf("the top tombstone went: %+v, %v", st, err)
+	}
+	// KeepIfAtLeast takes a forgotten object to be at the floor: an old
+	// mutation the tombstone would have made skip still skips, a newer
+	// one applies.
+	keep := func(i int, seq uint64) bool {
+		t.Helper()
+		r := &Request{Op: OpWrite, Object: obj(i), PG: pg, PGSeq: seq, KeepIfAtLeast: seq, Buf: data}
+		if e.do(r); r.Err != nil {
+			t.Fatal(r.Err)
+		}
+		return r.Skipped
+	}
+	e.SetForgetFloor(pg, 1) // never lowers it
+	if e.ForgetFloor(pg) != top {
+		t.Fatalf("floor %d after forgetting up to %d", e.ForgetFloor(pg), top)
+	}
+	if !keep(1, upTo) {
+		t.Fatalf("a write at the floor %d to a forgotten object applied", upTo)
+	}
+	if keep(1, top+1) {
+		t.Fatal("a write above the floor to a forgotten object was skipped")
 	}
 }

@@ -728,7 +728,13 @@ func (s *shard) addMutation(r *Request) (wait bool) {
 			// skip must rest on a durable state.
 			return true
 		}
-		if st, ok := s.objs.Get(ObjectState{ID: r.Object}); ok && st.PGSeq >= r.KeepIfAtLeast {
+		st, ok := s.objs.Get(ObjectState{ID: r.Object})
+		if !ok {
+			// Absent: never written, or a forgotten tombstone, whose seq
+			// was at most the PG's forget floor (see forget.go).
+			st.PGSeq = s.e.ForgetFloor(r.PG)
+		}
+		if st.PGSeq >= r.KeepIfAtLeast {
 			r.Skipped, r.ResultSeq, r.Version = true, st.PGSeq, st.Version
 			s.complete(r, nil)
 			return false

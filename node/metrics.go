@@ -38,6 +38,8 @@ type collector struct {
 	relocated  *prometheus.Desc
 	cleanRead  *prometheus.Desc
 	cleanScans *prometheus.Desc
+	objects    *prometheus.Desc
+	forgotten  *prometheus.Desc
 	frames     *prometheus.Desc
 	writes     *prometheus.Desc
 	reads      *prometheus.Desc
@@ -101,6 +103,8 @@ func newCollector(stats func() engine.Stats, netm func() net.MetricsSnapshot, cl
 		latency:       prometheus.NewDesc("weft_engine_latency_seconds", "Engine operation latency quantiles (submit to completion) since the engine opened.", []string{"shard", "op", "quantile"}, nil),
 		relocated:     prometheus.NewDesc("weft_engine_cleaner_relocated_bytes_total", "Live bytes the cleaner relocated.", shard, nil),
 		cleanRead:     prometheus.NewDesc("weft_engine_cleaner_read_bytes_total", "Bytes the cleaner read from its victims, walking their batches front to back (dead blocks included).", shard, nil),
+		objects:       prometheus.NewDesc("weft_engine_objects", "Entries of the engine's object table: live objects and the tombstones of deleted ones not yet forgotten.", shard, nil),
+		forgotten:     prometheus.NewDesc("weft_engine_tombstones_forgotten_total", "Tombstones of deleted objects the engine dropped from its object table (see --forget-tombstones-after).", shard, nil),
 		cleanScans:    prometheus.NewDesc("weft_engine_cleaner_index_scans_total", "Victims whose batch headers did not account for all their live bytes (a damaged header), so the cleaner scanned the whole index for the rest.", shard, nil),
 		frames:        prometheus.NewDesc("weft_net_frames_total", "Frames read (in) and written (out), handshakes included.", []string{"dir"}, nil),
 		writes:        prometheus.NewDesc("weft_net_writes_total", "Vectored writes that sent the frames out; frames out over writes is the batching achieved.", nil, nil),
@@ -128,7 +132,7 @@ func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 			ch <- d
 		}
 	}
-	for _, d := range []*prometheus.Desc{c.space, c.busy, c.queue, c.ops, c.latency, c.relocated, c.cleanRead, c.cleanScans,
+	for _, d := range []*prometheus.Desc{c.space, c.busy, c.queue, c.ops, c.latency, c.relocated, c.cleanRead, c.cleanScans, c.objects, c.forgotten,
 		c.frames, c.writes, c.direct, c.loopConns, c.reads, c.bytes, c.inFlight, c.requests, c.errors, c.info, c.copied, c.device, c.readBytes, c.cacheHits, c.cacheBytes, c.submits} {
 		ch <- d
 	}
@@ -162,6 +166,8 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		counter(c.relocated, float64(sh.Cleaner.BytesRelocated), id)
 		counter(c.cleanRead, float64(sh.Cleaner.BytesRead), id)
 		counter(c.cleanScans, float64(sh.Cleaner.IndexScans), id)
+		gauge(c.objects, float64(sh.Objects), id)
+		counter(c.forgotten, float64(sh.TombstonesForgotten), id)
 		counter(c.device, float64(sh.DeviceReads), id, "read")
 		counter(c.readBytes, float64(sh.DeviceReadBytes), id)
 		counter(c.cacheHits, float64(sh.ReadCacheHits), id)

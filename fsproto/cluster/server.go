@@ -421,6 +421,10 @@ func NewDataServer(cfg DataServerConfig) (*DataServer, error) {
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
 	}
+	store, err := replication.NewEngineStore(cfg.Engine)
+	if err != nil {
+		return nil, fmt.Errorf("cluster: %w", err)
+	}
 	if cfg.QueueMax == 0 {
 		cfg.QueueMax = QueueMaxDefault
 	}
@@ -435,7 +439,7 @@ func NewDataServer(cfg DataServerConfig) (*DataServer, error) {
 	}
 	s := &DataServer{
 		cfg: cfg, me: uint64(cfg.Node), log: cfg.Logger.With("node", uint64(cfg.Node)), node: node, gates: gates,
-		store:    replication.NewEngineStore(cfg.Engine),
+		store:    store,
 		mapc:     make(chan struct{}, 1),
 		purgec:   make(chan struct{}, 1),
 		retirec:  make(chan retireReq),

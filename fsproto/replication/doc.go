@@ -112,43 +112,49 @@
 // tombstone) so that a change list names the delete and KeepIfAtLeast
 // sees its seq; kept for ever, a PG that creates and deletes chunks all
 // day would hold an entry per chunk it ever deleted. With
-// Config.ForgetTicks a node asks its store (StoreForget) to forget the
-// tombstones of each PG it serves at seqs up to upTo, the least of these
-// bounds:
-//   - the epoch's first seq less one (a primary knows it; a replica takes the
-//     least max seq it reported in this epoch's PeerInfo, which the
-//     epoch's seqs start above): every message of this epoch that could
-//     bring an older state of such an object (an install, resent or
-//     duplicated) carries the primary's one state of it below the epoch
-//     (its seqs below the epoch change only by forwards, above it), which
-//     the replica takes whether it finds the tombstone or nothing, and
-//     messages of older epochs are refused as stale; a forward's seq is
-//     above the tombstone's, so it applies either way;
-//   - the PG's newest seq of ForgetTicks ago, so that a client
-//     retrying a mutation (whose request id went with the tombstone) has
-//     given up before the id is forgotten (ForgetTicks must exceed the
-//     clients' retry time);
-//   - the PG's newest seq less 2*Window, so that a sync of a replica
-//     that is not behind starts above it (next paragraph).
+// Config.ForgetTicks an active primary or a caught-up replica asks its
+// store (StoreForget) to forget the PG's tombstones at seqs up to upTo,
+// the least of:
+//   - the PG's newest seq of ForgetTicks ago, so that a client retrying a
+//     mutation (whose request id goes with the tombstone) has given up
+//     first: ForgetTicks must exceed the clients' retry time;
+//   - the PG's newest seq less 2*Window, so that a sync of a replica that
+//     is not behind starts above it (below);
+//   - for a replica still syncing, the least max seq it reported in this
+//     epoch's PeerInfo: the epoch's installs may yet come.
 //
 // It asks only once no mutation submitted in an earlier epoch is still in
-// the store (such an install is decided against what it finds). The store
-// first durably raises the PG's floor to upTo (StoreMaxSeq reports it),
-// then forgets; it may keep the tombstone holding the PG's highest seq.
-// Invariant: every tombstone a store forgot had a seq <= its floor.
+// its store (such an install is decided against what it finds). The
+// store first durably raises the PG's floor to upTo (StoreMaxSeq reports
+// it), then forgets; it may keep the tombstone holding the PG's highest
+// seq. Invariant: every tombstone a store forgot had a seq <= its floor.
+// The store takes an absent object to be at its floor wherever a seq
+// decides (KeepIfAtLeast of applies and installs, and StoreGet's Seq),
+// which is what makes forgetting safe while messages of the epoch are
+// still about: a duplicated or late forward or install that the tombstone
+// would have made the store skip (its KeepIfAtLeast at most the
+// tombstone's seq, so at most the floor) is skipped still, and a fresh
+// forward's seq is above every floor (the newest seq less 2*Window, at
+// most, when the store forgot). Messages of older epochs are refused as
+// stale anyway.
 //
 // A change list from base misses the deletes whose tombstones were
 // forgotten above base. So peering learns every replica's floor (PeerInfo)
 // and a sync whose base lies below the primary's or the replica's floor
 // starts from 0 instead (FullSyncs counts them): both sides list every
 // object they hold, and an object the replica holds that the primary
-// does not is sent as absent (seq 0), so the replica deletes it; an
-// object the primary holds is sent whole or checked in place (SyncSame)
-// as in any sync. The cost is a listing of the PG on both sides for a
-// replica that was away for more than the seqs and the time above.
-// The simulation forgets tombstones after 2, 8 or 30 ticks in three seeds
-// of four; without the floor rule it lost acknowledged deletes in 5 of
-// 1000 seeds (a returning replica kept objects the PG had deleted).
+// does not is sent as deleted at the primary's floor (StoreGet's Seq),
+// at least the seq of the delete it stands for, so the replica's change
+// lists name it to later syncs as the forgotten tombstone did; an object
+// the primary holds is sent whole or checked in place (SyncSame) as in
+// any sync. The cost is a listing of the PG on both sides for a replica
+// that was away for more than the seqs and the time above. The
+// simulation forgets tombstones after 2, 8 or 30 ticks in three seeds of
+// four. Without the floor rule it lost acknowledged deletes in 5 of 1000
+// seeds (a returning replica kept objects the PG had deleted); with an
+// absent object sent at seq 0 (a tombstone at the replaced state's seq,
+// below the delete) in 1 of 300 (seed 208: the next primary's change list
+// missed the delete).
 //
 // Mutations. The primary assigns the next seq, submits the mutation to its
 // store and forwards the same buffer to every replica of the view

@@ -54,9 +54,27 @@ type storeCall struct {
 }
 
 // NewEngineStore returns a Store over e. The caller keeps owning e, and
-// must Close the store before closing e.
-func NewEngineStore(e *engine.Engine) *EngineStore {
-	return &EngineStore{e: e, waiting: map[engine.ObjectID][]storeCall{}}
+// must Close the store before closing e. It hands e the tombstone floors
+// kept on it (engine.Engine.SetForgetFloor), so e must not have served a
+// request with KeepIfAtLeast since it opened.
+func NewEngineStore(e *engine.Engine) (*EngineStore, error) {
+	s := &EngineStore{e: e, waiting: map[engine.ObjectID][]storeCall{}}
+	objs, err := e.Changes(MarkPG, 0, 0)
+	if err != nil {
+		return nil, fmt.Errorf("replication: list the tombstone floors: %w", err)
+	}
+	for _, o := range objs {
+		if o.ID.Hi != floorContainer || o.Deleted || o.ID.Lo > uint64(^uint32(0)) {
+			continue
+		}
+		pg := uint32(o.ID.Lo)
+		f, err := s.floor(pg)
+		if err != nil {
+			return nil, err
+		}
+		e.SetForgetFloor(pg, f)
+	}
+	return s, nil
 }
 
 // Close waits for every op in flight to complete.
@@ -334,7 +352,13 @@ func (s *EngineStore) run(op *StoreOp) StoreResult {
 		if err != nil {
 			return StoreResult{Err: err}
 		}
-		if cur := st.PGSeq; op.KeepIfAtLeast > 0 && cur >= op.KeepIfAtLeast {
+		cur := st.PGSeq
+		if st.Version == 0 {
+			// Absent: never written, or a forgotten tombstone that was
+			// at most the floor (see engine.Engine.ForgetFloor).
+			cur = s.e.ForgetFloor(op.PG)
+		}
+		if op.KeepIfAtLeast > 0 && cur >= op.KeepIfAtLeast {
 			return StoreResult{Skipped: true, Seq: cur}
 		}
 		seq := op.Seq
@@ -386,6 +410,9 @@ func (s *EngineStore) run(op *StoreOp) StoreResult {
 		st, err := s.e.Stat(op.Object)
 		if errors.Is(err, engine.ErrNotFound) {
 			res.NotFound, res.Seq, res.RIDs = true, st.PGSeq, ridsOf(&st)
+			if st.Version == 0 {
+				res.Seq = s.e.ForgetFloor(op.PG)
+			}
 			return res
 		}
 		if err != nil {

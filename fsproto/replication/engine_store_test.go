@@ -75,7 +75,11 @@ func (c *liveCluster) start(id uint64) {
 	if err != nil {
 		c.t.Fatal(err)
 	}
-	c.nodes[id], c.stores[id], c.engines[id] = n, NewEngineStore(e), e
+	st, err := NewEngineStore(e)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	c.nodes[id], c.stores[id], c.engines[id] = n, st, e
 }
 
 func (c *liveCluster) stop(id uint64) {
@@ -964,31 +968,38 @@ func TestEngineForgetTombstones(t *testing.T) {
 	for i := range 40 { // new seqs, so that the deletes fall 2*Window behind
 		c.write(1, pg, objects+i, "new")
 	}
-	// Deletes of this epoch stay, however old.
-	c.ticks(4 * c.forgetTicks)
+	// Not before they are ForgetTicks old, then all but those within
+	// 2*Window seqs of the newest (which a sync of an up-to-date
+	// replica may list) go, on every node.
+	c.ticks(c.forgetTicks / 2)
 	for _, id := range []uint64{1, 2, 3} {
 		if forgotten(id, 0) {
-			t.Fatalf("node %d forgot a tombstone of the epoch it serves", id)
+			t.Fatalf("node %d forgot a tombstone younger than ForgetTicks", id)
 		}
 	}
-	// A new epoch: the tombstones become forgettable, and are
-	// forgotten once sampled old enough (all but the newest 2*Window
-	// seqs, which a sync of an up-to-date replica may list).
-	c.view(View{PG: pg, Epoch: 2, Replicas: []uint64{1, 2, 3}})
-	c.run(func() bool { return len(c.msgs) == 0 && c.inflight == 0 })
 	c.ticks(3 * c.forgetTicks)
 	for _, id := range []uint64{1, 2, 3} {
-		if !forgotten(id, 0) || !forgotten(id, 20) {
-			t.Fatalf("node %d kept the tombstones of deletes of an older epoch", id)
+		if !forgotten(id, 0) || !forgotten(id, 39) {
+			t.Fatalf("node %d kept old tombstones", id)
 		}
 		if r := c.do(1, ClientOp{PG: pg, Kind: OpRead, Object: objN(0), Len: 4}); r.Err != nil || !r.NotFound {
 			t.Fatalf("read of a forgotten object: %+v", r)
 		}
 		floor, err := c.stores[id].floor(pg)
-		if err != nil || floor == 0 || floor >= c.engines[id].PGSeq(pg) {
-			t.Fatalf("node %d: floor %d (%v), max seq %d", id, floor, err, c.engines[id].PGSeq(pg))
+		if err != nil || floor == 0 || floor >= c.engines[id].PGSeq(pg) || c.engines[id].ForgetFloor(pg) != floor {
+			t.Fatalf("node %d: floor %d (%v), engine's %d, max seq %d", id, floor, err, c.engines[id].ForgetFloor(pg), c.engines[id].PGSeq(pg))
 		}
 	}
+	// A restart gives the engine its floor back.
+	c.run(func() bool { return len(c.msgs) == 0 && c.inflight == 0 })
+	floor := c.engines[2].ForgetFloor(pg)
+	c.stop(2)
+	c.start(2)
+	if got := c.engines[2].ForgetFloor(pg); got != floor {
+		t.Fatalf("node 2's floor after a restart: %d, want %d", got, floor)
+	}
+	c.view(View{PG: pg, Epoch: 2, Replicas: []uint64{1, 2, 3}})
+	c.run(func() bool { return len(c.msgs) == 0 && c.inflight == 0 })
 	if got := c.nodes[1].Stats().TombstonesForgotten; got == 0 {
 		t.Fatal("the primary counts no forgotten tombstone")
 	}
@@ -1027,5 +1038,56 @@ func TestEngineForgetTombstones(t *testing.T) {
 		if !bytes.Equal(got, want) || errors.Is(gotErr, engine.ErrNotFound) != errors.Is(wantErr, engine.ErrNotFound) {
 			t.Fatalf("object %d: node 3 holds %q (%v), the primary %q (%v)", i, got, gotErr, want, wantErr)
 		}
+	}
+}
+
+// TestEngineStoreForget: after StoreForget the floor is durable and
+// reported, a forgotten object reads as deleted at the floor, and stale
+// mutations its tombstone would have made skip are skipped still, also
+// after a restart; a fresh one applies.
+func TestEngineStoreForget(t *testing.T) {
+	testutil.CheckLeaks(t)
+	c := newLiveCluster(t, 1)
+	do := func(op StoreOp) StoreResult {
+		t.Helper()
+		ch := make(chan StoreResult, 1)
+		c.stores[1].Submit(op, func(r StoreResult) { ch <- r })
+		r := <-ch
+		if r.Err != nil {
+			t.Fatalf("%+v: %v", op, r.Err)
+		}
+		return r
+	}
+	const pg = 3
+	x, y := objN(1), objN(2)
+	do(StoreOp{Kind: StoreApply, PG: pg, Object: x, Mut: Mutation{Kind: MutWrite, Object: x}, Seq: 5, Data: []byte("five")})
+	do(StoreOp{Kind: StoreApply, PG: pg, Object: x, Mut: Mutation{Kind: MutDelete, Object: x}, Seq: 8})
+	do(StoreOp{Kind: StoreApply, PG: pg, Object: y, Mut: Mutation{Kind: MutWrite, Object: y}, Seq: 9, Data: []byte("nine")})
+	if r := do(StoreOp{Kind: StoreForget, PG: pg, Since: 0, Seq: 8}); r.Forgotten != 1 {
+		t.Fatalf("forgot %d tombstones, want 1", r.Forgotten)
+	}
+	for round := range 2 {
+		if r := do(StoreOp{Kind: StoreMaxSeq, PG: pg}); r.Seq != 9 || r.Floor != 8 {
+			t.Fatalf("round %d: max seq %d, floor %d; want 9 and 8", round, r.Seq, r.Floor)
+		}
+		if r := do(StoreOp{Kind: StoreGet, PG: pg, Object: x}); !r.NotFound || r.Seq != 8 {
+			t.Fatalf("round %d: get of the forgotten object: %+v", round, r)
+		}
+		if r := do(StoreOp{Kind: StoreApply, PG: pg, Object: x, Mut: Mutation{Kind: MutWrite, Object: x}, Seq: 6, KeepIfAtLeast: 6, Data: []byte("six")}); !r.Skipped {
+			t.Fatalf("round %d: a stale forward older than the forgotten delete applied", round)
+		}
+		if r := do(StoreOp{Kind: StoreInstall, PG: pg, Object: x, Seq: 5, Data: []byte("five"), KeepIfAtLeast: 7}); !r.Skipped {
+			t.Fatalf("round %d: a stale install older than the forgotten delete applied", round)
+		}
+		// The floor survives a restart: the store gives it back to the
+		// engine when it opens.
+		c.stop(1)
+		c.start(1)
+	}
+	if r := do(StoreOp{Kind: StoreApply, PG: pg, Object: x, Mut: Mutation{Kind: MutWrite, Object: x}, Seq: 10, KeepIfAtLeast: 10, Data: []byte("ten")}); r.Skipped {
+		t.Fatal("a fresh forward was skipped")
+	}
+	if got, err := readAll(c.engines[1], x); err != nil || string(got) != "ten" {
+		t.Fatalf("object reads %q, %v", got, err)
 	}
 }

@@ -1886,33 +1886,35 @@ func sameRIDs(stored, sent []RIDEntry) bool {
 }
 
 // maybeForget asks the store, every ForgetTicks ticks, to forget the PG's
-// tombstones that no message of this epoch can need and no sync can miss
-// (see "Forgotten tombstones" in the package doc): at seqs below the
-// epoch's first (as a replica: at or below the max seq it reported to the
-// epoch's primary, which the epoch's seqs start above), at least
-// ForgetTicks old (at or below the PG's newest seq as sampled ForgetTicks
-// ago), and 2*Window below the newest now, so that a sync with a replica
-// that is not behind starts above them. Only once no mutation submitted in
-// an earlier epoch is still in the store: such a mutation (an install of
-// an older state) is decided against the state it finds, tombstone or
-// not.
+// tombstones that are at least ForgetTicks old (at or below the PG's
+// newest seq as sampled ForgetTicks ago) and 2*Window below the newest now
+// (so that a sync with a replica that is not behind starts above them),
+// as an active primary or a caught-up replica; a replica still syncing
+// only those below the epoch (at or below the max seq it reported to the
+// epoch's primary). Only once no mutation submitted in an earlier epoch is
+// still in the store. See "Forgotten tombstones" in the package doc.
 func (g *group) maybeForget() {
 	ft := uint64(g.n.cfg.ForgetTicks)
 	t := g.n.tick
 	if ft == 0 || g.forgetting || t < g.forgetSampleTick+ft {
 		return
 	}
-	var below, newest uint64 // forget seqs < below
+	bound := uint64(math.MaxUint64)
+	var newest uint64
 	switch {
 	case g.role == rolePrimary && g.phase == phaseActive:
-		below, newest = g.epochStart, g.nextSeq-1
+		newest = g.nextSeq - 1
+	case g.role == roleReplica && g.caughtUp:
+		newest = g.submittedMax
 	case g.role == roleReplica && g.peeredOK:
-		below, newest = g.peeredMax+1, g.submittedMax
+		// Still syncing: this epoch's installs may yet come, so only
+		// what lies below the epoch.
+		bound, newest = g.peeredMax, g.submittedMax
 	default:
 		return
 	}
 	newest = max(newest, g.submittedMax)
-	upTo := min(below-1, g.forgetSample, sat(newest, 2*uint64(g.n.cfg.Window)))
+	upTo := min(bound, g.forgetSample, sat(newest, 2*uint64(g.n.cfg.Window)))
 	g.forgetSample, g.forgetSampleTick = newest, t
 	for e := range g.mutEpochs {
 		if e < g.epoch {

@@ -556,7 +556,10 @@ func (st *simStore) query(op StoreOp) StoreResult {
 		return StoreResult{Data: slices.Clone(d), EOF: eof}
 	case StoreGet:
 		o, ok := objs[op.Object]
-		if !ok || o.deleted {
+		if !ok {
+			return StoreResult{NotFound: true, Seq: st.floors[op.PG]}
+		}
+		if o.deleted {
 			return StoreResult{NotFound: true, Seq: o.seq, RIDs: slices.Clone(o.rids)}
 		}
 		return StoreResult{Data: slices.Clone(o.data), Seq: o.seq, RIDs: slices.Clone(o.rids)}
@@ -631,7 +634,13 @@ func (st *simStore) flush() {
 		objs := st.pg(op.PG)
 		o, exists := objs[op.Object]
 		prev := o.seq
-		skip := op.KeepIfAtLeast > 0 && o.seq >= op.KeepIfAtLeast
+		cur := o.seq
+		if !exists {
+			// Never written, or a forgotten tombstone at most the floor,
+			// as the engine takes it (engine.Engine.ForgetFloor).
+			cur = st.floors[op.PG]
+		}
+		skip := op.KeepIfAtLeast > 0 && cur >= op.KeepIfAtLeast
 		if !skip && (op.Kind != StoreInstall || op.Seq != 0 || exists) {
 			if op.Kind == StoreInstall {
 				var rids []RIDEntry

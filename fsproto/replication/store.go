@@ -28,7 +28,12 @@ const (
 	// StoreRead reads Len bytes at Off of Object.
 	StoreRead
 	// StoreGet returns the whole object (Data, at most MaxDataBytes) with
-	// its seq, or a tombstone (Deleted) when it is deleted or absent.
+	// its seq, or a tombstone (NotFound) when it is deleted or absent. An
+	// absent object's seq is the PG's tombstone floor: its tombstone, if
+	// it had one that was forgotten, was at most that (0 when the store
+	// forgot none). A sync then stamps the object deleted at that seq on a
+	// replica that holds it, at least as high as the delete it stands for,
+	// so later change lists from a base below the delete name it.
 	StoreGet
 	// StoreMaxSeq returns the highest seq of PG in Seq, the PG's sync
 	// mark in Mark (Marked false when there is none), and in Floor the

@@ -23,7 +23,7 @@ func newUpCmd(ctx context.Context, status *int) *cobra.Command {
 		cfg                                                 localcluster.Config
 		size                                                string
 		startupDeadline                                     time.Duration
-		mountDir, cache, recordSize, readCache, mode, conns string
+		mountDir, cache, recordSize, readCache, mode, conns, forgetAfter string
 	)
 	cmd := &cobra.Command{
 		Use:   "up [flags]",
@@ -87,6 +87,14 @@ stops every node cleanly.`,
 				}
 				cfg.ExtraArgs = append(cfg.ExtraArgs, "--conns", conns)
 			}
+			if forgetAfter != "" {
+				if _, err := node.ParseForgetAfter(forgetAfter); err != nil {
+					*status = 2
+					fmt.Fprintf(os.Stderr, "--forget-tombstones-after=%s: %v\n", forgetAfter, err)
+					return nil
+				}
+				cfg.ExtraArgs = append(cfg.ExtraArgs, "--forget-tombstones-after", forgetAfter)
+			}
 			mc, err := mount.ParseCache(cache)
 			if err != nil {
 				*status = 2
@@ -111,6 +119,7 @@ stops every node cleanly.`,
 	f.StringVar(&cache, "cache", "strict", "caching of the --mount: strict (close-to-open) or none (direct I/O)")
 	f.StringVar(&readCache, "read-cache", "", "every node's --read-cache: memory for data small reads fetched, served again from there (default none)")
 	f.StringVar(&mode, "mode", "", "every node's reactor polling mode: poll, hybrid or interrupt (default hybrid)")
+	f.StringVar(&forgetAfter, "forget-tombstones-after", "", "every node's --forget-tombstones-after: how old a deleted chunk's tombstone must be before it is forgotten (default 10m; off: keep them)")
 	f.StringVar(&conns, "conns", "", "every node's --conns: who serves connections, reactors or goroutines (default goroutines in a cluster; reactors is experimental there)")
 	f.StringVar(&recordSize, "record-size", "", "every node's --record-size: the largest record a write is stored as (default 16k; 4k reads fastest, costs the most index memory)")
 	return cmd
