@@ -20,9 +20,9 @@ import (
 
 func newUpCmd(ctx context.Context, status *int) *cobra.Command {
 	var (
-		cfg                                                 localcluster.Config
-		size                                                string
-		startupDeadline                                     time.Duration
+		cfg                                                              localcluster.Config
+		size                                                             string
+		startupDeadline                                                  time.Duration
 		mountDir, cache, recordSize, readCache, mode, conns, forgetAfter string
 	)
 	cmd := &cobra.Command{
