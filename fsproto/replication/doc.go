@@ -150,11 +150,12 @@
 // any sync. The cost is a listing of the PG on both sides for a replica
 // that was away for more than the seqs and the time above. The
 // simulation forgets tombstones after 2, 8 or 30 ticks in three seeds of
-// four. Without the floor rule it lost acknowledged deletes in 5 of 1000
+// four. Without the floor rule it lost acknowledged deletes in 15 of 1000
 // seeds (a returning replica kept objects the PG had deleted); with an
 // absent object sent at seq 0 (a tombstone at the replaced state's seq,
-// below the delete) in 1 of 300 (seed 208: the next primary's change list
-// missed the delete).
+// below the delete) in 1 of 1000 (seed 208: the next primary's change
+// list missed the delete); with an absent object not counted at the
+// floor in 1 of 5000 (seed 1890: a stale install brought an object back).
 //
 // Mutations. The primary assigns the next seq, submits the mutation to its
 // store and forwards the same buffer to every replica of the view
