@@ -21,20 +21,19 @@ import (
 // in-memory FIFO, store completions come back on a channel, and the nodes
 // tick whenever nothing else is in flight.
 type liveCluster struct {
-	t        *testing.T
-	nodes    map[uint64]*Node
-	stores   map[uint64]*EngineStore
-	engines  map[uint64]*engine.Engine
-	devs     map[uint64]*vfs.Mem
-	msgs     []liveMsg
-	done     chan liveDone
-	inflight int
-	replies  map[uint64]Reply
-	caughtUp map[uint64][]CaughtUp // by node
-	token    uint64
-	down     map[uint64]bool
-	// forgetTicks is the cores' Config.ForgetTicks (set before a start).
-	forgetTicks int
+	t           *testing.T
+	nodes       map[uint64]*Node
+	stores      map[uint64]*EngineStore
+	engines     map[uint64]*engine.Engine
+	devs        map[uint64]*vfs.Mem
+	msgs        []liveMsg
+	done        chan liveDone
+	inflight    int
+	replies     map[uint64]Reply
+	caughtUp    map[uint64][]CaughtUp // by node
+	token       uint64
+	down        map[uint64]bool
+	forgetTicks int // the cores' Config.ForgetTicks
 }
 
 type liveMsg struct {
@@ -48,9 +47,14 @@ type liveDone struct {
 }
 
 func newLiveCluster(t *testing.T, ids ...uint64) *liveCluster {
+	return newForgettingCluster(t, 0, ids...)
+}
+
+// newForgettingCluster is newLiveCluster with the cores' ForgetTicks.
+func newForgettingCluster(t *testing.T, forgetTicks int, ids ...uint64) *liveCluster {
 	c := &liveCluster{t: t, nodes: map[uint64]*Node{}, stores: map[uint64]*EngineStore{}, engines: map[uint64]*engine.Engine{},
 		devs: map[uint64]*vfs.Mem{}, done: make(chan liveDone, 1024), replies: map[uint64]Reply{}, caughtUp: map[uint64][]CaughtUp{},
-		down: map[uint64]bool{}}
+		down: map[uint64]bool{}, forgetTicks: forgetTicks}
 	for _, id := range ids {
 		fsys := vfs.NewMem()
 		if _, err := engine.Format(fsys, engine.FormatRequest{Path: "dev", Size: 16 << 20, Options: engine.FormatOptions{SegmentSize: 1 << 20}}); err != nil {
@@ -162,6 +166,19 @@ func (c *liveCluster) ticks(n int) {
 		}
 		c.run(func() bool { return len(c.msgs) == 0 && c.inflight == 0 })
 	}
+}
+
+// storeDo runs op on node id's store, waits for it and fails the test on
+// an error.
+func (c *liveCluster) storeDo(id uint64, op StoreOp) StoreResult {
+	c.t.Helper()
+	ch := make(chan StoreResult, 1)
+	c.stores[id].Submit(op, func(r StoreResult) { ch <- r })
+	r := <-ch
+	if r.Err != nil {
+		c.t.Fatalf("%+v: %v", op, r.Err)
+	}
+	return r
 }
 
 func mapKeys[K comparable, V any](m map[K]V) func(func(K) bool) {
@@ -538,17 +555,7 @@ func TestEnginePartitionedPrimary(t *testing.T) {
 func TestEngineStoreOps(t *testing.T) {
 	testutil.CheckLeaks(t)
 	c := newLiveCluster(t, 1)
-	st := c.stores[1]
-	do := func(op StoreOp) StoreResult {
-		t.Helper()
-		ch := make(chan StoreResult, 1)
-		st.Submit(op, func(r StoreResult) { ch <- r })
-		r := <-ch
-		if r.Err != nil {
-			t.Fatalf("%+v: %v", op, r.Err)
-		}
-		return r
-	}
+	do := func(op StoreOp) StoreResult { t.Helper(); return c.storeDo(1, op) }
 	a, b := objN(1), objN(2)
 	do(StoreOp{Kind: StoreApply, PG: 3, Object: a, Mut: Mutation{Kind: MutWrite, Object: a}, Seq: 5, Data: []byte("five")})
 	if r := do(StoreOp{Kind: StoreApply, PG: 3, Object: a, Mut: Mutation{Kind: MutWrite, Object: a}, Seq: 4, KeepIfAtLeast: 4, Data: []byte("old")}); !r.Skipped {
@@ -771,16 +778,7 @@ func TestEngineAbsentTombstoneKeepsEpochSeqs(t *testing.T) {
 func TestEngineStoreAbsentInstall(t *testing.T) {
 	testutil.CheckLeaks(t)
 	c := newLiveCluster(t, 1)
-	do := func(op StoreOp) StoreResult {
-		t.Helper()
-		ch := make(chan StoreResult, 1)
-		c.stores[1].Submit(op, func(r StoreResult) { ch <- r })
-		r := <-ch
-		if r.Err != nil {
-			t.Fatalf("%+v: %v", op, r.Err)
-		}
-		return r
-	}
+	do := func(op StoreOp) StoreResult { t.Helper(); return c.storeDo(1, op) }
 	const pg = 4
 	a, b := objN(1), objN(2)
 	do(StoreOp{Kind: StoreApply, PG: pg, Object: a, Mut: Mutation{Kind: MutWrite, Object: a}, Seq: 1, Data: []byte("unacknowledged")})
@@ -936,17 +934,7 @@ func readAll(e *engine.Engine, obj engine.ObjectID) ([]byte, error) {
 // max seq, so the objects it still holds live are deleted there too.
 func TestEngineForgetTombstones(t *testing.T) {
 	testutil.CheckLeaks(t)
-	c := newLiveCluster(t)
-	c.forgetTicks = 5
-	for _, id := range []uint64{1, 2, 3} {
-		fsys := vfs.NewMem()
-		if _, err := engine.Format(fsys, engine.FormatRequest{Path: "dev", Size: 16 << 20, Options: engine.FormatOptions{SegmentSize: 1 << 20}}); err != nil {
-			t.Fatal(err)
-		}
-		c.devs[id] = fsys
-		c.start(id)
-		t.Cleanup(func() { c.stop(id) })
-	}
+	c := newForgettingCluster(t, 5, 1, 2, 3)
 	const pg, objects = 5, 100
 	del := func(i int) {
 		t.Helper()
@@ -1048,16 +1036,7 @@ func TestEngineForgetTombstones(t *testing.T) {
 func TestEngineStoreForget(t *testing.T) {
 	testutil.CheckLeaks(t)
 	c := newLiveCluster(t, 1)
-	do := func(op StoreOp) StoreResult {
-		t.Helper()
-		ch := make(chan StoreResult, 1)
-		c.stores[1].Submit(op, func(r StoreResult) { ch <- r })
-		r := <-ch
-		if r.Err != nil {
-			t.Fatalf("%+v: %v", op, r.Err)
-		}
-		return r
-	}
+	do := func(op StoreOp) StoreResult { t.Helper(); return c.storeDo(1, op) }
 	const pg = 3
 	x, y := objN(1), objN(2)
 	do(StoreOp{Kind: StoreApply, PG: pg, Object: x, Mut: Mutation{Kind: MutWrite, Object: x}, Seq: 5, Data: []byte("five")})
