@@ -35,7 +35,11 @@ const (
 	// no newer epoch for Lease nanoseconds (see "Read leases" in the
 	// package doc).
 	MsgLeaseGrant MsgKind = 15
-	msgKindEnd    MsgKind = 16
+	// MsgForgetUpTo: primary → replica: every seq <= Seq of this epoch is
+	// durable on every replica of the view, so a caught-up replica may
+	// forget tombstones up to it (see "Forgotten tombstones").
+	MsgForgetUpTo MsgKind = 16
+	msgKindEnd    MsgKind = 17
 )
 
 // ReadCheckLease, set in a ReadCheck's Seq (the round), asks for a
@@ -47,7 +51,7 @@ const ReadCheckLease uint64 = 1 << 63
 
 var msgKindNames = [...]string{"invalid", "PeerQuery", "PeerInfo", "Forward", "ForwardAck", "ListReq",
 	"ListResp", "SyncObject", "SyncAck", "SyncDone", "SyncDoneAck", "ReadCheck", "ReadCheckAck", "Stale", "SyncSame",
-	"LeaseGrant"}
+	"LeaseGrant", "ForgetUpTo"}
 
 func (k MsgKind) String() string {
 	if int(k) < len(msgKindNames) {
@@ -196,7 +200,7 @@ func AppendMsg(b []byte, m *Msg) []byte {
 			b = putObj(b, e.Object)
 			b = le.AppendUint64(b, e.Seq)
 		}
-	case MsgForwardAck, MsgReadCheck, MsgReadCheckAck:
+	case MsgForwardAck, MsgReadCheck, MsgReadCheckAck, MsgForgetUpTo:
 		b = le.AppendUint64(b, m.Seq)
 	case MsgLeaseGrant:
 		b = le.AppendUint64(b, m.Seq)
@@ -263,7 +267,7 @@ var bodyLen = [msgKindEnd]int{
 	MsgPeerInfo: 32, MsgForwardAck: 8, MsgReadCheck: 8, MsgReadCheckAck: 8,
 	MsgForward: 8 + 16 + 4 + 4 + 16 + 8 + 8, MsgListReq: 16, MsgListResp: 16,
 	MsgSyncObject: 8 + 8 + 16 + 4 + 4, MsgSyncAck: 24,
-	MsgSyncSame: 8 + 8 + 16 + 2 + 6 + DigestLen, MsgLeaseGrant: 16,
+	MsgSyncSame: 8 + 8 + 16 + 2 + 6 + DigestLen, MsgLeaseGrant: 16, MsgForgetUpTo: 8,
 }
 
 func getObj(b []byte) engine.ObjectID {
@@ -336,7 +340,7 @@ func DecodeMsg(b []byte) (Msg, error) {
 			}
 		}
 		rest = nil
-	case MsgForwardAck, MsgReadCheck, MsgReadCheckAck:
+	case MsgForwardAck, MsgReadCheck, MsgReadCheckAck, MsgForgetUpTo:
 		m.Seq = le.Uint64(body)
 	case MsgLeaseGrant:
 		m.Seq = le.Uint64(body)

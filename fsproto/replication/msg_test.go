@@ -17,6 +17,7 @@ func sampleMsgs() []Msg {
 		{Kind: MsgPeerInfo, PG: 1, Epoch: 2, Seq: 99},
 		{Kind: MsgPeerInfo, PG: 1, Epoch: 2, Seq: 99, Marked: true, Mark: 40},
 		{Kind: MsgPeerInfo, PG: 1, Epoch: 2, Seq: 99, Floor: 70},
+		{Kind: MsgForgetUpTo, PG: 1, Epoch: 2, Seq: 1234},
 		{Kind: MsgForward, PG: 3, Epoch: 4, Seq: 5, RequestID: [16]byte{1, 2, 3}, Mut: Mutation{Kind: MutWrite, Object: obj, Off: 4096}, Data: []byte("hello")},
 		{Kind: MsgForward, PG: 3, Epoch: 4, Seq: 6, Mut: Mutation{Kind: MutTruncate, Object: obj, Size: 10}},
 		{Kind: MsgForward, PG: 3, Epoch: 4, Seq: 7, Mut: Mutation{Kind: MutDelete, Object: obj}},

@@ -475,6 +475,9 @@ type group struct {
 	forgetSampleTick uint64 // ... at this tick
 	forgotUpTo       uint64 // asked of the store since the node started
 	forgetting       bool   // a StoreForget is under way
+	// announced: as a replica, the highest ForgetUpTo of this epoch's
+	// primary: every forward up to it reached us.
+	announced uint64
 }
 
 type mutation struct {
@@ -583,6 +586,7 @@ func (g *group) resetReplica() {
 	g.caughtUp = false
 	g.markSet = false
 	g.peeredOK = false
+	g.announced = 0
 }
 
 // becomePrimary starts peering in g.epoch. Pending mutations survive (they
@@ -746,7 +750,7 @@ func (g *group) checkPeered() {
 		if g.ownMarked {
 			base = min(base, g.ownMark)
 		}
-		if base < max(g.ownFloor, g.peerFloor[id]) {
+		if base > 0 && base < max(g.ownFloor, g.peerFloor[id]) {
 			// A change list from base would miss deletes whose
 			// tombstones either side forgot: list everything, so that
 			// the union holds every object either side has (see
@@ -1106,6 +1110,19 @@ func (g *group) loadRIDs(obj engine.ObjectID) {
 	})
 }
 
+// durableEverywhere returns the seq up to which every mutation the
+// primary issued is durable on every replica of the view and here: the
+// one below the lowest still pending.
+func (g *group) durableEverywhere() uint64 {
+	for len(g.pendingSeq) > 0 && g.pending[g.pendingSeq[0]] == nil {
+		g.pendingSeq = g.pendingSeq[1:]
+	}
+	if len(g.pendingSeq) > 0 {
+		return g.pendingSeq[0] - 1
+	}
+	return g.nextSeq - 1
+}
+
 func (g *group) windowOK() bool {
 	for len(g.pendingSeq) > 0 && g.pending[g.pendingSeq[0]] == nil {
 		g.pendingSeq = g.pendingSeq[1:]
@@ -1433,7 +1450,7 @@ func (g *group) sortedSent(s *syncState) []engine.ObjectID {
 // Answers (to a primary) count only in the epoch they were asked in.
 func (g *group) receive(from uint64, m *Msg) {
 	switch m.Kind {
-	case MsgPeerQuery, MsgForward, MsgListReq, MsgSyncObject, MsgSyncSame, MsgSyncDone, MsgReadCheck:
+	case MsgPeerQuery, MsgForward, MsgListReq, MsgSyncObject, MsgSyncSame, MsgSyncDone, MsgReadCheck, MsgForgetUpTo:
 		if m.Epoch < g.epoch {
 			st := g.msg(MsgStale)
 			g.n.send(from, st)
@@ -1657,6 +1674,8 @@ func (g *group) replicaReceive(from uint64, m *Msg) {
 			})
 	case MsgSyncSame:
 		g.checkSame(from, m)
+	case MsgForgetUpTo:
+		g.announced = max(g.announced, m.Seq)
 	case MsgSyncDone:
 		if !g.markSet {
 			return // a SyncDone from before a restart
@@ -1886,39 +1905,64 @@ func sameRIDs(stored, sent []RIDEntry) bool {
 }
 
 // maybeForget asks the store, every ForgetTicks ticks, to forget the PG's
-// tombstones that are at least ForgetTicks old (at or below the PG's
-// newest seq as sampled ForgetTicks ago) and 2*Window below the newest now
-// (so that a sync with a replica that is not behind starts above them),
-// as an active primary or a caught-up replica; a replica still syncing
-// only those below the epoch (at or below the max seq it reported to the
-// epoch's primary). Only once no mutation submitted in an earlier epoch is
-// still in the store. See "Forgotten tombstones" in the package doc.
+// tombstones up to the least of (see "Forgotten tombstones" in the package
+// doc):
+//   - the PG's newest seq as sampled ForgetTicks ago (old enough);
+//   - the newest seq less 2*Window, or the newest itself while it is at
+//     most Window (a sync's base is 0 then anyway): a sync of a replica
+//     that is not behind keeps its usual base;
+//   - as a caught-up replica, the highest seq it knows every forward up to
+//     which to have reached it: the newest less Window (the window), or
+//     what the primary announced (ForgetUpTo);
+//   - as a replica still syncing, the max seq it reported at peering.
+//
+// Only as an active primary or a replica of the epoch, and only once no
+// mutation submitted in an earlier epoch is still in the store. A primary
+// announces to its replicas what it forgets, capped at the seq below
+// which every mutation is durable on every replica.
 func (g *group) maybeForget() {
 	ft := uint64(g.n.cfg.ForgetTicks)
 	t := g.n.tick
 	if ft == 0 || g.forgetting || t < g.forgetSampleTick+ft {
 		return
 	}
+	w := uint64(g.n.cfg.Window)
 	bound := uint64(math.MaxUint64)
 	var newest uint64
+	primary := g.role == rolePrimary && g.phase == phaseActive
 	switch {
-	case g.role == rolePrimary && g.phase == phaseActive:
+	case primary:
 		newest = g.nextSeq - 1
 	case g.role == roleReplica && g.caughtUp:
 		newest = g.submittedMax
+		bound = max(sat(newest, w), g.announced)
 	case g.role == roleReplica && g.peeredOK:
 		// Still syncing: this epoch's installs may yet come, so only
 		// what lies below the epoch.
-		bound, newest = g.peeredMax, g.submittedMax
+		newest = g.submittedMax
+		bound = g.peeredMax
 	default:
 		return
 	}
 	newest = max(newest, g.submittedMax)
-	upTo := min(bound, g.forgetSample, sat(newest, 2*uint64(g.n.cfg.Window)))
+	lag := sat(newest, 2*w)
+	if newest <= w {
+		lag = newest
+	}
+	upTo := min(bound, g.forgetSample, lag)
 	g.forgetSample, g.forgetSampleTick = newest, t
 	for e := range g.mutEpochs {
 		if e < g.epoch {
 			return
+		}
+	}
+	if primary {
+		if a := min(upTo, g.durableEverywhere()); a > 0 {
+			for _, id := range g.others() {
+				m := g.msg(MsgForgetUpTo)
+				m.Seq = a
+				g.n.send(id, m)
+			}
 		}
 	}
 	if upTo <= g.forgotUpTo {

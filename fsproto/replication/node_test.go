@@ -134,3 +134,69 @@ func TestReadCheckGrantsOnlyWhenAsked(t *testing.T) {
 		t.Fatalf("a ReadCheck with ReadCheckLease answered %v (round %#x, lease %d), want a LeaseGrant of 1s echoing the round", a.Kind, a.Seq, a.Lease)
 	}
 }
+
+// TestForgetAnnounceCapped: a primary tells its replicas to forget
+// tombstones (ForgetUpTo) only up to the seq below which every mutation is
+// durable on every replica: a replica that forgot past a forward still on
+// its way would take that forward for a stale duplicate and skip it.
+func TestForgetAnnounceCapped(t *testing.T) {
+	n, err := NewNode(Config{ID: 1, Window: 4, ForgetTicks: 2, RetransmitTicks: 1000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const pg, epoch = 3, 5
+	var sent []Msg
+	var applies []StoreOp
+	// step feeds ev and answers the store at once (empty results, every
+	// apply durable), collecting what is sent to node 2.
+	var step func(ev Event)
+	step = func(ev Event) {
+		for _, e := range n.Step(ev) {
+			switch e := e.(type) {
+			case Send:
+				sent = append(sent, e.Msg)
+			case Submit:
+				if e.Op.Kind == StoreApply {
+					applies = append(applies, e.Op)
+				}
+				step(StoreDone{Result: StoreResult{ID: e.Op.ID}})
+			}
+		}
+	}
+	recv := func(m Msg) { m.PG, m.Epoch = pg, epoch; step(Receive{From: 2, Msg: m}) }
+	step(ViewChange{View: View{PG: pg, Epoch: epoch, Replicas: []uint64{1, 2}}})
+	recv(Msg{Kind: MsgPeerInfo})
+	recv(Msg{Kind: MsgListResp})
+	recv(Msg{Kind: MsgSyncDoneAck})
+	for i := range 4 {
+		step(ClientOp{Token: uint64(i + 1), PG: pg, Kind: OpWrite, Object: objN(i), Data: []byte("x"), RequestID: [16]byte{byte(i + 1)}})
+	}
+	if len(applies) != 4 {
+		t.Fatalf("%d mutations issued, want 4", len(applies))
+	}
+	// Seqs 2-4 acknowledged by the replica, seq 1 not.
+	for _, op := range applies[1:] {
+		recv(Msg{Kind: MsgForwardAck, Seq: op.Seq})
+	}
+	announced := func() (top uint64) {
+		for _, m := range sent {
+			if m.Kind == MsgForgetUpTo {
+				top = max(top, m.Seq)
+			}
+		}
+		return top
+	}
+	for range 10 {
+		step(Tick{})
+	}
+	if a := announced(); a >= applies[0].Seq {
+		t.Fatalf("announced forgetting up to %d with seq %d pending", a, applies[0].Seq)
+	}
+	recv(Msg{Kind: MsgForwardAck, Seq: applies[0].Seq})
+	for range 10 {
+		step(Tick{})
+	}
+	if a := announced(); a < applies[0].Seq {
+		t.Fatalf("announced %d once every seq was durable everywhere, want at least %d", a, applies[0].Seq)
+	}
+}
