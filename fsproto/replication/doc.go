@@ -152,9 +152,12 @@
 // does not is sent as deleted at the primary's floor (StoreGet's Seq),
 // at least the seq of the delete it stands for, so the replica's change
 // lists name it to later syncs as the forgotten tombstone did; an object
-// the primary holds is sent whole or checked in place (SyncSame) as in
-// any sync. The cost is a listing of the PG on both sides for a replica
-// that was away for more than the seqs and the time above. The
+// both sides listed at one seq at or below the base the sync would have
+// had is left alone, as a sync from that base leaves it (it lists
+// neither); the rest is sent whole or checked in place (SyncSame) as in
+// any sync. The cost over a sync from that base is a listing of the PG on
+// both sides and the objects one side lacks, for a replica that was away
+// for more than the seqs and the time above. The
 // simulation forgets tombstones after 2, 8 or 30 ticks in three seeds of
 // four. Without the floor rule it lost acknowledged deletes in 26 of 2000
 // seeds (a returning replica kept objects the PG had deleted); with an

@@ -1014,11 +1014,22 @@ func TestEngineForgetTombstones(t *testing.T) {
 
 	// Node 3 comes back: a sync from its max seq would list none of
 	// the forgotten deletes.
-	full := c.nodes[1].Stats().FullSyncs
+	before := c.nodes[1].Stats()
 	c.view(View{PG: pg, Epoch: 5, Replicas: []uint64{1, 2, 3}, Backfilling: []uint64{3}})
 	c.run(func() bool { return slices.Contains(c.caughtUp[3], CaughtUp{PG: pg, Epoch: 5}) })
-	if got := c.nodes[1].Stats().FullSyncs; got == full {
+	after := c.nodes[1].Stats()
+	if after.FullSyncs == before.FullSyncs {
 		t.Fatal("the sync of node 3 started above the primary's floor")
+	}
+	// Listed from 0, it still leaves alone what both sides hold at one
+	// seq at or below the base it would have had: it sends whole the 30
+	// objects node 3 holds and the PG deleted and the 40 it lacks, and
+	// checks in place only the objects of the last seqs (without that,
+	// 86 of them: every object both sides hold).
+	whole, same := after.SyncObjectsSent-before.SyncObjectsSent, after.SyncSameSent-before.SyncSameSent
+	t.Logf("the full sync sent %d objects whole and checked %d in place", whole, same)
+	if whole > 30+40+16 || same > 2*16 {
+		t.Fatalf("the full sync sent %d objects whole and checked %d in place, want at most %d and %d", whole, same, 30+40+16, 2*16)
 	}
 	for i := range objects + 80 {
 		want, wantErr := readAll(c.engines[1], objN(i))

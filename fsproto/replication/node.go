@@ -509,6 +509,12 @@ type syncState struct {
 	// whose SyncSame the replica refused, sent whole from then on.
 	remoteSeq               map[engine.ObjectID]uint64
 	full                    map[engine.ObjectID]bool
+	// trustBelow, in a sync listed from 0 because of a floor, is the base
+	// it would have had: an object both sides listed at one seq at or
+	// below it is left alone, as a sync from that base leaves it (see
+	// "Forgotten tombstones"); ownSeq is what we listed.
+	trustBelow uint64
+	ownSeq     map[engine.ObjectID]uint64
 	budget                  int
 	objectsDone, objectsTot int
 	bytesDone, bytesTot     int64
@@ -750,17 +756,18 @@ func (g *group) checkPeered() {
 		if g.ownMarked {
 			base = min(base, g.ownMark)
 		}
+		var trust uint64
 		if base > 0 && base < max(g.ownFloor, g.peerFloor[id]) {
 			// A change list from base would miss deletes whose
 			// tombstones either side forgot: list everything, so that
 			// the union holds every object either side has (see
 			// "Forgotten tombstones").
-			base = 0
+			trust, base = base, 0
 			g.n.stats.FullSyncs++
 		}
 		s := &syncState{base: base, remoteAfter: base, union: map[engine.ObjectID]bool{}, sizes: map[engine.ObjectID]uint64{},
 			reading: map[engine.ObjectID]bool{}, sent: map[engine.ObjectID]*sentObj{}, budget: g.n.cfg.SyncBytesPerTick,
-			remoteSeq: map[engine.ObjectID]uint64{}, full: map[engine.ObjectID]bool{}}
+			remoteSeq: map[engine.ObjectID]uint64{}, full: map[engine.ObjectID]bool{}, trustBelow: trust, ownSeq: map[engine.ObjectID]uint64{}}
 		g.syncs[id] = s
 		g.listOwn(id, s)
 		g.listRemote(id, s)
@@ -781,6 +788,7 @@ func (g *group) listOwn(id uint64, s *syncState) {
 		}
 		for i, e := range r.Changes {
 			s.union[e.Object] = true
+			s.ownSeq[e.Object] = e.Seq
 			if i < len(r.Sizes) {
 				s.sizes[e.Object] = r.Sizes[i]
 			}
@@ -803,6 +811,10 @@ func (g *group) listsDone(id uint64, s *syncState) {
 	}
 	s.queue = make([]engine.ObjectID, 0, len(s.union))
 	for o := range s.union {
+		own, ok := s.ownSeq[o]
+		if rs, listed := s.remoteSeq[o]; ok && listed && own == rs && own <= s.trustBelow {
+			continue
+		}
 		s.queue = append(s.queue, o)
 	}
 	slices.SortFunc(s.queue, objLess)
