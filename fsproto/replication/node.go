@@ -507,14 +507,14 @@ type syncState struct {
 	sent                map[engine.ObjectID]*sentObj
 	// remoteSeq: the seq the replica listed for an object; full: objects
 	// whose SyncSame the replica refused, sent whole from then on.
-	remoteSeq               map[engine.ObjectID]uint64
-	full                    map[engine.ObjectID]bool
+	remoteSeq map[engine.ObjectID]uint64
+	full      map[engine.ObjectID]bool
 	// trustBelow, in a sync listed from 0 because of a floor, is the base
 	// it would have had: an object both sides listed at one seq at or
 	// below it is left alone, as a sync from that base leaves it (see
 	// "Forgotten tombstones"); ownSeq is what we listed.
-	trustBelow uint64
-	ownSeq     map[engine.ObjectID]uint64
+	trustBelow              uint64
+	ownSeq                  map[engine.ObjectID]uint64
 	budget                  int
 	objectsDone, objectsTot int
 	bytesDone, bytesTot     int64
