@@ -442,21 +442,27 @@ func (e *Engine) PGs() []uint32 {
 	return pgs
 }
 
-func (e *Engine) pgCounter(pg uint32) *atomic.Uint64 {
-	if v, ok := e.pgSeqs.Load(pg); ok {
-		return v.(*atomic.Uint64)
-	}
-	v, _ := e.pgSeqs.LoadOrStore(pg, new(atomic.Uint64))
-	return v.(*atomic.Uint64)
-}
+func (e *Engine) pgCounter(pg uint32) *atomic.Uint64 { return pgValue(&e.pgSeqs, pg) }
 
 func (e *Engine) nextPGSeq(pg uint32) uint64 { return e.pgCounter(pg).Add(1) }
 
-func (e *Engine) notePGSeq(pg uint32, seq uint64) {
-	c := e.pgCounter(pg)
+func (e *Engine) notePGSeq(pg uint32, seq uint64) { raiseTo(e.pgCounter(pg), seq) }
+
+// pgValue returns pg's value in m (a map of uint32 to *atomic.Uint64),
+// adding a zero one if there is none.
+func pgValue(m *sync.Map, pg uint32) *atomic.Uint64 {
+	if v, ok := m.Load(pg); ok {
+		return v.(*atomic.Uint64)
+	}
+	v, _ := m.LoadOrStore(pg, new(atomic.Uint64))
+	return v.(*atomic.Uint64)
+}
+
+// raiseTo makes c max(c, v).
+func raiseTo(c *atomic.Uint64, v uint64) {
 	for {
 		cur := c.Load()
-		if seq <= cur || c.CompareAndSwap(cur, seq) {
+		if v <= cur || c.CompareAndSwap(cur, v) {
 			return
 		}
 	}

@@ -100,19 +100,7 @@ func (e *Engine) ForgetFloor(pg uint32) uint64 {
 // SetForgetFloor raises pg's forget floor to at least floor. A caller that
 // had tombstones forgotten before a restart gives the engine their floor
 // back with it, before it submits a request with KeepIfAtLeast.
-func (e *Engine) SetForgetFloor(pg uint32, floor uint64) {
-	v, ok := e.floors.Load(pg)
-	if !ok {
-		v, _ = e.floors.LoadOrStore(pg, new(atomic.Uint64))
-	}
-	c := v.(*atomic.Uint64)
-	for {
-		cur := c.Load()
-		if floor <= cur || c.CompareAndSwap(cur, floor) {
-			return
-		}
-	}
-}
+func (e *Engine) SetForgetFloor(pg uint32, floor uint64) { raiseTo(pgValue(&e.floors, pg), floor) }
 
 // forget drops the shard's tombstones of PG r.PG with seqs in (r.PGSeq,
 // r.Off], below the PG's highest seq r.shardIn, visiting at most
