@@ -79,11 +79,11 @@ type Config struct {
 	// ForgetTicks, when positive, lets the node forget tombstones (see
 	// "Forgotten tombstones" in the package doc): every ForgetTicks ticks
 	// it asks its store to forget those of each PG it serves that are at
-	// least ForgetTicks old, from an older epoch, and 2*Window seqs below
-	// the PG's newest. It must exceed the time for which a client
-	// retries a mutation with one request id: a retry that arrives after
-	// its object's tombstone was forgotten finds no id and is applied
-	// again. 0: tombstones are kept for ever.
+	// least ForgetTicks old and far enough behind the PG's newest seq. It
+	// must exceed the time for which a client retries a mutation with one
+	// request id: a retry that arrives after its object's tombstone was
+	// forgotten finds no id and is applied again. 0: tombstones are kept
+	// for ever.
 	ForgetTicks int
 }
 
@@ -1126,19 +1126,21 @@ func (g *group) loadRIDs(obj engine.ObjectID) {
 // primary issued is durable on every replica of the view and here: the
 // one below the lowest still pending.
 func (g *group) durableEverywhere() uint64 {
-	for len(g.pendingSeq) > 0 && g.pending[g.pendingSeq[0]] == nil {
-		g.pendingSeq = g.pendingSeq[1:]
-	}
-	if len(g.pendingSeq) > 0 {
+	if g.prunePending(); len(g.pendingSeq) > 0 {
 		return g.pendingSeq[0] - 1
 	}
 	return g.nextSeq - 1
 }
 
-func (g *group) windowOK() bool {
+// prunePending drops the completed seqs from the front of pendingSeq.
+func (g *group) prunePending() {
 	for len(g.pendingSeq) > 0 && g.pending[g.pendingSeq[0]] == nil {
 		g.pendingSeq = g.pendingSeq[1:]
 	}
+}
+
+func (g *group) windowOK() bool {
+	g.prunePending()
 	return len(g.pendingSeq) == 0 || g.nextSeq < g.pendingSeq[0]+uint64(g.n.cfg.Window)
 }
 
