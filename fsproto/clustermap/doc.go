@@ -93,7 +93,11 @@
 //     failure domains first; with no candidate the list shrinks;
 //   - AddNode, SetNodeState and SetPolicy fill lists shorter than
 //     MetaMembersMax (a container created on too few nodes, or left short
-//     by an Out) by the same rule;
+//     by an Out) by the same rule, and replace members whose nodes no
+//     longer match the policy (a changed selector or failure-domain
+//     label, or a node's labels) with matching candidates; a member off
+//     the policy stays while no matching node can take its place, so the
+//     list never shrinks for it;
 //   - a container without members (no node could hold them, or a map
 //     decoded from version 1 or 2, which had no record) gets
 //     ChooseMetaMembers' choice on the map as it is before the next
@@ -105,8 +109,7 @@
 // The record is what the group should be; the group's leader moves raft's
 // membership to it one step at a time (package meta). Members on Down or
 // Draining nodes stay (the group runs on a majority, and they catch up
-// when they return); moving members that a new policy no longer matches
-// is not done.
+// when they return).
 //
 // # Keys and access
 //

@@ -316,10 +316,20 @@ func checkMetaRecords(prev, next *Map, cmd Command) error {
 		if !nodesOrPolicy && !slices.Equal(old.MetaMembers, ct.MetaMembers) {
 			return fmt.Errorf("container %d: %#v changed metadata members %v to %v", ct.ID, cmd, old.MetaMembers, ct.MetaMembers)
 		}
+		live := 0 // old members not Out
 		for _, id := range old.MetaMembers {
-			if n, _ := next.Node(id); n.State != Out && !slices.Contains(ct.MetaMembers, id) {
-				return fmt.Errorf("container %d: %#v dropped metadata member %d, which is %v", ct.ID, cmd, id, n.State)
+			n, _ := next.Node(id)
+			if n.State != Out {
+				live++
 			}
+			if n.State != Out && matchesPolicy(n, &ct.Policy) && !slices.Contains(ct.MetaMembers, id) {
+				return fmt.Errorf("container %d: %#v dropped metadata member %d, which is %v and matches the policy", ct.ID, cmd, id, n.State)
+			}
+		}
+		// A member off the policy goes only for a node that takes its
+		// place: the list never shrinks but for Out nodes.
+		if len(ct.MetaMembers) < min(live, MetaMembersMax) {
+			return fmt.Errorf("container %d: %#v shrank the metadata members %v to %v with none of them out", ct.ID, cmd, old.MetaMembers, ct.MetaMembers)
 		}
 		if len(ct.MetaMembers) < MetaMembersMax {
 			for j := range next.Nodes {

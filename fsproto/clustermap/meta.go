@@ -117,23 +117,36 @@ func (m *Map) recordMeta() {
 }
 
 // repairMeta runs after a command that changed nodes or a policy: in
-// every container it drops the metadata members whose nodes are Out and
-// fills the list up to MetaMembersMax with the best candidates
-// (pickMeta, Up nodes first). Members on Down or Draining nodes stay, as
-// the group carries on with a majority and they catch up when back; a
-// member that no longer matches a changed policy stays too (NB: moving
-// it is not done).
+// every container it drops the metadata members whose nodes are Out or no
+// longer match the container's policy (a changed selector, or a node's
+// labels) and fills the list up to MetaMembersMax with the best candidates
+// (pickMeta, Up nodes first). A member that does not match stays while no
+// matching node can take its place: the group keeps its size, as moving
+// it would leave fewer members. Members on Down or Draining nodes stay, as
+// the group carries on with a majority and they catch up when back.
 func (m *Map) repairMeta() {
 	for i := range m.Containers {
 		ct := &m.Containers[i]
-		kept := slices.DeleteFunc(slices.Clone(ct.MetaMembers), func(id NodeID) bool {
+		var kept, stray []NodeID // matching members; members off the policy
+		for _, id := range ct.MetaMembers {
 			n, ok := m.Node(id)
-			return !ok || n.State == Out
-		})
+			switch {
+			case !ok || n.State == Out:
+			case !matchesPolicy(n, &ct.Policy):
+				stray = append(stray, id)
+			default:
+				kept = append(kept, id)
+			}
+		}
 		if len(kept) == len(ct.MetaMembers) && len(kept) >= MetaMembersMax {
 			continue
 		}
 		next := pickMeta(m, ct, kept, true)
+		for _, id := range stray {
+			if len(next) < MetaMembersMax {
+				next = append(next, id)
+			}
+		}
 		if len(next) == 0 {
 			next = nil
 		}
@@ -142,6 +155,13 @@ func (m *Map) repairMeta() {
 			ct.MetaBootstrap = slices.Clone(next)
 		}
 	}
+}
+
+// matchesPolicy reports whether node n may hold data of a container with
+// policy p (its selectors and failure-domain label; see DomainOf).
+func matchesPolicy(n *Node, p *Policy) bool {
+	_, ok := DomainOf(n, p)
+	return ok
 }
 
 // checkMeta checks a container's metadata record (see Check).

@@ -160,3 +160,45 @@ func TestMetaNoNodeYet(t *testing.T) {
 		t.Fatalf("record %v/%v, want [4]/[4]", ct.MetaMembers, ct.MetaBootstrap)
 	}
 }
+
+// TestMetaMembersFollowPolicy: a policy whose selector some members no
+// longer match moves them to matching nodes, one for one; a member off the
+// policy stays while no matching node can take its place (the group keeps
+// its size), and goes when one joins.
+func TestMetaMembersFollowPolicy(t *testing.T) {
+	m, ct := metaMap(t, 5)
+	// Two nodes labelled site=onprem: the best non-member and one member.
+	spare, member := nonMembers(m, ct)[0], ct.MetaMembers[1]
+	onprem := map[NodeID]bool{spare: true, member: true}
+	for _, id := range []NodeID{spare, member} {
+		n, _ := m.Node(id)
+		labels := map[string]string{"rack": n.Labels["rack"], "site": "onprem"}
+		m = mustApply(t, m, AddNode{ID: id, Addr: n.Addr, Labels: labels, Capacity: n.Capacity})
+	}
+	if got, _ := m.Container(ct.ID); !slices.Equal(got.MetaMembers, ct.MetaMembers) {
+		t.Fatalf("relabelling moved the members %v to %v", ct.MetaMembers, got.MetaMembers)
+	}
+	p := ct.Policy
+	p.Selector = map[string]string{"site": "onprem"}
+	m = mustApply(t, m, SetPolicy{Container: ct.ID, Policy: p})
+	got, _ := m.Container(ct.ID)
+	if len(got.MetaMembers) != MetaMembersMax || !slices.Equal(got.MetaBootstrap, ct.MetaBootstrap) {
+		t.Fatalf("members %v, bootstrap %v after the new policy", got.MetaMembers, got.MetaBootstrap)
+	}
+	matching := 0
+	for _, id := range got.MetaMembers {
+		if onprem[id] {
+			matching++
+		}
+	}
+	if matching != 2 || !slices.Contains(got.MetaMembers, member) || !slices.Contains(got.MetaMembers, spare) {
+		t.Fatalf("members %v: want both onprem nodes %d and %d, and one old member for the third", got.MetaMembers, member, spare)
+	}
+	// A third onprem node takes the last place.
+	m = mustApply(t, m, AddNode{ID: 9, Addr: "10.0.0.9:7000", Labels: map[string]string{"site": "onprem"}, Capacity: 1 << 40})
+	got, _ = m.Container(ct.ID)
+	want := []NodeID{member, spare, 9}
+	if !slices.Equal(slices.Sorted(slices.Values(got.MetaMembers)), slices.Sorted(slices.Values(want))) {
+		t.Fatalf("members %v after node 9 joined, want %v", got.MetaMembers, want)
+	}
+}

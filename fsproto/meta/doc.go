@@ -114,8 +114,10 @@
 // majority of the bootstrap set losing their logs together. Not done: a
 // member removed from the group on a node that
 // still runs (not Out) keeps its stopped-in-place member and log until
-// the container is deleted; members that a changed policy no longer
-// matches are not moved.
+// the container is deleted. Members that a changed policy no longer
+// matches move like those of a node taken out: the map names their
+// replacements (clustermap, "Metadata groups") and the leader moves raft's
+// membership there.
 //
 // # Ops and exactly-once
 //

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -13,7 +14,9 @@ import (
 
 	"github.com/weftfs/weft/fsproto/client"
 	"github.com/weftfs/weft/fsproto/clustermap"
+	"github.com/weftfs/weft/fsproto/manager"
 	"github.com/weftfs/weft/internal/localcluster"
+	"github.com/weftfs/weft/net"
 	"github.com/weftfs/weft/node"
 )
 
@@ -287,6 +290,116 @@ func TestMetaMemberLostLog(t *testing.T) {
 	for i := range 3 {
 		write(fs2, fmt.Sprintf("after%02d", i))
 	}
+	for name, data := range files {
+		got, err := fs2.ReadFile(name)
+		if err != nil || !bytes.Equal(got, data) {
+			t.Errorf("%s: %d bytes, %v; want the %d bytes written", name, len(got), err, len(data))
+		}
+	}
+}
+
+// TestMetaMembersFollowPolicy: four nodes, a container whose metadata
+// group leaves one node out. Three nodes, that one among them, are
+// labelled site=onprem and the container's policy selects them: the map
+// moves the member on the fourth node to the spare one, and the group's
+// leader moves raft's membership the same way (learner, voter, then the
+// member still running on the fourth node removed). Every file written
+// before reads back, and the container stays writable.
+func TestMetaMembersFollowPolicy(t *testing.T) {
+	c := startClusterManagers(t, 4, 3, 3, 0)
+	acc := c.lc.Access()
+	key := client.Key{ID: acc.KeyID, Secret: acc.Secret}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+
+	policy := clustermap.Policy{Replicas: 3, PGCount: 4}
+	m, err := c.mc.Apply(ctx, clustermap.CreateContainer{Name: "moved", Policy: policy})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ct, _ := m.ContainerByName("moved")
+	orig := slices.Clone(ct.MetaMembers)
+	var spare, leaving clustermap.NodeID
+	for i := 1; i <= 4; i++ {
+		if id := c.nodeID(m, i); !slices.Contains(orig, id) {
+			spare = id
+		}
+	}
+	leaving = orig[len(orig)-1]
+	t.Logf("metadata members %v; node %d holds none, node %d will leave", orig, spare, leaving)
+	c.waitMap("the container active", allActive)
+
+	fsys := openFS(t, ctx, acc, key, "moved")
+	files := map[string][]byte{}
+	write := func(name string) {
+		t.Helper()
+		data := bytes.Repeat([]byte(name), 1000)
+		if err := fsys.WriteFile(name, data, 0o644); err != nil {
+			t.Fatalf("write %s: %v", name, err)
+		}
+		files[name] = data
+	}
+	for i := range 10 {
+		write(fmt.Sprintf("before%02d", i))
+	}
+
+	// Relabel every node but the leaving one (what a node restarted with
+	// --labels does, with the cluster key), then select them.
+	keys, err := node.LoadKeysFile(c.lc.KeysFile())
+	if err != nil {
+		t.Fatal(err)
+	}
+	secret, _, _ := keys.Lookup(localcluster.ClusterKey)
+	pool, err := net.NewPool(net.PoolConfig{Client: net.ClientConfig{ClusterID: acc.ClusterID, KeyID: localcluster.ClusterKey, Secret: secret, Logger: quiet}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	asNode := manager.NewClient(acc.Managers, pool)
+	for _, n := range m.Nodes {
+		if n.ID == leaving {
+			continue
+		}
+		labels := maps.Clone(n.Labels)
+		labels["site"] = "onprem"
+		if _, err := asNode.Apply(ctx, clustermap.AddNode{ID: n.ID, Addr: n.Addr, Labels: labels, Capacity: n.Capacity}); err != nil {
+			t.Fatalf("relabel node %d: %v", n.ID, err)
+		}
+	}
+	policy.Selector = map[string]string{"site": "onprem"}
+	start := time.Now()
+	m, err = c.mc.Apply(ctx, clustermap.SetPolicy{Container: ct.ID, Policy: policy})
+	if err != nil {
+		t.Fatal(err)
+	}
+	now, _ := m.Container(ct.ID)
+	want := slices.Clone(now.MetaMembers)
+	if slices.Contains(want, leaving) || !slices.Contains(want, spare) || len(want) != 3 {
+		t.Fatalf("members %v after the policy, want node %d in and node %d out", want, spare, leaving)
+	}
+	slices.Sort(want)
+	for {
+		_, mm, ok := c.metaLeader(4, ct.ID)
+		got := make([]clustermap.NodeID, len(mm.Voters))
+		for j, v := range mm.Voters {
+			got[j] = clustermap.NodeID(v)
+		}
+		slices.Sort(got)
+		if ok && slices.Equal(got, want) && len(mm.Learners) == 0 {
+			break
+		}
+		if time.Since(start) > time.Minute {
+			c.logReport("the group never reached its recorded members")
+			t.Fatalf("metadata group's voters are %v (learners %v), not %v, after %v", got, mm.Learners, want, time.Since(start))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Logf("metadata group moved to %v in %v", want, time.Since(start).Round(time.Millisecond))
+
+	for i := range 5 {
+		write(fmt.Sprintf("after%02d", i))
+	}
+	fs2 := openFS(t, ctx, acc, key, "moved")
 	for name, data := range files {
 		got, err := fs2.ReadFile(name)
 		if err != nil || !bytes.Equal(got, data) {
