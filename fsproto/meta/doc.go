@@ -111,10 +111,12 @@
 // that forgot its votes. A node answers CodeNotStarted for any log
 // directory that none of its starts found empty (so also before its
 // first map), erring towards a probe that waits. Not protected: a
-// majority of the bootstrap set losing their logs together. Not done: a
-// member removed from the group on a node that
-// still runs (not Out) keeps its stopped-in-place member and log until
-// the container is deleted. Members that a changed policy no longer
+// majority of the bootstrap set losing their logs together. A member
+// removed from the group on a node that still runs (not Out) is stopped
+// and its log deleted once it applied its own removal and the map does
+// not name its node (Repair, dropRemoved; the directory is marked first,
+// so that a delete a crash cut short is finished by the next start rather
+// than opened as a partial log). Members that a changed policy no longer
 // matches move like those of a node taken out: the map names their
 // replacements (clustermap, "Metadata groups") and the leader moves raft's
 // membership there.

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"path/filepath"
 	"slices"
@@ -300,6 +301,81 @@ func (h *Host) SetMap(m *clustermap.Map) error {
 	return errors.Join(errs...)
 }
 
+// removedMark is the file that marks a raft log directory as being
+// deleted: its member was removed from the group (see dropRemoved).
+const removedMark = "REMOVED"
+
+// dropRemoved stops mb and deletes its raft log when the member applied
+// its own removal from the group and the map does not name this node a
+// member of the container (a policy that moved the group, a repair that
+// took it out): such a log serves nothing, and kept it would wait for the
+// container's deletion. The directory is marked first, durably, so that a
+// crash in the middle of the delete leaves a directory that start deletes
+// the rest of instead of opening a partial log. It reports whether it
+// dropped mb.
+func (h *Host) dropRemoved(m *clustermap.Map, mb *member) bool {
+	if !mb.g.Removed() {
+		return false
+	}
+	if ids, err := Members(m, mb.c); err != nil || slices.Contains(ids, h.cfg.Node) {
+		return false // the map wants a member here: repair adds it back
+	}
+	h.setMu.Lock()
+	defer h.setMu.Unlock()
+	h.mu.Lock()
+	if h.mu.closed || h.mu.members[mb.c] != mb {
+		h.mu.Unlock()
+		return false
+	}
+	// Asked again of the newest map, under setMu: one SetMap took after m
+	// may name this node again, and would not start its member anew.
+	if ids, err := Members(h.mu.m, mb.c); err != nil || slices.Contains(ids, h.cfg.Node) {
+		h.mu.Unlock()
+		return false
+	}
+	delete(h.mu.members, mb.c)
+	delete(h.mu.repair, mb.c)
+	h.mu.Unlock()
+	h.stopMember(mb)
+	dir := h.logDir(mb.c)
+	if err := h.removeLog(dir); err != nil {
+		h.log.Warn("meta: remove the raft log of a removed member", "container", uint64(mb.c), "dir", dir, "err", err)
+		return true
+	}
+	h.log.Info("meta: member removed from its group; stopped it and removed its raft log", "container", uint64(mb.c), "dir", dir)
+	return true
+}
+
+// removeLog deletes a raft log directory: it writes removedMark there
+// (synced) first, so that a directory a crash leaves half deleted is
+// known for one (see finishRemoval).
+func (h *Host) removeLog(dir string) error {
+	f, err := h.cfg.FS.Create(filepath.Join(dir, removedMark), false)
+	if errors.Is(err, fs.ErrExist) {
+		return removeTree(h.cfg.FS, dir)
+	}
+	if err != nil {
+		return err
+	}
+	serr := f.Sync()
+	if err := f.Close(); err != nil || serr != nil {
+		return errors.Join(serr, err)
+	}
+	if err := h.cfg.FS.SyncDir(dir); err != nil {
+		return err
+	}
+	return removeTree(h.cfg.FS, dir)
+}
+
+// finishRemoval deletes what is left of dir if it is marked as being
+// deleted (removeLog was cut short), and reports whether it was.
+func (h *Host) finishRemoval(dir string) (bool, error) {
+	if _, err := h.cfg.FS.Stat(filepath.Join(dir, removedMark)); err != nil {
+		return false, nil
+	}
+	return true, removeTree(h.cfg.FS, dir)
+}
+
 // removeTree removes dir and everything below it.
 func removeTree(fsys vfs.FS, dir string) error {
 	names, err := fsys.ReadDir(dir)
@@ -350,6 +426,11 @@ func (h *Host) logsOnDisk() map[clustermap.ContainerID]bool {
 func (h *Host) start(c clustermap.ContainerID, peers []raftgroup.Peer, boot []clustermap.NodeID, onlyWithLog bool) (*member, error) {
 	log := h.log.With("container", uint64(c))
 	dir := h.logDir(c)
+	if marked, err := h.finishRemoval(dir); err != nil {
+		return nil, fmt.Errorf("meta: container %d: finish removing the raft log of a removed member: %w", c, err)
+	} else if marked && onlyWithLog {
+		return nil, nil
+	}
 	store, err := raftlog.Open(raftlog.Options{FS: h.cfg.FS, Dir: dir, Logger: log, KeepEntries: h.cfg.KeepEntries})
 	if err != nil {
 		return nil, fmt.Errorf("meta: container %d: open raft log: %w", c, err)

@@ -18,7 +18,9 @@ import (
 
 	"github.com/weftfs/weft/fsproto/clustermap"
 	"github.com/weftfs/weft/fsproto/namespace"
+	"github.com/weftfs/weft/fsproto/raftlog"
 	"github.com/weftfs/weft/internal/testutil"
+	"github.com/weftfs/weft/internal/vfs"
 	"github.com/weftfs/weft/net"
 )
 
@@ -645,5 +647,59 @@ func TestSnapshotCatchUpKeepsDedupe(t *testing.T) {
 	again, err := cl.apply(ctx, id, cmd)
 	if err != nil || again.Attr != first.Attr {
 		t.Fatalf("retry on the member restored from a snapshot: %+v, %v; want %+v", again, err, first)
+	}
+}
+
+// TestRemovedLogDirectory: a removed member's raft log is deleted behind a
+// durable mark, and a directory a crash left half deleted (the mark there,
+// some files gone) is deleted by the next start instead of opened; an
+// unmarked log is left alone.
+func TestRemovedLogDirectory(t *testing.T) {
+	fsys := vfs.NewMem()
+	h := &Host{cfg: HostConfig{FS: fsys, Dir: "meta"}, log: testLogger()}
+	openLog := func(c clustermap.ContainerID) []string {
+		t.Helper()
+		store, err := raftlog.Open(raftlog.Options{FS: fsys, Dir: h.logDir(c), Logger: testLogger()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := store.Close(); err != nil {
+			t.Fatal(err)
+		}
+		names, err := fsys.ReadDir(h.logDir(c))
+		if err != nil || len(names) == 0 {
+			t.Fatalf("a raft log left %v in its directory (%v)", names, err)
+		}
+		return names
+	}
+	gone := func(c clustermap.ContainerID) bool {
+		_, ok := h.logsOnDisk()[c]
+		return !ok
+	}
+
+	openLog(1)
+	if err := h.removeLog(h.logDir(1)); err != nil || !gone(1) {
+		t.Fatalf("removeLog: %v, directory gone %v", err, gone(1))
+	}
+
+	// Cut short: the mark written and synced, one file deleted.
+	files := openLog(2)
+	dir := h.logDir(2)
+	f, err := fsys.Create(filepath.Join(dir, removedMark), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	if err := fsys.Remove(filepath.Join(dir, files[0])); err != nil {
+		t.Fatal(err)
+	}
+	if mb, err := h.start(2, nil, nil, true); mb != nil || err != nil || !gone(2) {
+		t.Fatalf("start over a half-deleted log: member %v, %v, directory gone %v", mb, err, gone(2))
+	}
+
+	// No mark: the log stays.
+	openLog(3)
+	if marked, err := h.finishRemoval(h.logDir(3)); marked || err != nil || gone(3) {
+		t.Fatalf("finishRemoval of a log in use: %v, %v, directory gone %v", marked, err, gone(3))
 	}
 }

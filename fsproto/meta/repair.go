@@ -183,6 +183,9 @@ func (h *Host) Repair(ctx context.Context) {
 		if ctx.Err() != nil {
 			return
 		}
+		if h.dropRemoved(m, mb) {
+			continue
+		}
 		h.repairGroup(ctx, m, mb)
 	}
 }

@@ -196,6 +196,8 @@ type Group struct {
 
 	leader atomic.Uint64
 	term   atomic.Uint64
+	// removedNow mirrors removed for Removed (any goroutine).
+	removedNow atomic.Bool
 
 	// The read lease (Config.LeaseReads). leaseUntil is the monotonic
 	// time (ns since epoch) until which this member may serve reads
@@ -479,6 +481,10 @@ func (g *Group) ID() uint64 { return g.id }
 
 // Leader returns the id of the leader this member knows, or 0.
 func (g *Group) Leader() uint64 { return g.leader.Load() }
+
+// Removed reports whether this member has applied its own removal from
+// the group (and no later re-addition): it takes no part in the group.
+func (g *Group) Removed() bool { return g.removedNow.Load() }
 
 // Err returns why the group stopped on its own (a storage or state
 // machine failure), or nil.
@@ -1197,11 +1203,13 @@ func (g *Group) apply(e *raftpb.Entry) error {
 				// Added back after a removal: a member that lost its
 				// log and joined again replays both entries.
 				g.removed = false
+				g.removedNow.Store(false)
 			}
 		case raftpb.ConfChangeRemoveNode:
 			delete(g.members, node)
 			if node == g.id {
 				g.removed = true
+				g.removedNow.Store(true)
 				g.leaseUntil.Store(0)
 			} else {
 				g.tr.RemovePeer(node)

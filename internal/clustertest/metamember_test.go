@@ -3,6 +3,7 @@ package clustertest
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"maps"
 	"math/rand/v2"
@@ -343,6 +344,17 @@ func TestMetaMembersFollowPolicy(t *testing.T) {
 		write(fmt.Sprintf("before%02d", i))
 	}
 
+	leavingIdx := 0
+	for i := 1; i <= 4; i++ {
+		if c.nodeID(m, i) == leaving {
+			leavingIdx = i
+		}
+	}
+	logDir := filepath.Join(filepath.Dir(c.lc.LogFile(leavingIdx)), "device.meta", fmt.Sprintf("container-%d", ct.ID))
+	if _, err := os.Stat(logDir); err != nil {
+		t.Fatalf("node %d's raft log of the container: %v", leavingIdx, err)
+	}
+
 	// Relabel every node but the leaving one (what a node restarted with
 	// --labels does, with the cluster key), then select them.
 	keys, err := node.LoadKeysFile(c.lc.KeysFile())
@@ -395,6 +407,28 @@ func TestMetaMembersFollowPolicy(t *testing.T) {
 		time.Sleep(100 * time.Millisecond)
 	}
 	t.Logf("metadata group moved to %v in %v", want, time.Since(start).Round(time.Millisecond))
+
+	// The node that left drops its removed member's raft log, and after a
+	// restart runs no member of the container.
+	for {
+		if _, err := os.Stat(logDir); errors.Is(err, os.ErrNotExist) {
+			break
+		}
+		if time.Since(start) > time.Minute {
+			t.Fatalf("node %d still holds %s", leavingIdx, logDir)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if err := c.lc.StopNode(leavingIdx, 20*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.lc.StartNode(leavingIdx); err != nil {
+		t.Fatal(err)
+	}
+	c.waitMap("the node back", func(m *clustermap.Map) bool { return nodeState(m, leaving) == clustermap.Up })
+	if _, err := os.Stat(logDir); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("after a restart node %d holds %s again (%v)", leavingIdx, logDir, err)
+	}
 
 	for i := range 5 {
 		write(fmt.Sprintf("after%02d", i))
