@@ -349,6 +349,12 @@ func TestMovedPGIsRetired(t *testing.T) {
 	c.apply(clustermap.SetNodeState{ID: drained, State: clustermap.Draining})
 	waitFor(t, "the drain to finish", func() bool { return settled() && len(c.current().PGsOfNode(drained)) == 0 })
 	waitFor(t, "the drained node to delete its copies", func() bool { return live(drained, false) == 0 })
+	// A retire counts what it deleted when it returns, after its last
+	// delete (it forgets the copy's tombstones in between).
+	waitFor(t, "the drained node to count what it retired", func() bool {
+		_, objs, _ := c.nodes[drained].ds.Retired()
+		return objs >= uint64(held)
+	})
 	if pgs, objs, bytes := c.nodes[drained].ds.Retired(); pgs == 0 || objs != uint64(held) || bytes != uint64(held)*4096 {
 		t.Errorf("node %d reports %d pgs, %d objects, %d bytes retired; it held %d chunks", drained, pgs, objs, bytes, held)
 	}
@@ -379,6 +385,10 @@ func TestMovedPGIsRetired(t *testing.T) {
 	if total != 3*chunks {
 		t.Fatalf("the nodes hold %d live chunks in their PGs, want %d (3 replicas of %d)", total, 3*chunks, chunks)
 	}
+	waitFor(t, fmt.Sprintf("node %d to count what it retired", down), func() bool {
+		_, objs, _ := c.nodes[down].ds.Retired()
+		return objs >= uint64(held2)
+	})
 	if _, objs, _ := c.nodes[down].ds.Retired(); objs != uint64(held2) {
 		t.Errorf("node %d retired %d objects, want %d", down, objs, held2)
 	}
