@@ -423,12 +423,7 @@ func (e *Engine) Changes(pg uint32, since uint64, limit int) ([]ObjectState, err
 
 // PGSeq returns the highest sequence number placement group pg has
 // reached on this engine.
-func (e *Engine) PGSeq(pg uint32) uint64 {
-	if v, ok := e.pgSeqs.Load(pg); ok {
-		return v.(*atomic.Uint64).Load()
-	}
-	return 0
-}
+func (e *Engine) PGSeq(pg uint32) uint64 { return pgLoad(&e.pgSeqs, pg) }
 
 // PGs returns, in increasing order, the placement groups this engine
 // has seen a mutation of (their objects may all be deleted by now).
@@ -456,6 +451,15 @@ func pgValue(m *sync.Map, pg uint32) *atomic.Uint64 {
 	}
 	v, _ := m.LoadOrStore(pg, new(atomic.Uint64))
 	return v.(*atomic.Uint64)
+}
+
+// pgLoad returns pg's value in m (a map of uint32 to *atomic.Uint64), 0
+// when there is none.
+func pgLoad(m *sync.Map, pg uint32) uint64 {
+	if v, ok := m.Load(pg); ok {
+		return v.(*atomic.Uint64).Load()
+	}
+	return 0
 }
 
 // raiseTo makes c max(c, v).

@@ -2,7 +2,7 @@ package engine
 
 import (
 	"fmt"
-	"sync/atomic"
+	"slices"
 )
 
 // Forgetting tombstones.
@@ -62,14 +62,7 @@ func (e *Engine) ForgetTombstones(pg uint32, after, upTo uint64) (int, error) {
 		from[i], more[i] = after, true
 	}
 	total := 0
-	for {
-		busy := false
-		for i := range more {
-			busy = busy || more[i]
-		}
-		if !busy {
-			return total, nil
-		}
+	for slices.Contains(more, true) {
 		outs, err := e.broadcastEach(func(i int) *Request {
 			if !more[i] {
 				return nil
@@ -86,16 +79,12 @@ func (e *Engine) ForgetTombstones(pg uint32, after, upTo uint64) (int, error) {
 			return total, fmt.Errorf("engine: forget tombstones of pg %d: %w", pg, err)
 		}
 	}
+	return total, nil
 }
 
 // ForgetFloor returns placement group pg's forget floor: every tombstone
 // of pg this engine dropped since it opened had a seq at most this.
-func (e *Engine) ForgetFloor(pg uint32) uint64 {
-	if v, ok := e.floors.Load(pg); ok {
-		return v.(*atomic.Uint64).Load()
-	}
-	return 0
-}
+func (e *Engine) ForgetFloor(pg uint32) uint64 { return pgLoad(&e.floors, pg) }
 
 // SetForgetFloor raises pg's forget floor to at least floor. A caller that
 // had tombstones forgotten before a restart gives the engine their floor
