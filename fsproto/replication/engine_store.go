@@ -217,25 +217,40 @@ func floorObject(pg uint32) engine.ObjectID {
 	return engine.ObjectID{Hi: floorContainer, Lo: uint64(pg)}
 }
 
-// floor reads pg's tombstone floor: 8 bytes, little-endian; absent = 0.
+// floor reads pg's tombstone floor (see readSeqObject); absent = 0.
 func (s *EngineStore) floor(pg uint32) (uint64, error) {
+	f, _, err := s.readSeqObject(floorObject(pg), "tombstone floor", pg)
+	return f, err
+}
+
+// readSeqObject reads a seq kept in an object of MarkPG (a sync mark, a
+// tombstone floor): 8 bytes, little-endian; ok is false when the object
+// is absent. what and pg name it in errors.
+func (s *EngineStore) readSeqObject(obj engine.ObjectID, what string, pg uint32) (seq uint64, ok bool, err error) {
 	var b [8]byte
-	n, err := s.e.Read(floorObject(pg), 0, b[:])
+	n, err := s.e.Read(obj, 0, b[:])
 	switch {
 	case errors.Is(err, engine.ErrNotFound):
-		return 0, nil
+		return 0, false, nil
 	case n == 8:
-		return le.Uint64(b[:]), nil
+		return le.Uint64(b[:]), true, nil
 	case err == nil || errors.Is(err, io.EOF):
-		return 0, fmt.Errorf("replication: tombstone floor of pg %d is %d bytes, want 8: %w", pg, n, engine.ErrCorrupt)
+		return 0, false, fmt.Errorf("replication: %s of pg %d is %d bytes, want 8: %w", what, pg, n, engine.ErrCorrupt)
 	}
-	return 0, err
+	return 0, false, err
+}
+
+// forgetMarks forgets MarkPG's tombstones (cleared sync marks, deleted
+// floors): such a tombstone says what the object's absence says, and
+// MarkPG is never synced.
+func (s *EngineStore) forgetMarks() error {
+	_, err := s.e.ForgetTombstones(MarkPG, 0, s.e.PGSeq(MarkPG))
+	return err
 }
 
 // forget raises pg's tombstone floor durably to upTo, then has the engine
 // forget pg's tombstones at seqs in (after, upTo] (see StoreForget), and
-// those of MarkPG: a cleared mark's tombstone says what its absence says,
-// and MarkPG is never synced.
+// those of MarkPG (forgetMarks).
 func (s *EngineStore) forget(pg uint32, after, upTo uint64) (int, error) {
 	if pg == MarkPG {
 		return 0, fmt.Errorf("replication: forget in pg %d: that is the sync marks' PG", pg)
@@ -253,23 +268,12 @@ func (s *EngineStore) forget(pg uint32, after, upTo uint64) (int, error) {
 	if err != nil {
 		return n, err
 	}
-	_, err = s.e.ForgetTombstones(MarkPG, 0, s.e.PGSeq(MarkPG))
-	return n, err
+	return n, s.forgetMarks()
 }
 
 // mark reads pg's sync mark: 8 bytes, little-endian; absent = none.
 func (s *EngineStore) mark(pg uint32) (uint64, bool, error) {
-	var b [8]byte
-	n, err := s.e.Read(markObject(pg), 0, b[:])
-	switch {
-	case errors.Is(err, engine.ErrNotFound):
-		return 0, false, nil
-	case n == 8:
-		return le.Uint64(b[:]), true, nil
-	case err == nil || errors.Is(err, io.EOF):
-		return 0, false, fmt.Errorf("replication: sync mark of pg %d is %d bytes, want 8: %w", pg, n, engine.ErrCorrupt)
-	}
-	return 0, false, err
+	return s.readSeqObject(markObject(pg), "sync mark", pg)
 }
 
 // lowerMark durably makes pg's sync mark min(mark, seq), seq when there
@@ -497,7 +501,7 @@ func (s *EngineStore) Purge(ctx context.Context, pg uint32) (PurgeStats, error) 
 	if _, err := s.e.ForgetTombstones(pg, 0, s.e.PGSeq(pg)); err != nil {
 		return st, fmt.Errorf("replication: purge of pg %d: %w", pg, err)
 	}
-	if _, err := s.e.ForgetTombstones(MarkPG, 0, s.e.PGSeq(MarkPG)); err != nil {
+	if err := s.forgetMarks(); err != nil {
 		return st, fmt.Errorf("replication: purge of pg %d: %w", pg, err)
 	}
 	return st, nil

@@ -1942,23 +1942,20 @@ func (g *group) maybeForget() {
 	}
 	w := uint64(g.n.cfg.Window)
 	bound := uint64(math.MaxUint64)
-	var newest uint64
+	newest := g.submittedMax
 	primary := g.role == rolePrimary && g.phase == phaseActive
 	switch {
 	case primary:
-		newest = g.nextSeq - 1
+		newest = max(newest, g.nextSeq-1)
 	case g.role == roleReplica && g.caughtUp:
-		newest = g.submittedMax
 		bound = max(sat(newest, w), g.announced)
 	case g.role == roleReplica && g.peeredOK:
 		// Still syncing: this epoch's installs may yet come, so only
 		// what lies below the epoch.
-		newest = g.submittedMax
 		bound = g.peeredMax
 	default:
 		return
 	}
-	newest = max(newest, g.submittedMax)
 	lag := sat(newest, 2*w)
 	if newest <= w {
 		lag = newest
