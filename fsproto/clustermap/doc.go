@@ -85,7 +85,8 @@
 // its policy, distinct failure domains first; Up/Down does not matter),
 // and Container.MetaBootstrap, the first members the container got,
 // which never change afterwards. The record changes only by commands,
-// so nodes added later do not move an existing group:
+// and nodes added later move an existing group only to spread it over
+// failure domains:
 //
 //   - SetNodeState Out replaces the node in every container's members
 //     with the best candidate by the same rules that is not a member
@@ -97,7 +98,12 @@
 //     longer match the policy (a changed selector or failure-domain
 //     label, or a node's labels) with matching candidates; a member off
 //     the policy stays while no matching node can take its place, so the
-//     list never shrinks for it;
+//     list never shrinks for it; and they move members that share a
+//     failure domain with another member to Up nodes in domains no
+//     member occupies, while there are such nodes (zones that joined
+//     after the group was made, or a policy whose failure domain
+//     changed), so that losing one domain leaves the group its majority
+//     as it leaves the data PGs a replica;
 //   - a container without members (no node could hold them, or a map
 //     decoded from version 1 or 2, which had no record) gets
 //     ChooseMetaMembers' choice on the map as it is before the next

@@ -272,10 +272,60 @@ func checkAdded(old, pg *PG, p *Policy, m *Map) error {
 	return nil
 }
 
+// sharesDomain reports whether node id is in the failure domain (under
+// ct's policy on m) of one of ct's metadata members other than itself.
+func sharesDomain(m *Map, ct *Container, id NodeID) bool {
+	n, _ := m.Node(id)
+	d, ok := DomainOf(n, &ct.Policy)
+	if !ok {
+		return false
+	}
+	for _, x := range ct.MetaMembers {
+		if xn, _ := m.Node(x); x != id && xn != nil {
+			if xd, ok := DomainOf(xn, &ct.Policy); ok && xd == d {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// checkMetaSpread checks that after a node or policy command no two of
+// ct's matching metadata members share a failure domain while an Up node
+// that matches the policy is in a domain no member occupies.
+func checkMetaSpread(m *Map, ct *Container) error {
+	used := map[string]NodeID{}
+	crowded := NodeID(0)
+	for _, id := range ct.MetaMembers {
+		n, _ := m.Node(id)
+		d, ok := DomainOf(n, &ct.Policy)
+		if !ok {
+			continue
+		}
+		if _, dup := used[d]; dup {
+			crowded = id
+		}
+		used[d] = id
+	}
+	if crowded == 0 {
+		return nil
+	}
+	for i := range m.Nodes {
+		n := &m.Nodes[i]
+		if d, ok := DomainOf(n, &ct.Policy); ok && n.State == Up && used[d] == 0 && !slices.Contains(ct.MetaMembers, n.ID) {
+			return fmt.Errorf("container %d: metadata member %d shares its failure domain with another member %v while node %d is up in domain %q, which none holds", ct.ID, crowded, ct.MetaMembers, n.ID, d)
+		}
+	}
+	return nil
+}
+
 // checkMetaRecords checks how a command may change the containers'
 // metadata records: a recorded bootstrap set never changes; members change
 // only by node and policy commands (and by the fill of a container that
-// had none); a member is dropped only when its node went Out; a list is
+// had none); a member is dropped only when its node went Out, left the
+// policy, or shared a failure domain with another member (spreadMeta),
+// and after a node or policy command no members crowd a domain while a
+// free one has an Up node; a list is
 // short of MetaMembersMax only when no other candidate (not Out, matching
 // the policy) exists; and a new container gets ChooseMetaMembers' choice.
 func checkMetaRecords(prev, next *Map, cmd Command) error {
@@ -322,8 +372,13 @@ func checkMetaRecords(prev, next *Map, cmd Command) error {
 			if n.State != Out {
 				live++
 			}
-			if n.State != Out && matchesPolicy(n, &ct.Policy) && !slices.Contains(ct.MetaMembers, id) {
-				return fmt.Errorf("container %d: %#v dropped metadata member %d, which is %v and matches the policy", ct.ID, cmd, id, n.State)
+			if n.State != Out && matchesPolicy(n, &ct.Policy) && !slices.Contains(ct.MetaMembers, id) && !sharesDomain(next, ct, id) {
+				return fmt.Errorf("container %d: %#v dropped metadata member %d, which is %v, matches the policy and had a failure domain of its own", ct.ID, cmd, id, n.State)
+			}
+		}
+		if nodesOrPolicy {
+			if err := checkMetaSpread(next, ct); err != nil {
+				return fmt.Errorf("%#v: %w", cmd, err)
 			}
 		}
 		// A member off the policy goes only for a node that takes its

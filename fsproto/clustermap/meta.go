@@ -119,11 +119,14 @@ func (m *Map) recordMeta() {
 // repairMeta runs after a command that changed nodes or a policy: in
 // every container it drops the metadata members whose nodes are Out or no
 // longer match the container's policy (a changed selector, or a node's
-// labels) and fills the list up to MetaMembersMax with the best candidates
-// (pickMeta, Up nodes first). A member that does not match stays while no
-// matching node can take its place: the group keeps its size, as moving
-// it would leave fewer members. Members on Down or Draining nodes stay, as
-// the group carries on with a majority and they catch up when back.
+// labels), moves members that share a failure domain with another member
+// to Up nodes in domains no member occupies while there are such nodes
+// (spreadMeta), and fills the list up to MetaMembersMax with the best
+// candidates (pickMeta, Up nodes first). A member that does not match
+// stays while no matching node can take its place: the group keeps its
+// size, as moving it would leave fewer members. Members on Down or
+// Draining nodes stay, as the group carries on with a majority and they
+// catch up when back.
 func (m *Map) repairMeta() {
 	for i := range m.Containers {
 		ct := &m.Containers[i]
@@ -138,7 +141,8 @@ func (m *Map) repairMeta() {
 				kept = append(kept, id)
 			}
 		}
-		if len(kept) == len(ct.MetaMembers) && len(kept) >= MetaMembersMax {
+		moved := m.spreadMeta(ct, kept)
+		if !moved && len(kept) == len(ct.MetaMembers) && len(kept) >= MetaMembersMax {
 			continue
 		}
 		next := pickMeta(m, ct, kept, true)
@@ -155,6 +159,100 @@ func (m *Map) repairMeta() {
 			ct.MetaBootstrap = slices.Clone(next)
 		}
 	}
+}
+
+// spreadMeta replaces, in place, members of ct's metadata group that
+// share a failure domain with another member by Up nodes in failure
+// domains no member occupies, best by Score over ct's first PG, one per
+// domain, for as long as there are both; it reports whether it replaced
+// any. members must all match ct's policy. In a crowded domain the member
+// that stays is an Up one if there is one, else the first listed; of the
+// crowded, those not Up move first. A group whose members crowd one
+// domain (the nodes of other zones joined after it was made, or the
+// policy's failure domain changed) would otherwise lose its majority
+// with that domain, while the container's data PGs, placed over domains,
+// survive it. Without a free domain nothing moves: the members stay
+// where they are, and the move waits for a node to join or come back
+// Up.
+func (m *Map) spreadMeta(ct *Container, members []NodeID) bool {
+	type member struct {
+		at     int // index in members
+		domain string
+		up     bool
+	}
+	byDomain := map[string][]member{}
+	var domains []string // in order of first appearance, for a deterministic walk
+	for i, id := range members {
+		n, _ := m.Node(id)
+		d, _ := DomainOf(n, &ct.Policy)
+		if _, seen := byDomain[d]; !seen {
+			domains = append(domains, d)
+		}
+		byDomain[d] = append(byDomain[d], member{i, d, n.State == Up})
+	}
+	if len(domains) == len(members) {
+		return false
+	}
+	var crowded []member
+	for _, d := range domains {
+		ms := byDomain[d]
+		// The first Up member stays (the first listed when none is Up).
+		stay := 0
+		for j, x := range ms {
+			if x.up {
+				stay = j
+				break
+			}
+		}
+		for j, x := range ms {
+			if j != stay {
+				crowded = append(crowded, x)
+			}
+		}
+	}
+	slices.SortStableFunc(crowded, func(a, b member) int {
+		switch {
+		case a.up == b.up:
+			return 0
+		case !a.up:
+			return -1
+		}
+		return 1
+	})
+	used := make(map[string]bool, len(domains))
+	for _, d := range domains {
+		used[d] = true
+	}
+	var free []metaCand
+	for i := range m.Nodes {
+		n := &m.Nodes[i]
+		if n.State != Up || slices.Contains(members, n.ID) {
+			continue
+		}
+		if d, ok := DomainOf(n, &ct.Policy); ok && !used[d] {
+			free = append(free, metaCand{n.ID, d, Score(ct.FirstPG, n.ID), true})
+		}
+	}
+	slices.SortFunc(free, func(a, b metaCand) int {
+		if c := cmp.Compare(b.score, a.score); c != 0 {
+			return c
+		}
+		return cmp.Compare(a.id, b.id)
+	})
+	moved := false
+	for _, c := range free {
+		if len(crowded) == 0 {
+			break
+		}
+		if used[c.domain] {
+			continue
+		}
+		used[c.domain] = true
+		members[crowded[0].at] = c.id
+		crowded = crowded[1:]
+		moved = true
+	}
+	return moved
 }
 
 // matchesPolicy reports whether node n may hold data of a container with

@@ -202,3 +202,46 @@ func TestMetaMembersFollowPolicy(t *testing.T) {
 		t.Fatalf("members %v after node 9 joined, want %v", got.MetaMembers, want)
 	}
 }
+
+// TestMetaMembersSpread: a group whose members crowd one zone (here: the
+// policy's failure domain became the zone label after the group was made)
+// moves them to Up nodes of the zones it does not reach, a Down member of
+// a crowded zone before an Up one; a Down node of a free zone gets none
+// until it is Up; a spread group stays put as nodes join.
+func TestMetaMembersSpread(t *testing.T) {
+	m := addNodes(t, New(), 4, "a") // nodes 1..4, all in zone a
+	for id, z := range map[NodeID]string{10: "b", 11: "c"} {
+		m = mustApply(t, m, AddNode{ID: id, Addr: fmt.Sprintf("10.0.0.%d:7000", id), Labels: map[string]string{"zone": z}, Capacity: 1 << 40})
+	}
+	p := Policy{Replicas: 3, PGCount: 4, Selector: map[string]string{"zone": "a"}}
+	m = mustApply(t, m, CreateContainer{Name: "db", Policy: p})
+	ct, _ := m.ContainerByName("db")
+	first := slices.Clone(ct.MetaMembers)
+	if len(first) != 3 {
+		t.Fatalf("members %v", first)
+	}
+	m = mustApply(t, m, SetNodeState{ID: 11, State: Down})
+	m = mustApply(t, m, SetNodeState{ID: first[1], State: Down})
+	// Zones b and c admitted, spread over zones: zone a holds all three
+	// members; zone b has an Up node, zone c only a Down one.
+	p.Selector, p.FailureDomain = nil, "zone"
+	m = mustApply(t, m, SetPolicy{Container: ct.ID, Policy: p})
+	got, _ := m.Container(ct.ID)
+	if want := []NodeID{first[0], 10, first[2]}; !slices.Equal(got.MetaMembers, want) {
+		t.Fatalf("members %v after the zones policy (node %d down, node 11 of zone c down), want %v", got.MetaMembers, first[1], want)
+	}
+	if !slices.Equal(got.MetaBootstrap, first) {
+		t.Fatalf("bootstrap %v, want %v", got.MetaBootstrap, first)
+	}
+	m = mustApply(t, m, SetNodeState{ID: 11, State: Up})
+	got, _ = m.Container(ct.ID)
+	if want := []NodeID{first[0], 10, 11}; !slices.Equal(got.MetaMembers, want) {
+		t.Fatalf("members %v after node 11 of zone c came up, want %v", got.MetaMembers, want)
+	}
+	for i := NodeID(20); i < 26; i++ {
+		m = mustApply(t, m, AddNode{ID: i, Addr: fmt.Sprintf("10.0.0.%d:7000", i), Labels: map[string]string{"zone": string(rune('a' + i%4))}, Capacity: 1 << 40})
+	}
+	if got2, _ := m.Container(ct.ID); !slices.Equal(got2.MetaMembers, got.MetaMembers) {
+		t.Fatalf("spread members moved from %v to %v as nodes joined", got.MetaMembers, got2.MetaMembers)
+	}
+}
