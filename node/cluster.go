@@ -165,7 +165,7 @@ func newClusterNode(cfg *Config, keys *keyring, eng *engine.Engine, log *slog.Lo
 		metaDir = cfg.Device + ".meta"
 	}
 	c.meta, err = meta.NewHost(meta.HostConfig{Node: c.id, Dir: metaDir, Router: router, Pool: pool, Access: keys,
-		NoLeaseReads: cfg.ReadLease == ReadLeaseOff, Logger: log})
+		NoLeaseReads: cfg.ReadLease == ReadLeaseOff, MarkFormed: c.markMetaFormed, Logger: log})
 	if err != nil {
 		c.ds.Close()
 		return nil, fmt.Errorf("node: %w", err)
@@ -173,6 +173,17 @@ func newClusterNode(cfg *Config, keys *keyring, eng *engine.Engine, log *slog.Lo
 	c.meta.Register(c.mux)
 	c.mux.HandleFunc(KindStatus, c.serveStatus)
 	return c, nil
+}
+
+// markMetaFormed records in the map that container ct's metadata group,
+// which this node leads, has committed past its bootstrap entries
+// (meta.HostConfig.MarkFormed); a map that has the mark already counts.
+func (c *clusterNode) markMetaFormed(ctx context.Context, ct clustermap.ContainerID) error {
+	_, err := c.mc.Apply(ctx, clustermap.MarkMetaFormed{Container: ct})
+	if errors.Is(err, clustermap.ErrNoChange) {
+		return nil
+	}
+	return err
 }
 
 // start begins the loops once the server listens at addr: join the map

@@ -269,6 +269,14 @@ func TestCommandErrors(t *testing.T) {
 	m = mustApply(t, m, CreateContainer{Name: "ok", Policy: Policy{Replicas: 1}})
 	applyErr(t, m, CreateContainer{Name: "ok", Policy: Policy{Replicas: 1}}, ErrExists)
 	applyErr(t, m, DeleteContainer{ID: 5}, ErrNotFound)
+	applyErr(t, m, MarkMetaFormed{Container: 5}, ErrNotFound)
+	formed := mustApply(t, m, MarkMetaFormed{Container: 1})
+	if ct, _ := formed.Container(1); !ct.MetaFormed || !slices.Equal(ct.MetaMembers, ct.MetaBootstrap) {
+		t.Fatalf("container after MarkMetaFormed: %+v", ct)
+	}
+	applyErr(t, formed, MarkMetaFormed{Container: 1}, ErrNoChange)
+	noNode := mustApply(t, m, CreateContainer{Name: "none", Policy: Policy{Replicas: 1, Selector: map[string]string{"media": "tape"}}})
+	applyErr(t, noNode, MarkMetaFormed{Container: 2}, ErrInvalid)
 	applyErr(t, m, nil, ErrInvalid)
 	// An Out node's address may be taken; it cannot then come back
 	// with it.

@@ -14,6 +14,7 @@ const (
 	mapVersion    = 1  // a map without keys
 	mapVersion2   = 2  // a map with keys: version 1's body, then the keys
 	mapVersion3   = 3  // a map with metadata records: containers carry them, keys always follow
+	mapVersion4   = 4  // a map with a formed metadata group: version 3, each container's record ends with its flags
 	mapHeaderLen  = 12 // magic, version, flags, body length
 	mapTrailerLen = 4  // crc32c
 	commandVer    = 1
@@ -52,6 +53,8 @@ func (m *Map) appendMap(b []byte) []byte {
 	// version 2 map without keys.
 	version := uint16(mapVersion)
 	switch {
+	case m.formsMeta():
+		version = mapVersion4
 	case m.recordsMeta():
 		version = mapVersion3
 	case len(m.Keys) > 0:
@@ -80,9 +83,16 @@ func (m *Map) appendMap(b []byte) []byte {
 		b = binary.LittleEndian.AppendUint32(b, uint32(c.FirstPG))
 		b = appendString(b, c.Name)
 		b = appendPolicy(b, &c.Policy)
-		if version == mapVersion3 {
+		if version >= mapVersion3 {
 			b = appendNodeIDs(b, c.MetaMembers)
 			b = appendNodeIDs(b, c.MetaBootstrap)
+		}
+		if version >= mapVersion4 {
+			var flags byte
+			if c.MetaFormed {
+				flags |= containerMetaFormed
+			}
+			b = append(b, flags)
 		}
 	}
 	b = binary.LittleEndian.AppendUint32(b, uint32(len(m.PGs)))
@@ -109,8 +119,25 @@ func (m *Map) appendMap(b []byte) []byte {
 	return binary.LittleEndian.AppendUint32(b, crc32.Checksum(b[start:], castagnoli))
 }
 
+// Container flags (version 4).
+const (
+	containerMetaFormed = 1 << 0 // Container.MetaFormed
+	containerFlagsKnown = containerMetaFormed
+)
+
+// formsMeta reports whether some container's metadata group is marked
+// formed, which only a version 4 encoding can hold.
+func (m *Map) formsMeta() bool {
+	for i := range m.Containers {
+		if m.Containers[i].MetaFormed {
+			return true
+		}
+	}
+	return false
+}
+
 // recordsMeta reports whether some container has a metadata bootstrap
-// set, which only a version 3 encoding can hold.
+// set, which only a version 3 or 4 encoding can hold.
 func (m *Map) recordsMeta() bool {
 	for i := range m.Containers {
 		if len(m.Containers[i].MetaBootstrap) > 0 {
@@ -183,8 +210,8 @@ func decodeMap(data []byte) (*Map, error) {
 		return nil, corrupt("map magic %q, want %q", data[:4], mapMagic)
 	}
 	version := binary.LittleEndian.Uint16(data[4:])
-	if version != mapVersion && version != mapVersion2 && version != mapVersion3 {
-		return nil, corrupt("map version %d, want %d, %d or %d", version, mapVersion, mapVersion2, mapVersion3)
+	if version < mapVersion || version > mapVersion4 {
+		return nil, corrupt("map version %d, want %d to %d", version, mapVersion, mapVersion4)
 	}
 	if f := binary.LittleEndian.Uint16(data[6:]); f != 0 {
 		return nil, corrupt("map flags %#x, want 0", f)
@@ -221,9 +248,16 @@ func decodeMap(data []byte) (*Map, error) {
 			c.FirstPG = PGID(r.u32("container first pg"))
 			c.Name = r.str("container name")
 			c.Policy = r.policy()
-			if version == mapVersion3 {
+			if version >= mapVersion3 {
 				c.MetaMembers = r.nodeIDs("container metadata members")
 				c.MetaBootstrap = r.nodeIDs("container metadata bootstrap")
+			}
+			if version >= mapVersion4 {
+				flags := r.u8("container flags")
+				if r.err == nil && flags&^containerFlagsKnown != 0 {
+					r.fail("container %d flags %#x: unknown bits %#x", c.ID, flags, flags&^containerFlagsKnown)
+				}
+				c.MetaFormed = flags&containerMetaFormed != 0
 			}
 		}
 	}
@@ -260,6 +294,9 @@ func decodeMap(data []byte) (*Map, error) {
 	}
 	if version == mapVersion3 && !m.recordsMeta() {
 		return nil, corrupt("version %d map without metadata records (such a map is version %d or %d)", mapVersion3, mapVersion, mapVersion2)
+	}
+	if version == mapVersion4 && !m.formsMeta() {
+		return nil, corrupt("version %d map without a formed metadata group (such a map is version %d, %d or %d)", mapVersion4, mapVersion, mapVersion2, mapVersion3)
 	}
 	if err := m.Check(); err != nil {
 		return nil, fmt.Errorf("%w: map: %v", ErrCorrupt, err)
@@ -493,6 +530,9 @@ func AppendCommand(b []byte, cmd Command) ([]byte, error) {
 			b = append(b, commandVer, byte(KindRevokeKey))
 			b = appendString(b, c.ID)
 		}
+	case MarkMetaFormed:
+		b = append(b, commandVer, byte(KindMarkMetaFormed))
+		b = binary.LittleEndian.AppendUint64(b, uint64(c.Container))
 	default:
 		err = fmt.Errorf("%w: unknown command type %T", ErrInvalid, cmd)
 	}
@@ -520,6 +560,8 @@ func deref(cmd Command) Command {
 	case *CreateKey:
 		return *c
 	case *RevokeKey:
+		return *c
+	case *MarkMetaFormed:
 		return *c
 	}
 	return cmd
@@ -579,6 +621,8 @@ func DecodeCommand(b []byte) (Command, error) {
 		cmd = c
 	case KindRevokeKey:
 		cmd = RevokeKey{ID: r.str("id")}
+	case KindMarkMetaFormed:
+		cmd = MarkMetaFormed{Container: ContainerID(r.u64("container"))}
 	default:
 		return nil, corrupt("command kind %d unknown", uint8(kind))
 	}

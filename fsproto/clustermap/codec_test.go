@@ -34,7 +34,10 @@ func TestMapRoundTrip(t *testing.T) {
 	noKeysNoMeta.Keys = nil
 	noKeys := sampleMap(t).Clone()
 	noKeys.Keys = nil
-	for _, m := range []*Map{New(), sampleMap(t), noMeta, noKeysNoMeta, noKeys} {
+	formed := mustApply(t, sampleMap(t), MarkMetaFormed{Container: 2})
+	formedNoKeys := formed.Clone()
+	formedNoKeys.Keys = nil
+	for _, m := range []*Map{New(), sampleMap(t), noMeta, noKeysNoMeta, noKeys, formed, formedNoKeys} {
 		b := encode(t, m)
 		d, err := DecodeMap(b)
 		if err != nil {
@@ -48,14 +51,16 @@ func TestMapRoundTrip(t *testing.T) {
 			t.Fatalf("UnmarshalBinary: %v", err)
 		}
 		for i := range m.Containers {
-			if a, b := &m.Containers[i], &d.Containers[i]; !slices.Equal(a.MetaMembers, b.MetaMembers) || !slices.Equal(a.MetaBootstrap, b.MetaBootstrap) {
-				t.Fatalf("container %d: metadata record %v/%v decodes as %v/%v", a.ID, a.MetaMembers, a.MetaBootstrap, b.MetaMembers, b.MetaBootstrap)
+			if a, b := &m.Containers[i], &d.Containers[i]; !slices.Equal(a.MetaMembers, b.MetaMembers) || !slices.Equal(a.MetaBootstrap, b.MetaBootstrap) || a.MetaFormed != b.MetaFormed {
+				t.Fatalf("container %d: metadata record %v/%v formed %v decodes as %v/%v formed %v", a.ID, a.MetaMembers, a.MetaBootstrap, a.MetaFormed, b.MetaMembers, b.MetaBootstrap, b.MetaFormed)
 			}
 		}
 		// The version is the smallest that holds the map, so each map
 		// has one encoding and older maps keep their bytes.
 		want := uint16(mapVersion)
 		switch {
+		case m.formsMeta():
+			want = mapVersion4
 		case m.recordsMeta():
 			want = mapVersion3
 		case len(m.Keys) > 0:
@@ -117,6 +122,25 @@ func reseal(b []byte) []byte {
 	return b
 }
 
+// formedEncoding returns the encoding of a map with one container, whose
+// metadata group is marked formed, and the offset of its flags byte.
+func formedEncoding(t *testing.T) ([]byte, int) {
+	m := addNodes(t, New(), 1)
+	m = mustApply(t, m, CreateContainer{Name: "x", Policy: Policy{Replicas: 1, PGCount: 2}})
+	v3 := encode(t, m)
+	b := encode(t, mustApply(t, m, MarkMetaFormed{Container: 1}))
+	// The flags byte is where the two bodies first differ after the
+	// epoch (the PG count, 2, follows it in the version 3 one).
+	i := mapHeaderLen + 8
+	for v3[i] == b[i] {
+		i++
+	}
+	if b[i] != containerMetaFormed {
+		t.Fatalf("flags byte at %d is %#x", i, b[i])
+	}
+	return b, i
+}
+
 func TestDecodeMapRejects(t *testing.T) {
 	good := encode(t, sampleMap(t))
 	empty := encode(t, New())
@@ -128,7 +152,17 @@ func TestDecodeMapRejects(t *testing.T) {
 	}{
 		{"empty", nil, "shorter than"},
 		{"magic", append([]byte("XCMP"), good[4:]...), "magic"},
-		{"version", reseal(append(append(slices.Clone(good[:4]), 4, 0), good[6:]...)), "version 4"},
+		{"version", reseal(append(append(slices.Clone(good[:4]), 5, 0), good[6:]...)), "version 5"},
+		{"version 4 without a formed group", func() []byte {
+			b, at := formedEncoding(t)
+			b[at] = 0
+			return reseal(b)
+		}(), "without a formed"},
+		{"unknown container flags", func() []byte {
+			b, at := formedEncoding(t)
+			b[at] |= 0x80
+			return reseal(b)
+		}(), "unknown bits"},
 		{"version 3 without metadata records", reseal(append(append(append(slices.Clone(empty[:4]), 3, 0), empty[6:len(empty)-4]...), 0, 0, 0, 0, 0, 0, 0, 0)), "without metadata records"},
 		{"version 2 without keys", reseal(append(append(append(slices.Clone(empty[:4]), 2, 0), empty[6:len(empty)-4]...), 0, 0, 0, 0, 0, 0, 0, 0)), "without keys"},
 		{"flags", reseal(append(append(slices.Clone(good[:6]), 1, 0), good[8:]...)), "flags"},
@@ -244,6 +278,7 @@ func sampleCommands() []Command {
 		NodeRestarted{ID: 5},
 		CreateKey{ID: "k0123456789abcdef", Container: 1, Access: AccessAdmin},
 		RevokeKey{ID: "k00000000000000a1"},
+		MarkMetaFormed{Container: 2},
 	}
 }
 
@@ -295,6 +330,7 @@ func TestCommandRoundTrip(t *testing.T) {
 func FuzzDecodeMap(f *testing.F) {
 	f.Add(encode(f, New()))
 	f.Add(encode(f, sampleMap(f)))
+	f.Add(encode(f, mustApply(f, sampleMap(f), MarkMetaFormed{Container: 2})))
 	f.Add([]byte("WCMP"))
 	check := func(t *testing.T, b []byte) {
 		m, err := DecodeMap(b)

@@ -9,7 +9,7 @@ import (
 
 // Command is one change to the map: AddNode, SetNodeState,
 // CreateContainer, DeleteContainer, SetPolicy, CaughtUp, NodeRestarted,
-// CreateKey or RevokeKey. The set is
+// CreateKey, RevokeKey or MarkMetaFormed. The set is
 // closed; AppendCommand and DecodeCommand carry it through the Raft log.
 type Command interface {
 	// Kind is the command's wire tag.
@@ -29,6 +29,7 @@ const (
 	KindNodeRestarted   CommandKind = 7
 	KindCreateKey       CommandKind = 8
 	KindRevokeKey       CommandKind = 9
+	KindMarkMetaFormed  CommandKind = 10
 )
 
 func (k CommandKind) String() string {
@@ -51,6 +52,8 @@ func (k CommandKind) String() string {
 		return "CreateKey"
 	case KindRevokeKey:
 		return "RevokeKey"
+	case KindMarkMetaFormed:
+		return "MarkMetaFormed"
 	}
 	return fmt.Sprintf("CommandKind(%d)", uint8(k))
 }
@@ -140,6 +143,15 @@ type RevokeKey struct {
 	ID string
 }
 
+// MarkMetaFormed records that Container's metadata group has committed
+// past its bootstrap entries (Container.MetaFormed). The group's leader
+// sends it once it has. A container without a bootstrap set is
+// ErrInvalid; one marked already, ErrNoChange.
+type MarkMetaFormed struct {
+	Container ContainerID
+}
+
+func (MarkMetaFormed) Kind() CommandKind  { return KindMarkMetaFormed }
 func (NodeRestarted) Kind() CommandKind   { return KindNodeRestarted }
 func (CreateKey) Kind() CommandKind       { return KindCreateKey }
 func (RevokeKey) Kind() CommandKind       { return KindRevokeKey }
@@ -192,6 +204,8 @@ func (m *Map) Apply(cmd Command) (*Map, error) {
 		err = next.createKey(c)
 	case RevokeKey:
 		err = next.revokeKey(c)
+	case MarkMetaFormed:
+		err = next.markMetaFormed(c)
 	default:
 		err = fmt.Errorf("%w: unknown command type %T", ErrInvalid, cmd)
 	}
@@ -381,6 +395,22 @@ func (m *Map) setPolicy(c SetPolicy) error {
 		lo, _ := slices.BinarySearchFunc(m.PGs, pgs[0].ID, func(a PG, id PGID) int { return cmpU64(uint64(a.ID), uint64(id)) })
 		m.reconcile(lo, lo+len(pgs), false)
 	}
+	return nil
+}
+
+func (m *Map) markMetaFormed(c MarkMetaFormed) error {
+	i := slices.IndexFunc(m.Containers, func(ct Container) bool { return ct.ID == c.Container })
+	if i < 0 {
+		return fmt.Errorf("%w: container %d", ErrNotFound, c.Container)
+	}
+	ct := &m.Containers[i]
+	switch {
+	case len(ct.MetaBootstrap) == 0:
+		return fmt.Errorf("%w: container %d has no metadata bootstrap set", ErrInvalid, c.Container)
+	case ct.MetaFormed:
+		return fmt.Errorf("%w: container %d's metadata group is marked formed already", ErrNoChange, c.Container)
+	}
+	ct.MetaFormed = true
 	return nil
 }
 

@@ -115,7 +115,10 @@
 // The record is what the group should be; the group's leader moves raft's
 // membership to it one step at a time (package meta). Members on Down or
 // Draining nodes stay (the group runs on a majority, and they catch up
-// when they return).
+// when they return). Container.MetaFormed (MarkMetaFormed, sent by the
+// group's leader once it committed past its bootstrap entries) tells
+// members with an empty log never to bootstrap the group again; it is
+// dropped only with the bootstrap set, when every member went Out.
 //
 // # Keys and access
 //
@@ -168,7 +171,9 @@
 //	key (the decoder refuses a version 2 map without keys, so every map
 //	has one encoding, and maps without keys keep their version 1 bytes);
 //	version 3: a map in which at least one container records a metadata
-//	bootstrap set (refused otherwise, for the same reason)
+//	bootstrap set (refused otherwise, for the same reason); version 4: a
+//	map in which at least one container's metadata group is marked
+//	formed (refused otherwise)
 //
 //	body (version 1), and the start of a version 2 body:
 //	+-------+----------------+---------+-------+-------+--------+------------+-------+-----+
@@ -197,6 +202,12 @@
 //	container: | id u64 | first pg u32 | name str | policy | n u8 | member u64 * n | k u8 | bootstrap u64 * k |
 //	           n, k <= MetaMembersMax (the decoder reads up to 10 and Check bounds them)
 //
+//	version 4 body: the version 3 body, each container record followed by
+//	its flags:
+//	container: | ... as in version 3 ... | flags u8 |
+//	           bit 0: the metadata group is formed (Container.MetaFormed);
+//	           other bits must be 0
+//
 // Node states: 1 up, 2 down, 3 draining, 4 out. Records appear sorted by
 // ID. A map is at most MapLenMax bytes; the decoder checks the magic,
 // version, flags, body length (no trailing bytes), checksum, bounds every
@@ -217,6 +228,7 @@
 //	kind 7 NodeRestarted:   | id u64 |
 //	kind 8 CreateKey:       | id str | container u64 | access u8 |
 //	kind 9 RevokeKey:       | id str |
+//	kind 10 MarkMetaFormed: | container u64 |
 //
 // Commands carry no checksum: the Raft log (package journal) checksums
 // its records. DecodeCommand checks the structure; Apply checks values.

@@ -10,7 +10,8 @@ import (
 // and the scenario tests. It is deterministic (sorted IDs and label
 // keys). Backfilling replicas carry a '+', replicas on Draining nodes a
 // '~'; a container's metadata members follow "meta", and its bootstrap
-// set follows "bootstrap" when it differs from them:
+// set follows "bootstrap" when it differs from them, then "formed" when
+// the group is marked formed:
 //
 //	epoch 9
 //	node 1 up 10.0.0.1:7000 cap 1099511627776 rack=r1 zone=a
@@ -38,6 +39,9 @@ func (m *Map) String() string {
 			fmt.Fprintf(&b, " meta %v", c.MetaMembers)
 			if !slices.Equal(c.MetaMembers, c.MetaBootstrap) {
 				fmt.Fprintf(&b, " bootstrap %v", c.MetaBootstrap)
+			}
+			if c.MetaFormed {
+				b.WriteString(" formed")
 			}
 		}
 		b.WriteByte('\n')

@@ -111,7 +111,10 @@ func (m *Map) recordMeta() {
 			ct.MetaBootstrap = slices.Clone(ct.MetaMembers)
 		}
 		if len(ct.MetaMembers) == 0 {
-			ct.MetaMembers, ct.MetaBootstrap = nil, nil
+			// Every member went Out and no node can take their place:
+			// the group is gone with them, and the next one starts
+			// afresh (its own bootstrap set, not formed).
+			ct.MetaMembers, ct.MetaBootstrap, ct.MetaFormed = nil, nil, false
 		}
 	}
 }
@@ -269,6 +272,9 @@ func (m *Map) checkMeta(ct *Container) error {
 	}
 	if len(ct.MetaBootstrap) == 0 && len(ct.MetaMembers) > 0 {
 		return fmt.Errorf("container %d: metadata members %v without a bootstrap set", ct.ID, ct.MetaMembers)
+	}
+	if ct.MetaFormed && len(ct.MetaBootstrap) == 0 {
+		return fmt.Errorf("container %d: metadata group marked formed without a bootstrap set", ct.ID)
 	}
 	for i, id := range ct.MetaMembers {
 		n, ok := m.Node(id)

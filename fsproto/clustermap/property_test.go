@@ -44,7 +44,7 @@ func TestRandomCommands(t *testing.T) {
 	// The generator must exercise every command, successful and not, or
 	// the invariants above were checked on too little.
 	t.Logf("applied %v, refused %v", st.ok, st.refused)
-	for k := KindAddNode; k <= KindRevokeKey; k++ {
+	for k := KindAddNode; k <= KindMarkMetaFormed; k++ {
 		if st.ok[k] < runs/10 || st.refused[k] == 0 {
 			t.Errorf("%v: %d applied, %d refused over %d runs: generator too weak", k, st.ok[k], st.refused[k], runs)
 		}
@@ -52,7 +52,7 @@ func TestRandomCommands(t *testing.T) {
 }
 
 type stats struct {
-	ok, refused [KindRevokeKey + 1]int
+	ok, refused [KindMarkMetaFormed + 1]int
 }
 
 type gen struct {
@@ -93,7 +93,9 @@ func (g gen) policy() Policy {
 
 func (g gen) command(m *Map) Command {
 	const nodeIDs = 12
-	switch k := g.r.IntN(25); {
+	switch k := g.r.IntN(26); {
+	case k == 25:
+		return MarkMetaFormed{Container: ContainerID(1 + g.r.IntN(int(m.NextContainer)))}
 	case k == 21 || k == 22:
 		// Few IDs, so that IDs collide with live and revoked keys.
 		id := fmt.Sprintf("k%016x", g.r.IntN(8))
@@ -282,12 +284,27 @@ func step1(m *Map, cmd Command, out **Map) error {
 		if ks := next.KeysOfContainer(c.ID, false); len(ks) != 0 {
 			return fmt.Errorf("deleted container %d left live keys %v", c.ID, ks)
 		}
-	case CreateKey, RevokeKey:
-		// Key commands move no data.
+	case CreateKey, RevokeKey, MarkMetaFormed:
+		// Key commands and the formed mark move no data.
 		for i := range m.PGs {
 			if changedPG(m.PGs[i].ID) {
 				return fmt.Errorf("%v changed pg %d", cmd.Kind(), m.PGs[i].ID)
 			}
+		}
+	}
+	// A formed mark is cleared only with the bootstrap set (every member
+	// went Out), and only MarkMetaFormed sets one.
+	for i := range m.Containers {
+		old := &m.Containers[i]
+		ct, ok := next.Container(old.ID)
+		if !ok {
+			continue
+		}
+		if old.MetaFormed && !ct.MetaFormed && slices.Equal(old.MetaBootstrap, ct.MetaBootstrap) {
+			return fmt.Errorf("container %d: %v cleared the formed mark", old.ID, cmd.Kind())
+		}
+		if !old.MetaFormed && ct.MetaFormed && cmd.Kind() != KindMarkMetaFormed {
+			return fmt.Errorf("container %d: %v set the formed mark", old.ID, cmd.Kind())
 		}
 	}
 	// A key, once in the map, stays (revoked keys keep their ID taken),

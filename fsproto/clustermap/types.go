@@ -193,6 +193,16 @@ type Container struct {
 	// their bootstrap entries agree); a member added later joins the
 	// running group. Empty iff MetaMembers is.
 	MetaBootstrap []NodeID
+	// MetaFormed records that the group has committed past its
+	// bootstrap entries (MarkMetaFormed, sent by its leader): from then
+	// on no node bootstraps it again, whatever its own raft log and its
+	// peers' answers say, so that bootstrap members that all lost their
+	// logs at once cannot start an empty namespace in its place (see
+	// package meta). Only set with a bootstrap set, and cleared only
+	// with it: when every member went Out (the operator's verdict that
+	// their nodes and logs are gone) and no node could take their place,
+	// so that a later group starts afresh.
+	MetaFormed bool
 }
 
 // PGs returns the first PG of c and one past its last.

@@ -110,8 +110,16 @@
 // group's log are unreachable or not started, would come back as a voter
 // that forgot its votes. A node answers CodeNotStarted for any log
 // directory that none of its starts found empty (so also before its
-// first map), erring towards a probe that waits. Not protected: a
-// majority of the bootstrap set losing their logs together. A member
+// first map), erring towards a probe that waits. The majority rule
+// cannot tell a majority of the bootstrap set that lost their logs
+// together (two replaced disks, the third member down) from a new group;
+// the cluster map can: once a group has committed past its bootstrap
+// entries its leader's Repair marks it formed in the map
+// (HostConfig.MarkFormed, clustermap.MarkMetaFormed), and from then on
+// no member with an empty log bootstraps it, whatever the answers (probe).
+// Such a group stays down until a member holding its log runs and a
+// leader can add the others back, rather than start an empty namespace
+// in its place. A member
 // removed from the group on a node that still runs (not Out) is stopped
 // and its log deleted once it applied its own removal and the map does
 // not name its node (Repair, dropRemoved; the directory is marked first,

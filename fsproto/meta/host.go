@@ -62,7 +62,15 @@ type HostConfig struct {
 	// followers; by default a leader serves reads on a raft read lease
 	// (raftgroup Config.LeaseReads) while it holds one.
 	NoLeaseReads bool
-	Logger       *slog.Logger // default slog.Default()
+	// MarkFormed, when set, records in the cluster map that container
+	// c's group has committed past its bootstrap entries (it applies
+	// clustermap.MarkMetaFormed; ErrNoChange counts as done). A group's
+	// leader calls it from Repair until the map shows the mark; from then
+	// on no member with an empty log bootstraps the group (see probe).
+	// nil: groups are never marked, and a majority of the bootstrap set
+	// that lost its logs together starts the group afresh.
+	MarkFormed func(ctx context.Context, c clustermap.ContainerID) error
+	Logger     *slog.Logger // default slog.Default()
 }
 
 // CodeAccessDenied (265, the number of fsproto.CodeAccessDenied): the
@@ -133,6 +141,10 @@ type Host struct {
 		// host found empty and that run no member here since: their
 		// log directories exist but hold no group (see holdsLog).
 		empty map[clustermap.ContainerID]bool
+		// markFailed holds, per container, when this host's last
+		// MarkFormed for it failed: Repair waits markRetry before the
+		// next try.
+		markFailed map[clustermap.ContainerID]time.Time
 	}
 }
 
@@ -160,6 +172,7 @@ func NewHost(cfg HostConfig) (*Host, error) {
 	h.mu.repair = make(map[clustermap.ContainerID]string)
 	h.mu.lost = make(map[clustermap.ContainerID]map[clustermap.NodeID]time.Time)
 	h.mu.empty = make(map[clustermap.ContainerID]bool)
+	h.mu.markFailed = make(map[clustermap.ContainerID]time.Time)
 	return h, nil
 }
 
@@ -259,7 +272,7 @@ func (h *Host) SetMap(m *clustermap.Map) error {
 				peers = append(peers, raftgroup.Peer{ID: uint64(id), Addr: n.Addr})
 			}
 		}
-		mb, err := h.start(ct.ID, peers, boot, !member)
+		mb, err := h.start(ct.ID, peers, boot, ct.MetaFormed, !member)
 		if err != nil {
 			errs = append(errs, err)
 			continue
@@ -420,10 +433,11 @@ func (h *Host) logsOnDisk() map[clustermap.ContainerID]bool {
 
 // start opens container c's log and starts its member. peers are the
 // addresses the transport starts with; boot the group's bootstrap set
-// (see probe). With onlyWithLog, a log that turns out empty is closed and
+// and formed whether the map marks the group formed (see probe). With
+// onlyWithLog, a log that turns out empty is closed and
 // start returns nil, nil: the node is no member and has nothing to
 // resume.
-func (h *Host) start(c clustermap.ContainerID, peers []raftgroup.Peer, boot []clustermap.NodeID, onlyWithLog bool) (*member, error) {
+func (h *Host) start(c clustermap.ContainerID, peers []raftgroup.Peer, boot []clustermap.NodeID, formed, onlyWithLog bool) (*member, error) {
 	log := h.log.With("container", uint64(c))
 	dir := h.logDir(c)
 	if marked, err := h.finishRemoval(dir); err != nil {
@@ -451,7 +465,7 @@ func (h *Host) start(c clustermap.ContainerID, peers []raftgroup.Peer, boot []cl
 		store.Close()
 		return nil, nil
 	} else if fresh {
-		if join, err = h.probe(c, peers, boot); err != nil {
+		if join, err = h.probe(c, peers, boot, formed); err != nil {
 			store.Close()
 			return nil, err
 		}
@@ -546,12 +560,23 @@ const (
 //     (restarting: CodeNotStarted, see holdsLog): refuse and try again,
 //     unless another answer makes this node a learner, a lost voter or
 //     one the group runs without; such a node does not count towards the
-//     majority.
+//     majority;
+//   - formed (the map marks the group formed: its leader saw it commit
+//     past its bootstrap entries) and any of the cases above that would
+//     bootstrap: refuse. This node's log was lost, and so, since no
+//     running member answered otherwise, were those of the others that
+//     answered or the group's members are unreachable; bootstrapping
+//     would start an empty namespace in the group's place (and, when the
+//     members that hold its log return, two histories under one group).
+//     The group stays down until a member with its log runs again and a
+//     leader can add this node back. The majority rule above covers a
+//     lost log only while a majority of boot still holds one; the mark
+//     covers the rest.
 //
 // An answer that counts this node as a learner wins over the others
 // (members that have not applied its addition yet); one that holds it a
 // lost voter wins over one that runs the group without it.
-func (h *Host) probe(c clustermap.ContainerID, peers []raftgroup.Peer, boot []clustermap.NodeID) (join bool, err error) {
+func (h *Host) probe(c clustermap.ContainerID, peers []raftgroup.Peer, boot []clustermap.NodeID, formed bool) (join bool, err error) {
 	// Ino names this node, whose log is empty: a leader that counts it
 	// as a voter learns that it lost its log (serveMembers).
 	hdr := readRequest{Op: ReadMembers, Container: c, Ino: namespace.Ino(h.cfg.Node)}.append(nil)
@@ -597,6 +622,8 @@ func (h *Host) probe(c clustermap.ContainerID, peers []raftgroup.Peer, boot []cl
 		return false, fmt.Errorf("meta: container %d: no member of the group answered, and this node %d, added after the group began (bootstrap set %v), only joins a running group", c, h.cfg.Node, boot)
 	case !answered && idle <= len(boot)/2:
 		return false, fmt.Errorf("meta: container %d: %d of the bootstrap set %v (this node %d included) answered that they run no member, and none runs the group: this node's raft log is empty, and it bootstraps the group only when a majority of the set answers (its log may have been lost while the members that hold the group's are unreachable); it tries again", c, idle, boot, h.cfg.Node)
+	case inBoot && formed:
+		return false, fmt.Errorf("meta: container %d: this node %d's raft log of the group is empty, no running member counts it a learner (%d of the bootstrap set %v say they run no member), and the cluster map marks the group formed: its log was lost, and the group does not start afresh over the namespace it held; it waits for a member that holds the group's log to run, whose leader then adds this node back", c, h.cfg.Node, idle, boot)
 	}
 	return !inBoot, nil
 }

@@ -391,6 +391,121 @@ func TestLostLogAloneRefused(t *testing.T) {
 	}
 }
 
+// TestLostMajorityRefusedWhenFormed: two of the three bootstrap members
+// lose their raft logs together while the third is down. Each then sees
+// a majority of the bootstrap set run no member, which is what a new
+// group looks like, and without the map's formed mark they bootstrap an
+// empty namespace in the group's place (shown, as the hazard the mark
+// exists for). With the mark, which the leader's Repair asks for once
+// the group committed past its bootstrap entries, they refuse, also once
+// the third member is back.
+func TestLostMajorityRefusedWhenFormed(t *testing.T) {
+	for _, marked := range []bool{false, true} {
+		t.Run(fmt.Sprintf("marked=%v", marked), func(t *testing.T) { testLostMajority(t, marked) })
+	}
+}
+
+func testLostMajority(t *testing.T, marked bool) {
+	testutil.CheckLeaks(t)
+	var mu sync.Mutex
+	var calls []clustermap.ContainerID
+	c := newTestCluster(t, 3, func(cfg *HostConfig) {
+		cfg.MarkFormed = func(_ context.Context, ct clustermap.ContainerID) error {
+			mu.Lock()
+			calls = append(calls, ct)
+			mu.Unlock()
+			return nil
+		}
+	})
+	ctx := testContext(t)
+	if _, err := c.client().Apply(ctx, namespace.Mkdir{Parent: namespace.RootIno, Name: "d0", Mode: 0o755}); err != nil {
+		t.Fatal(err)
+	}
+	// Repair on a follower asks nothing; on the leader it asks once the
+	// group committed past its bootstrap entries, which the mkdir did.
+	lead := c.leader(ctx)
+	c.hosts[(lead+1)%3].host.Repair(ctx)
+	mu.Lock()
+	n := len(calls)
+	mu.Unlock()
+	if n != 0 {
+		t.Fatalf("a follower's Repair asked to mark the group formed")
+	}
+	c.hosts[lead].host.Repair(ctx)
+	mu.Lock()
+	got := slices.Clone(calls)
+	mu.Unlock()
+	if !slices.Equal(got, []clustermap.ContainerID{c.ct}) {
+		t.Fatalf("leader's Repair asked to mark %v, want [%d]", got, c.ct)
+	}
+	if marked {
+		m, err := c.m.Apply(clustermap.MarkMetaFormed{Container: c.ct})
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.m = m
+		for i := range c.hosts {
+			c.setMap(i)
+		}
+		// The map shows the mark: no more asking.
+		c.hosts[lead].host.Repair(ctx)
+		mu.Lock()
+		n = len(calls)
+		mu.Unlock()
+		if n != 1 {
+			t.Fatalf("Repair asked %d times with the mark in the map", n)
+		}
+	}
+
+	for i := range c.hosts {
+		c.kill(i)
+	}
+	for _, i := range []int{0, 1} {
+		if err := os.RemoveAll(c.hosts[i].dir); err != nil {
+			t.Fatal(err)
+		}
+		c.restartServer(i)
+	}
+	// Node 1 asks node 2 (no member: an empty log) and node 3 (down): a
+	// majority of the bootstrap set runs no member.
+	err := c.hosts[0].host.SetMap(c.m)
+	if !marked {
+		if err != nil {
+			t.Fatalf("without the mark: %v, want the group bootstrapped (the hazard)", err)
+		}
+		t.Logf("without the mark, node 1 bootstrapped the group over a lost majority")
+		return
+	}
+	for deadline := time.Now().Add(waitTimeout); ; {
+		if err == nil {
+			t.Fatal("with the mark: node 1 bootstrapped the group again over a lost majority")
+		}
+		if strings.Contains(err.Error(), "marks the group formed") {
+			t.Logf("node 1: %v", err)
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("with the mark: %v, want a refusal naming the formed mark", err)
+		}
+		time.Sleep(20 * time.Millisecond)
+		err = c.hosts[0].host.SetMap(c.m)
+	}
+	if err := c.hosts[1].host.SetMap(c.m); err == nil {
+		t.Fatal("node 2 bootstrapped the group again over a lost majority")
+	}
+	// Node 3 comes back with the group's log: the others are lost
+	// voters to it, never a new group.
+	c.start(2)
+	for _, i := range []int{0, 1} {
+		if err := c.hosts[i].host.SetMap(c.m); err == nil {
+			t.Fatalf("node %d started a member beside node 3's log", i+1)
+		}
+		if got := c.hosts[i].host.Containers(); len(got) != 0 {
+			t.Fatalf("node %d runs members of %v", i+1, got)
+		}
+	}
+}
+
 // TestConcurrentCreatesAcrossLeaderLoss runs exclusive creates of
 // distinct names from several goroutines while the leader stops: every
 // create must succeed exactly once (a retry after an ambiguous failure
@@ -693,7 +808,7 @@ func TestRemovedLogDirectory(t *testing.T) {
 	if err := fsys.Remove(filepath.Join(dir, files[0])); err != nil {
 		t.Fatal(err)
 	}
-	if mb, err := h.start(2, nil, nil, true); mb != nil || err != nil || !gone(2) {
+	if mb, err := h.start(2, nil, nil, false, true); mb != nil || err != nil || !gone(2) {
 		t.Fatalf("start over a half-deleted log: member %v, %v, directory gone %v", mb, err, gone(2))
 	}
 

@@ -190,6 +190,46 @@ func (h *Host) Repair(ctx context.Context) {
 	}
 }
 
+// markRetry is how long Repair waits after a failed MarkFormed before it
+// tries again for the same container; markTimeout bounds one try.
+const (
+	markRetry   = 5 * time.Second
+	markTimeout = 2 * time.Second
+)
+
+// markFormed, on the leader of container c's group with commit index
+// commit, asks HostConfig.MarkFormed to mark the group formed once it has
+// committed past its bootstrap entries and the map m does not show the
+// mark yet. A map that has not caught up with an earlier mark makes the
+// next try an ErrNoChange, which MarkFormed counts as done.
+func (h *Host) markFormed(ctx context.Context, m *clustermap.Map, c clustermap.ContainerID, commit uint64) {
+	ct, ok := m.Container(c)
+	if h.cfg.MarkFormed == nil || !ok || ct.MetaFormed || len(ct.MetaBootstrap) == 0 || commit <= uint64(len(ct.MetaBootstrap)) {
+		return
+	}
+	h.mu.Lock()
+	failed, waiting := h.mu.markFailed[c]
+	h.mu.Unlock()
+	if waiting && time.Since(failed) < markRetry {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, markTimeout)
+	defer cancel()
+	err := h.cfg.MarkFormed(ctx, c)
+	h.mu.Lock()
+	if err != nil {
+		h.mu.markFailed[c] = time.Now()
+	} else {
+		delete(h.mu.markFailed, c)
+	}
+	h.mu.Unlock()
+	if err != nil {
+		h.log.Warn("meta: marking the group formed in the map failed; trying again", "container", uint64(c), "commit", commit, "err", err)
+		return
+	}
+	h.log.Info("meta: group marked formed in the map", "container", uint64(c), "commit", commit)
+}
+
 func (h *Host) repairGroup(ctx context.Context, m *clustermap.Map, mb *member) {
 	note := func(s string) {
 		h.mu.Lock()
@@ -214,6 +254,7 @@ func (h *Host) repairGroup(ctx context.Context, m *clustermap.Map, mb *member) {
 	if err != nil || st.Leader != uint64(h.cfg.Node) || st.Match == nil {
 		return
 	}
+	h.markFormed(ctx, m, mb.c, st.Commit)
 	step := NextRepairStep(want, st, h.lostVoters(mb.c, st))
 	note(step.String())
 	log := h.log.With("container", uint64(mb.c), "voters", st.Voters, "learners", st.Learners, "want", want)

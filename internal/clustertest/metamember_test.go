@@ -343,6 +343,12 @@ func TestMetaMembersFollowPolicy(t *testing.T) {
 	for i := range 10 {
 		write(fmt.Sprintf("before%02d", i))
 	}
+	// The group's leader marks it formed in the map (no member with an
+	// empty log bootstraps it from then on).
+	c.waitMap("the metadata group marked formed", func(m *clustermap.Map) bool {
+		ct, ok := m.Container(ct.ID)
+		return ok && ct.MetaFormed
+	})
 
 	leavingIdx := 0
 	for i := 1; i <= 4; i++ {
