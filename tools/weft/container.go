@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -382,6 +383,35 @@ func newContainerListCmd(ctx context.Context, status *int) *cobra.Command {
 	return cmd
 }
 
+// metaRecord describes a container's metadata group as the map records
+// it: its members, its bootstrap set when it differs, and whether its
+// leader has marked it formed (from then on no member with an empty raft
+// log bootstraps it again).
+func metaRecord(m *clustermap.Map, ct *clustermap.Container) string {
+	if len(ct.MetaMembers) == 0 {
+		return "no members (no node matches the policy)"
+	}
+	nodes := func(ids []clustermap.NodeID) string {
+		var parts []string
+		for _, id := range ids {
+			if n, ok := m.Node(id); ok {
+				parts = append(parts, fmt.Sprintf("%d at %s", id, n.Addr))
+			} else {
+				parts = append(parts, fmt.Sprint(id))
+			}
+		}
+		return strings.Join(parts, ", ")
+	}
+	s := "members " + nodes(ct.MetaMembers)
+	if !slices.Equal(ct.MetaMembers, ct.MetaBootstrap) {
+		s += "; bootstrapped by " + nodes(ct.MetaBootstrap)
+	}
+	if ct.MetaFormed {
+		return s + "; formed"
+	}
+	return s + "; not yet marked formed (its leader marks it once the group has committed an entry)"
+}
+
 func newContainerShowCmd(ctx context.Context, status *int) *cobra.Command {
 	var cf clusterFlags
 	cmd := &cobra.Command{
@@ -406,6 +436,7 @@ func newContainerShowCmd(ctx context.Context, status *int) *cobra.Command {
 				fmt.Fprintf(out, "  pgs:            %d (%d..%d), fixed\n", ct.Policy.PGCount, first, end-1)
 				fmt.Fprintf(out, "  chunk size:     %s, fixed\n", sizeString(uint64(ct.Policy.ChunkSize)))
 				fmt.Fprintf(out, "  pg states:      %s\n", pgStates(m, ct.ID))
+				fmt.Fprintf(out, "  metadata:       %s\n", metaRecord(m, ct))
 				if ks := m.KeysOfContainer(ct.ID, false); len(ks) > 0 {
 					fmt.Fprintf(out, "  keys:           %d live (weft key list --container %s)\n", len(ks), ct.Name)
 				}
