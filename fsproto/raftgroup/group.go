@@ -966,6 +966,7 @@ func (g *Group) handleReady(rd raft.Ready) error {
 	// first, and so does any message of a Ready that changes the term or
 	// vote (a leader's Ready changes neither, but the check costs
 	// nothing).
+	g.refreshSnapshots(rd.Messages)
 	early := g.leader.Load() == g.id && !hasSnap &&
 		(rd.HardState == nil || rd.HardState.GetTerm() == g.savedTerm && rd.HardState.GetVote() == g.savedVote)
 	if early {
@@ -1238,6 +1239,55 @@ func (g *Group) apply(e *raftpb.Entry) error {
 		g.failAll(ErrRemoved)
 	}
 	return nil
+}
+
+// refreshSnapshots replaces the snapshot of each outgoing MsgSnap whose
+// configuration does not name its recipient by a fresh one at the
+// applied index. raft sends the log's last snapshot to a member that
+// needs entries the log compacted away; for a member added after that
+// snapshot (a learner that joins with an empty log) the snapshot's
+// configuration lacks it, and raft's receiving side ignores such a
+// snapshot ("not in the ConfState"), so without this the member would
+// wait, probed again and again, until the group happened to take its
+// next snapshot (SnapshotEvery entries later: never, in an idle group).
+// The conf change that added the recipient is applied here (raft
+// replicates only to members of its applied configuration), so the
+// fresh snapshot names it. A larger snapshot index than raft asked for
+// is fine: the member acknowledges the index it installed.
+func (g *Group) refreshSnapshots(msgs []*raftpb.Message) {
+	var fresh *raftpb.Snapshot
+	for _, m := range msgs {
+		if m.GetType() != raftpb.MsgSnap || m.Snapshot == nil {
+			continue
+		}
+		if names(m.Snapshot.GetMetadata().GetConfState(), m.GetTo()) {
+			continue
+		}
+		if fresh == nil {
+			if g.snapIndex < g.applied {
+				g.snapshot()
+			}
+			snap, err := g.cfg.Log.Snapshot()
+			if err != nil {
+				g.log.Warn("raft snapshot for a new member: read", "to", m.GetTo(), "err", err)
+				return
+			}
+			fresh = snap
+		}
+		if !names(fresh.GetMetadata().GetConfState(), m.GetTo()) {
+			g.log.Warn("raft snapshot for a new member: the applied configuration does not name it", "to", m.GetTo(), "index", fresh.GetMetadata().GetIndex())
+			continue
+		}
+		g.log.Info("raft snapshot for a new member taken afresh", "to", m.GetTo(), "was", m.Snapshot.GetMetadata().GetIndex(), "now", fresh.GetMetadata().GetIndex())
+		m.Snapshot = fresh
+	}
+}
+
+// names reports whether configuration cs has id as a voter or learner
+// (incoming or outgoing).
+func names(cs *raftpb.ConfState, id uint64) bool {
+	return slices.Contains(cs.GetVoters(), id) || slices.Contains(cs.GetLearners(), id) ||
+		slices.Contains(cs.GetVotersOutgoing(), id) || slices.Contains(cs.GetLearnersNext(), id)
 }
 
 // snapshot records a snapshot at the applied index and compacts the log.

@@ -473,3 +473,30 @@ func TestCommitNoticesDropped(t *testing.T) {
 		t.Fatalf("leader dropped %d commit notices over %d sequential proposals, want at least %d", st.CommitNoticesDropped, n, n)
 	}
 }
+
+// TestLearnerJoinsIdleGroupAfterSnapshot: a learner added to a group
+// whose log was compacted behind a snapshot that predates the learner
+// gets a snapshot that names it, taken afresh, and catches up with no
+// further proposal (raft's receiving side ignores a snapshot whose
+// configuration lacks it, and an idle group takes no snapshot of its own).
+func TestLearnerJoinsIdleGroupAfterSnapshot(t *testing.T) {
+	testutil.CheckLeaks(t)
+	c := newCluster(t, 23, 3, func(cfg *Config) { cfg.SnapshotEvery = 8 })
+	lead := c.leader()
+	for i := range 20 {
+		c.propose(lead, fmt.Sprintf("a%d=1", i))
+	}
+	c.converge(20)
+	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
+	defer cancel()
+	if err := c.groups[lead].AddLearner(ctx, 4, "mem-4"); err != nil {
+		t.Fatal(err)
+	}
+	c.peers = append(c.peers, Peer{ID: 4, Addr: "mem-4"})
+	c.start(4, true)
+	c.converge(20, lead, 4)
+	waitFor(t, "learner 4 to be caught up and active", func() bool {
+		st, err := c.groups[lead].Status(ctx)
+		return err == nil && st.Match[4] >= st.Match[lead] && st.Active[4]
+	})
+}
