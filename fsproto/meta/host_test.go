@@ -494,7 +494,7 @@ func testLostMajority(t *testing.T, marked bool) {
 		t.Fatal("node 2 bootstrapped the group again over a lost majority")
 	}
 	// Node 3 comes back with the group's log: the others are lost
-	// voters to it, never a new group.
+	// voters to it, never a new group; node 3 alone has no majority.
 	c.start(2)
 	for _, i := range []int{0, 1} {
 		if err := c.hosts[i].host.SetMap(c.m); err == nil {
@@ -503,6 +503,42 @@ func testLostMajority(t *testing.T, marked bool) {
 		if got := c.hosts[i].host.Containers(); len(got) != 0 {
 			t.Fatalf("node %d runs members of %v", i+1, got)
 		}
+	}
+
+	// The way out: node 3, stopped, forced to be the group's sole voter.
+	c.kill(2)
+	res, err := ForceSoleMember(nil, c.hosts[2].dir, c.ct, c.hosts[2].id, testLogger())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("forced node 3's log: %+v", res)
+	if _, err := ForceSoleMember(nil, c.hosts[0].dir, c.ct, c.hosts[0].id, testLogger()); err == nil {
+		t.Fatal("forcing node 1's empty log succeeded")
+	}
+	c.start(2)
+	// It leads alone; its repair adds nodes 1 and 2 back as new members.
+	for deadline := time.Now().Add(waitTimeout); ; {
+		for _, i := range []int{0, 1} {
+			if len(c.hosts[i].host.Containers()) == 0 {
+				c.hosts[i].host.SetMap(c.m) // refused until added as a learner
+			}
+		}
+		c.hosts[2].host.Repair(ctx)
+		st := c.hosts[2].host.Status(ctx)
+		if len(st) == 1 && st[0].Leader == uint64(c.hosts[2].id) && len(st[0].Voters) == 3 && len(st[0].Learners) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("group after the forced recovery: %+v", st)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	ents, _, err := c.client().ReadDir(ctx, namespace.RootIno, "", 10)
+	if err != nil || !slices.Equal(names(ents), []string{"d0"}) {
+		t.Fatalf("readdir after the forced recovery: %v, %v; want [d0]", names(ents), err)
+	}
+	if _, err := c.client().Apply(ctx, namespace.Mkdir{Parent: namespace.RootIno, Name: "d1", Mode: 0o755}); err != nil {
+		t.Fatal(err)
 	}
 }
 

@@ -1,0 +1,170 @@
+package raftgroup
+
+import (
+	"fmt"
+	"maps"
+	"slices"
+
+	"go.etcd.io/raft/v3"
+	"go.etcd.io/raft/v3/raftpb"
+	"google.golang.org/protobuf/proto"
+)
+
+// ForceResult is what ForceSoleVoter did to a member's log.
+type ForceResult struct {
+	// Voters and Learners are the configuration the log held (its
+	// snapshot's, then every conf change after it).
+	Voters, Learners []uint64
+	// Removed are the members the appended conf changes take out;
+	// Promoted is whether one promotes the member itself (it was a
+	// learner).
+	Removed  []uint64
+	Promoted bool
+	// Commit is the log's commit index before, and Last the log's last
+	// index after, the appended entries, which are committed with it.
+	Commit, Last uint64
+}
+
+// ForceSoleVoter rewrites the stopped member id's log so that, when it
+// starts again, it is the only voter of its group: it appends, at the
+// log's term, conf changes that make id a voter (if it was a learner) and
+// remove every other voter and learner, and commits the whole log with
+// them. The member then elects itself and serves what its log holds; the
+// others join again as new members (added as learners by whoever manages
+// the membership).
+//
+// It is the way out of a group that lost a majority of its members' logs
+// for good, and it is unsafe by nature, as etcd's --force-new-cluster is:
+// entries this member holds but the group never committed become
+// committed, and entries committed by the other members only are lost.
+// Run it only on a member that no longer runs, and only when no other
+// member that holds the group's log will run again: such a member, still
+// counting the old configuration, would start a second history of the
+// group. It refuses a log that holds nothing (no group), a member the
+// log does not name, and conf changes it cannot read.
+func ForceSoleVoter(log LogStore, id uint64) (ForceResult, error) {
+	var res ForceResult
+	hs, cs, err := log.InitialState()
+	if err != nil {
+		return res, fmt.Errorf("raftgroup: force sole voter: read initial state: %w", err)
+	}
+	first, err := log.FirstIndex()
+	if err != nil {
+		return res, fmt.Errorf("raftgroup: force sole voter: first index: %w", err)
+	}
+	last, err := log.LastIndex()
+	if err != nil {
+		return res, fmt.Errorf("raftgroup: force sole voter: last index: %w", err)
+	}
+	if raft.IsEmptyHardState(hs) && last == 0 {
+		return res, fmt.Errorf("raftgroup: force sole voter: the log is empty: it holds no group")
+	}
+	if len(cs.GetVotersOutgoing()) > 0 {
+		return res, fmt.Errorf("raftgroup: force sole voter: the snapshot's configuration is joint (outgoing voters %v), which this group never uses", cs.GetVotersOutgoing())
+	}
+	// The configuration as the log leaves it, and the members' addresses
+	// (from the snapshot, then from each conf change's context).
+	voters := map[uint64]bool{}
+	learners := map[uint64]bool{}
+	for _, v := range cs.GetVoters() {
+		voters[v] = true
+	}
+	for _, l := range cs.GetLearners() {
+		learners[l] = true
+	}
+	addrs := map[uint64]string{}
+	snap, err := log.Snapshot()
+	if err != nil {
+		return res, fmt.Errorf("raftgroup: force sole voter: read snapshot: %w", err)
+	}
+	if !raft.IsEmptySnap(snap) {
+		members, _, err := decodeSnapshot(snap.GetData())
+		if err != nil {
+			return res, fmt.Errorf("raftgroup: force sole voter: snapshot at %d: %w", snap.GetMetadata().GetIndex(), err)
+		}
+		maps.Copy(addrs, members)
+	}
+	if last >= first {
+		ents, err := log.Entries(first, last+1, ^uint64(0))
+		if err != nil {
+			return res, fmt.Errorf("raftgroup: force sole voter: read entries [%d, %d]: %w", first, last, err)
+		}
+		for _, e := range ents {
+			switch e.GetType() {
+			case raftpb.EntryConfChangeV2:
+				return res, fmt.Errorf("raftgroup: force sole voter: entry %d is a version 2 conf change, which this group never writes", e.GetIndex())
+			case raftpb.EntryConfChange:
+			default:
+				continue
+			}
+			var cc raftpb.ConfChange
+			if err := proto.Unmarshal(e.GetData(), &cc); err != nil {
+				return res, fmt.Errorf("raftgroup: force sole voter: conf change at %d: %w: %v", e.GetIndex(), ErrCorrupt, err)
+			}
+			_, addr, err := decodeContext(cc.GetContext())
+			if err != nil {
+				return res, fmt.Errorf("raftgroup: force sole voter: conf change at %d: %w", e.GetIndex(), err)
+			}
+			n := cc.GetNodeId()
+			switch cc.GetType() {
+			case raftpb.ConfChangeAddNode:
+				voters[n], learners[n], addrs[n] = true, false, addr
+			case raftpb.ConfChangeAddLearnerNode:
+				voters[n], learners[n], addrs[n] = false, true, addr
+			case raftpb.ConfChangeRemoveNode:
+				voters[n], learners[n] = false, false
+				delete(addrs, n)
+			}
+		}
+	}
+	members := func(set map[uint64]bool) []uint64 {
+		var ids []uint64
+		for n, in := range set {
+			if in {
+				ids = append(ids, n)
+			}
+		}
+		slices.Sort(ids)
+		return ids
+	}
+	res.Voters, res.Learners, res.Commit = members(voters), members(learners), hs.GetCommit()
+	if !voters[id] && !learners[id] {
+		return res, fmt.Errorf("raftgroup: force sole voter: member %d is not in the log's configuration (voters %v, learners %v)", id, res.Voters, res.Learners)
+	}
+	term := hs.GetTerm()
+	if lt, err := log.Term(last); err == nil && lt > term {
+		term = lt // a log whose hard state trails its last entry's term (never written by raft, but harmless to allow)
+	}
+	var ents []*raftpb.Entry
+	add := func(t raftpb.ConfChangeType, n uint64, addr string) error {
+		cc := &raftpb.ConfChange{Type: t.Enum(), NodeId: proto.Uint64(n), Context: encodeContext(0, addr)}
+		data, err := proto.Marshal(cc)
+		if err != nil {
+			return fmt.Errorf("raftgroup: force sole voter: encode conf change: %w", err)
+		}
+		idx := last + uint64(len(ents)) + 1
+		ents = append(ents, &raftpb.Entry{Term: proto.Uint64(term), Index: proto.Uint64(idx), Type: raftpb.EntryConfChange.Enum(), Data: data})
+		return nil
+	}
+	if !voters[id] {
+		if err := add(raftpb.ConfChangeAddNode, id, addrs[id]); err != nil {
+			return res, err
+		}
+		res.Promoted = true
+	}
+	for _, n := range slices.Concat(res.Voters, res.Learners) {
+		if n == id {
+			continue
+		}
+		if err := add(raftpb.ConfChangeRemoveNode, n, ""); err != nil {
+			return res, err
+		}
+		res.Removed = append(res.Removed, n)
+	}
+	res.Last = last + uint64(len(ents))
+	nhs := &raftpb.HardState{Term: proto.Uint64(term), Vote: proto.Uint64(hs.GetVote()), Commit: proto.Uint64(res.Last)}
+	if err := log.Save(nhs, ents, nil); err != nil {
+		return res, fmt.Errorf("raftgroup: force sole voter: save: %w", err)
+	}
+	return res, nil
+}

@@ -1,0 +1,113 @@
+package raftgroup
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/weftfs/weft/internal/testutil"
+	"go.etcd.io/raft/v3/raftpb"
+	"google.golang.org/protobuf/proto"
+)
+
+// TestForceSoleVoter: a group of three loses two members' logs for good;
+// the third's log, forced, makes it the sole voter. It elects itself
+// with everything its log held (snapshot and entries, including entries
+// it appended that were never committed), serves new proposals, and
+// takes new members as learners that then vote.
+func TestForceSoleVoter(t *testing.T) {
+	testutil.CheckLeaks(t)
+	c := newCluster(t, 21, 3, func(cfg *Config) { cfg.SnapshotEvery = 8 })
+	lead := c.leader()
+	for i := range 20 {
+		c.propose(lead, fmt.Sprintf("a%d=1", i))
+	}
+	want := c.converge(20)
+	survivor := lead%3 + 1
+	c.stopAll()
+	// An entry the survivor holds but nobody committed: appended
+	// through its log as a leader's own append would be.
+	log := c.logs[survivor]
+	last, _ := log.LastIndex()
+	term, _ := log.Term(last)
+	hs, _, _ := log.InitialState()
+	e := &raftpb.Entry{Term: proto.Uint64(term), Index: proto.Uint64(last + 1), Type: raftpb.EntryNormal.Enum(), Data: encodeEntry(999, []byte("uncommitted=1"))}
+	if err := log.Save(nil, []*raftpb.Entry{e}, nil); err != nil {
+		t.Fatal(err)
+	}
+
+	res, err := ForceSoleVoter(log, survivor)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("forced: %+v (commit was %d)", res, hs.GetCommit())
+	if !slices.Equal(res.Voters, []uint64{1, 2, 3}) || len(res.Learners) != 0 || res.Promoted ||
+		!slices.Equal(res.Removed, c.others(survivor)) || res.Last != last+1+2 {
+		t.Fatalf("result %+v, want voters 1..3, removed %v, last %d", res, c.others(survivor), last+3)
+	}
+	g := c.start(survivor, false)
+	waitFor(t, "the survivor to lead alone", func() bool { return g.Leader() == survivor })
+	c.propose(survivor, "b=1")
+	want = append(want, "uncommitted=1", "b=1")
+	if got := c.converge(len(want), survivor); !slices.Equal(got, want) {
+		t.Fatalf("survivor applied %v, want %v", got, want)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
+	defer cancel()
+	st, err := g.Status(ctx)
+	if err != nil || !slices.Equal(st.Voters, []uint64{survivor}) || len(st.Learners) != 0 {
+		t.Fatalf("status voters %v learners %v, %v", st.Voters, st.Learners, err)
+	}
+
+	// A lost member comes back with an empty log: as a new member.
+	back := c.others(survivor)[0]
+	c.logs[back] = NewMemLog()
+	if err := g.AddLearner(ctx, back, fmt.Sprintf("mem-%d", back)); err != nil {
+		t.Fatal(err)
+	}
+	c.start(back, true)
+	waitFor(t, "the returning member to catch up", func() bool {
+		st, err := g.Status(ctx)
+		return err == nil && st.Match[back] >= st.Match[survivor] && st.Active[back]
+	})
+	if err := g.AddMember(ctx, back, fmt.Sprintf("mem-%d", back)); err != nil {
+		t.Fatal(err)
+	}
+	c.propose(back, "c=1")
+	want = append(want, "c=1")
+	c.converge(len(want), survivor, back)
+}
+
+// TestForceSoleVoterRefuses: an empty log, a member the log does not
+// name; and a learner is promoted as it is forced.
+func TestForceSoleVoterRefuses(t *testing.T) {
+	if _, err := ForceSoleVoter(NewMemLog(), 1); err == nil || !strings.Contains(err.Error(), "empty") {
+		t.Fatalf("empty log: %v", err)
+	}
+	testutil.CheckLeaks(t)
+	c := newCluster(t, 22, 3, nil)
+	lead := c.leader()
+	c.propose(lead, "a=1")
+	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
+	defer cancel()
+	if err := c.groups[lead].AddLearner(ctx, 4, "mem-4"); err != nil {
+		t.Fatal(err)
+	}
+	c.peers = append(c.peers, Peer{ID: 4, Addr: "mem-4"})
+	c.start(4, true)
+	c.converge(1)
+	c.stopAll()
+	if _, err := ForceSoleVoter(c.logs[4], 9); err == nil || !strings.Contains(err.Error(), "not in the log's configuration") {
+		t.Fatalf("member 9: %v", err)
+	}
+	res, err := ForceSoleVoter(c.logs[4], 4)
+	if err != nil || !res.Promoted || !slices.Equal(res.Learners, []uint64{4}) || !slices.Equal(res.Removed, []uint64{1, 2, 3}) {
+		t.Fatalf("forcing learner 4: %+v, %v", res, err)
+	}
+	g := c.start(4, false)
+	waitFor(t, "the forced learner to lead alone", func() bool { return g.Leader() == 4 })
+	c.propose(4, "b=1")
+	c.converge(2, 4)
+}
