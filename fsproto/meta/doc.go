@@ -119,7 +119,10 @@
 // no member with an empty log bootstraps it, whatever the answers (probe).
 // Such a group stays down until a member holding its log runs and a
 // leader can add the others back, rather than start an empty namespace
-// in its place. A member
+// in its place; when no majority of such members will run again, the
+// operator forces one survivor's log to be the sole voter
+// (ForceSoleMember, `weft node recover-meta`), unsafely, and its Repair
+// then adds the others back as new members. A member
 // removed from the group on a node that still runs (not Out) is stopped
 // and its log deleted once it applied its own removal and the map does
 // not name its node (Repair, dropRemoved; the directory is marked first,

@@ -507,12 +507,12 @@ func testLostMajority(t *testing.T, marked bool) {
 
 	// The way out: node 3, stopped, forced to be the group's sole voter.
 	c.kill(2)
-	res, err := ForceSoleMember(nil, c.hosts[2].dir, c.ct, c.hosts[2].id, testLogger())
+	res, err := ForceSoleMember(nil, c.hosts[2].dir, c.ct, c.hosts[2].id, false, testLogger())
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Logf("forced node 3's log: %+v", res)
-	if _, err := ForceSoleMember(nil, c.hosts[0].dir, c.ct, c.hosts[0].id, testLogger()); err == nil {
+	if _, err := ForceSoleMember(nil, c.hosts[0].dir, c.ct, c.hosts[0].id, false, testLogger()); err == nil {
 		t.Fatal("forcing node 1's empty log succeeded")
 	}
 	c.start(2)

@@ -27,8 +27,9 @@ import (
 // the lost members held is gone, and what only this member held counts
 // as committed. The node must be stopped (the log's lock refuses
 // otherwise), and no other member that holds the group's log may run
-// again: stop such a node's member first, or force on it instead.
-func ForceSoleMember(fsys vfs.FS, dir string, c clustermap.ContainerID, node clustermap.NodeID, log *slog.Logger) (raftgroup.ForceResult, error) {
+// again: stop such a node's member first, or force on it instead. With
+// dryRun it writes nothing and reports what it would do.
+func ForceSoleMember(fsys vfs.FS, dir string, c clustermap.ContainerID, node clustermap.NodeID, dryRun bool, log *slog.Logger) (raftgroup.ForceResult, error) {
 	if fsys == nil {
 		fsys = vfs.Default
 	}
@@ -46,7 +47,7 @@ func ForceSoleMember(fsys vfs.FS, dir string, c clustermap.ContainerID, node clu
 	if err != nil {
 		return raftgroup.ForceResult{}, fmt.Errorf("meta: container %d: open raft log %s (is the node stopped?): %w", c, logDir, err)
 	}
-	res, err := raftgroup.ForceSoleVoter(store, uint64(node))
+	res, err := raftgroup.ForceSoleVoter(store, uint64(node), dryRun)
 	if cerr := store.Close(); err == nil && cerr != nil {
 		err = fmt.Errorf("close raft log: %w", cerr)
 	}

@@ -42,6 +42,16 @@
 // build delays heartbeats; such a state machine should snapshot a
 // copy-on-write view cheaply and raise SnapshotEvery.
 //
+// A snapshot raft sends to a member that its configuration does not name
+// (a learner added after the log's last snapshot, joining with an empty
+// log) is replaced before step 2 by one taken afresh at the applied index,
+// which names it: raft's receiving side ignores the older one, and the
+// member would otherwise wait for the group's next automatic snapshot.
+//
+// ForceSoleVoter rewrites a stopped member's log so that it starts as its
+// group's only voter: the unsafe way out of a group that lost a majority
+// of its logs (see its doc).
+//
 // A Save or Restore failure stops the group (Err says why): raft cannot
 // continue past a log it failed to write. CheckQuorum and PreVote are on,
 // so an isolated leader steps down and an isolated follower does not

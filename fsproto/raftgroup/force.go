@@ -41,8 +41,9 @@ type ForceResult struct {
 // member that holds the group's log will run again: such a member, still
 // counting the old configuration, would start a second history of the
 // group. It refuses a log that holds nothing (no group), a member the
-// log does not name, and conf changes it cannot read.
-func ForceSoleVoter(log LogStore, id uint64) (ForceResult, error) {
+// log does not name, and conf changes it cannot read. With dryRun it
+// writes nothing and reports what it would do.
+func ForceSoleVoter(log LogStore, id uint64, dryRun bool) (ForceResult, error) {
 	var res ForceResult
 	hs, cs, err := log.InitialState()
 	if err != nil {
@@ -162,6 +163,9 @@ func ForceSoleVoter(log LogStore, id uint64) (ForceResult, error) {
 		res.Removed = append(res.Removed, n)
 	}
 	res.Last = last + uint64(len(ents))
+	if dryRun {
+		return res, nil
+	}
 	nhs := &raftpb.HardState{Term: proto.Uint64(term), Vote: proto.Uint64(hs.GetVote()), Commit: proto.Uint64(res.Last)}
 	if err := log.Save(nhs, ents, nil); err != nil {
 		return res, fmt.Errorf("raftgroup: force sole voter: save: %w", err)

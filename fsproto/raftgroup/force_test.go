@@ -38,7 +38,7 @@ func TestForceSoleVoter(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	res, err := ForceSoleVoter(log, survivor)
+	res, err := ForceSoleVoter(log, survivor, false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -83,7 +83,7 @@ func TestForceSoleVoter(t *testing.T) {
 // TestForceSoleVoterRefuses: an empty log, a member the log does not
 // name; and a learner is promoted as it is forced.
 func TestForceSoleVoterRefuses(t *testing.T) {
-	if _, err := ForceSoleVoter(NewMemLog(), 1); err == nil || !strings.Contains(err.Error(), "empty") {
+	if _, err := ForceSoleVoter(NewMemLog(), 1, false); err == nil || !strings.Contains(err.Error(), "empty") {
 		t.Fatalf("empty log: %v", err)
 	}
 	testutil.CheckLeaks(t)
@@ -99,10 +99,15 @@ func TestForceSoleVoterRefuses(t *testing.T) {
 	c.start(4, true)
 	c.converge(1)
 	c.stopAll()
-	if _, err := ForceSoleVoter(c.logs[4], 9); err == nil || !strings.Contains(err.Error(), "not in the log's configuration") {
+	if _, err := ForceSoleVoter(c.logs[4], 9, false); err == nil || !strings.Contains(err.Error(), "not in the log's configuration") {
 		t.Fatalf("member 9: %v", err)
 	}
-	res, err := ForceSoleVoter(c.logs[4], 4)
+	before, _ := c.logs[4].LastIndex()
+	dry, err := ForceSoleVoter(c.logs[4], 4, true)
+	if after, _ := c.logs[4].LastIndex(); err != nil || after != before || !dry.Promoted || dry.Last != before+4 {
+		t.Fatalf("dry run: %+v, %v; last index %d -> %d", dry, err, before, after)
+	}
+	res, err := ForceSoleVoter(c.logs[4], 4, false)
 	if err != nil || !res.Promoted || !slices.Equal(res.Learners, []uint64{4}) || !slices.Equal(res.Removed, []uint64{1, 2, 3}) {
 		t.Fatalf("forcing learner 4: %+v, %v", res, err)
 	}

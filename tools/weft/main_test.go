@@ -36,6 +36,10 @@ func TestExitStatus(t *testing.T) {
 		{[]string{"node", "join"}, 2, "accepts 1 arg(s)"},
 		{[]string{"node", "join", "127.0.0.1:1", "--managers", "127.0.0.1:2"}, 2, "give the managers as the argument"},
 		{[]string{"node", "join", "127.0.0.1:1", "--device", "d", "--cluster-id", "c", "--keys-file", "/nonexistent", "--manager-id", "1"}, 2, "needs manager_peers"},
+		{[]string{"node", "recover-meta", "x"}, 2, "container id \"x\": want the decimal id"},
+		{[]string{"node", "recover-meta", "1"}, 2, "--device is required"},
+		{[]string{"node", "recover-meta", "1", "--device", filepath.Join(t.TempDir(), "none")}, 1, "no such file"},
+		{[]string{"node", "recover-meta", "1", "--device", bin}, 1, "superblock"},
 	}
 	for _, c := range cases {
 		cmd := exec.Command(bin, c.args...)
