@@ -16,6 +16,7 @@ import (
 	"github.com/weftfs/weft/fsproto/client"
 	"github.com/weftfs/weft/fsproto/clustermap"
 	"github.com/weftfs/weft/fsproto/manager"
+	"github.com/weftfs/weft/fsproto/meta"
 	"github.com/weftfs/weft/internal/localcluster"
 	"github.com/weftfs/weft/net"
 	"github.com/weftfs/weft/node"
@@ -445,5 +446,120 @@ func TestMetaMembersFollowPolicy(t *testing.T) {
 		if err != nil || !bytes.Equal(got, data) {
 			t.Errorf("%s: %d bytes, %v; want the %d bytes written", name, len(got), err, len(data))
 		}
+	}
+}
+
+// TestMetaRecoverFromOneLog: three nodes, files written, the metadata
+// group marked formed. Every node is killed and two of them lose their
+// metadata raft logs (replaced disks). Started without the third, they
+// refuse to start the group afresh (the map's formed mark); with the
+// third back the group still has no majority. The third node, stopped,
+// has its log forced to be the group's sole voter (weft node
+// recover-meta); started again it leads, adds the other two back as new
+// members, and every file reads back.
+func TestMetaRecoverFromOneLog(t *testing.T) {
+	c := startCluster(t, 3, 3, 0)
+	acc := c.lc.Access()
+	key := client.Key{ID: acc.KeyID, Secret: acc.Secret}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	name := c.lc.State().Container
+	m := c.waitMap("the map", func(*clustermap.Map) bool { return true })
+	ct, _ := m.ContainerByName(name)
+	fsys := openFS(t, ctx, acc, key, name)
+	files := map[string][]byte{}
+	for i := range 10 {
+		n := fmt.Sprintf("f%02d", i)
+		files[n] = bytes.Repeat([]byte(n), 100*(i+1))
+		if err := fsys.WriteFile(n, files[n], 0o644); err != nil {
+			t.Fatalf("write %s: %v", n, err)
+		}
+	}
+	c.waitMap("the metadata group marked formed", func(m *clustermap.Map) bool {
+		ct, ok := m.Container(ct.ID)
+		return ok && ct.MetaFormed
+	})
+	// The survivor must hold every committed entry: wait until all
+	// three members have applied the leader's commit index.
+	const survivor = 3
+	for start := time.Now(); ; time.Sleep(50 * time.Millisecond) {
+		_, lm, ok := c.metaLeader(3, ct.ID)
+		st, err := c.status(survivor)
+		if ok && err == nil && slices.ContainsFunc(st.Meta, func(mm node.MetaMember) bool {
+			return mm.Container == uint64(ct.ID) && mm.Applied >= lm.Commit
+		}) {
+			break
+		}
+		if time.Since(start) > time.Minute {
+			t.Fatal("node 3's member never caught up with the leader")
+		}
+	}
+	for i := 1; i <= 3; i++ {
+		if err := c.lc.KillNode(i); err != nil {
+			t.Fatal(err)
+		}
+	}
+	metaDir := func(i int) string { return filepath.Join(filepath.Dir(c.lc.LogFile(i)), "device.meta") }
+	for _, i := range []int{1, 2} {
+		if err := os.RemoveAll(metaDir(i)); err != nil {
+			t.Fatal(err)
+		}
+		if err := c.lc.StartNode(i); err != nil {
+			t.Fatal(err)
+		}
+	}
+	refusal := fmt.Sprintf("meta: container %d: this node %d's raft log of the group is empty", ct.ID, c.nodeID(m, 1))
+	for start := time.Now(); ; time.Sleep(100 * time.Millisecond) {
+		b, _ := os.ReadFile(c.lc.LogFile(1))
+		if bytes.Contains(b, []byte(refusal)) && bytes.Contains(b, []byte("marks the group formed")) {
+			break
+		}
+		if time.Since(start) > time.Minute {
+			c.logReport("no refusal")
+			t.Fatalf("node 1's log never refused to start the formed group afresh")
+		}
+	}
+	if _, _, ok := c.metaLeader(2, ct.ID); ok {
+		t.Fatal("nodes 1 and 2 run the group without node 3")
+	}
+	if err := c.lc.StartNode(survivor); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(3 * time.Second)
+	if _, _, ok := c.metaLeader(3, ct.ID); ok {
+		t.Fatal("the group has a leader with two of its three logs lost")
+	}
+
+	if err := c.lc.StopNode(survivor, 20*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	res, err := meta.ForceSoleMember(nil, metaDir(survivor), ct.ID, c.nodeID(m, survivor), false, quiet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("node %d's log forced: %+v", survivor, res)
+	if err := c.lc.StartNode(survivor); err != nil {
+		t.Fatal(err)
+	}
+	for start := time.Now(); ; time.Sleep(100 * time.Millisecond) {
+		i, mm, ok := c.metaLeader(3, ct.ID)
+		if ok && i == survivor && len(mm.Voters) == 3 && len(mm.Learners) == 0 {
+			t.Logf("the group has three voters again after %v", time.Since(start).Round(time.Millisecond))
+			break
+		}
+		if time.Since(start) > 2*time.Minute {
+			c.logReport("the group never recovered")
+			t.Fatalf("metadata group after the recovery: leader on node %d (%v), %+v", i, ok, mm)
+		}
+	}
+	fs2 := openFS(t, ctx, acc, key, name)
+	for n, data := range files {
+		got, err := fs2.ReadFile(n)
+		if err != nil || !bytes.Equal(got, data) {
+			t.Errorf("%s: %d bytes, %v; want the %d bytes written", n, len(got), err, len(data))
+		}
+	}
+	if err := fs2.WriteFile("after", []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
 	}
 }
