@@ -262,8 +262,19 @@ func (r *Report) metaSummary(c clustermap.ContainerID) string {
 			}
 		}
 	}
+	// hint explains a group without a leader whose members do not run
+	// on a majority of the map's record: members whose raft logs were
+	// lost refuse to start until a leader adds them back (and a formed
+	// group never starts afresh).
+	hint := func() string {
+		ct, ok := r.Map.Container(c)
+		if !ok || len(ct.MetaMembers) == 0 || len(leaders) > 0 || len(members) > len(ct.MetaMembers)/2 {
+			return ""
+		}
+		return fmt.Sprintf(" (%d of its %d recorded members run one: the others are down, or refuse to start, as a member whose raft log was lost does until a leader adds it back, which the nodes' logs say; a group that lost a majority of its logs for good needs weft node recover-meta)", len(members), len(ct.MetaMembers))
+	}
 	if len(members) == 0 {
-		return "metadata: no member reports"
+		return "metadata: no member reports" + hint()
 	}
 	leader := "none known"
 	if len(leaders) > 0 {
@@ -274,7 +285,7 @@ func (r *Report) metaSummary(c clustermap.ContainerID) string {
 		slices.Sort(ls)
 		leader = strings.Join(ls, " or ")
 	}
-	return fmt.Sprintf("metadata: leader %s, members %s, commit %d%s", leader, strings.Join(members, " "), commit, repair)
+	return fmt.Sprintf("metadata: leader %s, members %s, commit %d%s%s", leader, strings.Join(members, " "), commit, repair, hint())
 }
 
 func (r *Report) managers() (members, leaders []string) {

@@ -3,6 +3,7 @@ package localcluster
 import (
 	"bytes"
 	"errors"
+	"slices"
 	"strings"
 	"testing"
 
@@ -80,6 +81,41 @@ func TestReport(t *testing.T) {
 	} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("printout lacks %q:\n%s", want, out.String())
+		}
+	}
+}
+
+// TestMetaSummaryHint: a metadata group without a leader whose members
+// run on at most a minority of the map's record gets a hint pointing at
+// the nodes' logs and weft node recover-meta; one with a leader does not.
+func TestMetaSummaryHint(t *testing.T) {
+	m := mustApply(t, clustermap.New(),
+		clustermap.AddNode{ID: 1, Addr: "127.0.0.1:1", Capacity: 1 << 30},
+		clustermap.AddNode{ID: 2, Addr: "127.0.0.2:1", Capacity: 1 << 30},
+		clustermap.AddNode{ID: 3, Addr: "127.0.0.3:1", Capacity: 1 << 30},
+		clustermap.CreateContainer{Name: "default", Policy: clustermap.Policy{Replicas: 3, PGCount: 4}},
+	)
+	ct, _ := m.ContainerByName("default")
+	report := func(leader uint64, running ...uint64) *Report {
+		r := &Report{Map: m}
+		for i := range m.Nodes {
+			nr := NodeReport{Node: m.Nodes[i], Status: &node.Status{Node: uint64(m.Nodes[i].ID)}}
+			if slices.Contains(running, uint64(m.Nodes[i].ID)) {
+				nr.Status.Meta = []node.MetaMember{{Container: uint64(ct.ID), Leader: leader, Commit: 9}}
+			}
+			r.Nodes = append(r.Nodes, nr)
+		}
+		return r
+	}
+	if s := report(0, 3).metaSummary(ct.ID); !strings.Contains(s, "leader none known") || !strings.Contains(s, "1 of its 3 recorded members run one") || !strings.Contains(s, "recover-meta") {
+		t.Errorf("one member, no leader: %q", s)
+	}
+	if s := report(0).metaSummary(ct.ID); !strings.Contains(s, "no member reports (0 of its 3") {
+		t.Errorf("no member: %q", s)
+	}
+	for _, r := range []*Report{report(0, 1, 2), report(3, 3)} {
+		if s := r.metaSummary(ct.ID); strings.Contains(s, "recover-meta") {
+			t.Errorf("a majority running, or a leader: %q", s)
 		}
 	}
 }
