@@ -90,13 +90,7 @@ func TestForceSoleVoterRefuses(t *testing.T) {
 	c := newCluster(t, 22, 3, nil)
 	lead := c.leader()
 	c.propose(lead, "a=1")
-	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
-	defer cancel()
-	if err := c.groups[lead].AddLearner(ctx, 4, "mem-4"); err != nil {
-		t.Fatal(err)
-	}
-	c.peers = append(c.peers, Peer{ID: 4, Addr: "mem-4"})
-	c.start(4, true)
+	c.addLearner(lead, 4)
 	c.converge(1)
 	c.stopAll()
 	if _, err := ForceSoleVoter(c.logs[4], 9, false); err == nil || !strings.Contains(err.Error(), "not in the log's configuration") {

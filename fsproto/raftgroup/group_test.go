@@ -487,14 +487,10 @@ func TestLearnerJoinsIdleGroupAfterSnapshot(t *testing.T) {
 		c.propose(lead, fmt.Sprintf("a%d=1", i))
 	}
 	c.converge(20)
+	c.addLearner(lead, 4)
+	c.converge(20, lead, 4)
 	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
 	defer cancel()
-	if err := c.groups[lead].AddLearner(ctx, 4, "mem-4"); err != nil {
-		t.Fatal(err)
-	}
-	c.peers = append(c.peers, Peer{ID: 4, Addr: "mem-4"})
-	c.start(4, true)
-	c.converge(20, lead, 4)
 	waitFor(t, "learner 4 to be caught up and active", func() bool {
 		st, err := c.groups[lead].Status(ctx)
 		return err == nil && st.Match[4] >= st.Match[lead] && st.Active[4]

@@ -153,6 +153,20 @@ func (c *cluster) start(id uint64, join bool) *Group {
 	return g
 }
 
+// addLearner adds member id as a learner through member via and starts
+// it with an empty log (Join).
+func (c *cluster) addLearner(via, id uint64) {
+	c.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
+	defer cancel()
+	addr := fmt.Sprintf("mem-%d", id)
+	if err := c.groups[via].AddLearner(ctx, id, addr); err != nil {
+		c.t.Fatalf("add learner %d through %d: %v", id, via, err)
+	}
+	c.peers = append(c.peers, Peer{ID: id, Addr: addr})
+	c.start(id, true)
+}
+
 func (c *cluster) stop(id uint64) {
 	c.groups[id].Stop()
 	delete(c.groups, id)

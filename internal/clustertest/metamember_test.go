@@ -188,6 +188,33 @@ func openFS(t *testing.T, ctx context.Context, acc localcluster.Access, key clie
 	return fsys
 }
 
+// defaultFS is the default container of a test cluster opened through
+// the native client with the access weft up made.
+type defaultFS struct {
+	acc  localcluster.Access
+	key  client.Key
+	name string
+	m    *clustermap.Map // the map when it was opened
+	ct   *clustermap.Container
+	fsys *client.FS
+}
+
+func (c *tcluster) openDefault(t *testing.T, ctx context.Context) *defaultFS {
+	t.Helper()
+	d := &defaultFS{acc: c.lc.Access(), name: c.lc.State().Container}
+	d.key = client.Key{ID: d.acc.KeyID, Secret: d.acc.Secret}
+	d.m = c.waitMap("the map", func(*clustermap.Map) bool { return true })
+	d.ct, _ = d.m.ContainerByName(d.name)
+	d.fsys = openFS(t, ctx, d.acc, d.key, d.name)
+	return d
+}
+
+// reopen opens the container again, with a new client.
+func (d *defaultFS) reopen(t *testing.T, ctx context.Context) *client.FS {
+	t.Helper()
+	return openFS(t, ctx, d.acc, d.key, d.name)
+}
+
 // TestMetaMemberLostLog: three nodes, files written; the leader of the
 // default container's metadata group loses its raft logs (killed, its
 // meta directory deleted, started again: a replaced disk). Its member asks with an empty log, the group's leader
@@ -197,14 +224,10 @@ func openFS(t *testing.T, ctx context.Context, acc localcluster.Access, key clie
 // reading back byte for byte.
 func TestMetaMemberLostLog(t *testing.T) {
 	c := startCluster(t, 3, 3, 0)
-	acc := c.lc.Access()
-	key := client.Key{ID: acc.KeyID, Secret: acc.Secret}
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	name := c.lc.State().Container
-	m := c.waitMap("the map", func(*clustermap.Map) bool { return true })
-	ct, _ := m.ContainerByName(name)
-	fsys := openFS(t, ctx, acc, key, name)
+	d := c.openDefault(t, ctx)
+	m, ct, fsys := d.m, d.ct, d.fsys
 	files := map[string][]byte{}
 	rng := rand.New(rand.NewPCG(3, 4))
 	write := func(fsys *client.FS, name string) {
@@ -288,7 +311,7 @@ func TestMetaMemberLostLog(t *testing.T) {
 		t.Fatal(err)
 	}
 	c.waitMap("the victim marked down", func(m *clustermap.Map) bool { return nodeState(m, vid) == clustermap.Down })
-	fs2 := openFS(t, ctx, acc, key, name)
+	fs2 := d.reopen(t, ctx)
 	for i := range 3 {
 		write(fs2, fmt.Sprintf("after%02d", i))
 	}
@@ -459,14 +482,10 @@ func TestMetaMembersFollowPolicy(t *testing.T) {
 // members, and every file reads back.
 func TestMetaRecoverFromOneLog(t *testing.T) {
 	c := startCluster(t, 3, 3, 0)
-	acc := c.lc.Access()
-	key := client.Key{ID: acc.KeyID, Secret: acc.Secret}
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	name := c.lc.State().Container
-	m := c.waitMap("the map", func(*clustermap.Map) bool { return true })
-	ct, _ := m.ContainerByName(name)
-	fsys := openFS(t, ctx, acc, key, name)
+	d := c.openDefault(t, ctx)
+	m, ct, fsys := d.m, d.ct, d.fsys
 	files := map[string][]byte{}
 	for i := range 10 {
 		n := fmt.Sprintf("f%02d", i)
@@ -552,7 +571,7 @@ func TestMetaRecoverFromOneLog(t *testing.T) {
 			t.Fatalf("metadata group after the recovery: leader on node %d (%v), %+v", i, ok, mm)
 		}
 	}
-	fs2 := openFS(t, ctx, acc, key, name)
+	fs2 := d.reopen(t, ctx)
 	for n, data := range files {
 		got, err := fs2.ReadFile(n)
 		if err != nil || !bytes.Equal(got, data) {
