@@ -20,9 +20,11 @@ type ForceResult struct {
 	// learner).
 	Removed  []uint64
 	Promoted bool
-	// Commit is the log's commit index before, and Last the log's last
-	// index after, the appended entries, which are committed with it.
-	Commit, Last uint64
+	// Commit and LogLast are the log's commit index and last index
+	// before, and Last its last index after, the appended entries, which
+	// are committed with it. Of several survivors, the one whose LogLast
+	// is highest holds the most of the group's history.
+	Commit, LogLast, Last uint64
 }
 
 // ForceSoleVoter rewrites the stopped member id's log so that, when it
@@ -128,7 +130,7 @@ func ForceSoleVoter(log LogStore, id uint64, dryRun bool) (ForceResult, error) {
 		slices.Sort(ids)
 		return ids
 	}
-	res.Voters, res.Learners, res.Commit = members(voters), members(learners), hs.GetCommit()
+	res.Voters, res.Learners, res.Commit, res.LogLast = members(voters), members(learners), hs.GetCommit(), last
 	if !voters[id] && !learners[id] {
 		return res, fmt.Errorf("raftgroup: force sole voter: member %d is not in the log's configuration (voters %v, learners %v)", id, res.Voters, res.Learners)
 	}

@@ -43,7 +43,7 @@ func TestForceSoleVoter(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Logf("forced: %+v (commit was %d)", res, hs.GetCommit())
-	if !slices.Equal(res.Voters, []uint64{1, 2, 3}) || len(res.Learners) != 0 || res.Promoted ||
+	if !slices.Equal(res.Voters, []uint64{1, 2, 3}) || len(res.Learners) != 0 || res.Promoted || res.LogLast != last+1 ||
 		!slices.Equal(res.Removed, c.others(survivor)) || res.Last != last+1+2 {
 		t.Fatalf("result %+v, want voters 1..3, removed %v, last %d", res, c.others(survivor), last+3)
 	}

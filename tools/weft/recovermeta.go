@@ -36,8 +36,8 @@ logs for good (replaced disks): such a group never starts an empty
 namespace in its place, and stays down instead (weft status shows no
 leader; the nodes' logs say why). It is unsafe: what only the lost members
 held is gone, and what only this member held counts as committed. Stop the
-node first. Run it on one node only, the one whose log is the most recent
-(the highest last index: compare the dry runs), and only when no other node
+node first. Run it on one node only, the one whose log goes furthest (the
+highest last index: compare the dry runs), and only when no other node
 that holds the group's log will run again.
 
 Without --yes it only shows what it would do. CONTAINER-ID is the number
@@ -90,7 +90,7 @@ func recoverMeta(out, errOut io.Writer, container, device, metaDir string, yes b
 		fmt.Fprintf(errOut, "weft node recover-meta: %v\n", err)
 		return 1
 	}
-	fmt.Fprintf(out, "container %d, node %d: the log's configuration is voters %v, learners %v; its commit index %d\n", c, id, res.Voters, res.Learners, res.Commit)
+	fmt.Fprintf(out, "container %d, node %d: the log's configuration is voters %v, learners %v; its last index %d, commit index %d\n", c, id, res.Voters, res.Learners, res.LogLast, res.Commit)
 	change := fmt.Sprintf("conf changes removing %v", res.Removed)
 	if res.Promoted {
 		change = fmt.Sprintf("conf changes making node %d a voter and removing %v", id, res.Removed)
