@@ -223,6 +223,78 @@ func decodeBatchHeader(b []byte) (batchHeader, error) {
 	return h, nil
 }
 
+// A message too large for one call (a snapshot of a large state machine)
+// travels as a transfer: the payload of a one-message batch cut into
+// parts, each a KindRaft request whose header body is a part header:
+//
+//	0     1       8          16         24         32         40         48
+//	+-----+-------+----------+----------+----------+----------+----------+
+//	| ver | zero  | group id | to       | transfer | offset   | total    |
+//	| u8=2| 7 B   | u64 LE   | u64 LE   | u64 LE   | u64 LE   | u64 LE   |
+//	+-----+-------+----------+----------+----------+----------+----------+
+//
+// The payload is bytes [offset, offset+len) of the total-byte batch
+// payload; transfer is the sender's random, nonzero id of the transfer.
+// Parts of one transfer go in order, on one connection, each after the
+// last was answered; the receiver steps the message when the last byte
+// arrived (see NetRouter).
+const (
+	partVersion   = 2
+	partHeaderLen = 48
+	// transferBytesMax bounds the message one transfer carries (1 GiB:
+	// a namespace of some ten million files), so that a claimed total
+	// cannot make a receiver hold more.
+	transferBytesMax = 1 << 30
+)
+
+type partHeader struct {
+	groupID, to, transfer, offset, total uint64
+}
+
+func encodePartHeader(h partHeader) []byte {
+	b := make([]byte, partHeaderLen)
+	b[0] = partVersion
+	binary.LittleEndian.PutUint64(b[8:], h.groupID)
+	binary.LittleEndian.PutUint64(b[16:], h.to)
+	binary.LittleEndian.PutUint64(b[24:], h.transfer)
+	binary.LittleEndian.PutUint64(b[32:], h.offset)
+	binary.LittleEndian.PutUint64(b[40:], h.total)
+	return b
+}
+
+// decodePart decodes a part's header and checks it against its payload's
+// length n: the part lies within the transfer and carries at least a byte.
+func decodePart(b []byte, n int) (partHeader, error) {
+	var h partHeader
+	if len(b) != partHeaderLen {
+		return h, corruptf("part header of %d bytes, want %d", len(b), partHeaderLen)
+	}
+	if b[0] != partVersion {
+		return h, corruptf("part header version %d, want %d", b[0], partVersion)
+	}
+	if b[1]|b[2]|b[3]|b[4]|b[5]|b[6]|b[7] != 0 {
+		return h, corruptf("part header reserved bytes %x are not zero", b[1:8])
+	}
+	h.groupID = binary.LittleEndian.Uint64(b[8:])
+	h.to = binary.LittleEndian.Uint64(b[16:])
+	h.transfer = binary.LittleEndian.Uint64(b[24:])
+	h.offset = binary.LittleEndian.Uint64(b[32:])
+	h.total = binary.LittleEndian.Uint64(b[40:])
+	switch {
+	case h.to == 0:
+		return h, corruptf("part addressed to member 0")
+	case h.transfer == 0:
+		return h, corruptf("part of transfer 0")
+	case h.total == 0 || h.total > transferBytesMax:
+		return h, corruptf("transfer of %d bytes, want 1 to %d", h.total, transferBytesMax)
+	case n == 0:
+		return h, corruptf("part at offset %d carries no bytes", h.offset)
+	case h.offset >= h.total || uint64(n) > h.total-h.offset:
+		return h, corruptf("part of %d bytes at offset %d lies outside the transfer's %d bytes", n, h.offset, h.total)
+	}
+	return h, nil
+}
+
 // appendMessage appends one length-prefixed message to a batch payload.
 func appendMessage(b []byte, m *raftpb.Message) ([]byte, error) {
 	data, err := proto.Marshal(m)

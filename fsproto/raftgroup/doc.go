@@ -163,8 +163,13 @@
 // call reports the peer unreachable and each snapshot in it failed
 // (ReportSnapshot(SnapshotFailure)); raft retries. A batch is
 // bounded by the connection's payload limit (net's MaxPayloadBytes, default
-// 16 MiB): a snapshot larger than that less 4 bytes cannot be sent; raise
-// MaxPayloadBytes on both sides for larger state machines. Bad batches are
+// 16 MiB); a message larger than that (a snapshot: a namespace of some
+// 150,000 files makes one of 16 MiB) is sent as a transfer: its bytes cut
+// into parts of at most the limit, each a KindRaft call with a part
+// header, one after another on one connection; the receiving router
+// assembles them (at most 4 transfers at once, each at most 1 GiB, one
+// that stalls for two call timeouts dropped) and steps the message when
+// the last part arrives. Bad batches are
 // refused with CodeBadBatch and an error naming what was wrong; batches
 // for a group with no member here get CodeUnknownGroup; batches on a
 // read-only key get CodeReadOnly; with NetRouterConfig.Access set, batches
@@ -209,6 +214,16 @@
 //	| u8  | 3 B   | u32     | u64      | u64      |
 //	+-----+-------+---------+----------+----------+
 //	payload: count × ( len u32 | raftpb.Message, protobuf ), nothing after
+//
+// or, for a part of a transfer, a 48-byte part header body:
+//
+//	0     1       8          16         24         32         40         48
+//	+-----+-------+----------+----------+----------+----------+----------+
+//	| ver | zero  | group id | to       | transfer | offset   | total    |
+//	| u8=2| 7 B   | u64      | u64      | u64 != 0 | u64      | u64      |
+//	+-----+-------+----------+----------+----------+----------+----------+
+//	payload: bytes [offset, offset+len) of a one-message batch payload of
+//	total bytes (1 to 1 GiB); at least one byte, within total
 //
 // Every message in a batch must be addressed to the header's to, come from
 // a nonzero member, and not be one of raft's local message types.

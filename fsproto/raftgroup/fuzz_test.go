@@ -80,6 +80,35 @@ func FuzzBatch(f *testing.F) {
 
 // FuzzEnvelopes feeds arbitrary bytes to the entry, conf change context
 // and snapshot decoders.
+// FuzzPart: a part header decodes only when it names a part within its
+// transfer, re-encodes to the same bytes, and errors match ErrCorrupt.
+func FuzzPart(f *testing.F) {
+	f.Add(encodePartHeader(partHeader{groupID: 1, to: 2, transfer: 3, offset: 0, total: 100}), 10)
+	f.Add(encodePartHeader(partHeader{groupID: 1, to: 2, transfer: 3, offset: 90, total: 100}), 10)
+	f.Add(encodePartHeader(partHeader{groupID: 1, to: 2, transfer: 3, offset: 95, total: 100}), 10)
+	f.Add(encodePartHeader(partHeader{groupID: 1, to: 2, transfer: 3, offset: 0, total: transferBytesMax + 1}), 1)
+	f.Add(encodePartHeader(partHeader{groupID: 1, to: 0, transfer: 3, offset: 0, total: 1}), 1)
+	f.Add(encodeBatchHeader(batchHeader{count: 1, groupID: 1, to: 2}), 1)
+	f.Fuzz(func(t *testing.T, b []byte, n int) {
+		if n < 0 || n > transferBytesMax {
+			return
+		}
+		h, err := decodePart(b, n)
+		if err != nil {
+			if !errors.Is(err, ErrCorrupt) {
+				t.Fatalf("error %v does not match ErrCorrupt", err)
+			}
+			return
+		}
+		if h.to == 0 || h.transfer == 0 || n == 0 || h.offset+uint64(n) > h.total || h.total > transferBytesMax {
+			t.Fatalf("accepted %+v with %d bytes", h, n)
+		}
+		if got := encodePartHeader(h); !bytes.Equal(got, b) {
+			t.Fatalf("part header %x re-encodes as %x", b, got)
+		}
+	})
+}
+
 func FuzzEnvelopes(f *testing.F) {
 	f.Add(encodeEntry(1, []byte("k=v")))
 	f.Add(encodeEntry(0, nil))

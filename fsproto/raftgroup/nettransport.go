@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -80,8 +81,24 @@ type NetRouter struct {
 	mu struct {
 		sync.Mutex
 		groups map[uint64]*NetTransport // attached transports by group id
+		// parts holds the messages arriving in parts (see takePart).
+		parts map[partKey]*assembly
 	}
 }
+
+// partKey names a transfer in progress: its group, its recipient and the
+// sender's transfer id.
+type partKey struct{ groupID, to, transfer uint64 }
+
+// assembly is a transfer's bytes received so far.
+type assembly struct {
+	buf  []byte
+	last time.Time // when the last part arrived
+}
+
+// transfersMax bounds the transfers a router assembles at once; a stalled
+// transfer is dropped after two call timeouts without a part.
+const transfersMax = 4
 
 // NewNetRouter registers the raft handler on cfg.Mux and returns the
 // router.
@@ -107,6 +124,7 @@ func NewNetRouter(cfg NetRouterConfig) (*NetRouter, error) {
 	}
 	r := &NetRouter{pool: cfg.Pool, log: cfg.Logger, callTimeout: cfg.CallTimeout, access: cfg.Access}
 	r.mu.groups = make(map[uint64]*NetTransport)
+	r.mu.parts = make(map[partKey]*assembly)
 	cfg.Mux.Handle(KindRaft, raftHandler{r})
 	return r, nil
 }
@@ -217,7 +235,21 @@ func (r *NetRouter) prepare(req *net.Request, w *net.ResponseWriter) (batch, boo
 	if req.Payload != nil {
 		payload = req.Payload.Bytes()
 	}
-	h, msgs, err := decodeBatch(req.Header, payload)
+	var h batchHeader
+	var msgs []*raftpb.Message
+	var err error
+	if len(req.Header) > 0 && req.Header[0] == partVersion {
+		ph, whole, perr := r.takePart(req.Header, payload)
+		if perr == nil && whole == nil {
+			w.Reply(nil, nil, nil) // more parts to come
+			return batch{}, false
+		}
+		if err = perr; err == nil {
+			h, msgs, err = decodeBatch(encodeBatchHeader(batchHeader{count: 1, groupID: ph.groupID, to: ph.to}), whole)
+		}
+	} else {
+		h, msgs, err = decodeBatch(req.Header, payload)
+	}
 	if err != nil {
 		r.log.Warn("raft batch refused", "peer", req.Peer.RemoteAddr, "err", err)
 		w.Error(CodeBadBatch, err.Error())
@@ -238,13 +270,58 @@ func (r *NetRouter) prepare(req *net.Request, w *net.ResponseWriter) (batch, boo
 	return batch{recv: recv, groupID: h.groupID, to: h.to, msgs: msgs}, true
 }
 
+// takePart adds a part (see partHeader) to its transfer and returns its
+// header and the transfer's payload once the part completes it, nil
+// before. A part that
+// does not continue its transfer where the last one ended, or that would
+// start a transfer beyond transfersMax, is an error, and the transfer is
+// dropped: the sender reports the message unreachable, and raft sends it
+// again, as a new transfer.
+func (r *NetRouter) takePart(hdr, payload []byte) (partHeader, []byte, error) {
+	h, err := decodePart(hdr, len(payload))
+	if err != nil {
+		return h, nil, err
+	}
+	key := partKey{h.groupID, h.to, h.transfer}
+	now := time.Now()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for k, a := range r.mu.parts {
+		if now.Sub(a.last) > 2*r.callTimeout {
+			delete(r.mu.parts, k)
+		}
+	}
+	a := r.mu.parts[key]
+	switch {
+	case a == nil && h.offset == 0:
+		if len(r.mu.parts) >= transfersMax {
+			return h, nil, fmt.Errorf("raftgroup: %d transfers in progress here already; transfer %d to member %d of group %d refused", len(r.mu.parts), h.transfer, h.to, h.groupID)
+		}
+		a = &assembly{}
+		r.mu.parts[key] = a
+	case a == nil:
+		return h, nil, fmt.Errorf("raftgroup: part at offset %d of transfer %d to member %d of group %d, whose start this node does not hold", h.offset, h.transfer, h.to, h.groupID)
+	case uint64(len(a.buf)) != h.offset:
+		delete(r.mu.parts, key)
+		return h, nil, fmt.Errorf("raftgroup: part at offset %d of transfer %d to member %d of group %d, which holds %d bytes", h.offset, h.transfer, h.to, h.groupID, len(a.buf))
+	}
+	a.buf = append(a.buf, payload...)
+	a.last = now
+	if uint64(len(a.buf)) < h.total {
+		return h, nil, nil
+	}
+	delete(r.mu.parts, key)
+	return h, a.buf, nil
+}
+
 // NetTransport is one member's Transport over a NetRouter. Messages to
 // each peer go through a queue (netQueueLen) to a sender goroutine that
 // batches what accumulated and sends it with one call on a pooled
-// connection. A batch, and so a snapshot message, must fit the
-// connection's payload limit (net's MaxPayloadBytes, the smaller of both
-// sides', default 16 MiB) less 4 bytes; a larger snapshot fails with
-// ReportSnapshot(SnapshotFailure).
+// connection. A batch fits the connection's payload limit (net's
+// MaxPayloadBytes, the smaller of both sides', default 16 MiB); a single
+// message larger than that (a snapshot of a large state machine) goes as
+// a transfer of parts (see partHeader), up to transferBytesMax; a larger
+// one fails with ReportSnapshot(SnapshotFailure).
 type NetTransport struct {
 	router  *NetRouter
 	groupID uint64
@@ -552,10 +629,16 @@ func (t *NetTransport) sendBatch(p *netPeer, batch []*raftpb.Message) {
 			n++
 		}
 		if n == 0 {
+			// One message over the limit (a large snapshot): in parts.
 			m := batch[0]
-			log.Warn("raft message over the connection's payload limit dropped", "group", t.groupID, "peer", p.id,
-				"type", m.GetType().String(), "bytes", proto.Size(m), "limit", limit)
-			t.report(p.id, batch[:1], false)
+			if err := t.sendParts(conn, p.id, m, limit); err != nil {
+				log.Warn("raft message in parts not delivered", "group", t.groupID, "peer", p.id, "addr", addr,
+					"type", m.GetType().String(), "bytes", proto.Size(m), "limit", limit, "err", err)
+				t.report(p.id, batch, false)
+				p.conn.Store(nil)
+				return
+			}
+			t.report(p.id, batch[:1], true)
 			batch = batch[1:]
 			continue
 		}
@@ -571,6 +654,33 @@ func (t *NetTransport) sendBatch(p *netPeer, batch []*raftpb.Message) {
 		t.report(p.id, batch[:n], true)
 		batch = batch[n:]
 	}
+}
+
+// sendParts sends m to member to as a transfer of parts of at most limit
+// bytes (see partHeader), one call after another on conn, each within the
+// call timeout.
+func (t *NetTransport) sendParts(conn *net.Conn, to uint64, m *raftpb.Message, limit int) error {
+	payload, err := appendMessage(nil, m)
+	if err != nil {
+		panic(err) // a message raft made must marshal
+	}
+	if len(payload) > transferBytesMax {
+		return fmt.Errorf("raftgroup: %s of %d bytes is over the %d bytes a transfer carries", m.GetType(), len(payload), transferBytesMax)
+	}
+	transfer := rand.Uint64() | 1
+	for off := 0; off < len(payload); off += limit {
+		end := min(off+limit, len(payload))
+		hdr := encodePartHeader(partHeader{groupID: t.groupID, to: to, transfer: transfer, offset: uint64(off), total: uint64(len(payload))})
+		// Not p.ctx: see sendBatch.
+		ctx, cancel := context.WithTimeout(context.Background(), t.router.callTimeout)
+		resp, err := conn.Call(ctx, KindRaft, hdr, payload[off:end])
+		cancel()
+		if err != nil {
+			return fmt.Errorf("part of %d bytes at offset %d of %d: %w", end-off, off, len(payload), err)
+		}
+		resp.Release()
+	}
+	return nil
 }
 
 var (

@@ -41,11 +41,18 @@ type netNode struct {
 // network as the endpoint name.
 func startNetNode(t *testing.T, fn *net.FaultNet, name string) *netNode {
 	t.Helper()
+	return startNetNodeLimit(t, fn, name, 0)
+}
+
+// startNetNodeLimit starts a node whose server and client take payloads
+// of at most limit bytes (0: net's default).
+func startNetNodeLimit(t *testing.T, fn *net.FaultNet, name string, limit int) *netNode {
+	t.Helper()
 	var keys net.MemKeyStore
 	keys.Add(testKeyID, testSecret, false)
 	keys.Add("reader", testSecret, true)
 	mux := net.NewServeMux()
-	client := net.ClientConfig{ClusterID: testCluster, KeyID: testKeyID, Secret: testSecret, Logger: testLogger()}
+	client := net.ClientConfig{ClusterID: testCluster, KeyID: testKeyID, Secret: testSecret, MaxPayloadBytes: limit, Logger: testLogger()}
 	if fn != nil {
 		client.Dial = fn.Dialer(name)
 	}
@@ -59,7 +66,7 @@ func startNetNode(t *testing.T, fn *net.FaultNet, name string) *netNode {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv, err := net.NewServer(net.ServerConfig{ClusterID: testCluster, Keys: &keys, Logger: testLogger()}, mux)
+	srv, err := net.NewServer(net.ServerConfig{ClusterID: testCluster, Keys: &keys, MaxPayloadBytes: limit, Logger: testLogger()}, mux)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -96,10 +103,16 @@ type netCluster struct {
 }
 
 func newNetCluster(t *testing.T, fn *net.FaultNet) *netCluster {
+	return newNetClusterLimit(t, fn, 0)
+}
+
+// newNetClusterLimit is newNetCluster with nodes whose payloads are at
+// most limit bytes (0: net's default).
+func newNetClusterLimit(t *testing.T, fn *net.FaultNet, limit int) *netCluster {
 	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
 	c := &netCluster{t: t, ctx: ctx, logs: make([]*MemLog, 3), sms: make([]*testSM, 3), groups: make([]*Group, 3), trs: make([]*NetTransport, 3)}
 	for i := range 3 {
-		n := startNetNode(t, fn, fmt.Sprintf("n%d", i+1))
+		n := startNetNodeLimit(t, fn, fmt.Sprintf("n%d", i+1), limit)
 		c.nodes = append(c.nodes, n)
 		c.peers = append(c.peers, Peer{ID: uint64(i + 1), Addr: n.addr})
 	}
@@ -357,5 +370,71 @@ func TestNetRouterFullInbox(t *testing.T) {
 	defer recv.mu.Unlock()
 	if !slices.Equal(recv.tried, []uint64{0, 1}) || !slices.Equal(recv.waited, []uint64{2, 3, 4}) {
 		t.Fatalf("taken without waiting %v, then with %v; want [0 1] then [2 3 4]", recv.tried, recv.waited)
+	}
+}
+
+// TestNetTransportSnapshotInParts: on connections that take payloads of
+// at most 32 KiB, a member that fell behind a compacted log gets a
+// snapshot several times that size, sent as a transfer of parts, and
+// catches up. Before transfers, the snapshot was dropped at the sender
+// and the member never caught up.
+func TestNetTransportSnapshotInParts(t *testing.T) {
+	testutil.CheckLeaks(t)
+	const limit = 32 << 10
+	c := newNetClusterLimit(t, nil, limit)
+	lead := c.leader(0, 1, 2)
+	c.propose(lead, "a=1")
+	c.converge(1, 0, 1, 2)
+	behind := (lead + 1) % 3
+	c.stop(behind)
+	rest := []int{lead, (lead + 2) % 3}
+	big := strings.Repeat("x", 2000)
+	for i := range 60 {
+		c.propose(lead, fmt.Sprintf("k%02d=%s", i, big))
+	}
+	c.converge(61, rest...)
+	snap, err := c.logs[lead].Snapshot()
+	if err != nil || snap.GetMetadata().GetIndex() == 0 || len(snap.GetData()) <= 2*limit {
+		t.Fatalf("leader's snapshot: index %d, %d bytes (%v); want one over %d bytes", snap.GetMetadata().GetIndex(), len(snap.GetData()), err, 2*limit)
+	}
+	c.start(behind)
+	c.converge(61, 0, 1, 2)
+	if got := c.sms[behind].Get("k59"); got != big {
+		t.Fatalf("member %d's k59 holds %d bytes", behind+1, len(got))
+	}
+}
+
+// TestTakePartRefuses: parts out of order, of an unknown transfer, or
+// beyond the transfers a router holds at once are refused, and a refused
+// transfer is dropped.
+func TestTakePartRefuses(t *testing.T) {
+	n := startNetNode(t, nil, "")
+	defer n.close(t)
+	r := n.router
+	part := func(transfer, off, total uint64) []byte {
+		return encodePartHeader(partHeader{groupID: testGroup, to: 2, transfer: transfer, offset: off, total: total})
+	}
+	if _, whole, err := r.takePart(part(1, 0, 6), []byte("abc")); err != nil || whole != nil {
+		t.Fatalf("first part: %q, %v", whole, err)
+	}
+	if _, _, err := r.takePart(part(1, 4, 6), []byte("ef")); err == nil || !strings.Contains(err.Error(), "holds 3 bytes") {
+		t.Fatalf("a part past the end: %v", err)
+	}
+	if _, _, err := r.takePart(part(1, 3, 6), []byte("def")); err == nil || !strings.Contains(err.Error(), "does not hold") {
+		t.Fatalf("the refused transfer's next part: %v", err)
+	}
+	for i := range uint64(transfersMax) {
+		if _, _, err := r.takePart(part(10+i, 0, 9), []byte("x")); err != nil {
+			t.Fatalf("transfer %d: %v", 10+i, err)
+		}
+	}
+	if _, _, err := r.takePart(part(99, 0, 9), []byte("x")); err == nil || !strings.Contains(err.Error(), "transfers in progress") {
+		t.Fatalf("one transfer too many: %v", err)
+	}
+	if _, whole, err := r.takePart(part(10, 1, 9), []byte("12345678")); err != nil || string(whole) != "x12345678" {
+		t.Fatalf("last part: %q, %v", whole, err)
+	}
+	if _, _, err := r.takePart(part(5, 9, 9), []byte("x")); err == nil || !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("a part outside its transfer: %v", err)
 	}
 }
