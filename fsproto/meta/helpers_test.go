@@ -37,10 +37,14 @@ func testLogger() *slog.Logger {
 
 func testPool(t *testing.T) *net.Pool { return testKeyPool(t, testKeyID) }
 
-func testKeyPool(t *testing.T, key string) *net.Pool {
+func testKeyPool(t *testing.T, key string) *net.Pool { return testLimitPool(t, key, 0) }
+
+// testLimitPool is a pool whose connections take payloads of at most
+// limit bytes (0: net's default).
+func testLimitPool(t *testing.T, key string, limit int) *net.Pool {
 	t.Helper()
 	pool, err := net.NewPool(net.PoolConfig{
-		Client:       net.ClientConfig{ClusterID: testClusterID, KeyID: key, Secret: testSecret, Logger: testLogger()},
+		Client:       net.ClientConfig{ClusterID: testClusterID, KeyID: key, Secret: testSecret, MaxPayloadBytes: limit, Logger: testLogger()},
 		ConnsPerPeer: 1, BackoffBase: 10 * time.Millisecond, BackoffMax: 100 * time.Millisecond, Seed: 1,
 	})
 	if err != nil {
@@ -75,11 +79,20 @@ type testCluster struct {
 	ct    clustermap.ContainerID
 	pool  *net.Pool // the clients'
 	mods  []func(*HostConfig)
+	// limit bounds the payloads between the hosts (0: net's default).
+	limit int
 }
 
 func newTestCluster(t *testing.T, n int, mods ...func(*HostConfig)) *testCluster {
 	t.Helper()
-	c := &testCluster{t: t, mods: mods}
+	return newTestClusterLimit(t, n, 0, mods...)
+}
+
+// newTestClusterLimit is newTestCluster with payloads between the hosts
+// of at most limit bytes (0: net's default).
+func newTestClusterLimit(t *testing.T, n, limit int, mods ...func(*HostConfig)) *testCluster {
+	t.Helper()
+	c := &testCluster{t: t, mods: mods, limit: limit}
 	dir := t.TempDir()
 	lns := make([]stdnet.Listener, n)
 	m := clustermap.New()
@@ -161,7 +174,7 @@ func (c *testCluster) serveOn(i int, ln stdnet.Listener) {
 	keys.Add(testKeyID, testSecret, false)
 	keys.Add(testReaderKey, testSecret, true)
 	mux := net.NewServeMux()
-	h.pool = testPool(c.t)
+	h.pool = testLimitPool(c.t, testKeyID, c.limit)
 	router, err := raftgroup.NewNetRouter(raftgroup.NetRouterConfig{Pool: h.pool, Mux: mux, CallTimeout: time.Second, Logger: testLogger()})
 	if err != nil {
 		c.t.Fatal(err)
@@ -178,7 +191,7 @@ func (c *testCluster) serveOn(i int, ln stdnet.Listener) {
 		c.t.Fatal(err)
 	}
 	host.Register(mux)
-	srv, err := net.NewServer(net.ServerConfig{ClusterID: testClusterID, Keys: &keys, Logger: testLogger()}, mux)
+	srv, err := net.NewServer(net.ServerConfig{ClusterID: testClusterID, Keys: &keys, MaxPayloadBytes: c.limit, Logger: testLogger()}, mux)
 	if err != nil {
 		c.t.Fatal(err)
 	}

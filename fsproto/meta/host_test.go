@@ -24,6 +24,23 @@ import (
 	"github.com/weftfs/weft/net"
 )
 
+// allNames lists a directory whole, page by page, through read.
+func allNames(read func(cookie string) ([]namespace.DirEntry, string, error)) ([]string, error) {
+	var all []string
+	cookie := ""
+	for {
+		ents, next, err := read(cookie)
+		if err != nil {
+			return all, err
+		}
+		all = append(all, names(ents)...)
+		if next == "" {
+			return all, nil
+		}
+		cookie = next
+	}
+}
+
 func names(ents []namespace.DirEntry) []string {
 	var ns []string
 	for _, e := range ents {
@@ -234,16 +251,22 @@ func TestMemberRestart(t *testing.T) {
 	for _, tt := range []struct {
 		name         string
 		wipe, leader bool
-	}{{"follower", false, false}, {"follower wiped", true, false}, {"leader wiped", true, true}} {
-		t.Run(tt.name, func(t *testing.T) { testMemberRestart(t, tt.wipe, tt.leader) })
+		limit, dirs  int
+	}{
+		{"follower", false, false, 0, 12}, {"follower wiped", true, false, 0, 12}, {"leader wiped", true, true, 0, 12},
+		// The snapshot the returning member needs is several times the
+		// 16 KiB the hosts' calls carry: it goes in parts.
+		{"follower wiped, snapshot in parts", true, false, 16 << 10, 400},
+	} {
+		t.Run(tt.name, func(t *testing.T) { testMemberRestart(t, tt.wipe, tt.leader, tt.limit, tt.dirs) })
 	}
 }
 
 // testMemberRestart stops a follower (or with leader the leader, so that
 // the next leader never heard from it), wiping its log with wipe.
-func testMemberRestart(t *testing.T, wipe, leader bool) {
+func testMemberRestart(t *testing.T, wipe, leader bool, limit, dirs int) {
 	testutil.CheckLeaks(t)
-	c := newTestCluster(t, 3)
+	c := newTestClusterLimit(t, 3, limit)
 	ctx := testContext(t)
 	cl := c.client()
 	if _, err := cl.Apply(ctx, namespace.Mkdir{Parent: namespace.RootIno, Name: "d0", Mode: 0o755}); err != nil {
@@ -261,8 +284,8 @@ func testMemberRestart(t *testing.T, wipe, leader bool) {
 		}
 	}
 	want := []string{"d0"}
-	for i := 1; i <= 12; i++ { // past SnapshotEvery: the leader compacts meanwhile
-		n := fmt.Sprintf("d%d", i)
+	for i := 1; i <= dirs; i++ { // past SnapshotEvery: the leader compacts meanwhile
+		n := fmt.Sprintf("d%d-with-a-name-long-enough-to-make-the-snapshot-grow", i)
 		if _, err := cl.Apply(ctx, namespace.Mkdir{Parent: namespace.RootIno, Name: n, Mode: 0o755}); err != nil {
 			t.Fatal(err)
 		}
@@ -310,16 +333,20 @@ func testMemberRestart(t *testing.T, wipe, leader bool) {
 	} else {
 		c.kill((f + 1) % 3)
 	}
-	ents, _, err := cl.ReadDir(ctx, namespace.RootIno, "", 100)
-	if err != nil || !slices.Equal(names(ents), want) {
-		t.Fatalf("readdir after the restart and a leader loss: %v, %v; want %v", names(ents), err, want)
+	got, err := allNames(func(cookie string) ([]namespace.DirEntry, string, error) {
+		return cl.ReadDir(ctx, namespace.RootIno, cookie, 100)
+	})
+	if err != nil || !slices.Equal(got, want) {
+		t.Fatalf("readdir after the restart and a leader loss: %d names (%v), want %d", len(got), err, len(want))
 	}
 	// The restarted member applies everything too (it may lag the
 	// leader's answer by a moment).
 	for {
 		ns := c.hosts[f].host.Namespace(c.ct)
-		got, _, err := ns.ReadDir(namespace.RootIno, "", 100)
-		if err == nil && slices.Equal(names(got), want) {
+		got, err := allNames(func(cookie string) ([]namespace.DirEntry, string, error) {
+			return ns.ReadDir(namespace.RootIno, cookie, 100)
+		})
+		if err == nil && slices.Equal(got, want) {
 			if err := ns.Check(); err != nil {
 				t.Fatal(err)
 			}
@@ -327,7 +354,7 @@ func testMemberRestart(t *testing.T, wipe, leader bool) {
 		}
 		select {
 		case <-ctx.Done():
-			t.Fatalf("restarted member lists %v, want %v", names(got), want)
+			t.Fatalf("restarted member lists %d names (%v), want %d", len(got), err, len(want))
 		case <-time.After(10 * time.Millisecond):
 		}
 	}
