@@ -272,11 +272,11 @@ func (r *NetRouter) prepare(req *net.Request, w *net.ResponseWriter) (batch, boo
 
 // takePart adds a part (see partHeader) to its transfer and returns its
 // header and the transfer's payload once the part completes it, nil
-// before. A part that
-// does not continue its transfer where the last one ended, or that would
-// start a transfer beyond transfersMax, is an error, and the transfer is
-// dropped: the sender reports the message unreachable, and raft sends it
-// again, as a new transfer.
+// before. A part that does not continue its transfer where the last one
+// ended, or that would start a transfer beyond transfersMax, is an error,
+// and the transfer is dropped: the sender reports the message
+// unreachable, and raft sends it again, as a new transfer. The payload is
+// copied: the request's buffer goes back to its pool after the call.
 func (r *NetRouter) takePart(hdr, payload []byte) (partHeader, []byte, error) {
 	h, err := decodePart(hdr, len(payload))
 	if err != nil {
