@@ -55,24 +55,7 @@ func pickMeta(m *Map, ct *Container, have []NodeID, preferUp bool) []NodeID {
 			}
 		}
 	}
-	var cs []metaCand
-	for i := range m.Nodes {
-		n := &m.Nodes[i]
-		if n.State == Out || slices.Contains(have, n.ID) {
-			continue
-		}
-		d, ok := DomainOf(n, &ct.Policy)
-		if !ok {
-			continue
-		}
-		cs = append(cs, metaCand{n.ID, d, Score(ct.FirstPG, n.ID), n.State == Up})
-	}
-	slices.SortFunc(cs, func(a, b metaCand) int {
-		if c := cmp.Compare(b.score, a.score); c != 0 {
-			return c
-		}
-		return cmp.Compare(a.id, b.id)
-	})
+	cs := metaCandidates(m, ct, have)
 	upRounds := []bool{false}
 	if preferUp {
 		upRounds = []bool{true, false}
@@ -92,6 +75,29 @@ func pickMeta(m *Map, ct *Container, have []NodeID, preferUp bool) []NodeID {
 		}
 	}
 	return out
+}
+
+// metaCandidates returns the nodes that may hold a metadata member of ct
+// and are not in skip: not Out and matching ct's policy, best first by
+// Score over ct's first PG (ties by id).
+func metaCandidates(m *Map, ct *Container, skip []NodeID) []metaCand {
+	var cs []metaCand
+	for i := range m.Nodes {
+		n := &m.Nodes[i]
+		if n.State == Out || slices.Contains(skip, n.ID) {
+			continue
+		}
+		if d, ok := DomainOf(n, &ct.Policy); ok {
+			cs = append(cs, metaCand{n.ID, d, Score(ct.FirstPG, n.ID), n.State == Up})
+		}
+	}
+	slices.SortFunc(cs, func(a, b metaCand) int {
+		if c := cmp.Compare(b.score, a.score); c != 0 {
+			return c
+		}
+		return cmp.Compare(a.id, b.id)
+	})
+	return cs
 }
 
 // recordMeta gives every container without metadata members the ones
@@ -226,28 +232,12 @@ func (m *Map) spreadMeta(ct *Container, members []NodeID) bool {
 	for _, d := range domains {
 		used[d] = true
 	}
-	var free []metaCand
-	for i := range m.Nodes {
-		n := &m.Nodes[i]
-		if n.State != Up || slices.Contains(members, n.ID) {
-			continue
-		}
-		if d, ok := DomainOf(n, &ct.Policy); ok && !used[d] {
-			free = append(free, metaCand{n.ID, d, Score(ct.FirstPG, n.ID), true})
-		}
-	}
-	slices.SortFunc(free, func(a, b metaCand) int {
-		if c := cmp.Compare(b.score, a.score); c != 0 {
-			return c
-		}
-		return cmp.Compare(a.id, b.id)
-	})
 	moved := false
-	for _, c := range free {
+	for _, c := range metaCandidates(m, ct, members) {
 		if len(crowded) == 0 {
 			break
 		}
-		if used[c.domain] {
+		if !c.up || used[c.domain] {
 			continue
 		}
 		used[c.domain] = true
