@@ -412,8 +412,12 @@ func removeTree(fsys vfs.FS, dir string) error {
 const logDirPrefix = "container-"
 
 // logDir is container c's raft log directory.
-func (h *Host) logDir(c clustermap.ContainerID) string {
-	return filepath.Join(h.cfg.Dir, logDirPrefix+strconv.FormatUint(uint64(c), 10))
+func (h *Host) logDir(c clustermap.ContainerID) string { return logDirIn(h.cfg.Dir, c) }
+
+// logDirIn is container c's raft log directory under base directory dir
+// (HostConfig.Dir).
+func logDirIn(dir string, c clustermap.ContainerID) string {
+	return filepath.Join(dir, logDirPrefix+strconv.FormatUint(uint64(c), 10))
 }
 
 // logsOnDisk lists the containers that have a raft log directory.
@@ -638,7 +642,14 @@ func (h *Host) probe(c clustermap.ContainerID, peers []raftgroup.Peer, boot []cl
 // to write them, as the others did. probe refuses such a node and the
 // leader's serveMembers notes it for Repair, by this one rule.
 func emptyVoterLost(boot []clustermap.NodeID, node clustermap.NodeID, commit uint64) bool {
-	return !slices.Contains(boot, node) || commit > uint64(len(boot))
+	return !slices.Contains(boot, node) || pastBootstrap(boot, commit)
+}
+
+// pastBootstrap reports whether a group bootstrapped with boot has
+// committed an entry past its bootstrap entries (one conf change per
+// member of boot) once its commit index is commit.
+func pastBootstrap(boot []clustermap.NodeID, commit uint64) bool {
+	return commit > uint64(len(boot))
 }
 
 // probeAnswer is what a peer told probe.

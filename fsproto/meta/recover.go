@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
-	"path/filepath"
-	"strconv"
 
 	"github.com/weftfs/weft/fsproto/clustermap"
 	"github.com/weftfs/weft/fsproto/raftgroup"
@@ -36,7 +34,7 @@ func ForceSoleMember(fsys vfs.FS, dir string, c clustermap.ContainerID, node clu
 	if log == nil {
 		log = slog.Default()
 	}
-	logDir := filepath.Join(dir, logDirPrefix+strconv.FormatUint(uint64(c), 10))
+	logDir := logDirIn(dir, c)
 	if _, err := fsys.Stat(logDir); err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
 			return raftgroup.ForceResult{}, fmt.Errorf("meta: container %d: no raft log at %s on this node", c, logDir)

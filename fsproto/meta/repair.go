@@ -204,7 +204,7 @@ const (
 // next try an ErrNoChange, which MarkFormed counts as done.
 func (h *Host) markFormed(ctx context.Context, m *clustermap.Map, c clustermap.ContainerID, commit uint64) {
 	ct, ok := m.Container(c)
-	if h.cfg.MarkFormed == nil || !ok || ct.MetaFormed || len(ct.MetaBootstrap) == 0 || commit <= uint64(len(ct.MetaBootstrap)) {
+	if h.cfg.MarkFormed == nil || !ok || ct.MetaFormed || len(ct.MetaBootstrap) == 0 || !pastBootstrap(ct.MetaBootstrap, commit) {
 		return
 	}
 	h.mu.Lock()
