@@ -295,6 +295,20 @@ func decodePart(b []byte, n int) (partHeader, error) {
 	return h, nil
 }
 
+// decodeConfChange decodes a conf change entry's data and the context it
+// carries: the change, its proposal id and the member's address.
+func decodeConfChange(data []byte) (*raftpb.ConfChange, uint64, string, error) {
+	cc := new(raftpb.ConfChange)
+	if err := proto.Unmarshal(data, cc); err != nil {
+		return nil, 0, "", corruptf("conf change: %v", err)
+	}
+	id, addr, err := decodeContext(cc.GetContext())
+	if err != nil {
+		return nil, 0, "", err
+	}
+	return cc, id, addr, nil
+}
+
 // appendMessage appends one length-prefixed message to a batch payload.
 func appendMessage(b []byte, m *raftpb.Message) ([]byte, error) {
 	data, err := proto.Marshal(m)
@@ -312,31 +326,38 @@ func decodeBatch(header, payload []byte) (batchHeader, []*raftpb.Message, error)
 	if err != nil {
 		return h, nil, err
 	}
+	msgs, err := decodeMessages(h, payload)
+	return h, msgs, err
+}
+
+// decodeMessages decodes the h.count messages of a batch payload, each
+// addressed to h.to. They do not alias payload.
+func decodeMessages(h batchHeader, payload []byte) ([]*raftpb.Message, error) {
 	msgs := make([]*raftpb.Message, 0, min(int(h.count), len(payload)/4+1))
 	off := 0
 	for i := range int(h.count) {
 		if len(payload)-off < 4 {
-			return h, nil, corruptf("batch message %d of %d at offset %d: truncated length", i, h.count, off)
+			return nil, corruptf("batch message %d of %d at offset %d: truncated length", i, h.count, off)
 		}
 		n := int(binary.LittleEndian.Uint32(payload[off:]))
 		off += 4
 		if len(payload)-off < n {
-			return h, nil, corruptf("batch message %d of %d at offset %d: length %d, %d bytes left", i, h.count, off, n, len(payload)-off)
+			return nil, corruptf("batch message %d of %d at offset %d: length %d, %d bytes left", i, h.count, off, n, len(payload)-off)
 		}
 		m := new(raftpb.Message)
 		if err := proto.Unmarshal(payload[off:off+n], m); err != nil {
-			return h, nil, corruptf("batch message %d of %d at offset %d: %v", i, h.count, off, err)
+			return nil, corruptf("batch message %d of %d at offset %d: %v", i, h.count, off, err)
 		}
 		off += n
 		if err := checkMessage(m, h.to); err != nil {
-			return h, nil, fmt.Errorf("batch message %d of %d: %w", i, h.count, err)
+			return nil, fmt.Errorf("batch message %d of %d: %w", i, h.count, err)
 		}
 		msgs = append(msgs, m)
 	}
 	if off != len(payload) {
-		return h, nil, corruptf("batch has %d bytes after its %d messages", len(payload)-off, h.count)
+		return nil, corruptf("batch has %d bytes after its %d messages", len(payload)-off, h.count)
 	}
-	return h, msgs, nil
+	return msgs, nil
 }
 
 // checkMessage refuses a message from the network that raft must not see:

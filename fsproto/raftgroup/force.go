@@ -100,11 +100,7 @@ func ForceSoleVoter(log LogStore, id uint64, dryRun bool) (ForceResult, error) {
 			default:
 				continue
 			}
-			var cc raftpb.ConfChange
-			if err := proto.Unmarshal(e.GetData(), &cc); err != nil {
-				return res, fmt.Errorf("raftgroup: force sole voter: conf change at %d: %w: %v", e.GetIndex(), ErrCorrupt, err)
-			}
-			_, addr, err := decodeContext(cc.GetContext())
+			cc, _, addr, err := decodeConfChange(e.GetData())
 			if err != nil {
 				return res, fmt.Errorf("raftgroup: force sole voter: conf change at %d: %w", e.GetIndex(), err)
 			}

@@ -915,11 +915,7 @@ func entryProposal(e *raftpb.Entry) uint64 {
 		}
 		return id
 	case raftpb.EntryConfChange:
-		var cc raftpb.ConfChange
-		if proto.Unmarshal(e.GetData(), &cc) != nil {
-			return 0
-		}
-		id, _, err := decodeContext(cc.GetContext())
+		_, id, _, err := decodeConfChange(e.GetData())
 		if err != nil {
 			return 0
 		}
@@ -1184,16 +1180,12 @@ func (g *Group) apply(e *raftpb.Entry) error {
 			val = g.cfg.SM.Apply(idx, cmd)
 		}
 	case raftpb.EntryConfChange:
-		var cc raftpb.ConfChange
-		if err := proto.Unmarshal(e.GetData(), &cc); err != nil {
-			return fmt.Errorf("raftgroup: member %d: committed conf change %d: %w: %v", g.id, idx, ErrCorrupt, err)
-		}
-		pid, addr, err := decodeContext(cc.GetContext())
+		cc, pid, addr, err := decodeConfChange(e.GetData())
 		if err != nil {
 			return fmt.Errorf("raftgroup: member %d: committed conf change %d: %w", g.id, idx, err)
 		}
 		id = pid
-		g.confState = g.rn.ApplyConfChange(&cc)
+		g.confState = g.rn.ApplyConfChange(cc)
 		node := cc.GetNodeId()
 		switch cc.GetType() {
 		case raftpb.ConfChangeAddNode, raftpb.ConfChangeAddLearnerNode:

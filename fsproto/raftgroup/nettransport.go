@@ -245,7 +245,8 @@ func (r *NetRouter) prepare(req *net.Request, w *net.ResponseWriter) (batch, boo
 			return batch{}, false
 		}
 		if err = perr; err == nil {
-			h, msgs, err = decodeBatch(encodeBatchHeader(batchHeader{count: 1, groupID: ph.groupID, to: ph.to}), whole)
+			h = batchHeader{count: 1, groupID: ph.groupID, to: ph.to}
+			msgs, err = decodeMessages(h, whole)
 		}
 	} else {
 		h, msgs, err = decodeBatch(req.Header, payload)
