@@ -162,7 +162,7 @@ func newClusterNode(cfg *Config, keys *keyring, eng *engine.Engine, log *slog.Lo
 	c.ds.Register(c.mux)
 	metaDir := cfg.MetaDir
 	if metaDir == "" {
-		metaDir = cfg.Device + ".meta"
+		metaDir = DefaultMetaDir(cfg.Device)
 	}
 	c.meta, err = meta.NewHost(meta.HostConfig{Node: c.id, Dir: metaDir, Router: router, Pool: pool, Access: keys,
 		NoLeaseReads: cfg.ReadLease == ReadLeaseOff, MarkFormed: c.markMetaFormed, Logger: log})

@@ -91,7 +91,7 @@ type Config struct {
 	ManagerPeers []string `json:"manager_peers"`
 	ManagerDir   string   `json:"manager_dir"`
 	// MetaDir holds the Raft logs of the container metadata groups this
-	// node is a member of (see package meta); default Device+".meta".
+	// node is a member of (see package meta); default DefaultMetaDir.
 	MetaDir string `json:"meta_dir"`
 	// ClusterKey is the id of the key (in KeysFile) the node uses with
 	// the managers and other nodes; default "cluster".
@@ -538,3 +538,7 @@ func sanitizeLabel(s string) string {
 	}
 	return out
 }
+
+// DefaultMetaDir is Config.MetaDir when the config names none: the device
+// path with ".meta" appended.
+func DefaultMetaDir(device string) string { return device + ".meta" }

@@ -71,7 +71,7 @@ func recoverMeta(out, errOut io.Writer, container, device, metaDir string, yes b
 		return 2
 	}
 	if metaDir == "" {
-		metaDir = device + ".meta"
+		metaDir = node.DefaultMetaDir(device)
 	}
 	dev, err := vfs.Default.Open(device)
 	if err != nil {
