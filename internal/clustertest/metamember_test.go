@@ -209,6 +209,17 @@ func (c *tcluster) openDefault(t *testing.T, ctx context.Context) *defaultFS {
 	return d
 }
 
+// waitFormed waits until the map marks container c's metadata group
+// formed (its leader does once the group committed past its bootstrap
+// entries).
+func (c *tcluster) waitFormed(id clustermap.ContainerID) {
+	c.t.Helper()
+	c.waitMap("the metadata group marked formed", func(m *clustermap.Map) bool {
+		ct, ok := m.Container(id)
+		return ok && ct.MetaFormed
+	})
+}
+
 // reopen opens the container again, with a new client.
 func (d *defaultFS) reopen(t *testing.T, ctx context.Context) *client.FS {
 	t.Helper()
@@ -369,10 +380,7 @@ func TestMetaMembersFollowPolicy(t *testing.T) {
 	}
 	// The group's leader marks it formed in the map (no member with an
 	// empty log bootstraps it from then on).
-	c.waitMap("the metadata group marked formed", func(m *clustermap.Map) bool {
-		ct, ok := m.Container(ct.ID)
-		return ok && ct.MetaFormed
-	})
+	c.waitFormed(ct.ID)
 
 	leavingIdx := 0
 	for i := 1; i <= 4; i++ {
@@ -494,10 +502,7 @@ func TestMetaRecoverFromOneLog(t *testing.T) {
 			t.Fatalf("write %s: %v", n, err)
 		}
 	}
-	c.waitMap("the metadata group marked formed", func(m *clustermap.Map) bool {
-		ct, ok := m.Container(ct.ID)
-		return ok && ct.MetaFormed
-	})
+	c.waitFormed(ct.ID)
 	// The survivor must hold every committed entry: wait until all
 	// three members have applied the leader's commit index.
 	const survivor = 3
