@@ -70,7 +70,7 @@ type MetaMember struct {
 	Voters    []uint64 `json:"voters"`
 	Learners  []uint64 `json:"learners,omitempty"` // members catching up before they vote
 	// Repair is, on the leader, the membership repair step it found
-	// last (meta.RepairStep), "" when raft's members are the map's.
+	// last (raftgroup.RepairStep), "" when raft's members are the map's.
 	Repair string `json:"repair,omitempty"`
 }
 

@@ -47,9 +47,9 @@
 // Raft's membership follows the record through the leader: every
 // RepairInterval, Follow runs Repair, which on each group this node leads
 // compares raft's voters and learners with Members and takes one step
-// (NextRepairStep): a new member is first added as a learner (it does not
-// count toward the quorum, so a replacement that never comes up costs
-// nothing), promoted to voter once its Match is within 64 entries of the
+// (raftgroup.NextRepairStep): a new member is first added as a learner
+// (it does not count toward the quorum, so a replacement that never
+// comes up costs nothing), promoted to voter once its Match is within 64 entries of the
 // leader's last index, and only once every member of the record votes is
 // a voter the record no longer names removed (inactive ones first, the
 // leader last, and never leaving fewer active voters than a majority).

@@ -645,11 +645,10 @@ func emptyVoterLost(boot []clustermap.NodeID, node clustermap.NodeID, commit uin
 	return !slices.Contains(boot, node) || pastBootstrap(boot, commit)
 }
 
-// pastBootstrap reports whether a group bootstrapped with boot has
-// committed an entry past its bootstrap entries (one conf change per
-// member of boot) once its commit index is commit.
+// pastBootstrap is raftgroup.PastBootstrap for a group bootstrapped with
+// boot.
 func pastBootstrap(boot []clustermap.NodeID, commit uint64) bool {
-	return commit > uint64(len(boot))
+	return raftgroup.PastBootstrap(len(boot), commit)
 }
 
 // probeAnswer is what a peer told probe.
