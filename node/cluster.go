@@ -144,7 +144,7 @@ func newClusterNode(cfg *Config, keys *keyring, eng *engine.Engine, log *slog.Lo
 			dir = cfg.Device + ".manager"
 		}
 		c.mgr, err = manager.Start(manager.Config{
-			ID: cfg.ManagerID, Peers: peers, Dir: dir, Router: router,
+			ID: cfg.ManagerID, Peers: peers, Dir: dir, Router: router, Pool: pool,
 			HeartbeatTimeout: c.hb, Access: keys, ClusterSecret: secret, Logger: log,
 		})
 		if err != nil {

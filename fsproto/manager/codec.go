@@ -11,7 +11,8 @@ import (
 
 // RPC kinds of the manager service. User range 310-319 (fsproto's chunk
 // protocol has 256-259, raft 300, replication 320). On-wire: never
-// renumber. 313-319 are reserved for later manager RPCs.
+// renumber. 313 is KindKeySecret (keys.go), 314 KindMembers (members.go);
+// 315-319 are reserved for later manager RPCs.
 const (
 	// KindGetMap asks for the cluster map, long-polling for one newer than
 	// a given epoch.

@@ -59,6 +59,7 @@
 //	312 heartbeat    the cluster key only
 //	313 key-secret   the cluster key, admin keys, and a container admin key
 //	                 for its container's keys
+//	314 members      the cluster key only (between manager members)
 //
 // Without Config.Access only the read-only flag is checked, as before
 // keys had roles.
@@ -153,10 +154,65 @@
 // instead, so only a real heartbeat revives one. A heartbeat from a node not
 // in the map is recorded but answered CodeNotFound, so the node re-joins.
 //
+// # Members and a lost log
+//
+// A member starts from its raft log when the log holds state (membership
+// then comes from the log; Peers only gives addresses). A member whose
+// log is empty, in a group of more than one, does not bootstrap at once:
+// it asks every peer for its members (KindMembers, also while the peer is
+// probing itself) each probeInterval and starts only as decideStart
+// allows:
+//
+//   - a peer counts it a learner: it joins (raftgroup Config.Join) and
+//     gets the log or a snapshot from the leader;
+//   - a peer counts it a voter and the group has committed past its
+//     bootstrap entries (raftgroup.PastBootstrap): its log was lost (a
+//     replaced disk), or it never started while the group went on. Raft
+//     cannot take it back as that voter: it forgot its votes and what it
+//     acknowledged (two leaders in one term, a committed entry on too few
+//     logs). It waits; the question told the peers, and the leader's
+//     repair (below) takes it out and adds it back as a learner;
+//   - a peer runs the group without it: it waits to be added;
+//   - a peer does not answer: it waits. Nothing outside the managers'
+//     logs records that their group exists (a container's metadata group
+//     has its formed mark in the cluster map; the map itself has no such
+//     witness), so a member with an empty log cannot tell a new group
+//     from one whose logs it and others lost while the rest are down.
+//     The group is therefore bootstrapped only while every member
+//     answers, each probing with an empty log or at the bootstrap
+//     entries: a new cluster's managers all start together, and two
+//     members that lost their logs with the third down never start an
+//     empty map beside the third's;
+//   - otherwise (every peer answered, probing or at the bootstrap
+//     entries) it bootstraps from Peers, writing the same first entries
+//     as the others.
+//
+// Until it starts, the member answers the other RPCs CodeUnavailable
+// with the reason, which Starting returns too.
+//
+// Every member's liveness loop also runs the membership repair while it
+// leads (repairRound): one raftgroup.NextRepairStep per round toward
+// Peers. A voter that asked with an empty log past the bootstrap entries
+// within lostReportTTL is removed, when the voters left keep a majority
+// of active ones, and added back as a learner; a learner is promoted once
+// caught up; a peer the group lacks is added as a learner; a voter Peers
+// does not name is removed last. Every member must therefore be given
+// the same Peers. Repair returns the step taken or awaited.
+//
+// When a majority of the members lost their logs for good, no leader can
+// be elected from the rest, and the group stays down rather than lose the
+// map. The operator stops one member that holds a log (the one with the
+// highest last index: `weft node recover-manager` without --yes prints
+// it) and forces its log to make it the sole voter
+// (raftgroup.ForceSoleVoter; unsafe by nature, as etcd's
+// --force-new-cluster: entries only the lost logs held are gone). Started
+// again it leads alone, and its repair adds the others back as learners.
+// A group of one member has no peer to ask: its empty log bootstraps.
+//
 // # Wire formats
 //
 // Kinds (net user range; never renumber): 310 get-map, 311 apply-command, 312
-// heartbeat, 313 key-secret; 314-319 reserved. Error codes 310-319 as listed
+// heartbeat, 313 key-secret, 314 members; 315-319 reserved. Error codes 310-319 as listed
 // above, and 265 access denied. All integers little-endian; every header
 // body starts with version 1. Requests have no payload.
 //
@@ -205,6 +261,24 @@
 //	public), salt = caller public || manager public, info = "weft key
 //	secret v1" || 0x00 || key id), 32 bytes; AES-256-GCM, additional
 //	data = the key id
+//
+// members request header (16 bytes) and reply header (24 + 8 × (v + l)
+// bytes), no payloads:
+//
+//	0     1       2                  8
+//	+-----+-------+------------------+-----------+
+//	| ver | flags | reserved 6×u8=0  | asker id  |
+//	| u8  | u8    |                  | u64 != 0  |
+//	+-----+-------+------------------+-----------+
+//	flags: bit 0 the asker's raft log is empty; other bits 0
+//
+//	0     1       2        3          4          8        16       24
+//	+-----+-------+--------+----------+----------+--------+--------+--------------+
+//	| ver | state | voters | learners | reserved | commit | leader | ids: voters, |
+//	| u8  | u8    | u8 = v | u8 = l   | u32 = 0  | u64    | u64    | then learners|
+//	+-----+-------+--------+----------+----------+--------+--------+--------------+
+//	state 0 probing (empty log, not started): v = l = 0, commit = leader = 0
+//	state 1 running: v >= 1; (v + l) × u64 ids, each nonzero, no repeats
 //
 // Every other successful reply (16-byte header, payload the map or nothing):
 //

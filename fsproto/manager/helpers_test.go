@@ -154,7 +154,7 @@ func (c *testCluster) startOn(i int, ln stdnet.Listener) {
 		c.t.Fatal(err)
 	}
 	cfg := Config{
-		ID: n.id, Peers: c.peers, Dir: n.dir, Router: router,
+		ID: n.id, Peers: c.peers, Dir: n.dir, Router: router, Pool: n.pool,
 		// Long enough that nodes which never heartbeat stay Up, so only
 		// the test's own commands move the epoch; liveness tests lower it.
 		HeartbeatTimeout: time.Hour, MapWaitMax: 500 * time.Millisecond,

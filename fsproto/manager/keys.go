@@ -225,6 +225,11 @@ func authorize(a clustermap.Authorizer, peer *net.Peer, kind net.Kind, cur *clus
 			return g, fmt.Errorf("key %q is a %v key; heartbeats need the cluster key", peer.KeyID, g.Role)
 		}
 		return g, nil
+	case KindMembers:
+		if !g.Internal() {
+			return g, fmt.Errorf("key %q is a %v key; the members question is between manager members, with the cluster key", peer.KeyID, g.Role)
+		}
+		return g, nil
 	case KindKeySecret:
 		k, ok := cur.Key(keyID)
 		if !ok {
@@ -260,7 +265,7 @@ func (m *Manager) serveKeySecret(ctx context.Context, req *net.Request, w *net.R
 	// A read barrier: the key may have been created a moment ago
 	// through another member.
 	rctx, cancel := context.WithTimeout(ctx, m.cfg.ProposeTimeout)
-	err = m.g.ReadIndex(rctx)
+	err = m.g.Load().ReadIndex(rctx)
 	cancel()
 	if err != nil {
 		w.Error(CodeUnavailable, fmt.Sprintf("manager %d: read barrier: %v", m.cfg.ID, err))

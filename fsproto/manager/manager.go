@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/weftfs/weft/fsproto/clustermap"
@@ -51,6 +52,10 @@ type Config struct {
 	// Router carries raft traffic (kind 300); the member uses
 	// Router.Transport(GroupID).
 	Router *raftgroup.NetRouter
+	// Pool reaches the peers, with the cluster key, for the questions a
+	// member whose log is empty asks before it starts (KindMembers, see
+	// decideStart). Needed when Peers has more than this member.
+	Pool *net.Pool
 
 	// HeartbeatTimeout is how long a node may stay silent before the
 	// leader marks it Down. Default DefaultHeartbeatTimeout.
@@ -94,6 +99,9 @@ func (c *Config) validate() error {
 	if c.Router == nil {
 		errs = append(errs, "Router is nil, want the node's raftgroup.NetRouter")
 	}
+	if c.Pool == nil && len(c.Peers) > 1 {
+		errs = append(errs, "Pool is nil, want the node's connection pool (a member asks its peers before it starts on an empty log)")
+	}
 	for _, d := range []struct {
 		name string
 		v    time.Duration
@@ -134,7 +142,10 @@ type Manager struct {
 	log   *slog.Logger
 	store *raftlog.Storage
 	sm    *StateMachine
-	g     *raftgroup.Group
+	// g is the raft member: nil until it starts, which for a member
+	// whose log is empty (and with peers) waits for probeAndStart; never
+	// nil again once set.
+	g atomic.Pointer[raftgroup.Group]
 
 	stopc    chan struct{}
 	stopOnce sync.Once
@@ -149,11 +160,25 @@ type Manager struct {
 		l     *clustermap.Liveness
 		fresh bool // not yet seeded with the map's Down nodes
 	}
+
+	// repair is the membership repair's state: the lost-log reports this
+	// member received (noteLost), its last step as leader, and why it has
+	// not started (probeAndStart).
+	repair struct {
+		sync.Mutex
+		lost     map[uint64]time.Time
+		step     string
+		starting string
+	}
 }
 
-// Start opens the raft log in cfg.Dir, starts the member (bootstrapping
-// the group from cfg.Peers when the log is empty) and its liveness loop.
-// Call Register to serve the RPCs.
+// Start opens the raft log in cfg.Dir and starts the member and its
+// liveness loop. A member whose log is empty and that has peers starts
+// its raft member only once its peers' answers allow (decideStart:
+// bootstrap, or join as a learner a leader added), asking them each
+// probeInterval in the background; until then it answers CodeUnavailable
+// and Starting says why. Call Register to serve the RPCs (the peers'
+// questions too).
 func Start(cfg Config) (*Manager, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
@@ -163,25 +188,45 @@ func Start(cfg Config) (*Manager, error) {
 	if err != nil {
 		return nil, fmt.Errorf("manager %d: open raft log: %w", cfg.ID, err)
 	}
-	m := &Manager{cfg: cfg, log: log, store: store, sm: NewStateMachine(), stopc: make(chan struct{})}
-	m.g, err = raftgroup.Start(raftgroup.Config{
-		ID:            cfg.ID,
-		Peers:         cfg.Peers,
-		Log:           store,
-		SM:            m.sm,
-		Transport:     cfg.Router.Transport(GroupID),
-		TickInterval:  cfg.TickInterval,
-		ElectionTicks: cfg.ElectionTicks,
-		SnapshotEvery: cfg.SnapshotEvery,
-		Logger:        log,
-	})
+	empty, err := store.Empty()
 	if err != nil {
 		store.Close()
-		return nil, fmt.Errorf("manager %d: start raft group: %w", cfg.ID, err)
+		return nil, fmt.Errorf("manager %d: %w", cfg.ID, err)
+	}
+	m := &Manager{cfg: cfg, log: log, store: store, sm: NewStateMachine(), stopc: make(chan struct{})}
+	if empty && len(cfg.Peers) > 1 {
+		m.wg.Add(1)
+		go m.probeAndStart()
+	} else if err := m.startGroup(false); err != nil {
+		store.Close()
+		return nil, err
 	}
 	m.wg.Add(1)
 	go m.livenessLoop()
 	return m, nil
+}
+
+// startGroup starts the raft member: from the log when it holds state,
+// else bootstrapping the group from Peers, or, with join, as a learner
+// that a leader added (it waits for the leader's log or snapshot).
+func (m *Manager) startGroup(join bool) error {
+	g, err := raftgroup.Start(raftgroup.Config{
+		ID:            m.cfg.ID,
+		Peers:         m.cfg.Peers,
+		Join:          join,
+		Log:           m.store,
+		SM:            m.sm,
+		Transport:     m.cfg.Router.Transport(GroupID),
+		TickInterval:  m.cfg.TickInterval,
+		ElectionTicks: m.cfg.ElectionTicks,
+		SnapshotEvery: m.cfg.SnapshotEvery,
+		Logger:        m.log,
+	})
+	if err != nil {
+		return fmt.Errorf("manager %d: start raft group: %w", m.cfg.ID, err)
+	}
+	m.g.Store(g)
+	return nil
 }
 
 // Stop stops the liveness loop and the raft member and closes the log.
@@ -191,7 +236,9 @@ func (m *Manager) Stop() {
 	m.stopOnce.Do(func() {
 		close(m.stopc)
 		m.wg.Wait()
-		m.g.Stop()
+		if g := m.g.Load(); g != nil {
+			g.Stop()
+		}
 		if err := m.store.Close(); err != nil {
 			m.log.Warn("close raft log", "err", err)
 		}
@@ -206,14 +253,31 @@ func (m *Manager) Map() *clustermap.Map { return m.sm.Map() }
 func (m *Manager) ID() uint64 { return m.cfg.ID }
 
 // Leader returns the id of the leader this member knows, or 0.
-func (m *Manager) Leader() uint64 { return m.g.Leader() }
+func (m *Manager) Leader() uint64 {
+	if g := m.g.Load(); g != nil {
+		return g.Leader()
+	}
+	return 0
+}
 
-// Status returns this member's view of the raft group.
-func (m *Manager) Status(ctx context.Context) (raftgroup.Status, error) { return m.g.Status(ctx) }
+// Status returns this member's view of the raft group; an error while
+// its raft member has not started (Starting).
+func (m *Manager) Status(ctx context.Context) (raftgroup.Status, error) {
+	g := m.g.Load()
+	if g == nil {
+		return raftgroup.Status{}, fmt.Errorf("manager %d: not started: %s", m.cfg.ID, m.Starting())
+	}
+	return g.Status(ctx)
+}
 
 // Err returns why the raft member stopped on its own (a log or state
 // machine failure), or nil.
-func (m *Manager) Err() error { return m.g.Err() }
+func (m *Manager) Err() error {
+	if g := m.g.Load(); g != nil {
+		return g.Err()
+	}
+	return nil
+}
 
 func (m *Manager) stopped() bool {
 	select {
@@ -230,7 +294,11 @@ func (m *Manager) down() string {
 	if m.stopped() {
 		return fmt.Sprintf("manager %d: stopped", m.cfg.ID)
 	}
-	if err := m.g.Err(); err != nil {
+	g := m.g.Load()
+	if g == nil {
+		return fmt.Sprintf("manager %d: raft member not started: %s", m.cfg.ID, m.Starting())
+	}
+	if err := g.Err(); err != nil {
 		return fmt.Sprintf("manager %d: raft member failed: %v", m.cfg.ID, err)
 	}
 	return ""
@@ -244,6 +312,7 @@ func (m *Manager) Register(mux *net.ServeMux) {
 	mux.HandleFunc(KindApply, m.serveApply)
 	mux.HandleFunc(KindHeartbeat, m.serveHeartbeat)
 	mux.HandleFunc(KindKeySecret, m.serveKeySecret)
+	mux.HandleFunc(KindMembers, m.serveMembers)
 }
 
 func (m *Manager) serveGetMap(ctx context.Context, req *net.Request, w *net.ResponseWriter) {
@@ -263,7 +332,7 @@ func (m *Manager) serveGetMap(ctx context.Context, req *net.Request, w *net.Resp
 	}
 	if r.Linearizable {
 		rctx, cancel := context.WithTimeout(ctx, m.cfg.ProposeTimeout)
-		err := m.g.ReadIndex(rctx)
+		err := m.g.Load().ReadIndex(rctx)
 		cancel()
 		if err != nil {
 			// A read barrier changes nothing, so any failure is safe
@@ -352,7 +421,7 @@ func (m *Manager) serveApply(ctx context.Context, req *net.Request, w *net.Respo
 		return
 	}
 	pctx, cancel := context.WithTimeout(ctx, m.cfg.ProposeTimeout)
-	res, err := m.g.Propose(pctx, appendEntry(nil, r.ID, r.Command))
+	res, err := m.g.Load().Propose(pctx, appendEntry(nil, r.ID, r.Command))
 	cancel()
 	if err != nil {
 		code := CodeAmbiguous
@@ -427,14 +496,14 @@ func (m *Manager) serveHeartbeat(_ context.Context, req *net.Request, w *net.Res
 	cur := m.sm.Map()
 	m.live.Lock()
 	l := m.live.l
-	if l != nil && m.g.Leader() == m.cfg.ID {
+	if l != nil && m.Leader() == m.cfg.ID {
 		l.Heartbeat(clustermap.NodeID(r.Node), time.Now())
 	} else {
 		l = nil
 	}
 	m.live.Unlock()
 	if l == nil {
-		w.Error(CodeUnavailable, fmt.Sprintf("manager %d: not the leader (leader %d)", m.cfg.ID, m.g.Leader()))
+		w.Error(CodeUnavailable, fmt.Sprintf("manager %d: not the leader (leader %d)", m.cfg.ID, m.Leader()))
 		return
 	}
 	if _, ok := cur.Node(clustermap.NodeID(r.Node)); !ok {
@@ -467,6 +536,7 @@ func (m *Manager) livenessLoop() {
 		case <-t.C:
 		}
 		m.livenessRound(ctx)
+		m.repairRound(ctx)
 	}
 }
 
@@ -475,7 +545,7 @@ func (m *Manager) livenessLoop() {
 func (m *Manager) livenessRound(ctx context.Context) {
 	sctx, cancel := context.WithTimeout(ctx, m.cfg.ProposeTimeout)
 	defer cancel()
-	st, err := m.g.Status(sctx)
+	st, err := m.Status(sctx)
 	if err != nil {
 		return
 	}
@@ -496,7 +566,7 @@ func (m *Manager) livenessRound(ctx context.Context) {
 	// Decide on a map that holds everything committed before this round,
 	// not on what this member happened to have applied when it won the
 	// election.
-	if err := m.g.ReadIndex(sctx); err != nil {
+	if err := m.g.Load().ReadIndex(sctx); err != nil {
 		return
 	}
 	cur := m.sm.Map()
@@ -519,7 +589,7 @@ func (m *Manager) livenessRound(ctx context.Context) {
 		}
 		// No request id: a lost proposal is not retried as such; the
 		// next round decides afresh.
-		res, err := m.g.Propose(sctx, appendEntry(nil, RequestID{}, data))
+		res, err := m.g.Load().Propose(sctx, appendEntry(nil, RequestID{}, data))
 		if err != nil {
 			m.log.Info("liveness proposal failed; next round retries", "cmd", fmt.Sprintf("%+v", cmd), "err", err)
 			return

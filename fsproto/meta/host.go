@@ -455,7 +455,7 @@ func (h *Host) start(c clustermap.ContainerID, peers []raftgroup.Peer, boot []cl
 	}
 	join := false
 	startPeers := peers
-	fresh, err := emptyLog(store)
+	fresh, err := store.Empty()
 	if err != nil {
 		store.Close()
 		return nil, fmt.Errorf("meta: container %d: %w", c, err)
@@ -506,20 +506,6 @@ func (h *Host) start(c clustermap.ContainerID, peers []raftgroup.Peer, boot []cl
 		return nil, fmt.Errorf("meta: container %d: start raft group: %w", c, err)
 	}
 	return &member{c: c, store: store, sm: sm, g: g}, nil
-}
-
-// emptyLog reports whether a raft log holds nothing (no hard state, no
-// entry, no snapshot): a member starting on it would bootstrap.
-func emptyLog(store *raftlog.Storage) (bool, error) {
-	hs, _, err := store.InitialState()
-	if err != nil {
-		return false, fmt.Errorf("read raft state: %w", err)
-	}
-	last, err := store.LastIndex()
-	if err != nil {
-		return false, fmt.Errorf("read raft last index: %w", err)
-	}
-	return hs.GetTerm() == 0 && hs.GetVote() == 0 && hs.GetCommit() == 0 && last == 0, nil
 }
 
 // Bounds of probe's questions to one peer.

@@ -336,6 +336,21 @@ func (s *Storage) LastIndex() (uint64, error) {
 	return s.mu.st.lastIndex(), nil
 }
 
+// Empty reports whether the log holds nothing: no hard state, no entry,
+// no snapshot. A raft member starting on it bootstraps or joins; one
+// that had been a member before lost its log.
+func (s *Storage) Empty() (bool, error) {
+	hs, _, err := s.InitialState()
+	if err != nil {
+		return false, fmt.Errorf("read raft state: %w", err)
+	}
+	last, err := s.LastIndex()
+	if err != nil {
+		return false, fmt.Errorf("read raft last index: %w", err)
+	}
+	return hs.GetTerm() == 0 && hs.GetVote() == 0 && hs.GetCommit() == 0 && last == 0, nil
+}
+
 // FirstIndex implements raft.Storage.
 func (s *Storage) FirstIndex() (uint64, error) {
 	s.mu.Lock()

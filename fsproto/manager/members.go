@@ -1,0 +1,507 @@
+package manager
+
+import (
+	"context"
+	"encoding/binary"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/weftfs/weft/fsproto/raftgroup"
+	"github.com/weftfs/weft/net"
+)
+
+// KindMembers asks a manager member for its raft group's voters, learners
+// and commit index; a member whose log is empty asks its peers before it
+// starts (see probe). On-wire: never renumber.
+const KindMembers net.Kind = 314
+
+// Header body sizes of KindMembers. On-wire.
+const (
+	membersRequestLen     = 16
+	membersReplyPrefixLen = 24
+)
+
+// membersListMax bounds the voters and the learners a members reply may
+// list (each): far above any managers' group (1, 3 or 5 members), low
+// enough that a reply fits a header (24 + 2 × 255 × 8 bytes < 64 KiB).
+const membersListMax = 255
+
+// membersFlagEmptyLog says the asker's raft log is empty: a running member
+// that counts the asker as a voter past the bootstrap entries notes it as
+// lost (see serveMembers). On-wire.
+const membersFlagEmptyLog = 1 << 0
+
+// membersRequest is the header body of KindMembers:
+//
+//	0     1       2                  8
+//	+-----+-------+------------------+-----------+
+//	| ver | flags | reserved 6×u8=0  | asker id  |
+//	| u8  | u8    |                  | u64 != 0  |
+//	+-----+-------+------------------+-----------+
+//	flags: bit 0 the asker's raft log is empty; other bits 0
+//
+// No payload.
+type membersRequest struct {
+	Asker    uint64
+	EmptyLog bool
+}
+
+func (r membersRequest) append(b []byte) []byte {
+	var flags byte
+	if r.EmptyLog {
+		flags |= membersFlagEmptyLog
+	}
+	b = append(b, msgVersion, flags, 0, 0, 0, 0, 0, 0)
+	return binary.LittleEndian.AppendUint64(b, r.Asker)
+}
+
+func decodeMembersRequest(b []byte) (membersRequest, error) {
+	var r membersRequest
+	if len(b) != membersRequestLen {
+		return r, corrupt("members request of %d bytes, want %d", len(b), membersRequestLen)
+	}
+	if b[0] != msgVersion {
+		return r, corrupt("members request version %d, want %d", b[0], msgVersion)
+	}
+	if b[1]&^membersFlagEmptyLog != 0 {
+		return r, corrupt("members request flags %#x: unknown bits", b[1])
+	}
+	for i := 2; i < 8; i++ {
+		if b[i] != 0 {
+			return r, corrupt("members request reserved byte %d is %#x, want 0", i, b[i])
+		}
+	}
+	r.EmptyLog = b[1]&membersFlagEmptyLog != 0
+	r.Asker = binary.LittleEndian.Uint64(b[8:])
+	if r.Asker == 0 {
+		return r, corrupt("members request from member 0")
+	}
+	return r, nil
+}
+
+// States a members reply reports. On-wire.
+const (
+	// membersStateProbing: the member's log is empty and it has not
+	// started its raft member; it is asking its peers itself.
+	membersStateProbing = 0
+	// membersStateRunning: the member runs; the reply lists the
+	// configuration it knows.
+	membersStateRunning = 1
+)
+
+// membersReply is the header body of a successful KindMembers answer:
+//
+//	0     1       2        3          4          8          16         24
+//	+-----+-------+--------+----------+----------+----------+----------+-----------------+
+//	| ver | state | voters | learners | reserved | commit   | leader   | ids: voters,    |
+//	| u8  | u8    | u8 = v | u8 = l   | u32 = 0  | u64      | u64      | then learners   |
+//	+-----+-------+--------+----------+----------+----------+----------+-----------------+
+//	state 0: probing (empty log, not started): v = l = 0, commit = leader = 0
+//	state 1: running: v >= 1; ids (v + l) × u64, each nonzero, no repeats
+//
+// No payload.
+type membersReply struct {
+	Running  bool
+	Voters   []uint64
+	Learners []uint64
+	Commit   uint64
+	Leader   uint64 // 0: none known
+}
+
+func (r membersReply) append(b []byte) []byte {
+	state := byte(membersStateProbing)
+	if r.Running {
+		state = membersStateRunning
+	}
+	b = append(b, msgVersion, state, byte(len(r.Voters)), byte(len(r.Learners)), 0, 0, 0, 0)
+	b = binary.LittleEndian.AppendUint64(b, r.Commit)
+	b = binary.LittleEndian.AppendUint64(b, r.Leader)
+	for _, id := range r.Voters {
+		b = binary.LittleEndian.AppendUint64(b, id)
+	}
+	for _, id := range r.Learners {
+		b = binary.LittleEndian.AppendUint64(b, id)
+	}
+	return b
+}
+
+func decodeMembersReply(b []byte) (membersReply, error) {
+	var r membersReply
+	if len(b) < membersReplyPrefixLen {
+		return r, corrupt("members reply of %d bytes, want at least %d", len(b), membersReplyPrefixLen)
+	}
+	if b[0] != msgVersion {
+		return r, corrupt("members reply version %d, want %d", b[0], msgVersion)
+	}
+	if b[1] != membersStateProbing && b[1] != membersStateRunning {
+		return r, corrupt("members reply state %d, want %d (probing) or %d (running)", b[1], membersStateProbing, membersStateRunning)
+	}
+	for i := 4; i < 8; i++ {
+		if b[i] != 0 {
+			return r, corrupt("members reply reserved byte %d is %#x, want 0", i, b[i])
+		}
+	}
+	nv, nl := int(b[2]), int(b[3])
+	if want := membersReplyPrefixLen + 8*(nv+nl); len(b) != want {
+		return r, corrupt("members reply of %d bytes with %d voters and %d learners, want %d", len(b), nv, nl, want)
+	}
+	r.Running = b[1] == membersStateRunning
+	r.Commit = binary.LittleEndian.Uint64(b[8:])
+	r.Leader = binary.LittleEndian.Uint64(b[16:])
+	if !r.Running {
+		if nv != 0 || nl != 0 || r.Commit != 0 || r.Leader != 0 {
+			return r, corrupt("members reply of a probing member lists %d voters, %d learners, commit %d, leader %d; want none", nv, nl, r.Commit, r.Leader)
+		}
+		return r, nil
+	}
+	if nv == 0 {
+		return r, corrupt("members reply of a running member lists no voter")
+	}
+	ids := make([]uint64, nv+nl)
+	for i := range ids {
+		id := binary.LittleEndian.Uint64(b[membersReplyPrefixLen+8*i:])
+		if id == 0 {
+			return r, corrupt("members reply lists member 0")
+		}
+		if slices.Contains(ids[:i], id) {
+			return r, corrupt("members reply lists member %d twice", id)
+		}
+		ids[i] = id
+	}
+	r.Voters, r.Learners = ids[:nv:nv], ids[nv:]
+	if nl == 0 {
+		r.Learners = nil
+	}
+	return r, nil
+}
+
+// Bounds of probe's questions to one peer.
+const (
+	probeDialWait = 300 * time.Millisecond
+	probeTimeout  = time.Second
+)
+
+// probeInterval is how long a member whose log is empty waits between
+// probes that did not let it start: ten raft ticks, within 50 ms .. 1 s.
+func (c *Config) probeInterval() time.Duration {
+	tick := c.TickInterval
+	if tick == 0 {
+		tick = raftgroup.DefaultTickInterval
+	}
+	return min(max(10*tick, 50*time.Millisecond), time.Second)
+}
+
+// lostReportTTL is how long a member's report of its lost log counts on
+// the leader: a member that stopped asking (it joined, or was stopped) is
+// not taken out on an old report.
+const lostReportTTL = 10 * time.Second
+
+// peerAnswer is one peer's answer to a probe.
+type peerAnswer struct {
+	Peer     raftgroup.Peer
+	Answered bool
+	Reply    membersReply
+}
+
+// startMode is how a member whose log is empty starts, as decided by
+// decideStart.
+type startMode uint8
+
+const (
+	startWait      startMode = iota // not now: ask again later
+	startBootstrap                  // bootstrap the group from Peers
+	startJoin                       // join the running group as a learner
+)
+
+// decideStart decides how member self, whose raft log is empty, starts in
+// the managers' group bootstrapped from n members (Config.Peers), given
+// its peers' answers (every peer but self):
+//
+//   - a running member counts self as a learner: join (a leader's repair
+//     added it; it gets the log or a snapshot from the leader);
+//   - a running member counts self as a voter and the group committed
+//     past its bootstrap entries: self lost its log (a replaced disk), or
+//     never started while the group went on. Raft cannot take such a
+//     voter back (its leader would commit past the empty log; a voter
+//     must keep its votes and what it acknowledged): wait; the question
+//     told the leader, whose repair takes self out and adds it back as a
+//     learner, and a later probe joins;
+//   - a running member does not count self at all: wait for the leader
+//     to add it;
+//   - a peer does not answer: wait. Unlike a container's metadata group,
+//     whose formed mark lives in the cluster map, nothing outside these
+//     logs records that the managers' group exists, so a member with an
+//     empty log cannot tell a new group from one whose logs it and others
+//     lost while the rest are down: bootstrapping then would start an
+//     empty cluster map, and with the members that hold the map's log
+//     back, two histories in one group. So the group is bootstrapped only
+//     while every member answers, each with an empty log or at the
+//     bootstrap entries; a group whose members lost a majority of their
+//     logs stays down until an operator forces a survivor's log to be
+//     the sole voter (raftgroup.ForceSoleVoter, `weft node
+//     recover-manager`);
+//   - every peer answered, each probing with an empty log or running at
+//     the bootstrap entries with self among its voters: bootstrap (raft's
+//     bootstrap entries are the same on every member).
+//
+// why says what self waits for (startWait) or why it starts.
+func decideStart(self uint64, n int, answers []peerAnswer) (mode startMode, why string) {
+	var lost, without, silent []string
+	for _, a := range answers {
+		switch {
+		case !a.Answered:
+			silent = append(silent, fmt.Sprintf("%d (%s)", a.Peer.ID, a.Peer.Addr))
+		case !a.Reply.Running:
+		case slices.Contains(a.Reply.Learners, self):
+			return startJoin, fmt.Sprintf("member %d counts this member a learner", a.Peer.ID)
+		case slices.Contains(a.Reply.Voters, self):
+			if raftgroup.PastBootstrap(n, a.Reply.Commit) {
+				lost = append(lost, fmt.Sprintf("member %d (voters %v, commit %d)", a.Peer.ID, a.Reply.Voters, a.Reply.Commit))
+			}
+		default:
+			without = append(without, fmt.Sprintf("member %d (voters %v, learners %v)", a.Peer.ID, a.Reply.Voters, a.Reply.Learners))
+		}
+	}
+	switch {
+	case len(lost) > 0:
+		return startWait, fmt.Sprintf("this member's raft log is empty and the group counts it a voter past its bootstrap entries (%s): its log was lost; the leader takes it out of the group and adds it back as a learner, and it then joins", strings.Join(lost, ", "))
+	case len(without) > 0:
+		return startWait, fmt.Sprintf("the group runs without this member (%s): it waits for the leader to add it as a learner", strings.Join(without, ", "))
+	case len(silent) > 0:
+		return startWait, fmt.Sprintf("this member's raft log is empty and peers %s do not answer: it bootstraps the group only when every member answers (the log may have been lost while members that hold the group's are down); if the logs of a majority are lost for good, see weft node recover-manager", strings.Join(silent, ", "))
+	}
+	return startBootstrap, "every member answered with an empty log or at the bootstrap entries"
+}
+
+// probeAndStart runs while a member whose log is empty has not started:
+// it asks the peers each probeInterval until decideStart lets it start,
+// then starts the raft member. A refusal is logged when its reason
+// changes and kept for Starting.
+func (m *Manager) probeAndStart() {
+	defer m.wg.Done()
+	t := time.NewTimer(0)
+	defer t.Stop()
+	last := ""
+	for {
+		select {
+		case <-m.stopc:
+			return
+		case <-t.C:
+		}
+		mode, why := decideStart(m.cfg.ID, len(m.cfg.Peers), m.askPeers())
+		if mode == startWait {
+			m.setStarting("waiting: " + why)
+			if why != last {
+				m.log.Warn("manager: raft log empty; not starting yet", "why", why)
+				last = why
+			}
+			t.Reset(m.cfg.probeInterval())
+			continue
+		}
+		m.log.Info("manager: raft log empty", "start", map[startMode]string{startBootstrap: "bootstrap", startJoin: "join"}[mode], "why", why, "peers", m.cfg.Peers)
+		if err := m.startGroup(mode == startJoin); err != nil {
+			m.setStarting("failed: " + err.Error())
+			m.log.Error("manager: start raft member", "err", err)
+			return
+		}
+		return
+	}
+}
+
+// askPeers asks every peer but this member, at once, for its members.
+func (m *Manager) askPeers() []peerAnswer {
+	hdr := membersRequest{Asker: m.cfg.ID, EmptyLog: true}.append(nil)
+	var answers []peerAnswer
+	for _, p := range m.cfg.Peers {
+		if p.ID != m.cfg.ID {
+			answers = append(answers, peerAnswer{Peer: p})
+		}
+	}
+	var wg sync.WaitGroup
+	for i := range answers {
+		wg.Go(func() {
+			answers[i].Reply, answers[i].Answered = m.askMembers(answers[i].Peer.Addr, hdr)
+		})
+	}
+	wg.Wait()
+	return answers
+}
+
+func (m *Manager) askMembers(addr string, hdr []byte) (membersReply, bool) {
+	ctx, cancel := context.WithTimeout(context.Background(), probeDialWait)
+	conn, err := m.cfg.Pool.Get(ctx, addr)
+	cancel()
+	if err != nil {
+		return membersReply{}, false
+	}
+	ctx, cancel = context.WithTimeout(context.Background(), probeTimeout)
+	defer cancel()
+	resp, err := conn.Call(ctx, KindMembers, hdr, nil)
+	if err != nil {
+		return membersReply{}, false
+	}
+	defer resp.Release()
+	rep, err := decodeMembersReply(resp.Header)
+	if err != nil {
+		m.log.Warn("manager: a peer's members reply does not decode", "addr", addr, "err", err)
+		return membersReply{}, false
+	}
+	return rep, true
+}
+
+// serveMembers answers KindMembers: the member's configuration and commit
+// index, or that it is probing itself. A running member notes an asker
+// with an empty log that it counts as a voter past the bootstrap entries
+// as lost, for its repair (it acts on the note only while it leads).
+func (m *Manager) serveMembers(ctx context.Context, req *net.Request, w *net.ResponseWriter) {
+	r, err := decodeMembersRequest(req.Header)
+	if err != nil {
+		w.Error(CodeBadRequest, err.Error())
+		return
+	}
+	if _, err := authorize(m.cfg.Access, &req.Peer, KindMembers, nil, nil, ""); err != nil {
+		w.Error(CodeAccessDenied, fmt.Sprintf("manager %d: access denied: %v", m.cfg.ID, err))
+		return
+	}
+	if m.stopped() {
+		w.Error(CodeUnavailable, fmt.Sprintf("manager %d: stopped", m.cfg.ID))
+		return
+	}
+	g := m.g.Load()
+	if g == nil {
+		w.Reply(membersReply{}.append(nil), nil, nil)
+		return
+	}
+	sctx, cancel := context.WithTimeout(ctx, m.cfg.ProposeTimeout)
+	st, err := g.Status(sctx)
+	cancel()
+	if err != nil {
+		w.Error(CodeUnavailable, fmt.Sprintf("manager %d: status: %v", m.cfg.ID, err))
+		return
+	}
+	if len(st.Voters) > membersListMax || len(st.Learners) > membersListMax {
+		w.Error(CodeRejected, fmt.Sprintf("manager %d: %d voters and %d learners do not fit a members reply (at most %d each)", m.cfg.ID, len(st.Voters), len(st.Learners), membersListMax))
+		return
+	}
+	if r.EmptyLog && r.Asker != m.cfg.ID && slices.Contains(st.Voters, r.Asker) && raftgroup.PastBootstrap(len(m.cfg.Peers), st.Commit) {
+		m.noteLost(r.Asker)
+	}
+	w.Reply(membersReply{Running: true, Voters: st.Voters, Learners: st.Learners, Commit: st.Commit, Leader: st.Leader}.append(nil), nil, nil)
+}
+
+func (m *Manager) noteLost(id uint64) {
+	m.repair.Lock()
+	defer m.repair.Unlock()
+	if m.repair.lost == nil {
+		m.repair.lost = map[uint64]time.Time{}
+	}
+	if _, seen := m.repair.lost[id]; !seen {
+		m.log.Warn("manager: a voter asks with an empty raft log: its log was lost; the leader takes it out and adds it back", "member", id)
+	}
+	m.repair.lost[id] = time.Now()
+}
+
+// lostVoters returns the voters of st that reported a lost log within
+// lostReportTTL, and forgets the reports that lapsed or are of members
+// that are no voters any more (taken out: once added back, they are
+// members like any other).
+func (m *Manager) lostVoters(st raftgroup.Status) []uint64 {
+	m.repair.Lock()
+	defer m.repair.Unlock()
+	var out []uint64
+	for id, at := range m.repair.lost {
+		if !slices.Contains(st.Voters, id) || time.Since(at) > lostReportTTL {
+			delete(m.repair.lost, id)
+			continue
+		}
+		out = append(out, id)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// repairRound, while this member leads, takes one step of the group's
+// membership repair toward Config.Peers (raftgroup.NextRepairStep): a
+// member that lost its log goes out and comes back as a learner, a
+// caught-up learner is promoted, a peer the group lacks is added. A step
+// that fails is logged and found again next round.
+func (m *Manager) repairRound(ctx context.Context) {
+	g := m.g.Load()
+	if g == nil {
+		return
+	}
+	sctx, cancel := context.WithTimeout(ctx, m.cfg.ProposeTimeout)
+	defer cancel()
+	st, err := g.Status(sctx)
+	if err != nil || st.Leader != m.cfg.ID || st.Match == nil {
+		m.setRepair("")
+		return
+	}
+	want := make([]uint64, len(m.cfg.Peers))
+	for i, p := range m.cfg.Peers {
+		want[i] = p.ID
+	}
+	step := raftgroup.NextRepairStep(want, st, m.lostVoters(st))
+	m.setRepair(step.String())
+	switch step.Op {
+	case raftgroup.RepairNone:
+		return
+	case raftgroup.RepairWait:
+		m.log.Debug("manager: membership repair waits", "why", step.Why)
+		return
+	}
+	addr := ""
+	if i := slices.IndexFunc(m.cfg.Peers, func(p raftgroup.Peer) bool { return p.ID == step.ID }); i >= 0 {
+		addr = m.cfg.Peers[i].Addr
+	}
+	m.log.Info("manager: membership repair", "op", step.Op.String(), "member", step.ID, "why", step.Why, "voters", st.Voters, "learners", st.Learners)
+	switch step.Op {
+	case raftgroup.RepairAddLearner:
+		err = g.AddLearner(sctx, step.ID, addr)
+	case raftgroup.RepairPromote:
+		err = g.AddMember(sctx, step.ID, addr)
+	case raftgroup.RepairRemove:
+		err = g.RemoveMember(sctx, step.ID)
+	}
+	if err != nil {
+		m.log.Warn("manager: membership repair step failed; trying again", "op", step.Op.String(), "member", step.ID, "err", err)
+	}
+}
+
+func (m *Manager) setRepair(s string) {
+	m.repair.Lock()
+	m.repair.step = s
+	m.repair.Unlock()
+}
+
+func (m *Manager) setStarting(s string) {
+	m.repair.Lock()
+	m.repair.starting = s
+	m.repair.Unlock()
+}
+
+// Starting says why this member has not started its raft member yet
+// (its log is empty and decideStart refused so far), or "" once it has.
+func (m *Manager) Starting() string {
+	if m.g.Load() != nil {
+		return ""
+	}
+	m.repair.Lock()
+	defer m.repair.Unlock()
+	if m.repair.starting == "" {
+		return "probing its peers"
+	}
+	return m.repair.starting
+}
+
+// Repair returns the membership repair step this member, as leader, took
+// or waits for last (raftgroup.RepairStep.String), "" when the group's
+// members are Config.Peers or this member does not lead.
+func (m *Manager) Repair() string {
+	m.repair.Lock()
+	defer m.repair.Unlock()
+	return m.repair.step
+}

@@ -1,0 +1,282 @@
+package manager
+
+import (
+	"context"
+	"errors"
+	"os"
+	"reflect"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/weftfs/weft/fsproto/clustermap"
+	"github.com/weftfs/weft/fsproto/raftgroup"
+	"github.com/weftfs/weft/fsproto/raftlog"
+	"github.com/weftfs/weft/internal/testutil"
+)
+
+func TestMembersCodec(t *testing.T) {
+	for _, r := range []membersRequest{{Asker: 1}, {Asker: 7, EmptyLog: true}} {
+		got, err := decodeMembersRequest(r.append(nil))
+		if err != nil || got != r {
+			t.Errorf("request %+v: decoded %+v, %v", r, got, err)
+		}
+	}
+	for _, r := range []membersReply{
+		{},
+		{Running: true, Voters: []uint64{1, 2, 3}, Commit: 9, Leader: 2},
+		{Running: true, Voters: []uint64{3}, Learners: []uint64{1, 2}, Commit: 40},
+	} {
+		got, err := decodeMembersReply(r.append(nil))
+		if err != nil || !reflect.DeepEqual(got, r) {
+			t.Errorf("reply %+v: decoded %+v, %v", r, got, err)
+		}
+	}
+	valid := membersReply{Running: true, Voters: []uint64{1, 2}, Learners: []uint64{3}, Commit: 5, Leader: 1}.append(nil)
+	bad := map[string]func([]byte) []byte{
+		"short":              func(b []byte) []byte { return b[:20] },
+		"version":            func(b []byte) []byte { b[0] = 2; return b },
+		"state":              func(b []byte) []byte { b[1] = 2; return b },
+		"reserved":           func(b []byte) []byte { b[5] = 1; return b },
+		"count past the end": func(b []byte) []byte { b[2] = 3; return b },
+		"trailing bytes":     func(b []byte) []byte { return append(b, 0) },
+		"member 0":           func(b []byte) []byte { clear(b[24:32]); return b },
+		"twice":              func(b []byte) []byte { copy(b[32:40], b[24:32]); return b },
+		"no voter":           func(b []byte) []byte { b[2], b[3] = 0, 3; return b },
+		"probing with ids":   func(b []byte) []byte { b[1] = membersStateProbing; return b },
+	}
+	for name, mod := range bad {
+		_, err := decodeMembersReply(mod(slices.Clone(valid)))
+		if !errors.Is(err, ErrCorrupt) {
+			t.Errorf("%s: %v, want ErrCorrupt", name, err)
+		}
+	}
+	req := membersRequest{Asker: 3, EmptyLog: true}.append(nil)
+	for name, mod := range map[string]func([]byte) []byte{
+		"long":     func(b []byte) []byte { return append(b, 0) },
+		"version":  func(b []byte) []byte { b[0] = 0; return b },
+		"flags":    func(b []byte) []byte { b[1] = 2; return b },
+		"reserved": func(b []byte) []byte { b[7] = 1; return b },
+		"asker 0":  func(b []byte) []byte { clear(b[8:]); return b },
+	} {
+		if _, err := decodeMembersRequest(mod(slices.Clone(req))); !errors.Is(err, ErrCorrupt) {
+			t.Errorf("request %s: %v, want ErrCorrupt", name, err)
+		}
+	}
+}
+
+func FuzzDecodeMembersRequest(f *testing.F) {
+	f.Add(membersRequest{Asker: 2, EmptyLog: true}.append(nil))
+	f.Add(membersRequest{Asker: 1}.append(nil))
+	f.Add([]byte{})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		r, err := decodeMembersRequest(b)
+		if err != nil {
+			if !errors.Is(err, ErrCorrupt) {
+				t.Fatalf("error %v does not wrap ErrCorrupt", err)
+			}
+			return
+		}
+		if got := r.append(nil); !slices.Equal(got, b) {
+			t.Fatalf("decoded %+v re-encodes to %x, not %x", r, got, b)
+		}
+	})
+}
+
+func FuzzDecodeMembersReply(f *testing.F) {
+	f.Add(membersReply{}.append(nil))
+	f.Add(membersReply{Running: true, Voters: []uint64{1, 2, 3}, Commit: 9, Leader: 2}.append(nil))
+	f.Add(membersReply{Running: true, Voters: []uint64{3}, Learners: []uint64{1, 2}, Commit: 40}.append(nil))
+	f.Add([]byte{1, 1, 255, 255})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		r, err := decodeMembersReply(b)
+		if err != nil {
+			if !errors.Is(err, ErrCorrupt) {
+				t.Fatalf("error %v does not wrap ErrCorrupt", err)
+			}
+			return
+		}
+		if got := r.append(nil); !slices.Equal(got, b) {
+			t.Fatalf("decoded %+v re-encodes to %x, not %x", r, got, b)
+		}
+	})
+}
+
+func TestDecideStart(t *testing.T) {
+	p := func(id uint64) raftgroup.Peer { return raftgroup.Peer{ID: id, Addr: "x"} }
+	probing := func(id uint64) peerAnswer { return peerAnswer{Peer: p(id), Answered: true} }
+	silent := func(id uint64) peerAnswer { return peerAnswer{Peer: p(id)} }
+	running := func(id uint64, commit uint64, voters []uint64, learners ...uint64) peerAnswer {
+		return peerAnswer{Peer: p(id), Answered: true, Reply: membersReply{Running: true, Voters: voters, Learners: learners, Commit: commit}}
+	}
+	all := []uint64{1, 2, 3}
+	cases := []struct {
+		name    string
+		answers []peerAnswer
+		mode    startMode
+		why     string
+	}{
+		{"a new group: every member probing", []peerAnswer{probing(2), probing(3)}, startBootstrap, ""},
+		{"the others at the bootstrap entries", []peerAnswer{running(2, 3, all), running(3, 0, all)}, startBootstrap, ""},
+		{"one bootstrapped, one probing", []peerAnswer{running(2, 3, all), probing(3)}, startBootstrap, ""},
+		{"a peer silent", []peerAnswer{probing(2), silent(3)}, startWait, "do not answer"},
+		{"two lost logs, the third down", []peerAnswer{probing(2), silent(3)}, startWait, "recover-manager"},
+		{"a voter past the bootstrap entries: lost log", []peerAnswer{running(2, 50, all), running(3, 50, all)}, startWait, "log was lost"},
+		{"lost, even with a peer silent", []peerAnswer{running(2, 50, all), silent(3)}, startWait, "log was lost"},
+		{"the group runs without this member", []peerAnswer{running(2, 60, []uint64{2, 3}), running(3, 60, []uint64{2, 3})}, startWait, "runs without"},
+		{"added back as a learner", []peerAnswer{running(2, 61, []uint64{2, 3}, 1), running(3, 60, []uint64{2, 3})}, startJoin, "learner"},
+		{"a learner on one member wins over a lagging one's lost", []peerAnswer{running(2, 61, []uint64{2, 3}, 1), running(3, 50, all)}, startJoin, ""},
+	}
+	for _, c := range cases {
+		mode, why := decideStart(1, 3, c.answers)
+		if mode != c.mode || !strings.Contains(why, c.why) {
+			t.Errorf("%s: mode %d (%s), want %d (%q)", c.name, mode, why, c.mode, c.why)
+		}
+	}
+}
+
+// voters returns member i's configuration once it has started, or nil.
+func (c *testCluster) voters(ctx context.Context, i int) ([]uint64, []uint64) {
+	st, err := c.nodes[i].mgr.Status(ctx)
+	if err != nil {
+		return nil, nil
+	}
+	return st.Voters, st.Learners
+}
+
+// waitVoters waits until every running member counts exactly want as
+// voters and no learner.
+func (c *testCluster) waitVoters(ctx context.Context, want ...uint64) {
+	c.t.Helper()
+	for {
+		ok := true
+		for i, n := range c.nodes {
+			if n.mgr == nil {
+				continue
+			}
+			v, l := c.voters(ctx, i)
+			slices.Sort(v)
+			if !slices.Equal(v, want) || len(l) > 0 {
+				ok = false
+			}
+		}
+		if ok {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			for i := range c.nodes {
+				if c.nodes[i].mgr != nil {
+					v, l := c.voters(context.Background(), i)
+					c.t.Logf("member %d: voters %v learners %v starting %q repair %q", i+1, v, l, c.nodes[i].mgr.Starting(), c.nodes[i].mgr.Repair())
+				}
+			}
+			c.t.Fatalf("voters not %v on every running member: %v", want, ctx.Err())
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+// TestLostLogRejoins: a member whose raft log is lost (its directory
+// deleted while it was down) does not bootstrap again as the voter it
+// was; it asks, the leader takes it out and adds it back as a learner,
+// and it joins, catches up and votes again, with the whole map.
+func TestLostLogRejoins(t *testing.T) {
+	testutil.CheckLeaks(t)
+	c := newTestCluster(t, 3, nil)
+	ctx := testContext(t)
+	cl := c.client()
+	want := addNodes(t, ctx, cl, 5)
+	c.waitVoters(ctx, 1, 2, 3)
+	c.kill(2)
+	if err := os.RemoveAll(c.nodes[2].dir); err != nil {
+		t.Fatal(err)
+	}
+	c.start(2)
+	c.waitVoters(ctx, 1, 2, 3)
+	got := c.waitEpoch(ctx, 2, want.Epoch)
+	if len(got.Nodes) != 5 {
+		t.Fatalf("member 3 after rejoining: %d nodes at epoch %d, want 5", len(got.Nodes), got.Epoch)
+	}
+	// It votes again: with member 1 down, 2 and 3 commit.
+	c.kill(0)
+	if _, err := cl.Apply(ctx, clustermap.SetNodeState{ID: 5, State: clustermap.Draining}); err != nil {
+		t.Fatalf("apply with members 2 and 3: %v", err)
+	}
+}
+
+// TestLostMajorityWaits: two members lose their logs while the third is
+// down. They do not bootstrap an empty map (with the majority rule of a
+// container's metadata group they would: they are two of three); with
+// the third back the group still has no majority, since the two are lost
+// voters. Forcing the third's log to be the sole voter (what weft node
+// recover-manager does) brings the group back with its map, and its
+// repair adds the two back.
+func TestLostMajorityWaits(t *testing.T) {
+	testutil.CheckLeaks(t)
+	c := newTestCluster(t, 3, nil)
+	ctx := testContext(t)
+	cl := c.client()
+	want := addNodes(t, ctx, cl, 4)
+	c.waitVoters(ctx, 1, 2, 3)
+	c.waitEpoch(ctx, 2, want.Epoch)
+	for i := range c.nodes {
+		c.kill(i)
+	}
+	for i := range 2 {
+		if err := os.RemoveAll(c.nodes[i].dir); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c.start(0)
+	c.start(1)
+	// Long enough for many probes (100 ms apart at the tests' tick): a
+	// bootstrap would have happened by now.
+	time.Sleep(time.Second)
+	for i := range 2 {
+		mgr := c.nodes[i].mgr
+		if s := mgr.Starting(); !strings.Contains(s, "do not answer") {
+			t.Fatalf("member %d with its log lost and member 3 down: starting %q, want a wait for member 3", i+1, s)
+		}
+		if m := mgr.Map(); m.Epoch != 0 {
+			t.Fatalf("member %d: map at epoch %d, want none", i+1, m.Epoch)
+		}
+	}
+	c.start(2)
+	for i := range 2 {
+		for !strings.Contains(c.nodes[i].mgr.Starting(), "log was lost") {
+			select {
+			case <-ctx.Done():
+				t.Fatalf("member %d: starting %q, want lost", i+1, c.nodes[i].mgr.Starting())
+			case <-time.After(20 * time.Millisecond):
+			}
+		}
+	}
+	if l := c.nodes[2].mgr.Leader(); l != 0 {
+		t.Fatalf("member 3 alone knows leader %d", l)
+	}
+	// The operator's recovery: member 3 stopped, its log forced.
+	c.kill(2)
+	store, err := raftlog.Open(raftlog.Options{Dir: c.nodes[2].dir, Logger: testLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := raftgroup.ForceSoleVoter(store, 3, false)
+	store.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("forced: %+v", res)
+	c.start(2)
+	c.waitVoters(ctx, 1, 2, 3)
+	for i := range c.nodes {
+		got := c.waitEpoch(ctx, i, want.Epoch)
+		if len(got.Nodes) != 4 {
+			t.Fatalf("member %d: %d nodes at epoch %d, want 4", i+1, len(got.Nodes), got.Epoch)
+		}
+	}
+	if _, err := cl.Apply(ctx, clustermap.SetNodeState{ID: 4, State: clustermap.Draining}); err != nil {
+		t.Fatal(err)
+	}
+}
