@@ -141,7 +141,7 @@ func newClusterNode(cfg *Config, keys *keyring, eng *engine.Engine, log *slog.Lo
 		}
 		dir := cfg.ManagerDir
 		if dir == "" {
-			dir = cfg.Device + ".manager"
+			dir = DefaultManagerDir(cfg.Device)
 		}
 		c.mgr, err = manager.Start(manager.Config{
 			ID: cfg.ManagerID, Peers: peers, Dir: dir, Router: router, Pool: pool,
@@ -407,6 +407,14 @@ func (c *clusterNode) status() *Status {
 	}
 	if c.mgr != nil {
 		s.ManagerID, s.ManagerLeader = c.mgr.ID(), c.mgr.Leader()
+		if s.ManagerState = c.mgr.Starting(); s.ManagerState == "" {
+			s.ManagerState = c.mgr.Repair()
+		}
+		ctx, cancel := context.WithTimeout(c.ctx, time.Second)
+		if ms, err := c.mgr.Status(ctx); err == nil {
+			s.ManagerVoters, s.ManagerLearners = ms.Voters, ms.Learners
+		}
+		cancel()
 	}
 	for _, p := range pgs {
 		q := PG{

@@ -85,8 +85,7 @@ type Config struct {
 	// ManagerID, when not 0, makes this process a member of the manager
 	// group too, with this member id; ManagerPeers lists the group's
 	// members as "id=addr" (this one included) for its first start, and
-	// ManagerDir holds its Raft log (default: beside Device, in
-	// Device+".manager").
+	// ManagerDir holds its Raft log (default DefaultManagerDir).
 	ManagerID    uint64   `json:"manager_id"`
 	ManagerPeers []string `json:"manager_peers"`
 	ManagerDir   string   `json:"manager_dir"`
@@ -538,6 +537,10 @@ func sanitizeLabel(s string) string {
 	}
 	return out
 }
+
+// DefaultManagerDir is Config.ManagerDir when the config names none: the
+// device path with ".manager" appended.
+func DefaultManagerDir(device string) string { return device + ".manager" }
 
 // DefaultMetaDir is Config.MetaDir when the config names none: the device
 // path with ".meta" appended.

@@ -53,8 +53,17 @@ type Status struct {
 	// ManagerLeader the leader that member knows (0: none known).
 	ManagerID     uint64 `json:"manager_id"`
 	ManagerLeader uint64 `json:"manager_leader"`
-	Space         Space  `json:"space"`
-	PGs           []PG   `json:"pgs"`
+	// ManagerState is why the manager member has not started (its raft
+	// log is empty and its peers' answers do not let it start yet:
+	// manager.Manager.Starting) or, on the leader, the membership repair
+	// step it took or waits for (manager.Manager.Repair); "" otherwise.
+	ManagerState string `json:"manager_state,omitempty"`
+	// ManagerVoters and ManagerLearners are the managers' group's
+	// configuration as this member knows it (none before it started).
+	ManagerVoters   []uint64 `json:"manager_voters,omitempty"`
+	ManagerLearners []uint64 `json:"manager_learners,omitempty"`
+	Space           Space    `json:"space"`
+	PGs             []PG     `json:"pgs"`
 	// Meta lists the container metadata group members this node runs.
 	Meta []MetaMember `json:"meta,omitempty"`
 }

@@ -12,7 +12,6 @@ import (
 
 	"github.com/weftfs/weft/fsproto/clustermap"
 	"github.com/weftfs/weft/fsproto/raftgroup"
-	"github.com/weftfs/weft/fsproto/raftlog"
 	"github.com/weftfs/weft/internal/testutil"
 )
 
@@ -258,12 +257,7 @@ func TestLostMajorityWaits(t *testing.T) {
 	}
 	// The operator's recovery: member 3 stopped, its log forced.
 	c.kill(2)
-	store, err := raftlog.Open(raftlog.Options{Dir: c.nodes[2].dir, Logger: testLogger()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	res, err := raftgroup.ForceSoleVoter(store, 3, false)
-	store.Close()
+	res, err := ForceSoleMember(nil, c.nodes[2].dir, 3, false, testLogger())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,9 +1,7 @@
 package meta
 
 import (
-	"errors"
 	"fmt"
-	"io/fs"
 	"log/slog"
 
 	"github.com/weftfs/weft/fsproto/clustermap"
@@ -35,15 +33,9 @@ func ForceSoleMember(fsys vfs.FS, dir string, c clustermap.ContainerID, node clu
 		log = slog.Default()
 	}
 	logDir := logDirIn(dir, c)
-	if _, err := fsys.Stat(logDir); err != nil {
-		if errors.Is(err, fs.ErrNotExist) {
-			return raftgroup.ForceResult{}, fmt.Errorf("meta: container %d: no raft log at %s on this node", c, logDir)
-		}
-		return raftgroup.ForceResult{}, fmt.Errorf("meta: container %d: %w", c, err)
-	}
-	store, err := raftlog.Open(raftlog.Options{FS: fsys, Dir: logDir, Logger: log})
+	store, err := raftlog.OpenExisting(raftlog.Options{FS: fsys, Dir: logDir, Logger: log})
 	if err != nil {
-		return raftgroup.ForceResult{}, fmt.Errorf("meta: container %d: open raft log %s (is the node stopped?): %w", c, logDir, err)
+		return raftgroup.ForceResult{}, fmt.Errorf("meta: container %d: %w", c, err)
 	}
 	res, err := raftgroup.ForceSoleVoter(store, uint64(node), dryRun)
 	if cerr := store.Close(); err == nil && cerr != nil {

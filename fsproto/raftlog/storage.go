@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"path"
 	"slices"
@@ -195,6 +196,28 @@ func (st *state) appendEnts(ents []*pb.Entry) []*pb.Entry {
 	// NB: the three-index slice makes append copy when it overwrites, so
 	// slices handed out by Entries never change.
 	return append(st.ents[:at:at], ents...)
+}
+
+// OpenExisting opens the log in opts.Dir as Open does, for an offline
+// tool: a missing directory is an error naming it rather than a new, empty
+// log, and a failure to open says that the log may be in use (a running
+// member holds its lock).
+func OpenExisting(opts Options) (*Storage, error) {
+	fsys := opts.FS
+	if fsys == nil {
+		fsys = vfs.Default
+	}
+	if _, err := fsys.Stat(opts.Dir); err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil, fmt.Errorf("raftlog: no raft log at %s", opts.Dir)
+		}
+		return nil, fmt.Errorf("raftlog: %w", err)
+	}
+	s, err := Open(opts)
+	if err != nil {
+		return nil, fmt.Errorf("open raft log %s (is its member stopped?): %w", opts.Dir, err)
+	}
+	return s, nil
 }
 
 // Open opens (creating if needed) the log in opts.Dir and replays it: the

@@ -27,6 +27,15 @@
 //     membership to the replacement the map names (learner, voter, old
 //     voter removed); then a second original member is killed and the
 //     container still reads every file written before and takes writes.
+//   - TestManagerLostLogs: a manager member's raft log deleted (a
+//     replaced disk) rejoins through the leader's repair rather than as
+//     the voter it was; then two members' logs lost with the third down:
+//     no empty cluster map is started, the group waits, and `weft node
+//     recover-manager` on the third brings it back with its map (every
+//     file reads back).
+//
+// (Other tests, on metadata members' lost logs and recovery, are
+// described where they are defined.)
 //
 // TestMain builds the weft binary once into a temporary folder (with the
 // invariants tag when the tests have it). The tests skip, saying why,

@@ -163,6 +163,11 @@ func (r *Report) Print(w io.Writer) {
 	fmt.Fprintf(w, "cluster map epoch %d: %d nodes, %d containers, %d PGs\n", m.Epoch, len(m.Nodes), len(m.Containers), len(m.PGs))
 	if members, leaders := r.managers(); len(members) > 0 {
 		fmt.Fprintf(w, "managers: members %s; leader as the members see it: %s\n", strings.Join(members, ", "), strings.Join(leaders, ", "))
+		for _, n := range r.Nodes {
+			if n.Status != nil && n.Status.ManagerID != 0 && n.Status.ManagerState != "" {
+				fmt.Fprintf(w, "  manager %d: %s\n", n.Status.ManagerID, n.Status.ManagerState)
+			}
+		}
 	}
 	fmt.Fprintf(w, "\nNODES\n  %-20s %-22s %-9s %-24s %-8s %-22s %s\n", "ID", "ADDR", "STATE", "LABELS", "MAP", "SPACE (used/device)", "PGS (primary/replica/backfilling)")
 	for _, n := range r.Nodes {

@@ -47,7 +47,7 @@ func TestReport(t *testing.T) {
 		case 2:
 			nr.Err = errors.New("connection refused")
 		case 3:
-			s := &node.Status{Node: 3, Epoch: m.Epoch, ManagerID: 3, ManagerLeader: 3}
+			s := &node.Status{Node: 3, Epoch: m.Epoch, ManagerID: 3, ManagerLeader: 3, ManagerState: "waiting: learner 2 to catch up"}
 			for _, pg := range m.PGs {
 				s.PGs = append(s.PGs, node.PG{PG: uint32(pg.ID), Role: "backfilling", InstalledBytes: 1 << 20, InstallRate: 2 << 20})
 			}
@@ -73,6 +73,7 @@ func TestReport(t *testing.T) {
 	for _, want := range []string{
 		"cluster map epoch 5: 3 nodes, 1 containers, 4 PGs",
 		"managers: members 1 at 127.0.0.1:1, 3 at 127.0.0.3:1; leader as the members see it: 3",
+		"  manager 3: waiting: learner 2 to catch up\n",
 		"127.0.0.2:1", "down", "host=a", "4.0 MiB/1.0 GiB", "4/0/0", "0/0/4",
 		`1 "default": replicas 2, 4 PGs: 0 active, 0 degraded, 4 backfilling`,
 		"BACKFILLS (4 replicas): 4.0 MiB of 16.0 MiB sent by the primaries, 4.0 MiB installed, 8.0 MiB/s",

@@ -40,6 +40,10 @@ func TestExitStatus(t *testing.T) {
 		{[]string{"node", "recover-meta", "1"}, 2, "--device is required"},
 		{[]string{"node", "recover-meta", "1", "--device", filepath.Join(t.TempDir(), "none")}, 1, "no such file"},
 		{[]string{"node", "recover-meta", "1", "--device", bin}, 1, "superblock"},
+		{[]string{"node", "recover-manager", "--device", "d"}, 2, "--manager-id is required"},
+		{[]string{"node", "recover-manager", "--manager-id", "1"}, 2, "--device or --manager-dir is required"},
+		{[]string{"node", "recover-manager", "--manager-id", "1", "--device", "d", "--manager-dir", "m"}, 2, "both given"},
+		{[]string{"node", "recover-manager", "--manager-id", "1", "--device", filepath.Join(t.TempDir(), "none")}, 1, "no raft log at"},
 	}
 	for _, c := range cases {
 		cmd := exec.Command(bin, c.args...)

@@ -11,6 +11,7 @@ import (
 	"github.com/weftfs/weft/engine"
 	"github.com/weftfs/weft/fsproto/clustermap"
 	"github.com/weftfs/weft/fsproto/meta"
+	"github.com/weftfs/weft/fsproto/raftgroup"
 	"github.com/weftfs/weft/internal/vfs"
 	"github.com/weftfs/weft/node"
 )
@@ -90,20 +91,25 @@ func recoverMeta(out, errOut io.Writer, container, device, metaDir string, yes b
 		fmt.Fprintf(errOut, "weft node recover-meta: %v\n", err)
 		return 1
 	}
-	fmt.Fprintf(out, "container %d, node %d: the log's configuration is voters %v, learners %v; its last index %d, commit index %d\n", c, id, res.Voters, res.Learners, res.LogLast, res.Commit)
+	reportForce(out, fmt.Sprintf("container %d, node %d", c, id), uint64(id), res, yes,
+		"start the node: its member leads the group alone, and adds the container's other metadata members back")
+	return 0
+}
+
+// reportForce prints what a forced sole-voter rewrite of a raft log found
+// and did (or, without yes, would do); who names the log, id its member,
+// next what the operator does afterwards.
+func reportForce(out io.Writer, who string, id uint64, res raftgroup.ForceResult, yes bool, next string) {
+	fmt.Fprintf(out, "%s: the log's configuration is voters %v, learners %v; its last index %d, commit index %d\n", who, res.Voters, res.Learners, res.LogLast, res.Commit)
 	change := fmt.Sprintf("conf changes removing %v", res.Removed)
 	if res.Promoted {
-		change = fmt.Sprintf("conf changes making node %d a voter and removing %v", id, res.Removed)
-	}
-	if yes {
-		fmt.Fprintf(out, "appended %s, and committed the log up to %d\n", change, res.Last)
-	} else {
-		fmt.Fprintf(out, "would append %s, and commit the log up to %d\n", change, res.Last)
+		change = fmt.Sprintf("conf changes making %d a voter and removing %v", id, res.Removed)
 	}
 	if !yes {
+		fmt.Fprintf(out, "would append %s, and commit the log up to %d\n", change, res.Last)
 		fmt.Fprintln(out, "nothing written: run again with --yes (the node stopped) to do it")
-		return 0
+		return
 	}
-	fmt.Fprintln(out, "start the node: its member leads the group alone, and adds the container's other metadata members back")
-	return 0
+	fmt.Fprintf(out, "appended %s, and committed the log up to %d\n", change, res.Last)
+	fmt.Fprintln(out, next)
 }

@@ -1,0 +1,167 @@
+package clustertest
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestManagerLostLogs: the manager (cluster map) members' raft logs are
+// lost, as with replaced disks, on real `weft node` processes.
+//
+// First one member's: its node is killed, its manager directory deleted
+// and the node started again. The member does not bootstrap afresh as the
+// voter it was; the managers' leader takes it out and adds it back, and it
+// joins: three voters again.
+//
+// Then two at once, the third node down: the two members wait (they
+// neither bootstrap an empty map nor, with the third back, make a
+// majority: they are lost voters). `weft node recover-manager` on the
+// stopped third node makes its member the sole voter; started again, it
+// leads, adds the other two back, and the cluster map it held (the
+// container, its keys, the nodes) serves again: every file reads back.
+func TestManagerLostLogs(t *testing.T) {
+	c := startCluster(t, 3, 3, 0)
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	d := c.openDefault(t, ctx)
+	files := map[string][]byte{}
+	for i := range 8 {
+		n := fmt.Sprintf("f%02d", i)
+		files[n] = bytes.Repeat([]byte(n), 200*(i+1))
+		if err := d.fsys.WriteFile(n, files[n], 0o644); err != nil {
+			t.Fatalf("write %s: %v", n, err)
+		}
+	}
+	managerDir := func(i int) string { return filepath.Join(filepath.Dir(c.lc.LogFile(i)), "manager") }
+	for i := 1; i <= 3; i++ {
+		if _, err := os.Stat(managerDir(i)); err != nil {
+			t.Fatalf("node %d's manager log: %v", i, err)
+		}
+	}
+	// managersVote waits until every node's manager member runs with
+	// voters 1, 2, 3 and no learner, under one leader.
+	managersVote := func(what string) {
+		t.Helper()
+		start := time.Now()
+		for {
+			ok, leader := true, uint64(0)
+			var seen []string
+			for i := 1; i <= 3; i++ {
+				st, err := c.status(i)
+				if err != nil {
+					ok = false
+					seen = append(seen, fmt.Sprintf("node %d: %v", i, err))
+					continue
+				}
+				v := slices.Sorted(slices.Values(st.ManagerVoters))
+				seen = append(seen, fmt.Sprintf("node %d: leader %d voters %v learners %v state %q", i, st.ManagerLeader, v, st.ManagerLearners, st.ManagerState))
+				if st.ManagerLeader == 0 || (leader != 0 && st.ManagerLeader != leader) || !slices.Equal(v, []uint64{1, 2, 3}) || len(st.ManagerLearners) > 0 {
+					ok = false
+				}
+				leader = st.ManagerLeader
+			}
+			if ok {
+				t.Logf("%s: three manager voters after %v", what, time.Since(start).Round(time.Millisecond))
+				return
+			}
+			if time.Since(start) > 90*time.Second {
+				c.logReport(what)
+				t.Fatalf("%s: managers never had three voters: %s", what, strings.Join(seen, "; "))
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+	managersVote("at the start")
+
+	// One lost log.
+	if err := c.lc.KillNode(3); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.RemoveAll(managerDir(3)); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.lc.StartNode(3); err != nil {
+		t.Fatal(err)
+	}
+	managersVote("one log lost")
+	b, _ := os.ReadFile(c.lc.LogFile(3))
+	if !bytes.Contains(b, []byte("its log was lost")) {
+		t.Errorf("node 3's log does not say that its manager log was lost")
+	}
+
+	// Two lost, the third down.
+	for i := 1; i <= 3; i++ {
+		if err := c.lc.KillNode(i); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, i := range []int{1, 2} {
+		if err := os.RemoveAll(managerDir(i)); err != nil {
+			t.Fatal(err)
+		}
+		if err := c.lc.StartNode(i); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitState := func(i int, want string) {
+		t.Helper()
+		for start := time.Now(); ; time.Sleep(100 * time.Millisecond) {
+			st, err := c.status(i)
+			if err == nil && strings.Contains(st.ManagerState, want) {
+				return
+			}
+			if time.Since(start) > time.Minute {
+				t.Fatalf("node %d's manager state %q (%v), want %q", i, st.ManagerState, err, want)
+			}
+		}
+	}
+	for _, i := range []int{1, 2} {
+		waitState(i, "do not answer")
+	}
+	if err := c.lc.StartNode(3); err != nil {
+		t.Fatal(err)
+	}
+	for _, i := range []int{1, 2} {
+		waitState(i, "log was lost")
+	}
+	time.Sleep(2 * time.Second)
+	if st, err := c.status(3); err != nil || st.ManagerLeader != 0 {
+		t.Fatalf("node 3 (the only manager log) knows leader %v (%v): the group elected one with two of three logs lost", st, err)
+	}
+
+	if err := c.lc.StopNode(3, 20*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command(weftBin, "node", "recover-manager", "--manager-id", "3", "--manager-dir", managerDir(3)).CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "nothing written") {
+		t.Fatalf("recover-manager dry run: %v\n%s", err, out)
+	}
+	t.Logf("dry run:\n%s", out)
+	out, err = exec.Command(weftBin, "node", "recover-manager", "--manager-id", "3", "--manager-dir", managerDir(3), "--yes").CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "appended conf changes removing [1 2]") {
+		t.Fatalf("recover-manager: %v\n%s", err, out)
+	}
+	if err := c.lc.StartNode(3); err != nil {
+		t.Fatal(err)
+	}
+	managersVote("after recover-manager")
+	c.waitServing()
+	fs2 := d.reopen(t, ctx)
+	for n, data := range files {
+		got, err := fs2.ReadFile(n)
+		if err != nil || !bytes.Equal(got, data) {
+			t.Errorf("%s: %d bytes, %v; want the %d bytes written", n, len(got), err, len(data))
+		}
+	}
+	if err := fs2.WriteFile("after", []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
