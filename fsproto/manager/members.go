@@ -250,7 +250,11 @@ const (
 // why says what self waits for (startWait) or why it starts.
 func decideStart(self uint64, n int, answers []peerAnswer) (mode startMode, why string) {
 	var lost, without, silent []string
+	leader := uint64(0) // a leader some answer names
 	for _, a := range answers {
+		if a.Answered && a.Reply.Leader != 0 {
+			leader = a.Reply.Leader
+		}
 		switch {
 		case !a.Answered:
 			silent = append(silent, fmt.Sprintf("%d (%s)", a.Peer.ID, a.Peer.Addr))
@@ -266,8 +270,10 @@ func decideStart(self uint64, n int, answers []peerAnswer) (mode startMode, why 
 		}
 	}
 	switch {
+	case len(lost) > 0 && leader != 0:
+		return startWait, fmt.Sprintf("this member's raft log is empty and the group counts it a voter past its bootstrap entries (%s): its log was lost; the leader (member %d) takes it out of the group and adds it back as a learner, and it then joins", strings.Join(lost, ", "), leader)
 	case len(lost) > 0:
-		return startWait, fmt.Sprintf("this member's raft log is empty and the group counts it a voter past its bootstrap entries (%s): its log was lost; the leader takes it out of the group and adds it back as a learner, and it then joins", strings.Join(lost, ", "))
+		return startWait, fmt.Sprintf("this member's raft log is empty and the group counts it a voter past its bootstrap entries (%s): its log was lost; no member that answered knows a leader (too few members run: down, or their logs lost too), and once one leads it takes this member out and adds it back; if a majority of the logs is lost for good, see weft node recover-manager", strings.Join(lost, ", "))
 	case len(without) > 0:
 		return startWait, fmt.Sprintf("the group runs without this member (%s): it waits for the leader to add it as a learner", strings.Join(without, ", "))
 	case len(silent) > 0:

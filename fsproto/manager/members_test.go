@@ -109,6 +109,7 @@ func TestDecideStart(t *testing.T) {
 	running := func(id uint64, commit uint64, voters []uint64, learners ...uint64) peerAnswer {
 		return peerAnswer{Peer: p(id), Answered: true, Reply: membersReply{Running: true, Voters: voters, Learners: learners, Commit: commit}}
 	}
+	led := func(a peerAnswer, leader uint64) peerAnswer { a.Reply.Leader = leader; return a }
 	all := []uint64{1, 2, 3}
 	cases := []struct {
 		name    string
@@ -123,6 +124,8 @@ func TestDecideStart(t *testing.T) {
 		{"two lost logs, the third down", []peerAnswer{probing(2), silent(3)}, startWait, "recover-manager"},
 		{"a voter past the bootstrap entries: lost log", []peerAnswer{running(2, 50, all), running(3, 50, all)}, startWait, "log was lost"},
 		{"lost, even with a peer silent", []peerAnswer{running(2, 50, all), silent(3)}, startWait, "log was lost"},
+		{"lost, no leader known", []peerAnswer{running(2, 50, all), silent(3)}, startWait, "no member that answered knows a leader"},
+		{"lost, the leader named", []peerAnswer{led(running(2, 50, all), 2), running(3, 50, all)}, startWait, "the leader (member 2) takes it out"},
 		{"the group runs without this member", []peerAnswer{running(2, 60, []uint64{2, 3}), running(3, 60, []uint64{2, 3})}, startWait, "runs without"},
 		{"added back as a learner", []peerAnswer{running(2, 61, []uint64{2, 3}, 1), running(3, 60, []uint64{2, 3})}, startJoin, "learner"},
 		{"a learner on one member wins over a lagging one's lost", []peerAnswer{running(2, 61, []uint64{2, 3}, 1), running(3, 50, all)}, startJoin, ""},

@@ -573,12 +573,17 @@ func (h *Host) probe(c clustermap.ContainerID, peers []raftgroup.Peer, boot []cl
 	inBoot := slices.Contains(boot, h.cfg.Node)
 	answered, learner := false, false
 	idle := 1 // nodes of boot that run no member: this one, and those that say so
-	var lost, without, held error
+	var without, held error
+	lost := ""
+	var leaderSeen clustermap.NodeID // a leader some answer names
 	for _, p := range peers {
 		if p.ID == uint64(h.cfg.Node) {
 			continue
 		}
-		rep, ans := h.askMembers(p.Addr, hdr)
+		rep, leader, ans := h.askMembers(p.Addr, hdr)
+		if leader != 0 {
+			leaderSeen = leader
+		}
 		if ans == answerNoMember && slices.Contains(boot, clustermap.NodeID(p.ID)) {
 			idle++
 		}
@@ -596,14 +601,16 @@ func (h *Host) probe(c clustermap.ContainerID, peers []raftgroup.Peer, boot []cl
 		case rep.Voters[i].Learner:
 			learner = true
 		case emptyVoterLost(boot, h.cfg.Node, rep.Commit):
-			lost = fmt.Errorf("meta: container %d: node %d (%s) counts this node %d a voter and has committed up to %d, and this node's raft log is empty: the log was lost (or never started); the leader takes this node out of the group and adds it back, and it then joins", c, p.ID, p.Addr, h.cfg.Node, rep.Commit)
+			lost = fmt.Sprintf("meta: container %d: node %d (%s) counts this node %d a voter and has committed up to %d, and this node's raft log is empty: the log was lost (or never started)", c, p.ID, p.Addr, h.cfg.Node, rep.Commit)
 		}
 	}
 	switch {
 	case learner:
 		return true, nil
-	case lost != nil:
-		return false, lost
+	case lost != "" && leaderSeen != 0:
+		return false, fmt.Errorf("%s; the group's leader (node %d) takes this node out of the group and adds it back, and it then joins", lost, leaderSeen)
+	case lost != "":
+		return false, fmt.Errorf("%s; no member that answered knows a leader (too few of the group's members run: down, or their logs lost too), and once one leads it takes this node out of the group and adds it back; if a majority of the group's logs is lost for good, see weft node recover-meta", lost)
 	case without != nil:
 		return false, without
 	case held != nil:
@@ -650,12 +657,12 @@ const (
 // askMembers asks the host at addr for its group's members and commit
 // index (answerMembers, with rep), and tells a node that runs no member of
 // the group (answerNoMember) from one that does not answer.
-func (h *Host) askMembers(addr string, hdr []byte) (rep readReply, ans probeAnswer) {
+func (h *Host) askMembers(addr string, hdr []byte) (rep readReply, leader clustermap.NodeID, ans probeAnswer) {
 	ctx, cancel := context.WithTimeout(context.Background(), probeDialWait)
 	conn, err := h.cfg.Pool.Get(ctx, addr)
 	cancel()
 	if err != nil {
-		return rep, answerNone
+		return rep, 0, answerNone
 	}
 	ctx, cancel = context.WithTimeout(context.Background(), probeTimeout)
 	defer cancel()
@@ -663,13 +670,13 @@ func (h *Host) askMembers(addr string, hdr []byte) (rep readReply, ans probeAnsw
 	if re := (*net.RemoteError)(nil); errors.As(err, &re) {
 		switch re.Code {
 		case CodeNoMember:
-			return rep, answerNoMember
+			return rep, 0, answerNoMember
 		case CodeNotStarted:
-			return rep, answerNotStarted
+			return rep, 0, answerNotStarted
 		}
 	}
 	if err != nil {
-		return rep, answerNone
+		return rep, 0, answerNone
 	}
 	defer resp.Release()
 	var body []byte
@@ -678,13 +685,13 @@ func (h *Host) askMembers(addr string, hdr []byte) (rep readReply, ans probeAnsw
 	}
 	rh, err := decodeReplyHeader(resp.Header, len(body))
 	if err != nil || rh.Status != statusOK {
-		return rep, answerNone
+		return rep, 0, answerNone
 	}
 	rep, err = decodeReadReply(ReadMembers, body)
 	if err != nil || rep.Err != nil || len(rep.Voters) == 0 {
-		return readReply{}, answerNone
+		return readReply{}, 0, answerNone
 	}
-	return rep, answerMembers
+	return rep, rh.Leader, answerMembers
 }
 
 func (h *Host) stopMember(mb *member) {
