@@ -137,10 +137,19 @@ func TestManagerLostLogs(t *testing.T) {
 		t.Fatalf("node 3 (the only manager log) knows leader %v (%v): the group elected one with two of three logs lost", st, err)
 	}
 
+	// weft status cannot read the map, and says what the members wait for.
+	clusterDir := filepath.Dir(filepath.Dir(c.lc.LogFile(1)))
+	out, err := exec.Command(weftBin, "status", "--dir", clusterDir, "--timeout", "2s").CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "reading the cluster map") || !strings.Contains(string(out), "member 1 at") ||
+		!strings.Contains(string(out), "log was lost") || !strings.Contains(string(out), "member 3 at") {
+		t.Errorf("weft status with two manager logs lost: %v\n%s", err, out)
+	}
+	t.Logf("weft status:\n%s", out)
+
 	if err := c.lc.StopNode(3, 20*time.Second); err != nil {
 		t.Fatal(err)
 	}
-	out, err := exec.Command(weftBin, "node", "recover-manager", "--manager-id", "3", "--manager-dir", managerDir(3)).CombinedOutput()
+	out, err = exec.Command(weftBin, "node", "recover-manager", "--manager-id", "3", "--manager-dir", managerDir(3)).CombinedOutput()
 	if err != nil || !strings.Contains(string(out), "nothing written") {
 		t.Fatalf("recover-manager dry run: %v\n%s", err, out)
 	}

@@ -94,6 +94,68 @@ func Inspect(ctx context.Context, pool *net.Pool, managers []string) (*Report, e
 	return r, nil
 }
 
+// ManagerReport is what the node at one manager address says of its
+// manager member, for when the map cannot be read (no manager leader).
+type ManagerReport struct {
+	Addr   string
+	Status *node.Status // nil when Err is set
+	Err    error
+}
+
+// InspectManagers asks the node at each manager address for its status,
+// in parallel: what `weft status` shows when the managers cannot serve
+// the map, so that a member that waits (its raft log lost, peers silent)
+// says why.
+func InspectManagers(ctx context.Context, pool *net.Pool, managers []string) []ManagerReport {
+	rs := make([]ManagerReport, len(managers))
+	var wg sync.WaitGroup
+	for i, addr := range managers {
+		rs[i].Addr = addr
+		wg.Go(func() {
+			sctx, cancel := context.WithTimeout(ctx, statusCallTimeout)
+			defer cancel()
+			conn, err := pool.Get(sctx, addr)
+			if err == nil {
+				rs[i].Status, err = node.FetchStatus(sctx, conn)
+			}
+			rs[i].Err = err
+		})
+	}
+	wg.Wait()
+	return rs
+}
+
+// PrintManagers writes rs for people: each manager member's leader,
+// configuration and, when it waits or repairs, why.
+func PrintManagers(w io.Writer, rs []ManagerReport) {
+	fmt.Fprintln(w, "MANAGERS (as their nodes report them)")
+	for _, r := range rs {
+		switch {
+		case r.Err != nil:
+			fmt.Fprintf(w, "  %s: no answer: %v\n", r.Addr, r.Err)
+		case r.Status.ManagerID == 0:
+			fmt.Fprintf(w, "  %s: node %d runs no manager member\n", r.Addr, r.Status.Node)
+		default:
+			s := r.Status
+			leader := "none known"
+			if s.ManagerLeader != 0 {
+				leader = fmt.Sprint(s.ManagerLeader)
+			}
+			conf := "not started"
+			if len(s.ManagerVoters) > 0 {
+				conf = fmt.Sprintf("voters %v", s.ManagerVoters)
+				if len(s.ManagerLearners) > 0 {
+					conf += fmt.Sprintf(", learners %v", s.ManagerLearners)
+				}
+			}
+			fmt.Fprintf(w, "  member %d at %s: leader %s, %s\n", s.ManagerID, r.Addr, leader, conf)
+			if s.ManagerState != "" {
+				fmt.Fprintf(w, "    %s\n", s.ManagerState)
+			}
+		}
+	}
+}
+
 // PGCounts returns how many PGs of container ct (0: all) are in each state.
 func (r *Report) PGCounts(ct clustermap.ContainerID) map[clustermap.PGState]int {
 	n := map[clustermap.PGState]int{}

@@ -120,3 +120,25 @@ func TestMetaSummaryHint(t *testing.T) {
 		}
 	}
 }
+
+// TestPrintManagers: without a map, weft status prints what each manager
+// address's node says of its member, the reason it waits included.
+func TestPrintManagers(t *testing.T) {
+	var out bytes.Buffer
+	PrintManagers(&out, []ManagerReport{
+		{Addr: "127.0.0.1:1", Status: &node.Status{Node: 11, ManagerID: 1, ManagerState: "waiting: this member's raft log is empty"}},
+		{Addr: "127.0.0.2:1", Err: errors.New("connection refused")},
+		{Addr: "127.0.0.3:1", Status: &node.Status{Node: 13, ManagerID: 3, ManagerVoters: []uint64{1, 2}, ManagerLearners: []uint64{3}}},
+		{Addr: "127.0.0.4:1", Status: &node.Status{Node: 14}},
+	})
+	for _, want := range []string{
+		"member 1 at 127.0.0.1:1: leader none known, not started\n    waiting: this member's raft log is empty\n",
+		"127.0.0.2:1: no answer: connection refused",
+		"member 3 at 127.0.0.3:1: leader none known, voters [1 2], learners [3]\n",
+		"127.0.0.4:1: node 14 runs no manager member",
+	} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("printout lacks %q:\n%s", want, out.String())
+		}
+	}
+}

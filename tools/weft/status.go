@@ -108,7 +108,12 @@ func newStatusCmd(ctx context.Context, status *int) *cobra.Command {
 			r, err := localcluster.Inspect(ictx, pool, acc.Managers)
 			if err != nil {
 				*status = 1
-				fmt.Fprintln(os.Stderr, "weft status:", err)
+				fmt.Fprintln(os.Stderr, "weft status: reading the cluster map:", err)
+				// Without a map the nodes are unknown, but the managers'
+				// own nodes can say why their group does not serve.
+				mctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+				defer cancel()
+				localcluster.PrintManagers(os.Stdout, localcluster.InspectManagers(mctx, pool, acc.Managers))
 				return nil
 			}
 			r.Print(os.Stdout)
