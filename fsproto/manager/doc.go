@@ -183,9 +183,12 @@
 //     entries: a new cluster's managers all start together, and two
 //     members that lost their logs with the third down never start an
 //     empty map beside the third's;
-//   - otherwise (every peer answered, probing or at the bootstrap
-//     entries) it bootstraps from Peers, writing the same first entries
-//     as the others.
+//   - a peer would bootstrap with other members (its Peers differ) or
+//     was bootstrapped with others: it waits, and says so; members given
+//     different --manager-peers would write different first entries;
+//   - otherwise (every peer answered, probing with the same Peers or at
+//     the bootstrap entries) it bootstraps from Peers, writing the same
+//     first entries as the others.
 //
 // Until it starts, the member answers the other RPCs CodeUnavailable
 // with the reason, which Starting returns too.
@@ -195,9 +198,12 @@
 // Peers. A voter that asked with an empty log past the bootstrap entries
 // within lostReportTTL is removed, when the voters left keep a majority
 // of active ones, and added back as a learner; a learner is promoted once
-// caught up; a peer the group lacks is added as a learner; a voter Peers
-// does not name is removed last. Every member must therefore be given
-// the same Peers. Repair returns the step taken or awaited.
+// caught up; a peer the group lacks is added as a learner. A member that
+// Peers does not name is kept, never removed: the repair grows and heals
+// the group but never shrinks it, so that members given different peer
+// lists for a while (a rolling change of --manager-peers) do not undo
+// each other's steps as the leadership moves. Repair returns the step
+// taken or awaited.
 //
 // When a majority of the members lost their logs for good, no leader can
 // be elected from the rest, and the group stays down rather than lose the
@@ -277,8 +283,10 @@
 //	| ver | state | voters | learners | reserved | commit | leader | ids: voters, |
 //	| u8  | u8    | u8 = v | u8 = l   | u32 = 0  | u64    | u64    | then learners|
 //	+-----+-------+--------+----------+----------+--------+--------+--------------+
-//	state 0 probing (empty log, not started): v = l = 0, commit = leader = 0
-//	state 1 running: v >= 1; (v + l) × u64 ids, each nonzero, no repeats
+//	state 0 probing (empty log, not started): the voters are the peers
+//	        it would bootstrap with; l = 0, commit = leader = 0
+//	state 1 running: the configuration it knows
+//	v >= 1; (v + l) × u64 ids, each nonzero, no repeats
 //
 // Every other successful reply (16-byte header, payload the map or nothing):
 //

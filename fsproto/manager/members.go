@@ -85,7 +85,9 @@ func decodeMembersRequest(b []byte) (membersRequest, error) {
 // States a members reply reports. On-wire.
 const (
 	// membersStateProbing: the member's log is empty and it has not
-	// started its raft member; it is asking its peers itself.
+	// started its raft member; it is asking its peers itself. The reply
+	// lists the members it would bootstrap the group with (its Peers) as
+	// voters.
 	membersStateProbing = 0
 	// membersStateRunning: the member runs; the reply lists the
 	// configuration it knows.
@@ -99,8 +101,10 @@ const (
 //	| ver | state | voters | learners | reserved | commit   | leader   | ids: voters,    |
 //	| u8  | u8    | u8 = v | u8 = l   | u32 = 0  | u64      | u64      | then learners   |
 //	+-----+-------+--------+----------+----------+----------+----------+-----------------+
-//	state 0: probing (empty log, not started): v = l = 0, commit = leader = 0
-//	state 1: running: v >= 1; ids (v + l) × u64, each nonzero, no repeats
+//	state 0: probing (empty log, not started): voters = the peers it
+//	         would bootstrap with, l = 0, commit = leader = 0
+//	state 1: running: the configuration it knows
+//	v >= 1; ids (v + l) × u64, each nonzero, no repeats
 //
 // No payload.
 type membersReply struct {
@@ -151,14 +155,11 @@ func decodeMembersReply(b []byte) (membersReply, error) {
 	r.Running = b[1] == membersStateRunning
 	r.Commit = binary.LittleEndian.Uint64(b[8:])
 	r.Leader = binary.LittleEndian.Uint64(b[16:])
-	if !r.Running {
-		if nv != 0 || nl != 0 || r.Commit != 0 || r.Leader != 0 {
-			return r, corrupt("members reply of a probing member lists %d voters, %d learners, commit %d, leader %d; want none", nv, nl, r.Commit, r.Leader)
-		}
-		return r, nil
+	if !r.Running && (nl != 0 || r.Commit != 0 || r.Leader != 0) {
+		return r, corrupt("members reply of a probing member lists %d learners, commit %d, leader %d; want none", nl, r.Commit, r.Leader)
 	}
 	if nv == 0 {
-		return r, corrupt("members reply of a running member lists no voter")
+		return r, corrupt("members reply lists no voter")
 	}
 	ids := make([]uint64, nv+nl)
 	for i := range ids {
@@ -243,13 +244,19 @@ const (
 //     logs stays down until an operator forces a survivor's log to be
 //     the sole voter (raftgroup.ForceSoleVoter, `weft node
 //     recover-manager`);
-//   - every peer answered, each probing with an empty log or running at
-//     the bootstrap entries with self among its voters: bootstrap (raft's
-//     bootstrap entries are the same on every member).
+//   - a peer probing would bootstrap with other members than self's
+//     peers, or one at the bootstrap entries was bootstrapped with
+//     others: wait. Members given different --manager-peers would write
+//     different bootstrap entries, and raft cannot reconcile two
+//     committed first configurations;
+//   - every peer answered, each probing with the same peers or running
+//     at the bootstrap entries of the same voters: bootstrap (raft's
+//     bootstrap entries are then the same on every member).
 //
 // why says what self waits for (startWait) or why it starts.
-func decideStart(self uint64, n int, answers []peerAnswer) (mode startMode, why string) {
-	var lost, without, silent []string
+func decideStart(self uint64, peers []uint64, answers []peerAnswer) (mode startMode, why string) {
+	n := len(peers)
+	var lost, without, silent, differ []string
 	leader := uint64(0) // a leader some answer names
 	for _, a := range answers {
 		if a.Answered && a.Reply.Leader != 0 {
@@ -259,11 +266,16 @@ func decideStart(self uint64, n int, answers []peerAnswer) (mode startMode, why 
 		case !a.Answered:
 			silent = append(silent, fmt.Sprintf("%d (%s)", a.Peer.ID, a.Peer.Addr))
 		case !a.Reply.Running:
+			if !sameIDs(a.Reply.Voters, peers) {
+				differ = append(differ, fmt.Sprintf("member %d, probing, would bootstrap with %v", a.Peer.ID, a.Reply.Voters))
+			}
 		case slices.Contains(a.Reply.Learners, self):
 			return startJoin, fmt.Sprintf("member %d counts this member a learner", a.Peer.ID)
 		case slices.Contains(a.Reply.Voters, self):
 			if raftgroup.PastBootstrap(n, a.Reply.Commit) {
 				lost = append(lost, fmt.Sprintf("member %d (voters %v, commit %d)", a.Peer.ID, a.Reply.Voters, a.Reply.Commit))
+			} else if !sameIDs(a.Reply.Voters, peers) || len(a.Reply.Learners) > 0 {
+				differ = append(differ, fmt.Sprintf("member %d, bootstrapped with voters %v, learners %v", a.Peer.ID, a.Reply.Voters, a.Reply.Learners))
 			}
 		default:
 			without = append(without, fmt.Sprintf("member %d (voters %v, learners %v)", a.Peer.ID, a.Reply.Voters, a.Reply.Learners))
@@ -276,6 +288,8 @@ func decideStart(self uint64, n int, answers []peerAnswer) (mode startMode, why 
 		return startWait, fmt.Sprintf("this member's raft log is empty and the group counts it a voter past its bootstrap entries (%s): its log was lost; no member that answered knows a leader (too few members run: down, or their logs lost too), and once one leads it takes this member out and adds it back; if a majority of the logs is lost for good, see weft node recover-manager", strings.Join(lost, ", "))
 	case len(without) > 0:
 		return startWait, fmt.Sprintf("the group runs without this member (%s): it waits for the leader to add it as a learner", strings.Join(without, ", "))
+	case len(differ) > 0:
+		return startWait, fmt.Sprintf("this member's raft log is empty and it would bootstrap the group with members %v, but %s: a new group starts only when every member is given the same --manager-peers", peers, strings.Join(differ, "; "))
 	case len(silent) > 0:
 		return startWait, fmt.Sprintf("this member's raft log is empty and peers %s do not answer: it bootstraps the group only when every member answers (the log may have been lost while members that hold the group's are down); if the logs of a majority are lost for good, see weft node recover-manager", strings.Join(silent, ", "))
 	}
@@ -297,7 +311,7 @@ func (m *Manager) probeAndStart() {
 			return
 		case <-t.C:
 		}
-		mode, why := decideStart(m.cfg.ID, len(m.cfg.Peers), m.askPeers())
+		mode, why := decideStart(m.cfg.ID, peerIDs(m.cfg.Peers), m.askPeers())
 		if mode == startWait {
 			m.setStarting("waiting: " + why)
 			if why != last {
@@ -378,7 +392,7 @@ func (m *Manager) serveMembers(ctx context.Context, req *net.Request, w *net.Res
 	}
 	g := m.g.Load()
 	if g == nil {
-		w.Reply(membersReply{}.append(nil), nil, nil)
+		w.Reply(membersReply{Voters: peerIDs(m.cfg.Peers)}.append(nil), nil, nil)
 		return
 	}
 	sctx, cancel := context.WithTimeout(ctx, m.cfg.ProposeTimeout)
@@ -430,10 +444,11 @@ func (m *Manager) lostVoters(st raftgroup.Status) []uint64 {
 }
 
 // repairRound, while this member leads, takes one step of the group's
-// membership repair toward Config.Peers (raftgroup.NextRepairStep): a
-// member that lost its log goes out and comes back as a learner, a
-// caught-up learner is promoted, a peer the group lacks is added. A step
-// that fails is logged and found again next round.
+// membership repair (raftgroup.NextRepairStep) toward Config.Peers and
+// the members the group has: a member that lost its log goes out and
+// comes back as a learner, a caught-up learner is promoted, a peer the
+// group lacks is added as a learner. A step that fails is logged and
+// found again next round.
 func (m *Manager) repairRound(ctx context.Context) {
 	g := m.g.Load()
 	if g == nil {
@@ -446,9 +461,15 @@ func (m *Manager) repairRound(ctx context.Context) {
 		m.setRepair("")
 		return
 	}
-	want := make([]uint64, len(m.cfg.Peers))
-	for i, p := range m.cfg.Peers {
-		want[i] = p.ID
+	// Members Peers does not name are wanted too: the repair adds and
+	// repairs, it never shrinks the group. Members given different peer
+	// lists (a rolling change of --manager-peers) would otherwise undo
+	// each other's steps whenever the leadership moves.
+	want := slices.Concat(st.Voters, st.Learners)
+	for _, p := range m.cfg.Peers {
+		if !slices.Contains(want, p.ID) {
+			want = append(want, p.ID)
+		}
 	}
 	step := raftgroup.NextRepairStep(want, st, m.lostVoters(st))
 	m.setRepair(step.String())
@@ -459,7 +480,7 @@ func (m *Manager) repairRound(ctx context.Context) {
 		m.log.Debug("manager: membership repair waits", "why", step.Why)
 		return
 	}
-	addr := ""
+	addr := st.Members[step.ID] // known from the log
 	if i := slices.IndexFunc(m.cfg.Peers, func(p raftgroup.Peer) bool { return p.ID == step.ID }); i >= 0 {
 		addr = m.cfg.Peers[i].Addr
 	}
@@ -510,4 +531,17 @@ func (m *Manager) Repair() string {
 	m.repair.Lock()
 	defer m.repair.Unlock()
 	return m.repair.step
+}
+
+func peerIDs(peers []raftgroup.Peer) []uint64 {
+	ids := make([]uint64, len(peers))
+	for i, p := range peers {
+		ids[i] = p.ID
+	}
+	return ids
+}
+
+// sameIDs reports whether a and b hold the same ids, in any order.
+func sameIDs(a, b []uint64) bool {
+	return len(a) == len(b) && !slices.ContainsFunc(a, func(id uint64) bool { return !slices.Contains(b, id) })
 }

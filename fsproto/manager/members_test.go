@@ -23,7 +23,7 @@ func TestMembersCodec(t *testing.T) {
 		}
 	}
 	for _, r := range []membersReply{
-		{},
+		{Voters: []uint64{1, 2, 3}},
 		{Running: true, Voters: []uint64{1, 2, 3}, Commit: 9, Leader: 2},
 		{Running: true, Voters: []uint64{3}, Learners: []uint64{1, 2}, Commit: 40},
 	} {
@@ -43,7 +43,7 @@ func TestMembersCodec(t *testing.T) {
 		"member 0":           func(b []byte) []byte { clear(b[24:32]); return b },
 		"twice":              func(b []byte) []byte { copy(b[32:40], b[24:32]); return b },
 		"no voter":           func(b []byte) []byte { b[2], b[3] = 0, 3; return b },
-		"probing with ids":   func(b []byte) []byte { b[1] = membersStateProbing; return b },
+		"probing, learners":  func(b []byte) []byte { b[1] = membersStateProbing; return b },
 	}
 	for name, mod := range bad {
 		_, err := decodeMembersReply(mod(slices.Clone(valid)))
@@ -84,7 +84,7 @@ func FuzzDecodeMembersRequest(f *testing.F) {
 }
 
 func FuzzDecodeMembersReply(f *testing.F) {
-	f.Add(membersReply{}.append(nil))
+	f.Add(membersReply{Voters: []uint64{1, 2, 3}}.append(nil))
 	f.Add(membersReply{Running: true, Voters: []uint64{1, 2, 3}, Commit: 9, Leader: 2}.append(nil))
 	f.Add(membersReply{Running: true, Voters: []uint64{3}, Learners: []uint64{1, 2}, Commit: 40}.append(nil))
 	f.Add([]byte{1, 1, 255, 255})
@@ -104,7 +104,9 @@ func FuzzDecodeMembersReply(f *testing.F) {
 
 func TestDecideStart(t *testing.T) {
 	p := func(id uint64) raftgroup.Peer { return raftgroup.Peer{ID: id, Addr: "x"} }
-	probing := func(id uint64) peerAnswer { return peerAnswer{Peer: p(id), Answered: true} }
+	probing := func(id uint64) peerAnswer {
+		return peerAnswer{Peer: p(id), Answered: true, Reply: membersReply{Voters: []uint64{1, 2, 3}}}
+	}
 	silent := func(id uint64) peerAnswer { return peerAnswer{Peer: p(id)} }
 	running := func(id uint64, commit uint64, voters []uint64, learners ...uint64) peerAnswer {
 		return peerAnswer{Peer: p(id), Answered: true, Reply: membersReply{Running: true, Voters: voters, Learners: learners, Commit: commit}}
@@ -129,9 +131,12 @@ func TestDecideStart(t *testing.T) {
 		{"the group runs without this member", []peerAnswer{running(2, 60, []uint64{2, 3}), running(3, 60, []uint64{2, 3})}, startWait, "runs without"},
 		{"added back as a learner", []peerAnswer{running(2, 61, []uint64{2, 3}, 1), running(3, 60, []uint64{2, 3})}, startJoin, "learner"},
 		{"a learner on one member wins over a lagging one's lost", []peerAnswer{running(2, 61, []uint64{2, 3}, 1), running(3, 50, all)}, startJoin, ""},
+		{"a peer probing with other peers", []peerAnswer{probing(2), {Peer: p(3), Answered: true, Reply: membersReply{Voters: []uint64{1, 2, 3, 4}}}}, startWait, "same --manager-peers"},
+		{"a peer bootstrapped with other voters", []peerAnswer{running(2, 3, []uint64{1, 2, 3, 4}), probing(3)}, startWait, "same --manager-peers"},
+		{"peers listed in another order", []peerAnswer{{Peer: p(2), Answered: true, Reply: membersReply{Voters: []uint64{3, 1, 2}}}, probing(3)}, startBootstrap, ""},
 	}
 	for _, c := range cases {
-		mode, why := decideStart(1, 3, c.answers)
+		mode, why := decideStart(1, all, c.answers)
 		if mode != c.mode || !strings.Contains(why, c.why) {
 			t.Errorf("%s: mode %d (%s), want %d (%q)", c.name, mode, why, c.mode, c.why)
 		}
@@ -275,5 +280,52 @@ func TestLostMajorityWaits(t *testing.T) {
 	}
 	if _, err := cl.Apply(ctx, clustermap.SetNodeState{ID: 4, State: clustermap.Draining}); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestGrowByPeers: a fourth member is added by giving every member the
+// longer peer list, one restart at a time. The fourth starts with an
+// empty log, finds the group running without it and waits; a leader
+// whose list names it adds it as a learner and promotes it; a leader
+// with the old list (during the rolling change) neither adds nor removes
+// it.
+func TestGrowByPeers(t *testing.T) {
+	testutil.CheckLeaks(t)
+	grown := map[uint64]bool{4: true} // members started with the four-member list
+	c := newTestCluster(t, 4, func(cfg *Config) {
+		if !grown[cfg.ID] {
+			cfg.Peers = cfg.Peers[:3]
+		}
+	})
+	ctx := testContext(t)
+	cl := NewClient(c.addrs()[:3], c.pool)
+	want := addNodes(t, ctx, cl, 3)
+	for {
+		if s := c.nodes[3].mgr.Starting(); strings.Contains(s, "runs without") {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("member 4: starting %q, want a wait to be added", c.nodes[3].mgr.Starting())
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	for i := range 3 {
+		c.kill(i)
+		grown[uint64(i+1)] = true
+		c.start(i)
+		// The restarted member finds a leader again: it is still a
+		// voter, whichever list the leader has.
+		for c.nodes[i].mgr.Leader() == 0 {
+			select {
+			case <-ctx.Done():
+				t.Fatalf("member %d restarted knows no leader", i+1)
+			case <-time.After(20 * time.Millisecond):
+			}
+		}
+	}
+	c.waitVoters(ctx, 1, 2, 3, 4)
+	if got := c.waitEpoch(ctx, 3, want.Epoch); len(got.Nodes) != 3 {
+		t.Fatalf("member 4: %d nodes at epoch %d, want 3", len(got.Nodes), got.Epoch)
 	}
 }
