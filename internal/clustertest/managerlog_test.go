@@ -164,13 +164,5 @@ func TestManagerLostLogs(t *testing.T) {
 	managersVote("after recover-manager")
 	c.waitServing()
 	fs2 := d.reopen(t, ctx)
-	for n, data := range files {
-		got, err := fs2.ReadFile(n)
-		if err != nil || !bytes.Equal(got, data) {
-			t.Errorf("%s: %d bytes, %v; want the %d bytes written", n, len(got), err, len(data))
-		}
-	}
-	if err := fs2.WriteFile("after", []byte("x"), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	checkFilesThenWrite(t, fs2, files)
 }

@@ -220,6 +220,21 @@ func (c *tcluster) waitFormed(id clustermap.ContainerID) {
 	})
 }
 
+// checkFilesThenWrite checks that every file of files reads back byte for
+// byte through fsys, and that fsys takes a new file.
+func checkFilesThenWrite(t *testing.T, fsys *client.FS, files map[string][]byte) {
+	t.Helper()
+	for n, data := range files {
+		got, err := fsys.ReadFile(n)
+		if err != nil || !bytes.Equal(got, data) {
+			t.Errorf("%s: %d bytes, %v; want the %d bytes written", n, len(got), err, len(data))
+		}
+	}
+	if err := fsys.WriteFile("after", []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // reopen opens the container again, with a new client.
 func (d *defaultFS) reopen(t *testing.T, ctx context.Context) *client.FS {
 	t.Helper()
@@ -577,13 +592,5 @@ func TestMetaRecoverFromOneLog(t *testing.T) {
 		}
 	}
 	fs2 := d.reopen(t, ctx)
-	for n, data := range files {
-		got, err := fs2.ReadFile(n)
-		if err != nil || !bytes.Equal(got, data) {
-			t.Errorf("%s: %d bytes, %v; want the %d bytes written", n, len(got), err, len(data))
-		}
-	}
-	if err := fs2.WriteFile("after", []byte("x"), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	checkFilesThenWrite(t, fs2, files)
 }
