@@ -169,6 +169,7 @@ type Manager struct {
 		lost     map[uint64]time.Time
 		step     string
 		starting string
+		startErr error // the raft member's start failed (probeAndStart)
 	}
 }
 
@@ -276,7 +277,9 @@ func (m *Manager) Err() error {
 	if g := m.g.Load(); g != nil {
 		return g.Err()
 	}
-	return nil
+	m.repair.Lock()
+	defer m.repair.Unlock()
+	return m.repair.startErr
 }
 
 func (m *Manager) stopped() bool {

@@ -323,9 +323,10 @@ func (m *Manager) probeAndStart() {
 		}
 		m.log.Info("manager: raft log empty", "start", map[startMode]string{startBootstrap: "bootstrap", startJoin: "join"}[mode], "why", why, "peers", m.cfg.Peers)
 		if err := m.startGroup(mode == startJoin); err != nil {
-			m.setStarting("failed: " + err.Error())
+			m.repair.Lock()
+			m.repair.starting, m.repair.startErr = "failed: "+err.Error(), err
+			m.repair.Unlock()
 			m.log.Error("manager: start raft member", "err", err)
-			return
 		}
 		return
 	}
