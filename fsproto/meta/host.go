@@ -656,8 +656,8 @@ const (
 
 // askMembers asks the host at addr for its group's members and commit
 // index and the leader it knows (answerMembers, with rep and leader), and
-// tells a node that runs no member of
-// the group (answerNoMember) from one that does not answer.
+// tells a node that runs no member of the group (answerNoMember) from one
+// that does not answer.
 func (h *Host) askMembers(addr string, hdr []byte) (rep readReply, leader clustermap.NodeID, ans probeAnswer) {
 	ctx, cancel := context.WithTimeout(context.Background(), probeDialWait)
 	conn, err := h.cfg.Pool.Get(ctx, addr)
