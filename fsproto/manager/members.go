@@ -302,6 +302,16 @@ func decideStart(self uint64, peers []uint64, answers []peerAnswer) (mode startM
 // changes and kept for Starting.
 func (m *Manager) probeAndStart() {
 	defer m.wg.Done()
+	// Stop does not wait out a probe's questions.
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		select {
+		case <-m.stopc:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
 	t := time.NewTimer(0)
 	defer t.Stop()
 	last := ""
@@ -311,7 +321,10 @@ func (m *Manager) probeAndStart() {
 			return
 		case <-t.C:
 		}
-		mode, why := decideStart(m.cfg.ID, peerIDs(m.cfg.Peers), m.askPeers())
+		mode, why := decideStart(m.cfg.ID, peerIDs(m.cfg.Peers), m.askPeers(ctx))
+		if ctx.Err() != nil {
+			return
+		}
 		if mode == startWait {
 			m.setStarting("waiting: " + why)
 			if why != last {
@@ -333,7 +346,7 @@ func (m *Manager) probeAndStart() {
 }
 
 // askPeers asks every peer but this member, at once, for its members.
-func (m *Manager) askPeers() []peerAnswer {
+func (m *Manager) askPeers(ctx context.Context) []peerAnswer {
 	hdr := membersRequest{Asker: m.cfg.ID, EmptyLog: true}.append(nil)
 	var answers []peerAnswer
 	for _, p := range m.cfg.Peers {
@@ -344,23 +357,23 @@ func (m *Manager) askPeers() []peerAnswer {
 	var wg sync.WaitGroup
 	for i := range answers {
 		wg.Go(func() {
-			answers[i].Reply, answers[i].Answered = m.askMembers(answers[i].Peer.Addr, hdr)
+			answers[i].Reply, answers[i].Answered = m.askMembers(ctx, answers[i].Peer.Addr, hdr)
 		})
 	}
 	wg.Wait()
 	return answers
 }
 
-func (m *Manager) askMembers(addr string, hdr []byte) (membersReply, bool) {
-	ctx, cancel := context.WithTimeout(context.Background(), probeDialWait)
-	conn, err := m.cfg.Pool.Get(ctx, addr)
+func (m *Manager) askMembers(ctx context.Context, addr string, hdr []byte) (membersReply, bool) {
+	dctx, cancel := context.WithTimeout(ctx, probeDialWait)
+	conn, err := m.cfg.Pool.Get(dctx, addr)
 	cancel()
 	if err != nil {
 		return membersReply{}, false
 	}
-	ctx, cancel = context.WithTimeout(context.Background(), probeTimeout)
+	cctx, cancel := context.WithTimeout(ctx, probeTimeout)
 	defer cancel()
-	resp, err := conn.Call(ctx, KindMembers, hdr, nil)
+	resp, err := conn.Call(cctx, KindMembers, hdr, nil)
 	if err != nil {
 		return membersReply{}, false
 	}
