@@ -140,6 +140,15 @@
 // transport's address book. Since raft's ConfState has no addresses, the
 // Group's snapshots wrap the state machine's bytes with the member list.
 //
+// NextRepairStep is the policy both kinds of group built on this package
+// (a container's metadata group, the managers' group) follow to move the
+// configuration toward the members they want, one conf change at a time
+// and never below a majority of active voters: a voter that lost its log
+// out and back in as a learner, a learner promoted once caught up, a
+// missing member added as a learner, an unwanted voter removed last.
+// PastBootstrap tells a voter asking with an empty log that is about to
+// write the bootstrap entries from one that lost its log.
+//
 // # Transports
 //
 // A Transport sends a member's messages and delivers received ones to the
