@@ -170,6 +170,10 @@ type Manager struct {
 		step     string
 		starting string
 		startErr error // the raft member's start failed (probeAndStart)
+		// joined: the member started empty and joined as a learner a
+		// leader added (its log lost, or new), rather than from its log
+		// or bootstrapping.
+		joined bool
 	}
 }
 
@@ -226,6 +230,9 @@ func (m *Manager) startGroup(join bool) error {
 	if err != nil {
 		return fmt.Errorf("manager %d: start raft group: %w", m.cfg.ID, err)
 	}
+	m.repair.Lock()
+	m.repair.joined = join
+	m.repair.Unlock()
 	m.g.Store(g)
 	return nil
 }

@@ -202,6 +202,13 @@ func TestLostLogRejoins(t *testing.T) {
 	}
 	c.start(2)
 	c.waitVoters(ctx, 1, 2, 3)
+	mgr := c.nodes[2].mgr
+	mgr.repair.Lock()
+	joined := mgr.repair.joined
+	mgr.repair.Unlock()
+	if !joined {
+		t.Fatal("member 3, its log lost, started other than by joining as a learner (it bootstrapped again as the voter it was)")
+	}
 	got := c.waitEpoch(ctx, 2, want.Epoch)
 	if len(got.Nodes) != 5 {
 		t.Fatalf("member 3 after rejoining: %d nodes at epoch %d, want 5", len(got.Nodes), got.Epoch)
