@@ -275,6 +275,16 @@ func TestCommandErrors(t *testing.T) {
 		t.Fatalf("container after MarkMetaFormed: %+v", ct)
 	}
 	applyErr(t, formed, MarkMetaFormed{Container: 1}, ErrNoChange)
+	applyErr(t, m, SetFSID{}, ErrInvalid)
+	withID := mustApply(t, m, SetFSID{FSID: FSID{7, 1}})
+	if withID.FSID != (FSID{7, 1}) || withID.Epoch != m.Epoch+1 {
+		t.Fatalf("after SetFSID: FSID %v at epoch %d", withID.FSID, withID.Epoch)
+	}
+	applyErr(t, withID, SetFSID{FSID: FSID{7, 1}}, ErrNoChange)
+	applyErr(t, withID, SetFSID{FSID: FSID{8}}, ErrExists)
+	if c := mustApply(t, withID, CreateContainer{Name: "kept", Policy: Policy{Replicas: 1}}); c.FSID != withID.FSID || c.ForContainer(2, false).FSID != withID.FSID {
+		t.Fatal("a later command or a reduced map lost the FSID")
+	}
 	noNode := mustApply(t, m, CreateContainer{Name: "none", Policy: Policy{Replicas: 1, Selector: map[string]string{"media": "tape"}}})
 	applyErr(t, noNode, MarkMetaFormed{Container: 2}, ErrInvalid)
 	applyErr(t, m, nil, ErrInvalid)

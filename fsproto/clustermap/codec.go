@@ -15,6 +15,7 @@ const (
 	mapVersion2   = 2  // a map with keys: version 1's body, then the keys
 	mapVersion3   = 3  // a map with metadata records: containers carry them, keys always follow
 	mapVersion4   = 4  // a map with a formed metadata group: version 3, each container's record ends with its flags
+	mapVersion5   = 5  // a map with an FSID: version 4, then the FSID (16 bytes)
 	mapHeaderLen  = 12 // magic, version, flags, body length
 	mapTrailerLen = 4  // crc32c
 	commandVer    = 1
@@ -53,6 +54,8 @@ func (m *Map) appendMap(b []byte) []byte {
 	// version 2 map without keys.
 	version := uint16(mapVersion)
 	switch {
+	case !m.FSID.IsZero():
+		version = mapVersion5
 	case m.formsMeta():
 		version = mapVersion4
 	case m.recordsMeta():
@@ -114,6 +117,9 @@ func (m *Map) appendMap(b []byte) []byte {
 			b = binary.LittleEndian.AppendUint64(b, k.Created)
 			b = binary.LittleEndian.AppendUint64(b, k.Revoked)
 		}
+	}
+	if version >= mapVersion5 {
+		b = append(b, m.FSID[:]...)
 	}
 	binary.LittleEndian.PutUint32(b[body-4:], uint32(len(b)-body))
 	return binary.LittleEndian.AppendUint32(b, crc32.Checksum(b[start:], castagnoli))
@@ -210,8 +216,8 @@ func decodeMap(data []byte) (*Map, error) {
 		return nil, corrupt("map magic %q, want %q", data[:4], mapMagic)
 	}
 	version := binary.LittleEndian.Uint16(data[4:])
-	if version < mapVersion || version > mapVersion4 {
-		return nil, corrupt("map version %d, want %d to %d", version, mapVersion, mapVersion4)
+	if version < mapVersion || version > mapVersion5 {
+		return nil, corrupt("map version %d, want %d to %d", version, mapVersion, mapVersion5)
 	}
 	if f := binary.LittleEndian.Uint16(data[6:]); f != 0 {
 		return nil, corrupt("map flags %#x, want 0", f)
@@ -287,6 +293,13 @@ func decodeMap(data []byte) (*Map, error) {
 				k.Created = r.u64("key created")
 				k.Revoked = r.u64("key revoked")
 			}
+		}
+	}
+	if version >= mapVersion5 {
+		binary.LittleEndian.PutUint64(m.FSID[:8], r.u64("fsid"))
+		binary.LittleEndian.PutUint64(m.FSID[8:], r.u64("fsid"))
+		if r.err == nil && m.FSID.IsZero() {
+			r.fail("version %d map with a zero FSID (such a map is version %d or below)", mapVersion5, mapVersion4)
 		}
 	}
 	if err := r.done(); err != nil {
@@ -533,6 +546,9 @@ func AppendCommand(b []byte, cmd Command) ([]byte, error) {
 	case MarkMetaFormed:
 		b = append(b, commandVer, byte(KindMarkMetaFormed))
 		b = binary.LittleEndian.AppendUint64(b, uint64(c.Container))
+	case SetFSID:
+		b = append(b, commandVer, byte(KindSetFSID))
+		b = append(b, c.FSID[:]...)
 	default:
 		err = fmt.Errorf("%w: unknown command type %T", ErrInvalid, cmd)
 	}
@@ -562,6 +578,8 @@ func deref(cmd Command) Command {
 	case *RevokeKey:
 		return *c
 	case *MarkMetaFormed:
+		return *c
+	case *SetFSID:
 		return *c
 	}
 	return cmd
@@ -623,6 +641,11 @@ func DecodeCommand(b []byte) (Command, error) {
 		cmd = RevokeKey{ID: r.str("id")}
 	case KindMarkMetaFormed:
 		cmd = MarkMetaFormed{Container: ContainerID(r.u64("container"))}
+	case KindSetFSID:
+		var c SetFSID
+		binary.LittleEndian.PutUint64(c.FSID[:8], r.u64("fsid"))
+		binary.LittleEndian.PutUint64(c.FSID[8:], r.u64("fsid"))
+		cmd = c
 	default:
 		return nil, corrupt("command kind %d unknown", uint8(kind))
 	}

@@ -37,7 +37,9 @@ func TestMapRoundTrip(t *testing.T) {
 	formed := mustApply(t, sampleMap(t), MarkMetaFormed{Container: 2})
 	formedNoKeys := formed.Clone()
 	formedNoKeys.Keys = nil
-	for _, m := range []*Map{New(), sampleMap(t), noMeta, noKeysNoMeta, noKeys, formed, formedNoKeys} {
+	withID := mustApply(t, sampleMap(t), SetFSID{FSID: FSID{1, 2, 3, 15: 16}})
+	emptyWithID := mustApply(t, New(), SetFSID{FSID: FSID{9}})
+	for _, m := range []*Map{New(), sampleMap(t), noMeta, noKeysNoMeta, noKeys, formed, formedNoKeys, withID, emptyWithID} {
 		b := encode(t, m)
 		d, err := DecodeMap(b)
 		if err != nil {
@@ -57,8 +59,13 @@ func TestMapRoundTrip(t *testing.T) {
 		}
 		// The version is the smallest that holds the map, so each map
 		// has one encoding and older maps keep their bytes.
+		if d.FSID != m.FSID {
+			t.Fatalf("FSID %v decodes as %v", m.FSID, d.FSID)
+		}
 		want := uint16(mapVersion)
 		switch {
+		case !m.FSID.IsZero():
+			want = mapVersion5
 		case m.formsMeta():
 			want = mapVersion4
 		case m.recordsMeta():
@@ -152,7 +159,14 @@ func TestDecodeMapRejects(t *testing.T) {
 	}{
 		{"empty", nil, "shorter than"},
 		{"magic", append([]byte("XCMP"), good[4:]...), "magic"},
-		{"version", reseal(append(append(slices.Clone(good[:4]), 5, 0), good[6:]...)), "version 5"},
+		{"version", reseal(append(append(slices.Clone(good[:4]), 6, 0), good[6:]...)), "version 6"},
+		{"version 5 with a zero FSID", func() []byte {
+			m := sampleMap(t)
+			m.FSID = FSID{1}
+			b := encode(t, m)
+			clear(b[len(b)-4-16 : len(b)-4])
+			return reseal(b)
+		}(), "zero FSID"},
 		{"version 4 without a formed group", func() []byte {
 			b, at := formedEncoding(t)
 			b[at] = 0
@@ -279,6 +293,7 @@ func sampleCommands() []Command {
 		CreateKey{ID: "k0123456789abcdef", Container: 1, Access: AccessAdmin},
 		RevokeKey{ID: "k00000000000000a1"},
 		MarkMetaFormed{Container: 2},
+		SetFSID{FSID: FSID{0xde, 0xad, 15: 0xef}},
 	}
 }
 
@@ -331,6 +346,7 @@ func FuzzDecodeMap(f *testing.F) {
 	f.Add(encode(f, New()))
 	f.Add(encode(f, sampleMap(f)))
 	f.Add(encode(f, mustApply(f, sampleMap(f), MarkMetaFormed{Container: 2})))
+	f.Add(encode(f, mustApply(f, sampleMap(f), SetFSID{FSID: FSID{1, 2, 3}})))
 	f.Add([]byte("WCMP"))
 	check := func(t *testing.T, b []byte) {
 		m, err := DecodeMap(b)

@@ -9,7 +9,7 @@ import (
 
 // Command is one change to the map: AddNode, SetNodeState,
 // CreateContainer, DeleteContainer, SetPolicy, CaughtUp, NodeRestarted,
-// CreateKey, RevokeKey or MarkMetaFormed. The set is
+// CreateKey, RevokeKey, MarkMetaFormed or SetFSID. The set is
 // closed; AppendCommand and DecodeCommand carry it through the Raft log.
 type Command interface {
 	// Kind is the command's wire tag.
@@ -30,6 +30,7 @@ const (
 	KindCreateKey       CommandKind = 8
 	KindRevokeKey       CommandKind = 9
 	KindMarkMetaFormed  CommandKind = 10
+	KindSetFSID         CommandKind = 11
 )
 
 func (k CommandKind) String() string {
@@ -54,6 +55,8 @@ func (k CommandKind) String() string {
 		return "RevokeKey"
 	case KindMarkMetaFormed:
 		return "MarkMetaFormed"
+	case KindSetFSID:
+		return "SetFSID"
 	}
 	return fmt.Sprintf("CommandKind(%d)", uint8(k))
 }
@@ -151,6 +154,15 @@ type MarkMetaFormed struct {
 	Container ContainerID
 }
 
+// SetFSID gives the map its identity (Map.FSID). The managers' leader
+// sends it, with a random FSID, while the map has none. A zero FSID is
+// ErrInvalid; the map's own FSID again, ErrNoChange; another one once the
+// map has an FSID, ErrExists: it is never changed.
+type SetFSID struct {
+	FSID FSID
+}
+
+func (SetFSID) Kind() CommandKind         { return KindSetFSID }
 func (MarkMetaFormed) Kind() CommandKind  { return KindMarkMetaFormed }
 func (NodeRestarted) Kind() CommandKind   { return KindNodeRestarted }
 func (CreateKey) Kind() CommandKind       { return KindCreateKey }
@@ -206,6 +218,8 @@ func (m *Map) Apply(cmd Command) (*Map, error) {
 		err = next.revokeKey(c)
 	case MarkMetaFormed:
 		err = next.markMetaFormed(c)
+	case SetFSID:
+		err = next.setFSID(c)
 	default:
 		err = fmt.Errorf("%w: unknown command type %T", ErrInvalid, cmd)
 	}
@@ -411,6 +425,19 @@ func (m *Map) markMetaFormed(c MarkMetaFormed) error {
 		return fmt.Errorf("%w: container %d's metadata group is marked formed already", ErrNoChange, c.Container)
 	}
 	ct.MetaFormed = true
+	return nil
+}
+
+func (m *Map) setFSID(c SetFSID) error {
+	switch {
+	case c.FSID.IsZero():
+		return fmt.Errorf("%w: a zero FSID", ErrInvalid)
+	case m.FSID == c.FSID:
+		return fmt.Errorf("%w: the map's FSID is %v already", ErrNoChange, c.FSID)
+	case !m.FSID.IsZero():
+		return fmt.Errorf("%w: the map's FSID is %v; it never changes (asked for %v)", ErrExists, m.FSID, c.FSID)
+	}
+	m.FSID = c.FSID
 	return nil
 }
 

@@ -120,6 +120,17 @@
 // members with an empty log never to bootstrap the group again; it is
 // dropped only with the bootstrap set, when every member went Out.
 //
+// # The map's identity
+//
+// Map.FSID is a random 128-bit identity, set once by SetFSID (the
+// managers' leader sends it while the map has none) and never changed by
+// any command: it names the map's history. Nodes record it and refuse a
+// map with another one (package node), such as the empty map of a
+// managers' group whose every raft log was lost and that started afresh:
+// the containers, keys and PG placements their data belongs to are gone
+// from it, and serving or deleting that data under a new history's
+// containers (whose ids restart at 1) would lose it or mix it.
+//
 // # Keys and access
 //
 // Three kinds of keys reach a cluster. A node's keys file holds the
@@ -173,7 +184,8 @@
 //	version 3: a map in which at least one container records a metadata
 //	bootstrap set (refused otherwise, for the same reason); version 4: a
 //	map in which at least one container's metadata group is marked
-//	formed (refused otherwise)
+//	formed (refused otherwise); version 5: a map with an FSID (a zero
+//	FSID refused)
 //
 //	body (version 1), and the start of a version 2 body:
 //	+-------+----------------+---------+-------+-------+--------+------------+-------+-----+
@@ -208,6 +220,12 @@
 //	           bit 0: the metadata group is formed (Container.MetaFormed);
 //	           other bits must be 0
 //
+//	version 5 body: the version 4 body, then
+//	+------------+
+//	| fsid       |       Map.FSID, not all zero
+//	| 16 bytes   |
+//	+------------+
+//
 // Node states: 1 up, 2 down, 3 draining, 4 out. Records appear sorted by
 // ID. A map is at most MapLenMax bytes; the decoder checks the magic,
 // version, flags, body length (no trailing bytes), checksum, bounds every
@@ -229,6 +247,7 @@
 //	kind 8 CreateKey:       | id str | container u64 | access u8 |
 //	kind 9 RevokeKey:       | id str |
 //	kind 10 MarkMetaFormed: | container u64 |
+//	kind 11 SetFSID:        | fsid 16 bytes |
 //
 // Commands carry no checksum: the Raft log (package journal) checksums
 // its records. DecodeCommand checks the structure; Apply checks values.

@@ -145,7 +145,7 @@ func (m *Map) KeysOfContainer(c ContainerID, all bool) []Key {
 // Check. An unknown c gives a map without containers. The result shares
 // nothing that callers may modify with m.
 func (m *Map) ForContainer(c ContainerID, withKeys bool) *Map {
-	r := &Map{Epoch: m.Epoch, NextContainer: m.NextContainer, NextPG: m.NextPG, Nodes: slices.Clone(m.Nodes)}
+	r := &Map{Epoch: m.Epoch, NextContainer: m.NextContainer, NextPG: m.NextPG, FSID: m.FSID, Nodes: slices.Clone(m.Nodes)}
 	if ct, ok := m.Container(c); ok {
 		r.Containers = []Container{*ct}
 		r.PGs = slices.Clone(m.PGsOfContainer(c))

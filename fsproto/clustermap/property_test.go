@@ -44,7 +44,7 @@ func TestRandomCommands(t *testing.T) {
 	// The generator must exercise every command, successful and not, or
 	// the invariants above were checked on too little.
 	t.Logf("applied %v, refused %v", st.ok, st.refused)
-	for k := KindAddNode; k <= KindMarkMetaFormed; k++ {
+	for k := KindAddNode; k <= KindSetFSID; k++ {
 		if st.ok[k] < runs/10 || st.refused[k] == 0 {
 			t.Errorf("%v: %d applied, %d refused over %d runs: generator too weak", k, st.ok[k], st.refused[k], runs)
 		}
@@ -52,7 +52,7 @@ func TestRandomCommands(t *testing.T) {
 }
 
 type stats struct {
-	ok, refused [KindMarkMetaFormed + 1]int
+	ok, refused [KindSetFSID + 1]int
 }
 
 type gen struct {
@@ -93,7 +93,11 @@ func (g gen) policy() Policy {
 
 func (g gen) command(m *Map) Command {
 	const nodeIDs = 12
-	switch k := g.r.IntN(26); {
+	switch k := g.r.IntN(27); {
+	case k == 26:
+		// Zero (invalid), or one of two: the second is refused once the
+		// first is set.
+		return SetFSID{FSID: FSID{byte(g.r.IntN(3))}}
 	case k == 25:
 		return MarkMetaFormed{Container: ContainerID(1 + g.r.IntN(int(m.NextContainer)))}
 	case k == 21 || k == 22:
@@ -284,13 +288,17 @@ func step1(m *Map, cmd Command, out **Map) error {
 		if ks := next.KeysOfContainer(c.ID, false); len(ks) != 0 {
 			return fmt.Errorf("deleted container %d left live keys %v", c.ID, ks)
 		}
-	case CreateKey, RevokeKey, MarkMetaFormed:
-		// Key commands and the formed mark move no data.
+	case CreateKey, RevokeKey, MarkMetaFormed, SetFSID:
+		// Key commands, the formed mark and the FSID move no data.
 		for i := range m.PGs {
 			if changedPG(m.PGs[i].ID) {
 				return fmt.Errorf("%v changed pg %d", cmd.Kind(), m.PGs[i].ID)
 			}
 		}
+	}
+	// The FSID is set once, by SetFSID, and never changes.
+	if next.FSID != m.FSID && (!m.FSID.IsZero() || cmd.Kind() != KindSetFSID) {
+		return fmt.Errorf("%v changed the FSID %v to %v", cmd.Kind(), m.FSID, next.FSID)
 	}
 	// A formed mark is cleared only with the bootstrap set (every member
 	// went Out), and only MarkMetaFormed sets one.

@@ -298,6 +298,24 @@ type Map struct {
 	PGs           []PG
 	// Keys are the container keys, live and revoked, sorted by ID.
 	Keys []Key
+	// FSID names this map's history: random, set once by the managers'
+	// first leader (SetFSID) and never changed. A node records the FSID of
+	// the map it joined and refuses a map with another one, such as an
+	// empty map that managers who lost every raft log started afresh,
+	// rather than serve its data under someone else's containers. Zero in
+	// a map made before it existed, until the leader sets it.
+	FSID FSID
+}
+
+// FSID is a map's random identity (Map.FSID).
+type FSID [16]byte
+
+// IsZero reports whether id is unset.
+func (id FSID) IsZero() bool { return id == FSID{} }
+
+// String formats id as 32 hex digits in groups (8-4-4-4-12).
+func (id FSID) String() string {
+	return fmt.Sprintf("%x-%x-%x-%x-%x", id[0:4], id[4:6], id[6:8], id[8:10], id[10:16])
 }
 
 // New returns the empty map at epoch 0.
@@ -424,7 +442,7 @@ func (m *Map) activeReplicas(pg *PG, p *Policy) (active, caughtUp int) {
 
 // Clone returns a deep copy of m.
 func (m *Map) Clone() *Map {
-	c := &Map{Epoch: m.Epoch, NextContainer: m.NextContainer, NextPG: m.NextPG}
+	c := &Map{Epoch: m.Epoch, NextContainer: m.NextContainer, NextPG: m.NextPG, FSID: m.FSID}
 	c.Nodes = make([]Node, len(m.Nodes))
 	for i, n := range m.Nodes {
 		n.Labels = cloneLabels(n.Labels)
