@@ -115,7 +115,26 @@ func newFaultCluster(t *testing.T, n int, fn *net.FaultNet, mod func(*Config)) *
 	for i := range n {
 		c.startOn(i, lns[i])
 	}
+	c.waitFSID()
 	return c
+}
+
+// waitFSID waits until a member's map has its FSID, which the first
+// leader sets (an epoch of its own, before the test's commands).
+func (c *testCluster) waitFSID() {
+	c.t.Helper()
+	deadline := time.Now().Add(waitTimeout)
+	for {
+		for _, n := range c.nodes {
+			if n.mgr != nil && !n.mgr.Map().FSID.IsZero() {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			c.t.Fatal("no member's map got an FSID")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 }
 
 // start (re)starts member i on its address, from its directory.

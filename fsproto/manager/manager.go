@@ -2,6 +2,7 @@ package manager
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -32,9 +33,11 @@ const (
 
 // Bounds of the liveness loop's period (HeartbeatTimeout/5, clamped), so
 // that a node is marked Down within HeartbeatTimeout plus a fifth of it.
+// While the map has no FSID the loop comes round every fsidRoundWait.
 const (
 	livenessPeriodMin = 10 * time.Millisecond
 	livenessPeriodMax = time.Second
+	fsidRoundWait     = 50 * time.Millisecond
 )
 
 // Config configures a manager member (see Start).
@@ -528,7 +531,7 @@ func (m *Manager) serveHeartbeat(_ context.Context, req *net.Request, w *net.Res
 func (m *Manager) livenessLoop() {
 	defer m.wg.Done()
 	period := min(max(m.cfg.HeartbeatTimeout/5, livenessPeriodMin), livenessPeriodMax)
-	t := time.NewTicker(period)
+	t := time.NewTimer(period)
 	defer t.Stop()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -547,11 +550,19 @@ func (m *Manager) livenessLoop() {
 		}
 		m.livenessRound(ctx)
 		m.repairRound(ctx)
+		if m.sm.Map().FSID.IsZero() {
+			// The map gets its FSID from its first leader's round: soon,
+			// not a whole period after the group formed.
+			t.Reset(min(period, fsidRoundWait))
+		} else {
+			t.Reset(period)
+		}
 	}
 }
 
 // livenessRound makes one pass of the leader's duty: Down for nodes silent
-// longer than HeartbeatTimeout, Up for Down nodes heard again.
+// longer than HeartbeatTimeout, Up for Down nodes heard again, and an
+// FSID for a map that has none (clustermap.SetFSID).
 func (m *Manager) livenessRound(ctx context.Context) {
 	sctx, cancel := context.WithTimeout(ctx, m.cfg.ProposeTimeout)
 	defer cancel()
@@ -592,6 +603,15 @@ func (m *Manager) livenessRound(ctx context.Context) {
 	}
 	cmds := m.live.l.Commands(cur, now)
 	m.live.Unlock()
+	if cur.FSID.IsZero() {
+		// A new map (or one from before FSIDs) gets its identity from
+		// its first leader; a lost proposal is made again next round.
+		var id clustermap.FSID
+		if _, err := rand.Read(id[:]); err != nil {
+			panic(fmt.Sprintf("manager %d: crypto/rand: %v", m.cfg.ID, err))
+		}
+		cmds = append([]clustermap.Command{clustermap.SetFSID{FSID: id}}, cmds...)
+	}
 	for _, cmd := range cmds {
 		data, err := clustermap.AppendCommand(nil, cmd)
 		if err != nil {

@@ -233,6 +233,9 @@ func TestLostMajorityWaits(t *testing.T) {
 	ctx := testContext(t)
 	cl := c.client()
 	want := addNodes(t, ctx, cl, 4)
+	if want.FSID.IsZero() {
+		t.Fatal("the map has no FSID")
+	}
 	c.waitVoters(ctx, 1, 2, 3)
 	c.waitEpoch(ctx, 2, want.Epoch)
 	for i := range c.nodes {
@@ -281,8 +284,8 @@ func TestLostMajorityWaits(t *testing.T) {
 	c.waitVoters(ctx, 1, 2, 3)
 	for i := range c.nodes {
 		got := c.waitEpoch(ctx, i, want.Epoch)
-		if len(got.Nodes) != 4 {
-			t.Fatalf("member %d: %d nodes at epoch %d, want 4", i+1, len(got.Nodes), got.Epoch)
+		if len(got.Nodes) != 4 || got.FSID != want.FSID {
+			t.Fatalf("member %d: %d nodes at epoch %d, FSID %v; want 4 and FSID %v", i+1, len(got.Nodes), got.Epoch, got.FSID, want.FSID)
 		}
 	}
 	if _, err := cl.Apply(ctx, clustermap.SetNodeState{ID: 4, State: clustermap.Draining}); err != nil {
