@@ -15,6 +15,7 @@ import (
 	"github.com/weftfs/weft/fsproto/manager"
 	"github.com/weftfs/weft/fsproto/meta"
 	"github.com/weftfs/weft/fsproto/raftgroup"
+	"github.com/weftfs/weft/internal/vfs"
 	"github.com/weftfs/weft/net"
 )
 
@@ -63,6 +64,9 @@ type clusterNode struct {
 	srv  *net.Server      // set by Run before start; the key loop closes revoked keys on it
 	mgr  *manager.Manager // nil when this process is no manager member
 	mc   *manager.Client
+	// maps is mc's Map through the FSID guard: every map the node acts on
+	// comes from it.
+	maps *fsidGuard
 	ds   *cluster.DataServer
 	meta *meta.Host // the container metadata members this node runs
 
@@ -97,7 +101,7 @@ func (g restartGate) Map(ctx context.Context, after uint64) (*clustermap.Map, er
 	case <-ctx.Done():
 		return nil, context.Cause(ctx)
 	}
-	return g.c.mc.Map(ctx, max(after, g.c.restartEpoch-1))
+	return g.c.maps.Map(ctx, max(after, g.c.restartEpoch-1))
 }
 
 // newClusterNode builds the mux of a cluster-mode node: the manager
@@ -164,6 +168,10 @@ func newClusterNode(cfg *Config, keys *keyring, eng *engine.Engine, log *slog.Lo
 	if metaDir == "" {
 		metaDir = DefaultMetaDir(cfg.Device)
 	}
+	if c.maps, err = openFSIDGuard(vfs.Default, metaDir, c.mc, log); err != nil {
+		c.ds.Close()
+		return nil, err
+	}
 	c.meta, err = meta.NewHost(meta.HostConfig{Node: c.id, Dir: metaDir, Router: router, Pool: pool, Access: keys,
 		NoLeaseReads: cfg.ReadLease == ReadLeaseOff, MarkFormed: c.markMetaFormed, Logger: log})
 	if err != nil {
@@ -199,7 +207,7 @@ func (c *clusterNode) start(addr string) {
 	go c.reclaimLoop()
 	go func() {
 		defer c.wg.Done()
-		c.meta.Follow(c.ctx, c.mc)
+		c.meta.Follow(c.ctx, c.maps)
 	}()
 }
 
@@ -285,12 +293,14 @@ func (c *clusterNode) keyLoop() {
 	defer c.wg.Done()
 	var after uint64
 	for c.ctx.Err() == nil {
-		m, err := c.mc.Map(c.ctx, after)
+		m, err := c.maps.Map(c.ctx, after)
 		if err != nil {
 			if c.ctx.Err() != nil {
 				return
 			}
-			c.log.Warn("node: following the map's keys failed; retrying", "err", err)
+			if !errors.Is(err, ErrForeignMap) { // logged by the guard
+				c.log.Warn("node: following the map's keys failed; retrying", "err", err)
+			}
 			if !sleepCtx(c.ctx, joinRetryMax) {
 				return
 			}
@@ -311,7 +321,12 @@ func (c *clusterNode) join(addr string) bool {
 	pause := joinRetryMin
 	for {
 		actx, cancel := context.WithTimeout(c.ctx, joinAttemptTimeout)
-		m, err := c.mc.Apply(actx, cmd)
+		// Only a map of the history this node joined (or its first):
+		// the guard refuses the others, and logs why.
+		m, err := c.maps.Map(actx, 0)
+		if err == nil {
+			m, err = c.mc.Apply(actx, cmd)
+		}
 		cancel()
 		switch {
 		case err == nil:
@@ -322,6 +337,7 @@ func (c *clusterNode) join(addr string) bool {
 			return true
 		case c.ctx.Err() != nil:
 			return false
+		case errors.Is(err, ErrForeignMap):
 		case errors.Is(err, clustermap.ErrExists):
 			// Another node id holds this address: a re-formatted device
 			// whose old id was never taken Out. Only an operator can tell.

@@ -63,7 +63,7 @@ func (c *clusterNode) reclaimLoop() {
 			}
 			if data == nil {
 				ctx, cancel := context.WithTimeout(c.ctx, reclaimRoundTimeout)
-				cl, err := client.Dial(ctx, client.Config{Maps: c.mc, Pool: c.pool, Logger: c.log})
+				cl, err := client.Dial(ctx, client.Config{Maps: c.maps, Pool: c.pool, Logger: c.log})
 				cancel()
 				if err != nil {
 					c.log.Warn("node: reclaim: reaching the cluster", "err", err)
@@ -77,7 +77,7 @@ func (c *clusterNode) reclaimLoop() {
 			}
 			mc := metas[id]
 			if mc == nil {
-				mc = meta.NewClient(id, c.mc, c.pool)
+				mc = meta.NewClient(id, c.maps, c.pool)
 				metas[id] = mc
 			}
 			r := client.Reclaimer{Data: ct, Meta: mc, ChunkSize: ct.ChunkSize()}

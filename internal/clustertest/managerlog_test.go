@@ -27,6 +27,9 @@ import (
 // stopped third node makes its member the sole voter; started again, it
 // leads, adds the other two back, and the cluster map it held (the
 // container, its keys, the nodes) serves again: every file reads back.
+//
+// Last, all three lost: the managers start an empty map with a new FSID,
+// which the nodes, having recorded the old one, refuse to join or serve.
 func TestManagerLostLogs(t *testing.T) {
 	c := startCluster(t, 3, 3, 0)
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
@@ -165,4 +168,41 @@ func TestManagerLostLogs(t *testing.T) {
 	c.waitServing()
 	fs2 := d.reopen(t, ctx)
 	checkFilesThenWrite(t, fs2, files)
+	old, err := c.mc.Map(ctx, 0)
+	if err != nil || old.FSID.IsZero() {
+		t.Fatalf("the map after the recovery: %v, FSID zero", err)
+	}
+
+	// Every manager log lost: the managers start an empty map afresh
+	// (nothing tells them otherwise), with a new FSID. The nodes, which
+	// recorded the old one, refuse to join or serve it.
+	for i := 1; i <= 3; i++ {
+		if err := c.lc.KillNode(i); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.RemoveAll(managerDir(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := 1; i <= 3; i++ {
+		if err := c.lc.StartNode(i); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := 1; i <= 3; i++ {
+		for start := time.Now(); ; time.Sleep(100 * time.Millisecond) {
+			b, _ := os.ReadFile(c.lc.LogFile(i))
+			if bytes.Contains(b, []byte("refusing the cluster map")) && bytes.Contains(b, []byte(old.FSID.String())) {
+				break
+			}
+			if time.Since(start) > time.Minute {
+				t.Fatalf("node %d never refused the new map", i)
+			}
+		}
+	}
+	fresh, err := c.mc.Map(ctx, 0)
+	if err != nil || fresh.FSID == old.FSID || len(fresh.Nodes) != 0 || len(fresh.Containers) != 0 {
+		t.Fatalf("the managers' new map: %v; want a new FSID (old %v), no node, no container", err, old.FSID)
+	}
+	t.Logf("new map: epoch %d, FSID %v; the nodes keep to %v", fresh.Epoch, fresh.FSID, old.FSID)
 }

@@ -1,0 +1,195 @@
+package node
+
+import (
+	"context"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"path"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/weftfs/weft/fsproto/clustermap"
+	"github.com/weftfs/weft/internal/vfs"
+)
+
+// ErrForeignMap marks a cluster map that this node refuses: its FSID is
+// not the one of the map the node joined (clustermap.Map.FSID), or it has
+// none while the node has recorded one.
+var ErrForeignMap = errors.New("node: the cluster map is not the one this node joined")
+
+// fsidFileName is the file, in the node's metadata folder (Config.MetaDir),
+// that records the FSID of the map the node joined:
+//
+//	weft cluster map fsid 0123abcd-...\n
+const fsidFileName = "cluster-fsid"
+
+const fsidFilePrefix = "weft cluster map fsid "
+
+// mapSource is where a node gets the cluster map (the manager client).
+type mapSource interface {
+	Map(ctx context.Context, after uint64) (*clustermap.Map, error)
+}
+
+// fsidGuard hands out the maps of src that belong to the history this
+// node joined, recording that history's FSID durably with the first map
+// that has one. Every map the node acts on (its data server's, its
+// metadata host's, its key and reclaim loops') and its join go through
+// it, so a node whose managers started an empty map afresh (every manager
+// raft log lost), or that is pointed at another cluster's managers, neither
+// joins that map nor serves or deletes its data under that map's
+// containers: it says so in its log until an operator acts.
+//
+// The rule, for the recorded FSID r and a map's FSID f:
+//   - r and f zero (a map from before FSIDs, or a new map before its
+//     leader set one, on a node that recorded none): the map is used;
+//   - r zero, f set: f is recorded (synced) before the map is used;
+//   - r set, f == r: used; r set, f zero or another: refused
+//     (ErrForeignMap).
+type fsidGuard struct {
+	src  mapSource
+	fsys vfs.FS
+	dir  string
+	log  *slog.Logger
+
+	mu     sync.Mutex
+	fsid   clustermap.FSID // recorded; zero: none yet
+	warned map[clustermap.FSID]time.Time
+}
+
+// fsidWarnEvery is how often a refusal of the same map is logged.
+const fsidWarnEvery = time.Minute
+
+// openFSIDGuard reads the FSID recorded in dir (none when the file is
+// missing). A file that is there but not in the format above is an
+// error: the node does not start on it.
+func openFSIDGuard(fsys vfs.FS, dir string, src mapSource, log *slog.Logger) (*fsidGuard, error) {
+	g := &fsidGuard{src: src, fsys: fsys, dir: dir, log: log, warned: map[clustermap.FSID]time.Time{}}
+	p := path.Join(dir, fsidFileName)
+	f, err := fsys.Open(p)
+	if errors.Is(err, fs.ErrNotExist) {
+		return g, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("node: %s: %w", p, err)
+	}
+	defer f.Close()
+	b := make([]byte, 128)
+	n, err := f.ReadAt(b, 0)
+	if err != nil && !errors.Is(err, io.EOF) {
+		return nil, fmt.Errorf("node: %s: %w", p, err)
+	}
+	id, err := parseFSIDFile(b[:n])
+	if err != nil {
+		return nil, fmt.Errorf("node: %s: %w", p, err)
+	}
+	g.fsid = id
+	return g, nil
+}
+
+// parseFSIDFile decodes the FSID file's content.
+func parseFSIDFile(b []byte) (clustermap.FSID, error) {
+	var id clustermap.FSID
+	s, ok := strings.CutPrefix(string(b), fsidFilePrefix)
+	s, nl := strings.CutSuffix(s, "\n")
+	if !ok || !nl {
+		return id, fmt.Errorf("not a cluster map FSID record (want %q, an FSID and a newline)", fsidFilePrefix)
+	}
+	h, err := hex.DecodeString(strings.ReplaceAll(s, "-", ""))
+	if err != nil || len(h) != len(id) || strings.Count(s, "-") != 4 {
+		return id, fmt.Errorf("FSID %q: want 32 hex digits in groups of 8-4-4-4-12", s)
+	}
+	copy(id[:], h)
+	if id.IsZero() {
+		return id, errors.New("FSID is zero")
+	}
+	return id, nil
+}
+
+// FSID returns the FSID recorded (zero: none yet).
+func (g *fsidGuard) FSID() clustermap.FSID {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.fsid
+}
+
+// Map is src's Map, refusing maps of another history (ErrForeignMap).
+func (g *fsidGuard) Map(ctx context.Context, after uint64) (*clustermap.Map, error) {
+	m, err := g.src.Map(ctx, after)
+	if err != nil {
+		return nil, err
+	}
+	if err := g.check(m); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+// check applies the rule to map m, recording its FSID when it is the
+// first one seen.
+func (g *fsidGuard) check(m *clustermap.Map) error {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	switch {
+	case g.fsid.IsZero() && m.FSID.IsZero():
+		return nil
+	case g.fsid.IsZero():
+		if err := g.record(m.FSID); err != nil {
+			return fmt.Errorf("node: recording the cluster map's FSID %v: %w", m.FSID, err)
+		}
+		g.fsid = m.FSID
+		g.log.Info("node: recorded the cluster map's FSID", "fsid", m.FSID.String(), "file", path.Join(g.dir, fsidFileName))
+		return nil
+	case m.FSID == g.fsid:
+		return nil
+	}
+	theirs := "no FSID"
+	if !m.FSID.IsZero() {
+		theirs = "FSID " + m.FSID.String()
+	}
+	err := fmt.Errorf("%w: the managers' map (epoch %d) has %s, and this node joined the map with FSID %v (recorded in %s): "+
+		"the managers' map was started afresh (their raft logs lost?) or this node is pointed at another cluster's managers; "+
+		"it neither joins nor serves that map, and keeps its data. Bring back a manager member that still holds the map's raft log "+
+		"(weft node recover-manager, if a majority of them lost theirs); to give this node's data up and join the new map instead, "+
+		"stop it, delete that file and format its device",
+		ErrForeignMap, m.Epoch, theirs, g.fsid, path.Join(g.dir, fsidFileName))
+	if at, ok := g.warned[m.FSID]; !ok || time.Since(at) >= fsidWarnEvery {
+		g.warned[m.FSID] = time.Now()
+		g.log.Error("node: refusing the cluster map", "err", err)
+	}
+	return err
+}
+
+// record writes the FSID file durably: a temporary file synced, renamed
+// over the name, the folder synced.
+func (g *fsidGuard) record(id clustermap.FSID) error {
+	if err := g.fsys.MkdirAll(g.dir); err != nil {
+		return err
+	}
+	tmp := path.Join(g.dir, fsidFileName+".tmp")
+	if err := g.fsys.Remove(tmp); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	f, err := g.fsys.Create(tmp, false)
+	if err != nil {
+		return err
+	}
+	_, err = f.WriteAt([]byte(fsidFilePrefix+id.String()+"\n"), 0)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return err
+	}
+	if err := g.fsys.Rename(tmp, path.Join(g.dir, fsidFileName)); err != nil {
+		return err
+	}
+	return g.fsys.SyncDir(g.dir)
+}
