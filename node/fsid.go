@@ -100,10 +100,12 @@ func parseFSIDFile(b []byte) (clustermap.FSID, error) {
 		return id, fmt.Errorf("not a cluster map FSID record (want %q, an FSID and a newline)", fsidFilePrefix)
 	}
 	h, err := hex.DecodeString(strings.ReplaceAll(s, "-", ""))
-	if err != nil || len(h) != len(id) || strings.Count(s, "-") != 4 {
-		return id, fmt.Errorf("FSID %q: want 32 hex digits in groups of 8-4-4-4-12", s)
+	if err == nil && len(h) == len(id) {
+		copy(id[:], h)
 	}
-	copy(id[:], h)
+	if err != nil || len(h) != len(id) || !strings.EqualFold(s, id.String()) {
+		return clustermap.FSID{}, fmt.Errorf("FSID %q: want 32 hex digits in groups of 8-4-4-4-12", s)
+	}
 	if id.IsZero() {
 		return id, errors.New("FSID is zero")
 	}
