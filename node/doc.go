@@ -46,7 +46,12 @@
 // still shows the node backfilling; every second, on each container whose
 // metadata leader this node is, the reclaim loop deletes the chunks of
 // removed and truncated files that the namespace queued and no client
-// reclaimed (client.Reclaimer; at most 256 entries a round). On shutdown
+// reclaimed (client.Reclaimer; at most 256 entries a round). Every map
+// the node joins or acts on passes its FSID guard (fsidGuard): the node
+// records the FSID of the first map that has one (MetaDir/cluster-fsid,
+// synced) and refuses maps with another FSID or none (ErrForeignMap),
+// logging why, so that it never joins or serves a map started afresh by
+// managers that lost their logs, or another cluster's. On shutdown
 // the loops, the manager member and the data server stop first (long polls and pending client
 // operations end at once with errors callers retry elsewhere), then the
 // server shuts down gracefully, then the pool and the engine close.

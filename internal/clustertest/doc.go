@@ -32,7 +32,8 @@
 //     the voter it was; then two members' logs lost with the third down:
 //     no empty cluster map is started, the group waits, and `weft node
 //     recover-manager` on the third brings it back with its map (every
-//     file reads back).
+//     file reads back); then all three lost: the managers start an empty
+//     map with a new FSID, and the nodes refuse it.
 //
 // (Other tests, on metadata members' lost logs and recovery, are
 // described where they are defined.)
