@@ -223,6 +223,9 @@ func (r *Report) Backfills() []Backfill {
 func (r *Report) Print(w io.Writer) {
 	m := r.Map
 	fmt.Fprintf(w, "cluster map epoch %d: %d nodes, %d containers, %d PGs\n", m.Epoch, len(m.Nodes), len(m.Containers), len(m.PGs))
+	if !m.FSID.IsZero() {
+		fmt.Fprintf(w, "map FSID %v\n", m.FSID)
+	}
 	if members, leaders := r.managers(); len(members) > 0 {
 		fmt.Fprintf(w, "managers: members %s; leader as the members see it: %s\n", strings.Join(members, ", "), strings.Join(leaders, ", "))
 		for _, n := range r.Nodes {
@@ -455,8 +458,26 @@ func (c *Cluster) WaitServing(ctx context.Context, progress io.Writer) error {
 			break
 		}
 		waiting = "nodes to join: " + strings.Join(missing, ", ")
-		say(fmt.Sprintf("map epoch %d: %d of %d nodes up; waiting for %s", m.Epoch, len(c.state.Nodes)-len(missing), len(c.state.Nodes), strings.Join(missing, ", ")))
-		if m, err = mc.Map(ctx, m.Epoch); err != nil {
+		msg := fmt.Sprintf("map epoch %d: %d of %d nodes up; waiting for %s", m.Epoch, len(c.state.Nodes)-len(missing), len(c.state.Nodes), strings.Join(missing, ", "))
+		// A node that will not join says why in its log (a map it
+		// refuses, an address taken): show its latest error.
+		for _, n := range c.state.Nodes {
+			if slices.Contains(missing, fmt.Sprintf("node %d", n.Index)) {
+				if l := lastErrorLine(c.LogFile(n.Index)); l != "" {
+					msg += fmt.Sprintf("\n    node %d's log: %s", n.Index, l)
+				}
+			}
+		}
+		say(msg)
+		pctx, cancel := context.WithTimeout(ctx, joinCheckEvery)
+		next, err := mc.Map(pctx, m.Epoch)
+		cancel()
+		switch {
+		case ctx.Err() != nil:
+			return fail(ctx.Err())
+		case err == nil:
+			m = next
+		case !errors.Is(err, context.DeadlineExceeded):
 			return fail(err)
 		}
 	}
@@ -544,6 +565,30 @@ func (c *Cluster) watchExits(ctx context.Context, cancel context.CancelCauseFunc
 
 // lastLogLine returns the last line of a node's log that is not one of
 // localcluster's own markers.
+// joinCheckEvery is how often WaitServing looks at the logs of nodes that
+// have not joined while no map change comes.
+const joinCheckEvery = 5 * time.Second
+
+// lastErrorLine returns the last line logged at level ERROR since the
+// node's last start in the log at path, or "".
+func lastErrorLine(path string) string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return ""
+	}
+	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
+	for i := len(lines) - 1; i >= 0; i-- {
+		l := strings.TrimSpace(lines[i])
+		if strings.HasPrefix(l, "--- localcluster:") {
+			return ""
+		}
+		if strings.Contains(l, " ERROR ") || strings.Contains(l, "level=ERROR") {
+			return l
+		}
+	}
+	return ""
+}
+
 func lastLogLine(path string) string {
 	b, err := os.ReadFile(path)
 	if err != nil {

@@ -3,6 +3,8 @@ package localcluster
 import (
 	"bytes"
 	"errors"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -139,6 +141,24 @@ func TestPrintManagers(t *testing.T) {
 	} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("printout lacks %q:\n%s", want, out.String())
+		}
+	}
+}
+
+// TestLastErrorLine: the latest ERROR line since the node's last start,
+// or none.
+func TestLastErrorLine(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "log")
+	for _, c := range []struct{ log, want string }{
+		{"--- localcluster: starting node 1\nx INFO a\nx ERROR old\n--- localcluster: starting node 1\nx INFO b\n", ""},
+		{"--- localcluster: starting node 1\nx ERROR first\nx ERROR second\nx INFO later\n", "x ERROR second"},
+		{"", ""},
+	} {
+		if err := os.WriteFile(p, []byte(c.log), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if got := lastErrorLine(p); got != c.want {
+			t.Errorf("%q: %q, want %q", c.log, got, c.want)
 		}
 	}
 }
