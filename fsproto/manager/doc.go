@@ -165,8 +165,9 @@
 //
 //   - a peer counts it a learner: it joins (raftgroup Config.Join) and
 //     gets the log or a snapshot from the leader;
-//   - a peer counts it a voter and the group has committed past its
-//     bootstrap entries (raftgroup.PastBootstrap): its log was lost (a
+//   - a peer counts it a voter and the group is past its bootstrap
+//     entries (raftgroup.PastBootstrap of the peer's commit index or, as
+//     that may lag, its last log index): its log was lost (a
 //     replaced disk), or it never started while the group went on. Raft
 //     cannot take it back as that voter: it forgot its votes and what it
 //     acknowledged (two leaders in one term, a committed entry on too few
@@ -268,7 +269,7 @@
 //	secret v1" || 0x00 || key id), 32 bytes; AES-256-GCM, additional
 //	data = the key id
 //
-// members request header (16 bytes) and reply header (24 + 8 × (v + l)
+// members request header (16 bytes) and reply header (32 + 8 × (v + l)
 // bytes), no payloads:
 //
 //	0     1       2                  8
@@ -278,13 +279,14 @@
 //	+-----+-------+------------------+-----------+
 //	flags: bit 0 the asker's raft log is empty; other bits 0
 //
-//	0     1       2        3          4          8        16       24
-//	+-----+-------+--------+----------+----------+--------+--------+--------------+
-//	| ver | state | voters | learners | reserved | commit | leader | ids: voters, |
-//	| u8  | u8    | u8 = v | u8 = l   | u32 = 0  | u64    | u64    | then learners|
-//	+-----+-------+--------+----------+----------+--------+--------+--------------+
+//	0     1       2        3          4          8        16       24       32
+//	+-----+-------+--------+----------+----------+--------+--------+--------+--------------+
+//	| ver | state | voters | learners | reserved | commit | leader | last   | ids: voters, |
+//	| u8  | u8    | u8 = v | u8 = l   | u32 = 0  | u64    | u64    | u64    | then learners|
+//	+-----+-------+--------+----------+----------+--------+--------+--------+--------------+
+//	last: the member's last log index
 //	state 0 probing (empty log, not started): the voters are the peers
-//	        it would bootstrap with; l = 0, commit = leader = 0
+//	        it would bootstrap with; l = 0, commit = leader = last = 0
 //	state 1 running: the configuration it knows
 //	v >= 1; (v + l) × u64 ids, each nonzero, no repeats
 //

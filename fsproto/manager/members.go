@@ -21,12 +21,12 @@ const KindMembers net.Kind = 314
 // Header body sizes of KindMembers. On-wire.
 const (
 	membersRequestLen     = 16
-	membersReplyPrefixLen = 24
+	membersReplyPrefixLen = 32
 )
 
 // membersListMax bounds the voters and the learners a members reply may
 // list (each): far above any managers' group (1, 3 or 5 members), low
-// enough that a reply fits a header (24 + 2 × 255 × 8 bytes < 64 KiB).
+// enough that a reply fits a header (32 + 2 × 255 × 8 bytes < 64 KiB).
 const membersListMax = 255
 
 // membersFlagEmptyLog says the asker's raft log is empty: a running member
@@ -96,13 +96,14 @@ const (
 
 // membersReply is the header body of a successful KindMembers answer:
 //
-//	0     1       2        3          4          8          16         24
-//	+-----+-------+--------+----------+----------+----------+----------+-----------------+
-//	| ver | state | voters | learners | reserved | commit   | leader   | ids: voters,    |
-//	| u8  | u8    | u8 = v | u8 = l   | u32 = 0  | u64      | u64      | then learners   |
-//	+-----+-------+--------+----------+----------+----------+----------+-----------------+
+//	0     1       2        3          4          8        16       24       32
+//	+-----+-------+--------+----------+----------+--------+--------+--------+-----------------+
+//	| ver | state | voters | learners | reserved | commit | leader | last   | ids: voters,    |
+//	| u8  | u8    | u8 = v | u8 = l   | u32 = 0  | u64    | u64    | u64    | then learners   |
+//	+-----+-------+--------+----------+----------+--------+--------+--------+-----------------+
+//	last: the member's last log index
 //	state 0: probing (empty log, not started): voters = the peers it
-//	         would bootstrap with, l = 0, commit = leader = 0
+//	         would bootstrap with, l = 0, commit = leader = last = 0
 //	state 1: running: the configuration it knows
 //	v >= 1; ids (v + l) × u64, each nonzero, no repeats
 //
@@ -113,6 +114,7 @@ type membersReply struct {
 	Learners []uint64
 	Commit   uint64
 	Leader   uint64 // 0: none known
+	Last     uint64 // the member's last log index
 }
 
 func (r membersReply) append(b []byte) []byte {
@@ -123,6 +125,7 @@ func (r membersReply) append(b []byte) []byte {
 	b = append(b, msgVersion, state, byte(len(r.Voters)), byte(len(r.Learners)), 0, 0, 0, 0)
 	b = binary.LittleEndian.AppendUint64(b, r.Commit)
 	b = binary.LittleEndian.AppendUint64(b, r.Leader)
+	b = binary.LittleEndian.AppendUint64(b, r.Last)
 	for _, id := range r.Voters {
 		b = binary.LittleEndian.AppendUint64(b, id)
 	}
@@ -155,8 +158,9 @@ func decodeMembersReply(b []byte) (membersReply, error) {
 	r.Running = b[1] == membersStateRunning
 	r.Commit = binary.LittleEndian.Uint64(b[8:])
 	r.Leader = binary.LittleEndian.Uint64(b[16:])
-	if !r.Running && (nl != 0 || r.Commit != 0 || r.Leader != 0) {
-		return r, corrupt("members reply of a probing member lists %d learners, commit %d, leader %d; want none", nl, r.Commit, r.Leader)
+	r.Last = binary.LittleEndian.Uint64(b[24:])
+	if !r.Running && (nl != 0 || r.Commit != 0 || r.Leader != 0 || r.Last != 0) {
+		return r, corrupt("members reply of a probing member lists %d learners, commit %d, leader %d, last index %d; want none", nl, r.Commit, r.Leader, r.Last)
 	}
 	if nv == 0 {
 		return r, corrupt("members reply lists no voter")
@@ -223,8 +227,10 @@ const (
 //
 //   - a running member counts self as a learner: join (a leader's repair
 //     added it; it gets the log or a snapshot from the leader);
-//   - a running member counts self as a voter and the group committed
-//     past its bootstrap entries: self lost its log (a replaced disk), or
+//   - a running member counts self as a voter and the group is past its
+//     bootstrap entries (that member's commit index, or its log, which
+//     may hold entries self acknowledged before a commit index past them
+//     was persisted anywhere): self lost its log (a replaced disk), or
 //     never started while the group went on. Raft cannot take such a
 //     voter back (its leader would commit past the empty log; a voter
 //     must keep its votes and what it acknowledged): wait; the question
@@ -272,8 +278,11 @@ func decideStart(self uint64, peers []uint64, answers []peerAnswer) (mode startM
 		case slices.Contains(a.Reply.Learners, self):
 			return startJoin, fmt.Sprintf("member %d counts this member a learner", a.Peer.ID)
 		case slices.Contains(a.Reply.Voters, self):
-			if raftgroup.PastBootstrap(n, a.Reply.Commit) {
-				lost = append(lost, fmt.Sprintf("member %d (voters %v, commit %d)", a.Peer.ID, a.Reply.Voters, a.Reply.Commit))
+			// The commit index may lag (not yet persisted past the
+			// bootstrap entries); the log holds what this member may
+			// have acknowledged.
+			if raftgroup.PastBootstrap(n, max(a.Reply.Commit, a.Reply.Last)) {
+				lost = append(lost, fmt.Sprintf("member %d (voters %v, commit %d, last index %d)", a.Peer.ID, a.Reply.Voters, a.Reply.Commit, a.Reply.Last))
 			} else if !sameIDs(a.Reply.Voters, peers) || len(a.Reply.Learners) > 0 {
 				differ = append(differ, fmt.Sprintf("member %d, bootstrapped with voters %v, learners %v", a.Peer.ID, a.Reply.Voters, a.Reply.Learners))
 			}
@@ -423,7 +432,12 @@ func (m *Manager) serveMembers(ctx context.Context, req *net.Request, w *net.Res
 	if r.EmptyLog && r.Asker != m.cfg.ID && slices.Contains(st.Voters, r.Asker) && raftgroup.PastBootstrap(len(m.cfg.Peers), st.Commit) {
 		m.noteLost(r.Asker)
 	}
-	w.Reply(membersReply{Running: true, Voters: st.Voters, Learners: st.Learners, Commit: st.Commit, Leader: st.Leader}.append(nil), nil, nil)
+	last, err := m.store.LastIndex()
+	if err != nil {
+		w.Error(CodeUnavailable, fmt.Sprintf("manager %d: raft log: %v", m.cfg.ID, err))
+		return
+	}
+	w.Reply(membersReply{Running: true, Voters: st.Voters, Learners: st.Learners, Commit: st.Commit, Leader: st.Leader, Last: last}.append(nil), nil, nil)
 }
 
 func (m *Manager) noteLost(id uint64) {

@@ -24,7 +24,7 @@ func TestMembersCodec(t *testing.T) {
 	}
 	for _, r := range []membersReply{
 		{Voters: []uint64{1, 2, 3}},
-		{Running: true, Voters: []uint64{1, 2, 3}, Commit: 9, Leader: 2},
+		{Running: true, Voters: []uint64{1, 2, 3}, Commit: 9, Leader: 2, Last: 11},
 		{Running: true, Voters: []uint64{3}, Learners: []uint64{1, 2}, Commit: 40},
 	} {
 		got, err := decodeMembersReply(r.append(nil))
@@ -40,10 +40,16 @@ func TestMembersCodec(t *testing.T) {
 		"reserved":           func(b []byte) []byte { b[5] = 1; return b },
 		"count past the end": func(b []byte) []byte { b[2] = 3; return b },
 		"trailing bytes":     func(b []byte) []byte { return append(b, 0) },
-		"member 0":           func(b []byte) []byte { clear(b[24:32]); return b },
-		"twice":              func(b []byte) []byte { copy(b[32:40], b[24:32]); return b },
+		"member 0":           func(b []byte) []byte { clear(b[32:40]); return b },
+		"twice":              func(b []byte) []byte { copy(b[40:48], b[32:40]); return b },
 		"no voter":           func(b []byte) []byte { b[2], b[3] = 0, 3; return b },
 		"probing, learners":  func(b []byte) []byte { b[1] = membersStateProbing; return b },
+		"probing, last index": func(b []byte) []byte {
+			b[1], b[3] = membersStateProbing, 0
+			clear(b[8:24])
+			b[24] = 7 // the last index
+			return slices.Delete(b, len(b)-8, len(b))
+		},
 	}
 	for name, mod := range bad {
 		_, err := decodeMembersReply(mod(slices.Clone(valid)))
@@ -112,6 +118,7 @@ func TestDecideStart(t *testing.T) {
 		return peerAnswer{Peer: p(id), Answered: true, Reply: membersReply{Running: true, Voters: voters, Learners: learners, Commit: commit}}
 	}
 	led := func(a peerAnswer, leader uint64) peerAnswer { a.Reply.Leader = leader; return a }
+	lastAt := func(a peerAnswer, last uint64) peerAnswer { a.Reply.Last = last; return a }
 	all := []uint64{1, 2, 3}
 	cases := []struct {
 		name    string
@@ -127,6 +134,7 @@ func TestDecideStart(t *testing.T) {
 		{"a voter past the bootstrap entries: lost log", []peerAnswer{running(2, 50, all), running(3, 50, all)}, startWait, "log was lost"},
 		{"lost, even with a peer silent", []peerAnswer{running(2, 50, all), silent(3)}, startWait, "log was lost"},
 		{"lost, no leader known", []peerAnswer{running(2, 50, all), silent(3)}, startWait, "no member that answered knows a leader"},
+		{"lost, the commit index lagging the log", []peerAnswer{lastAt(running(2, 3, all), 4), running(3, 3, all)}, startWait, "log was lost"},
 		{"lost, the leader named", []peerAnswer{led(running(2, 50, all), 2), running(3, 50, all)}, startWait, "the leader (member 2) takes it out"},
 		{"the group runs without this member", []peerAnswer{running(2, 60, []uint64{2, 3}), running(3, 60, []uint64{2, 3})}, startWait, "runs without"},
 		{"added back as a learner", []peerAnswer{running(2, 61, []uint64{2, 3}, 1), running(3, 60, []uint64{2, 3})}, startJoin, "learner"},
