@@ -300,9 +300,10 @@ type readReply struct {
 	Value   []byte
 	Names   []string
 	StatFS  namespace.StatFS
-	// Commit and Voters are ReadMembers': the answering member's commit
-	// index, and its configuration's members.
+	// Commit, Last and Voters are ReadMembers': the answering member's
+	// commit index and last log index, and its configuration's members.
 	Commit uint64
+	Last   uint64
 	Voters []Voter
 }
 
@@ -365,6 +366,7 @@ func appendReadReply(b []byte, op ReadOp, r *readReply) []byte {
 		w.u64(uint64(s.Reclaiming))
 	case ReadMembers:
 		w.u64(r.Commit)
+		w.u64(r.Last)
 		w.u32(uint32(len(r.Voters)))
 		for _, v := range r.Voters {
 			w.u64(uint64(v.Node))
@@ -459,6 +461,7 @@ func decodeReadReply(op ReadOp, b []byte) (readReply, error) {
 		s.Reclaiming = int(rc)
 	case ReadMembers:
 		r.Commit = rd.u64("commit")
+		r.Last = rd.u64("last index")
 		n := rd.u32("member count")
 		if rd.err == nil && (n > votersMax || uint64(n)*17 > uint64(len(rd.b))) {
 			rd.fail("%d members in %d bytes, at most %d", n, len(rd.b), votersMax)

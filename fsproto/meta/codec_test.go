@@ -116,7 +116,7 @@ func seedReadReplies() map[ReadOp][]readReply {
 		ReadGetXattr:  {{Value: []byte("value")}, {Err: &namespace.Error{Op: "getxattr", Ino: 4, Name: "user.x", Errno: syscall.ENODATA}}},
 		ReadListXattr: {{Names: []string{"user.a", "user.b"}}},
 		ReadStatFS:    {{StatFS: namespace.StatFS{Inodes: 4, Bytes: 100, QuotaBytes: 1 << 30, Reclaiming: 2}}},
-		ReadMembers:   {{Commit: 12, Voters: []Voter{{1, 9, false}, {2, 0, false}, {3, 7, true}}}, {Voters: []Voter{}}},
+		ReadMembers:   {{Commit: 12, Last: 14, Voters: []Voter{{1, 9, false}, {2, 0, false}, {3, 7, true}}}, {Voters: []Voter{}}},
 	}
 }
 

@@ -218,7 +218,7 @@
 //	getxattr:  | value len u32 (<= 64 KiB) | value |
 //	listxattr: | n u32 | name str * n |
 //	statfs:    | inodes u64 | bytes u64 | quota bytes u64 | quota inodes u64 | reclaiming u64 |
-//	members:   | commit u64 | n u32 (<= 64) | (member node id u64 | match u64 | learner u8) * n |
+//	members:   | commit u64 | last index u64 | n u32 (<= 64) | (member node id u64 | match u64 | learner u8) * n |
 //	           the answering member's commit index; the voters, then
 //	           the learners (learner 1); match as the leader knows it
 //	           match: the leader's replicated index on the voter, 0 when

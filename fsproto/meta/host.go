@@ -600,8 +600,10 @@ func (h *Host) probe(c clustermap.ContainerID, peers []raftgroup.Peer, boot []cl
 			without = fmt.Errorf("meta: container %d: node %d (%s) runs the group with members %v, without this node %d: it waits for the leader to add it", c, p.ID, p.Addr, rep.Voters, h.cfg.Node)
 		case rep.Voters[i].Learner:
 			learner = true
-		case emptyVoterLost(boot, h.cfg.Node, rep.Commit):
-			lost = fmt.Sprintf("meta: container %d: node %d (%s) counts this node %d a voter and has committed up to %d, and this node's raft log is empty: the log was lost (or never started)", c, p.ID, p.Addr, h.cfg.Node, rep.Commit)
+		case emptyVoterLost(boot, h.cfg.Node, max(rep.Commit, rep.Last)):
+			// The commit index may lag the log, which may hold entries
+			// this node acknowledged.
+			lost = fmt.Sprintf("meta: container %d: node %d (%s) counts this node %d a voter and has committed up to %d (its log up to %d), and this node's raft log is empty: the log was lost (or never started)", c, p.ID, p.Addr, h.cfg.Node, rep.Commit, rep.Last)
 		}
 	}
 	switch {
@@ -633,7 +635,11 @@ func (h *Host) probe(c clustermap.ContainerID, peers []raftgroup.Peer, boot []cl
 // or never started while the group went on; raft can take neither as a
 // voter). A member of boot of a group at its bootstrap entries is about
 // to write them, as the others did. probe refuses such a node and the
-// leader's serveMembers notes it for Repair, by this one rule.
+// leader's serveMembers notes it for Repair, by this one rule: probe with
+// the larger of the answering member's commit and last log indexes (the
+// commit index can lag what the asker acknowledged), the leader with its
+// commit index (so it takes the member out once the group committed past
+// the bootstrap entries, and the member waits until then).
 func emptyVoterLost(boot []clustermap.NodeID, node clustermap.NodeID, commit uint64) bool {
 	return !slices.Contains(boot, node) || pastBootstrap(boot, commit)
 }
@@ -917,7 +923,12 @@ func (h *Host) serveMembers(ctx context.Context, mb *member, asker clustermap.No
 	if asker != 0 && st.Leader == uint64(h.cfg.Node) && slices.Contains(st.Voters, uint64(asker)) {
 		h.noteLostLog(mb.c, asker, st.Commit)
 	}
-	rep := readReply{Commit: st.Commit}
+	last, err := mb.store.LastIndex()
+	if err != nil {
+		w.Error(CodeUnavailable, fmt.Sprintf("meta: node %d, container %d: raft log: %v", h.cfg.Node, mb.c, err))
+		return
+	}
+	rep := readReply{Commit: st.Commit, Last: last}
 	for _, v := range st.Voters {
 		rep.Voters = append(rep.Voters, Voter{Node: clustermap.NodeID(v), Match: st.Match[v]})
 	}
