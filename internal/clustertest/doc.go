@@ -34,6 +34,10 @@
 //     recover-manager` on the third brings it back with its map (every
 //     file reads back); then all three lost: the managers start an empty
 //     map with a new FSID, and the nodes refuse it.
+//   - TestMetaMembersSpreadProcesses: a container's metadata group made
+//     while one zone held most nodes spreads over a zone that appears
+//     later (a node relabelled): the map moves a member there and raft
+//     follows; losing the old zone's remaining member loses nothing.
 //
 // (Other tests, on metadata members' lost logs and recovery, are
 // described where they are defined.)

@@ -133,13 +133,19 @@ func startClusterManagers(t *testing.T, n, managers, r, pgs int) *tcluster {
 // startClusterArgs is startClusterManagers with extra `weft node` flags
 // for every node.
 func startClusterArgs(t *testing.T, n, managers, r, pgs int, extra ...string) *tcluster {
+	return startClusterNodeArgs(t, n, managers, r, pgs, nil, extra...)
+}
+
+// startClusterNodeArgs is startClusterArgs with, when nodeArgs is set,
+// flags of node i's own (localcluster.Config.NodeArgs).
+func startClusterNodeArgs(t *testing.T, n, managers, r, pgs int, nodeArgs func(i int) []string, extra ...string) *tcluster {
 	if skipWhy != "" {
 		t.Skip(skipWhy)
 	}
 	dir := t.TempDir()
 	lc, err := localcluster.Open(localcluster.Config{
 		Dir: dir, Binary: weftBin, Nodes: n, Managers: managers, Port: freePort(t, n), DeviceSize: deviceSize, Replicas: r,
-		ExtraArgs: append([]string{"--heartbeat-timeout", heartbeatTimeout.String()}, extra...),
+		ExtraArgs: append([]string{"--heartbeat-timeout", heartbeatTimeout.String()}, extra...), NodeArgs: nodeArgs,
 	})
 	if err != nil {
 		t.Fatal(err)

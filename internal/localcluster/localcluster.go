@@ -67,6 +67,9 @@ type Config struct {
 	Managers int
 	// ExtraArgs are added to every `weft node` command line.
 	ExtraArgs []string
+	// NodeArgs, when set, returns more arguments for node i's command
+	// line (1-based), after ExtraArgs: per-node labels, say.
+	NodeArgs func(i int) []string
 	// StopWithParent asks the kernel to send each node SIGTERM when the
 	// process that started it dies (PR_SET_PDEATHSIG), so a `weft up`
 	// killed with SIGKILL does not leave its nodes holding the ports.
@@ -256,7 +259,11 @@ func (c *Cluster) args(n Node) []string {
 		args = append(args, "--manager-id", fmt.Sprint(n.Index), "--manager-peers", strings.Join(peers, ","),
 			"--manager-dir", filepath.Join(dir, "manager"))
 	}
-	return append(args, c.cfg.ExtraArgs...)
+	args = append(args, c.cfg.ExtraArgs...)
+	if c.cfg.NodeArgs != nil {
+		args = append(args, c.cfg.NodeArgs(n.Index)...)
+	}
+	return args
 }
 
 // StartNode starts node i (1-based). Starting a running node is an error.
