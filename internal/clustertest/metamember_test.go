@@ -220,6 +220,25 @@ func (c *tcluster) waitFormed(id clustermap.ContainerID) {
 	})
 }
 
+// asNode returns a manager client with the cluster key, which the nodes
+// use: it may apply what only nodes apply (AddNode, to relabel one). Its
+// pool closes when the test ends.
+func (c *tcluster) asNode(t *testing.T) *manager.Client {
+	t.Helper()
+	keys, err := node.LoadKeysFile(c.lc.KeysFile())
+	if err != nil {
+		t.Fatal(err)
+	}
+	secret, _, _ := keys.Lookup(localcluster.ClusterKey)
+	acc := c.lc.Access()
+	pool, err := net.NewPool(net.PoolConfig{Client: net.ClientConfig{ClusterID: acc.ClusterID, KeyID: localcluster.ClusterKey, Secret: secret, Logger: quiet}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { pool.Close() })
+	return manager.NewClient(acc.Managers, pool)
+}
+
 // checkFilesThenWrite checks that every file of files reads back byte for
 // byte through fsys, and that fsys takes a new file.
 func checkFilesThenWrite(t *testing.T, fsys *client.FS, files map[string][]byte) {
@@ -410,17 +429,7 @@ func TestMetaMembersFollowPolicy(t *testing.T) {
 
 	// Relabel every node but the leaving one (what a node restarted with
 	// --labels does, with the cluster key), then select them.
-	keys, err := node.LoadKeysFile(c.lc.KeysFile())
-	if err != nil {
-		t.Fatal(err)
-	}
-	secret, _, _ := keys.Lookup(localcluster.ClusterKey)
-	pool, err := net.NewPool(net.PoolConfig{Client: net.ClientConfig{ClusterID: acc.ClusterID, KeyID: localcluster.ClusterKey, Secret: secret, Logger: quiet}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pool.Close()
-	asNode := manager.NewClient(acc.Managers, pool)
+	asNode := c.asNode(t)
 	for _, n := range m.Nodes {
 		if n.ID == leaving {
 			continue

@@ -10,10 +10,6 @@ import (
 
 	"github.com/weftfs/weft/fsproto/client"
 	"github.com/weftfs/weft/fsproto/clustermap"
-	"github.com/weftfs/weft/fsproto/manager"
-	"github.com/weftfs/weft/internal/localcluster"
-	"github.com/weftfs/weft/net"
-	"github.com/weftfs/weft/node"
 )
 
 // TestMetaMembersSpreadProcesses: four `weft node` processes, node 1 in
@@ -60,23 +56,13 @@ func TestMetaMembersSpreadProcesses(t *testing.T) {
 	}
 
 	// Node `moved` re-joins in zone c, with the cluster key.
-	keys, err := node.LoadKeysFile(c.lc.KeysFile())
-	if err != nil {
-		t.Fatal(err)
-	}
-	secret, _, _ := keys.Lookup(localcluster.ClusterKey)
-	pool, err := net.NewPool(net.PoolConfig{Client: net.ClientConfig{ClusterID: acc.ClusterID, KeyID: localcluster.ClusterKey, Secret: secret, Logger: quiet}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pool.Close()
 	movedID := c.nodeID(m, moved)
 	n, _ := m.Node(movedID)
 	labels := maps.Clone(n.Labels)
 	labels["zone"] = "c"
 	zoneOf[movedID] = "c"
 	start := time.Now()
-	if _, err := manager.NewClient(acc.Managers, pool).Apply(ctx, clustermap.AddNode{ID: n.ID, Addr: n.Addr, Labels: labels, Capacity: n.Capacity}); err != nil {
+	if _, err := c.asNode(t).Apply(ctx, clustermap.AddNode{ID: n.ID, Addr: n.Addr, Labels: labels, Capacity: n.Capacity}); err != nil {
 		t.Fatalf("relabel node %d: %v", moved, err)
 	}
 	var voters []clustermap.NodeID
