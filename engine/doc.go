@@ -38,15 +38,24 @@
 // torn or rotted copy never makes a device unreadable: the valid copy with
 // the highest generation wins and OpenDevice rewrites a bad copy from the
 // good one. Layout of one copy (little-endian, 4096 bytes, zero after the
-// checksum):
+// last checksum):
 //
 //	+---------+---------+-------+------+------------+-----------+-------------+--------------+
 //	| magic   | version | flags | uuid | generation | blockSize | segmentSize | segmentCount |
 //	| [8]byte | u32     | u32   | [16] | u64        | u32       | u32         | u32          |
 //	+---------+---------+-------+------+------------+-----------+-------------+--------------+
 //	| rsvd u32 | segmentsOffset u64 | checkpointOffset u64 | checkpointSize u64 |
-//	| deviceSize u64 | createdUnixNano i64 | crc32c u32 (of all bytes before it) |
+//	| deviceSize u64 | createdUnixNano i64 | rsvd u32 | crc32c u32 (of bytes 0-99) |
 //	+----------------------------------------------------------------------------+
+//	| version 3 on: clusterFSID [16] (bytes 104-119) | crc32c u32 (of bytes 0-119) |
+//	+----------------------------------------------------------------------------+
+//
+// The cluster FSID (Engine.SetClusterFSID) is the identity of the cluster
+// map the device's node joined; it is recorded once, by rewriting both
+// copies with the next generation, and only a format clears it. Version 2
+// devices (no FSID) are read, and become version 3 when one is recorded;
+// a build that reads only version 2 still checks the first checksum and
+// reports the newer version rather than damage.
 //
 // Segments and batches are drawn in segment.go.
 //

@@ -22,10 +22,14 @@ import (
 //
 // All methods are safe for concurrent use.
 type Engine struct {
-	opts   Options
-	fs     vfs.FS
-	dev    *Device
+	opts Options
+	fs   vfs.FS
+	dev  *Device
+	// sb is the device's superblock. Only SetClusterFSID changes it (its
+	// Version, Generation and ClusterFSID, under sbMu); the layout fields
+	// the data path reads never change.
 	sb     *Superblock
+	sbMu   sync.Mutex
 	shards []*shard
 	alloc  allocator
 	pgSeqs sync.Map // uint32 -> *atomic.Uint64: the highest sequence number of each PG
@@ -251,7 +255,54 @@ func (e *Engine) Describe() string {
 }
 
 // Superblock returns the device's superblock.
-func (e *Engine) Superblock() Superblock { return *e.sb }
+func (e *Engine) Superblock() Superblock {
+	e.sbMu.Lock()
+	defer e.sbMu.Unlock()
+	return *e.sb
+}
+
+// ErrClusterFSID is returned by SetClusterFSID for a device that already
+// records another cluster FSID.
+var ErrClusterFSID = errors.New("engine: device records another cluster FSID")
+
+// SetClusterFSID records id (not zero) as the device's cluster FSID (see
+// Superblock.ClusterFSID): both superblock copies are rewritten with the
+// next generation, in turn, each flushed before the next is written, so
+// that a crash leaves one copy whole, the old or the new. Recording the
+// FSID the device already has does nothing; a device with another one
+// refuses (ErrClusterFSID): only a format clears it. A version 2
+// superblock becomes version 3.
+func (e *Engine) SetClusterFSID(id [16]byte) error {
+	if id == ([16]byte{}) {
+		return errors.New("engine: set cluster FSID: the FSID is zero")
+	}
+	e.closeMu.Lock() // the device stays open throughout
+	defer e.closeMu.Unlock()
+	if e.closed.Load() {
+		return ErrClosed
+	}
+	e.sbMu.Lock()
+	defer e.sbMu.Unlock()
+	switch e.sb.ClusterFSID {
+	case id:
+		return nil
+	case [16]byte{}:
+	default:
+		return fmt.Errorf("%w: %s records %s, not %s; format it to give it to another cluster",
+			ErrClusterFSID, e.opts.Path, UUID(e.sb.ClusterFSID), UUID(id))
+	}
+	next := *e.sb
+	next.Version = max(next.Version, 3)
+	next.Generation++
+	next.ClusterFSID = id
+	if err := WriteSuperblock(e.dev.File, &next); err != nil {
+		// A copy may hold the new superblock: the next Open reads the
+		// newer generation, and recording the same FSID again is harmless.
+		return err
+	}
+	e.sb.Version, e.sb.Generation, e.sb.ClusterFSID = next.Version, next.Generation, next.ClusterFSID
+	return nil
+}
 
 // Recovery reports what Open did to recover.
 func (e *Engine) Recovery() RecoveryStats { return e.recovery }

@@ -23,9 +23,17 @@ const (
 	superblockCopies = 2
 	// formatVersion 2: descriptors carry a request id (80 bytes, was
 	// 64) and checkpoints keep each object's recent request ids.
-	formatVersion     = 2
+	// formatVersion 3: the superblock carries the cluster FSID (bytes
+	// 104-119) under a second checksum (bytes 120-123, over 0-119);
+	// records are as in version 2, which this build still reads (a
+	// version 2 superblock is rewritten as version 3 when a cluster FSID
+	// is recorded in it).
+	formatVersion     = 3
+	formatVersionMin  = 2
 	flagPLP           = 1 << 0 // device is power-loss protected: flushes may be skipped
 	sbCRCOffset       = 100
+	sbFSIDOffset      = 104
+	sbCRC2Offset      = 120
 	headerAreaBytes   = 3 * 4096 // two superblocks and a reserved block
 	defaultBlockSize  = 4096
 	segmentSizeMin    = 1 << 20
@@ -76,6 +84,12 @@ type Superblock struct {
 	CheckpointSize   uint64
 	DeviceSize       uint64
 	Created          time.Time
+	// ClusterFSID is the identity of the cluster map the device's node
+	// joined (clustermap.Map.FSID), zero until one is recorded
+	// (Engine.SetClusterFSID; version 3 and later). It sits beside the
+	// data it speaks for, so a node whose metadata folder is lost still
+	// knows which cluster its data belongs to.
+	ClusterFSID [16]byte
 }
 
 // FormatOptions choose a device's layout.
@@ -151,7 +165,13 @@ func (sb *Superblock) Encode(b []byte) {
 	le.PutUint64(b[80:], sb.DeviceSize)
 	le.PutUint64(b[88:], uint64(sb.Created.UnixNano()))
 	le.PutUint32(b[96:], 0)
+	// The first checksum covers what version 2 defined, so that a build
+	// that reads only version 2 still tells a newer format from damage.
 	le.PutUint32(b[sbCRCOffset:], crc32.Checksum(b[:sbCRCOffset], castagnoli))
+	if sb.Version >= 3 {
+		copy(b[sbFSIDOffset:sbCRC2Offset], sb.ClusterFSID[:])
+		le.PutUint32(b[sbCRC2Offset:], crc32.Checksum(b[:sbCRC2Offset], castagnoli))
+	}
 }
 
 // DecodeSuperblock parses and checks one superblock copy. Errors wrap
@@ -175,9 +195,15 @@ func DecodeSuperblock(b []byte) (*Superblock, error) {
 	if sb.Version == 0 {
 		return nil, fmt.Errorf("%w: format version 0", ErrCorrupt)
 	}
-	if sb.Version < formatVersion {
-		return nil, fmt.Errorf("%w: format version %d (records without request ids), this build reads %d: reformat the device",
-			ErrOldFormat, sb.Version, formatVersion)
+	if sb.Version < formatVersionMin {
+		return nil, fmt.Errorf("%w: format version %d (records without request ids), this build reads %d to %d: reformat the device",
+			ErrOldFormat, sb.Version, formatVersionMin, formatVersion)
+	}
+	if sb.Version >= 3 {
+		if got, want := le.Uint32(b[sbCRC2Offset:]), crc32.Checksum(b[:sbCRC2Offset], castagnoli); got != want {
+			return nil, fmt.Errorf("%w: superblock (version %d) second checksum %#08x, computed %#08x", ErrCorrupt, sb.Version, got, want)
+		}
+		copy(sb.ClusterFSID[:], b[sbFSIDOffset:sbCRC2Offset])
 	}
 	flags := le.Uint32(b[12:])
 	if flags&^flagPLP != 0 {

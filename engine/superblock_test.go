@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/weftfs/weft/internal/vfs"
@@ -186,6 +187,14 @@ func FuzzDecodeSuperblock(f *testing.F) {
 	f.Add(buf)
 	f.Add(make([]byte, superblockSize))
 	f.Add(buf[:100])
+	withFSID := *sb
+	withFSID.ClusterFSID = [16]byte{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16}
+	withFSID.Encode(buf)
+	f.Add(bytes.Clone(buf))
+	v2 := *sb
+	v2.Version = 2
+	v2.Encode(buf)
+	f.Add(bytes.Clone(buf))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		got, err := DecodeSuperblock(b)
 		if err != nil {
@@ -201,4 +210,142 @@ func FuzzDecodeSuperblock(f *testing.F) {
 			t.Fatalf("re-encoded superblock: %v\n%+v\n%+v", err, back, got)
 		}
 	})
+}
+
+func TestSetClusterFSID(t *testing.T) {
+	for name, mk := range fileSystems(t) {
+		t.Run(name, func(t *testing.T) {
+			fsys, path := mk()
+			if _, err := Format(fsys, FormatRequest{Path: path, Size: 64 << 20, Options: FormatOptions{SegmentSize: 1 << 20}}); err != nil {
+				t.Fatal(err)
+			}
+			e := openMem(t, fsys, path, 1)
+			before := e.Superblock()
+			if before.ClusterFSID != ([16]byte{}) || before.Version != formatVersion {
+				t.Fatalf("fresh device: %+v", before)
+			}
+			id := [16]byte{0xaa, 1, 2, 3}
+			if err := e.SetClusterFSID([16]byte{}); err == nil || !strings.Contains(err.Error(), "zero") {
+				t.Errorf("zero FSID: %v", err)
+			}
+			if err := e.SetClusterFSID(id); err != nil {
+				t.Fatal(err)
+			}
+			after := e.Superblock()
+			if after.ClusterFSID != id || after.Generation != before.Generation+1 {
+				t.Errorf("after: %+v", after)
+			}
+			if err := e.SetClusterFSID(id); err != nil || e.Superblock().Generation != after.Generation {
+				t.Errorf("the same FSID again: %v, generation %d", err, e.Superblock().Generation)
+			}
+			other := [16]byte{0xbb}
+			if err := e.SetClusterFSID(other); !errors.Is(err, ErrClusterFSID) || !strings.Contains(err.Error(), UUID(id).String()) {
+				t.Errorf("another FSID: %v", err)
+			}
+			if err := e.Close(); err != nil {
+				t.Fatal(err)
+			}
+			if err := e.SetClusterFSID(id); !errors.Is(err, ErrClosed) {
+				t.Errorf("closed engine: %v", err)
+			}
+			e = openMem(t, fsys, path, 1)
+			if got := e.Superblock(); got.ClusterFSID != id || got.Generation != after.Generation {
+				t.Errorf("reopened: %+v", got)
+			}
+			e.Close()
+			// Format clears it.
+			if _, err := Format(fsys, FormatRequest{Path: path, Force: true, Options: FormatOptions{SegmentSize: 1 << 20}}); err != nil {
+				t.Fatal(err)
+			}
+			e = openMem(t, fsys, path, 1)
+			defer e.Close()
+			if got := e.Superblock(); got.ClusterFSID != ([16]byte{}) {
+				t.Errorf("formatted again: %+v", got)
+			}
+		})
+	}
+}
+
+// TestClusterFSIDVersion2: a device formatted by a build that wrote
+// version 2 opens, and recording a cluster FSID makes it version 3. A
+// damaged second checksum is corruption, named as such.
+func TestClusterFSIDVersion2(t *testing.T) {
+	fsys, path := memDevice(t, 64<<20, 1<<20)
+	d, err := OpenDevice(fsys, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v2 := *d.SB
+	d.Close()
+	v2.Version = 2
+	buf := make([]byte, superblockSize)
+	v2.Encode(buf)
+	if !bytes.Equal(buf[sbFSIDOffset:sbCRC2Offset+4], make([]byte, sbCRC2Offset+4-sbFSIDOffset)) {
+		t.Fatal("a version 2 superblock has bytes in the version 3 extension")
+	}
+	writeAt(t, fsys, path, buf, 0)
+	writeAt(t, fsys, path, buf, superblockSize)
+	e := openMem(t, fsys, path, 1)
+	if got := e.Superblock(); got.Version != 2 {
+		t.Fatalf("version 2 device opened as %+v", got)
+	}
+	id := [16]byte{7}
+	if err := e.SetClusterFSID(id); err != nil {
+		t.Fatal(err)
+	}
+	e.Close()
+	d, err = OpenDevice(fsys, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d.SB.Version != 3 || d.SB.ClusterFSID != id {
+		t.Errorf("after recording: %+v", d.SB)
+	}
+	d.Close()
+
+	// Damage the FSID of both copies: the first checksum still holds.
+	writeAt(t, fsys, path, []byte{0xff}, sbFSIDOffset+3)
+	writeAt(t, fsys, path, []byte{0xff}, superblockSize+sbFSIDOffset+3)
+	if _, err := OpenDevice(fsys, path); !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), "second checksum") {
+		t.Errorf("damaged FSID: %v", err)
+	}
+}
+
+// TestSetClusterFSIDCrash cuts the power at every write and flush of
+// SetClusterFSID (the disk failing from there on), under several crash
+// draws: the device always opens, with the FSID recorded or none, and
+// recorded whenever SetClusterFSID returned success.
+func TestSetClusterFSIDCrash(t *testing.T) {
+	id := [16]byte{0x5e, 0xed}
+	for point := 1; point <= 5; point++ {
+		for seed := int64(1); seed <= 6; seed++ {
+			fsys, path := memDevice(t, 16<<20, 1<<20)
+			e := openMem(t, fsys, path, 1)
+			var n atomic.Int64
+			fsys.SetFault(func(op vfs.Op, _ string) error {
+				if (op == vfs.OpWrite || op == vfs.OpSync) && n.Add(1) >= int64(point) {
+					return vfs.ErrInjected
+				}
+				return nil
+			})
+			err := e.SetClusterFSID(id)
+			after := fsys.Crash(seed)
+			fsys.SetFault(nil)
+			e.Close()
+			d, oerr := OpenDevice(after, path)
+			if oerr != nil {
+				t.Fatalf("point %d seed %d: open after the crash: %v (SetClusterFSID: %v)", point, seed, oerr, err)
+			}
+			got := d.SB.ClusterFSID
+			d.Close()
+			if got != id && (err == nil || got != [16]byte{}) {
+				t.Fatalf("point %d seed %d: FSID %x after the crash, SetClusterFSID returned %v", point, seed, got, err)
+			}
+			e = openMem(t, after, path, 1)
+			if err := e.SetClusterFSID(id); err != nil {
+				t.Fatalf("point %d seed %d: recording again: %v", point, seed, err)
+			}
+			e.Close()
+		}
+	}
 }

@@ -168,7 +168,7 @@ func newClusterNode(cfg *Config, keys *keyring, eng *engine.Engine, log *slog.Lo
 	if metaDir == "" {
 		metaDir = DefaultMetaDir(cfg.Device)
 	}
-	if c.maps, err = openFSIDGuard(vfs.Default, metaDir, c.mc, log); err != nil {
+	if c.maps, err = openFSIDGuard(vfs.Default, metaDir, eng, c.mc, log); err != nil {
 		c.ds.Close()
 		return nil, err
 	}

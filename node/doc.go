@@ -48,8 +48,10 @@
 // removed and truncated files that the namespace queued and no client
 // reclaimed (client.Reclaimer; at most 256 entries a round). Every map
 // the node joins or acts on passes its FSID guard (fsidGuard): the node
-// records the FSID of the first map that has one (MetaDir/cluster-fsid,
-// synced) and refuses maps with another FSID or none (ErrForeignMap),
+// records the FSID of the first map that has one (in its device's
+// superblock and in MetaDir/cluster-fsid, each synced; either restores the
+// other at start, and two that differ stop the node) and refuses maps
+// with another FSID or none (ErrForeignMap),
 // logging why, so that it never joins or serves a map started afresh by
 // managers that lost their logs, or another cluster's. On shutdown
 // the loops, the manager member and the data server stop first (long polls and pending client

@@ -13,6 +13,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/weftfs/weft/engine"
 	"github.com/weftfs/weft/fsproto/clustermap"
 	"github.com/weftfs/weft/internal/vfs"
 )
@@ -35,9 +36,21 @@ type mapSource interface {
 	Map(ctx context.Context, after uint64) (*clustermap.Map, error)
 }
 
+// fsidDevice is where the node's data lives (its engine): the guard
+// records the FSID in the device's superblock too, so that the record
+// survives the loss of the metadata folder (the device is what holds the
+// data the FSID speaks for, and the node's identity).
+type fsidDevice interface {
+	Superblock() engine.Superblock
+	SetClusterFSID(id [16]byte) error
+}
+
 // fsidGuard hands out the maps of src that belong to the history this
 // node joined, recording that history's FSID durably with the first map
-// that has one. Every map the node acts on (its data server's, its
+// that has one, in two places: the device's superblock and a file in the
+// metadata folder. Either record is enough; when one is missing at start
+// the guard writes it again from the other, and when they differ the
+// node does not start. Every map the node acts on (its data server's, its
 // metadata host's, its key and reclaim loops') and its join go through
 // it, so a node whose managers started an empty map afresh (every manager
 // raft log lost), or that is pointed at another cluster's managers, neither
@@ -54,6 +67,7 @@ type fsidGuard struct {
 	src  mapSource
 	fsys vfs.FS
 	dir  string
+	dev  fsidDevice // nil: the file only (tests)
 	log  *slog.Logger
 
 	mu     sync.Mutex
@@ -65,30 +79,63 @@ type fsidGuard struct {
 const fsidWarnEvery = time.Minute
 
 // openFSIDGuard reads the FSID recorded in dir (none when the file is
-// missing). A file that is there but not in the format above is an
-// error: the node does not start on it.
-func openFSIDGuard(fsys vfs.FS, dir string, src mapSource, log *slog.Logger) (*fsidGuard, error) {
-	g := &fsidGuard{src: src, fsys: fsys, dir: dir, log: log, warned: map[clustermap.FSID]time.Time{}}
+// missing) and in dev's superblock (dev may be nil). A file that is there
+// but not in the format above is an error, and so are two records that
+// differ: the node does not start on either. A record missing in one
+// place is written again from the other.
+func openFSIDGuard(fsys vfs.FS, dir string, dev fsidDevice, src mapSource, log *slog.Logger) (*fsidGuard, error) {
+	g := &fsidGuard{src: src, fsys: fsys, dir: dir, dev: dev, log: log, warned: map[clustermap.FSID]time.Time{}}
 	p := path.Join(dir, fsidFileName)
-	f, err := fsys.Open(p)
-	if errors.Is(err, fs.ErrNotExist) {
-		return g, nil
-	}
+	inFile, err := readFSIDFile(fsys, p)
 	if err != nil {
 		return nil, fmt.Errorf("node: %s: %w", p, err)
+	}
+	var onDev clustermap.FSID
+	if dev != nil {
+		onDev = clustermap.FSID(dev.Superblock().ClusterFSID)
+	}
+	switch {
+	case !inFile.IsZero() && !onDev.IsZero() && inFile != onDev:
+		return nil, fmt.Errorf("%w: the device's superblock records the cluster map FSID %v and %s records %v: "+
+			"the device or the metadata folder was taken from another cluster's node; put back the matching one "+
+			"(or, to give this node's data up, delete that file and format the device)", ErrForeignMap, onDev, p, inFile)
+	case inFile.IsZero() && onDev.IsZero():
+		return g, nil
+	case inFile.IsZero():
+		if err := g.writeFile(onDev); err != nil {
+			return nil, fmt.Errorf("node: restoring %s from the device's record of the FSID %v: %w", p, onDev, err)
+		}
+		log.Warn("node: the metadata folder had no record of the cluster map's FSID; restored it from the device's superblock",
+			"fsid", onDev.String(), "file", p)
+		g.fsid = onDev
+	case onDev.IsZero() && dev != nil:
+		if err := dev.SetClusterFSID(inFile); err != nil {
+			return nil, fmt.Errorf("node: recording the FSID %v of %s in the device's superblock: %w", inFile, p, err)
+		}
+		log.Info("node: recorded the cluster map's FSID in the device's superblock too", "fsid", inFile.String(), "file", p)
+		g.fsid = inFile
+	default:
+		g.fsid = inFile
+	}
+	return g, nil
+}
+
+// readFSIDFile reads the FSID file at p: zero when there is none.
+func readFSIDFile(fsys vfs.FS, p string) (clustermap.FSID, error) {
+	f, err := fsys.Open(p)
+	if errors.Is(err, fs.ErrNotExist) {
+		return clustermap.FSID{}, nil
+	}
+	if err != nil {
+		return clustermap.FSID{}, err
 	}
 	defer f.Close()
 	b := make([]byte, 128)
 	n, err := f.ReadAt(b, 0)
 	if err != nil && !errors.Is(err, io.EOF) {
-		return nil, fmt.Errorf("node: %s: %w", p, err)
+		return clustermap.FSID{}, err
 	}
-	id, err := parseFSIDFile(b[:n])
-	if err != nil {
-		return nil, fmt.Errorf("node: %s: %w", p, err)
-	}
-	g.fsid = id
-	return g, nil
+	return parseFSIDFile(b[:n])
 }
 
 // parseFSIDFile decodes the FSID file's content.
@@ -144,7 +191,7 @@ func (g *fsidGuard) check(m *clustermap.Map) error {
 			return fmt.Errorf("node: recording the cluster map's FSID %v: %w", m.FSID, err)
 		}
 		g.fsid = m.FSID
-		g.log.Info("node: recorded the cluster map's FSID", "fsid", m.FSID.String(), "file", path.Join(g.dir, fsidFileName))
+		g.log.Info("node: recorded the cluster map's FSID in the device's superblock and the metadata folder", "fsid", m.FSID.String(), "file", path.Join(g.dir, fsidFileName))
 		return nil
 	case m.FSID == g.fsid:
 		return nil
@@ -153,7 +200,7 @@ func (g *fsidGuard) check(m *clustermap.Map) error {
 	if !m.FSID.IsZero() {
 		theirs = "FSID " + m.FSID.String()
 	}
-	err := fmt.Errorf("%w: the managers' map (epoch %d) has %s, and this node joined the map with FSID %v (recorded in %s): "+
+	err := fmt.Errorf("%w: the managers' map (epoch %d) has %s, and this node joined the map with FSID %v (recorded in its device's superblock and in %s): "+
 		"the managers' map was started afresh (their raft logs lost?) or this node is pointed at another cluster's managers; "+
 		"it neither joins nor serves that map, and keeps its data. Bring back a manager member that still holds the map's raft log "+
 		"(weft node recover-manager, if a majority of them lost theirs); to give this node's data up and join the new map instead, "+
@@ -166,9 +213,21 @@ func (g *fsidGuard) check(m *clustermap.Map) error {
 	return err
 }
 
-// record writes the FSID file durably: a temporary file synced, renamed
-// over the name, the folder synced.
+// record records id in the device's superblock, then in the file. A
+// crash between the two leaves one record, which the next start copies
+// to the other place.
 func (g *fsidGuard) record(id clustermap.FSID) error {
+	if g.dev != nil {
+		if err := g.dev.SetClusterFSID(id); err != nil {
+			return err
+		}
+	}
+	return g.writeFile(id)
+}
+
+// writeFile writes the FSID file durably: a temporary file synced,
+// renamed over the name, the folder synced.
+func (g *fsidGuard) writeFile(id clustermap.FSID) error {
 	if err := g.fsys.MkdirAll(g.dir); err != nil {
 		return err
 	}

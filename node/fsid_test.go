@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/weftfs/weft/engine"
 	"github.com/weftfs/weft/fsproto/clustermap"
 	"github.com/weftfs/weft/internal/vfs"
 )
@@ -31,7 +32,7 @@ func TestFSIDGuard(t *testing.T) {
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
 	fsys := vfs.NewMem()
 	src := &fakeMaps{m: mapWithFSID(3, clustermap.FSID{})}
-	g, err := openFSIDGuard(fsys, "meta", src, quiet)
+	g, err := openFSIDGuard(fsys, "meta", nil, src, quiet)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -49,7 +50,7 @@ func TestFSIDGuard(t *testing.T) {
 	}
 	crashed := fsys.Crash(1)
 	for _, fs := range []vfs.FS{fsys, crashed} {
-		g, err := openFSIDGuard(fs, "meta", src, quiet)
+		g, err := openFSIDGuard(fs, "meta", nil, src, quiet)
 		if err != nil || g.FSID() != ours {
 			t.Fatalf("reopened: FSID %v, %v; want %v", g.FSID(), err, ours)
 		}
@@ -65,6 +66,88 @@ func TestFSIDGuard(t *testing.T) {
 		}
 		src.m = mapWithFSID(6, ours)
 	}
+}
+
+// TestFSIDOnDevice: the guard records the FSID in the device's superblock
+// as well as in the file; either record alone is enough (the other is
+// written again at start), and two records that differ stop the node.
+func TestFSIDOnDevice(t *testing.T) {
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	fsys := vfs.NewMem()
+	format := func() {
+		t.Helper()
+		if _, err := engine.Format(fsys, engine.FormatRequest{Path: "dev", Size: 16 << 20, Force: true,
+			Options: engine.FormatOptions{SegmentSize: 1 << 20}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	open := func() *engine.Engine {
+		t.Helper()
+		e, err := engine.Open(engine.Options{Path: "dev", FS: fsys, Shards: 1, Mode: engine.Interrupt, Logger: quiet})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return e
+	}
+	format()
+	e := open()
+	ours := clustermap.FSID{0xc0, 15: 0xfe}
+	src := &fakeMaps{m: mapWithFSID(4, ours)}
+	ctx := context.Background()
+	g, err := openFSIDGuard(fsys, "meta", e, src, quiet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := g.Map(ctx, 0); err != nil {
+		t.Fatal(err)
+	}
+	if got := clustermap.FSID(e.Superblock().ClusterFSID); got != ours {
+		t.Fatalf("device records %v, want %v", got, ours)
+	}
+	e.Close()
+
+	// The metadata folder lost: the device's record is enough, and the
+	// file comes back.
+	if err := fsys.Remove("meta/" + fsidFileName); err != nil {
+		t.Fatal(err)
+	}
+	e = open()
+	g, err = openFSIDGuard(fsys, "meta", e, src, quiet)
+	if err != nil || g.FSID() != ours {
+		t.Fatalf("without the file: FSID %v, %v", g.FSID(), err)
+	}
+	if id, err := readFSIDFile(fsys, "meta/"+fsidFileName); err != nil || id != ours {
+		t.Fatalf("file not restored: %v, %v", id, err)
+	}
+	src.m = mapWithFSID(5, clustermap.FSID{9})
+	if _, err := g.Map(ctx, 0); !errors.Is(err, ErrForeignMap) {
+		t.Fatalf("a foreign map without the file: %v", err)
+	}
+	e.Close()
+
+	// A device formatted afresh under a kept folder: it gets the record.
+	format()
+	e = open()
+	if _, err := openFSIDGuard(fsys, "meta", e, src, quiet); err != nil {
+		t.Fatal(err)
+	}
+	if got := clustermap.FSID(e.Superblock().ClusterFSID); got != ours {
+		t.Fatalf("fresh device records %v, want %v", got, ours)
+	}
+	e.Close()
+
+	// Two records that differ: no start, both named.
+	format()
+	e = open()
+	other := clustermap.FSID{0xab}
+	if err := e.SetClusterFSID(other); err != nil {
+		t.Fatal(err)
+	}
+	_, err = openFSIDGuard(fsys, "meta", e, src, quiet)
+	if !errors.Is(err, ErrForeignMap) || !strings.Contains(err.Error(), ours.String()) || !strings.Contains(err.Error(), other.String()) {
+		t.Fatalf("differing records: %v", err)
+	}
+	e.Close()
 }
 
 func TestFSIDFileRefused(t *testing.T) {
@@ -90,7 +173,7 @@ func TestFSIDFileRefused(t *testing.T) {
 		}
 		f.WriteAt([]byte(content), 0)
 		f.Close()
-		if _, err := openFSIDGuard(fsys, "meta", &fakeMaps{}, quiet); err == nil || !strings.Contains(err.Error(), fsidFileName) {
+		if _, err := openFSIDGuard(fsys, "meta", nil, &fakeMaps{}, quiet); err == nil || !strings.Contains(err.Error(), fsidFileName) {
 			t.Errorf("%s: %v, want an error naming the file", name, err)
 		}
 	}

@@ -175,7 +175,9 @@ func TestManagerLostLogs(t *testing.T) {
 
 	// Every manager log lost: the managers start an empty map afresh
 	// (nothing tells them otherwise), with a new FSID. The nodes, which
-	// recorded the old one, refuse to join or serve it.
+	// recorded the old one, refuse to join or serve it; node 3 lost its
+	// whole metadata folder too, FSID file and all, and keeps to the
+	// FSID its device's superblock records.
 	for i := 1; i <= 3; i++ {
 		if err := c.lc.KillNode(i); err != nil {
 			t.Fatal(err)
@@ -183,6 +185,9 @@ func TestManagerLostLogs(t *testing.T) {
 		if err := os.RemoveAll(managerDir(i)); err != nil {
 			t.Fatal(err)
 		}
+	}
+	if err := os.RemoveAll(filepath.Join(filepath.Dir(c.lc.LogFile(3)), "device.meta")); err != nil {
+		t.Fatal(err)
 	}
 	for i := 1; i <= 3; i++ {
 		if err := c.lc.StartNode(i); err != nil {
@@ -199,6 +204,9 @@ func TestManagerLostLogs(t *testing.T) {
 				t.Fatalf("node %d never refused the new map", i)
 			}
 		}
+	}
+	if b, _ := os.ReadFile(c.lc.LogFile(3)); !bytes.Contains(b, []byte("restored it from the device's superblock")) {
+		t.Errorf("node 3 did not say it restored its FSID file from the device")
 	}
 	fresh, err := c.mc.Map(ctx, 0)
 	if err != nil || fresh.FSID == old.FSID || len(fresh.Nodes) != 0 || len(fresh.Containers) != 0 {
