@@ -445,7 +445,7 @@ func TestEngineHugeBatchClaim(t *testing.T) {
 	blk := directio.AlignedBlock(4096)
 	le := binary.LittleEndian
 	le.PutUint32(blk[0:], batchMagicEngine)
-	blk[4], blk[5] = formatVersion, batchKindData
+	blk[4], blk[5] = recordsVersion, batchKindData
 	le.PutUint16(blk[8:], 2)
 	le.PutUint32(blk[12:], 60)
 	le.PutUint32(blk[16:], 1<<20-1)

@@ -126,7 +126,7 @@ func (h *SegmentHeader) Encode(b []byte) {
 	clear(b[:segHeaderSize])
 	le := binary.LittleEndian
 	le.PutUint64(b[0:], segmentMagic)
-	le.PutUint32(b[8:], formatVersion)
+	le.PutUint32(b[8:], recordsVersion)
 	le.PutUint32(b[12:], h.Index)
 	le.PutUint64(b[16:], h.Generation)
 	le.PutUint32(b[24:], h.Shard)
@@ -148,12 +148,12 @@ func DecodeSegmentHeader(b []byte) (h SegmentHeader, ok bool, err error) {
 	if got, want := le.Uint32(b[48:]), crc32.Checksum(b[:48], castagnoli); got != want {
 		return h, false, fmt.Errorf("%w: segment header checksum %#08x, computed %#08x", ErrCorrupt, got, want)
 	}
-	if v := le.Uint32(b[8:]); v != formatVersion {
+	if v := le.Uint32(b[8:]); v != recordsVersion {
 		sentinel := ErrNewerFormat
-		if v < formatVersion {
+		if v < recordsVersion {
 			sentinel = ErrOldFormat
 		}
-		return h, false, fmt.Errorf("%w: segment format version %d, this build reads %d", sentinel, v, formatVersion)
+		return h, false, fmt.Errorf("%w: segment format version %d, this build reads %d", sentinel, v, recordsVersion)
 	}
 	h.Index = le.Uint32(b[12:])
 	h.Generation = le.Uint64(b[16:])
@@ -324,7 +324,7 @@ func EncodeBatchHeader(b []byte, descs []Desc, generation, batchSeq uint64) Batc
 	}
 	le := binary.LittleEndian
 	le.PutUint32(b[0:], batchMagicEngine)
-	b[4] = formatVersion
+	b[4] = recordsVersion
 	b[5] = batchKindData
 	le.PutUint16(b[6:], 0)
 	le.PutUint16(b[8:], h.HeaderBlocks)
@@ -351,7 +351,7 @@ func DecodeBatchHeader(b []byte, descs []Desc) (h BatchHeader, out []Desc, needB
 	if m := le.Uint32(b[0:]); m != batchMagicEngine {
 		return h, nil, 0, fmt.Sprintf("bad batch magic %#08x", m)
 	}
-	if b[4] != formatVersion || b[5] != batchKindData || le.Uint16(b[6:]) != 0 {
+	if b[4] != recordsVersion || b[5] != batchKindData || le.Uint16(b[6:]) != 0 {
 		return h, nil, 0, fmt.Sprintf("batch version %d kind %d flags %#x not understood", b[4], b[5], le.Uint16(b[6:]))
 	}
 	h = BatchHeader{

@@ -21,15 +21,19 @@ import (
 const (
 	superblockSize   = 4096
 	superblockCopies = 2
-	// formatVersion 2: descriptors carry a request id (80 bytes, was
-	// 64) and checkpoints keep each object's recent request ids.
-	// formatVersion 3: the superblock carries the cluster FSID (bytes
+	// formatVersion is the superblock's. 2: descriptors carry a request
+	// id (80 bytes, was 64) and checkpoints keep each object's recent
+	// request ids. 3: the superblock carries the cluster FSID (bytes
 	// 104-119) under a second checksum (bytes 120-123, over 0-119);
-	// records are as in version 2, which this build still reads (a
+	// nothing else changed, so this build reads version 2 devices too (a
 	// version 2 superblock is rewritten as version 3 when a cluster FSID
 	// is recorded in it).
-	formatVersion     = 3
-	formatVersionMin  = 2
+	formatVersion    = 3
+	formatVersionMin = 2
+	// recordsVersion is the version that segment headers and batch
+	// headers carry: the format of what the segments hold, which changed
+	// last with superblock version 2.
+	recordsVersion    = 2
 	flagPLP           = 1 << 0 // device is power-loss protected: flushes may be skipped
 	sbCRCOffset       = 100
 	sbFSIDOffset      = 104
