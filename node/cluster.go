@@ -201,20 +201,40 @@ func (c *clusterNode) start(addr string) {
 	c.addrMu.Lock()
 	c.addr = addr
 	c.addrMu.Unlock()
-	c.wg.Add(4)
+	c.wg.Add(5)
 	go c.liveLoop(addr)
 	go c.keyLoop()
 	go c.reclaimLoop()
+	go c.mapCopyLoop()
 	go func() {
 		defer c.wg.Done()
 		c.meta.Follow(c.ctx, c.maps)
 	}()
 }
 
-// stop ends the loops, the manager member and the data server (pending
-// client operations are answered with a retryable error). The server
-// still runs, answering what arrives with errors the callers retry
-// elsewhere; close the pool after it stopped. Safe to call more than once.
+// mapCopyLoop writes the node's copy of the newest map it accepted
+// (MapCopyFileName) every second when there is a newer one, and once more
+// when the node stops.
+func (c *clusterNode) mapCopyLoop() {
+	defer c.wg.Done()
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		stopping := false
+		select {
+		case <-c.ctx.Done():
+			stopping = true
+		case <-t.C:
+		}
+		if err := c.maps.saveMapCopy(); err != nil {
+			c.log.Warn("node: the copy of the cluster map is behind", "err", err)
+		}
+		if stopping {
+			return
+		}
+	}
+}
+
 // figures reads what the node's metrics show of the cluster: the data
 // server's counters and every metadata member's status (a member that
 // does not answer within a second is left out).
@@ -228,6 +248,10 @@ func (c *clusterNode) figures() clusterFigures {
 	return f
 }
 
+// stop ends the loops, the manager member and the data server (pending
+// client operations are answered with a retryable error). The server
+// still runs, answering what arrives with errors the callers retry
+// elsewhere; close the pool after it stopped. Safe to call more than once.
 func (c *clusterNode) stop() {
 	c.stopOnce.Do(func() {
 		c.cancel()

@@ -53,7 +53,11 @@
 // other at start, and two that differ stop the node) and refuses maps
 // with another FSID or none (ErrForeignMap),
 // logging why, so that it never joins or serves a map started afresh by
-// managers that lost their logs, or another cluster's. On shutdown
+// managers that lost their logs, or another cluster's. The guard also
+// keeps the newest map it accepted that has an FSID, which mapCopyLoop
+// writes to MetaDir/cluster-map (MapCopyFileName) within a second and at
+// stop: the copy from which `weft node recover-manager --from-map` starts
+// the managers again when every one of them lost its log. On shutdown
 // the loops, the manager member and the data server stop first (long polls and pending client
 // operations end at once with errors callers retry elsewhere), then the
 // server shuts down gracefully, then the pool and the engine close.

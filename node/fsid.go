@@ -11,6 +11,7 @@ import (
 	"path"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/weftfs/weft/engine"
@@ -30,6 +31,14 @@ var ErrForeignMap = errors.New("node: the cluster map is not the one this node j
 const fsidFileName = "cluster-fsid"
 
 const fsidFilePrefix = "weft cluster map fsid "
+
+// MapCopyFileName is the file, in the node's metadata folder, that holds a
+// copy of the newest cluster map the node accepted (one with an FSID), in
+// the map's binary encoding (clustermap.DecodeMap reads it). The node
+// writes it within a second of each newer map, and at stop. It is what
+// `weft node recover-manager --from-map` starts the managers' group
+// again from when every manager lost its raft log.
+const MapCopyFileName = "cluster-map"
 
 // mapSource is where a node gets the cluster map (the manager client).
 type mapSource interface {
@@ -73,6 +82,11 @@ type fsidGuard struct {
 	mu     sync.Mutex
 	fsid   clustermap.FSID // recorded; zero: none yet
 	warned map[clustermap.FSID]time.Time
+
+	// latest is the newest map accepted that has an FSID; copied is the
+	// epoch of the map copy written last (saveMapCopy's alone).
+	latest atomic.Pointer[clustermap.Map]
+	copied uint64
 }
 
 // fsidWarnEvery is how often a refusal of the same map is logged.
@@ -175,7 +189,31 @@ func (g *fsidGuard) Map(ctx context.Context, after uint64) (*clustermap.Map, err
 	if err := g.check(m); err != nil {
 		return nil, err
 	}
+	for !m.FSID.IsZero() {
+		cur := g.latest.Load()
+		if cur != nil && cur.Epoch >= m.Epoch || g.latest.CompareAndSwap(cur, m) {
+			break
+		}
+	}
 	return m, nil
+}
+
+// saveMapCopy writes the newest accepted map to MapCopyFileName when it
+// is newer than the copy written last. Only one goroutine calls it.
+func (g *fsidGuard) saveMapCopy() error {
+	m := g.latest.Load()
+	if m == nil || m.Epoch <= g.copied {
+		return nil
+	}
+	enc, err := m.MarshalBinary()
+	if err != nil {
+		return err
+	}
+	if err := g.writeAtomic(MapCopyFileName, enc); err != nil {
+		return fmt.Errorf("node: writing the copy of the cluster map (epoch %d) to %s: %w", m.Epoch, path.Join(g.dir, MapCopyFileName), err)
+	}
+	g.copied = m.Epoch
+	return nil
 }
 
 // check applies the rule to map m, recording its FSID when it is the
@@ -225,13 +263,19 @@ func (g *fsidGuard) record(id clustermap.FSID) error {
 	return g.writeFile(id)
 }
 
-// writeFile writes the FSID file durably: a temporary file synced,
-// renamed over the name, the folder synced.
+// writeFile writes the FSID file durably.
 func (g *fsidGuard) writeFile(id clustermap.FSID) error {
+	return g.writeAtomic(fsidFileName, []byte(fsidFilePrefix+id.String()+"\n"))
+}
+
+// writeAtomic writes b as the file name in the metadata folder, durably
+// and whole or not at all: a temporary file synced, renamed over the
+// name, the folder synced.
+func (g *fsidGuard) writeAtomic(name string, b []byte) error {
 	if err := g.fsys.MkdirAll(g.dir); err != nil {
 		return err
 	}
-	tmp := path.Join(g.dir, fsidFileName+".tmp")
+	tmp := path.Join(g.dir, name+".tmp")
 	if err := g.fsys.Remove(tmp); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return err
 	}
@@ -239,7 +283,7 @@ func (g *fsidGuard) writeFile(id clustermap.FSID) error {
 	if err != nil {
 		return err
 	}
-	_, err = f.WriteAt([]byte(fsidFilePrefix+id.String()+"\n"), 0)
+	_, err = f.WriteAt(b, 0)
 	if err == nil {
 		err = f.Sync()
 	}
@@ -249,7 +293,7 @@ func (g *fsidGuard) writeFile(id clustermap.FSID) error {
 	if err != nil {
 		return err
 	}
-	if err := g.fsys.Rename(tmp, path.Join(g.dir, fsidFileName)); err != nil {
+	if err := g.fsys.Rename(tmp, path.Join(g.dir, name)); err != nil {
 		return err
 	}
 	return g.fsys.SyncDir(g.dir)

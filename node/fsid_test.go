@@ -150,6 +150,62 @@ func TestFSIDOnDevice(t *testing.T) {
 	e.Close()
 }
 
+// TestMapCopy: the guard keeps a copy of the newest map it accepted that
+// has an FSID, written whole (it survives a crash right after), never
+// replaced by an older one.
+func TestMapCopy(t *testing.T) {
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	fsys := vfs.NewMem()
+	src := &fakeMaps{m: mapWithFSID(3, clustermap.FSID{})}
+	g, err := openFSIDGuard(fsys, "meta", nil, src, quiet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	readCopy := func(fs vfs.FS) *clustermap.Map {
+		t.Helper()
+		f, err := fs.Open("meta/" + MapCopyFileName)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		size, _ := f.Size()
+		b := make([]byte, size)
+		if _, err := f.ReadAt(b, 0); err != nil && !errors.Is(err, io.EOF) {
+			t.Fatal(err)
+		}
+		m, err := clustermap.DecodeMap(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return m
+	}
+	if _, err := g.Map(ctx, 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := g.saveMapCopy(); err != nil {
+		t.Fatal(err)
+	}
+	if names, _ := fsys.ReadDir("meta"); len(names) != 0 {
+		t.Fatalf("a map without FSID copied: %v", names)
+	}
+	ours := clustermap.FSID{5, 15: 5}
+	for _, epoch := range []uint64{7, 5} {
+		src.m = mapWithFSID(epoch, ours)
+		if _, err := g.Map(ctx, 0); err != nil {
+			t.Fatal(err)
+		}
+		if err := g.saveMapCopy(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for seed := int64(1); seed <= 5; seed++ {
+		if m := readCopy(fsys.Crash(seed)); m.Epoch != 7 || m.FSID != ours {
+			t.Fatalf("copy after a crash: epoch %d FSID %v, want 7 and %v", m.Epoch, m.FSID, ours)
+		}
+	}
+}
+
 func TestFSIDFileRefused(t *testing.T) {
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
 	for name, content := range map[string]string{

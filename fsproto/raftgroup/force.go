@@ -170,3 +170,46 @@ func ForceSoleVoter(log LogStore, id uint64, dryRun bool) (ForceResult, error) {
 	}
 	return res, nil
 }
+
+// SeedSoleVoter writes into an empty log a group of one voter, id at
+// addr, whose state machine starts from sm (what the state machine's
+// Snapshot would return): a snapshot at index 1, term 1, and the hard
+// state committing it. Started on the log, the member restores sm, elects
+// itself and serves it; whoever manages the membership adds the others as
+// new members, which join from a snapshot.
+//
+// It is how a group whose every member lost its log is started again
+// from a copy of its state kept elsewhere, and it is unsafe in the way
+// ForceSoleVoter is: what the copy lacks of the lost logs is gone. No
+// member holding an older log of the group may run again. It refuses a
+// log that is not empty.
+func SeedSoleVoter(log LogStore, id uint64, addr string, sm []byte) error {
+	if id == 0 {
+		return fmt.Errorf("raftgroup: seed sole voter: member id 0")
+	}
+	hs, _, err := log.InitialState()
+	if err != nil {
+		return fmt.Errorf("raftgroup: seed sole voter: read initial state: %w", err)
+	}
+	last, err := log.LastIndex()
+	if err != nil {
+		return fmt.Errorf("raftgroup: seed sole voter: last index: %w", err)
+	}
+	if !raft.IsEmptyHardState(hs) || last != 0 {
+		return fmt.Errorf("raftgroup: seed sole voter: the log is not empty (term %d, commit %d, last index %d): it holds a group already",
+			hs.GetTerm(), hs.GetCommit(), last)
+	}
+	snap := &raftpb.Snapshot{
+		Metadata: &raftpb.SnapshotMetadata{
+			ConfState: &raftpb.ConfState{Voters: []uint64{id}},
+			Index:     proto.Uint64(1),
+			Term:      proto.Uint64(1),
+		},
+		Data: encodeSnapshot(map[uint64]string{id: addr}, sm),
+	}
+	nhs := &raftpb.HardState{Term: proto.Uint64(1), Vote: proto.Uint64(0), Commit: proto.Uint64(1)}
+	if err := log.Save(nhs, nil, snap); err != nil {
+		return fmt.Errorf("raftgroup: seed sole voter: save: %w", err)
+	}
+	return nil
+}

@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/weftfs/weft/internal/testutil"
 	"go.etcd.io/raft/v3/raftpb"
@@ -109,4 +110,57 @@ func TestForceSoleVoterRefuses(t *testing.T) {
 	waitFor(t, "the forced learner to lead alone", func() bool { return g.Leader() == 4 })
 	c.propose(4, "b=1")
 	c.converge(2, 4)
+}
+
+// TestSeedSoleVoter: a state kept outside the group's logs starts a
+// group of one from an empty log: the member restores it, leads, serves
+// proposals on top of it, and takes a new member that joins from a
+// snapshot. A log that is not empty is refused.
+func TestSeedSoleVoter(t *testing.T) {
+	testutil.CheckLeaks(t)
+	kept := newTestSM()
+	kept.Apply(1, []byte("a=1"))
+	kept.Apply(2, []byte("b=2"))
+	state, err := kept.Snapshot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := SeedSoleVoter(NewMemLog(), 0, "m0", state); err == nil {
+		t.Fatal("member 0 seeded")
+	}
+	log := NewMemLog()
+	if err := SeedSoleVoter(log, 1, "m1", state); err != nil {
+		t.Fatal(err)
+	}
+	if err := SeedSoleVoter(log, 1, "m1", state); err == nil || !strings.Contains(err.Error(), "not empty") {
+		t.Fatalf("seeding a seeded log: %v", err)
+	}
+	mn := NewMemNetwork(1)
+	sm := newTestSM()
+	g, err := Start(Config{ID: 1, Peers: []Peer{{1, "m1"}}, Log: log, SM: sm, Transport: mn.Transport(),
+		TickInterval: 10 * time.Millisecond, Logger: testLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer g.Stop()
+	waitFor(t, "the seeded member to lead", func() bool { return g.Leader() == 1 })
+	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
+	defer cancel()
+	if _, err := g.Propose(ctx, []byte("c=3")); err != nil {
+		t.Fatal(err)
+	}
+	if got := sm.History(); !slices.Equal(got, []string{"a=1", "b=2", "c=3"}) {
+		t.Fatalf("history %v", got)
+	}
+	if err := g.AddLearner(ctx, 2, "m2"); err != nil {
+		t.Fatal(err)
+	}
+	sm2 := newTestSM()
+	g2, err := Start(Config{ID: 2, Peers: []Peer{{1, "m1"}, {2, "m2"}}, Join: true, Log: NewMemLog(), SM: sm2, Transport: mn.Transport(),
+		TickInterval: 10 * time.Millisecond, Logger: testLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer g2.Stop()
+	waitFor(t, "the new member to hold the seeded state", func() bool { return slices.Equal(sm2.History(), []string{"a=1", "b=2", "c=3"}) })
 }

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/weftfs/weft/node"
 )
 
 // TestManagerLostLogs: the manager (cluster map) members' raft logs are
@@ -29,7 +31,9 @@ import (
 // container, its keys, the nodes) serves again: every file reads back.
 //
 // Last, all three lost: the managers start an empty map with a new FSID,
-// which the nodes, having recorded the old one, refuse to join or serve.
+// which the nodes, having recorded the old one, refuse to join or serve;
+// `weft node recover-manager --from-map` seeds the group again from the
+// nodes' copies of the map, and every file reads back.
 func TestManagerLostLogs(t *testing.T) {
 	c := startCluster(t, 3, 3, 0)
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
@@ -213,4 +217,39 @@ func TestManagerLostLogs(t *testing.T) {
 		t.Fatalf("the managers' new map: %v; want a new FSID (old %v), no node, no container", err, old.FSID)
 	}
 	t.Logf("new map: epoch %d, FSID %v; the nodes keep to %v", fresh.Epoch, fresh.FSID, old.FSID)
+
+	// The way back: the managers' group seeded from the nodes' copies of
+	// the map (node 3 lost its folder, copy and all, and accepted no map
+	// since), every manager folder moved away first (they hold the map
+	// started afresh).
+	for i := 1; i <= 3; i++ {
+		if err := c.lc.KillNode(i); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.RemoveAll(managerDir(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	copyOf := func(i int) string {
+		return filepath.Join(filepath.Dir(c.lc.LogFile(i)), "device.meta", node.MapCopyFileName)
+	}
+	out, err = exec.Command(weftBin, "node", "recover-manager", "--manager-id", "1", "--manager-dir", managerDir(1),
+		"--from-map", copyOf(1), "--from-map", copyOf(2), "--manager-addr", c.lc.State().Nodes[0].Addr, "--yes").CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "seeded manager member 1") || !strings.Contains(string(out), old.FSID.String()) {
+		t.Fatalf("recover-manager --from-map: %v\n%s", err, out)
+	}
+	t.Logf("recover-manager --from-map:\n%s", out)
+	for i := 1; i <= 3; i++ {
+		if err := c.lc.StartNode(i); err != nil {
+			t.Fatal(err)
+		}
+	}
+	managersVote("after seeding from the map copies")
+	c.waitServing()
+	back, err := c.mc.Map(ctx, 0)
+	if err != nil || back.FSID != old.FSID || back.Epoch <= old.Epoch {
+		t.Fatalf("the seeded map: %v, FSID %v epoch %d; want FSID %v, epoch past %d", err, back.FSID, back.Epoch, old.FSID, old.Epoch)
+	}
+	fs3 := d.reopen(t, ctx)
+	checkFilesThenWrite(t, fs3, files)
 }
