@@ -112,6 +112,15 @@ func newFaultCluster(t *testing.T, n int, fn *net.FaultNet, mod func(*Config)) *
 		c.pool.Close()
 		c.roPool.Close()
 	})
+	// Every member's name is known to the fault net before any starts: a
+	// member probes its peers as it starts (see members.go), and a
+	// connection dialed to an address the fault net cannot name yet would
+	// carry its traffic past every partition of that peer.
+	for i := range n {
+		if fn != nil {
+			fn.Listener(c.nodes[i].name(), lns[i])
+		}
+	}
 	for i := range n {
 		c.startOn(i, lns[i])
 	}
