@@ -445,6 +445,10 @@ func (c *clusterNode) status() *Status {
 	if m := c.ds.Map(); m != nil {
 		s.Epoch = m.Epoch
 	}
+	if id := c.maps.FSID(); !id.IsZero() {
+		s.FSID = id.String()
+	}
+	s.MapCopyEpoch = c.maps.CopyEpoch()
 	if c.mgr != nil {
 		s.ManagerID, s.ManagerLeader = c.mgr.ID(), c.mgr.Leader()
 		if s.ManagerState = c.mgr.Starting(); s.ManagerState == "" {

@@ -84,9 +84,21 @@ type fsidGuard struct {
 	warned map[clustermap.FSID]time.Time
 
 	// latest is the newest map accepted that has an FSID; copied is the
-	// epoch of the map copy written last (saveMapCopy's alone).
+	// epoch of the map copy written last by this process, and onDisk
+	// that of the copy found at open (for the status until the first
+	// write: the first map accepted is always written, so that the copy
+	// follows the history the node serves).
 	latest atomic.Pointer[clustermap.Map]
-	copied uint64
+	copied atomic.Uint64
+	onDisk uint64
+}
+
+// CopyEpoch returns the epoch of the node's map copy (0: none).
+func (g *fsidGuard) CopyEpoch() uint64 {
+	if e := g.copied.Load(); e != 0 {
+		return e
+	}
+	return g.onDisk
 }
 
 // fsidWarnEvery is how often a refusal of the same map is logged.
@@ -103,6 +115,13 @@ func openFSIDGuard(fsys vfs.FS, dir string, dev fsidDevice, src mapSource, log *
 	inFile, err := readFSIDFile(fsys, p)
 	if err != nil {
 		return nil, fmt.Errorf("node: %s: %w", p, err)
+	}
+	if b, err := readSmallFile(fsys, path.Join(dir, MapCopyFileName)); err == nil && len(b) > 0 {
+		if m, err := clustermap.DecodeMap(b); err == nil {
+			g.onDisk = m.Epoch
+		} else {
+			log.Warn("node: the copy of the cluster map is damaged; the next map replaces it", "file", path.Join(dir, MapCopyFileName), "err", err)
+		}
 	}
 	var onDev clustermap.FSID
 	if dev != nil {
@@ -132,6 +151,28 @@ func openFSIDGuard(fsys vfs.FS, dir string, dev fsidDevice, src mapSource, log *
 		g.fsid = inFile
 	}
 	return g, nil
+}
+
+// readSmallFile reads the whole file at p (nil when there is none).
+func readSmallFile(fsys vfs.FS, p string) ([]byte, error) {
+	f, err := fsys.Open(p)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	size, err := f.Size()
+	if err != nil {
+		return nil, err
+	}
+	b := make([]byte, size)
+	n, err := f.ReadAt(b, 0)
+	if err != nil && !errors.Is(err, io.EOF) {
+		return nil, err
+	}
+	return b[:n], nil
 }
 
 // readFSIDFile reads the FSID file at p: zero when there is none.
@@ -202,7 +243,7 @@ func (g *fsidGuard) Map(ctx context.Context, after uint64) (*clustermap.Map, err
 // is newer than the copy written last. Only one goroutine calls it.
 func (g *fsidGuard) saveMapCopy() error {
 	m := g.latest.Load()
-	if m == nil || m.Epoch <= g.copied {
+	if m == nil || m.Epoch <= g.copied.Load() {
 		return nil
 	}
 	enc, err := m.MarshalBinary()
@@ -212,7 +253,7 @@ func (g *fsidGuard) saveMapCopy() error {
 	if err := g.writeAtomic(MapCopyFileName, enc); err != nil {
 		return fmt.Errorf("node: writing the copy of the cluster map (epoch %d) to %s: %w", m.Epoch, path.Join(g.dir, MapCopyFileName), err)
 	}
-	g.copied = m.Epoch
+	g.copied.Store(m.Epoch)
 	return nil
 }
 

@@ -204,6 +204,21 @@ func TestMapCopy(t *testing.T) {
 			t.Fatalf("copy after a crash: epoch %d FSID %v, want 7 and %v", m.Epoch, m.FSID, ours)
 		}
 	}
+	// Reopened, the guard reports the copy it finds, and the first map
+	// it accepts replaces it even when older (the history it serves).
+	g, err = openFSIDGuard(fsys, "meta", nil, src, quiet)
+	if err != nil || g.CopyEpoch() != 7 {
+		t.Fatalf("reopened: copy epoch %d, %v", g.CopyEpoch(), err)
+	}
+	if _, err := g.Map(ctx, 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := g.saveMapCopy(); err != nil {
+		t.Fatal(err)
+	}
+	if m := readCopy(fsys); m.Epoch != 5 || g.CopyEpoch() != 5 {
+		t.Fatalf("after the first map of the run: copy at %d, reported %d; want 5", m.Epoch, g.CopyEpoch())
+	}
 }
 
 func TestFSIDFileRefused(t *testing.T) {

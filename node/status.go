@@ -62,7 +62,13 @@ type Status struct {
 	// configuration as this member knows it (none before it started).
 	ManagerVoters   []uint64 `json:"manager_voters,omitempty"`
 	ManagerLearners []uint64 `json:"manager_learners,omitempty"`
-	Space           Space    `json:"space"`
+	// FSID is the FSID of the map this node joined, as it records it
+	// ("" before it recorded one): a node refuses every map with another
+	// (ErrForeignMap). MapCopyEpoch is the epoch of its copy of the
+	// newest map it accepted (MapCopyFileName; 0: none written).
+	FSID         string `json:"fsid,omitempty"`
+	MapCopyEpoch uint64 `json:"map_copy_epoch,omitempty"`
+	Space        Space  `json:"space"`
 	PGs             []PG     `json:"pgs"`
 	// Meta lists the container metadata group members this node runs.
 	Meta []MetaMember `json:"meta,omitempty"`

@@ -217,6 +217,18 @@ func TestManagerLostLogs(t *testing.T) {
 		t.Fatalf("the managers' new map: %v; want a new FSID (old %v), no node, no container", err, old.FSID)
 	}
 	t.Logf("new map: epoch %d, FSID %v; the nodes keep to %v", fresh.Epoch, fresh.FSID, old.FSID)
+	// weft status says who refuses the managers' map, and the way out.
+	for start := time.Now(); ; time.Sleep(200 * time.Millisecond) {
+		out, _ = exec.Command(weftBin, "status", "--dir", clusterDir, "--timeout", "2s").CombinedOutput()
+		if strings.Count(string(out), "joined FSID "+old.FSID.String()) == 3 && strings.Count(string(out), "its copy of that map at epoch") == 2 &&
+			strings.Contains(string(out), "recover-manager --from-map") {
+			break
+		}
+		if time.Since(start) > 30*time.Second {
+			t.Fatalf("weft status does not show the three nodes refusing the new map:\n%s", out)
+		}
+	}
+	t.Logf("weft status:\n%s", out)
 
 	// The way back: the managers' group seeded from the nodes' copies of
 	// the map (node 3 lost its folder, copy and all, and accepted no map

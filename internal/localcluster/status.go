@@ -53,6 +53,10 @@ const statusCallTimeout = 2 * time.Second
 type Report struct {
 	Map   *clustermap.Map
 	Nodes []NodeReport // in the map's order
+	// Refusing are the nodes (of the map, or at a manager address the
+	// map does not list) that recorded another map's FSID and so refuse
+	// this one: its managers started it afresh, or serve another cluster.
+	Refusing []ManagerReport
 }
 
 // NodeReport is one node of a Report.
@@ -91,7 +95,30 @@ func Inspect(ctx context.Context, pool *net.Pool, managers []string) (*Report, e
 		}(&r.Nodes[i])
 	}
 	wg.Wait()
+	inMap := map[string]bool{}
+	for _, n := range r.Nodes {
+		inMap[n.Node.Addr] = true
+		if refuses(m, n.Status) {
+			r.Refusing = append(r.Refusing, ManagerReport{Addr: n.Node.Addr, Status: n.Status})
+		}
+	}
+	var others []string
+	for _, a := range managers {
+		if !inMap[a] {
+			others = append(others, a)
+		}
+	}
+	for _, mr := range InspectManagers(ctx, pool, others) {
+		if refuses(m, mr.Status) {
+			r.Refusing = append(r.Refusing, mr)
+		}
+	}
 	return r, nil
+}
+
+// refuses reports whether the node of st recorded another FSID than m's.
+func refuses(m *clustermap.Map, st *node.Status) bool {
+	return st != nil && st.FSID != "" && st.FSID != m.FSID.String()
 }
 
 // ManagerReport is what the node at one manager address says of its
@@ -295,6 +322,19 @@ func (r *Report) Print(w io.Writer) {
 	}
 	if len(bad) > 0 {
 		fmt.Fprintf(w, "\nUNREACHABLE\n%s\n", strings.Join(bad, "\n"))
+	}
+	if len(r.Refusing) > 0 {
+		fmt.Fprintf(w, "\nREFUSING THIS MAP (they joined a map with another FSID, and neither join nor serve this one)\n")
+		for _, n := range r.Refusing {
+			copyNote := "no copy of it"
+			if n.Status.MapCopyEpoch > 0 {
+				copyNote = fmt.Sprintf("its copy of that map at epoch %d", n.Status.MapCopyEpoch)
+			}
+			fmt.Fprintf(w, "  node %d (%s): joined FSID %s; %s\n", n.Status.Node, n.Addr, n.Status.FSID, copyNote)
+		}
+		fmt.Fprintf(w, "  If every manager lost its raft log and started this map afresh, start the managers again from the nodes' copies:\n"+
+			"  weft node recover-manager --from-map (see weft node recover-manager --help). If the managers are another cluster's,\n"+
+			"  point the nodes at their own.\n")
 	}
 }
 

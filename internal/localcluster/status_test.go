@@ -145,6 +145,32 @@ func TestPrintManagers(t *testing.T) {
 	}
 }
 
+// TestPrintRefusing: nodes that recorded another FSID are listed with
+// their FSID and map copy, and the way out is named.
+func TestPrintRefusing(t *testing.T) {
+	m := clustermap.New()
+	m.Epoch, m.FSID = 1, clustermap.FSID{9}
+	r := &Report{Map: m, Refusing: []ManagerReport{
+		{Addr: "127.0.0.1:1", Status: &node.Status{Node: 11, FSID: "01000000-0000-0000-0000-000000000000", MapCopyEpoch: 270}},
+		{Addr: "127.0.0.2:1", Status: &node.Status{Node: 12, FSID: "01000000-0000-0000-0000-000000000000"}},
+	}}
+	var out bytes.Buffer
+	r.Print(&out)
+	for _, want := range []string{
+		"REFUSING THIS MAP",
+		"node 11 (127.0.0.1:1): joined FSID 01000000-0000-0000-0000-000000000000; its copy of that map at epoch 270\n",
+		"node 12 (127.0.0.2:1): joined FSID 01000000-0000-0000-0000-000000000000; no copy of it\n",
+		"weft node recover-manager --from-map",
+	} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("printout lacks %q:\n%s", want, out.String())
+		}
+	}
+	if !refuses(m, r.Refusing[0].Status) || refuses(m, &node.Status{FSID: m.FSID.String()}) || refuses(m, &node.Status{}) {
+		t.Error("refuses: wrong")
+	}
+}
+
 // TestLastErrorLine: the latest ERROR line since the node's last start,
 // or none.
 func TestLastErrorLine(t *testing.T) {
