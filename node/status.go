@@ -69,7 +69,7 @@ type Status struct {
 	FSID         string `json:"fsid,omitempty"`
 	MapCopyEpoch uint64 `json:"map_copy_epoch,omitempty"`
 	Space        Space  `json:"space"`
-	PGs             []PG     `json:"pgs"`
+	PGs          []PG   `json:"pgs"`
 	// Meta lists the container metadata group members this node runs.
 	Meta []MetaMember `json:"meta,omitempty"`
 }
