@@ -204,7 +204,11 @@
 // the group but never shrinks it, so that members given different peer
 // lists for a while (a rolling change of --manager-peers) do not undo
 // each other's steps as the leadership moves. Repair returns the step
-// taken or awaited.
+// taken or awaited. The group shrinks on request (KindRemoveMember,
+// Client.RemoveMember, `weft node remove-manager`): once every member
+// runs with a --manager-peers list without the member, the leader removes
+// it, when the voters left keep a majority of active ones; the removed
+// member's node is then restarted without --manager-id.
 //
 // When a majority of the members lost their logs for good, no leader can
 // be elected from the rest, and the group stays down rather than lose the
@@ -227,7 +231,8 @@
 // # Wire formats
 //
 // Kinds (net user range; never renumber): 310 get-map, 311 apply-command, 312
-// heartbeat, 313 key-secret, 314 members; 315-319 reserved. Error codes 310-319 as listed
+// heartbeat, 313 key-secret, 314 members, 315 remove-member (remove.go);
+// 316-319 reserved. Error codes 310-319 as listed
 // above, and 265 access denied. All integers little-endian; every header
 // body starts with version 1. Requests have no payload.
 //

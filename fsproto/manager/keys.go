@@ -230,6 +230,11 @@ func authorize(a clustermap.Authorizer, peer *net.Peer, kind net.Kind, cur *clus
 			return g, fmt.Errorf("key %q is a %v key; the members question is between manager members, with the cluster key", peer.KeyID, g.Role)
 		}
 		return g, nil
+	case KindRemoveMember:
+		if !g.Internal() && g.Role != clustermap.RoleAdmin {
+			return g, fmt.Errorf("key %q is a %v key; removing a manager member needs the cluster key or a cluster admin key", peer.KeyID, g.Role)
+		}
+		return g, nil
 	case KindKeySecret:
 		k, ok := cur.Key(keyID)
 		if !ok {

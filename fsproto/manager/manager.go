@@ -326,6 +326,7 @@ func (m *Manager) Register(mux *net.ServeMux) {
 	mux.HandleFunc(KindHeartbeat, m.serveHeartbeat)
 	mux.HandleFunc(KindKeySecret, m.serveKeySecret)
 	mux.HandleFunc(KindMembers, m.serveMembers)
+	mux.HandleFunc(KindRemoveMember, m.serveRemoveMember)
 }
 
 func (m *Manager) serveGetMap(ctx context.Context, req *net.Request, w *net.ResponseWriter) {

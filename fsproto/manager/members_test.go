@@ -2,6 +2,7 @@ package manager
 
 import (
 	"context"
+	"bytes"
 	"errors"
 	"os"
 	"reflect"
@@ -345,5 +346,119 @@ func TestGrowByPeers(t *testing.T) {
 	c.waitVoters(ctx, 1, 2, 3, 4)
 	if got := c.waitEpoch(ctx, 3, want.Epoch); len(got.Nodes) != 3 {
 		t.Fatalf("member 4: %d nodes at epoch %d, want 3", len(got.Nodes), got.Epoch)
+	}
+}
+
+func TestRemoveMemberCodec(t *testing.T) {
+	b := removeMemberRequest{Member: 7}.append(nil)
+	if r, err := decodeRemoveMemberRequest(b); err != nil || r.Member != 7 {
+		t.Fatalf("round trip: %+v, %v", r, err)
+	}
+	for name, bad := range map[string][]byte{
+		"short":    b[:15],
+		"version":  append([]byte{2}, b[1:]...),
+		"reserved": append(append([]byte{1}, 0, 0, 1), b[4:]...),
+		"member 0": removeMemberRequest{}.append(nil),
+	} {
+		if _, err := decodeRemoveMemberRequest(bad); !errors.Is(err, ErrCorrupt) {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
+}
+
+func FuzzDecodeRemoveMemberRequest(f *testing.F) {
+	f.Add(removeMemberRequest{Member: 3}.append(nil))
+	f.Add([]byte{1})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		r, err := decodeRemoveMemberRequest(b)
+		if err != nil {
+			return
+		}
+		if again := r.append(nil); !bytes.Equal(again, b) {
+			t.Fatalf("%x decodes as %+v, which encodes as %x", b, r, again)
+		}
+	})
+}
+
+func TestRefuseRemoval(t *testing.T) {
+	all := map[uint64]bool{1: true, 2: true, 3: true, 4: true}
+	for _, c := range []struct {
+		name             string
+		id               uint64
+		peers, voters, l []uint64
+		active           map[uint64]bool
+		want             string
+	}{
+		{"a voter gone from the peers", 4, []uint64{1, 2, 3}, []uint64{1, 2, 3, 4}, nil, all, ""},
+		{"a learner", 4, []uint64{1, 2, 3}, []uint64{1, 2, 3}, []uint64{4}, nil, ""},
+		{"not a member", 9, []uint64{1, 2, 3}, []uint64{1, 2, 3}, nil, all, "not in the group"},
+		{"the leader", 1, []uint64{2, 3}, []uint64{1, 2, 3}, nil, all, "leads the group"},
+		{"still a peer", 3, []uint64{1, 2, 3}, []uint64{1, 2, 3}, nil, all, "--manager-peers without it"},
+		{"no majority left", 4, []uint64{1, 2, 3}, []uint64{1, 2, 3, 4}, nil, map[uint64]bool{1: true}, "not a majority"},
+		{"two of three left", 3, []uint64{1, 2}, []uint64{1, 2, 3}, nil, map[uint64]bool{2: true}, ""},
+	} {
+		got := refuseRemoval(1, c.id, c.peers, c.voters, c.l, c.active)
+		if (c.want == "") != (got == "") || !strings.Contains(got, c.want) {
+			t.Errorf("%s: %q, want %q", c.name, got, c.want)
+		}
+	}
+}
+
+// TestShrinkByRequest: a member is taken out of a group of four on
+// request, once every other member runs with a peer list without it; the
+// leader refuses before (its repair would add it back), and refuses to
+// remove itself.
+func TestShrinkByRequest(t *testing.T) {
+	testutil.CheckLeaks(t)
+	shrunk := map[uint64]bool{}
+	c := newTestCluster(t, 4, func(cfg *Config) {
+		if shrunk[cfg.ID] {
+			cfg.Peers = cfg.Peers[:3]
+		}
+	})
+	ctx := testContext(t)
+	cl := c.client()
+	want := addNodes(t, ctx, cl, 2)
+	c.waitVoters(ctx, 1, 2, 3, 4)
+	// moveLeadership restarts member 4 while it leads, until another does.
+	moveLeadership := func() {
+		for c.leader(ctx) == 3 {
+			c.kill(3)
+			c.leader(ctx) // one of the others, once they agree
+			c.start(3)
+			c.waitVoters(ctx, 1, 2, 3, 4)
+		}
+	}
+	if c.leader(ctx) == 3 {
+		if err := cl.RemoveMember(ctx, 4); err == nil || !strings.Contains(err.Error(), "leads the group") {
+			t.Fatalf("removing the leader: %v", err)
+		}
+		moveLeadership()
+	}
+	if err := cl.RemoveMember(ctx, 4); err == nil || !strings.Contains(err.Error(), "--manager-peers without it") {
+		t.Fatalf("removing a member the leader's peers name: %v", err)
+	}
+	if err := cl.RemoveMember(ctx, 9); err == nil || !strings.Contains(err.Error(), "not in the group") {
+		t.Fatalf("removing no member: %v", err)
+	}
+	for i := range 3 {
+		shrunk[uint64(i+1)] = true
+		c.kill(i)
+		c.start(i)
+		c.waitVoters(ctx, 1, 2, 3, 4)
+	}
+	moveLeadership()
+	if err := cl.RemoveMember(ctx, 4); err != nil {
+		t.Fatal(err)
+	}
+	c.kill(3) // the operator stops it
+	c.waitVoters(ctx, 1, 2, 3)
+	lead := uint64(c.leader(ctx) + 1)
+	if err := cl.RemoveMember(ctx, lead); err == nil || !strings.Contains(err.Error(), "leads the group") {
+		t.Fatalf("removing the leader: %v", err)
+	}
+	m, err := cl.Apply(ctx, clustermap.SetNodeState{ID: 1, State: clustermap.Draining})
+	if err != nil || m.Epoch <= want.Epoch {
+		t.Fatalf("apply after the removal: %v, %v", m, err)
 	}
 }

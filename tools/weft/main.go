@@ -169,7 +169,7 @@ in the peer kit's meta-bench.py format.`,
 		newNodeStateCmd(ctx, &status, "drain", clustermap.Draining, "Move a node's data to other nodes (it keeps serving until replacements caught up)"),
 		newNodeStateCmd(ctx, &status, "undrain", clustermap.Up, "Cancel a drain: the node is an ordinary Up node again"),
 		newNodeStateCmd(ctx, &status, "out", clustermap.Out, "Remove a node for good: its PGs and metadata group members are replaced"),
-		newRecoverMetaCmd(&status), newRecoverManagerCmd(&status))
+		newRecoverMetaCmd(&status), newRecoverManagerCmd(&status), newRemoveManagerCmd(ctx, &status))
 	root.AddCommand(nodeCmd, newUpCmd(ctx, &status), newStatusCmd(ctx, &status))
 	root.AddCommand(newMountCmd(ctx, &status))
 	root.AddCommand(newContainerCmd(ctx, &status), newKeyCmd(ctx, &status))

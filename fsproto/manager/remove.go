@@ -1,0 +1,156 @@
+package manager
+
+import (
+	"context"
+	"encoding/binary"
+	"fmt"
+	"slices"
+
+	"github.com/weftfs/weft/net"
+)
+
+// KindRemoveMember asks the managers' leader to take a member out of the
+// group: the way to shrink it (the leader's repair only grows and heals
+// it, see repairRound). Cluster key or a cluster admin key. On-wire.
+const KindRemoveMember net.Kind = 315
+
+// removeMemberRequestLen is the size of a KindRemoveMember header body.
+// On-wire.
+const removeMemberRequestLen = 16
+
+// removeMemberRequest is the header body of KindRemoveMember:
+//
+//	+---------+----------+--------+
+//	| version | reserved | member |
+//	| u8 = 1  | [7] zero | u64    |
+//	+---------+----------+--------+
+//
+// The answer is a reply without a map (the map's epoch, which the removal
+// does not change) once the removal is applied on the leader,
+// or an error: CodeUnavailable from a member that is not the leader (ask
+// the next), CodeRejected when the leader refuses (the message says why).
+type removeMemberRequest struct {
+	Member uint64
+}
+
+func (r removeMemberRequest) append(b []byte) []byte {
+	b = append(b, msgVersion, 0, 0, 0, 0, 0, 0, 0)
+	return binary.LittleEndian.AppendUint64(b, r.Member)
+}
+
+func decodeRemoveMemberRequest(b []byte) (removeMemberRequest, error) {
+	var r removeMemberRequest
+	if len(b) != removeMemberRequestLen {
+		return r, corrupt("remove-member request of %d bytes, want %d", len(b), removeMemberRequestLen)
+	}
+	if b[0] != msgVersion {
+		return r, corrupt("remove-member request version %d, want %d", b[0], msgVersion)
+	}
+	for i := 1; i < 8; i++ {
+		if b[i] != 0 {
+			return r, corrupt("remove-member request reserved byte %d is %#x, want 0", i, b[i])
+		}
+	}
+	r.Member = binary.LittleEndian.Uint64(b[8:])
+	if r.Member == 0 {
+		return r, corrupt("remove-member request for member 0")
+	}
+	return r, nil
+}
+
+// serveRemoveMember answers KindRemoveMember. Only the leader acts, since
+// its repair is what would add the member back: it refuses a member its
+// own Peers still name (restart every member with --manager-peers
+// without it first), itself (ask again once another member leads), a
+// member the group does not have, and a removal after which the voters
+// left would not have a majority of active ones.
+func (m *Manager) serveRemoveMember(ctx context.Context, req *net.Request, w *net.ResponseWriter) {
+	r, err := decodeRemoveMemberRequest(req.Header)
+	if err != nil {
+		w.Error(CodeBadRequest, err.Error())
+		return
+	}
+	if req.Peer.ReadOnly {
+		w.Error(CodeReadOnly, fmt.Sprintf("manager %d: key %q is read-only; removing a member needs the cluster key or a cluster admin key", m.cfg.ID, req.Peer.KeyID))
+		return
+	}
+	if _, err := authorize(m.cfg.Access, &req.Peer, KindRemoveMember, nil, nil, ""); err != nil {
+		w.Error(CodeAccessDenied, fmt.Sprintf("manager %d: access denied: %v", m.cfg.ID, err))
+		return
+	}
+	if why := m.down(); why != "" {
+		w.Error(CodeUnavailable, why)
+		return
+	}
+	g := m.g.Load()
+	if lead := m.Leader(); lead != m.cfg.ID {
+		w.Error(CodeUnavailable, fmt.Sprintf("manager %d: not the leader (leader %d)", m.cfg.ID, lead))
+		return
+	}
+	sctx, cancel := context.WithTimeout(ctx, m.cfg.ProposeTimeout)
+	defer cancel()
+	st, err := g.Status(sctx)
+	if err != nil {
+		w.Error(CodeUnavailable, fmt.Sprintf("manager %d: status: %v", m.cfg.ID, err))
+		return
+	}
+	if why := refuseRemoval(m.cfg.ID, r.Member, peerIDs(m.cfg.Peers), st.Voters, st.Learners, st.Active); why != "" {
+		w.Error(CodeRejected, fmt.Sprintf("manager %d (leader): %s", m.cfg.ID, why))
+		return
+	}
+	if err := g.RemoveMember(sctx, r.Member); err != nil {
+		w.Error(CodeAmbiguous, fmt.Sprintf("manager %d: remove member %d: %v", m.cfg.ID, r.Member, err))
+		return
+	}
+	m.log.Info("manager: member removed on request", "member", r.Member, "key", req.Peer.KeyID)
+	w.Reply(reply{Epoch: m.sm.Map().Epoch}.append(nil), nil, nil)
+}
+
+// refuseRemoval says why the leader self may not remove member id from
+// the group of voters and learners, given its own peer list and which
+// members are active; "" when it may.
+func refuseRemoval(self, id uint64, peers, voters, learners []uint64, active map[uint64]bool) string {
+	switch {
+	case !slices.Contains(voters, id) && !slices.Contains(learners, id):
+		return fmt.Sprintf("member %d is not in the group (voters %v, learners %v)", id, voters, learners)
+	case id == self:
+		return fmt.Sprintf("member %d leads the group; ask again once another member leads (restart its node, then remove it)", id)
+	case slices.Contains(peers, id):
+		return fmt.Sprintf("member %d is in this leader's --manager-peers, so its repair would add it back; restart every member with --manager-peers without it first", id)
+	}
+	if !slices.Contains(voters, id) {
+		return "" // a learner: the voters do not change
+	}
+	left, up := 0, 0
+	for _, v := range voters {
+		if v == id {
+			continue
+		}
+		left++
+		if v == self || active[v] {
+			up++
+		}
+	}
+	if up <= left/2 {
+		return fmt.Sprintf("without member %d, %d of the %d voters left are active, not a majority; bring the others back first", id, up, left)
+	}
+	return ""
+}
+
+// RemoveMember asks the managers' leader to take member id out of the
+// group (see KindRemoveMember), trying the members until the leader
+// answers. A refusal wraps the leader's reason.
+func (c *Client) RemoveMember(ctx context.Context, id uint64) error {
+	hdr := removeMemberRequest{Member: id}.append(nil)
+	return c.runFrom(ctx, &c.mu.lead, fmt.Sprintf("remove member %d", id), func(actx context.Context, conn *net.Conn) (bool, error) {
+		resp, err := conn.Call(actx, KindRemoveMember, hdr, nil)
+		if err != nil {
+			return false, err
+		}
+		defer resp.Release()
+		if _, err := decodeReply(resp.Header); err != nil {
+			return false, err
+		}
+		return true, nil
+	}, clientApplyTimeout)
+}

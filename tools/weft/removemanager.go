@@ -1,0 +1,76 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"strconv"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/weftfs/weft/fsproto/manager"
+)
+
+// newRemoveManagerCmd returns `weft node remove-manager`: take a member
+// out of the managers' group (manager.Client.RemoveMember). It sets
+// *status: 0 when removed, 1 on a failure or refusal, 2 on bad flags.
+func newRemoveManagerCmd(ctx context.Context, status *int) *cobra.Command {
+	var (
+		af      accessFlags
+		timeout time.Duration
+	)
+	cmd := &cobra.Command{
+		Use:   "remove-manager MANAGER-ID [--dir .weft | --managers A,B,C --cluster-id ID --key-id K --key-secret HEX]",
+		Short: "Take a member out of the managers' group (shrink it)",
+		Long: `weft node remove-manager takes a member out of the managers' group, the
+raft group that keeps the cluster map. The leader's repair adds every member
+of its --manager-peers that the group lacks, so first restart every other
+member's node with a --manager-peers list without this one (the leader
+refuses until its own list no longer names it), then run this; then restart
+the removed member's node without --manager-id, and take its address out of
+the nodes' --managers lists. The leader refuses to remove itself (restart
+its node so that another member leads, then ask again) and a removal after
+which the voters left would not have a majority of active ones.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			id, perr := strconv.ParseUint(args[0], 10, 64)
+			acc, probs, err := af.resolve(cmd)
+			if perr != nil || id == 0 {
+				probs = append(probs, fmt.Sprintf("manager id %q: want the member's decimal id (its node's --manager-id)", args[0]))
+			}
+			switch {
+			case len(probs) > 0:
+				*status = 2
+				for _, p := range probs {
+					fmt.Fprintf(os.Stderr, "weft node remove-manager: %s\n", p)
+				}
+				return nil
+			case err != nil:
+				*status = 1
+				fmt.Fprintf(os.Stderr, "weft node remove-manager: %v\n", err)
+				return nil
+			}
+			pool, err := acc.Pool()
+			if err != nil {
+				*status = 1
+				fmt.Fprintf(os.Stderr, "weft node remove-manager: %v\n", err)
+				return nil
+			}
+			defer pool.Close()
+			rctx, cancel := context.WithTimeout(ctx, timeout)
+			defer cancel()
+			if err := manager.NewClient(acc.Managers, pool).RemoveMember(rctx, id); err != nil {
+				*status = 1
+				fmt.Fprintf(os.Stderr, "weft node remove-manager: %v\n", err)
+				return nil
+			}
+			fmt.Printf("manager member %d is out of the managers' group; restart its node without --manager-id, and take its address out of the nodes' --managers\n", id)
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	af.add(f)
+	f.DurationVar(&timeout, "timeout", 15*time.Second, "give up after this long")
+	return cmd
+}
