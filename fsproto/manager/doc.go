@@ -220,9 +220,10 @@
 // again it leads alone, and its repair adds the others back as learners.
 // When every member lost its log, SeedFromMap starts the group again from
 // a copy of the map that a storage node keeps (node.MapCopyFileName): it
-// writes into one member's empty log a snapshot holding the copy one epoch
-// on (its next container and PG ids moved past the copy's, so that no new
-// container meets data of one made after the copy), with that member its
+// writes into one member's empty log a snapshot holding the copy, its
+// epoch moved past any a node saw and its next container and PG ids past
+// the copy's (so that no new container meets data of one made after the
+// copy), with that member its
 // only voter (raftgroup.SeedSoleVoter). The other members' logs must be
 // emptied first; the seeded member's repair adds them back. Unsafe too:
 // what the managers committed after the copy is gone.

@@ -44,18 +44,21 @@ func ForceSoleMember(fsys vfs.FS, dir string, id uint64, dryRun bool, log *slog.
 	return res, nil
 }
 
-// Margins by which SeedFromMap moves the map's next container and PG ids
-// past the copy's: containers created after the copy was written, in the
-// history the lost logs held, may have data on the nodes under those ids,
-// and a new container must not meet it.
+// Margins by which SeedFromMap moves the map past the copy. The epoch:
+// a node may have seen maps newer than the copy (the newest copy lags the
+// lost history by up to a second of changes), and must take the seeded
+// map for a newer one, not for one it has. The next container and PG
+// ids: containers created after the copy was written may have data on
+// the nodes under those ids, and a new container must not meet it.
 const (
+	SeedEpochMargin     = 1 << 16
 	SeedContainerMargin = 256
 	SeedPGMargin        = 1 << 16
 )
 
 // SeededMap is the map SeedFromMap starts the group with, given the copy
-// m: m one epoch on (so that every node sees a change), with its next
-// container and PG ids moved on by the seed margins. m is not modified.
+// m: m with its epoch, next container id and next PG id moved on by the
+// seed margins. m is not modified.
 func SeededMap(m *clustermap.Map) (*clustermap.Map, error) {
 	enc, err := m.MarshalBinary()
 	if err != nil {
@@ -65,7 +68,7 @@ func SeededMap(m *clustermap.Map) (*clustermap.Map, error) {
 	if err != nil {
 		return nil, err
 	}
-	s.Epoch++
+	s.Epoch += SeedEpochMargin
 	s.NextContainer += SeedContainerMargin
 	s.NextPG += SeedPGMargin
 	return s, nil

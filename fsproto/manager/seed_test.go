@@ -12,7 +12,7 @@ import (
 
 // TestSeedFromMap: every member's log lost; the group is seeded on one
 // member from a copy of the map (what a storage node keeps). The member
-// leads with the copy one epoch on, its next ids moved past the copy's,
+// leads with the copy, its epoch and next ids moved past the copy's,
 // the FSID kept; its repair adds the other two back, and the group takes
 // commands again.
 func TestSeedFromMap(t *testing.T) {
@@ -45,7 +45,7 @@ func TestSeedFromMap(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if seeded.Epoch != kept.Epoch+1 || seeded.NextContainer != kept.NextContainer+SeedContainerMargin ||
+	if seeded.Epoch != kept.Epoch+SeedEpochMargin || seeded.NextContainer != kept.NextContainer+SeedContainerMargin ||
 		seeded.NextPG != kept.NextPG+SeedPGMargin || seeded.FSID != kept.FSID || len(seeded.Nodes) != 4 ||
 		dry.Epoch != seeded.Epoch {
 		t.Fatalf("seeded %+v from %+v (dry run %+v)", seeded, kept, dry)

@@ -47,8 +47,9 @@ logs: every storage node keeps a copy of the newest cluster map it accepted
 (cluster-map in its metadata folder, DEVICE.meta, written within a second
 of each map). Give one or more such copies; the newest (highest epoch) is
 written into this member's empty raft log as a group of which it is the only
-voter, one epoch on, with the next container and PG ids moved on so that no
-new container meets data of one created after the copy. What the managers
+voter, its epoch moved on past any the nodes saw, and its next container and
+PG ids moved on so that no new container meets data of one created after the
+copy. What the managers
 committed after the copy is lost, and data of containers created after it
 stays unreachable. Move the other members' manager folders away (they hold
 the lost history or a map started afresh: a member that runs with one

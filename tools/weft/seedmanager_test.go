@@ -33,7 +33,7 @@ func TestSeedManagerCopies(t *testing.T) {
 	if st := seedManager(&out, &errOut, 1, "", logDir, "127.0.0.1:1", []string{a, b}, false); st != 0 {
 		t.Fatalf("dry run: status %d: %s", st, errOut.String())
 	}
-	if !strings.Contains(out.String(), "would seed") || !strings.Contains(out.String(), b+"'s, at epoch 13") {
+	if !strings.Contains(out.String(), "would seed") || !strings.Contains(out.String(), b+"'s, at epoch 65548") {
 		t.Errorf("dry run output:\n%s", out.String())
 	}
 	if _, err := os.Stat(logDir); !os.IsNotExist(err) {
