@@ -40,6 +40,9 @@ const fsidFilePrefix = "weft cluster map fsid "
 // again from when every manager lost its raft log.
 const MapCopyFileName = "cluster-map"
 
+// mapCopyBytesMax bounds the map copy the node reads back at start.
+const mapCopyBytesMax = 256 << 20
+
 // mapSource is where a node gets the cluster map (the manager client).
 type mapSource interface {
 	Map(ctx context.Context, after uint64) (*clustermap.Map, error)
@@ -116,11 +119,15 @@ func openFSIDGuard(fsys vfs.FS, dir string, dev fsidDevice, src mapSource, log *
 	if err != nil {
 		return nil, fmt.Errorf("node: %s: %w", p, err)
 	}
-	if b, err := readSmallFile(fsys, path.Join(dir, MapCopyFileName)); err == nil && len(b) > 0 {
-		if m, err := clustermap.DecodeMap(b); err == nil {
-			g.onDisk = m.Epoch
-		} else {
-			log.Warn("node: the copy of the cluster map is damaged; the next map replaces it", "file", path.Join(dir, MapCopyFileName), "err", err)
+	if b, err := readSmallFile(fsys, path.Join(dir, MapCopyFileName), mapCopyBytesMax); err != nil || len(b) > 0 {
+		if err == nil {
+			var m *clustermap.Map
+			if m, err = clustermap.DecodeMap(b); err == nil {
+				g.onDisk = m.Epoch
+			}
+		}
+		if err != nil {
+			log.Warn("node: the copy of the cluster map is unreadable; the next map replaces it", "file", path.Join(dir, MapCopyFileName), "err", err)
 		}
 	}
 	var onDev clustermap.FSID
@@ -153,8 +160,9 @@ func openFSIDGuard(fsys vfs.FS, dir string, dev fsidDevice, src mapSource, log *
 	return g, nil
 }
 
-// readSmallFile reads the whole file at p (nil when there is none).
-func readSmallFile(fsys vfs.FS, p string) ([]byte, error) {
+// readSmallFile reads the whole file at p (nil when there is none), of
+// at most limit bytes.
+func readSmallFile(fsys vfs.FS, p string, limit int64) ([]byte, error) {
 	f, err := fsys.Open(p)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
@@ -167,6 +175,9 @@ func readSmallFile(fsys vfs.FS, p string) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
+	if size > limit {
+		return nil, fmt.Errorf("%d bytes, more than the %d such a file holds", size, limit)
+	}
 	b := make([]byte, size)
 	n, err := f.ReadAt(b, 0)
 	if err != nil && !errors.Is(err, io.EOF) {
@@ -177,20 +188,11 @@ func readSmallFile(fsys vfs.FS, p string) ([]byte, error) {
 
 // readFSIDFile reads the FSID file at p: zero when there is none.
 func readFSIDFile(fsys vfs.FS, p string) (clustermap.FSID, error) {
-	f, err := fsys.Open(p)
-	if errors.Is(err, fs.ErrNotExist) {
-		return clustermap.FSID{}, nil
-	}
-	if err != nil {
+	b, err := readSmallFile(fsys, p, 128)
+	if err != nil || b == nil {
 		return clustermap.FSID{}, err
 	}
-	defer f.Close()
-	b := make([]byte, 128)
-	n, err := f.ReadAt(b, 0)
-	if err != nil && !errors.Is(err, io.EOF) {
-		return clustermap.FSID{}, err
-	}
-	return parseFSIDFile(b[:n])
+	return parseFSIDFile(b)
 }
 
 // parseFSIDFile decodes the FSID file's content.
