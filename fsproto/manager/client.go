@@ -167,8 +167,14 @@ func (c *Client) Apply(ctx context.Context, cmd clustermap.Command) (*clustermap
 // clustermap.ErrNotFound: it should join (AddNode) again.
 func (c *Client) Heartbeat(ctx context.Context, node clustermap.NodeID) error {
 	hdr := heartbeatRequest{Node: uint64(node)}.append(nil)
-	return c.runFrom(ctx, &c.mu.lead, "heartbeat", func(actx context.Context, conn *net.Conn) (bool, error) {
-		resp, err := conn.Call(actx, KindHeartbeat, hdr, nil)
+	return c.runFrom(ctx, &c.mu.lead, "heartbeat", replyAttempt(KindHeartbeat, hdr), clientCallTimeout)
+}
+
+// replyAttempt is an attempt of a call of kind with header hdr whose
+// answer is a reply without a map.
+func replyAttempt(kind net.Kind, hdr []byte) func(context.Context, *net.Conn) (bool, error) {
+	return func(actx context.Context, conn *net.Conn) (bool, error) {
+		resp, err := conn.Call(actx, kind, hdr, nil)
 		if err != nil {
 			return false, err
 		}
@@ -177,7 +183,7 @@ func (c *Client) Heartbeat(ctx context.Context, node clustermap.NodeID) error {
 			return false, err
 		}
 		return true, nil
-	}, clientCallTimeout)
+	}
 }
 
 // decodeMapResponse decodes a reply and, when it carries one, its map.

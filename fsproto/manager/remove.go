@@ -142,15 +142,5 @@ func refuseRemoval(self, id uint64, peers, voters, learners []uint64, active map
 // answers. A refusal wraps the leader's reason.
 func (c *Client) RemoveMember(ctx context.Context, id uint64) error {
 	hdr := removeMemberRequest{Member: id}.append(nil)
-	return c.runFrom(ctx, &c.mu.lead, fmt.Sprintf("remove member %d", id), func(actx context.Context, conn *net.Conn) (bool, error) {
-		resp, err := conn.Call(actx, KindRemoveMember, hdr, nil)
-		if err != nil {
-			return false, err
-		}
-		defer resp.Release()
-		if _, err := decodeReply(resp.Header); err != nil {
-			return false, err
-		}
-		return true, nil
-	}, clientApplyTimeout)
+	return c.runFrom(ctx, &c.mu.lead, fmt.Sprintf("remove member %d", id), replyAttempt(KindRemoveMember, hdr), clientApplyTimeout)
 }
