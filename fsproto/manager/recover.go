@@ -110,8 +110,13 @@ func SeedFromMap(fsys vfs.FS, dir string, id uint64, addr string, m *clustermap.
 	if fsys == nil {
 		fsys = vfs.Default
 	}
-	if _, err := fsys.Stat(dir); errors.Is(err, fs.ErrNotExist) && dryRun {
-		return seeded, nil // an empty log, and a dry run creates nothing
+	if dryRun {
+		// A missing or empty folder is an empty log; a dry run does not
+		// open it, since opening makes the journal's first segment.
+		names, err := fsys.ReadDir(dir)
+		if errors.Is(err, fs.ErrNotExist) || err == nil && len(names) == 0 {
+			return seeded, nil
+		}
 	}
 	store, err := raftlog.Open(raftlog.Options{FS: fsys, Dir: dir, Logger: log})
 	if err != nil {
