@@ -207,8 +207,10 @@
 // taken or awaited. The group shrinks on request (KindRemoveMember,
 // Client.RemoveMember, `weft node remove-manager`): once every member
 // runs with a --manager-peers list without the member, the leader removes
-// it, when the voters left keep a majority of active ones; the removed
-// member's node is then restarted without --manager-id.
+// it, when the voters left keep a majority of active ones (a leader asked
+// to remove itself first hands the leadership over,
+// raftgroup.Group.TransferLeadership); the removed member's node is then
+// restarted without --manager-id.
 //
 // When a majority of the members lost their logs for good, no leader can
 // be elected from the rest, and the group stays down rather than lose the

@@ -164,3 +164,31 @@ func TestSeedSoleVoter(t *testing.T) {
 	defer g2.Stop()
 	waitFor(t, "the new member to hold the seeded state", func() bool { return slices.Equal(sm2.History(), []string{"a=1", "b=2", "c=3"}) })
 }
+
+// TestTransferLeadership: the leader hands the leadership to the member
+// it names, which then serves proposals; a follower asked does nothing.
+func TestTransferLeadership(t *testing.T) {
+	testutil.CheckLeaks(t)
+	c := newCluster(t, 23, 3, nil)
+	lead := c.leader()
+	c.propose(lead, "a=1")
+	to := c.others(lead)[0]
+	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
+	defer cancel()
+	if err := c.groups[to].TransferLeadership(ctx, c.others(lead)[1]); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.groups[lead].TransferLeadership(ctx, to); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, fmt.Sprintf("member %d to lead", to), func() bool {
+		for _, g := range c.groups {
+			if g.Leader() != to {
+				return false
+			}
+		}
+		return true
+	})
+	c.propose(to, "b=2")
+	c.converge(2)
+}

@@ -219,15 +219,17 @@ type Group struct {
 	// half its life (ns since epoch).
 	leaseWanted atomic.Int64
 
-	propc   chan *waiter
-	readc   chan *waiter
-	confc   chan *waiter
-	statusc chan chan Status
-	recvc   chan *raftpb.Message
-	reportc chan struct{} // wakes the loop for reports
-	stopc   chan struct{}
-	donec   chan struct{}
-	stopOne sync.Once
+	propc chan *waiter
+	readc chan *waiter
+	confc chan *waiter
+	// transferc carries leadership transfer requests (TransferLeadership).
+	transferc chan uint64
+	statusc   chan chan Status
+	recvc     chan *raftpb.Message
+	reportc   chan struct{} // wakes the loop for reports
+	stopc     chan struct{}
+	donec     chan struct{}
+	stopOne   sync.Once
 
 	reports struct {
 		sync.Mutex
@@ -348,23 +350,24 @@ func Start(cfg Config) (*Group, error) {
 		cfg.Logger = slog.Default()
 	}
 	g := &Group{
-		cfg:     cfg,
-		id:      cfg.ID,
-		log:     cfg.Logger.With("raft", cfg.ID),
-		tr:      cfg.Transport,
-		propc:   make(chan *waiter),
-		readc:   make(chan *waiter),
-		confc:   make(chan *waiter),
-		statusc: make(chan chan Status),
-		recvc:   make(chan *raftpb.Message, 256),
-		reportc: make(chan struct{}, 1),
-		stopc:   make(chan struct{}),
-		donec:   make(chan struct{}),
-		pending: make(map[uint64]*waiter),
-		indexed: make(map[uint64]uint64),
-		reads:   make(map[uint64]*waiter),
-		members: make(map[uint64]string),
-		epoch:   time.Now(),
+		cfg:       cfg,
+		id:        cfg.ID,
+		log:       cfg.Logger.With("raft", cfg.ID),
+		tr:        cfg.Transport,
+		propc:     make(chan *waiter),
+		readc:     make(chan *waiter),
+		confc:     make(chan *waiter),
+		transferc: make(chan uint64),
+		statusc:   make(chan chan Status),
+		recvc:     make(chan *raftpb.Message, 256),
+		reportc:   make(chan struct{}, 1),
+		stopc:     make(chan struct{}),
+		donec:     make(chan struct{}),
+		pending:   make(map[uint64]*waiter),
+		indexed:   make(map[uint64]uint64),
+		reads:     make(map[uint64]*waiter),
+		members:   make(map[uint64]string),
+		epoch:     time.Now(),
 	}
 	g.leaseWanted.Store(math.MinInt64 / 2)
 	if cfg.LeaseReads {
@@ -597,6 +600,22 @@ func (g *Group) AddLearner(ctx context.Context, id uint64, addr string) error {
 	return g.changeConf(ctx, raftpb.ConfChangeAddLearnerNode, id, addr)
 }
 
+// TransferLeadership asks this member, if it leads, to hand the
+// leadership to member to (raft's leadership transfer: to takes over as
+// soon as its log is caught up, the leader taking no proposal meanwhile,
+// for up to an election timeout). It returns once the member's loop has
+// the request; Leader shows the outcome. A follower ignores it.
+func (g *Group) TransferLeadership(ctx context.Context, to uint64) error {
+	select {
+	case g.transferc <- to:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-g.donec:
+		return g.stoppedErr()
+	}
+}
+
 // RemoveMember removes member id and returns once the change is applied on
 // this member.
 func (g *Group) RemoveMember(ctx context.Context, id uint64) error {
@@ -720,6 +739,13 @@ func (g *Group) run() {
 			g.drain()
 		case w := <-g.confc:
 			g.propose(w)
+		case to := <-g.transferc:
+			// raft would forward a follower's request to the leader;
+			// only a leader's own request is meant.
+			if g.leader.Load() == g.id {
+				g.log.Info("raft leadership transfer asked", "to", to)
+				g.rn.TransferLeader(to)
+			}
 		case w := <-g.readc:
 			g.readIndex(w)
 			g.drain()

@@ -29,9 +29,10 @@ of its --manager-peers that the group lacks, so first restart every other
 member's node with a --manager-peers list without this one (the leader
 refuses until its own list no longer names it), then run this; then restart
 the removed member's node without --manager-id, and take its address out of
-the nodes' --managers lists. The leader refuses to remove itself (restart
-its node so that another member leads, then ask again) and a removal after
-which the voters left would not have a majority of active ones.`,
+the nodes' --managers lists. Asked to remove itself, the leader hands the
+leadership to another member, which decides when the command asks again. A
+removal after which the voters left would not have a majority of active ones
+waits (until --timeout) for them.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			id, perr := strconv.ParseUint(args[0], 10, 64)
