@@ -292,6 +292,20 @@ func (m *Manager) Err() error {
 	return m.repair.startErr
 }
 
+// stopContext returns a context that ends when the manager stops, or
+// when cancel is called.
+func (m *Manager) stopContext() (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() {
+		select {
+		case <-m.stopc:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	return ctx, cancel
+}
+
 func (m *Manager) stopped() bool {
 	select {
 	case <-m.stopc:
@@ -534,15 +548,8 @@ func (m *Manager) livenessLoop() {
 	period := min(max(m.cfg.HeartbeatTimeout/5, livenessPeriodMin), livenessPeriodMax)
 	t := time.NewTimer(period)
 	defer t.Stop()
-	ctx, cancel := context.WithCancel(context.Background())
+	ctx, cancel := m.stopContext()
 	defer cancel()
-	go func() {
-		select {
-		case <-m.stopc:
-			cancel()
-		case <-ctx.Done():
-		}
-	}()
 	for {
 		select {
 		case <-m.stopc:

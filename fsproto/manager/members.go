@@ -312,15 +312,8 @@ func decideStart(self uint64, peers []uint64, answers []peerAnswer) (mode startM
 func (m *Manager) probeAndStart() {
 	defer m.wg.Done()
 	// Stop does not wait out a probe's questions.
-	ctx, cancel := context.WithCancel(context.Background())
+	ctx, cancel := m.stopContext()
 	defer cancel()
-	go func() {
-		select {
-		case <-m.stopc:
-			cancel()
-		case <-ctx.Done():
-		}
-	}()
 	t := time.NewTimer(0)
 	defer t.Stop()
 	last := ""
