@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"syscall"
+	"time"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -41,6 +42,13 @@ type blockIO interface {
 	// drainWake consumes the signals posted on wakeFd, so that the next
 	// wait on it blocks. A signal left there only wakes a wait early.
 	drainWake()
+	// sleepOn blocks until a completion is posted, efd (the reactor's
+	// wake-up eventfd) becomes readable, or d passes, in one wait on the
+	// backend itself; it reports false, without waiting, when the backend
+	// cannot, and the caller then polls wakeFd and efd. A wake-up seen
+	// this way is consumed (efd read) by the reap that finds it; reap
+	// never returns it.
+	sleepOn(efd int, d time.Duration) bool
 	describe() string
 	close() error
 }
@@ -70,7 +78,20 @@ type ringIO struct {
 	dsync     bool
 	flushTags map[uint64]uint64
 	submits   uint64
+	// pollArmed: a poll of pollFd (the reactor's wake-up eventfd) is in
+	// the ring, tagged wakePollTag, from a sleepOn not yet woken by it.
+	// Sleeping in the ring's own wait, rather than in poll(2) on the
+	// ring's eventfd and the reactor's, saves the eventfd signal, the
+	// read that drains it and the poll's set-up on every completion a
+	// reactor sleeps for (and a completion's task work runs in the
+	// waiting call instead of interrupting a poll).
+	pollArmed bool
+	pollFd    int
 }
+
+// wakePollTag tags the ring's poll of the reactor's wake-up eventfd; the
+// shard's tags never have all of the top byte set (tagKindMax).
+const wakePollTag = ^uint64(0)
 
 func newRingIO(f vfs.File, entries uint32, dedicated bool) (*ringIO, error) {
 	fd, ok := vfs.Fd(f)
@@ -165,6 +186,12 @@ func (r *ringIO) submit() error {
 func (r *ringIO) reap(dst []ioCompletion) []ioCompletion {
 	n, _ := r.ring.PeekBatch(r.cqes)
 	for _, c := range r.cqes[:n] {
+		if c.UserData == wakePollTag {
+			r.pollArmed = false
+			var b [8]byte
+			unix.Read(r.pollFd, b[:])
+			continue
+		}
 		delete(r.iovs, c.UserData)
 		dst = append(dst, ioCompletion{tag: c.UserData, res: c.Res})
 		if ft, ok := r.flushTags[c.UserData]; ok {
@@ -188,6 +215,26 @@ func (r *ringIO) arm(on bool) { r.ring.SetEventfdEnabled(on) }
 func (r *ringIO) drainWake() {
 	var b [8]byte
 	unix.Read(r.efd, b[:])
+}
+
+func (r *ringIO) sleepOn(efd int, d time.Duration) bool {
+	if !r.dsync {
+		// The thread backend has no POLL_ADD.
+		return false
+	}
+	if !r.pollArmed {
+		sqe := r.ring.GetSQE()
+		if sqe == nil {
+			return false
+		}
+		sqe.PrepPollAdd(efd, unix.POLLIN)
+		sqe.UserData = wakePollTag
+		r.pollArmed, r.pollFd = true, efd
+	}
+	// A timeout or an early end is a spurious wake-up, which the loop
+	// tolerates; any other failure shows again at the next submit.
+	_, _ = r.ring.SubmitAndWaitTimeout(d)
+	return true
 }
 
 func (r *ringIO) describe() string { return r.ring.Describe() }
@@ -283,11 +330,12 @@ func (s *syncIO) reap(dst []ioCompletion) []ioCompletion {
 	return dst
 }
 
-func (s *syncIO) wakeFd() int      { return -1 }
-func (s *syncIO) arm(bool)         {}
-func (s *syncIO) drainWake()       {}
-func (s *syncIO) describe() string { return "sync vfs calls" }
-func (s *syncIO) close() error     { return nil }
+func (s *syncIO) wakeFd() int                     { return -1 }
+func (s *syncIO) arm(bool)                        {}
+func (s *syncIO) drainWake()                      {}
+func (s *syncIO) sleepOn(int, time.Duration) bool { return false }
+func (s *syncIO) describe() string                { return "sync vfs calls" }
+func (s *syncIO) close() error                    { return nil }
 
 // errnoOf maps an error to a positive errno for a completion: the errno it
 // wraps, or EIO.

@@ -510,6 +510,15 @@ func (s *shard) sleep() {
 		s.w.sleeping.Store(false)
 		return
 	}
+	if len(s.guests) == 0 {
+		t0 := nanotime()
+		if s.io.sleepOn(s.w.efd, 100*time.Millisecond) {
+			s.stats.sleeps.Add(1)
+			s.stats.sleepNs.Add(nanotime() - t0)
+			s.w.sleeping.Store(false)
+			return
+		}
+	}
 	fds := append(s.pollFds[:0], unix.PollFd{Fd: int32(s.w.efd), Events: unix.POLLIN})
 	ring := -1 // index of the ring's descriptor in fds
 	if fd := s.io.wakeFd(); fd >= 0 {

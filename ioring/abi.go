@@ -17,6 +17,7 @@ const (
 	OpFsync       Opcode = 3
 	OpReadFixed   Opcode = 4
 	OpWriteFixed  Opcode = 5
+	OpPollAdd     Opcode = 6
 	OpTimeout     Opcode = 11
 	OpLinkTimeout Opcode = 15
 	OpRead        Opcode = 22

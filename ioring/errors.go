@@ -7,7 +7,7 @@ import (
 
 var opNames = [...]string{
 	OpNop: "nop", OpReadv: "readv", OpWritev: "writev", OpFsync: "fsync",
-	OpReadFixed: "read_fixed", OpWriteFixed: "write_fixed", OpTimeout: "timeout",
+	OpReadFixed: "read_fixed", OpWriteFixed: "write_fixed", OpPollAdd: "poll_add", OpTimeout: "timeout",
 	OpLinkTimeout: "link_timeout", OpRead: "read", OpWrite: "write",
 }
 

@@ -79,6 +79,14 @@ func (s *SQE) PrepFsync(fd int, flags FsyncFlags) {
 	s.OpFlags = uint32(flags)
 }
 
+// PrepPollAdd makes s a one-shot poll of fd: it completes once fd is
+// ready for one of events (unix.POLLIN, ...), at once if it is already,
+// with the ready events as the result. The io_uring backend only.
+func (s *SQE) PrepPollAdd(fd int, events uint32) {
+	s.prepRW(OpPollAdd, int32(fd), 0, 0, 0)
+	s.OpFlags = events // poll32_events, little-endian
+}
+
 // SetLink chains the next SQE to this one: it starts only after this one
 // completes successfully, and is cancelled (-ECANCELED) otherwise. A short
 // read or write counts as a failure.

@@ -257,6 +257,38 @@ func (r *Ring) Submit() (int, error) { return r.submit(0) }
 // until at least waitNr completions are in the CQ ring.
 func (r *Ring) SubmitAndWait(waitNr uint32) (int, error) { return r.submit(waitNr) }
 
+// SubmitAndWaitTimeout submits like Submit and then waits, in the same
+// system call, until a completion is in the CQ ring or d has passed. It
+// returns ErrTimeout when the CQ ring is empty on return: d passed, or
+// the wait ended early (the kernel reports the submission, not the
+// wait's end, when one call does both). An event loop sleeps in it when
+// everything that can wake it is an operation on the ring (a
+// PrepPollAdd on its wake-up descriptor included).
+func (r *Ring) SubmitAndWaitTimeout(d time.Duration) (int, error) {
+	if r.closed {
+		return 0, ErrClosed
+	}
+	pending := r.flushSQ()
+	if r.flags&setupSQPoll != 0 {
+		// The poller takes the SQEs; wake it if it sleeps.
+		if atomic.LoadUint32(r.sqFlags)&sqNeedWakeup != 0 {
+			if _, err := r.enter(pending, 0, enterSQWakeup, nil); err != nil {
+				return 0, err
+			}
+		}
+		pending = 0
+	}
+	ts := kernelTimespec{sec: int64(d / time.Second), nsec: int64(d % time.Second)}
+	n, err := r.enter(pending, 1, enterGetEvents, &ts)
+	switch {
+	case err != nil && !errors.Is(err, ErrTimeout):
+		return n, err
+	case r.CQReady() == 0:
+		return n, ErrTimeout
+	}
+	return n, nil
+}
+
 func (r *Ring) submit(waitNr uint32) (int, error) {
 	if r.closed {
 		return 0, ErrClosed

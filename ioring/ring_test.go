@@ -692,3 +692,55 @@ func TestDedicatedThread(t *testing.T) {
 		t.Errorf("timed wait on an idle ring: %v", err)
 	}
 }
+
+// TestPollAddWakesSubmitAndWait: a reactor's sleep on its ring — a poll
+// of its wake-up eventfd submitted in the waiting call — times out while
+// nothing happens, and ends when another thread writes the eventfd.
+func TestPollAddWakesSubmitAndWait(t *testing.T) {
+	if f := Detect(); !f.Available {
+		t.Skipf("io_uring not available here (POLL_ADD is an io_uring operation): %v", f.Err)
+	}
+	r := newRing(t, BackendIOUring, Options{Entries: 4})
+	efd, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(efd)
+	sqe := r.GetSQE()
+	sqe.PrepPollAdd(efd, unix.POLLIN)
+	sqe.UserData = 7
+	start := time.Now()
+	if _, err := r.SubmitAndWaitTimeout(20 * time.Millisecond); !errors.Is(err, ErrTimeout) {
+		t.Fatalf("SubmitAndWaitTimeout with an idle eventfd: %v", err)
+	}
+	if time.Since(start) < 20*time.Millisecond {
+		t.Error("returned before the timeout")
+	}
+	go func() {
+		time.Sleep(10 * time.Millisecond)
+		one := [8]byte{1}
+		unix.Write(efd, one[:])
+	}()
+	if _, err := r.SubmitAndWaitTimeout(10 * time.Second); err != nil {
+		t.Fatalf("SubmitAndWaitTimeout while the eventfd is written: %v", err)
+	}
+	cqe, err := r.PeekCQE()
+	if err != nil || cqe == nil {
+		t.Fatalf("no completion after the wait: %v", err)
+	}
+	if cqe.UserData != 7 || cqe.Res&unix.POLLIN == 0 {
+		t.Errorf("completion %+v, want user data 7 with POLLIN set", *cqe)
+	}
+	r.CQESeen()
+	// A poll armed on a descriptor that is ready completes at once.
+	sqe = r.GetSQE()
+	sqe.PrepPollAdd(efd, unix.POLLIN)
+	sqe.UserData = 8
+	if _, err := r.SubmitAndWaitTimeout(10 * time.Second); err != nil {
+		t.Fatalf("SubmitAndWaitTimeout with the eventfd readable: %v", err)
+	}
+	if cqe, _ := r.PeekCQE(); cqe == nil || cqe.UserData != 8 {
+		t.Fatalf("completion %v, want user data 8", cqe)
+	}
+	r.CQESeen()
+}
