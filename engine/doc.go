@@ -15,8 +15,11 @@
 // completion: drain the queue, add mutations to the current batch, seal
 // the batch when nothing is in flight, submit, reap completions. When idle it spins
 // (Poll), spins for SpinTime then sleeps (Hybrid, the default), or sleeps
-// at once (Interrupt); sleeping is a poll(2) on two eventfds, one written
-// by producers that find the reactor asleep, one the io_uring posts to.
+// at once (Interrupt). A reactor sleeps in its io_uring's own wait
+// (io_uring_enter with a timeout), where a POLL_ADD in the ring watches
+// the eventfd that producers finding it asleep write; with guests, or on
+// the thread backend, it sleeps in poll(2) on that eventfd, one the ring
+// posts to, and the guests' sockets.
 //
 // A reactor also runs guests (Guest, Engine.Host): network connections
 // whose requests it reads, submits and answers itself, at the start and
