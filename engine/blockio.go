@@ -49,6 +49,9 @@ type blockIO interface {
 	// this way is consumed (efd read) by the reap that finds it; reap
 	// never returns it.
 	sleepOn(efd int, d time.Duration) bool
+	// canSleepOn reports that sleepOn can wait on this backend (it still
+	// returns false when the ring has no room to arm its poll).
+	canSleepOn() bool
 	describe() string
 	close() error
 }
@@ -217,9 +220,11 @@ func (r *ringIO) drainWake() {
 	unix.Read(r.efd, b[:])
 }
 
+// canSleepOn: the thread backend has no POLL_ADD.
+func (r *ringIO) canSleepOn() bool { return r.dsync }
+
 func (r *ringIO) sleepOn(efd int, d time.Duration) bool {
-	if !r.dsync {
-		// The thread backend has no POLL_ADD.
+	if !r.canSleepOn() {
 		return false
 	}
 	if !r.pollArmed {
@@ -334,6 +339,7 @@ func (s *syncIO) wakeFd() int                     { return -1 }
 func (s *syncIO) arm(bool)                        {}
 func (s *syncIO) drainWake()                      {}
 func (s *syncIO) sleepOn(int, time.Duration) bool { return false }
+func (s *syncIO) canSleepOn() bool                { return false }
 func (s *syncIO) describe() string                { return "sync vfs calls" }
 func (s *syncIO) close() error                    { return nil }
 

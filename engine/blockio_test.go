@@ -40,7 +40,7 @@ func TestRingSleepOn(t *testing.T) {
 	sleep := func(what string) {
 		t.Helper()
 		done := make(chan bool, 1)
-		go func() { done <- rio.sleepOn(w.efd, 10*time.Second) }()
+		go func() { done <- rio.sleepOn(w.ringEfd, 10*time.Second) }()
 		select {
 		case ok := <-done:
 			if !ok {
@@ -52,7 +52,7 @@ func TestRingSleepOn(t *testing.T) {
 	}
 
 	// Woken by a producer.
-	w.sleeping.Store(true)
+	w.sleeping.Store(sleepRing)
 	go func() {
 		time.Sleep(5 * time.Millisecond)
 		w.wake()
@@ -70,7 +70,7 @@ func TestRingSleepOn(t *testing.T) {
 		t.Fatal("the ring's poll of the wake-up eventfd never completed")
 	}
 	var b [8]byte
-	if _, err := unix.Read(w.efd, b[:]); !errors.Is(err, unix.EAGAIN) {
+	if _, err := unix.Read(w.ringEfd, b[:]); !errors.Is(err, unix.EAGAIN) {
 		t.Fatalf("the wake-up eventfd was not drained by the reap (read: %v)", err)
 	}
 
@@ -94,7 +94,30 @@ func TestRingSleepOn(t *testing.T) {
 		t.Error("the poll of the wake-up eventfd is no longer armed after a sleep no producer ended")
 	}
 	// The armed poll still ends the next sleep.
-	w.sleeping.Store(true)
+	w.sleeping.Store(sleepRing)
 	w.wake()
 	sleep("a wake-up with the poll armed by an earlier sleep")
+	for deadline := time.Now().Add(10 * time.Second); rio.pollArmed && time.Now().Before(deadline); {
+		rio.reap(comps[:0])
+	}
+
+	// A wake-up of a reactor asleep in poll(2) goes to the other
+	// eventfd: the ring's poll, armed again by a sleep that a completion
+	// ends, does not fire for it.
+	if !rio.queueWrite(0, [][]byte{buf}, tagWrite|2, false, 0) {
+		t.Fatal("no room for a write")
+	}
+	rio.submit()
+	sleep("a second write's completion")
+	for deadline := time.Now().Add(10 * time.Second); len(rio.reap(comps[:0])) == 0 && time.Now().Before(deadline); {
+	}
+	w.sleeping.Store(sleepPoll)
+	w.wake()
+	if _, err := unix.Read(w.efd, b[:]); err != nil {
+		t.Errorf("a wake-up of a reactor asleep in poll(2) did not write its eventfd: %v", err)
+	}
+	time.Sleep(10 * time.Millisecond)
+	if got := rio.reap(comps[:0]); len(got) != 0 || !rio.pollArmed {
+		t.Errorf("the ring's poll fired for a wake-up of a sleep in poll(2) (armed %v, completions %v)", rio.pollArmed, got)
+	}
 }

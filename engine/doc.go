@@ -15,11 +15,13 @@
 // completion: drain the queue, add mutations to the current batch, seal
 // the batch when nothing is in flight, submit, reap completions. When idle it spins
 // (Poll), spins for SpinTime then sleeps (Hybrid, the default), or sleeps
-// at once (Interrupt). A reactor sleeps in its io_uring's own wait
-// (io_uring_enter with a timeout), where a POLL_ADD in the ring watches
-// the eventfd that producers finding it asleep write; with guests, or on
-// the thread backend, it sleeps in poll(2) on that eventfd, one the ring
-// posts to, and the guests' sockets.
+// at once (Interrupt). A reactor with device I/O in flight and no guests
+// sleeps in its io_uring's own wait (io_uring_enter with a timeout),
+// where a POLL_ADD in the ring watches an eventfd that producers finding
+// it asleep so write; otherwise (nothing in flight, guests, or the thread
+// backend) it sleeps in poll(2) on another eventfd for producers, one the
+// ring posts to, and the guests' sockets. A producer writes the eventfd
+// of the sleep the reactor declared, so a wake-up reaches one wait.
 //
 // A reactor also runs guests (Guest, Engine.Host): network connections
 // whose requests it reads, submits and answers itself, at the start and

@@ -71,38 +71,67 @@ func (q *reqQueue) pop() *Request {
 // waker lets producers wake a sleeping reactor through an eventfd, and
 // costs them one atomic load when it is awake.
 //
-// Protocol: the reactor stores sleeping=true, then checks its queue's
-// pending count (and its completions) once more, and only then blocks on
-// the eventfd; a producer pushes (pending++), then swaps sleeping to false
-// and, if it was true, writes the eventfd. Sequentially consistent atomics
-// order the two so that either the reactor sees the request or the
-// producer sees the sleeper.
+// Protocol: the reactor stores in sleeping how it is about to sleep, then
+// checks its queue's pending count (and its completions) once more, and
+// only then blocks; a producer pushes (pending++), then swaps sleeping to
+// awake and, if it was asleep, writes the eventfd of that kind of sleep.
+// Sequentially consistent atomics order the two so that either the
+// reactor sees the request or the producer sees the sleeper.
+//
+// Two eventfds, so that each wake-up reaches only the wait the reactor is
+// in: efd for a sleep in poll(2), ringEfd for one in the reactor's ring,
+// whose poll of ringEfd stays armed after a sleep that a completion
+// ended; a write of efd then costs the ring nothing.
 type waker struct {
-	efd      int
-	sleeping atomic.Bool
-	wakeups  atomic.Uint64
+	efd, ringEfd int
+	sleeping     atomic.Uint32 // awake, sleepPoll or sleepRing
+	wakeups      atomic.Uint64
 }
+
+// How a reactor sleeps (waker.sleeping).
+const (
+	awake     = 0
+	sleepPoll = 1 // in poll(2), efd among the descriptors
+	sleepRing = 2 // in its ring's wait, which polls ringEfd
+)
 
 func newWaker() (*waker, error) {
 	efd, err := unix.Eventfd(0, unix.EFD_NONBLOCK|unix.EFD_CLOEXEC)
 	if err != nil {
 		return nil, err
 	}
-	return &waker{efd: efd}, nil
+	ringEfd, err := unix.Eventfd(0, unix.EFD_NONBLOCK|unix.EFD_CLOEXEC)
+	if err != nil {
+		unix.Close(efd)
+		return nil, err
+	}
+	return &waker{efd: efd, ringEfd: ringEfd}, nil
 }
 
 func (w *waker) wake() {
-	if w.sleeping.Load() && w.sleeping.Swap(false) {
-		w.wakeups.Add(1)
-		one := [8]byte{1}
-		unix.Write(w.efd, one[:])
+	if w.sleeping.Load() == awake {
+		return
 	}
+	fd := w.efd
+	switch w.sleeping.Swap(awake) {
+	case awake:
+		return
+	case sleepRing:
+		fd = w.ringEfd
+	}
+	w.wakeups.Add(1)
+	one := [8]byte{1}
+	unix.Write(fd, one[:])
 }
 
-// drain consumes a pending wake-up so the next sleep blocks.
+// drain consumes a pending wake-up of a sleep in poll(2), so the next one
+// blocks. (The ring's poll drains ringEfd: ringIO.reap.)
 func (w *waker) drain() {
 	var b [8]byte
 	unix.Read(w.efd, b[:])
 }
 
-func (w *waker) close() { unix.Close(w.efd) }
+func (w *waker) close() {
+	unix.Close(w.efd)
+	unix.Close(w.ringEfd)
+}

@@ -505,19 +505,32 @@ func (s *shard) idle() bool {
 // sleep blocks until a request or a completion arrives (or 100 ms pass,
 // so housekeeping such as checkpoint requests still runs).
 func (s *shard) sleep() {
-	s.w.sleeping.Store(true)
+	// With device I/O in flight and no guests, a completion most likely
+	// ends the sleep, and the ring's own wait takes it with the least
+	// work; a producer wakes it through the ring's poll of ringEfd.
+	// Otherwise a producer (or a guest's socket) most likely does, and
+	// its eventfd write wakes a poll(2) directly, where the ring's poll
+	// would add the ring's task work to every such wake-up.
+	inRing := len(s.guests) == 0 && s.ioPending() && s.io.canSleepOn()
+	if inRing {
+		s.w.sleeping.Store(sleepRing)
+	} else {
+		s.w.sleeping.Store(sleepPoll)
+	}
 	if s.q.pending.Load() > 0 {
-		s.w.sleeping.Store(false)
+		s.w.sleeping.Store(awake)
 		return
 	}
-	if len(s.guests) == 0 {
+	if inRing {
 		t0 := nanotime()
-		if s.io.sleepOn(s.w.efd, 100*time.Millisecond) {
+		// If the ring had no room to arm its poll, this returns at
+		// once, and the loop's next pass submits and sleeps again.
+		if s.io.sleepOn(s.w.ringEfd, 100*time.Millisecond) {
 			s.stats.sleeps.Add(1)
 			s.stats.sleepNs.Add(nanotime() - t0)
-			s.w.sleeping.Store(false)
-			return
 		}
+		s.w.sleeping.Store(awake)
+		return
 	}
 	fds := append(s.pollFds[:0], unix.PollFd{Fd: int32(s.w.efd), Events: unix.POLLIN})
 	ring := -1 // index of the ring's descriptor in fds
@@ -527,13 +540,13 @@ func (s *shard) sleep() {
 		fds = append(fds, unix.PollFd{Fd: int32(fd), Events: unix.POLLIN})
 		// A completion posted before arming signalled nothing.
 		if s.comps = s.io.reap(s.comps[:0]); len(s.comps) > 0 {
-			s.w.sleeping.Store(false)
+			s.w.sleeping.Store(awake)
 			s.io.arm(false)
 			s.dispatch(s.comps)
 			return
 		}
 	} else if s.ioPending() {
-		s.w.sleeping.Store(false)
+		s.w.sleeping.Store(awake)
 		return
 	}
 	if len(s.guests) > 0 {
@@ -541,7 +554,7 @@ func (s *shard) sleep() {
 		fds, now = s.guestFds(fds)
 		s.pollFds = fds // keep what it grew to
 		if now {
-			s.w.sleeping.Store(false)
+			s.w.sleeping.Store(awake)
 			if ring >= 0 {
 				s.io.arm(false)
 			}
@@ -552,7 +565,7 @@ func (s *shard) sleep() {
 	t0 := nanotime()
 	perr := poll(fds, 100)
 	s.stats.sleepNs.Add(nanotime() - t0)
-	s.w.sleeping.Store(false)
+	s.w.sleeping.Store(awake)
 	// Drain only the descriptors that woke the poll: a read of an empty
 	// eventfd is a system call for nothing, two per wake-up before. A
 	// signal that lands after the poll returned is drained at the next
