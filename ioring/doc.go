@@ -40,7 +40,9 @@
 // The thread backend implements the opcodes the engine needs (NOP, READ,
 // WRITE, READ_FIXED, WRITE_FIXED, READV, WRITEV, FSYNC, TIMEOUT) with the
 // kernel's semantics: links, CQ overflow without loss, eventfd
-// notification, fixed files and buffers.
+// notification, fixed files and buffers. POLL_ADD (PrepPollAdd) is the
+// io_uring backend's only: a reactor that sleeps in its ring's wait uses
+// it to be woken by its eventfd, and sleeps in poll(2) elsewhere.
 //
 // # Contract
 //
