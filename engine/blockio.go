@@ -236,8 +236,9 @@ func (r *ringIO) sleepOn(efd int, d time.Duration) bool {
 		sqe.UserData = wakePollTag
 		r.pollArmed, r.pollFd = true, efd
 	}
-	// A timeout or an early end is a spurious wake-up, which the loop
-	// tolerates; any other failure shows again at the next submit.
+	// A timeout, an early end or a failed wait is a spurious wake-up,
+	// which the loop tolerates (it reaps on its next pass), as it does a
+	// failed poll(2); a ring that no longer works fails the next submit.
 	_, _ = r.ring.SubmitAndWaitTimeout(d)
 	return true
 }
