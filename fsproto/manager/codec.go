@@ -76,9 +76,8 @@ const msgVersion = 1
 
 // Header body sizes. On-wire.
 const (
-	getMapRequestLen    = 16
-	heartbeatRequestLen = 16
-	replyLen            = 16
+	getMapRequestLen = 16
+	replyLen         = 16
 )
 
 // getMapFlagLinearizable asks the member to pass a read barrier
@@ -256,29 +255,44 @@ type heartbeatRequest struct {
 	Node uint64
 }
 
-func (r heartbeatRequest) append(b []byte) []byte {
-	b = append(b, msgVersion, 0, 0, 0, 0, 0, 0, 0)
-	return binary.LittleEndian.AppendUint64(b, r.Node)
-}
+func (r heartbeatRequest) append(b []byte) []byte { return appendIDRequest(b, r.Node) }
 
 func decodeHeartbeatRequest(b []byte) (heartbeatRequest, error) {
-	var r heartbeatRequest
-	if len(b) != heartbeatRequestLen {
-		return r, corrupt("heartbeat request of %d bytes, want %d", len(b), heartbeatRequestLen)
+	id, err := decodeIDRequest(b, "heartbeat request", "node")
+	return heartbeatRequest{Node: id}, err
+}
+
+// idRequestLen is the size of a header body that names one id: a
+// heartbeat's node, a removal's member. On-wire.
+const idRequestLen = 16
+
+// appendIDRequest appends a header body that names one id (the layout of
+// heartbeatRequest and removeMemberRequest): the version, seven reserved
+// zero bytes, and the id.
+func appendIDRequest(b []byte, id uint64) []byte {
+	b = append(b, msgVersion, 0, 0, 0, 0, 0, 0, 0)
+	return binary.LittleEndian.AppendUint64(b, id)
+}
+
+// decodeIDRequest decodes what appendIDRequest wrote; what names the
+// request and noun its id in the errors. The id is never 0.
+func decodeIDRequest(b []byte, what, noun string) (uint64, error) {
+	if len(b) != idRequestLen {
+		return 0, corrupt("%s of %d bytes, want %d", what, len(b), idRequestLen)
 	}
 	if b[0] != msgVersion {
-		return r, corrupt("heartbeat request version %d, want %d", b[0], msgVersion)
+		return 0, corrupt("%s version %d, want %d", what, b[0], msgVersion)
 	}
 	for i := 1; i < 8; i++ {
 		if b[i] != 0 {
-			return r, corrupt("heartbeat request reserved byte %d is %#x, want 0", i, b[i])
+			return 0, corrupt("%s reserved byte %d is %#x, want 0", what, i, b[i])
 		}
 	}
-	r.Node = binary.LittleEndian.Uint64(b[8:])
-	if r.Node == 0 {
-		return r, corrupt("heartbeat request for node 0")
+	id := binary.LittleEndian.Uint64(b[8:])
+	if id == 0 {
+		return 0, corrupt("%s for %s 0", what, noun)
 	}
-	return r, nil
+	return id, nil
 }
 
 // replyFlagMap says the reply's payload holds a map. On-wire.

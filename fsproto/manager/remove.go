@@ -2,7 +2,6 @@ package manager
 
 import (
 	"context"
-	"encoding/binary"
 	"fmt"
 	"slices"
 
@@ -13,10 +12,6 @@ import (
 // group: the way to shrink it (the leader's repair only grows and heals
 // it, see repairRound). Cluster key or a cluster admin key. On-wire.
 const KindRemoveMember net.Kind = 315
-
-// removeMemberRequestLen is the size of a KindRemoveMember header body.
-// On-wire.
-const removeMemberRequestLen = 16
 
 // removeMemberRequest is the header body of KindRemoveMember:
 //
@@ -35,29 +30,11 @@ type removeMemberRequest struct {
 	Member uint64
 }
 
-func (r removeMemberRequest) append(b []byte) []byte {
-	b = append(b, msgVersion, 0, 0, 0, 0, 0, 0, 0)
-	return binary.LittleEndian.AppendUint64(b, r.Member)
-}
+func (r removeMemberRequest) append(b []byte) []byte { return appendIDRequest(b, r.Member) }
 
 func decodeRemoveMemberRequest(b []byte) (removeMemberRequest, error) {
-	var r removeMemberRequest
-	if len(b) != removeMemberRequestLen {
-		return r, corrupt("remove-member request of %d bytes, want %d", len(b), removeMemberRequestLen)
-	}
-	if b[0] != msgVersion {
-		return r, corrupt("remove-member request version %d, want %d", b[0], msgVersion)
-	}
-	for i := 1; i < 8; i++ {
-		if b[i] != 0 {
-			return r, corrupt("remove-member request reserved byte %d is %#x, want 0", i, b[i])
-		}
-	}
-	r.Member = binary.LittleEndian.Uint64(b[8:])
-	if r.Member == 0 {
-		return r, corrupt("remove-member request for member 0")
-	}
-	return r, nil
+	id, err := decodeIDRequest(b, "remove-member request", "member")
+	return removeMemberRequest{Member: id}, err
 }
 
 // serveRemoveMember answers KindRemoveMember. Only the leader acts, since
