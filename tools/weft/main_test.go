@@ -47,6 +47,7 @@ func TestExitStatus(t *testing.T) {
 		{[]string{"node", "recover-manager", "--manager-id", "1", "--device", "d", "--from-map", "f"}, 2, "--manager-addr is required with --from-map"},
 		{[]string{"node", "remove-manager", "x", "--managers", "127.0.0.1:1", "--cluster-id", "c", "--key-id", "k", "--key-secret", "00"}, 2, "manager id \"x\""},
 		{[]string{"node", "remove-manager"}, 2, "accepts 1 arg(s)"},
+		{[]string{"node", "drain", "0", "--managers", "127.0.0.1:1", "--cluster-id", "c", "--key-id", "k", "--key-secret", "00"}, 2, "weft node drain: node id \"0\": want the decimal id weft status prints"},
 		{[]string{"node", "recover-manager", "--manager-id", "1", "--device", "d", "--manager-addr", "127.0.0.1:1"}, 2, "--manager-addr is for --from-map"},
 		{[]string{"node", "recover-manager", "--manager-id", "1", "--device", "d", "--manager-addr", "a", "--from-map", filepath.Join(t.TempDir(), "none")}, 1, "no such file"},
 		{[]string{"node", "recover-manager", "--manager-id", "1", "--device", "d", "--manager-addr", "a", "--from-map", bin}, 1, "map copy " + bin},

@@ -3,8 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"os"
-	"strconv"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -35,38 +33,14 @@ removal after which the voters left would not have a majority of active ones
 waits (until --timeout) for them.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			id, perr := strconv.ParseUint(args[0], 10, 64)
-			acc, probs, err := af.resolve(cmd)
-			if perr != nil || id == 0 {
-				probs = append(probs, fmt.Sprintf("manager id %q: want the member's decimal id (its node's --manager-id)", args[0]))
-			}
-			switch {
-			case len(probs) > 0:
-				*status = 2
-				for _, p := range probs {
-					fmt.Fprintf(os.Stderr, "weft node remove-manager: %s\n", p)
-				}
-				return nil
-			case err != nil:
-				*status = 1
-				fmt.Fprintf(os.Stderr, "weft node remove-manager: %v\n", err)
-				return nil
-			}
-			pool, err := acc.Pool()
-			if err != nil {
-				*status = 1
-				fmt.Fprintf(os.Stderr, "weft node remove-manager: %v\n", err)
-				return nil
-			}
-			defer pool.Close()
-			rctx, cancel := context.WithTimeout(ctx, timeout)
-			defer cancel()
-			if err := manager.NewClient(acc.Managers, pool).RemoveMember(rctx, id); err != nil {
-				*status = 1
-				fmt.Fprintf(os.Stderr, "weft node remove-manager: %v\n", err)
-				return nil
-			}
-			fmt.Printf("manager member %d is out of the managers' group; restart its node without --manager-id, and take its address out of the nodes' --managers\n", id)
+			runIDCommand(ctx, status, cmd, &af, "node remove-manager", timeout, args[0], "manager id %q: want the member's decimal id (its node's --manager-id)",
+				func(ctx context.Context, mc *manager.Client, id uint64) error {
+					if err := mc.RemoveMember(ctx, id); err != nil {
+						return err
+					}
+					fmt.Printf("manager member %d is out of the managers' group; restart its node without --manager-id, and take its address out of the nodes' --managers\n", id)
+					return nil
+				})
 			return nil
 		},
 	}

@@ -138,42 +138,19 @@ func newNodeStateCmd(ctx context.Context, status *int, use string, state cluster
 		Short: short,
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			id, perr := strconv.ParseUint(args[0], 10, 64)
-			acc, probs, err := af.resolve(cmd)
-			if perr != nil || id == 0 {
-				probs = append(probs, fmt.Sprintf("node id %q: want the decimal id weft status prints", args[0]))
-			}
-			switch {
-			case len(probs) > 0:
-				*status = 2
-				for _, p := range probs {
-					fmt.Fprintf(os.Stderr, "weft node %s: %s\n", use, p)
-				}
-				return nil
-			case err != nil:
-				*status = 1
-				fmt.Fprintf(os.Stderr, "weft node %s: %v\n", use, err)
-				return nil
-			}
-			pool, err := acc.Pool()
-			if err != nil {
-				*status = 1
-				fmt.Fprintf(os.Stderr, "weft node %s: %v\n", use, err)
-				return nil
-			}
-			defer pool.Close()
-			actx, cancel := context.WithTimeout(ctx, timeout)
-			defer cancel()
-			m, err := manager.NewClient(acc.Managers, pool).Apply(actx, clustermap.SetNodeState{ID: clustermap.NodeID(id), State: state})
-			switch {
-			case errors.Is(err, clustermap.ErrNoChange):
-				fmt.Printf("node %d is %v already\n", id, state)
-			case err != nil:
-				*status = 1
-				fmt.Fprintf(os.Stderr, "weft node %s: %v\n", use, err)
-			default:
-				fmt.Printf("node %d is %v at map epoch %d; weft status shows its PGs moving\n", id, state, m.Epoch)
-			}
+			runIDCommand(ctx, status, cmd, &af, "node "+use, timeout, args[0], "node id %q: want the decimal id weft status prints",
+				func(ctx context.Context, mc *manager.Client, id uint64) error {
+					m, err := mc.Apply(ctx, clustermap.SetNodeState{ID: clustermap.NodeID(id), State: state})
+					switch {
+					case errors.Is(err, clustermap.ErrNoChange):
+						fmt.Printf("node %d is %v already\n", id, state)
+					case err != nil:
+						return err
+					default:
+						fmt.Printf("node %d is %v at map epoch %d; weft status shows its PGs moving\n", id, state, m.Epoch)
+					}
+					return nil
+				})
 			return nil
 		},
 	}
@@ -181,4 +158,43 @@ func newNodeStateCmd(ctx context.Context, status *int, use string, state cluster
 	af.add(f)
 	f.DurationVar(&timeout, "timeout", 15*time.Second, "give up after this long")
 	return cmd
+}
+
+// runIDCommand runs a `weft NAME ID` command that asks the managers one
+// thing: it parses arg as a nonzero decimal id (else badID, formatted with
+// arg, is a problem), resolves af, and runs body with a manager client
+// and the timeout. Problems set *status to 2, a failure of the access or
+// of body to 1; each is printed as "weft NAME: ...".
+func runIDCommand(ctx context.Context, status *int, cmd *cobra.Command, af *accessFlags, name string, timeout time.Duration,
+	arg, badID string, body func(context.Context, *manager.Client, uint64) error) {
+	id, perr := strconv.ParseUint(arg, 10, 64)
+	acc, probs, err := af.resolve(cmd)
+	if perr != nil || id == 0 {
+		probs = append(probs, fmt.Sprintf(badID, arg))
+	}
+	switch {
+	case len(probs) > 0:
+		*status = 2
+		for _, p := range probs {
+			fmt.Fprintf(os.Stderr, "weft %s: %s\n", name, p)
+		}
+		return
+	case err != nil:
+		*status = 1
+		fmt.Fprintf(os.Stderr, "weft %s: %v\n", name, err)
+		return
+	}
+	pool, err := acc.Pool()
+	if err != nil {
+		*status = 1
+		fmt.Fprintf(os.Stderr, "weft %s: %v\n", name, err)
+		return
+	}
+	defer pool.Close()
+	rctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	if err := body(rctx, manager.NewClient(acc.Managers, pool), id); err != nil {
+		*status = 1
+		fmt.Fprintf(os.Stderr, "weft %s: %v\n", name, err)
+	}
 }
