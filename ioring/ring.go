@@ -251,11 +251,11 @@ func (r *Ring) flushSQ() uint32 {
 
 // Submit hands every filled SQE to the backend without waiting, and
 // returns how many were consumed.
-func (r *Ring) Submit() (int, error) { return r.submit(0) }
+func (r *Ring) Submit() (int, error) { return r.submit(0, nil) }
 
 // SubmitAndWait submits like Submit and then waits, in the same system call,
 // until at least waitNr completions are in the CQ ring.
-func (r *Ring) SubmitAndWait(waitNr uint32) (int, error) { return r.submit(waitNr) }
+func (r *Ring) SubmitAndWait(waitNr uint32) (int, error) { return r.submit(waitNr, nil) }
 
 // SubmitAndWaitTimeout submits like Submit and then waits, in the same
 // system call, until a completion is in the CQ ring or d has passed. It
@@ -265,21 +265,8 @@ func (r *Ring) SubmitAndWait(waitNr uint32) (int, error) { return r.submit(waitN
 // everything that can wake it is an operation on the ring (a
 // PrepPollAdd on its wake-up descriptor included).
 func (r *Ring) SubmitAndWaitTimeout(d time.Duration) (int, error) {
-	if r.closed {
-		return 0, ErrClosed
-	}
-	pending := r.flushSQ()
-	if r.flags&setupSQPoll != 0 {
-		// The poller takes the SQEs; wake it if it sleeps.
-		if atomic.LoadUint32(r.sqFlags)&sqNeedWakeup != 0 {
-			if _, err := r.enter(pending, 0, enterSQWakeup, nil); err != nil {
-				return 0, err
-			}
-		}
-		pending = 0
-	}
 	ts := kernelTimespec{sec: int64(d / time.Second), nsec: int64(d % time.Second)}
-	n, err := r.enter(pending, 1, enterGetEvents, &ts)
+	n, err := r.submit(1, &ts)
 	switch {
 	case err != nil && !errors.Is(err, ErrTimeout):
 		return n, err
@@ -289,7 +276,9 @@ func (r *Ring) SubmitAndWaitTimeout(d time.Duration) (int, error) {
 	return n, nil
 }
 
-func (r *Ring) submit(waitNr uint32) (int, error) {
+// submit hands the filled SQEs to the backend and waits for waitNr
+// completions, for at most ts when ts is not nil, in one system call.
+func (r *Ring) submit(waitNr uint32, ts *kernelTimespec) (int, error) {
 	if r.closed {
 		return 0, ErrClosed
 	}
@@ -307,14 +296,14 @@ func (r *Ring) submit(waitNr uint32) (int, error) {
 		if flags == 0 {
 			return int(pending), nil
 		}
-		_, err := r.enter(pending, waitNr, flags, nil)
+		_, err := r.enter(pending, waitNr, flags, ts)
 		return int(pending), err
 	}
 	// GETEVENTS with min_complete 0 waits for nothing, but lets the kernel
 	// post completions it has deferred (COOP/DEFER_TASKRUN) in the same
 	// call, so an I/O that completed during submission is reaped without a
 	// second system call.
-	return r.enter(pending, waitNr, enterGetEvents, nil)
+	return r.enter(pending, waitNr, enterGetEvents, ts)
 }
 
 // needsFlush reports that completions exist only kernel-side: overflowed

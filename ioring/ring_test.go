@@ -617,6 +617,21 @@ func TestWaitTimeout(t *testing.T) {
 			t.Fatalf("WaitCQETimeout with a completion pending: %v %v", cqe, err)
 		}
 		r.CQESeen()
+		// SubmitAndWaitTimeout: a timeout with nothing submitted, and a
+		// NOP submitted and reaped by the same call.
+		if _, err := r.SubmitAndWaitTimeout(20 * time.Millisecond); !errors.Is(err, ErrTimeout) {
+			t.Fatalf("SubmitAndWaitTimeout on an idle ring: %v", err)
+		}
+		sqe = r.GetSQE()
+		sqe.PrepNop()
+		sqe.UserData = 43
+		if _, err := r.SubmitAndWaitTimeout(5 * time.Second); err != nil {
+			t.Fatalf("SubmitAndWaitTimeout of a NOP: %v", err)
+		}
+		if cqe, _ := r.PeekCQE(); cqe == nil || cqe.UserData != 43 {
+			t.Fatalf("completion %v after SubmitAndWaitTimeout, want the NOP's", cqe)
+		}
+		r.CQESeen()
 	})
 }
 
