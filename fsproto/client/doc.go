@@ -61,6 +61,20 @@
 //   - Data: WriteAt returns once its bytes are durable on every replica
 //     of the current epoch of each chunk's PG. Reads go to the primaries
 //     (linearizable per chunk).
+//   - Write-behind (WithWriteBehind, what the FUSE mount uses): WriteAt
+//     copies the bytes, starts their chunk writes and returns; up to the
+//     option's bytes (and 64 writes) per FS are in flight, and a WriteAt
+//     past that waits for room. Flush, Sync and Release wait for the
+//     file's writes made before them, so durability and close-to-open
+//     hold at those calls, as above. Within the FS nothing changes: a
+//     read, or a write overlapping one in flight, waits for it; the size
+//     grows at once; a truncation waits until every earlier write
+//     landed. A write that fails after WriteAt returned (the chunk client
+//     retried it for the op timeout) is reported by the file's next
+//     Flush, Sync or Release, once, as Linux reports writeback errors;
+//     a quota refusal still comes from WriteAt itself (the growth is
+//     committed before the write starts). A crash of the client loses
+//     the writes in flight, as a crash of a machine loses its page cache.
 //   - Size and mtime: committing an Extend per write would cost a Raft
 //     round trip per write, so the FS keeps the pending size per inode,
 //     shared by every handle of the inode in that FS, and commits it (one

@@ -20,3 +20,13 @@ func SetDeleteBatch(n int64) (restore func()) {
 
 // ErrFileChanged is errFileChanged.
 var ErrFileChanged = errFileChanged
+
+// WrapWrites puts wrap around every chunk write of f's file writes
+// (WriteAt, write-behind included): wrap gets the write's inode, offset
+// and length and the write itself, which it may delay, skip or fail.
+func WrapWrites(f *FS, wrap func(ino namespace.Ino, off int64, n int, write func() error) error) {
+	inner := f.writeData
+	f.writeData = func(ctx context.Context, ct *Container, chunk int64, par int, ino namespace.Ino, p []byte, off int64) error {
+		return wrap(ino, off, len(p), func() error { return inner(ctx, ct, chunk, par, ino, p, off) })
+	}
+}

@@ -90,6 +90,9 @@ type options struct {
 	// dirCache is how long the path API remembers the directories it
 	// walked through (0: not at all).
 	dirCache time.Duration
+	// writeBehind bounds the bytes WriteAt leaves in flight when it
+	// returns before its data is durable (0: it waits; the default).
+	writeBehind int64
 }
 
 func defaultOptions() options {
@@ -190,6 +193,22 @@ func WithDirCache(d time.Duration) Option {
 	}
 }
 
+// WithWriteBehind makes WriteAt return once its bytes are copied and
+// their chunk writes started, with up to maxBytes (and 64 writes) in
+// flight per FS; Flush, Sync and Release (File.Close, File.Sync) wait for
+// them and report a failed one, as Linux reports writeback errors. Reads
+// and later overlapping writes through the FS wait for the writes they
+// overlap. 0, the default, turns it off: WriteAt returns once its bytes
+// are durable on every replica. The FUSE mount turns it on (POSIX asks
+// for durability at fsync, not at write). See the package doc.
+func WithWriteBehind(maxBytes int64) Option {
+	return func(o *options) {
+		if maxBytes >= 0 {
+			o.writeBehind = maxBytes
+		}
+	}
+}
+
 // DialCluster connects to the cluster clusterID through its managers
 // (any node of a `weft up` cluster serves as one) with key, which reads
 // the cluster map and reaches the nodes; OpenContainer may use another
@@ -251,6 +270,13 @@ type FS struct {
 	// (see learnLocked).
 	sizeChanges atomic.Uint64
 
+	// wb bounds the writes in flight behind WriteAt (WithWriteBehind;
+	// nil when it is off).
+	wb *budget
+	// writeData writes file bytes to their chunks (writeChunks; tests
+	// replace it to make writes fail).
+	writeData func(ctx context.Context, ct *Container, chunk int64, par int, ino namespace.Ino, p []byte, off int64) error
+
 	mu struct {
 		sync.Mutex
 		inodes map[namespace.Ino]*inode // inodes with open handles
@@ -311,7 +337,11 @@ func (c *Client) OpenContainer(ctx context.Context, name string, key Key, opts .
 	f := &FS{name: name, id: ct.id, pool: pool, data: ct, dc: dc,
 		meta: meta.NewClient(ct.id, c.cfg.Maps, pool), chunk: ct.ChunkSize(), o: o, dirs: newDirCache(o.dirCache),
 		log: o.logger.With("container", name), done: make(chan struct{}),
-		wake: make(chan struct{}, 1), closeWake: make(chan struct{}, 1), closerDone: make(chan struct{})}
+		wake: make(chan struct{}, 1), closeWake: make(chan struct{}, 1), closerDone: make(chan struct{}),
+		writeData: writeChunks}
+	if o.writeBehind > 0 {
+		f.wb = newBudget(o.writeBehind)
+	}
 	f.mu.inodes = make(map[namespace.Ino]*inode)
 	st, err := f.meta.StatFS(ctx)
 	if err == nil {
@@ -354,6 +384,11 @@ func (f *FS) Close() error {
 	}
 	f.mu.closed = true
 	f.mu.Unlock()
+	if f.wb != nil {
+		// The writes behind WriteAt land (or fail) before the flush
+		// below commits their sizes.
+		f.wb.idle()
+	}
 	f.kill()
 	<-f.done
 	<-f.closerDone

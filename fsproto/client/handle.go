@@ -46,9 +46,13 @@ type inode struct {
 		since time.Time
 		// pending counts the bytes written since the last commit.
 		pending int64
-		// werr is a background commit's failure, reported by the next
-		// Flush, Sync or Release (as Linux reports writeback errors).
+		// werr is a background commit's or a write-behind write's
+		// failure, reported by the next Flush, Sync or Release (as
+		// Linux reports writeback errors).
 		werr error
+		// flights are the write-behind writes in flight (see
+		// writebehind.go).
+		flights []*flight
 		// gen counts the changes of the file's bytes or size this FS
 		// made or learned of, each counted after it landed: a read
 		// buffer filled at gen g is current while gen is still g.
@@ -322,6 +326,16 @@ func (h *Handle) ReadAt(ctx context.Context, p []byte, off int64) (int, error) {
 	n := int(min(int64(len(p)), size-off))
 	if n > 0 {
 		f := h.fs
+		if f.wb != nil {
+			// Read-your-writes: the bytes of overlapping writes still
+			// in flight are not in the chunks yet.
+			if err := h.in.claim(ctx, off, off+int64(n), nil); err != nil {
+				return 0, fmt.Errorf("client: read of ino %d at %d: %w", h.in.ino, off, err)
+			}
+			// They may have grown the file further meanwhile, but
+			// not moved its end below off+n: only truncation does,
+			// and it waits for the io lock held here.
+		}
 		if err := readChunks(ctx, f.data, f.chunk, f.o.parallel, h.in.ino, p[:n], off); err != nil {
 			return 0, fmt.Errorf("client: read of ino %d at %d: %w", h.in.ino, off, errnoWrap(err))
 		}
@@ -333,7 +347,9 @@ func (h *Handle) ReadAt(ctx context.Context, p []byte, off int64) (int, error) {
 }
 
 // WriteAt writes p at off. The bytes are durable on every replica when
-// it returns; the file's growth and mtime are committed by Flush, Sync or
+// it returns, unless the FS writes behind (WithWriteBehind): then they
+// are on their way, and the next Flush, Sync or Release waits for them
+// and reports their failure. The file's growth and mtime are committed by Flush, Sync or
 // Release, or by the FS within its flush interval (see the package doc).
 // Under a byte quota, growth is committed before the data is written, so
 // a write past the quota fails with EDQUOT and writes nothing. On error,
@@ -356,7 +372,11 @@ func (h *Handle) WriteAt(ctx context.Context, p []byte, off int64) (int, error) 
 	if err := checkExtent(end, h.fs.chunk); err != nil {
 		return 0, err
 	}
-	if err := h.write(ctx, p, off); err != nil {
+	write := h.write
+	if h.fs.wb != nil {
+		write = h.writeBehind
+	}
+	if err := write(ctx, p, off); err != nil {
 		return 0, fmt.Errorf("client: write of ino %d at %d: %w", h.in.ino, off, errnoWrap(err))
 	}
 	h.in.mu.Lock()
@@ -380,7 +400,7 @@ func (h *Handle) write(ctx context.Context, p []byte, off int64) error {
 			return err
 		}
 	}
-	if err := writeChunks(ctx, f.data, f.chunk, f.o.parallel, in.ino, p, off); err != nil {
+	if err := f.writeData(ctx, f.data, f.chunk, f.o.parallel, in.ino, p, off); err != nil {
 		return err
 	}
 	in.mu.Lock()
@@ -497,10 +517,11 @@ func (f *FS) reclaimed(ctx context.Context, rs []namespace.Reclaim) {
 	}
 }
 
-// Flush commits the growth and mtime of the writes made so far through
-// any handle of this FS on the file: a client that opens the file after
-// Flush returns sees them (close-to-open). It returns a background
-// commit's failure if one happened since the last Flush.
+// Flush waits for the writes made so far through any handle of this FS
+// on the file to land (write-behind) and commits their growth and mtime:
+// a client that opens the file after Flush returns sees them
+// (close-to-open). It returns the failure of a background commit or of a
+// write-behind write if one happened since the last Flush.
 func (h *Handle) Flush(ctx context.Context) error {
 	if err := h.check("flush"); err != nil {
 		return err
@@ -509,7 +530,8 @@ func (h *Handle) Flush(ctx context.Context) error {
 }
 
 // Sync makes everything written before it durable and committed: the
-// data already is when WriteAt returns, so Sync is Flush.
+// data is durable when WriteAt's write lands, which Flush waits for, so
+// Sync is Flush.
 func (h *Handle) Sync(ctx context.Context) error { return h.Flush(ctx) }
 
 // Release flushes and ends the open. The flush's error is returned; the
@@ -535,9 +557,13 @@ func (h *Handle) Release(ctx context.Context) error {
 	return err
 }
 
-// flush commits in's pending growth (Extend) or mtime (SetAttr), and
-// returns the failure of a background commit recorded since the last one.
+// flush waits for the write-behind writes in flight to in, commits in's
+// pending growth (Extend) or mtime (SetAttr), and returns the failure of
+// a background commit or of a write recorded since the last flush.
 func (f *FS) flush(ctx context.Context, in *inode) error {
+	if err := in.drain(ctx); err != nil {
+		return err
+	}
 	in.mu.Lock()
 	werr := in.mu.werr
 	in.mu.werr = nil

@@ -39,7 +39,8 @@ func startClusterEnv(t *testing.T) *clusterEnv {
 	key := client.Key{ID: testcluster.ClusterKeyID, Secret: testcluster.ClusterSecret}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	cl, err := client.DialCluster(ctx, testcluster.ClusterID, c.Addrs, key)
+	// Write-behind, as weft mount runs.
+	cl, err := client.DialCluster(ctx, testcluster.ClusterID, c.Addrs, key, client.WithWriteBehind(64<<20))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -87,10 +87,15 @@
 //     every write another client flushed before the read started; names
 //     are always current.
 //
-// Writes reach the cluster as the kernel sends them (write-through, no
-// writeback cache: a write(2) returns once its bytes are durable on
-// every replica); a file's size and mtime are committed at close(2)
-// (FLUSH), fsync(2), and in the background by client.FS (every second).
+// Writes reach the cluster as the kernel sends them (no kernel writeback
+// cache). With client.WithWriteBehind on the FS (weft mount's default,
+// --write-behind=64m) a write(2) returns once its bytes are copied and
+// on their way, and close(2) (FLUSH) and fsync(2) wait for them and
+// report a failed one, as a local file system reports writeback errors;
+// without it a write(2) returns once its bytes are durable on every
+// replica. Either way data is durable when fsync(2) or close(2) returns.
+// A file's size and mtime are committed at close(2) (FLUSH), fsync(2),
+// and in the background by client.FS (every second).
 // O_APPEND files are opened with direct I/O and each append lands at the
 // end of the file as this mount knows it, appends through one mount being
 // serialized: the namespace's size is read again when the last reading is
@@ -113,9 +118,10 @@
 //
 // # Not done
 //
-//   - No kernel writeback cache: each write(2) is a round trip to the
-//     cluster. The writeback cache would batch small writes, but the
-//     kernel then owns the file size and mtime, which breaks the
+//   - No kernel writeback cache: each write(2) is still a FUSE round
+//     trip to this process, write-behind or not. The writeback cache
+//     would batch small writes, but the kernel then owns the file size
+//     and mtime, which breaks the
 //     close-to-open size commits above; it needs explicit invalidation
 //     between clients first.
 //   - Attribute and entry caching is time based (1 s); a server-pushed

@@ -13,6 +13,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/weftfs/weft/bench"
 	"github.com/weftfs/weft/fsproto/client"
 	"github.com/weftfs/weft/fsproto/mount"
 	"github.com/weftfs/weft/internal/localcluster"
@@ -24,11 +25,20 @@ type mountSpec struct {
 	container string
 	dir       string
 	opts      mount.Options
+	// writeBehind bounds the bytes of writes a write(2) leaves in
+	// flight (client.WithWriteBehind; 0: write-through).
+	writeBehind int64
 }
+
+// defaultWriteBehind is the mount's write-behind bound: a write(2)
+// returns before its bytes are durable (POSIX asks for that at fsync),
+// with up to this much in flight.
+const defaultWriteBehind = 64 << 20
 
 func newMountCmd(ctx context.Context, status *int) *cobra.Command {
 	var (
 		keyStr, clusterID, dir, cache string
+		writeBehind                   string
 		readOnly, allowOther, debug   bool
 	)
 	cmd := &cobra.Command{
@@ -46,7 +56,14 @@ key come from a weft up folder, and CONTAINER defaults to its container.
 Caching (--cache): strict (default) caches names and attributes for 1 s and the
 page cache between opens; every open revalidates, so an open after another
 client's close or fsync sees its writes (close-to-open). none caches nothing
-(direct I/O): every read and stat asks the cluster.`,
+(direct I/O): every read and stat asks the cluster.
+
+Writes (--write-behind): a write(2) returns once its bytes are on their way to
+the cluster, with up to --write-behind bytes (and 64 writes) in flight; fsync(2)
+and close(2) wait for them and report a failed one, as a local file system
+reports writeback errors. Data is durable when fsync returns, as POSIX says.
+--write-behind=0 makes each write(2) wait until its bytes are durable on every
+replica.`,
 		Args: cobra.RangeArgs(1, 2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			spec, probs, err := mountArgs(cmd, args, keyStr, clusterID, dir)
@@ -54,6 +71,11 @@ client's close or fsync sees its writes (close-to-open). none caches nothing
 				probs = append(probs, fmt.Sprintf("--cache=%s: want strict or none", cache))
 			} else {
 				spec.opts.Cache = c
+			}
+			if n, werr := bench.ParseSize(writeBehind); werr != nil {
+				probs = append(probs, fmt.Sprintf("--write-behind=%s: want a size such as 64m, or 0 to turn it off", writeBehind))
+			} else {
+				spec.writeBehind = n
 			}
 			switch {
 			case len(probs) > 0:
@@ -84,6 +106,7 @@ client's close or fsync sees its writes (close-to-open). none caches nothing
 	f.StringVar(&clusterID, "cluster-id", "", "the cluster's id (default $WEFT_CLUSTER_ID)")
 	f.StringVar(&dir, "dir", "", "take managers, cluster id and key from this weft up folder")
 	f.StringVar(&cache, "cache", "strict", "caching: strict (close-to-open) or none (direct I/O)")
+	f.StringVar(&writeBehind, "write-behind", "64m", "bytes of writes in flight behind write(2) (0: each write waits until durable)")
 	f.BoolVar(&readOnly, "read-only", false, "mount read-only")
 	f.BoolVar(&allowOther, "allow-other", false, "let other users use the mount (root, or user_allow_other in /etc/fuse.conf)")
 	f.BoolVar(&debug, "debug", false, "log every FUSE request")
@@ -169,7 +192,7 @@ func startMount(ctx context.Context, spec mountSpec) (*mounted, error) {
 	dctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	key := client.Key{ID: spec.access.KeyID, Secret: spec.access.Secret}
-	var opts []client.Option
+	opts := []client.Option{client.WithWriteBehind(spec.writeBehind)}
 	if spec.opts.ReadOnly {
 		opts = append(opts, client.WithReadOnly())
 	}

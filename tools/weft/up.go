@@ -204,7 +204,7 @@ func upMount(ctx context.Context, c *localcluster.Cluster, dir string, cache mou
 	}
 	st := c.State()
 	spec := mountSpec{access: c.Access(), container: st.Container, dir: dir,
-		opts: mount.Options{Cache: cache, Name: "weft:" + st.Container}}
+		opts: mount.Options{Cache: cache, Name: "weft:" + st.Container}, writeBehind: defaultWriteBehind}
 	return startMount(ctx, spec)
 }
 
