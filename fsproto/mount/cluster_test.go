@@ -40,7 +40,7 @@ func startClusterEnv(t *testing.T) *clusterEnv {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	// Write-behind, as weft mount runs.
-	cl, err := client.DialCluster(ctx, testcluster.ClusterID, c.Addrs, key, client.WithWriteBehind(64<<20))
+	cl, err := client.DialCluster(ctx, testcluster.ClusterID, c.Addrs, key, client.WithWriteBehind(8<<20))
 	if err != nil {
 		t.Fatal(err)
 	}

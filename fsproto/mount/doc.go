@@ -89,7 +89,7 @@
 //
 // Writes reach the cluster as the kernel sends them (no kernel writeback
 // cache). With client.WithWriteBehind on the FS (weft mount's default,
-// --write-behind=64m) a write(2) returns once its bytes are copied and
+// --write-behind=8m) a write(2) returns once its bytes are copied and
 // on their way, and close(2) (FLUSH) and fsync(2) wait for them and
 // report a failed one, as a local file system reports writeback errors;
 // without it a write(2) returns once its bytes are durable on every
@@ -121,9 +121,8 @@
 //   - No kernel writeback cache: each write(2) is still a FUSE round
 //     trip to this process, write-behind or not. The writeback cache
 //     would batch small writes, but the kernel then owns the file size
-//     and mtime, which breaks the
-//     close-to-open size commits above; it needs explicit invalidation
-//     between clients first.
+//     and mtime, which breaks the close-to-open size commits above; it
+//     needs explicit invalidation between clients first.
 //   - Attribute and entry caching is time based (1 s); a server-pushed
 //     invalidation would allow longer timeouts with the same guarantees.
 //   - fallocate (EOPNOTSUPP), O_TMPFILE, device and FIFO nodes (EPERM),
