@@ -70,6 +70,7 @@ func TestMountBadInput(t *testing.T) {
 		{[]string{"mount", "127.0.0.1:1/vol", dir, "--cluster-id", "c"}, "--key ID:SECRETHEX (or $WEFT_KEY): missing"},
 		{[]string{"mount", "127.0.0.1:1/vol", dir, "--cluster-id", "c", "--key", "k:nothex"}, "secret is not hex"},
 		{[]string{"mount", "127.0.0.1:1/vol", dir, "--cluster-id", "c", "--key", "k:00", "--cache", "always"}, "--cache=always: want strict or none"},
+		{[]string{"mount", "127.0.0.1:1/vol", dir, "--cluster-id", "c", "--key", "k:00", "--write-behind", "-1"}, "--write-behind=-1: want a size such as 8m"},
 		{[]string{"mount", "--dir", filepath.Join(dir, "none"), dir}, "no weft up folder there"},
 		{[]string{"mount", "onlyone"}, "want MANAGERS/CONTAINER MOUNTPOINT"},
 	} {
