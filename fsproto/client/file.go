@@ -237,8 +237,9 @@ func (fl *File) Truncate(size int64) error {
 	return fl.err("truncate", err)
 }
 
-// Sync commits everything written before it (data is durable when
-// WriteAt returns; Sync commits the size and mtime).
+// Sync makes everything written before it durable and commits the size
+// and mtime (data is durable when WriteAt returns, unless the FS writes
+// behind: then Sync waits for it).
 func (fl *File) Sync() error {
 	if err := fl.check("sync"); err != nil {
 		return err
@@ -249,6 +250,20 @@ func (fl *File) Sync() error {
 	ctx, cancel := fl.fs.opCtx()
 	defer cancel()
 	return fl.err("sync", fl.h.Sync(ctx))
+}
+
+// DataSync is Sync as fdatasync(2): the data and the file's growth, not
+// a change of mtime alone (see Handle.DataSync).
+func (fl *File) DataSync() error {
+	if err := fl.check("fdatasync"); err != nil {
+		return err
+	}
+	if fl.dir != nil {
+		return nil
+	}
+	ctx, cancel := fl.fs.opCtx()
+	defer cancel()
+	return fl.err("fdatasync", fl.h.DataSync(ctx))
 }
 
 // Close commits what was written and ends the open: an unlinked file's

@@ -383,7 +383,7 @@ func (h *Handle) WriteAt(ctx context.Context, p []byte, off int64) (int, error) 
 	over := h.in.mu.pending > h.fs.o.pendingMax
 	h.in.mu.Unlock()
 	if over {
-		if err := h.fs.flush(ctx, h.in); err != nil {
+		if err := h.fs.flush(ctx, h.in, false); err != nil {
 			return 0, err
 		}
 	}
@@ -526,13 +526,25 @@ func (h *Handle) Flush(ctx context.Context) error {
 	if err := h.check("flush"); err != nil {
 		return err
 	}
-	return h.fs.flush(ctx, h.in)
+	return h.fs.flush(ctx, h.in, false)
 }
 
 // Sync makes everything written before it durable and committed: the
 // data is durable when WriteAt's write lands, which Flush waits for, so
 // Sync is Flush.
 func (h *Handle) Sync(ctx context.Context) error { return h.Flush(ctx) }
+
+// DataSync is Sync for fdatasync(2): it makes the data written before it
+// durable and commits the file's growth, but not a change of mtime
+// alone, which fdatasync need not make durable (that stays for the next
+// Flush, Release or background commit). An fdatasync after overwrites
+// inside the file thus costs no metadata commit.
+func (h *Handle) DataSync(ctx context.Context) error {
+	if err := h.check("fdatasync"); err != nil {
+		return err
+	}
+	return h.fs.flush(ctx, h.in, true)
+}
 
 // Release flushes and ends the open. The flush's error is returned; the
 // namespace.Close is not waited for: it is queued on the FS, and the
@@ -547,7 +559,7 @@ func (h *Handle) Release(ctx context.Context) error {
 		return fmt.Errorf("client: release of ino %d: released already: %w", h.in.ino, syscall.EBADF)
 	}
 	f := h.fs
-	err := f.flush(ctx, h.in)
+	err := f.flush(ctx, h.in, false)
 	f.release(h.in)
 	if h.counted {
 		if qerr := f.queueClose(h.in.ino); qerr != nil {
@@ -559,29 +571,42 @@ func (h *Handle) Release(ctx context.Context) error {
 
 // flush waits for the write-behind writes in flight to in, commits in's
 // pending growth (Extend) or mtime (SetAttr), and returns the failure of
-// a background commit or of a write recorded since the last flush.
-func (f *FS) flush(ctx context.Context, in *inode) error {
-	if err := in.drain(ctx); err != nil {
-		return err
+// the commit, of a background commit or of a write recorded since the
+// last flush. The writes and the commit run at once: flush returns only
+// when both are done, so what it promises holds when it returns, and it
+// costs the longer of the two rather than their sum. (A crash before it
+// returns may leave the size committed over bytes that never landed,
+// which read as zeros: POSIX promises nothing of a file before fsync
+// returned.) growthOnly leaves a change of mtime alone uncommitted
+// (DataSync).
+func (f *FS) flush(ctx context.Context, in *inode, growthOnly bool) error {
+	in.mu.Lock()
+	inFlight := len(in.mu.flights) > 0
+	in.mu.Unlock()
+	var drained chan error
+	if inFlight {
+		drained = make(chan error, 1)
+		go func() { drained <- in.drain(ctx) }()
+	}
+	err := f.commit(ctx, in, growthOnly)
+	if drained != nil {
+		err = errors.Join(err, <-drained)
 	}
 	in.mu.Lock()
 	werr := in.mu.werr
 	in.mu.werr = nil
 	in.mu.Unlock()
-	if err := f.commit(ctx, in); err != nil {
-		return err
-	}
-	return werr
+	return errors.Join(err, werr)
 }
 
 // commit sends in's pending change to the namespace. When the namespace
 // refuses growth with EDQUOT (a quota this FS did not know of), the
 // bytes past the committed size are deleted, so nothing of the refused
 // writes stays visible, and EDQUOT is returned.
-func (f *FS) commit(ctx context.Context, in *inode) error {
+func (f *FS) commit(ctx context.Context, in *inode, growthOnly bool) error {
 	in.commit.Lock()
 	in.mu.Lock()
-	if !in.mu.dirty {
+	if !in.mu.dirty || (growthOnly && in.mu.size <= in.mu.committed) {
 		in.mu.Unlock()
 		in.commit.Unlock()
 		return nil
@@ -716,7 +741,7 @@ func (f *FS) reclaimQueued(ctx context.Context) {
 // failure for their next Flush.
 func (f *FS) background(ctx context.Context) {
 	for _, in := range f.dirty(f.o.flushEvery) {
-		if err := f.commit(ctx, in); err != nil {
+		if err := f.commit(ctx, in, false); err != nil {
 			f.log.Warn("background commit failed", "ino", in.ino, "err", err)
 			in.mu.Lock()
 			if in.mu.werr == nil {
@@ -747,7 +772,7 @@ func (f *FS) dirty(age time.Duration) []*inode {
 func (f *FS) flushAll(ctx context.Context, age time.Duration) error {
 	var first error
 	for _, in := range f.dirty(age) {
-		if err := f.flush(ctx, in); err != nil && first == nil {
+		if err := f.flush(ctx, in, false); err != nil && first == nil {
 			first = err
 		}
 	}

@@ -23,6 +23,7 @@ func TestWriteBehind(t *testing.T) {
 	t.Run("Order", func(t *testing.T) { testWriteBehindOrder(t, e) })
 	t.Run("Errors", func(t *testing.T) { testWriteBehindErrors(t, e) })
 	t.Run("Close", func(t *testing.T) { testWriteBehindClose(t, e) })
+	t.Run("DataSync", func(t *testing.T) { testDataSync(t, e) })
 	t.Run("Exerciser", func(t *testing.T) {
 		name, f := e.container(t, client.WithCredentials(0, 0), client.WithWriteBehind(1<<20))
 		g := e.open(t, name, e.key, client.WithCredentials(0, 0))
@@ -164,5 +165,51 @@ func testWriteBehindClose(t *testing.T, e *env) {
 		if !bytes.Equal(got, want[i]) {
 			t.Fatalf("c%d: read %d bytes, want %d; first diff at %d", i, len(got), len(want[i]), firstDiff(got, want[i]))
 		}
+	}
+}
+
+// testDataSync: DataSync makes the data and the growth visible to
+// another client (fdatasync's promise) but leaves an mtime-only change
+// uncommitted until Flush.
+func testDataSync(t *testing.T, e *env) {
+	name, f := e.container(t, client.WithCredentials(0, 0), client.WithWriteBehind(1<<20),
+		client.WithFlushInterval(time.Hour))
+	g := e.open(t, name, e.key, client.WithCredentials(0, 0))
+	fl, err := f.Create("d")
+	must(t, "Create", err)
+	defer fl.Close()
+	data := pattern(3*4096, 5)
+	if _, err := fl.WriteAt(data, 0); err != nil {
+		t.Fatalf("WriteAt: %v", err)
+	}
+	must(t, "DataSync after growth", fl.DataSync())
+	got, err := g.ReadFile("d")
+	must(t, "ReadFile", err)
+	if !bytes.Equal(got, data) {
+		t.Fatalf("after DataSync the other client reads %d bytes, want %d", len(got), len(data))
+	}
+	before, err := g.Stat("d")
+	must(t, "Stat", err)
+	time.Sleep(20 * time.Millisecond) // the leader's clock moves on
+	copy(data[4096:], pattern(4096, 6))
+	if _, err := fl.WriteAt(data[4096:8192], 4096); err != nil {
+		t.Fatalf("WriteAt: %v", err)
+	}
+	must(t, "DataSync after an overwrite", fl.DataSync())
+	got, err = g.ReadFile("d")
+	must(t, "ReadFile", err)
+	if !bytes.Equal(got, data) {
+		t.Fatal("after DataSync the other client does not read the overwrite")
+	}
+	after, err := g.Stat("d")
+	must(t, "Stat", err)
+	if !after.ModTime().Equal(before.ModTime()) {
+		t.Fatalf("DataSync after an overwrite committed the mtime (%v → %v); it is Sync's to commit", before.ModTime(), after.ModTime())
+	}
+	must(t, "Sync", fl.Sync())
+	after, err = g.Stat("d")
+	must(t, "Stat", err)
+	if !after.ModTime().After(before.ModTime()) {
+		t.Fatalf("Sync left the mtime at %v", after.ModTime())
 	}
 }

@@ -44,6 +44,9 @@ type handle interface {
 	SetSize(ctx context.Context, size int64) (namespace.Attr, error)
 	Flush(ctx context.Context) error
 	Sync(ctx context.Context) error
+	// DataSync is Sync for fdatasync(2): a change of mtime alone need
+	// not be committed.
+	DataSync(ctx context.Context) error
 	Release(ctx context.Context) error
 	// Size is the file's size as this client sees it: the namespace's
 	// at open (or at its last commit) grown by this client's writes.

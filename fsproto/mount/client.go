@@ -151,7 +151,8 @@ func (h clientHandle) SetSize(ctx context.Context, size int64) (namespace.Attr, 
 	return a, cerr(err)
 }
 
-func (h clientHandle) Flush(ctx context.Context) error   { return cerr(h.h.Flush(ctx)) }
-func (h clientHandle) Sync(ctx context.Context) error    { return cerr(h.h.Sync(ctx)) }
-func (h clientHandle) Release(ctx context.Context) error { return cerr(h.h.Release(ctx)) }
-func (h clientHandle) Size() int64                       { return h.h.Size() }
+func (h clientHandle) Flush(ctx context.Context) error    { return cerr(h.h.Flush(ctx)) }
+func (h clientHandle) Sync(ctx context.Context) error     { return cerr(h.h.Sync(ctx)) }
+func (h clientHandle) DataSync(ctx context.Context) error { return cerr(h.h.DataSync(ctx)) }
+func (h clientHandle) Release(ctx context.Context) error  { return cerr(h.h.Release(ctx)) }
+func (h clientHandle) Size() int64                        { return h.h.Size() }

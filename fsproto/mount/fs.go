@@ -760,16 +760,31 @@ func (r *rawFS) Flush(cancel <-chan struct{}, in *fuse.FlushIn) fuse.Status {
 	if !fh.writable {
 		return fuse.OK
 	}
-	return r.commit(reqCtx(cancel), fh, false)
+	return r.commit(reqCtx(cancel), fh, commitFlush)
 }
 
-// commit flushes (or syncs) fh.
-func (r *rawFS) commit(ctx context.Context, fh *fileHandle, sync bool) fuse.Status {
-	if sync {
+// commit flushes fh (close), or syncs it (fsync), or syncs its data
+// (fdatasync).
+func (r *rawFS) commit(ctx context.Context, fh *fileHandle, how commitKind) fuse.Status {
+	switch how {
+	case commitSync:
 		return errno(fh.h.Sync(ctx))
+	case commitDataSync:
+		return errno(fh.h.DataSync(ctx))
 	}
 	return errno(fh.h.Flush(ctx))
 }
+
+type commitKind int
+
+const (
+	commitFlush commitKind = iota
+	commitSync
+	commitDataSync
+)
+
+// fsyncDataOnly is FUSE_FSYNC_FDATASYNC: the fsync is an fdatasync.
+const fsyncDataOnly = 1
 
 func (r *rawFS) Fsync(cancel <-chan struct{}, in *fuse.FsyncIn) fuse.Status {
 	fh := r.file(in.Fh)
@@ -779,7 +794,11 @@ func (r *rawFS) Fsync(cancel <-chan struct{}, in *fuse.FsyncIn) fuse.Status {
 	if !fh.writable {
 		return fuse.OK
 	}
-	return r.commit(reqCtx(cancel), fh, true)
+	how := commitSync
+	if in.FsyncFlags&fsyncDataOnly != 0 {
+		how = commitDataSync
+	}
+	return r.commit(reqCtx(cancel), fh, how)
 }
 
 func (r *rawFS) Release(cancel <-chan struct{}, in *fuse.ReleaseIn) {

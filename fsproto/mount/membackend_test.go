@@ -222,7 +222,8 @@ func (h *memHandle) flushLocked() error {
 	return nil
 }
 
-func (h *memHandle) Sync(ctx context.Context) error { return h.Flush(ctx) }
+func (h *memHandle) Sync(ctx context.Context) error     { return h.Flush(ctx) }
+func (h *memHandle) DataSync(ctx context.Context) error { return h.Flush(ctx) }
 
 func (h *memHandle) Release(context.Context) error {
 	h.m.mu.Lock()
