@@ -36,7 +36,7 @@ type mountSpec struct {
 // writes at iodepth 8 through a weft up mount ran at 110, 104, 100, 96
 // and 60 MiB/s with 4, 8, 16, 32 and 64 MiB in flight (101 MiB/s
 // write-through), while 4 KiB writes are bounded by the 64 writes.
-const defaultWriteBehind = 8 << 20
+const defaultWriteBehind = "8m"
 
 func newMountCmd(ctx context.Context, status *int) *cobra.Command {
 	var (
@@ -109,7 +109,7 @@ replica.`,
 	f.StringVar(&clusterID, "cluster-id", "", "the cluster's id (default $WEFT_CLUSTER_ID)")
 	f.StringVar(&dir, "dir", "", "take managers, cluster id and key from this weft up folder")
 	f.StringVar(&cache, "cache", "strict", "caching: strict (close-to-open) or none (direct I/O)")
-	f.StringVar(&writeBehind, "write-behind", "8m", "bytes of writes in flight behind write(2) (0: each write waits until durable)")
+	f.StringVar(&writeBehind, "write-behind", defaultWriteBehind, "bytes of writes in flight behind write(2) (0: each write waits until durable)")
 	f.BoolVar(&readOnly, "read-only", false, "mount read-only")
 	f.BoolVar(&allowOther, "allow-other", false, "let other users use the mount (root, or user_allow_other in /etc/fuse.conf)")
 	f.BoolVar(&debug, "debug", false, "log every FUSE request")

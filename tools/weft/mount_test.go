@@ -253,3 +253,28 @@ func TestUpMount(t *testing.T) {
 		t.Fatalf("the file shows through the unmounted folder: %v", err)
 	}
 }
+
+// TestUpBadInput: weft up's mount flags are checked before anything is
+// made or started.
+func TestUpBadInput(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "cluster")
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"up", "--dir", dir, "--cache", "always"}, "--cache=always: want strict or none"},
+		{[]string{"up", "--dir", dir, "--write-behind", "lots"}, "--write-behind=lots: want a size such as 8m"},
+	} {
+		stderr := captureStderr(t, func() {
+			if got := run(context.Background(), c.args); got != 2 {
+				t.Errorf("weft %q: status %d, want 2", c.args, got)
+			}
+		})
+		if !strings.Contains(stderr, c.want) {
+			t.Errorf("weft %q: stderr %q, want %q", c.args, stderr, c.want)
+		}
+		if _, err := os.Stat(dir); err == nil {
+			t.Errorf("weft %q made %s", c.args, dir)
+		}
+	}
+}

@@ -24,6 +24,7 @@ func newUpCmd(ctx context.Context, status *int) *cobra.Command {
 		size                                                             string
 		startupDeadline                                                  time.Duration
 		mountDir, cache, recordSize, readCache, mode, conns, forgetAfter string
+		writeBehind                                                      string
 	)
 	cmd := &cobra.Command{
 		Use:   "up [flags]",
@@ -101,7 +102,13 @@ stops every node cleanly.`,
 				fmt.Fprintf(os.Stderr, "--cache=%s: want strict or none\n", cache)
 				return nil
 			}
-			if err := runUp(ctx, cfg, startupDeadline, mountDir, mc); err != nil {
+			wb, err := bench.ParseSize(writeBehind)
+			if err != nil {
+				*status = 2
+				fmt.Fprintf(os.Stderr, "--write-behind=%s: want a size such as 8m, or 0 to turn it off\n", writeBehind)
+				return nil
+			}
+			if err := runUp(ctx, cfg, startupDeadline, mountDir, mountSpec{opts: mount.Options{Cache: mc}, writeBehind: wb}); err != nil {
 				*status = 1
 				fmt.Fprintln(os.Stderr, "weft up:", err)
 			}
@@ -117,6 +124,7 @@ stops every node cleanly.`,
 	f.DurationVar(&startupDeadline, "startup-timeout", 90*time.Second, "how long to wait for the cluster to serve")
 	f.StringVar(&mountDir, "mount", "", "mount the container at this folder (made if missing) while the cluster runs")
 	f.StringVar(&cache, "cache", "strict", "caching of the --mount: strict (close-to-open) or none (direct I/O)")
+	f.StringVar(&writeBehind, "write-behind", defaultWriteBehind, "bytes of writes in flight behind write(2) on the --mount (0: each write waits until durable)")
 	f.StringVar(&readCache, "read-cache", "", "every node's --read-cache: memory for data small reads fetched, served again from there (default none)")
 	f.StringVar(&mode, "mode", "", "every node's reactor polling mode: poll, hybrid or interrupt (default hybrid)")
 	f.StringVar(&forgetAfter, "forget-tombstones-after", "", "every node's --forget-tombstones-after: how old a deleted chunk's tombstone must be before it is forgotten (default 10m; off: keep them)")
@@ -128,7 +136,9 @@ stops every node cleanly.`,
 // runUp starts the cluster, waits until it serves, mounts its container
 // at mountDir (if not ""), prints how to use it, and stops it when ctx
 // ends or a node exits: the mount first, then the nodes.
-func runUp(ctx context.Context, cfg localcluster.Config, startupDeadline time.Duration, mountDir string, cache mount.Cache) error {
+// The mount takes its caching and write-behind from how (its access,
+// container and folder come from the cluster).
+func runUp(ctx context.Context, cfg localcluster.Config, startupDeadline time.Duration, mountDir string, how mountSpec) error {
 	c, err := localcluster.Open(cfg)
 	if err != nil {
 		return err
@@ -154,7 +164,7 @@ func runUp(ctx context.Context, cfg localcluster.Config, startupDeadline time.Du
 	}
 	var mt *mounted
 	if mountDir != "" {
-		if mt, err = upMount(ctx, c, mountDir, cache); err != nil {
+		if mt, err = upMount(ctx, c, mountDir, how); err != nil {
 			fmt.Fprintf(os.Stderr, "weft up: %v\nweft up: the cluster keeps running without the mount\n", err)
 		}
 	}
@@ -194,7 +204,7 @@ func runUp(ctx context.Context, cfg localcluster.Config, startupDeadline time.Du
 }
 
 // upMount mounts the cluster's container at dir with the admin key.
-func upMount(ctx context.Context, c *localcluster.Cluster, dir string, cache mount.Cache) (*mounted, error) {
+func upMount(ctx context.Context, c *localcluster.Cluster, dir string, how mountSpec) (*mounted, error) {
 	// Only a missing folder is made: a dead mount left by a killed weft
 	// up fails even to stat (ENOTCONN), and mount.Start heals it.
 	if _, err := os.Lstat(dir); errors.Is(err, os.ErrNotExist) {
@@ -204,7 +214,7 @@ func upMount(ctx context.Context, c *localcluster.Cluster, dir string, cache mou
 	}
 	st := c.State()
 	spec := mountSpec{access: c.Access(), container: st.Container, dir: dir,
-		opts: mount.Options{Cache: cache, Name: "weft:" + st.Container}, writeBehind: defaultWriteBehind}
+		opts: mount.Options{Cache: how.opts.Cache, Name: "weft:" + st.Container}, writeBehind: how.writeBehind}
 	return startMount(ctx, spec)
 }
 
