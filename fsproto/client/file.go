@@ -240,22 +240,16 @@ func (fl *File) Truncate(size int64) error {
 // Sync makes everything written before it durable and commits the size
 // and mtime (data is durable when WriteAt returns, unless the FS writes
 // behind: then Sync waits for it).
-func (fl *File) Sync() error {
-	if err := fl.check("sync"); err != nil {
-		return err
-	}
-	if fl.dir != nil {
-		return nil
-	}
-	ctx, cancel := fl.fs.opCtx()
-	defer cancel()
-	return fl.err("sync", fl.h.Sync(ctx))
-}
+func (fl *File) Sync() error { return fl.sync("sync", (*Handle).Sync) }
 
 // DataSync is Sync as fdatasync(2): the data and the file's growth, not
 // a change of mtime alone (see Handle.DataSync).
-func (fl *File) DataSync() error {
-	if err := fl.check("fdatasync"); err != nil {
+func (fl *File) DataSync() error { return fl.sync("fdatasync", (*Handle).DataSync) }
+
+// sync runs Sync or DataSync of the file's handle; a directory has
+// nothing to sync.
+func (fl *File) sync(op string, fn func(*Handle, context.Context) error) error {
+	if err := fl.check(op); err != nil {
 		return err
 	}
 	if fl.dir != nil {
@@ -263,7 +257,7 @@ func (fl *File) DataSync() error {
 	}
 	ctx, cancel := fl.fs.opCtx()
 	defer cancel()
-	return fl.err("fdatasync", fl.h.DataSync(ctx))
+	return fl.err(op, fn(fl.h, ctx))
 }
 
 // Close commits what was written and ends the open: an unlinked file's
