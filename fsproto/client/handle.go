@@ -329,7 +329,7 @@ func (h *Handle) ReadAt(ctx context.Context, p []byte, off int64) (int, error) {
 		if f.wb != nil {
 			// Read-your-writes: the bytes of overlapping writes still
 			// in flight are not in the chunks yet.
-			if err := h.in.claim(ctx, off, off+int64(n), nil); err != nil {
+			if err := h.in.claim(ctx, off, off+int64(n), nil, f.chunk); err != nil {
 				return 0, fmt.Errorf("client: read of ino %d at %d: %w", h.in.ino, off, err)
 			}
 			// They may have grown the file further meanwhile, but

@@ -28,7 +28,8 @@ import (
 //     Sync or Release returns it (as Linux reports writeback errors at
 //     fsync or close). It is not retried further: the chunk client has
 //     already retried it for the FS's op timeout.
-//   - The FS bounds what is in flight (bytes and writes, wbMaxFlights):
+//   - The FS bounds what is in flight (bytes and writes, wbMaxFlights),
+//     and each file what is in flight to one chunk (wbMaxPerChunk):
 //     WriteAt waits for room, so a fast writer is paced by the cluster.
 //   - Close waits for every flight before it commits and closes.
 
@@ -36,6 +37,10 @@ import (
 // past a few dozen, a cluster's writes only queue, and a Sync waits for
 // all of them.
 const wbMaxFlights = 64
+
+// wbMaxPerChunk bounds the writes one file has in flight to one chunk
+// (see claim).
+const wbMaxPerChunk = 4
 
 // flight is a write-behind write of bytes [off, end) of its inode; done
 // closes when it landed or failed.
@@ -108,15 +113,27 @@ func (b *budget) idle() {
 }
 
 // claim waits until no flight of in overlaps [off, end), then registers
-// fl, if not nil, in the same critical section as the last check.
-func (in *inode) claim(ctx context.Context, off, end int64, fl *flight) error {
+// fl, if not nil, in the same critical section as the last check. A
+// write (fl not nil) also waits while a chunk it touches (chunk: the
+// chunk size) has wbMaxPerChunk flights: the PG's primary runs one
+// operation per chunk at a time, so more only queue there, where a
+// deep queue outlasts the client's attempt timeout and turns into
+// retries.
+func (in *inode) claim(ctx context.Context, off, end int64, fl *flight, chunk int64) error {
 	for {
 		in.mu.Lock()
 		var wait chan struct{}
+		same := 0
 		for _, g := range in.mu.flights {
 			if g.off < end && off < g.end {
 				wait = g.done
 				break
+			}
+			if fl != nil && g.off/chunk <= (end-1)/chunk && off/chunk <= (g.end-1)/chunk {
+				if same++; same >= wbMaxPerChunk {
+					wait = g.done
+					break
+				}
 			}
 		}
 		if wait == nil {
@@ -204,7 +221,7 @@ func (h *Handle) writeBehind(ctx context.Context, p []byte, off int64) error {
 		}
 	}
 	fl := &flight{off: off, end: end, done: make(chan struct{})}
-	if err := in.claim(ctx, off, end, fl); err != nil {
+	if err := in.claim(ctx, off, end, fl, f.chunk); err != nil {
 		return err
 	}
 	buf := getBuf(len(p))
