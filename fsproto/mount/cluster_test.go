@@ -39,8 +39,7 @@ func startClusterEnv(t *testing.T) *clusterEnv {
 	key := client.Key{ID: testcluster.ClusterKeyID, Secret: testcluster.ClusterSecret}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	// Write-behind, as weft mount runs.
-	cl, err := client.DialCluster(ctx, testcluster.ClusterID, c.Addrs, key, client.WithWriteBehind(8<<20))
+	cl, err := client.DialCluster(ctx, testcluster.ClusterID, c.Addrs, key)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -88,14 +88,14 @@
 //     are always current.
 //
 // Writes reach the cluster as the kernel sends them (no kernel writeback
-// cache). With client.WithWriteBehind on the FS (weft mount's default,
-// --write-behind=8m) a write(2) returns once its bytes are copied and
-// on their way, and close(2) (FLUSH) and fsync(2) wait for them and
-// report a failed one, as a local file system reports writeback errors;
-// without it a write(2) returns once its bytes are durable on every
-// replica. Either way data is durable when fsync(2) or close(2) returns.
-// A file's size and mtime are committed at close(2) (FLUSH), fsync(2),
-// and in the background by client.FS (every second).
+// cache): a write(2) returns once its bytes are durable on every replica.
+// With client.WithWriteBehind on the FS (weft mount --write-behind=8m,
+// experimental) a write(2) returns once its bytes are copied and on
+// their way, and close(2) (FLUSH) and fsync(2) wait for them and report
+// a failed one, as a local file system reports writeback errors. Either
+// way data is durable when fsync(2) or close(2) returns. A file's size
+// and mtime are committed at close(2) (FLUSH), fsync(2), and in the
+// background by client.FS (every second).
 // O_APPEND files are opened with direct I/O and each append lands at the
 // end of the file as this mount knows it, appends through one mount being
 // serialized: the namespace's size is read again when the last reading is
