@@ -742,6 +742,11 @@ func (f *FS) reclaimQueued(ctx context.Context) {
 func (f *FS) background(ctx context.Context) {
 	for _, in := range f.dirty(f.o.flushEvery) {
 		if err := f.commit(ctx, in, false); err != nil {
+			if f.life.Err() != nil {
+				// Close cut it short: the inode is dirty again, and
+				// Close commits it itself; nothing failed.
+				return
+			}
 			f.log.Warn("background commit failed", "ino", in.ino, "err", err)
 			in.mu.Lock()
 			if in.mu.werr == nil {
