@@ -34,12 +34,15 @@ func startClusterEnv(t *testing.T) *clusterEnv {
 	t.Helper()
 	canMount(t)
 	testutil.CheckLeaks(t)
-	c := testcluster.Start(t, testcluster.Options{Nodes: 3,
+	// This process is both the nodes and a FUSE client of their mount:
+	// their reactors need threads of their own (see PinReactors).
+	c := testcluster.Start(t, testcluster.Options{Nodes: 3, PinReactors: true,
 		ExtraKeys: []string{fmt.Sprintf("%s %x ro", roKey.ID, roKey.Secret)}})
 	key := client.Key{ID: testcluster.ClusterKeyID, Secret: testcluster.ClusterSecret}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	cl, err := client.DialCluster(ctx, testcluster.ClusterID, c.Addrs, key)
+	// Write-behind, as weft mount runs.
+	cl, err := client.DialCluster(ctx, testcluster.ClusterID, c.Addrs, key, client.WithWriteBehind(8<<20))
 	if err != nil {
 		t.Fatal(err)
 	}

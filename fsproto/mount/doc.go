@@ -88,11 +88,14 @@
 //     are always current.
 //
 // Writes reach the cluster as the kernel sends them (no kernel writeback
-// cache): a write(2) returns once its bytes are durable on every replica.
-// With client.WithWriteBehind on the FS (weft mount --write-behind=8m,
-// experimental) a write(2) returns once its bytes are copied and on
+// cache). With client.WithWriteBehind on the FS (weft mount's default,
+// --write-behind=8m) a write(2) returns once its bytes are copied and on
 // their way, and close(2) (FLUSH) and fsync(2) wait for them and report
-// a failed one, as a local file system reports writeback errors. Either
+// a failed one, as a local file system reports writeback errors; without
+// it a write(2) returns once its bytes are durable on every replica.
+// NB: a process that serves a mount's cluster (engines) and is also a
+// client of that mount must run its engines' reactors on threads of
+// their own (pinned): see testcluster.Options.PinReactors. Either
 // way data is durable when fsync(2) or close(2) returns. A file's size
 // and mtime are committed at close(2) (FLUSH), fsync(2), and in the
 // background by client.FS (every second).

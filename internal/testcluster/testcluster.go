@@ -25,6 +25,7 @@ import (
 	stdnet "net"
 	"os"
 	"path/filepath"
+	"runtime"
 	"sync"
 	"testing"
 	"time"
@@ -57,6 +58,15 @@ type Options struct {
 	HeartbeatTimeout time.Duration
 	// Logger receives the nodes' events (default: discarded).
 	Logger *slog.Logger
+	// PinReactors pins each node's engine reactor to a CPU, which locks
+	// it to an OS thread of its own. A test that is also a FUSE client
+	// of a mount served by these nodes needs it: an unpinned reactor
+	// submits device I/O from whatever thread it runs on, the I/O's
+	// completion is io_uring task work of that thread, and if the Go
+	// scheduler hands the thread to a goroutine that then waits in an
+	// uninterruptible FUSE request (close's FLUSH) that waits for the
+	// I/O, neither ever completes.
+	PinReactors bool
 	// ExtraKeys are more lines for the nodes' keys file ("id hex [ro]").
 	ExtraKeys []string
 }
@@ -123,6 +133,9 @@ func Start(t testing.TB, o Options) *Cluster {
 			Labels:   map[string]string{"host": fmt.Sprint(i)},
 			Managers: c.Addrs, ManagerID: uint64(i), ManagerPeers: peers,
 			HeartbeatTimeout: o.HeartbeatTimeout, Logger: o.Logger.With("node", i),
+		}
+		if o.PinReactors {
+			cfg.Cores = []int{(i - 1) % runtime.NumCPU()}
 		}
 		c.cfgs = append(c.cfgs, cfg)
 		c.nodes = append(c.nodes, c.run(cfg))

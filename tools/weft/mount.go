@@ -30,16 +30,13 @@ type mountSpec struct {
 	writeBehind int64
 }
 
-// defaultWriteBehind is the mount's write-behind bound: 0, write-through.
-// Write-behind (--write-behind=8m: 4 KiB random writes at QD1 4.6 times
-// as fast on weft up) stays opt-in until the stall it exposed is
-// understood: under load, a node's engine now and then never completes a
-// write it was handed (see the README, "The file system against
-// MooseFS", session 25), and with writes behind close(2) then fails
-// after a minute. 8m is the bound to pick: 1 MiB sequential writes at
-// iodepth 8 ran at 110, 104, 100, 96 and 60 MiB/s with 4, 8, 16, 32 and
-// 64 MiB in flight (101 MiB/s write-through).
-const defaultWriteBehind = "0"
+// defaultWriteBehind is the mount's write-behind bound: a write(2)
+// returns before its bytes are durable (POSIX asks for that at fsync),
+// with up to this much in flight. More does not help: 1 MiB sequential
+// writes at iodepth 8 through a weft up mount ran at 110, 104, 100, 96
+// and 60 MiB/s with 4, 8, 16, 32 and 64 MiB in flight (101 MiB/s
+// write-through), while 4 KiB writes are bounded by the 64 writes.
+const defaultWriteBehind = "8m"
 
 func newMountCmd(ctx context.Context, status *int) *cobra.Command {
 	var (
@@ -64,12 +61,12 @@ page cache between opens; every open revalidates, so an open after another
 client's close or fsync sees its writes (close-to-open). none caches nothing
 (direct I/O): every read and stat asks the cluster.
 
-Writes: by default a write(2) returns once its bytes are durable on every
-replica. --write-behind=SIZE (e.g. 8m; experimental) makes it return once its
-bytes are on their way to the cluster, with up to SIZE bytes (and 64 writes) in
-flight; fsync(2) and close(2) wait for them and report a failed one, as a local
-file system reports writeback errors. Data is durable when fsync returns, as
-POSIX says.`,
+Writes (--write-behind): a write(2) returns once its bytes are on their way to
+the cluster, with up to --write-behind bytes (and 64 writes) in flight; fsync(2)
+and close(2) wait for them and report a failed one, as a local file system
+reports writeback errors. Data is durable when fsync returns, as POSIX says.
+--write-behind=0 makes each write(2) wait until its bytes are durable on every
+replica.`,
 		Args: cobra.RangeArgs(1, 2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			spec, probs, err := mountArgs(cmd, args, keyStr, clusterID, dir)
@@ -112,7 +109,7 @@ POSIX says.`,
 	f.StringVar(&clusterID, "cluster-id", "", "the cluster's id (default $WEFT_CLUSTER_ID)")
 	f.StringVar(&dir, "dir", "", "take managers, cluster id and key from this weft up folder")
 	f.StringVar(&cache, "cache", "strict", "caching: strict (close-to-open) or none (direct I/O)")
-	f.StringVar(&writeBehind, "write-behind", defaultWriteBehind, "bytes of writes in flight behind write(2), e.g. 8m (experimental; 0: each write waits until durable)")
+	f.StringVar(&writeBehind, "write-behind", defaultWriteBehind, "bytes of writes in flight behind write(2) (0: each write waits until durable)")
 	f.BoolVar(&readOnly, "read-only", false, "mount read-only")
 	f.BoolVar(&allowOther, "allow-other", false, "let other users use the mount (root, or user_allow_other in /etc/fuse.conf)")
 	f.BoolVar(&debug, "debug", false, "log every FUSE request")

@@ -124,7 +124,7 @@ stops every node cleanly.`,
 	f.DurationVar(&startupDeadline, "startup-timeout", 90*time.Second, "how long to wait for the cluster to serve")
 	f.StringVar(&mountDir, "mount", "", "mount the container at this folder (made if missing) while the cluster runs")
 	f.StringVar(&cache, "cache", "strict", "caching of the --mount: strict (close-to-open) or none (direct I/O)")
-	f.StringVar(&writeBehind, "write-behind", defaultWriteBehind, "bytes of writes in flight behind write(2) on the --mount, e.g. 8m (experimental; 0: each write waits until durable)")
+	f.StringVar(&writeBehind, "write-behind", defaultWriteBehind, "bytes of writes in flight behind write(2) on the --mount (0: each write waits until durable)")
 	f.StringVar(&readCache, "read-cache", "", "every node's --read-cache: memory for data small reads fetched, served again from there (default none)")
 	f.StringVar(&mode, "mode", "", "every node's reactor polling mode: poll, hybrid or interrupt (default hybrid)")
 	f.StringVar(&forgetAfter, "forget-tombstones-after", "", "every node's --forget-tombstones-after: how old a deleted chunk's tombstone must be before it is forgotten (default 10m; off: keep them)")
