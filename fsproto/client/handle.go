@@ -349,8 +349,9 @@ func (h *Handle) ReadAt(ctx context.Context, p []byte, off int64) (int, error) {
 // WriteAt writes p at off. The bytes are durable on every replica when
 // it returns, unless the FS writes behind (WithWriteBehind): then they
 // are on their way, and the next Flush, Sync or Release waits for them
-// and reports their failure. The file's growth and mtime are committed by Flush, Sync or
-// Release, or by the FS within its flush interval (see the package doc).
+// and reports their failure. The file's growth and mtime are committed
+// by Flush, Sync or Release, or by the FS within its flush interval (see
+// the package doc).
 // Under a byte quota, growth is committed before the data is written, so
 // a write past the quota fails with EDQUOT and writes nothing. On error,
 // n is 0 (some chunks may hold the new bytes: a failed write's range is
@@ -372,11 +373,13 @@ func (h *Handle) WriteAt(ctx context.Context, p []byte, off int64) (int, error) 
 	if err := checkExtent(end, h.fs.chunk); err != nil {
 		return 0, err
 	}
-	write := h.write
+	var err error
 	if h.fs.wb != nil {
-		write = h.writeBehind
+		err = h.writeBehind(ctx, p, off)
+	} else {
+		err = h.write(ctx, p, off)
 	}
-	if err := write(ctx, p, off); err != nil {
+	if err != nil {
 		return 0, fmt.Errorf("client: write of ino %d at %d: %w", h.in.ino, off, errnoWrap(err))
 	}
 	h.in.mu.Lock()

@@ -760,28 +760,8 @@ func (r *rawFS) Flush(cancel <-chan struct{}, in *fuse.FlushIn) fuse.Status {
 	if !fh.writable {
 		return fuse.OK
 	}
-	return r.commit(reqCtx(cancel), fh, commitFlush)
+	return errno(fh.h.Flush(reqCtx(cancel)))
 }
-
-// commit flushes fh (close), or syncs it (fsync), or syncs its data
-// (fdatasync).
-func (r *rawFS) commit(ctx context.Context, fh *fileHandle, how commitKind) fuse.Status {
-	switch how {
-	case commitSync:
-		return errno(fh.h.Sync(ctx))
-	case commitDataSync:
-		return errno(fh.h.DataSync(ctx))
-	}
-	return errno(fh.h.Flush(ctx))
-}
-
-type commitKind int
-
-const (
-	commitFlush commitKind = iota
-	commitSync
-	commitDataSync
-)
 
 // fsyncDataOnly is FUSE_FSYNC_FDATASYNC: the fsync is an fdatasync.
 const fsyncDataOnly = 1
@@ -794,11 +774,11 @@ func (r *rawFS) Fsync(cancel <-chan struct{}, in *fuse.FsyncIn) fuse.Status {
 	if !fh.writable {
 		return fuse.OK
 	}
-	how := commitSync
+	ctx := reqCtx(cancel)
 	if in.FsyncFlags&fsyncDataOnly != 0 {
-		how = commitDataSync
+		return errno(fh.h.DataSync(ctx))
 	}
-	return r.commit(reqCtx(cancel), fh, how)
+	return errno(fh.h.Sync(ctx))
 }
 
 func (r *rawFS) Release(cancel <-chan struct{}, in *fuse.ReleaseIn) {

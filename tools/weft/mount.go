@@ -38,6 +38,16 @@ type mountSpec struct {
 // write-through), while 4 KiB writes are bounded by the 64 writes.
 const defaultWriteBehind = "8m"
 
+// parseWriteBehind parses a --write-behind value, or says what is wrong
+// with it.
+func parseWriteBehind(s string) (int64, string) {
+	n, err := bench.ParseSize(s)
+	if err != nil {
+		return 0, fmt.Sprintf("--write-behind=%s: want a size such as 8m, or 0 for none", s)
+	}
+	return n, ""
+}
+
 func newMountCmd(ctx context.Context, status *int) *cobra.Command {
 	var (
 		keyStr, clusterID, dir, cache string
@@ -75,8 +85,8 @@ replica.`,
 			} else {
 				spec.opts.Cache = c
 			}
-			if n, werr := bench.ParseSize(writeBehind); werr != nil {
-				probs = append(probs, fmt.Sprintf("--write-behind=%s: want a size such as 8m, or 0 for none", writeBehind))
+			if n, prob := parseWriteBehind(writeBehind); prob != "" {
+				probs = append(probs, prob)
 			} else {
 				spec.writeBehind = n
 			}

@@ -102,10 +102,10 @@ stops every node cleanly.`,
 				fmt.Fprintf(os.Stderr, "--cache=%s: want strict or none\n", cache)
 				return nil
 			}
-			wb, err := bench.ParseSize(writeBehind)
-			if err != nil {
+			wb, prob := parseWriteBehind(writeBehind)
+			if prob != "" {
 				*status = 2
-				fmt.Fprintf(os.Stderr, "--write-behind=%s: want a size such as 8m, or 0 for none\n", writeBehind)
+				fmt.Fprintln(os.Stderr, prob)
 				return nil
 			}
 			if err := runUp(ctx, cfg, startupDeadline, mountDir, mountSpec{opts: mount.Options{Cache: mc}, writeBehind: wb}); err != nil {
